@@ -1,0 +1,33 @@
+"""The one helper through which optional heavy dependencies are imported."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from mlms_ir.errors import MissingExtraError
+
+#: Packages that mlms_ir imports only on demand, and the extra that installs each.
+LAZY_PACKAGES: dict[str, str] = {
+    "torch": "torch",
+    "torchvision": "torch",
+    "onnxscript": "torch",
+    "tensorflow": "tensorflow",
+    "tf2onnx": "tensorflow",
+    "tensorrt": "tensorrt",
+    "pynvml": "gpu",
+    "cupy": "gpu",
+    "ray": "ray",
+    "playwright": "browser",
+}
+
+
+def lazy_import(module: str) -> ModuleType:
+    """Import ``module`` or raise :class:`MissingExtraError` naming the extra that provides it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        top = module.split(".")[0]
+        extra = LAZY_PACKAGES.get(top)
+        hint = f"pip install 'mlms_ir[{extra}]'" if extra else f"pip install {top}"
+        raise MissingExtraError(f"{module} is not installed ({exc}); install it with: {hint}") from exc

@@ -1,0 +1,171 @@
+"""``analyze`` (static analysis), ``devices``, ``ops`` and ``version``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mlms_ir.errors import MlmsIrError
+
+FORMATS = ("table", "json", "csv", "md")
+
+
+def _model_path(model: str | None) -> str:
+    if model is None or str(model) == "":
+        from mlms_ir.zoo import builtin_path
+
+        return str(builtin_path())
+    return str(model)
+
+
+def _write(text: str, output: str | None) -> None:
+    if output:
+        try:
+            Path(output).write_text(text)
+        except OSError as exc:
+            raise MlmsIrError(f"cannot write '{output}': {exc.strerror or exc}") from exc
+        print(f"wrote {output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+
+
+def _input_shapes(value) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        items = [str(v) for v in value]
+    else:
+        items = str(value).split(";")
+    return [s for s in (x.strip() for x in items) if s]
+
+
+def _dims(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def analyze(
+    model: str | None = None,
+    format: str | None = None,  # noqa: A002 - the flag users type
+    top: int = 20,
+    output: str | None = None,
+    input_shape: str | None = None,
+    batch: int | None = None,
+    dims: str | None = None,
+    device: str | None = None,
+    sort: str = "macs",
+    lenient: bool = False,
+) -> None:
+    """Static analysis of an ONNX model: MACs/FLOPs, params, memory, structure, roofline.
+
+    Args:
+        model: path of an .onnx file (default: the embedded digits-cnn model).
+        format: table (default), json, csv (one row per node) or md; inferred from --output's suffix.
+        top: how many nodes the table and Markdown list.
+        output: write to this file instead of stdout.
+        input_shape: NAME:DIMS such as input:1x3x224x224; repeat for several inputs.
+        batch: the leading dim of every input whose leading dim is dynamic.
+        dims: named symbolic dims, e.g. batch=8,seq=128.
+        device: roofline device (see `devices`), or fp32=FLOPS,bw=BYTES_PER_S, or a JSON file.
+        sort: order of the top nodes: macs, flops, params, output_bytes, bytes, time, order.
+        lenient: analyse a model that ONNX's strict shape inference rejects.
+    """
+    from mlms_ir.passes.analyze import analyze as run_analysis
+    from mlms_ir.report.text import SORT_KEYS
+
+    fmt = format
+    if fmt is None:
+        suffix = Path(output).suffix.lower().lstrip(".") if output else ""
+        fmt = {"json": "json", "csv": "csv", "md": "md", "markdown": "md"}.get(suffix, "table")
+    fmt = str(fmt).lower()
+    if fmt not in FORMATS:
+        raise MlmsIrError(f"unknown --format '{format}'; choose one of: {', '.join(FORMATS)}")
+    if sort not in SORT_KEYS:
+        raise MlmsIrError(f"unknown --sort '{sort}'; choose one of: {', '.join(SORT_KEYS)}")
+    if isinstance(batch, (list, tuple)):
+        raise MlmsIrError("analyze takes one --batch value; run it once per batch size")
+    if isinstance(top, bool) or not isinstance(top, int) or top < 0:
+        raise MlmsIrError(f"--top must be a non-negative integer, got '{top}'")
+    result = run_analysis(
+        _model_path(model),
+        input_shapes=_input_shapes(input_shape),
+        batch=batch,
+        dims=_dims(dims),
+        device=device,
+        lenient=bool(lenient),
+    )
+    if fmt == "json":
+        from mlms_ir.report.formats import to_json
+
+        _write(to_json(result), output)
+    elif fmt == "csv":
+        from mlms_ir.report.formats import to_csv
+
+        _write(to_csv(result), output)
+    elif fmt == "md":
+        from mlms_ir.report.formats import to_markdown
+
+        _write(to_markdown(result, top=top, sort=sort), output)
+    else:
+        from rich.console import Console
+
+        from mlms_ir.report.text import render_text
+
+        if output:
+            with open(output, "w") as fh:
+                render_text(result, top=top, sort=sort, console=Console(file=fh, width=160, color_system=None))
+            print(f"wrote {output}", file=sys.stderr)
+        else:
+            render_text(result, top=top, sort=sort)
+
+
+def devices() -> None:
+    """List the roofline devices known to `analyze --device`."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mlms_ir.passes.roofline import known_devices
+    from mlms_ir.report.text import human_count
+
+    t = Table(title="roofline devices (peak dense FLOP/s by dtype, DRAM bandwidth)")
+    for col in ("name", "description", "fp32", "fp16/bf16", "int8", "bandwidth"):
+        t.add_column(col)
+    for name, d in sorted(known_devices().items()):
+        half = d.peak_flops.get("fp16") or d.peak_flops.get("bf16")
+        t.add_row(name, d.description, human_count(d.peak("fp32"), "FLOP/s"), human_count(half, "FLOP/s") if half else "-",
+                  human_count(d.peak_flops.get("int8"), "OP/s") if "int8" in d.peak_flops else "-",
+                  human_count(d.bandwidth_bytes_per_s, "B/s"))
+    Console().print(t)
+
+
+def ops(domain: str | None = None) -> None:
+    """List every op with a cost formula (the counting convention), optionally for one domain."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mlms_ir.passes.registry import CONVENTION_VERSION, entries
+
+    t = Table(title=f"cost formulas (convention {CONVENTION_VERSION})")
+    for col in ("domain", "op", "category", "formula"):
+        t.add_column(col, overflow="fold")
+    for e in entries():
+        if domain is not None and e.domain != ("" if domain in ("ai.onnx", "") else domain):
+            continue
+        t.add_row(e.domain or "ai.onnx", e.op_type, e.category, e.formula)
+    Console().print(t)
+
+
+def version() -> None:
+    """Print the versions of mlms_ir and its core dependencies."""
+    import networkx
+    import numpy
+    import onnx
+
+    from mlms_ir import __version__
+
+    print(f"mlms_ir {__version__} (onnx {onnx.__version__}, networkx {networkx.__version__}, numpy {numpy.__version__})")

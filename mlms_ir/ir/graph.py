@@ -1,0 +1,413 @@
+"""The Graph: an ONNX graph wrapped as a networkx multigraph, with tensor facts by name.
+
+One graph node per ONNX node, under a stable, unique id (``n<index>`` after the node's position
+in the ONNX file; subgraph nodes are prefixed by their owner, e.g. ``n12/then_branch/n3``), since
+ONNX names may be empty or repeated. One edge per (producer, consumer, tensor). Graph inputs,
+initializers and outputs are nodes too (``input:x``, ``initializer:w``, ``output:y``), so the
+networkx view shows where every tensor comes from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import networkx as nx
+import onnx
+from onnx import helper
+
+from mlms_ir.errors import InvalidModelError
+from mlms_ir.ir.dtypes import dtype_name, nbytes
+
+Dim = int | str | None
+Shape = tuple[Dim, ...]
+TensorKind = Literal["input", "initializer", "constant", "activation"]
+
+SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan"})
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """What is known statically about one tensor.
+
+    ``shape`` is None when even the rank is unknown; a dim is an int when known, a str for a
+    named symbolic dim, None when unknown. ``kind`` tells where the tensor comes from.
+    """
+
+    name: str
+    elem_type: int
+    shape: Shape | None
+    kind: TensorKind
+    external: bool = False
+
+    @property
+    def dtype(self) -> str:
+        return dtype_name(self.elem_type)
+
+    @property
+    def known(self) -> bool:
+        """True when the shape is fully known (every dim an int)."""
+        return self.shape is not None and all(isinstance(d, int) for d in self.shape)
+
+    @property
+    def numel(self) -> int | None:
+        if not self.known:
+            return None
+        return math.prod(self.shape)  # type: ignore[arg-type]
+
+    @property
+    def nbytes(self) -> int | None:
+        n = self.numel
+        return None if n is None else nbytes(self.elem_type, n)
+
+    @property
+    def is_weight(self) -> bool:
+        return self.kind in ("initializer", "constant")
+
+
+@dataclass
+class Node:
+    """One ONNX node as seen by the passes."""
+
+    id: str
+    index: int
+    proto: onnx.NodeProto
+    graph: Graph = field(repr=False)
+    _attrs: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.proto.name
+
+    @property
+    def op_type(self) -> str:
+        return self.proto.op_type
+
+    @property
+    def domain(self) -> str:
+        d = self.proto.domain
+        return "" if d == "ai.onnx" else d
+
+    @property
+    def inputs(self) -> list[str]:
+        return list(self.proto.input)
+
+    @property
+    def outputs(self) -> list[str]:
+        return list(self.proto.output)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """Attribute values by name (subgraph attributes stay GraphProtos)."""
+        if self._attrs is None:
+            try:
+                self._attrs = {a.name: helper.get_attribute_value(a) for a in self.proto.attribute}
+            except Exception as exc:  # malformed AttributeProto
+                raise InvalidModelError(
+                    f"node {self.label} has a malformed attribute ({exc}); re-export the model"
+                ) from exc
+        return self._attrs
+
+    @property
+    def label(self) -> str:
+        """A short human name: ``'name' (OpType)`` or ``#index (OpType)``."""
+        return f"'{self.name}' ({self.op_type})" if self.name else f"{self.id} ({self.op_type})"
+
+    @property
+    def opset(self) -> int:
+        return self.graph.opset(self.domain)
+
+    @property
+    def subgraphs(self) -> dict[str, Graph]:
+        return self.graph.subgraphs.get(self.id, {})
+
+
+class Graph:
+    """An ONNX graph with a networkx view and tensor lookups.
+
+    Build one with :func:`mlms_ir.load`; subgraphs of If/Loop/Scan are Graphs too, with
+    :attr:`parent` set, and look up outer-scope tensors through it.
+    """
+
+    def __init__(
+        self,
+        model: onnx.ModelProto,
+        proto: onnx.GraphProto | None = None,
+        *,
+        parent: Graph | None = None,
+        prefix: str = "",
+        source: str | None = None,
+    ) -> None:
+        self.model = model
+        self.proto = model.graph if proto is None else proto
+        self.parent = parent
+        self.prefix = prefix
+        self.source = source
+        self._opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import}
+        self.tensors: dict[str, TensorInfo] = {}
+        self.nodes: list[Node] = []
+        self.subgraphs: dict[str, dict[str, Graph]] = {}
+        self._producer: dict[str, Node] = {}
+        self._consumers: dict[str, list[Node]] = {}
+        self._by_id: dict[str, Node] = {}
+        self.nx = nx.MultiDiGraph()
+        self._build()
+
+    # ----------------------------------------------------------------- construction
+    def _build(self) -> None:
+        g = self.proto
+        tensors = self.tensors
+        for vi in g.value_info:
+            _put_value_info(tensors, vi, "activation")
+        for vi in g.output:
+            _put_value_info(tensors, vi, "activation")
+        init_names = set()
+        self.initializer_protos: dict[str, onnx.TensorProto] = {}
+        for init in g.initializer:
+            self.initializer_protos[init.name] = init
+            init_names.add(init.name)
+            external = init.data_location == onnx.TensorProto.EXTERNAL and not any(
+                e.key == "location" and e.value.startswith("mlms_ir:") for e in init.external_data
+            )
+            tensors[init.name] = TensorInfo(init.name, init.data_type, tuple(int(d) for d in init.dims), "initializer", external)
+        for sp in g.sparse_initializer:
+            v = sp.values
+            tensors[v.name] = TensorInfo(v.name, v.data_type, tuple(int(d) for d in sp.dims), "initializer")
+            init_names.add(v.name)
+        self.input_names = [vi.name for vi in g.input if vi.name not in init_names]
+        for vi in g.input:
+            if vi.name not in init_names:
+                _put_value_info(tensors, vi, "input")
+        self.output_names = [vi.name for vi in g.output]
+        self.initializer_names = [i.name for i in g.initializer] + [s.values.name for s in g.sparse_initializer]
+
+        G = self.nx
+        for name in self.input_names:
+            G.add_node(f"input:{name}", kind="input", tensor=name)
+        for name in self.initializer_names:
+            G.add_node(f"initializer:{name}", kind="initializer", tensor=name)
+
+        raw_nodes = list(g.node)
+        ids = [f"{self.prefix}n{i}" for i in range(len(raw_nodes))]
+        order = _topological_order(raw_nodes, set(self.input_names) | init_names, self._outer_names(), self.label)
+        for i in order:
+            p = raw_nodes[i]
+            node = Node(ids[i], i, p, self)
+            self.nodes.append(node)
+            self._by_id[node.id] = node
+            G.add_node(node.id, kind="op", op_type=p.op_type, name=p.name)
+            for out in p.output:
+                if out:
+                    self._producer[out] = node
+                    if out not in tensors:
+                        tensors[out] = TensorInfo(out, 0, None, "activation")
+            if p.op_type == "Constant" and node.domain == "":
+                for out in p.output:
+                    if out:
+                        t = tensors[out]
+                        tensors[out] = TensorInfo(t.name, t.elem_type, t.shape, "constant")
+            for inp in p.input:
+                if inp:
+                    self._consumers.setdefault(inp, []).append(node)
+            for attr in p.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    self._add_subgraph(node, attr.name, attr.g)
+                elif attr.type == onnx.AttributeProto.GRAPHS:
+                    for k, sub in enumerate(attr.graphs):
+                        self._add_subgraph(node, f"{attr.name}[{k}]", sub)
+        for node in self.nodes:
+            for k, inp in enumerate(node.proto.input):
+                if not inp:
+                    continue
+                prod = self._producer.get(inp)
+                if prod is not None:
+                    G.add_edge(prod.id, node.id, key=inp, tensor=inp, slot=k)
+                elif inp in tensors and tensors[inp].kind == "input":
+                    G.add_edge(f"input:{inp}", node.id, key=inp, tensor=inp, slot=k)
+                elif inp in tensors and tensors[inp].kind == "initializer":
+                    G.add_edge(f"initializer:{inp}", node.id, key=inp, tensor=inp, slot=k)
+        for name in self.output_names:
+            G.add_node(f"output:{name}", kind="output", tensor=name)
+            prod = self._producer.get(name)
+            src = prod.id if prod is not None else (f"input:{name}" if name in self.input_names else f"initializer:{name}")
+            if src in G:
+                G.add_edge(src, f"output:{name}", key=name, tensor=name, slot=0)
+
+    def _add_subgraph(self, node: Node, attr: str, proto: onnx.GraphProto) -> None:
+        sub = Graph(self.model, proto, parent=self, prefix=f"{node.id}/{attr}/", source=self.source)
+        self.subgraphs.setdefault(node.id, {})[attr] = sub
+
+    def _outer_names(self) -> set[str]:
+        names: set[str] = set()
+        p = self.parent
+        while p is not None:
+            names.update(p.tensors)
+            p = p.parent
+        return names
+
+    # ----------------------------------------------------------------- lookups
+    @property
+    def label(self) -> str:
+        return f"subgraph {self.prefix.rstrip('/')}" if self.prefix else "the main graph"
+
+    def opset(self, domain: str = "") -> int:
+        """The opset version the model imports for ``domain`` (0 when not imported)."""
+        return self._opsets.get("" if domain == "ai.onnx" else domain, 0)
+
+    def tensor(self, name: str) -> TensorInfo | None:
+        """Facts about tensor ``name`` (looking through outer scopes), or None if unknown."""
+        g: Graph | None = self
+        while g is not None:
+            t = g.tensors.get(name)
+            if t is not None:
+                return t
+            g = g.parent
+        return None
+
+    def node(self, node_id: str) -> Node:
+        return self._by_id[node_id]
+
+    def producer(self, tensor: str) -> Node | None:
+        return self._producer.get(tensor)
+
+    def consumers(self, tensor: str) -> list[Node]:
+        return self._consumers.get(tensor, [])
+
+    def walk(self) -> Iterator[Node]:
+        """Every node of this graph and of its subgraphs, owners before their subgraph's nodes."""
+        for node in self.nodes:
+            yield node
+            for sub in self.subgraphs.get(node.id, {}).values():
+                yield from sub.walk()
+
+    def all_subgraphs(self) -> Iterator[tuple[Node, str, Graph]]:
+        for node in self.nodes:
+            for attr, sub in self.subgraphs.get(node.id, {}).items():
+                yield node, attr, sub
+                yield from sub.all_subgraphs()
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __repr__(self) -> str:
+        return f"<Graph {self.proto.name!r}: {len(self.nodes)} nodes, {len(self.input_names)} inputs>"
+
+
+def _dims(tp: onnx.TypeProto) -> tuple[int, Shape | None]:
+    """Element type and shape of a tensor TypeProto (non-tensor types give elem 0, no shape)."""
+    which = tp.WhichOneof("value")
+    if which == "tensor_type":
+        tt = tp.tensor_type
+    elif which == "sparse_tensor_type":
+        tt = tp.sparse_tensor_type
+    else:
+        return 0, None
+    if not tt.HasField("shape"):
+        return tt.elem_type, None
+    dims: list[Dim] = []
+    for d in tt.shape.dim:
+        if d.HasField("dim_value") and d.dim_value >= 0:
+            dims.append(int(d.dim_value))
+        elif d.HasField("dim_param") and d.dim_param:
+            dims.append(d.dim_param)
+        else:
+            dims.append(None)
+    return tt.elem_type, tuple(dims)
+
+
+def _put_value_info(tensors: dict[str, TensorInfo], vi: onnx.ValueInfoProto, kind: TensorKind) -> None:
+    elem, shape = _dims(vi.type)
+    tensors[vi.name] = TensorInfo(vi.name, elem, shape, kind)
+
+
+def _topological_order(nodes: list[onnx.NodeProto], available: set[str], outer: set[str], where: str) -> list[int]:
+    """Indices of ``nodes`` in a valid execution order (the file's order when it is one).
+
+    Raises InvalidModelError for an input that nothing defines, a tensor defined twice, or a cycle.
+    """
+    producer: dict[str, int] = {}
+    for i, n in enumerate(nodes):
+        for out in n.output:
+            if not out:
+                continue
+            if out in producer or out in available:
+                raise InvalidModelError(
+                    f"tensor '{out}' in {where} is produced twice (by node #{i} '{n.name}' ({n.op_type}) and earlier); "
+                    "ONNX graphs must define every tensor once"
+                )
+            producer[out] = i
+
+    def implicit_inputs(n: onnx.NodeProto) -> list[str]:
+        # Outer-scope names a subgraph of this node reads also order the node after their producers.
+        names: list[str] = []
+        for a in n.attribute:
+            subs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
+            for sg in subs:
+                names.extend(_free_names(sg))
+        return names
+
+    deps: list[list[int]] = []
+    in_order = True
+    for i, n in enumerate(nodes):
+        d: list[int] = []
+        names = list(n.input)
+        if n.attribute and any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in n.attribute):
+            names += implicit_inputs(n)
+        for inp in names:
+            if not inp or inp in available:
+                continue
+            j = producer.get(inp)
+            if j is None:
+                if inp in outer:
+                    continue
+                raise InvalidModelError(
+                    f"node #{i} '{n.name}' ({n.op_type}) in {where} reads '{inp}', which no node, graph input "
+                    "or initializer defines; the model is incomplete"
+                )
+            d.append(j)
+            if j >= i:
+                in_order = False
+        deps.append(d)
+    if in_order:
+        return list(range(len(nodes)))
+    # Kahn's algorithm, stable on the file's order.
+    import heapq
+
+    indeg = [len(set(d)) for d in deps]
+    users: list[list[int]] = [[] for _ in nodes]
+    for i, d in enumerate(deps):
+        for j in set(d):
+            users[j].append(i)
+    ready = [i for i, k in enumerate(indeg) if k == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for u in users[i]:
+            indeg[u] -= 1
+            if indeg[u] == 0:
+                heapq.heappush(ready, u)
+    if len(order) != len(nodes):
+        stuck = [i for i in range(len(nodes)) if indeg[i] > 0][:3]
+        names = ", ".join(f"#{i} '{nodes[i].name}' ({nodes[i].op_type})" for i in stuck)
+        raise InvalidModelError(f"the graph in {where} has a cycle through node(s) {names}; ONNX graphs must be acyclic")
+    return order
+
+
+def _free_names(g: onnx.GraphProto) -> list[str]:
+    """Names a subgraph reads from outer scopes (recursively)."""
+    defined = {vi.name for vi in g.input} | {i.name for i in g.initializer}
+    for n in g.node:
+        defined.update(o for o in n.output if o)
+    free: list[str] = []
+    for n in g.node:
+        free.extend(i for i in n.input if i and i not in defined)
+        for a in n.attribute:
+            subs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
+            for sg in subs:
+                free.extend(x for x in _free_names(sg) if x not in defined)
+    free.extend(o.name for o in g.output if o.name not in defined)
+    return free

@@ -1,0 +1,222 @@
+"""Reading ONNX models safely: from a path, bytes or a ModelProto.
+
+Static analysis never reads external weight data: only the declared location and size of each
+external tensor are checked (the file exists, lies inside the model's folder, and is long
+enough).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from mlms_ir.errors import ExternalDataError, InvalidModelError, ModelLoadError, UnsupportedOpsetError
+from mlms_ir.ir.dtypes import nbytes
+
+ModelSource = str | os.PathLike | bytes | onnx.ModelProto
+
+
+@dataclass
+class LoadedModel:
+    """A parsed model and where it came from."""
+
+    model: onnx.ModelProto
+    path: Path | None
+    name: str
+    file_bytes: int | None
+    external_data_bytes: int
+
+
+def read_model(source: ModelSource) -> LoadedModel:
+    """Parse ``source`` into a ModelProto (a private copy when given a ModelProto) and validate it.
+
+    Raises :class:`ModelLoadError`, :class:`ExternalDataError`, :class:`InvalidModelError` or
+    :class:`UnsupportedOpsetError` with a one-sentence reason.
+    """
+    path: Path | None = None
+    if isinstance(source, onnx.ModelProto):
+        model = onnx.ModelProto()
+        model.CopyFrom(source)
+        name = model.graph.name or "model"
+        size = None
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        model = _parse(data, "the given bytes")
+        name = model.graph.name or "model"
+        size = len(data)
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        data = _read_file(path)
+        model = _parse(data, f"'{path}'")
+        name = path.name
+        size = len(data)
+    else:
+        raise ModelLoadError(
+            f"cannot load a model from a {type(source).__name__}; give a path, bytes or an onnx.ModelProto"
+        )
+    _check_header(model, name)
+    ext = check_external_data(model, path.parent if path is not None else None)
+    return LoadedModel(model=model, path=path, name=name, file_bytes=size, external_data_bytes=ext)
+
+
+def _read_file(path: Path) -> bytes:
+    if not path.exists():
+        raise ModelLoadError(f"model file '{path}' does not exist")
+    if path.is_dir():
+        raise ModelLoadError(f"'{path}' is a directory; give the path of an .onnx file inside it")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read '{path}': {exc.strerror or exc}") from exc
+    if not data:
+        raise ModelLoadError(f"model file '{path}' is empty")
+    return data
+
+
+def _parse(data: bytes, where: str) -> onnx.ModelProto:
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except (DecodeError, ValueError, RuntimeError, TypeError) as exc:
+        raise ModelLoadError(
+            f"{where} is not a valid ONNX model: the protobuf data cannot be decoded "
+            f"({type(exc).__name__}); the file may be truncated or corrupt"
+        ) from exc
+    if model.ir_version <= 0 or not model.HasField("graph"):
+        raise ModelLoadError(f"{where} is not an ONNX model (no IR version or no graph in it)")
+    if not _text_is_valid(model.graph) or not all(isinstance(o.domain, str) for o in model.opset_import):
+        raise ModelLoadError(f"{where} holds names that are not valid UTF-8 text; the file is corrupt")
+    return model
+
+
+def _text_is_valid(g: onnx.GraphProto) -> bool:
+    """Protobuf hands back bytes, not str, for string fields that are not valid UTF-8."""
+    if not isinstance(g.name, str):
+        return False
+    for vi in list(g.input) + list(g.output) + list(g.value_info):
+        if not isinstance(vi.name, str):
+            return False
+        if vi.type.HasField("tensor_type") and not all(isinstance(d.dim_param, str) for d in vi.type.tensor_type.shape.dim):
+            return False
+    for t in g.initializer:
+        if not isinstance(t.name, str):
+            return False
+    for n in g.node:
+        if not all(isinstance(x, str) for x in (n.op_type, n.domain, n.name, *n.input, *n.output)):
+            return False
+        for a in n.attribute:
+            if not isinstance(a.name, str):
+                return False
+            if a.type == onnx.AttributeProto.GRAPH and not _text_is_valid(a.g):
+                return False
+            if a.type == onnx.AttributeProto.GRAPHS and not all(_text_is_valid(sg) for sg in a.graphs):
+                return False
+    return True
+
+
+def _check_header(model: onnx.ModelProto, name: str) -> None:
+    if model.ir_version > onnx.IR_VERSION:
+        raise UnsupportedOpsetError(
+            f"'{name}' has IR version {model.ir_version}, newer than this onnx package supports "
+            f"({onnx.IR_VERSION}); upgrade onnx (pip install -U onnx)"
+        )
+    if model.ir_version >= 3 and not model.opset_import:
+        raise InvalidModelError(f"'{name}' imports no opset; every ONNX model since IR version 3 must")
+    max_default = onnx.defs.onnx_opset_version()
+    seen: set[str] = set()
+    for op in model.opset_import:
+        domain = "" if op.domain == "ai.onnx" else op.domain
+        if domain in seen:
+            raise InvalidModelError(f"'{name}' imports the opset of domain '{domain or 'ai.onnx'}' twice")
+        seen.add(domain)
+        if domain == "" and not 1 <= op.version <= max_default:
+            raise UnsupportedOpsetError(
+                f"'{name}' uses ai.onnx opset {op.version}; this onnx package supports opsets 1 to {max_default}"
+                + ("; upgrade onnx (pip install -U onnx)" if op.version > max_default else "")
+            )
+        if domain == "ai.onnx.ml" and op.version < 1:
+            raise InvalidModelError(f"'{name}' imports ai.onnx.ml opset {op.version}, which does not exist")
+
+
+def _external_tensors(model: onnx.ModelProto):
+    """Every TensorProto with external data, in the main graph, subgraphs and attributes."""
+
+    def from_graph(g: onnx.GraphProto):
+        for t in g.initializer:
+            yield t
+        for s in g.sparse_initializer:
+            yield s.values
+            yield s.indices
+        for n in g.node:
+            for a in n.attribute:
+                if a.type == onnx.AttributeProto.TENSOR:
+                    yield a.t
+                elif a.type == onnx.AttributeProto.TENSORS:
+                    yield from a.tensors
+                elif a.type == onnx.AttributeProto.GRAPH:
+                    yield from from_graph(a.g)
+                elif a.type == onnx.AttributeProto.GRAPHS:
+                    for sg in a.graphs:
+                        yield from from_graph(sg)
+
+    for t in from_graph(model.graph):
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            yield t
+
+
+def check_external_data(model: onnx.ModelProto, base_dir: Path | None) -> int:
+    """Check every external tensor's declared location and size without reading it.
+
+    Returns the total bytes of external data. A location that is absolute or leaves the model's
+    folder is rejected, as is a missing or too-short file.
+    """
+    total = 0
+    sizes: dict[Path, int] = {}
+    base_real = Path(os.path.realpath(base_dir)) if base_dir is not None else None
+    for t in _external_tensors(model):
+        info = {e.key: e.value for e in t.external_data}
+        loc = info.get("location", "")
+        if not loc:
+            raise ExternalDataError(f"tensor '{t.name}' is stored externally but names no location")
+        p = Path(loc)
+        if p.is_absolute() or loc.startswith(("/", "\\")) or ".." in p.parts or ":" in loc:
+            raise ExternalDataError(
+                f"tensor '{t.name}' points to external data at '{loc}', outside the model's folder; "
+                "external data must be a relative path inside that folder"
+            )
+        try:
+            offset = int(info.get("offset", 0))
+            numel = 1
+            for d in t.dims:
+                numel *= int(d)
+            want = nbytes(t.data_type, numel)
+            length = int(info["length"]) if "length" in info else want
+        except ValueError as exc:
+            raise ExternalDataError(f"tensor '{t.name}' has malformed external-data fields ({exc})") from exc
+        if offset < 0 or (length is not None and length < 0):
+            raise ExternalDataError(f"tensor '{t.name}' has a negative external-data offset or length")
+        if length is not None:
+            total += length
+        if base_real is None:
+            continue  # loaded from bytes or a proto: nothing on disk to check against
+        full = Path(os.path.realpath(base_real / p))
+        if base_real != full and base_real not in full.parents:
+            raise ExternalDataError(
+                f"tensor '{t.name}' points to external data '{loc}', which resolves outside the model's folder"
+            )
+        if full not in sizes:
+            if not full.is_file():
+                raise ExternalDataError(
+                    f"external data file '{loc}' for tensor '{t.name}' is missing; it must lie beside the model in '{base_dir}'"
+                )
+            sizes[full] = full.stat().st_size
+        if length is not None and offset + length > sizes[full]:
+            raise ExternalDataError(
+                f"external data file '{loc}' is too short for tensor '{t.name}' "
+                f"(needs bytes {offset}..{offset + length}, file has {sizes[full]}); it may be truncated"
+            )
+    return total

@@ -1,0 +1,219 @@
+"""Shape bindings and shape inference.
+
+Shapes come from ONNX shape inference (with data propagation), after the user's bindings have
+been written into the graph inputs: ``--input-shape name:1x3x224x224`` (repeatable), ``--batch N``
+(the leading dim of every input) and ``--dims batch=8,seq=128`` (named symbolic dims). A dim that
+stays unknown is reported by the analysis, never guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import onnx
+import onnx.shape_inference
+
+from mlms_ir.errors import InvalidModelError, ShapeBindingError
+from mlms_ir.ir import contrib
+
+InputShapes = Mapping[str, Iterable[int]] | Iterable[str] | str | None
+Dims = Mapping[str, int] | str | None
+
+
+@dataclass
+class Bindings:
+    """What the user bound, in normalised form."""
+
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
+    batch: int | None = None
+    dims: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"input_shapes": self.input_shapes, "batch": self.batch, "dims": self.dims}
+
+    def __bool__(self) -> bool:
+        return bool(self.input_shapes or self.batch is not None or self.dims)
+
+
+def _positive(value: object, what: str) -> int:
+    try:
+        v = int(str(value).strip())
+    except ValueError:
+        raise ShapeBindingError(f"{what} must be a positive integer, got '{value}'") from None
+    if v <= 0:
+        raise ShapeBindingError(f"{what} must be a positive integer, got {v}")
+    return v
+
+
+def parse_bindings(input_shapes: InputShapes = None, batch: int | str | None = None, dims: Dims = None) -> Bindings:
+    """Normalise the three kinds of binding; raises :class:`ShapeBindingError` on bad syntax.
+
+    ``input_shapes`` is a mapping ``{name: [dims]}`` or strings ``"name:1x3x224x224"`` (also
+    ``name:1,3,224,224``); ``dims`` a mapping or ``"batch=8,seq=128"``.
+    """
+    b = Bindings()
+    if isinstance(input_shapes, Mapping):
+        for name, shape in input_shapes.items():
+            b.input_shapes[str(name)] = [_positive(d, f"dim {k} of input '{name}'") for k, d in enumerate(shape)]
+    elif input_shapes is not None:
+        items = [input_shapes] if isinstance(input_shapes, str) else list(input_shapes)
+        for item in items:
+            text = str(item).strip()
+            name, sep, spec = text.rpartition(":")
+            if not sep or not name or not spec:
+                raise ShapeBindingError(f"--input-shape expects NAME:DIMS such as 'input:1x3x224x224', got '{text}'")
+            parts = [p for p in re.split(r"[x,×]", spec.strip().strip("[]()")) if p.strip()]
+            if not parts:
+                raise ShapeBindingError(f"--input-shape '{text}' gives no dims")
+            b.input_shapes[name] = [_positive(p, f"dim {k} of --input-shape '{text}'") for k, p in enumerate(parts)]
+    if batch is not None:
+        b.batch = _positive(batch, "--batch")
+    if isinstance(dims, Mapping):
+        b.dims = {str(k): _positive(v, f"dim '{k}'") for k, v in dims.items()}
+    elif dims is not None:
+        for part in str(dims).split(","):
+            if not part.strip():
+                continue
+            key, sep, val = part.partition("=")
+            if not sep or not key.strip():
+                raise ShapeBindingError(f"--dims expects NAME=VALUE pairs such as 'batch=8,seq=128', got '{part}'")
+            b.dims[key.strip()] = _positive(val, f"dim '{key.strip()}'")
+    return b
+
+
+def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    inits = {i.name for i in model.graph.initializer}
+    return [vi for vi in model.graph.input if vi.name not in inits]
+
+
+def apply_bindings(model: onnx.ModelProto, b: Bindings) -> None:
+    """Write the bindings into ``model`` (in place): graph inputs, then every use of a bound dim name."""
+    if not b:
+        return
+    inputs = {vi.name: vi for vi in _graph_inputs(model)}
+    params: dict[str, int] = {}
+    symbolic = sorted({d.dim_param for vi in inputs.values() for d in _shape(vi).dim if d.dim_param})
+
+    def bind_param(p: str, v: int, why: str) -> None:
+        old = params.get(p)
+        if old is not None and old != v:
+            raise ShapeBindingError(f"dim '{p}' is bound to both {old} and {v} ({why})")
+        params[p] = v
+
+    for name, dims in b.input_shapes.items():
+        vi = inputs.get(name)
+        if vi is None:
+            raise ShapeBindingError(
+                f"the model has no input '{name}'; its inputs are: {', '.join(inputs) or '(none)'}"
+            )
+        shape = _shape(vi)
+        if shape.dim and len(shape.dim) != len(dims):
+            raise ShapeBindingError(
+                f"input '{name}' has rank {len(shape.dim)} ({_fmt(shape)}), but --input-shape gives {len(dims)} dims"
+            )
+        for axis, v in enumerate(dims):
+            if axis < len(shape.dim):
+                d = shape.dim[axis]
+                if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != v:
+                    raise ShapeBindingError(
+                        f"dim {axis} of input '{name}' is fixed at {d.dim_value} in the model; --input-shape gives {v}"
+                    )
+                if d.dim_param:
+                    bind_param(d.dim_param, v, f"input '{name}'")
+        del shape.dim[:]
+        for v in dims:
+            shape.dim.add().dim_value = v
+
+    if b.batch is not None:
+        for name, vi in inputs.items():
+            if name in b.input_shapes:
+                continue
+            shape = _shape(vi)
+            if not shape.dim:
+                continue
+            d = shape.dim[0]
+            if d.HasField("dim_value") and d.dim_value > 0:
+                if d.dim_value != b.batch:
+                    raise ShapeBindingError(
+                        f"input '{name}' has a fixed leading dim of {d.dim_value}, so --batch {b.batch} cannot apply; "
+                        "re-export the model with a dynamic batch dim"
+                    )
+                continue
+            if d.dim_param:
+                bind_param(d.dim_param, b.batch, "--batch")
+            d.Clear()
+            d.dim_value = b.batch
+
+    for p, v in b.dims.items():
+        if p not in symbolic and p not in params:
+            raise ShapeBindingError(
+                f"the model's inputs have no dim named '{p}'; their symbolic dims are: {', '.join(symbolic) or '(none)'}"
+            )
+        bind_param(p, v, "--dims")
+    if params:
+        _substitute(model.graph, params)
+
+
+def _shape(vi: onnx.ValueInfoProto) -> onnx.TensorShapeProto:
+    return vi.type.tensor_type.shape
+
+
+def _fmt(shape: onnx.TensorShapeProto) -> str:
+    return "x".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim)
+
+
+def _substitute(g: onnx.GraphProto, params: Mapping[str, int]) -> None:
+    for vi in list(g.input) + list(g.output) + list(g.value_info):
+        if vi.type.HasField("tensor_type"):
+            for d in vi.type.tensor_type.shape.dim:
+                if d.dim_param in params:
+                    v = params[d.dim_param]
+                    d.Clear()
+                    d.dim_value = v
+    for n in g.node:
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                _substitute(a.g, params)
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for sg in a.graphs:
+                    _substitute(sg, params)
+
+
+def _one_line(msg: str) -> str:
+    return " ".join(str(msg).split())
+
+
+def infer_shapes(model: onnx.ModelProto, *, lenient: bool = False) -> tuple[onnx.ModelProto, list[str]]:
+    """Run ONNX shape inference (strict, with data propagation), then the contrib-op rules.
+
+    Returns the inferred model and warnings. A strict failure raises :class:`InvalidModelError`
+    unless ``lenient``, in which case inference is re-run non-strictly and the failure becomes a
+    warning.
+    """
+    warnings: list[str] = []
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError, ValueError) as exc:
+        msg = _one_line(exc)
+        if not lenient:
+            raise InvalidModelError(
+                f"ONNX shape inference rejects the model: {msg} (the model is malformed; "
+                "pass --lenient / lenient=True to analyse what can be inferred anyway)"
+            ) from exc
+        warnings.append(f"shape inference failed in strict mode, results may be incomplete: {msg}")
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+        except Exception as exc2:  # noqa: BLE001 - ONNX's C++ core may raise anything here
+            warnings.append(f"shape inference failed: {_one_line(exc2)}")
+            inferred = model
+    for _ in range(3):
+        if not contrib.add_contrib_shapes(inferred):
+            break
+        try:
+            inferred = onnx.shape_inference.infer_shapes(inferred, check_type=False, strict_mode=False, data_prop=True)
+        except Exception as exc:  # noqa: BLE001
+            warnings.append(f"shape inference after contrib-op shapes failed: {_one_line(exc)}")
+            break
+    return inferred, warnings

@@ -1,0 +1,1 @@
+"""Static analysis passes over a :class:`~mlms_ir.ir.Graph`: cost, memory, structure, roofline."""

@@ -1,0 +1,175 @@
+"""The static analysis: every pass over one Graph, gathered into an :class:`Analysis`."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import onnx
+
+from mlms_ir.ir import Graph, load
+from mlms_ir.ir.load import ModelSource
+from mlms_ir.ir.shapes import Dims, InputShapes
+from mlms_ir.passes.cost import count_costs
+from mlms_ir.passes.memory import memory
+from mlms_ir.passes.registry import CONVENTION_VERSION
+from mlms_ir.passes.roofline import Device, resolve_device, roofline
+from mlms_ir.passes.structure import structure
+from mlms_ir.report.model import Analysis, ModelInfo, NodeCost, Totals, UnknownOp, UnresolvedDim
+
+CONVENTION = {
+    "version": CONVENTION_VERSION,
+    "macs": "multiply-accumulates of Conv, ConvTranspose, Gemm, MatMul, Einsum, attention and RNN cells",
+    "flops": "2 x MACs for those ops, plus the per-element counts of each op's documented formula",
+    "params": "elements of float initializers and constants read as weights (not shapes, indices or quantization scales); integer weights of quantized ops",
+    "peak_activation_bytes": "largest total of live non-weight tensors over the execution order, no aliasing",
+}
+
+
+def analyze(
+    model: ModelSource | Graph,
+    *,
+    input_shapes: InputShapes = None,
+    batch: int | None = None,
+    dims: Dims = None,
+    device: str | Device | None = None,
+    lenient: bool = False,
+) -> Analysis:
+    """Analyse a model statically: cost, memory, structure and (with ``device``) a roofline bound.
+
+    ``model`` is a path, bytes, an ``onnx.ModelProto`` or a :class:`~mlms_ir.ir.Graph` from
+    :func:`mlms_ir.load` (then the binding arguments must be given to ``load`` instead).
+    ``device`` is a name from :func:`mlms_ir.passes.roofline.known_devices`, a spec string
+    ``fp32=1e13,bw=1e11`` or a :class:`~mlms_ir.passes.roofline.Device`.
+
+    Raises the :mod:`mlms_ir.errors` types documented on :func:`mlms_ir.load`, and
+    :class:`~mlms_ir.errors.UnknownDeviceError`.
+    """
+    dev = resolve_device(device)
+    graph = model if isinstance(model, Graph) else load(model, input_shapes=input_shapes, batch=batch, dims=dims, lenient=lenient)
+    costs = count_costs(graph)
+    mem = memory(graph, costs)
+    struct = structure(graph, costs)
+    top = costs.top
+    warnings = list(getattr(graph, "warnings", []))
+
+    unknown: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for c in costs.nodes:
+        if c.status == "unknown_op":
+            unknown[(c.domain, c.op_type)].append(c.id)
+    unknown_ops = [UnknownOp(op, dom, len(ids), ids) for (dom, op), ids in sorted(unknown.items())]
+    unresolved = _unresolved_dims(graph, costs.nodes)
+
+    roof = None
+    if dev is not None:
+        dtypes = {}
+        for node in graph.walk():
+            t = graph.tensor(node.proto.input[0]) if node.proto.input and node.proto.input[0] else None
+            dtypes[node.id] = t.dtype if t is not None else "float"
+        roof = roofline(costs.nodes, top, dev, dtypes)
+
+    n_unresolved = sum(1 for c in costs.nodes if c.status == "unresolved")
+    n_unknown = sum(1 for c in costs.nodes if c.status == "unknown_op")
+    if n_unresolved:
+        names = ", ".join(d.dim for d in unresolved[:5])
+        warnings.append(
+            f"{n_unresolved} node(s) not counted because shapes are unknown (dims: {names}); "
+            "bind them with --dims NAME=VALUE, --batch N or --input-shape NAME:DIMS"
+        )
+    if n_unknown:
+        warnings.append(
+            f"{n_unknown} node(s) of {len(unknown_ops)} op type(s) have no cost formula: "
+            + ", ".join(f"{u.domain + '::' if u.domain else ''}{u.op_type} x{u.count}" for u in unknown_ops[:8])
+        )
+    totals = Totals(
+        params=mem.params,
+        param_bytes=mem.param_bytes,
+        params_by_dtype=mem.params_by_dtype,
+        macs=sum(c.macs or 0 for c in top),
+        int_macs=sum(c.macs or 0 for c in top if c.int_macs),
+        flops=sum(c.flops or 0 for c in top),
+        bytes_read=sum(c.bytes_read or 0 for c in top),
+        bytes_written=sum(c.bytes_written or 0 for c in top),
+        weight_bytes=mem.weight_bytes,
+        constant_bytes=mem.constant_bytes,
+        activation_bytes=mem.activation_bytes,
+        peak_activation_bytes=mem.peak_activation_bytes,
+        peak_at_node=mem.peak_at_node,
+        input_bytes=mem.input_bytes,
+        output_bytes=mem.output_bytes,
+        nodes=len(costs.nodes),
+        counted_nodes=sum(1 for c in costs.nodes if c.status in ("counted", "free")),
+        unresolved_nodes=n_unresolved,
+        unknown_nodes=n_unknown,
+        complete=n_unresolved == 0 and n_unknown == 0 and not mem.unknown_size_tensors,
+    )
+    from mlms_ir import __version__
+
+    return Analysis(
+        model=_model_info(graph),
+        convention=dict(CONVENTION),
+        bindings=graph.bindings.as_dict() if hasattr(graph, "bindings") else {},
+        totals=totals,
+        structure=struct,
+        unknown_ops=unknown_ops,
+        unresolved_dims=unresolved,
+        nodes=costs.nodes,
+        roofline=roof,
+        warnings=warnings,
+        tool={"name": "mlms_ir", "version": __version__, "onnx": onnx.__version__},
+    )
+
+
+def _unresolved_dims(graph: Graph, nodes: list[NodeCost]) -> list[UnresolvedDim]:
+    """Group nodes left uncounted by the unknown dims of their tensors."""
+    by_dim: dict[str, list[str]] = defaultdict(list)
+    for c in nodes:
+        if c.status != "unresolved":
+            continue
+        names: set[str] = set()
+        for shape in c.input_shapes + c.output_shapes:
+            if shape is None:
+                names.add("?")
+                continue
+            for d in shape:
+                if not isinstance(d, int):
+                    names.add(d if isinstance(d, str) else "?")
+        for name in names or {"?"}:
+            by_dim[name].append(c.id)
+    inputs: dict[str, list[str]] = defaultdict(list)
+    for name in graph.input_names:
+        t = graph.tensors[name]
+        if t.shape is None:
+            inputs["?"].append(f"{name}[rank?]")
+            continue
+        for axis, d in enumerate(t.shape):
+            if not isinstance(d, int):
+                inputs[d if isinstance(d, str) else "?"].append(f"{name}[{axis}]")
+    keys = sorted(set(by_dim) | set(inputs), key=lambda k: (k == "?", k))
+    return [UnresolvedDim(k, inputs.get(k, []), by_dim.get(k, [])) for k in keys]
+
+
+def _model_info(graph: Graph) -> ModelInfo:
+    m = graph.model
+    loaded = getattr(graph, "loaded", None)
+
+    def io(names: list[str]) -> list[dict]:
+        out = []
+        for n in names:
+            t = graph.tensor(n)
+            out.append({"name": n, "dtype": t.dtype if t else "unknown", "shape": list(t.shape) if t and t.shape is not None else None})
+        return out
+
+    return ModelInfo(
+        name=loaded.name if loaded else (m.graph.name or "model"),
+        path=str(loaded.path) if loaded and loaded.path else None,
+        graph_name=m.graph.name,
+        producer=f"{m.producer_name} {m.producer_version}".strip(),
+        ir_version=m.ir_version,
+        opsets={(o.domain or "ai.onnx"): o.version for o in m.opset_import},
+        file_bytes=loaded.file_bytes if loaded else None,
+        external_data_bytes=loaded.external_data_bytes if loaded else 0,
+        inputs=io(graph.input_names),
+        outputs=io(graph.output_names),
+        doc_string=m.doc_string,
+        metadata={p.key: p.value for p in m.metadata_props},
+    )

@@ -1,0 +1,235 @@
+"""The cost pass: MACs, FLOPs, bytes and parameters of every node (subgraphs included)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlms_ir.errors import InvalidModelError, MlmsIrError
+from mlms_ir.ir.dtypes import FLOAT_TYPES, INT_TYPES
+from mlms_ir.ir.graph import Graph, Node, TensorInfo
+from mlms_ir.passes.registry import Cost, OpContext, Unresolved, _load_ops, constant_value, lookup
+from mlms_ir.report.model import NodeCost, SubgraphInfo
+
+#: Input slots that carry shapes, indices, axes or quantization scales rather than weights.
+NON_WEIGHT_SLOTS: dict[str, frozenset[int]] = {
+    k: frozenset(v)
+    for k, v in {
+        "Reshape": {1}, "Expand": {1}, "Tile": {1}, "Slice": {1, 2, 3, 4}, "Pad": {1, 2, 3},
+        "Resize": {1, 2, 3}, "Upsample": {1}, "Clip": {1, 2}, "Squeeze": {1}, "Unsqueeze": {1},
+        "Split": {1}, "TopK": {1}, "ConstantOfShape": {0}, "Range": {0, 1, 2}, "OneHot": {1, 2},
+        "Gather": {1}, "GatherElements": {1}, "GatherND": {1}, "ScatterND": {1}, "ScatterElements": {1},
+        "CumSum": {1}, "Trilu": {1}, "Loop": {0, 1}, "Where": {0}, "ReduceSum": {1}, "ReduceMean": {1},
+        "ReduceMax": {1}, "ReduceMin": {1}, "ReduceProd": {1}, "ReduceL1": {1}, "ReduceL2": {1},
+        "ReduceSumSquare": {1}, "ReduceLogSum": {1}, "ReduceLogSumExp": {1},
+        "QuantizeLinear": {1, 2}, "DequantizeLinear": {1, 2}, "QLinearConv": {1, 2, 4, 5, 6, 7},
+        "QLinearMatMul": {1, 2, 4, 5, 6, 7}, "MatMulInteger": {2, 3}, "ConvInteger": {2, 3},
+        "MatMulNBits": {2, 3, 4}, "DynamicQuantizeLinear": set(), "CenterCropPad": {1}, "Col2Im": {1, 2},
+    }.items()
+}
+#: Integer inputs that are weights (quantized ops).
+INT_WEIGHT_SLOTS: dict[str, frozenset[int]] = {
+    "QLinearConv": frozenset({3}), "QLinearMatMul": frozenset({3}), "MatMulInteger": frozenset({1}),
+    "ConvInteger": frozenset({1}), "DequantizeLinear": frozenset({0}), "MatMulNBits": frozenset({1}),
+    "DynamicQuantizeMatMul": frozenset({1}), "MatMulIntegerToFloat": frozenset({1}), "Gather": frozenset({0}),
+}
+
+
+def is_param_use(node: Node, slot: int, t: TensorInfo) -> bool:
+    """Whether weight tensor ``t`` read at input ``slot`` of ``node`` is a parameter there."""
+    if slot in NON_WEIGHT_SLOTS.get(node.op_type, ()):
+        return False
+    if t.elem_type in FLOAT_TYPES:
+        return True
+    return t.elem_type in INT_TYPES and slot in INT_WEIGHT_SLOTS.get(node.op_type, ())
+
+
+@dataclass
+class CostResult:
+    nodes: list[NodeCost]  # every node, subgraph nodes after their owner
+    top: list[NodeCost]  # main-graph nodes only (totals are sums over these)
+    subgraphs: list[SubgraphInfo]
+    param_owner: dict[str, str]  # param tensor -> id of the node it is attributed to
+    param_tensors: dict[str, TensorInfo]  # param tensor -> its facts (subgraph weights included)
+
+
+def _shape_list(t: TensorInfo | None) -> list[int | str | None] | None:
+    return None if t is None or t.shape is None else list(t.shape)
+
+
+class CostPass:
+    """Counts every node of a Graph; one instance per analysis."""
+
+    def __init__(self, graph: Graph) -> None:
+        _load_ops()
+        self.root = graph
+        self.param_owner: dict[str, str] = {}
+        self.param_tensors: dict[str, TensorInfo] = {}
+        self.subgraphs: list[SubgraphInfo] = []
+        self.all_nodes: list[NodeCost] = []
+
+    def run(self) -> CostResult:
+        top = self._graph(self.root, parent=None)
+        return CostResult(self.all_nodes, top, self.subgraphs, self.param_owner, self.param_tensors)
+
+    def _graph(self, g: Graph, parent: str | None) -> list[NodeCost]:
+        results = []
+        for node in g.nodes:
+            nc = self._node(g, node, parent)
+            results.append(nc)
+        return results
+
+    def _params(self, g: Graph, node: Node) -> tuple[int, int]:
+        n = b = 0
+        for slot, name in enumerate(node.proto.input):
+            if not name or name in self.param_owner:
+                continue
+            t = g.tensor(name)
+            if t is None or not t.is_weight or not is_param_use(node, slot, t):
+                continue
+            self.param_owner[name] = node.id
+            self.param_tensors[name] = t
+            n += t.numel or 0
+            b += t.nbytes or 0
+        return n, b
+
+    def _node(self, g: Graph, node: Node, parent: str | None) -> NodeCost:
+        ins = [g.tensor(x) if x else None for x in node.proto.input]
+        outs = [g.tensor(x) if x else None for x in node.proto.output]
+        params, param_bytes = self._params(g, node)
+        nc = NodeCost(
+            id=node.id,
+            name=node.name,
+            op_type=node.op_type,
+            domain=node.domain,
+            status="counted",
+            macs=None,
+            flops=None,
+            int_macs=False,
+            bytes_read=None,
+            bytes_written=None,
+            params=params,
+            param_bytes=param_bytes,
+            input_shapes=[_shape_list(t) for t in ins],
+            output_shapes=[_shape_list(t) for t in outs],
+            output_bytes=_sum_bytes(outs),
+            intensity=None,
+            parent=parent,
+        )
+        self.all_nodes.append(nc)
+        entry = lookup(node.op_type, node.domain)
+        if entry is None:
+            nc.status = "unknown_op"
+            nc.note = f"no cost formula for {node.domain or 'ai.onnx'}::{node.op_type}"
+            return nc
+        if entry.category == "free":
+            nc.status = "free"
+            nc.macs = nc.flops = 0
+            nc.bytes_read = nc.bytes_written = 0
+            nc.intensity = None
+            return nc
+        if entry.category == "control-flow":
+            self._control_flow(g, node, nc)
+            return nc
+        ctx = OpContext(node, g)
+        try:
+            c: Cost = entry.fn(ctx)  # type: ignore[misc]
+        except Unresolved as u:
+            nc.status = "unresolved"
+            nc.note = f"shape of '{u.tensor}' is unknown"
+            return nc
+        except MlmsIrError:
+            raise
+        except (ArithmeticError, IndexError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InvalidModelError(
+                f"cannot count node {node.label}: its attributes or shapes are inconsistent ({type(exc).__name__}: {exc})"
+            ) from exc
+        nc.macs, nc.flops, nc.int_macs, nc.note = int(c.macs), int(c.flops), c.int_macs, c.note
+        nc.bytes_read = c.bytes_read if c.bytes_read is not None else _sum_bytes(ins, unique=True)
+        nc.bytes_written = c.bytes_written if c.bytes_written is not None else nc.output_bytes
+        if nc.bytes_read is None or nc.bytes_written is None:
+            nc.status = "unresolved"
+            nc.note = "the size of an input or output is unknown"
+        _set_intensity(nc)
+        return nc
+
+    def _control_flow(self, g: Graph, node: Node, nc: NodeCost) -> None:
+        subs = node.subgraphs
+        branch_costs: dict[str, list[NodeCost]] = {}
+        for attr, sub in subs.items():
+            branch_costs[attr] = self._graph(sub, parent=node.id)
+        mult: int | None = 1
+        note = ""
+        if node.op_type == "If":
+            totals = {a: _sum_field(cs, "flops") for a, cs in branch_costs.items()}
+            chosen = max(totals, key=lambda a: totals[a]) if totals else None
+            picked = branch_costs.get(chosen, []) if chosen else []
+            note = f"costlier branch ({chosen}) counted" if chosen else "no branches"
+            for attr, sub in subs.items():
+                self.subgraphs.append(SubgraphInfo(node.id, node.op_type, attr, len(sub.nodes), 1 if attr == chosen else 0, note))
+        else:
+            picked = [c for cs in branch_costs.values() for c in cs]
+            if node.op_type == "Loop":
+                m = constant_value(g, node.proto.input[0]) if node.proto.input and node.proto.input[0] else None
+                if m is not None and m.size == 1 and int(m.reshape(-1)[0]) >= 0:
+                    mult = int(m.reshape(-1)[0])
+                    note = f"body x {mult} iterations (constant trip count; an early exit can make it fewer)"
+                else:
+                    mult = None
+                    note = "per iteration: the trip count is not a constant"
+            else:  # Scan
+                n_scan = int(node.attrs.get("num_scan_inputs", 0) or 0)
+                n_state = len(node.proto.input) - n_scan
+                axes = node.attrs.get("scan_input_axes") or [0] * n_scan
+                t = g.tensor(node.proto.input[n_state]) if n_scan and n_state < len(node.proto.input) else None
+                axis = int(axes[0]) if axes else 0
+                if t is not None and t.shape is not None and t.shape and isinstance(t.shape[axis], int):
+                    mult = int(t.shape[axis])
+                    note = f"body x {mult} iterations"
+                else:
+                    mult = None
+                    note = "per iteration: the scan length is unknown"
+            for attr, sub in subs.items():
+                self.subgraphs.append(SubgraphInfo(node.id, node.op_type, attr, len(sub.nodes), mult, note))
+        factor = mult if mult is not None else 1
+        nc.note = note
+        if any(c.status == "unresolved" for c in picked):
+            nc.status = "unresolved"
+        nc.macs = factor * _sum_field(picked, "macs")
+        nc.flops = factor * _sum_field(picked, "flops")
+        nc.int_macs = any(c.int_macs for c in picked)
+        nc.bytes_read = factor * _sum_field(picked, "bytes_read")
+        nc.bytes_written = factor * _sum_field(picked, "bytes_written")
+        nc.params += sum(c.params for c in picked)
+        nc.param_bytes += sum(c.param_bytes for c in picked)
+        _set_intensity(nc)
+
+
+def _sum_field(costs: list[NodeCost], name: str) -> int:
+    return sum(getattr(c, name) or 0 for c in costs)
+
+
+def _sum_bytes(tensors: list[TensorInfo | None], unique: bool = False) -> int | None:
+    total = 0
+    seen: set[str] = set()
+    for t in tensors:
+        if t is None:
+            continue
+        if unique:
+            if t.name in seen:
+                continue
+            seen.add(t.name)
+        b = t.nbytes
+        if b is None:
+            return None
+        total += b
+    return total
+
+
+def _set_intensity(nc: NodeCost) -> None:
+    moved = (nc.bytes_read or 0) + (nc.bytes_written or 0)
+    nc.intensity = (nc.flops / moved) if moved and nc.flops is not None else None
+
+
+def count_costs(graph: Graph) -> CostResult:
+    """Run the cost pass over ``graph`` and its subgraphs."""
+    return CostPass(graph).run()

@@ -1,0 +1,100 @@
+"""The memory pass: parameters and weights, activations, and peak activation memory by liveness."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from mlms_ir.ir.graph import Graph
+from mlms_ir.passes.cost import CostResult
+
+
+@dataclass
+class MemoryResult:
+    params: int
+    param_bytes: int
+    params_by_dtype: dict[str, int]
+    weight_bytes: int
+    constant_bytes: int
+    activation_bytes: int
+    peak_activation_bytes: int
+    peak_at_node: str | None
+    input_bytes: int
+    output_bytes: int
+    unknown_size_tensors: list[str]
+
+
+def memory(graph: Graph, costs: CostResult) -> MemoryResult:
+    """Parameters (tensors the cost pass attributed to a node as weights), weights and activations.
+
+    *Activations* are the outputs of main-graph nodes that are neither graph outputs nor constants.
+    The *peak* is the largest total of live non-weight tensors (graph inputs, activations, graph
+    outputs) over the execution order: a tensor lives from its producer (graph inputs: from the
+    start) to its last consumer (graph outputs: to the end). Aliasing (Reshape views, in-place ops)
+    is not modelled, so this is the footprint of a runtime that allocates every tensor.
+    """
+    by_dtype: Counter[str] = Counter()
+    params = param_bytes = 0
+    for t in costs.param_tensors.values():
+        params += t.numel or 0
+        param_bytes += t.nbytes or 0
+        by_dtype[t.dtype] += t.numel or 0
+    weight_bytes = 0
+    for g in [graph] + [sub for _, _, sub in graph.all_subgraphs()]:
+        for name in g.initializer_names:
+            weight_bytes += g.tensors[name].nbytes or 0
+        for node in g.nodes:
+            if node.op_type == "Constant" and node.domain == "":
+                for out in node.proto.output:
+                    t = g.tensors.get(out)
+                    weight_bytes += (t.nbytes or 0) if t is not None else 0
+
+    unknown: list[str] = []
+    outputs = set(graph.output_names)
+    n = len(graph.nodes)
+    step = {node.id: i for i, node in enumerate(graph.nodes)}
+    start: dict[str, int] = {name: 0 for name in graph.input_names}
+    for i, node in enumerate(graph.nodes):
+        if node.op_type == "Constant" and node.domain == "":
+            continue
+        for out in node.proto.output:
+            if out:
+                start.setdefault(out, i)
+    activation_bytes = 0
+    diff = [0] * (n + 2)
+    for name, s in start.items():
+        t = graph.tensors.get(name)
+        size = t.nbytes if t is not None else None
+        if size is None:
+            unknown.append(name)
+            continue
+        if name in outputs:
+            end = n - 1
+        else:
+            users = [step[c.id] for c in graph.consumers(name) if c.id in step]
+            end = max(users) if users else s
+            if t is not None and t.kind == "activation":
+                activation_bytes += size
+        diff[s] += size
+        diff[max(end, s) + 1] -= size
+    peak = live = 0
+    peak_step = None
+    for i in range(n):
+        live += diff[i]
+        if live > peak:
+            peak, peak_step = live, i
+    input_bytes = sum(graph.tensors[x].nbytes or 0 for x in graph.input_names)
+    output_bytes = sum((graph.tensor(x).nbytes or 0) if graph.tensor(x) else 0 for x in graph.output_names)
+    return MemoryResult(
+        params=params,
+        param_bytes=param_bytes,
+        params_by_dtype=dict(by_dtype),
+        weight_bytes=weight_bytes,
+        constant_bytes=max(weight_bytes - param_bytes, 0),
+        activation_bytes=activation_bytes,
+        peak_activation_bytes=peak,
+        peak_at_node=graph.nodes[peak_step].id if peak_step is not None else None,
+        input_bytes=input_bytes,
+        output_bytes=output_bytes,
+        unknown_size_tensors=unknown,
+    )

@@ -1,0 +1,119 @@
+"""The roofline pass: per node, whether it is compute- or memory-bound on a device, and its time bound.
+
+A node's time lower bound is ``max(flops / peak_flops[dtype], bytes / bandwidth)``; the model's
+lower bound is the sum over its nodes (nodes run one after another, each at the roofline).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from mlms_ir.errors import UnknownDeviceError
+from mlms_ir.report.model import NodeCost, Roofline
+
+
+@dataclass(frozen=True)
+class Device:
+    """Peak throughput per dtype (FLOP/s; int ops/s for int8) and memory bandwidth (bytes/s)."""
+
+    name: str
+    peak_flops: dict[str, float]
+    bandwidth_bytes_per_s: float
+    description: str = ""
+
+    def peak(self, kind: str) -> float:
+        return self.peak_flops.get(kind) or self.peak_flops["fp32"]
+
+
+def known_devices() -> dict[str, Device]:
+    """The built-in device table (``mlms_ir/data/devices.json``)."""
+    text = resources.files("mlms_ir").joinpath("data/devices.json").read_text()
+    table = json.loads(text)
+    return {k: _device(k, v) for k, v in table.items() if not k.startswith("_")}
+
+
+def _device(name: str, spec: dict) -> Device:
+    try:
+        peaks = {str(k): float(v) for k, v in spec["peak_flops"].items()}
+        bw = float(spec["bandwidth_bytes_per_s"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UnknownDeviceError(
+            f"device '{name}' needs 'peak_flops' (with at least 'fp32') and 'bandwidth_bytes_per_s' ({exc})"
+        ) from exc
+    if "fp32" not in peaks or bw <= 0 or any(v <= 0 for v in peaks.values()):
+        raise UnknownDeviceError(f"device '{name}' needs a positive 'fp32' peak and a positive bandwidth")
+    return Device(name, peaks, bw, str(spec.get("description", "")))
+
+
+def resolve_device(device: str | Device | None) -> Device | None:
+    """A Device from a table name, a JSON file, or a spec ``fp32=19.5e12,bw=2.0e12[,fp16=...]``."""
+    if device is None or isinstance(device, Device):
+        return device
+    text = str(device).strip()
+    table = known_devices()
+    if text.lower() in table:
+        return table[text.lower()]
+    if text.endswith(".json") and Path(text).is_file():
+        try:
+            data = json.loads(Path(text).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UnknownDeviceError(f"cannot read device file '{text}': {exc}") from exc
+        if not isinstance(data, dict):
+            raise UnknownDeviceError(f"device file '{text}' must hold a JSON object")
+        return _device(str(data.get("name", Path(text).stem)), data)
+    if "=" in text:
+        peaks: dict[str, float] = {}
+        bw = None
+        for part in text.split(","):
+            key, _, val = part.partition("=")
+            try:
+                v = float(val)
+            except ValueError:
+                raise UnknownDeviceError(f"device spec '{text}': '{part}' is not KEY=NUMBER") from None
+            if key.strip() in ("bw", "bandwidth"):
+                bw = v
+            else:
+                peaks[key.strip()] = v
+        if bw is None:
+            raise UnknownDeviceError(f"device spec '{text}' needs bw=BYTES_PER_S")
+        return _device("custom", {"peak_flops": peaks, "bandwidth_bytes_per_s": bw})
+    raise UnknownDeviceError(
+        f"unknown device '{text}'; known devices: {', '.join(sorted(table))} "
+        "(or give fp32=FLOPS,bw=BYTES_PER_S, or a JSON file)"
+    )
+
+
+_KIND = {"float16": "fp16", "bfloat16": "bf16", "double": "fp64"}
+
+
+def roofline(nodes: list[NodeCost], top: list[NodeCost], device: Device, dtypes: dict[str, str]) -> Roofline:
+    """Set ``bound`` and ``time_lower_bound_us`` on each node; return the model's roofline summary.
+
+    ``dtypes`` maps a node id to the element type of its first input (picks the peak to use).
+    """
+    for nc in nodes:
+        if nc.flops is None or nc.bytes_read is None or nc.bytes_written is None:
+            continue
+        kind = "int8" if nc.int_macs else _KIND.get(dtypes.get(nc.id, "float"), "fp32")
+        t_compute = nc.flops / device.peak(kind)
+        t_memory = (nc.bytes_read + nc.bytes_written) / device.bandwidth_bytes_per_s
+        if nc.flops == 0 and nc.bytes_read + nc.bytes_written == 0:
+            continue
+        nc.bound = "compute" if t_compute >= t_memory else "memory"
+        nc.time_lower_bound_us = max(t_compute, t_memory) * 1e6
+    counted = [n for n in top if n.time_lower_bound_us is not None]
+    total = sum(n.time_lower_bound_us for n in counted)  # type: ignore[misc]
+    compute_time = sum(n.time_lower_bound_us for n in counted if n.bound == "compute")  # type: ignore[misc]
+    return Roofline(
+        device=device.name,
+        peak_flops=dict(device.peak_flops),
+        bandwidth_bytes_per_s=device.bandwidth_bytes_per_s,
+        ridge_intensity=device.peak("fp32") / device.bandwidth_bytes_per_s,
+        lower_bound_us=total,
+        compute_bound_nodes=sum(1 for n in counted if n.bound == "compute"),
+        memory_bound_nodes=sum(1 for n in counted if n.bound == "memory"),
+        compute_bound_share=compute_time / total if total else 0.0,
+    )

@@ -1,0 +1,207 @@
+"""The structure pass: op-type histogram, depth, subgraphs, and repeated blocks.
+
+Repeated blocks are found from name scopes first (the torch exporters' ``/layer1/layer1.0/conv1/Conv``
+names or the dynamo exporter's ``pkg.torch.onnx.name_scopes`` metadata, TensorFlow's
+``model/block1/conv/...``): scopes whose ordered op-type sequences are identical form a block
+("layer#.# x 12"). A graph with no scopes falls back to tandem repeats of the op-type sequence in
+execution order (consecutive identical runs, as a transformer's layers are).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import Counter, defaultdict
+
+import numpy as np
+
+from mlms_ir.ir.graph import Graph, Node
+from mlms_ir.passes.cost import CostResult
+from mlms_ir.report.model import Block, NodeCost, OpTypeStat, Structure
+
+MIN_BLOCK_NODES = 3
+
+
+def structure(graph: Graph, costs: CostResult) -> Structure:
+    by_id = {c.id: c for c in costs.nodes}
+    stats: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for c in costs.nodes:
+        if c.op_type in ("If", "Loop", "Scan") and c.domain == "":
+            own_macs = own_flops = 0  # their subgraphs' nodes are counted themselves
+        else:
+            own_macs, own_flops = c.macs or 0, c.flops or 0
+        s = stats[(c.domain, c.op_type)]
+        s[0] += 1
+        s[1] += own_macs
+        s[2] += own_flops
+        s[3] += c.params
+    total_macs = sum(s[1] for s in stats.values())
+    total_flops = sum(s[2] for s in stats.values())
+    op_types = [
+        OpTypeStat(op, dom, s[0], s[1], s[2], s[3], s[1] / total_macs if total_macs else 0.0, s[2] / total_flops if total_flops else 0.0)
+        for (dom, op), s in stats.items()
+    ]
+    op_types.sort(key=lambda o: (-o.macs, -o.flops, -o.count, o.op_type))
+    return Structure(
+        node_count=len(graph.nodes),
+        node_count_with_subgraphs=len(costs.nodes),
+        depth=depth(graph),
+        op_types=op_types,
+        blocks=find_blocks(graph, by_id),
+        subgraphs=costs.subgraphs,
+    )
+
+
+def depth(graph: Graph) -> int:
+    """Nodes on the longest path through the main graph."""
+    level: dict[str, int] = {}
+    best = 0
+    for node in graph.nodes:
+        d = 0
+        for name in node.proto.input:
+            prod = graph.producer(name) if name else None
+            if prod is not None:
+                d = max(d, level.get(prod.id, 0))
+        level[node.id] = d + 1
+        best = max(best, d + 1)
+    return best
+
+
+def node_scope(node: Node) -> tuple[str, ...]:
+    """The name-scope path of a node (empty when its name carries none)."""
+    for p in node.proto.metadata_props:
+        if p.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = ast.literal_eval(p.value)
+                return tuple(str(s) for s in scopes if s)
+            except (ValueError, SyntaxError):
+                break
+    name = node.name
+    if "/" not in name:
+        return ()
+    parts = [p for p in name.split("/") if p]
+    return tuple(parts[:-1])
+
+
+def _class_of(node: Node, depth_: int) -> str | None:
+    for p in node.proto.metadata_props:
+        if p.key == "pkg.torch.onnx.class_hierarchy":
+            try:
+                classes = ast.literal_eval(p.value)
+            except (ValueError, SyntaxError):
+                return None
+            if depth_ < len(classes):
+                return str(classes[depth_]).rsplit(".", 1)[-1]
+    return None
+
+
+def _pattern(names: list[str]) -> str:
+    generic = {re.sub(r"\d+", "#", n) for n in names}
+    return generic.pop() if len(generic) == 1 else names[0]
+
+
+def find_blocks(graph: Graph, costs: dict[str, NodeCost]) -> list[Block]:
+    scopes: dict[tuple[str, ...], list[Node]] = defaultdict(list)
+    any_scope = False
+    for node in graph.nodes:
+        path = node_scope(node)
+        if path:
+            any_scope = True
+        for k in range(1, len(path) + 1):
+            scopes[path[:k]].append(node)
+    blocks = _scope_blocks(scopes, costs) if any_scope else []
+    if not any_scope:
+        blocks = _tandem_blocks(graph, costs)
+    blocks.sort(key=lambda b: (-b.macs, -b.count * b.nodes_per_block, b.name))
+    return blocks
+
+
+def _make_block(name: str, instances: list[list[Node]], labels: list[str], costs: dict[str, NodeCost], found_by: str) -> Block:
+    members = [n for inst in instances for n in inst]
+    return Block(
+        name=name,
+        count=len(instances),
+        nodes_per_block=len(instances[0]),
+        op_types=dict(Counter(n.op_type for n in instances[0])),
+        macs=sum(costs[n.id].macs or 0 for n in members),
+        flops=sum(costs[n.id].flops or 0 for n in members),
+        params=sum(costs[n.id].params for n in members),
+        instances=labels,
+        found_by=found_by,
+    )
+
+
+def _scope_blocks(scopes: dict[tuple[str, ...], list[Node]], costs: dict[str, NodeCost]) -> list[Block]:
+    groups: dict[tuple[str, ...], list[tuple[str, ...]]] = defaultdict(list)
+    seen_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
+    for path, nodes in scopes.items():
+        if len(nodes) < MIN_BLOCK_NODES:
+            continue
+        ids = tuple(n.id for n in nodes)
+        outer = seen_sets.get(ids)
+        if outer is not None and len(outer) <= len(path):
+            continue  # same nodes as an enclosing scope
+        seen_sets[ids] = path
+        groups[tuple(n.op_type for n in nodes)].append(path)
+    candidates = []
+    for sig, paths in groups.items():
+        # drop paths whose node set duplicates an outer scope's (kept in seen_sets)
+        paths = [p for p in paths if seen_sets.get(tuple(n.id for n in scopes[p])) == p]
+        if len(paths) >= 2:
+            candidates.append((len(sig), paths))
+    candidates.sort(key=lambda c: (-c[0] * len(c[1]), -c[0]))
+    taken: list[tuple[str, ...]] = []
+    out: list[Block] = []
+    names: Counter[str] = Counter()
+    for _, paths in candidates:
+        if all(any(p[: len(t)] == t for t in taken) for p in paths):
+            continue  # nested inside blocks already reported
+        paths = [p for p in paths if not any(p[: len(t)] == t for t in taken)]
+        if len(paths) < 2:
+            continue
+        taken.extend(paths)
+        first = scopes[paths[0]][0]
+        name = _class_of(first, len(paths[0]) - 1) or _pattern([p[-1] for p in paths])
+        names[name] += 1
+        if names[name] > 1:
+            name = f"{name} (variant {names[name]})"
+        out.append(_make_block(name, [scopes[p] for p in paths], ["/".join(p) for p in paths], costs, "name scopes"))
+    return out
+
+
+def _tandem_blocks(graph: Graph, costs: dict[str, NodeCost], max_period: int = 2000) -> list[Block]:
+    """Consecutive repeats of the op-type sequence (vectorised over candidate periods)."""
+    nodes = graph.nodes
+    n = len(nodes)
+    if n < 2 * MIN_BLOCK_NODES:
+        return []
+    codes: dict[tuple[str, str], int] = {}
+    seq = np.fromiter((codes.setdefault((x.domain, x.op_type), len(codes)) for x in nodes), dtype=np.int32, count=n)
+    best: tuple[int, int, int] | None = None  # (covered, period, start)
+    for p in range(MIN_BLOCK_NODES, min(max_period, n // 2) + 1):
+        eq = seq[:-p] == seq[p:]
+        if not eq.any():
+            continue
+        # longest run of True
+        padded = np.concatenate(([0], eq.view(np.int8), [0]))
+        d = np.diff(padded)
+        starts = np.flatnonzero(d == 1)
+        ends = np.flatnonzero(d == -1)
+        lengths = ends - starts
+        k = int(np.argmax(lengths))
+        run = int(lengths[k])
+        if run < p:
+            continue
+        reps = (run + p) // p
+        covered = reps * p
+        if best is None or covered > best[0]:
+            best = (covered, p, int(starts[k]))
+    if best is None:
+        return []
+    covered, p, s = best
+    reps = covered // p
+    instances = [nodes[s + r * p : s + (r + 1) * p] for r in range(reps)]
+    ops = Counter(x.op_type for x in instances[0])
+    top = ", ".join(f"{op}x{c}" if c > 1 else op for op, c in ops.most_common(4))
+    labels = [f"{inst[0].id}..{inst[-1].id}" for inst in instances]
+    return [_make_block(f"repeat[{top}]", instances, labels, costs, "repeated op sequence")]

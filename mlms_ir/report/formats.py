@@ -1,0 +1,60 @@
+"""Machine-readable renderings of an Analysis: JSON, CSV (one row per node) and Markdown."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from mlms_ir.report.model import Analysis
+from mlms_ir.report.text import fmt_shape, human_bytes, human_count, sort_nodes, summary_rows
+
+CSV_COLUMNS = (
+    "id", "name", "op_type", "domain", "status", "parent", "macs", "flops", "int_macs", "params", "param_bytes",
+    "bytes_read", "bytes_written", "output_bytes", "intensity", "bound", "time_lower_bound_us",
+    "input_shapes", "output_shapes", "note",
+)
+
+
+def to_json(a: Analysis) -> str:
+    return a.to_json(indent=2) + "\n"
+
+
+def to_csv(a: Analysis) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for n in a.nodes:
+        row = []
+        for col in CSV_COLUMNS:
+            v = getattr(n, col)
+            if col in ("input_shapes", "output_shapes"):
+                v = ";".join(fmt_shape(s) for s in v)
+            row.append("" if v is None else v)
+        w.writerow(row)
+    return buf.getvalue()
+
+
+def _md_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+
+
+def to_markdown(a: Analysis, *, top: int = 20, sort: str = "macs") -> str:
+    lines = [f"# mlms_ir analysis: {_md_escape(a.model.name)}", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {_md_escape(v)} |" for k, v in summary_rows(a)]
+    lines += ["", f"## Top {top} nodes by {sort}", "", "MACs count one multiply-add; FLOPs count two.", "",
+              "| id | name | op | output | MACs | FLOPs | params | out bytes |", "|---|---|---|---|---:|---:|---:|---:|"]
+    for n in sort_nodes([n for n in a.nodes if n.parent is None], sort)[:top]:
+        lines.append(
+            f"| {n.id} | {_md_escape(n.name or '-')} | {_md_escape(n.op_type)} | {fmt_shape(n.output_shapes[0] if n.output_shapes else None)} "
+            f"| {human_count(n.macs)} | {human_count(n.flops)} | {human_count(n.params) if n.params else '-'} | {human_bytes(n.output_bytes)} |"
+        )
+    lines += ["", "## Op types", "", "| op | count | MACs | share of MACs | FLOPs |", "|---|---:|---:|---:|---:|"]
+    for o in a.structure.op_types:
+        lines.append(f"| {_md_escape(o.op_type)} | {o.count} | {human_count(o.macs)} | {o.share_macs:.1%} | {human_count(o.flops)} |")
+    if a.structure.blocks:
+        lines += ["", "## Repeated blocks", "", "| block | count | nodes each | MACs (all) |", "|---|---:|---:|---:|"]
+        for b in a.structure.blocks:
+            lines.append(f"| {_md_escape(b.name)} | {b.count} | {b.nodes_per_block} | {human_count(b.macs)} |")
+    if a.warnings:
+        lines += ["", "## Warnings", ""] + [f"- {_md_escape(w)}" for w in a.warnings]
+    return "\n".join(lines) + "\n"

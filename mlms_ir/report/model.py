@@ -1,0 +1,219 @@
+"""The report data model: plain dataclasses that serialise to the documented JSON schema.
+
+Every renderer (rich table, JSON, CSV, Markdown, later HTML) reads these; none computes.
+Changing a field is a :data:`SCHEMA_VERSION` bump with a note in ``docs/schema.rst``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Version of the analysis JSON schema (``schema_version`` in every output).
+SCHEMA_VERSION = "1.0"
+
+ShapeList = list[int | str | None] | None
+
+
+@dataclass
+class NodeCost:
+    """Static figures of one ONNX node.
+
+    ``status`` is ``counted`` (a formula applied), ``free`` (known to cost nothing),
+    ``unknown_op`` (no formula: listed, never silently zero) or ``unresolved`` (a shape it needs is
+    unknown; bind the dims named in the analysis' ``unresolved_dims``).
+    """
+
+    id: str
+    name: str
+    op_type: str
+    domain: str
+    status: str
+    macs: int | None
+    flops: int | None
+    int_macs: bool
+    bytes_read: int | None
+    bytes_written: int | None
+    params: int
+    param_bytes: int
+    input_shapes: list[ShapeList]
+    output_shapes: list[ShapeList]
+    output_bytes: int | None
+    intensity: float | None
+    parent: str | None = None
+    note: str = ""
+    bound: str | None = None
+    time_lower_bound_us: float | None = None
+
+
+@dataclass
+class Totals:
+    """Whole-model totals (main graph; control-flow nodes carry their subgraphs' cost)."""
+
+    params: int
+    param_bytes: int
+    params_by_dtype: dict[str, int]
+    macs: int
+    int_macs: int
+    flops: int
+    bytes_read: int
+    bytes_written: int
+    weight_bytes: int
+    constant_bytes: int
+    activation_bytes: int
+    peak_activation_bytes: int
+    peak_at_node: str | None
+    input_bytes: int
+    output_bytes: int
+    nodes: int
+    counted_nodes: int
+    unresolved_nodes: int
+    unknown_nodes: int
+    complete: bool
+
+
+@dataclass
+class OpTypeStat:
+    op_type: str
+    domain: str
+    count: int
+    macs: int
+    flops: int
+    params: int
+    share_macs: float
+    share_flops: float
+
+
+@dataclass
+class UnknownOp:
+    op_type: str
+    domain: str
+    count: int
+    nodes: list[str]
+
+
+@dataclass
+class UnresolvedDim:
+    """A dim that stays unknown after inference and bindings, with the nodes it leaves uncounted."""
+
+    dim: str
+    inputs: list[str]
+    nodes: list[str]
+
+
+@dataclass
+class Block:
+    """A repeated block: ``count`` instances of the same structure."""
+
+    name: str
+    count: int
+    nodes_per_block: int
+    op_types: dict[str, int]
+    macs: int
+    flops: int
+    params: int
+    instances: list[str]
+    found_by: str
+
+
+@dataclass
+class SubgraphInfo:
+    owner: str
+    owner_op: str
+    attribute: str
+    nodes: int
+    multiplier: int | None
+    note: str
+
+
+@dataclass
+class Structure:
+    node_count: int
+    node_count_with_subgraphs: int
+    depth: int
+    op_types: list[OpTypeStat]
+    blocks: list[Block]
+    subgraphs: list[SubgraphInfo]
+
+
+@dataclass
+class Roofline:
+    """A roofline bound on one device: the model cannot run faster than ``lower_bound_us``."""
+
+    device: str
+    peak_flops: dict[str, float]
+    bandwidth_bytes_per_s: float
+    ridge_intensity: float
+    lower_bound_us: float
+    compute_bound_nodes: int
+    memory_bound_nodes: int
+    compute_bound_share: float
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    path: str | None
+    graph_name: str
+    producer: str
+    ir_version: int
+    opsets: dict[str, int]
+    file_bytes: int | None
+    external_data_bytes: int
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    doc_string: str
+    metadata: dict[str, str]
+
+
+@dataclass
+class Analysis:
+    """The result of :func:`mlms_ir.analyze`: everything the static passes know of a model."""
+
+    model: ModelInfo
+    convention: dict[str, str]
+    bindings: dict[str, Any]
+    totals: Totals
+    structure: Structure
+    unknown_ops: list[UnknownOp]
+    unresolved_dims: list[UnresolvedDim]
+    nodes: list[NodeCost]
+    roofline: Roofline | None = None
+    warnings: list[str] = field(default_factory=list)
+    schema_version: str = SCHEMA_VERSION
+    tool: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def op_types(self) -> list[OpTypeStat]:
+        return self.structure.op_types
+
+    @property
+    def blocks(self) -> list[Block]:
+        return self.structure.blocks
+
+    def to_dict(self) -> dict[str, Any]:
+        """The documented JSON object (see docs/schema.rst)."""
+        d = dataclasses.asdict(self)
+        out: dict[str, Any] = {
+            "schema_version": d.pop("schema_version"),
+            "tool": d.pop("tool"),
+            "model": d.pop("model"),
+            "convention": d.pop("convention"),
+            "bindings": d.pop("bindings"),
+            "totals": d.pop("totals"),
+        }
+        structure = d.pop("structure")
+        out["op_types"] = structure.pop("op_types")
+        out["blocks"] = structure.pop("blocks")
+        out["structure"] = structure
+        out["unknown_ops"] = d.pop("unknown_ops")
+        out["unresolved_dims"] = d.pop("unresolved_dims")
+        out["roofline"] = d.pop("roofline")
+        out["warnings"] = d.pop("warnings")
+        out["nodes"] = d.pop("nodes")
+        return out
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)

@@ -1,0 +1,41 @@
+"""Shared fixtures: tiny models written as ONNX text."""
+
+from __future__ import annotations
+
+import onnx
+import onnx.parser
+import pytest
+
+SMALL_CNN = """
+<ir_version: 8, opset_import: ["" : 17]>
+small_cnn (float[N,3,16,16] x) => (float[N,10] y) {
+  c1 = Conv <pads=[1,1,1,1], kernel_shape=[3,3]> (x, w1, b1)
+  r1 = Relu (c1)
+  p1 = GlobalAveragePool (r1)
+  f1 = Flatten (p1)
+  y = Gemm <transB=1> (f1, w2, b2)
+}
+"""
+
+
+def small_cnn() -> onnx.ModelProto:
+    """Conv(3->8, 3x3, pad 1) + Relu + GlobalAveragePool + Flatten + Gemm(8->10), symbolic batch N."""
+    m = onnx.parser.parse_model(SMALL_CNN)
+    rng = __import__("numpy").random.default_rng(0)
+    from onnx import numpy_helper
+
+    for name, shape in (("w1", (8, 3, 3, 3)), ("b1", (8,)), ("w2", (10, 8)), ("b2", (10,))):
+        m.graph.initializer.append(numpy_helper.from_array(rng.standard_normal(shape).astype("float32"), name))
+    return m
+
+
+@pytest.fixture
+def cnn() -> onnx.ModelProto:
+    return small_cnn()
+
+
+@pytest.fixture
+def cnn_path(tmp_path):
+    p = tmp_path / "cnn.onnx"
+    onnx.save(small_cnn(), p)
+    return p

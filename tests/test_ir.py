@@ -1,0 +1,189 @@
+"""The IR: loading from every source, the networkx view, bindings and shape inference."""
+
+from __future__ import annotations
+
+import networkx as nx
+import onnx
+import onnx.parser
+import pytest
+
+import mlms_ir
+from mlms_ir.errors import InvalidModelError, ShapeBindingError
+from mlms_ir.ir import Graph
+
+
+def test_load_from_path_bytes_and_proto(cnn, cnn_path):
+    for src in (cnn_path, str(cnn_path), cnn_path.read_bytes(), cnn):
+        g = mlms_ir.load(src, batch=2)
+        assert isinstance(g, Graph)
+        assert [n.op_type for n in g.nodes] == ["Conv", "Relu", "GlobalAveragePool", "Flatten", "Gemm"]
+        assert g.tensor("c1").shape == (2, 8, 16, 16)
+        assert g.tensor("y").shape == (2, 10)
+
+
+def test_load_does_not_mutate_the_given_proto(cnn):
+    before = cnn.SerializeToString()
+    mlms_ir.load(cnn, batch=4)
+    assert cnn.SerializeToString() == before
+
+
+def test_networkx_view(cnn):
+    g = mlms_ir.load(cnn, batch=1)
+    G = g.nx
+    assert isinstance(G, nx.MultiDiGraph)
+    ops = [n for n, d in G.nodes(data=True) if d["kind"] == "op"]
+    assert len(ops) == 5
+    assert G.nodes["input:x"]["kind"] == "input"
+    assert G.nodes["initializer:w1"]["kind"] == "initializer"
+    assert G.nodes["output:y"]["kind"] == "output"
+    # one edge per (producer, consumer, tensor)
+    assert G.has_edge("input:x", "n0", key="x")
+    assert G.has_edge("initializer:w1", "n0", key="w1")
+    assert G.has_edge("n0", "n1", key="c1")
+    assert G.has_edge("n4", "output:y", key="y")
+    assert nx.is_directed_acyclic_graph(G)
+    assert g.producer("c1").id == "n0"
+    assert [c.id for c in g.consumers("c1")] == ["n1"]
+
+
+def test_ids_are_unique_when_names_repeat_or_are_empty():
+    m = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[2] x) => (float[2] z) {
+      y = Relu (x)
+      z = Relu (y)
+    }""")
+    m.graph.node[0].name = "same"
+    m.graph.node[1].name = "same"
+    g = mlms_ir.load(m)
+    assert [n.id for n in g.nodes] == ["n0", "n1"]
+    assert [n.name for n in g.nodes] == ["same", "same"]
+
+
+def test_unsorted_nodes_are_put_in_execution_order():
+    m = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[2] x) => (float[2] z) {
+      y = Relu (x)
+      z = Neg (y)
+    }""")
+    nodes = list(m.graph.node)
+    del m.graph.node[:]
+    m.graph.node.extend(reversed(nodes))
+    g = mlms_ir.load(m)
+    assert [n.op_type for n in g.nodes] == ["Relu", "Neg"]
+    assert g.tensor("z").shape == (2,)
+
+
+def test_bindings_input_shape_dims_and_batch(cnn):
+    assert mlms_ir.load(cnn, input_shapes=["x:4x3x16x16"]).tensor("y").shape == (4, 10)
+    assert mlms_ir.load(cnn, input_shapes={"x": [5, 3, 16, 16]}).tensor("y").shape == (5, 10)
+    assert mlms_ir.load(cnn, dims="N=6").tensor("y").shape == (6, 10)
+    assert mlms_ir.load(cnn, dims={"N": 7}).tensor("y").shape == (7, 10)
+    assert mlms_ir.load(cnn, batch=3).tensor("y").shape == (3, 10)
+    # unbound: the symbolic dim stays symbolic, never guessed
+    assert mlms_ir.load(cnn).tensor("y").shape == ("N", 10)
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"input_shapes": ["nope:1x3x16x16"]}, "no input 'nope'"),
+        ({"input_shapes": ["x:1x3x16"]}, "rank 4"),
+        ({"input_shapes": ["x:1x4x16x16"]}, "fixed at 3"),
+        ({"input_shapes": ["x:1xAx16x16"]}, "positive integer"),
+        ({"input_shapes": ["x"]}, "NAME:DIMS"),
+        ({"dims": "M=3"}, "no dim named 'M'"),
+        ({"dims": "N=0"}, "positive integer"),
+        ({"dims": "N"}, "NAME=VALUE"),
+        ({"batch": -1}, "positive integer"),
+        ({"dims": "N=2", "batch": 3}, "bound to both"),
+    ],
+)
+def test_bad_bindings(cnn, kwargs, fragment):
+    with pytest.raises(ShapeBindingError, match=fragment):
+        mlms_ir.load(cnn, **kwargs)
+
+
+def test_batch_on_fixed_leading_dim_is_refused():
+    m = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[1,4] x) => (float[1,4] y) { y = Relu (x) }""")
+    assert mlms_ir.load(m, batch=1).tensor("y").shape == (1, 4)
+    with pytest.raises(ShapeBindingError, match="fixed leading dim of 1"):
+        mlms_ir.load(m, batch=8)
+
+
+def test_data_propagation_resolves_computed_reshape():
+    # Shape -> Gather -> Unsqueeze -> Concat -> Reshape, as torch exports with a dynamic batch
+    m = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[B,4,5] x) => (y) {
+      s = Shape (x)
+      zero = Constant <value = int64[1] {0}> ()
+      b = Gather <axis=0> (s, zero)
+      m1 = Constant <value = int64[1] {-1}> ()
+      shp = Concat <axis=0> (b, m1)
+      y = Reshape (x, shp)
+    }""")
+    g = mlms_ir.load(m, batch=3)
+    assert g.tensor("y").shape == (3, 20)
+
+
+def test_subgraphs_are_graphs_with_outer_scope():
+    m = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (bool c, float[2,3] x) => (float[2,3] y) {
+      y = If (c) <
+        then_branch = t () => (float[2,3] a) { a = Relu (x) },
+        else_branch = e () => (float[2,3] b) { b = Neg (x) }
+      >
+    }""")
+    g = mlms_ir.load(m)
+    subs = g.nodes[0].subgraphs
+    assert set(subs) == {"then_branch", "else_branch"}
+    then = subs["then_branch"]
+    assert then.parent is g
+    assert then.nodes[0].id == "n0/then_branch/n0"
+    assert then.tensor("x").shape == (2, 3)  # found through the outer scope
+    assert [n.id for n in g.walk()] == ["n0", "n0/then_branch/n0", "n0/else_branch/n0"]
+
+
+def test_contrib_op_shapes_flow_downstream():
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8, 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [
+        helper.make_node("FastGelu", ["x"], ["g"], domain="com.microsoft"),
+        helper.make_node("Relu", ["g"], ["y"]),
+    ]
+    m = helper.make_model(
+        helper.make_graph(nodes, "g", [x], [y]),
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
+    )
+    g = mlms_ir.load(m)
+    assert g.tensor("g").shape == (2, 8, 16)
+    assert g.tensor("y").shape == (2, 8, 16)
+
+
+def test_local_functions_are_inlined():
+    m = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17, "local" : 1]>
+    g (float[2,3] x) => (float[2,3] y) { y = local.twice (x) }
+    <domain: "local", opset_import: ["" : 17]>
+    twice (a) => (b) { t = Relu (a) b = Relu (t) }
+    """)
+    g = mlms_ir.load(m)
+    assert [n.op_type for n in g.nodes] == ["Relu", "Relu"]
+    assert any("inlined" in w for w in g.warnings)
+
+
+def test_strict_inference_failure_is_an_error_unless_lenient():
+    m = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[1,3,8,8] x) => (y) { y = MaxPool <kernel_shape=[2,2,2]> (x) }""")
+    with pytest.raises(InvalidModelError, match="shape inference"):
+        mlms_ir.load(m)
+    g = mlms_ir.load(m, lenient=True)
+    assert any("strict" in w for w in g.warnings)
