@@ -60,7 +60,7 @@ def load(
     apply_bindings(model, bindings)
     inferred, inference_warnings = infer_shapes(model, lenient=lenient)
     warnings.extend(inference_warnings)
-    graph = Graph(inferred, source=str(loaded.path) if loaded.path else None)
+    graph = Graph(inferred, source=str(loaded.path) if loaded.path else None, ordered=True)
     graph.loaded = loaded
     graph.bindings = bindings
     graph.warnings = warnings

@@ -111,7 +111,14 @@ def _attention(node, shapes, types):
         v = w[-1] // 3
     else:
         return [None]
-    return [[x[0], x[1], v]]
+    heads = int(_attr(node, "num_heads", 1) or 1)
+    past = shapes[4] if len(shapes) > 4 else None
+    present = None
+    if past is not None and len(past) == 5 and all(isinstance(d, int) for d in (past[3], x[1])):
+        present = [2, x[0], heads, past[3] + x[1], past[4]]
+    elif isinstance(v, int) and v % heads == 0 and len(node.output) > 1 and node.output[1]:
+        present = [2, x[0], heads, x[1], (sizes[1] if sizes else v) // heads]
+    return [[x[0], x[1], v], present]
 
 
 @_rule("MultiHeadAttention")
@@ -140,10 +147,16 @@ def _gqa(node, shapes, types):
         return [None]
     heads, kv = _attr(node, "num_heads"), _attr(node, "kv_num_heads")
     k = shapes[1] if len(shapes) > 1 else None
-    if k is None and heads and kv and isinstance(q[2], int):  # packed QKV
-        head = q[2] // (heads + 2 * kv)
-        return [[q[0], q[1], heads * head]]
-    return [list(q)]
+    if not heads or not kv or not isinstance(q[2], int):
+        return [list(q)]
+    packed = k is None
+    head = q[2] // (heads + 2 * kv) if packed else q[2] // heads
+    past = shapes[3] if len(shapes) > 3 else None
+    total = q[1]
+    if past is not None and len(past) == 4 and isinstance(past[2], int) and isinstance(q[1], int):
+        total = past[2] + q[1]
+    present = [q[0], kv, total, head]
+    return [[q[0], q[1], heads * head], present, list(present)]
 
 
 @_rule("EmbedLayerNormalization")
@@ -198,6 +211,8 @@ def _shape_of(vi: onnx.ValueInfoProto | None) -> Shape | None:
 def add_contrib_shapes(model: onnx.ModelProto) -> bool:
     """Add value_info for contrib-op outputs that inference left without a shape. True if any added."""
     g = model.graph
+    if not any(n.domain == MS and n.op_type in _RULES for n in g.node):
+        return False
     infos: dict[str, onnx.ValueInfoProto] = {}
     for vi in list(g.input) + list(g.value_info) + list(g.output):
         infos[vi.name] = vi

@@ -12,20 +12,24 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
 
-import networkx as nx
 import onnx
 from onnx import helper
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 from mlms_ir.errors import InvalidModelError
 from mlms_ir.ir.dtypes import dtype_name, nbytes
 
 Dim = int | str | None
 Shape = tuple[Dim, ...]
-TensorKind = Literal["input", "initializer", "constant", "activation"]
+TensorKind = Literal["input", "initializer", "constant", "derived", "activation"]
 
 SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan"})
+_NONDETERMINISTIC = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial"})
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,9 @@ class TensorInfo:
     """What is known statically about one tensor.
 
     ``shape`` is None when even the rank is unknown; a dim is an int when known, a str for a
-    named symbolic dim, None when unknown. ``kind`` tells where the tensor comes from.
+    named symbolic dim, None when unknown. ``kind`` tells where the tensor comes from: a graph
+    input, an initializer, a Constant node's output, ``derived`` (computed from weights and
+    constants only, e.g. an Identity or DequantizeLinear of a weight) or an activation.
     """
 
     name: str
@@ -46,25 +52,31 @@ class TensorInfo:
     def dtype(self) -> str:
         return dtype_name(self.elem_type)
 
-    @property
+    @cached_property
     def known(self) -> bool:
         """True when the shape is fully known (every dim an int)."""
         return self.shape is not None and all(isinstance(d, int) for d in self.shape)
 
-    @property
+    @cached_property
     def numel(self) -> int | None:
         if not self.known:
             return None
         return math.prod(self.shape)  # type: ignore[arg-type]
 
-    @property
+    @cached_property
     def nbytes(self) -> int | None:
         n = self.numel
         return None if n is None else nbytes(self.elem_type, n)
 
     @property
     def is_weight(self) -> bool:
+        """Stored in the model: an initializer or a Constant node's value."""
         return self.kind in ("initializer", "constant")
+
+    @property
+    def is_static(self) -> bool:
+        """Known before any input arrives: stored weights and tensors derived from them only."""
+        return self.kind in ("initializer", "constant", "derived")
 
 
 @dataclass
@@ -139,8 +151,10 @@ class Graph:
         parent: Graph | None = None,
         prefix: str = "",
         source: str | None = None,
+        ordered: bool = False,
     ) -> None:
         self.model = model
+        self._ordered = ordered  # the caller already checked and sorted this graph's nodes
         self.proto = model.graph if proto is None else proto
         self.parent = parent
         self.prefix = prefix
@@ -152,7 +166,7 @@ class Graph:
         self._producer: dict[str, Node] = {}
         self._consumers: dict[str, list[Node]] = {}
         self._by_id: dict[str, Node] = {}
-        self.nx = nx.MultiDiGraph()
+        self._nx: nx.MultiDiGraph | None = None
         self._build()
 
     # ----------------------------------------------------------------- construction
@@ -183,40 +197,66 @@ class Graph:
         self.output_names = [vi.name for vi in g.output]
         self.initializer_names = [i.name for i in g.initializer] + [s.values.name for s in g.sparse_initializer]
 
-        G = self.nx
-        for name in self.input_names:
-            G.add_node(f"input:{name}", kind="input", tensor=name)
-        for name in self.initializer_names:
-            G.add_node(f"initializer:{name}", kind="initializer", tensor=name)
 
         raw_nodes = list(g.node)
         ids = [f"{self.prefix}n{i}" for i in range(len(raw_nodes))]
-        order = _topological_order(raw_nodes, set(self.input_names) | init_names, self._outer_names(), self.label)
+        if self._ordered:
+            order = list(range(len(raw_nodes)))
+        else:
+            order = _topological_order(raw_nodes, set(self.input_names) | init_names, self._outer_names(), self.label)
         for i in order:
             p = raw_nodes[i]
             node = Node(ids[i], i, p, self)
             self.nodes.append(node)
             self._by_id[node.id] = node
-            G.add_node(node.id, kind="op", op_type=p.op_type, name=p.name)
             for out in p.output:
                 if out:
                     self._producer[out] = node
                     if out not in tensors:
                         tensors[out] = TensorInfo(out, 0, None, "activation")
-            if p.op_type == "Constant" and node.domain == "":
+            has_subgraph = any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in p.attribute)
+            kind: TensorKind | None = None
+            if node.domain == "" and p.op_type == "Constant":
+                kind = "constant"
+            elif (
+                any(p.input) and not has_subgraph and p.op_type not in _NONDETERMINISTIC
+                and all(self._static(x) for x in p.input if x)
+            ):
+                kind = "derived"
+            if kind is not None:
                 for out in p.output:
                     if out:
                         t = tensors[out]
-                        tensors[out] = TensorInfo(t.name, t.elem_type, t.shape, "constant")
+                        tensors[out] = TensorInfo(t.name, t.elem_type, t.shape, kind)
             for inp in p.input:
                 if inp:
                     self._consumers.setdefault(inp, []).append(node)
-            for attr in p.attribute:
+            for attr in p.attribute if has_subgraph else ():
                 if attr.type == onnx.AttributeProto.GRAPH:
                     self._add_subgraph(node, attr.name, attr.g)
                 elif attr.type == onnx.AttributeProto.GRAPHS:
                     for k, sub in enumerate(attr.graphs):
                         self._add_subgraph(node, f"{attr.name}[{k}]", sub)
+
+    @property
+    def nx(self) -> nx.MultiDiGraph:
+        """The networkx view (built on first use): op nodes by id, ``input:``, ``initializer:`` and
+        ``output:`` nodes, one edge per (producer, consumer, tensor) keyed by the tensor name."""
+        if self._nx is None:
+            self._nx = self._build_nx()
+        return self._nx
+
+    def _build_nx(self) -> nx.MultiDiGraph:
+        import networkx as nx
+
+        G = nx.MultiDiGraph()
+        for name in self.input_names:
+            G.add_node(f"input:{name}", kind="input", tensor=name)
+        for name in self.initializer_names:
+            G.add_node(f"initializer:{name}", kind="initializer", tensor=name)
+        for node in self.nodes:
+            G.add_node(node.id, kind="op", op_type=node.op_type, name=node.name)
+        tensors = self.tensors
         for node in self.nodes:
             for k, inp in enumerate(node.proto.input):
                 if not inp:
@@ -234,6 +274,11 @@ class Graph:
             src = prod.id if prod is not None else (f"input:{name}" if name in self.input_names else f"initializer:{name}")
             if src in G:
                 G.add_edge(src, f"output:{name}", key=name, tensor=name, slot=0)
+        return G
+
+    def _static(self, name: str) -> bool:
+        t = self.tensor(name)
+        return t is not None and t.is_static
 
     def _add_subgraph(self, node: Node, attr: str, proto: onnx.GraphProto) -> None:
         sub = Graph(self.model, proto, parent=self, prefix=f"{node.id}/{attr}/", source=self.source)

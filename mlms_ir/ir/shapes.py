@@ -17,6 +17,7 @@ import onnx.shape_inference
 
 from mlms_ir.errors import InvalidModelError, ShapeBindingError
 from mlms_ir.ir import contrib
+from mlms_ir.ir.fold import complete_shapes
 
 InputShapes = Mapping[str, Iterable[int]] | Iterable[str] | str | None
 Dims = Mapping[str, int] | str | None
@@ -209,6 +210,7 @@ def infer_shapes(model: onnx.ModelProto, *, lenient: bool = False) -> tuple[onnx
             warnings.append(f"shape inference failed: {_one_line(exc2)}")
             inferred = model
     for _ in range(3):
+        complete_shapes(inferred)
         if not contrib.add_contrib_shapes(inferred):
             break
         try:

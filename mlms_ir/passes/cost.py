@@ -28,7 +28,7 @@ NON_WEIGHT_SLOTS: dict[str, frozenset[int]] = {
 }
 #: Integer inputs that are weights (quantized ops).
 INT_WEIGHT_SLOTS: dict[str, frozenset[int]] = {
-    "QLinearConv": frozenset({3}), "QLinearMatMul": frozenset({3}), "MatMulInteger": frozenset({1}),
+    "QLinearConv": frozenset({3, 8}), "QLinearMatMul": frozenset({3}), "MatMulInteger": frozenset({1}),
     "ConvInteger": frozenset({1}), "DequantizeLinear": frozenset({0}), "MatMulNBits": frozenset({1}),
     "DynamicQuantizeMatMul": frozenset({1}), "MatMulIntegerToFloat": frozenset({1}), "Gather": frozenset({0}),
 }
@@ -38,6 +38,8 @@ def is_param_use(node: Node, slot: int, t: TensorInfo) -> bool:
     """Whether weight tensor ``t`` read at input ``slot`` of ``node`` is a parameter there."""
     if slot in NON_WEIGHT_SLOTS.get(node.op_type, ()):
         return False
+    if t.kind == "derived":
+        return True  # decided at its sources
     if t.elem_type in FLOAT_TYPES:
         return True
     return t.elem_type in INT_TYPES and slot in INT_WEIGHT_SLOTS.get(node.op_type, ())
@@ -79,18 +81,35 @@ class CostPass:
         return results
 
     def _params(self, g: Graph, node: Node) -> tuple[int, int]:
+        """Parameters this node is the first to read, directly or through derived tensors
+        (an Identity, Cast or DequantizeLinear of a weight belongs to the node that uses it)."""
+        outs = [g.tensor(o) for o in node.proto.output if o]
+        if outs and all(t is not None and t.kind == "derived" for t in outs):
+            return 0, 0  # a weight-only computation: its weights go to whoever reads its output
         n = b = 0
-        for slot, name in enumerate(node.proto.input):
-            if not name or name in self.param_owner:
+        for t in self._sources(g, node, set()):
+            if t.name in self.param_owner:
                 continue
-            t = g.tensor(name)
-            if t is None or not t.is_weight or not is_param_use(node, slot, t):
-                continue
-            self.param_owner[name] = node.id
-            self.param_tensors[name] = t
+            self.param_owner[t.name] = node.id
+            self.param_tensors[t.name] = t
             n += t.numel or 0
             b += t.nbytes or 0
         return n, b
+
+    def _sources(self, g: Graph, node: Node, seen: set[str]):
+        for slot, name in enumerate(node.proto.input):
+            if not name or name in seen:
+                continue
+            seen.add(name)
+            t = g.tensor(name)
+            if t is None or not is_param_use(node, slot, t):
+                continue
+            if t.is_weight:
+                yield t
+            elif t.kind == "derived":
+                prod = _producer(g, name)
+                if prod is not None:
+                    yield from self._sources(prod.graph, prod, seen)
 
     def _node(self, g: Graph, node: Node, parent: str | None) -> NodeCost:
         ins = [g.tensor(x) if x else None for x in node.proto.input]
@@ -149,6 +168,7 @@ class CostPass:
         if nc.bytes_read is None or nc.bytes_written is None:
             nc.status = "unresolved"
             nc.note = "the size of an input or output is unknown"
+            nc.macs = nc.flops = None
         _set_intensity(nc)
         return nc
 
@@ -199,9 +219,19 @@ class CostPass:
         nc.int_macs = any(c.int_macs for c in picked)
         nc.bytes_read = factor * _sum_field(picked, "bytes_read")
         nc.bytes_written = factor * _sum_field(picked, "bytes_written")
-        nc.params += sum(c.params for c in picked)
-        nc.param_bytes += sum(c.param_bytes for c in picked)
+        every = [c for cs in branch_costs.values() for c in cs]  # weights of every branch are stored
+        nc.params += sum(c.params for c in every)
+        nc.param_bytes += sum(c.param_bytes for c in every)
         _set_intensity(nc)
+
+
+def _producer(g: Graph, name: str) -> Node | None:
+    while g is not None:
+        p = g.producer(name)
+        if p is not None:
+            return p
+        g = g.parent  # type: ignore[assignment]
+    return None
 
 
 def _sum_field(costs: list[NodeCost], name: str) -> int:

@@ -27,7 +27,8 @@ class MemoryResult:
 def memory(graph: Graph, costs: CostResult) -> MemoryResult:
     """Parameters (tensors the cost pass attributed to a node as weights), weights and activations.
 
-    *Activations* are the outputs of main-graph nodes that are neither graph outputs nor constants.
+    *Activations* are the outputs of main-graph nodes that are neither graph outputs nor static
+    (constants, or tensors computed from weights only such as an Identity of a weight).
     The *peak* is the largest total of live non-weight tensors (graph inputs, activations, graph
     outputs) over the execution order: a tensor lives from its producer (graph inputs: from the
     start) to its last consumer (graph outputs: to the end). Aliasing (Reshape views, in-place ops)
@@ -55,10 +56,9 @@ def memory(graph: Graph, costs: CostResult) -> MemoryResult:
     step = {node.id: i for i, node in enumerate(graph.nodes)}
     start: dict[str, int] = {name: 0 for name in graph.input_names}
     for i, node in enumerate(graph.nodes):
-        if node.op_type == "Constant" and node.domain == "":
-            continue
         for out in node.proto.output:
-            if out:
+            t = graph.tensors.get(out) if out else None
+            if t is not None and not t.is_static:
                 start.setdefault(out, i)
     activation_bytes = 0
     diff = [0] * (n + 2)

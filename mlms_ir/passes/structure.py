@@ -2,8 +2,8 @@
 
 Repeated blocks are found from name scopes first (the torch exporters' ``/layer1/layer1.0/conv1/Conv``
 names or the dynamo exporter's ``pkg.torch.onnx.name_scopes`` metadata, TensorFlow's
-``model/block1/conv/...``): scopes whose ordered op-type sequences are identical form a block
-("layer#.# x 12"). A graph with no scopes falls back to tandem repeats of the op-type sequence in
+``model/block1/conv/...``): scopes whose op-type contents are identical form a block
+("layer#.# x 12"; the same op-type multiset counts as the same structure). A graph with no scopes falls back to tandem repeats of the op-type sequence in
 execution order (consecutive identical runs, as a transformer's layers are).
 """
 
@@ -132,7 +132,7 @@ def _make_block(name: str, instances: list[list[Node]], labels: list[str], costs
 
 
 def _scope_blocks(scopes: dict[tuple[str, ...], list[Node]], costs: dict[str, NodeCost]) -> list[Block]:
-    groups: dict[tuple[str, ...], list[tuple[str, ...]]] = defaultdict(list)
+    groups: dict[tuple, list[tuple[str, ...]]] = defaultdict(list)
     seen_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
     for path, nodes in scopes.items():
         if len(nodes) < MIN_BLOCK_NODES:
@@ -142,21 +142,24 @@ def _scope_blocks(scopes: dict[tuple[str, ...], list[Node]], costs: dict[str, No
         if outer is not None and len(outer) <= len(path):
             continue  # same nodes as an enclosing scope
         seen_sets[ids] = path
-        groups[tuple(n.op_type for n in nodes)].append(path)
+        # the op-type multiset: the same block exported in a different topological order still matches
+        groups[tuple(sorted(Counter(n.op_type for n in nodes).items()))].append(path)
     candidates = []
     for sig, paths in groups.items():
         # drop paths whose node set duplicates an outer scope's (kept in seen_sets)
         paths = [p for p in paths if seen_sets.get(tuple(n.id for n in scopes[p])) == p]
         if len(paths) >= 2:
-            candidates.append((len(sig), paths))
+            candidates.append((len(scopes[paths[0]]), paths))
     candidates.sort(key=lambda c: (-c[0] * len(c[1]), -c[0]))
     taken: list[tuple[str, ...]] = []
     out: list[Block] = []
     names: Counter[str] = Counter()
+    def overlaps(p: tuple[str, ...]) -> bool:
+        # nested in a block already reported, or containing one (the finer repeat covers more)
+        return any(p[: len(t)] == t or t[: len(p)] == p for t in taken)
+
     for _, paths in candidates:
-        if all(any(p[: len(t)] == t for t in taken) for p in paths):
-            continue  # nested inside blocks already reported
-        paths = [p for p in paths if not any(p[: len(t)] == t for t in taken)]
+        paths = [p for p in paths if not overlaps(p)]
         if len(paths) < 2:
             continue
         taken.extend(paths)
@@ -164,7 +167,7 @@ def _scope_blocks(scopes: dict[tuple[str, ...], list[Node]], costs: dict[str, No
         name = _class_of(first, len(paths[0]) - 1) or _pattern([p[-1] for p in paths])
         names[name] += 1
         if names[name] > 1:
-            name = f"{name} (variant {names[name]})"
+            name = f"{name} ({len(scopes[paths[0]])} nodes)"
         out.append(_make_block(name, [scopes[p] for p in paths], ["/".join(p) for p in paths], costs, "name scopes"))
     return out
 

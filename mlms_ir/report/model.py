@@ -195,25 +195,34 @@ class Analysis:
 
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON object (see docs/schema.rst)."""
-        d = dataclasses.asdict(self)
-        out: dict[str, Any] = {
-            "schema_version": d.pop("schema_version"),
-            "tool": d.pop("tool"),
-            "model": d.pop("model"),
-            "convention": d.pop("convention"),
-            "bindings": d.pop("bindings"),
-            "totals": d.pop("totals"),
+        structure = dataclasses.asdict(self.structure)
+        return {
+            "schema_version": self.schema_version,
+            "tool": dict(self.tool),
+            "model": dataclasses.asdict(self.model),
+            "convention": dict(self.convention),
+            "bindings": dict(self.bindings),
+            "totals": dataclasses.asdict(self.totals),
+            "op_types": structure.pop("op_types"),
+            "blocks": structure.pop("blocks"),
+            "structure": structure,
+            "unknown_ops": [dataclasses.asdict(u) for u in self.unknown_ops],
+            "unresolved_dims": [dataclasses.asdict(u) for u in self.unresolved_dims],
+            "roofline": dataclasses.asdict(self.roofline) if self.roofline is not None else None,
+            "warnings": list(self.warnings),
+            # NodeCost holds only scalars and lists of shapes: a shallow copy is a faithful dict
+            "nodes": [dict(vars(n)) for n in self.nodes],
         }
-        structure = d.pop("structure")
-        out["op_types"] = structure.pop("op_types")
-        out["blocks"] = structure.pop("blocks")
-        out["structure"] = structure
-        out["unknown_ops"] = d.pop("unknown_ops")
-        out["unresolved_dims"] = d.pop("unresolved_dims")
-        out["roofline"] = d.pop("roofline")
-        out["warnings"] = d.pop("warnings")
-        out["nodes"] = d.pop("nodes")
-        return out
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        """JSON text; with ``indent``, everything is indented except the nodes, one per line
+        (readable, and an order of magnitude faster to write on large graphs)."""
+        d = self.to_dict()
+        if indent is None:
+            return json.dumps(d)
+        nodes = d.pop("nodes")
+        head = json.dumps(d, indent=indent)
+        pad = " " * indent
+        body = (",\n" + pad * 2).join(json.dumps(n) for n in nodes)
+        tail = f'"nodes": [\n{pad * 2}{body}\n{pad}]' if nodes else '"nodes": []'
+        return head[:-2] + f",\n{pad}{tail}\n}}"

@@ -63,7 +63,7 @@ def ms_attention(ctx: OpContext) -> Cost:
 
 @cost("MultiHeadAttention", domain=MS)
 def ms_mha(ctx: OpContext) -> Cost:
-    """MACs = B*S*L*(D + Dv) (no projections; L including past); FLOPs = 2*MACs + 5 per score (+1 with a mask or bias)"""
+    """MACs = B*S*L*(D + Dv) (no projections; L including past); FLOPs = 2*MACs + Q/K/V bias adds + 5 per score (+1 with a mask)"""
     q = ctx.in_shape(0)
     heads = int(ctx.attr("num_heads", 1)) or 1
     if len(q) == 5:  # packed QKV [B, S, N, 3, H]
@@ -86,7 +86,8 @@ def ms_mha(ctx: OpContext) -> Cost:
         length += ctx.in_shape(6)[2]
     macs = b * s * length * (d + dv)
     masked = ctx.has_input(4) or ctx.has_input(5)
-    return Cost(macs, 2 * macs + _scores_cost(b * heads * s * length, masked))
+    bias = b * s * d + b * length * (d + dv) if ctx.has_input(3) else 0  # Q, K, V bias adds
+    return Cost(macs, 2 * macs + bias + _scores_cost(b * heads * s * length, masked))
 
 
 @cost("GroupQueryAttention", domain=MS)

@@ -141,8 +141,9 @@ def einsum(ctx: OpContext) -> Cost:
         letters = _TERM.findall(term)
         if "..." in letters:
             k = letters.index("...")
-            n_ell = len(shape) - (len(letters) - 1)
-            ell = [f"...{j}" for j in range(max(n_ell, 0))]
+            n_ell = max(len(shape) - (len(letters) - 1), 0)
+            # broadcast dims align from the right, as in numpy: the last one is "...0" everywhere
+            ell = [f"...{n_ell - 1 - j}" for j in range(n_ell)]
             letters = letters[:k] + ell + letters[k + 1 :]
         if len(letters) != len(shape):
             raise InvalidModelError(f"node {ctx.node.label}: Einsum term '{term}' does not match input rank {len(shape)}")
