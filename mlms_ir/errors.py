@@ -12,6 +12,7 @@ from __future__ import annotations
 class MlmsIrError(Exception):
     """Base class of every error a user can cause."""
 
+    #: The command line's exit status for this error.
     exit_code = 2
 
 

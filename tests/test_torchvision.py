@@ -26,7 +26,7 @@ MODELS = [
     "inception_v3",
 ]
 #: Parameters of training-only branches, absent from the inference graph but in num_params.
-TRAINING_ONLY = {"inception_v3": "AuxLogits", "googlenet": "aux"}
+TRAINING_ONLY = {"inception_v3": "AuxLogits"}
 
 
 def _resolution(weights) -> int:

@@ -50,6 +50,7 @@ class TensorInfo:
 
     @property
     def dtype(self) -> str:
+        """The ONNX element type's name: ``float``, ``float16``, ``int64``..."""
         return dtype_name(self.elem_type)
 
     @cached_property
@@ -59,12 +60,14 @@ class TensorInfo:
 
     @cached_property
     def numel(self) -> int | None:
+        """Number of elements, or None while the shape is not fully known."""
         if not self.known:
             return None
         return math.prod(self.shape)  # type: ignore[arg-type]
 
     @cached_property
     def nbytes(self) -> int | None:
+        """Size in bytes (sub-byte types round up), or None when the shape or type is unknown."""
         n = self.numel
         return None if n is None else nbytes(self.elem_type, n)
 
@@ -312,12 +315,15 @@ class Graph:
         return None
 
     def node(self, node_id: str) -> Node:
+        """The node of this graph with id ``node_id`` (KeyError if there is none)."""
         return self._by_id[node_id]
 
     def producer(self, tensor: str) -> Node | None:
+        """The node of this graph that writes ``tensor`` (None for inputs, weights, outer names)."""
         return self._producer.get(tensor)
 
     def consumers(self, tensor: str) -> list[Node]:
+        """The nodes of this graph that read ``tensor``, in execution order."""
         return self._consumers.get(tensor, [])
 
     def walk(self) -> Iterator[Node]:
@@ -328,6 +334,7 @@ class Graph:
                 yield from sub.walk()
 
     def all_subgraphs(self) -> Iterator[tuple[Node, str, Graph]]:
+        """Every (owner node, attribute name, subgraph), nested ones included."""
         for node in self.nodes:
             for attr, sub in self.subgraphs.get(node.id, {}).items():
                 yield node, attr, sub

@@ -108,7 +108,11 @@ class CostPass:
                 yield t
             elif t.kind == "derived":
                 prod = _producer(g, name)
-                if prod is not None:
+                if prod is not None and prod.op_type == "Identity" and t.elem_type in FLOAT_TYPES:
+                    # the torch exporter stores equal-valued parameters once, with an Identity per
+                    # further parameter: each is a parameter of the model in its own right
+                    yield t
+                elif prod is not None:
                     yield from self._sources(prod.graph, prod, seen)
 
     def _node(self, g: Graph, node: Node, parent: str | None) -> NodeCost:

@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
+from mlms_ir.ir.dtypes import FLOAT_TYPES
 from mlms_ir.ir.graph import Graph, Node
 from mlms_ir.passes.cost import CostResult
 from mlms_ir.report.model import Block, NodeCost, OpTypeStat, Structure
@@ -72,15 +73,23 @@ def node_scope(node: Node) -> tuple[str, ...]:
     for p in node.proto.metadata_props:
         if p.key == "pkg.torch.onnx.name_scopes":
             try:
-                scopes = ast.literal_eval(p.value)
-                return tuple(str(s) for s in scopes if s)
-            except (ValueError, SyntaxError):
+                scopes = [str(s) for s in ast.literal_eval(p.value)]
+            except (ValueError, SyntaxError, TypeError):
                 break
+            # ['', 'layers.0', 'view']: the root module, the module path, then the op itself
+            return tuple(s for s in scopes[:-1] if s)
     name = node.name
     if "/" not in name:
         return ()
     parts = [p for p in name.split("/") if p]
     return tuple(parts[:-1])
+
+
+def _computes(node: Node) -> bool:
+    """A node producing floating-point data (not shape arithmetic on int64 or bool)."""
+    out = node.proto.output[0] if node.proto.output else ""
+    t = node.graph.tensor(out) if out else None
+    return t is not None and t.elem_type in FLOAT_TYPES
 
 
 def _class_of(node: Node, depth_: int) -> str | None:
@@ -90,6 +99,7 @@ def _class_of(node: Node, depth_: int) -> str | None:
                 classes = ast.literal_eval(p.value)
             except (ValueError, SyntaxError):
                 return None
+            # classes[0] is the root module's class, so a scope path of length d has class d
             if depth_ < len(classes):
                 return str(classes[depth_]).rsplit(".", 1)[-1]
     return None
@@ -142,8 +152,9 @@ def _scope_blocks(scopes: dict[tuple[str, ...], list[Node]], costs: dict[str, No
         if outer is not None and len(outer) <= len(path):
             continue  # same nodes as an enclosing scope
         seen_sets[ids] = path
-        # the op-type multiset: the same block exported in a different topological order still matches
-        groups[tuple(sorted(Counter(n.op_type for n in nodes).items()))].append(path)
+        # the op-type multiset of its float computations: the same block exported in another
+        # order, or with shape arithmetic shared with a neighbour (exporters dedupe it), still matches
+        groups[tuple(sorted(Counter(n.op_type for n in nodes if _computes(n)).items()))].append(path)
     candidates = []
     for sig, paths in groups.items():
         # drop paths whose node set duplicates an outer scope's (kept in seen_sets)
@@ -164,7 +175,7 @@ def _scope_blocks(scopes: dict[tuple[str, ...], list[Node]], costs: dict[str, No
             continue
         taken.extend(paths)
         first = scopes[paths[0]][0]
-        name = _class_of(first, len(paths[0]) - 1) or _pattern([p[-1] for p in paths])
+        name = _class_of(first, len(paths[0])) or _pattern([p[-1] for p in paths])
         names[name] += 1
         if names[name] > 1:
             name = f"{name} ({len(scopes[paths[0]])} nodes)"
