@@ -18,6 +18,16 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import os as _os
+
+# In a source checkout, backends/, converters/ and zoo/ stand beside this folder and are installed
+# as mlms_ir.backends, mlms_ir.converters and mlms_ir.zoo (setup.cfg's package_dir). When this
+# folder itself is imported (python -m mlms_ir from the checkout's root shadows an installed copy),
+# let those subpackages resolve to the folders beside it.
+_root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if _os.path.isfile(_os.path.join(_root, "setup.cfg")) and _os.path.isfile(_os.path.join(_root, "zoo", "__init__.py")):
+    __path__.append(_root)  # type: ignore[name-defined]  # noqa: F821
+
 from mlms_ir.errors import MlmsIrError  # noqa: E402
 from mlms_ir.ir import Graph, load  # noqa: E402
 from mlms_ir.passes.analyze import analyze  # noqa: E402

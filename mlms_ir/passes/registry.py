@@ -201,6 +201,8 @@ def control_flow(*op_types: str, why: str) -> None:
 
 
 def lookup(op_type: str, domain: str) -> OpEntry | None:
+    """The registered formula of ``domain::op_type``, or None for an unknown op."""
+    _load_ops()
     d = "" if domain == "ai.onnx" else domain
     return _REGISTRY.get((d, op_type))
 

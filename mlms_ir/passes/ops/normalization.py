@@ -11,14 +11,9 @@ def batch_norm(ctx: OpContext) -> Cost:
     return Cost(0, 2 * ctx.in_numel(0))
 
 
-@cost("LayerNormalization", "InstanceNormalization", "GroupNormalization", "MeanVarianceNormalization", category="elementwise")
+@cost("LayerNormalization", domain=("", MS), category="elementwise")
+@cost("InstanceNormalization", "GroupNormalization", "MeanVarianceNormalization", category="elementwise")
 def layer_norm(ctx: OpContext) -> Cost:
-    """5 FLOPs per element: mean, centre, variance, normalise, affine"""
-    return Cost(0, 5 * ctx.in_numel(0))
-
-
-@cost("LayerNormalization", domain=MS, category="elementwise")
-def ms_layer_norm(ctx: OpContext) -> Cost:
     """5 FLOPs per element: mean, centre, variance, normalise, affine"""
     return Cost(0, 5 * ctx.in_numel(0))
 
