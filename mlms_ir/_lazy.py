@@ -12,6 +12,7 @@ LAZY_PACKAGES: dict[str, str] = {
     "torch": "torch",
     "torchvision": "torch",
     "onnxscript": "torch",
+    "onnx2torch": "torch",
     "tensorflow": "tensorflow",
     "tf2onnx": "tensorflow",
     "tensorrt": "tensorrt",

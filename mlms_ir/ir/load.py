@@ -29,6 +29,9 @@ class LoadedModel:
     name: str
     file_bytes: int | None
     external_data_bytes: int
+    #: What the model was loaded from (the caller's path, bytes or ModelProto, never modified):
+    #: backends execute this, since analysis drops embedded weight data from ``model``.
+    source: ModelSource | None = None
 
 
 def read_model(source: ModelSource) -> LoadedModel:
@@ -60,7 +63,7 @@ def read_model(source: ModelSource) -> LoadedModel:
         )
     _check_header(model, name)
     ext = check_external_data(model, path.parent if path is not None else None)
-    return LoadedModel(model=model, path=path, name=name, file_bytes=size, external_data_bytes=ext)
+    return LoadedModel(model=model, path=path, name=name, file_bytes=size, external_data_bytes=ext, source=source)
 
 
 def _read_file(path: Path) -> bytes:

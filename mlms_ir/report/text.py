@@ -97,6 +97,22 @@ def summary_rows(a: Analysis) -> list[tuple[str, str]]:
     return rows
 
 
+def fit_table(title: str, cols: list[str], rows: list[list[str]], *, left: tuple[str, ...] = (), shrink: str = "name") -> Table:
+    """A table whose columns keep their content's width, except ``shrink`` (names from the
+    model), which is cut with an ellipsis when the terminal is too narrow. Cells are plain text
+    (model names are never read as markup)."""
+    t = Table(title=title, box=box.SIMPLE)
+    for k, col in enumerate(cols):
+        width = max([len(col)] + [len(r[k]) for r in rows])
+        if col == shrink:
+            t.add_column(col, overflow="ellipsis", no_wrap=True, max_width=60, min_width=8)
+        else:
+            t.add_column(col, justify="left" if col in left else "right", no_wrap=True, min_width=min(width, 24))
+    for row in rows:
+        t.add_row(*(Text(c) for c in row))
+    return t
+
+
 def render_text(a: Analysis, *, top: int = 20, sort: str = "macs", console: Console | None = None) -> None:
     """Print the summary, the top nodes, op types and repeated blocks."""
     console = console or Console()
@@ -125,15 +141,8 @@ def render_text(a: Analysis, *, top: int = 20, sort: str = "macs", console: Cons
         if show_roof:
             row += [n.bound or "-", human_time_us(n.time_lower_bound_us)]
         rows.append(row)
-    nodes = Table(title=f"top {top} nodes by {sort} (MACs count one multiply-add; FLOPs count two)", box=box.SIMPLE)
-    for k, col in enumerate(cols):
-        width = max([len(col)] + [len(r[k]) for r in rows])
-        if col == "name":
-            nodes.add_column(col, overflow="ellipsis", no_wrap=True, max_width=60, min_width=8)
-        else:
-            nodes.add_column(col, justify="left" if k < 4 or col == "bound" else "right", no_wrap=True, min_width=min(width, 24))
-    for row in rows:
-        nodes.add_row(*(Text(c) for c in row))
+    nodes = fit_table(f"top {top} nodes by {sort} (MACs count one multiply-add; FLOPs count two)", cols, rows,
+                      left=("id", "name", "op", "output", "bound"))
     parts.append(nodes)
 
     ops = Table(title="op types", box=box.SIMPLE)

@@ -1,0 +1,217 @@
+"""The backend protocol: what every execution backend provides.
+
+A :class:`Backend` says whether it can run here (:meth:`Backend.available`) and prepares a
+:class:`Session` for a :class:`~mlms_ir.ir.Graph` on a device. A session runs feeds
+(:meth:`Session.run`), runs with per-node tracing (:meth:`Session.trace`), and is a context
+manager. Backends override only the ``_*_impl`` hooks; the public methods check state.
+
+Per-node records (:class:`NodeTrace`) carry the ids of the graph nodes they cover, so every
+backend maps its own names (ORT's node names, TensorRT layers, torch modules) onto the graph
+where it knows how; work it cannot attribute keeps ``covers == []``.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mlms_ir.errors import MlmsIrError
+from mlms_ir.ir import Graph
+
+DEVICES = ("cpu", "cuda", "tensorrt")
+
+
+class BackendError(MlmsIrError):
+    """A backend cannot run here or failed on a model (the message says which and why)."""
+
+
+class BackendUnavailableError(BackendError):
+    """The backend or device is not usable on this machine (missing extra, no GPU...)."""
+
+
+class FeedError(BackendError):
+    """Feeds do not match the model's inputs (names, dtypes or shapes)."""
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a backend can run on a device here, and if not, why."""
+
+    ok: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+@dataclass
+class NodeTrace:
+    """One measured piece of work of a traced run.
+
+    ``covers`` lists the graph node ids the work belongs to (several for a fused kernel, none when
+    it cannot be attributed); ``start_us`` is relative to the start of the run.
+    """
+
+    name: str
+    op_type: str
+    start_us: float
+    time_us: float
+    covers: list[str] = field(default_factory=list)
+    track: str = "main"
+    kind: str = "node"  # "node" (a backend op), "kernel" (device work), "other"
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TraceResult:
+    """The outputs and per-node records of one traced run."""
+
+    outputs: dict[str, np.ndarray]
+    events: list[NodeTrace]
+    wall_us: float
+
+
+class Session(abc.ABC):
+    """A model prepared on one backend and device."""
+
+    def __init__(self, backend: str, device: str, graph: Graph, options: Mapping[str, Any] | None = None) -> None:
+        self.backend = backend
+        self.device = device
+        self.graph = graph
+        self.options: dict[str, Any] = dict(options or {})
+        self._closed = False
+
+    # ------------------------------------------------------------------ public API
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once; returns every graph output by name."""
+        self._check_open()
+        return self._run_impl(check_feeds(self.graph, feeds))
+
+    def trace(self, feeds: Mapping[str, np.ndarray], runs: int = 1) -> list[TraceResult]:
+        """Run ``runs`` times with per-node tracing; one result per run."""
+        self._check_open()
+        return self._trace_impl(check_feeds(self.graph, feeds), max(1, int(runs)))
+
+    def runner(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], dict[str, np.ndarray]]:
+        """A zero-argument callable that runs ``feeds`` (validated once, here): for timing loops."""
+        self._check_open()
+        checked = check_feeds(self.graph, feeds)
+        impl = self._run_impl
+        return lambda: impl(checked)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (a no-op on the CPU)."""
+
+    def close(self) -> None:
+        if not self._closed:
+            self._close_impl()
+            self._closed = True
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ hooks
+    @abc.abstractmethod
+    def _run_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def _trace_impl(self, feeds: dict[str, np.ndarray], runs: int) -> list[TraceResult]:
+        raise BackendError(f"the {self.backend} backend cannot trace per node")
+
+    def _close_impl(self) -> None:
+        pass
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendError(f"this {self.backend} session is closed")
+
+
+class Backend(abc.ABC):
+    """An execution backend: a name, the devices it knows, availability, and sessions."""
+
+    name: str = ""
+    devices: tuple[str, ...] = ("cpu",)
+    #: The pip extra that installs what it needs ('' when the core suffices).
+    extra: str = ""
+    description: str = ""
+
+    def available(self, device: str = "cpu") -> Availability:
+        """Whether this backend can run on ``device`` here (never raises)."""
+        if device not in self.devices:
+            return Availability(False, f"{self.name} does not run on '{device}' (it knows: {', '.join(self.devices)})")
+        try:
+            return self._available_impl(device)
+        except Exception as exc:  # noqa: BLE001 - availability must never raise
+            return Availability(False, f"{type(exc).__name__}: {exc}")
+
+    def prepare(self, graph: Graph, device: str = "cpu", **options: Any) -> Session:
+        """A session for ``graph`` on ``device``; raises :class:`BackendUnavailableError` if it cannot run."""
+        avail = self.available(device)
+        if not avail:
+            raise BackendUnavailableError(f"backend '{self.name}' cannot run on {device} here: {avail.reason}")
+        return self._prepare_impl(graph, device, **options)
+
+    @abc.abstractmethod
+    def _available_impl(self, device: str) -> Availability: ...
+
+    @abc.abstractmethod
+    def _prepare_impl(self, graph: Graph, device: str, **options: Any) -> Session: ...
+
+
+def model_source(graph: Graph) -> str | bytes:
+    """What a backend should load to execute ``graph``: the model file's path (external data
+    resolves beside it) or the serialized model (analysis drops embedded weights from
+    ``graph.model``, so that copy cannot run)."""
+    loaded = getattr(graph, "loaded", None)
+    if loaded is None:
+        raise BackendError("this graph was not built by mlms_ir.load, so its weights are unknown")
+    if loaded.path is not None:
+        return os.fspath(loaded.path)
+    src = loaded.source
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return bytes(src)
+    return src.SerializeToString()  # type: ignore[union-attr]
+
+
+def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Validate feeds against the graph's inputs (names, dtypes, ranks and fixed dims)."""
+    from mlms_ir.ir.dtypes import dtype_name
+
+    expected = graph.input_names
+    unknown = [k for k in feeds if k not in expected]
+    if unknown:
+        raise FeedError(f"the model has no input {', '.join(repr(k) for k in unknown)}; its inputs are: {', '.join(expected)}")
+    missing = [k for k in expected if k not in feeds]
+    if missing:
+        raise FeedError(f"no value given for input {', '.join(repr(k) for k in missing)}")
+    out: dict[str, np.ndarray] = {}
+    for name in expected:
+        arr = np.asarray(feeds[name])
+        t = graph.tensors[name]
+        want = _np_dtype(t.elem_type)
+        if want is not None and arr.dtype != want:
+            raise FeedError(f"input '{name}' expects {dtype_name(t.elem_type)}, got {arr.dtype}")
+        if t.shape is not None:
+            if arr.ndim != len(t.shape):
+                raise FeedError(f"input '{name}' has rank {len(t.shape)}, got an array of shape {arr.shape}")
+            for axis, (d, a) in enumerate(zip(t.shape, arr.shape)):
+                if isinstance(d, int) and d != a:
+                    raise FeedError(f"input '{name}' needs dim {axis} = {d}, got an array of shape {arr.shape}")
+        out[name] = arr
+    return out
+
+
+def _np_dtype(elem_type: int) -> np.dtype | None:
+    from onnx import helper
+
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, TypeError, ValueError):
+        return None

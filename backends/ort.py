@@ -1,0 +1,239 @@
+"""ONNX Runtime: CPU, CUDA and TensorRT execution providers.
+
+Per-node times come from ORT's profiler. With graph optimisations on, ORT fuses and renames
+nodes (Conv+Relu become one node, the NCHWc transformer adds layout reorders); each profiled
+node is mapped back onto the graph through the optimised model ORT writes out: a node of the
+optimised graph covers the original nodes between the tensors it reads and the tensors it
+writes (names ORT derives from original tensors, such as ``X_nchwc``, are matched to them).
+Work with no original tensor on its outputs (layout reorders, memory copies) stays unattributed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from mlms_ir.backends.base import Availability, Backend, BackendError, NodeTrace, Session, TraceResult, model_source
+from mlms_ir.ir import Graph
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+OPT_LEVELS = ("none", "basic", "extended", "all")
+#: Suffixes ORT appends to the names of tensors it derives from an original tensor.
+_DERIVED_SUFFIXES = ("_nchwc",)
+
+
+def _ort():
+    from mlms_ir._lazy import lazy_import
+
+    return lazy_import("onnxruntime")
+
+
+class OrtBackend(Backend):
+    name = "ort"
+    devices = ("cpu", "cuda", "tensorrt")
+    description = "ONNX Runtime (CPU, CUDA and TensorRT execution providers)"
+
+    def _available_impl(self, device: str) -> Availability:
+        ort = _ort()
+        provider = PROVIDERS[device]
+        if provider not in ort.get_available_providers():
+            hint = "install onnxruntime-gpu instead of onnxruntime" if device != "cpu" else ""
+            return Availability(False, f"this onnxruntime ({ort.__version__}) has no {provider}" + (f"; {hint}" if hint else ""))
+        if device != "cpu":
+            from mlms_ir.system import gpu_count
+
+            if gpu_count() == 0:
+                return Availability(False, "no NVIDIA GPU is visible (NVML finds none)")
+        return Availability(True)
+
+    def _prepare_impl(self, graph: Graph, device: str, **options: Any) -> Session:
+        return OrtSession(graph, device, **options)
+
+
+def _session_options(opt: str | None, threads: int | None):
+    ort = _ort()
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if opt is not None:
+        levels = {
+            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }
+        if opt not in levels:
+            raise BackendError(f"unknown ORT optimisation level '{opt}'; choose one of: {', '.join(OPT_LEVELS)}")
+        so.graph_optimization_level = levels[opt]
+    if threads:
+        so.intra_op_num_threads = int(threads)
+    return so
+
+
+class OrtSession(Session):
+    def __init__(self, graph: Graph, device: str, opt: str | None = None, threads: int | None = None) -> None:
+        super().__init__("ort", device, graph, {"opt": opt or "default", "threads": threads})
+        self._opt = opt
+        self._threads = threads
+        self._source = model_source(graph)
+        self._providers = [PROVIDERS[device]] + (["CPUExecutionProvider"] if device != "cpu" else [])
+        self._sess = self._make(_session_options(opt, threads))
+        self._output_names = [o.name for o in self._sess.get_outputs()]
+        self._mapping: dict[str, list[str]] | None = None
+
+    def _make(self, so):
+        ort = _ort()
+        try:
+            return ort.InferenceSession(self._source, so, providers=self._providers)
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+            raise BackendError(f"onnxruntime cannot load the model: {' '.join(str(exc).split())[:500]}") from exc
+
+    def _run_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            outs = self._sess.run(None, feeds)
+        except Exception as exc:  # noqa: BLE001
+            raise BackendError(f"onnxruntime failed to run the model: {' '.join(str(exc).split())[:500]}") from exc
+        return dict(zip(self._output_names, outs))
+
+    def _trace_impl(self, feeds: dict[str, np.ndarray], runs: int) -> list[TraceResult]:
+        # ORT's profiler covers a whole session: a second session, traced for all runs at once
+        # (the plain session stays untraced for latency measurements)
+        with tempfile.TemporaryDirectory(prefix="mlms_ir_ort_") as tmp:
+            so = _session_options(self._opt, self._threads)
+            so.enable_profiling = True
+            so.profile_file_prefix = os.path.join(tmp, "profile")
+            so.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
+            sess = self._make(so)
+            outputs = []
+            for _ in range(max(1, runs)):
+                outputs.append(dict(zip(self._output_names, sess.run(None, feeds))))
+            path = sess.end_profiling()
+            events = json.loads(Path(path).read_text())
+            if self._mapping is None:
+                self._mapping = map_optimized_nodes(self.graph, Path(tmp) / "optimized.onnx")
+        return split_profile(events, outputs, self._mapping)
+
+    @property
+    def node_mapping(self) -> dict[str, list[str]]:
+        """ORT node name -> the graph node ids it covers (filled by the first traced run)."""
+        return dict(self._mapping or {})
+
+
+def _normalise(name: str, known: set[str]) -> str | None:
+    if name in known:
+        return name
+    for suffix in _DERIVED_SUFFIXES:
+        if name.endswith(suffix) and name[: -len(suffix)] in known:
+            return name[: -len(suffix)]
+    return None
+
+
+def _original_name(name: str, by_name: dict[str, list[str]]) -> str:
+    """The original node name an optimised node's name starts from: ORT names fused nodes
+    ``<original>/MatMulAddFusion``, ``<original>_new_reshape`` and the like."""
+    if not name or name in by_name:
+        return name
+    for i in range(len(name) - 1, 0, -1):
+        if name[i] in "/_" and name[:i] in by_name:
+            return name[:i]
+    return ""
+
+
+def map_optimized_nodes(graph: Graph, optimized: Path | onnx.ModelProto) -> dict[str, list[str]]:
+    """Map every node of ORT's optimised graph to the original graph node ids it covers."""
+    if isinstance(optimized, onnx.ModelProto):
+        opt = optimized
+    else:
+        if not Path(optimized).is_file():
+            return {n.name: [n.id] for n in graph.nodes if n.name}
+        opt = onnx.load(str(optimized), load_external_data=False)
+    known = set(graph.tensors)
+    by_name: dict[str, list[str]] = {}
+    for node in graph.nodes:
+        if node.name:
+            by_name.setdefault(node.name, []).extend(o for o in node.proto.output if o)
+
+    def anchors(n: onnx.NodeProto) -> list[str]:
+        """Original tensors an optimised node writes: by its outputs' names, by its own name when
+        it kept an original node's name, or by a name ORT derived from an original tensor
+        (the NCHWc transformer names nodes ``<tensor>_nchwc`` and their outputs ``reorder_token_N``)."""
+        found = [a for a in (_normalise(o, known) for o in n.output if o) if a is not None]
+        found += [o for o in by_name.get(_original_name(n.name, by_name), []) if o not in found]
+        base = _normalise(n.name, known) if n.name else None
+        if base is not None and base not in found:
+            found.append(base)
+        return found
+
+    layout = ("ReorderOutput", "ReorderInput", "MemcpyToHost", "MemcpyFromHost")
+    produced_by_opt: dict[str, str] = {}
+    for n in opt.graph.node:
+        if n.op_type not in layout:
+            for a in anchors(n):
+                produced_by_opt.setdefault(a, n.name)
+    mapping: dict[str, list[str]] = {}
+    for n in opt.graph.node:
+        if n.op_type in layout:
+            mapping[n.name] = []
+            continue
+        stop = {a for a in (_normalise(i, known) for i in n.input if i) if a is not None}
+        covered: list[str] = []
+        seen: set[str] = set()
+        frontier = anchors(n)
+        while frontier:
+            t = frontier.pop()
+            if t in seen:
+                continue
+            seen.add(t)
+            prod = graph.producer(t)
+            if prod is None or prod.id in covered:
+                continue
+            covered.append(prod.id)
+            for i in prod.proto.input:
+                if not i or i in stop:
+                    continue
+                other = produced_by_opt.get(i)
+                if other is not None and other != n.name:
+                    continue  # another optimised node computes it
+                ti = graph.tensor(i)
+                if ti is None or ti.kind == "input" or ti.is_static:
+                    continue  # graph inputs and weights (or work on weights only) bound the walk
+                frontier.append(i)
+        order = {node.id: k for k, node in enumerate(graph.nodes)}
+        mapping[n.name] = sorted(covered, key=lambda x: order.get(x, 0))
+    return mapping
+
+
+def split_profile(events: list[dict], outputs: list[dict[str, np.ndarray]], mapping: dict[str, list[str]]) -> list[TraceResult]:
+    """Cut ORT profile events into one TraceResult per ``model_run``."""
+    runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"), key=lambda e: e["ts"])
+    nodes = sorted((e for e in events if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time")), key=lambda e: e["ts"])
+    results: list[TraceResult] = []
+    for k, run in enumerate(runs):
+        start, end = run["ts"], run["ts"] + run["dur"]
+        evs = []
+        for e in nodes:
+            if start <= e["ts"] <= end:
+                name = e["name"][: -len("_kernel_time")]
+                args = e.get("args", {})
+                evs.append(
+                    NodeTrace(
+                        name=name,
+                        op_type=str(args.get("op_name", "")),
+                        start_us=float(e["ts"] - start),
+                        time_us=float(e.get("dur", 0)),
+                        covers=list(mapping.get(name, [])),
+                        track=f"thread {e.get('tid', 0)}",
+                        args={"provider": args.get("provider", "")},
+                    )
+                )
+        results.append(TraceResult(outputs=outputs[min(k, len(outputs) - 1)] if outputs else {}, events=evs, wall_us=float(run["dur"])))
+    return results
+

@@ -1,0 +1,91 @@
+"""The ONNX reference evaluator (``onnx.reference.ReferenceEvaluator``): the numerical ground
+truth. Slow, CPU only. Per-node times come from timing each node's kernel call."""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+import numpy as np
+import onnx
+
+from mlms_ir.backends.base import Availability, Backend, BackendError, NodeTrace, Session, TraceResult, model_source
+from mlms_ir.ir import Graph
+
+
+class ReferenceBackend(Backend):
+    name = "reference"
+    devices = ("cpu",)
+    description = "onnx.reference.ReferenceEvaluator (numerical ground truth, slow)"
+
+    def _available_impl(self, device: str) -> Availability:
+        return Availability(True)
+
+    def _prepare_impl(self, graph: Graph, device: str, **options: Any) -> Session:
+        return ReferenceSession(graph, device)
+
+
+class ReferenceSession(Session):
+    def __init__(self, graph: Graph, device: str) -> None:
+        super().__init__("reference", device, graph)
+        from onnx.reference import ReferenceEvaluator
+
+        src = model_source(graph)
+        try:
+            model = onnx.load(src) if isinstance(src, str) else onnx.load_model(io.BytesIO(src))
+            self._ev = ReferenceEvaluator(model)
+        except Exception as exc:  # noqa: BLE001 - the evaluator raises many types for unsupported models
+            raise BackendError(f"the reference evaluator cannot load the model: {' '.join(str(exc).split())[:400]}") from exc
+        self._output_names = list(self._ev.output_names)
+        self._timings: list[tuple[int, float, float]] | None = None
+        self._covers: list[list[str]] = []
+        for k, rt in enumerate(self._ev.rt_nodes_):
+            prod = next((graph.producer(o) for o in rt.output if o and graph.producer(o) is not None), None)
+            self._covers.append([prod.id] if prod is not None else [])
+            rt.run = self._timed(k, rt.run)
+
+    def _timed(self, k: int, run):
+        def wrapper(*args, **kwargs):
+            if self._timings is None:
+                return run(*args, **kwargs)
+            t0 = time.perf_counter()
+            try:
+                return run(*args, **kwargs)
+            finally:
+                self._timings.append((k, t0, time.perf_counter()))
+
+        return wrapper
+
+    def _call(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            outs = self._ev.run(None, feeds)
+        except Exception as exc:  # noqa: BLE001
+            raise BackendError(f"the reference evaluator failed: {' '.join(str(exc).split())[:400]}") from exc
+        return dict(zip(self._output_names, (np.asarray(o) for o in outs)))
+
+    def _run_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._call(feeds)
+
+    def _trace_impl(self, feeds: dict[str, np.ndarray], runs: int) -> list[TraceResult]:
+        results = []
+        for _ in range(runs):
+            self._timings = []
+            t0 = time.perf_counter()
+            try:
+                outputs = self._call(feeds)
+            finally:
+                timings, self._timings = self._timings, None
+            wall = (time.perf_counter() - t0) * 1e6
+            events = [
+                NodeTrace(
+                    name=self._ev.rt_nodes_[k].onnx_node.name or self._ev.rt_nodes_[k].op_type,
+                    op_type=self._ev.rt_nodes_[k].op_type,
+                    start_us=(start - t0) * 1e6,
+                    time_us=(end - start) * 1e6,
+                    covers=list(self._covers[k]),
+                )
+                for k, start, end in timings
+            ]
+            results.append(TraceResult(outputs, events, wall))
+        return results

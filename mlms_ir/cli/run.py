@@ -1,0 +1,223 @@
+"""``run`` (cross-backend latency), ``profile`` (per-node time on one backend) and ``backends``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from mlms_ir.cli.analyze import _dims, _input_shapes, _model_path, _write
+from mlms_ir.errors import MlmsIrError
+
+
+def _list(value, what: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+def _batches(value) -> list[int | None]:
+    if value is None:
+        return [None]
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    out: list[int | None] = []
+    for v in items:
+        try:
+            b = int(str(v).strip())
+        except ValueError:
+            raise MlmsIrError(f"--batch takes integers such as 1,8; got '{v}'") from None
+        if b <= 0:
+            raise MlmsIrError(f"--batch values must be positive, got {b}")
+        out.append(b)
+    return out
+
+
+def _format(fmt: str | None, output: str | None) -> str:
+    if fmt is None:
+        fmt = "json" if output and Path(output).suffix.lower() == ".json" else "table"
+    fmt = str(fmt).lower()
+    if fmt not in ("table", "json"):
+        raise MlmsIrError(f"unknown --format '{fmt}'; choose table or json")
+    return fmt
+
+
+def _positive_int(value, flag: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise MlmsIrError(f"{flag} must be an integer >= {minimum}, got '{value}'")
+    return value
+
+
+def run(
+    model: str | None = None,
+    backends: str = "ort",
+    device: str = "cpu",
+    batch: str | None = None,
+    iters: int = 100,
+    warmup: int = 10,
+    min_time: float = 0.0,
+    inputs: str | None = None,
+    input_shape: str | None = None,
+    dims: str | None = None,
+    opt: str | None = None,
+    seed: int = 0,
+    format: str | None = None,  # noqa: A002
+    output: str | None = None,
+) -> None:
+    """Time a model on several backends and compare their outputs with the first one.
+
+    Args:
+        model: path of an .onnx file (default: the embedded digits-cnn model).
+        backends: comma-separated backend names (see `backends`), e.g. ort,torch,reference.
+        device: cpu, cuda or tensorrt.
+        batch: batch sizes, e.g. 1,8 (the leading dim of every input).
+        iters: timed iterations per configuration (at least).
+        warmup: untimed runs first.
+        min_time: keep iterating until this many seconds have passed.
+        inputs: an .npz file of input arrays instead of seeded random data.
+        input_shape: NAME:DIMS such as input:1x3x224x224; repeat for several inputs.
+        dims: named symbolic dims, e.g. batch=8,seq=128.
+        opt: ORT graph optimisation level: none, basic, extended or all (default: ORT's own).
+        seed: seed of the random inputs.
+        format: table (default) or json; inferred from --output's suffix.
+        output: write to this file instead of stdout.
+    """
+    from mlms_ir.runner import run_backends
+
+    names = _list(backends, "--backends")
+    if not names:
+        raise MlmsIrError("--backends names no backend")
+    fmt = _format(format, output)
+    report = run_backends(
+        _model_path(model),
+        names,
+        device=str(device),
+        batches=_batches(batch),
+        input_shapes=_input_shapes(input_shape),
+        dims=_dims(dims),
+        inputs=inputs,
+        iterations=_positive_int(iters, "--iters"),
+        warmup=_positive_int(warmup, "--warmup", 0),
+        min_time_s=float(min_time),
+        seed=int(seed),
+        options={"ort": {"opt": opt}} if opt else None,
+    )
+    if fmt == "json":
+        _write(report.to_json(), output)
+    else:
+        from mlms_ir.report.run_text import render_runs
+
+        _render(lambda console: render_runs(report, console=console), output)
+    if all(r.status != "ok" for r in report.runs):
+        raise MlmsIrError("no backend ran: " + "; ".join(f"{r.backend}: {r.error}" for r in report.runs))
+
+
+def profile(
+    model: str | None = None,
+    backend: str = "ort",
+    device: str = "cpu",
+    batch: int | None = None,
+    runs: int = 10,
+    iters: int = 50,
+    warmup: int = 5,
+    inputs: str | None = None,
+    input_shape: str | None = None,
+    dims: str | None = None,
+    opt: str | None = None,
+    roofline: str | None = None,
+    top: int = 20,
+    trace: str | None = None,
+    seed: int = 0,
+    format: str | None = None,  # noqa: A002
+    output: str | None = None,
+) -> None:
+    """Per-node time on one backend, merged with static cost (share, achieved FLOP/s, bound).
+
+    Args:
+        model: path of an .onnx file (default: the embedded digits-cnn model).
+        backend: one backend name (see `backends`).
+        device: cpu, cuda or tensorrt.
+        batch: the leading dim of every input.
+        runs: traced runs; each node's time is the median over them.
+        iters: untraced timed runs for the latency (and the tracing overhead).
+        warmup: untimed runs first.
+        inputs: an .npz file of input arrays instead of seeded random data.
+        input_shape: NAME:DIMS; repeat for several inputs.
+        dims: named symbolic dims, e.g. batch=8,seq=128.
+        opt: ORT graph optimisation level: none, basic, extended or all.
+        roofline: a device for the roofline bound per node (see `devices`).
+        top: how many nodes the table lists.
+        trace: write a Chrome/Perfetto trace (JSON) to this file.
+        seed: seed of the random inputs.
+        format: table (default) or json.
+        output: write to this file instead of stdout.
+    """
+    from mlms_ir.runner import chrome_trace, profile_backend
+
+    if isinstance(batch, (list, tuple)):
+        raise MlmsIrError("profile takes one --batch value")
+    fmt = _format(format, output)
+    report, traces = profile_backend(
+        _model_path(model),
+        str(backend),
+        device=str(device),
+        batch=batch,
+        input_shapes=_input_shapes(input_shape),
+        dims=_dims(dims),
+        inputs=inputs,
+        runs=_positive_int(runs, "--runs"),
+        iterations=_positive_int(iters, "--iters"),
+        warmup=_positive_int(warmup, "--warmup", 0),
+        seed=int(seed),
+        options={"opt": opt} if opt else None,
+        roofline_device=roofline,
+    )
+    if trace:
+        names = {n.id: n.name or n.id for n in report.nodes}
+        try:
+            Path(trace).write_text(json.dumps(chrome_trace(traces, names, f"{report.backend}:{report.device}")))
+        except OSError as exc:
+            raise MlmsIrError(f"cannot write '{trace}': {exc.strerror or exc}") from exc
+        print(f"wrote {trace}", file=sys.stderr)
+    if fmt == "json":
+        _write(report.to_json(), output)
+    else:
+        from mlms_ir.report.run_text import render_profile
+
+        _render(lambda console: render_profile(report, top=top, console=console), output)
+
+
+def _render(fn, output: str | None) -> None:
+    from rich.console import Console
+
+    if output:
+        try:
+            with open(output, "w") as fh:
+                fn(Console(file=fh, width=160, color_system=None))
+        except OSError as exc:
+            raise MlmsIrError(f"cannot write '{output}': {exc.strerror or exc}") from exc
+        print(f"wrote {output}", file=sys.stderr)
+    else:
+        fn(Console())
+
+
+def backends(device: str | None = None) -> None:
+    """List every backend with its devices and, where it cannot run here, why."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from mlms_ir.backends import registry
+
+    t = Table(title="backends")
+    for col in ("backend", "device", "available", "why not"):
+        t.add_column(col, overflow="fold")
+    for name in registry.names():
+        be = registry.get(name)
+        for dev in be.devices:
+            if device is not None and dev != device:
+                continue
+            a = be.available(dev)
+            t.add_row(name, dev, "yes" if a.ok else "no", Text(a.reason))
+    Console().print(t)

@@ -1,0 +1,84 @@
+"""Terminal rendering of run and profile reports (rich tables)."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from mlms_ir.report.runs import ProfileReport, RunReport
+from mlms_ir.report.text import fit_table, human_count, human_time_us
+
+
+def _sci(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2e}"
+
+
+def render_runs(report: RunReport, *, console: Console | None = None) -> None:
+    console = console or Console()
+    cpu = report.system.get("cpu", {}) if report.system else {}
+    title = f"mlms_ir run: {report.model.get('name')}"
+    if cpu:
+        title += f"  ({cpu.get('model', '?')}, {cpu.get('logical_cores', '?')} cores)"
+    t = Table(title=title, box=box.SIMPLE)
+    cols = ("backend", "device", "batch", "mean ms", "p50", "p90", "p99", "stdev", "items/s", "max abs diff", "status")
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("backend", "device", "status") else "right", no_wrap=True)
+    for r in report.runs:
+        lat = r.latency_ms or {}
+        t.add_row(
+            r.backend, r.device, str(r.batch),
+            f"{lat['mean']:.3f}" if lat else "-", f"{lat['p50']:.3f}" if lat else "-",
+            f"{lat['p90']:.3f}" if lat else "-", f"{lat['p99']:.3f}" if lat else "-",
+            f"{lat['stdev']:.3f}" if lat else "-",
+            f"{r.throughput:,.1f}" if r.throughput else "-",
+            _sci(r.max_abs_diff) if r.compared_with else ("(reference)" if r.status == "ok" else "-"),
+            r.status,
+        )
+    console.print(t)
+    why = {}
+    for r in report.runs:
+        if r.status != "ok":
+            why.setdefault((r.backend, r.device, r.status, r.error), None)
+    for backend, device, status, error in why:
+        console.print(Text(f"{backend} on {device}: {status}: {error}", style="yellow"))
+    s = report.settings
+    console.print(Text(f"{s.get('iterations')} iterations after {s.get('warmup')} warm-up runs; inputs: {s.get('inputs')}; "
+                       "diffs against the first backend that ran", style="dim"))
+
+
+def render_profile(report: ProfileReport, *, top: int = 20, console: Console | None = None) -> None:
+    console = console or Console()
+    lat = report.latency_ms
+    head = Table(title=f"mlms_ir profile: {report.model.get('name')} on {report.backend} ({report.device})",
+                 box=box.SIMPLE_HEAVY, show_header=False)
+    head.add_column("what", style="bold")
+    head.add_column("value")
+    head.add_row("options", Text(", ".join(f"{k}={v}" for k, v in report.options.items() if v is not None) or "-"))
+    head.add_row("latency (untraced)", f"mean {lat['mean']:.3f} ms, p50 {lat['p50']:.3f} ms, p99 {lat['p99']:.3f} ms over {lat['iterations']} runs")
+    head.add_row("traced run", f"{report.traced_wall_ms:.3f} ms (tracing overhead {report.tracing_overhead:+.1%}), {report.runs} runs")
+    head.add_row("node time", f"{human_time_us(report.node_time_us)} per run; {report.coverage:.1%} attributed to graph nodes")
+    console.print(head)
+    cols = ["id", "name", "op", "time", "share", "MACs", "FLOPs", "achieved FLOP/s"]
+    if report.roofline_device:
+        cols += ["bound", "≥ time"]
+    cols.append("fused with")
+    rows = []
+    for n in report.nodes[:top]:
+        row = [n.id, n.name or "-", n.op_type, human_time_us(n.time_us), f"{n.share:.1%}", human_count(n.macs),
+               human_count(n.flops), human_count(n.achieved_flops_per_s)]
+        if report.roofline_device:
+            row += [n.bound or "-", human_time_us(n.time_lower_bound_us)]
+        row.append(", ".join(n.fused_with[:3]) + (f" +{len(n.fused_with) - 3}" if len(n.fused_with) > 3 else ""))
+        rows.append(row)
+    t = fit_table(f"top {top} nodes by time", cols, rows, left=("id", "name", "op", "bound", "fused with"))
+    console.print(t)
+    if report.unattributed:
+        u = Table(title="work not attributed to graph nodes", box=box.SIMPLE)
+        for c in ("backend node", "op", "time", "events/run"):
+            u.add_column(c, justify="left" if c in ("backend node", "op") else "right")
+        for e in report.unattributed[:10]:
+            u.add_row(Text(e["name"]), Text(e["op_type"]), human_time_us(e["time_us"]), f"{e['events']:.0f}")
+        console.print(u)
+

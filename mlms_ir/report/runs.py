@@ -1,0 +1,106 @@
+"""Data model of ``run`` and ``profile`` results (JSON with ``schema_version``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+RUN_SCHEMA_VERSION = "1.0"
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe: non-finite floats become None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+@dataclass
+class RunRecord:
+    """One backend on one device at one batch size. ``status``: ok, failed or unavailable."""
+
+    backend: str
+    device: str
+    batch: int
+    status: str
+    options: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    latency_ms: dict[str, float] | None = None
+    throughput: float | None = None  # items (batch rows) per second, from the mean latency
+    max_abs_diff: float | None = None
+    max_rel_diff: float | None = None
+    compared_with: str | None = None
+    gpu: dict[str, Any] | None = None
+
+
+@dataclass
+class RunReport:
+    model: dict[str, Any]
+    system: dict[str, Any]
+    settings: dict[str, Any]
+    runs: list[RunRecord]
+    schema_version: str = RUN_SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return _clean({"schema_version": self.schema_version, "model": self.model, "settings": self.settings,
+                       "system": self.system, "runs": [dataclasses.asdict(r) for r in self.runs]})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+
+@dataclass
+class NodeTime:
+    """Measured time of one graph node merged with its static cost."""
+
+    id: str
+    name: str
+    op_type: str
+    time_us: float
+    share: float
+    events: int
+    macs: int | None
+    flops: int | None
+    achieved_flops_per_s: float | None
+    intensity: float | None
+    bound: str | None = None
+    time_lower_bound_us: float | None = None
+    fused_with: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ProfileReport:
+    model: dict[str, Any]
+    system: dict[str, Any]
+    backend: str
+    device: str
+    options: dict[str, Any]
+    batch: int
+    runs: int
+    coverage: float
+    node_time_us: float
+    latency_ms: dict[str, float]
+    traced_wall_ms: float
+    tracing_overhead: float
+    nodes: list[NodeTime]
+    unattributed: list[dict[str, Any]]
+    mapping: dict[str, list[str]] = field(default_factory=dict)
+    roofline_device: str | None = None
+    schema_version: str = RUN_SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        order = ["schema_version", "model", "backend", "device", "options", "batch", "runs", "coverage",
+                 "node_time_us", "latency_ms", "traced_wall_ms", "tracing_overhead", "roofline_device",
+                 "system", "nodes", "unattributed", "mapping"]
+        return _clean({k: d[k] for k in order})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"

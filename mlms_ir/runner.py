@@ -1,0 +1,254 @@
+"""Cross-backend runs and per-node profiles: the library behind ``run`` and ``profile``.
+
+A backend that is unavailable or fails is recorded as such and the rest goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mlms_ir.errors import MlmsIrError
+from mlms_ir.harness import compare, measure
+from mlms_ir.inputs import batch_of, load_feeds, random_feeds
+from mlms_ir.ir import Graph, load
+from mlms_ir.ir.load import ModelSource
+from mlms_ir.ir.shapes import Dims, InputShapes
+from mlms_ir.report.runs import NodeTime, ProfileReport, RunRecord, RunReport
+
+log = logging.getLogger(__name__)
+
+
+def _backends():
+    from mlms_ir.backends import registry
+
+    return registry
+
+
+def _feeds(graph: Graph, inputs: str | dict | None, seed: int) -> dict[str, np.ndarray]:
+    if inputs is None:
+        return random_feeds(graph, seed)
+    return load_feeds(inputs) if isinstance(inputs, str) else {k: np.asarray(v) for k, v in inputs.items()}
+
+
+def _model_info(graph: Graph) -> dict[str, Any]:
+    loaded = getattr(graph, "loaded", None)
+    return {"name": loaded.name if loaded else graph.proto.name, "path": str(loaded.path) if loaded and loaded.path else None}
+
+
+def run_backends(
+    model: ModelSource,
+    backends: Sequence[str] = ("ort",),
+    *,
+    device: str = "cpu",
+    batches: Sequence[int | None] = (None,),
+    input_shapes: InputShapes = None,
+    dims: Dims = None,
+    inputs: str | dict | None = None,
+    iterations: int = 100,
+    warmup: int = 10,
+    min_time_s: float = 0.0,
+    seed: int = 0,
+    options: dict[str, dict[str, Any]] | None = None,
+    system: bool = True,
+) -> RunReport:
+    """Time ``model`` on each backend and batch size; compare every backend's outputs with the
+    first one that ran. ``options`` maps a backend name to its session options (e.g.
+    ``{"ort": {"opt": "none"}}``)."""
+    registry = _backends()
+    records: list[RunRecord] = []
+    model_info: dict[str, Any] = {}
+    from mlms_ir.system import GpuSampler, system_facts
+
+    for batch in batches:
+        graph = load(model, input_shapes=input_shapes, batch=batch, dims=dims)
+        model_info = _model_info(graph)
+        feeds = _feeds(graph, inputs, seed)
+        b = batch_of(feeds)
+        reference: tuple[str, dict[str, np.ndarray]] | None = None
+        for name in backends:
+            opts = dict((options or {}).get(name, {}))
+            rec = RunRecord(backend=name, device=device, batch=b, status="ok", options=opts)
+            records.append(rec)
+            try:
+                backend = registry.get(name)
+            except MlmsIrError as exc:
+                rec.status, rec.error = "unavailable", str(exc)
+                continue
+            avail = backend.available(device)
+            if not avail:
+                rec.status, rec.error = "unavailable", avail.reason
+                continue
+            try:
+                with backend.prepare(graph, device, **opts) as session:
+                    rec.options = dict(session.options)
+                    run = session.runner(feeds)
+                    outputs = run()
+                    with GpuSampler() as sampler:
+                        stats = measure(run, synchronize=session.synchronize, warmup=warmup, iterations=iterations, min_time_s=min_time_s)
+                    rec.gpu = sampler.summary() if device != "cpu" else None
+            except MlmsIrError as exc:
+                rec.status, rec.error = "failed", str(exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 - a backend crash is recorded, the rest goes on
+                log.debug("backend %s failed", name, exc_info=True)
+                rec.status, rec.error = "failed", f"{type(exc).__name__}: {exc}"
+                continue
+            rec.latency_ms = stats.as_dict()
+            rec.throughput = b / (stats.mean / 1000.0) if stats.mean > 0 else None
+            if reference is None:
+                reference = (name, outputs)
+            else:
+                diff = compare(reference[1], outputs)
+                rec.max_abs_diff, rec.max_rel_diff = diff["max_abs_diff"], diff["max_rel_diff"]
+                rec.compared_with = reference[0]
+    settings = {"iterations": iterations, "warmup": warmup, "min_time_s": min_time_s, "seed": seed,
+                "inputs": inputs if isinstance(inputs, str) else ("given" if inputs else "random"), "device": device}
+    return RunReport(model=model_info, system=system_facts() if system else {}, settings=settings, runs=records)
+
+
+def aggregate(traces, graph: Graph, flops: dict[str, int]) -> tuple[dict[str, float], list[dict[str, Any]], float, dict[str, list[str]]]:
+    """Per-node median time over traced runs.
+
+    An event covering several graph nodes (a fused kernel) is split among them in proportion to
+    their static FLOPs (equally when they have none). Returns (time per node id, unattributed work,
+    coverage, fusion groups).
+    """
+    per_run: list[dict[str, float]] = []
+    unattributed: dict[tuple[str, str], list[float]] = defaultdict(list)
+    attributed_total = total = 0.0
+    groups: dict[str, list[str]] = {}
+    for tr in traces:
+        times: dict[str, float] = defaultdict(float)
+        for ev in tr.events:
+            if ev.kind != "node":
+                continue
+            total += ev.time_us
+            if not ev.covers:
+                unattributed[(ev.name, ev.op_type)].append(ev.time_us)
+                continue
+            attributed_total += ev.time_us
+            weights = [max(flops.get(c, 0), 0) for c in ev.covers]
+            s = sum(weights)
+            for c, w in zip(ev.covers, weights):
+                times[c] += ev.time_us * (w / s if s else 1 / len(ev.covers))
+            if len(ev.covers) > 1:
+                for c in ev.covers:
+                    groups[c] = list(ev.covers)
+        per_run.append(times)
+    ids = {k for t in per_run for k in t}
+    median = {k: statistics.median([t.get(k, 0.0) for t in per_run]) for k in ids}
+    runs = max(1, len(per_run))
+    unatt = [
+        {"name": n, "op_type": op, "time_us": sum(v) / runs, "events": len(v) / runs}
+        for (n, op), v in sorted(unattributed.items(), key=lambda kv: -sum(kv[1]))
+    ]
+    coverage = attributed_total / total if total else 0.0
+    return median, unatt, coverage, groups
+
+
+def profile_backend(
+    model: ModelSource,
+    backend: str = "ort",
+    *,
+    device: str = "cpu",
+    batch: int | None = None,
+    input_shapes: InputShapes = None,
+    dims: Dims = None,
+    inputs: str | dict | None = None,
+    runs: int = 10,
+    warmup: int = 5,
+    iterations: int = 50,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+    roofline_device: str | None = None,
+    system: bool = True,
+) -> tuple[ProfileReport, list]:
+    """Per-node times of ``model`` on one backend, merged with its static cost.
+
+    Measured in levels: the latency comes from untraced runs; per-node times from traced runs;
+    the tracing overhead is the ratio of the two. Returns the report and the raw traces (for a
+    Chrome trace)."""
+    from mlms_ir.passes.analyze import analyze
+    from mlms_ir.system import system_facts
+
+    registry = _backends()
+    graph = load(model, input_shapes=input_shapes, batch=batch, dims=dims)
+    analysis = analyze(graph, device=roofline_device)
+    feeds = _feeds(graph, inputs, seed)
+    be = registry.get(backend)
+    with be.prepare(graph, device, **(options or {})) as session:
+        run = session.runner(feeds)
+        stats = measure(run, synchronize=session.synchronize, warmup=warmup, iterations=iterations)
+        session.trace(feeds, runs=1)  # warm the traced path (ORT builds a second session)
+        traces = session.trace(feeds, runs=runs)
+        mapping = dict(getattr(session, "node_mapping", {}) or {})
+        opts = dict(session.options)
+    static = {n.id: n for n in analysis.nodes}
+    flops = {k: (n.flops or 0) for k, n in static.items()}
+    median, unattributed, coverage, groups = aggregate(traces, graph, flops)
+    node_total = sum(median.values()) + sum(u["time_us"] for u in unattributed)
+    nodes: list[NodeTime] = []
+    for nid, t in sorted(median.items(), key=lambda kv: -kv[1]):
+        n = static.get(nid)
+        nodes.append(NodeTime(
+            id=nid,
+            name=n.name if n else "",
+            op_type=n.op_type if n else "",
+            time_us=t,
+            share=t / node_total if node_total else 0.0,
+            events=sum(1 for tr in traces for ev in tr.events if nid in ev.covers) // max(1, len(traces)),
+            macs=n.macs if n else None,
+            flops=n.flops if n else None,
+            achieved_flops_per_s=(n.flops / (t * 1e-6)) if n and n.flops and t > 0 else None,
+            intensity=n.intensity if n else None,
+            bound=n.bound if n else None,
+            time_lower_bound_us=n.time_lower_bound_us if n else None,
+            fused_with=[c for c in groups.get(nid, []) if c != nid],
+        ))
+    traced_wall_ms = statistics.fmean(tr.wall_us for tr in traces) / 1000.0
+    report = ProfileReport(
+        model=_model_info(graph),
+        system=system_facts() if system else {},
+        backend=backend,
+        device=device,
+        options=opts,
+        batch=batch_of(feeds),
+        runs=len(traces),
+        coverage=coverage,
+        node_time_us=node_total,
+        latency_ms=stats.as_dict(),
+        traced_wall_ms=traced_wall_ms,
+        tracing_overhead=(traced_wall_ms / stats.mean - 1.0) if stats.mean > 0 else 0.0,
+        nodes=nodes,
+        unattributed=unattributed,
+        mapping=mapping,
+        roofline_device=roofline_device,
+    )
+    return report, traces
+
+
+def chrome_trace(traces, graph_names: dict[str, str], backend: str) -> dict[str, Any]:
+    """A Chrome/Perfetto trace (``chrome://tracing``, ui.perfetto.dev): one track per backend
+    thread or stream, runs laid end to end, events named after the graph nodes they cover."""
+    events: list[dict[str, Any]] = []
+    offset = 0.0
+    tids: dict[str, int] = {}
+    for k, tr in enumerate(traces):
+        events.append({"name": f"run {k}", "cat": "run", "ph": "X", "ts": offset, "dur": tr.wall_us, "pid": backend, "tid": 0})
+        for ev in tr.events:
+            tid = tids.setdefault(ev.track, len(tids) + 1)
+            name = graph_names.get(ev.covers[0], ev.name) if len(ev.covers) == 1 else ev.name
+            events.append({
+                "name": name or ev.name, "cat": ev.kind, "ph": "X", "ts": offset + ev.start_us, "dur": ev.time_us,
+                "pid": backend, "tid": tid, "args": {"op_type": ev.op_type, "covers": ev.covers, "backend_name": ev.name, **ev.args},
+            })
+        offset += tr.wall_us + 10.0
+    meta = [{"name": "thread_name", "ph": "M", "pid": backend, "tid": t, "args": {"name": track}} for track, t in tids.items()]
+    meta.append({"name": "thread_name", "ph": "M", "pid": backend, "tid": 0, "args": {"name": "runs"}})
+    return {"traceEvents": meta + events, "displayTimeUnit": "ms"}
