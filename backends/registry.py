@@ -21,8 +21,10 @@ BUILTIN: dict[str, str] = {
     "reference": "mlms_ir.backends.reference:ReferenceBackend",
     "torch": "mlms_ir.backends.torch_backend:TorchBackend",
     "tensorrt": "mlms_ir.backends.tensorrt:TensorRTBackend",
+    "mxnet": "mlms_ir.backends.worker:MXNetBackend",
+    "onnx-tf": "mlms_ir.backends.worker:OnnxTfBackend",
 }
-ALIASES = {"onnxruntime": "ort", "trt": "tensorrt", "ref": "reference", "pytorch": "torch"}
+ALIASES = {"onnxruntime": "ort", "trt": "tensorrt", "ref": "reference", "pytorch": "torch", "onnx_tf": "onnx-tf", "tensorflow": "onnx-tf"}
 
 _cache: dict[str, Backend] = {}
 

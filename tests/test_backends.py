@@ -57,7 +57,7 @@ def net_path(tmp_path):
 
 
 def test_registry_lists_every_backend_and_says_why_not():
-    assert registry.names()[:4] == ["ort", "reference", "torch", "tensorrt"]
+    assert registry.names()[:6] == ["ort", "reference", "torch", "tensorrt", "mxnet", "onnx-tf"]
     assert registry.get("onnxruntime") is registry.get("ort")
     with pytest.raises(BackendError, match="unknown backend 'nope'"):
         registry.get("nope")
