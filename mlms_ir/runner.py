@@ -113,7 +113,8 @@ def run_backends(
 
 
 def aggregate(traces, graph: Graph, flops: dict[str, int]) -> tuple[dict[str, float], list[dict[str, Any]], float, dict[str, list[str]]]:
-    """Per-node median time over traced runs.
+    """Per-node median time over traced runs (of device kernels when the traces hold any, else
+    of backend nodes).
 
     An event covering several graph nodes (a fused kernel) is split among them in proportion to
     their static FLOPs (equally when they have none). Returns (time per node id, unattributed work,
@@ -123,10 +124,12 @@ def aggregate(traces, graph: Graph, flops: dict[str, int]) -> tuple[dict[str, fl
     unattributed: dict[tuple[str, str], list[float]] = defaultdict(list)
     attributed_total = total = 0.0
     groups: dict[str, list[str]] = {}
+    # on a GPU the kernels are the work: node ranges there only measure launches
+    kind = "kernel" if any(ev.kind == "kernel" for tr in traces for ev in tr.events) else "node"
     for tr in traces:
         times: dict[str, float] = defaultdict(float)
         for ev in tr.events:
-            if ev.kind != "node":
+            if ev.kind != kind:
                 continue
             total += ev.time_us
             if not ev.covers:
@@ -187,7 +190,8 @@ def profile_backend(
         stats = measure(run, synchronize=session.synchronize, warmup=warmup, iterations=iterations)
         session.trace(feeds, runs=1)  # warm the traced path (ORT builds a second session)
         traces = session.trace(feeds, runs=runs)
-        mapping = dict(getattr(session, "node_mapping", {}) or {})
+        # only where names differ from graph ids (a one-to-one mapping says nothing)
+        mapping = {k: v for k, v in (getattr(session, "node_mapping", {}) or {}).items() if v != [k]}
         opts = dict(session.options)
     static = {n.id: n for n in analysis.nodes}
     flops = {k: (n.flops or 0) for k, n in static.items()}

@@ -110,7 +110,7 @@ def test_batch_on_fixed_leading_dim_is_refused():
     <ir_version: 8, opset_import: ["" : 17]>
     g (float[1,4] x) => (float[1,4] y) { y = Relu (x) }""")
     assert mlms_ir.load(m, batch=1).tensor("y").shape == (1, 4)
-    with pytest.raises(ShapeBindingError, match="fixed leading dim of 1"):
+    with pytest.raises(ShapeBindingError, match="fixed leading dim"):
         mlms_ir.load(m, batch=8)
 
 

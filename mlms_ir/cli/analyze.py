@@ -117,8 +117,11 @@ def analyze(
         from mlms_ir.report.text import render_text
 
         if output:
-            with open(output, "w") as fh:
-                render_text(result, top=top, sort=sort, console=Console(file=fh, width=160, color_system=None))
+            try:
+                with open(output, "w") as fh:
+                    render_text(result, top=top, sort=sort, console=Console(file=fh, width=160, color_system=None))
+            except OSError as exc:
+                raise MlmsIrError(f"cannot write '{output}': {exc.strerror or exc}") from exc
             print(f"wrote {output}", file=sys.stderr)
         else:
             render_text(result, top=top, sort=sort)

@@ -41,7 +41,9 @@ def load(
         mlms_ir.errors.ShapeBindingError: a binding that is malformed or does not fit the inputs.
     """
     if isinstance(source, Graph):
-        source = source.model
+        loaded_from = getattr(source, "loaded", None)
+        # re-read what the graph was loaded from: its own model lacks embedded weight data
+        source = loaded_from.path or loaded_from.source if loaded_from is not None else source.model
     loaded = read_model(source)
     model = loaded.model
     warnings: list[str] = []
@@ -76,22 +78,27 @@ _INT_KEEP_BYTES = 65536
 STRIPPED_LOCATION = "mlms_ir:embedded-data-not-loaded"
 
 
-def _strip_weight_data(g: onnx.GraphProto) -> None:
+def _strip_tensor(t: onnx.TensorProto) -> None:
     from mlms_ir.ir.dtypes import FLOAT_TYPES
 
+    if t.data_location == onnx.TensorProto.EXTERNAL or t.data_type == onnx.TensorProto.STRING:
+        return
+    if t.ByteSize() <= (_FLOAT_KEEP_BYTES if t.data_type in FLOAT_TYPES else _INT_KEEP_BYTES):
+        return
+    for f in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+        t.ClearField(f)
+    t.data_location = onnx.TensorProto.EXTERNAL
+    e = t.external_data.add()
+    e.key, e.value = "location", STRIPPED_LOCATION
+
+
+def _strip_weight_data(g: onnx.GraphProto) -> None:
     for t in g.initializer:
-        if t.data_location == onnx.TensorProto.EXTERNAL:
-            continue
-        size = t.ByteSize()
-        if size <= (_FLOAT_KEEP_BYTES if t.data_type in FLOAT_TYPES else _INT_KEEP_BYTES):
-            continue
-        for f in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data"):
-            t.ClearField(f)
-        t.data_location = onnx.TensorProto.EXTERNAL
-        e = t.external_data.add()
-        e.key, e.value = "location", STRIPPED_LOCATION
+        _strip_tensor(t)
     for n in g.node:
         for a in n.attribute:
+            if a.type == onnx.AttributeProto.TENSOR and n.op_type == "Constant" and n.domain in ("", "ai.onnx"):
+                _strip_tensor(a.t)
             if a.type == onnx.AttributeProto.GRAPH:
                 _strip_weight_data(a.g)
             elif a.type == onnx.AttributeProto.GRAPHS:
@@ -117,7 +124,7 @@ def _check_nodes(model: onnx.ModelProto) -> None:
     """Check attributes of every node whose op ONNX knows (types, required attributes)."""
     ctx = onnx.checker.C.CheckerContext()
     ctx.ir_version = model.ir_version
-    ctx.opset_imports = {o.domain: o.version for o in model.opset_import}
+    ctx.opset_imports = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import}
     lex = onnx.checker.C.LexicalScopeContext()
     known = {"", "ai.onnx", "ai.onnx.ml"}
     for i, node in enumerate(model.graph.node):
@@ -125,9 +132,10 @@ def _check_nodes(model: onnx.ModelProto) -> None:
             continue
         if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
             continue  # subgraphs are checked by shape inference, which knows their outer scope
-        version = ctx.opset_imports.get(node.domain, ctx.opset_imports.get("ai.onnx" if not node.domain else node.domain, 0))
+        domain = "" if node.domain == "ai.onnx" else node.domain
+        version = ctx.opset_imports.get(domain, 0)
         try:
-            known_op = onnx.defs.has(node.op_type, version, node.domain)
+            known_op = onnx.defs.has(node.op_type, version, domain)
         except (TypeError, ValueError, UnicodeError) as exc:
             raise InvalidModelError(f"node #{i} has an unreadable op type or domain ({exc.__class__.__name__})") from exc
         if not known_op:

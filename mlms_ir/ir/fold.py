@@ -118,8 +118,29 @@ REFERENCE_OPS = frozenset({"Slice", "Reshape", "Range", "ConstantOfShape", "Expa
                            "ReduceSum", "Transpose", "Flatten", "Size", "Mod", "Not", "And", "Or"})
 
 
+def _output_size(node: onnx.NodeProto, args: list[np.ndarray]) -> int:
+    """An upper estimate of the elements an op would produce from these constant inputs
+    (so that a Range(0, 4e9) is never evaluated)."""
+    op = node.op_type
+    try:
+        if op == "Range":
+            start, limit, delta = (float(a.reshape(-1)[0]) for a in args[:3])
+            return 0 if delta == 0 else max(0, math.ceil((limit - start) / delta))
+        if op == "ConstantOfShape":
+            return math.prod(int(d) for d in args[0].reshape(-1))
+        if op == "Expand":
+            return math.prod(np.broadcast_shapes(args[0].shape, tuple(int(d) for d in args[1].reshape(-1))))
+        if op == "Tile":
+            return args[0].size * math.prod(int(d) for d in args[1].reshape(-1))
+    except (ValueError, TypeError, IndexError, OverflowError):
+        return MAX_ELEMENTS + 1
+    return max((a.size for a in args), default=0)
+
+
 def _evaluate(node: onnx.NodeProto, values: dict[str, np.ndarray], opset: int) -> list[np.ndarray] | None:
     args = [values[x] if x else np.array([]) for x in node.input]
+    if _output_size(node, [a for x, a in zip(node.input, args) if x]) > MAX_ELEMENTS:
+        return None
     try:
         with np.errstate(all="ignore"):
             out = _np_eval(node, [values[x] for x in node.input if x])
@@ -168,6 +189,10 @@ def complete_shapes(inferred: onnx.ModelProto) -> int:
         if node.op_type == "Constant":
             try:
                 attr = node.attribute[0]
+                if attr.type == onnx.AttributeProto.TENSOR and (
+                    attr.t.data_location == onnx.TensorProto.EXTERNAL or math.prod(attr.t.dims) > MAX_ELEMENTS
+                ):
+                    continue  # never read external data; large constants are not shape arithmetic
                 v = numpy_helper.to_array(attr.t) if attr.type == onnx.AttributeProto.TENSOR else np.asarray(helper.get_attribute_value(attr))
                 if v.size <= MAX_ELEMENTS:
                     values[node.output[0]] = v

@@ -183,6 +183,8 @@ class Graph:
         init_names = set()
         self.initializer_protos: dict[str, onnx.TensorProto] = {}
         for init in g.initializer:
+            if init.name in self.initializer_protos:
+                raise InvalidModelError(f"initializer '{init.name}' is defined twice in {self.label}")
             self.initializer_protos[init.name] = init
             init_names.add(init.name)
             external = init.data_location == onnx.TensorProto.EXTERNAL and not any(
@@ -397,7 +399,7 @@ def _topological_order(nodes: list[onnx.NodeProto], available: set[str], outer: 
         for a in n.attribute:
             subs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
             for sg in subs:
-                names.extend(_free_names(sg))
+                names.extend(free_names(sg))
         return names
 
     deps: list[list[int]] = []
@@ -449,7 +451,7 @@ def _topological_order(nodes: list[onnx.NodeProto], available: set[str], outer: 
     return order
 
 
-def _free_names(g: onnx.GraphProto) -> list[str]:
+def free_names(g: onnx.GraphProto) -> list[str]:
     """Names a subgraph reads from outer scopes (recursively)."""
     defined = {vi.name for vi in g.input} | {i.name for i in g.initializer}
     for n in g.node:
@@ -460,6 +462,6 @@ def _free_names(g: onnx.GraphProto) -> list[str]:
         for a in n.attribute:
             subs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
             for sg in subs:
-                free.extend(x for x in _free_names(sg) if x not in defined)
+                free.extend(x for x in free_names(sg) if x not in defined)
     free.extend(o.name for o in g.output if o.name not in defined)
     return free

@@ -202,21 +202,28 @@ def check_external_data(model: onnx.ModelProto, base_dir: Path | None) -> int:
             raise ExternalDataError(f"tensor '{t.name}' has malformed external-data fields ({exc})") from exc
         if offset < 0 or (length is not None and length < 0):
             raise ExternalDataError(f"tensor '{t.name}' has a negative external-data offset or length")
+        if want is not None and length is not None and length < want:
+            raise ExternalDataError(
+                f"tensor '{t.name}' declares {length} bytes of external data but its shape needs {want}"
+            )
         if length is not None:
             total += length
         if base_real is None:
             continue  # loaded from bytes or a proto: nothing on disk to check against
-        full = Path(os.path.realpath(base_real / p))
-        if base_real != full and base_real not in full.parents:
-            raise ExternalDataError(
-                f"tensor '{t.name}' points to external data '{loc}', which resolves outside the model's folder"
-            )
-        if full not in sizes:
-            if not full.is_file():
+        try:
+            full = Path(os.path.realpath(base_real / p))
+            if base_real != full and base_real not in full.parents:
                 raise ExternalDataError(
-                    f"external data file '{loc}' for tensor '{t.name}' is missing; it must lie beside the model in '{base_dir}'"
+                    f"tensor '{t.name}' points to external data '{loc}', which resolves outside the model's folder"
                 )
-            sizes[full] = full.stat().st_size
+            if full not in sizes:
+                if not full.is_file():
+                    raise ExternalDataError(
+                        f"external data file '{loc}' for tensor '{t.name}' is missing; it must lie beside the model in '{base_dir}'"
+                    )
+                sizes[full] = full.stat().st_size
+        except (OSError, ValueError) as exc:
+            raise ExternalDataError(f"tensor '{t.name}' names an unusable external-data location ({exc})") from exc
         if length is not None and offset + length > sizes[full]:
             raise ExternalDataError(
                 f"external data file '{loc}' is too short for tensor '{t.name}' "

@@ -19,6 +19,8 @@ from mlms_ir.errors import InvalidModelError, ShapeBindingError
 from mlms_ir.ir import contrib
 from mlms_ir.ir.fold import complete_shapes
 
+MAX_DIM = 2**62  # ONNX dims are int64; larger bindings are mistakes
+
 InputShapes = Mapping[str, Iterable[int]] | Iterable[str] | str | None
 Dims = Mapping[str, int] | str | None
 
@@ -43,9 +45,17 @@ def _positive(value: object, what: str) -> int:
         v = int(str(value).strip())
     except ValueError:
         raise ShapeBindingError(f"{what} must be a positive integer, got '{value}'") from None
-    if v <= 0:
-        raise ShapeBindingError(f"{what} must be a positive integer, got {v}")
+    if v <= 0 or v > MAX_DIM:
+        raise ShapeBindingError(f"{what} must be a positive integer up to {MAX_DIM}, got {v}")
     return v
+
+
+def _dims_of(spec: str, what: str) -> list[int]:
+    """'1x3x224x224' (or '1,3,224,224', '[1,3,224,224]') -> [1, 3, 224, 224]."""
+    parts = re.split(r"[x,×]", spec.strip().strip("[]()"))
+    if not spec.strip() or any(not p.strip() for p in parts):
+        raise ShapeBindingError(f"{what} must be dims separated by 'x', such as 1x3x224x224")
+    return [_positive(p, f"dim {k} of {what}") for k, p in enumerate(parts)]
 
 
 def parse_bindings(input_shapes: InputShapes = None, batch: int | str | None = None, dims: Dims = None) -> Bindings:
@@ -57,7 +67,12 @@ def parse_bindings(input_shapes: InputShapes = None, batch: int | str | None = N
     b = Bindings()
     if isinstance(input_shapes, Mapping):
         for name, shape in input_shapes.items():
-            b.input_shapes[str(name)] = [_positive(d, f"dim {k} of input '{name}'") for k, d in enumerate(shape)]
+            if isinstance(shape, str):
+                b.input_shapes[str(name)] = _dims_of(shape, f"the shape '{shape}' of input '{name}'")
+            elif isinstance(shape, Iterable):
+                b.input_shapes[str(name)] = [_positive(d, f"dim {k} of input '{name}'") for k, d in enumerate(shape)]
+            else:
+                raise ShapeBindingError(f"the shape of input '{name}' must be a list of dims such as [1, 3, 224, 224], got {shape!r}")
     elif input_shapes is not None:
         items = [input_shapes] if isinstance(input_shapes, str) else list(input_shapes)
         for item in items:
@@ -65,10 +80,9 @@ def parse_bindings(input_shapes: InputShapes = None, batch: int | str | None = N
             name, sep, spec = text.rpartition(":")
             if not sep or not name or not spec:
                 raise ShapeBindingError(f"--input-shape expects NAME:DIMS such as 'input:1x3x224x224', got '{text}'")
-            parts = [p for p in re.split(r"[x,×]", spec.strip().strip("[]()")) if p.strip()]
-            if not parts:
-                raise ShapeBindingError(f"--input-shape '{text}' gives no dims")
-            b.input_shapes[name] = [_positive(p, f"dim {k} of --input-shape '{text}'") for k, p in enumerate(parts)]
+            if name in b.input_shapes:
+                raise ShapeBindingError(f"--input-shape gives input '{name}' twice")
+            b.input_shapes[name] = _dims_of(spec, f"--input-shape '{text}'")
     if batch is not None:
         b.batch = _positive(batch, "--batch")
     if isinstance(dims, Mapping):
@@ -109,6 +123,8 @@ def apply_bindings(model: onnx.ModelProto, b: Bindings) -> None:
             raise ShapeBindingError(
                 f"the model has no input '{name}'; its inputs are: {', '.join(inputs) or '(none)'}"
             )
+        if vi.type.WhichOneof("value") != "tensor_type":
+            raise ShapeBindingError(f"input '{name}' is a {vi.type.WhichOneof('value') or 'typeless value'}, not a tensor; --input-shape binds tensors only")
         shape = _shape(vi)
         if shape.dim and len(shape.dim) != len(dims):
             raise ShapeBindingError(
@@ -128,24 +144,31 @@ def apply_bindings(model: onnx.ModelProto, b: Bindings) -> None:
             shape.dim.add().dim_value = v
 
     if b.batch is not None:
+        fixed: list[str] = []
+        bound = 0
         for name, vi in inputs.items():
-            if name in b.input_shapes:
+            if name in b.input_shapes or vi.type.WhichOneof("value") != "tensor_type":
                 continue
             shape = _shape(vi)
             if not shape.dim:
                 continue
             d = shape.dim[0]
             if d.HasField("dim_value") and d.dim_value > 0:
-                if d.dim_value != b.batch:
-                    raise ShapeBindingError(
-                        f"input '{name}' has a fixed leading dim of {d.dim_value}, so --batch {b.batch} cannot apply; "
-                        "re-export the model with a dynamic batch dim"
-                    )
-                continue
+                if d.dim_value == b.batch:
+                    bound += 1
+                else:
+                    fixed.append(f"'{name}' ({d.dim_value})")
+                continue  # a fixed leading dim is not a batch dim
+            bound += 1
             if d.dim_param:
                 bind_param(d.dim_param, b.batch, "--batch")
             d.Clear()
             d.dim_value = b.batch
+        if not bound and fixed:
+            raise ShapeBindingError(
+                f"every input has a fixed leading dim ({', '.join(fixed)}), so --batch {b.batch} cannot apply; "
+                "re-export the model with a dynamic batch dim"
+            )
 
     for p, v in b.dims.items():
         if p not in symbolic and p not in params:

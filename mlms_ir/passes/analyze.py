@@ -63,10 +63,16 @@ def analyze(
     if dev is not None:
         dtypes = {}
         for node in graph.walk():
-            t = graph.tensor(node.proto.input[0]) if node.proto.input and node.proto.input[0] else None
+            t = node.graph.tensor(node.proto.input[0]) if node.proto.input and node.proto.input[0] else None
             dtypes[node.id] = t.dtype if t is not None else "float"
         roof = roofline(costs.nodes, top, dev, dtypes)
 
+    per_iteration = sorted({s.owner for s in costs.subgraphs if s.multiplier is None})
+    if per_iteration:
+        warnings.append(
+            f"{len(per_iteration)} Loop/Scan node(s) counted for one iteration only (trip count unknown): "
+            + ", ".join(per_iteration[:5])
+        )
     n_unresolved = sum(1 for c in costs.nodes if c.status == "unresolved")
     n_unknown = sum(1 for c in costs.nodes if c.status == "unknown_op")
     if n_unresolved:
@@ -100,7 +106,7 @@ def analyze(
         counted_nodes=sum(1 for c in costs.nodes if c.status in ("counted", "free")),
         unresolved_nodes=n_unresolved,
         unknown_nodes=n_unknown,
-        complete=n_unresolved == 0 and n_unknown == 0 and not mem.unknown_size_tensors,
+        complete=n_unresolved == 0 and n_unknown == 0 and not mem.unknown_size_tensors and not per_iteration,
     )
     from mlms_ir import __version__
 

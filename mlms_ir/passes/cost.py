@@ -10,6 +10,9 @@ from mlms_ir.ir.graph import Graph, Node, TensorInfo
 from mlms_ir.passes.registry import Cost, OpContext, Unresolved, _load_ops, constant_value, lookup
 from mlms_ir.report.model import NodeCost, SubgraphInfo
 
+#: A Loop trip count at or above this is a "no limit" sentinel (torch exports while-loops with INT64_MAX).
+MAX_TRIP_COUNT = 2**31
+
 #: Input slots that carry shapes, indices, axes or quantization scales rather than weights.
 NON_WEIGHT_SLOTS: dict[str, frozenset[int]] = {
     k: frozenset(v)
@@ -52,6 +55,7 @@ class CostResult:
     subgraphs: list[SubgraphInfo]
     param_owner: dict[str, str]  # param tensor -> id of the node it is attributed to
     param_tensors: dict[str, TensorInfo]  # param tensor -> its facts (subgraph weights included)
+    param_elements: dict[str, int]  # param tensor -> weights it holds (packed 4-bit weights count each)
 
 
 def _shape_list(t: TensorInfo | None) -> list[int | str | None] | None:
@@ -66,12 +70,13 @@ class CostPass:
         self.root = graph
         self.param_owner: dict[str, str] = {}
         self.param_tensors: dict[str, TensorInfo] = {}
+        self.param_elements: dict[str, int] = {}
         self.subgraphs: list[SubgraphInfo] = []
         self.all_nodes: list[NodeCost] = []
 
     def run(self) -> CostResult:
         top = self._graph(self.root, parent=None)
-        return CostResult(self.all_nodes, top, self.subgraphs, self.param_owner, self.param_tensors)
+        return CostResult(self.all_nodes, top, self.subgraphs, self.param_owner, self.param_tensors, self.param_elements)
 
     def _graph(self, g: Graph, parent: str | None) -> list[NodeCost]:
         results = []
@@ -92,7 +97,7 @@ class CostPass:
                 continue
             self.param_owner[t.name] = node.id
             self.param_tensors[t.name] = t
-            n += t.numel or 0
+            n += self.param_elements.setdefault(t.name, _packed_elements(node, t))
             b += t.nbytes or 0
         return n, b
 
@@ -194,19 +199,19 @@ class CostPass:
             picked = [c for cs in branch_costs.values() for c in cs]
             if node.op_type == "Loop":
                 m = constant_value(g, node.proto.input[0]) if node.proto.input and node.proto.input[0] else None
-                if m is not None and m.size == 1 and int(m.reshape(-1)[0]) >= 0:
+                if m is not None and m.size == 1 and 0 <= int(m.reshape(-1)[0]) < MAX_TRIP_COUNT:
                     mult = int(m.reshape(-1)[0])
                     note = f"body x {mult} iterations (constant trip count; an early exit can make it fewer)"
                 else:
                     mult = None
-                    note = "per iteration: the trip count is not a constant"
+                    note = "per iteration: the trip count is not a constant (or is the exporter's 'no limit')"
             else:  # Scan
                 n_scan = int(node.attrs.get("num_scan_inputs", 0) or 0)
                 n_state = len(node.proto.input) - n_scan
                 axes = node.attrs.get("scan_input_axes") or [0] * n_scan
                 t = g.tensor(node.proto.input[n_state]) if n_scan and n_state < len(node.proto.input) else None
                 axis = int(axes[0]) if axes else 0
-                if t is not None and t.shape is not None and t.shape and isinstance(t.shape[axis], int):
+                if t is not None and t.shape is not None and -len(t.shape) <= axis < len(t.shape) and isinstance(t.shape[axis], int):
                     mult = int(t.shape[axis])
                     note = f"body x {mult} iterations"
                 else:
@@ -227,6 +232,15 @@ class CostPass:
         nc.params += sum(c.params for c in every)
         nc.param_bytes += sum(c.param_bytes for c in every)
         _set_intensity(nc)
+
+
+def _packed_elements(node: Node, t: TensorInfo) -> int:
+    """Weights in a tensor: its elements, except MatMulNBits' packed B (K*N weights of `bits` each)."""
+    if node.op_type == "MatMulNBits" and node.domain == "com.microsoft" and node.proto.input[1] == t.name:
+        k, n = node.attrs.get("K"), node.attrs.get("N")
+        if isinstance(k, int) and isinstance(n, int) and k > 0 and n > 0:
+            return k * n
+    return t.numel or 0
 
 
 def _producer(g: Graph, name: str) -> Node | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from mlms_ir.ir.graph import Graph
+from mlms_ir.ir.dtypes import dtype_bits
+from mlms_ir.ir.graph import Graph, free_names
 from mlms_ir.passes.cost import CostResult
 
 
@@ -36,10 +37,11 @@ def memory(graph: Graph, costs: CostResult) -> MemoryResult:
     """
     by_dtype: Counter[str] = Counter()
     params = param_bytes = 0
-    for t in costs.param_tensors.values():
-        params += t.numel or 0
+    for name, t in costs.param_tensors.items():
+        count = costs.param_elements.get(name, t.numel or 0)
+        params += count
         param_bytes += t.nbytes or 0
-        by_dtype[t.dtype] += t.numel or 0
+        by_dtype[t.dtype] += count
     weight_bytes = 0
     for g in [graph] + [sub for _, _, sub in graph.all_subgraphs()]:
         for name in g.initializer_names:
@@ -60,18 +62,28 @@ def memory(graph: Graph, costs: CostResult) -> MemoryResult:
             t = graph.tensors.get(out) if out else None
             if t is not None and not t.is_static:
                 start.setdefault(out, i)
+    # a tensor an If/Loop/Scan body reads from the outer scope lives until that node runs
+    outer_reads: dict[str, int] = {}
+    for i, node in enumerate(graph.nodes):
+        for sub in node.subgraphs.values():
+            for name in free_names(sub.proto):
+                outer_reads[name] = max(outer_reads.get(name, i), i)
     activation_bytes = 0
     diff = [0] * (n + 2)
     for name, s in start.items():
         t = graph.tensors.get(name)
         size = t.nbytes if t is not None else None
         if size is None:
+            if t is not None and t.known and dtype_bits(t.elem_type) is None:
+                continue  # strings and other variable-size elements: no byte size to give
             unknown.append(name)
             continue
         if name in outputs:
             end = n - 1
         else:
             users = [step[c.id] for c in graph.consumers(name) if c.id in step]
+            if name in outer_reads:
+                users.append(outer_reads[name])
             end = max(users) if users else s
             if t is not None and t.kind == "activation":
                 activation_bytes += size

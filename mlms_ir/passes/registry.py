@@ -137,6 +137,8 @@ def constant_value(graph: Graph, name: str) -> np.ndarray | None:
             if prod.op_type == "Constant" and prod.domain == "":
                 for a in prod.proto.attribute:
                     if a.name == "value" and a.type == onnx.AttributeProto.TENSOR:
+                        if a.t.data_location == onnx.TensorProto.EXTERNAL:
+                            return None  # never read external data
                         try:
                             return numpy_helper.to_array(a.t)
                         except Exception:  # noqa: BLE001

@@ -21,20 +21,21 @@ from mlms_ir.passes.cost import CostResult
 from mlms_ir.report.model import Block, NodeCost, OpTypeStat, Structure
 
 MIN_BLOCK_NODES = 3
+MAX_METADATA_CHARS = 10_000  # longer scope metadata is not a module path: ignored
 
 
 def structure(graph: Graph, costs: CostResult) -> Structure:
     by_id = {c.id: c for c in costs.nodes}
+    scale = _subgraph_scale(costs)
     stats: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for c in costs.nodes:
-        if c.op_type in ("If", "Loop", "Scan") and c.domain == "":
-            own_macs = own_flops = 0  # their subgraphs' nodes are counted themselves
-        else:
-            own_macs, own_flops = c.macs or 0, c.flops or 0
         s = stats[(c.domain, c.op_type)]
         s[0] += 1
-        s[1] += own_macs
-        s[2] += own_flops
+        if c.op_type in ("If", "Loop", "Scan") and c.domain == "":
+            continue  # their subgraphs' nodes are counted themselves
+        k = scale.get(c.id, 1)
+        s[1] += k * (c.macs or 0)
+        s[2] += k * (c.flops or 0)
         s[3] += c.params
     total_macs = sum(s[1] for s in stats.values())
     total_flops = sum(s[2] for s in stats.values())
@@ -51,6 +52,22 @@ def structure(graph: Graph, costs: CostResult) -> Structure:
         blocks=find_blocks(graph, by_id),
         subgraphs=costs.subgraphs,
     )
+
+
+def _subgraph_scale(costs: CostResult) -> dict[str, int]:
+    """How many times each subgraph node counts in the totals: the product of its owners'
+    multipliers (a Loop's trip count, 0 for the If branch not counted, 1 when unknown)."""
+    mult = {(s.owner, s.attribute): (1 if s.multiplier is None else s.multiplier) for s in costs.subgraphs}
+    scale: dict[str, int] = {}
+    for c in costs.nodes:
+        if c.parent is None:
+            continue
+        parts = c.id.split("/")
+        k = 1
+        for level in range(0, len(parts) - 1, 2):
+            k *= mult.get(("/".join(parts[: level + 1]), parts[level + 1]), 1)
+        scale[c.id] = k
+    return scale
 
 
 def depth(graph: Graph) -> int:
@@ -72,9 +89,11 @@ def node_scope(node: Node) -> tuple[str, ...]:
     """The name-scope path of a node (empty when its name carries none)."""
     for p in node.proto.metadata_props:
         if p.key == "pkg.torch.onnx.name_scopes":
+            if len(p.value) > MAX_METADATA_CHARS:
+                break
             try:
                 scopes = [str(s) for s in ast.literal_eval(p.value)]
-            except (ValueError, SyntaxError, TypeError):
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                 break
             # ['', 'layers.0', 'view']: the root module, the module path, then the op itself
             return tuple(s for s in scopes[:-1] if s)
@@ -95,9 +114,13 @@ def _computes(node: Node) -> bool:
 def _class_of(node: Node, depth_: int) -> str | None:
     for p in node.proto.metadata_props:
         if p.key == "pkg.torch.onnx.class_hierarchy":
+            if len(p.value) > MAX_METADATA_CHARS:
+                return None
             try:
                 classes = ast.literal_eval(p.value)
-            except (ValueError, SyntaxError):
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                return None
+            if not isinstance(classes, (list, tuple)):
                 return None
             # classes[0] is the root module's class, so a scope path of length d has class d
             if depth_ < len(classes):
@@ -162,18 +185,23 @@ def _scope_blocks(scopes: dict[tuple[str, ...], list[Node]], costs: dict[str, No
         if len(paths) >= 2:
             candidates.append((len(scopes[paths[0]]), paths))
     candidates.sort(key=lambda c: (-c[0] * len(c[1]), -c[0]))
-    taken: list[tuple[str, ...]] = []
-    out: list[Block] = []
-    names: Counter[str] = Counter()
+    taken: set[tuple[str, ...]] = set()
+    taken_prefixes: set[tuple[str, ...]] = set()  # every prefix of a taken path
+
     def overlaps(p: tuple[str, ...]) -> bool:
         # nested in a block already reported, or containing one (the finer repeat covers more)
-        return any(p[: len(t)] == t or t[: len(p)] == p for t in taken)
+        return p in taken_prefixes or any(p[:k] in taken for k in range(1, len(p)))
+
+    out: list[Block] = []
+    names: Counter[str] = Counter()
 
     for _, paths in candidates:
         paths = [p for p in paths if not overlaps(p)]
         if len(paths) < 2:
             continue
-        taken.extend(paths)
+        taken.update(paths)
+        for p in paths:
+            taken_prefixes.update(p[:k] for k in range(1, len(p) + 1))
         first = scopes[paths[0]][0]
         name = _class_of(first, len(paths[0])) or _pattern([p[-1] for p in paths])
         names[name] += 1

@@ -45,7 +45,7 @@ def to_markdown(a: Analysis, *, top: int = 20, sort: str = "macs") -> str:
               "| id | name | op | output | MACs | FLOPs | params | out bytes |", "|---|---|---|---|---:|---:|---:|---:|"]
     for n in sort_nodes([n for n in a.nodes if n.parent is None], sort)[:top]:
         lines.append(
-            f"| {n.id} | {_md_escape(n.name or '-')} | {_md_escape(n.op_type)} | {fmt_shape(n.output_shapes[0] if n.output_shapes else None)} "
+            f"| {n.id} | {_md_escape(n.name or '-')} | {_md_escape(n.op_type)} | {_md_escape(fmt_shape(n.output_shapes[0] if n.output_shapes else None))} "
             f"| {human_count(n.macs)} | {human_count(n.flops)} | {human_count(n.params) if n.params else '-'} | {human_bytes(n.output_bytes)} |"
         )
     lines += ["", "## Op types", "", "| op | count | MACs | share of MACs | FLOPs |", "|---|---:|---:|---:|---:|"]

@@ -21,7 +21,7 @@ def render_runs(report: RunReport, *, console: Console | None = None) -> None:
     title = f"mlms_ir run: {report.model.get('name')}"
     if cpu:
         title += f"  ({cpu.get('model', '?')}, {cpu.get('logical_cores', '?')} cores)"
-    t = Table(title=title, box=box.SIMPLE)
+    t = Table(title=Text(title), box=box.SIMPLE)
     cols = ("backend", "device", "batch", "mean ms", "p50", "p90", "p99", "stdev", "items/s", "max abs diff", "status")
     for c in cols:
         t.add_column(c, justify="left" if c in ("backend", "device", "status") else "right", no_wrap=True)
@@ -51,7 +51,7 @@ def render_runs(report: RunReport, *, console: Console | None = None) -> None:
 def render_profile(report: ProfileReport, *, top: int = 20, console: Console | None = None) -> None:
     console = console or Console()
     lat = report.latency_ms
-    head = Table(title=f"mlms_ir profile: {report.model.get('name')} on {report.backend} ({report.device})",
+    head = Table(title=Text(f"mlms_ir profile: {report.model.get('name')} on {report.backend} ({report.device})"),
                  box=box.SIMPLE_HEAVY, show_header=False)
     head.add_column("what", style="bold")
     head.add_column("value")

@@ -116,7 +116,7 @@ def fit_table(title: str, cols: list[str], rows: list[list[str]], *, left: tuple
 def render_text(a: Analysis, *, top: int = 20, sort: str = "macs", console: Console | None = None) -> None:
     """Print the summary, the top nodes, op types and repeated blocks."""
     console = console or Console()
-    summary = Table(title=f"mlms_ir analysis: {a.model.name}", box=box.SIMPLE_HEAVY, show_header=False)
+    summary = Table(title=Text(f"mlms_ir analysis: {a.model.name}"), box=box.SIMPLE_HEAVY, show_header=False)
     summary.add_column("what", style="bold")
     summary.add_column("value")
     for k, v in summary_rows(a):
