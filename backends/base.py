@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mlms_ir.errors import MlmsIrError
+from mlms_ir.harness import LatencyStats, measure
 from mlms_ir.ir import Graph
 
 DEVICES = ("cpu", "cuda", "tensorrt")
@@ -104,6 +105,15 @@ class Session(abc.ABC):
         impl = self._run_impl
         return lambda: impl(checked)
 
+    def measure(self, feeds: Mapping[str, np.ndarray], *, warmup: int = 10, iterations: int = 100,
+                min_time_s: float = 0.0) -> tuple[LatencyStats, dict[str, np.ndarray]]:
+        """Latency of ``feeds`` with the harness (:func:`mlms_ir.harness.measure`), and the outputs
+        of one run. Backends that cannot be timed from this process (workers) override it."""
+        run = self.runner(feeds)
+        outputs = run()
+        stats = measure(run, synchronize=self.synchronize, warmup=warmup, iterations=iterations, min_time_s=min_time_s)
+        return stats, outputs
+
     def synchronize(self) -> None:
         """Wait for queued device work (a no-op on the CPU)."""
 
@@ -142,8 +152,9 @@ class Backend(abc.ABC):
     extra: str = ""
     description: str = ""
 
-    def available(self, device: str = "cpu") -> Availability:
-        """Whether this backend can run on ``device`` here (never raises)."""
+    def available(self, device: str = "cpu", **options: Any) -> Availability:
+        """Whether this backend can run on ``device`` here (never raises). ``options`` are the
+        session options a caller would pass to :meth:`prepare` (an agent's ``python``, say)."""
         if device not in self.devices:
             return Availability(False, f"{self.name} does not run on '{device}' (it knows: {', '.join(self.devices)})")
         try:
@@ -153,7 +164,7 @@ class Backend(abc.ABC):
 
     def prepare(self, graph: Graph, device: str = "cpu", **options: Any) -> Session:
         """A session for ``graph`` on ``device``; raises :class:`BackendUnavailableError` if it cannot run."""
-        avail = self.available(device)
+        avail = self.available(device, **options)
         if not avail:
             raise BackendUnavailableError(f"backend '{self.name}' cannot run on {device} here: {avail.reason}")
         return self._prepare_impl(graph, device, **options)

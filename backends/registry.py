@@ -23,6 +23,7 @@ BUILTIN: dict[str, str] = {
     "tensorrt": "mlms_ir.backends.tensorrt:TensorRTBackend",
     "mxnet": "mlms_ir.backends.worker:MXNetBackend",
     "onnx-tf": "mlms_ir.backends.worker:OnnxTfBackend",
+    "ort-isolated": "mlms_ir.backends.worker:IsolatedOrtBackend",
 }
 ALIASES = {"onnxruntime": "ort", "trt": "tensorrt", "ref": "reference", "pytorch": "torch", "onnx_tf": "onnx-tf", "tensorflow": "onnx-tf"}
 

@@ -80,17 +80,15 @@ def run_backends(
             except MlmsIrError as exc:
                 rec.status, rec.error = "unavailable", str(exc)
                 continue
-            avail = backend.available(device)
+            avail = backend.available(device, **opts)
             if not avail:
                 rec.status, rec.error = "unavailable", avail.reason
                 continue
             try:
                 with backend.prepare(graph, device, **opts) as session:
                     rec.options = dict(session.options)
-                    run = session.runner(feeds)
-                    outputs = run()
                     with GpuSampler() as sampler:
-                        stats = measure(run, synchronize=session.synchronize, warmup=warmup, iterations=iterations, min_time_s=min_time_s)
+                        stats, outputs = session.measure(feeds, warmup=warmup, iterations=iterations, min_time_s=min_time_s)
                     rec.gpu = sampler.summary() if device != "cpu" else None
             except MlmsIrError as exc:
                 rec.status, rec.error = "failed", str(exc)

@@ -34,6 +34,39 @@ def _batches(value) -> list[int | None]:
     return out
 
 
+def _options(names: list[str], opt: str | None, python: str | None, timeout: float | None) -> dict[str, dict]:
+    """Session options per backend name (as typed): --opt for ORT, --python/--worker-timeout for agents."""
+    from mlms_ir.backends import registry
+    from mlms_ir.backends.worker import WorkerBackend
+
+    per_backend: dict[str, str] = {}
+    default_python = None
+    if python:
+        for part in str(python).split(","):
+            key, sep, val = part.partition("=")
+            if sep:
+                per_backend[key.strip()] = val.strip()
+            else:
+                default_python = part.strip()
+    options: dict[str, dict] = {}
+    for name in names:
+        try:
+            be = registry.get(name)
+        except MlmsIrError:
+            continue  # recorded as unavailable by the run
+        o: dict = {}
+        if opt and be.name == "ort":
+            o["opt"] = opt
+        if isinstance(be, WorkerBackend):
+            py = per_backend.get(name, per_backend.get(be.name, default_python))
+            if py:
+                o["python"] = py
+            if timeout:
+                o["timeout"] = float(timeout)
+        options[name] = o
+    return options
+
+
 def _format(fmt: str | None, output: str | None) -> str:
     if fmt is None:
         fmt = "json" if output and Path(output).suffix.lower() == ".json" else "table"
@@ -62,6 +95,8 @@ def run(
     dims: str | None = None,
     opt: str | None = None,
     seed: int = 0,
+    python: str | None = None,
+    worker_timeout: float | None = None,
     format: str | None = None,  # noqa: A002
     output: str | None = None,
 ) -> None:
@@ -80,6 +115,9 @@ def run(
         dims: named symbolic dims, e.g. batch=8,seq=128.
         opt: ORT graph optimisation level: none, basic, extended or all (default: ORT's own).
         seed: seed of the random inputs.
+        python: the interpreter of the agent backends (mxnet, onnx-tf): PATH for all of them,
+            or NAME=PATH,... per backend.
+        worker_timeout: seconds an agent backend may take for one request (default 300).
         format: table (default) or json; inferred from --output's suffix.
         output: write to this file instead of stdout.
     """
@@ -101,7 +139,7 @@ def run(
         warmup=_positive_int(warmup, "--warmup", 0),
         min_time_s=float(min_time),
         seed=int(seed),
-        options={"ort": {"opt": opt}} if opt else None,
+        options=_options(names, opt, python, worker_timeout),
     )
     if fmt == "json":
         _write(report.to_json(), output)

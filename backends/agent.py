@@ -1,0 +1,297 @@
+"""The framework agent: runs one ONNX model in a framework that lives in another Python environment.
+
+This file is a standalone script. It imports only the standard library and numpy at top level
+(and the framework, plus ``onnx``, inside the request it serves); it never imports ``mlms_ir``,
+because the environments it runs in (MXNet's, onnx-tf's) do not have it. The worker backends in
+``mlms_ir.backends.worker`` start it as::
+
+    PYTHON path/to/agent.py REQUEST.json
+
+Protocol (version 1)
+--------------------
+The request is a JSON object:
+
+``protocol``
+    ``1``.
+``framework``
+    ``"mxnet"``, ``"onnx-tf"`` or ``"probe"``.
+``target``
+    Only for ``"probe"``: the framework to import (``"mxnet"``, ``"onnx-tf"``, or absent for none).
+``model``
+    Path of the ``.onnx`` file (external data resolves beside it).
+``inputs``
+    Path of an ``.npz`` file with one array per graph input, keyed by input name (read with
+    ``allow_pickle=False``; object arrays are refused).
+``outputs``
+    Path where the agent writes the outputs ``.npz``: the LAST run's outputs, keyed by the ONNX
+    graph's output names.
+``result``
+    Path where the agent writes the result JSON (below).
+``warmup``, ``iterations``
+    Untimed runs, then timed runs (``time.perf_counter_ns`` around each run, including the copy
+    of the outputs to numpy, which also waits for asynchronous frameworks). Defaults 0 and 1.
+``min_time_s``
+    Optional: keep on timing runs (past ``iterations``, up to 100000) until this many seconds
+    of timed runs have passed. Default 0.
+``device``
+    ``"cpu"`` (default) or ``"cuda"``.
+
+The result is a JSON object:
+
+``protocol`` (``1``), ``status`` (``"ok"`` or ``"error"``), ``error`` (one line, ``""`` when ok),
+``framework``, ``framework_version``, ``python`` (its version), ``numpy_version``,
+``onnx_version``, ``load_ms`` (importing the model into the framework, once), ``latency_ms``
+(one sample per timed run), ``outputs`` (the output names in graph order); a probe adds ``gpus``
+(the GPUs the framework sees, when it can tell).
+
+The model is loaded into the framework once per request. The agent exits 0 whenever it could write
+a result, including an error result; a non-zero exit, a signal or a missing result file means it
+crashed (the parent then reports the end of its stderr). A probe request needs only ``framework``,
+``target`` and ``result``: it reports the versions, or the import error as ``status: "error"``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+import zipfile
+
+import numpy as np
+
+PROTOCOL = 1
+FRAMEWORKS = ("mxnet", "onnx-tf", "onnxruntime", "probe")
+MAX_ITERATIONS = 100_000
+
+
+# ---------------------------------------------------------------------------- npz files
+def save_npz(path: str, arrays: dict) -> None:
+    """Write arrays to ``path`` as an uncompressed .npz keyed by name (any name: ``np.savez``
+    cannot take a key called ``file``)."""
+    tmp = path + ".tmp"
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in arrays.items():
+            with zf.open(str(name) + ".npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asarray(arr), allow_pickle=False)
+    os.replace(tmp, path)
+
+
+def load_npz(path: str) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def write_json(path: str, obj: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- helpers
+def _one_line(exc: BaseException) -> str:
+    msg = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {msg}"[:2000] if msg else type(exc).__name__
+
+
+def _version(module: str) -> str:
+    try:
+        from importlib import metadata
+
+        return metadata.version(module)
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+def _graph_io(model_path: str):
+    """(input names that are not initializers, output names) of the ONNX model, in graph order."""
+    import onnx
+
+    m = onnx.load(model_path, load_external_data=False)
+    inits = {t.name for t in m.graph.initializer}
+    inputs = [i.name for i in m.graph.input if i.name not in inits]
+    return inputs, [o.name for o in m.graph.output]
+
+
+# ---------------------------------------------------------------------------- frameworks
+class MXNetRunner:
+    """MXNet 1.9: its ONNX importer (``mxnet.contrib.onnx``) gives (symbol, arg_params,
+    aux_params); a Module bound for inference with the feeds' shapes runs it."""
+
+    def __init__(self, model: str, feeds: dict, device: str) -> None:
+        import mxnet as mx
+        import onnx
+        from mxnet.contrib.onnx.onnx2mx.import_onnx import GraphProto
+
+        # mxnet.contrib.onnx.import_model(path) does the same, but its importer predates IR 4:
+        # it finds weights only among the graph's inputs, so list every initializer there too
+        proto = onnx.load(model)
+        listed = {i.name for i in proto.graph.input}
+        for t in proto.graph.initializer:
+            if t.name not in listed:
+                proto.graph.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+        opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=1)
+        sym, arg_params, aux_params = GraphProto().from_onnx(proto.graph, opset_version=opset)
+        self.ctx = mx.gpu(0) if device == "cuda" else mx.cpu()
+        inputs, self.output_names = _graph_io(model)
+        self.input_names = [n for n in inputs if n in feeds]
+        self.mod = mx.mod.Module(symbol=sym, data_names=self.input_names, label_names=None, context=self.ctx)
+        self.mod.bind(for_training=False, data_shapes=[(n, feeds[n].shape) for n in self.input_names])
+        self.mod.set_params(arg_params, aux_params, allow_missing=True, allow_extra=True)
+        self.batch = mx.io.DataBatch([mx.nd.array(feeds[n], ctx=self.ctx, dtype=feeds[n].dtype) for n in self.input_names])
+
+    def run(self) -> list:
+        self.mod.forward(self.batch, is_train=False)
+        return [o.asnumpy() for o in self.mod.get_outputs()]
+
+
+class OnnxTfRunner:
+    """onnx-tf 1.10: ``prepare`` converts the model to a TensorFlow graph once; ``rep.run`` takes
+    the non-initializer inputs in order."""
+
+    def __init__(self, model: str, feeds: dict, device: str) -> None:
+        import onnx
+        from onnx_tf.backend import prepare
+
+        self.rep = prepare(onnx.load(model), device="CUDA" if device == "cuda" else "CPU")
+        inputs, self.output_names = _graph_io(model)
+        order = list(getattr(self.rep, "inputs", None) or inputs)
+        self.args = [feeds[n] for n in order]
+
+    def run(self) -> list:
+        outs = self.rep.run(self.args)
+        return [np.asarray(o) for o in outs]
+
+
+class OnnxRuntimeRunner:
+    """ONNX Runtime in a worker process: the same runtime as the in-process ``ort`` backend,
+    isolated so that a crash or a hang costs one request, not the caller."""
+
+    def __init__(self, model: str, feeds: dict, device: str) -> None:
+        import onnxruntime as ort
+
+        providers = (["CUDAExecutionProvider"] if device == "cuda" else []) + ["CPUExecutionProvider"]
+        self.sess = ort.InferenceSession(model, providers=providers)
+        self.output_names = [o.name for o in self.sess.get_outputs()]
+        self.feeds = {i.name: feeds[i.name] for i in self.sess.get_inputs()}
+
+    def run(self) -> list:
+        return self.sess.run(None, self.feeds)
+
+
+RUNNERS = {"mxnet": MXNetRunner, "onnx-tf": OnnxTfRunner, "onnxruntime": OnnxRuntimeRunner}
+IMPORTS = {"mxnet": ("mxnet", "mxnet"), "onnx-tf": ("onnx_tf", "onnx-tf"), "onnxruntime": ("onnxruntime", "onnxruntime")}
+
+
+def _framework_version(framework: str | None) -> str:
+    """Import the framework (raises its import error) and return its version."""
+    if not framework:
+        return ""
+    if framework not in IMPORTS:
+        raise ValueError(f"unknown framework '{framework}' (known: {', '.join(IMPORTS)})")
+    module, dist = IMPORTS[framework]
+    if framework == "onnx-tf":
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    mod = __import__(module)
+    return str(getattr(mod, "__version__", "") or _version(dist))
+
+
+def _gpus(framework: str | None) -> int:
+    """GPUs the (already imported) framework sees; 0 when it cannot tell."""
+    try:
+        if framework == "mxnet":
+            import mxnet as mx
+
+            return int(mx.context.num_gpus())
+        if framework == "onnx-tf":
+            import tensorflow as tf
+
+            return len(tf.config.list_physical_devices("GPU"))
+        if framework == "onnxruntime":
+            import onnxruntime as ort
+
+            return int("CUDAExecutionProvider" in ort.get_available_providers())
+    except Exception:  # noqa: BLE001 - a CPU build may raise instead of answering 0
+        return 0
+    return 0
+
+
+# ---------------------------------------------------------------------------- serving a request
+def serve(req: dict) -> dict:
+    """Serve one request; returns the result object (never raises)."""
+    framework = req.get("framework")
+    res: dict = {
+        "protocol": PROTOCOL,
+        "status": "ok",
+        "error": "",
+        "framework": framework,
+        "framework_version": "",
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "numpy_version": np.__version__,
+        "onnx_version": "",
+        "load_ms": None,
+        "latency_ms": [],
+        "outputs": [],
+    }
+    try:
+        if req.get("protocol") != PROTOCOL:
+            raise ValueError(f"this agent speaks protocol {PROTOCOL}, the request says {req.get('protocol')!r}")
+        if framework not in FRAMEWORKS:
+            raise ValueError(f"unknown framework {framework!r} (known: {', '.join(FRAMEWORKS)})")
+        if framework == "probe":
+            res["framework_version"] = _framework_version(req.get("target"))
+            res["onnx_version"] = _version("onnx")
+            res["gpus"] = _gpus(req.get("target"))
+            return res
+        res["framework_version"] = _framework_version(framework)
+        res["onnx_version"] = _version("onnx")
+        device = req.get("device", "cpu")
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"unknown device {device!r} (known: cpu, cuda)")
+        feeds = load_npz(req["inputs"])
+        t0 = time.perf_counter_ns()
+        runner = RUNNERS[framework](req["model"], feeds, device)
+        res["load_ms"] = (time.perf_counter_ns() - t0) / 1e6
+        res["outputs"] = list(runner.output_names)
+        for _ in range(max(0, int(req.get("warmup", 0)))):
+            runner.run()
+        outs = None
+        clock = time.perf_counter_ns
+        samples = []
+        iterations = max(1, int(req.get("iterations", 1)))
+        min_ns = max(0.0, float(req.get("min_time_s", 0) or 0)) * 1e9
+        spent = 0
+        while len(samples) < iterations or (spent < min_ns and len(samples) < MAX_ITERATIONS):
+            t = clock()
+            outs = runner.run()
+            dt = clock() - t
+            spent += dt
+            samples.append(dt / 1e6)
+        res["latency_ms"] = samples
+        if len(outs) != len(runner.output_names):
+            raise RuntimeError(f"{framework} returned {len(outs)} outputs, the graph has {len(runner.output_names)}")
+        save_npz(req["outputs"], dict(zip(runner.output_names, outs)))
+    except Exception as exc:  # noqa: BLE001 - every failure becomes an error result
+        res["status"] = "error"
+        res["error"] = _one_line(exc)
+        traceback.print_exc(file=sys.stderr)
+    return res
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(f"usage: {argv[0]} REQUEST.json", file=sys.stderr)
+        return 2
+    with open(argv[1], encoding="utf-8") as f:
+        req = json.load(f)
+    result = serve(req)
+    write_json(req["result"], result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

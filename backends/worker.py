@@ -1,0 +1,426 @@
+"""Worker backends: a framework that cannot share the core's environment runs in its own.
+
+MXNet 1.9 needs numpy<1.24 and onnx-tf 1.10 needs TensorFlow 2.15 with numpy<2; neither can live
+beside the core (numpy 2, onnx 1.2x). Such a backend runs the standalone agent script
+(``backends/agent.py``) as a worker process in another Python interpreter and talks to it through
+files: the feeds as an ``.npz``, a request and a result as JSON, the outputs as an ``.npz``. The
+protocol (version 1) is documented in the agent's docstring.
+
+Where the interpreter comes from, first match wins:
+
+1. the session option ``python=PATH`` (``backend.prepare(graph, "cpu", python="/env/bin/python")``;
+   pass the same to ``backend.available(device, python=...)``);
+2. the variable ``MLMS_IR_MXNET_PYTHON`` / ``MLMS_IR_ONNX_TF_PYTHON``;
+3. the environment that ``bash tools/make_agent_envs.sh`` creates:
+   ``${MLMS_IR_ENVS:-~/.cache/mlms_ir/envs}/<mxnet|onnx-tf>/bin/python``.
+
+A backend is available when that interpreter exists and the agent's ``probe`` request (it imports
+the framework and reports its version) succeeds; the probe is cached per interpreter.
+
+Every request is a fresh process, so a crash or a hang in the framework never takes the caller
+down: a run that exceeds the session option ``timeout`` (seconds, default 300) has its whole process
+group killed and raises :class:`BackendError`; a crash raises it with the end of the worker's
+stderr. :meth:`Session.run` therefore pays the interpreter's start-up and the model's import on
+every call (hundreds of milliseconds to seconds), which would swamp the latency of the model
+itself: **time worker backends with** :meth:`WorkerSession.measure_in_worker`, which lets the
+agent load the model once and time ``warmup`` + ``iterations`` runs in its own process, then
+returns the samples (milliseconds) and the last run's outputs. Per-node tracing is not available.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlms_ir.backends.base import (
+    Availability,
+    Backend,
+    BackendError,
+    BackendUnavailableError,
+    Session,
+    TraceResult,
+    check_feeds,
+    model_source,
+)
+from mlms_ir.harness import summarise
+from mlms_ir.ir import Graph
+
+#: The agent script the worker process runs (shipped beside this module).
+AGENT = Path(__file__).resolve().with_name("agent.py")
+#: The protocol version spoken with the agent (see its docstring).
+PROTOCOL = 1
+#: Seconds a run (or a measure_in_worker call) may take by default before the worker is killed.
+DEFAULT_TIMEOUT_S = 300.0
+#: Seconds the availability probe may take (importing TensorFlow is slow on a cold disk).
+PROBE_TIMEOUT_S = 60.0
+#: Lines of the worker's stderr quoted when it crashes.
+STDERR_TAIL_LINES = 15
+#: Session options a worker backend understands.
+OPTIONS = ("python", "timeout")
+
+#: (framework, interpreter, its mtime) -> (why the probe failed or "", the probe's result)
+_probe_cache: dict[tuple[str, str, float], tuple[str, dict]] = {}
+_probe_lock = threading.Lock()
+
+
+class AgentTimeoutError(BackendError):
+    """The worker process ran past its timeout and was killed."""
+
+
+class AgentCrashError(BackendError):
+    """The worker process died (non-zero exit, signal) or wrote no result."""
+
+
+def envs_dir() -> Path:
+    """Where ``tools/make_agent_envs.sh`` puts the agent environments."""
+    env = os.environ.get("MLMS_IR_ENVS")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "mlms_ir" / "envs"
+
+
+def _child_env() -> dict[str, str]:
+    """The worker's environment: ours, less what would make the foreign interpreter import our
+    packages (PYTHONPATH, a virtualenv's markers, the user site), and quieter TensorFlow logs."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")}
+    env["PYTHONNOUSERSITE"] = "1"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    kept = [ln for ln in text.splitlines() if ln.strip()]
+    return "\n".join(kept[-lines:])
+
+
+def _signal_name(rc: int) -> str:
+    try:
+        return signal.Signals(-rc).name
+    except ValueError:
+        return f"signal {-rc}"
+
+
+def call_agent(python: str | os.PathLike, request: Mapping[str, Any], workdir: str | os.PathLike, *,
+               timeout: float = DEFAULT_TIMEOUT_S, what: str = "agent") -> dict[str, Any]:
+    """Run one agent request in ``python`` and return its result object.
+
+    ``request`` is completed with ``protocol`` and ``result`` (a file in ``workdir``). Raises
+    :class:`AgentTimeoutError` after ``timeout`` seconds (the worker's process group is killed),
+    :class:`AgentCrashError` when the worker exits non-zero, dies of a signal or writes no
+    readable result (the message quotes the end of its stderr). A result with ``status: "error"``
+    is returned as is: the caller words that error.
+    """
+    work = Path(workdir)
+    req = dict(request)
+    req.setdefault("protocol", PROTOCOL)
+    req.setdefault("result", str(work / "result.json"))
+    result_path = Path(req["result"])
+    result_path.unlink(missing_ok=True)
+    req_path = work / "request.json"
+    req_path.write_text(json.dumps(req), encoding="utf-8")
+    err_path, out_path = work / "stderr.txt", work / "stdout.txt"
+    cmd = [os.fspath(python), os.fspath(AGENT), os.fspath(req_path)]
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=_child_env(),
+                                    cwd=work, start_new_session=True)
+        except OSError as exc:
+            raise AgentCrashError(f"cannot start the {what} with {python}: {exc}") from exc
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise AgentTimeoutError(f"the {what} ({python}) timed out after {timeout:g} s and was killed") from None
+        except BaseException:  # KeyboardInterrupt: never leave the worker behind
+            _kill_group(proc)
+            raise
+    tail = _tail(err_path) or _tail(out_path)
+    quoted = f":\n{tail}" if tail else " (its stderr is empty)"
+    if rc != 0:
+        how = f"was killed by {_signal_name(rc)}" if rc < 0 else f"exited with status {rc}"
+        raise AgentCrashError(f"the {what} ({python}) {how}{quoted}")
+    try:
+        result = json.loads(result_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise AgentCrashError(f"the {what} ({python}) wrote no readable result ({type(exc).__name__}){quoted}") from None
+    if not isinstance(result, dict) or result.get("protocol") != PROTOCOL:
+        raise AgentCrashError(f"the {what} ({python}) answered in another protocol than {PROTOCOL}: {str(result)[:200]}")
+    return result
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the worker leads its own session: kills its children too
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail like this
+        pass
+
+
+def probe(python: str | os.PathLike, target: str | None = None, *, timeout: float | None = None) -> dict[str, Any]:
+    """Ask the agent in ``python`` for its versions (importing ``target``, a framework name);
+    ``timeout`` defaults to :data:`PROBE_TIMEOUT_S`."""
+    timeout = PROBE_TIMEOUT_S if timeout is None else timeout
+    with tempfile.TemporaryDirectory(prefix="mlms_ir_probe_") as tmp:
+        req: dict[str, Any] = {"framework": "probe"}
+        if target:
+            req["target"] = target
+        return call_agent(python, req, tmp, timeout=timeout, what=f"{target or 'agent'} probe")
+
+
+def clear_probe_cache() -> None:
+    with _probe_lock:
+        _probe_cache.clear()
+
+
+# ---------------------------------------------------------------------------- backends
+class WorkerBackend(Backend):
+    """A backend whose framework runs in a worker process of another interpreter (see the module)."""
+
+    devices: tuple[str, ...] = ("cpu",)
+    #: The framework name in the agent protocol.
+    framework: str = ""
+    #: The variable naming the interpreter, and the env's name under :func:`envs_dir`.
+    env_var: str = ""
+    env_name: str = ""
+
+    # -------------------------------------------------------------- interpreter
+    def python(self, python: str | os.PathLike | None = None) -> tuple[Path, str]:
+        """The interpreter to use and where that choice came from."""
+        if python:
+            return Path(python).expanduser(), "the python option"
+        var = os.environ.get(self.env_var)
+        if var:
+            return Path(var).expanduser(), f"${self.env_var}"
+        return envs_dir() / self.env_name / "bin" / "python", "the default agent env"
+
+    def _how_to(self) -> str:
+        return (f"create it with `bash tools/make_agent_envs.sh {self.env_name}` (MLMS_IR_ENVS moves it), "
+                f"or point ${self.env_var} or the session option python=PATH at an interpreter that has {self.framework}")
+
+    # -------------------------------------------------------------- availability
+    def available(self, device: str = "cpu", python: str | os.PathLike | None = None, **options: Any) -> Availability:
+        """Whether the agent can run here on ``device`` with the interpreter chosen as the module
+        says (``python`` is the session option of the same name); never raises."""
+        if device not in self.devices:
+            return super().available(device)
+        try:
+            return self._check(device, python)[0]
+        except Exception as exc:  # noqa: BLE001 - availability must never raise
+            return Availability(False, f"{type(exc).__name__}: {exc}")
+
+    def _available_impl(self, device: str) -> Availability:
+        return self._check(device, None)[0]
+
+    def _check(self, device: str, python: str | os.PathLike | None) -> tuple[Availability, dict]:
+        path, source = self.python(python)
+        if not path.exists():
+            return Availability(False, f"no {self.name} agent interpreter at {path} ({source}); {self._how_to()}"), {}
+        if not os.access(path, os.X_OK) or path.is_dir():
+            return Availability(False, f"{path} ({source}) is not an executable interpreter; {self._how_to()}"), {}
+        try:
+            mtime = path.lstat().st_mtime  # a venv's python is a link: recreating the env changes it
+        except OSError:
+            mtime = 0.0
+        key = (self.framework, str(path), mtime)
+        with _probe_lock:
+            cached = _probe_cache.get(key)
+        if cached is None:
+            try:
+                cached = ("", probe(path, self.framework))
+            except BackendError as exc:
+                cached = (f"the {self.name} agent probe failed: {exc}", {})
+            with _probe_lock:
+                _probe_cache[key] = cached
+        failure, res = cached
+        if failure:
+            return Availability(False, failure), res
+        if res.get("status") != "ok":
+            return Availability(False, f"{self.framework} does not import in {path} ({source}): {res.get('error')}; {self._how_to()}"), res
+        if device == "cuda" and not res.get("gpus"):
+            return Availability(False, f"{self.framework} {res.get('framework_version')} in {path} sees no GPU (a CPU build, or no GPU here)"), res
+        return Availability(True), res
+
+    # -------------------------------------------------------------- sessions
+    def prepare(self, graph: Graph, device: str = "cpu", **options: Any) -> Session:
+        """A worker session; the availability check honours the ``python`` option."""
+        avail = self.available(device, python=options.get("python"))
+        if not avail:
+            raise BackendUnavailableError(f"backend '{self.name}' cannot run on {device} here: {avail.reason}")
+        return self._prepare_impl(graph, device, **options)
+
+    def _prepare_impl(self, graph: Graph, device: str, **options: Any) -> Session:
+        unknown = [k for k in options if k not in OPTIONS]
+        if unknown:
+            raise BackendError(f"the {self.name} backend has no option {', '.join(repr(k) for k in unknown)}; it knows: {', '.join(OPTIONS)}")
+        path, _ = self.python(options.get("python"))
+        info = self._check(device, options.get("python"))[1]
+        timeout = float(options.get("timeout") or DEFAULT_TIMEOUT_S)
+        if timeout <= 0:
+            raise BackendError(f"the {self.name} backend's timeout must be positive, got {timeout:g}")
+        return WorkerSession(self.name, self.framework, graph, device, python=path, timeout=timeout, info=info)
+
+
+class MXNetBackend(WorkerBackend):
+    name = "mxnet"
+    framework = "mxnet"
+    devices = ("cpu", "cuda")
+    env_var = "MLMS_IR_MXNET_PYTHON"
+    env_name = "mxnet"
+    description = "Apache MXNet 1.9 (its ONNX importer), in a worker process of its own environment"
+
+
+class OnnxTfBackend(WorkerBackend):
+    name = "onnx-tf"
+    framework = "onnx-tf"
+    devices = ("cpu",)
+    env_var = "MLMS_IR_ONNX_TF_PYTHON"
+    env_name = "onnx-tf"
+    description = "TensorFlow 2.15 through onnx-tf 1.10, in a worker process of its own environment"
+
+
+class IsolatedOrtBackend(WorkerBackend):
+    """ONNX Runtime in a worker process of this same interpreter: a crash or a hang (bounded by
+    the ``timeout`` option) fails one request and the rest of a sweep goes on."""
+
+    name = "ort-isolated"
+    framework = "onnxruntime"
+    devices = ("cpu", "cuda")
+    env_var = "MLMS_IR_ORT_PYTHON"
+    env_name = ""
+    description = "ONNX Runtime in an isolated worker process (crash and hang isolation)"
+
+    def python(self, python=None):
+        """This interpreter unless told otherwise (the python option or $MLMS_IR_ORT_PYTHON)."""
+        if python or os.environ.get(self.env_var):
+            return super().python(python)
+        return Path(sys.executable), "this interpreter"
+
+
+
+# ---------------------------------------------------------------------------- session
+class WorkerSession(Session):
+    """A model prepared for a worker backend: each call is one agent request in a new process."""
+
+    def __init__(self, backend: str, framework: str, graph: Graph, device: str, *, python: Path,
+                 timeout: float = DEFAULT_TIMEOUT_S, info: Mapping[str, Any] | None = None) -> None:
+        info = dict(info or {})
+        super().__init__(backend, device, graph, {
+            "python": str(python),
+            "timeout": timeout,
+            "framework_version": info.get("framework_version", ""),
+            "numpy_version": info.get("numpy_version", ""),
+            "onnx_version": info.get("onnx_version", ""),
+            "python_version": info.get("python", ""),
+        })
+        self.framework = framework
+        self.python = python
+        self.timeout = timeout
+        #: The result object of the latest agent request (load_ms, latency_ms, versions...).
+        self.last_result: dict[str, Any] = {}
+        self._dir = Path(tempfile.mkdtemp(prefix=f"mlms_ir_{backend}_"))
+        src = model_source(graph)
+        if isinstance(src, bytes):
+            self._model = self._dir / "model.onnx"
+            self._model.write_bytes(src)
+        else:
+            self._model = Path(src).resolve()
+
+    # -------------------------------------------------------------- calls
+    def _run_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._request(feeds, warmup=0, iterations=1)[1]
+
+    def _trace_impl(self, feeds: dict[str, np.ndarray], runs: int) -> list[TraceResult]:
+        raise BackendError(f"the {self.backend} backend runs in a worker process and cannot trace per node")
+
+    def measure(self, feeds: Mapping[str, np.ndarray], *, warmup: int = 10, iterations: int = 100,
+                min_time_s: float = 0.0):
+        """Timed inside the worker (see :meth:`measure_in_worker`): process start-up and the model
+        import stay out of the figures."""
+        samples, outputs = self.measure_in_worker(feeds, warmup, iterations, min_time_s=min_time_s)
+        return summarise(samples, warmup), outputs
+
+    def measure_in_worker(self, feeds: Mapping[str, np.ndarray], warmup: int = 10, iterations: int = 100, *,
+                          min_time_s: float = 0.0, timeout: float | None = None) -> tuple[list[float], dict[str, np.ndarray]]:
+        """Load the model once in the worker, run ``warmup`` untimed and at least ``iterations``
+        timed runs there (and at least ``min_time_s`` seconds of them), and return the per-run
+        latencies in milliseconds, as timed inside the worker, and the last run's outputs.
+
+        The figures exclude the process start and the model import (``last_result["load_ms"]``),
+        unlike timing :meth:`run`. ``timeout`` (default: the session's) bounds the whole request."""
+        self._check_open()
+        checked = check_feeds(self.graph, feeds)
+        return self._request(checked, warmup=max(0, int(warmup)), iterations=max(1, int(iterations)),
+                             min_time_s=max(0.0, float(min_time_s)), timeout=timeout)
+
+    def _request(self, feeds: dict[str, np.ndarray], *, warmup: int, iterations: int, min_time_s: float = 0.0,
+                 timeout: float | None = None) -> tuple[list[float], dict[str, np.ndarray]]:
+        call = Path(tempfile.mkdtemp(prefix="call_", dir=self._dir))
+        try:
+            inputs, outputs = call / "inputs.npz", call / "outputs.npz"
+            save_npz(inputs, feeds)
+            request = {
+                "framework": self.framework,
+                "model": str(self._model),
+                "inputs": str(inputs),
+                "outputs": str(outputs),
+                "result": str(call / "result.json"),
+                "warmup": warmup,
+                "iterations": iterations,
+                "min_time_s": min_time_s,
+                "device": self.device,
+            }
+            t = self.timeout if timeout is None else float(timeout)
+            res = call_agent(self.python, request, call, timeout=t, what=f"{self.backend} worker")
+            self.last_result = res
+            if res.get("status") != "ok":
+                raise BackendError(f"{self.backend} ({self.framework} {res.get('framework_version') or ''}) failed on the model: {res.get('error')}")
+            try:
+                with np.load(outputs, allow_pickle=False) as z:
+                    got = {k: z[k] for k in z.files}
+            except (OSError, ValueError) as exc:
+                raise AgentCrashError(f"the {self.backend} worker reported success but its outputs cannot be read: {exc}") from exc
+            missing = [n for n in self.graph.output_names if n not in got]
+            if missing:
+                raise BackendError(f"the {self.backend} worker returned no output {', '.join(repr(m) for m in missing)}")
+            return [float(x) for x in res.get("latency_ms", [])], {n: got[n] for n in self.graph.output_names}
+        finally:
+            shutil.rmtree(call, ignore_errors=True)
+
+    def _close_impl(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` as an uncompressed .npz keyed by name, as the agent reads it (any key,
+    even ``file``, which ``np.savez`` cannot take; no pickled objects)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in arrays.items():
+            a = np.asarray(arr)
+            if a.dtype.hasobject:
+                raise BackendError(f"input '{name}' holds Python objects ({a.dtype}); a worker takes numeric arrays only")
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, a, allow_pickle=False)
+
+
+__all__ = [
+    "AGENT", "PROTOCOL", "DEFAULT_TIMEOUT_S", "AgentCrashError", "AgentTimeoutError", "MXNetBackend",
+    "OnnxTfBackend", "WorkerBackend", "WorkerSession", "call_agent", "clear_probe_cache", "envs_dir", "probe", "save_npz",
+]
