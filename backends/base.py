@@ -193,7 +193,7 @@ def model_source(graph: Graph) -> str | bytes:
 
 def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Validate feeds against the graph's inputs (names, dtypes, ranks and fixed dims)."""
-    from mlms_ir.ir.dtypes import dtype_name
+    from mlms_ir.ir.dtypes import dtype_name, np_dtype
 
     expected = graph.input_names
     unknown = [k for k in feeds if k not in expected]
@@ -206,7 +206,7 @@ def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.n
     for name in expected:
         arr = np.asarray(feeds[name])
         t = graph.tensors[name]
-        want = _np_dtype(t.elem_type)
+        want = np_dtype(t.elem_type)
         if want is not None and arr.dtype != want:
             raise FeedError(f"input '{name}' expects {dtype_name(t.elem_type)}, got {arr.dtype}")
         if t.shape is not None:
@@ -218,11 +218,3 @@ def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.n
         out[name] = arr
     return out
 
-
-def _np_dtype(elem_type: int) -> np.dtype | None:
-    from onnx import helper
-
-    try:
-        return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type))
-    except (KeyError, TypeError, ValueError):
-        return None

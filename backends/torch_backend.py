@@ -42,6 +42,7 @@ import onnx
 from mlms_ir.backends.base import Availability, Backend, BackendError, BackendUnavailableError, NodeTrace, Session, TraceResult, model_source
 from mlms_ir.errors import MissingExtraError
 from mlms_ir.ir import Graph
+from mlms_ir.ir.dtypes import np_dtype
 
 log = logging.getLogger(__name__)
 
@@ -492,7 +493,7 @@ class TorchSession(Session):
         self._out_dtypes: list[np.dtype | None] = []
         for name in graph.output_names:
             t = graph.tensors.get(name)
-            self._out_dtypes.append(_np_dtype(t.elem_type) if t is not None else None)
+            self._out_dtypes.append(np_dtype(t.elem_type) if t is not None else None)
 
     # ------------------------------------------------------------------ facts
     @property
@@ -635,14 +636,6 @@ class TorchSession(Session):
             results.append(TraceResult(outputs=outputs[k], events=events, wall_us=wall))
         return results
 
-
-def _np_dtype(elem_type: int) -> np.dtype | None:
-    from onnx import helper
-
-    try:
-        return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type))
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 # ---------------------------------------------------------------------------------------------- chrome traces

@@ -7,10 +7,10 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from onnx import helper
 
 from mlms_ir.errors import MlmsIrError, ShapeBindingError
 from mlms_ir.ir import Graph
+from mlms_ir.ir.dtypes import np_dtype
 
 
 def _index_bound(graph: Graph, name: str) -> int | None:
@@ -41,10 +41,9 @@ def random_feeds(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
             raise ShapeBindingError(
                 f"input '{name}' has unbound dims ({dims or 'unknown rank'}); bind them with --batch, --dims or --input-shape"
             )
-        try:
-            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type))
-        except (KeyError, TypeError, ValueError):
-            raise MlmsIrError(f"cannot make random data for input '{name}' of type {t.dtype}; give --inputs FILE.npz") from None
+        dtype = np_dtype(t.elem_type)
+        if dtype is None:
+            raise MlmsIrError(f"cannot make random data for input '{name}' of type {t.dtype}; give --inputs FILE.npz")
         shape = tuple(t.shape)  # type: ignore[arg-type]
         if dtype.kind == "f":
             feeds[name] = rng.standard_normal(shape).astype(dtype)

@@ -16,7 +16,6 @@ from mlms_ir.backends.base import BackendError, BackendUnavailableError, FeedErr
 from mlms_ir.backends.ort import map_optimized_nodes
 from mlms_ir.backends.tensorrt import layer_information, map_layers
 from mlms_ir.inputs import load_feeds, random_feeds
-from mlms_ir.zoo import builtin_path
 
 
 def conv_net(channels: int = 16, size: int = 32) -> onnx.ModelProto:

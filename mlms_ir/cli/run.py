@@ -10,7 +10,7 @@ from mlms_ir.cli.analyze import _dims, _input_shapes, _model_path, _write
 from mlms_ir.errors import MlmsIrError
 
 
-def _list(value, what: str) -> list[str]:
+def _list(value) -> list[str]:
     if value is None:
         return []
     if isinstance(value, (list, tuple)):
@@ -123,7 +123,7 @@ def run(
     """
     from mlms_ir.runner import run_backends
 
-    names = _list(backends, "--backends")
+    names = _list(backends)
     if not names:
         raise MlmsIrError("--backends names no backend")
     fmt = _format(format, output)

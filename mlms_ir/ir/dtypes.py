@@ -85,3 +85,14 @@ def nbytes(elem_type: int, numel: int) -> int | None:
     if bits is None:
         return None
     return (numel * bits + 7) // 8
+
+
+def np_dtype(elem_type: int):
+    """The numpy dtype of an ONNX element type, or None when numpy has none (string...)."""
+    import numpy as np
+    from onnx import helper
+
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, TypeError, ValueError):
+        return None
