@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +98,14 @@ class Session(abc.ABC):
         self._check_open()
         return self._trace_impl(check_feeds(self.graph, feeds), max(1, int(runs)))
 
+    def intermediates(self, feeds: Mapping[str, np.ndarray], names: Sequence[str]) -> dict[str, np.ndarray]:
+        """The values of the named tensors (node outputs of the graph) for ``feeds``.
+
+        Backends that rewrite the graph expose only tensors that survive their rewriting; a name
+        they cannot expose is missing from the result."""
+        self._check_open()
+        return self._intermediates_impl(check_feeds(self.graph, feeds), list(names))
+
     def runner(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], dict[str, np.ndarray]]:
         """A zero-argument callable that runs ``feeds`` (validated once, here): for timing loops."""
         self._check_open()
@@ -134,6 +142,9 @@ class Session(abc.ABC):
 
     def _trace_impl(self, feeds: dict[str, np.ndarray], runs: int) -> list[TraceResult]:
         raise BackendError(f"the {self.backend} backend cannot trace per node")
+
+    def _intermediates_impl(self, feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+        raise BackendError(f"the {self.backend} backend cannot expose intermediate tensors")
 
     def _close_impl(self) -> None:
         pass

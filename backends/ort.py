@@ -88,11 +88,13 @@ class OrtSession(Session):
         self._sess = self._make(_session_options(opt, threads))
         self._output_names = [o.name for o in self._sess.get_outputs()]
         self._mapping: dict[str, list[str]] | None = None
+        self._exposed = None
+        self._tmpdirs: list[str] = []
 
-    def _make(self, so):
+    def _make(self, so, source: str | bytes | None = None):
         ort = _ort()
         try:
-            return ort.InferenceSession(self._source, so, providers=self._providers)
+            return ort.InferenceSession(self._source if source is None else source, so, providers=self._providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
             raise BackendError(f"onnxruntime cannot load the model: {' '.join(str(exc).split())[:500]}") from exc
 
@@ -121,10 +123,63 @@ class OrtSession(Session):
                 self._mapping = map_optimized_nodes(self.graph, Path(tmp) / "optimized.onnx")
         return split_profile(events, outputs, self._mapping)
 
+    def _intermediates_impl(self, feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+        # a copy of the model with the tensors as extra outputs (ORT keeps them, so fusions that
+        # would hide them do not happen); weights stay where they are (linked, never copied)
+        wanted = [n for n in names if n in self.graph.tensors]
+        key = tuple(wanted)
+        if self._exposed is None or self._exposed[0] != key:
+            self._exposed = (key, self._make_exposing(wanted))
+        sess, out_names = self._exposed[1]
+        try:
+            values = sess.run(out_names, feeds)
+        except Exception as exc:  # noqa: BLE001
+            raise BackendError(f"onnxruntime failed to run the model: {' '.join(str(exc).split())[:500]}") from exc
+        return {n: v for n, v in zip(out_names, values) if n in set(wanted)}
+
+    def _make_exposing(self, names: list[str]):
+        from onnx import helper
+
+        src = self._source
+        model = onnx.load(src, load_external_data=False) if isinstance(src, str) else onnx.load_model_from_string(src)
+        present = {o.name for o in model.graph.output}
+        for name in names:
+            t = self.graph.tensors[name]
+            if name not in present and t.kind not in ("input", "initializer"):
+                model.graph.output.append(helper.make_tensor_value_info(name, t.elem_type or onnx.TensorProto.FLOAT, None))
+        tmp = tempfile.mkdtemp(prefix="mlms_ir_ort_x_")
+        self._tmpdirs.append(tmp)
+        if isinstance(src, str):  # external data resolves beside the model: link the files
+            base = Path(src).parent
+            for t in _external_files(model):
+                dest = Path(tmp) / t
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if not dest.exists():
+                    os.symlink((base / t).resolve(), dest)
+        path = os.path.join(tmp, "exposed.onnx")
+        onnx.save(model, path)
+        sess = self._make(_session_options(self._opt, self._threads), path)
+        outs = [o.name for o in sess.get_outputs()]
+        return sess, [n for n in names if n in outs]
+
+    def _close_impl(self) -> None:
+        import shutil
+
+        self._exposed = None
+        for d in self._tmpdirs:
+            shutil.rmtree(d, ignore_errors=True)
+
     @property
     def node_mapping(self) -> dict[str, list[str]]:
         """ORT node name -> the graph node ids it covers (filled by the first traced run)."""
         return dict(self._mapping or {})
+
+
+def _external_files(model: onnx.ModelProto) -> set[str]:
+    """Relative locations of the external data files a model refers to."""
+    from mlms_ir.ir.load import _external_tensors
+
+    return {e.value for t in _external_tensors(model) for e in t.external_data if e.key == "location"}
 
 
 def _normalise(name: str, known: set[str]) -> str | None:

@@ -67,6 +67,17 @@ class ReferenceSession(Session):
     def _run_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._call(feeds)
 
+    def _intermediates_impl(self, feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+        produced = {o for rt in self._ev.rt_nodes_ for o in rt.output if o}
+        wanted = [n for n in names if n in produced or n in feeds]
+        if not wanted:
+            return {}
+        try:
+            values = self._ev.run(wanted, feeds)
+        except Exception as exc:  # noqa: BLE001
+            raise BackendError(f"the reference evaluator failed: {' '.join(str(exc).split())[:400]}") from exc
+        return {n: np.asarray(v) for n, v in zip(wanted, values)}
+
     def _trace_impl(self, feeds: dict[str, np.ndarray], runs: int) -> list[TraceResult]:
         results = []
         for _ in range(runs):

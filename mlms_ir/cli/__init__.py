@@ -43,9 +43,10 @@ def _join_repeated(argv: list[str]) -> list[str]:
 
 def commands() -> dict:
     from mlms_ir.cli.analyze import analyze, devices, ops, version
-    from mlms_ir.cli.run import backends, profile, run
+    from mlms_ir.cli.run import backends, diverge, profile, run
 
-    return {"analyze": analyze, "run": run, "profile": profile, "backends": backends, "devices": devices, "ops": ops, "version": version}
+    return {"analyze": analyze, "run": run, "profile": profile, "diverge": diverge, "backends": backends,
+            "devices": devices, "ops": ops, "version": version}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from rich.text import Text
+
 from mlms_ir.cli.analyze import _dims, _input_shapes, _model_path, _write
 from mlms_ir.errors import MlmsIrError
 
@@ -259,3 +261,89 @@ def backends(device: str | None = None) -> None:
             a = be.available(dev)
             t.add_row(name, dev, "yes" if a.ok else "no", Text(a.reason))
     Console().print(t)
+
+
+def diverge(
+    model: str | None = None,
+    backends: str = "ort",
+    reference: str = "reference",
+    device: str = "cpu",
+    batch: int | None = None,
+    inputs: str | None = None,
+    input_shape: str | None = None,
+    dims: str | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    opt: str | None = None,
+    introduced: str = "auto",
+    top: int = 15,
+    seed: int = 0,
+    format: str | None = None,  # noqa: A002
+    output: str | None = None,
+) -> None:
+    """Which node makes a backend disagree with a reference, and by how much.
+
+    Every intermediate tensor of each backend is compared with the reference's; nodes whose
+    outputs diverge are re-run alone with the reference's inputs to separate the error they
+    introduce from the error they pass on.
+
+    Args:
+        model: path of an .onnx file (default: the embedded digits-cnn model).
+        backends: comma-separated backends under test, e.g. ort,torch.
+        reference: the backend taken as ground truth (default: the ONNX reference evaluator).
+        device: cpu, cuda or tensorrt for the backends under test.
+        batch: the leading dim of every input.
+        inputs: an .npz file of input arrays instead of seeded random data.
+        input_shape: NAME:DIMS; repeat for several inputs.
+        dims: named symbolic dims, e.g. batch=8,seq=128.
+        atol: absolute tolerance (default 1e-5): an element diverges when |d| > atol + rtol*|ref|.
+        rtol: relative tolerance (default 1e-3).
+        opt: ORT graph optimisation level (default none, so tensors map one to one).
+        introduced: auto (re-run diverging nodes alone), all, or none.
+        top: how many nodes the table lists.
+        seed: seed of the random inputs.
+        format: table (default) or json.
+        output: write to this file instead of stdout.
+    """
+    from mlms_ir.divergence import DEFAULT_ATOL, DEFAULT_RTOL
+    from mlms_ir.divergence import diverge as run_diverge
+
+    names = _list(backends)
+    if not names:
+        raise MlmsIrError("--backends names no backend")
+    if isinstance(batch, (list, tuple)):
+        raise MlmsIrError("diverge takes one --batch value")
+    fmt = _format(format, output)
+    from mlms_ir.errors import ModelLoadError, ShapeBindingError
+
+    reports, failed = [], []
+    for name in names:
+        opts = _options([name], opt, None, None).get(name, {})
+        try:
+            reports.append(run_diverge(
+                _model_path(model), name, str(reference), device=str(device), batch=batch,
+                input_shapes=_input_shapes(input_shape), dims=_dims(dims), inputs=inputs,
+                atol=DEFAULT_ATOL if atol is None else float(atol), rtol=DEFAULT_RTOL if rtol is None else float(rtol),
+                options=opts, introduced=str(introduced), seed=int(seed), top=_positive_int(top, "--top"),
+            ))
+        except (ModelLoadError, ShapeBindingError):
+            raise  # the model or the bindings are wrong: no backend would do better
+        except MlmsIrError as exc:  # this backend failed: recorded, the others go on
+            failed.append({"backend": name, "status": "failed", "error": str(exc)})
+    if fmt == "json":
+        from mlms_ir.divergence import DIVERGENCE_SCHEMA_VERSION
+
+        _write(json.dumps({"schema_version": DIVERGENCE_SCHEMA_VERSION, "reports": [r.to_dict() for r in reports],
+                           "failed": failed}, indent=2) + "\n", output)
+    else:
+        from mlms_ir.report.run_text import render_divergence
+
+        def show(console) -> None:
+            for r in reports:
+                render_divergence(r, top=top, console=console)
+            for f in failed:
+                console.print(Text(f"{f['backend']}: failed: {f['error']}", style="yellow"))
+
+        _render(show, output)
+    if not reports:
+        raise MlmsIrError("no backend could be compared: " + "; ".join(f"{f['backend']}: {f['error']}" for f in failed))

@@ -82,3 +82,37 @@ def render_profile(report: ProfileReport, *, top: int = 20, console: Console | N
             u.add_row(Text(e["name"]), Text(e["op_type"]), human_time_us(e["time_us"]), f"{e['events']:.0f}")
         console.print(u)
 
+
+
+def _g(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3g}"
+
+
+def render_divergence(report, *, top: int = 15, console: Console | None = None) -> None:
+    """The first divergent node, the nodes that introduce the most error, and the worst tensors."""
+    console = console or Console()
+    head = Table(title=Text(f"mlms_ir diverge: {report.model.get('name')}: {report.backend} ({report.device}) vs {report.reference}"),
+                 box=box.SIMPLE_HEAVY, show_header=False)
+    head.add_column("what", style="bold")
+    head.add_column("value")
+    head.add_row("tolerance", f"|d| > {report.atol:g} + {report.rtol:g}·|ref|")
+    fd = report.first_divergent
+    head.add_row("first divergent node", Text(f"{fd['id']} {fd['name']} ({fd['op_type']})" if fd else "none: every tensor within tolerance"))
+    if report.first_nan:
+        fn = report.first_nan
+        head.add_row("first NaN", Text(f"{fn['id']} {fn['name']} ({fn['op_type']})"))
+    worst_out = max((o.max_abs or 0.0 for o in report.outputs), default=0.0)
+    head.add_row("outputs", f"max abs error {worst_out:.3g}")
+    head.add_row("compared", f"{report.compared_tensors} tensors" + (f"; {len(report.missing_tensors)} not exposed by the backend" if report.missing_tensors else ""))
+    console.print(head)
+    if report.top_introduced:
+        rows = [[t["id"], t["name"] or "-", t["op_type"], _g(t["introduced_max_abs"]), _g(t["introduced_max_rel"]), "yes" if t["exceeds"] else "no"]
+                for t in report.top_introduced]
+        console.print(fit_table("nodes by introduced error (re-run alone with the reference's inputs)",
+                                ["id", "name", "op", "introduced max abs", "max rel", "exceeds"], rows, left=("id", "name", "op", "exceeds")))
+    nodes = sorted(report.nodes, key=lambda n: -(n.max_abs or 0.0))[:top]
+    rows = [[n.id, n.name or "-", n.op_type, _g(n.max_abs), _g(n.max_rel), _g(n.cosine), _g(n.snr_db), f"{n.outside_share:.1%}",
+             str(n.nan), _g(n.introduced_max_abs)] for n in nodes]
+    console.print(fit_table(f"top {top} nodes by accumulated max abs error",
+                            ["id", "name", "op", "max abs", "max rel", "cosine", "SNR dB", "outside tol", "NaN", "introduced"],
+                            rows, left=("id", "name", "op")))

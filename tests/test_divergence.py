@@ -1,0 +1,113 @@
+"""Divergence analysis: a backend that is wrong at one node is blamed at exactly that node."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import mlms_ir
+from mlms_ir.backends import registry
+from mlms_ir.backends.base import model_source
+from mlms_ir.backends.ort import OrtBackend, OrtSession
+from mlms_ir.divergence import diverge, tensor_diff
+from mlms_ir.zoo import builtin_path
+
+from test_backends import conv_net
+
+
+class PerturbedOrt(OrtBackend):
+    """ORT, except that the node named ``target`` adds ``delta`` to its output (wherever it runs:
+    in the whole model or alone), or turns it into NaN."""
+
+    name = "perturbed"
+
+    def __init__(self, target: str, delta: float = 0.5, nan: bool = False) -> None:
+        self.target, self.delta, self.nan = target, delta, nan
+
+    def _prepare_impl(self, graph, device, **options):
+        src = model_source(graph)
+        m = onnx.load(src) if isinstance(src, str) else onnx.load_model_from_string(src)
+        for i, n in enumerate(list(m.graph.node)):
+            if n.name == self.target:
+                out = n.output[0]
+                n.output[0] = out + "__raw"
+                c = helper.make_tensor("delta__c", TensorProto.FLOAT, [], [float("nan") if self.nan else self.delta])
+                m.graph.node.insert(i + 1, helper.make_node("Constant", [], ["delta__v"], value=c))
+                m.graph.node.insert(i + 2, helper.make_node("Add", [out + "__raw", "delta__v"], [out]))
+                break
+        return OrtSession(mlms_ir.load(m, input_shapes={k: list(graph.tensors[k].shape) for k in graph.input_names}), device, **options)
+
+
+@pytest.fixture
+def perturbed(monkeypatch):
+    def install(target: str, **kw):
+        monkeypatch.setitem(registry._cache, "perturbed", PerturbedOrt(target, **kw))
+        monkeypatch.setitem(registry.BUILTIN, "perturbed", "tests:unused")
+
+    return install
+
+
+def test_tensor_metrics():
+    ref = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+    d = tensor_diff("t", ref, ref + np.array([0, 0, 0, 0.5], np.float32), atol=1e-5, rtol=1e-3)
+    assert d.max_abs == pytest.approx(0.5) and d.max_rel == pytest.approx(0.125)
+    assert d.mean_abs == pytest.approx(0.125) and d.rmse == pytest.approx(0.25)
+    assert d.outside_share == 0.25 and d.exceeds
+    assert d.snr_db == pytest.approx(10 * np.log10(30 / 0.25))
+    assert 0.99 < d.cosine < 1.0
+    same = tensor_diff("t", ref, ref.copy())
+    assert not same.exceeds and same.snr_db is None and same.cosine == pytest.approx(1.0)
+    nan = tensor_diff("t", ref, np.array([1, np.nan, 3, 4], np.float32))
+    assert nan.nan_test == 1 and nan.exceeds
+    assert tensor_diff("t", ref, ref[:2]).exceeds
+
+
+def test_healthy_backend_shows_nothing():
+    r = diverge(builtin_path(), "ort", "reference", batch=2)
+    assert r.first_divergent is None and r.first_nan is None
+    assert r.compared_tensors == 11 and not r.missing_tensors
+    assert all(not n.exceeds for n in r.nodes)
+    assert r.outputs[0].max_abs < 1e-4
+
+
+def test_the_wrong_node_is_blamed_not_its_descendants(perturbed):
+    perturbed("/features/conv2/Conv")
+    r = diverge(builtin_path(), "perturbed", "reference", batch=2)
+    assert r.first_divergent["name"] == "/features/conv2/Conv"
+    exceeding = [n.name for n in r.nodes if n.exceeds]
+    assert exceeding[0] == "/features/conv2/Conv" and len(exceeding) > 3  # the error propagates...
+    top = r.top_introduced[0]
+    assert top["name"] == "/features/conv2/Conv" and top["introduced_max_abs"] == pytest.approx(0.5, rel=1e-3)
+    others = [n for n in r.nodes if n.introduced_max_abs is not None and n.name != "/features/conv2/Conv"]
+    assert others and all(n.introduced_max_abs < 1e-3 for n in others)  # ...but is introduced at one node
+
+
+def test_nan_mid_graph_is_located(perturbed):
+    perturbed("/features/relu2/Relu", nan=True)
+    r = diverge(builtin_path(), "perturbed", "reference", batch=1)
+    assert r.first_nan["name"] == "/features/relu2/Relu"
+    assert r.first_divergent["name"] == "/features/relu2/Relu"
+
+
+def test_streaming_in_small_chunks_gives_the_same_result(perturbed):
+    perturbed("/conv1/Conv", delta=0.25)
+    full = diverge(conv_net(), "perturbed", "reference", batch=1, introduced="none")
+    small = diverge(conv_net(), "perturbed", "reference", batch=1, introduced="none", memory_budget_bytes=20_000)
+    assert [n.max_abs for n in full.nodes] == [n.max_abs for n in small.nodes]
+    assert full.first_divergent["name"] == small.first_divergent["name"] == "/conv1/Conv"
+
+
+def test_cli_diverge_json(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "mlms_ir", "diverge", "--backends", "ort", "--batch", "1", "--format", "json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    (rep,) = d["reports"]
+    assert rep["first_divergent"] is None and rep["backend"] == "ort" and rep["reference"] == "reference"
+    assert {"id", "name", "op_type", "max_abs", "max_rel", "cosine", "introduced_max_abs"} <= set(rep["nodes"][0])
