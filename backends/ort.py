@@ -79,11 +79,13 @@ def _session_options(opt: str | None, threads: int | None):
 
 
 class OrtSession(Session):
-    def __init__(self, graph: Graph, device: str, opt: str | None = None, threads: int | None = None) -> None:
-        super().__init__("ort", device, graph, {"opt": opt or "default", "threads": threads})
+    def __init__(self, graph: Graph, device: str, opt: str | None = None, threads: int | None = None,
+                 precision: str = "fp32") -> None:
+        super().__init__("ort", device, graph, {"opt": opt or "default", "threads": threads, "precision": precision})
         self._opt = opt
         self._threads = threads
-        self._source = model_source(graph)
+        self._precision = precision
+        self._source = _with_precision(model_source(graph), precision)
         self._providers = [PROVIDERS[device]] + (["CPUExecutionProvider"] if device != "cpu" else [])
         self._sess = self._make(_session_options(opt, threads))
         self._output_names = [o.name for o in self._sess.get_outputs()]
@@ -143,10 +145,15 @@ class OrtSession(Session):
         src = self._source
         model = onnx.load(src, load_external_data=False) if isinstance(src, str) else onnx.load_model_from_string(src)
         present = {o.name for o in model.graph.output}
+        types = {}
+        if self._precision != "fp32":  # the converted model's element types, not the original's
+            inferred = onnx.shape_inference.infer_shapes(model)
+            types = {vi.name: vi.type.tensor_type.elem_type for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
         for name in names:
             t = self.graph.tensors[name]
             if name not in present and t.kind not in ("input", "initializer"):
-                model.graph.output.append(helper.make_tensor_value_info(name, t.elem_type or onnx.TensorProto.FLOAT, None))
+                elem = types.get(name) or t.elem_type or onnx.TensorProto.FLOAT
+                model.graph.output.append(helper.make_tensor_value_info(name, elem, None))
         tmp = tempfile.mkdtemp(prefix="mlms_ir_ort_x_")
         self._tmpdirs.append(tmp)
         if isinstance(src, str):  # external data resolves beside the model: link the files
@@ -173,6 +180,26 @@ class OrtSession(Session):
     def node_mapping(self) -> dict[str, list[str]]:
         """ORT node name -> the graph node ids it covers (filled by the first traced run)."""
         return dict(self._mapping or {})
+
+
+PRECISIONS = ("fp32", "fp16")
+
+
+def _with_precision(src: str | bytes, precision: str) -> str | bytes:
+    """The model to run at ``precision``: fp16 converts every float tensor and op to float16
+    (onnxconverter-common; inputs and outputs stay float32 through Casts)."""
+    if precision == "fp32":
+        return src
+    if precision not in PRECISIONS:
+        raise BackendError(f"ORT runs precision {', '.join(PRECISIONS)}, not '{precision}' (bf16: use the torch backend)")
+    from onnxconverter_common import float16
+
+    model = onnx.load(src) if isinstance(src, str) else onnx.load_model_from_string(src)
+    try:
+        converted = float16.convert_float_to_float16(model, keep_io_types=True)
+    except Exception as exc:  # noqa: BLE001 - the converter raises various types on odd graphs
+        raise BackendError(f"cannot convert the model to float16: {' '.join(str(exc).split())[:300]}") from exc
+    return converted.SerializeToString()
 
 
 def _external_files(model: onnx.ModelProto) -> set[str]:

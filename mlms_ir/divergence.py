@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 DIVERGENCE_SCHEMA_VERSION = "1.0"
 #: Default tolerances: an element diverges when |test - ref| > atol + rtol * |ref|.
 DEFAULT_ATOL, DEFAULT_RTOL = 1e-5, 1e-3
+#: Default (atol, rtol) per precision of the backend under test: a few units in the last place
+#: of the format (float16: 2^-10 relative, bfloat16: 2^-7), accumulated over a layer.
+TOLERANCES = {"fp32": (DEFAULT_ATOL, DEFAULT_RTOL), "fp16": (1e-3, 1e-2), "bf16": (1e-2, 5e-2)}
 
 
 @dataclass
@@ -83,6 +86,7 @@ class DivergenceReport:
     backend: str
     reference: str
     device: str
+    precision: str
     atol: float
     rtol: float
     first_divergent: dict[str, str] | None
@@ -226,8 +230,9 @@ def diverge(
     input_shapes: InputShapes = None,
     dims: Dims = None,
     inputs: str | dict | None = None,
-    atol: float = DEFAULT_ATOL,
-    rtol: float = DEFAULT_RTOL,
+    atol: float | None = None,
+    rtol: float | None = None,
+    precision: str = "fp32",
     options: dict[str, Any] | None = None,
     introduced: str = "auto",
     max_introduced: int = 200,
@@ -237,6 +242,8 @@ def diverge(
 ) -> DivergenceReport:
     """Compare every intermediate tensor of ``backend`` with ``reference``'s.
 
+    ``precision`` runs the backend under test in fp16 or bf16 (where it can: ORT fp16, torch
+    autocast) against the fp32 reference; ``atol``/``rtol`` default to :data:`TOLERANCES` for it.
     ``introduced``: ``auto`` re-runs alone the nodes whose outputs diverge (at most
     ``max_introduced``), ``all`` every node, ``none`` none. Raises :class:`MlmsIrError` subclasses
     for bad input or a backend that cannot run here."""
@@ -245,6 +252,10 @@ def diverge(
 
     if introduced not in ("auto", "all", "none"):
         raise MlmsIrError(f"introduced must be auto, all or none, not '{introduced}'")
+    if precision not in TOLERANCES:
+        raise MlmsIrError(f"precision must be one of {', '.join(TOLERANCES)}, not '{precision}'")
+    atol = TOLERANCES[precision][0] if atol is None else float(atol)
+    rtol = TOLERANCES[precision][1] if rtol is None else float(rtol)
     graph = load(model, input_shapes=input_shapes, batch=batch, dims=dims)
     feeds = _feeds(graph, inputs, seed)
     test_be, ref_be = registry.get(backend), registry.get(reference)
@@ -252,6 +263,8 @@ def diverge(
     diffs: dict[str, TensorDiff] = {}
     missing: list[str] = []
     opts = dict(options or {})
+    if precision != "fp32":
+        opts["precision"] = precision
     if test_be.name == "ort":
         opts.setdefault("opt", "none")  # 1:1 with the graph unless asked otherwise
     with ref_be.prepare(graph, "cpu" if device != "cpu" and ref_be.name == "reference" else device) as ref_s, \
@@ -278,21 +291,35 @@ def diverge(
 
     if introduced != "none":
         candidates = [n for n in nodes if introduced == "all" or n.exceeds][:max_introduced]
-        _introduced(graph, candidates, feeds, ref_be, test_be, device, opts, atol, rtol)
-    ranked = sorted((n for n in nodes if n.introduced_max_abs is not None), key=lambda n: -(n.introduced_max_abs or 0.0))
+        _introduced(graph, candidates, feeds, ref_be, test_be, device, opts, atol, rtol, precision)
+    ranked = sorted((n for n in nodes if n.introduced_max_abs is not None),
+                    key=lambda n: (not n.introduced_exceeds, -(n.introduced_max_abs or 0.0)))
     top_introduced = [{"id": n.id, "name": n.name, "op_type": n.op_type, "introduced_max_abs": n.introduced_max_abs,
                        "introduced_max_rel": n.introduced_max_rel, "exceeds": n.introduced_exceeds} for n in ranked[:top]]
     ident = lambda n: {"id": n.id, "name": n.name, "op_type": n.op_type} if n else None  # noqa: E731
     return DivergenceReport(
-        model=_model_info(graph), backend=backend, reference=reference, device=device, atol=atol, rtol=rtol,
+        model=_model_info(graph), backend=backend, reference=reference, device=device, precision=precision, atol=atol, rtol=rtol,
         first_divergent=ident(first), first_nan=ident(first_nan), top_introduced=top_introduced, outputs=outputs,
         nodes=nodes, compared_tensors=len(diffs), missing_tensors=missing,
     )
 
 
+def _rounded(a: np.ndarray, precision: str) -> np.ndarray:
+    """``a`` rounded to the precision the backend under test computes in (float inputs only)."""
+    if precision == "fp32" or a.dtype.kind != "f":
+        return a
+    if precision == "fp16":
+        return a.astype(np.float16).astype(a.dtype)
+    import ml_dtypes
+
+    return a.astype(ml_dtypes.bfloat16).astype(a.dtype)
+
+
 def _introduced(graph: Graph, candidates: Sequence[NodeDivergence], feeds, ref_be, test_be, device: str, opts: dict,
-                atol: float, rtol: float) -> None:
-    """Re-run each candidate node alone on the backend under test with the reference's inputs."""
+                atol: float, rtol: float, precision: str = "fp32") -> None:
+    """Re-run each candidate node alone on the backend under test and on the reference, both with
+    the reference's inputs (rounded to the tested precision, so that rounding the inputs is not
+    blamed on the node)."""
     if not candidates:
         return
     from mlms_ir.backends.base import model_source
@@ -314,13 +341,18 @@ def _introduced(graph: Graph, candidates: Sequence[NodeDivergence], feeds, ref_b
             continue
         try:
             sg = load(sub, lenient=True)
-            sub_feeds = {n: values[n] for n in sg.input_names}
+            sub_feeds = {n: _rounded(values[n], precision) for n in sg.input_names}
             with test_be.prepare(sg, device, **opts) as s:
                 got = s.run(sub_feeds)
+            if precision == "fp32":
+                want = values
+            else:
+                with ref_be.prepare(sg, "cpu" if ref_be.name == "reference" else device) as r:
+                    want = r.run(sub_feeds)
         except (MlmsIrError, KeyError) as exc:
             c.introduced_note = f"could not re-run alone: {exc}"
             continue
-        ds = [tensor_diff(o, values[o], got[o], atol, rtol) for o in graph.node(c.id).proto.output if o in values and o in got]
+        ds = [tensor_diff(o, want[o], got[o], atol, rtol) for o in graph.node(c.id).proto.output if o in want and o in got]
         if ds:
             w = _worst(c.id, c.name, c.op_type, ds)
             c.introduced_max_abs, c.introduced_max_rel, c.introduced_exceeds = w.max_abs, w.max_rel, w.exceeds

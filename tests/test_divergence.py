@@ -111,3 +111,22 @@ def test_cli_diverge_json(tmp_path):
     (rep,) = d["reports"]
     assert rep["first_divergent"] is None and rep["backend"] == "ort" and rep["reference"] == "reference"
     assert {"id", "name", "op_type", "max_abs", "max_rel", "cosine", "introduced_max_abs"} <= set(rep["nodes"][0])
+
+
+def test_fp16_precision_blames_arithmetic_not_rounding_or_data_movement():
+    r = diverge(builtin_path(), "ort", "reference", batch=2, precision="fp16", introduced="all")
+    assert (r.precision, r.atol, r.rtol) == ("fp16", 1e-3, 1e-2)
+    by_op = {}
+    for n in r.nodes:
+        by_op.setdefault(n.op_type, []).append(n)
+    # data movement and Relu/MaxPool are exact on rounded inputs: they introduce nothing
+    for op in ("Relu", "MaxPool", "Flatten"):
+        assert all(n.introduced_max_abs == 0 for n in by_op[op]), op
+    # accumulating ops lose precision in float16
+    assert any((n.introduced_max_abs or 0) > 0 for n in by_op["Conv"] + by_op["Gemm"])
+    assert r.outputs[0].max_abs < 0.1
+
+
+def test_unknown_precision_is_an_error():
+    with pytest.raises(mlms_ir.MlmsIrError, match="precision"):
+        diverge(builtin_path(), "ort", batch=1, precision="fp8")

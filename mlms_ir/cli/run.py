@@ -274,6 +274,7 @@ def diverge(
     dims: str | None = None,
     atol: float | None = None,
     rtol: float | None = None,
+    precision: str = "fp32",
     opt: str | None = None,
     introduced: str = "auto",
     top: int = 15,
@@ -296,8 +297,10 @@ def diverge(
         inputs: an .npz file of input arrays instead of seeded random data.
         input_shape: NAME:DIMS; repeat for several inputs.
         dims: named symbolic dims, e.g. batch=8,seq=128.
-        atol: absolute tolerance (default 1e-5): an element diverges when |d| > atol + rtol*|ref|.
-        rtol: relative tolerance (default 1e-3).
+        atol: absolute tolerance: an element diverges when |d| > atol + rtol*|ref| (default by
+            precision: fp32 1e-5, fp16 1e-3, bf16 1e-2).
+        rtol: relative tolerance (default by precision: fp32 1e-3, fp16 1e-2, bf16 5e-2).
+        precision: run the backends under test in fp32, fp16 (ORT, torch) or bf16 (torch).
         opt: ORT graph optimisation level (default none, so tensors map one to one).
         introduced: auto (re-run diverging nodes alone), all, or none.
         top: how many nodes the table lists.
@@ -305,7 +308,6 @@ def diverge(
         format: table (default) or json.
         output: write to this file instead of stdout.
     """
-    from mlms_ir.divergence import DEFAULT_ATOL, DEFAULT_RTOL
     from mlms_ir.divergence import diverge as run_diverge
 
     names = _list(backends)
@@ -323,8 +325,7 @@ def diverge(
             reports.append(run_diverge(
                 _model_path(model), name, str(reference), device=str(device), batch=batch,
                 input_shapes=_input_shapes(input_shape), dims=_dims(dims), inputs=inputs,
-                atol=DEFAULT_ATOL if atol is None else float(atol), rtol=DEFAULT_RTOL if rtol is None else float(rtol),
-                options=opts, introduced=str(introduced), seed=int(seed), top=_positive_int(top, "--top"),
+                atol=atol, rtol=rtol, precision=str(precision), options=opts, introduced=str(introduced), seed=int(seed), top=_positive_int(top, "--top"),
             ))
         except (ModelLoadError, ShapeBindingError):
             raise  # the model or the bindings are wrong: no backend would do better

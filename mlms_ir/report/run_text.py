@@ -95,6 +95,7 @@ def render_divergence(report, *, top: int = 15, console: Console | None = None) 
                  box=box.SIMPLE_HEAVY, show_header=False)
     head.add_column("what", style="bold")
     head.add_column("value")
+    head.add_row("precision", report.precision)
     head.add_row("tolerance", f"|d| > {report.atol:g} + {report.rtol:g}·|ref|")
     fd = report.first_divergent
     head.add_row("first divergent node", Text(f"{fd['id']} {fd['name']} ({fd['op_type']})" if fd else "none: every tensor within tolerance"))
