@@ -13,6 +13,11 @@ Before converting, :func:`adapt_for_onnx2torch` works around what onnx2torch 1.5
 common exports (opset 18 ops, Identity-shared weights, ``Reshape(allowzero=1)``); the session's
 ``rewrites`` says what it did.
 
+Intermediate tensors (:meth:`TorchSession.intermediates`, for divergence analysis) are captured by
+forward hooks on the submodules of the nodes that produce them, registered for that one run; a
+multi-output node's k-th output is the k-th element of its module's tuple (what the fx graph's
+``getitem`` calls pick). Nodes without a submodule (folded Identity nodes) expose nothing.
+
 Per-node tracing wraps each node's submodule in ``torch.profiler.record_function("mlms_ir::<id>")``
 for the traced runs only (plain runs pay nothing), runs under ``torch.profiler.profile`` and reads
 the exported Chrome trace: one ``node`` event per range (host time), and on CUDA one ``kernel``
@@ -98,6 +103,10 @@ def _onnx2torch():
 
 
 # ---------------------------------------------------------------------------------------------- backend
+#: fp16/bf16 run under torch.autocast (matmuls and convolutions in the reduced type).
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
 class TorchBackend(Backend):
     name = "torch"
     devices = ("cpu", "cuda")
@@ -465,12 +474,15 @@ _Ranged = None
 
 
 class TorchSession(Session):
-    def __init__(self, graph: Graph, device: str, **options: Any) -> None:
+    def __init__(self, graph: Graph, device: str, precision: str = "fp32", **options: Any) -> None:
         if options:
-            raise BackendError(f"the torch backend takes no options (got {', '.join(sorted(options))})")
-        super().__init__("torch", device, graph, {})
+            raise BackendError(f"the torch backend takes only the option precision (got {', '.join(sorted(options))})")
+        if precision not in PRECISIONS:
+            raise BackendError(f"the torch backend runs precision {', '.join(PRECISIONS)}, not '{precision}'")
+        super().__init__("torch", device, graph, {"precision": precision})
         torch = _torch()
         self._torch = torch
+        self._precision = precision
         self._device = torch.device(device)
         model = _load_model(model_source(graph))
         rename_to_ids(model, graph)
@@ -479,6 +491,13 @@ class TorchSession(Session):
         for note in self.rewrites:
             log.info("torch backend: %s", note)
         conv = convert_model(model, graph)
+        # tensor -> (node id, output index, output count), over the nodes onnx2torch converted
+        self._producers: dict[str, tuple[str, int, int]] = {}
+        for n in model.graph.node:
+            outs = list(n.output)
+            for k, o in enumerate(outs):
+                if o:
+                    self._producers[o] = (n.name, k, len(outs))
         try:
             self._gm = conv.module.eval().to(self._device)
         except Exception as exc:  # noqa: BLE001 - e.g. CUDA out of memory
@@ -553,10 +572,22 @@ class TorchSession(Session):
             outs[name] = arr
         return outs
 
+    @contextlib.contextmanager
+    def _context(self) -> Iterator[None]:
+        """Inference mode, under autocast to float16/bfloat16 when the session's precision says."""
+        torch = self._torch
+        with torch.inference_mode():
+            if self._precision == "fp32":
+                yield
+            else:
+                dtype = torch.float16 if self._precision == "fp16" else torch.bfloat16
+                with torch.autocast(device_type=self._device.type, dtype=dtype):
+                    yield
+
     def _call(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         args = self._tensors(feeds)
         try:
-            with self._torch.inference_mode():
+            with self._context():
                 result = self._gm(*args)
             return self._numpy(result, args)
         except BackendError:
@@ -591,6 +622,95 @@ class TorchSession(Session):
         if self._device.type == "cuda":
             with contextlib.suppress(Exception):
                 self._torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------------ intermediates
+    def _intermediates_impl(self, feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+        """The named tensors, captured in one run by forward hooks on the submodules of the nodes
+        that produce them (registered for this call only). A module's output is its node's value
+        when the node has one output; a tuple or list holds the node's outputs in ONNX order (the
+        index the ``getitem`` calls of the fx graph pick), so output k is its k-th element. Graph
+        inputs come from the feeds and graph outputs without a submodule (initializers, passed-through
+        inputs) from the run's results. Missing: unknown names, and the outputs of nodes with no
+        submodule (``unmapped``: Identity nodes folded into initializers) or whose module's output
+        has no tensor in that place. Values are copied when captured, to the CPU, as the ONNX
+        tensor's dtype, so later in-place ops cannot change them."""
+        torch = self._torch
+        module_of = {nid: t for t, nid in self._targets.items()}
+        inputs = set(self.graph.input_names)
+        outputs = set(self.graph.output_names)
+        wanted = list(dict.fromkeys(names))
+        # node id -> [(output index, output count, tensor name)]
+        hooked: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
+        from_results: list[str] = []
+        for name in wanted:
+            if name in inputs:
+                continue
+            prod = self._producers.get(name)
+            if prod is not None and prod[0] in module_of:
+                hooked[prod[0]].append((prod[1], prod[2], name))
+            elif name in outputs:
+                from_results.append(name)
+        values: dict[str, np.ndarray] = {}
+        if hooked or from_results:
+            captured: dict[str, Any] = {}
+
+            def hook_for(picks: list[tuple[int, int, str]]):
+                def hook(module, args, output) -> None:
+                    for k, count, name in picks:
+                        if isinstance(output, (tuple, list)):
+                            value = output[k] if k < len(output) else None
+                        else:
+                            value = output if k == 0 else None
+                        if isinstance(value, torch.Tensor):
+                            # a copy on the CPU (.cpu() alone returns the same tensor there)
+                            captured[name] = value.detach().to("cpu", copy=True)
+
+                return hook
+
+            handles = []
+            args = self._tensors(feeds)
+            try:
+                for nid, picks in hooked.items():
+                    handles.append(self._gm.get_submodule(module_of[nid]).register_forward_hook(hook_for(picks)))
+                with self._context():
+                    result = self._gm(*args)
+                    results = self._numpy(result, args) if from_results else {}
+            except BackendError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a converted op failing at run time
+                raise BackendError(self._failure(exc)) from exc
+            finally:
+                for h in handles:
+                    h.remove()
+            for name, t in captured.items():
+                arr = self._as_numpy(name, t)
+                if arr is not None:
+                    values[name] = arr
+            for name in from_results:
+                if name in results:
+                    values[name] = results[name]
+        out: dict[str, np.ndarray] = {}
+        for name in wanted:  # in the order asked
+            if name in inputs:
+                out[name] = np.array(feeds[name], copy=True)
+            elif name in values:
+                out[name] = values[name]
+        return out
+
+    def _as_numpy(self, name: str, t) -> np.ndarray | None:
+        """A captured CPU tensor as numpy, in the dtype of ONNX tensor ``name`` where the graph
+        knows it (None when numpy cannot hold the value)."""
+        try:
+            if t.dtype == self._torch.bfloat16:
+                t = t.float()
+            arr = t.numpy()
+            info = self.graph.tensor(name)
+            want = np_dtype(info.elem_type) if info is not None and info.elem_type else None
+            if want is not None and arr.dtype != want:
+                arr = arr.astype(want)
+        except Exception:  # noqa: BLE001 - dtypes numpy lacks
+            return None
+        return arr
 
     # ------------------------------------------------------------------ tracing
     @contextlib.contextmanager

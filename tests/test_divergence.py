@@ -130,3 +130,13 @@ def test_fp16_precision_blames_arithmetic_not_rounding_or_data_movement():
 def test_unknown_precision_is_an_error():
     with pytest.raises(mlms_ir.MlmsIrError, match="precision"):
         diverge(builtin_path(), "ort", batch=1, precision="fp8")
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_torch_autocast_precisions(precision):
+    pytest.importorskip("onnx2torch")
+    r = diverge(builtin_path(), "torch", "reference", batch=2, precision=precision, introduced="all")
+    assert r.precision == precision and not r.missing_tensors
+    convs = [n for n in r.nodes if n.op_type == "Conv"]
+    assert all((n.introduced_max_abs or 0) > 0 for n in convs)  # autocast runs convolutions in the reduced type
+    assert all(n.introduced_max_abs == 0 for n in r.nodes if n.op_type in ("Relu", "Flatten"))

@@ -28,6 +28,7 @@ from mlms_ir.backends.torch_backend import (  # noqa: E402
     split_trace,
     trace_events,
 )
+from mlms_ir.ir.dtypes import np_dtype  # noqa: E402
 
 from conftest import small_cnn  # noqa: E402
 
@@ -156,7 +157,7 @@ def test_small_cnn_matches_onnxruntime(backend, cnn_path):
         _close(s.run(feeds), _ort(small_cnn(), feeds))
         assert s.node_mapping == {n.id: [n.id] for n in graph.nodes}
         assert s.unmapped == []
-        assert s.options == {}
+        assert s.options == {"precision": "fp32"}
 
 
 def test_attention_block_matches_onnxruntime_from_bytes(backend):
@@ -229,7 +230,7 @@ def test_feeds_are_checked(backend):
             s.run({"y": np.zeros((1, 3, 16, 16), np.float32)})
     with pytest.raises(BackendError, match="closed"):
         s.run({"x": np.zeros((1, 3, 16, 16), np.float32)})
-    with pytest.raises(BackendError, match="takes no options"):
+    with pytest.raises(BackendError, match="takes only the option precision"):
         backend.prepare(mlms_ir.load(small_cnn()), opt="all")
 
 
@@ -452,3 +453,185 @@ def test_attribution_fallbacks():
     # one run: the whole trace when it has no run ranges
     (evs, wall), = split_trace(events)
     assert len([e for e in evs if e.kind == "node"]) == 3 and wall == pytest.approx(401.0)
+
+
+# ---------------------------------------------------------------------------------------------- intermediates
+def split_identity() -> onnx.ModelProto:
+    """A Conv whose weight goes through an Identity (folded into an initializer by the session),
+    an Identity of an activation (kept), a Split with two outputs (the second also a graph
+    output), a Shape (int64) and a head."""
+    N = helper.make_node
+    nodes = [
+        N("Identity", ["w"], ["w_id"], name="share"),
+        N("Conv", ["x", "w_id", "b"], ["c"], name="/conv/Conv", pads=[1, 1, 1, 1]),
+        N("Relu", ["c"], ["r"]),
+        N("Identity", ["r"], ["r_id"], name="/keep/Identity"),
+        N("Split", ["r_id", "sp"], ["s0", "s1"], name="/split/Split", axis=1),
+        N("Sigmoid", ["s0"], ["g"]),
+        N("Mul", ["s1", "g"], ["m"]),
+        N("Shape", ["m"], ["shp"]),
+        N("GlobalAveragePool", ["m"], ["p"]),
+        N("Flatten", ["p"], ["y"]),
+    ]
+    inits = [numpy_helper.from_array(_w(4, 3, 3, 3), "w"), numpy_helper.from_array(_w(4), "b"),
+             numpy_helper.from_array(np.array([1, 3], np.int64), "sp")]
+    g = helper.make_graph(nodes, "split_identity", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+                           helper.make_tensor_value_info("s1", TensorProto.FLOAT, None),
+                           helper.make_tensor_value_info("shp", TensorProto.INT64, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def _ort_all(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every node output of ``model`` from ONNX Runtime (a copy with all of them as graph outputs,
+    no graph optimizations)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    present = {o.name for o in m.graph.output}
+    for n in m.graph.node:
+        for o in n.output:
+            if o and o not in present:
+                m.graph.output.append(onnx.ValueInfoProto(name=o))
+                present.add(o)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+
+
+def _node_outputs(graph) -> list[str]:
+    return [o for n in graph.nodes for o in n.proto.output if o]
+
+
+def _no_hooks(s) -> bool:
+    return all(not m._forward_hooks for m in s.module.modules())
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("make, shape, folded", [(small_cnn, (2, 3, 16, 16), []), (split_identity, (2, 3, 8, 8), ["share"])],
+                         ids=["cnn", "split_identity"])
+def test_intermediates_match_onnxruntime(backend, make, shape, folded, device):
+    model = make()
+    graph = mlms_ir.load(model)
+    feeds = {"x": RNG.standard_normal(shape).astype(np.float32)}
+    ref = _ort_all(model, feeds)
+    names = _node_outputs(graph)
+    folded_outputs = [o for n in graph.nodes if n.name in folded for o in n.proto.output]
+    with backend.prepare(graph, device) as s:
+        assert sorted(s.unmapped) == sorted(graph.node(n.id).id for n in graph.nodes if n.name in folded)
+        asked = ["no_such_tensor", *names, "x"]
+        got = s.intermediates(feeds, asked)
+        assert _no_hooks(s)  # registered for the call only
+        assert "no_such_tensor" not in got
+        assert [n for n in names if n not in got] == folded_outputs  # exactly the folded nodes' outputs
+        assert list(got) == [n for n in asked if n in got]  # in the order asked
+        for n in names:
+            if n in got:
+                assert isinstance(got[n], np.ndarray), n
+                assert got[n].shape == ref[n].shape, n
+                assert got[n].dtype == ref[n].dtype == np_dtype(graph.tensor(n).elem_type), n
+                np.testing.assert_allclose(got[n], ref[n], atol=1e-5, rtol=1e-5, err_msg=n)
+        np.testing.assert_array_equal(got["x"], feeds["x"])
+        assert not np.shares_memory(got["x"], feeds["x"])
+        # graph outputs agree with a plain run's
+        out = s.run(feeds)
+        for n in graph.output_names:
+            np.testing.assert_array_equal(got[n], out[n])
+        assert s.intermediates(feeds, ["no_such_tensor"]) == {}
+        assert s.intermediates(feeds, []) == {}
+        assert _no_hooks(s)
+
+
+def test_intermediates_multi_output_node(backend):
+    """Each output of the Split comes from its place in the module's tuple, asked alone or together,
+    and matches the getitem calls the fx graph makes on it."""
+    model = split_identity()
+    graph = mlms_ir.load(model)
+    feeds = {"x": RNG.standard_normal((1, 3, 8, 8)).astype(np.float32)}
+    ref = _ort_all(model, feeds)
+    with backend.prepare(graph) as s:
+        split = next(n.id for n in graph.nodes if n.op_type == "Split")
+        import operator
+
+        picks = sorted(n.args[1] for n in s.module.graph.nodes
+                       if n.op == "call_function" and n.target is operator.getitem and s.fx_node_mapping.get(n.name) == split)
+        assert picks == [0, 1]
+        assert list(s.intermediates(feeds, ["s1"])) == ["s1"]
+        np.testing.assert_allclose(s.intermediates(feeds, ["s1"])["s1"], ref["s1"], atol=1e-6)
+        both = s.intermediates(feeds, ["s1", "s0"])
+        assert both["s0"].shape == (1, 1, 8, 8) and both["s1"].shape == (1, 3, 8, 8)
+        np.testing.assert_allclose(both["s0"], ref["s0"], atol=1e-6)
+        np.testing.assert_allclose(both["s1"], ref["s1"], atol=1e-6)
+        # the folded Identity's output is missing, and so is a weight (not a node output)
+        assert s.intermediates(feeds, ["w_id", "w", "c"]).keys() == {"c"}
+
+
+def test_intermediates_are_copies(backend):
+    """A later in-place op on a captured tensor does not change the value returned; values of one
+    call survive the next."""
+
+    class InplaceRelu(torch.nn.Module):
+        def forward(self, t):
+            return t.relu_()  # overwrites its input: the Conv's output
+
+    model = small_cnn()
+    graph = mlms_ir.load(model)
+    feeds = {"x": RNG.standard_normal((1, 3, 16, 16)).astype(np.float32)}
+    ref = _ort_all(model, feeds)
+    with backend.prepare(graph) as s:
+        relu = graph.nodes[1].id
+        assert graph.node(relu).op_type == "Relu"
+        setattr(s.module, relu, InplaceRelu())
+        got = s.intermediates(feeds, ["c1", "r1", "y"])
+        assert (got["c1"] < 0).any()
+        for n in ("c1", "r1", "y"):
+            np.testing.assert_allclose(got[n], ref[n], atol=1e-5, rtol=1e-5, err_msg=n)
+        keep = {k: v.copy() for k, v in got.items()}
+        s.intermediates({"x": RNG.standard_normal((1, 3, 16, 16)).astype(np.float32)}, ["c1", "r1", "y"])
+        for n, value in keep.items():
+            np.testing.assert_array_equal(got[n], value)
+
+
+def test_intermediates_of_passthrough_and_initializer_outputs(backend):
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "pt", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [3]) for n in ("y", "x", "w")],
+        [numpy_helper.from_array(np.array([1.0, 2.0, 3.0], np.float32), "w")],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    feeds = {"x": np.array([-1.0, 0.5, 2.0], np.float32)}
+    with backend.prepare(mlms_ir.load(m)) as s:
+        got = s.intermediates(feeds, ["w", "x", "y"])
+        assert list(got) == ["w", "x", "y"]
+        np.testing.assert_array_equal(got["w"], [1.0, 2.0, 3.0])
+        np.testing.assert_array_equal(got["x"], feeds["x"])
+        np.testing.assert_array_equal(got["y"], [0.0, 0.5, 2.0])
+        got["w"][:] = 0  # no alias of the model's weights
+        np.testing.assert_array_equal(s.run(feeds)["w"], [1.0, 2.0, 3.0])
+
+
+def test_intermediates_failure_names_the_node_and_removes_hooks(backend):
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Reshape", ["r", "shape"], ["y"], name="/head/Reshape")],
+        "rs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.array([2, 4, 2], np.int64), "shape")],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    with backend.prepare(mlms_ir.load(m)) as s:
+        with pytest.raises(BackendError, match=r"torch failed at node '/head/Reshape' \(Reshape\)"):
+            s.intermediates({"x": np.ones((3, 8), np.float32)}, ["r", "y"])
+        assert _no_hooks(s)
+        got = s.intermediates({"x": np.ones((2, 8), np.float32)}, ["r", "y"])
+        assert got["y"].shape == (2, 4, 2) and got["r"].shape == (2, 8)
+        with pytest.raises(FeedError):
+            s.intermediates({"x": np.ones((2, 8), np.float64)}, ["r"])
+    with pytest.raises(BackendError, match="closed"):
+        s.intermediates({"x": np.ones((2, 8), np.float32)}, ["r"])
