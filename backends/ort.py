@@ -182,24 +182,47 @@ class OrtSession(Session):
         return dict(self._mapping or {})
 
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def _with_precision(src: str | bytes, precision: str) -> str | bytes:
     """The model to run at ``precision``: fp16 converts every float tensor and op to float16
-    (onnxconverter-common; inputs and outputs stay float32 through Casts)."""
+    (onnxconverter-common; inputs and outputs stay float32 through Casts); int8 quantizes it
+    dynamically (ORT's quantize_dynamic: int8 weights, activations quantized at run time)."""
     if precision == "fp32":
         return src
     if precision not in PRECISIONS:
         raise BackendError(f"ORT runs precision {', '.join(PRECISIONS)}, not '{precision}' (bf16: use the torch backend)")
+    model = onnx.load(src) if isinstance(src, str) else onnx.load_model_from_string(src)
+    if precision == "int8":
+        return _quantized(model)
     from onnxconverter_common import float16
 
-    model = onnx.load(src) if isinstance(src, str) else onnx.load_model_from_string(src)
     try:
         converted = float16.convert_float_to_float16(model, keep_io_types=True)
     except Exception as exc:  # noqa: BLE001 - the converter raises various types on odd graphs
         raise BackendError(f"cannot convert the model to float16: {' '.join(str(exc).split())[:300]}") from exc
     return converted.SerializeToString()
+
+
+def _quantized(model: onnx.ModelProto) -> bytes:
+    import logging as _logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory(prefix="mlms_ir_q_") as tmp:
+        src, dst = os.path.join(tmp, "model.onnx"), os.path.join(tmp, "int8.onnx")
+        onnx.save(model, src)
+        root = _logging.getLogger()
+        level = root.level
+        root.setLevel(_logging.ERROR)  # the quantizer logs advice on the root logger
+        try:
+            quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+        except Exception as exc:  # noqa: BLE001
+            raise BackendError(f"cannot quantize the model to int8: {' '.join(str(exc).split())[:300]}") from exc
+        finally:
+            root.setLevel(level)
+        return Path(dst).read_bytes()
 
 
 def _external_files(model: onnx.ModelProto) -> set[str]:

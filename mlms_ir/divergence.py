@@ -35,7 +35,7 @@ DIVERGENCE_SCHEMA_VERSION = "1.0"
 DEFAULT_ATOL, DEFAULT_RTOL = 1e-5, 1e-3
 #: Default (atol, rtol) per precision of the backend under test: a few units in the last place
 #: of the format (float16: 2^-10 relative, bfloat16: 2^-7), accumulated over a layer.
-TOLERANCES = {"fp32": (DEFAULT_ATOL, DEFAULT_RTOL), "fp16": (1e-3, 1e-2), "bf16": (1e-2, 5e-2)}
+TOLERANCES = {"fp32": (DEFAULT_ATOL, DEFAULT_RTOL), "fp16": (1e-3, 1e-2), "bf16": (1e-2, 5e-2), "int8": (5e-2, 1e-1)}
 
 
 @dataclass
@@ -242,8 +242,8 @@ def diverge(
 ) -> DivergenceReport:
     """Compare every intermediate tensor of ``backend`` with ``reference``'s.
 
-    ``precision`` runs the backend under test in fp16 or bf16 (where it can: ORT fp16, torch
-    autocast) against the fp32 reference; ``atol``/``rtol`` default to :data:`TOLERANCES` for it.
+    ``precision`` runs the backend under test in fp16, bf16 or int8 (where it can: ORT fp16 and
+    dynamic int8 quantization, torch autocast fp16/bf16) against the fp32 reference; ``atol``/``rtol`` default to :data:`TOLERANCES` for it.
     ``introduced``: ``auto`` re-runs alone the nodes whose outputs diverge (at most
     ``max_introduced``), ``all`` every node, ``none`` none. Raises :class:`MlmsIrError` subclasses
     for bad input or a backend that cannot run here."""
@@ -306,8 +306,8 @@ def diverge(
 
 def _rounded(a: np.ndarray, precision: str) -> np.ndarray:
     """``a`` rounded to the precision the backend under test computes in (float inputs only)."""
-    if precision == "fp32" or a.dtype.kind != "f":
-        return a
+    if precision in ("fp32", "int8") or a.dtype.kind != "f":
+        return a  # int8 models quantize their own inputs
     if precision == "fp16":
         return a.astype(np.float16).astype(a.dtype)
     import ml_dtypes

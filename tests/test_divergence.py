@@ -140,3 +140,10 @@ def test_torch_autocast_precisions(precision):
     convs = [n for n in r.nodes if n.op_type == "Conv"]
     assert all((n.introduced_max_abs or 0) > 0 for n in convs)  # autocast runs convolutions in the reduced type
     assert all(n.introduced_max_abs == 0 for n in r.nodes if n.op_type in ("Relu", "Flatten"))
+
+
+def test_int8_dynamic_quantization_on_ort():
+    r = diverge(builtin_path(), "ort", "reference", batch=2, precision="int8")
+    assert (r.atol, r.rtol) == (5e-2, 1e-1) and not r.missing_tensors
+    assert r.first_divergent is None or r.first_divergent["op_type"] in ("Conv", "Gemm")
+    assert all(t["op_type"] in ("Conv", "Gemm") for t in r.top_introduced if t["exceeds"])

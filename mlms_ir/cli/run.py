@@ -300,7 +300,7 @@ def diverge(
         atol: absolute tolerance: an element diverges when |d| > atol + rtol*|ref| (default by
             precision: fp32 1e-5, fp16 1e-3, bf16 1e-2).
         rtol: relative tolerance (default by precision: fp32 1e-3, fp16 1e-2, bf16 5e-2).
-        precision: run the backends under test in fp32, fp16 (ORT, torch) or bf16 (torch).
+        precision: run the backends under test in fp32, fp16 (ORT, torch), bf16 (torch) or int8 (ORT).
         opt: ORT graph optimisation level (default none, so tensors map one to one).
         introduced: auto (re-run diverging nodes alone), all, or none.
         top: how many nodes the table lists.
