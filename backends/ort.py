@@ -91,6 +91,7 @@ class OrtSession(Session):
         self._output_names = [o.name for o in self._sess.get_outputs()]
         self._mapping: dict[str, list[str]] | None = None
         self._exposed = None
+        self._survivors: set[str] | None = None
         self._tmpdirs: list[str] = []
 
     def _make(self, so, source: str | bytes | None = None):
@@ -129,6 +130,11 @@ class OrtSession(Session):
         # a copy of the model with the tensors as extra outputs (ORT keeps them, so fusions that
         # would hide them do not happen); weights stay where they are (linked, never copied)
         wanted = [n for n in names if n in self.graph.tensors]
+        if self._opt not in ("none", "basic"):
+            # with fusions on, expose only the tensors that survive them (adding the others as
+            # outputs would undo the very optimisations under test)
+            surviving = self._surviving()
+            wanted = [n for n in wanted if n in surviving]
         key = tuple(wanted)
         if self._exposed is None or self._exposed[0] != key:
             self._exposed = (key, self._make_exposing(wanted))
@@ -138,6 +144,17 @@ class OrtSession(Session):
         except Exception as exc:  # noqa: BLE001
             raise BackendError(f"onnxruntime failed to run the model: {' '.join(str(exc).split())[:500]}") from exc
         return {n: v for n, v in zip(out_names, values) if n in set(wanted)}
+
+    def _surviving(self) -> set[str]:
+        """Original tensor names that ORT's optimised graph still computes (graph inputs included)."""
+        if self._survivors is None:
+            with tempfile.TemporaryDirectory(prefix="mlms_ir_ort_s_") as tmp:
+                so = _session_options(self._opt, self._threads)
+                so.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
+                self._make(so)
+                opt = onnx.load(so.optimized_model_filepath, load_external_data=False)
+            self._survivors = {o for n in opt.graph.node for o in n.output} | {i.name for i in opt.graph.input}
+        return self._survivors
 
     def _make_exposing(self, names: list[str]):
         from onnx import helper
