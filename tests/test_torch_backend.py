@@ -299,8 +299,8 @@ def test_export_quirks_are_adapted(backend):
         assert sorted(e.covers[0] for e in nodes) == sorted(s.node_mapping)
 
 
-def test_run_failure_names_the_node(backend):
-    # a Reshape to a fixed size fails at run time when the batch differs from the export's
+def fixed_reshape_model() -> onnx.ModelProto:
+    """Relu then a Reshape to a fixed size: it fails at run time for any batch but 2."""
     g = helper.make_graph(
         [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Reshape", ["r", "shape"], ["y"], name="/head/Reshape")],
         "rs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
@@ -309,6 +309,12 @@ def test_run_failure_names_the_node(backend):
     )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
+    return m
+
+
+def test_run_failure_names_the_node(backend):
+    # a Reshape to a fixed size fails at run time when the batch differs from the export's
+    m = fixed_reshape_model()
     with backend.prepare(mlms_ir.load(m)) as s:
         assert s.run({"x": np.ones((2, 8), np.float32)})["y"].shape == (2, 4, 2)
         with pytest.raises(BackendError, match=r"torch failed at node '/head/Reshape' \(Reshape\)"):
@@ -617,14 +623,7 @@ def test_intermediates_of_passthrough_and_initializer_outputs(backend):
 
 
 def test_intermediates_failure_names_the_node_and_removes_hooks(backend):
-    g = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Reshape", ["r", "shape"], ["y"], name="/head/Reshape")],
-        "rs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(np.array([2, 4, 2], np.int64), "shape")],
-    )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
+    m = fixed_reshape_model()
     with backend.prepare(mlms_ir.load(m)) as s:
         with pytest.raises(BackendError, match=r"torch failed at node '/head/Reshape' \(Reshape\)"):
             s.intermediates({"x": np.ones((3, 8), np.float32)}, ["r", "y"])
