@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import math
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,8 @@ class DivergenceReport:
     nodes: list[NodeDivergence]
     compared_tensors: int
     missing_tensors: list[str]
+    #: How many consecutive parts the model was run in to keep within the memory budget (1: whole).
+    segments: int = 1
     schema_version: str = DIVERGENCE_SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,31 +174,96 @@ def _worst(node_id: str, name: str, op_type: str, diffs: list[TensorDiff]) -> No
     )
 
 
-def _chunks(names: list[str], graph: Graph, budget_bytes: int) -> list[list[str]]:
-    """Split tensor names (in execution order) into chunks whose values fit the memory budget."""
-    out: list[list[str]] = [[]]
-    size = 0
-    for n in names:
-        b = graph.tensors[n].nbytes or 0
-        if out[-1] and size + b > budget_bytes:
-            out.append([])
-            size = 0
-        out[-1].append(n)
-        size += b
-    return [c for c in out if c]
+def _reads(proto: onnx.NodeProto) -> list[str]:
+    """The names a node reads: its inputs, and the outer-scope names its subgraphs use."""
+    names = [x for x in proto.input if x]
+    for a in proto.attribute:
+        subs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else []
+        for g in subs:
+            inner = {i.name for i in g.input} | {t.name for t in g.initializer} | {o for n in g.node for o in n.output}
+            names += [x for n in g.node for x in _reads(n) if x not in inner]
+    return list(dict.fromkeys(names))
 
 
-def single_node_model(graph: Graph, node_id: str, weights: onnx.ModelProto, base_dir: Path | None) -> onnx.ModelProto | None:
-    """A model of one node: its activations become graph inputs, its weights stay initializers
-    (external ones are loaded from ``base_dir``). None for nodes that cannot stand alone."""
+def plan_segments(graph: Graph, budget_bytes: int) -> list[list[str]]:
+    """Split the main graph's nodes (in execution order) into consecutive segments, each of
+    whose activations and weights fit ``budget_bytes``; a node larger than the budget is a
+    segment of its own. A cut is only made where every tensor crossing it is a tensor of known
+    type and shape (so that it can feed the next segment). Returns lists of node ids."""
+    nodes = graph.nodes
+    reads = [_reads(n.proto) for n in nodes]
+    last_use: dict[str, int] = {}
+    for i, rs in enumerate(reads):
+        for x in rs:
+            last_use[x] = i
+    for x in graph.output_names:
+        last_use[x] = len(nodes)
+    produced_at = {o: i for i, n in enumerate(nodes) for o in n.proto.output if o}
+
+    def size(name: str) -> int:
+        info = graph.tensors.get(name)
+        return (info.nbytes or 0) if info is not None else 0
+
+    segments: list[list[str]] = [[]]
+    used = 0
+    weights: set[str] = set()
+    live: set[str] = set()  # node outputs produced so far that a later node (or the output) reads
+    for i, node in enumerate(nodes):
+        new_weights = [x for x in reads[i] if x not in weights and x not in produced_at and x not in graph.input_names]
+        cost = sum(size(o) for o in node.proto.output if o) + sum(size(x) for x in new_weights)
+        if segments[-1] and used + cost > budget_bytes and all(_crossable(graph, x) for x in live if last_use.get(x, -1) >= i):
+            segments.append([])
+            used, weights = 0, set()
+            new_weights = [x for x in reads[i] if x not in produced_at and x not in graph.input_names]
+            cost = sum(size(o) for o in node.proto.output if o) + sum(size(x) for x in new_weights)
+        segments[-1].append(node.id)
+        used += cost
+        weights.update(new_weights)
+        live = {x for x in live if last_use.get(x, -1) > i} | {o for o in node.proto.output if o and last_use.get(o, -1) > i
+                                                                and _kind(graph, o) == "activation"}
+    return [s for s in segments if s]
+
+
+def _kind(graph: Graph, name: str) -> str | None:
+    info = graph.tensors.get(name)
+    return info.kind if info is not None else None
+
+
+def _with_constant_producers(graph: Graph, node_ids: Sequence[str]) -> list[str]:
+    """``node_ids`` and the nodes that compute, from weights and constants alone, what they read
+    (a Constant, an Identity or DequantizeLinear of a weight), in execution order: such tensors
+    are recomputed in each segment that reads them rather than passed across a cut."""
+    chosen = set(node_ids)
+    stack = [x for i in node_ids for x in _reads(graph.node(i).proto)]
+    while stack:
+        name = stack.pop()
+        if _kind(graph, name) not in ("constant", "derived"):
+            continue
+        p = graph.producer(name)
+        if p is not None and p.id not in chosen:
+            chosen.add(p.id)
+            stack.extend(_reads(p.proto))
+    return [n.id for n in graph.nodes if n.id in chosen]
+
+
+def _crossable(graph: Graph, name: str) -> bool:
+    info = graph.tensors.get(name)
+    return info is not None and bool(info.elem_type) and info.known
+
+
+def sub_model(graph: Graph, node_ids: Sequence[str], weights: onnx.ModelProto, base_dir: Path | None,
+              outputs: Sequence[str] | None = None) -> onnx.ModelProto | None:
+    """A model of some of the main graph's nodes (in order): what they read from outside
+    becomes graph inputs, their weights stay initializers (external ones are read from
+    ``base_dir``, inside it). ``outputs`` defaults to every output of the nodes. None when a
+    node cannot stand in such a model (a tensor it reads has an unknown type or shape)."""
     from onnx.external_data_helper import load_external_data_for_tensor
 
-    node = graph.node(node_id)
-    if node.op_type == "Constant" or node.subgraphs:
-        return None
     inits = {t.name: t for t in weights.graph.initializer}
+    protos = [graph.node(i).proto for i in node_ids]
+    produced = {o for p in protos for o in p.output if o}
     inputs, initializers = [], []
-    for name in dict.fromkeys(x for x in node.proto.input if x):
+    for name in dict.fromkeys(x for p in protos for x in _reads(p) if x not in produced):
         if name in inits:
             t = onnx.TensorProto()
             t.CopyFrom(inits[name])
@@ -209,15 +277,80 @@ def single_node_model(graph: Graph, node_id: str, weights: onnx.ModelProto, base
             if info is None or not info.known:
                 return None
             inputs.append(helper.make_tensor_value_info(name, info.elem_type, list(info.shape)))
-    outputs = []
-    for name in node.proto.output:
-        if name:
-            info = graph.tensor(name)
-            outputs.append(helper.make_tensor_value_info(name, info.elem_type if info else 0, list(info.shape) if info and info.known else None))
-    g = helper.make_graph([node.proto], f"node_{node_id}", inputs, outputs, initializers)
+    outs = []
+    for name in (outputs if outputs is not None else [o for p in protos for o in p.output if o]):
+        info = graph.tensor(name)
+        outs.append(helper.make_tensor_value_info(name, info.elem_type if info else 0, list(info.shape) if info and info.known else None))
+    g = helper.make_graph(protos, f"nodes_{node_ids[0]}_{node_ids[-1]}", inputs, outs, initializers)
     m = helper.make_model(g, opset_imports=list(weights.opset_import))
     m.ir_version = weights.ir_version
+    m.functions.extend(weights.functions)
     return m
+
+
+def single_node_model(graph: Graph, node_id: str, weights: onnx.ModelProto, base_dir: Path | None) -> onnx.ModelProto | None:
+    """A model of one node: the activations it reads become graph inputs, its weights stay
+    initializers (external ones are loaded from ``base_dir``) and the constants it reads are
+    computed in it. None for a Constant or a node reading a tensor of unknown shape."""
+    node = graph.node(node_id)
+    if node.op_type == "Constant":
+        return None
+    return sub_model(graph, _with_constant_producers(graph, [node_id]), weights, base_dir,
+                     outputs=[o for o in node.proto.output if o])
+
+
+def _weights(graph: Graph) -> tuple[onnx.ModelProto, Path | None]:
+    """The model with its weights (external ones left in their files) and the folder they are in."""
+    from mlms_ir.backends.base import model_source
+
+    src = model_source(graph)
+    weights = onnx.load(src, load_external_data=False) if isinstance(src, str) else onnx.load_model_from_string(src)
+    return weights, (Path(src).parent if isinstance(src, str) else None)
+
+
+class _Comparison:
+    """Compares node outputs as they come (all at once, or a segment at a time), keeps the
+    per-node results, and re-runs the diverging nodes alone while their reference inputs are at
+    hand."""
+
+    def __init__(self, graph: Graph, compared: set[str], atol: float, rtol: float, introduced: str, max_introduced: int,
+                 run_alone) -> None:
+        self.graph, self.compared, self.atol, self.rtol = graph, compared, atol, rtol
+        self.introduced, self.left, self.run_alone = introduced, max_introduced, run_alone
+        self.diffs: dict[str, TensorDiff] = {}
+        self.missing: list[str] = []
+        self.nodes: list[NodeDivergence] = []
+        self._weights: tuple[onnx.ModelProto, Path | None] | None = None
+
+    def weights(self) -> tuple[onnx.ModelProto, Path | None]:
+        if self._weights is None:
+            self._weights = _weights(self.graph)
+        return self._weights
+
+    def take(self, node_ids: Sequence[str], ref_vals: dict[str, np.ndarray], test_vals: dict[str, np.ndarray],
+             ref_env: dict[str, np.ndarray]) -> None:
+        """Compare the outputs of ``node_ids``; ``ref_env`` has the reference's values of
+        everything they read and write (for re-running them alone)."""
+        new = []
+        for nid in node_ids:
+            node = self.graph.node(nid)
+            ds = []
+            for o in node.proto.output:
+                if o not in self.compared:
+                    continue
+                if o in ref_vals and o in test_vals:
+                    ds.append(tensor_diff(o, ref_vals[o], test_vals[o], self.atol, self.rtol))
+                    self.diffs[o] = ds[-1]
+                else:
+                    self.missing.append(o)
+            if ds:
+                new.append(_worst(node.id, node.name, node.op_type, ds))
+        self.nodes.extend(new)
+        if self.introduced != "none" and self.left > 0:
+            cands = [n for n in new if self.introduced == "all" or n.exceeds][:self.left]
+            if cands:
+                self.left -= len(cands)
+                self.run_alone(cands, ref_env, *self.weights())
 
 
 def diverge(
@@ -245,7 +378,9 @@ def diverge(
     ``precision`` runs the backend under test in fp16, bf16 or int8 (where it can: ORT fp16 and
     dynamic int8 quantization, torch autocast fp16/bf16) against the fp32 reference; ``atol``/``rtol`` default to :data:`TOLERANCES` for it.
     ``introduced``: ``auto`` re-runs alone the nodes whose outputs diverge (at most
-    ``max_introduced``), ``all`` every node, ``none`` none. Raises :class:`MlmsIrError` subclasses
+    ``max_introduced``), ``all`` every node, ``none`` none. ``memory_budget_bytes`` bounds the
+    values held at once: a model whose activations and weights exceed half of it runs in
+    consecutive segments (see :func:`plan_segments`) instead of whole. Raises :class:`MlmsIrError` subclasses
     for bad input or a backend that cannot run here."""
     from mlms_ir.backends import registry
     from mlms_ir.runner import _feeds, _model_info
@@ -260,38 +395,33 @@ def diverge(
     feeds = _feeds(graph, inputs, seed)
     test_be, ref_be = registry.get(backend), registry.get(reference)
     names = [o for n in graph.nodes for o in n.proto.output if o and graph.tensors[o].kind == "activation"]
-    diffs: dict[str, TensorDiff] = {}
-    missing: list[str] = []
     opts = dict(options or {})
     if precision != "fp32":
         opts["precision"] = precision
     if test_be.name == "ort":
         opts.setdefault("opt", "none")  # 1:1 with the graph unless asked otherwise
-    with ref_be.prepare(graph, "cpu" if device != "cpu" and ref_be.name == "reference" else device) as ref_s, \
-            test_be.prepare(graph, device, **opts) as test_s:
-        for chunk in _chunks(names, graph, memory_budget_bytes // 2):
-            ref_vals = ref_s.intermediates(feeds, chunk)
-            test_vals = test_s.intermediates(feeds, chunk)
-            for n in chunk:
-                if n in ref_vals and n in test_vals:
-                    diffs[n] = tensor_diff(n, ref_vals[n], test_vals[n], atol, rtol)
-                else:
-                    missing.append(n)
-            del ref_vals, test_vals
-        out_ref, out_test = ref_s.run(feeds), test_s.run(feeds)
+    ref_device = "cpu" if device != "cpu" and ref_be.name == "reference" else device
+    segments = plan_segments(graph, memory_budget_bytes // 2)
+    cmp = _Comparison(graph, set(names), atol, rtol, introduced, max_introduced,
+                      lambda cands, values, weights, base_dir: _introduced(graph, cands, values, weights, base_dir, ref_be, test_be,
+                                                                           device, opts, atol, rtol, precision))
+    if len(segments) == 1:
+        with ref_be.prepare(graph, ref_device) as ref_s, test_be.prepare(graph, device, **opts) as test_s:
+            wanted = list(dict.fromkeys(names + [n for n in graph.output_names if n not in feeds]))
+            ref_vals = ref_s.intermediates(feeds, wanted)
+            test_vals = test_s.intermediates(feeds, wanted)
+            out_ref = {n: ref_vals[n] for n in graph.output_names if n in ref_vals}
+            out_test = {n: test_vals[n] for n in graph.output_names if n in test_vals}
+            if len(out_ref) < len(graph.output_names) or len(out_test) < len(graph.output_names):
+                out_ref, out_test = ref_s.run(feeds), test_s.run(feeds)
+        cmp.take([n.id for n in graph.nodes], ref_vals, test_vals, {**feeds, **ref_vals})
+        del ref_vals, test_vals
+    else:
+        out_ref, out_test = _stream_segments(graph, segments, feeds, ref_be, test_be, ref_device, device, opts, cmp)
     outputs = [tensor_diff(n, out_ref[n], out_test[n], atol, rtol) for n in graph.output_names if n in out_ref and n in out_test]
-
-    nodes: list[NodeDivergence] = []
-    for node in graph.nodes:
-        ds = [diffs[o] for o in node.proto.output if o in diffs]
-        if ds:
-            nodes.append(_worst(node.id, node.name, node.op_type, ds))
+    nodes, diffs, missing = cmp.nodes, cmp.diffs, cmp.missing
     first = next((n for n in nodes if n.exceeds), None)
     first_nan = next((n for n in nodes if n.nan > sum(t.nan_ref for t in n.tensors)), None)
-
-    if introduced != "none":
-        candidates = [n for n in nodes if introduced == "all" or n.exceeds][:max_introduced]
-        _introduced(graph, candidates, feeds, ref_be, test_be, device, opts, atol, rtol, precision)
     ranked = sorted((n for n in nodes if n.introduced_max_abs is not None),
                     key=lambda n: (not n.introduced_exceeds, -(n.introduced_max_abs or 0.0)))
     top_introduced = [{"id": n.id, "name": n.name, "op_type": n.op_type, "introduced_max_abs": n.introduced_max_abs,
@@ -300,8 +430,65 @@ def diverge(
     return DivergenceReport(
         model=_model_info(graph), backend=backend, reference=reference, device=device, precision=precision, atol=atol, rtol=rtol,
         first_divergent=ident(first), first_nan=ident(first_nan), top_introduced=top_introduced, outputs=outputs,
-        nodes=nodes, compared_tensors=len(diffs), missing_tensors=missing,
+        nodes=nodes, compared_tensors=len(diffs), missing_tensors=missing, segments=len(segments),
     )
+
+
+def _stream_segments(graph: Graph, segments: list[list[str]], feeds: dict[str, np.ndarray], ref_be, test_be, ref_device: str,
+                     device: str, opts: dict, cmp: _Comparison) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Run the graph one segment at a time on both backends, each segment fed with its own
+    backend's values of the tensors that cross into it; compare, keep only what a later segment
+    (or the graph's output) reads, and drop the rest, so that memory follows the largest segment
+    rather than the whole model. Returns both backends' graph outputs."""
+    weights, base_dir = cmp.weights()
+    last_seg: dict[str, int] = {}
+    for k, seg in enumerate(segments):
+        for nid in seg:
+            for x in _reads(graph.node(nid).proto):
+                last_seg[x] = k
+    for x in graph.output_names:
+        last_seg[x] = len(segments)
+    live = {"ref": dict(feeds), "test": dict(feeds)}
+    with tempfile.TemporaryDirectory(prefix="mlms_ir_segments_") as tmp:
+        for k, seg in enumerate(segments):
+            produced = [o for i in seg for o in graph.node(i).proto.output if o]
+            crossing = [o for o in produced if last_seg.get(o, -1) > k and _kind(graph, o) == "activation"]
+            want = [o for o in produced if o in cmp.compared or o in crossing]
+            # every wanted tensor an output of the segment, so that no backend needs a second
+            # copy of it to expose them; through a file, so that no copy of its weights stays here
+            model = sub_model(graph, _with_constant_producers(graph, seg), weights, base_dir, outputs=want or produced[-1:])
+            if model is None:  # plan_segments only cuts where crossing tensors are known
+                raise MlmsIrError(f"cannot stream the comparison through node '{graph.node(seg[0]).name}': "
+                                  "give a larger memory budget")
+            path = Path(tmp) / f"segment_{k}.onnx"
+            onnx.save(model, str(path))
+            del model
+            vals = {side: _segment_values(path, be, dev, o, live[side], want, crossing)
+                    for side, be, dev, o in (("ref", ref_be, ref_device, {}), ("test", test_be, device, opts))}
+            path.unlink()
+            cmp.take(seg, vals["ref"], vals["test"], {**live["ref"], **vals["ref"]})
+            for side in live:
+                live[side].update((o, vals[side][o]) for o in crossing)
+                live[side] = {x: v for x, v in live[side].items() if last_seg.get(x, -1) > k}
+            del vals
+            log.debug("divergence: segment %d/%d (%d nodes) compared", k + 1, len(segments), len(seg))
+    outs = [n for n in graph.output_names if n in live["ref"] and n in live["test"]]
+    return {n: live["ref"][n] for n in outs}, {n: live["test"][n] for n in outs}
+
+
+def _segment_values(path: Path, backend, device: str, opts: dict, live: dict[str, np.ndarray], want: list[str],
+                    crossing: list[str]) -> dict[str, np.ndarray]:
+    """One backend's values of ``want`` for the segment model at ``path``, fed from ``live``."""
+    from mlms_ir.backends.base import BackendError
+
+    sg = load(path, lenient=True)
+    with backend.prepare(sg, device, **opts) as s:
+        vals = s.intermediates({n: live[n] for n in sg.input_names}, want)
+    lost = [o for o in crossing if o not in vals]
+    if lost:
+        raise BackendError(f"{backend.name} gave no value for '{lost[0]}', which a later part of the model reads: "
+                           "give a larger memory budget")
+    return vals
 
 
 def _rounded(a: np.ndarray, precision: str) -> np.ndarray:
@@ -315,29 +502,17 @@ def _rounded(a: np.ndarray, precision: str) -> np.ndarray:
     return a.astype(ml_dtypes.bfloat16).astype(a.dtype)
 
 
-def _introduced(graph: Graph, candidates: Sequence[NodeDivergence], feeds, ref_be, test_be, device: str, opts: dict,
-                atol: float, rtol: float, precision: str = "fp32") -> None:
+def _introduced(graph: Graph, candidates: Sequence[NodeDivergence], values: dict[str, np.ndarray], weights: onnx.ModelProto,
+                base_dir: Path | None, ref_be, test_be, device: str, opts: dict, atol: float, rtol: float,
+                precision: str = "fp32") -> None:
     """Re-run each candidate node alone on the backend under test and on the reference, both with
-    the reference's inputs (rounded to the tested precision, so that rounding the inputs is not
-    blamed on the node)."""
-    if not candidates:
-        return
-    from mlms_ir.backends.base import model_source
-
-    src = model_source(graph)
-    weights = onnx.load(src, load_external_data=False) if isinstance(src, str) else onnx.load_model_from_string(src)
-    base_dir = Path(src).parent if isinstance(src, str) else None
-    needed = list(dict.fromkeys(
-        x for c in candidates for x in list(graph.node(c.id).proto.input) + list(graph.node(c.id).proto.output)
-        if x and graph.tensors.get(x) is not None and graph.tensors[x].kind != "initializer"
-    ))
-    with ref_be.prepare(graph, "cpu" if ref_be.name == "reference" else device) as ref_s:
-        values = ref_s.intermediates(feeds, needed)
-    values.update({k: v for k, v in feeds.items() if k in needed})
+    the reference's values of its inputs from ``values`` (rounded to the tested precision, so
+    that rounding the inputs is not blamed on the node); ``values`` holds the reference's
+    outputs of the candidates too."""
     for c in candidates:
         sub = single_node_model(graph, c.id, weights, base_dir)
         if sub is None:
-            c.introduced_note = "cannot run alone (a Constant, or a node with subgraphs or unknown shapes)"
+            c.introduced_note = "cannot run alone (a Constant, or a node reading a tensor of unknown shape)"
             continue
         try:
             sg = load(sub, lenient=True)

@@ -95,12 +95,61 @@ def test_nan_mid_graph_is_located(perturbed):
     assert r.first_divergent["name"] == "/features/relu2/Relu"
 
 
-def test_streaming_in_small_chunks_gives_the_same_result(perturbed):
+def test_streaming_in_segments_gives_the_same_result(perturbed):
     perturbed("/conv1/Conv", delta=0.25)
-    full = diverge(conv_net(), "perturbed", "reference", batch=1, introduced="none")
-    small = diverge(conv_net(), "perturbed", "reference", batch=1, introduced="none", memory_budget_bytes=20_000)
-    assert [n.max_abs for n in full.nodes] == [n.max_abs for n in small.nodes]
+    kw = dict(batch=1, introduced="all", options={"opt": "none"})
+    full = diverge(conv_net(), "perturbed", "reference", **kw)
+    small = diverge(conv_net(), "perturbed", "reference", memory_budget_bytes=20_000, **kw)
+    assert full.segments == 1 and small.segments > 3
+    assert [n.name for n in full.nodes] == [n.name for n in small.nodes]
+    np.testing.assert_allclose([n.max_abs for n in full.nodes], [n.max_abs for n in small.nodes], rtol=1e-5, atol=1e-7)
+    # nodes re-run alone as each segment is compared: the same introduced errors
+    np.testing.assert_allclose([n.introduced_max_abs for n in full.nodes], [n.introduced_max_abs for n in small.nodes],
+                               rtol=1e-5, atol=1e-7)
+    assert full.top_introduced[0]["name"] == small.top_introduced[0]["name"] == "/conv1/Conv"
     assert full.first_divergent["name"] == small.first_divergent["name"] == "/conv1/Conv"
+    assert [o.max_abs for o in full.outputs] == pytest.approx([o.max_abs for o in small.outputs], rel=1e-5)
+    assert not small.missing_tensors and small.compared_tensors == full.compared_tensors
+
+
+def test_segments_fit_the_budget_and_cut_only_where_tensors_can_cross():
+    from mlms_ir.divergence import _reads, plan_segments
+
+    g = mlms_ir.load(conv_net(), batch=1)
+    assert plan_segments(g, 1 << 30) == [[n.id for n in g.nodes]]
+    segs = plan_segments(g, 10_000)
+    assert [i for s in segs for i in s] == [n.id for n in g.nodes] and len(segs) > 3
+    for s in segs:  # activations + weights of each segment fit, unless it is one node too large alone
+        reads = dict.fromkeys(x for i in s for x in _reads(g.node(i).proto))
+        cost = sum(g.tensors[o].nbytes for i in s for o in g.node(i).proto.output)
+        cost += sum(g.tensors[x].nbytes for x in reads if g.tensors[x].kind == "initializer")
+        assert cost <= 10_000 or len(s) == 1
+    assert segs[-1] == ["n6", "n7", "n8"]  # pool, flatten, fc: 168 B of activations, 680 B of weights
+
+
+def test_streaming_through_an_if_that_reads_outer_tensors(perturbed):
+    """A branch reading a tensor from an earlier segment gets it as an input of its segment."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])
+    branch = lambda name, op: helper.make_graph(  # noqa: E731
+        [helper.make_node(op, ["a", "b"], [f"{name}_out"], name=f"{name}_op")], name, [],
+        [helper.make_tensor_value_info(f"{name}_out", TensorProto.FLOAT, [1, 64])])
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="relu_a"), helper.make_node("Sigmoid", ["a"], ["b"], name="sig_b"),
+             helper.make_node("Tanh", ["b"], ["c"], name="tanh_c"),
+             helper.make_node("ReduceSum", ["c"], ["s"], name="sum", keepdims=0),
+             helper.make_node("Greater", ["s", "zero"], ["cond"], name="cond"),
+             helper.make_node("If", ["cond"], ["y"], name="if", then_branch=branch("then", "Add"), else_branch=branch("else", "Mul"))]
+    g = helper.make_graph(nodes, "g", [x], [y], [helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    perturbed("sig_b", delta=0.5)
+    full = diverge(m, "perturbed", "reference", options={"opt": "none"})
+    small = diverge(m, "perturbed", "reference", options={"opt": "none"}, memory_budget_bytes=600)
+    assert small.segments > 2
+    assert full.first_divergent["name"] == small.first_divergent["name"] == "sig_b"
+    assert full.top_introduced[0]["name"] == small.top_introduced[0]["name"] == "sig_b"
+    by_name = {n.name: n for n in small.nodes}  # the If, re-run alone with its outer reads as inputs
+    assert by_name["if"].exceeds and by_name["if"].introduced_max_abs is not None and by_name["if"].introduced_max_abs < 1e-5
+    assert [n.max_abs for n in full.nodes] == pytest.approx([n.max_abs for n in small.nodes], rel=1e-5)
 
 
 def test_cli_diverge_json(tmp_path):
@@ -111,6 +160,17 @@ def test_cli_diverge_json(tmp_path):
     (rep,) = d["reports"]
     assert rep["first_divergent"] is None and rep["backend"] == "ort" and rep["reference"] == "reference"
     assert {"id", "name", "op_type", "max_abs", "max_rel", "cosine", "introduced_max_abs"} <= set(rep["nodes"][0])
+
+
+def test_cli_memory_budget_streams_and_rejects_nonsense():
+    base = [sys.executable, "-m", "mlms_ir", "diverge", "--backends", "ort", "--batch", "2"]
+    r = subprocess.run(base + ["--memory-budget-mib", "0.005", "--format", "json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    (rep,) = json.loads(r.stdout)["reports"]
+    assert rep["segments"] == 11 and rep["compared_tensors"] == 11 and rep["first_divergent"] is None
+    bad = subprocess.run(base + ["--memory-budget-mib", "-3"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip() == "mlms_ir: error: --memory-budget-mib must be a positive number of MiB, not '-3'"
 
 
 def test_fp16_precision_blames_arithmetic_not_rounding_or_data_movement():

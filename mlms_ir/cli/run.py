@@ -279,6 +279,7 @@ def diverge(
     introduced: str = "auto",
     top: int = 15,
     seed: int = 0,
+    memory_budget_mib: float = 1024,
     format: str | None = None,  # noqa: A002
     output: str | None = None,
 ) -> None:
@@ -305,6 +306,8 @@ def diverge(
         introduced: auto (re-run diverging nodes alone), all, or none.
         top: how many nodes the table lists.
         seed: seed of the random inputs.
+        memory_budget_mib: the most tensor data (MiB) held at once; a larger model is run and
+            compared in consecutive segments.
         format: table (default) or json.
         output: write to this file instead of stdout.
     """
@@ -316,6 +319,12 @@ def diverge(
     if isinstance(batch, (list, tuple)):
         raise MlmsIrError("diverge takes one --batch value")
     fmt = _format(format, output)
+    try:
+        budget = float(memory_budget_mib)
+    except (TypeError, ValueError):
+        budget = -1.0
+    if not budget > 0:
+        raise MlmsIrError(f"--memory-budget-mib must be a positive number of MiB, not '{memory_budget_mib}'")
     from mlms_ir.errors import ModelLoadError, ShapeBindingError
 
     reports, failed = [], []
@@ -326,6 +335,7 @@ def diverge(
                 _model_path(model), name, str(reference), device=str(device), batch=batch,
                 input_shapes=_input_shapes(input_shape), dims=_dims(dims), inputs=inputs,
                 atol=atol, rtol=rtol, precision=str(precision), options=opts, introduced=str(introduced), seed=int(seed), top=_positive_int(top, "--top"),
+                memory_budget_bytes=int(budget * 2**20),
             ))
         except (ModelLoadError, ShapeBindingError):
             raise  # the model or the bindings are wrong: no backend would do better

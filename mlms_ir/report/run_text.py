@@ -104,7 +104,7 @@ def render_divergence(report, *, top: int = 15, console: Console | None = None) 
         head.add_row("first NaN", Text(f"{fn['id']} {fn['name']} ({fn['op_type']})"))
     worst_out = max((o.max_abs or 0.0 for o in report.outputs), default=0.0)
     head.add_row("outputs", f"max abs error {worst_out:.3g}")
-    head.add_row("compared", f"{report.compared_tensors} tensors" + (f"; {len(report.missing_tensors)} not exposed by the backend" if report.missing_tensors else ""))
+    head.add_row("compared", f"{report.compared_tensors} tensors" + (f"; {len(report.missing_tensors)} not exposed by the backend" if report.missing_tensors else "") + (f"; streamed in {report.segments} segments" if report.segments > 1 else ""))
     console.print(head)
     if report.top_introduced:
         rows = [[t["id"], t["name"] or "-", t["op_type"], _g(t["introduced_max_abs"]), _g(t["introduced_max_rel"]), "yes" if t["exceeds"] else "no"]
