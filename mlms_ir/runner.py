@@ -153,6 +153,26 @@ def aggregate(traces, graph: Graph, flops: dict[str, int]) -> tuple[dict[str, fl
     return median, unatt, coverage, groups
 
 
+def node_kernels(traces, top: int = 8) -> dict[str, list[dict[str, Any]]]:
+    """The device kernels (or, without any, the backend ops) that ran for each graph node: name,
+    mean time and calls per run, the longest first. A fused kernel is listed, whole, under every
+    node it covers."""
+    kind = "kernel" if any(ev.kind == "kernel" for tr in traces for ev in tr.events) else "node"
+    acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0]))
+    for tr in traces:
+        for ev in tr.events:
+            if ev.kind != kind:
+                continue
+            for c in ev.covers:
+                slot = acc[c][ev.name]
+                slot[0] += ev.time_us
+                slot[1] += 1
+    runs = max(1, len(traces))
+    return {nid: [{"name": name, "time_us": t / runs, "calls": n / runs}
+                  for name, (t, n) in sorted(by_name.items(), key=lambda kv: -kv[1][0])[:top]]
+            for nid, by_name in acc.items()}
+
+
 def profile_backend(
     model: ModelSource,
     backend: str = "ort",
@@ -195,6 +215,7 @@ def profile_backend(
     flops = {k: (n.flops or 0) for k, n in static.items()}
     median, unattributed, coverage, groups = aggregate(traces, graph, flops)
     node_total = sum(median.values()) + sum(u["time_us"] for u in unattributed)
+    kernels = node_kernels(traces)
     nodes: list[NodeTime] = []
     for nid, t in sorted(median.items(), key=lambda kv: -kv[1]):
         n = static.get(nid)
@@ -212,6 +233,7 @@ def profile_backend(
             bound=n.bound if n else None,
             time_lower_bound_us=n.time_lower_bound_us if n else None,
             fused_with=[c for c in groups.get(nid, []) if c != nid],
+            kernels=kernels.get(nid, []),
         ))
     traced_wall_ms = statistics.fmean(tr.wall_us for tr in traces) / 1000.0
     report = ProfileReport(

@@ -143,7 +143,8 @@ class FieldsDirective(SphinxDirective):
             if not dataclasses.is_dataclass(cls):
                 logger.warning("mlms-fields: %s is not a dataclass", cls_name, location=where)
                 return []
-            fields = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+            # fields marked metadata={"json": False} are kept in memory only, never written
+            fields = {f.name: str(f.type) for f in dataclasses.fields(cls) if f.metadata.get("json", True)}
             if keys is None:
                 keys = list(fields)
             elif set(fields) != set(keys):

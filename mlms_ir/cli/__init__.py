@@ -43,9 +43,10 @@ def _join_repeated(argv: list[str]) -> list[str]:
 
 def commands() -> dict:
     from mlms_ir.cli.analyze import analyze, devices, ops, version
+    from mlms_ir.cli.report import report
     from mlms_ir.cli.run import backends, diverge, profile, run
 
-    return {"analyze": analyze, "run": run, "profile": profile, "diverge": diverge, "backends": backends,
+    return {"analyze": analyze, "run": run, "profile": profile, "diverge": diverge, "report": report, "backends": backends,
             "devices": devices, "ops": ops, "version": version}
 
 

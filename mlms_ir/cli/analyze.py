@@ -60,6 +60,7 @@ def analyze(
     device: str | None = None,
     sort: str = "macs",
     lenient: bool = False,
+    html: str | None = None,
 ) -> None:
     """Static analysis of an ONNX model: MACs/FLOPs, params, memory, structure, roofline.
 
@@ -74,6 +75,7 @@ def analyze(
         device: roofline device (see `devices`), or fp32=FLOPS,bw=BYTES_PER_S, or a JSON file.
         sort: order of the top nodes: macs, flops, params, output_bytes, bytes, time, order.
         lenient: analyse a model that ONNX's strict shape inference rejects.
+        html: also write the HTML report (graph, tables, plots) to this file.
     """
     from mlms_ir.passes.analyze import analyze as run_analysis
     from mlms_ir.report.text import SORT_KEYS
@@ -91,14 +93,15 @@ def analyze(
         raise MlmsIrError("analyze takes one --batch value; run it once per batch size")
     if isinstance(top, bool) or not isinstance(top, int) or top < 0:
         raise MlmsIrError(f"--top must be a non-negative integer, got '{top}'")
-    result = run_analysis(
-        _model_path(model),
-        input_shapes=_input_shapes(input_shape),
-        batch=batch,
-        dims=_dims(dims),
-        device=device,
-        lenient=bool(lenient),
-    )
+    from mlms_ir.ir import load
+
+    graph = load(_model_path(model), input_shapes=_input_shapes(input_shape), batch=batch, dims=_dims(dims), lenient=bool(lenient))
+    result = run_analysis(graph, device=device)
+    if html:
+        from mlms_ir.report.html import write_html
+
+        write_html(html, result, graph)
+        print(f"wrote {html}", file=sys.stderr)
     if fmt == "json":
         from mlms_ir.report.formats import to_json
 

@@ -171,6 +171,7 @@ def profile(
     seed: int = 0,
     format: str | None = None,  # noqa: A002
     output: str | None = None,
+    html: str | None = None,
 ) -> None:
     """Per-node time on one backend, merged with static cost (share, achieved FLOP/s, bound).
 
@@ -192,6 +193,7 @@ def profile(
         seed: seed of the random inputs.
         format: table (default) or json.
         output: write to this file instead of stdout.
+        html: also write the HTML report (graph coloured by time, kernels, plots) to this file.
     """
     from mlms_ir.runner import chrome_trace, profile_backend
 
@@ -226,6 +228,11 @@ def profile(
         from mlms_ir.report.run_text import render_profile
 
         _render(lambda console: render_profile(report, top=top, console=console), output)
+    if html:
+        from mlms_ir.cli.report import write_html_for
+
+        write_html_for(_model_path(model), str(html), profile=report, input_shapes=_input_shapes(input_shape), batch=batch,
+                       dims=_dims(dims), device=roofline)
 
 
 def _render(fn, output: str | None) -> None:
@@ -282,6 +289,7 @@ def diverge(
     memory_budget_mib: float = 1024,
     format: str | None = None,  # noqa: A002
     output: str | None = None,
+    html: str | None = None,
 ) -> None:
     """Which node makes a backend disagree with a reference, and by how much.
 
@@ -310,6 +318,7 @@ def diverge(
             compared in consecutive segments.
         format: table (default) or json.
         output: write to this file instead of stdout.
+        html: also write the HTML report (graph coloured by error) to this file.
     """
     from mlms_ir.divergence import diverge as run_diverge
 
@@ -356,5 +365,10 @@ def diverge(
                 console.print(Text(f"{f['backend']}: failed: {f['error']}", style="yellow"))
 
         _render(show, output)
+    if html and reports:
+        from mlms_ir.cli.report import write_html_for
+
+        write_html_for(_model_path(model), str(html), divergence=reports, input_shapes=_input_shapes(input_shape), batch=batch,
+                       dims=_dims(dims))
     if not reports:
         raise MlmsIrError("no backend could be compared: " + "; ".join(f"{f['backend']}: {f['error']}" for f in failed))

@@ -161,6 +161,7 @@ def _make_block(name: str, instances: list[list[Node]], labels: list[str], costs
         params=sum(costs[n.id].params for n in members),
         instances=labels,
         found_by=found_by,
+        members=[[n.id for n in inst] for inst in instances],
     )
 
 

@@ -116,6 +116,8 @@ class Block:
     params: int
     instances: list[str]
     found_by: str
+    #: The node ids of each instance (for the HTML report's collapsing; not in the JSON).
+    members: list[list[str]] = field(default_factory=list, repr=False, metadata={"json": False})
 
 
 @dataclass
@@ -196,6 +198,8 @@ class Analysis:
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON object (see docs/schema.rst)."""
         structure = dataclasses.asdict(self.structure)
+        for b in structure["blocks"]:
+            b.pop("members", None)
         return {
             "schema_version": self.schema_version,
             "tool": dict(self.tool),

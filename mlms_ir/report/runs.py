@@ -73,6 +73,8 @@ class NodeTime:
     bound: str | None = None
     time_lower_bound_us: float | None = None
     fused_with: list[str] = field(default_factory=list)
+    #: The kernels (or backend ops) that ran for it: ``{"name", "time_us", "calls"}`` per run.
+    kernels: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -1,0 +1,60 @@
+"""``report``: the self-contained HTML report of a model, with a profile, divergence and runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mlms_ir.cli.analyze import _dims, _input_shapes, _model_path
+from mlms_ir.errors import MlmsIrError
+
+
+def report(
+    model: str | None = None,
+    profile: str | None = None,
+    divergence: str | None = None,
+    runs: str | None = None,
+    output: str | None = None,
+    input_shape: str | None = None,
+    batch: int | None = None,
+    dims: str | None = None,
+    device: str | None = None,
+    lenient: bool = False,
+) -> None:
+    """Write the HTML report of a model: its graph coloured by cost, time or error, tables and plots.
+
+    Args:
+        model: path of an .onnx file (default: the embedded digits-cnn model).
+        profile: the JSON of `profile --format json` (per-node time, kernels).
+        divergence: the JSON of `diverge --format json` (per-node error).
+        runs: the JSON of `run --format json` (latency per backend and batch size).
+        output: the HTML file to write (-o; default: MODEL_NAME.report.html here).
+        input_shape: NAME:DIMS; repeat for several inputs.
+        batch: the leading dim of every input (default: the profile's batch).
+        dims: named symbolic dims, e.g. batch=8,seq=128.
+        device: roofline device (see `devices`; default: the profile's).
+        lenient: analyse a model that ONNX's strict shape inference rejects.
+    """
+    from mlms_ir.report.html import load_json_input
+    from mlms_ir.report.html import report as make_report
+
+    if isinstance(batch, (list, tuple)):
+        raise MlmsIrError("report takes one --batch value")
+    path = _model_path(model)
+    prof = load_json_input(profile, "profile") if profile else None
+    div = load_json_input(divergence, "divergence") if divergence else None
+    run = load_json_input(runs, "run") if runs else None
+    if batch is None and isinstance(prof, dict) and isinstance(prof.get("batch"), int) and not input_shape and not dims:
+        batch = prof["batch"]
+    out = output or f"{Path(path).stem}.report.html"
+    make_report(path, profile=prof, divergence=div, runs=run, input_shapes=_input_shapes(input_shape), batch=batch,
+                dims=_dims(dims), device=device, lenient=bool(lenient), output=out)
+    print(f"wrote {out}", file=sys.stderr)
+
+
+def write_html_for(model: str, html: str, **kw) -> None:
+    """``--html FILE`` of analyze, profile and diverge: the report of what they computed."""
+    from mlms_ir.report.html import report as make_report
+
+    make_report(model, output=html, **kw)
+    print(f"wrote {html}", file=sys.stderr)

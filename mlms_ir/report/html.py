@@ -1,0 +1,434 @@
+"""The self-contained HTML report: the graph drawn top to bottom, coloured by a metric, with
+tables and plots of the static analysis, a profile, divergence and run results.
+
+One file that works offline: the styles, the report's script and the vendored Chart.js are
+inlined, and a Content-Security-Policy forbids every request. Every string that comes from a
+model (names, doc strings, metadata, attributes) travels as JSON inside a
+``<script type="application/json">`` element (with ``<``, ``>`` and ``&`` escaped) and is put
+on the page with ``textContent`` only, never parsed as HTML.
+
+The layout is computed here (:mod:`mlms_ir.report.layout`), so the browser only draws; a
+6,000-node graph renders in well under the 3 s the report promises (``tools/bench_report.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import secrets
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from mlms_ir.errors import MlmsIrError
+from mlms_ir.ir import Graph
+from mlms_ir.report.layout import Layout, layered_layout
+from mlms_ir.report.model import Analysis
+
+#: Version of the JSON the report's script reads (``data.schema``).
+REPORT_DATA_VERSION = "1.0"
+MAX_ATTR_CHARS = 300
+MAX_LIST_ITEMS = 16
+NODE_HEIGHT = 22.0
+CHAR_WIDTH = 6.6
+
+
+class ReportInputError(MlmsIrError):
+    """A profile, divergence or run file given to the report is not what it should be."""
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+
+def load_json_input(path: str | Path, kind: str) -> dict[str, Any]:
+    """Read a ``profile``/``diverge``/``run`` JSON file (``kind`` names it in errors)."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ReportInputError(f"cannot read the {kind} file '{path}': {exc.strerror or exc}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReportInputError(f"the {kind} file '{path}' is not JSON: {exc.msg} at line {exc.lineno}") from exc
+    if not isinstance(data, dict):
+        raise ReportInputError(f"the {kind} file '{path}' does not hold a JSON object")
+    return data
+
+
+def _as_dict(obj: Any) -> Any:
+    if obj is None or isinstance(obj, (dict, list)):
+        return obj
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
+    raise TypeError(f"cannot use a {type(obj).__name__} in the report")
+
+
+def _profile(obj: Any) -> dict[str, Any] | None:
+    d = _as_dict(obj)
+    if d is None:
+        return None
+    if not isinstance(d.get("nodes"), list) or "backend" not in d:
+        raise ReportInputError("the profile has no 'nodes' list or no 'backend': give the JSON of 'profile --format json'")
+    return d
+
+
+def _divergences(obj: Any) -> list[dict[str, Any]]:
+    if obj is None:
+        return []
+    items = obj if isinstance(obj, (list, tuple)) else [obj]
+    out: list[dict[str, Any]] = []
+    for item in items:
+        d = _as_dict(item)
+        reports = d.get("reports") if isinstance(d, dict) and "reports" in d else [d]
+        for r in reports or []:
+            if not isinstance(r, dict) or not isinstance(r.get("nodes"), list) or "backend" not in r:
+                raise ReportInputError("the divergence has no 'nodes' list or no 'backend': give the JSON of 'diverge --format json'")
+            out.append(r)
+    return out
+
+
+def _runs(obj: Any) -> dict[str, Any] | None:
+    d = _as_dict(obj)
+    if d is None:
+        return None
+    if not isinstance(d.get("runs"), list):
+        raise ReportInputError("the run results have no 'runs' list: give the JSON of 'run --format json'")
+    return d
+
+
+# --------------------------------------------------------------------------------------- the data
+
+
+def _attr_text(a: onnx.AttributeProto) -> str:
+    """A short, plain-text rendering of an attribute's value."""
+    T = onnx.AttributeProto
+    if a.type == T.GRAPH:
+        return f"<subgraph: {len(a.g.node)} nodes>"
+    if a.type == T.GRAPHS:
+        return f"<{len(a.graphs)} subgraphs>"
+    if a.type == T.TENSOR:
+        t = a.t
+        dt = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).name if t.data_type else "?"
+        return f"tensor {dt}[{', '.join(map(str, t.dims))}]"
+    if a.type == T.TENSORS:
+        return f"<{len(a.tensors)} tensors>"
+    if a.type == T.SPARSE_TENSOR:
+        return "sparse tensor"
+    value = onnx.helper.get_attribute_value(a)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    elif isinstance(value, list):
+        items = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in value[:MAX_LIST_ITEMS]]
+        value = "[" + ", ".join(map(str, items)) + (f", … ({len(value)} in all)]" if len(value) > MAX_LIST_ITEMS else "]")
+    text = str(value)
+    return text if len(text) <= MAX_ATTR_CHARS else text[:MAX_ATTR_CHARS] + "…"
+
+
+def _shape_text(shape: Any) -> str:
+    if shape is None:
+        return "?"
+    return "×".join("?" if d is None else str(d) for d in shape) or "scalar"
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _label_width(label: str) -> float:
+    return max(44.0, 16.0 + CHAR_WIDTH * len(label))
+
+
+def _short(name: str, n: int = 28) -> str:
+    return name if len(name) <= n else "…" + name[-(n - 1):]
+
+
+def _layout_payload(lay: Layout, ids: Sequence[str]) -> dict[str, Any]:
+    index = {k: i for i, k in enumerate(ids)}
+    pos = [[round(v, 1) for v in lay.nodes[k]] for k in ids]
+    edges = [[index[s], index[d], [round(c, 1) for p in pts for c in p]] for s, d, pts in lay.edges if s in index and d in index]
+    return {"width": round(lay.width, 1), "height": round(lay.height, 1), "pos": pos, "edges": edges}
+
+
+def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, divergence: Any = None, runs: Any = None,
+                      system: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Everything the report's page shows, as one JSON-ready dict (see ``docs/report.rst``)."""
+    prof = _profile(profile)
+    divs = _divergences(divergence)
+    run = _runs(runs)
+    costs = {n.id: n for n in analysis.nodes}
+
+    # ---- drawn nodes: graph inputs, the main graph's nodes, graph outputs
+    draw: list[dict[str, Any]] = []
+    for name in graph.input_names:
+        info = graph.tensors.get(name)
+        draw.append({"id": f"input:{name}", "kind": "input", "label": _short(name), "name": name,
+                     "shape": _shape_text(info.shape if info else None), "dtype": info.dtype if info else "?"})
+    for node in graph.nodes:
+        c = costs.get(node.id)
+        d: dict[str, Any] = {"id": node.id, "kind": "op", "label": node.op_type, "name": node.name, "op": node.op_type,
+                             "domain": node.domain or "ai.onnx",
+                             "attrs": [[a.name, _attr_text(a)] for a in node.proto.attribute],
+                             "inputs": [[x, _shape_text(graph.tensors[x].shape) if x in graph.tensors else "?",
+                                         graph.tensors[x].kind if x in graph.tensors else "?"] for x in node.proto.input if x],
+                             "outputs": [[x, _shape_text(graph.tensors[x].shape) if x in graph.tensors else "?"] for x in node.proto.output if x]}
+        if c is not None:
+            d.update({"status": c.status, "macs": c.macs, "flops": c.flops, "params": c.params, "out_bytes": c.output_bytes,
+                      "intensity": _num(c.intensity), "bound": c.bound, "lower_us": _num(c.time_lower_bound_us), "note": c.note})
+        draw.append(d)
+    for name in graph.output_names:
+        info = graph.tensors.get(name)
+        draw.append({"id": f"output:{name}", "kind": "output", "label": _short(name), "name": name,
+                     "shape": _shape_text(info.shape if info else None), "dtype": info.dtype if info else "?"})
+    index = {d["id"]: i for i, d in enumerate(draw)}
+
+    # ---- measured figures onto the nodes
+    metrics = [["macs", "MACs"], ["flops", "FLOPs"], ["params", "parameters"], ["out_bytes", "output bytes"]]
+    if prof is not None:
+        for t in prof["nodes"]:
+            i = index.get(str(t.get("id")))
+            if i is None:
+                continue
+            draw[i].update({"time_us": _num(t.get("time_us")), "share": _num(t.get("share")),
+                            "achieved": _num(t.get("achieved_flops_per_s")), "kernels": t.get("kernels") or [],
+                            "fused_with": t.get("fused_with") or []})
+        metrics += [["time_us", f"time (µs, {prof['backend']} {prof.get('device', '')})"], ["share", "share of time"],
+                    ["achieved", "achieved FLOP/s"]]
+    for k, r in enumerate(divs):
+        key = f"div{k}"
+        for n in r["nodes"]:
+            i = index.get(str(n.get("id")))
+            if i is None:
+                continue
+            draw[i].setdefault("div", {})[key] = {
+                f: (_num(n.get(f)) if f not in ("exceeds", "introduced_exceeds", "introduced_note") else n.get(f))
+                for f in ("max_abs", "max_rel", "cosine", "snr_db", "outside_share", "nan", "exceeds", "introduced_max_abs",
+                          "introduced_max_rel", "introduced_exceeds", "introduced_note")}
+        metrics.append([key, f"divergence: {r['backend']} vs {r.get('reference', '?')} (max abs)"])
+        metrics.append([key + "i", f"introduced error: {r['backend']} (max abs)"])
+
+    # ---- edges between drawn nodes
+    edges: list[tuple[str, str]] = []
+    for node in graph.nodes:
+        for x in dict.fromkeys(i for i in node.proto.input if i):
+            p = graph.producer(x)
+            if p is not None:
+                edges.append((p.id, node.id))
+            elif f"input:{x}" in index:
+                edges.append((f"input:{x}", node.id))
+    for name in graph.output_names:
+        p = graph.producer(name)
+        if p is not None:
+            edges.append((p.id, f"output:{name}"))
+        elif f"input:{name}" in index:
+            edges.append((f"input:{name}", f"output:{name}"))
+
+    ids = [d["id"] for d in draw]
+    full = layered_layout([(d["id"], _label_width(d["label"]), NODE_HEIGHT) for d in draw], edges)
+    collapsed = _collapsed_view(analysis, draw, edges, index)
+
+    # ---- summary
+    t = analysis.totals
+    summary: dict[str, Any] = {"params": t.params, "macs": t.macs, "flops": t.flops, "weight_bytes": t.weight_bytes,
+                               "peak_activation_bytes": t.peak_activation_bytes, "nodes": t.nodes, "complete": t.complete,
+                               "unknown_nodes": t.unknown_nodes, "unresolved_nodes": t.unresolved_nodes}
+    if prof is not None:
+        slow = sorted((n for n in prof["nodes"] if _num(n.get("time_us")) is not None), key=lambda n: -float(n["time_us"]))[:5]
+        summary["slowest"] = [{"id": n["id"], "name": n.get("name", ""), "op_type": n.get("op_type", ""), "time_us": n["time_us"],
+                               "share": n.get("share")} for n in slow]
+        summary["latency_ms"] = prof.get("latency_ms")
+        summary["coverage"] = prof.get("coverage")
+    if divs:
+        summary["first_divergent"] = [{"backend": r["backend"], "reference": r.get("reference"), "node": r.get("first_divergent")}
+                                      for r in divs]
+
+    facts = system or (prof or {}).get("system") or (run or {}).get("system") or {}
+    return {
+        "schema": REPORT_DATA_VERSION,
+        "model": dataclasses.asdict(analysis.model),
+        "tool": dict(analysis.tool),
+        "bindings": dict(analysis.bindings),
+        "totals": dataclasses.asdict(analysis.totals),
+        "summary": summary,
+        "system": facts,
+        "measured": prof is not None or run is not None,
+        "metrics": metrics,
+        "nodes": draw,
+        "layout": _layout_payload(full, ids),
+        "collapsed": collapsed,
+        "op_types": [dataclasses.asdict(o) for o in analysis.op_types],
+        "blocks": [{k: v for k, v in dataclasses.asdict(b).items() if k != "members"} for b in analysis.blocks],
+        "table": [_node_row(n) for n in analysis.nodes],
+        "roofline": dataclasses.asdict(analysis.roofline) if analysis.roofline is not None else None,
+        "profile": None if prof is None else {k: prof.get(k) for k in ("backend", "device", "options", "batch", "runs", "coverage",
+                                                                        "node_time_us", "latency_ms", "tracing_overhead",
+                                                                        "unattributed", "roofline_device")},
+        "divergence": [{k: r.get(k) for k in ("backend", "reference", "device", "precision", "atol", "rtol", "first_divergent",
+                                              "first_nan", "top_introduced", "compared_tensors", "segments")} for r in divs],
+        "runs": run.get("runs") if run else None,
+        "warnings": list(analysis.warnings),
+    }
+
+
+def _node_row(n: Any) -> list[Any]:
+    """One row of the nodes table (every node, subgraphs' too): see ``TABLE_COLUMNS`` in report.js."""
+    return [n.id, n.name, n.op_type, n.status, n.macs, n.flops, n.params, n.output_bytes, _num(n.intensity), n.parent]
+
+
+def _collapsed_view(analysis: Analysis, draw: list[dict[str, Any]], edges: list[tuple[str, str]],
+                    index: dict[str, int]) -> dict[str, Any] | None:
+    """The graph with each instance of a repeated block drawn as one node (None without blocks)."""
+    group: dict[str, str] = {}
+    boxes: list[dict[str, Any]] = []
+    for b in analysis.blocks:
+        for k, members in enumerate(b.members):
+            inside = [m for m in members if m in index]
+            if len(inside) < 2 or any(m in group for m in inside):
+                continue  # overlaps a block already taken (blocks come largest first)
+            gid = f"block:{len(boxes)}"
+            for m in inside:
+                group[m] = gid
+            agg: dict[str, Any] = {"id": gid, "kind": "block", "label": f"{_short(b.name, 32)} [{k + 1}/{b.count}]",
+                                   "name": b.instances[k] if k < len(b.instances) else b.name, "block": b.name,
+                                   "members": [index[m] for m in inside]}
+            for key in ("macs", "flops", "params", "out_bytes", "time_us", "share"):
+                vals = [draw[index[m]].get(key) for m in inside]
+                vals = [v for v in vals if v is not None]
+                agg[key] = sum(vals) if vals else None
+            boxes.append(agg)
+    if not boxes:
+        return None
+    view_ids: list[str] = []
+    seen: set[str] = set()
+    for d in draw:
+        v = group.get(d["id"], d["id"])
+        if v not in seen:
+            seen.add(v)
+            view_ids.append(v)
+    by_id = {b["id"]: b for b in boxes}
+    sizes = [(v, _label_width(by_id[v]["label"]) if v in by_id else _label_width(draw[index[v]]["label"]), NODE_HEIGHT) for v in view_ids]
+    vedges = list(dict.fromkeys((group.get(s, s), group.get(d, d)) for s, d in edges if group.get(s, s) != group.get(d, d)))
+    lay = layered_layout(sizes, vedges)
+    payload = _layout_payload(lay, view_ids)
+    # a view entry is either an index into data.nodes (a plain node) or a block box
+    payload["items"] = [by_id[v] if v in by_id else index[v] for v in view_ids]
+    return payload
+
+
+# ---------------------------------------------------------------------------------------- the page
+
+
+def _resource(name: str) -> str:
+    return resources.files("mlms_ir.report").joinpath(name).read_text(encoding="utf-8")
+
+
+def _script_safe(text: str) -> str:
+    """Text that cannot close the ``<script>`` element it is inlined in."""
+    return text.replace("</script", "<\\/script").replace("</SCRIPT", "<\\/SCRIPT").replace("<!--", "<\\!--")
+
+
+def json_for_html(data: Any) -> str:
+    """JSON for a ``<script type="application/json">`` element: ``<``, ``>`` and ``&`` escaped,
+    so no string from a model can end the element or start markup."""
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False, default=str)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def render_html(analysis: Analysis, graph: Graph, *, profile: Any = None, divergence: Any = None, runs: Any = None,
+                system: Mapping[str, Any] | None = None, title: str | None = None) -> str:
+    """The report as one self-contained HTML document."""
+    import jinja2
+
+    from mlms_ir import __version__
+
+    data = build_report_data(analysis, graph, profile=profile, divergence=divergence, runs=runs, system=system)
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    template = env.from_string(_resource("templates/report.html.j2"))
+    chart = "\n".join(line for line in _resource("vendor/chart.umd.min.js").splitlines() if not line.startswith("//# sourceMappingURL"))
+    return template.render(
+        title=title or f"mlms_ir report: {analysis.model.name}",
+        nonce=secrets.token_hex(16),
+        css=_resource("templates/report.css"),
+        script=_script_safe(_resource("templates/report.js")),
+        chartjs=_script_safe(chart),
+        data=json_for_html(data),
+        model=data["model"], summary=data["summary"], totals=data["totals"],
+        headline=_headline(data),
+        version=__version__,
+    )
+
+
+def _headline(data: Mapping[str, Any]) -> list[str]:
+    """Sentences a reader can quote (plain text; the template escapes them)."""
+    from mlms_ir.report.text import human_bytes, human_count
+
+    s = data["summary"]
+    m = data["model"]
+    out = [f"{m['name']}: {human_count(s['params'])} parameters ({human_bytes(s['weight_bytes'])} of weights), "
+           f"{human_count(s['macs'])} MACs ({human_count(s['flops'])} FLOPs) per run, peak activations "
+           f"{human_bytes(s['peak_activation_bytes'])}, {s['nodes']} nodes"
+           + ("." if s["complete"] else f"; {s['unknown_nodes']} nodes of unknown ops and {s['unresolved_nodes']} with unresolved "
+                                         "shapes are not counted.")]
+    prof = data.get("profile")
+    if prof and s.get("slowest"):
+        lat = (prof.get("latency_ms") or {}).get("p50")
+        slow = ", ".join(f"{n['name'] or n['id']} ({n['op_type']}, {float(n['time_us']):.1f} µs"
+                         + (f", {100 * float(n['share']):.1f}%" if n.get("share") is not None else "") + ")" for n in s["slowest"][:3])
+        out.append(f"On {prof['backend']} ({prof.get('device')}): median latency "
+                   + (f"{float(lat):.3f} ms" if lat is not None else "unknown") + f"; slowest nodes: {slow}.")
+    for fd in s.get("first_divergent", []):
+        node = fd.get("node")
+        out.append(f"{fd['backend']} vs {fd.get('reference')}: "
+                   + (f"first divergent node {node.get('name') or node.get('id')} ({node.get('op_type')})." if node
+                      else "every tensor within tolerance."))
+    return out
+
+
+def write_html(path: str | Path, analysis: Analysis, graph: Graph, **kw: Any) -> Path:
+    """Render the report and write it to ``path``; returns the path."""
+    text = render_html(analysis, graph, **kw)
+    p = Path(path)
+    try:
+        p.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise MlmsIrError(f"cannot write '{path}': {exc.strerror or exc}") from exc
+    return p
+
+
+def report(model: Any, *, profile: Any = None, divergence: Any = None, runs: Any = None, input_shapes: Any = None,
+           batch: int | None = None, dims: Any = None, device: str | None = None, lenient: bool = False,
+           output: str | Path | None = None) -> str:
+    """Analyse ``model`` and render the HTML report (written to ``output`` when given).
+
+    ``profile``, ``divergence`` and ``runs`` are report objects or the JSON of ``profile``,
+    ``diverge`` and ``run --format json`` (dicts, or paths of such files)."""
+    from mlms_ir.ir import load
+    from mlms_ir.passes.analyze import analyze
+
+    def read(x: Any, kind: str) -> Any:
+        return load_json_input(x, kind) if isinstance(x, (str, Path)) else x
+
+    prof, div, run = read(profile, "profile"), read(divergence, "divergence"), read(runs, "run")
+    if device is None and isinstance(prof, dict) and prof.get("roofline_device"):
+        device = prof["roofline_device"]
+    graph = load(model, input_shapes=input_shapes, batch=batch, dims=dims, lenient=lenient)
+    analysis = analyze(graph, device=device)
+    text = render_html(analysis, graph, profile=prof, divergence=div, runs=run)
+    if output is not None:
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise MlmsIrError(f"cannot write '{output}': {exc.strerror or exc}") from exc
+    return text
+

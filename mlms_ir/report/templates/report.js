@@ -1,0 +1,542 @@
+/* mlms_ir HTML report. Reads the JSON in #report-data; every string from the model goes on the
+   page through textContent, never innerHTML. Layout positions come precomputed from Python. */
+(function () {
+  "use strict";
+  const D = JSON.parse(document.getElementById("report-data").textContent);
+  const SVGNS = "http://www.w3.org/2000/svg";
+  const $ = (id) => document.getElementById(id);
+
+  // ------------------------------------------------------------------ small helpers
+  function el(tag, attrs, text) {
+    const e = document.createElement(tag);
+    if (attrs) for (const k in attrs) e.setAttribute(k, attrs[k]);
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+  function sel(tag, attrs) {
+    const e = document.createElementNS(SVGNS, tag);
+    if (attrs) for (const k in attrs) e.setAttribute(k, attrs[k]);
+    return e;
+  }
+  function count(v, unit) {
+    if (v === null || v === undefined) return "–";
+    const a = Math.abs(v);
+    const steps = [[1e15, "P"], [1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "K"]];
+    for (const [s, p] of steps) if (a >= s) return (v / s).toFixed(a / s >= 100 ? 0 : a / s >= 10 ? 1 : 2) + " " + p + (unit || "");
+    return (Number.isInteger(v) ? String(v) : v.toPrecision(3)) + (unit ? " " + unit : "");
+  }
+  function bytes(v) {
+    if (v === null || v === undefined) return "–";
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0, x = v;
+    while (Math.abs(x) >= 1024 && i < units.length - 1) { x /= 1024; i++; }
+    return (i ? x.toFixed(x >= 100 ? 0 : 1) : String(x)) + " " + units[i];
+  }
+  function us(v) {
+    if (v === null || v === undefined) return "–";
+    if (v >= 1e6) return (v / 1e6).toFixed(2) + " s";
+    if (v >= 1e3) return (v / 1e3).toFixed(2) + " ms";
+    return v.toFixed(v >= 100 ? 0 : 1) + " µs";
+  }
+  function sci(v) { return v === null || v === undefined ? "–" : (v === 0 ? "0" : Number(v).toPrecision(3)); }
+  function pct(v) { return v === null || v === undefined ? "–" : (100 * v).toFixed(1) + "%"; }
+  const FORMAT = { macs: (v) => count(v), flops: (v) => count(v), params: (v) => count(v), out_bytes: bytes, time_us: us,
+                   share: pct, achieved: (v) => count(v, "FLOP/s") };
+  function fmtMetric(key, v) { return (FORMAT[key] || sci)(v); }
+
+  // ------------------------------------------------------------------ header facts
+  (function facts() {
+    const box = $("facts");
+    const add = (k, v) => { if (v === null || v === undefined || v === "") return; const s = el("span"); s.append(el("b", null, k + " "), document.createTextNode(String(v))); box.append(s); };
+    const t = D.totals;
+    add("params", count(t.params));
+    add("MACs", count(t.macs));
+    add("FLOPs", count(t.flops));
+    add("weights", bytes(t.weight_bytes));
+    add("peak activations", bytes(t.peak_activation_bytes));
+    add("nodes", t.nodes);
+    const b = D.bindings || {};
+    if (b.inputs) add("inputs", Object.entries(b.inputs).map(([k, v]) => k + ": " + (Array.isArray(v) ? v.join("×") : v)).join(", "));
+    const s = D.system || {};
+    if (s.cpu) add("CPU", [s.cpu.model, s.cpu.architecture, (s.cpu.logical_cores || "?") + " cores", s.cpu.memory_total_bytes ? bytes(s.cpu.memory_total_bytes) : null].filter(Boolean).join(", "));
+    if (s.gpu && s.gpu.gpus && s.gpu.gpus.length) add("GPU", s.gpu.gpus.map((g) => g.name + (g.compute_capability ? " (cc " + g.compute_capability + ")" : "")).join(", ") + (s.gpu.driver ? ", driver " + s.gpu.driver : ""));
+    if (s.software) {
+      add("OS", s.software.os);
+      add("Python", s.software.python_version);
+      const p = s.software.packages || {};
+      add("packages", Object.entries(p).map(([k, v]) => k + " " + v).join(", "));
+    }
+    if (D.profile) add("profiled on", D.profile.backend + " (" + D.profile.device + "), batch " + D.profile.batch + ", " + D.profile.runs + " traced runs, coverage " + pct(D.profile.coverage));
+    for (const r of D.divergence) add("divergence", r.backend + " vs " + r.reference + " (" + r.precision + ")");
+    if (D.tool && D.tool.version) add("mlms_ir", D.tool.version);
+    if (!D.measured) add("measured", "nothing: static analysis only");
+  })();
+
+  // ------------------------------------------------------------------ tabs
+  const shown = {};
+  function showTab(name) {
+    for (const b of document.querySelectorAll("nav#tabs button")) b.classList.toggle("active", b.dataset.tab === name);
+    for (const s of document.querySelectorAll("section.tab")) s.classList.toggle("active", s.id === name);
+    if (!shown[name]) { shown[name] = true; (LAZY[name] || (() => {}))(); }
+  }
+  for (const b of document.querySelectorAll("nav#tabs button")) b.addEventListener("click", () => showTab(b.dataset.tab));
+
+  // ------------------------------------------------------------------ colour scale
+  const PALETTE = ["#fff7d6", "#fee7a0", "#fdd06e", "#fdb04b", "#fc8a3a", "#f5612f", "#e0382b", "#bd1a2b", "#8c0b2a"];
+  const NONE = "#e4e7eb";
+  function colourOf(t) { return PALETTE[Math.max(0, Math.min(PALETTE.length - 1, Math.floor(t * PALETTE.length)))]; }
+  function isDark(c) { const i = PALETTE.indexOf(c); return i >= 6; }
+
+  // ------------------------------------------------------------------ graph view
+  const svg = $("canvas"), vp = $("viewport"), tip = $("tooltip");
+  const nodes = D.nodes;
+  const state = { view: "full", items: [], pos: [], gs: [], rects: [], metric: null, k: 1, tx: 0, ty: 0, selected: -1, matches: [], matchAt: -1, width: 0, height: 0 };
+
+  function viewData() {
+    if (state.view === "collapsed" && D.collapsed) return { lay: D.collapsed, items: D.collapsed.items };
+    return { lay: D.layout, items: nodes.map((_, i) => i) };
+  }
+  function itemNode(it) { return typeof it === "number" ? nodes[it] : it; }
+  function metricValue(it, key) {
+    const n = itemNode(it);
+    if (key.startsWith("div")) {
+      const intro = key.endsWith("i"), k = intro ? key.slice(0, -1) : key;
+      const members = n.kind === "block" ? n.members.map((m) => nodes[m]) : [n];
+      let best = null, exceeds = false;
+      for (const m of members) {
+        const d = m.div && m.div[k];
+        if (!d) continue;
+        const v = intro ? d.introduced_max_abs : d.max_abs;
+        if (v !== null && v !== undefined && (best === null || v > best)) best = v;
+        if (intro ? d.introduced_exceeds : d.exceeds) exceeds = true;
+      }
+      return { v: best, exceeds };
+    }
+    const v = n[key];
+    return { v: v === undefined ? null : v, exceeds: false };
+  }
+
+  function render() {
+    const { lay, items } = viewData();
+    state.items = items; state.pos = lay.pos; state.width = lay.width; state.height = lay.height;
+    state.gs = new Array(items.length); state.rects = new Array(items.length); state.selected = -1;
+    while (vp.firstChild) vp.removeChild(vp.firstChild);
+    let d = "", a = "";
+    for (const [s, t, p] of lay.edges) {
+      if (p.length < 4) continue;
+      d += "M" + p[0] + " " + p[1];
+      for (let i = 2; i < p.length; i += 2) {
+        const x0 = p[i - 2], y0 = p[i - 1], x1 = p[i], y1 = p[i + 1], ym = (y0 + y1) / 2;
+        d += "C" + x0 + " " + ym + " " + x1 + " " + ym + " " + x1 + " " + y1;
+      }
+      const x = p[p.length - 2], y = p[p.length - 1];
+      a += "M" + (x - 3.5) + " " + (y - 7) + "L" + (x + 3.5) + " " + (y - 7) + "L" + x + " " + y + "Z";
+    }
+    vp.append(sel("path", { class: "edges", d: d }), sel("path", { class: "arrows", d: a }), sel("path", { class: "edges-hl", d: "" }));
+    const frag = document.createDocumentFragment();
+    let ops = 0;
+    for (let i = 0; i < items.length; i++) {
+      const n = itemNode(items[i]), p = lay.pos[i];
+      const g = sel("g", { class: "node " + (n.kind === "op" ? "op" : n.kind === "block" ? "block" : "io"), transform: "translate(" + (p[0] - p[2] / 2) + "," + (p[1] - p[3] / 2) + ")", "data-i": i, "data-id": n.id });
+      const r = sel("rect", { width: p[2], height: p[3] });
+      const t = sel("text", { x: p[2] / 2, y: p[3] / 2 });
+      t.textContent = n.label;
+      g.append(r, t);
+      frag.append(g);
+      state.gs[i] = g; state.rects[i] = r;
+      if (n.kind === "op") ops++;
+    }
+    vp.append(frag);
+    $("node-count").textContent = ops + " nodes drawn" + (state.view === "collapsed" ? " (" + items.filter((x) => typeof x !== "number").length + " collapsed blocks)" : "");
+    colour();
+    applySearch();
+    initialView();
+  }
+
+  function colour() {
+    const key = state.metric;
+    const vals = state.items.map((it) => metricValue(it, key));
+    const pos = vals.map((x) => x.v).filter((v) => v !== null && v > 0);
+    let lo = Infinity, hi = -Infinity;
+    for (const v of pos) { const l = Math.log10(v); if (l < lo) lo = l; if (l > hi) hi = l; }
+    let coloured = 0;
+    for (let i = 0; i < vals.length; i++) {
+      const { v, exceeds } = vals[i];
+      let c = NONE;
+      if (v !== null) {
+        coloured++;
+        c = v > 0 ? colourOf(hi > lo ? (Math.log10(v) - lo) / (hi - lo) : 1) : PALETTE[0];
+      }
+      if (itemNode(state.items[i]).kind === "op" || itemNode(state.items[i]).kind === "block") state.rects[i].setAttribute("fill", c);
+      state.gs[i].classList.toggle("dark", isDark(c));
+      state.gs[i].classList.toggle("exceeds", !!exceeds);
+    }
+    legend(key, pos.length ? Math.pow(10, lo) : null, pos.length ? Math.pow(10, hi) : null, coloured, vals.filter((x) => x.exceeds).length);
+  }
+
+  function legend(key, lo, hi, coloured, exceeding) {
+    const box = $("legend");
+    while (box.firstChild) box.removeChild(box.firstChild);
+    const label = (D.metrics.find((m) => m[0] === key) || [key, key])[1];
+    box.append(el("div", null, label + (lo !== null ? " (log scale)" : "")));
+    const bar = el("div", { class: "bar" });
+    for (const c of PALETTE) { const s = el("span"); s.style.background = c; bar.append(s); }
+    box.append(bar);
+    const ends = el("div", { class: "ends" });
+    ends.append(el("span", { id: "legend-min" }, lo !== null ? fmtMetric(key, lo) : "–"), el("span", { id: "legend-max" }, hi !== null ? fmtMetric(key, hi) : "–"));
+    box.append(ends);
+    const foot = el("div");
+    foot.append(el("span", { class: "none" }), document.createTextNode("no value · " + coloured + " of " + state.items.length + " coloured" + (key.startsWith("div") ? " · " + exceeding + " beyond tolerance (red border)" : "")));
+    box.append(foot);
+  }
+
+  // ---- zoom and pan
+  function applyTransform() { vp.setAttribute("transform", "translate(" + state.tx + "," + state.ty + ") scale(" + state.k + ")"); }
+  function fit() {
+    const W = svg.clientWidth - 360, H = svg.clientHeight;
+    const k = Math.min(2, Math.max(0.02, Math.min(W / (state.width + 40), H / (state.height + 40))));
+    state.k = k; state.tx = (W - state.width * k) / 2; state.ty = 20; applyTransform();
+  }
+  function initialView() {
+    const W = svg.clientWidth - 360, H = svg.clientHeight;
+    if (state.height * Math.min(1, W / (state.width + 40)) <= H * 1.5) { fit(); return; }
+    state.k = Math.max(0.35, Math.min(1, W / (state.width + 40)));
+    state.tx = Math.max(20, (W - state.width * state.k) / 2); state.ty = 20; applyTransform();
+  }
+  function centerOn(i) {
+    const p = state.pos[i], W = svg.clientWidth - 360, H = svg.clientHeight;
+    if (state.k < 0.6) state.k = 1;
+    state.tx = W / 2 - p[0] * state.k; state.ty = H / 2 - p[1] * state.k; applyTransform();
+  }
+  svg.addEventListener("wheel", (e) => {
+    e.preventDefault();
+    const r = svg.getBoundingClientRect(), mx = e.clientX - r.left, my = e.clientY - r.top;
+    const f = Math.exp(-e.deltaY * 0.0015), k = Math.max(0.01, Math.min(8, state.k * f));
+    state.tx = mx - (mx - state.tx) * (k / state.k); state.ty = my - (my - state.ty) * (k / state.k); state.k = k; applyTransform();
+  }, { passive: false });
+  let drag = null;
+  svg.addEventListener("pointerdown", (e) => { drag = { x: e.clientX, y: e.clientY, tx: state.tx, ty: state.ty, moved: false }; });
+  window.addEventListener("pointermove", (e) => {
+    if (!drag) return;
+    const dx = e.clientX - drag.x, dy = e.clientY - drag.y;
+    if (Math.abs(dx) + Math.abs(dy) > 3) { drag.moved = true; svg.classList.add("dragging"); }
+    state.tx = drag.tx + dx; state.ty = drag.ty + dy; applyTransform();
+  });
+  window.addEventListener("pointerup", () => { setTimeout(() => { drag = null; }, 0); svg.classList.remove("dragging"); });
+  $("fit").addEventListener("click", fit);
+
+  // ---- hover and click
+  function nodeIndexOf(target) { const g = target.closest && target.closest("g.node"); return g ? Number(g.getAttribute("data-i")) : -1; }
+  vp.addEventListener("mouseover", (e) => {
+    const i = nodeIndexOf(e.target);
+    if (i < 0) { tip.hidden = true; return; }
+    const n = itemNode(state.items[i]), m = metricValue(state.items[i], state.metric);
+    tip.textContent = (n.name || n.id) + " · " + (n.op || n.kind) + " · " + fmtMetric(state.metric, m.v);
+    tip.hidden = false;
+  });
+  vp.addEventListener("mousemove", (e) => { const r = svg.getBoundingClientRect(); tip.style.left = (e.clientX - r.left + 14) + "px"; tip.style.top = (e.clientY - r.top + 10) + "px"; });
+  vp.addEventListener("mouseout", () => { tip.hidden = true; });
+  vp.addEventListener("click", (e) => { if (drag && drag.moved) return; const i = nodeIndexOf(e.target); if (i >= 0) select(i); });
+
+  function select(i) {
+    if (state.selected >= 0 && state.gs[state.selected]) state.gs[state.selected].classList.remove("selected");
+    state.selected = i;
+    state.gs[i].classList.add("selected");
+    const { lay } = viewData();
+    let d = "";
+    for (const [s, t, p] of lay.edges) if ((s === i || t === i) && p.length >= 4) {
+      d += "M" + p[0] + " " + p[1];
+      for (let j = 2; j < p.length; j += 2) { const ym = (p[j - 1] + p[j + 1]) / 2; d += "C" + p[j - 2] + " " + ym + " " + p[j] + " " + ym + " " + p[j] + " " + p[j + 1]; }
+    }
+    vp.querySelector("path.edges-hl").setAttribute("d", d);
+    details(itemNode(state.items[i]));
+  }
+
+  function kvTable(rows) {
+    const t = el("table");
+    for (const [k, v] of rows) { if (v === null || v === undefined || v === "") continue; const tr = el("tr"); tr.append(el("td", null, k), el("td", null, v)); t.append(tr); }
+    return t;
+  }
+  function details(n) {
+    const box = $("details");
+    while (box.firstChild) box.removeChild(box.firstChild);
+    box.append(el("h3", { id: "details-title" }, n.name || n.id));
+    if (n.kind === "input" || n.kind === "output") {
+      box.append(kvTable([["graph " + n.kind, n.name], ["shape", n.shape], ["type", n.dtype]]));
+      return;
+    }
+    if (n.kind === "block") {
+      box.append(kvTable([["block", n.block], ["instance", n.name], ["nodes", n.members.length], ["MACs", count(n.macs)], ["FLOPs", count(n.flops)], ["params", count(n.params)], ["time", us(n.time_us)], ["share of time", pct(n.share)]]));
+      box.append(el("h4", null, "nodes"));
+      box.append(kvTable(n.members.slice(0, 200).map((m) => [nodes[m].op, nodes[m].name || nodes[m].id])));
+      return;
+    }
+    box.append(kvTable([["id", n.id], ["op", n.op + (n.domain && n.domain !== "ai.onnx" ? " (" + n.domain + ")" : "")], ["status", n.status], ["note", n.note]]));
+    box.append(el("h4", null, "cost"));
+    box.append(kvTable([["MACs", count(n.macs)], ["FLOPs", count(n.flops)], ["params", count(n.params)], ["output bytes", bytes(n.out_bytes)], ["intensity", n.intensity === null || n.intensity === undefined ? null : n.intensity.toFixed(2) + " FLOP/B"], ["bound", n.bound], ["roofline time", n.lower_us === null || n.lower_us === undefined ? null : us(n.lower_us)]]));
+    if (n.time_us !== undefined) {
+      box.append(el("h4", null, "measured"));
+      box.append(kvTable([["time", us(n.time_us)], ["share of time", pct(n.share)], ["achieved", n.achieved === null ? null : count(n.achieved, "FLOP/s")], ["fused with", (n.fused_with || []).join(", ")]]));
+      if (n.kernels && n.kernels.length) {
+        box.append(el("h4", null, "kernels / backend ops"));
+        box.append(kvTable(n.kernels.map((k) => [us(k.time_us), k.name])));
+      }
+    }
+    if (n.div) {
+      D.divergence.forEach((r, k) => {
+        const d = n.div["div" + k];
+        if (!d) return;
+        box.append(el("h4", null, "error: " + r.backend + " vs " + r.reference));
+        box.append(kvTable([["max abs", sci(d.max_abs)], ["max rel", sci(d.max_rel)], ["cosine", d.cosine === null ? null : Number(d.cosine).toFixed(6)], ["SNR", d.snr_db === null ? null : Number(d.snr_db).toFixed(1) + " dB"], ["outside tolerance", pct(d.outside_share)], ["NaN", d.nan], ["beyond tolerance", d.exceeds ? "yes" : "no"], ["introduced max abs", sci(d.introduced_max_abs)], ["introduced", d.introduced_note]]));
+      });
+    }
+    box.append(el("h4", null, "inputs"));
+    box.append(kvTable(n.inputs.map(([x, s, kind]) => [x, s + (kind === "initializer" ? " (weight)" : "")])));
+    box.append(el("h4", null, "outputs"));
+    box.append(kvTable(n.outputs.map(([x, s]) => [x, s])));
+    if (n.attrs.length) { box.append(el("h4", null, "attributes")); box.append(kvTable(n.attrs)); }
+  }
+
+  // ---- metric selector
+  const msel = $("metric");
+  for (const [k, label] of D.metrics) msel.append(el("option", { value: k }, label));
+  state.metric = D.metrics.some((m) => m[0] === "time_us") ? "time_us" : "macs";
+  msel.value = state.metric;
+  msel.addEventListener("change", () => { state.metric = msel.value; colour(); });
+
+  // ---- search
+  function applySearch() {
+    const q = $("search").value.trim().toLowerCase();
+    state.matches = []; state.matchAt = -1;
+    for (let i = 0; i < state.items.length; i++) {
+      const n = itemNode(state.items[i]);
+      let hit = false;
+      if (q) {
+        const hay = (x) => x && String(x).toLowerCase().includes(q);
+        hit = hay(n.name) || hay(n.op) || hay(n.id) || hay(n.label) || (n.kind === "block" && n.members.some((m) => hay(nodes[m].name) || hay(nodes[m].op)));
+      }
+      state.gs[i].classList.toggle("match", hit);
+      if (hit) state.matches.push(i);
+    }
+    $("search-count").textContent = q ? state.matches.length + (state.matches.length === 1 ? " match" : " matches") + (state.matches.length ? " (Enter: next)" : "") : "";
+  }
+  let searchTimer = 0;
+  $("search").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(applySearch, 120); });
+  $("search").addEventListener("keydown", (e) => {
+    if (e.key !== "Enter") return;
+    clearTimeout(searchTimer); applySearch();
+    if (!state.matches.length) return;
+    state.matchAt = (state.matchAt + 1) % state.matches.length;
+    const i = state.matches[state.matchAt];
+    centerOn(i); select(i);
+  });
+
+  // ---- collapse
+  const cbox = $("collapse");
+  if (!D.collapsed) { cbox.disabled = true; $("collapse-label").title = "no repeated blocks found"; }
+  cbox.addEventListener("change", () => { state.view = cbox.checked ? "collapsed" : "full"; render(); });
+
+  // ------------------------------------------------------------------ sortable tables
+  function sortableTable(container, columns, rows, opts) {
+    opts = opts || {};
+    const limit = opts.limit || Infinity;
+    let sortCol = opts.sort === undefined ? -1 : opts.sort, desc = true, filter = "";
+    const table = el("table", { class: "data" });
+    const thead = el("thead"), tr = el("tr");
+    columns.forEach((c, j) => {
+      const th = el("th", { class: c.num ? "num" : "" }, c.label);
+      th.addEventListener("click", () => { if (sortCol === j) desc = !desc; else { sortCol = j; desc = !!c.num; } draw(); });
+      tr.append(th);
+    });
+    thead.append(tr); table.append(thead);
+    const tbody = el("tbody"); table.append(tbody);
+    container.append(table);
+    function draw() {
+      for (const [j, th] of Array.from(tr.children).entries()) { th.classList.toggle("sorted-asc", j === sortCol && !desc); th.classList.toggle("sorted-desc", j === sortCol && desc); }
+      let rs = rows;
+      if (filter) rs = rs.filter((r) => columns.some((c) => !c.num && String(c.get(r) ?? "").toLowerCase().includes(filter)));
+      if (sortCol >= 0) {
+        const c = columns[sortCol];
+        rs = rs.slice().sort((a, b) => {
+          const x = c.get(a), y = c.get(b);
+          if (x === y) return 0;
+          if (x === null || x === undefined) return 1;
+          if (y === null || y === undefined) return -1;
+          const r = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
+          return desc ? -r : r;
+        });
+      }
+      while (tbody.firstChild) tbody.removeChild(tbody.firstChild);
+      const frag = document.createDocumentFragment();
+      for (const r of rs.slice(0, limit)) {
+        const row = el("tr", opts.rowClass ? { class: opts.rowClass(r) } : null);
+        for (const c of columns) row.append(el("td", { class: c.num ? "num" : c.cls || "" }, c.fmt ? c.fmt(c.get(r)) : c.get(r) ?? ""));
+        if (opts.onClick) row.addEventListener("click", () => opts.onClick(r));
+        frag.append(row);
+      }
+      tbody.append(frag);
+      if (opts.status) opts.status(Math.min(limit, rs.length), rs.length);
+    }
+    draw();
+    return { setFilter(f) { filter = f.toLowerCase(); draw(); } };
+  }
+
+  const timeOf = {};
+  for (const n of nodes) if (n.time_us !== undefined) timeOf[n.id] = n;
+  const LAZY = {
+    nodes() {
+      const cols = [
+        { label: "id", get: (r) => r[0] }, { label: "name", get: (r) => r[1], cls: "name" }, { label: "op", get: (r) => r[2] },
+        { label: "status", get: (r) => r[3] }, { label: "MACs", get: (r) => r[4], num: true, fmt: (v) => count(v) },
+        { label: "FLOPs", get: (r) => r[5], num: true, fmt: (v) => count(v) }, { label: "params", get: (r) => r[6], num: true, fmt: (v) => count(v) },
+        { label: "output", get: (r) => r[7], num: true, fmt: bytes }, { label: "FLOP/B", get: (r) => r[8], num: true, fmt: (v) => (v === null ? "–" : v.toFixed(2)) },
+      ];
+      if (D.profile) cols.push({ label: "time", get: (r) => (timeOf[r[0]] ? timeOf[r[0]].time_us : null), num: true, fmt: us },
+                                { label: "share", get: (r) => (timeOf[r[0]] ? timeOf[r[0]].share : null), num: true, fmt: pct });
+      D.divergence.forEach((rep, k) => {
+        const get = (r) => { const n = nodeById[r[0]]; return n && n.div && n.div["div" + k] ? n.div["div" + k].max_abs : null; };
+        cols.push({ label: "err " + rep.backend, get, num: true, fmt: sci });
+      });
+      cols.push({ label: "in subgraph of", get: (r) => r[9] });
+      const t = sortableTable($("node-table"), cols, D.table, { sort: D.profile ? 9 : 4, limit: 500,
+        status: (n, all) => { $("node-rows").textContent = n < all ? "showing " + n + " of " + all + " (sort or filter for the others)" : all + " nodes"; },
+        onClick: (r) => { const i = nodeById[r[0]] ? nodes.indexOf(nodeById[r[0]]) : -1; if (i >= 0) { showTab("graph"); if (state.view !== "full") { cbox.checked = false; state.view = "full"; render(); } centerOn(i); select(i); } } });
+      let ft = 0;
+      $("node-filter").addEventListener("input", (e) => { clearTimeout(ft); ft = setTimeout(() => t.setFilter(e.target.value.trim()), 150); });
+    },
+    optypes() {
+      const time = {};
+      for (const n of nodes) if (n.time_us !== undefined && n.time_us !== null) time[n.op] = (time[n.op] || 0) + n.time_us;
+      const cols = [{ label: "op", get: (o) => o.op_type }, { label: "domain", get: (o) => o.domain || "ai.onnx" }, { label: "count", get: (o) => o.count, num: true },
+        { label: "MACs", get: (o) => o.macs, num: true, fmt: (v) => count(v) }, { label: "share of MACs", get: (o) => o.share_macs, num: true, fmt: pct },
+        { label: "FLOPs", get: (o) => o.flops, num: true, fmt: (v) => count(v) }, { label: "params", get: (o) => o.params, num: true, fmt: (v) => count(v) }];
+      if (D.profile) cols.push({ label: "time", get: (o) => time[o.op_type] ?? null, num: true, fmt: us });
+      sortableTable($("optype-table"), cols, D.op_types, { sort: 3 });
+    },
+    blocks() {
+      if (!D.blocks.length) { $("block-table").append(el("p", { class: "hint" }, "No repeated blocks were found.")); return; }
+      sortableTable($("block-table"), [{ label: "block", get: (b) => b.name, cls: "name" }, { label: "instances", get: (b) => b.count, num: true },
+        { label: "nodes each", get: (b) => b.nodes_per_block, num: true }, { label: "MACs (all)", get: (b) => b.macs, num: true, fmt: (v) => count(v) },
+        { label: "FLOPs (all)", get: (b) => b.flops, num: true, fmt: (v) => count(v) }, { label: "params (all)", get: (b) => b.params, num: true, fmt: (v) => count(v) },
+        { label: "found by", get: (b) => b.found_by }, { label: "instances", get: (b) => b.instances.slice(0, 4).join(", ") + (b.instances.length > 4 ? ", …" : ""), cls: "name" }],
+        D.blocks, { sort: 3 });
+    },
+    plots() { plots(); },
+    divergence() { divergenceTab(); },
+    runs() { runsTab(); },
+    model() { modelTab(); },
+  };
+  const nodeById = {};
+  for (const n of nodes) nodeById[n.id] = n;
+
+  // ------------------------------------------------------------------ plots (Chart.js)
+  function plots() {
+    if (typeof Chart === "undefined") return;
+    Chart.defaults.animation = false;
+    Chart.defaults.font.size = 11;
+    const top = D.op_types.filter((o) => o.macs > 0).slice(0, 15);
+    new Chart($("plot-macs"), { type: "bar", data: { labels: top.map((o) => o.op_type), datasets: [{ label: "MACs", data: top.map((o) => o.macs), backgroundColor: "#fc8a3a" }] },
+      options: { indexAxis: "y", plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => count(c.raw) + " MACs" } } }, scales: { x: { ticks: { callback: (v) => count(v) } } } } });
+    const time = {};
+    for (const n of nodes) if (n.time_us !== undefined && n.time_us !== null) time[n.op] = (time[n.op] || 0) + n.time_us;
+    const tops = Object.entries(time).sort((a, b) => b[1] - a[1]).slice(0, 15);
+    if (tops.length) {
+      $("fig-time").hidden = false;
+      new Chart($("plot-time"), { type: "bar", data: { labels: tops.map((t) => t[0]), datasets: [{ label: "time (µs)", data: tops.map((t) => t[1]), backgroundColor: "#1f6feb" }] },
+        options: { indexAxis: "y", plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => us(c.raw) } } }, scales: { x: { title: { display: true, text: "µs per run (median)" } } } } });
+    }
+    roofline();
+    const runs = (D.runs || []).filter((r) => r.status === "ok" && r.latency_ms);
+    const batches = new Set(runs.map((r) => r.batch));
+    if (batches.size >= 2) {
+      $("fig-batch").hidden = false;
+      const series = {};
+      for (const r of runs) (series[r.backend + " (" + r.device + ")"] = series[r.backend + " (" + r.device + ")"] || []).push({ x: r.batch, y: r.latency_ms.p50 });
+      const colours = ["#1f6feb", "#e0382b", "#2da44e", "#8250df", "#fc8a3a", "#57606a"];
+      new Chart($("plot-batch"), { type: "line", data: { datasets: Object.entries(series).map(([k, pts], j) => ({ label: k, data: pts.sort((a, b) => a.x - b.x), borderColor: colours[j % colours.length], backgroundColor: colours[j % colours.length] })) },
+        options: { parsing: false, scales: { x: { type: "linear", title: { display: true, text: "batch size" } }, y: { title: { display: true, text: "median latency (ms)" } } } } });
+    }
+  }
+
+  function roofline() {
+    const r = D.roofline;
+    const measured = nodes.filter((n) => n.kind === "op" && n.intensity > 0 && n.achieved > 0);
+    const statics = nodes.filter((n) => n.kind === "op" && n.intensity > 0 && n.flops > 0);
+    if (!r && !measured.length) return;
+    $("fig-roofline").hidden = false;
+    const datasets = [];
+    let xs = statics.map((n) => n.intensity);
+    if (!xs.length) xs = [0.1, 100];
+    const xmin = Math.max(1e-3, Math.min(...xs) / 2), xmax = Math.max(...xs) * 2;
+    if (r) {
+      const peak = r.peak_flops.fp32 || Math.max(...Object.values(r.peak_flops)), bw = r.bandwidth_bytes_per_s, ridge = peak / bw;
+      datasets.push({ type: "line", label: "roof: " + r.device, data: [{ x: Math.min(xmin, ridge / 10), y: Math.min(xmin, ridge / 10) * bw }, { x: ridge, y: peak }, { x: Math.max(xmax, ridge * 10), y: peak }], borderColor: "#1d232b", pointRadius: 0, borderWidth: 1.5 });
+    }
+    if (measured.length) {
+      datasets.push({ type: "scatter", label: "nodes (measured FLOP/s)", data: measured.map((n) => ({ x: n.intensity, y: n.achieved, name: n.name || n.id, op: n.op })), backgroundColor: "rgba(224,56,43,.6)", pointRadius: 3 });
+    } else if (r) {
+      const peak = r.peak_flops.fp32 || Math.max(...Object.values(r.peak_flops)), bw = r.bandwidth_bytes_per_s;
+      datasets.push({ type: "scatter", label: "nodes (attainable bound)", data: statics.map((n) => ({ x: n.intensity, y: Math.min(peak, n.intensity * bw), name: n.name || n.id, op: n.op })), backgroundColor: "rgba(31,111,235,.55)", pointRadius: 3 });
+    }
+    $("roofline-caption").textContent = "Roofline" + (r ? " of " + r.device : "") + (measured.length ? ": nodes at their measured FLOP/s" : ": nodes at the bound their arithmetic intensity allows");
+    new Chart($("plot-roofline"), { data: { datasets }, options: { parsing: true,
+      plugins: { tooltip: { callbacks: { label: (c) => (c.raw.name ? c.raw.name + " (" + c.raw.op + "): " : "") + c.raw.x.toFixed(2) + " FLOP/B, " + count(c.raw.y, "FLOP/s") } } },
+      scales: { x: { type: "logarithmic", title: { display: true, text: "arithmetic intensity (FLOP/byte)" } }, y: { type: "logarithmic", title: { display: true, text: "FLOP/s" }, ticks: { callback: (v) => count(v) } } } } });
+  }
+
+  // ------------------------------------------------------------------ divergence, runs, model
+  function divergenceTab() {
+    const box = $("divergence-body");
+    D.divergence.forEach((r, k) => {
+      box.append(el("h3", null, r.backend + " vs " + r.reference + " (" + r.device + ", " + r.precision + ")"));
+      const fd = r.first_divergent, fn = r.first_nan;
+      const t = el("table", { class: "kv" });
+      for (const [a, b] of [["tolerance", "|d| > " + r.atol + " + " + r.rtol + "·|ref|"], ["first divergent node", fd ? (fd.name || fd.id) + " (" + fd.op_type + ")" : "none: every tensor within tolerance"],
+        ["first NaN", fn ? (fn.name || fn.id) + " (" + fn.op_type + ")" : null], ["compared tensors", r.compared_tensors], ["segments", r.segments]]) {
+        if (b === null || b === undefined) continue;
+        const tr = el("tr"); tr.append(el("td", null, a), el("td", null, b)); t.append(tr);
+      }
+      box.append(t);
+      const rows = nodes.filter((n) => n.div && n.div["div" + k]).map((n) => ({ n, d: n.div["div" + k] }));
+      const wrap = el("div", { class: "table-wrap" });
+      box.append(wrap);
+      sortableTable(wrap, [{ label: "id", get: (x) => x.n.id }, { label: "name", get: (x) => x.n.name, cls: "name" }, { label: "op", get: (x) => x.n.op },
+        { label: "max abs", get: (x) => x.d.max_abs, num: true, fmt: sci }, { label: "max rel", get: (x) => x.d.max_rel, num: true, fmt: sci },
+        { label: "cosine", get: (x) => x.d.cosine, num: true, fmt: (v) => (v === null ? "–" : Number(v).toFixed(6)) }, { label: "SNR dB", get: (x) => x.d.snr_db, num: true, fmt: (v) => (v === null ? "–" : Number(v).toFixed(1)) },
+        { label: "introduced", get: (x) => x.d.introduced_max_abs, num: true, fmt: sci }, { label: "beyond tolerance", get: (x) => (x.d.exceeds ? "yes" : "no") }],
+        rows, { sort: 7, limit: 500, rowClass: (x) => (x.d.exceeds ? "bad" : "") });
+    });
+  }
+  function runsTab() {
+    sortableTable($("run-table"), [{ label: "backend", get: (r) => r.backend }, { label: "device", get: (r) => r.device }, { label: "batch", get: (r) => r.batch, num: true },
+      { label: "status", get: (r) => r.status }, { label: "p50 ms", get: (r) => (r.latency_ms ? r.latency_ms.p50 : null), num: true, fmt: sci },
+      { label: "p90 ms", get: (r) => (r.latency_ms ? r.latency_ms.p90 : null), num: true, fmt: sci }, { label: "p99 ms", get: (r) => (r.latency_ms ? r.latency_ms.p99 : null), num: true, fmt: sci },
+      { label: "throughput /s", get: (r) => r.throughput, num: true, fmt: sci }, { label: "max abs diff", get: (r) => r.max_abs_diff, num: true, fmt: sci },
+      { label: "vs", get: (r) => r.compared_with }, { label: "error", get: (r) => r.error, cls: "name" }], D.runs || [], {});
+  }
+  function modelTab() {
+    const box = $("model-body"), m = D.model;
+    box.append(el("h3", null, "Model"));
+    const rows = [["name", m.name], ["graph", m.graph_name], ["producer", m.producer], ["IR version", m.ir_version], ["file", m.path], ["file size", m.file_bytes === null ? null : bytes(m.file_bytes)], ["external data", m.external_data_bytes ? bytes(m.external_data_bytes) : null]];
+    const t = el("table", { class: "kv" });
+    for (const [a, b] of rows) { if (b === null || b === undefined || b === "") continue; const tr = el("tr"); tr.append(el("td", null, a), el("td", null, b)); t.append(tr); }
+    box.append(t);
+    for (const [title, list] of [["Inputs", m.inputs], ["Outputs", m.outputs]]) {
+      box.append(el("h3", null, title));
+      const tt = el("table", { class: "kv" });
+      for (const io of list) { const tr = el("tr"); tr.append(el("td", null, io.name), el("td", null, (io.dtype || "") + " " + JSON.stringify(io.shape))); tt.append(tr); }
+      box.append(tt);
+    }
+    if (m.doc_string) { box.append(el("h3", null, "Doc string")); box.append(el("pre", null, m.doc_string)); }
+    const meta = Object.entries(m.metadata || {});
+    if (meta.length) { box.append(el("h3", null, "Metadata")); const tt = el("table", { class: "kv" }); for (const [a, b] of meta) { const tr = el("tr"); tr.append(el("td", null, a), el("td", null, b)); tt.append(tr); } box.append(tt); }
+    if (D.warnings.length) { box.append(el("h3", null, "Warnings")); const ul = el("ul"); for (const w of D.warnings) ul.append(el("li", null, w)); box.append(ul); }
+  }
+
+  if (D.divergence.length) $("tab-divergence").hidden = false;
+  if (D.runs && D.runs.length) $("tab-runs").hidden = false;
+  const t0 = performance.now();
+  render();
+  document.body.setAttribute("data-render-ms", String(Math.round(performance.now() - t0)));
+  document.body.setAttribute("data-ready", "1");
+})();
