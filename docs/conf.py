@@ -52,7 +52,10 @@ default_role = "literal"
 from schemafields import example_analysis  # noqa: E402
 
 _digits = example_analysis()["totals"]
+from mlms_ir.report.html import REPORT_DATA_VERSION  # noqa: E402
+
 rst_epilog = f"""
+.. |report_data_version| replace:: {REPORT_DATA_VERSION}
 .. |convention_version| replace:: {CONVENTION_VERSION}
 .. |schema_version| replace:: {SCHEMA_VERSION}
 .. |mlms_version| replace:: {mlms_ir.__version__}

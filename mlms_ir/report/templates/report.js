@@ -458,6 +458,7 @@
     }
   }
 
+  function decade(v) { const l = Math.log10(v); return Math.abs(l - Math.round(l)) < 1e-9; }
   function roofline() {
     const r = D.roofline;
     const measured = nodes.filter((n) => n.kind === "op" && n.intensity > 0 && n.achieved > 0);
@@ -481,7 +482,8 @@
     $("roofline-caption").textContent = "Roofline" + (r ? " of " + r.device : "") + (measured.length ? ": nodes at their measured FLOP/s" : ": nodes at the bound their arithmetic intensity allows");
     new Chart($("plot-roofline"), { data: { datasets }, options: { parsing: true,
       plugins: { tooltip: { callbacks: { label: (c) => (c.raw.name ? c.raw.name + " (" + c.raw.op + "): " : "") + c.raw.x.toFixed(2) + " FLOP/B, " + count(c.raw.y, "FLOP/s") } } },
-      scales: { x: { type: "logarithmic", title: { display: true, text: "arithmetic intensity (FLOP/byte)" } }, y: { type: "logarithmic", title: { display: true, text: "FLOP/s" }, ticks: { callback: (v) => count(v) } } } } });
+      scales: { x: { type: "logarithmic", title: { display: true, text: "arithmetic intensity (FLOP/byte)" }, ticks: { callback: (v) => (decade(v) ? String(v) : "") } },
+                y: { type: "logarithmic", title: { display: true, text: "FLOP/s" }, ticks: { callback: (v) => (decade(v) ? count(v) : "") } } } } });
   }
 
   // ------------------------------------------------------------------ divergence, runs, model
@@ -538,5 +540,7 @@
   const t0 = performance.now();
   render();
   document.body.setAttribute("data-render-ms", String(Math.round(performance.now() - t0)));
+  // time from navigation start to the first frame painted with the graph (tools/bench_report.py)
+  requestAnimationFrame(() => requestAnimationFrame(() => document.body.setAttribute("data-painted-ms", String(Math.round(performance.now())))));
   document.body.setAttribute("data-ready", "1");
 })();
