@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import onnx
 import onnx.parser
 import pytest
+
+# Every command the tests run records into a throw-away results store, never the user's
+# (subprocesses inherit it); a test that checks the store sets its own.
+os.environ["MLMS_IR_STORE"] = os.path.join(tempfile.mkdtemp(prefix="mlms_ir_test_store_"), "results.sqlite")
 
 SMALL_CNN = """
 <ir_version: 8, opset_import: ["" : 17]>

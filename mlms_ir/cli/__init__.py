@@ -45,8 +45,10 @@ def commands() -> dict:
     from mlms_ir.cli.analyze import analyze, devices, ops, version
     from mlms_ir.cli.report import report
     from mlms_ir.cli.run import backends, diverge, profile, run
+    from mlms_ir.cli.runs import Runs, sweep
 
-    return {"analyze": analyze, "run": run, "profile": profile, "diverge": diverge, "report": report, "backends": backends,
+    return {"analyze": analyze, "run": run, "profile": profile, "diverge": diverge, "report": report, "runs": Runs(),
+            "sweep": sweep, "backends": backends,
             "devices": devices, "ops": ops, "version": version}
 
 

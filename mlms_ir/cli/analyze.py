@@ -61,6 +61,7 @@ def analyze(
     sort: str = "macs",
     lenient: bool = False,
     html: str | None = None,
+    store: str | None = None,
 ) -> None:
     """Static analysis of an ONNX model: MACs/FLOPs, params, memory, structure, roofline.
 
@@ -76,6 +77,7 @@ def analyze(
         sort: order of the top nodes: macs, flops, params, output_bytes, bytes, time, order.
         lenient: analyse a model that ONNX's strict shape inference rejects.
         html: also write the HTML report (graph, tables, plots) to this file.
+        store: the results store to record this in (default: $MLMS_IR_STORE, else the user's data dir); none: do not record.
     """
     from mlms_ir.passes.analyze import analyze as run_analysis
     from mlms_ir.report.text import SORT_KEYS
@@ -97,6 +99,10 @@ def analyze(
 
     graph = load(_model_path(model), input_shapes=_input_shapes(input_shape), batch=batch, dims=_dims(dims), lenient=bool(lenient))
     result = run_analysis(graph, device=device)
+    from mlms_ir.cli.runs import record
+    from mlms_ir.store import records_from_analysis
+
+    record(store, lambda: records_from_analysis(result, {"device": device}))
     if html:
         from mlms_ir.report.html import write_html
 

@@ -101,6 +101,7 @@ def run(
     worker_timeout: float | None = None,
     format: str | None = None,  # noqa: A002
     output: str | None = None,
+    store: str | None = None,
 ) -> None:
     """Time a model on several backends and compare their outputs with the first one.
 
@@ -122,6 +123,7 @@ def run(
         worker_timeout: seconds an agent backend may take for one request (default 300).
         format: table (default) or json; inferred from --output's suffix.
         output: write to this file instead of stdout.
+        store: the results store to record this in (default: $MLMS_IR_STORE, else the user's data dir); none: do not record.
     """
     from mlms_ir.runner import run_backends
 
@@ -149,6 +151,10 @@ def run(
         from mlms_ir.report.run_text import render_runs
 
         _render(lambda console: render_runs(report, console=console), output)
+    from mlms_ir.cli.runs import record
+    from mlms_ir.store import records_from_runs
+
+    record(store, lambda: records_from_runs(report), quiet=all(r.status != "ok" for r in report.runs))
     if all(r.status != "ok" for r in report.runs):
         raise MlmsIrError("no backend ran: " + "; ".join(f"{r.backend}: {r.error}" for r in report.runs))
 
@@ -172,6 +178,7 @@ def profile(
     format: str | None = None,  # noqa: A002
     output: str | None = None,
     html: str | None = None,
+    store: str | None = None,
 ) -> None:
     """Per-node time on one backend, merged with static cost (share, achieved FLOP/s, bound).
 
@@ -194,6 +201,7 @@ def profile(
         format: table (default) or json.
         output: write to this file instead of stdout.
         html: also write the HTML report (graph coloured by time, kernels, plots) to this file.
+        store: the results store to record this in (default: $MLMS_IR_STORE, else the user's data dir); none: do not record.
     """
     from mlms_ir.runner import chrome_trace, profile_backend
 
@@ -228,6 +236,10 @@ def profile(
         from mlms_ir.report.run_text import render_profile
 
         _render(lambda console: render_profile(report, top=top, console=console), output)
+    from mlms_ir.cli.runs import record
+    from mlms_ir.store import records_from_profile
+
+    record(store, lambda: records_from_profile(report))
     if html:
         from mlms_ir.cli.report import write_html_for
 
@@ -290,6 +302,7 @@ def diverge(
     format: str | None = None,  # noqa: A002
     output: str | None = None,
     html: str | None = None,
+    store: str | None = None,
 ) -> None:
     """Which node makes a backend disagree with a reference, and by how much.
 
@@ -319,6 +332,7 @@ def diverge(
         format: table (default) or json.
         output: write to this file instead of stdout.
         html: also write the HTML report (graph coloured by error) to this file.
+        store: the results store to record this in (default: $MLMS_IR_STORE, else the user's data dir); none: do not record.
     """
     from mlms_ir.divergence import diverge as run_diverge
 
@@ -365,6 +379,11 @@ def diverge(
                 console.print(Text(f"{f['backend']}: failed: {f['error']}", style="yellow"))
 
         _render(show, output)
+    if reports:
+        from mlms_ir.cli.runs import record
+        from mlms_ir.store import records_from_divergence
+
+        record(store, lambda: records_from_divergence(reports))
     if html and reports:
         from mlms_ir.cli.report import write_html_for
 

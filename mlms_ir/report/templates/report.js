@@ -68,6 +68,11 @@
     }
     if (D.profile) add("profiled on", D.profile.backend + " (" + D.profile.device + "), batch " + D.profile.batch + ", " + D.profile.runs + " traced runs, coverage " + pct(D.profile.coverage));
     for (const r of D.divergence) add("divergence", r.backend + " vs " + r.reference + " (" + r.precision + ")");
+    if (D.runs && D.runs.length) {
+      const seen = {};
+      for (const r of D.runs) (seen[r.backend + " (" + r.device + ")"] = seen[r.backend + " (" + r.device + ")"] || []).push(r.batch + (r.status === "ok" ? "" : " " + r.status));
+      add("runs", Object.entries(seen).map(([k, b]) => k + ": batch " + b.join(", ")).join("; "));
+    }
     if (D.tool && D.tool.version) add("mlms_ir", D.tool.version);
     if (!D.measured) add("measured", "nothing: static analysis only");
   })();

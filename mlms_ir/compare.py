@@ -1,0 +1,125 @@
+"""Side-by-side comparison of stored runs: across systems, backends, versions and precisions.
+
+:func:`compare_runs` lines up what each run is (kind, model, backend, device, batch,
+precision, host, CPU, GPU, versions) and what it measured (latency percentiles, throughput,
+accuracy, output error, totals), then the per-node figures: time deltas against the first
+run (the baseline) for profiles, errors for divergence runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlms_ir.store import Store, StoredRun
+
+COMPARE_SCHEMA_VERSION = "1.0"
+
+#: (label, getter) of the rows describing a run.
+_PACKAGES = ("onnxruntime", "torch", "onnx", "tensorrt", "numpy")
+
+
+def _get(d: Any, *path: str) -> Any:
+    for p in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(p)
+    return d
+
+
+def _gpu(system: dict[str, Any]) -> str | None:
+    gpus = _get(system, "gpu", "gpus") or []
+    return ", ".join(str(g.get("name")) for g in gpus if isinstance(g, dict)) or None
+
+
+def describe_rows(runs: list[StoredRun]) -> list[dict[str, Any]]:
+    """What each run is, one row per attribute."""
+    rows: list[tuple[str, list[Any]]] = [
+        ("kind", [r.kind for r in runs]),
+        ("status", [r.status for r in runs]),
+        ("model", [r.model_name for r in runs]),
+        ("model sha256", [(r.model_sha256 or "")[:12] or None for r in runs]),
+        ("backend", [r.backend for r in runs]),
+        ("device", [r.device for r in runs]),
+        ("batch", [r.batch for r in runs]),
+        ("precision", [r.precision or ("fp32" if r.kind in ("run", "profile", "diverge") else None) for r in runs]),
+        ("host", [r.host for r in runs]),
+        ("CPU", [_get(r.system, "cpu", "model") for r in runs]),
+        ("architecture", [_get(r.system, "cpu", "architecture") for r in runs]),
+        ("GPU", [_gpu(r.system) for r in runs]),
+        ("mlms_ir", [r.mlms_ir_version for r in runs]),
+    ]
+    for pkg in _PACKAGES:
+        vals = [_get(r.system, "software", "packages", pkg) for r in runs]
+        if any(v is not None for v in vals):
+            rows.append((pkg, vals))
+    rows.append(("recorded", [r.created_at for r in runs]))
+    return [{"field": k, "values": v} for k, v in rows]
+
+
+def figure_rows(runs: list[StoredRun]) -> list[dict[str, Any]]:
+    """What each run measured; ``better`` says which way is better (for the deltas)."""
+    specs: list[tuple[str, tuple[str, ...], str | None, str]] = [
+        ("latency p50 (ms)", ("latency_ms", "p50"), "lower", "ms"),
+        ("latency p90 (ms)", ("latency_ms", "p90"), "lower", "ms"),
+        ("latency p99 (ms)", ("latency_ms", "p99"), "lower", "ms"),
+        ("latency mean (ms)", ("latency_ms", "mean"), "lower", "ms"),
+        ("throughput (items/s)", ("throughput",), "higher", ""),
+        ("top-1", ("top1",), "higher", ""),
+        ("top-5", ("top5",), "higher", ""),
+        ("images/s", ("images_per_s",), "higher", ""),
+        ("max abs diff vs first backend", ("max_abs_diff",), "lower", ""),
+        ("profile coverage", ("coverage",), "higher", ""),
+        ("node time (µs)", ("node_time_us",), "lower", "us"),
+        ("tracing overhead", ("tracing_overhead",), None, ""),
+        ("output max abs error", ("output_max_abs",), "lower", ""),
+        ("params", ("params",), None, ""),
+        ("MACs", ("macs",), None, ""),
+        ("FLOPs", ("flops",), None, ""),
+        ("peak activation bytes", ("peak_activation_bytes",), None, ""),
+    ]
+    out = []
+    for label, path, better, _unit in specs:
+        vals = [_get(r.summary, *path) for r in runs]
+        if any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            base = vals[0] if isinstance(vals[0], (int, float)) and vals[0] else None
+            ratios = [(v / base) if base and isinstance(v, (int, float)) else None for v in vals]
+            out.append({"field": label, "values": vals, "ratio_to_first": ratios, "better": better})
+    first_div = [_get(r.summary, "first_divergent") for r in runs]
+    if any(r.kind == "diverge" for r in runs):
+        out.append({"field": "first divergent node", "values": [(d.get("name") or d.get("id")) if isinstance(d, dict) else
+                                                                ("none" if r.kind == "diverge" else None)
+                                                                for d, r in zip(first_div, runs)], "ratio_to_first": None, "better": None})
+    return out
+
+
+def node_rows(store: Store, runs: list[StoredRun], top: int = 20) -> dict[str, Any]:
+    """Per-node figures joined on node id: time deltas against the first run (profiles) or
+    errors (divergence runs), the ``top`` nodes by the largest absolute change."""
+    per = [{n["node_id"]: n for n in store.nodes(r.id)} for r in runs]
+    metric = "time_us" if any(r.kind == "profile" for r in runs) else "max_abs" if any(r.kind == "diverge" for r in runs) else None
+    if metric is None or not per or not per[0]:
+        return {"metric": metric, "nodes": [], "compared_nodes": 0}
+    ids = [k for k in per[0] if any(k in p for p in per[1:])] if len(per) > 1 else list(per[0])
+    rows = []
+    for k in ids:
+        vals = [p.get(k, {}).get(metric) for p in per]
+        base = vals[0]
+        deltas = [(v - base) if isinstance(v, (int, float)) and isinstance(base, (int, float)) else None for v in vals]
+        ref = per[0][k]
+        rows.append({"node_id": k, "name": ref.get("name"), "op_type": ref.get("op_type"), "values": vals, "delta": deltas,
+                     "ratio": [(v / base) if isinstance(v, (int, float)) and base else None for v in vals]})
+    rows.sort(key=lambda r: -max((abs(d) for d in r["delta"][1:] if d is not None), default=abs(r["values"][0] or 0.0)))
+    return {"metric": metric, "nodes": rows[:top], "compared_nodes": len(ids)}
+
+
+def compare_runs(store: Store, refs: list[int | str], top: int = 20) -> dict[str, Any]:
+    """The comparison of the runs ``refs`` (ids or uids), the first one the baseline."""
+    runs = [store.get(r) for r in refs]
+    return {
+        "schema_version": COMPARE_SCHEMA_VERSION,
+        "store": str(store.path),
+        "runs": [{k: v for k, v in r.to_dict().items() if k not in ("system", "settings")} for r in runs],
+        "describe": describe_rows(runs),
+        "figures": figure_rows(runs),
+        "per_node": node_rows(store, runs, top),
+    }

@@ -1,0 +1,39 @@
+"""``runs compare --format html``: the comparison as one self-contained, script-free page."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _verdict(row: dict[str, Any], k: int) -> str:
+    """``better``/``worse`` than the baseline for a figure whose direction is known."""
+    vals, better = row["values"], row.get("better")
+    if k == 0 or better is None or not isinstance(vals[0], (int, float)) or not isinstance(vals[k], (int, float)) or vals[k] == vals[0]:
+        return ""
+    improved = vals[k] < vals[0] if better == "lower" else vals[k] > vals[0]
+    return "better" if improved else "worse"
+
+
+def render_compare_html(cmp: dict[str, Any]) -> str:
+    """The comparison of :func:`mlms_ir.compare.compare_runs` as HTML (every value escaped)."""
+    import jinja2
+
+    from mlms_ir import __version__
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    text = resources.files("mlms_ir.report").joinpath("templates/compare.html.j2").read_text(encoding="utf-8")
+    return env.from_string(text).render(cmp=cmp, ids=[str(r["id"]) for r in cmp["runs"]], fmt=_fmt, verdict=_verdict,
+                                        version=__version__)

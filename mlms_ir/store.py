@@ -1,0 +1,425 @@
+"""The results store: every ``analyze``, ``run``, ``profile``, ``diverge`` (and later ``evaluate``)
+kept in one SQLite file, for comparison across systems, backends, versions and precisions.
+
+One row of ``runs`` per result (a ``run`` over two backends and two batch sizes is four rows),
+its per-node figures in ``nodes`` and the whole report, zlib-compressed JSON, in ``payloads``.
+The schema is versioned with ``PRAGMA user_version`` and brought up to date by
+:data:`MIGRATIONS` when a store is opened; WAL mode and a busy timeout let several processes
+write at once (a sweep's workers do). See ``docs/store.rst`` for every column.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import sqlite3
+import uuid
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlms_ir.errors import MlmsIrError
+
+#: Environment variable naming the store file (``none`` turns recording off).
+STORE_ENV = "MLMS_IR_STORE"
+KINDS = ("analyze", "run", "profile", "diverge", "evaluate")
+BUSY_TIMEOUT_MS = 30_000
+
+#: Schema migrations: ``MIGRATIONS[k]`` brings a store from version ``k`` to ``k + 1``.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: runs, their per-node figures and their full reports
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        uid TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        model_name TEXT,
+        model_path TEXT,
+        model_sha256 TEXT,
+        backend TEXT,
+        device TEXT,
+        batch INTEGER,
+        precision TEXT,
+        host TEXT,
+        mlms_ir_version TEXT,
+        summary TEXT NOT NULL DEFAULT '{}',
+        system TEXT NOT NULL DEFAULT '{}',
+        settings TEXT NOT NULL DEFAULT '{}',
+        error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX runs_kind_model ON runs (kind, model_name);
+    CREATE TABLE nodes (
+        run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        node_id TEXT NOT NULL,
+        name TEXT,
+        op_type TEXT,
+        time_us REAL,
+        share REAL,
+        macs INTEGER,
+        flops INTEGER,
+        params INTEGER,
+        max_abs REAL,
+        introduced_max_abs REAL,
+        PRIMARY KEY (run_id, node_id)
+    );
+    CREATE TABLE payloads (
+        run_id INTEGER PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+        encoding TEXT NOT NULL,
+        data BLOB NOT NULL
+    );
+    """,
+    # 2: sweeps: which sweep and job a run belongs to (resuming skips jobs already stored)
+    """
+    ALTER TABLE runs ADD COLUMN sweep TEXT;
+    ALTER TABLE runs ADD COLUMN job_key TEXT;
+    CREATE INDEX runs_sweep_job ON runs (sweep, job_key);
+    """,
+)
+STORE_SCHEMA_VERSION = len(MIGRATIONS)
+NODE_COLUMNS = ("node_id", "name", "op_type", "time_us", "share", "macs", "flops", "params", "max_abs", "introduced_max_abs")
+
+
+class StoreError(MlmsIrError):
+    """The results store cannot be opened, read or written, or a run id is unknown."""
+
+
+@dataclass
+class StoreRecord:
+    """One result to keep: what ran, where, how it went, its figures and its full report."""
+
+    kind: str
+    status: str = "ok"
+    model_name: str | None = None
+    model_path: str | None = None
+    model_sha256: str | None = None
+    backend: str | None = None
+    device: str | None = None
+    batch: int | None = None
+    precision: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    system: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    payload: dict[str, Any] | None = None
+    error: str = ""
+    sweep: str | None = None
+    job_key: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class StoredRun:
+    """A run as read back from the store (``nodes`` and ``payload`` are read on demand)."""
+
+    id: int
+    uid: str
+    kind: str
+    status: str
+    created_at: str
+    model_name: str | None
+    model_path: str | None
+    model_sha256: str | None
+    backend: str | None
+    device: str | None
+    batch: int | None
+    precision: str | None
+    host: str | None
+    mlms_ir_version: str | None
+    summary: dict[str, Any]
+    system: dict[str, Any]
+    settings: dict[str, Any]
+    error: str
+    sweep: str | None
+    job_key: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def default_store_path() -> Path | None:
+    """``$MLMS_IR_STORE`` (None when it is ``none``/``off``), else ``results.sqlite`` in the
+    user's data directory (``~/.local/share/mlms_ir`` on Linux)."""
+    env = os.environ.get(STORE_ENV)
+    if env is not None and env.strip():
+        return None if env.strip().lower() in ("none", "off", "0", "false") else Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("mlms_ir", appauthor=False)) / "results.sqlite"
+
+
+def resolve_store_path(store: str | os.PathLike | None) -> Path | None:
+    """The store a command uses: ``store`` as given (``none``/``off`` for none), else the default."""
+    if store is None or str(store) == "":
+        return default_store_path()
+    if str(store).strip().lower() in ("none", "off", "0", "false"):
+        return None
+    return Path(store).expanduser()
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(_clean(obj), separators=(",", ":"), default=str)
+
+
+class Store:
+    """A results store in one SQLite file (created, or migrated to the current schema, on open)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"the store '{self.path}' cannot use write-ahead logging (journal mode {mode})")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open the results store '{self.path}': {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot open the results store '{self.path}': {exc.strerror or exc}") from exc
+
+    # ------------------------------------------------------------------ schema
+    @property
+    def version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        current = self.version
+        if current > STORE_SCHEMA_VERSION:
+            raise StoreError(f"the store '{self.path}' has schema version {current}, newer than this mlms_ir knows "
+                             f"({STORE_SCHEMA_VERSION}): upgrade mlms_ir")
+        while current < STORE_SCHEMA_VERSION:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                now = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+                if now != current:  # another process migrated meanwhile
+                    self._db.execute("COMMIT")
+                    current = now
+                    continue
+                for stmt in _statements(MIGRATIONS[current]):
+                    self._db.execute(stmt)
+                self._db.execute(f"PRAGMA user_version = {current + 1}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            current += 1
+
+    # ------------------------------------------------------------------ writing
+    def add(self, rec: StoreRecord) -> StoredRun:
+        """Keep one result (in one transaction: the run, its nodes and its payload, or nothing)."""
+        from mlms_ir import __version__
+
+        if rec.kind not in KINDS:
+            raise StoreError(f"unknown kind of run '{rec.kind}'; one of: {', '.join(KINDS)}")
+        uid = uuid.uuid4().hex
+        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+        host = rec.system.get("host") if isinstance(rec.system, dict) else None
+        payload = zlib.compress(_dumps(rec.payload).encode(), 6) if rec.payload is not None else None
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.execute(
+                    "INSERT INTO runs (uid, kind, status, created_at, model_name, model_path, model_sha256, backend, device, batch,"
+                    " precision, host, mlms_ir_version, summary, system, settings, error, sweep, job_key)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (uid, rec.kind, rec.status, now, rec.model_name, rec.model_path, rec.model_sha256, rec.backend, rec.device,
+                     rec.batch, rec.precision, host, __version__, _dumps(rec.summary), _dumps(rec.system), _dumps(rec.settings),
+                     rec.error or "", rec.sweep, rec.job_key))
+                run_id = int(cur.lastrowid)
+                if rec.nodes:
+                    self._db.executemany(
+                        f"INSERT OR REPLACE INTO nodes (run_id, {', '.join(NODE_COLUMNS)}) VALUES (?{', ?' * len(NODE_COLUMNS)})",
+                        [(run_id, *(_clean(n.get(c)) for c in NODE_COLUMNS)) for n in rec.nodes])
+                if payload is not None:
+                    self._db.execute("INSERT INTO payloads (run_id, encoding, data) VALUES (?, 'json+zlib', ?)", (run_id, payload))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot write to the results store '{self.path}': {exc}") from exc
+        return self.get(run_id)
+
+    def add_all(self, recs: Iterable[StoreRecord]) -> list[StoredRun]:
+        return [self.add(r) for r in recs]
+
+    # ------------------------------------------------------------------ reading
+    _COLUMNS = ("id, uid, kind, status, created_at, model_name, model_path, model_sha256, backend, device, batch, precision, host,"
+                " mlms_ir_version, summary, system, settings, error, sweep, job_key")
+
+    def _row(self, r: Sequence[Any]) -> StoredRun:
+        vals = list(r)
+        for k in (14, 15, 16):
+            vals[k] = json.loads(vals[k] or "{}")
+        return StoredRun(*vals)
+
+    def get(self, ref: int | str) -> StoredRun:
+        """A run by its id (an integer) or its uid (or a unique prefix of at least 6 characters)."""
+        try:
+            text = str(ref).strip()
+            if text.isdigit():
+                row = self._db.execute(f"SELECT {self._COLUMNS} FROM runs WHERE id = ?", (int(text),)).fetchone()
+            elif len(text) >= 6:
+                rows = self._db.execute(f"SELECT {self._COLUMNS} FROM runs WHERE uid LIKE ? LIMIT 2", (text.lower() + "%",)).fetchall()
+                if len(rows) > 1:
+                    raise StoreError(f"run '{text}' is ambiguous in '{self.path}': give more of its uid, or its id")
+                row = rows[0] if rows else None
+            else:
+                row = None
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot read the results store '{self.path}': {exc}") from exc
+        if row is None:
+            raise StoreError(f"no run '{ref}' in the results store '{self.path}' (see 'runs list')")
+        return self._row(row)
+
+    def list(self, kind: str | None = None, model: str | None = None, backend: str | None = None, sweep: str | None = None,
+             limit: int | None = 50) -> list[StoredRun]:
+        """The newest runs first, filtered by kind, model name (substring), backend or sweep."""
+        where, args = [], []
+        for col, val in (("kind", kind), ("backend", backend), ("sweep", sweep)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                args.append(val)
+        if model is not None:
+            where.append("(model_name LIKE ? OR model_path LIKE ?)")
+            args += [f"%{model}%", f"%{model}%"]
+        sql = f"SELECT {self._COLUMNS} FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        try:
+            return [self._row(r) for r in self._db.execute(sql, args).fetchall()]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot read the results store '{self.path}': {exc}") from exc
+
+    def nodes(self, run_id: int) -> list[dict[str, Any]]:
+        rows = self._db.execute(f"SELECT {', '.join(NODE_COLUMNS)} FROM nodes WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
+        return [dict(zip(NODE_COLUMNS, r)) for r in rows]
+
+    def payload(self, run_id: int) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT encoding, data FROM payloads WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        if row[0] != "json+zlib":
+            raise StoreError(f"run {run_id}'s report is stored as '{row[0]}', which this mlms_ir cannot read")
+        return json.loads(zlib.decompress(row[1]).decode())
+
+    def jobs_done(self, sweep: str) -> set[str]:
+        """The job keys of a sweep's runs that finished (status ok)."""
+        rows = self._db.execute("SELECT DISTINCT job_key FROM runs WHERE sweep = ? AND status = 'ok' AND job_key IS NOT NULL", (sweep,))
+        return {r[0] for r in rows.fetchall()}
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+# ------------------------------------------------------------------------- reports to records
+
+
+def file_sha256(path: str | os.PathLike | None) -> str | None:
+    """sha256 of the model file itself (not its external data); None when there is no file."""
+    if path is None or not Path(path).is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _model_fields(model: dict[str, Any] | None, path: str | None = None) -> dict[str, Any]:
+    model = model or {}
+    p = path or model.get("path")
+    return {"model_name": model.get("name"), "model_path": str(p) if p else None, "model_sha256": file_sha256(p)}
+
+
+def records_from_analysis(analysis: Any, settings: dict[str, Any] | None = None) -> list[StoreRecord]:
+    """An ``analyze`` result: totals as the summary, per-node cost, the whole analysis."""
+    from mlms_ir.system import system_facts
+
+    d = analysis.to_dict()
+    nodes = [{"node_id": n.id, "name": n.name, "op_type": n.op_type, "macs": n.macs, "flops": n.flops, "params": n.params}
+             for n in analysis.nodes]
+    summary = {k: d["totals"][k] for k in ("params", "macs", "flops", "weight_bytes", "peak_activation_bytes", "nodes", "complete")}
+    return [StoreRecord(kind="analyze", summary=summary, system=system_facts(), settings={"bindings": d["bindings"], **(settings or {})},
+                        nodes=nodes, payload=d, **_model_fields(d["model"]))]
+
+
+def records_from_runs(report: Any) -> list[StoreRecord]:
+    """A ``run`` result: one record per backend, device and batch size."""
+    d = report.to_dict() if hasattr(report, "to_dict") else report
+    out = []
+    for r in d["runs"]:
+        summary = {k: r.get(k) for k in ("latency_ms", "throughput", "max_abs_diff", "max_rel_diff", "compared_with")}
+        out.append(StoreRecord(kind="run", status=r["status"] if r["status"] == "ok" else "failed", backend=r["backend"],
+                               device=r["device"], batch=r.get("batch"), precision=(r.get("options") or {}).get("precision") or "fp32",
+                               summary=summary, system=d.get("system") or {}, settings={**(d.get("settings") or {}), "options": r.get("options")},
+                               payload={"model": d.get("model"), "settings": d.get("settings"), "run": r}, error=r.get("error") or "",
+                               **_model_fields(d.get("model"))))
+    return out
+
+
+def records_from_profile(report: Any) -> list[StoreRecord]:
+    """A ``profile`` result: latency and coverage as the summary, per-node time and cost."""
+    d = report.to_dict() if hasattr(report, "to_dict") else report
+    nodes = [{"node_id": n["id"], "name": n.get("name"), "op_type": n.get("op_type"), "time_us": n.get("time_us"), "share": n.get("share"),
+              "macs": n.get("macs"), "flops": n.get("flops")} for n in d["nodes"]]
+    summary = {k: d.get(k) for k in ("latency_ms", "coverage", "node_time_us", "traced_wall_ms", "tracing_overhead", "runs")}
+    return [StoreRecord(kind="profile", backend=d["backend"], device=d["device"], batch=d.get("batch"),
+                        precision=(d.get("options") or {}).get("precision") or "fp32", summary=summary, system=d.get("system") or {},
+                        settings={"options": d.get("options"), "roofline_device": d.get("roofline_device")}, nodes=nodes, payload=d,
+                        **_model_fields(d.get("model")))]
+
+
+def records_from_divergence(reports: Sequence[Any], system: dict[str, Any] | None = None) -> list[StoreRecord]:
+    """``diverge`` results: one record per backend compared with the reference."""
+    from mlms_ir.system import system_facts
+
+    facts = system if system is not None else system_facts()
+    out = []
+    for rep in reports:
+        d = rep.to_dict() if hasattr(rep, "to_dict") else rep
+        nodes = [{"node_id": n["id"], "name": n.get("name"), "op_type": n.get("op_type"), "max_abs": n.get("max_abs"),
+                  "introduced_max_abs": n.get("introduced_max_abs")} for n in d["nodes"]]
+        worst = max((o.get("max_abs") or 0.0 for o in d.get("outputs", [])), default=None)
+        summary = {"reference": d.get("reference"), "first_divergent": d.get("first_divergent"), "first_nan": d.get("first_nan"),
+                   "output_max_abs": worst, "compared_tensors": d.get("compared_tensors"), "atol": d.get("atol"), "rtol": d.get("rtol")}
+        out.append(StoreRecord(kind="diverge", backend=d["backend"], device=d.get("device"), precision=d.get("precision"),
+                               summary=summary, system=facts, settings={"reference": d.get("reference"), "atol": d.get("atol"),
+                                                                         "rtol": d.get("rtol")},
+                               nodes=nodes, payload=d, **_model_fields(d.get("model"))))
+    return out

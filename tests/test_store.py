@@ -1,0 +1,208 @@
+"""The results store: schema, migrations, concurrent writers, recording from the CLI, runs list/show/compare."""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlms_ir.store import MIGRATIONS, STORE_SCHEMA_VERSION, Store, StoreError, StoreRecord, default_store_path, resolve_store_path
+
+
+def _rec(**kw) -> StoreRecord:
+    base = dict(kind="run", backend="ort", device="cpu", batch=1, model_name="m.onnx", system={"host": "h1"},
+                summary={"latency_ms": {"p50": 1.5}}, nodes=[{"node_id": "n0", "name": "a", "op_type": "Conv", "time_us": 3.0}],
+                payload={"x": [1, 2, 3]})
+    base.update(kw)
+    return StoreRecord(**base)
+
+
+def test_add_and_read_back(tmp_path):
+    with Store(tmp_path / "s.sqlite") as st:
+        assert st.version == STORE_SCHEMA_VERSION == len(MIGRATIONS)
+        r = st.add(_rec(summary={"latency_ms": {"p50": 1.5}, "bad": math.nan}))
+        assert (r.id, r.kind, r.backend, r.batch, r.host, r.status) == (1, "run", "ort", 1, "h1", "ok")
+        assert r.summary == {"latency_ms": {"p50": 1.5}, "bad": None}  # NaN is stored as null
+        assert st.get(r.uid[:8]).id == 1 and st.get("1").uid == r.uid
+        assert st.nodes(1) == [{"node_id": "n0", "name": "a", "op_type": "Conv", "time_us": 3.0, "share": None, "macs": None,
+                                "flops": None, "params": None, "max_abs": None, "introduced_max_abs": None}]
+        assert st.payload(1) == {"x": [1, 2, 3]}
+        st.add(_rec(kind="profile", backend="torch", model_name="other.onnx"))
+        assert [x.id for x in st.list()] == [2, 1]
+        assert [x.id for x in st.list(kind="run")] == [1] and [x.id for x in st.list(model="other")] == [2]
+        assert [x.id for x in st.list(backend="torch")] == [2]
+        with pytest.raises(StoreError, match="no run '99'"):
+            st.get(99)
+        with pytest.raises(StoreError, match="unknown kind"):
+            st.add(_rec(kind="nonsense"))
+
+
+def test_a_failed_write_leaves_nothing_half_written(tmp_path):
+    with Store(tmp_path / "s.sqlite") as st:
+        with pytest.raises(StoreError):
+            st.add(_rec(nodes=[{"node_id": "n0"}, {"node_id": object()}]))  # the second node cannot be bound
+        assert st.count() == 0 and st._db.execute("SELECT COUNT(*) FROM nodes").fetchone()[0] == 0
+
+
+def test_migrates_an_old_store_and_refuses_a_newer_one(tmp_path):
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0])
+    db.execute("PRAGMA user_version = 1")
+    db.execute("INSERT INTO runs (uid, kind, status, created_at) VALUES ('abcdef0123', 'analyze', 'ok', '2026-01-01')")
+    db.commit()
+    db.close()
+    with Store(path) as st:
+        assert st.version == 2
+        old = st.get(1)
+        assert (old.kind, old.sweep, old.job_key) == ("analyze", None, None)
+        st.add(_rec(sweep="s", job_key="k"))
+        assert st.jobs_done("s") == {"k"}
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 99")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="newer than this mlms_ir knows"):
+        Store(path)
+
+
+def test_corrupt_store_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="cannot open the results store"):
+        Store(bad)
+
+
+def _writer(path: str, k: int, n: int) -> None:
+    with Store(path) as st:
+        for i in range(n):
+            st.add(_rec(batch=k * 1000 + i))
+
+
+def test_several_processes_write_at_once(tmp_path):
+    path = str(tmp_path / "s.sqlite")
+    Store(path).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(path, k, 25)) for k in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    with Store(path) as st:
+        runs = st.list(limit=None)
+        assert len(runs) == 100 and sorted(r.batch for r in runs) == sorted(k * 1000 + i for k in range(4) for i in range(25))
+        assert st._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_store_paths(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLMS_IR_STORE", "none")
+    assert default_store_path() is None and resolve_store_path(None) is None
+    assert resolve_store_path(str(tmp_path / "x.sqlite")) == tmp_path / "x.sqlite"
+    monkeypatch.delenv("MLMS_IR_STORE")
+    assert default_store_path().name == "results.sqlite" and "mlms_ir" in str(default_store_path())
+    assert resolve_store_path("off") is None
+
+
+def _cli(*args, store=None, env_store=None):
+    import os
+
+    env = dict(os.environ)
+    if env_store is not None:
+        env["MLMS_IR_STORE"] = str(env_store)
+    argv = [sys.executable, "-m", "mlms_ir", *args] + (["--store", str(store)] if store is not None else [])
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_every_command_records_its_results(tmp_path):
+    db = tmp_path / "r.sqlite"
+    for args in (["analyze", "--batch", "1"], ["run", "--batch", "1,2", "--backends", "ort,reference", "--iters", "3"],
+                 ["profile", "--batch", "1", "--runs", "2", "--iters", "3"], ["diverge", "--batch", "1"]):
+        r = _cli(*args, env_store=db)
+        assert r.returncode == 0, r.stderr
+        assert f"in {db}" in r.stderr and "recorded run" in r.stderr
+    with Store(db) as st:
+        runs = list(reversed(st.list()))
+        assert [r.kind for r in runs] == ["analyze", "run", "run", "run", "run", "profile", "diverge"]
+        assert {(r.backend, r.batch) for r in runs if r.kind == "run"} == {("ort", 1), ("ort", 2), ("reference", 1), ("reference", 2)}
+        assert all(r.model_name == "digits_cnn.onnx" and len(r.model_sha256) == 64 for r in runs)
+        assert runs[0].summary["macs"] > 0 and len(st.nodes(runs[0].id)) == 11
+        prof = runs[5]
+        assert prof.summary["latency_ms"]["p50"] > 0 and prof.system["cpu"]["logical_cores"] >= 1
+        assert all(n["time_us"] is not None for n in st.nodes(prof.id))
+        assert st.payload(prof.id)["backend"] == "ort"
+        div = runs[6]
+        assert div.summary["first_divergent"] is None and all(n["max_abs"] is not None for n in st.nodes(div.id))
+
+
+def test_store_none_records_nothing_and_a_bad_store_only_warns(tmp_path):
+    r = _cli("analyze", "--batch", "1", "--format", "json", store="none")
+    assert r.returncode == 0 and "recorded" not in r.stderr
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"garbage" * 200)
+    r = _cli("analyze", "--batch", "1", "--format", "json", store=bad)
+    assert r.returncode == 0 and json.loads(r.stdout)["totals"]["macs"] > 0
+    assert r.stderr.strip().startswith("mlms_ir: warning: not recorded: cannot open the results store")
+
+
+def test_runs_list_show_compare(tmp_path):
+    db = tmp_path / "r.sqlite"
+    for opt in ("all", "none"):
+        assert _cli("profile", "--batch", "1", "--runs", "2", "--iters", "3", "--opt", opt, env_store=db).returncode == 0
+    r = _cli("runs", "list", "--format", "json", env_store=db)
+    assert r.returncode == 0, r.stderr
+    assert [x["id"] for x in json.loads(r.stdout)["runs"]] == [2, 1]
+    r = _cli("runs", "list", env_store=db)
+    assert r.returncode == 0 and "profile" in r.stdout
+    r = _cli("runs", "show", "1", "--format", "json", "--payload", env_store=db)
+    d = json.loads(r.stdout)
+    assert d["kind"] == "profile" and len(d["nodes"]) >= 8 and d["payload"]["options"]["opt"] == "all"
+    r = _cli("runs", "compare", "1", "2", "--format", "json", env_store=db)
+    assert r.returncode == 0, r.stderr
+    cmp = json.loads(r.stdout)
+    fields = {row["field"]: row for row in cmp["figures"]}
+    p50 = fields["latency p50 (ms)"]
+    assert p50["ratio_to_first"][1] == pytest.approx(p50["values"][1] / p50["values"][0])
+    pn = cmp["per_node"]
+    assert pn["metric"] == "time_us" and pn["compared_nodes"] >= 8
+    first = pn["nodes"][0]
+    assert first["delta"][1] == pytest.approx(first["values"][1] - first["values"][0])
+    assert abs(first["delta"][1]) >= max(abs(n["delta"][1]) for n in pn["nodes"])
+    r = _cli("runs", "compare", "1", "2", env_store=db)
+    assert r.returncode == 0 and "runs compared" in r.stdout and "per node: time_us" in r.stdout
+    out = tmp_path / "cmp.html"
+    r = _cli("runs", "compare", "1", "2", "--output", str(out), env_store=db)
+    assert r.returncode == 0, r.stderr
+    html = out.read_text()
+    assert "Runs 1, 2 compared" in html and "<script" not in html and "/features/conv1/Conv" in html
+
+
+def test_runs_errors_are_one_line(tmp_path):
+    db = tmp_path / "r.sqlite"
+    r = _cli("runs", "list", env_store=db)
+    assert r.returncode == 2 and r.stderr.strip() == f"mlms_ir: error: no results store at '{db}' yet: run analyze, run, profile or diverge first"
+    assert _cli("analyze", "--batch", "1", "--format", "json", env_store=db).returncode == 0
+    r = _cli("runs", "compare", "1", env_store=db)
+    assert r.returncode == 2 and "give two or more runs" in r.stderr
+    r = _cli("runs", "show", "42", env_store=db)
+    assert r.returncode == 2 and "no run '42'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_compare_html_escapes_model_strings(tmp_path):
+    from mlms_ir.compare import compare_runs
+    from mlms_ir.report.compare_html import render_compare_html
+
+    hostile = "<img src=x onerror=alert(1)>"
+    with Store(tmp_path / "s.sqlite") as st:
+        st.add(_rec(kind="profile", model_name=hostile, nodes=[{"node_id": "n0", "name": hostile, "op_type": "<b>", "time_us": 1.0}]))
+        st.add(_rec(kind="profile", model_name=hostile, nodes=[{"node_id": "n0", "name": hostile, "op_type": "<b>", "time_us": 2.0}]))
+        html = render_compare_html(compare_runs(st, [1, 2]))
+    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html and "<b>" not in html
+    assert Path  # the page has no script at all
+    assert "<script" not in html

@@ -1,0 +1,176 @@
+"""Sweeps: spec checks, local worker processes, failures recorded, resume (after kill -9 too), Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlms_ir.store import Store
+from mlms_ir.sweep import SweepSpecError, load_spec, run_sweep
+from mlms_ir.zoo import builtin_path
+
+MODEL = str(builtin_path())
+
+
+def _spec(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "spec.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_spec_expands_the_matrix(tmp_path):
+    spec = load_spec(_spec(tmp_path, f"""
+name: m
+kind: run
+models: [{MODEL}, {{path: other.onnx, dims: {{batch: 2}}}}]
+backends: [ort, reference]
+devices: [cpu]
+batches: [1, 8]
+precisions: [fp32, fp16]
+iterations: 5
+"""))
+    assert len(spec.jobs) == 2 * 2 * 1 * 2 * 2
+    assert len({j.key for j in spec.jobs}) == len(spec.jobs)  # every cell its own key
+    assert spec.jobs[-1].model == str(tmp_path / "other.onnx")  # relative to the spec's folder
+    assert spec.jobs[-1].bind == {"dims": {"batch": 2}} and spec.jobs[0].settings == {"iterations": 5}
+    again = load_spec(_spec(tmp_path, (tmp_path / "spec.yaml").read_text().replace("iterations: 5", "iterations: 5\ntimeout_s: 9")))
+    assert [j.key for j in again.jobs] == [j.key for j in spec.jobs]  # a timeout does not change what a job is
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("[1, 2]", "a sweep spec is a mapping"),
+    ("kind: run\nmodels: [a.onnx]", "'name'"),
+    ("name: x\nmodels: [a.onnx]\nbogus: 1", "unknown key 'bogus'"),
+    ("name: x\nmodels: [a.onnx]\nprecisions: [fp8]", "unknown precision 'fp8'"),
+    ("name: x\nmodels: [a.onnx]\nbatches: [0]", "positive integers"),
+    ("name: x\nmodels: [a.onnx]\nkind: train", "'kind' must be one of"),
+    ("name: x\nmodels: [{path: a.onnx, batch: 3}]", "a model is a path or"),
+    ("name: x\nmodels: [a.onnx]\ntimeout_s: -1", "'timeout_s' must be a positive number"),
+    ("name: [unclosed", "not valid YAML"),
+])
+def test_bad_specs_say_what_is_wrong(tmp_path, text, msg):
+    with pytest.raises(SweepSpecError, match=msg.replace("[", r"\[").replace("(", r"\(")):
+        load_spec(_spec(tmp_path, text))
+
+
+def test_local_sweep_records_failures_and_resumes(tmp_path):
+    db = tmp_path / "s.sqlite"
+    spec = load_spec(_spec(tmp_path, f"""
+name: local
+models: [{MODEL}]
+backends: [ort, nosuch]
+batches: [1, 2]
+iterations: 3
+warmup: 1
+"""))
+    seen = []
+    res = run_sweep(spec, db, progress=False, on_job=lambda job, status: seen.append((job.backend, status)))
+    assert (res.jobs, res.skipped, res.ok, res.failed) == (4, 0, 2, 2)
+    assert sorted(s for b, s in seen if b == "ort") == ["done", "done"]
+    assert all(s.startswith("failed: unknown backend 'nosuch'") for b, s in seen if b == "nosuch")
+    with Store(db) as st:
+        runs = st.list(sweep="local")
+        assert len(runs) == 4 and {r.status for r in runs if r.backend == "nosuch"} == {"failed"}
+        assert all(r.job_key for r in runs) and {r.batch for r in runs} == {1, 2}
+    again = run_sweep(spec, db, progress=False)
+    assert (again.skipped, again.ok, again.failed) == (2, 0, 2)  # finished jobs skipped; failed ones tried again
+
+
+def test_a_job_past_its_timeout_is_recorded_as_failed(tmp_path):
+    db = tmp_path / "s.sqlite"
+    spec = load_spec(_spec(tmp_path, f"""
+name: slow
+models: [{MODEL}]
+backends: [reference]
+batches: [64]
+iterations: 100000
+timeout_s: 3
+"""))
+    t0 = time.perf_counter()
+    res = run_sweep(spec, db, progress=False)
+    assert time.perf_counter() - t0 < 30
+    assert (res.ok, res.failed) == (0, 1)
+    with Store(db) as st:
+        (r,) = st.list(sweep="slow")
+        assert r.status == "failed" and r.error == "timed out after 3 s"
+
+
+def test_cli_sweep_and_kill_9_loses_no_finished_result(tmp_path):
+    db = tmp_path / "s.sqlite"
+    spec = _spec(tmp_path, f"""
+name: killed
+models: [{MODEL}]
+backends: [ort, reference]
+batches: [1, 2, 3, 4]
+iterations: 30
+warmup: 1
+""")
+    argv = [sys.executable, "-m", "mlms_ir", "sweep", str(spec), "--store", str(db), "--progress", "False"]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 120
+    done = 0
+    while time.time() < deadline and p.poll() is None:
+        if db.exists():
+            with Store(db) as st:
+                done = len(st.jobs_done("killed"))
+            if done >= 2:
+                break
+        time.sleep(0.05)
+    assert done >= 2, "the sweep stored nothing in time"
+    os.killpg(p.pid, signal.SIGKILL)  # the sweep and the worker it is running
+    p.wait()
+    with Store(db) as st:
+        kept = st.jobs_done("killed")
+    assert 2 <= len(kept) < 8 or p.returncode == 0
+    r = subprocess.run(argv + ["--format", "json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["jobs"] == 8 and res["skipped"] == len(kept) and res["ok"] == 8 - len(kept) and res["failed"] == 0
+    with Store(db) as st:
+        runs = [x for x in st.list(sweep="killed", limit=None) if x.status == "ok"]
+        assert len(runs) == 8 and len({x.job_key for x in runs}) == 8  # each job stored exactly once
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("ray is not installed: CI must run the Ray sweep test (pip install -e '.[test]')")
+        pytest.skip("ray is not installed (pip install 'mlms_ir[ray]')")
+    return ray
+
+
+def test_a_sweep_on_a_real_local_ray(tmp_path):
+    ray = _ray()
+    db = tmp_path / "s.sqlite"
+    spec = load_spec(_spec(tmp_path, f"""
+name: on-ray
+models: [{MODEL}]
+backends: [ort, reference]
+devices: [cpu, cuda]
+batches: [1, 2]
+iterations: 3
+warmup: 1
+gpu_type: H200
+"""))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        res = run_sweep(spec, db, executor="ray", progress=False)
+    finally:
+        ray.shutdown()
+    assert (res.jobs, res.ok, res.failed) == (8, 4, 4)
+    with Store(db) as st:
+        runs = st.list(sweep="on-ray", limit=None)
+        ok = [r for r in runs if r.status == "ok"]
+        assert {(r.backend, r.device, r.batch) for r in ok} == {(b, "cpu", n) for b in ("ort", "reference") for n in (1, 2)}
+        assert all(r.summary["latency_ms"]["p50"] > 0 for r in ok)
+        gpu = [r for r in runs if r.device == "cuda"]
+        assert len(gpu) == 4 and {r.error for r in gpu} == {"no node of the Ray cluster has a GPU"}
