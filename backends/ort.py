@@ -92,7 +92,6 @@ class OrtSession(Session):
         self._mapping: dict[str, list[str]] | None = None
         self._exposed = None
         self._survivors: set[str] | None = None
-        self._tmpdirs: list[str] = []
 
     def _make(self, so, source: str | bytes | None = None):
         ort = _ort()
@@ -173,27 +172,15 @@ class OrtSession(Session):
             if name not in present and t.kind not in ("input", "initializer"):
                 elem = types.get(name) or t.elem_type or onnx.TensorProto.FLOAT
                 model.graph.output.append(helper.make_tensor_value_info(name, elem, None))
-        tmp = tempfile.mkdtemp(prefix="mlms_ir_ort_x_")
-        self._tmpdirs.append(tmp)
-        if isinstance(src, str):  # external data resolves beside the model: link the files
-            base = Path(src).parent
-            for t in _external_files(model):
-                dest = Path(tmp) / t
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                if not dest.exists():
-                    os.symlink((base / t).resolve(), dest)
-        path = os.path.join(tmp, "exposed.onnx")
-        onnx.save(model, path)
-        sess = self._make(_session_options(self._opt, self._threads), path)
+        so = _session_options(self._opt, self._threads)
+        if isinstance(src, str):  # from memory; external data still resolves beside the model file
+            so.add_session_config_entry("session.model_external_initializers_file_folder_path", str(Path(src).resolve().parent))
+        sess = self._make(so, model.SerializeToString())
         outs = [o.name for o in sess.get_outputs()]
         return sess, [n for n in names if n in outs]
 
     def _close_impl(self) -> None:
-        import shutil
-
         self._exposed = None
-        for d in self._tmpdirs:
-            shutil.rmtree(d, ignore_errors=True)
 
     @property
     def node_mapping(self) -> dict[str, list[str]]:
@@ -242,13 +229,6 @@ def _quantized(model: onnx.ModelProto) -> bytes:
         finally:
             root.setLevel(level)
         return Path(dst).read_bytes()
-
-
-def _external_files(model: onnx.ModelProto) -> set[str]:
-    """Relative locations of the external data files a model refers to."""
-    from mlms_ir.ir.load import _external_tensors
-
-    return {e.value for t in _external_tensors(model) for e in t.external_data if e.key == "location"}
 
 
 def _normalise(name: str, known: set[str]) -> str | None:

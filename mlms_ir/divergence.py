@@ -26,6 +26,7 @@ from onnx import helper
 
 from mlms_ir.errors import MlmsIrError
 from mlms_ir.ir import Graph, load
+from mlms_ir.ir.graph import node_reads
 from mlms_ir.ir.load import ModelSource
 from mlms_ir.ir.shapes import Dims, InputShapes
 
@@ -174,15 +175,7 @@ def _worst(node_id: str, name: str, op_type: str, diffs: list[TensorDiff]) -> No
     )
 
 
-def _reads(proto: onnx.NodeProto) -> list[str]:
-    """The names a node reads: its inputs, and the outer-scope names its subgraphs use."""
-    names = [x for x in proto.input if x]
-    for a in proto.attribute:
-        subs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else []
-        for g in subs:
-            inner = {i.name for i in g.input} | {t.name for t in g.initializer} | {o for n in g.node for o in n.output}
-            names += [x for n in g.node for x in _reads(n) if x not in inner]
-    return list(dict.fromkeys(names))
+_reads = node_reads  # what a node reads, its subgraphs' outer-scope names included
 
 
 def plan_segments(graph: Graph, budget_bytes: int) -> list[list[str]]:
@@ -204,6 +197,11 @@ def plan_segments(graph: Graph, budget_bytes: int) -> list[list[str]]:
         info = graph.tensors.get(name)
         return (info.nbytes or 0) if info is not None else 0
 
+    unknown = [o for n in nodes for o in n.proto.output if o and _kind(graph, o) == "activation" and size(o) == 0]
+    if unknown:
+        log.warning("divergence: %d tensors of unknown size (e.g. '%s') are counted as 0 bytes in the memory budget",
+                    len(unknown), unknown[0])
+    outputs = set(graph.output_names)
     segments: list[list[str]] = [[]]
     used = 0
     weights: set[str] = set()
@@ -213,14 +211,15 @@ def plan_segments(graph: Graph, budget_bytes: int) -> list[list[str]]:
         cost = sum(size(o) for o in node.proto.output if o) + sum(size(x) for x in new_weights)
         if segments[-1] and used + cost > budget_bytes and all(_crossable(graph, x) for x in live if last_use.get(x, -1) >= i):
             segments.append([])
-            used, weights = 0, set()
+            # the values carried across the cut stay in memory while this segment runs
+            used, weights = sum(size(x) for x in live if last_use.get(x, -1) >= i), set()
             new_weights = [x for x in reads[i] if x not in produced_at and x not in graph.input_names]
             cost = sum(size(o) for o in node.proto.output if o) + sum(size(x) for x in new_weights)
         segments[-1].append(node.id)
         used += cost
         weights.update(new_weights)
         live = {x for x in live if last_use.get(x, -1) > i} | {o for o in node.proto.output if o and last_use.get(o, -1) > i
-                                                                and _kind(graph, o) == "activation"}
+                                                                and (_kind(graph, o) == "activation" or o in outputs)}
     return [s for s in segments if s]
 
 
@@ -380,7 +379,8 @@ def diverge(
     ``introduced``: ``auto`` re-runs alone the nodes whose outputs diverge (at most
     ``max_introduced``), ``all`` every node, ``none`` none. ``memory_budget_bytes`` bounds the
     values held at once: a model whose activations and weights exceed half of it runs in
-    consecutive segments (see :func:`plan_segments`) instead of whole. Raises :class:`MlmsIrError` subclasses
+    consecutive segments (see :func:`plan_segments`) instead of whole (fp32 only: a reduced
+    precision converts the whole model, so it always runs whole). Raises :class:`MlmsIrError` subclasses
     for bad input or a backend that cannot run here."""
     from mlms_ir.backends import registry
     from mlms_ir.runner import _feeds, _model_info
@@ -401,7 +401,9 @@ def diverge(
     if test_be.name == "ort":
         opts.setdefault("opt", "none")  # 1:1 with the graph unless asked otherwise
     ref_device = "cpu" if device != "cpu" and ref_be.name == "reference" else device
-    segments = plan_segments(graph, memory_budget_bytes // 2)
+    # a reduced precision converts (or quantizes) the whole model at once: cutting it first would
+    # change what is computed (casts at every cut), so such runs are never streamed
+    segments = plan_segments(graph, memory_budget_bytes // 2) if precision == "fp32" else [[n.id for n in graph.nodes]]
     cmp = _Comparison(graph, set(names), atol, rtol, introduced, max_introduced,
                       lambda cands, values, weights, base_dir: _introduced(graph, cands, values, weights, base_dir, ref_be, test_be,
                                                                            device, opts, atol, rtol, precision))
@@ -452,7 +454,7 @@ def _stream_segments(graph: Graph, segments: list[list[str]], feeds: dict[str, n
     with tempfile.TemporaryDirectory(prefix="mlms_ir_segments_") as tmp:
         for k, seg in enumerate(segments):
             produced = [o for i in seg for o in graph.node(i).proto.output if o]
-            crossing = [o for o in produced if last_seg.get(o, -1) > k and _kind(graph, o) == "activation"]
+            crossing = [o for o in produced if last_seg.get(o, -1) > k and (_kind(graph, o) == "activation" or o in graph.output_names)]
             want = [o for o in produced if o in cmp.compared or o in crossing]
             # every wanted tensor an output of the segment, so that no backend needs a second
             # copy of it to expose them; through a file, so that no copy of its weights stays here
@@ -461,7 +463,11 @@ def _stream_segments(graph: Graph, segments: list[list[str]], feeds: dict[str, n
                 raise MlmsIrError(f"cannot stream the comparison through node '{graph.node(seg[0]).name}': "
                                   "give a larger memory budget")
             path = Path(tmp) / f"segment_{k}.onnx"
-            onnx.save(model, str(path))
+            try:
+                onnx.save(model, str(path))
+            except ValueError as exc:  # protobuf's 2 GB limit (EncodeError is a ValueError)
+                raise MlmsIrError(f"the part of the model from node '{graph.node(seg[0]).name or seg[0]}' holds more than 2 GB of "
+                                  "weights, more than one ONNX file can: give a smaller memory budget") from exc
             del model
             vals = {side: _segment_values(path, be, dev, o, live[side], want, crossing)
                     for side, be, dev, o in (("ref", ref_be, ref_device, {}), ("test", test_be, device, opts))}

@@ -221,3 +221,29 @@ def test_a_large_graph_draws_all_its_nodes(browser, tmp_path):
         assert p.errors == []
     finally:
         p.close()
+
+
+def test_op_types_named_like_object_properties(browser, tmp_path):
+    """Custom ops called toString or __proto__, in two domains, with measured times."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("toString", ["x"], ["a"], name="t", domain="com.x"),
+             helper.make_node("__proto__", ["a"], ["b"], name="p", domain="com.x"),
+             helper.make_node("Relu", ["b"], ["c"], name="r1"), helper.make_node("Relu", ["c"], ["y"], name="r2", domain="")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.x", 1)])
+    graph = mlms_ir.load(m, lenient=True)
+    prof = {"backend": "ort", "device": "cpu", "coverage": 1.0, "batch": 1, "runs": 1, "latency_ms": {"p50": 0.1},
+            "nodes": [{"id": f"n{i}", "op_type": op, "time_us": 10.0 * (i + 1), "share": 0.25} for i, op in
+                      enumerate(["toString", "__proto__", "Relu", "Relu"])]}
+    p = Page(browser, render_html(mlms_ir.analyze(graph), graph, profile=prof), tmp_path)
+    try:
+        for tab in ("optypes", "plots", "nodes", "graph"):
+            p.page.click(f"nav#tabs button[data-tab={tab}]")
+        p.page.click("nav#tabs button[data-tab=optypes]")
+        text = p.page.inner_text("#optype-table")
+        assert "toString" in text and "__proto__" in text and "70.0 µs" in text  # the two Relus: 30 + 40 µs
+        assert p.errors == []
+    finally:
+        p.close()

@@ -189,15 +189,27 @@ def test_report_from_json_files(tmp_path):
     assert d["totals"]["macs"] > 0  # the profile's batch bound the model's dynamic batch
 
 
-@pytest.mark.parametrize("content,msg", [
-    ("{not json", "is not JSON"),
-    ("[1, 2]", "does not hold a JSON object"),
-    ('{"nodes": 3}', "give the JSON of 'profile --format json'"),
+@pytest.mark.parametrize("flag,content,msg", [
+    ("--profile", "{not json", "is not JSON"),
+    ("--profile", "[1, 2]", "does not hold a JSON object"),
+    ("--profile", '{"nodes": 3}', "not what 'profile --format json' writes: no 'backend' and 'coverage'"),
+    ("--profile", '{"backend": "ort", "coverage": NaN, "nodes": []}', "holds NaN, which is not JSON"),
+    ("--profile", '{"backend": "ort", "coverage": 1, "nodes": [1, 2]}', "a node is not an object with an 'id'"),
+    ("--profile", '{"backend": "ort", "coverage": 1, "nodes": [{"id": "n0", "kernels": "abc"}]}', "'kernels' is not a list"),
+    ("--profile", '{"backend": "ort", "coverage": 1, "latency_ms": 3, "nodes": []}', "'latency_ms' is not an object"),
+    ("--profile", "[" * 100000 + "]" * 100000, "nested too deeply"),
+    ("--profile", b"\x08\x07\xff\xfe binary", "is not text"),
+    ("--divergence", '{"reports": [], "failed": [{"backend": "torch", "error": "no torch"}]}', "only failed backends: torch: no torch"),
+    ("--divergence", '{"backend": "ort", "coverage": 1, "nodes": []}', "a report without 'backend', 'reference' and 'atol'"),
+    ("--runs", '{"runs": [{"backend": "ort", "status": "ok", "latency_ms": "fast"}]}', "'latency_ms' is not an object"),
 ])
-def test_bad_profile_file_is_one_plain_line(tmp_path, content, msg):
+def test_bad_result_files_are_one_plain_line(tmp_path, flag, content, msg):
     bad = tmp_path / "bad.json"
-    bad.write_text(content)
-    r = subprocess.run([sys.executable, "-m", "mlms_ir", "report", "--batch", "1", "--profile", str(bad), "-o", str(tmp_path / "x.html")],
+    if isinstance(content, bytes):
+        bad.write_bytes(content)
+    else:
+        bad.write_text(content)
+    r = subprocess.run([sys.executable, "-m", "mlms_ir", "report", "--batch", "1", flag, str(bad), "-o", str(tmp_path / "x.html")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
@@ -222,3 +234,42 @@ def test_nodes_table_covers_subgraph_nodes_too():
     assert len([n for n in d["nodes"] if n["kind"] == "op"]) == 1  # the If is drawn; its branches are listed
     assert len(d["table"]) == 3 and {r[9] for r in d["table"]} == {None, "n0"}
     assert re.search(r"<subgraph: 1 nodes>", json.dumps([n.get("attrs") for n in d["nodes"]]))
+
+
+def test_results_of_another_model_are_refused(tmp_path):
+    from mlms_ir.report.html import ReportInputError
+    from mlms_ir.runner import profile_backend
+
+    prof, _ = profile_backend(str(builtin_path()), "ort", batch=1, runs=1, warmup=0, iterations=1)
+    a, g = _analysed(blocks_model(4))
+    with pytest.raises(ReportInputError, match=r"of another model: node n0 is Conv there but MatMul here"):
+        build_report_data(a, g, profile=prof)
+
+
+def test_nan_figures_become_null_on_the_page():
+    a, g = _analysed(str(builtin_path()), batch=1)
+    prof = {"backend": "ort", "device": "cpu", "coverage": float("nan"), "latency_ms": {"p50": float("inf")},
+            "nodes": [{"id": "n0", "op_type": "Conv", "time_us": float("nan"), "share": 0.5}]}
+    d = _data(render_html(a, g, profile=prof))
+    assert d["profile"]["coverage"] is None and d["nodes"][1]["time_us"] is None
+
+
+def test_collapse_skips_an_instance_that_data_leaves_and_reenters():
+    """A scoped block whose members feed an unscoped node that feeds them back cannot be one box."""
+    from onnx import TensorProto, helper
+
+    nodes = []
+    prev = "x"
+    for i in range(3):
+        sc = f"/layers/layers.{i}"
+        nodes += [helper.make_node("Relu", [prev], [f"a{i}"], name=f"{sc}/Relu"),
+                  helper.make_node("Shape", [f"a{i}"], [f"s{i}"], name=f"shape{i}"),  # unscoped, between members
+                  helper.make_node("Reshape", [f"a{i}", f"s{i}"], [f"b{i}"], name=f"{sc}/Reshape"),
+                  helper.make_node("Sigmoid", [f"b{i}"], [f"o{i}"], name=f"{sc}/Sigmoid")]
+        prev = f"o{i}"
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+                          [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [2, 8])])
+    a, gr = _analysed(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    assert a.blocks and a.blocks[0].count == 3
+    d = build_report_data(a, gr)
+    assert d["collapsed"] is None  # every instance would be a cycle: nothing collapsed, no edge lost

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -298,7 +299,7 @@ def diverge(
     introduced: str = "auto",
     top: int = 15,
     seed: int = 0,
-    memory_budget_mib: float = 1024,
+    budget_mib: float = 1024,
     format: str | None = None,  # noqa: A002
     output: str | None = None,
     html: str | None = None,
@@ -327,7 +328,7 @@ def diverge(
         introduced: auto (re-run diverging nodes alone), all, or none.
         top: how many nodes the table lists.
         seed: seed of the random inputs.
-        memory_budget_mib: the most tensor data (MiB) held at once; a larger model is run and
+        budget_mib: the most tensor data (MiB) held at once; a larger fp32 model is run and
             compared in consecutive segments.
         format: table (default) or json.
         output: write to this file instead of stdout.
@@ -343,11 +344,11 @@ def diverge(
         raise MlmsIrError("diverge takes one --batch value")
     fmt = _format(format, output)
     try:
-        budget = float(memory_budget_mib)
+        budget = float(budget_mib)
     except (TypeError, ValueError):
         budget = -1.0
-    if not budget > 0:
-        raise MlmsIrError(f"--memory-budget-mib must be a positive number of MiB, not '{memory_budget_mib}'")
+    if not (budget > 0 and math.isfinite(budget)):
+        raise MlmsIrError(f"--budget-mib must be a positive number of MiB, not '{budget_mib}'")
     from mlms_ir.errors import ModelLoadError, ShapeBindingError
 
     reports, failed = [], []

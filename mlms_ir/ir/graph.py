@@ -465,3 +465,15 @@ def free_names(g: onnx.GraphProto) -> list[str]:
                 free.extend(x for x in free_names(sg) if x not in defined)
     free.extend(o.name for o in g.output if o.name not in defined)
     return free
+
+
+def node_reads(proto: onnx.NodeProto) -> list[str]:
+    """The names a node reads: its inputs, and the outer-scope names its subgraphs use (an If
+    branch reading a tensor of the graph around it)."""
+    names = [x for x in proto.input if x]
+    for a in proto.attribute:
+        subs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else []
+        for g in subs:
+            inner = {i.name for i in g.input} | {t.name for t in g.initializer} | {o for n in g.node for o in n.output}
+            names += [x for n in g.node for x in node_reads(n) if x not in inner]
+    return list(dict.fromkeys(names))

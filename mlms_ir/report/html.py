@@ -26,6 +26,7 @@ import onnx
 
 from mlms_ir.errors import MlmsIrError
 from mlms_ir.ir import Graph
+from mlms_ir.ir.graph import node_reads
 from mlms_ir.report.layout import Layout, layered_layout
 from mlms_ir.report.model import Analysis
 
@@ -46,14 +47,22 @@ class ReportInputError(MlmsIrError):
 
 def load_json_input(path: str | Path, kind: str) -> dict[str, Any]:
     """Read a ``profile``/``diverge``/``run`` JSON file (``kind`` names it in errors)."""
+
+    def no_constant(name: str) -> Any:
+        raise ReportInputError(f"the {kind} file '{path}' holds {name}, which is not JSON: write null for a missing figure")
+
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ReportInputError(f"cannot read the {kind} file '{path}': {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ReportInputError(f"the {kind} file '{path}' is not text (is it the model itself?)") from exc
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=no_constant)
     except json.JSONDecodeError as exc:
         raise ReportInputError(f"the {kind} file '{path}' is not JSON: {exc.msg} at line {exc.lineno}") from exc
+    except RecursionError as exc:
+        raise ReportInputError(f"the {kind} file '{path}' is nested too deeply to be a {kind} result") from exc
     if not isinstance(data, dict):
         raise ReportInputError(f"the {kind} file '{path}' does not hold a JSON object")
     return data
@@ -69,12 +78,36 @@ def _as_dict(obj: Any) -> Any:
     raise TypeError(f"cannot use a {type(obj).__name__} in the report")
 
 
+def _bad(kind: str, what: str) -> ReportInputError:
+    verb = {"profile": "profile", "divergence": "diverge", "run": "run"}[kind]
+    return ReportInputError(f"the {kind} results are not what '{verb} --format json' writes: {what}")
+
+
+def _check_nodes(nodes: Any, kind: str) -> list[dict[str, Any]]:
+    if not isinstance(nodes, list):
+        raise _bad(kind, "'nodes' is not a list")
+    for n in nodes:
+        if not isinstance(n, dict) or not isinstance(n.get("id"), str):
+            raise _bad(kind, "a node is not an object with an 'id'")
+        for key in ("kernels", "fused_with"):
+            if key in n and n[key] is not None and not isinstance(n[key], list):
+                raise _bad(kind, f"node {n['id']}'s '{key}' is not a list")
+        for k in n.get("kernels") or []:
+            if not isinstance(k, dict) or not isinstance(k.get("name"), str):
+                raise _bad(kind, f"node {n['id']} has a kernel that is not an object with a 'name'")
+    return nodes
+
+
 def _profile(obj: Any) -> dict[str, Any] | None:
     d = _as_dict(obj)
     if d is None:
         return None
-    if not isinstance(d.get("nodes"), list) or "backend" not in d:
-        raise ReportInputError("the profile has no 'nodes' list or no 'backend': give the JSON of 'profile --format json'")
+    if not isinstance(d, dict) or not isinstance(d.get("backend"), str) or "coverage" not in d:
+        raise _bad("profile", "no 'backend' and 'coverage'")
+    _check_nodes(d.get("nodes"), "profile")
+    for key in ("latency_ms", "system", "options"):
+        if d.get(key) is not None and not isinstance(d[key], dict):
+            raise _bad("profile", f"'{key}' is not an object")
     return d
 
 
@@ -83,13 +116,28 @@ def _divergences(obj: Any) -> list[dict[str, Any]]:
         return []
     items = obj if isinstance(obj, (list, tuple)) else [obj]
     out: list[dict[str, Any]] = []
+    failed: list[str] = []
     for item in items:
         d = _as_dict(item)
-        reports = d.get("reports") if isinstance(d, dict) and "reports" in d else [d]
-        for r in reports or []:
-            if not isinstance(r, dict) or not isinstance(r.get("nodes"), list) or "backend" not in r:
-                raise ReportInputError("the divergence has no 'nodes' list or no 'backend': give the JSON of 'diverge --format json'")
+        if isinstance(d, dict) and "reports" in d:
+            reports = d["reports"]
+            if not isinstance(reports, list):
+                raise _bad("divergence", "'reports' is not a list")
+            failed += [f"{f.get('backend')}: {f.get('error')}" for f in d.get("failed") or [] if isinstance(f, dict)]
+        else:
+            reports = [d]
+        for r in reports:
+            if not isinstance(r, dict) or not isinstance(r.get("backend"), str) or "reference" not in r or "atol" not in r:
+                raise _bad("divergence", "a report without 'backend', 'reference' and 'atol'")
+            _check_nodes(r.get("nodes"), "divergence")
+            for key in ("first_divergent", "first_nan"):
+                if r.get(key) is not None and not isinstance(r[key], dict):
+                    raise _bad("divergence", f"'{key}' is not an object or null")
+            if not isinstance(r.get("top_introduced") or [], list):
+                raise _bad("divergence", "'top_introduced' is not a list")
             out.append(r)
+    if not out and failed:
+        raise ReportInputError("the divergence results hold no comparison, only failed backends: " + "; ".join(failed))
     return out
 
 
@@ -97,9 +145,33 @@ def _runs(obj: Any) -> dict[str, Any] | None:
     d = _as_dict(obj)
     if d is None:
         return None
-    if not isinstance(d.get("runs"), list):
-        raise ReportInputError("the run results have no 'runs' list: give the JSON of 'run --format json'")
+    if not isinstance(d, dict) or not isinstance(d.get("runs"), list):
+        raise _bad("run", "no 'runs' list")
+    for r in d["runs"]:
+        if not isinstance(r, dict) or not isinstance(r.get("backend"), str) or "status" not in r:
+            raise _bad("run", "a run without 'backend' and 'status'")
+        if r.get("latency_ms") is not None and not isinstance(r["latency_ms"], dict):
+            raise _bad("run", "'latency_ms' is not an object")
     return d
+
+
+def _check_same_model(graph: Graph, nodes: list[dict[str, Any]], kind: str) -> None:
+    """Node ids are positions in a graph: figures of another model would fit any graph's ids.
+    Refuse them when a node's op type (or name, where both have one) differs."""
+    wrong = []
+    for n in nodes:
+        try:
+            node = graph.node(n["id"])
+        except KeyError:
+            wrong.append((n["id"], n.get("op_type"), None))
+            continue
+        op, name = n.get("op_type"), n.get("name")
+        if (op and op != node.op_type) or (name and node.name and name != node.name):
+            wrong.append((n["id"], op, node.op_type))
+    if wrong:
+        nid, there, here = wrong[0]
+        raise ReportInputError(f"the {kind} results are of another model: node {nid} is {there or '?'} there but "
+                               f"{here or 'absent'} here ({len(wrong)} of {len(nodes)} nodes differ); give the model they were made with")
 
 
 # --------------------------------------------------------------------------------------- the data
@@ -167,6 +239,10 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
     prof = _profile(profile)
     divs = _divergences(divergence)
     run = _runs(runs)
+    if prof is not None:
+        _check_same_model(graph, prof["nodes"], "profile")
+    for r in divs:
+        _check_same_model(graph, r["nodes"], "divergence")
     costs = {n.id: n for n in analysis.nodes}
 
     # ---- drawn nodes: graph inputs, the main graph's nodes, graph outputs
@@ -181,7 +257,7 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
                              "domain": node.domain or "ai.onnx",
                              "attrs": [[a.name, _attr_text(a)] for a in node.proto.attribute],
                              "inputs": [[x, _shape_text(graph.tensors[x].shape) if x in graph.tensors else "?",
-                                         graph.tensors[x].kind if x in graph.tensors else "?"] for x in node.proto.input if x],
+                                         graph.tensors[x].kind if x in graph.tensors else "?"] for x in node_reads(node.proto)],
                              "outputs": [[x, _shape_text(graph.tensors[x].shape) if x in graph.tensors else "?"] for x in node.proto.output if x]}
         if c is not None:
             d.update({"status": c.status, "macs": c.macs, "flops": c.flops, "params": c.params, "out_bytes": c.output_bytes,
@@ -221,7 +297,7 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
     # ---- edges between drawn nodes
     edges: list[tuple[str, str]] = []
     for node in graph.nodes:
-        for x in dict.fromkeys(i for i in node.proto.input if i):
+        for x in node_reads(node.proto):  # inputs, and what If/Loop/Scan bodies read from outside
             p = graph.producer(x)
             if p is not None:
                 edges.append((p.id, node.id))
@@ -291,11 +367,17 @@ def _collapsed_view(analysis: Analysis, draw: list[dict[str, Any]], edges: list[
     """The graph with each instance of a repeated block drawn as one node (None without blocks)."""
     group: dict[str, str] = {}
     boxes: list[dict[str, Any]] = []
+    succ: dict[str, list[str]] = {}
+    for s_, d_ in edges:
+        succ.setdefault(s_, []).append(d_)
+    order = {d["id"]: i for i, d in enumerate(draw)}
     for b in analysis.blocks:
         for k, members in enumerate(b.members):
             inside = [m for m in members if m in index]
             if len(inside) < 2 or any(m in group for m in inside):
                 continue  # overlaps a block already taken (blocks come largest first)
+            if _leaves_and_returns(set(inside), succ, order):
+                continue  # data leaves the instance and comes back: one box would be a cycle
             gid = f"block:{len(boxes)}"
             for m in inside:
                 group[m] = gid
@@ -326,6 +408,26 @@ def _collapsed_view(analysis: Analysis, draw: list[dict[str, Any]], edges: list[
     return payload
 
 
+def _leaves_and_returns(inside: set[str], succ: dict[str, list[str]], order: dict[str, int]) -> bool:
+    """Whether a path goes from the set out to other nodes and back in (drawn as one box, the
+    set would then be part of a cycle). Only nodes placed before the set's last node can lead
+    back, which bounds the search."""
+    last = max(order[m] for m in inside)
+    stack = [d for m in inside for d in succ.get(m, []) if d not in inside and order.get(d, last + 1) < last]
+    seen: set[str] = set()
+    while stack:
+        v = stack.pop()
+        if v in seen:
+            continue
+        seen.add(v)
+        for d in succ.get(v, []):
+            if d in inside:
+                return True
+            if d not in seen and order.get(d, last + 1) < last:
+                stack.append(d)
+    return False
+
+
 # ---------------------------------------------------------------------------------------- the page
 
 
@@ -338,10 +440,20 @@ def _script_safe(text: str) -> str:
     return text.replace("</script", "<\\/script").replace("</SCRIPT", "<\\/SCRIPT").replace("<!--", "<\\!--")
 
 
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def json_for_html(data: Any) -> str:
     """JSON for a ``<script type="application/json">`` element: ``<``, ``>`` and ``&`` escaped,
-    so no string from a model can end the element or start markup."""
-    text = json.dumps(data, separators=(",", ":"), allow_nan=False, default=str)
+    so no string from a model can end the element or start markup; NaN and infinities become null."""
+    text = json.dumps(_finite(data), separators=(",", ":"), allow_nan=False, default=str)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 

@@ -199,7 +199,7 @@
   function applyTransform() { vp.setAttribute("transform", "translate(" + state.tx + "," + state.ty + ") scale(" + state.k + ")"); }
   function fit() {
     const W = svg.clientWidth - 360, H = svg.clientHeight;
-    const k = Math.min(2, Math.max(0.02, Math.min(W / (state.width + 40), H / (state.height + 40))));
+    const k = Math.min(2, Math.min(W / (state.width + 40), H / (state.height + 40)));
     state.k = k; state.tx = (W - state.width * k) / 2; state.ty = 20; applyTransform();
   }
   function initialView() {
@@ -216,7 +216,8 @@
   svg.addEventListener("wheel", (e) => {
     e.preventDefault();
     const r = svg.getBoundingClientRect(), mx = e.clientX - r.left, my = e.clientY - r.top;
-    const f = Math.exp(-e.deltaY * 0.0015), k = Math.max(0.01, Math.min(8, state.k * f));
+    const kmin = Math.min(0.05, 0.5 * Math.min((svg.clientWidth - 360) / (state.width + 40), svg.clientHeight / (state.height + 40)));
+    const f = Math.exp(-e.deltaY * 0.0015), k = Math.max(kmin, Math.min(8, state.k * f));
     state.tx = mx - (mx - state.tx) * (k / state.k); state.ty = my - (my - state.ty) * (k / state.k); state.k = k; applyTransform();
   }, { passive: false });
   let drag = null;
@@ -386,8 +387,16 @@
     return { setFilter(f) { filter = f.toLowerCase(); draw(); } };
   }
 
-  const timeOf = {};
-  for (const n of nodes) if (n.time_us !== undefined) timeOf[n.id] = n;
+  // op types keyed by domain and name (a Map: an op may be called "constructor" or "__proto__")
+  function opKey(domain, op) { return (domain && domain !== "ai.onnx" ? domain : "") + "\u0000" + op; }
+  function opLabel(key) { const [d, op] = key.split("\u0000"); return d ? op + " (" + d + ")" : op; }
+  function timeByOp() {
+    const time = new Map();
+    for (const n of nodes) if (n.kind === "op" && typeof n.time_us === "number") time.set(opKey(n.domain, n.op), (time.get(opKey(n.domain, n.op)) || 0) + n.time_us);
+    return time;
+  }
+  const timeOf = new Map();
+  for (const n of nodes) if (n.time_us !== undefined) timeOf.set(n.id, n);
   const LAZY = {
     nodes() {
       const cols = [
@@ -396,26 +405,25 @@
         { label: "FLOPs", get: (r) => r[5], num: true, fmt: (v) => count(v) }, { label: "params", get: (r) => r[6], num: true, fmt: (v) => count(v) },
         { label: "output", get: (r) => r[7], num: true, fmt: bytes }, { label: "FLOP/B", get: (r) => r[8], num: true, fmt: (v) => (v === null ? "–" : v.toFixed(2)) },
       ];
-      if (D.profile) cols.push({ label: "time", get: (r) => (timeOf[r[0]] ? timeOf[r[0]].time_us : null), num: true, fmt: us },
-                                { label: "share", get: (r) => (timeOf[r[0]] ? timeOf[r[0]].share : null), num: true, fmt: pct });
+      if (D.profile) cols.push({ label: "time", get: (r) => (timeOf.has(r[0]) ? timeOf.get(r[0]).time_us : null), num: true, fmt: us },
+                                { label: "share", get: (r) => (timeOf.has(r[0]) ? timeOf.get(r[0]).share : null), num: true, fmt: pct });
       D.divergence.forEach((rep, k) => {
-        const get = (r) => { const n = nodeById[r[0]]; return n && n.div && n.div["div" + k] ? n.div["div" + k].max_abs : null; };
+        const get = (r) => { const n = nodeById.get(r[0]); return n && n.div && n.div["div" + k] ? n.div["div" + k].max_abs : null; };
         cols.push({ label: "err " + rep.backend, get, num: true, fmt: sci });
       });
       cols.push({ label: "in subgraph of", get: (r) => r[9] });
       const t = sortableTable($("node-table"), cols, D.table, { sort: D.profile ? 9 : 4, limit: 500,
         status: (n, all) => { $("node-rows").textContent = n < all ? "showing " + n + " of " + all + " (sort or filter for the others)" : all + " nodes"; },
-        onClick: (r) => { const i = nodeById[r[0]] ? nodes.indexOf(nodeById[r[0]]) : -1; if (i >= 0) { showTab("graph"); if (state.view !== "full") { cbox.checked = false; state.view = "full"; render(); } centerOn(i); select(i); } } });
+        onClick: (r) => { const i = nodeById.has(r[0]) ? nodes.indexOf(nodeById.get(r[0])) : -1; if (i >= 0) { showTab("graph"); if (state.view !== "full") { cbox.checked = false; state.view = "full"; render(); } centerOn(i); select(i); } } });
       let ft = 0;
       $("node-filter").addEventListener("input", (e) => { clearTimeout(ft); ft = setTimeout(() => t.setFilter(e.target.value.trim()), 150); });
     },
     optypes() {
-      const time = {};
-      for (const n of nodes) if (n.time_us !== undefined && n.time_us !== null) time[n.op] = (time[n.op] || 0) + n.time_us;
+      const time = timeByOp();
       const cols = [{ label: "op", get: (o) => o.op_type }, { label: "domain", get: (o) => o.domain || "ai.onnx" }, { label: "count", get: (o) => o.count, num: true },
         { label: "MACs", get: (o) => o.macs, num: true, fmt: (v) => count(v) }, { label: "share of MACs", get: (o) => o.share_macs, num: true, fmt: pct },
         { label: "FLOPs", get: (o) => o.flops, num: true, fmt: (v) => count(v) }, { label: "params", get: (o) => o.params, num: true, fmt: (v) => count(v) }];
-      if (D.profile) cols.push({ label: "time", get: (o) => time[o.op_type] ?? null, num: true, fmt: us });
+      if (D.profile) cols.push({ label: "time", get: (o) => time.get(opKey(o.domain, o.op_type)) ?? null, num: true, fmt: us });
       sortableTable($("optype-table"), cols, D.op_types, { sort: 3 });
     },
     blocks() {
@@ -431,8 +439,8 @@
     runs() { runsTab(); },
     model() { modelTab(); },
   };
-  const nodeById = {};
-  for (const n of nodes) nodeById[n.id] = n;
+  const nodeById = new Map();
+  for (const n of nodes) nodeById.set(n.id, n);
 
   // ------------------------------------------------------------------ plots (Chart.js)
   function plots() {
@@ -442,9 +450,7 @@
     const top = D.op_types.filter((o) => o.macs > 0).slice(0, 15);
     new Chart($("plot-macs"), { type: "bar", data: { labels: top.map((o) => o.op_type), datasets: [{ label: "MACs", data: top.map((o) => o.macs), backgroundColor: "#fc8a3a" }] },
       options: { indexAxis: "y", plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => count(c.raw) + " MACs" } } }, scales: { x: { ticks: { callback: (v) => count(v) } } } } });
-    const time = {};
-    for (const n of nodes) if (n.time_us !== undefined && n.time_us !== null) time[n.op] = (time[n.op] || 0) + n.time_us;
-    const tops = Object.entries(time).sort((a, b) => b[1] - a[1]).slice(0, 15);
+    const tops = Array.from(timeByOp().entries()).sort((a, b) => b[1] - a[1]).slice(0, 15).map(([k, v]) => [opLabel(k), v]);
     if (tops.length) {
       $("fig-time").hidden = false;
       new Chart($("plot-time"), { type: "bar", data: { labels: tops.map((t) => t[0]), datasets: [{ label: "time (µs)", data: tops.map((t) => t[1]), backgroundColor: "#1f6feb" }] },
