@@ -45,10 +45,11 @@ def commands() -> dict:
     from mlms_ir.cli.analyze import analyze, devices, ops, version
     from mlms_ir.cli.report import report
     from mlms_ir.cli.run import backends, diverge, profile, run
+    from mlms_ir.cli.evaluate import Datasets, evaluate
     from mlms_ir.cli.runs import Runs, sweep
 
-    return {"analyze": analyze, "run": run, "profile": profile, "diverge": diverge, "report": report, "runs": Runs(),
-            "sweep": sweep, "backends": backends,
+    return {"analyze": analyze, "run": run, "profile": profile, "diverge": diverge, "evaluate": evaluate, "report": report,
+            "runs": Runs(), "sweep": sweep, "datasets": Datasets(), "backends": backends,
             "devices": devices, "ops": ops, "version": version}
 
 
