@@ -1,4 +1,25 @@
 """Converters from source frameworks to ONNX (installed as ``mlms_ir.converters``).
 
-Not implemented yet; see the converters issue.
+One module per source framework, each producing an ONNX file plus provenance:
+
+* :mod:`mlms_ir.converters.torch`: PyTorch modules, TorchScript files and torchvision models
+  (:func:`~mlms_ir.converters.torch.from_torch`, :func:`~mlms_ir.converters.torch.from_torchscript`,
+  :func:`~mlms_ir.converters.torch.from_torchvision`).
+* :mod:`mlms_ir.converters.torchvision_spec`: what torchvision's own metadata says about a model
+  (task, builder arguments, input shapes, preprocessing), shared by the converter and the zoo.
+
+TensorFlow/Keras conversion has its own module (:mod:`mlms_ir.converters.tensorflow`); MXNet has none yet.
+
+Importing this package imports no deep-learning framework; torch is imported when a converter runs.
 """
+
+from __future__ import annotations
+
+from mlms_ir.errors import MlmsIrError
+
+
+class ConversionError(MlmsIrError):
+    """A model could not be converted to ONNX, or the ONNX it gave does not compute what the source does."""
+
+
+__all__ = ["ConversionError"]

@@ -208,3 +208,45 @@ def test_extract_members_keeps_only_plain_files_inside(tmp_path):
         with pytest.raises(DatasetError, match="not a plain file inside"):
             extract_members(arc, (bad,), out)
     assert not (tmp_path / "evil").exists()
+
+
+def test_download_a_set_verifies_and_extracts(tmp_path, monkeypatch):
+    """datasets download against a local HTTP server: sha256 checked, only the needed members kept."""
+    import functools
+    import hashlib
+    import http.server
+    import threading
+
+    from mlms_ir.datasets import sources
+    from mlms_ir.errors import MlmsIrError
+
+    src = tmp_path / "src"
+    data, labels = cifar_files(src)
+    (src / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"not needed")
+    arc = tmp_path / "www" / "cifar-10-python.tar.gz"
+    arc.parent.mkdir()
+    with tarfile.open(arc, "w:gz") as tar:
+        tar.add(src / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    digest = hashlib.sha256(arc.read_bytes()).hexdigest()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(arc.parent))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/cifar-10-python.tar.gz"
+        members = ("cifar-10-batches-py/test_batch", "cifar-10-batches-py/batches.meta")
+        monkeypatch.setitem(sources.SOURCES, "cifar10", (sources.Source(url, digest, members),))
+        monkeypatch.setenv("MLMS_IR_CACHE", str(tmp_path / "cache"))
+        dest = sources.download_dataset("cifar10", progress=False)
+        assert dest == tmp_path / "cache" / "datasets" / "cifar10"
+        assert not (dest / "cifar-10-batches-py" / "data_batch_1").exists()
+        ds = open_dataset("cifar10")  # read from the cache by default
+        assert ds.size == 12 and np.array_equal(next(ds.batches(100))[1], labels)
+        monkeypatch.setitem(sources.SOURCES, "cifar10", (sources.Source(url, "0" * 64, members),))
+        with pytest.raises(MlmsIrError, match="sha256"):
+            sources.download_dataset("cifar10", tmp_path / "other", progress=False)
+        assert not list((tmp_path / "other").glob("*.tar.gz"))
+    finally:
+        server.shutdown()
+    with pytest.raises(DatasetError, match="cannot be downloaded"):
+        sources.download_dataset("imagenet")

@@ -230,16 +230,11 @@ def _now() -> str:
 # ----------------------------------------------------------------------------
 # export
 # ----------------------------------------------------------------------------
-@contextlib.contextmanager
-def _mha_fastpath_disabled() -> Iterator[None]:
-    import torch
+def _mha_fastpath_disabled():
+    """The fused MultiheadAttention fast path has no legacy-exporter symbolic: the converter's own switch."""
+    from mlms_ir.converters.torch import _mha_fastpath_disabled as disabled
 
-    prev = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(prev)
+    return disabled()
 
 
 @contextlib.contextmanager

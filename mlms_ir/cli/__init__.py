@@ -45,11 +45,13 @@ def commands() -> dict:
     from mlms_ir.cli.analyze import analyze, devices, ops, version
     from mlms_ir.cli.report import report
     from mlms_ir.cli.run import backends, diverge, profile, run
+    from mlms_ir.cli.convert import convert
     from mlms_ir.cli.evaluate import Datasets, evaluate
     from mlms_ir.cli.runs import Runs, sweep
+    from mlms_ir.cli.zoo import Zoo
 
     return {"analyze": analyze, "run": run, "profile": profile, "diverge": diverge, "evaluate": evaluate, "report": report,
-            "runs": Runs(), "sweep": sweep, "datasets": Datasets(), "backends": backends,
+            "runs": Runs(), "sweep": sweep, "zoo": Zoo(), "convert": convert, "datasets": Datasets(), "backends": backends,
             "devices": devices, "ops": ops, "version": version}
 
 

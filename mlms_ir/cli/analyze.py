@@ -11,10 +11,16 @@ FORMATS = ("table", "json", "csv", "md")
 
 
 def _model_path(model: str | None) -> str:
+    """The file a verb's MODEL names: a path, ``zoo:NAME`` (built into the cache on first use),
+    or nothing for the embedded digits-cnn model."""
     if model is None or str(model) == "":
         from mlms_ir.zoo import builtin_path
 
         return str(builtin_path())
+    if str(model).startswith("zoo:"):
+        from mlms_ir.zoo import resolve
+
+        return str(resolve(str(model)))
     return str(model)
 
 

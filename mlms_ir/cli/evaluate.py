@@ -22,19 +22,33 @@ def _model_and_manifest(model: str | None) -> tuple[str, dict[str, Any] | None]:
                                      "dataset": "digits"}
     text = str(model)
     if text.startswith("zoo:"):
-        try:
-            from mlms_ir.zoo import manifest as zoo_manifest, resolve
-        except ImportError as exc:  # pragma: no cover - the zoo ships with the package
-            raise MlmsIrError("this mlms_ir has no model zoo") from exc
+        from mlms_ir.zoo import manifest as zoo_manifest
+
         man = zoo_manifest.get(text[4:])
-        return str(resolve(text)), _manifest_fields(man)
+        path = zoo_manifest.resolve(text)
+        info = _manifest_fields(man)
+        if man.get("source", {}).get("kind") == "torchvision":
+            from mlms_ir.zoo.builder import weights_downloaded
+
+            if not weights_downloaded(man["name"]):
+                print(f"mlms_ir: warning: {man['name']} has random weights (build it with 'zoo build {man['name']} --weights'): "
+                      "its accuracy means nothing", file=sys.stderr)
+        return str(path), info
     return text, None
 
 
-def _manifest_fields(man: Any) -> dict[str, Any]:
-    d = man.to_dict() if hasattr(man, "to_dict") else dict(man)
-    acc = d.get("accuracy") or d.get("reference_accuracy") or {}
-    return {"preprocessing": d.get("preprocessing") or {}, "accuracy": acc, "weights": d.get("weights_marker")}
+#: The zoo's reference data sets, as the data set names evaluate reads.
+_DATASET_OF = {"imagenet-1k": "imagenet", "imagenet": "imagenet", "cifar-10": "cifar10", "cifar-100": "cifar100", "mnist": "mnist",
+               "fashion-mnist": "fashion-mnist", "sklearn-digits": "digits", "digits": "digits"}
+
+
+def _manifest_fields(man: dict[str, Any]) -> dict[str, Any]:
+    """Preprocessing, the published classification accuracy and its data set, from a zoo manifest."""
+    refs = [r for r in man.get("reference") or [] if isinstance(r, dict) and r.get("top1") is not None]
+    ref = refs[0] if refs else {}
+    prep = {k: v for k, v in (man.get("preprocessing") or {}).items() if k not in ("transform", "antialias")}
+    return {"preprocessing": prep, "accuracy": {k: ref.get(k) for k in ("top1", "top5") if ref.get(k) is not None},
+            "dataset": _DATASET_OF.get(str(ref.get("dataset", "")).lower())}
 
 
 def evaluate(

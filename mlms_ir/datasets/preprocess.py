@@ -61,7 +61,7 @@ class Preprocess:
             return v[0] if isinstance(v, Sequence) and not isinstance(v, str) and v else v
 
         known = {"resize", "resize_size", "crop", "crop_size", "scale", "mean", "std", "layout", "dtype", "channels", "interpolation"}
-        extra = sorted(set(d) - known - {"description", "note"})
+        extra = sorted(set(d) - known - {"description", "note", "transform", "antialias"})
         if extra:
             raise DatasetError(f"unknown preprocessing key {', '.join(map(repr, extra))}; known: {', '.join(sorted(known))}")
         resize, crop = first(d.get("resize", d.get("resize_size"))), first(d.get("crop", d.get("crop_size")))
