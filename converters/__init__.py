@@ -8,7 +8,8 @@ One module per source framework, each producing an ONNX file plus provenance:
 * :mod:`mlms_ir.converters.torchvision_spec`: what torchvision's own metadata says about a model
   (task, builder arguments, input shapes, preprocessing), shared by the converter and the zoo.
 
-TensorFlow/Keras conversion has its own module (:mod:`mlms_ir.converters.tensorflow`); MXNet has none yet.
+TensorFlow/Keras conversion has its own module (:mod:`mlms_ir.converters.tensorflow`), MXNet too
+(:mod:`mlms_ir.converters.mxnet`, run in the MXNet agent environment).
 
 Importing this package imports no deep-learning framework; torch is imported when a converter runs.
 """

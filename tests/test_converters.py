@@ -348,7 +348,7 @@ def test_cli_convert_torchvision(tmp_path):
 
 def test_cli_convert_errors(tmp_path):
     r = cli("convert", "model.json", "--framework", "mxnet")
-    assert r.returncode == 2 and "does not take mxnet models yet" in r.stderr
+    assert r.returncode == 2 and "needs its params file" in r.stderr
     r = cli("convert", "resnet5O", cwd=tmp_path)
     assert r.returncode == 2 and "did you mean resnet50" in r.stderr and "Traceback" not in r.stderr
     r = cli("convert", str(tmp_path / "m.pt"), "--framework", "torchscript")

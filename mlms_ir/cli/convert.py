@@ -8,8 +8,8 @@ from pathlib import Path
 from mlms_ir.errors import MlmsIrError
 
 #: Frameworks ``convert`` takes, and those it names as not supported yet.
-FRAMEWORKS = ("torchvision", "torchscript", "keras", "savedmodel")
-NOT_YET = ("mxnet",)
+FRAMEWORKS = ("torchvision", "torchscript", "keras", "savedmodel", "mxnet")
+NOT_YET: tuple[str, ...] = ()
 _DIMS = re.compile(r"^\d+([x,×]\d+)*$")
 
 
@@ -52,9 +52,10 @@ def convert(
 
     Args:
         src: a torchvision model name (e.g. resnet50), a TorchScript file (--framework torchscript), a .keras file
-            (--framework keras) or a SavedModel directory (--framework savedmodel).
+            (--framework keras), a SavedModel directory (--framework savedmodel) or an MXNet *-symbol.json
+            (--framework mxnet, with --weights *-0000.params and --input-shape).
         framework: torchvision, torchscript (TorchScript files are programs: convert only files you trust), keras or
-            savedmodel (through tf2onnx; pip install 'mlms_ir[tensorflow]').
+            savedmodel (through tf2onnx; pip install 'mlms_ir[tensorflow]'), or mxnet (in the MXNet agent env).
         output: the .onnx file to write (default: SRC.onnx in the current folder, or beside the TorchScript file).
         input_shape: torchscript: the input shapes, DIMS or NAME:DIMS (1x3x224x224), repeat for several inputs;
             torchvision: an input shape whose last two dims set the resolution (and first the batch).
@@ -72,6 +73,15 @@ def convert(
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise MlmsIrError(f"--batch must be a positive integer, got '{batch}'")
     shapes = _shapes(input_shape)
+    if fw == "mxnet":
+        if weights is None or not shapes:
+            raise MlmsIrError("an MXNet model needs its params file (--weights MODEL-0000.params) and --input-shape (1x3x224x224)")
+        from mlms_ir.converters.mxnet import from_mxnet
+
+        dims = [([batch, *d[1:]] if batch else d) for _, d in shapes]
+        out = Path(output) if output else Path(str(src).replace("-symbol.json", "")).with_suffix(".onnx")
+        print(from_mxnet(src, weights, out, input_shapes=dims).summary())
+        return
     if fw in ("keras", "savedmodel"):
         if weights is not None or shapes:
             raise MlmsIrError(f"--weights and --input-shape are for torch models; a {fw} model carries its own")
