@@ -333,6 +333,10 @@ class Store:
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 
+    def last_id(self) -> int:
+        """The newest run's id (0 for an empty store)."""
+        return int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()[0])
+
     def close(self) -> None:
         self._db.close()
 

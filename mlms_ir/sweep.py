@@ -281,7 +281,7 @@ def run_sweep(spec: Spec, store_path: str | os.PathLike, *, executor: str = "loc
     path = Path(store_path)
     with Store(path) as st:
         done = st.jobs_done(spec.name)
-        before = st.count()
+        before = st.last_id()
     pending = [j for j in spec.jobs if j.key not in done]
     result = SweepResult(name=spec.name, jobs=len(spec.jobs), skipped=len(spec.jobs) - len(pending))
     t0 = time.perf_counter()
