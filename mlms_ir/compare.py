@@ -18,6 +18,19 @@ COMPARE_SCHEMA_VERSION = "1.0"
 _PACKAGES = ("onnxruntime", "torch", "onnx", "tensorrt", "numpy")
 
 
+def format_value(v: Any) -> str:
+    """A figure as the comparison's table and page show it."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
 def _get(d: Any, *path: str) -> Any:
     for p in path:
         if not isinstance(d, dict):

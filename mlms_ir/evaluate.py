@@ -62,9 +62,9 @@ class EvaluationReport:
     schema_version: str = EVAL_SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        from mlms_ir.report.runs import _clean
+        from mlms_ir.report.model import json_safe
 
-        return _clean(dataclasses.asdict(self))
+        return json_safe(dataclasses.asdict(self))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"

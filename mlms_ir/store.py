@@ -14,7 +14,6 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import json
-import math
 import os
 import sqlite3
 import uuid
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mlms_ir.errors import MlmsIrError
+from mlms_ir.report.model import json_safe
 
 #: Environment variable naming the store file (``none`` turns recording off).
 STORE_ENV = "MLMS_IR_STORE"
@@ -166,18 +166,8 @@ def resolve_store_path(store: str | os.PathLike | None) -> Path | None:
     return Path(store).expanduser()
 
 
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
-
-
 def _dumps(obj: Any) -> str:
-    return json.dumps(_clean(obj), separators=(",", ":"), default=str)
+    return json.dumps(json_safe(obj), separators=(",", ":"), default=str)
 
 
 class Store:
@@ -251,7 +241,7 @@ class Store:
                 if rec.nodes:
                     self._db.executemany(
                         f"INSERT OR REPLACE INTO nodes (run_id, {', '.join(NODE_COLUMNS)}) VALUES (?{', ?' * len(NODE_COLUMNS)})",
-                        [(run_id, *(_clean(n.get(c)) for c in NODE_COLUMNS)) for n in rec.nodes])
+                        [(run_id, *(json_safe(n.get(c)) for c in NODE_COLUMNS)) for n in rec.nodes])
                 if payload is not None:
                     self._db.execute("INSERT INTO payloads (run_id, encoding, data) VALUES (?, 'json+zlib', ?)", (run_id, payload))
                 self._db.execute("COMMIT")

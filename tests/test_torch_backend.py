@@ -203,7 +203,8 @@ def test_awkward_node_names_map_one_to_one(backend):
         assert sorted(e.covers[0] for e in trace.events if e.kind == "node") == sorted(n.id for n in graph.nodes)
 
 
-def test_passthrough_and_initializer_outputs(backend):
+def _passthrough_model() -> onnx.ModelProto:
+    """Outputs y = Relu(x), x itself (a graph input) and w (an initializer)."""
     g = helper.make_graph(
         [helper.make_node("Relu", ["x"], ["y"])], "pt", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, [3]) for n in ("y", "x", "w")],
@@ -211,6 +212,11 @@ def test_passthrough_and_initializer_outputs(backend):
     )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
+    return m
+
+
+def test_passthrough_and_initializer_outputs(backend):
+    m = _passthrough_model()
     feeds = {"x": np.array([-1.0, 0.5, 2.0], np.float32)}
     with backend.prepare(mlms_ir.load(m)) as s:
         out = s.run(feeds)
@@ -604,13 +610,7 @@ def test_intermediates_are_copies(backend):
 
 
 def test_intermediates_of_passthrough_and_initializer_outputs(backend):
-    g = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])], "pt", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [3]) for n in ("y", "x", "w")],
-        [numpy_helper.from_array(np.array([1.0, 2.0, 3.0], np.float32), "w")],
-    )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
+    m = _passthrough_model()
     feeds = {"x": np.array([-1.0, 0.5, 2.0], np.float32)}
     with backend.prepare(mlms_ir.load(m)) as s:
         got = s.intermediates(feeds, ["w", "x", "y"])

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlms_ir.cli.analyze import _write
+from mlms_ir.compare import format_value as _fmt
 from mlms_ir.errors import MlmsIrError
 
 
@@ -41,18 +42,6 @@ def _open(store: str | None):
     if not path.exists():
         raise StoreError(f"no results store at '{path}' yet: run analyze, run, profile or diverge first")
     return Store(path)
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
 
 
 class Runs:

@@ -5,17 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
+from mlms_ir.compare import format_value
 
 
 def _verdict(row: dict[str, Any], k: int) -> str:
@@ -35,5 +25,5 @@ def render_compare_html(cmp: dict[str, Any]) -> str:
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     text = resources.files("mlms_ir.report").joinpath("templates/compare.html.j2").read_text(encoding="utf-8")
-    return env.from_string(text).render(cmp=cmp, ids=[str(r["id"]) for r in cmp["runs"]], fmt=_fmt, verdict=_verdict,
+    return env.from_string(text).render(cmp=cmp, ids=[str(r["id"]) for r in cmp["runs"]], fmt=format_value, verdict=_verdict,
                                         version=__version__)

@@ -28,7 +28,7 @@ from mlms_ir.errors import MlmsIrError
 from mlms_ir.ir import Graph
 from mlms_ir.ir.graph import node_reads
 from mlms_ir.report.layout import Layout, layered_layout
-from mlms_ir.report.model import Analysis
+from mlms_ir.report.model import Analysis, json_safe
 
 #: Version of the JSON the report's script reads (``data.schema``).
 REPORT_DATA_VERSION = "1.0"
@@ -440,20 +440,10 @@ def _script_safe(text: str) -> str:
     return text.replace("</script", "<\\/script").replace("</SCRIPT", "<\\/SCRIPT").replace("<!--", "<\\!--")
 
 
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 def json_for_html(data: Any) -> str:
     """JSON for a ``<script type="application/json">`` element: ``<``, ``>`` and ``&`` escaped,
     so no string from a model can end the element or start markup; NaN and infinities become null."""
-    text = json.dumps(_finite(data), separators=(",", ":"), allow_nan=False, default=str)
+    text = json.dumps(json_safe(data), separators=(",", ":"), allow_nan=False, default=str)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 

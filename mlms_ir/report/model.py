@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,18 @@ from typing import Any
 SCHEMA_VERSION = "1.0"
 
 ShapeList = list[int | str | None] | None
+
+
+def json_safe(obj: Any) -> Any:
+    """A copy that JSON can write and read back: NaN and infinities become None, tuples lists,
+    dict keys strings. Every report's ``to_dict`` and the results store go through it."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 @dataclass

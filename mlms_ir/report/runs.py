@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlms_ir.report.model import json_safe
+
 RUN_SCHEMA_VERSION = "1.0"
-
-
-def _clean(obj: Any) -> Any:
-    """JSON-safe: non-finite floats become None."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
 
 
 @dataclass
@@ -49,7 +39,7 @@ class RunReport:
     schema_version: str = RUN_SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean({"schema_version": self.schema_version, "model": self.model, "settings": self.settings,
+        return json_safe({"schema_version": self.schema_version, "model": self.model, "settings": self.settings,
                        "system": self.system, "runs": [dataclasses.asdict(r) for r in self.runs]})
 
     def to_json(self) -> str:
@@ -102,7 +92,7 @@ class ProfileReport:
         order = ["schema_version", "model", "backend", "device", "options", "batch", "runs", "coverage",
                  "node_time_us", "latency_ms", "traced_wall_ms", "tracing_overhead", "roofline_device",
                  "system", "nodes", "unattributed", "mapping"]
-        return _clean({k: d[k] for k in order})
+        return json_safe({k: d[k] for k in order})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
