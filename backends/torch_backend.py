@@ -457,14 +457,24 @@ def _range_module():
         torch = _torch()
 
         class Ranged(torch.nn.Module):
-            def __init__(self, inner, label: str) -> None:
+            def __init__(self, inner, label: str, profiler: bool = True, nvtx: bool = False) -> None:
                 super().__init__()
                 self.inner = inner
                 self.label = label
+                self.profiler = profiler
+                self.nvtx = nvtx
 
             def forward(self, *args, **kwargs):
-                with torch.profiler.record_function(self.label):
+                if self.nvtx:
+                    torch.cuda.nvtx.range_push(self.label)
+                try:
+                    if self.profiler:
+                        with torch.profiler.record_function(self.label):
+                            return self.inner(*args, **kwargs)
                     return self.inner(*args, **kwargs)
+                finally:
+                    if self.nvtx:
+                        torch.cuda.nvtx.range_pop()
 
         _Ranged = Ranged
     return _Ranged
@@ -714,8 +724,9 @@ class TorchSession(Session):
 
     # ------------------------------------------------------------------ tracing
     @contextlib.contextmanager
-    def _ranges(self) -> Iterator[None]:
-        """Wrap each mapped submodule in a ``record_function`` range for the duration."""
+    def _ranges(self, profiler: bool = True, nvtx: bool = False) -> Iterator[None]:
+        """Wrap each mapped submodule in a ``record_function`` range (``profiler``) and/or an
+        NVTX push/pop range (``nvtx``), both named ``mlms_ir::<node id>``, for the duration."""
         ranged = _range_module()
         swapped: list[tuple[Any, str, Any]] = []
         try:
@@ -723,12 +734,24 @@ class TorchSession(Session):
                 parent_name, _, leaf = target.rpartition(".")
                 parent = self._gm.get_submodule(parent_name) if parent_name else self._gm
                 inner = getattr(parent, leaf)
-                setattr(parent, leaf, ranged(inner, NODE_PREFIX + nid))
+                setattr(parent, leaf, ranged(inner, NODE_PREFIX + nid, profiler=profiler, nvtx=nvtx))
                 swapped.append((parent, leaf, inner))
             yield
         finally:
             for parent, leaf, inner in reversed(swapped):
                 setattr(parent, leaf, inner)
+
+    @contextlib.contextmanager
+    def nvtx_ranges(self) -> Iterator[None]:
+        """While open, every graph node's call is wrapped in an NVTX push/pop range named
+        ``mlms_ir::<node id>`` (default domain), for external tools: Nsight Systems shows the
+        graph's nodes on its timeline, and Nsight Compute filters and attributes kernels by them
+        (:mod:`mlms_ir.gpu.ncu`). A CUDA session's traced runs carry these ranges too. Cheap, but
+        not free: plain runs go without them."""
+        if self._device.type != "cuda":
+            raise BackendError("NVTX ranges need the torch backend on a CUDA device")
+        with self._ranges(profiler=False, nvtx=True):
+            yield
 
     def _trace_impl(self, feeds: dict[str, np.ndarray], runs: int) -> list[TraceResult]:
         from torch.profiler import ProfilerActivity, profile, record_function
@@ -736,7 +759,8 @@ class TorchSession(Session):
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self._device.type == "cuda" else [])
         outputs: list[dict[str, np.ndarray]] = []
         walls: list[float] = []
-        with tempfile.TemporaryDirectory(prefix="mlms_ir_torch_") as tmp, self._ranges():
+        cuda = self._device.type == "cuda"
+        with tempfile.TemporaryDirectory(prefix="mlms_ir_torch_") as tmp, self._ranges(nvtx=cuda):
             path = os.path.join(tmp, "trace.json")
             with profile(activities=activities) as prof:
                 for k in range(runs):
@@ -803,6 +827,8 @@ class DeviceWork:
     node: str | None
     launch_ts: float | None
     via: str  # "launch" (its launch call lay in a node range), "external id", "gpu range" or ""
+    #: The runtime/driver call (or host op) that launched it, when the trace links one.
+    launch: dict[str, Any] | None = None
 
 
 def _thread(e: Mapping[str, Any]) -> tuple[Any, Any]:
@@ -869,7 +895,7 @@ def find_device_work(events: Sequence[Mapping[str, Any]]) -> list[DeviceWork]:
                 node = idx.at(mid)
                 if node is not None:
                     via = "gpu range"
-        work.append(DeviceWork(dict(e), node, launch_ts, via))
+        work.append(DeviceWork(dict(e), node, launch_ts, via, dict(launch) if launch is not None else None))
     return work
 
 
@@ -882,6 +908,10 @@ def _kernel_trace(w: DeviceWork, origin: float, op_types: Mapping[str, str]) -> 
             args[ours] = args_in[key]
     if w.via:
         args["attributed_by"] = w.via
+    if w.launch is not None and w.launch.get("cat") in LAUNCH_CATS:
+        args["launch_us"] = float(w.launch["ts"]) - origin
+        args["launch_dur_us"] = float(w.launch.get("dur", 0))
+        args["launch_call"] = str(w.launch.get("name", ""))
     stream = args_in.get("stream", e.get("tid"))
     device = args_in.get("device", e.get("pid"))
     return NodeTrace(

@@ -44,7 +44,14 @@ class MissingExtraError(MlmsIrError):
     """An optional dependency is not installed; the message names the extra to install."""
 
 
+class CountersUnavailableError(MlmsIrError):
+    """GPU hardware counters cannot be collected here: Nsight Compute (``ncu``) is missing, no CUDA
+    GPU is visible to torch, the user may not read the GPU's performance counters
+    (``ERR_NVGPUCTRPERM``), or ``ncu`` failed or timed out; the message says which and how to fix it."""
+
+
 __all__ = [
+    "CountersUnavailableError",
     "ExternalDataError",
     "InvalidModelError",
     "MissingExtraError",

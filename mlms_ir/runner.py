@@ -5,6 +5,7 @@ A backend that is unavailable or fails is recorded as such and the rest goes on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import statistics
 from collections import defaultdict
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mlms_ir.errors import MlmsIrError
+from mlms_ir.gpu.kernels import gpu_profile, kernel_details
 from mlms_ir.harness import compare, measure
 from mlms_ir.inputs import batch_of, load_feeds, random_feeds
 from mlms_ir.ir import Graph, load
@@ -155,10 +157,12 @@ def aggregate(traces, graph: Graph, flops: dict[str, int]) -> tuple[dict[str, fl
 
 def node_kernels(traces, top: int = 8) -> dict[str, list[dict[str, Any]]]:
     """The device kernels (or, without any, the backend ops) that ran for each graph node: name,
-    mean time and calls per run, the longest first. A fused kernel is listed, whole, under every
-    node it covers."""
+    mean time and calls per run, the longest first, and for kernels their launch configuration as
+    first seen (grid, block, registers per thread, shared memory, estimated achieved occupancy,
+    stream). A fused kernel is listed, whole, under every node it covers."""
     kind = "kernel" if any(ev.kind == "kernel" for tr in traces for ev in tr.events) else "node"
     acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0]))
+    details: dict[tuple[str, str], dict[str, Any]] = {}
     for tr in traces:
         for ev in tr.events:
             if ev.kind != kind:
@@ -167,8 +171,10 @@ def node_kernels(traces, top: int = 8) -> dict[str, list[dict[str, Any]]]:
                 slot = acc[c][ev.name]
                 slot[0] += ev.time_us
                 slot[1] += 1
+                if kind == "kernel" and (c, ev.name) not in details:
+                    details[(c, ev.name)] = kernel_details(ev.args)
     runs = max(1, len(traces))
-    return {nid: [{"name": name, "time_us": t / runs, "calls": n / runs}
+    return {nid: [{"name": name, "time_us": t / runs, "calls": n / runs, **details.get((nid, name), {})}
                   for name, (t, n) in sorted(by_name.items(), key=lambda kv: -kv[1][0])[:top]]
             for nid, by_name in acc.items()}
 
@@ -198,14 +204,23 @@ def profile_backend(
     from mlms_ir.passes.analyze import analyze
     from mlms_ir.system import system_facts
 
+    from mlms_ir.system import GpuSampler
+
     registry = _backends()
     graph = load(model, input_shapes=input_shapes, batch=batch, dims=dims)
+    on_gpu = str(device).startswith("cuda") or device == "tensorrt"
+    if roofline_device is None and on_gpu:
+        roofline_device = _local_gpu_device()
     analysis = analyze(graph, device=roofline_device)
     feeds = _feeds(graph, inputs, seed)
     be = registry.get(backend)
+    telemetry = None
     with be.prepare(graph, device, **(options or {})) as session:
         run = session.runner(feeds)
-        stats = measure(run, synchronize=session.synchronize, warmup=warmup, iterations=iterations)
+        with (GpuSampler() if on_gpu else contextlib.nullcontext()) as sampler:
+            stats = measure(run, synchronize=session.synchronize, warmup=warmup, iterations=iterations)
+        if sampler is not None:
+            telemetry = sampler.summary()
         session.trace(feeds, runs=1)  # warm the traced path (ORT builds a second session)
         traces = session.trace(feeds, runs=runs)
         # only where names differ from graph ids (a one-to-one mapping says nothing)
@@ -216,9 +231,11 @@ def profile_backend(
     median, unattributed, coverage, groups = aggregate(traces, graph, flops)
     node_total = sum(median.values()) + sum(u["time_us"] for u in unattributed)
     kernels = node_kernels(traces)
+    gpu_nodes, gpu_summary = gpu_profile(traces)
     nodes: list[NodeTime] = []
     for nid, t in sorted(median.items(), key=lambda kv: -kv[1]):
         n = static.get(nid)
+        g = gpu_nodes.get(nid)
         nodes.append(NodeTime(
             id=nid,
             name=n.name if n else "",
@@ -234,8 +251,17 @@ def profile_backend(
             time_lower_bound_us=n.time_lower_bound_us if n else None,
             fused_with=[c for c in groups.get(nid, []) if c != nid],
             kernels=kernels.get(nid, []),
+            kernel_count=g.kernels if g else None,
+            cpu_us=g.cpu_us if g else None,
+            launch_overhead_us=g.launch_overhead_us if g else None,
+            idle_us=g.idle_us if g else None,
+            launch_latency_us=g.launch_latency_us if g else None,
         ))
-    traced_wall_ms = statistics.fmean(tr.wall_us for tr in traces) / 1000.0
+    gpu = None
+    if gpu_summary is not None or telemetry is not None:
+        gpu = {**(gpu_summary.to_dict() if gpu_summary is not None else {}), "telemetry": telemetry}
+    # medians on both sides: one slow run (a first-call allocation, a page fault) skews a mean
+    traced_wall_ms = statistics.median(tr.wall_us for tr in traces) / 1000.0
     report = ProfileReport(
         model=_model_info(graph),
         system=system_facts() if system else {},
@@ -248,21 +274,39 @@ def profile_backend(
         node_time_us=node_total,
         latency_ms=stats.as_dict(),
         traced_wall_ms=traced_wall_ms,
-        tracing_overhead=(traced_wall_ms / stats.mean - 1.0) if stats.mean > 0 else 0.0,
+        tracing_overhead=(traced_wall_ms / stats.p50 - 1.0) if stats.p50 > 0 else 0.0,
         nodes=nodes,
         unattributed=unattributed,
         mapping=mapping,
         roofline_device=roofline_device,
+        gpu=gpu,
     )
     return report, traces
 
 
+def _local_gpu_device() -> str | None:
+    """The device-table entry of the first GPU NVML sees (for the roofline of the GPU a run is
+    on), or None without NVML, a GPU, or a matching entry."""
+    from mlms_ir.passes.roofline import match_gpu
+    from mlms_ir.system import gpu_facts
+
+    gpus = gpu_facts().get("gpus") or []
+    dev = match_gpu(gpus[0].get("name")) if gpus else None
+    return dev.name if dev is not None else None
+
+
 def chrome_trace(traces, graph_names: dict[str, str], backend: str) -> dict[str, Any]:
     """A Chrome/Perfetto trace (``chrome://tracing``, ui.perfetto.dev): one track per backend
-    thread or stream, runs laid end to end, events named after the graph nodes they cover."""
+    thread or stream, runs laid end to end, events named after the graph nodes they cover.
+
+    On CUDA it is the execution profile: node ranges on the host track with the runtime/driver
+    call that launched each kernel nested in them, each kernel on its stream's track, and a flow
+    arrow from every launch to its kernel. Kernel slices carry the kernel's own name, grid, block,
+    registers, shared memory and occupancy in their args."""
     events: list[dict[str, Any]] = []
     offset = 0.0
     tids: dict[str, int] = {}
+    flow = 0
     for k, tr in enumerate(traces):
         events.append({"name": f"run {k}", "cat": "run", "ph": "X", "ts": offset, "dur": tr.wall_us, "pid": backend, "tid": 0})
         for ev in tr.events:
@@ -272,7 +316,20 @@ def chrome_trace(traces, graph_names: dict[str, str], backend: str) -> dict[str,
                 "name": name or ev.name, "cat": ev.kind, "ph": "X", "ts": offset + ev.start_us, "dur": ev.time_us,
                 "pid": backend, "tid": tid, "args": {"op_type": ev.op_type, "covers": ev.covers, "backend_name": ev.name, **ev.args},
             })
+            launch = ev.args.get("launch_us") if ev.kind == "kernel" else None
+            if not isinstance(launch, (int, float)):
+                continue
+            host = tids.setdefault("cpu", len(tids) + 1)
+            flow += 1
+            ts = offset + launch
+            events.append({"name": str(ev.args.get("launch_call") or "launch"), "cat": "launch", "ph": "X", "ts": ts,
+                           "dur": float(ev.args.get("launch_dur_us") or 0.0), "pid": backend, "tid": host,
+                           "args": {"kernel": ev.name, "covers": ev.covers}})
+            events.append({"name": "launch", "cat": "launch", "ph": "s", "id": flow, "ts": ts, "pid": backend, "tid": host})
+            events.append({"name": "launch", "cat": "launch", "ph": "f", "bp": "e", "id": flow, "ts": offset + ev.start_us,
+                           "pid": backend, "tid": tid})
         offset += tr.wall_us + 10.0
     meta = [{"name": "thread_name", "ph": "M", "pid": backend, "tid": t, "args": {"name": track}} for track, t in tids.items()]
     meta.append({"name": "thread_name", "ph": "M", "pid": backend, "tid": 0, "args": {"name": "runs"}})
+    meta += [{"name": "thread_sort_index", "ph": "M", "pid": backend, "tid": t, "args": {"sort_index": t}} for t in [0, *tids.values()]]
     return {"traceEvents": meta + events, "displayTimeUnit": "ms"}

@@ -442,6 +442,7 @@ SAMPLE_METRICS: tuple[str, ...] = (
     "memory_utilization_pct",
     "power_w",
     "sm_clock_mhz",
+    "mem_clock_mhz",
     "temperature_c",
 )
 
@@ -582,6 +583,9 @@ class GpuSampler:
         sm_clock = self._read(
             index, "sm_clock", lambda: pynvml.nvmlDeviceGetClockInfo(handle, getattr(pynvml, "NVML_CLOCK_SM", 1))
         )
+        mem_clock = self._read(
+            index, "mem_clock", lambda: pynvml.nvmlDeviceGetClockInfo(handle, getattr(pynvml, "NVML_CLOCK_MEM", 2))
+        )
         temperature = self._read(
             index,
             "temperature",
@@ -595,6 +599,7 @@ class GpuSampler:
             "memory_utilization_pct": getattr(util, "memory", None),
             "power_w": _scaled(power_mw, 1000.0),
             "sm_clock_mhz": sm_clock,
+            "mem_clock_mhz": mem_clock,
             "temperature_c": temperature,
         }
 

@@ -247,3 +247,32 @@ def test_op_types_named_like_object_properties(browser, tmp_path):
         assert p.errors == []
     finally:
         p.close()
+
+
+def test_cuda_profile_details(browser, tmp_path, monkeypatch):
+    """A CUDA profile (the recorded trace replayed): the node panel shows the execution profile
+    and each kernel's launch configuration; the header the run's GPU line."""
+    import onnx
+
+    from mlms_ir.backends import registry
+    from mlms_ir.runner import profile_backend
+
+    from cuda_replay import ReplayBackend, conv_relu_gemm, recorded_traces
+
+    monkeypatch.setitem(registry._cache, "replay", ReplayBackend(recorded_traces()))
+    path = tmp_path / "crg.onnx"
+    onnx.save(conv_relu_gemm(), path)
+    prof, _ = profile_backend(str(path), "replay", device="cuda", runs=2, iterations=3, warmup=1, system=False,
+                              roofline_device="h200")
+    p = Page(browser, _report(str(path), profile=prof), tmp_path)
+    try:
+        p.page.click("g.node.op[data-id=n0]")
+        details = p.page.text_content("#details")
+        assert "CUDA execution" in details and "launch overhead (host − GPU)" in details
+        assert "49.3 µs" in details and "41.2 µs" in details  # 60 - 10.7 host minus GPU; idle before its kernels
+        assert "grid 4×1×1, block 384×1×1, 168 regs" in details and "occupancy 1%" in details
+        facts = p.page.text_content("#facts")
+        assert "GPU execution" in facts and "7 kernels per run" in facts and "utilisation 5.0%" in facts
+        assert p.errors == []
+    finally:
+        p.close()

@@ -87,7 +87,7 @@ def make_fake_pynvml(gpus=GPUS, init_error: Exception | None = None) -> types.Mo
     m.nvmlDeviceGetPowerManagementLimit = lambda h: value(gpus[h]["limit_mw"])
     m.nvmlDeviceGetUtilizationRates = lambda h: SimpleNamespace(gpu=gpus[h]["util"][0], memory=gpus[h]["util"][1])
     m.nvmlDeviceGetPowerUsage = lambda h: value(gpus[h]["power_mw"])
-    m.nvmlDeviceGetClockInfo = lambda h, kind: gpus[h]["sm"]
+    m.nvmlDeviceGetClockInfo = lambda h, kind: gpus[h]["sm"] if kind == m.NVML_CLOCK_SM else gpus[h].get("mem", 3201)
     m.nvmlDeviceGetTemperature = lambda h, kind: gpus[h]["temp"]
     return m
 
@@ -267,6 +267,7 @@ def test_sampler_collects_and_summarises(fake_nvml):
     assert g0["gpu_utilization_pct"] == const(37) and g0["memory_utilization_pct"] == const(12)
     assert g0["power_w"] == pytest.approx(const(123.456))
     assert g0["sm_clock_mhz"] == const(1755) and g0["temperature_c"] == const(41)
+    assert g0["mem_clock_mhz"] == const(3201)
     assert g1["memory_used_bytes"] == const(2_000_000) and g1["sm_clock_mhz"] == const(210)
     assert g1["power_w"] is None  # NotSupported on every sample
     assert [e for e in summary["errors"] if "power" in e] == ["GPU 1 power: NVMLError_NotSupported: Not Supported"]

@@ -1,6 +1,8 @@
-"""GPU checks: the torch backend on CUDA for a CNN and a transformer, with kernel attribution,
-NVML telemetry and the profiling overhead. Run through tools/gpu_check.sh on a machine with an
-NVIDIA GPU; it prints what it measured (and writes it as JSON with --json)."""
+"""GPU checks: the torch backend on CUDA for a CNN and a transformer at two batch sizes, with kernel
+attribution coverage (goal >= 98%), the per-node CUDA execution profile (kernels, launch
+overhead, idle gaps), NVML telemetry, the profiling overhead, a Chrome/Perfetto trace, and Nsight
+Compute counters for the top nodes. Run through tools/gpu_check.sh on a machine with an NVIDIA
+GPU; it prints what it measured (and writes it as JSON with --json, traces with --out)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import time
 from pathlib import Path
 
 import mlms_ir
-from mlms_ir.runner import profile_backend, run_backends
+from mlms_ir.errors import MlmsIrError
+from mlms_ir.runner import chrome_trace, profile_backend, run_backends
 from mlms_ir.system import system_facts
 
 
@@ -30,13 +33,90 @@ def export(name: str, out: Path) -> Path:
     return path
 
 
+def _us(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f} µs"
+
+
+def profile_one(path: Path, name: str, b: int, args, out: Path | None, results: dict) -> None:
+    rr = run_backends(path, ["torch"], device="cuda", batches=[b], iterations=args.iters, warmup=10, system=False)
+    rec = rr.runs[0]
+    if rec.status != "ok":
+        print(f"   batch {b}: torch/cuda {rec.status}: {rec.error}")
+        return
+    lat = rec.latency_ms
+    print(f"   batch {b}: mean {lat['mean']:.3f} ms, p50 {lat['p50']:.3f}, p99 {lat['p99']:.3f}; {rec.throughput:,.0f} images/s")
+    t0 = time.perf_counter()
+    report, traces = profile_backend(path, "torch", device="cuda", batch=b, runs=args.runs, iterations=args.iters, system=False)
+    gpu = report.gpu or {}
+    print(f"   batch {b}: profiled in {time.perf_counter() - t0:.1f} s; roofline device {report.roofline_device}")
+    print(f"      kernel attribution coverage {report.coverage:.2%} (goal >= 98%); {gpu.get('kernels', 0):.0f} kernels/run on "
+          f"{len(gpu.get('streams') or [])} stream(s)")
+    print(f"      traced run median {report.traced_wall_ms:.3f} ms vs untraced p50 {report.latency_ms['p50']:.3f} ms "
+          f"(profiling overhead {report.tracing_overhead:+.1%})")
+    if "busy_us" in gpu:
+        print(f"      GPU busy {_us(gpu['busy_us'])}, idle {_us(gpu['idle_us'])}, utilisation {gpu['utilization']:.1%} of the traced run, "
+              f"memcpy/memset {_us(gpu['memory_us'])}, launch->start {_us(gpu.get('launch_latency_us'))}")
+    tele = (gpu.get("telemetry") or {})
+    if tele.get("available"):
+        g0 = tele["gpus"][0]
+        figs = {k: (g0.get(k) or {}).get("mean") for k in ("sm_clock_mhz", "mem_clock_mhz", "power_w", "temperature_c",
+                                                            "gpu_utilization_pct", "memory_used_bytes")}
+        print(f"      NVML over the timed runs (mean): {json.dumps(figs)}")
+    else:
+        print(f"      NVML: {tele.get('reason')}")
+    for n in report.nodes[:5]:
+        print(f"      {n.id:>6} {n.op_type:<14} {n.time_us:9.1f} µs GPU {n.share:6.1%}  {n.kernel_count or 0:3.0f} kernels  "
+              f"host {_us(n.cpu_us)}  launch overhead {_us(n.launch_overhead_us)}  idle before {_us(n.idle_us)}  "
+              f"{(n.achieved_flops_per_s or 0) / 1e12:7.2f} TFLOP/s  {n.name[:50]}")
+        for k in n.kernels[:2]:
+            print(f"             {k['time_us']:8.1f} µs grid {k.get('grid')} block {k.get('block')} regs {k.get('registers_per_thread')} "
+                  f"smem {k.get('shared_memory')} occ {k.get('occupancy_pct')}%  {k['name'][:70]}")
+    for u in report.unattributed[:3]:
+        print(f"      unattributed: {u['name'][:70]} {u['time_us']:.1f} µs")
+    if out is not None:
+        trace = out / f"{name}_b{b}_trace.json"
+        trace.write_text(json.dumps(chrome_trace(traces, {n.id: n.name or n.id for n in report.nodes}, "torch:cuda")))
+        print(f"      wrote {trace.name} ({trace.stat().st_size / 2**20:.1f} MiB)")
+    results["models"].setdefault(name, {})[str(b)] = {"run": rec.__dict__, "profile": report.to_dict()}
+
+
+def counters_one(path: Path, name: str, b: int, args, out: Path | None, results: dict) -> None:
+    from mlms_ir.gpu.ncu import run_counters
+
+    t0 = time.perf_counter()
+    try:
+        rep = run_counters(path, batch=b, metric_set=args.metric_set, timeout=args.ncu_timeout,
+                           workdir=(out / f"{name}_b{b}_ncu") if out else None)
+    except MlmsIrError as exc:
+        print(f"   counters batch {b}: unavailable: {exc}")
+        results["counters"].setdefault(name, {})[str(b)] = {"error": str(exc)}
+        return
+    t = rep.totals
+    print(f"   counters batch {b} ({time.perf_counter() - t0:.0f} s under ncu on {rep.gpu}, roofline {rep.device}): "
+          f"{t.kernels} kernels, coverage {rep.coverage:.2%}; missing metrics {rep.missing_metrics or 'none'}")
+    print(f"      totals: SIMT FLOPs {t.flops} vs static {t.static_flops} (ratio {t.flops_ratio}), tensor-core inst {t.tensor_inst}; "
+          f"DRAM {t.dram_bytes} B vs static {t.static_bytes} (ratio {t.bytes_ratio}); SM {t.sm_pct}%, memory {t.memory_pct}%")
+    for n in rep.nodes[:args.top_counters]:
+        print(f"      {n.id:>6} {n.op_type:<12} {n.gpu_time_us:8.1f} µs  FLOPs {n.flops_ratio} of static  DRAM {n.bytes_ratio} of static  "
+              f"SM {n.sm_pct}%  mem {n.memory_pct}%  TC {n.tensor_core}  {n.achieved_flops_per_s} FLOP/s of attainable "
+              f"{n.attainable_flops_per_s}")
+    for note in rep.notes:
+        print(f"      note: {note}")
+    results["counters"].setdefault(name, {})[str(b)] = rep.to_dict()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="resnet50,vit_b_16")
     ap.add_argument("--batches", default="1,64")
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--counters-batches", default="1", help="batches to run under ncu ('' for none)")
+    ap.add_argument("--metric-set", default="roofline")
+    ap.add_argument("--top-counters", type=int, default=5)
+    ap.add_argument("--ncu-timeout", type=float, default=240.0)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--out", type=Path, help="write Chrome traces and ncu CSVs here")
     args = ap.parse_args(argv)
     facts = system_facts()
     gpu = facts["gpu"]
@@ -44,33 +124,28 @@ def main(argv: list[str] | None = None) -> int:
     for g in gpu.get("gpus", []):
         print(f"   GPU {g['index']}: {g['name']}, CC {g['compute_capability']}, {g['memory_total_bytes'] / 2**30:.0f} GiB, "
               f"SM max {g['sm_clock_max_mhz']} MHz, power limit {g['power_limit_w']} W; driver {gpu.get('driver')}")
-    results = {"system": facts, "models": {}}
+    from mlms_ir.gpu.ncu import find_ncu
+
+    try:
+        print(f"   ncu: {find_ncu()}")
+    except MlmsIrError as exc:
+        print(f"   ncu: {exc}")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+    results: dict = {"system": facts, "models": {}, "counters": {}}
+    counter_batches = [int(x) for x in args.counters_batches.split(",") if x.strip()]
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             t0 = time.perf_counter()
             path = export(name, Path(tmp))
             print(f"== {name}: exported in {time.perf_counter() - t0:.1f} s")
             for b in (int(x) for x in args.batches.split(",")):
-                rr = run_backends(path, ["torch"], device="cuda", batches=[b], iterations=args.iters, warmup=10, system=False)
-                rec = rr.runs[0]
-                if rec.status != "ok":
-                    print(f"   batch {b}: torch/cuda {rec.status}: {rec.error}")
-                    continue
-                lat = rec.latency_ms
-                tele = (rec.gpu or {}).get("gpus", [{}])[0] if rec.gpu else {}
-                print(f"   batch {b}: mean {lat['mean']:.3f} ms, p50 {lat['p50']:.3f}, p99 {lat['p99']:.3f}; {rec.throughput:,.0f} images/s; "
-                      f"GPU util {tele.get('gpu_utilization_pct')}, power {tele.get('power_w')}, memory {tele.get('memory_used_bytes')}")
-                report, traces = profile_backend(path, "torch", device="cuda", batch=b, runs=args.runs, iterations=args.iters, system=False)
-                kernels = sum(1 for tr in traces for ev in tr.events if ev.kind == "kernel") / max(1, len(traces))
-                print(f"   batch {b}: kernel attribution coverage {report.coverage:.2%} (goal >= 98%), {kernels:.0f} kernels/run, "
-                      f"traced run {report.traced_wall_ms:.3f} ms vs untraced {report.latency_ms['mean']:.3f} ms "
-                      f"(overhead {report.tracing_overhead:+.1%})")
-                for n in report.nodes[:5]:
-                    print(f"      {n.id:>6} {n.op_type:<12} {n.time_us:9.1f} µs GPU  {n.share:6.1%}  "
-                          f"{(n.achieved_flops_per_s or 0) / 1e12:7.2f} TFLOP/s  {n.name[:60]}")
-                for u in report.unattributed[:3]:
-                    print(f"      unattributed: {u['name'][:70]} {u['time_us']:.1f} µs")
-                results["models"].setdefault(name, {})[str(b)] = {"run": rec.__dict__, "profile": report.to_dict()}
+                try:
+                    profile_one(path, name, b, args, args.out, results)
+                except Exception as exc:  # noqa: BLE001 - a check script: report and go on
+                    print(f"   batch {b}: FAILED {type(exc).__name__}: {exc}")
+            for b in counter_batches:
+                counters_one(path, name, b, args, args.out, results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
     return 0

@@ -180,6 +180,10 @@ def profile(
     output: str | None = None,
     html: str | None = None,
     store: str | None = None,
+    counters: bool = False,
+    metric_set: str = "roofline",
+    metrics: str | None = None,
+    counters_dir: str | None = None,
 ) -> None:
     """Per-node time on one backend, merged with static cost (share, achieved FLOP/s, bound).
 
@@ -203,12 +207,21 @@ def profile(
         output: write to this file instead of stdout.
         html: also write the HTML report (graph coloured by time, kernels, plots) to this file.
         store: the results store to record this in (default: $MLMS_IR_STORE, else the user's data dir); none: do not record.
+        counters: instead of timing, run once under Nsight Compute (ncu) and give each node's hardware counters (measured FLOPs, DRAM bytes, SM and memory throughput) beside its static counts, on the GPU's roofline; needs --backend torch --device cuda, ncu ($MLMS_IR_NCU or on PATH) and access to the GPU's counters.
+        metric_set: the counters' metric set: roofline, throughput or occupancy (none: only --metrics).
+        metrics: more ncu metrics to collect, comma-separated.
+        counters_dir: keep ncu's CSV, the child's spec and its result in this folder.
     """
     from mlms_ir.runner import chrome_trace, profile_backend
 
     if isinstance(batch, (list, tuple)):
         raise MlmsIrError("profile takes one --batch value")
     fmt = _format(format, output)
+    if counters:
+        _counters(model, backend=str(backend), device=str(device), batch=batch, input_shape=input_shape, dims=dims, inputs=inputs,
+                  seed=seed, metric_set=metric_set, metrics=metrics, roofline=roofline, top=top, fmt=fmt, output=output,
+                  workdir=counters_dir, conflicting={"--trace": trace, "--html": html})
+        return
     report, traces = profile_backend(
         _model_path(model),
         str(backend),
@@ -246,6 +259,45 @@ def profile(
 
         write_html_for(_model_path(model), str(html), profile=report, input_shapes=_input_shapes(input_shape), batch=batch,
                        dims=_dims(dims), device=roofline)
+
+
+def _counters(model, *, backend: str, device: str, batch, input_shape, dims, inputs, seed, metric_set, metrics, roofline, top, fmt,
+              output, workdir, conflicting: dict) -> None:
+    """``profile --counters``: one run under Nsight Compute, counters per node (mlms_ir.gpu.ncu)."""
+    from mlms_ir.gpu.ncu import render_counters, run_counters
+
+    if backend not in ("torch", "pytorch") or not device.startswith("cuda"):
+        raise MlmsIrError("--counters runs the torch backend on CUDA under Nsight Compute: give --backend torch --device cuda")
+    given = [flag for flag, v in conflicting.items() if v]
+    if given:
+        raise MlmsIrError(f"--counters measures one run under ncu; it cannot be combined with {', '.join(given)} (run profile without --counters for those)")
+    report = run_counters(
+        _model_path(model),
+        batch=batch,
+        input_shapes=_input_shapes(input_shape),
+        dims=_dims(dims),
+        inputs=inputs,
+        seed=int(seed),
+        metric_set=None if str(metric_set).lower() == "none" else str(metric_set),
+        metrics=metrics if metrics is None else (",".join(metrics) if isinstance(metrics, (list, tuple)) else str(metrics)),
+        device=roofline,
+        workdir=_counters_dir(workdir),
+    )
+    if fmt == "json":
+        _write(report.to_json(), output)
+    else:
+        _render(lambda console: render_counters(report, console=console, top=top), output)
+
+
+def _counters_dir(workdir: str | None) -> Path | None:
+    if not workdir:
+        return None
+    path = Path(workdir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MlmsIrError(f"cannot create '{workdir}': {exc.strerror or exc}") from exc
+    return path
 
 
 def _render(fn, output: str | None) -> None:

@@ -7,6 +7,8 @@ lower bound is the sum over its nodes (nodes run one after another, each at the 
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -23,16 +25,50 @@ class Device:
     peak_flops: dict[str, float]
     bandwidth_bytes_per_s: float
     description: str = ""
+    #: A regular expression searched (ignoring case) in a GPU's NVML name to recognise it.
+    match: str = ""
 
     def peak(self, kind: str) -> float:
         return self.peak_flops.get(kind) or self.peak_flops["fp32"]
 
 
+#: Environment variable naming a JSON file of extra devices (the table's form); its entries add to
+#: the built-in table and replace built-in entries of the same name.
+DEVICES_ENV = "MLMS_IR_DEVICES"
+
+
 def known_devices() -> dict[str, Device]:
-    """The built-in device table (``mlms_ir/data/devices.json``)."""
+    """The device table: the built-in one (``mlms_ir/data/devices.json``) plus the entries of the
+    JSON file named by ``$MLMS_IR_DEVICES``, if set (same form; same names replace built-ins)."""
     text = resources.files("mlms_ir").joinpath("data/devices.json").read_text()
     table = json.loads(text)
+    extra = os.environ.get(DEVICES_ENV)
+    if extra:
+        try:
+            more = json.loads(Path(extra).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UnknownDeviceError(f"cannot read ${DEVICES_ENV} file '{extra}': {exc}") from exc
+        if not isinstance(more, dict) or not all(isinstance(v, dict) for k, v in more.items() if not k.startswith("_")):
+            raise UnknownDeviceError(f"${DEVICES_ENV} file '{extra}' must hold a JSON object of device objects")
+        table.update({str(k).lower(): v for k, v in more.items()})
     return {k: _device(k, v) for k, v in table.items() if not k.startswith("_")}
+
+
+def match_gpu(name: str | None) -> Device | None:
+    """The table's entry for a GPU by the name NVML or torch reports (``NVIDIA H200``,
+    ``NVIDIA A100-SXM4-80GB``, ``Tesla T4``), or None when no entry's ``match`` pattern is found
+    in it. Where several match, the longest pattern wins (``Orin Nano`` over ``Orin``)."""
+    if not name:
+        return None
+    hits = []
+    for dev in known_devices().values():
+        if dev.match:
+            try:
+                if re.search(dev.match, name, re.IGNORECASE):
+                    hits.append(dev)
+            except re.error:
+                continue
+    return max(hits, key=lambda d: len(d.match)) if hits else None
 
 
 def _device(name: str, spec: dict) -> Device:
@@ -45,7 +81,7 @@ def _device(name: str, spec: dict) -> Device:
         ) from exc
     if "fp32" not in peaks or bw <= 0 or any(v <= 0 for v in peaks.values()):
         raise UnknownDeviceError(f"device '{name}' needs a positive 'fp32' peak and a positive bandwidth")
-    return Device(name, peaks, bw, str(spec.get("description", "")))
+    return Device(name, peaks, bw, str(spec.get("description", "")), str(spec.get("match", "") or ""))
 
 
 def resolve_device(device: str | Device | None) -> Device | None:

@@ -279,6 +279,9 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
             draw[i].update({"time_us": _num(t.get("time_us")), "share": _num(t.get("share")),
                             "achieved": _num(t.get("achieved_flops_per_s")), "kernels": t.get("kernels") or [],
                             "fused_with": t.get("fused_with") or []})
+            if t.get("kernel_count") is not None:
+                draw[i]["gpu"] = {k: _num(t.get(k)) for k in ("kernel_count", "cpu_us", "launch_overhead_us", "idle_us",
+                                                              "launch_latency_us")}
         metrics += [["time_us", f"time (µs, {prof['backend']} {prof.get('device', '')})"], ["share", "share of time"],
                     ["achieved", "achieved FLOP/s"]]
     for k, r in enumerate(divs):
@@ -349,7 +352,7 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
         "roofline": dataclasses.asdict(analysis.roofline) if analysis.roofline is not None else None,
         "profile": None if prof is None else {k: prof.get(k) for k in ("backend", "device", "options", "batch", "runs", "coverage",
                                                                         "node_time_us", "latency_ms", "tracing_overhead",
-                                                                        "unattributed", "roofline_device")},
+                                                                        "unattributed", "roofline_device", "gpu")},
         "divergence": [{k: r.get(k) for k in ("backend", "reference", "device", "precision", "atol", "rtol", "first_divergent",
                                               "first_nan", "top_introduced", "compared_tensors", "segments")} for r in divs],
         "runs": run.get("runs") if run else None,

@@ -57,10 +57,34 @@ def render_profile(report: ProfileReport, *, top: int = 20, console: Console | N
     head.add_column("value")
     head.add_row("options", Text(", ".join(f"{k}={v}" for k, v in report.options.items() if v is not None) or "-"))
     head.add_row("latency (untraced)", f"mean {lat['mean']:.3f} ms, p50 {lat['p50']:.3f} ms, p99 {lat['p99']:.3f} ms over {lat['iterations']} runs")
-    head.add_row("traced run", f"{report.traced_wall_ms:.3f} ms (tracing overhead {report.tracing_overhead:+.1%}), {report.runs} runs")
+    head.add_row("traced run", f"median {report.traced_wall_ms:.3f} ms of {report.runs} runs (tracing overhead {report.tracing_overhead:+.1%} on the untraced median)")
     head.add_row("node time", f"{human_time_us(report.node_time_us)} per run; {report.coverage:.1%} attributed to graph nodes")
+    gpu = report.gpu or {}
+    if "busy_us" in gpu:
+        lat_us = gpu.get("launch_latency_us")
+        head.add_row("GPU", f"{gpu['kernels']:.0f} kernels per run on {len(gpu.get('streams') or [])} stream(s); busy "
+                     f"{human_time_us(gpu['busy_us'])}, idle {human_time_us(gpu['idle_us'])} before the last kernel ends; "
+                     f"utilisation {gpu['utilization']:.1%} of the traced run"
+                     + (f"; launch to start {human_time_us(lat_us)} on average" if lat_us is not None else ""))
+    tele = (gpu.get("telemetry") or {})
+    if tele.get("available") and tele.get("gpus"):
+        g0 = tele["gpus"][0]
+
+        def _mean(key: str, unit: str, scale: float = 1.0) -> str | None:
+            v = g0.get(key)
+            return f"{v['mean'] / scale:.0f} {unit}" if v else None
+
+        parts = [p for p in (_mean("sm_clock_mhz", "MHz SM"), _mean("mem_clock_mhz", "MHz memory"), _mean("power_w", "W"),
+                             _mean("temperature_c", "°C"), _mean("gpu_utilization_pct", "% busy"),
+                             _mean("memory_used_bytes", "MiB used", 2**20)) if p]
+        head.add_row("NVML (timed runs, mean)", ", ".join(parts) or "no samples")
+    elif tele and not tele.get("available", True):
+        head.add_row("NVML", Text(f"unavailable: {tele.get('reason', '')}"))
     console.print(head)
+    on_gpu = any(n.kernel_count is not None for n in report.nodes)
     cols = ["id", "name", "op", "time", "share", "MACs", "FLOPs", "achieved FLOP/s"]
+    if on_gpu:
+        cols += ["kernels", "host", "launch overhead", "GPU idle before"]
     if report.roofline_device:
         cols += ["bound", "≥ time"]
     cols.append("fused with")
@@ -68,6 +92,10 @@ def render_profile(report: ProfileReport, *, top: int = 20, console: Console | N
     for n in report.nodes[:top]:
         row = [n.id, n.name or "-", n.op_type, human_time_us(n.time_us), f"{n.share:.1%}", human_count(n.macs),
                human_count(n.flops), human_count(n.achieved_flops_per_s)]
+        if on_gpu:
+            row += ["-" if n.kernel_count is None else f"{n.kernel_count:g}", human_time_us(n.cpu_us),
+                    human_time_us(n.launch_overhead_us) if n.launch_overhead_us is None or n.launch_overhead_us >= 0
+                    else "-" + human_time_us(-n.launch_overhead_us), human_time_us(n.idle_us)]
         if report.roofline_device:
             row += [n.bound or "-", human_time_us(n.time_lower_bound_us)]
         row.append(", ".join(n.fused_with[:3]) + (f" +{len(n.fused_with) - 3}" if len(n.fused_with) > 3 else ""))

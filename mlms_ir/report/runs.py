@@ -63,8 +63,17 @@ class NodeTime:
     bound: str | None = None
     time_lower_bound_us: float | None = None
     fused_with: list[str] = field(default_factory=list)
-    #: The kernels (or backend ops) that ran for it: ``{"name", "time_us", "calls"}`` per run.
+    #: The kernels (or backend ops) that ran for it: ``{"name", "time_us", "calls"}`` per run, and
+    #: for CUDA kernels their launch configuration (grid, block, registers_per_thread, ...).
     kernels: list[dict[str, Any]] = field(default_factory=list)
+    #: On CUDA (:mod:`mlms_ir.gpu.kernels`): device work items per run, host time of the node's
+    #: range, launch overhead (host minus GPU time), GPU idle time right before its kernels, and
+    #: mean launch latency. None elsewhere.
+    kernel_count: float | None = None
+    cpu_us: float | None = None
+    launch_overhead_us: float | None = None
+    idle_us: float | None = None
+    launch_latency_us: float | None = None
 
 
 @dataclass
@@ -85,13 +94,16 @@ class ProfileReport:
     unattributed: list[dict[str, Any]]
     mapping: dict[str, list[str]] = field(default_factory=dict)
     roofline_device: str | None = None
+    #: On CUDA: the run-level execution profile (:class:`mlms_ir.gpu.kernels.GpuSummary` as a
+    #: dict) and the NVML telemetry sampled during the timed runs (``telemetry``). None elsewhere.
+    gpu: dict[str, Any] | None = None
     schema_version: str = RUN_SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         order = ["schema_version", "model", "backend", "device", "options", "batch", "runs", "coverage",
                  "node_time_us", "latency_ms", "traced_wall_ms", "tracing_overhead", "roofline_device",
-                 "system", "nodes", "unattributed", "mapping"]
+                 "gpu", "system", "nodes", "unattributed", "mapping"]
         return json_safe({k: d[k] for k in order})
 
     def to_json(self) -> str:

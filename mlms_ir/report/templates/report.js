@@ -67,6 +67,10 @@
       add("packages", Object.entries(p).map(([k, v]) => k + " " + v).join(", "));
     }
     if (D.profile) add("profiled on", D.profile.backend + " (" + D.profile.device + "), batch " + D.profile.batch + ", " + D.profile.runs + " traced runs, coverage " + pct(D.profile.coverage));
+    const g = D.profile && D.profile.gpu;
+    if (g && g.busy_us !== undefined) add("GPU execution", Math.round(g.kernels) + " kernels per run, busy " + us(g.busy_us) + ", idle " + us(g.idle_us) + ", utilisation " + pct(g.utilization) + (g.launch_latency_us === null ? "" : ", launch to start " + us(g.launch_latency_us)));
+    const tg = g && g.telemetry && g.telemetry.available && g.telemetry.gpus && g.telemetry.gpus[0];
+    if (tg) add("NVML (mean)", [["sm_clock_mhz", " MHz SM"], ["mem_clock_mhz", " MHz memory"], ["power_w", " W"], ["temperature_c", " °C"], ["gpu_utilization_pct", "% busy"]].filter(([k]) => tg[k]).map(([k, u]) => Math.round(tg[k].mean) + u).join(", "));
     for (const r of D.divergence) add("divergence", r.backend + " vs " + r.reference + " (" + r.precision + ")");
     if (D.runs && D.runs.length) {
       const seen = {};
@@ -283,9 +287,24 @@
     if (n.time_us !== undefined) {
       box.append(el("h4", null, "measured"));
       box.append(kvTable([["time", us(n.time_us)], ["share of time", pct(n.share)], ["achieved", n.achieved === null ? null : count(n.achieved, "FLOP/s")], ["fused with", (n.fused_with || []).join(", ")]]));
+      if (n.gpu) {
+        const g = n.gpu;
+        box.append(el("h4", null, "CUDA execution"));
+        box.append(kvTable([["kernels per run", g.kernel_count], ["host time", us(g.cpu_us)], ["launch overhead (host − GPU)", g.launch_overhead_us === null ? null : (g.launch_overhead_us < 0 ? "−" + us(-g.launch_overhead_us) : us(g.launch_overhead_us))], ["GPU idle before its kernels", us(g.idle_us)], ["launch to kernel start", us(g.launch_latency_us)]]));
+      }
       if (n.kernels && n.kernels.length) {
         box.append(el("h4", null, "kernels / backend ops"));
-        box.append(kvTable(n.kernels.map((k) => [us(k.time_us), k.name])));
+        const launch = (k) => {
+          const dims = (v) => (Array.isArray(v) ? v.join("×") : v);
+          const parts = [];
+          if (k.grid !== undefined) parts.push("grid " + dims(k.grid));
+          if (k.block !== undefined) parts.push("block " + dims(k.block));
+          if (k.registers_per_thread !== undefined) parts.push(k.registers_per_thread + " regs");
+          if (k.shared_memory !== undefined) parts.push(bytes(k.shared_memory) + " smem");
+          if (k.occupancy_pct !== undefined) parts.push("occupancy " + k.occupancy_pct + "%");
+          return parts.length ? " [" + parts.join(", ") + "]" : "";
+        };
+        box.append(kvTable(n.kernels.map((k) => [us(k.time_us), k.name + launch(k)])));
       }
     }
     if (n.div) {
