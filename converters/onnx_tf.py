@@ -1,0 +1,452 @@
+"""ONNX to a TensorFlow SavedModel, through onnx-tf in its agent environment, checked against onnxruntime.
+
+onnx-tf 1.10 needs TensorFlow 2.15 with numpy<2 and onnx<=1.18, so it runs in its own Python
+(``bash tools/make_agent_envs.sh onnx-tf``), found as the ``onnx-tf`` backend finds it: the
+``python`` argument, then ``$MLMS_IR_ONNX_TF_PYTHON``, then
+``${MLMS_IR_ENVS:-~/.cache/mlms_ir/envs}/onnx-tf/bin/python``.
+
+:func:`to_saved_model` goes like this:
+
+1. the ONNX model is read here (without its weights) to make seeded random inputs: at batch
+   sizes :data:`DYNAMIC_BATCHES` when dim 0 of the inputs is dynamic, other symbolic dims bound
+   by ``dims`` (a dim the inputs need and nobody bound is an error that names it);
+   onnxruntime (the source's reference) runs them;
+2. the export script (:mod:`mlms_ir.converters.onnx_tf_export`) runs in the onnx-tf Python:
+   ``onnx_tf.backend.prepare(model).export_graph(dir)``, then ``tf.saved_model.load(dir)`` and its
+   ``serving_default`` signature on the same inputs;
+3. the outputs are compared here: an element beyond ``atol + rtol*|onnxruntime|`` is a
+   :class:`~mlms_ir.converters.ConversionError`, and the largest absolute difference is the
+   result's ``max_abs_error``;
+4. a SavedModel has no place for ONNX ``metadata_props``, so the provenance goes into
+   :data:`PROVENANCE_FILE` inside the SavedModel folder (TensorFlow ignores it).
+
+The SavedModel is written into a staging folder beside ``out_dir`` and moved into place only once
+the check passed: a failed conversion leaves no output (and, with ``overwrite``, the old one as it
+was).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mlms_ir.converters import ConversionError
+from mlms_ir.converters.torch import ConversionResult
+
+#: The file written beside ``saved_model.pb`` with where the SavedModel came from.
+PROVENANCE_FILE = "mlms_ir_provenance.json"
+#: Version of the provenance file's layout.
+PROVENANCE_VERSION = 1
+#: Batch sizes of the check when dim 0 of the model's inputs is dynamic.
+DYNAMIC_BATCHES = (2, 3)
+#: Seed of the check's random inputs.
+CHECK_SEED = 0
+#: Seconds the export (importing TensorFlow, converting, reloading, running) may take by default.
+DEFAULT_TIMEOUT_S = 600.0
+#: The SavedModel signature that is converted, reloaded and checked.
+SIGNATURE = "serving_default"
+
+
+class SavedModelResult(ConversionResult):
+    """A :class:`~mlms_ir.converters.torch.ConversionResult` whose ``path`` is a SavedModel folder.
+
+    ``exporter`` is ``"onnx-tf"``; ``max_abs_error`` and ``checked_batches`` compare the
+    SavedModel's ``serving_default`` signature with onnxruntime running the ONNX source;
+    ``provenance`` is what :data:`PROVENANCE_FILE` holds (JSON values, not only strings).
+    """
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file of the SavedModel folder (``saved_model.pb``, ``variables/...``, the provenance)."""
+        if not self.path.is_dir():
+            return []
+        return sorted(p for p in self.path.rglob("*") if p.is_file())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable copy; ``files`` maps paths relative to the folder to their sizes."""
+        d = dataclasses.asdict(self)
+        d["path"] = str(self.path)
+        d["files"] = {p.relative_to(self.path).as_posix(): p.stat().st_size for p in self.files}
+        return d
+
+
+def onnx_tf_python(python: str | os.PathLike | None = None) -> Path:
+    """The onnx-tf environment's interpreter: ``python``, ``$MLMS_IR_ONNX_TF_PYTHON``, or the agent env."""
+    from mlms_ir.backends.worker import OnnxTfBackend
+
+    path, source = OnnxTfBackend().python(python)
+    if not path.exists():
+        raise ConversionError(f"no onnx-tf environment at {path} ({source}): create it with `bash tools/make_agent_envs.sh onnx-tf`, "
+                              "or point $MLMS_IR_ONNX_TF_PYTHON (or python=) at a Python that has onnx-tf 1.10 and TensorFlow 2.15")
+    if path.is_dir() or not os.access(path, os.X_OK):
+        raise ConversionError(f"{path} ({source}) is not an executable Python interpreter")
+    return path
+
+
+# ---------------------------------------------------------------------------- the check's inputs
+def _np_dtype(elem_type: int, name: str) -> np.dtype:
+    import onnx
+
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+    except Exception:  # noqa: BLE001 - bfloat16, float8 and the like
+        raise ConversionError(f"input '{name}' has the element type {onnx.TensorProto.DataType.Name(elem_type)}, "
+                              "which the check cannot make random inputs for (check=False skips the check)") from None
+
+
+def _input_plan(model, dims: Mapping[str, int]) -> tuple[list[tuple[str, np.dtype, list]], list[int]]:
+    """The graph inputs as (name, dtype, dims: an int, or None for the batch) and the batch sizes to check.
+
+    Dim 0 of an input is the batch when it is symbolic (a name, or no size at all) and ``dims``
+    does not bind it; a batch name stands for the batch wherever it appears (an attention mask's
+    dim 1, say). Other symbolic dims must be bound by ``dims``."""
+    inits = {t.name for t in model.graph.initializer}
+    graph_inputs = [vi for vi in model.graph.input if vi.name not in inits]
+    batch_names = {vi.type.tensor_type.shape.dim[0].dim_param for vi in graph_inputs
+                   if vi.type.WhichOneof("value") == "tensor_type" and vi.type.tensor_type.shape.dim}
+    batch_names -= set(dims) | {""}
+    plan: list[tuple[str, np.dtype, list]] = []
+    dynamic = False
+    first_static: int | None = None
+    for vi in graph_inputs:
+        kind = vi.type.WhichOneof("value")
+        if kind != "tensor_type":
+            raise ConversionError(f"input '{vi.name}' is a {kind or 'typeless value'}, not a tensor; the check feeds tensors only "
+                                  "(check=False skips the check)")
+        tt = vi.type.tensor_type
+        if not tt.HasField("shape"):
+            raise ConversionError(f"input '{vi.name}' has no shape (not even its rank): the check cannot make an input for it "
+                                  "(check=False skips the check)")
+        shape: list = []
+        for k, d in enumerate(tt.shape.dim):
+            if d.HasField("dim_value") and d.dim_value > 0:
+                shape.append(int(d.dim_value))
+            elif d.dim_param and d.dim_param in dims:
+                shape.append(int(dims[d.dim_param]))
+            elif k == 0 or d.dim_param in batch_names:
+                dynamic = True
+                shape.append(None)
+            elif d.dim_param:
+                raise ConversionError(f"input '{vi.name}' has the symbolic dim '{d.dim_param}' (dim {k}): bind it for the check, "
+                                      f"e.g. dims={{'{d.dim_param}': 16}} (--dims {d.dim_param}=16)")
+            else:
+                raise ConversionError(f"dim {k} of input '{vi.name}' has neither a size nor a name: the check cannot make an input "
+                                      "for it (name the dim in the model and bind it with dims, or check=False)")
+            if k == 0 and first_static is None and shape[0] is not None:
+                first_static = shape[0]
+        plan.append((vi.name, _np_dtype(tt.elem_type, vi.name), shape))
+    return plan, (list(DYNAMIC_BATCHES) if dynamic else [first_static or 1])
+
+
+def _make_inputs(plan, batches: list[int]) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(CHECK_SEED)
+    out: dict[str, np.ndarray] = {}
+    for b in batches:
+        for i, (_, dtype, shape) in enumerate(plan):
+            s = [b if d is None else d for d in shape]
+            if dtype.kind == "f":
+                a = rng.standard_normal(s).astype(dtype)
+            elif dtype.kind == "b":
+                a = rng.integers(0, 2, size=s).astype(bool)
+            elif dtype.kind in "iu":
+                a = rng.integers(0, 10, size=s).astype(dtype)
+            elif dtype.kind == "c":
+                a = (rng.standard_normal(s) + 1j * rng.standard_normal(s)).astype(dtype)
+            else:
+                raise ConversionError(f"input '{plan[i][0]}' has the dtype {dtype}, which the check cannot make random inputs for "
+                                      "(check=False skips the check)")
+            out[f"b{b}_{i}"] = a
+    return out
+
+
+def _reference(path: Path, plan, inputs: dict[str, np.ndarray], batches: list[int]) -> dict[str, np.ndarray]:
+    """onnxruntime's outputs for the check inputs, keyed ``b{B}_{j}``."""
+    import onnxruntime as ort
+
+    try:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ConversionError(f"onnxruntime cannot load the source model: {' '.join(str(exc).split())[:300]}") from exc
+    out: dict[str, np.ndarray] = {}
+    for b in batches:
+        feeds = {name: inputs[f"b{b}_{i}"] for i, (name, _, _) in enumerate(plan)}
+        try:
+            got = sess.run(None, feeds)
+        except Exception as exc:
+            raise ConversionError(f"onnxruntime cannot run the source model at batch {b}: {' '.join(str(exc).split())[:300]}") from exc
+        for j, g in enumerate(got):
+            out[f"b{b}_{j}"] = np.asarray(g)
+    return out
+
+
+def _compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], outputs: list[str], batches: list[int],
+             atol: float, rtol: float) -> float:
+    worst = 0.0
+    for b in batches:
+        for j, name in enumerate(outputs):
+            w, g = ref.get(f"b{b}_{j}"), got.get(f"b{b}_{j}")
+            if g is None:
+                raise ConversionError(f"the SavedModel gave no output '{name}' at batch {b}")
+            if w.shape != g.shape:
+                raise ConversionError(f"output '{name}' has shape {tuple(g.shape)} in the SavedModel but {tuple(w.shape)} in "
+                                      f"onnxruntime (batch {b})")
+            if w.dtype.kind in "fciub" and g.dtype.kind in "fciub":
+                as_type = np.complex128 if "c" in w.dtype.kind + g.dtype.kind else np.float64
+                wd, gd = w.astype(as_type), g.astype(as_type)
+                with np.errstate(invalid="ignore"):
+                    same = (wd == gd) | (np.isnan(wd) & np.isnan(gd))  # equal infinities, NaN on both sides
+                    d = np.where(same, 0.0, np.abs(gd - wd))
+                d = np.where(np.isnan(d), np.inf, d)  # NaN on one side only
+                err = float(d.max()) if d.size else 0.0
+                worst = max(worst, err)
+                ref_mag = np.abs(wd)
+                if (d > atol + rtol * np.where(np.isfinite(ref_mag), ref_mag, 0.0)).any():
+                    raise ConversionError(f"the SavedModel differs from onnxruntime by up to {err:.3g} in output '{name}' at batch {b} "
+                                          f"(tolerance {atol:g} + {rtol:g}*|ref|)")
+            elif not np.array_equal(w, g):
+                raise ConversionError(f"output '{name}' ({w.dtype}) differs between the SavedModel and onnxruntime at batch {b}")
+    return worst
+
+
+# ---------------------------------------------------------------------------- running the script
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the script leads its own session: its children go too
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # pragma: no cover
+        pass
+
+
+def _run_script(python: Path, req: dict, tmp: Path, timeout: float) -> dict:
+    from mlms_ir.backends.worker import _child_env
+
+    (tmp / "req.json").write_text(json.dumps(req))
+    # run from a copy: beside this file, tensorflow.py and onnx_tf.py would shadow the real packages
+    script = tmp / "onnx_tf_export.py"
+    script.write_text(Path(__file__).with_name("onnx_tf_export.py").read_text())
+    with open(tmp / "stderr.txt", "wb") as err:
+        try:
+            proc = subprocess.Popen([str(python), str(script), str(tmp / "req.json")], stdin=subprocess.DEVNULL,
+                                    stdout=err, stderr=err, env=_child_env(), cwd=tmp, start_new_session=True)
+        except OSError as exc:
+            raise ConversionError(f"cannot start the onnx-tf Python {python}: {exc.strerror or exc}") from exc
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise ConversionError(f"the onnx-tf conversion took longer than {timeout:g} s and was stopped") from None
+        except BaseException:
+            _kill_group(proc)
+            raise
+    try:
+        return json.loads((tmp / "result.json").read_text())
+    except (OSError, ValueError):
+        lines = [x for x in (tmp / "stderr.txt").read_text(errors="replace").splitlines() if x.strip()]
+        raise ConversionError(f"the onnx-tf conversion crashed (status {rc}) in {python}: "
+                              f"{lines[-1].strip()[:300] if lines else 'no message'}") from None
+
+
+def _sha256(data: bytes | Path) -> str:
+    h = hashlib.sha256()
+    if isinstance(data, bytes):
+        h.update(data)
+    else:
+        with open(data, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise ConversionError(f"the output '{out}' exists and is not a folder")
+        if any(out.iterdir()):
+            if not overwrite:
+                raise ConversionError(f"the output folder '{out}' already exists and is not empty: choose another, "
+                                      "or replace it with overwrite=True (--overwrite)")
+            if not (out / "saved_model.pb").is_file():
+                raise ConversionError(f"not replacing '{out}': it is not a SavedModel folder (no saved_model.pb)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+
+# ---------------------------------------------------------------------------- the converter
+def to_saved_model(model, out_dir: str | os.PathLike, *, check: bool = True, atol: float = 1e-4, rtol: float = 1e-3,
+                   dims: Mapping[str, int] | str | None = None, overwrite: bool = False,
+                   python: str | os.PathLike | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> SavedModelResult:
+    """Convert an ONNX model to a TensorFlow SavedModel folder ``out_dir`` with onnx-tf, checked against onnxruntime.
+
+    Args:
+        model: an ``.onnx`` path (external data beside it is used), ``zoo:NAME``, or an ``onnx.ModelProto``.
+        out_dir: the SavedModel folder to write; it must not exist or be empty, unless ``overwrite``
+            (which replaces only a folder that holds a ``saved_model.pb``).
+        check: run the SavedModel's ``serving_default`` signature and onnxruntime on the same seeded
+            random inputs (at batch 2 and 3 when dim 0 of the inputs is dynamic) and compare.
+        atol, rtol: an element beyond ``atol + rtol*|onnxruntime|`` fails the conversion.
+        dims: values of the inputs' symbolic dims other than the batch, for the check (``{"seq": 16}``
+            or ``"seq=16"``); binding the batch's name too checks that one batch size only.
+        overwrite: replace an existing SavedModel folder.
+        python: the onnx-tf environment's interpreter (default: ``$MLMS_IR_ONNX_TF_PYTHON``, then the agent env).
+        timeout: seconds the export script may take (it imports TensorFlow, converts, reloads, runs).
+
+    Returns a :class:`SavedModelResult`; raises :class:`~mlms_ir.converters.ConversionError` with
+    one line on every failure (no environment, unreadable model, an op onnx-tf cannot convert, a
+    mismatch, a timeout).
+    """
+    import onnx
+
+    import mlms_ir
+    from mlms_ir.errors import MlmsIrError
+    from mlms_ir.ir.shapes import parse_bindings
+
+    try:
+        bound = parse_bindings(dims=dims).dims if dims else {}
+    except MlmsIrError as exc:
+        raise ConversionError(str(exc)) from exc
+    atol, rtol = float(atol), float(rtol)
+    if atol < 0 or rtol < 0:
+        raise ConversionError(f"atol and rtol must not be negative, got {atol:g} and {rtol:g}")
+    if float(timeout) <= 0:
+        raise ConversionError(f"the timeout must be positive, got {timeout:g}")
+    out = Path(out_dir)
+    _prepare_out(out, overwrite)
+
+    with tempfile.TemporaryDirectory(prefix="mlms_ir_onnx_tf_") as tmp_s:
+        tmp = Path(tmp_s)
+        # the source: a path, zoo:NAME or a ModelProto
+        if isinstance(model, onnx.ModelProto):
+            src_path = tmp / "model.onnx"
+            data = model.SerializeToString()
+            src_path.write_bytes(data)
+            source, sha = "<onnx.ModelProto>", _sha256(data)
+        else:
+            source = os.fspath(model)
+            if str(source).startswith("zoo:"):
+                from mlms_ir.zoo import resolve
+
+                try:
+                    src_path = Path(resolve(source))
+                except MlmsIrError as exc:
+                    raise ConversionError(str(exc)) from exc
+            else:
+                src_path = Path(source)
+            if not src_path.is_file():
+                raise ConversionError(f"no ONNX file '{src_path}'")
+            sha = _sha256(src_path)
+        try:
+            proto = onnx.load(str(src_path), load_external_data=False)
+        except Exception as exc:  # noqa: BLE001
+            raise ConversionError(f"'{src_path}' is not a readable ONNX model: {type(exc).__name__}: "
+                                  f"{' '.join(str(exc).split())[:200]}") from None
+        if not proto.graph.node and not proto.graph.output:
+            raise ConversionError(f"'{src_path}' holds no ONNX graph")
+        outputs = [o.name for o in proto.graph.output]
+        opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)
+
+        batches: list[int] = []
+        inputs = ref = None
+        if check:
+            known = {d.dim_param for vi in proto.graph.input if vi.type.WhichOneof("value") == "tensor_type"
+                     for d in vi.type.tensor_type.shape.dim if d.dim_param}
+            unknown = sorted(set(bound) - known)
+            if unknown:
+                raise ConversionError(f"the model's inputs have no dim named {', '.join(repr(u) for u in unknown)}; "
+                                      f"their symbolic dims are: {', '.join(sorted(known)) or '(none)'}")
+            plan, batches = _input_plan(proto, bound)
+            inputs = _make_inputs(plan, batches)
+        py = onnx_tf_python(python)  # after the checks of what the caller gave, before the slow part
+        if check:
+            ref = _reference(src_path, plan, inputs, batches)
+            np.savez(tmp / "in.npz", **inputs)
+
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent.absolute()))
+        try:
+            saved = staging / "saved_model"
+            req = {"model": str(src_path.resolve()), "output": str(saved), "result": str(tmp / "result.json"),
+                   **({"check_inputs": str(tmp / "in.npz"), "check_outputs": str(tmp / "out.npz")} if check else {})}
+            res = _run_script(py, req, tmp, float(timeout))
+            if res.get("status") != "ok":
+                stage, err = res.get("stage"), res.get("error") or "no message"
+                if stage == "import":
+                    raise ConversionError(f"onnx-tf does not import in {py}: {err}; recreate the environment with "
+                                          "`bash tools/make_agent_envs.sh onnx-tf`")
+                what = {"load": "onnx-tf's onnx could not load the model", "convert": "onnx-tf could not convert the model",
+                        "reload": "TensorFlow could not load the SavedModel onnx-tf wrote",
+                        "run": "the SavedModel failed on the check inputs"}.get(stage, "the onnx-tf conversion failed")
+                raise ConversionError(f"{what}: {err}")
+            max_err = None
+            warnings: list[str] = []
+            if check:
+                got = dict(np.load(tmp / "out.npz", allow_pickle=False))
+                max_err = _compare(ref, got, outputs, batches, atol, rtol)
+            renamed = res.get("renamed_inputs") or {}
+            if renamed:
+                warnings.append("inputs renamed in the SavedModel's signature (TensorFlow cannot take their names as arguments): "
+                                + ", ".join(f"{k} -> {v}" for k, v in renamed.items()))
+            import onnxruntime as ort
+
+            prov: dict[str, Any] = {
+                "provenance_version": PROVENANCE_VERSION,
+                "source_framework": "onnx",
+                "target_framework": "tensorflow",
+                "format": "saved_model",
+                "converter": "onnx-tf",
+                "onnx_tf_version": res.get("onnx_tf_version", ""),
+                "tensorflow_version": res.get("tensorflow_version", ""),
+                "onnx_version": res.get("onnx_version", ""),
+                "numpy_version": res.get("numpy_version", ""),
+                "python_version": res.get("python", ""),
+                "mlms_ir_version": mlms_ir.__version__,
+                "source": source,
+                "source_path": str(src_path.resolve()) if source != "<onnx.ModelProto>" else None,
+                "source_sha256": sha,
+                "source_opset": opset,
+                "signature": SIGNATURE,
+                "signature_inputs": res.get("signature_inputs", {}),
+                "signature_outputs": res.get("signature_outputs", {}),
+                "renamed_inputs": renamed,
+                "checked": bool(check),
+                "reference": f"onnxruntime {ort.__version__} (CPUExecutionProvider)" if check else None,
+                "max_abs_error": max_err,
+                "checked_batches": batches,
+                "dims": bound,
+                "atol": atol if check else None,
+                "rtol": rtol if check else None,
+                "converted_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            }
+            (saved / PROVENANCE_FILE).write_text(json.dumps(prov, indent=2) + "\n")
+            if out.exists():
+                shutil.rmtree(out) if any(out.iterdir()) else out.rmdir()
+            os.replace(saved, out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return SavedModelResult(path=out, exporter="onnx-tf", fallback_reason=None, max_abs_error=max_err,
+                            checked_batches=batches, provenance=prov, warnings=warnings)
+
+
+def read_provenance(saved_model_dir: str | os.PathLike) -> dict[str, Any]:
+    """The provenance :func:`to_saved_model` wrote into ``saved_model_dir``."""
+    p = Path(saved_model_dir) / PROVENANCE_FILE
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConversionError(f"'{saved_model_dir}' holds no {PROVENANCE_FILE}: it was not written by mlms_ir") from None
+    except (OSError, ValueError) as exc:
+        raise ConversionError(f"cannot read '{p}': {exc}") from exc
+
+
+__all__ = ["DYNAMIC_BATCHES", "PROVENANCE_FILE", "SavedModelResult", "onnx_tf_python", "read_provenance", "to_saved_model"]
