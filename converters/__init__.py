@@ -7,9 +7,13 @@ One module per source framework, each producing an ONNX file plus provenance:
   :func:`~mlms_ir.converters.torch.from_torchvision`).
 * :mod:`mlms_ir.converters.torchvision_spec`: what torchvision's own metadata says about a model
   (task, builder arguments, input shapes, preprocessing), shared by the converter and the zoo.
+* :mod:`mlms_ir.converters.timm_spec`: the same for timm models (``pretrained_cfg``, data config,
+  evaluation transform, licence); :func:`~mlms_ir.converters.torch.from_timm` converts them.
 
 TensorFlow/Keras conversion has its own module (:mod:`mlms_ir.converters.tensorflow`), MXNet too
-(:mod:`mlms_ir.converters.mxnet`, run in the MXNet agent environment).
+(:mod:`mlms_ir.converters.mxnet`, run in the MXNet agent environment). One converter goes the other
+way: :mod:`mlms_ir.converters.onnx_tf` turns ONNX into a TensorFlow SavedModel (onnx-tf, run in
+its agent environment), with the provenance in a JSON file inside the SavedModel.
 
 Importing this package imports no deep-learning framework; torch is imported when a converter runs.
 """

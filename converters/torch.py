@@ -1,4 +1,4 @@
-"""PyTorch to ONNX: modules, TorchScript files and torchvision models, each checked numerically.
+"""PyTorch to ONNX: modules, TorchScript files, torchvision and timm models, each checked numerically.
 
 Every conversion goes the same way (:func:`from_torch`):
 
@@ -14,8 +14,9 @@ Every conversion goes the same way (:func:`from_torch`):
    is written as one ``.onnx`` file, or, when its weights exceed
    :data:`EXTERNAL_DATA_THRESHOLD_BYTES`, as ``NAME.onnx`` plus one ``NAME.onnx.data`` beside it.
 
-torch (and torchvision, onnxscript) are imported only when a converter runs; without them a
-:class:`~mlms_ir.errors.MissingExtraError` names the extra to install (``pip install 'mlms_ir[torch]'``).
+torch (and torchvision, onnxscript, timm) are imported only when a converter runs; without them a
+:class:`~mlms_ir.errors.MissingExtraError` names the extra to install (``pip install 'mlms_ir[torch]'``,
+``'mlms_ir[timm]'``).
 """
 
 from __future__ import annotations
@@ -306,10 +307,50 @@ def _export_legacy(module: Any, args: tuple, path: Path, *, input_names: list[st
     """``torch.onnx.export(..., dynamo=False)``: the TorchScript (tracing) exporter."""
     torch = _torch()
     axes = {n: {0: "batch"} for n in [*input_names, *output_names]} if dynamic_batch else None
-    torch.onnx.export(
-        module, args, str(path), dynamo=False, opset_version=opset or LEGACY_OPSET, do_constant_folding=True,
-        input_names=input_names, output_names=output_names, dynamic_axes=axes,
-    )
+    with _quantized_chunk_symbolic(opset or LEGACY_OPSET):
+        torch.onnx.export(
+            module, args, str(path), dynamo=False, opset_version=opset or LEGACY_OPSET, do_constant_folding=True,
+            input_names=input_names, output_names=output_names, dynamic_axes=axes,
+        )
+
+
+@contextlib.contextmanager
+def _quantized_chunk_symbolic(opset: int) -> Iterator[None]:
+    """Let the legacy exporter chunk a quantized tensor (torchvision's int8 ShuffleNetV2 channel split).
+
+    The legacy exporter carries an int8 tensor as a (values, scale, zero point) tuple and most of its
+    symbolics unpack it (``symbolic_helper.quantized_args``), but ``prim::ConstantChunk``, which a
+    traced ``x.chunk(2, dim=1)`` becomes, slices the tuple as if it were a tensor and the export
+    fails ("ONNX symbolic expected the output of onnx::Slice ... to be a quantized tensor"). While
+    exporting, this registers a ConstantChunk that dequantizes, chunks, and quantizes every piece
+    again with the input's scale and zero point: exact, since a chunk of an int8 tensor keeps its
+    quantization. Float inputs take torch's own symbolic unchanged; a symbolic the user registered
+    for ConstantChunk is left alone.
+    """
+    try:
+        from torch.onnx._internal.torchscript_exporter import registration
+        from torch.onnx._internal.torchscript_exporter import symbolic_helper as sh
+    except ImportError:  # another torch layout: export as torch does
+        yield
+        return
+    name = "prim::ConstantChunk"
+    group = registration.registry.get_function_group(name)
+    base = group.get(opset) if group is not None else None
+    if base is None or group._functions.overridden(opset):  # noqa: SLF001 - no public "is overridden"
+        yield
+        return
+
+    def constant_chunk(g: Any, self: Any, chunks: int, dim: int) -> Any:
+        if not sh._is_tuple_construct(self):  # noqa: SLF001 - not a quantized tensor
+            return base(g, self, chunks, dim)
+        x, scale, zero_point, axis = sh.dequantize_helper(g, self)
+        return [sh.quantize_helper(g, piece, scale, zero_point, axis) for piece in base(g, x, chunks, dim)]
+
+    registration.registry.register(name, opset, constant_chunk, custom=True)
+    try:
+        yield
+    finally:
+        registration.registry.unregister(name, opset)
 
 
 def _export_dynamo(module: Any, args: tuple, path: Path, *, input_names: list[str], output_names: list[str],
@@ -770,6 +811,21 @@ def _resolution(resolution: int | Sequence[int] | None) -> tuple[int, int] | Non
     return (r[0], r[1])
 
 
+def _builder_provenance(source: str, weights_label: str, perturbed: int, extra: dict[str, Any] | None,
+                        **fields: Any) -> dict[str, Any]:
+    """The provenance of a model built from a library's builder (torchvision, timm): its source,
+    weights and ``fields``, with the random-weights note where the weights are random, then
+    ``extra`` over it."""
+    prov: dict[str, Any] = {"source": source, "weights": weights_label, **fields}
+    if weights_label == "random":
+        prov["weights_note"] = (
+            f"random weights (torch.manual_seed(0); {perturbed} constant-initialised parameter tensors given N(0, 0.01) noise): "
+            "fine for cost and speed, never for accuracy"
+        )
+    prov.update(extra or {})
+    return prov
+
+
 def from_torchvision(
     name: str,
     out: str | os.PathLike[str],
@@ -828,6 +884,7 @@ def from_torchvision(
         raise ConversionError(f"batch must be a positive integer, got {batch!r}")
 
     file_weights: Path | None = None
+    perturbed = 0
     looks_like_file = isinstance(weights, os.PathLike) or str(weights).endswith((".pth", ".pt")) or os.sep in str(weights)
     if weights is not None and looks_like_file:
         file_weights = Path(weights).expanduser()
@@ -885,24 +942,101 @@ def from_torchvision(
     output_names = {"optical-flow": ["flow"], "image-classification": ["logits"], "video-classification": ["logits"]}.get(task)
     if atol is None:
         atol = DETECTION_ATOL if detection else FLOW_ATOL if task == "optical-flow" else 1e-4
-    prov: dict[str, Any] = {
-        "source": f"torchvision:{name}",
-        "weights": weights_label,
-        "torchvision_version": torchvision.__version__,
-        "task": task,
-        "builder_kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()},
-        "resolution": list(res),
-    }
-    if weights_label == "random":
-        prov["weights_note"] = (
-            f"random weights (torch.manual_seed(0); {perturbed} constant-initialised parameter tensors given N(0, 0.01) noise): "
-            "fine for cost and speed, never for accuracy"
-        )
-    prov.update(provenance or {})
+    prov = _builder_provenance(f"torchvision:{name}", weights_label, perturbed, provenance,
+                               torchvision_version=torchvision.__version__, task=task,
+                               builder_kwargs={k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()},
+                               resolution=list(res))
     return from_torch(
         module, example, out, input_names=[s["name"] for s in specs], output_names=output_names,
         dynamic_batch=dynamic_batch, opset=opset, exporter=exporter, check=check, atol=atol, rtol=rtol, provenance=prov,
         unordered_outputs=detection, int8_steps=INT8_STEPS if spec.is_quantized(name) else 0,
+    )
+
+
+def _load_weights_file(path: Path) -> dict:
+    """A state dict from a ``.safetensors`` file (safetensors) or a torch file (``torch.load(weights_only=True)``)."""
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError as exc:
+            raise ConversionError(f"reading '{path}' needs the safetensors package (pip install safetensors)") from exc
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as exc:  # noqa: BLE001
+            raise ConversionError(f"cannot read weights from '{path}' with safetensors: {_reason(exc)}") from exc
+    return _load_state_dict(path)
+
+
+def from_timm(
+    name: str,
+    out: str | os.PathLike[str],
+    *,
+    weights_path: str | os.PathLike[str] | None = None,
+    batch: int = 1,
+    resolution: int | Sequence[int] | None = None,
+    dynamic_batch: bool = True,
+    exporter: str = "auto",
+    opset: int | None = None,
+    check: bool = True,
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
+    provenance: Mapping[str, Any] | None = None,
+) -> ConversionResult:
+    """Build timm model ``name`` and convert it with :func:`from_torch`. Never downloads.
+
+    Args:
+        name: a timm model with published weights, ``arch`` (its default weights) or ``arch.tag``
+            (``timm.list_models(pretrained=True)``), e.g. ``deit_tiny_patch16_224.fb_in1k``.
+        out: the ``.onnx`` file to write.
+        weights_path: a local state dict for this architecture (``.safetensors``, or a torch file read
+            with ``torch.load(weights_only=True)``), e.g. the published weights fetched by hand.
+            Default: random parameters (``torch.manual_seed(0)``; every parameter tensor that timm
+            initialises to a constant gets N(0, 0.01) noise, as for torchvision), marked
+            ``weights: random`` in the provenance. The model is built with
+            ``timm.create_model(name, pretrained=False, num_classes=...)`` from the weights'
+            ``pretrained_cfg``, so its parameter count and cost are those of the published weights.
+        batch: batch size of the example input.
+        resolution: input height and width (an int for square); default: ``input_size`` of the
+            weights' data config (``timm.data.resolve_model_data_config``).
+        dynamic_batch, exporter, opset, check, atol, rtol, provenance: as for :func:`from_torch`.
+    """
+    torch = _torch()
+    timm = lazy_import("timm")
+    from mlms_ir.converters import timm_spec
+
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ConversionError(f"batch must be a positive integer, got {batch!r}")
+    cfg = timm_spec.pretrained_cfg(name)
+    full = f"{cfg['architecture']}.{cfg['tag']}" if cfg.get("tag") else cfg["architecture"]
+    kwargs = timm_spec.builder_kwargs(cfg)
+    perturbed = 0
+    with _no_download(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # timm's deprecation and init warnings
+        torch.manual_seed(0)
+        model = timm_spec.create(full, **kwargs)
+        if weights_path is not None:
+            file = Path(weights_path).expanduser()
+            if not file.is_file():
+                raise ConversionError(f"no weights file at '{file}'")
+            try:
+                model.load_state_dict(_load_weights_file(file))
+            except RuntimeError as exc:
+                raise ConversionError(f"'{file}' does not fit {full} built as {kwargs}: {_shorten(str(exc), 400)}") from exc
+            weights_label = f"file:{file.resolve()}"
+        else:
+            weights_label = "random"
+            perturbed = _perturb_constant_parameters(model)
+    model.eval()
+    res = _resolution(resolution) or timm_spec.resolution_of(model)
+    specs = timm_spec.input_spec(res, batch=batch)
+    g = torch.Generator().manual_seed(CHECK_SEED)
+    example = tuple(torch.rand(*s["shape"], generator=g) for s in specs)
+    prov = _builder_provenance(f"timm:{full}", weights_label, perturbed, provenance,
+                               timm_version=timm.__version__,
+                               task="image-classification", builder_kwargs=kwargs, resolution=list(res))
+    return from_torch(
+        model, example, out, input_names=[s["name"] for s in specs], output_names=["logits"],
+        dynamic_batch=dynamic_batch, opset=opset, exporter=exporter, check=check, atol=atol, rtol=rtol, provenance=prov,
     )
 
 
@@ -912,6 +1046,7 @@ __all__ = [
     "ConversionError",
     "ConversionResult",
     "from_torch",
+    "from_timm",
     "from_torchscript",
     "from_torchvision",
     "local_weights_path",

@@ -13,6 +13,7 @@ LAZY_PACKAGES: dict[str, str] = {
     "torchvision": "torch",
     "onnxscript": "torch",
     "onnx2torch": "torch",
+    "timm": "timm",
     "tensorflow": "tensorflow",
     "tf2onnx": "tensorflow",
     "tensorrt": "tensorrt",

@@ -11,7 +11,7 @@ import mlms_ir
 from mlms_ir._lazy import LAZY_PACKAGES, lazy_import
 from mlms_ir.errors import MissingExtraError
 
-HEAVY = ("torch", "torchvision", "tensorflow", "tensorrt", "onnxscript", "onnx2torch", "ray", "cupy", "pynvml", "mxnet")
+HEAVY = ("torch", "torchvision", "timm", "tensorflow", "tensorrt", "onnxscript", "onnx2torch", "ray", "cupy", "pynvml", "mxnet")
 
 
 def test_import_pulls_in_no_heavy_framework():
@@ -34,7 +34,7 @@ def test_every_module_imports():
 
 
 def test_lazy_packages_are_pinned():
-    assert set(LAZY_PACKAGES) == {"torch", "torchvision", "onnxscript", "onnx2torch", "tensorflow", "tf2onnx", "tensorrt", "pynvml", "cupy", "ray", "playwright"}
+    assert set(LAZY_PACKAGES) == {"torch", "torchvision", "onnxscript", "onnx2torch", "timm", "tensorflow", "tf2onnx", "tensorrt", "pynvml", "cupy", "ray", "playwright"}
 
 
 def test_missing_extra_names_the_extra():

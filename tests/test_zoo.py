@@ -43,8 +43,11 @@ def cli(*args: str, env=None) -> subprocess.CompletedProcess:
 # ------------------------------------------------------------------------------------------------
 def test_manifest_count_and_tasks():
     ms = list_models()
-    # one manifest per (model, weights) pair of torchvision 0.29 (166) + digits-cnn
-    assert len(ms) >= 167
+    # one manifest per (model, weights) pair of torchvision 0.29 (166) + the curated timm models + digits-cnn;
+    # MLModelScope's zoo had 170
+    assert len(ms) >= 170
+    by_source = Counter(m["source"]["kind"] for m in ms)
+    assert by_source["torchvision"] == 166 and by_source["builtin"] == 1 and by_source["timm"] >= 20
     by_task = Counter(m["task"] for m in ms)
     assert set(by_task) == set(TASKS)
     assert by_task["optical-flow"] == 8 and by_task["keypoint-detection"] == 2 and by_task["instance-segmentation"] == 2
@@ -58,7 +61,7 @@ def test_manifests_cover_every_torchvision_weight():
     pairs = {(n, f"{type(w).__name__}.{w.name}") for n in M.list_models() for w in M.get_model_weights(n)}
     ours = {(m["source"]["builder"], m["source"]["weights"]) for m in list_models() if m["source"]["kind"] == "torchvision"}
     assert ours == pairs
-    assert len(list_models()) == len(pairs) + 1  # + digits-cnn
+    assert len(list_models(source="torchvision")) == len(pairs)
     versions = {m["source"]["torchvision_version"] for m in list_models() if m["source"]["kind"] == "torchvision"}
     assert versions == {tv.__version__.split("+")[0]}
 
@@ -85,6 +88,9 @@ def test_classification_manifests_have_accuracy_and_preprocessing():
     assert len(cls) >= 130
     for m in cls:
         pre = m["preprocessing"]
+        if m["source"]["kind"] == "timm":  # timm's package publishes no accuracy (tests/test_zoo_timm.py)
+            assert m["reference"] == []
+            continue
         if m["labels"] is None:  # vgg16.imagenet1k_features: feature-extractor weights, no accuracy published
             assert m["reference"] == [] and m["name"] == "vgg16.imagenet1k_features"
             continue
@@ -188,6 +194,7 @@ def test_digits_cnn_entry_matches_the_shipped_file():
 
 def test_manifests_are_what_the_generator_writes():
     pytest.importorskip("torchvision")
+    pytest.importorskip("timm")
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "make_zoo_manifests.py"), "--check"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
@@ -464,3 +471,99 @@ def test_cli_zoo_build_digits():
     r = cli("zoo", "build", "digits-cnn")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"{builtin_path()} (shipped)"
+
+
+# ------------------------------------------------------------------------------------------------
+# concurrent builds: the build lock
+# ------------------------------------------------------------------------------------------------
+def test_concurrent_builds_of_one_model_convert_once(tmp_path, monkeypatch):
+    """Two threads build one model at once: the lock lets one convert while the other waits, then
+    reuses the model; the cache holds one valid build and no temporary folder."""
+    import time
+
+    from mlms_ir.zoo import builder
+
+    calls: list[Path] = []
+
+    class Result:
+        def to_dict(self) -> dict:
+            return {"exporter": "fake", "max_abs_error": 0.0}
+
+    def slow_convert(m, out, **kwargs):
+        calls.append(out)
+        time.sleep(0.5)
+        out.write_bytes(b"fake onnx of " + m["name"].encode())
+        return Result()
+
+    monkeypatch.setattr(builder, "_convert", slow_convert)
+    monkeypatch.setenv("MLMS_IR_CACHE", str(tmp_path))
+    results: list[Path] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(builder.build("squeezenet1_1"))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors and len(results) == 2 and len(calls) == 1
+    path = tmp_path / "zoo" / "squeezenet1_1" / "model.onnx"
+    assert results == [path, path] and path.read_bytes() == b"fake onnx of squeezenet1_1"
+    assert builder.read_build_info("squeezenet1_1")["conversion"]["exporter"] == "fake"
+    assert sorted(p.name for p in (tmp_path / "zoo").iterdir()) == ["squeezenet1_1"]
+    assert builder.lock_path("squeezenet1_1") == tmp_path / "locks" / "squeezenet1_1.lock"
+    # force converts again and swaps the folder in whole
+    assert builder.build("squeezenet1_1", force=True) == path and len(calls) == 2
+    assert sorted(p.name for p in (tmp_path / "zoo").iterdir()) == ["squeezenet1_1"]
+
+
+def test_build_lock_excludes_a_second_holder(tmp_path, monkeypatch):
+    import time
+
+    from mlms_ir.zoo.builder import build_lock
+
+    monkeypatch.setenv("MLMS_IR_CACHE", str(tmp_path))
+    order: list[str] = []
+
+    def second() -> None:
+        with build_lock("resnet50.imagenet1k_v2", wait_note=False):  # an alias: the same lock
+            order.append("second")
+
+    with build_lock("resnet50"):
+        t = threading.Thread(target=second)
+        t.start()
+        time.sleep(0.3)
+        order.append("first done")
+    t.join(10)
+    assert order == ["first done", "second"]
+
+
+def test_quantized_shufflenet_converts(tmp_path, monkeypatch):
+    """torchvision's int8 ShuffleNetV2 splits its channels with x.chunk(2, dim=1); the legacy exporter
+    has no quantized ConstantChunk, so mlms_ir registers one while exporting (dequantize, chunk, quantize)."""
+    pytest.importorskip("torchvision")
+    from mlms_ir.zoo.builder import build, read_build_info
+
+    monkeypatch.setenv("MLMS_IR_CACHE", str(tmp_path))
+    path = build("quantized_shufflenet_v2_x0_5")
+    conv = read_build_info("quantized_shufflenet_v2_x0_5")["conversion"]
+    assert conv["exporter"] == "legacy" and conv["checked_batches"] == [1, 3] and conv["max_abs_error"] < 0.05
+    import onnx
+
+    ops = Counter(n.op_type for n in onnx.load(str(path)).graph.node)
+    assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0  # int8 as QDQ pairs around float ops
+    assert ops["Slice"] >= 2 * 13  # two halves in each of the 13 stride-1 blocks
+    # int8 weights sit in large Constant nodes, which the IR loads without their data
+    m = get("quantized_shufflenet_v2_x0_5")
+    analysis = mlms_ir.analyze(mlms_ir.load(path, dims={"batch": 1}))
+    assert analysis.totals.params == pytest.approx(m["num_params"], rel=0.01)  # 1362816 vs 1366792: folded BN
+    assert analysis.totals.macs / 1e9 == pytest.approx(m["gflops"], rel=0.02)  # 0.0405 vs torchvision's 0.04
+    # the registration is undone: torch's own symbolic is back
+    from torch.onnx._internal.torchscript_exporter import registration
+
+    assert not registration.registry.get_function_group("prim::ConstantChunk")._functions.overridden(17)

@@ -1,22 +1,33 @@
 #!/usr/bin/env python3
-"""Write the zoo's manifests from torchvision's own metadata (and the shipped digits-cnn).
+"""Write the zoo's manifests from torchvision's and timm's own metadata (and the shipped digits-cnn).
 
-One manifest per (model, weights) pair that torchvision registers: every builder of
+**torchvision**: one manifest per (model, weights) pair that torchvision registers: every builder of
 ``torchvision.models.list_models()`` (classification, quantization, detection, segmentation,
 video, optical_flow) times every member of ``get_model_weights(name)``. Each manifest carries what
 torchvision publishes: the weights URL and the sha256 prefix in its file name, ``meta["_metrics"]``
 (accuracies as fractions), ``num_params``, ``_ops`` (GFLOPS), ``_file_size``, ``recipe``,
 ``min_size``, the preprocessing of ``transforms()`` and a reference to the label set.
 
+**timm**: one manifest per model of :data:`TIMM_MODELS`, a curated list of timm models that
+torchvision does not have (small ViTs and hybrids, mobile CNNs, ...). Each is built once with random
+weights (``timm.create_model(name, pretrained=False)``, nothing downloaded) to read its
+``pretrained_cfg`` (input size, mean, std, interpolation, crop_pct, num_classes, licence, hub id),
+the evaluation transform timm builds for it, its parameter count and its multiply-adds
+(``torch.utils.flop_counter``, attention unfused). timm's weights are on the Hugging Face hub, which
+gives no checksum to pin: the manifests have no weights URL. timm's package has no accuracy table,
+so their ``reference`` is empty.
+
 Outputs (under ``--out``, default the ``zoo/`` folder beside this script's folder)::
 
     manifests/torchvision.json   # a JSON list, one manifest per line, sorted by name
+    manifests/timm.json          # the same for TIMM_MODELS
     manifests/builtin.json       # digits-cnn, from builtin/digits_cnn.json
     labels.json                  # {label set id: [names]}; every label set once
 
 Names: the DEFAULT weights of builder ``B`` are ``B``; any other weights ``W`` are ``B.w`` (the
 member name in lower case), e.g. ``resnet50`` (IMAGENET1K_V2) and ``resnet50.imagenet1k_v1``. The
-DEFAULT entry lists ``B.w`` of its own weights as an alias.
+DEFAULT entry lists ``B.w`` of its own weights as an alias. A timm model ``arch.tag`` is ``arch``
+when ``tag`` is timm's default tag for ``arch`` (alias ``arch.tag``), else ``arch.tag``.
 
 Detection models resize and normalise inside themselves; the script builds each once with random
 parameters (no download) to read that from ``model.transform``.
@@ -24,8 +35,12 @@ parameters (no download) to read that from ``model.transform``.
 Usage::
 
     .venv/bin/python tools/make_zoo_manifests.py [--out zoo] [--check]
+    .venv/bin/python tools/make_zoo_manifests.py --export-timm DIR   # also export every timm entry to ONNX
 
 ``--check`` writes nothing and exits 1 when the files on disk differ from what would be written.
+``--export-timm DIR`` converts every model of TIMM_MODELS with
+``mlms_ir.converters.torch.from_timm`` into ``DIR/<name>/model.onnx`` (checked against torch) and
+prints, per model, the exporter, the error and mlms_ir's params and MACs next to the manifest's.
 """
 
 from __future__ import annotations
@@ -49,6 +64,63 @@ PERCENT_METRICS = {"acc@1": "top1", "acc@5": "top5", "box_map": "box_map", "mask
                    "miou": "miou", "pixel_acc": "pixel_acc", "fl_all": "fl_all"}
 #: meta["_metrics"] values kept in their own unit (end-point error in pixels).
 PIXEL_METRICS = {"epe": "epe_px", "per_image_epe": "per_image_epe_px"}
+
+#: The timm models of the zoo (``arch.tag``: the weights whose pretrained_cfg the entry describes):
+#: popular timm architectures that torchvision does not have, each exported to ONNX, checked against
+#: torch and analysed with ``--export-timm``. ``test_vit`` and ``test_efficientnet`` are timm's own
+#: tiny models (0.4M parameters, real ImageNet weights at 160x160), which the tests build in seconds.
+#: Left out after trying (timm 1.0.31, torch 2.14.1): ``efficientnetv2_rw_t`` and ``mobileone_s0``,
+#: whose random-weights outputs grow so large (~6e2 and ~5e14) that torch itself differs between
+#: batch 1 and 3 beyond the check's tolerance; ``coatnet_0_rw_224``, which converts and matches, but
+#: whose 300 KB int64 relative-position index mlms_ir's loader strips before shape inference, which
+#: then fails on an Unsqueeze of it (``--lenient`` analyses it).
+TIMM_MODELS = (
+    # transformers and hybrids
+    "deit_tiny_patch16_224.fb_in1k",
+    "deit_small_patch16_224.fb_in1k",
+    "vit_tiny_patch16_224.augreg_in21k_ft_in1k",
+    "levit_128s.fb_dist_in1k",
+    "pit_ti_224.in1k",
+    "crossvit_tiny_240.in1k",
+    "xcit_tiny_12_p16_224.fb_in1k",
+    "cait_xxs24_224.fb_dist_in1k",
+    "convit_tiny.fb_in1k",
+    "tiny_vit_5m_224.dist_in22k_ft_in1k",
+    "mobilevit_xxs.cvnets_in1k",
+    "mobilevitv2_050.cvnets_in1k",
+    "efficientformer_l1.snap_dist_in1k",
+    "efficientformerv2_s0.snap_dist_in1k",
+    "fastvit_t8.apple_in1k",
+    "edgenext_xx_small.in1k",
+    "poolformer_s12.sail_in1k",
+    "maxvit_nano_rw_256.sw_in1k",
+    "mvitv2_tiny.fb_in1k",
+    "hiera_tiny_224.mae_in1k_ft_in1k",
+    "efficientvit_m0.r224_in1k",
+    "efficientvit_b0.r224_in1k",
+    "test_vit.r160_in1k",
+    # CNNs
+    "convnext_atto.d2_in1k",
+    "convnextv2_atto.fcmae_ft_in1k",
+    "tf_efficientnetv2_b0.in1k",
+    "regnetz_b16.ra3_in1k",
+    "resnetrs50.tf_in1k",
+    "ghostnet_100.in1k",
+    "mixnet_s.ft_in1k",
+    "lcnet_050.ra2_in1k",
+    "cspdarknet53.ra_in1k",
+    "dla34.in1k",
+    "rexnet_100.nav_in1k",
+    "mobilenetv4_conv_small.e2400_r224_in1k",
+    "repvit_m1.dist_in1k",
+    "resnest14d.gluon_in1k",
+    "eca_nfnet_l0.ra2_in1k",
+    "hgnetv2_b0.ssld_stage2_ft_in1k",
+    "test_efficientnet.r160_in1k",
+)
+#: The label set of timm's 1000-class ImageNet heads: torchvision's ``imagenet-1k`` (both use the
+#: ILSVRC-2012 class order, the sorted WordNet ids; checked in :func:`timm_manifests`).
+TIMM_IMAGENET_LABELS = "imagenet-1k"
 
 
 def _slug(text: str) -> str:
@@ -176,6 +248,113 @@ def torchvision_manifests(labels: LabelSets) -> list[dict[str, Any]]:
     return manifests
 
 
+def timm_model_name(arch: str, tag: str | None, default_tag: str | None) -> str:
+    """``arch`` for timm's default tag of ``arch``, ``arch.tag`` for another one."""
+    return arch if tag is None or tag == default_tag else f"{arch}.{tag}"
+
+
+def _check_timm_imagenet_order(imagenet_labels: list[str]) -> None:
+    """timm's ImageNet-1k class i is torchvision's class i (torchvision's name starts with timm's first lemma)."""
+    import timm.data
+
+    info = timm.data.ImageNetInfo()
+    bad = [i for i in range(info.num_classes())
+           if not imagenet_labels[i].lower().startswith(info.index_to_description(i).split(",")[0].strip().lower())]
+    if info.num_classes() != len(imagenet_labels) or bad:
+        raise SystemExit(f"timm's ImageNet-1k classes differ from torchvision's at {bad[:5]}: give timm entries their own label set")
+
+
+def timm_manifests(imagenet_labels: list[str]) -> list[dict[str, Any]]:
+    """One manifest per model of :data:`TIMM_MODELS`, from timm's own metadata (see the module docstring)."""
+    import timm
+    import torch
+
+    from mlms_ir.converters import timm_spec
+
+    _check_timm_imagenet_order(imagenet_labels)
+    version = timm.__version__.split("+")[0]
+    manifests: list[dict[str, Any]] = []
+    for full in TIMM_MODELS:
+        cfg = timm_spec.pretrained_cfg(full)
+        arch, tag = cfg["architecture"], cfg.get("tag")
+        if f"{arch}.{tag}" != full:
+            raise SystemExit(f"timm resolves {full} to {arch}.{tag}: fix TIMM_MODELS")
+        default = timm_spec.default_tag(arch)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.manual_seed(0)
+            model = timm_spec.create(full)
+        res = timm_spec.resolution_of(model)
+        name = timm_model_name(arch, tag, default)
+        num_classes = int(cfg.get("num_classes") or 0)
+        min_size = cfg.get("min_input_size")
+        m: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "name": name,
+            "aliases": [full] if name != full else [],
+            "task": "image-classification",
+            "framework": "pytorch",
+            "source": {
+                "kind": "timm",
+                "model": full,
+                "architecture": arch,
+                "tag": tag,
+                "weights": timm_spec.weights_entry(cfg)["hf_hub_id"],
+                "default": tag == default,
+                "builder_kwargs": timm_spec.builder_kwargs(cfg),
+                "timm_version": version,
+            },
+            "weights": timm_spec.weights_entry(cfg),
+            "inputs": timm_spec.input_spec(res),
+            "resolution": list(res),
+            "preprocessing": timm_spec.preprocessing(model),
+            "labels": TIMM_IMAGENET_LABELS if num_classes == len(imagenet_labels) else None,
+            "licence": timm_spec.licence(cfg),
+            "reference": [],
+            "num_params": timm_spec.num_params(model),
+            "gflops": timm_spec.count_macs(model, res) / 1e9,
+            "gflops_note": ("counted by mlms_ir for one image with torch.utils.flop_counter (attention unfused); "
+                            "timm's package publishes no figure"),
+            "recipe": cfg.get("origin_url") or None,
+            "paper": cfg.get("paper_ids") or cfg.get("paper_name") or None,
+            "min_size": [int(v) for v in min_size[-2:]] if min_size else None,
+            "fixed_input_size": bool(cfg.get("fixed_input_size", False)),
+        }
+        if cfg.get("test_input_size"):
+            m["test_input_size"] = [int(v) for v in cfg["test_input_size"][-2:]]
+        manifests.append(m)
+    return manifests
+
+
+def export_timm(out: Path) -> int:
+    """Convert every model of TIMM_MODELS to ONNX under ``out`` and compare mlms_ir's counts with the manifest."""
+    import time
+
+    import mlms_ir
+    from mlms_ir.converters.torch import from_timm
+    from mlms_ir.errors import MlmsIrError
+
+    failed = 0
+    manifests = {m["source"]["model"]: m for m in json.loads((DEFAULT_OUT / "manifests" / "timm.json").read_text())}
+    for full in TIMM_MODELS:
+        m = manifests.get(full)
+        start = time.perf_counter()
+        try:
+            r = from_timm(full, out / full / "model.onnx", resolution=m["resolution"] if m else None)
+        except MlmsIrError as exc:
+            failed += 1
+            print(f"FAIL {full} ({time.perf_counter() - start:.0f} s): {exc}", flush=True)
+            continue
+        a = mlms_ir.analyze(mlms_ir.load(r.path, dims={"batch": 1}))
+        cmp = ""
+        if m:
+            cmp = (f"params {a.totals.params} vs {m['num_params']} ({a.totals.params / m['num_params'] - 1:+.2%}), "
+                   f"GMACs {a.totals.macs / 1e9:.4g} vs {m['gflops']:.4g} ({a.totals.macs / 1e9 / m['gflops'] - 1:+.2%})")
+        print(f"OK {full} ({time.perf_counter() - start:.0f} s): exporter {r.exporter}, max abs error {r.max_abs_error:.2g}; {cmp}",
+              flush=True)
+    return 1 if failed else 0
+
+
 def digits_manifest(labels: LabelSets) -> dict[str, Any]:
     """The shipped digits-cnn, from ``zoo/builtin/digits_cnn.json`` and its ONNX file (params, MACs)."""
     import mlms_ir
@@ -233,16 +412,24 @@ def build_all() -> dict[str, str]:
     tv = sorted(torchvision_manifests(labels), key=lambda m: m["name"])
     digits = digits_manifest(labels)
     label_sets = _finish_labels([*tv, digits], labels)
+    if TIMM_IMAGENET_LABELS not in label_sets:
+        raise SystemExit(f"no label set '{TIMM_IMAGENET_LABELS}' for the timm entries")
+    timm_entries = sorted(timm_manifests(label_sets[TIMM_IMAGENET_LABELS]), key=lambda m: m["name"])
     lines = [f"{json.dumps(k)}:{json.dumps(v, separators=(',', ':'))}" for k, v in label_sets.items()]
     label_text = "{\n" + ",\n".join(lines) + "\n}\n"
-    return {"manifests/torchvision.json": dump_list(tv), "manifests/builtin.json": dump_list([digits]), "labels.json": label_text}
+    return {"manifests/torchvision.json": dump_list(tv), "manifests/timm.json": dump_list(timm_entries),
+            "manifests/builtin.json": dump_list([digits]), "labels.json": label_text}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"the zoo folder (default {DEFAULT_OUT})")
     ap.add_argument("--check", action="store_true", help="write nothing; exit 1 when the files differ")
+    ap.add_argument("--export-timm", type=Path, metavar="DIR",
+                    help="only export every timm entry to DIR/<name>/model.onnx and compare counts; writes no manifest")
     args = ap.parse_args(argv)
+    if args.export_timm:
+        return export_timm(args.export_timm)
     files = build_all()
     stale = []
     for rel, text in files.items():
@@ -258,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"out of date: {args.out / rel}", file=sys.stderr)
         return 1 if stale else 0
     counts: dict[str, int] = {}
-    for rel in ("manifests/torchvision.json", "manifests/builtin.json"):
+    for rel in ("manifests/torchvision.json", "manifests/timm.json", "manifests/builtin.json"):
         for m in json.loads(files[rel]):
             counts[m["task"]] = counts.get(m["task"], 0) + 1
     print(f"wrote {sum(counts.values())} manifests to {args.out / 'manifests'}: "

@@ -1,14 +1,15 @@
-"""The model catalog: the shipped ``digits-cnn`` and every torchvision model with published weights.
+"""The model catalog: the shipped ``digits-cnn``, every torchvision model with published weights, and 40 timm models.
 
 ``digits-cnn`` is a small CNN trained on scikit-learn's bundled digits data by
 ``tools/train_digits_cnn.py`` and shipped in the package (``builtin/digits_cnn.onnx``), with its
 provenance and measured test accuracy in ``builtin/digits_cnn.json``.
 
-The torchvision models are manifests (data: ``manifests/*.json``, label sets in ``labels.json``,
-written by ``tools/make_zoo_manifests.py``): :func:`get`, :func:`list_models` and :func:`resolve`
-(``zoo:NAME`` -> an ONNX file, built into the cache on first use) need no framework; building
-(:func:`mlms_ir.zoo.builder.build`) needs the ``torch`` extra, and downloading weights
-(:mod:`mlms_ir.zoo.download`) happens only when asked for.
+The torchvision and timm models are manifests (data: ``manifests/*.json``, label sets in
+``labels.json``, written by ``tools/make_zoo_manifests.py``): :func:`get`, :func:`list_models` and
+:func:`resolve` (``zoo:NAME`` -> an ONNX file, built into the cache on first use) need no framework;
+building (:func:`mlms_ir.zoo.builder.build`) needs the ``torch`` extra (and ``timm`` for the timm
+models), and downloading weights (:mod:`mlms_ir.zoo.download`) happens only when asked for (timm's
+weights, on the Hugging Face hub, never).
 """
 
 from __future__ import annotations

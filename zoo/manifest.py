@@ -1,12 +1,14 @@
 """The zoo's catalog: load and validate the manifests, look models up, resolve ``zoo:NAME`` to a file.
 
 Manifests are data (``manifests/*.json``, each a JSON list; label sets once in ``labels.json``),
-written by ``tools/make_zoo_manifests.py`` from torchvision's own metadata. A manifest is a plain
-dict; ``docs/zoo.rst`` describes its fields. Names: a builder's DEFAULT weights are called after
-the builder (``resnet50``), its other weights ``builder.member`` in lower case
-(``resnet50.imagenet1k_v1``); ``resnet50.imagenet1k_v2`` is an alias of ``resnet50``.
+written by ``tools/make_zoo_manifests.py`` from torchvision's and timm's own metadata. A manifest is
+a plain dict; ``docs/zoo.rst`` describes its fields. Names: a builder's DEFAULT weights are called
+after the builder (``resnet50``), its other weights ``builder.member`` in lower case
+(``resnet50.imagenet1k_v1``); ``resnet50.imagenet1k_v2`` is an alias of ``resnet50``. A timm model
+is called after its architecture when its tag is timm's default (``deit_tiny_patch16_224``, alias
+``deit_tiny_patch16_224.fb_in1k``), else ``architecture.tag``.
 
-Nothing here imports torch: looking models up is cheap; building one (:mod:`mlms_ir.zoo.builder`) is not.
+Nothing here imports torch or timm: looking models up is cheap; building one (:mod:`mlms_ir.zoo.builder`) is not.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ REQUIRED = ("schema_version", "name", "aliases", "task", "framework", "source", 
             "preprocessing", "labels", "licence", "reference", "num_params", "gflops")
 #: Fields of every preprocessing entry.
 PREPROCESSING = ("resize", "crop", "mean", "std", "interpolation", "layout", "dtype", "scale")
+#: Source kinds of the manifests: how a model is built.
+SOURCE_KINDS = ("torchvision", "timm", "builtin")
 #: Reference metrics stored as fractions in [0, 1].
 FRACTION_METRICS = ("top1", "top5", "box_map", "mask_map", "kp_map", "miou", "pixel_acc", "fl_all")
 _SHA_PREFIX = re.compile(r"^[0-9a-f]{8,64}$")
@@ -86,6 +90,15 @@ def validate(m: dict[str, Any]) -> list[str]:
             problems.append(f"{name}: weights sha256_prefix must be lower-case hex")
         if not src.get("builder") or not src.get("weights"):
             problems.append(f"{name}: a torchvision source needs builder and weights")
+    elif src.get("kind") == "timm":
+        if w.get("url") is not None or w.get("downloadable") is not False:
+            problems.append(f"{name}: timm weights live on the Hugging Face hub: url must be null and downloadable false")
+        if not str(w.get("weights_note") or "").strip() or not w.get("hf_hub_id"):
+            problems.append(f"{name}: timm weights need hf_hub_id and a weights_note")
+        if not src.get("model") or not src.get("architecture") or not src.get("weights"):
+            problems.append(f"{name}: a timm source needs model, architecture and weights")
+        elif not str(src["model"]).startswith(src["architecture"]):
+            problems.append(f"{name}: timm model '{src['model']}' is not of architecture '{src['architecture']}'")
     elif src.get("kind") != "builtin":
         problems.append(f"{name}: unknown source kind '{src.get('kind')}'")
     return problems
@@ -122,7 +135,7 @@ def _load() -> tuple[tuple[dict[str, Any], ...], dict[str, int], dict[str, list[
 
 
 def manifests() -> list[dict[str, Any]]:
-    """Every manifest (copies), in file order (builtin, then torchvision, sorted by name)."""
+    """Every manifest (copies), in file order (builtin, then timm, then torchvision, each sorted by name)."""
     return copy.deepcopy(list(_load()[0]))
 
 
@@ -149,14 +162,18 @@ def get(name: str) -> dict[str, Any]:
     return copy.deepcopy(all_manifests[i])
 
 
-def list_models(task: str | None = None, framework: str | None = None) -> list[dict[str, Any]]:
-    """Manifests, optionally only those of one ``task`` and/or ``framework`` (e.g. ``pytorch``)."""
+def list_models(task: str | None = None, framework: str | None = None, source: str | None = None) -> list[dict[str, Any]]:
+    """Manifests, optionally only those of one ``task``, ``framework`` (e.g. ``pytorch``) and/or ``source``
+    kind (``torchvision``, ``timm``, ``builtin``)."""
     if task is not None and task not in TASKS:
         close = difflib.get_close_matches(task, TASKS, n=1)
         hint = f"did you mean {close[0]}?" if close else f"one of: {', '.join(TASKS)}"
         raise UnknownModelError(f"the zoo has no task '{task}'; {hint}")
+    if source is not None and source not in SOURCE_KINDS:
+        raise UnknownModelError(f"the zoo has no source '{source}'; one of: {', '.join(SOURCE_KINDS)}")
     return [copy.deepcopy(m) for m in _load()[0]
-            if (task is None or m["task"] == task) and (framework is None or m["framework"] == framework)]
+            if (task is None or m["task"] == task) and (framework is None or m["framework"] == framework)
+            and (source is None or m["source"]["kind"] == source)]
 
 
 def labels(ref: str) -> list[str]:
@@ -199,6 +216,7 @@ def resolve(ref: str | os.PathLike[str]) -> Path:
 __all__ = [
     "ManifestError",
     "SCHEMA_VERSION",
+    "SOURCE_KINDS",
     "TASKS",
     "UnknownModelError",
     "ZOO_PREFIX",

@@ -27,12 +27,13 @@ def _model_and_manifest(model: str | None) -> tuple[str, dict[str, Any] | None]:
         man = zoo_manifest.get(text[4:])
         path = zoo_manifest.resolve(text)
         info = _manifest_fields(man)
-        if man.get("source", {}).get("kind") == "torchvision":
+        if man.get("source", {}).get("kind") in ("torchvision", "timm"):
             from mlms_ir.zoo.builder import weights_downloaded
 
             if not weights_downloaded(man["name"]):
-                print(f"mlms_ir: warning: {man['name']} has random weights (build it with 'zoo build {man['name']} --weights'): "
-                      "its accuracy means nothing", file=sys.stderr)
+                how = (f"build it with 'zoo build {man['name']} --weights'" if man["source"]["kind"] == "torchvision"
+                       else "mlms_ir cannot download timm's weights")
+                print(f"mlms_ir: warning: {man['name']} has random weights ({how}): its accuracy means nothing", file=sys.stderr)
         return str(path), info
     return text, None
 

@@ -29,7 +29,7 @@ def _pct(v: float | None) -> str:
 
 
 def _preprocessing_text(pre: dict[str, Any]) -> str:
-    keys = ("resize", "crop", "interpolation", "mean", "std", "scale", "layout")
+    keys = ("resize", "crop", "crop_pct", "interpolation", "mean", "std", "scale", "layout")
     text = ", ".join(f"{k}={pre[k]}" for k in keys if pre.get(k) is not None)
     return text + (f", in the model: {pre['in_model']}" if pre.get("in_model") else "")
 
@@ -56,20 +56,37 @@ def _cache_state(name: str) -> dict[str, Any]:
     from mlms_ir.zoo.builder import built_path, read_build_info, weights_downloaded, weights_file
     from mlms_ir.zoo.manifest import get
 
-    builtin = get(name)["source"]["kind"] == "builtin"
+    from mlms_ir.zoo.builder import DOWNLOADABLE_KINDS
+
+    kind = get(name)["source"]["kind"]
     path = built_path(name)
     return {
         "built": str(path) if path else None,
-        "built_weights": "shipped" if builtin else (read_build_info(name) or {}).get("weights"),
+        "built_weights": "shipped" if kind == "builtin" else (read_build_info(name) or {}).get("weights"),
         "weights_downloaded": weights_downloaded(name),
-        "weights_file": None if builtin else str(weights_file(name)),
+        "weights_file": str(weights_file(name)) if kind in DOWNLOADABLE_KINDS else None,
     }
 
 
-class Zoo:
-    """The model catalog: every torchvision model with published weights, and the shipped digits-cnn."""
+def _source_text(src: dict[str, Any]) -> str:
+    if src["kind"] == "torchvision":
+        return f"torchvision {src['builder']} with {src['weights']}"
+    if src["kind"] == "timm":
+        return f"timm.create_model('{src['model']}', pretrained=False) (timm {src.get('timm_version')})"
+    return f"shipped file {src['file']} ({src.get('script')})"
 
-    def list(self, task: str | None = None, format: str = "table", framework: str | None = None) -> None:  # noqa: A002
+
+def _sha_text(w: dict[str, Any]) -> str:
+    if w.get("sha256_prefix"):
+        return f"{w['sha256_prefix']}... (a prefix, from the file name)"
+    return str(w.get("sha256") or "-")
+
+
+class Zoo:
+    """The model catalog: every torchvision model with published weights, a curated set of timm models, and the shipped digits-cnn."""
+
+    def list(self, task: str | None = None, format: str = "table", framework: str | None = None,  # noqa: A002
+             source: str | None = None) -> None:
         """The zoo's models: name, task, parameters, GFLOPS (multiply-adds, as torchvision counts) and reference top-1.
 
         Args:
@@ -77,13 +94,15 @@ class Zoo:
                 keypoint-detection, semantic-segmentation, video-classification or optical-flow.
             format: table or json.
             framework: only this framework (pytorch).
+            source: only models of this source: torchvision, timm or builtin.
         """
         from mlms_ir.zoo.manifest import list_models, top1
 
         fmt = _format(format)
-        models = list_models(task=task, framework=framework)
+        models = list_models(task=task, framework=framework, source=source)
         if fmt == "json":
-            rows = [{"name": m["name"], "task": m["task"], "framework": m["framework"], "num_params": m["num_params"],
+            rows = [{"name": m["name"], "task": m["task"], "framework": m["framework"], "source": m["source"]["kind"],
+                     "num_params": m["num_params"],
                      "gflops": m["gflops"], "top1": top1(m), "weights": m["source"].get("weights")} for m in models]
             _write(json.dumps({"schema_version": 1, "count": len(rows), "models": rows}, indent=2) + "\n", None)
             return
@@ -91,7 +110,7 @@ class Zoo:
         from rich.table import Table
         from rich.text import Text
 
-        t = Table(title=f"mlms_ir zoo: {len(models)} models" + (f" ({task})" if task else ""))
+        t = Table(title=f"mlms_ir zoo: {len(models)} models" + "".join(f" ({v})" for v in (task, source) if v))
         t.add_column("name", no_wrap=True)  # whole, so it can be copied
         t.add_column("task", overflow="fold")
         t.add_column("params", justify="right", no_wrap=True)
@@ -105,7 +124,7 @@ class Zoo:
         """One model's manifest: source, weights, inputs, preprocessing, labels, licence, reference figures.
 
         Args:
-            name: a zoo name (see `zoo list`), e.g. resnet50 or resnet50.imagenet1k_v1.
+            name: a zoo name (see `zoo list`), e.g. resnet50, resnet50.imagenet1k_v1 or deit_tiny_patch16_224.
             format: table or json.
         """
         from mlms_ir.zoo.manifest import get, labels
@@ -121,16 +140,14 @@ class Zoo:
         from rich.text import Text
 
         src, w, pre, lic = m["source"], m["weights"], m["preprocessing"], m["licence"]
-        sha = f"{w['sha256_prefix']}... (a prefix, from the file name)" if w.get("sha256_prefix") else str(w.get("sha256"))
         label_names = labels(m["labels"]) if m.get("labels") else []
         rows: list[tuple[str, str]] = [
             ("name", m["name"] + (f"  (alias {', '.join(m['aliases'])})" if m["aliases"] else "")),
             ("task", m["task"]),
             ("framework", m["framework"]),
-            ("source", f"torchvision {src['builder']} with {src['weights']}" if src["kind"] == "torchvision"
-             else f"shipped file {src['file']} ({src.get('script')})"),
-            ("weights", str(w.get("url") or w.get("file"))),
-            ("sha256", sha),
+            ("source", _source_text(src)),
+            ("weights", str(w.get("url") or w.get("file") or w.get("weights_note") or "-")),
+            ("sha256", _sha_text(w)),
             ("weights size", f"{w['size_mb']} MB" if w.get("size_mb") is not None else "-"),
             ("inputs", "; ".join(f"{i['name']}: {i['dtype']}[{', '.join(map(str, i['shape']))}]" for i in m["inputs"])),
             ("preprocessing", _preprocessing_text(pre)),
@@ -138,10 +155,11 @@ class Zoo:
             ("licence", f"code {lic['code']}; weights: {lic.get('weights') or lic.get('weights_note')}"),
             ("reference", _reference_text(m["reference"])),
             ("params", f"{m['num_params']:,}"),
-            ("GFLOPS", f"{m['gflops']:.4g} (multiply-adds; compare with MACs)"),
+            ("GFLOPS", f"{m['gflops']:.4g} (multiply-adds; compare with MACs)" + (f"; {m['gflops_note']}" if m.get("gflops_note") else "")),
             ("recipe", str(m.get("recipe") or "-")),
             ("built", f"{state['built']} ({state['built_weights']})" if state["built"] else f"no: mlms_ir zoo build {m['name']}"),
-            ("weights downloaded", "yes" if state["weights_downloaded"] else "no"),
+            ("weights downloaded", "yes" if state["weights_downloaded"] else
+             "no" if state["weights_file"] or src["kind"] == "builtin" else "no (mlms_ir cannot download them: see weights)"),
         ]
         t = Table(title=m["name"], show_header=False)
         t.add_column("field", no_wrap=True, style="bold")
@@ -156,7 +174,8 @@ class Zoo:
         Args:
             name: a zoo name (see `zoo list`).
             weights: download (verified) and use the published weights; default: random weights, which are
-                fine for cost and speed, never for accuracy.
+                fine for cost and speed, never for accuracy. timm models have random weights only (their
+                weights are on the Hugging Face hub, which mlms_ir does not download from).
             batch: the batch size of the example input (the ONNX model keeps a dynamic batch).
             force: convert again even when the model is in the cache.
         """
