@@ -60,7 +60,13 @@ def load(
     _sort_nodes(model)
     _check_nodes(model)
     apply_bindings(model, bindings)
-    inferred, inference_warnings = infer_shapes(model, lenient=lenient)
+    hidden = _hide_stripped_values(model)
+    try:
+        inferred, inference_warnings = infer_shapes(model, lenient=lenient)
+    finally:
+        hidden.restore(model)
+    if inferred is not model:
+        hidden.restore(inferred)
     warnings.extend(inference_warnings)
     graph = Graph(inferred, source=str(loaded.path) if loaded.path else None, ordered=True)
     graph.loaded = loaded
@@ -72,7 +78,8 @@ def load(
 #: Embedded initializers larger than this (float) or ``_INT_KEEP_BYTES`` (other types) lose their data
 #: before shape inference: only their dims matter, and copying them through ONNX's C++ core costs
 #: seconds and gigabytes on large models. Small integer tensors (shapes, axes) keep their values
-#: for data propagation.
+#: for data propagation; larger integer scalars and 1-D tensors (index tables) are shown to shape
+#: inference as data-less inputs (see :class:`_HiddenValues`), since ONNX fails on absent data.
 _FLOAT_KEEP_BYTES = 1024
 _INT_KEEP_BYTES = 65536
 STRIPPED_LOCATION = "mlms_ir:embedded-data-not-loaded"
@@ -110,6 +117,113 @@ def _strip_weight_data(g: onnx.GraphProto) -> None:
             elif a.type == onnx.AttributeProto.GRAPHS:
                 for sg in a.graphs:
                     _strip_weight_data(sg)
+
+
+def _subgraphs(g: onnx.GraphProto) -> list[onnx.GraphProto]:
+    """``g`` and every graph nested in its nodes' attributes, depth first (the same order for a copy of ``g``)."""
+    out = [g]
+    for n in g.node:
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                out.extend(_subgraphs(a.g))
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for sg in a.graphs:
+                    out.extend(_subgraphs(sg))
+    return out
+
+
+#: Tensors whose values ONNX's data propagation parses: scalars and 1-D tensors of these types
+#: (``DataPropagationContextImpl::getInputData``), e.g. shapes, axes and index tables.
+_SHAPE_DATA_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
+_HIDDEN_PREFIX = "mlms_ir:stripped:"
+
+
+def _hides(t: onnx.TensorProto) -> bool:
+    return len(t.dims) <= 1 and t.data_type in _SHAPE_DATA_TYPES and _is_stripped(t)
+
+
+class _HiddenValues:
+    """Stripped tensors shown to ONNX's shape inference as main-graph inputs, and how to put them back.
+
+    Data propagation reads the values of every integer scalar or 1-D initializer and Constant that
+    feeds a node (Unsqueeze, Cast, Gather, Concat, ...) and fails on a tensor whose data is absent
+    ("Cannot parse data from external tensors"), e.g. a relative-position index table of a few
+    hundred KB. A graph input of the same name, type and shape has no data: inference then keeps
+    its shape and only leaves its values unknown, as it does for any input. Such a large table is
+    never a shape itself (a shape or axes tensor is far below the keep threshold).
+    """
+
+    def __init__(self, inputs: int) -> None:
+        self.inputs = inputs
+        self.initializers: list[tuple[int, int, onnx.TensorProto]] = []  # (graph, index, tensor)
+        self.constants: list[tuple[int, int, onnx.NodeProto]] = []  # (graph, index, original node)
+
+    def __bool__(self) -> bool:
+        return bool(self.initializers or self.constants)
+
+    def restore(self, model: onnx.ModelProto) -> None:
+        """Undo the hiding in ``model`` (the hidden model or a copy of it, e.g. inference's result)."""
+        if not self:
+            return
+        graphs = _subgraphs(model.graph)
+        for gi, i, node in self.constants:
+            graphs[gi].node[i].CopyFrom(node)
+        for gi, i, t in self.initializers:  # ascending (graph, index): every earlier one is back in place
+            graphs[gi].initializer.insert(i, t)
+        del model.graph.input[self.inputs:]
+
+
+def _hide_stripped_values(model: onnx.ModelProto) -> _HiddenValues:
+    """Replace, in place, every stripped integer scalar or 1-D tensor by a main-graph input (see :class:`_HiddenValues`).
+
+    An initializer becomes an input of its own name (an outer-scope value for a subgraph); a
+    Constant becomes an Identity of a new input. A name defined twice (shadowing) is left alone.
+    """
+    main = model.graph
+    hidden = _HiddenValues(len(main.input))
+    graphs = _subgraphs(main)
+    if not any(_hides(t) for g in graphs for t in g.initializer) and not any(
+        n.op_type == "Constant" and n.domain in ("", "ai.onnx") and _hides(a.t)
+        for g in graphs for n in g.node for a in n.attribute if a.type == onnx.AttributeProto.TENSOR
+    ):
+        return hidden
+    defined: dict[str, int] = {}
+    for g in graphs:
+        for name in [vi.name for vi in g.input] + [t.name for t in g.initializer] + [o for n in g.node for o in n.output]:
+            defined[name] = defined.get(name, 0) + 1
+    main_inputs = {vi.name for vi in main.input}
+    new_inputs: list[onnx.ValueInfoProto] = []
+    for gi, g in enumerate(graphs):
+        for i, t in enumerate(g.initializer):
+            if not _hides(t):
+                continue
+            if gi == 0 and t.name in main_inputs:
+                pass  # also a graph input (IR < 4 style): dropping the initializer leaves that input
+            elif defined[t.name] == 1:
+                new_inputs.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+            else:
+                continue
+            hidden.initializers.append((gi, i, t))
+        for i, n in enumerate(g.node):
+            if n.op_type != "Constant" or n.domain not in ("", "ai.onnx") or len(n.output) != 1:
+                continue
+            value = next((a.t for a in n.attribute if a.name == "value" and a.type == onnx.AttributeProto.TENSOR), None)
+            source = _HIDDEN_PREFIX + n.output[0]
+            if value is None or not _hides(value) or source in defined:
+                continue
+            original = onnx.NodeProto()
+            original.CopyFrom(n)
+            hidden.constants.append((gi, i, original))
+            new_inputs.append(onnx.helper.make_tensor_value_info(source, value.data_type, list(value.dims)))
+            output, name = n.output[0], n.name
+            n.Clear()
+            n.op_type, n.name = "Identity", name
+            n.input.append(source)
+            n.output.append(output)
+    for gi, i, _ in reversed(hidden.initializers):
+        del graphs[gi].initializer[i]
+    main.input.extend(new_inputs)
+    return hidden
 
 
 def _sort_nodes(model: onnx.ModelProto) -> None:
