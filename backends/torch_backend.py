@@ -481,6 +481,21 @@ def _range_module():
 
 
 _Ranged = None
+_NVTX: bool | None = None
+
+
+def _nvtx_works(torch) -> bool:
+    """Whether this torch build can push NVTX ranges (builds without NVTX raise on the first push)."""
+    global _NVTX
+    if _NVTX is None:
+        try:
+            torch.cuda.nvtx.range_push("mlms_ir.nvtx-check")
+            torch.cuda.nvtx.range_pop()
+            _NVTX = True
+        except Exception as exc:  # noqa: BLE001 - RuntimeError("NVTX functions not installed") and the like
+            log.info("torch backend: no NVTX ranges in traced runs (%s)", exc)
+            _NVTX = False
+    return _NVTX
 
 
 class TorchSession(Session):
@@ -750,6 +765,8 @@ class TorchSession(Session):
         not free: plain runs go without them."""
         if self._device.type != "cuda":
             raise BackendError("NVTX ranges need the torch backend on a CUDA device")
+        if not _nvtx_works(self._torch):
+            raise BackendError(f"this torch build ({self._torch.__version__}) cannot push NVTX ranges")
         with self._ranges(profiler=False, nvtx=True):
             yield
 
@@ -759,8 +776,8 @@ class TorchSession(Session):
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self._device.type == "cuda" else [])
         outputs: list[dict[str, np.ndarray]] = []
         walls: list[float] = []
-        cuda = self._device.type == "cuda"
-        with tempfile.TemporaryDirectory(prefix="mlms_ir_torch_") as tmp, self._ranges(nvtx=cuda):
+        nvtx = self._device.type == "cuda" and _nvtx_works(self._torch)
+        with tempfile.TemporaryDirectory(prefix="mlms_ir_torch_") as tmp, self._ranges(nvtx=nvtx):
             path = os.path.join(tmp, "trace.json")
             with profile(activities=activities) as prof:
                 for k in range(runs):

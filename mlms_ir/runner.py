@@ -202,16 +202,13 @@ def profile_backend(
     the tracing overhead is the ratio of the two. Returns the report and the raw traces (for a
     Chrome trace)."""
     from mlms_ir.passes.analyze import analyze
-    from mlms_ir.system import system_facts
-
-    from mlms_ir.system import GpuSampler
+    from mlms_ir.system import GpuSampler, system_facts
 
     registry = _backends()
     graph = load(model, input_shapes=input_shapes, batch=batch, dims=dims)
     on_gpu = str(device).startswith("cuda") or device == "tensorrt"
-    if roofline_device is None and on_gpu:
-        roofline_device = _local_gpu_device()
-    analysis = analyze(graph, device=roofline_device)
+    if roofline_device is not None:
+        analyze(graph, device=roofline_device)  # a bad device fails before anything runs
     feeds = _feeds(graph, inputs, seed)
     be = registry.get(backend)
     telemetry = None
@@ -226,6 +223,13 @@ def profile_backend(
         # only where names differ from graph ids (a one-to-one mapping says nothing)
         mapping = {k: v for k, v in (getattr(session, "node_mapping", {}) or {}).items() if v != [k]}
         opts = dict(session.options)
+    gpu_name, telemetry_gpu = _run_gpu(device) if on_gpu else (None, None)
+    if roofline_device is None and gpu_name:
+        from mlms_ir.passes.roofline import match_gpu
+
+        matched = match_gpu(gpu_name)
+        roofline_device = matched.name if matched is not None else None
+    analysis = analyze(graph, device=roofline_device)
     static = {n.id: n for n in analysis.nodes}
     flops = {k: (n.flops or 0) for k, n in static.items()}
     median, unattributed, coverage, groups = aggregate(traces, graph, flops)
@@ -259,7 +263,8 @@ def profile_backend(
         ))
     gpu = None
     if gpu_summary is not None or telemetry is not None:
-        gpu = {**(gpu_summary.to_dict() if gpu_summary is not None else {}), "telemetry": telemetry}
+        gpu = {**(gpu_summary.to_dict() if gpu_summary is not None else {}), "name": gpu_name, "telemetry": telemetry,
+               "telemetry_gpu": telemetry_gpu}
     # medians on both sides: one slow run (a first-call allocation, a page fault) skews a mean
     traced_wall_ms = statistics.median(tr.wall_us for tr in traces) / 1000.0
     report = ProfileReport(
@@ -284,15 +289,35 @@ def profile_backend(
     return report, traces
 
 
-def _local_gpu_device() -> str | None:
-    """The device-table entry of the first GPU NVML sees (for the roofline of the GPU a run is
-    on), or None without NVML, a GPU, or a matching entry."""
-    from mlms_ir.passes.roofline import match_gpu
+def _run_gpu(device: str) -> tuple[str | None, int | None]:
+    """The name of the GPU a run on ``device`` (``cuda``, ``cuda:N``, ``tensorrt``) used, and the
+    NVML index of its telemetry. Where torch has CUDA up (the torch backend), its name for the
+    device; else NVML's GPU N. NVML numbers GPUs its own way (it ignores CUDA_VISIBLE_DEVICES):
+    the telemetry index is the NVML GPU of that name when only one has it, else N when
+    CUDA_VISIBLE_DEVICES is unset, else unknown (None)."""
+    import os
+    import sys
+
     from mlms_ir.system import gpu_facts
 
+    _, _, tail = str(device).partition(":")
+    index = int(tail) if tail.isdigit() else 0
+    name = None
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                name = torch.cuda.get_device_name(index)
+        except Exception:  # noqa: BLE001 - a name is a nicety
+            name = None
     gpus = gpu_facts().get("gpus") or []
-    dev = match_gpu(gpus[0].get("name")) if gpus else None
-    return dev.name if dev is not None else None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if name is None and visible is None and index < len(gpus):
+        name = gpus[index].get("name")
+    same = [g["index"] for g in gpus if name and g.get("name") == name]
+    if len(same) == 1:
+        return name, same[0]
+    return name, (index if visible is None and index < len(gpus) else None)
 
 
 def chrome_trace(traces, graph_names: dict[str, str], backend: str) -> dict[str, Any]:
@@ -309,6 +334,7 @@ def chrome_trace(traces, graph_names: dict[str, str], backend: str) -> dict[str,
     flow = 0
     for k, tr in enumerate(traces):
         events.append({"name": f"run {k}", "cat": "run", "ph": "X", "ts": offset, "dur": tr.wall_us, "pid": backend, "tid": 0})
+        launched: set[tuple[float, str]] = set()  # one slice per launch call (a graph launch starts several kernels)
         for ev in tr.events:
             tid = tids.setdefault(ev.track, len(tids) + 1)
             name = graph_names.get(ev.covers[0], ev.name) if len(ev.covers) == 1 else ev.name
@@ -322,9 +348,11 @@ def chrome_trace(traces, graph_names: dict[str, str], backend: str) -> dict[str,
             host = tids.setdefault("cpu", len(tids) + 1)
             flow += 1
             ts = offset + launch
-            events.append({"name": str(ev.args.get("launch_call") or "launch"), "cat": "launch", "ph": "X", "ts": ts,
-                           "dur": float(ev.args.get("launch_dur_us") or 0.0), "pid": backend, "tid": host,
-                           "args": {"kernel": ev.name, "covers": ev.covers}})
+            call = str(ev.args.get("launch_call") or "launch")
+            if (launch, call) not in launched:
+                launched.add((launch, call))
+                events.append({"name": call, "cat": "launch", "ph": "X", "ts": ts, "dur": float(ev.args.get("launch_dur_us") or 0.0),
+                               "pid": backend, "tid": host, "args": {"kernel": ev.name, "covers": ev.covers}})
             events.append({"name": "launch", "cat": "launch", "ph": "s", "id": flow, "ts": ts, "pid": backend, "tid": host})
             events.append({"name": "launch", "cat": "launch", "ph": "f", "bp": "e", "id": flow, "ts": offset + ev.start_us,
                            "pid": backend, "tid": tid})

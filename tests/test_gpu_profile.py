@@ -18,22 +18,19 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
+from rich.console import Console
+
 from cuda_replay import ReplayBackend, conv_relu_gemm, recorded_traces
 from mlms_ir.backends import registry
 from mlms_ir.backends.base import TraceResult
-from rich.console import Console
-
 from mlms_ir.errors import UnknownDeviceError
 from mlms_ir.gpu.kernels import gpu_profile, kernel_details
 from mlms_ir.passes.roofline import known_devices, match_gpu, resolve_device
 from mlms_ir.runner import chrome_trace, node_kernels, profile_backend
-
-DATA = Path(__file__).parent / "data"
-OPS = {"n0": "Conv", "n1": "Relu", "n2": "Gemm"}
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +86,10 @@ def test_idle_is_measured_per_device_across_streams():
     nodes, s = gpu_profile([TraceResult({}, events, 50.0)])
     assert nodes["n0"].idle_us == 10.0 and nodes["n1"].idle_us == 0.0 and nodes["n2"].idle_us == 5.0
     assert nodes["n3"].idle_us == 3.0
-    assert s.busy_us == pytest.approx(10 + 5 + 2) and s.span_us == 30.0
+    # the run's figures are the busiest device's; each device keeps its own
+    assert s.device == "cuda:0" and s.busy_us == pytest.approx(10 + 5) and s.span_us == 30.0 and s.idle_us == 15.0
+    assert s.utilization == pytest.approx(15 / 50)
+    assert s.devices["cuda:1"] == pytest.approx({"busy_us": 2.0, "span_us": 5.0, "idle_us": 3.0, "utilization": 2 / 50})
     assert nodes["n0"].cpu_us is None and nodes["n0"].launch_overhead_us is None  # no host range traced
     assert nodes["n0"].launch_latency_us is None and s.launch_latency_us is None
 
@@ -237,3 +237,93 @@ def test_profile_on_cpu_has_no_cuda_fields(tmp_path):
     report, _ = profile_backend(str(path), "ort", runs=2, iterations=3, warmup=1, system=False)
     assert report.gpu is None and report.roofline_device is None
     assert all(n.kernel_count is None and n.launch_overhead_us is None for n in report.nodes)
+
+
+def test_one_launch_slice_per_launch_call():
+    """A CUDA graph launch starts several kernels: one host slice, one flow arrow per kernel."""
+    from mlms_ir.backends.base import NodeTrace
+
+    def k(start, node):
+        return NodeTrace("k", "", start, 2.0, [node], track="cuda:0 stream 7", kind="kernel",
+                         args={"category": "kernel", "launch_us": 5.0, "launch_dur_us": 3.0, "launch_call": "cudaGraphLaunch"})
+
+    ct = chrome_trace([TraceResult({}, [k(10.0, "n0"), k(12.0, "n1"), k(14.0, "n2")], 20.0)], {}, "torch:cuda")
+    evs = ct["traceEvents"]
+    assert [e["name"] for e in evs if e.get("ph") == "X" and e["cat"] == "launch"] == ["cudaGraphLaunch"]
+    assert len([e for e in evs if e.get("ph") == "s"]) == 3 and len([e for e in evs if e.get("ph") == "f"]) == 3
+
+
+def test_kernels_without_launch_records_get_no_flow():
+    from mlms_ir.backends.base import NodeTrace
+
+    ev = NodeTrace("k", "", 1.0, 2.0, [], track="cuda:0 stream 7", kind="kernel", args={"category": "kernel"})
+    ct = chrome_trace([TraceResult({}, [ev], 5.0)], {}, "torch:cuda")
+    assert not [e for e in ct["traceEvents"] if e.get("cat") == "launch"]
+
+
+def test_device_table_ties_and_bad_patterns(tmp_path, monkeypatch):
+    assert match_gpu("NVIDIA GH200 480GB") is None  # not an H200
+    assert match_gpu("NVIDIA A100-PCIE-40GB").name == "a100-40gb" and match_gpu("NVIDIA A100-SXM4-80GB").name == "a100"
+    f = tmp_path / "devices.json"
+    f.write_text(json.dumps({"my-h200": {"peak_flops": {"fp32": 1e13}, "bandwidth_bytes_per_s": 1e12, "match": "H200"}}))
+    monkeypatch.setenv("MLMS_IR_DEVICES", str(f))
+    assert match_gpu("NVIDIA H200").name == "my-h200"  # yours wins a tie with the built-in entry
+    f.write_text(json.dumps({"bad": {"peak_flops": {"fp32": 1e13}, "bandwidth_bytes_per_s": 1e12, "match": "H200("}}))
+    with pytest.raises(UnknownDeviceError, match="'match' is not a regular expression"):
+        match_gpu("NVIDIA H200")
+
+
+def test_nvml_telemetry_of_the_run_gpu_is_shown(traces, monkeypatch, tmp_path):
+    from mlms_ir.report.run_text import render_profile
+
+    monkeypatch.setitem(registry._cache, "replay", ReplayBackend(traces))
+    path = tmp_path / "crg.onnx"
+    onnx.save(conv_relu_gemm(), path)
+    report, _ = profile_backend(str(path), "replay", device="cuda", runs=2, iterations=3, warmup=1, system=False,
+                                roofline_device="h200")
+
+    def figs(sm, mem, power):
+        def c(v):
+            return {"min": v, "mean": v, "max": v}
+        return {"sm_clock_mhz": c(sm), "mem_clock_mhz": c(mem), "power_w": c(power), "temperature_c": c(40),
+                "gpu_utilization_pct": c(90), "memory_used_bytes": c(2**30), "memory_utilization_pct": c(10)}
+
+    report.gpu["telemetry"] = {"available": True, "reason": "", "gpus": [{"index": 0, "samples": 4, **figs(1100, 2600, 100)},
+                                                                         {"index": 1, "samples": 4, **figs(1980, 3201, 650)}]}
+    report.gpu["telemetry_gpu"] = 1
+
+    def text() -> str:
+        buf = io.StringIO()
+        render_profile(report, console=Console(file=buf, width=250, color_system=None))
+        return buf.getvalue()
+
+    out = text()
+    assert "NVML GPU 1 (timed runs, mean)" in out and "1980 MHz SM, 3201 MHz memory, 650 W, 40 °C, 90 % busy, 1024 MiB used" in out
+    report.gpu["telemetry_gpu"] = None  # several GPUs and no way to know which ran it: say so, show none
+    assert "2 GPUs sampled; which one ran this is unknown" in text()
+    report.gpu["telemetry"] = {"available": False, "reason": "NVML is unavailable: no driver"}
+    assert "unavailable: NVML is unavailable: no driver" in text()
+
+
+def test_nvtx_ranges_wrap_every_node(monkeypatch):
+    """NVTX push/pop pairs named after the nodes, balanced, on a CUDA session; refused on the CPU."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx2torch")
+    import mlms_ir
+    from mlms_ir.backends.base import BackendError
+
+    graph = mlms_ir.load(conv_relu_gemm())
+    feeds = {"x": np.zeros((1, 3, 4, 4), np.float32)}
+    calls: list[str] = []
+    monkeypatch.setattr(torch.cuda.nvtx, "range_push", lambda name: calls.append("push " + name))
+    monkeypatch.setattr(torch.cuda.nvtx, "range_pop", lambda: calls.append("pop"))
+    with registry.get("torch").prepare(graph, "cpu") as s:
+        with pytest.raises(BackendError, match="NVTX ranges need the torch backend on a CUDA device"):
+            with s.nvtx_ranges():
+                pass
+        with s._ranges(profiler=False, nvtx=True):
+            s.run(feeds)
+        assert calls == [c for nid in ("n0", "n1", "n2", "n3") for c in (f"push mlms_ir::{nid}", "pop")]
+        calls.clear()
+        s.run(feeds)  # plain runs carry no range
+        assert calls == []

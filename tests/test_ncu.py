@@ -99,8 +99,8 @@ def test_both_layouts_parse_to_the_same_kernels(kernels):
     assert kernels[1].name.startswith("sm90_xmma_fprop_implicit_gemm_f32f32_tf32f32")
     assert kernels[3].name.startswith("void at::native::vectorized_elementwise_kernel<4, at::native::(anonymous namespace)::launch_clamp")
     assert all(k.process_id == 3112944 and k.cc == "9.0" and k.stream == "7" and k.device == "0" for k in kernels)
-    # every metric of the roofline set, once per kernel
-    assert all(set(k.metrics) == set(METRIC_SETS["roofline"]) for k in kernels)
+    # every metric of the roofline set, once per kernel (the fixtures predate sm__pipe_tensor_cycles_active)
+    assert all(set(k.metrics) == set(METRIC_SETS["roofline"]) - {N.TENSOR_CYCLES} for k in kernels)
 
 
 def test_values_are_scaled_to_si_units(kernels):
@@ -542,3 +542,46 @@ def test_profile_counters_cli(fake_ncu, monkeypatch, tmp_path, capsys):
     assert main(["profile", str(model), "--backend", "torch", "--device", "cuda", "--counters"]) == 2
     err = capsys.readouterr().err
     assert "ERR_NVGPUCTRPERM" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_roofline_device_fails_before_ncu_runs(fake_ncu, monkeypatch):
+    from mlms_ir.errors import UnknownDeviceError
+
+    exe, model, calls = fake_ncu
+    monkeypatch.setenv("FAKE_NCU_MODE", "ok")
+    with pytest.raises(UnknownDeviceError, match="unknown device 'no-such-gpu'"):
+        N.run_counters(model, ncu=str(exe), device="no-such-gpu")
+    with pytest.raises(MlmsIrError, match="cuda_device must be"):
+        N.run_counters(model, ncu=str(exe), cuda_device="gpu1")
+    assert calls() == []
+
+
+def test_counters_cli_passes_the_gpu_and_warmup(fake_ncu, monkeypatch, tmp_path, capsys):
+    from mlms_ir.cli import main
+
+    exe, model, calls = fake_ncu
+    monkeypatch.setenv("FAKE_NCU_MODE", "ok")
+    monkeypatch.setenv("MLMS_IR_NCU", str(exe))
+    assert main(["profile", str(model), "--backend", "torch", "--device", "cuda:1", "--counters", "--warmup", "7",
+                 "--format", "json", "--counters-dir", str(tmp_path / "keep")]) == 0
+    (argv,) = calls()
+    spec = json.loads((tmp_path / "keep" / "spec.json").read_text())
+    assert spec["cuda_device"] == "cuda:1" and spec["warmup"] == 7
+    capsys.readouterr()
+    assert main(["profile", str(model), "--backend", "torch", "--device", "cuda", "--counters", "--runs", "3"]) == 2
+    assert "cannot be combined with --runs" in capsys.readouterr().err
+
+
+def test_tensor_pipe_cycles_alone_flag_tensor_core_work(kernels, static):
+    """On a GPU that lacks sm__inst_executed_pipe_tensor.sum (Hopper splits the pipe), active
+    tensor-pipe cycles still mark the node."""
+    import dataclasses
+
+    conv = kernels[1]
+    metrics = {k: v for k, v in conv.metrics.items() if k != TENSOR_INST}
+    metrics[N.TENSOR_CYCLES] = 1234.0
+    only_cycles = [dataclasses.replace(k, metrics=metrics) if k is conv else k for k in kernels]
+    rep = attribute_counters(only_cycles, static, "h200")
+    by_id = {n.id: n for n in rep.nodes}
+    assert by_id["n0"].tensor_core and not by_id["n0"].tensor_inst and by_id["n0"].tensor_cycles == 1234.0
+    assert not by_id["n3"].tensor_core

@@ -219,8 +219,10 @@ def profile(
     fmt = _format(format, output)
     if counters:
         _counters(model, backend=str(backend), device=str(device), batch=batch, input_shape=input_shape, dims=dims, inputs=inputs,
-                  seed=seed, metric_set=metric_set, metrics=metrics, roofline=roofline, top=top, fmt=fmt, output=output,
-                  workdir=counters_dir, conflicting={"--trace": trace, "--html": html})
+                  seed=seed, warmup=_positive_int(warmup, "--warmup", 0), metric_set=metric_set, metrics=metrics, roofline=roofline,
+                  top=top, fmt=fmt, output=output, workdir=counters_dir,
+                  conflicting={"--trace": trace, "--html": html, "--opt": opt},
+                  ignored={"--runs": runs != 10, "--iters": iters != 50})
         return
     report, traces = profile_backend(
         _model_path(model),
@@ -261,14 +263,14 @@ def profile(
                        dims=_dims(dims), device=roofline)
 
 
-def _counters(model, *, backend: str, device: str, batch, input_shape, dims, inputs, seed, metric_set, metrics, roofline, top, fmt,
-              output, workdir, conflicting: dict) -> None:
+def _counters(model, *, backend: str, device: str, batch, input_shape, dims, inputs, seed, warmup, metric_set, metrics, roofline, top,
+              fmt, output, workdir, conflicting: dict, ignored: dict) -> None:
     """``profile --counters``: one run under Nsight Compute, counters per node (mlms_ir.gpu.ncu)."""
     from mlms_ir.gpu.ncu import render_counters, run_counters
 
     if backend not in ("torch", "pytorch") or not device.startswith("cuda"):
         raise MlmsIrError("--counters runs the torch backend on CUDA under Nsight Compute: give --backend torch --device cuda")
-    given = [flag for flag, v in conflicting.items() if v]
+    given = [flag for flag, v in {**conflicting, **ignored}.items() if v]
     if given:
         raise MlmsIrError(f"--counters measures one run under ncu; it cannot be combined with {', '.join(given)} (run profile without --counters for those)")
     report = run_counters(
@@ -281,6 +283,8 @@ def _counters(model, *, backend: str, device: str, batch, input_shape, dims, inp
         metric_set=None if str(metric_set).lower() == "none" else str(metric_set),
         metrics=metrics if metrics is None else (",".join(metrics) if isinstance(metrics, (list, tuple)) else str(metrics)),
         device=roofline,
+        cuda_device=device,
+        warmup=warmup,
         workdir=_counters_dir(workdir),
     )
     if fmt == "json":

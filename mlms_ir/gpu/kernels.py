@@ -19,7 +19,12 @@ Per node (:class:`NodeGpu`):
 * ``launch_latency_us``: mean time from the launch call's start to the kernel's start.
 
 Per run (:class:`GpuSummary`): kernels, busy, idle and span, the GPU utilisation over the run's
-wall time, launch latency, memcpy/memset time, and the streams used.
+wall time (of the device that did the most work, and of each device in ``devices``), launch
+latency, memcpy/memset time, and the streams used.
+
+Host times come from traced runs, whose profiler ranges and CUPTI callbacks add to every launch:
+launch overhead is an upper bound on what an untraced run pays (the profile states the tracing
+overhead beside it).
 """
 
 from __future__ import annotations
@@ -57,14 +62,18 @@ class GpuSummary:
 
     runs: int
     kernels: float  #: device work items per run (mean)
-    busy_us: float  #: union of device work intervals
-    idle_us: float  #: from the run's start to its last kernel's end, minus busy
-    span_us: float  #: from the run's start to its last kernel's end
+    busy_us: float  #: union of the device's work intervals
+    idle_us: float  #: from the run's start to the device's last kernel's end, minus busy
+    span_us: float  #: from the run's start to the device's last kernel's end
     wall_us: float  #: the traced run's wall time
     utilization: float  #: busy / wall
     memory_us: float  #: memcpy and memset time
     launch_latency_us: float | None  #: mean launch call start to kernel start, over all runs
     streams: list[str]
+    #: The device the busy, idle, span and utilisation figures are of: the one that did the most
+    #: work (``cuda:0``); ``devices`` has them for every device that ran work.
+    device: str = ""
+    devices: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -91,7 +100,8 @@ def gpu_profile(traces: Sequence[Any]) -> tuple[dict[str, NodeGpu], GpuSummary |
     counts: dict[str, int] = defaultdict(int)
     latencies: dict[str, list[float]] = defaultdict(list)
     all_latencies: list[float] = []
-    busy_l, idle_l, span_l, wall_l, mem_l, kernels_l = [], [], [], [], [], []
+    wall_l, mem_l, kernels_l = [], [], []
+    per_dev: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"busy_us": [], "span_us": []})
     streams: set[str] = set()
     for tr in traces:
         gpu: dict[str, float] = defaultdict(float)
@@ -102,14 +112,15 @@ def gpu_profile(traces: Sequence[Any]) -> tuple[dict[str, NodeGpu], GpuSummary |
                 cpu[ev.covers[0]] += ev.time_us
         work = sorted((ev for ev in tr.events if ev.kind == "kernel"), key=lambda e: (e.start_us, e.time_us))
         ends: dict[str, float] = {}  # device -> latest end so far (the run starts at 0)
-        busy = memory = 0.0
+        busy_by: dict[str, float] = defaultdict(float)
+        memory = 0.0
         for ev in work:
             dev = _device_of(ev.track)
             streams.add(ev.track)
             prev = ends.get(dev, 0.0)
             gap = max(0.0, ev.start_us - prev)
             end = ev.start_us + ev.time_us
-            busy += max(0.0, end - max(prev, ev.start_us))
+            busy_by[dev] += max(0.0, end - max(prev, ev.start_us))
             ends[dev] = max(prev, end)
             if ev.args.get("category") in MEMORY_CATS:
                 memory += ev.time_us
@@ -124,13 +135,12 @@ def gpu_profile(traces: Sequence[Any]) -> tuple[dict[str, NodeGpu], GpuSummary |
             counts[nid] += 1
             if isinstance(launch, (int, float)):
                 latencies[nid].append(ev.start_us - launch)
-        span = max(ends.values(), default=0.0)
+        for dev, end in ends.items():
+            per_dev[dev]["busy_us"].append(busy_by[dev])
+            per_dev[dev]["span_us"].append(end)
         per_run_gpu.append(gpu)
         per_run_idle.append(idle)
         per_run_cpu.append(cpu)
-        busy_l.append(busy)
-        idle_l.append(max(0.0, span - busy))
-        span_l.append(span)
         wall_l.append(tr.wall_us)
         mem_l.append(memory)
         kernels_l.append(len(work))
@@ -151,18 +161,28 @@ def gpu_profile(traces: Sequence[Any]) -> tuple[dict[str, NodeGpu], GpuSummary |
             launch_latency_us=statistics.fmean(lat) if lat else None,
         )
     wall = _median(wall_l)
-    busy = _median(busy_l)
+    devices: dict[str, dict[str, float]] = {}
+    for dev, figs in per_dev.items():
+        # a device without work in some run was idle that whole run: count it busy 0, span 0
+        busy_d = _median(figs["busy_us"] + [0.0] * (runs - len(figs["busy_us"])))
+        span_d = _median(figs["span_us"] + [0.0] * (runs - len(figs["span_us"])))
+        devices[dev] = {"busy_us": busy_d, "span_us": span_d, "idle_us": max(0.0, span_d - busy_d),
+                        "utilization": busy_d / wall if wall > 0 else 0.0}
+    primary = max(sorted(devices), key=lambda d: devices[d]["busy_us"])
+    main = devices[primary]
     summary = GpuSummary(
         runs=runs,
         kernels=statistics.fmean(kernels_l),
-        busy_us=busy,
-        idle_us=_median(idle_l),
-        span_us=_median(span_l),
+        busy_us=main["busy_us"],
+        idle_us=main["idle_us"],
+        span_us=main["span_us"],
         wall_us=wall,
-        utilization=busy / wall if wall > 0 else 0.0,
+        utilization=main["utilization"],
         memory_us=_median(mem_l),
         launch_latency_us=statistics.fmean(all_latencies) if all_latencies else None,
         streams=sorted(streams),
+        device=primary,
+        devices=devices,
     )
     return nodes, summary
 

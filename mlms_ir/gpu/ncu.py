@@ -75,8 +75,12 @@ FLOP_METRICS: dict[str, tuple[str, str, str]] = {
              "smsp__sass_thread_inst_executed_op_dmul_pred_on.sum",
              "smsp__sass_thread_inst_executed_op_dfma_pred_on.sum"),
 }
-#: Warp instructions executed on the tensor pipe (their FLOPs are not in the SIMT count).
+#: Warp instructions executed on the tensor pipe (their FLOPs are not in the SIMT count). Known on
+#: Volta to Ampere; Hopper splits the pipe (hmma/gmma/...), so a GPU may not know it (it is then
+#: dropped and the run repeated) or leave warpgroup (GMMA) work out of it.
 TENSOR_INST = "sm__inst_executed_pipe_tensor.sum"
+#: Cycles the tensor pipe was active: the architecture-independent sign that tensor cores ran.
+TENSOR_CYCLES = "sm__pipe_tensor_cycles_active.sum"
 DRAM_READ = "dram__bytes_read.sum"
 DRAM_WRITE = "dram__bytes_write.sum"
 #: Compute (SM) throughput, % of peak (Nsight Compute's Speed Of Light "Compute (SM) Throughput").
@@ -94,7 +98,7 @@ REGISTERS = "launch__registers_per_thread"
 _FLOPS = [m for prec in ("fp32", "fp16", "fp64") for m in FLOP_METRICS[prec]]
 #: Named metric sets (``--metric-set``). Every set starts with the kernel duration.
 METRIC_SETS: dict[str, tuple[str, ...]] = {
-    "roofline": (TIME, *_FLOPS, TENSOR_INST, DRAM_READ, DRAM_WRITE, SM_PCT, MEMORY_PCT,
+    "roofline": (TIME, *_FLOPS, TENSOR_INST, TENSOR_CYCLES, DRAM_READ, DRAM_WRITE, SM_PCT, MEMORY_PCT,
                  GRID_SIZE, BLOCK_SIZE, REGISTERS, OCCUPANCY),
     "throughput": (TIME, SM_PCT, MEMORY_PCT, DRAM_READ, DRAM_WRITE),
     "occupancy": (TIME, GRID_SIZE, BLOCK_SIZE, REGISTERS, OCCUPANCY, THEORETICAL_OCCUPANCY, SM_PCT),
@@ -522,6 +526,8 @@ class CounterFigures:
     flops_by_precision: dict[str, float | None] = field(default_factory=dict)
     flops: float | None = None
     tensor_inst: float | None = None
+    #: Cycles the tensor pipe was active (``sm__pipe_tensor_cycles_active.sum``).
+    tensor_cycles: float | None = None
     #: Tensor-core instructions ran: ``flops`` (and its ratio to the static count) leaves their work out.
     tensor_core: bool = False
     dram_read_bytes: float | None = None
@@ -627,7 +633,8 @@ def _figures(kernels: Sequence[KernelCounters], target: CounterFigures, static_f
     t.flops_by_precision = {prec: _sum(p[prec] for p in per) for prec in FLOP_METRICS}
     t.flops = _sum(t.flops_by_precision.values())
     t.tensor_inst = _sum(k.metrics.get(TENSOR_INST) for k in kernels)
-    t.tensor_core = bool(t.tensor_inst)
+    t.tensor_cycles = _sum(k.metrics.get(TENSOR_CYCLES) for k in kernels)
+    t.tensor_core = bool(t.tensor_inst) or bool(t.tensor_cycles)
     t.dram_read_bytes = _sum(k.metrics.get(DRAM_READ) for k in kernels)
     t.dram_write_bytes = _sum(k.metrics.get(DRAM_WRITE) for k in kernels)
     t.dram_bytes = _sum((t.dram_read_bytes, t.dram_write_bytes))
@@ -723,7 +730,7 @@ def _notes(report: CountersReport) -> list[str]:
         notes.append(f"{len(tc)} node(s) ran tensor-core instructions ({', '.join(ops) or 'unknown ops'}): their tensor-core "
                      "FLOPs are not in the measured (SIMT) FLOPs, so measured/static FLOPs understates them; torch runs "
                      "float32 convolutions as TF32 on tensor cores by default (torch.backends.cudnn.allow_tf32)")
-    if report.kernels and all(TENSOR_INST not in k.metrics for k in report.kernels):
+    if report.kernels and all(TENSOR_INST not in k.metrics and TENSOR_CYCLES not in k.metrics for k in report.kernels):
         notes.append(f"tensor-core instructions were not counted ({TENSOR_INST} not collected): measured FLOPs leave out "
                      "any tensor-core work")
     if report.unattributed:
@@ -776,11 +783,17 @@ def _run(cmd: list[str], timeout: float) -> tuple[int, str, str]:
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            proc.kill()
-        proc.communicate()
+        # SIGTERM first: ncu then restores the GPU clocks it locked (--clock-control base)
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, None)):
+            try:
+                os.killpg(proc.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                proc.kill() if sig == signal.SIGKILL else proc.terminate()
+            try:
+                proc.communicate(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
         raise
     return proc.returncode, out, err
 
@@ -803,6 +816,7 @@ def run_counters(
     ncu: str | None = None,
     device: Any = None,
     precision: str = "fp32",
+    cuda_device: str = "cuda",
     warmup: int = 2,
     timeout: float = 1800.0,
     page: str = "raw",
@@ -823,7 +837,7 @@ def run_counters(
     are the named ``metric_set`` (see :data:`METRIC_SETS`; ``None`` for none) plus ``metrics``.
     ``device`` is the roofline device (a table name, a spec or a
     :class:`~mlms_ir.passes.roofline.Device`); by default the table's entry for the GPU the model
-    ran on. ``precision`` is the torch backend's (``fp32``, ``fp16``, ``bf16``). ``warmup`` runs
+    ran on. ``precision`` is the torch backend's (``fp32``, ``fp16``, ``bf16``), ``cuda_device`` the GPU (``cuda`` or ``cuda:N``). ``warmup`` runs
     precede the counted one, outside the counted range. The ``ncu`` settings and limits are those
     of :func:`ncu_command`. ``workdir`` keeps the spec, ncu's log (the CSV) and the child's result
     there instead of in a temporary folder. A metric the GPU or ncu does not know is dropped and the
@@ -841,6 +855,12 @@ def run_counters(
     check_cuda()
     exe = find_ncu(ncu)
     wanted = resolve_metrics(metric_set, metrics)
+    if device is not None:  # a bad roofline device fails now, not after the ncu run
+        from mlms_ir.passes.roofline import resolve_device
+
+        device = resolve_device(device)
+    if not (cuda_device == "cuda" or (cuda_device.startswith("cuda:") and cuda_device[5:].isdigit())):
+        raise MlmsIrError(f"cuda_device must be 'cuda' or 'cuda:N', not '{cuda_device}'")
     graph = load(model, input_shapes=input_shapes, batch=batch, dims=dims)
     analysis = analyze(graph)
     with tempfile.TemporaryDirectory(prefix="mlms_ir_ncu_") as scratch:
@@ -864,6 +884,7 @@ def run_counters(
             "seed": seed,
             "warmup": int(warmup),
             "precision": precision,
+            "cuda_device": cuda_device,
             "range": COUNTERS_RANGE,
             "result": str(result_path),
         }
@@ -982,13 +1003,15 @@ def _child(spec_path: str) -> int:
         check_cuda()
         import torch
 
-        result.update(gpu=torch.cuda.get_device_name(0), torch=torch.__version__, cuda=torch.version.cuda,
-                      capability=".".join(map(str, torch.cuda.get_device_capability(0))),
+        dev = str(spec.get("cuda_device") or "cuda")
+        index = int(dev.partition(":")[2] or 0)
+        result.update(gpu=torch.cuda.get_device_name(index), torch=torch.__version__, cuda=torch.version.cuda,
+                      capability=".".join(map(str, torch.cuda.get_device_capability(index))),
                       cudnn_allow_tf32=bool(torch.backends.cudnn.allow_tf32),
                       matmul_allow_tf32=bool(torch.backends.cuda.matmul.allow_tf32))
         graph = load(spec["model"], input_shapes=spec.get("input_shapes"), batch=spec.get("batch"), dims=spec.get("dims"))
         feeds = load_feeds(spec["inputs"]) if spec.get("inputs") else random_feeds(graph, int(spec.get("seed", 0)))
-        with registry.get("torch").prepare(graph, "cuda", precision=spec.get("precision", "fp32")) as session:
+        with registry.get("torch").prepare(graph, dev, precision=spec.get("precision", "fp32")) as session:
             for _ in range(int(spec.get("warmup", 2))):
                 session.run(feeds)
             session.synchronize()

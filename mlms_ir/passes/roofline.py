@@ -37,12 +37,16 @@ class Device:
 DEVICES_ENV = "MLMS_IR_DEVICES"
 
 
+_USER_DEVICES: set[str] = set()
+
+
 def known_devices() -> dict[str, Device]:
     """The device table: the built-in one (``mlms_ir/data/devices.json``) plus the entries of the
     JSON file named by ``$MLMS_IR_DEVICES``, if set (same form; same names replace built-ins)."""
     text = resources.files("mlms_ir").joinpath("data/devices.json").read_text()
     table = json.loads(text)
     extra = os.environ.get(DEVICES_ENV)
+    _USER_DEVICES.clear()
     if extra:
         try:
             more = json.loads(Path(extra).read_text())
@@ -51,24 +55,20 @@ def known_devices() -> dict[str, Device]:
         if not isinstance(more, dict) or not all(isinstance(v, dict) for k, v in more.items() if not k.startswith("_")):
             raise UnknownDeviceError(f"${DEVICES_ENV} file '{extra}' must hold a JSON object of device objects")
         table.update({str(k).lower(): v for k, v in more.items()})
+        _USER_DEVICES.update(str(k).lower() for k in more if not str(k).startswith("_"))
     return {k: _device(k, v) for k, v in table.items() if not k.startswith("_")}
 
 
 def match_gpu(name: str | None) -> Device | None:
     """The table's entry for a GPU by the name NVML or torch reports (``NVIDIA H200``,
     ``NVIDIA A100-SXM4-80GB``, ``Tesla T4``), or None when no entry's ``match`` pattern is found
-    in it. Where several match, the longest pattern wins (``Orin Nano`` over ``Orin``)."""
+    in it. Where several match, an entry of ``$MLMS_IR_DEVICES`` wins over a built-in one, then the
+    longest pattern (``Orin Nano`` over ``Orin``)."""
     if not name:
         return None
-    hits = []
-    for dev in known_devices().values():
-        if dev.match:
-            try:
-                if re.search(dev.match, name, re.IGNORECASE):
-                    hits.append(dev)
-            except re.error:
-                continue
-    return max(hits, key=lambda d: len(d.match)) if hits else None
+    table = known_devices()
+    hits = [dev for dev in table.values() if dev.match and re.search(dev.match, name, re.IGNORECASE)]
+    return max(hits, key=lambda d: (d.name in _USER_DEVICES, len(d.match))) if hits else None
 
 
 def _device(name: str, spec: dict) -> Device:
@@ -81,7 +81,12 @@ def _device(name: str, spec: dict) -> Device:
         ) from exc
     if "fp32" not in peaks or bw <= 0 or any(v <= 0 for v in peaks.values()):
         raise UnknownDeviceError(f"device '{name}' needs a positive 'fp32' peak and a positive bandwidth")
-    return Device(name, peaks, bw, str(spec.get("description", "")), str(spec.get("match", "") or ""))
+    match = str(spec.get("match", "") or "")
+    try:
+        re.compile(match)
+    except re.error as exc:
+        raise UnknownDeviceError(f"device '{name}': 'match' is not a regular expression ({exc})") from exc
+    return Device(name, peaks, bw, str(spec.get("description", "")), match)
 
 
 def resolve_device(device: str | Device | None) -> Device | None:

@@ -67,8 +67,9 @@ def render_profile(report: ProfileReport, *, top: int = 20, console: Console | N
                      f"utilisation {gpu['utilization']:.1%} of the traced run"
                      + (f"; launch to start {human_time_us(lat_us)} on average" if lat_us is not None else ""))
     tele = (gpu.get("telemetry") or {})
-    if tele.get("available") and tele.get("gpus"):
-        g0 = tele["gpus"][0]
+    sampled = tele.get("gpus") or [] if tele.get("available") else []
+    g0 = next((g for g in sampled if g.get("index") == gpu.get("telemetry_gpu")), sampled[0] if len(sampled) == 1 else None)
+    if g0 is not None:
 
         def _mean(key: str, unit: str, scale: float = 1.0) -> str | None:
             v = g0.get(key)
@@ -77,7 +78,9 @@ def render_profile(report: ProfileReport, *, top: int = 20, console: Console | N
         parts = [p for p in (_mean("sm_clock_mhz", "MHz SM"), _mean("mem_clock_mhz", "MHz memory"), _mean("power_w", "W"),
                              _mean("temperature_c", "°C"), _mean("gpu_utilization_pct", "% busy"),
                              _mean("memory_used_bytes", "MiB used", 2**20)) if p]
-        head.add_row("NVML (timed runs, mean)", ", ".join(parts) or "no samples")
+        head.add_row(f"NVML GPU {g0.get('index')} (timed runs, mean)", ", ".join(parts) or "no samples")
+    elif sampled:
+        head.add_row("NVML", f"{len(sampled)} GPUs sampled; which one ran this is unknown (CUDA_VISIBLE_DEVICES): see the JSON")
     elif tele and not tele.get("available", True):
         head.add_row("NVML", Text(f"unavailable: {tele.get('reason', '')}"))
     console.print(head)

@@ -69,7 +69,8 @@
     if (D.profile) add("profiled on", D.profile.backend + " (" + D.profile.device + "), batch " + D.profile.batch + ", " + D.profile.runs + " traced runs, coverage " + pct(D.profile.coverage));
     const g = D.profile && D.profile.gpu;
     if (g && g.busy_us !== undefined) add("GPU execution", Math.round(g.kernels) + " kernels per run, busy " + us(g.busy_us) + ", idle " + us(g.idle_us) + ", utilisation " + pct(g.utilization) + (g.launch_latency_us === null ? "" : ", launch to start " + us(g.launch_latency_us)));
-    const tg = g && g.telemetry && g.telemetry.available && g.telemetry.gpus && g.telemetry.gpus[0];
+    const sampled = (g && g.telemetry && g.telemetry.available && g.telemetry.gpus) || [];
+    const tg = sampled.find((x) => x.index === g.telemetry_gpu) || (sampled.length === 1 ? sampled[0] : null);
     if (tg) add("NVML (mean)", [["sm_clock_mhz", " MHz SM"], ["mem_clock_mhz", " MHz memory"], ["power_w", " W"], ["temperature_c", " °C"], ["gpu_utilization_pct", "% busy"]].filter(([k]) => tg[k]).map(([k, u]) => Math.round(tg[k].mean) + u).join(", "));
     for (const r of D.divergence) add("divergence", r.backend + " vs " + r.reference + " (" + r.precision + ")");
     if (D.runs && D.runs.length) {
