@@ -146,3 +146,27 @@ def test_other_stripped_tensors_are_not_hidden(dtype):
     hidden = ir._hide_stripped_values(m)
     assert bool(hidden) == (dtype == np.int32)
     assert mlms_ir.load(_model(g)).tensor("y").shape == (20000,)
+
+
+def test_external_data_small_ints_are_read_large_ones_hidden(tmp_path, monkeypatch):
+    """A model saved with every tensor external (size_threshold=0): the small shape and axes
+    tensors are read in for data propagation (Reshape's output shape is known), the 72 KB index
+    table is hidden as if stripped, and the figures equal those of the same model embedded."""
+    m = _model(_rel_pos_graph())
+    embedded = mlms_ir.load(m, batch=2)
+    path = tmp_path / "m.onnx"
+    onnx.save(m, path, save_as_external_data=True, all_tensors_to_one_file=True, location="m.data", size_threshold=0)
+    assert all(t.data_location == TensorProto.EXTERNAL for t in onnx.load(path, load_external_data=False).graph.initializer)
+    g = mlms_ir.load(path, batch=2)  # strict: failed with "Cannot parse data from external tensors"
+    assert g.warnings == [] and g.tensor("bias").shape == (1, HEADS, N, N) and g.tensor("y").shape == (2, HEADS, N, N)
+    assert {k: t.shape for k, t in g.tensors.items()} == {k: t.shape for k, t in embedded.tensors.items()}
+    a, b = mlms_ir.analyze(g).totals, mlms_ir.analyze(embedded).totals
+    assert (a.macs, a.flops, a.params, a.weight_bytes) == (b.macs, b.flops, b.params, b.weight_bytes)
+    protos = g.initializer_protos
+    assert protos["bias_shape"].data_location != TensorProto.EXTERNAL  # read in: 24 bytes
+    assert protos["rel_index"].data_location == TensorProto.EXTERNAL  # 72 KB: never read
+    # a truncated data file is still a clean error, before anything is read
+    data = (tmp_path / "m.data").read_bytes()
+    (tmp_path / "m.data").write_bytes(data[:100])
+    with pytest.raises(mlms_ir.errors.ExternalDataError, match="too short"):
+        mlms_ir.load(path, batch=2)

@@ -8,7 +8,7 @@ import onnx.defs
 
 from mlms_ir.errors import InvalidModelError
 from mlms_ir.ir.graph import Graph, Node, TensorInfo, _topological_order
-from mlms_ir.ir.load import LoadedModel, ModelSource, read_model
+from mlms_ir.ir.load import LoadedModel, ModelSource, read_model, read_small_external_ints
 from mlms_ir.ir.shapes import Bindings, Dims, InputShapes, apply_bindings, infer_shapes, parse_bindings
 
 __all__ = ["Bindings", "Graph", "LoadedModel", "Node", "TensorInfo", "load", "parse_bindings"]
@@ -56,6 +56,9 @@ def load(
         except Exception as exc:  # noqa: BLE001 - onnx's C++ inliner raises various types
             raise InvalidModelError(f"cannot inline the model's local functions: {' '.join(str(exc).split())}") from exc
     bindings = parse_bindings(input_shapes, batch, dims)
+    if loaded.path is not None and loaded.external_data_bytes:
+        # shapes, axes and small index tables stored externally: data propagation needs their values
+        read_small_external_ints(model, loaded.path.parent, _INT_KEEP_BYTES)
     _strip_weight_data(model.graph)
     _sort_nodes(model)
     _check_nodes(model)
@@ -139,7 +142,9 @@ _HIDDEN_PREFIX = "mlms_ir:stripped:"
 
 
 def _hides(t: onnx.TensorProto) -> bool:
-    return len(t.dims) <= 1 and t.data_type in _SHAPE_DATA_TYPES and _is_stripped(t)
+    """An integer scalar or 1-D tensor without its data here: stripped by the loader, or a large one
+    in an external file (the small ones were read in)."""
+    return len(t.dims) <= 1 and t.data_type in _SHAPE_DATA_TYPES and t.data_location == onnx.TensorProto.EXTERNAL
 
 
 class _HiddenValues:

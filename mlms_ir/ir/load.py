@@ -2,7 +2,8 @@
 
 Static analysis never reads external weight data: only the declared location and size of each
 external tensor are checked (the file exists, lies inside the model's folder, and is long
-enough).
+enough). The one exception is :func:`read_small_external_ints`: integer scalars and 1-D tensors
+of a few KiB (shapes, axes), whose values shape inference needs.
 """
 
 from __future__ import annotations
@@ -169,6 +170,44 @@ def _external_tensors(model: onnx.ModelProto):
     for t in from_graph(model.graph):
         if t.data_location == onnx.TensorProto.EXTERNAL:
             yield t
+
+
+def read_small_external_ints(model: onnx.ModelProto, base_dir: Path | None, limit: int) -> int:
+    """Read, into the model, the data of every external integer scalar or 1-D tensor of at most
+    ``limit`` bytes (shapes, axes, small index tables: ONNX's data propagation needs their values,
+    and fails on external ones). Locations must have passed :func:`check_external_data`; nothing
+    else is read. Returns how many tensors were read."""
+    if base_dir is None:
+        return 0
+    base_real = Path(os.path.realpath(base_dir))
+    count = 0
+    for t in list(_external_tensors(model)):
+        if len(t.dims) > 1 or t.data_type not in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        numel = 1
+        for d in t.dims:
+            numel *= int(d)
+        want = nbytes(t.data_type, numel)
+        if want is None or want > limit:
+            continue
+        full = Path(os.path.realpath(base_real / info["location"]))
+        if base_real != full and base_real not in full.parents:
+            continue  # check_external_data refused it already; never read outside the folder
+        offset = int(info.get("offset", 0) or 0)
+        try:
+            with open(full, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read(want)
+        except OSError as exc:
+            raise ExternalDataError(f"cannot read the external data of tensor '{t.name}' ({exc.strerror or exc})") from exc
+        if len(data) != want:
+            raise ExternalDataError(f"external data file '{info['location']}' is too short for tensor '{t.name}'")
+        t.raw_data = data
+        del t.external_data[:]
+        t.data_location = onnx.TensorProto.DEFAULT
+        count += 1
+    return count
 
 
 def check_external_data(model: onnx.ModelProto, base_dir: Path | None) -> int:
