@@ -536,8 +536,8 @@ def test_profile_counters_cli(fake_ncu, monkeypatch, tmp_path, capsys):
     capsys.readouterr()
     assert main(["profile", str(model), "--counters"]) == 2
     assert "give --backend torch --device cuda" in capsys.readouterr().err
-    assert main(["profile", str(model), "--backend", "torch", "--device", "cuda", "--counters", "--html", "x.html"]) == 2
-    assert "cannot be combined with --html" in capsys.readouterr().err
+    assert main(["profile", str(model), "--backend", "torch", "--device", "cuda", "--counters", "--trace", "x.json"]) == 2
+    assert "cannot be combined with --trace" in capsys.readouterr().err
     monkeypatch.setenv("FAKE_NCU_MODE", "perm")
     assert main(["profile", str(model), "--backend", "torch", "--device", "cuda", "--counters"]) == 2
     err = capsys.readouterr().err
@@ -585,3 +585,41 @@ def test_tensor_pipe_cycles_alone_flag_tensor_core_work(kernels, static):
     by_id = {n.id: n for n in rep.nodes}
     assert by_id["n0"].tensor_core and not by_id["n0"].tensor_inst and by_id["n0"].tensor_cycles == 1234.0
     assert not by_id["n3"].tensor_core
+
+
+def test_counters_in_the_html_report(fake_ncu, monkeypatch, tmp_path, capsys):
+    """``profile --counters --html`` and ``report --counters``: each node carries its counters,
+    the graph can be coloured by the measured/static ratios, the facts name the GPU."""
+    from mlms_ir.cli import main
+    from mlms_ir.report.html import ReportInputError, build_report_data
+
+    exe, model, calls = fake_ncu
+    monkeypatch.setenv("FAKE_NCU_MODE", "ok")
+    monkeypatch.setenv("MLMS_IR_NCU", str(exe))
+    html = tmp_path / "c.html"
+    out_json = tmp_path / "c.json"
+    assert main(["profile", str(model), "--backend", "torch", "--device", "cuda", "--counters", "--html", str(html),
+                 "--format", "json", "--output", str(out_json)]) == 0
+    page = html.read_text()
+    assert "measured / static FLOPs (ncu)" in page and "NVIDIA H200" in page
+    assert main(["report", str(model), "--counters", str(out_json), "--output", str(tmp_path / "r.html")]) == 0
+    assert "measured / static DRAM bytes (ncu)" in (tmp_path / "r.html").read_text()
+    rep = json.loads(out_json.read_text())
+    graph = mlms_ir.load(str(model))
+    data = build_report_data(mlms_ir.analyze(graph), graph, counters=rep)
+    conv = next(n for n in data["nodes"] if n["id"] == "n0")
+    assert conv["hw"]["kernels"] == 2 and conv["hw"]["tensor_core"] is True and conv["hw_flops_ratio"] == pytest.approx(512 / 14080)
+    assert data["counters"]["gpu"] == "NVIDIA H200" and data["measured"] is True
+    other = mlms_ir.load(counters_model_other())
+    with pytest.raises(ReportInputError, match="counters results are of another model"):
+        build_report_data(mlms_ir.analyze(other), other, counters=rep)
+    with pytest.raises(ReportInputError, match="not what 'profile --counters --format json' writes"):
+        build_report_data(mlms_ir.analyze(graph), graph, counters={"nodes": []})
+
+
+def counters_model_other() -> onnx.ModelProto:
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "other", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])

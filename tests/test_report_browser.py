@@ -276,3 +276,33 @@ def test_cuda_profile_details(browser, tmp_path, monkeypatch):
         assert p.errors == []
     finally:
         p.close()
+
+
+def test_counters_details_and_roofline(browser, tmp_path):
+    """Hardware counters (a hand-built ncu CSV attributed to its model): the node panel shows
+    them, the graph colours by the measured/static ratio, the roofline draws their points."""
+    import onnx
+
+    from mlms_ir.gpu.ncu import attribute_counters, parse_ncu_csv
+
+    from test_ncu import DATA, counters_model
+
+    path = tmp_path / "counters.onnx"
+    onnx.save(counters_model(), path)
+    graph = mlms_ir.load(str(path))
+    counters = attribute_counters(parse_ncu_csv((DATA / "ncu_raw.csv").read_text()), mlms_ir.analyze(graph).nodes, "h200")
+    counters.gpu = "NVIDIA H200"
+    html = render_html(mlms_ir.analyze(graph, device="h200"), graph, counters=counters)
+    p = Page(browser, html, tmp_path)
+    try:
+        p.page.click("g.node.op[data-id=n0]")
+        details = p.page.text_content("#details")
+        assert "hardware counters (ncu, NVIDIA H200)" in details and "tensor cores" in details and "FLOPs measured / static" in details
+        p.page.select_option("#metric", "hw_flops_ratio")
+        assert "measured / static FLOPs (ncu)" in p.page.inner_text("#legend")
+        assert "counters" in p.page.text_content("#facts")
+        p.page.click("nav#tabs button[data-tab=plots]")
+        assert "triangles: hardware counters" in p.page.text_content("#roofline-caption")
+        assert p.errors == []
+    finally:
+        p.close()

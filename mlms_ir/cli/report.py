@@ -14,6 +14,7 @@ def report(
     profile: str | None = None,
     divergence: str | None = None,
     runs: str | None = None,
+    counters: str | None = None,
     output: str | None = None,
     input_shape: str | None = None,
     batch: int | None = None,
@@ -28,6 +29,7 @@ def report(
         profile: the JSON of `profile --format json` (per-node time, kernels).
         divergence: the JSON of `diverge --format json` (per-node error).
         runs: the JSON of `run --format json` (latency per backend and batch size).
+        counters: the JSON of `profile --counters --format json` (hardware counters per node).
         output: the HTML file to write (-o; default: MODEL_NAME.report.html here).
         input_shape: NAME:DIMS; repeat for several inputs.
         batch: the leading dim of every input (default: the profile's batch).
@@ -44,10 +46,14 @@ def report(
     prof = load_json_input(profile, "profile") if profile else None
     div = load_json_input(divergence, "divergence") if divergence else None
     run = load_json_input(runs, "run") if runs else None
+    hw = load_json_input(counters, "counters") if counters else None
     if batch is None and isinstance(prof, dict) and isinstance(prof.get("batch"), int) and not input_shape and not dims:
         batch = prof["batch"]
+    hw_batch = (hw.get("model") or {}).get("batch") if isinstance(hw, dict) and isinstance(hw.get("model"), dict) else None
+    if batch is None and isinstance(hw_batch, int) and not input_shape and not dims:
+        batch = hw_batch
     out = output or f"{Path(path).stem}.report.html"
-    make_report(path, profile=prof, divergence=div, runs=run, input_shapes=_input_shapes(input_shape), batch=batch,
+    make_report(path, profile=prof, divergence=div, runs=run, counters=hw, input_shapes=_input_shapes(input_shape), batch=batch,
                 dims=_dims(dims), device=device, lenient=bool(lenient), output=out)
     print(f"wrote {out}", file=sys.stderr)
 

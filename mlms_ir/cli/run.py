@@ -205,7 +205,7 @@ def profile(
         seed: seed of the random inputs.
         format: table (default) or json.
         output: write to this file instead of stdout.
-        html: also write the HTML report (graph coloured by time, kernels, plots) to this file.
+        html: also write the HTML report (graph coloured by time, kernels, plots; with --counters by the hardware counters) to this file.
         store: the results store to record this in (default: $MLMS_IR_STORE, else the user's data dir); none: do not record.
         counters: instead of timing, run once under Nsight Compute (ncu) and give each node's hardware counters (measured FLOPs, DRAM bytes, SM and memory throughput) beside its static counts, on the GPU's roofline; needs --backend torch --device cuda, ncu ($MLMS_IR_NCU or on PATH) and access to the GPU's counters.
         metric_set: the counters' metric set: roofline, throughput or occupancy (none: only --metrics).
@@ -220,8 +220,8 @@ def profile(
     if counters:
         _counters(model, backend=str(backend), device=str(device), batch=batch, input_shape=input_shape, dims=dims, inputs=inputs,
                   seed=seed, warmup=_positive_int(warmup, "--warmup", 0), metric_set=metric_set, metrics=metrics, roofline=roofline,
-                  top=top, fmt=fmt, output=output, workdir=counters_dir,
-                  conflicting={"--trace": trace, "--html": html, "--opt": opt},
+                  top=top, fmt=fmt, output=output, workdir=counters_dir, html=html,
+                  conflicting={"--trace": trace, "--opt": opt},
                   ignored={"--runs": runs != 10, "--iters": iters != 50})
         return
     report, traces = profile_backend(
@@ -264,7 +264,7 @@ def profile(
 
 
 def _counters(model, *, backend: str, device: str, batch, input_shape, dims, inputs, seed, warmup, metric_set, metrics, roofline, top,
-              fmt, output, workdir, conflicting: dict, ignored: dict) -> None:
+              fmt, output, workdir, html, conflicting: dict, ignored: dict) -> None:
     """``profile --counters``: one run under Nsight Compute, counters per node (mlms_ir.gpu.ncu)."""
     from mlms_ir.gpu.ncu import render_counters, run_counters
 
@@ -291,6 +291,11 @@ def _counters(model, *, backend: str, device: str, batch, input_shape, dims, inp
         _write(report.to_json(), output)
     else:
         _render(lambda console: render_counters(report, console=console, top=top), output)
+    if html:
+        from mlms_ir.cli.report import write_html_for
+
+        write_html_for(_model_path(model), str(html), counters=report, input_shapes=_input_shapes(input_shape), batch=batch,
+                       dims=_dims(dims), device=roofline or report.device)
 
 
 def _counters_dir(workdir: str | None) -> Path | None:

@@ -957,7 +957,10 @@ def run_counters(
     report = attribute_counters(kernels, analysis.nodes, dev)
     loaded = getattr(graph, "loaded", None)
     report.model = {"name": loaded.name if loaded else graph.proto.name,
-                    "path": str(loaded.path) if loaded and loaded.path else None}
+                    "path": str(loaded.path) if loaded and loaded.path else None,
+                    "batch": batch, "dims": dims if isinstance(dims, (str, dict)) or dims is None else str(dims),
+                    "input_shapes": input_shapes if isinstance(input_shapes, (str, dict, list)) or input_shapes is None
+                    else str(input_shapes)}
     report.gpu = result.get("gpu")
     report.metric_set = metric_set
     report.metrics = metric_list

@@ -79,7 +79,7 @@ def _as_dict(obj: Any) -> Any:
 
 
 def _bad(kind: str, what: str) -> ReportInputError:
-    verb = {"profile": "profile", "divergence": "diverge", "run": "run"}[kind]
+    verb = {"profile": "profile", "divergence": "diverge", "run": "run", "counters": "profile --counters"}[kind]
     return ReportInputError(f"the {kind} results are not what '{verb} --format json' writes: {what}")
 
 
@@ -89,6 +89,10 @@ def _check_nodes(nodes: Any, kind: str) -> list[dict[str, Any]]:
     for n in nodes:
         if not isinstance(n, dict) or not isinstance(n.get("id"), str):
             raise _bad(kind, "a node is not an object with an 'id'")
+        if kind == "counters":  # its 'kernels' is a count; 'kernel_names' the list
+            if not isinstance(n.get("kernels", 0), (int, float)) or not isinstance(n.get("kernel_names", []), list):
+                raise _bad(kind, f"node {n['id']}'s 'kernels' is not a number or 'kernel_names' not a list")
+            continue
         for key in ("kernels", "fused_with"):
             if key in n and n[key] is not None and not isinstance(n[key], list):
                 raise _bad(kind, f"node {n['id']}'s '{key}' is not a list")
@@ -153,6 +157,22 @@ def _runs(obj: Any) -> dict[str, Any] | None:
         if r.get("latency_ms") is not None and not isinstance(r["latency_ms"], dict):
             raise _bad("run", "'latency_ms' is not an object")
     return d
+
+
+def _counters(obj: Any) -> dict[str, Any] | None:
+    d = _as_dict(obj)
+    if d is None:
+        return None
+    if not isinstance(d, dict) or not isinstance(d.get("nodes"), list) or "coverage" not in d or not isinstance(d.get("totals"), dict):
+        raise _bad("counters", "no 'nodes', 'totals' and 'coverage'")
+    _check_nodes(d["nodes"], "counters")
+    return d
+
+
+#: Per-node figures of ``profile --counters`` shown on the page (their keys there: ``hw_`` + key).
+COUNTER_FIELDS = ("kernels", "gpu_time_us", "flops", "static_flops", "flops_ratio", "tensor_inst", "tensor_cycles", "tensor_core",
+                  "dram_bytes", "static_bytes", "bytes_ratio", "sm_pct", "memory_pct", "occupancy_pct", "achieved_flops_per_s",
+                  "intensity", "attainable_flops_per_s", "roofline_share", "bound")
 
 
 def _check_same_model(graph: Graph, nodes: list[dict[str, Any]], kind: str) -> None:
@@ -234,13 +254,16 @@ def _layout_payload(lay: Layout, ids: Sequence[str]) -> dict[str, Any]:
 
 
 def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, divergence: Any = None, runs: Any = None,
-                      system: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                      counters: Any = None, system: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Everything the report's page shows, as one JSON-ready dict (see ``docs/report.rst``)."""
     prof = _profile(profile)
     divs = _divergences(divergence)
     run = _runs(runs)
+    hw = _counters(counters)
     if prof is not None:
         _check_same_model(graph, prof["nodes"], "profile")
+    if hw is not None:
+        _check_same_model(graph, hw["nodes"], "counters")
     for r in divs:
         _check_same_model(graph, r["nodes"], "divergence")
     costs = {n.id: n for n in analysis.nodes}
@@ -284,6 +307,16 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
                                                               "launch_latency_us")}
         metrics += [["time_us", f"time (µs, {prof['backend']} {prof.get('device', '')})"], ["share", "share of time"],
                     ["achieved", "achieved FLOP/s"]]
+    if hw is not None:
+        for c in hw["nodes"]:
+            i = index.get(str(c.get("id")))
+            if i is None:
+                continue
+            draw[i]["hw"] = {k: (c.get(k) if k in ("tensor_core", "bound") else _num(c.get(k))) for k in COUNTER_FIELDS}
+            for k in ("flops_ratio", "bytes_ratio", "sm_pct", "memory_pct"):
+                draw[i]["hw_" + k] = _num(c.get(k))
+        metrics += [["hw_flops_ratio", "measured / static FLOPs (ncu)"], ["hw_bytes_ratio", "measured / static DRAM bytes (ncu)"],
+                    ["hw_sm_pct", "SM throughput, % of peak (ncu)"], ["hw_memory_pct", "memory throughput, % of peak (ncu)"]]
     for k, r in enumerate(divs):
         key = f"div{k}"
         for n in r["nodes"]:
@@ -341,7 +374,7 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
         "totals": dataclasses.asdict(analysis.totals),
         "summary": summary,
         "system": facts,
-        "measured": prof is not None or run is not None,
+        "measured": prof is not None or run is not None or hw is not None,
         "metrics": metrics,
         "nodes": draw,
         "layout": _layout_payload(full, ids),
@@ -356,6 +389,9 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
         "divergence": [{k: r.get(k) for k in ("backend", "reference", "device", "precision", "atol", "rtol", "first_divergent",
                                               "first_nan", "top_introduced", "compared_tensors", "segments")} for r in divs],
         "runs": run.get("runs") if run else None,
+        "counters": None if hw is None else {k: hw.get(k) for k in ("gpu", "device", "peak_flops_per_s", "peak_kind",
+                                                                     "bandwidth_bytes_per_s", "ridge_intensity", "coverage",
+                                                                     "metric_set", "missing_metrics", "notes", "totals")},
         "warnings": list(analysis.warnings),
     }
 
@@ -451,13 +487,13 @@ def json_for_html(data: Any) -> str:
 
 
 def render_html(analysis: Analysis, graph: Graph, *, profile: Any = None, divergence: Any = None, runs: Any = None,
-                system: Mapping[str, Any] | None = None, title: str | None = None) -> str:
+                counters: Any = None, system: Mapping[str, Any] | None = None, title: str | None = None) -> str:
     """The report as one self-contained HTML document."""
     import jinja2
 
     from mlms_ir import __version__
 
-    data = build_report_data(analysis, graph, profile=profile, divergence=divergence, runs=runs, system=system)
+    data = build_report_data(analysis, graph, profile=profile, divergence=divergence, runs=runs, counters=counters, system=system)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     template = env.from_string(_resource("templates/report.html.j2"))
     chart = "\n".join(line for line in _resource("vendor/chart.umd.min.js").splitlines() if not line.startswith("//# sourceMappingURL"))
@@ -511,25 +547,30 @@ def write_html(path: str | Path, analysis: Analysis, graph: Graph, **kw: Any) ->
     return p
 
 
-def report(model: Any, *, profile: Any = None, divergence: Any = None, runs: Any = None, input_shapes: Any = None,
-           batch: int | None = None, dims: Any = None, device: str | None = None, lenient: bool = False,
+def report(model: Any, *, profile: Any = None, divergence: Any = None, runs: Any = None, counters: Any = None,
+           input_shapes: Any = None, batch: int | None = None, dims: Any = None, device: str | None = None, lenient: bool = False,
            output: str | Path | None = None) -> str:
     """Analyse ``model`` and render the HTML report (written to ``output`` when given).
 
-    ``profile``, ``divergence`` and ``runs`` are report objects or the JSON of ``profile``,
-    ``diverge`` and ``run --format json`` (dicts, or paths of such files)."""
+    ``profile``, ``divergence``, ``runs`` and ``counters`` are report objects or the JSON of
+    ``profile``, ``diverge``, ``run`` and ``profile --counters`` with ``--format json`` (dicts, or
+    paths of such files)."""
     from mlms_ir.ir import load
     from mlms_ir.passes.analyze import analyze
 
     def read(x: Any, kind: str) -> Any:
         return load_json_input(x, kind) if isinstance(x, (str, Path)) else x
 
-    prof, div, run = read(profile, "profile"), read(divergence, "divergence"), read(runs, "run")
+    prof, div, run, hw = read(profile, "profile"), read(divergence, "divergence"), read(runs, "run"), read(counters, "counters")
     if device is None and isinstance(prof, dict) and prof.get("roofline_device"):
         device = prof["roofline_device"]
+    if device is None:
+        hw_dict = _as_dict(hw)
+        if isinstance(hw_dict, dict) and hw_dict.get("device"):
+            device = hw_dict["device"]
     graph = load(model, input_shapes=input_shapes, batch=batch, dims=dims, lenient=lenient)
     analysis = analyze(graph, device=device)
-    text = render_html(analysis, graph, profile=prof, divergence=div, runs=run)
+    text = render_html(analysis, graph, profile=prof, divergence=div, runs=run, counters=hw)
     if output is not None:
         try:
             Path(output).write_text(text, encoding="utf-8")

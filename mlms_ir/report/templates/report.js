@@ -40,8 +40,9 @@
   }
   function sci(v) { return v === null || v === undefined ? "–" : (v === 0 ? "0" : Number(v).toPrecision(3)); }
   function pct(v) { return v === null || v === undefined ? "–" : (100 * v).toFixed(1) + "%"; }
+  const pct100 = (v) => (v === null || v === undefined ? "–" : Number(v).toFixed(1) + "%");
   const FORMAT = { macs: (v) => count(v), flops: (v) => count(v), params: (v) => count(v), out_bytes: bytes, time_us: us,
-                   share: pct, achieved: (v) => count(v, "FLOP/s") };
+                   share: pct, achieved: (v) => count(v, "FLOP/s"), hw_sm_pct: pct100, hw_memory_pct: pct100 };
   function fmtMetric(key, v) { return (FORMAT[key] || sci)(v); }
 
   // ------------------------------------------------------------------ header facts
@@ -78,6 +79,8 @@
       for (const r of D.runs) (seen[r.backend + " (" + r.device + ")"] = seen[r.backend + " (" + r.device + ")"] || []).push(r.batch + (r.status === "ok" ? "" : " " + r.status));
       add("runs", Object.entries(seen).map(([k, b]) => k + ": batch " + b.join(", ")).join("; "));
     }
+    const c = D.counters;
+    if (c) add("counters", "ncu on " + (c.gpu || "?") + ", " + (c.totals.kernels || 0) + " kernels, coverage " + pct(c.coverage) + (c.device ? ", roofline " + c.device : ""));
     if (D.tool && D.tool.version) add("mlms_ir", D.tool.version);
     if (!D.measured) add("measured", "nothing: static analysis only");
   })();
@@ -308,6 +311,20 @@
         box.append(kvTable(n.kernels.map((k) => [us(k.time_us), k.name + launch(k)])));
       }
     }
+    if (n.hw) {
+      const h = n.hw;
+      const ratio = (v) => (v === null || v === undefined ? null : Number(v).toPrecision(3));
+      box.append(el("h4", null, "hardware counters (ncu" + (D.counters && D.counters.gpu ? ", " + D.counters.gpu : "") + ")"));
+      box.append(kvTable([["kernels", h.kernels], ["GPU time", us(h.gpu_time_us)],
+        ["FLOPs measured / static", count(h.flops) + " / " + count(h.static_flops) + (h.flops_ratio === null ? "" : " (" + ratio(h.flops_ratio) + ")")],
+        ["tensor cores", h.tensor_core ? "yes: their work is not in the measured FLOPs" : "no"],
+        ["DRAM bytes measured / static", bytes(h.dram_bytes) + " / " + bytes(h.static_bytes) + (h.bytes_ratio === null ? "" : " (" + ratio(h.bytes_ratio) + ")")],
+        ["SM / memory throughput", pct100(h.sm_pct) + " / " + pct100(h.memory_pct)], ["achieved occupancy", pct100(h.occupancy_pct)],
+        ["achieved", h.achieved_flops_per_s === null ? null : count(h.achieved_flops_per_s, "FLOP/s")],
+        ["measured intensity", h.intensity === null ? null : Number(h.intensity).toFixed(2) + " FLOP/B"],
+        ["attainable there", h.attainable_flops_per_s === null ? null : count(h.attainable_flops_per_s, "FLOP/s") + (h.roofline_share === null ? "" : " (" + pct(h.roofline_share) + " achieved)")],
+        ["bound", h.bound]]));
+    }
     if (n.div) {
       D.divergence.forEach((r, k) => {
         const d = n.div["div" + k];
@@ -491,13 +508,16 @@
 
   function decade(v) { const l = Math.log10(v); return Math.abs(l - Math.round(l)) < 1e-9; }
   function roofline() {
-    const r = D.roofline;
+    const c = D.counters;
+    const r = D.roofline || (c && c.peak_flops_per_s && c.bandwidth_bytes_per_s
+      ? { device: c.device || c.gpu, peak_flops: { fp32: c.peak_flops_per_s }, bandwidth_bytes_per_s: c.bandwidth_bytes_per_s } : null);
     const measured = nodes.filter((n) => n.kind === "op" && n.intensity > 0 && n.achieved > 0);
     const statics = nodes.filter((n) => n.kind === "op" && n.intensity > 0 && n.flops > 0);
-    if (!r && !measured.length) return;
+    const counted = nodes.filter((n) => n.kind === "op" && n.hw && n.hw.intensity > 0 && n.hw.achieved_flops_per_s > 0);
+    if (!r && !measured.length && !counted.length) return;
     $("fig-roofline").hidden = false;
     const datasets = [];
-    let xs = statics.map((n) => n.intensity);
+    let xs = statics.map((n) => n.intensity).concat(counted.map((n) => n.hw.intensity));
     if (!xs.length) xs = [0.1, 100];
     const xmin = Math.max(1e-3, Math.min(...xs) / 2), xmax = Math.max(...xs) * 2;
     if (r) {
@@ -510,7 +530,10 @@
       const peak = r.peak_flops.fp32 || Math.max(...Object.values(r.peak_flops)), bw = r.bandwidth_bytes_per_s;
       datasets.push({ type: "scatter", label: "nodes (attainable bound)", data: statics.map((n) => ({ x: n.intensity, y: Math.min(peak, n.intensity * bw), name: n.name || n.id, op: n.op })), backgroundColor: "rgba(31,111,235,.55)", pointRadius: 3 });
     }
-    $("roofline-caption").textContent = "Roofline" + (r ? " of " + r.device : "") + (measured.length ? ": nodes at their measured FLOP/s" : ": nodes at the bound their arithmetic intensity allows");
+    if (counted.length) {
+      datasets.push({ type: "scatter", label: "nodes (ncu: measured intensity and FLOP/s)", data: counted.map((n) => ({ x: n.hw.intensity, y: n.hw.achieved_flops_per_s, name: n.name || n.id, op: n.op })), backgroundColor: "rgba(46,160,67,.7)", pointStyle: "triangle", pointRadius: 4 });
+    }
+    $("roofline-caption").textContent = "Roofline" + (r ? " of " + r.device : "") + (measured.length ? ": nodes at their measured FLOP/s" : ": nodes at the bound their arithmetic intensity allows") + (counted.length ? "; triangles: hardware counters (SIMT FLOPs per DRAM byte)" : "");
     new Chart($("plot-roofline"), { data: { datasets }, options: { parsing: true,
       plugins: { tooltip: { callbacks: { label: (c) => (c.raw.name ? c.raw.name + " (" + c.raw.op + "): " : "") + c.raw.x.toFixed(2) + " FLOP/B, " + count(c.raw.y, "FLOP/s") } } },
       scales: { x: { type: "logarithmic", title: { display: true, text: "arithmetic intensity (FLOP/byte)" }, ticks: { callback: (v) => (decade(v) ? String(v) : "") } },
