@@ -208,7 +208,9 @@ def profile_backend(
     graph = load(model, input_shapes=input_shapes, batch=batch, dims=dims)
     on_gpu = str(device).startswith("cuda") or device == "tensorrt"
     if roofline_device is not None:
-        analyze(graph, device=roofline_device)  # a bad device fails before anything runs
+        from mlms_ir.passes.roofline import resolve_device
+
+        resolve_device(roofline_device)  # a bad device fails before anything runs
     feeds = _feeds(graph, inputs, seed)
     be = registry.get(backend)
     telemetry = None
