@@ -327,3 +327,23 @@ def test_nvtx_ranges_wrap_every_node(monkeypatch):
         calls.clear()
         s.run(feeds)  # plain runs carry no range
         assert calls == []
+
+
+def test_figures_are_medians_over_runs():
+    """Three runs, the conv kernel slower in one: per-node GPU time and idle are medians, kernels a mean."""
+    import copy
+    from pathlib import Path
+
+    from mlms_ir.backends.torch_backend import split_trace
+
+    trace = json.loads((Path(__file__).parent / "data" / "torch_cuda_trace.json").read_text())
+    runs = [TraceResult({}, evs, wall) for evs, wall in split_trace(trace, {"n0": "Conv"})]
+    slow = copy.deepcopy(runs[1])
+    for ev in slow.events:
+        if ev.kind == "kernel" and ev.name.startswith("sm90_xmma"):
+            ev.time_us = 20.5  # 12 us longer (only the node's summed kernel time matters here)
+    nodes, summary = gpu_profile([runs[0], slow, runs[1]])
+    assert nodes["n0"].gpu_us == pytest.approx(10.7)  # median of 10.7, 22.7, 10.7
+    nodes2, _ = gpu_profile([slow, slow, runs[0]])
+    assert nodes2["n0"].gpu_us == pytest.approx(22.7)
+    assert nodes["n0"].kernels == 2 and summary.runs == 3
