@@ -54,7 +54,7 @@ def describe_rows(runs: list[StoredRun]) -> list[dict[str, Any]]:
         ("backend", [r.backend for r in runs]),
         ("device", [r.device for r in runs]),
         ("batch", [r.batch for r in runs]),
-        ("precision", [r.precision or ("fp32" if r.kind in ("run", "profile", "diverge") else None) for r in runs]),
+        ("precision", [r.precision or ("fp32" if r.kind in ("run", "profile", "diverge", "counters") else None) for r in runs]),
         ("host", [r.host for r in runs]),
         ("CPU", [_get(r.system, "cpu", "model") for r in runs]),
         ("architecture", [_get(r.system, "cpu", "architecture") for r in runs]),
@@ -85,6 +85,11 @@ def figure_rows(runs: list[StoredRun]) -> list[dict[str, Any]]:
         ("node time (µs)", ("node_time_us",), "lower", "us"),
         ("tracing overhead", ("tracing_overhead",), None, ""),
         ("output max abs error", ("output_max_abs",), "lower", ""),
+        ("kernel time under ncu (µs)", ("gpu_time_us",), "lower", "us"),
+        ("measured / static FLOPs", ("flops_ratio",), None, ""),
+        ("measured / static DRAM bytes", ("bytes_ratio",), None, ""),
+        ("SM throughput (% of peak)", ("sm_pct",), None, ""),
+        ("memory throughput (% of peak)", ("memory_pct",), None, ""),
         ("params", ("params",), None, ""),
         ("MACs", ("macs",), None, ""),
         ("FLOPs", ("flops",), None, ""),
@@ -109,7 +114,8 @@ def node_rows(store: Store, runs: list[StoredRun], top: int = 20) -> dict[str, A
     """Per-node figures joined on node id: time deltas against the first run (profiles) or
     errors (divergence runs), the ``top`` nodes by the largest absolute change."""
     per = [{n["node_id"]: n for n in store.nodes(r.id)} for r in runs]
-    metric = "time_us" if any(r.kind == "profile" for r in runs) else "max_abs" if any(r.kind == "diverge" for r in runs) else None
+    metric = ("time_us" if any(r.kind in ("profile", "counters") for r in runs)
+              else "max_abs" if any(r.kind == "diverge" for r in runs) else None)
     if metric is None or not per or not per[0]:
         return {"metric": metric, "nodes": [], "compared_nodes": 0}
     ids = [k for k in per[0] if any(k in p for p in per[1:])] if len(per) > 1 else list(per[0])

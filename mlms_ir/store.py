@@ -28,7 +28,7 @@ from mlms_ir.report.model import json_safe
 
 #: Environment variable naming the store file (``none`` turns recording off).
 STORE_ENV = "MLMS_IR_STORE"
-KINDS = ("analyze", "run", "profile", "diverge", "evaluate")
+KINDS = ("analyze", "run", "profile", "diverge", "evaluate", "counters")
 BUSY_TIMEOUT_MS = 30_000
 
 #: Schema migrations: ``MIGRATIONS[k]`` brings a store from version ``k`` to ``k + 1``.
@@ -397,6 +397,29 @@ def records_from_profile(report: Any) -> list[StoreRecord]:
                         precision=(d.get("options") or {}).get("precision") or "fp32", summary=summary, system=d.get("system") or {},
                         settings={"options": d.get("options"), "roofline_device": d.get("roofline_device")}, nodes=nodes, payload=d,
                         **_model_fields(d.get("model")))]
+
+
+def records_from_counters(report: Any, device: str = "cuda", system: dict[str, Any] | None = None) -> list[StoreRecord]:
+    """A ``profile --counters`` result: its totals (kernel time, measured/static FLOPs and bytes,
+    throughputs) as the summary; per node its kernel time under ncu and its measured FLOPs (the
+    ratios and throughputs per node stay in the payload)."""
+    from mlms_ir.system import system_facts
+
+    d = report.to_dict() if hasattr(report, "to_dict") else report
+    t = d.get("totals") or {}
+    nodes = [{"node_id": n["id"], "name": n.get("name"), "op_type": n.get("op_type"), "time_us": n.get("gpu_time_us"),
+              "share": n.get("share"), "flops": n.get("flops")} for n in d["nodes"]]
+    summary = {"coverage": d.get("coverage"), "gpu_time_us": t.get("gpu_time_us"), "kernels": t.get("kernels"),
+               "flops_ratio": t.get("flops_ratio"), "bytes_ratio": t.get("bytes_ratio"), "sm_pct": t.get("sm_pct"),
+               "memory_pct": t.get("memory_pct"), "achieved_flops_per_s": t.get("achieved_flops_per_s"), "gpu": d.get("gpu")}
+    model = d.get("model") or {}
+    settings = d.get("settings") or {}
+    return [StoreRecord(kind="counters", backend="torch", device=device, batch=model.get("batch"),
+                        precision=settings.get("precision") or "fp32", summary=summary,
+                        system=system if system is not None else system_facts(),
+                        settings={"metric_set": d.get("metric_set"), "metrics": d.get("metrics"), "roofline_device": d.get("device"),
+                                  **{k: settings.get(k) for k in ("replay_mode", "cache_control", "clock_control")}},
+                        nodes=nodes, payload=d, **_model_fields(model))]
 
 
 def records_from_divergence(reports: Sequence[Any], system: dict[str, Any] | None = None) -> list[StoreRecord]:

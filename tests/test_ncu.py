@@ -533,6 +533,13 @@ def test_profile_counters_cli(fake_ncu, monkeypatch, tmp_path, capsys):
     assert main(["profile", str(model), "--backend", "torch", "--device", "cuda", "--counters", "--output", str(out_json)]) == 0
     d = json.loads(out_json.read_text())
     assert d["device"] == "h200" and d["totals"]["kernels"] == 5 and {n["id"] for n in d["nodes"]} == {"n0", "n1", "n3"}
+    # recorded in the results store (conftest points MLMS_IR_STORE at a temporary file)
+    from mlms_ir.store import Store
+
+    with Store(os.environ["MLMS_IR_STORE"]) as st:
+        rec = [r for r in st.list(kind="counters")][0]
+        assert rec.backend == "torch" and rec.device == "cuda" and rec.summary["kernels"] == 5
+        assert rec.summary["gpu"] == "NVIDIA H200" and {n["node_id"] for n in st.nodes(rec.id)} == {"n0", "n1", "n3"}
     capsys.readouterr()
     assert main(["profile", str(model), "--counters"]) == 2
     assert "give --backend torch --device cuda" in capsys.readouterr().err

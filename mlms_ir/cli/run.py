@@ -220,7 +220,7 @@ def profile(
     if counters:
         _counters(model, backend=str(backend), device=str(device), batch=batch, input_shape=input_shape, dims=dims, inputs=inputs,
                   seed=seed, warmup=_positive_int(warmup, "--warmup", 0), metric_set=metric_set, metrics=metrics, roofline=roofline,
-                  top=top, fmt=fmt, output=output, workdir=counters_dir, html=html,
+                  top=top, fmt=fmt, output=output, workdir=counters_dir, html=html, store=store,
                   conflicting={"--trace": trace, "--opt": opt},
                   ignored={"--runs": runs != 10, "--iters": iters != 50})
         return
@@ -264,7 +264,7 @@ def profile(
 
 
 def _counters(model, *, backend: str, device: str, batch, input_shape, dims, inputs, seed, warmup, metric_set, metrics, roofline, top,
-              fmt, output, workdir, html, conflicting: dict, ignored: dict) -> None:
+              fmt, output, workdir, html, store, conflicting: dict, ignored: dict) -> None:
     """``profile --counters``: one run under Nsight Compute, counters per node (mlms_ir.gpu.ncu)."""
     from mlms_ir.gpu.ncu import render_counters, run_counters
 
@@ -291,6 +291,10 @@ def _counters(model, *, backend: str, device: str, batch, input_shape, dims, inp
         _write(report.to_json(), output)
     else:
         _render(lambda console: render_counters(report, console=console, top=top), output)
+    from mlms_ir.cli.runs import record
+    from mlms_ir.store import records_from_counters
+
+    record(store, lambda: records_from_counters(report, device=device))
     if html:
         from mlms_ir.cli.report import write_html_for
 
