@@ -20,6 +20,11 @@ Importing this package imports no deep-learning framework; torch is imported whe
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+
 from mlms_ir.errors import MlmsIrError
 
 
@@ -27,4 +32,30 @@ class ConversionError(MlmsIrError):
     """A model could not be converted to ONNX, or the ONNX it gave does not compute what the source does."""
 
 
-__all__ = ["ConversionError"]
+_PATCH_LOCK = threading.Lock()
+_PATCHES: dict[tuple[int, str], list[Any]] = {}  # (id(owner), attribute) -> [original, users]
+
+
+@contextlib.contextmanager
+def patched(owner: Any, attr: str, replacement: Any) -> Iterator[None]:
+    """Replace ``owner.attr`` while any caller is inside (safe across threads: the first one in
+    installs ``replacement``, the last one out puts the original back; callers must agree on what
+    the replacement does, e.g. refuse a download)."""
+    key = (id(owner), attr)
+    with _PATCH_LOCK:
+        entry = _PATCHES.get(key)
+        if entry is None:
+            entry = _PATCHES[key] = [getattr(owner, attr), 0]
+            setattr(owner, attr, replacement)
+        entry[1] += 1
+    try:
+        yield
+    finally:
+        with _PATCH_LOCK:
+            entry[1] -= 1
+            if entry[1] == 0:
+                setattr(owner, attr, entry[0])
+                del _PATCHES[key]
+
+
+__all__ = ["ConversionError", "patched"]

@@ -272,7 +272,11 @@ def _sha256(data: bytes | Path) -> str:
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists() or out.is_symlink():
+    if out.is_symlink():
+        raise ConversionError(f"the output '{out}' is a symbolic link: give the folder itself")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise ConversionError(f"cannot write '{out}': '{out.parent}' is not a folder")
+    if out.exists():
         if not out.is_dir():
             raise ConversionError(f"the output '{out}' exists and is not a folder")
         if any(out.iterdir()):
@@ -429,9 +433,16 @@ def to_saved_model(model, out_dir: str | os.PathLike, *, check: bool = True, ato
                 "converted_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             }
             (saved / PROVENANCE_FILE).write_text(json.dumps(prov, indent=2) + "\n")
-            if out.exists():
-                shutil.rmtree(out) if any(out.iterdir()) else out.rmdir()
-            os.replace(saved, out)
+            try:
+                _prepare_out(out, overwrite)  # again: the conversion took a while, and someone may have written there
+                old = staging / "old"
+                if out.exists():
+                    os.replace(out, old)  # aside, not deleted, until the new one is in place
+                os.replace(saved, out)
+            except OSError as exc:
+                if (staging / "old").exists() and not out.exists():
+                    os.replace(staging / "old", out)
+                raise ConversionError(f"cannot put the SavedModel at '{out}': {exc.strerror or exc}") from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return SavedModelResult(path=out, exporter="onnx-tf", fallback_reason=None, max_abs_error=max_err,

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from mlms_ir._lazy import lazy_import
-from mlms_ir.converters import ConversionError
+from mlms_ir.converters import ConversionError, patched
 
 #: timm's code licence.
 CODE_LICENCE = "Apache-2.0"
@@ -90,7 +90,6 @@ def builder_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
 def _no_hub() -> Iterator[None]:
     """Make any attempt of timm to load pretrained weights an error instead of a download."""
     builder = lazy_import("timm.models._builder")
-    original = builder.load_pretrained
 
     def refuse(model: Any, *args: Any, **kwargs: Any) -> None:
         cfg = getattr(model, "pretrained_cfg", {}) or {}
@@ -98,11 +97,8 @@ def _no_hub() -> Iterator[None]:
             f"building would download the weights {cfg.get('hf_hub_id') or cfg.get('architecture')}; "
             "mlms_ir builds timm models with random weights only")
 
-    builder.load_pretrained = refuse
-    try:
+    with patched(builder, "load_pretrained", refuse):
         yield
-    finally:
-        builder.load_pretrained = original
 
 
 def create(name: str, **kwargs: Any) -> Any:

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from mlms_ir._lazy import lazy_import
-from mlms_ir.converters import ConversionError
+from mlms_ir.converters import ConversionError, patched
 from mlms_ir.converters import torchvision_spec as spec
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,6 @@ def _mha_fastpath_disabled() -> Iterator[None]:
 def _no_download() -> Iterator[None]:
     """Make any attempt of torch.hub to download (weights, backbones) an error instead."""
     hub = lazy_import("torch.hub")
-    original = hub.download_url_to_file
 
     def refuse(url: str, *args: Any, **kwargs: Any) -> None:
         raise ConversionError(
@@ -191,11 +190,8 @@ def _no_download() -> Iterator[None]:
             "first (mlms_ir zoo build NAME --weights) or pass a local .pth file"
         )
 
-    hub.download_url_to_file = refuse
-    try:
+    with patched(hub, "download_url_to_file", refuse):
         yield
-    finally:
-        hub.download_url_to_file = original
 
 
 def _flush_c_stdio() -> None:

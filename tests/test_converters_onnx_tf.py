@@ -318,3 +318,20 @@ def test_input_plan_and_compare():
         otf._compare({"b2_0": np.ones(2)}, {"b2_0": np.array([1.0, 1.002])}, ["y"], [2], 1e-4, 1e-3)
     with pytest.raises(ConversionError, match=r"output 'y' has shape \(4,\) in the SavedModel but \(3,\) in onnxruntime"):
         otf._compare(ref, {"b2_0": np.zeros(4, np.float32)}, ["y"], [2], 1e-4, 0)
+
+
+def test_symlinked_or_impossible_outputs_are_refused(tmp_path):
+    """Checked before the environment starts: one line, nothing converted."""
+    from mlms_ir.converters import ConversionError
+    from mlms_ir.converters.onnx_tf import _prepare_out
+
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with pytest.raises(ConversionError, match="symbolic link"):
+        _prepare_out(link, overwrite=True)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(ConversionError, match="is not a folder"):
+        _prepare_out(afile / "out", overwrite=False)

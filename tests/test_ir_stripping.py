@@ -170,3 +170,25 @@ def test_external_data_small_ints_are_read_large_ones_hidden(tmp_path, monkeypat
     (tmp_path / "m.data").write_bytes(data[:100])
     with pytest.raises(mlms_ir.errors.ExternalDataError, match="too short"):
         mlms_ir.load(path, batch=2)
+
+
+def test_external_edge_cases(tmp_path):
+    """A negative dim on an external tensor is a clean error; a small external shape tensor of a
+    model given as a proto (no folder to read it from) is not hidden: strict inference refuses it
+    rather than leaving the Reshape's shape unknown."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])
+    shp = numpy_helper.from_array(np.array([4, 4], np.int64), "shp")
+    g = helper.make_graph([helper.make_node("Reshape", ["x", "shp"], ["r"])], "g", [x],
+                          [helper.make_tensor_value_info("r", TensorProto.FLOAT, ["d0", "d1"])], [shp])
+    m = _model(g)
+    path = tmp_path / "m.onnx"
+    onnx.save(m, path, save_as_external_data=True, location="m.data", size_threshold=0)
+    assert mlms_ir.load(path).tensor("r").shape == (4, 4)  # read in from the file
+    proto = onnx.load(path, load_external_data=False)
+    with pytest.raises(mlms_ir.errors.MlmsIrError):
+        mlms_ir.load(proto)  # no folder: nothing is read, and nothing is silently hidden
+    bad = onnx.load(path, load_external_data=False)
+    bad.graph.initializer[0].dims[0] = -2
+    onnx.save(bad, tmp_path / "bad.onnx")
+    with pytest.raises(mlms_ir.errors.ExternalDataError, match="negative dim"):
+        mlms_ir.load(tmp_path / "bad.onnx")

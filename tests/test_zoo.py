@@ -567,3 +567,25 @@ def test_quantized_shufflenet_converts(tmp_path, monkeypatch):
     from torch.onnx._internal.torchscript_exporter import registration
 
     assert not registration.registry.get_function_group("prim::ConstantChunk")._functions.overridden(17)
+
+
+def test_a_build_that_died_is_cleaned_up_and_an_old_build_recovered(tmp_path, monkeypatch):
+    """Under the lock, a later build deletes the half-made model a dead build left in staging,
+    and puts back a finished build that was moved aside just before the process died."""
+    from mlms_ir.zoo import builder
+
+    monkeypatch.setenv("MLMS_IR_CACHE", str(tmp_path))
+    name = "squeezenet1_1"
+    stage = builder._staging(name)
+    (stage / "new").mkdir(parents=True)
+    (stage / "new" / "model.onnx").write_bytes(b"half")
+    (stage / "old").mkdir()
+    (stage / "old" / "model.onnx").write_bytes(b"complete")
+    (stage / "old" / "build.json").write_text("{}")
+    builder._recover(name)
+    assert not stage.exists()
+    assert (builder.model_dir(name) / "model.onnx").read_bytes() == b"complete"
+    # with the model in place, a stale old copy is simply deleted
+    (stage / "old").mkdir(parents=True)
+    builder._recover(name)
+    assert not stage.exists() and (builder.model_dir(name) / "model.onnx").read_bytes() == b"complete"

@@ -6,6 +6,7 @@ Layout under the cache (``$MLMS_IR_CACHE``, else ``~/.cache/mlms_ir``)::
     zoo/<name>/build.json        # provenance: weights, exporter, max abs error, versions, ...
     weights/<file>.pth           # published weights, downloaded on request, sha256-prefix verified
     locks/<name>.lock            # held while <name> is built (or its weights downloaded)
+    staging/<name>/              # the build in progress (new/) and the build it replaces (old/)
 
 A model built with random weights says so in ``build.json`` and in its ONNX metadata: random
 weights are fine for cost and speed, never for accuracy.
@@ -24,7 +25,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -206,14 +206,31 @@ def _convert(m: dict[str, Any], out: Path, *, weights: bool, wfile: Path | None,
     )
 
 
-def _move_into_place(tmp: Path, dest: Path) -> None:
-    """Rename the finished folder ``tmp`` to ``dest``; an older ``dest`` is renamed out of the way first, then deleted."""
-    old = None
+def _staging(name: str) -> Path:
+    """Where a build of ``name`` is made before it is renamed into place: ``<cache>/staging/<name>``
+    (beside ``zoo/``, on the same file system), used only under the model's build lock."""
+    return cache_dir() / "staging" / name
+
+
+def _recover(name: str) -> None:
+    """Clear what a build of ``name`` that died left behind (under its lock): a half-made model is
+    deleted; a finished older build moved aside just before the process died is put back."""
+    stage = _staging(name)
+    old, dest = stage / "old", model_dir(name)
+    if old.is_dir() and not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(old, dest)
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def _move_into_place(tmp: Path, dest: Path, old: Path) -> None:
+    """Rename the finished folder ``tmp`` to ``dest``; an older ``dest`` is renamed to ``old`` first, then deleted."""
+    moved = False
     if dest.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
-        os.replace(dest, old / dest.name)
+        os.replace(dest, old)
+        moved = True
     os.replace(tmp, dest)
-    if old is not None:
+    if moved:
         shutil.rmtree(old, ignore_errors=True)
 
 
@@ -249,9 +266,11 @@ def build(name: str, *, weights: bool = False, batch: int = 1, force: bool = Fal
         if path is not None:
             return path  # another process built it while this one waited for the lock
         wfile = fetch_weights(name, progress=progress) if weights else None
-        root = zoo_cache_dir()
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+        zoo_cache_dir().mkdir(parents=True, exist_ok=True)
+        _recover(name)
+        stage = _staging(name)
+        tmp = stage / "new"
+        tmp.mkdir(parents=True)
         os.chmod(tmp, 0o755)
         try:
             result = _convert(m, tmp / MODEL_FILE, weights=weights, wfile=wfile, batch=batch)
@@ -274,9 +293,9 @@ def build(name: str, *, weights: bool = False, batch: int = 1, force: bool = Fal
                 "built_at": _now(),
             }
             (tmp / BUILD_FILE).write_text(json.dumps(info, indent=2) + "\n")
-            _move_into_place(tmp, model_dir(name))
+            _move_into_place(tmp, model_dir(name), stage / "old")
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(stage, ignore_errors=True)
     return model_dir(name) / MODEL_FILE
 
 

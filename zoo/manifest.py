@@ -97,8 +97,11 @@ def validate(m: dict[str, Any]) -> list[str]:
             problems.append(f"{name}: timm weights need hf_hub_id and a weights_note")
         if not src.get("model") or not src.get("architecture") or not src.get("weights"):
             problems.append(f"{name}: a timm source needs model, architecture and weights")
-        elif not str(src["model"]).startswith(src["architecture"]):
+        elif src["model"] != src["architecture"] and not str(src["model"]).startswith(src["architecture"] + "."):
             problems.append(f"{name}: timm model '{src['model']}' is not of architecture '{src['architecture']}'")
+        elif not (src["weights"] == w.get("hf_hub_id") == f"timm/{src['model']}"):
+            problems.append(f"{name}: timm weights '{src['weights']}' and hf_hub_id '{w.get('hf_hub_id')}' must both be "
+                            f"'timm/{src['model']}'")
     elif src.get("kind") != "builtin":
         problems.append(f"{name}: unknown source kind '{src.get('kind')}'")
     return problems

@@ -143,8 +143,16 @@ _HIDDEN_PREFIX = "mlms_ir:stripped:"
 
 def _hides(t: onnx.TensorProto) -> bool:
     """An integer scalar or 1-D tensor without its data here: stripped by the loader, or a large one
-    in an external file (the small ones were read in)."""
-    return len(t.dims) <= 1 and t.data_type in _SHAPE_DATA_TYPES and t.data_location == onnx.TensorProto.EXTERNAL
+    in an external file (the small ones were read in; a small one that could not be, from a model
+    given as bytes, is left for inference to reject: it may be a shape)."""
+    if len(t.dims) > 1 or t.data_type not in _SHAPE_DATA_TYPES or t.data_location != onnx.TensorProto.EXTERNAL:
+        return False
+    if _is_stripped(t):
+        return True
+    numel = 1
+    for d in t.dims:
+        numel *= max(int(d), 0)
+    return numel * (8 if t.data_type == onnx.TensorProto.INT64 else 4) > _INT_KEEP_BYTES
 
 
 class _HiddenValues:

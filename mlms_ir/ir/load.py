@@ -185,11 +185,13 @@ def read_small_external_ints(model: onnx.ModelProto, base_dir: Path | None, limi
         if len(t.dims) > 1 or t.data_type not in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
             continue
         info = {e.key: e.value for e in t.external_data}
+        if any(d < 0 for d in t.dims):
+            continue  # check_external_data refused it already
         numel = 1
         for d in t.dims:
             numel *= int(d)
         want = nbytes(t.data_type, numel)
-        if want is None or want > limit:
+        if want is None or want <= 0 or want > limit:
             continue
         full = Path(os.path.realpath(base_real / info["location"]))
         if base_real != full and base_real not in full.parents:
@@ -230,6 +232,8 @@ def check_external_data(model: onnx.ModelProto, base_dir: Path | None) -> int:
                 f"tensor '{t.name}' points to external data at '{loc}', outside the model's folder; "
                 "external data must be a relative path inside that folder"
             )
+        if any(d < 0 for d in t.dims):
+            raise ExternalDataError(f"tensor '{t.name}' has a negative dim {list(t.dims)}")
         try:
             offset = int(info.get("offset", 0))
             numel = 1
