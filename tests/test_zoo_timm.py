@@ -179,12 +179,14 @@ def test_two_processes_build_one_model_at_once(tmp_path, monkeypatch):
     import onnx
     from mlms_ir.zoo.builder import read_build_info
 
-    env = {**os.environ, "MLMS_IR_CACHE": str(tmp_path)}
+    env = {**os.environ, "MLMS_IR_CACHE": str(tmp_path), "MLMS_IR_LOG": "INFO"}
     script = "import sys, mlms_ir.cli as c; sys.exit(c.main(sys.argv[1:]))"
     procs = [subprocess.Popen([sys.executable, "-c", script, "zoo", "build", TINY_CNN], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    # one conversion: the other process waited for the lock and reused it (without the lock, both convert)
+    assert sum(f"converting {TINY_CNN} (random weights)" in o[1] for o in outs) == 1, [o[1][-2000:] for o in outs]
     path = tmp_path / "zoo" / TINY_CNN / "model.onnx"
     assert [o[0].split(" (")[0] for o in outs] == [str(path), str(path)]
     assert sorted(p.name for p in (tmp_path / "zoo").iterdir()) == [TINY_CNN]  # no temporary folder left

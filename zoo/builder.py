@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import logging
 import os
 import shutil
 import sys
@@ -37,6 +38,8 @@ try:  # POSIX
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
 
 #: build.json's schema version.
 BUILD_SCHEMA_VERSION = 1
@@ -272,6 +275,7 @@ def build(name: str, *, weights: bool = False, batch: int = 1, force: bool = Fal
         tmp = stage / "new"
         tmp.mkdir(parents=True)
         os.chmod(tmp, 0o755)
+        log.info("converting %s (%s weights)", name, "published" if weights else "random")
         try:
             result = _convert(m, tmp / MODEL_FILE, weights=weights, wfile=wfile, batch=batch)
             record = result.to_dict()
