@@ -381,7 +381,8 @@ def to_saved_model(model, out_dir: str | os.PathLike, *, check: bool = True, ato
         try:
             saved = staging / "saved_model"
             req = {"model": str(src_path.resolve()), "output": str(saved), "result": str(tmp / "result.json"),
-                   **({"check_inputs": str(tmp / "in.npz"), "check_outputs": str(tmp / "out.npz")} if check else {})}
+                   **({"check_inputs": str(tmp / "in.npz"), "check_outputs": str(tmp / "out.npz"), "check_batches": batches}
+                      if check else {})}
             res = _run_script(py, req, tmp, float(timeout))
             if res.get("status") != "ok":
                 stage, err = res.get("stage"), res.get("error") or "no message"

@@ -335,3 +335,20 @@ def test_symlinked_or_impossible_outputs_are_refused(tmp_path):
     afile.write_text("x")
     with pytest.raises(ConversionError, match="is not a folder"):
         _prepare_out(afile / "out", overwrite=False)
+
+
+def test_a_model_without_inputs(env_python, tmp_path):
+    """Nothing to feed: the check still runs the SavedModel once (batch 1) and compares."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mlms_ir.converters.onnx_tf import to_saved_model
+
+    c = numpy_helper.from_array(np.array([-1.0, 0.0, 2.0], np.float32), "c")
+    g = helper.make_graph([helper.make_node("Relu", ["c"], ["y"])], "noin", [],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])], [c])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    path = tmp_path / "noin.onnx"
+    onnx.save(m, path)
+    r = to_saved_model(path, tmp_path / "sm", python=env_python)
+    assert r.max_abs_error == 0.0 and r.checked_batches == [1]
