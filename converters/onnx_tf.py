@@ -33,7 +33,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -220,19 +219,8 @@ def _compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], outputs: li
 
 
 # ---------------------------------------------------------------------------- running the script
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the script leads its own session: its children go too
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:  # pragma: no cover
-        pass
-
-
 def _run_script(python: Path, req: dict, tmp: Path, timeout: float) -> dict:
-    from mlms_ir.backends.worker import _child_env
+    from mlms_ir.backends.worker import _child_env, _kill_group  # the script leads its own session, as a worker does
 
     (tmp / "req.json").write_text(json.dumps(req))
     # run from a copy: beside this file, tensorflow.py and onnx_tf.py would shadow the real packages

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import onnx
 import onnx.checker
 import onnx.defs
@@ -149,10 +151,9 @@ def _hides(t: onnx.TensorProto) -> bool:
         return False
     if _is_stripped(t):
         return True
-    numel = 1
-    for d in t.dims:
-        numel *= max(int(d), 0)
-    return numel * (8 if t.data_type == onnx.TensorProto.INT64 else 4) > _INT_KEEP_BYTES
+    from mlms_ir.ir.dtypes import nbytes
+
+    return (nbytes(t.data_type, math.prod(max(int(d), 0) for d in t.dims)) or 0) > _INT_KEEP_BYTES
 
 
 class _HiddenValues:
