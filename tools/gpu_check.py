@@ -18,6 +18,9 @@ from mlms_ir.errors import MlmsIrError
 from mlms_ir.runner import chrome_trace, profile_backend, run_backends
 from mlms_ir.system import system_facts
 
+#: The backend checked (tests swap in a replay of a recorded CUDA trace).
+BACKEND = "torch"
+
 
 def export(name: str, out: Path) -> Path:
     import torch
@@ -37,16 +40,27 @@ def _us(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f} µs"
 
 
+def _g(v: float | None) -> str:
+    """A counter figure, short: '-' where it was not measured."""
+    return "-" if v is None else f"{v:.4g}"
+
+
+def _save(args, results: dict) -> None:
+    """Write the results so far (after every step: a run cut short still leaves what it measured)."""
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+
+
 def profile_one(path: Path, name: str, b: int, args, out: Path | None, results: dict) -> None:
-    rr = run_backends(path, ["torch"], device="cuda", batches=[b], iterations=args.iters, warmup=10, system=False)
+    rr = run_backends(path, [BACKEND], device="cuda", batches=[b], iterations=args.iters, warmup=10, system=False)
     rec = rr.runs[0]
     if rec.status != "ok":
-        print(f"   batch {b}: torch/cuda {rec.status}: {rec.error}")
+        print(f"   batch {b}: {BACKEND}/cuda {rec.status}: {rec.error}")
         return
     lat = rec.latency_ms
-    print(f"   batch {b}: mean {lat['mean']:.3f} ms, p50 {lat['p50']:.3f}, p99 {lat['p99']:.3f}; {rec.throughput:,.0f} images/s")
+    print(f"   batch {b}: mean {lat['mean']:.3f} ms, p50 {lat['p50']:.3f}, p99 {lat['p99']:.3f}; {rec.throughput or 0:,.0f} images/s")
     t0 = time.perf_counter()
-    report, traces = profile_backend(path, "torch", device="cuda", batch=b, runs=args.runs, iterations=args.iters, system=False)
+    report, traces = profile_backend(path, BACKEND, device="cuda", batch=b, runs=args.runs, iterations=args.iters, system=False)
     gpu = report.gpu or {}
     print(f"   batch {b}: profiled in {time.perf_counter() - t0:.1f} s; roofline device {report.roofline_device}")
     print(f"      kernel attribution coverage {report.coverage:.2%} (goal >= 98%); {gpu.get('kernels', 0):.0f} kernels/run on "
@@ -57,13 +71,17 @@ def profile_one(path: Path, name: str, b: int, args, out: Path | None, results: 
         print(f"      GPU busy {_us(gpu['busy_us'])}, idle {_us(gpu['idle_us'])}, utilisation {gpu['utilization']:.1%} of the traced run, "
               f"memcpy/memset {_us(gpu['memory_us'])}, launch->start {_us(gpu.get('launch_latency_us'))}")
     tele = (gpu.get("telemetry") or {})
-    if tele.get("available"):
-        g0 = tele["gpus"][0]
+    sampled = tele.get("gpus") or []
+    # the GPU that ran it (NVML numbers GPUs its own way); the only one sampled where that is unknown
+    g0 = next((g for g in sampled if g.get("index") == gpu.get("telemetry_gpu")), sampled[0] if len(sampled) == 1 else None)
+    if tele.get("available") and g0 is not None:
         figs = {k: (g0.get(k) or {}).get("mean") for k in ("sm_clock_mhz", "mem_clock_mhz", "power_w", "temperature_c",
                                                             "gpu_utilization_pct", "memory_used_bytes")}
-        print(f"      NVML over the timed runs (mean): {json.dumps(figs)}")
+        print(f"      NVML GPU {g0.get('index')} over the timed runs (mean): {json.dumps(figs)}")
+    elif tele.get("available"):
+        print(f"      NVML: {len(sampled)} GPUs sampled; which one ran this is unknown")
     else:
-        print(f"      NVML: {tele.get('reason')}")
+        print(f"      NVML: {tele.get('reason') or 'no telemetry'}")
     for n in report.nodes[:5]:
         print(f"      {n.id:>6} {n.op_type:<14} {n.time_us:9.1f} µs GPU {n.share:6.1%}  {n.kernel_count or 0:3.0f} kernels  "
               f"host {_us(n.cpu_us)}  launch overhead {_us(n.launch_overhead_us)}  idle before {_us(n.idle_us)}  "
@@ -75,7 +93,7 @@ def profile_one(path: Path, name: str, b: int, args, out: Path | None, results: 
         print(f"      unattributed: {u['name'][:70]} {u['time_us']:.1f} µs")
     if out is not None:
         trace = out / f"{name}_b{b}_trace.json"
-        trace.write_text(json.dumps(chrome_trace(traces, {n.id: n.name or n.id for n in report.nodes}, "torch:cuda")))
+        trace.write_text(json.dumps(chrome_trace(traces, {n.id: n.name or n.id for n in report.nodes}, f"{BACKEND}:cuda")))
         print(f"      wrote {trace.name} ({trace.stat().st_size / 2**20:.1f} MiB)")
     results["models"].setdefault(name, {})[str(b)] = {"run": rec.__dict__, "profile": report.to_dict()}
 
@@ -94,12 +112,13 @@ def counters_one(path: Path, name: str, b: int, args, out: Path | None, results:
     t = rep.totals
     print(f"   counters batch {b} ({time.perf_counter() - t0:.0f} s under ncu on {rep.gpu}, roofline {rep.device}): "
           f"{t.kernels} kernels, coverage {rep.coverage:.2%}; missing metrics {rep.missing_metrics or 'none'}")
-    print(f"      totals: SIMT FLOPs {t.flops} vs static {t.static_flops} (ratio {t.flops_ratio}), tensor-core inst {t.tensor_inst}; "
-          f"DRAM {t.dram_bytes} B vs static {t.static_bytes} (ratio {t.bytes_ratio}); SM {t.sm_pct}%, memory {t.memory_pct}%")
+    print(f"      totals: SIMT FLOPs {_g(t.flops)} vs static {_g(t.static_flops)} (ratio {_g(t.flops_ratio)}), "
+          f"tensor-core inst {_g(t.tensor_inst)}; DRAM {_g(t.dram_bytes)} B vs static {_g(t.static_bytes)} B "
+          f"(ratio {_g(t.bytes_ratio)}); SM {_g(t.sm_pct)}%, memory {_g(t.memory_pct)}%")
     for n in rep.nodes[:args.top_counters]:
-        print(f"      {n.id:>6} {n.op_type:<12} {n.gpu_time_us:8.1f} µs  FLOPs {n.flops_ratio} of static  DRAM {n.bytes_ratio} of static  "
-              f"SM {n.sm_pct}%  mem {n.memory_pct}%  TC {n.tensor_core}  {n.achieved_flops_per_s} FLOP/s of attainable "
-              f"{n.attainable_flops_per_s}")
+        print(f"      {n.id:>6} {n.op_type:<12} {n.gpu_time_us:8.1f} µs  FLOPs {_g(n.flops_ratio)} of static  "
+              f"DRAM {_g(n.bytes_ratio)} of static  SM {_g(n.sm_pct)}%  mem {_g(n.memory_pct)}%  TC {n.tensor_core}  "
+              f"{_g(n.achieved_flops_per_s)} FLOP/s of attainable {_g(n.attainable_flops_per_s)}")
     for note in rep.notes:
         print(f"      note: {note}")
     results["counters"].setdefault(name, {})[str(b)] = rep.to_dict()
@@ -122,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     gpu = facts["gpu"]
     print(f"== mlms_ir {mlms_ir.__version__}; GPU: {gpu.get('available')} {gpu.get('reason', '')}")
     for g in gpu.get("gpus", []):
-        print(f"   GPU {g['index']}: {g['name']}, CC {g['compute_capability']}, {g['memory_total_bytes'] / 2**30:.0f} GiB, "
+        mem = g.get("memory_total_bytes")
+        print(f"   GPU {g['index']}: {g['name']}, CC {g['compute_capability']}, {'-' if mem is None else f'{mem / 2**30:.0f}'} GiB, "
               f"SM max {g['sm_clock_max_mhz']} MHz, power limit {g['power_limit_w']} W; driver {gpu.get('driver')}")
     from mlms_ir.gpu.ncu import find_ncu
 
@@ -135,19 +155,32 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"system": facts, "models": {}, "counters": {}}
     counter_batches = [int(x) for x in args.counters_batches.split(",") if x.strip()]
     with tempfile.TemporaryDirectory() as tmp:
+        # a check script: whatever fails is reported and the rest goes on
         for name in args.models.split(","):
             t0 = time.perf_counter()
-            path = export(name, Path(tmp))
+            try:
+                path = export(name, Path(tmp))
+            except Exception as exc:  # noqa: BLE001
+                print(f"== {name}: export FAILED {type(exc).__name__}: {exc}")
+                results["models"][name] = {"error": f"export: {type(exc).__name__}: {exc}"}
+                _save(args, results)
+                continue
             print(f"== {name}: exported in {time.perf_counter() - t0:.1f} s")
             for b in (int(x) for x in args.batches.split(",")):
                 try:
                     profile_one(path, name, b, args, args.out, results)
-                except Exception as exc:  # noqa: BLE001 - a check script: report and go on
+                except Exception as exc:  # noqa: BLE001
                     print(f"   batch {b}: FAILED {type(exc).__name__}: {exc}")
+                    results["models"].setdefault(name, {})[str(b)] = {"error": f"{type(exc).__name__}: {exc}"}
+                _save(args, results)
             for b in counter_batches:
-                counters_one(path, name, b, args, args.out, results)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1, default=str))
+                try:
+                    counters_one(path, name, b, args, args.out, results)
+                except Exception as exc:  # noqa: BLE001
+                    print(f"   counters batch {b}: FAILED {type(exc).__name__}: {exc}")
+                    results["counters"].setdefault(name, {})[str(b)] = {"error": f"{type(exc).__name__}: {exc}"}
+                _save(args, results)
+    _save(args, results)
     return 0
 
 
