@@ -92,9 +92,18 @@ def write_json(path: str, obj: dict) -> None:
 
 
 # ---------------------------------------------------------------------------- helpers
+def _sibling(name: str):
+    """A standalone module from this script's folder (``onnx_tf_compat``)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import importlib
+
+    return importlib.import_module(name)
+
+
 def _one_line(exc: BaseException) -> str:
-    msg = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {msg}"[:2000] if msg else type(exc).__name__
+    return _sibling("onnx_tf_compat").one_line(exc)
 
 
 def _version(module: str) -> str:
@@ -156,6 +165,7 @@ class OnnxTfRunner:
         import onnx
         from onnx_tf.backend import prepare
 
+        _sibling("onnx_tf_compat").patch()  # the op versions onnx-tf 1.10 lacks
         self.rep = prepare(onnx.load(model), device="CUDA" if device == "cuda" else "CPU")
         inputs, self.output_names = _graph_io(model)
         order = list(getattr(self.rep, "inputs", None) or inputs)

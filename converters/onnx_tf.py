@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 from mlms_ir.converters import ConversionError
+from mlms_ir.converters._compare import check_close
 from mlms_ir.converters.torch import ConversionResult
 
 #: The file written beside ``saved_model.pb`` with where the SavedModel came from.
@@ -191,41 +192,33 @@ def _reference(path: Path, plan, inputs: dict[str, np.ndarray], batches: list[in
 
 def _compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], outputs: list[str], batches: list[int],
              atol: float, rtol: float) -> float:
+    """Check the SavedModel's outputs (``got``) against onnxruntime's (``ref``), both keyed ``b{B}_{j}``;
+    return the largest absolute error."""
     worst = 0.0
     for b in batches:
         for j, name in enumerate(outputs):
             w, g = ref.get(f"b{b}_{j}"), got.get(f"b{b}_{j}")
             if g is None:
                 raise ConversionError(f"the SavedModel gave no output '{name}' at batch {b}")
-            if w.shape != g.shape:
-                raise ConversionError(f"output '{name}' has shape {tuple(g.shape)} in the SavedModel but {tuple(w.shape)} in "
-                                      f"onnxruntime (batch {b})")
-            if w.dtype.kind in "fciub" and g.dtype.kind in "fciub":
-                as_type = np.complex128 if "c" in w.dtype.kind + g.dtype.kind else np.float64
-                wd, gd = w.astype(as_type), g.astype(as_type)
-                with np.errstate(invalid="ignore"):
-                    same = (wd == gd) | (np.isnan(wd) & np.isnan(gd))  # equal infinities, NaN on both sides
-                    d = np.where(same, 0.0, np.abs(gd - wd))
-                d = np.where(np.isnan(d), np.inf, d)  # NaN on one side only
-                err = float(d.max()) if d.size else 0.0
-                worst = max(worst, err)
-                ref_mag = np.abs(wd)
-                if (d > atol + rtol * np.where(np.isfinite(ref_mag), ref_mag, 0.0)).any():
-                    raise ConversionError(f"the SavedModel differs from onnxruntime by up to {err:.3g} in output '{name}' at batch {b} "
-                                          f"(tolerance {atol:g} + {rtol:g}*|ref|)")
-            elif not np.array_equal(w, g):
-                raise ConversionError(f"output '{name}' ({w.dtype}) differs between the SavedModel and onnxruntime at batch {b}")
+            if w is None:
+                raise ConversionError(f"onnxruntime gave no output '{name}' at batch {b}")
+            worst = max(worst, check_close(name, w, g, batch=b, atol=atol, rtol=rtol, reference="onnxruntime",
+                                           converted="the SavedModel"))
     return worst
 
 
 # ---------------------------------------------------------------------------- running the script
 def _run_script(python: Path, req: dict, tmp: Path, timeout: float) -> dict:
+    from mlms_ir.backends import worker
     from mlms_ir.backends.worker import _child_env, _kill_group  # the script leads its own session, as a worker does
 
     (tmp / "req.json").write_text(json.dumps(req))
     # run from a copy: beside this file, tensorflow.py and onnx_tf.py would shadow the real packages
     script = tmp / "onnx_tf_export.py"
     script.write_text(Path(__file__).with_name("onnx_tf_export.py").read_text())
+    # the op versions onnx-tf 1.10 lacks (the worker agent imports the same file from its own folder)
+    compat = Path(worker.__file__).with_name("onnx_tf_compat.py")
+    (tmp / "onnx_tf_compat.py").write_text(compat.read_text())
     with open(tmp / "stderr.txt", "wb") as err:
         try:
             proc = subprocess.Popen([str(python), str(script), str(tmp / "req.json")], stdin=subprocess.DEVNULL,

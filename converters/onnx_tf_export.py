@@ -2,9 +2,10 @@
 
 Run by :mod:`mlms_ir.converters.onnx_tf` with the onnx-tf environment's Python (onnx-tf 1.10
 needs TensorFlow 2.15, numpy<2 and onnx<=1.18, so it cannot live beside mlms_ir). It imports
-only the standard library, numpy, onnx, tensorflow and onnx_tf, never mlms_ir, and is run from
-a copy in a temporary folder (beside this file, ``tensorflow.py`` and ``onnx_tf.py`` would
-shadow the real packages)::
+only the standard library, numpy, onnx, tensorflow, onnx_tf and ``onnx_tf_compat`` (the op
+versions onnx-tf lacks, from ``mlms_ir/backends``), never mlms_ir, and is run from a copy in a
+temporary folder, with ``onnx_tf_compat.py`` copied beside it (beside this file,
+``tensorflow.py`` and ``onnx_tf.py`` would shadow the real packages)::
 
     PYTHON onnx_tf_export.py REQUEST.json
 
@@ -40,14 +41,9 @@ _VALID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 def _one_line(exc: BaseException) -> str:
-    """The exception's type and the last meaningful line of its message (TensorFlow wraps errors
-    raised while tracing in many lines of 'in user code' context)."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    msg = lines[-1] if lines else ""
-    name = type(exc).__name__
-    if msg.startswith(name + ":"):
-        msg = msg[len(name) + 1:].strip()
-    return (f"{name}: {msg}" if msg else name)[:500]
+    from onnx_tf_compat import one_line  # copied beside this script with it
+
+    return one_line(exc)
 
 
 def _safe_names(names: list[str], taken: set[str]) -> dict[str, str]:
@@ -109,7 +105,9 @@ def main(argv: list[str]) -> int:
         import onnx_tf
         import tensorflow as tf
         from onnx_tf.backend import prepare
+        from onnx_tf_compat import patch  # the op versions onnx-tf 1.10 lacks
 
+        res["onnx_tf_added_ops"] = patch()
         res.update(numpy_version=np.__version__, onnx_version=onnx.__version__, tensorflow_version=tf.__version__,
                    onnx_tf_version=getattr(onnx_tf, "__version__", "") or metadata.version("onnx-tf"))
 
