@@ -15,6 +15,9 @@ TensorFlow/Keras conversion has its own module (:mod:`mlms_ir.converters.tensorf
 way: :mod:`mlms_ir.converters.onnx_tf` turns ONNX into a TensorFlow SavedModel (onnx-tf, run in
 its agent environment), with the provenance in a JSON file inside the SavedModel.
 
+Every converter checks the converted model's outputs against the source's with one rule and one
+message format: :func:`mlms_ir.converters._compare.check_close`.
+
 Importing this package imports no deep-learning framework; torch is imported when a converter runs.
 """
 

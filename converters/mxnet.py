@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mlms_ir.converters import ConversionError
+from mlms_ir.converters._compare import check_close
 
 METADATA_PREFIX = "mlms_ir."
 
@@ -112,18 +113,19 @@ def _check(path: Path, inputs: dict[str, np.ndarray], want: dict[str, np.ndarray
 
     inits = {i.name for i in onnx.load(str(path), load_external_data=False).graph.initializer}
     names = [i.name for i in sess.get_inputs() if i.name not in inits][:n_inputs]
+    out_names = [o.name for o in sess.get_outputs()]
     worst = 0.0
-    for b in batches:
-        got = sess.run(None, {n: inputs[f"b{b}_{i}"] for i, n in enumerate(names)})
-        for j, g in enumerate(got):
-            w = want.get(f"b{b}_{j}")
-            if w is None or w.shape != g.shape:
-                path.unlink(missing_ok=True)
-                raise ConversionError(f"output {j} has shape {g.shape} in ONNX but {None if w is None else w.shape} in MXNet (batch {b})")
-            d = np.abs(g.astype(np.float64) - w.astype(np.float64))
-            worst = max(worst, float(d.max()) if d.size else 0.0)
-            if (d > atol + rtol * np.abs(w)).any():
-                path.unlink(missing_ok=True)
-                raise ConversionError(f"the ONNX model differs from MXNet by up to {float(d.max()):.3g} at batch {b}")
+    try:
+        for b in batches:
+            got = sess.run(None, {n: inputs[f"b{b}_{i}"] for i, n in enumerate(names)})
+            for j, g in enumerate(got):
+                w = want.get(f"b{b}_{j}")
+                if w is None:
+                    raise ConversionError(f"output '{out_names[j]}' (output {j}) has no counterpart in MXNet's outputs "
+                                          f"(batch {b})")
+                worst = max(worst, check_close(out_names[j], w, g, batch=b, atol=atol, rtol=rtol, reference="MXNet"))
+    except ConversionError:
+        path.unlink(missing_ok=True)
+        raise
     return worst
 

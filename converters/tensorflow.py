@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from mlms_ir.converters import ConversionError
+from mlms_ir.converters._compare import check_close
 from mlms_ir.errors import MissingExtraError
 
 DEFAULT_OPSET = 17
@@ -125,6 +126,7 @@ def _check(model: Any, call: Callable[..., Any], specs: Sequence[Any], atol: flo
 
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
+    out_names = [o.name for o in sess.get_outputs()]
     dynamic = any(s.shape.rank and s.shape.as_list()[0] is None for s in specs)
     batches = [2, 3] if dynamic else [specs[0].shape.as_list()[0] or 1]
     worst = 0.0
@@ -134,15 +136,8 @@ def _check(model: Any, call: Callable[..., Any], specs: Sequence[Any], atol: flo
         got = sess.run(None, dict(zip(names, xs)))
         if len(got) != len(want):
             raise ConversionError(f"the ONNX model has {len(got)} outputs, the source {len(want)}")
-        for w, g in zip(want, got):
-            if w.shape != g.shape:
-                raise ConversionError(f"an output has shape {g.shape} in ONNX but {w.shape} in TensorFlow (batch {b})")
-            if w.size:
-                d = np.abs(g.astype(np.float64) - w.astype(np.float64))
-                worst = max(worst, float(d.max()))
-                if (d > atol + rtol * np.abs(w)).any():
-                    raise ConversionError(f"the ONNX model differs from TensorFlow by up to {float(d.max()):.3g} at batch {b} "
-                                          f"(tolerance {atol:g} + {rtol:g}*|ref|)")
+        for name, w, g in zip(out_names, want, got):
+            worst = max(worst, check_close(name, w, g, batch=b, atol=atol, rtol=rtol, reference="TensorFlow"))
     return worst, batches
 
 

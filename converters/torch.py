@@ -32,6 +32,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -42,6 +43,7 @@ import numpy as np
 from mlms_ir._lazy import lazy_import
 from mlms_ir.converters import ConversionError, patched
 from mlms_ir.converters import torchvision_spec as spec
+from mlms_ir.converters._compare import check_close, check_same_shape
 
 log = logging.getLogger(__name__)
 
@@ -310,6 +312,10 @@ def _export_legacy(module: Any, args: tuple, path: Path, *, input_names: list[st
         )
 
 
+_CHUNK_LOCK = threading.Lock()
+_CHUNK_REGISTRATIONS: dict[int, list[Any]] = {}  # opset -> [our ConstantChunk symbolic, users]
+
+
 @contextlib.contextmanager
 def _quantized_chunk_symbolic(opset: int) -> Iterator[None]:
     """Let the legacy exporter chunk a quantized tensor (torchvision's int8 ShuffleNetV2 channel split).
@@ -322,6 +328,11 @@ def _quantized_chunk_symbolic(opset: int) -> Iterator[None]:
     again with the input's scale and zero point: exact, since a chunk of an int8 tensor keeps its
     quantization. Float inputs take torch's own symbolic unchanged; a symbolic the user registered
     for ConstantChunk is left alone.
+
+    Safe across threads and when nested, as :func:`mlms_ir.converters.patched` is: torch's registry
+    is global, so the first caller in registers the symbolic, later callers share it, and the last
+    one out unregisters it (unless something else replaced it meanwhile). torch's legacy exporter
+    itself keeps global state, so concurrent legacy exports may still interfere in torch.
     """
     try:
         from torch.onnx._internal.torchscript_exporter import registration
@@ -330,11 +341,34 @@ def _quantized_chunk_symbolic(opset: int) -> Iterator[None]:
         yield
         return
     name = "prim::ConstantChunk"
-    group = registration.registry.get_function_group(name)
-    base = group.get(opset) if group is not None else None
-    if base is None or group._functions.overridden(opset):  # noqa: SLF001 - no public "is overridden"
+    with _CHUNK_LOCK:
+        entry = _CHUNK_REGISTRATIONS.get(opset)
+        if entry is None:
+            group = registration.registry.get_function_group(name)
+            base = group.get(opset) if group is not None else None
+            if base is not None and not group._functions.overridden(opset):  # noqa: SLF001 - no public "is overridden"
+                symbolic = _quantized_constant_chunk(base, sh)
+                registration.registry.register(name, opset, symbolic, custom=True)
+                entry = _CHUNK_REGISTRATIONS[opset] = [symbolic, 0]
+        if entry is not None:
+            entry[1] += 1
+    if entry is None:  # no symbolic to wrap, or the user's own: export as torch does
         yield
         return
+    try:
+        yield
+    finally:
+        with _CHUNK_LOCK:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _CHUNK_REGISTRATIONS[opset]
+                group = registration.registry.get_function_group(name)
+                if group is not None and group.get(opset) is entry[0]:
+                    registration.registry.unregister(name, opset)
+
+
+def _quantized_constant_chunk(base: Any, sh: Any) -> Any:
+    """A ConstantChunk symbolic that handles quantized inputs and hands float ones to ``base``."""
 
     def constant_chunk(g: Any, self: Any, chunks: int, dim: int) -> Any:
         if not sh._is_tuple_construct(self):  # noqa: SLF001 - not a quantized tensor
@@ -342,11 +376,7 @@ def _quantized_chunk_symbolic(opset: int) -> Iterator[None]:
         x, scale, zero_point, axis = sh.dequantize_helper(g, self)
         return [sh.quantize_helper(g, piece, scale, zero_point, axis) for piece in base(g, x, chunks, dim)]
 
-    registration.registry.register(name, opset, constant_chunk, custom=True)
-    try:
-        yield
-    finally:
-        registration.registry.unregister(name, opset)
+    return constant_chunk
 
 
 def _export_dynamo(module: Any, args: tuple, path: Path, *, input_names: list[str], output_names: list[str],
@@ -380,26 +410,8 @@ def _ort_session(path: Path):
 
 
 def _compare(name: str, ref: np.ndarray, got: np.ndarray, batch: int, atol: float, rtol: float, int8_steps: int = 0) -> float:
-    if tuple(ref.shape) != tuple(got.shape):
-        raise _CheckFailed(f"output '{name}' has shape {list(got.shape)} in ONNX but {list(ref.shape)} in torch (batch {batch})")
-    if ref.size == 0:
-        return 0.0
-    r = ref.astype(np.float64)
-    g = got.astype(np.float64)
-    both_nan = np.isnan(r) & np.isnan(g)
-    diff = np.where(both_nan, 0.0, np.abs(r - g))
-    diff = np.where(np.isnan(diff), np.inf, diff)
-    err = float(diff.max())
-    if int8_steps and np.isfinite(r).any():
-        finite = r[np.isfinite(r)]
-        atol = max(atol, int8_steps * float(finite.max() - finite.min()) / 255.0)
-    bad = diff > atol + rtol * np.abs(np.nan_to_num(r))
-    if bad.any():
-        raise _CheckFailed(
-            f"output '{name}' differs from torch by up to {err:.3g} at batch {batch} ({int(bad.sum())} of {bad.size} "
-            f"elements beyond atol={atol:.3g} + rtol={rtol:g}*|torch|)"
-        )
-    return err
+    return check_close(name, ref, got, batch=batch, atol=atol, rtol=rtol, reference="torch", error=_CheckFailed,
+                       int8_steps=int8_steps)
 
 
 def _check(module: Any, path: Path, inputs: tuple, input_names: list[str], output_names: list[str],
@@ -438,13 +450,12 @@ def _check(module: Any, path: Path, inputs: tuple, input_names: list[str], outpu
         for name, r, g in zip(output_names, ref, got, strict=True):
             if not unordered:
                 max_err = max(max_err, _compare(name, r, g, b, atol, rtol, int8_steps))
-            elif tuple(r.shape) != tuple(g.shape):
-                raise _CheckFailed(
-                    f"output '{name}' has shape {list(g.shape)} in ONNX but {list(r.shape)} in torch (batch {b})")
-            elif r.ndim == 1 and np.issubdtype(r.dtype, np.floating):
-                max_err = max(max_err, _compare(name, np.sort(r), np.sort(g), b, atol, rtol, int8_steps))
             else:
-                _note(notes, f"output '{name}' was compared by shape only (detections may come in another order)")
+                check_same_shape(name, r, g, batch=b, reference="torch", error=_CheckFailed)
+                if r.ndim == 1 and np.issubdtype(r.dtype, np.floating):
+                    max_err = max(max_err, _compare(name, np.sort(r), np.sort(g), b, atol, rtol, int8_steps))
+                else:
+                    _note(notes, f"output '{name}' was compared by shape only (detections may come in another order)")
             if r.size == 0:
                 _note(notes, f"output '{name}' is empty on the random inputs, so the check says nothing about it")
             elif r.size > 1 and np.all(r == r.flat[0]):

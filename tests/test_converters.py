@@ -7,6 +7,7 @@ import hashlib
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import onnx
@@ -141,7 +142,8 @@ def _corrupting(export):
 def test_check_catches_a_wrong_export(tmp_path, monkeypatch):
     monkeypatch.setattr(ct, "_export_legacy", _corrupting(ct._export_legacy))
     out = tmp_path / "bad.onnx"
-    with pytest.raises(ConversionError, match=r"legacy exporter failed: legacy export does not match torch: output 'output'"):
+    with pytest.raises(ConversionError, match=r"legacy exporter failed: legacy export does not match torch: "
+                       r"the ONNX model differs from torch by up to [0-9.]+ in output 'output' at batch 2 \(10 of 10 elements"):
         ct.from_torch(TinyNet(), _x(2), out, exporter="legacy")
     assert not out.exists() and list(tmp_path.iterdir()) == []  # nothing left behind
     # without the check the wrong model is written, and says it was not checked
@@ -178,6 +180,70 @@ def test_user_mistakes_are_conversion_errors(tmp_path):
         ct.from_torch(net, _x(), tmp_path / "x.onnx", input_names=["a", "b"])
     with pytest.raises(ConversionError, match="tensor or a non-empty tuple"):
         ct.from_torch(net, [1, 2], tmp_path / "x.onnx")
+
+
+def test_quantized_chunk_symbolic_is_shared_across_threads():
+    """Threads exporting at once share one registration of the quantized ConstantChunk symbolic: the
+    first one in registers it, one leaving early does not take it from the others, the last one out
+    puts torch's own back. A nested use and a symbolic the user registered are respected too."""
+    registration = pytest.importorskip("torch.onnx._internal.torchscript_exporter.registration")
+    name, opset, n = "prim::ConstantChunk", ct.LEGACY_OPSET, 6
+    group = registration.registry.get_function_group(name)
+    torch_own = group.get(opset)
+    assert torch_own is not None and not group._functions.overridden(opset)
+    entered = [threading.Event() for _ in range(n)]
+    leave = [threading.Event() for _ in range(n)]
+    all_inside = threading.Barrier(n + 1)
+    seen: list = [None] * n
+    errors: list[BaseException] = []
+
+    def export(i: int) -> None:
+        try:
+            with ct._quantized_chunk_symbolic(opset):
+                entered[i].set()
+                seen[i] = group.get(opset)
+                all_inside.wait(10)
+                leave[i].wait(10)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=export, args=(i,)) for i in range(n)]
+    try:
+        threads[0].start()
+        assert entered[0].wait(10)  # thread 0 registers; the others join it
+        for t in threads[1:]:
+            t.start()
+        all_inside.wait(10)
+        ours = seen[0]
+        assert ours is not torch_own and all(s is ours for s in seen)
+        for i, t in enumerate(threads):  # the first in leaves first
+            leave[i].set()
+            t.join(10)
+            assert group.get(opset) is (ours if i < n - 1 else torch_own), f"after thread {i} left"
+    finally:
+        for e in leave:
+            e.set()
+        for t in threads:
+            t.join(10)
+    assert not errors and not group._functions.overridden(opset) and ct._CHUNK_REGISTRATIONS == {}
+    with ct._quantized_chunk_symbolic(opset):
+        outer = group.get(opset)
+        with ct._quantized_chunk_symbolic(opset):
+            assert group.get(opset) is outer
+        assert group.get(opset) is outer is not torch_own  # the inner exit leaves it to the outer
+    assert group.get(opset) is torch_own
+
+    def users_own(g, self, chunks, dim):
+        return torch_own(g, self, chunks, dim)
+
+    registration.registry.register(name, opset, users_own, custom=True)
+    try:
+        with ct._quantized_chunk_symbolic(opset):
+            assert group.get(opset) is users_own
+        assert group.get(opset) is users_own
+    finally:
+        registration.registry.unregister(name, opset)
+    assert group.get(opset) is torch_own
 
 
 def test_training_mode_is_restored(tmp_path):
