@@ -93,7 +93,7 @@ def write_json(path: str, obj: dict) -> None:
 
 # ---------------------------------------------------------------------------- helpers
 def _sibling(name: str):
-    """A standalone module from this script's folder (``onnx_tf_compat``)."""
+    """A standalone module from this script's folder (``onnx_tf_compat``, ``mxnet_compat``)."""
     here = os.path.dirname(os.path.abspath(__file__))
     if here not in sys.path:
         sys.path.insert(0, here)
@@ -137,7 +137,10 @@ class MXNetRunner:
 
         # mxnet.contrib.onnx.import_model(path) does the same, but its importer predates IR 4:
         # it finds weights only among the graph's inputs, so list every initializer there too
+        compat = _sibling("mxnet_compat")  # what today's exporters write and the importer lacks
+        compat.patch()
         proto = onnx.load(model)
+        compat.prepare(proto, {k: v.shape for k, v in feeds.items()})
         listed = {i.name for i in proto.graph.input}
         for t in proto.graph.initializer:
             if t.name not in listed:

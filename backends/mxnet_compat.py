@@ -1,0 +1,425 @@
+"""Standalone: teach MXNet 1.9's ONNX importer what today's exporters write.
+
+MXNet's importer (``mxnet.contrib.onnx.onnx2mx``, MXNet's last release) predates opset 13: it
+reads ``axes`` only as an attribute, so every model from PyTorch's dynamo exporter (opset 18-20,
+``ReduceMean`` with an ``axes`` input even in ResNet-18) fails with ``Invalid Parameter format for
+axis ... <Symbol ...>``; it also reads the tensor inputs it needs at import time (``Reshape``'s
+shape, ``Pad``'s pads, ``Slice``'s starts) only from initializers, not from ``Constant`` nodes.
+This module fixes both, before the import, and adds the ops that CNNs and vision transformers
+from torchvision and timm use and the importer lacks:
+
+:func:`prepare` (on the ``ModelProto``)
+    ``Constant`` nodes holding a tensor become initializers, so the importer finds their values;
+    given the shapes the model runs at, ``Shape`` of a known shape and the small constant
+    subgraphs after it (dynamo's shape arithmetic) are folded into initializers too. A
+    ``Gather`` with a 0-d index becomes ``Gather`` + ``Squeeze`` (MXNet 1.x has no 0-d arrays),
+    and ``Where``/``Expand`` operands get the result's rank (MXNet's broadcasting needs it).
+:func:`patch` (on the importer's op table)
+    - ``Squeeze``/``Unsqueeze`` 13+, ``ReduceSum`` 13+ and every other ``Reduce*`` 18+: the
+      ``axes`` input (an initializer) becomes the attribute; ``noop_with_empty_axes`` is kept;
+      ``keepdims`` defaults to 1 as in ONNX (the importer passed it on unset, and MXNet's default
+      is 0).
+    - ``Split`` 13+ (``split`` input, uneven sizes too) and 18 (``num_outputs``).
+    - ``HardSwish``, ``Gelu`` (exact and tanh), ``Erf``, ``LayerNormalization`` (over the last
+      axis), ``Where`` and ``Expand`` (both with ONNX's two-way broadcasting).
+    - ``Gemm`` without its optional bias; ``MatMul`` of ``x[..., K]`` and a 2-D weight as ``dot`` (the importer's ``linalg_gemm2``
+      needs equal leading dims); ``Gather`` with negative indices (``take`` in ``wrap`` mode);
+      ``Slice`` with ONNX's "to the end" (INT64_MAX, which the importer turned into nan) and
+      steps.
+    - ``GraphProto.from_onnx`` collects the weights once (it copied all of them again at every
+      node: 6 GB of MXNet's memory pool for ViT-B/16) and gives each weight's Variable a dtype.
+    Axes or shapes computed at run time are refused with one clear line.
+
+It imports only the standard library at top level (MXNet and onnx inside the functions), never
+``mlms_ir``, because it runs in MXNet's environment beside ``agent.py``, which imports it from its
+own folder. :func:`patch` is idempotent.
+"""
+
+from __future__ import annotations
+
+#: ops whose ``axes`` moved from an attribute to an input (ReduceSum in opset 13, the rest in 18).
+AXES_INPUT = ("Squeeze", "Unsqueeze", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+              "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")
+
+_PATCHED: list[str] = []
+
+
+#: constant subgraphs are folded only while their inputs hold at most this many elements each.
+FOLD_MAX_ELEMENTS = 1 << 16
+
+
+def _constant_value(node):
+    """The tensor a ``Constant`` node holds, or None (sparse or string constants)."""
+    import numpy as np
+    from onnx import AttributeProto, numpy_helper
+
+    attrs = {a.name: a for a in node.attribute}
+    if "value" in attrs and attrs["value"].type == AttributeProto.TENSOR:
+        return numpy_helper.to_array(attrs["value"].t)
+    if "value_float" in attrs:
+        return np.array(attrs["value_float"].f, np.float32)
+    if "value_floats" in attrs:
+        return np.array(list(attrs["value_floats"].floats), np.float32)
+    if "value_int" in attrs:
+        return np.array(attrs["value_int"].i, np.int64)
+    if "value_ints" in attrs:
+        return np.array(list(attrs["value_ints"].ints), np.int64)
+    return None
+
+
+def prepare(proto, input_shapes: dict | None = None) -> dict:
+    """Make ``proto`` importable by MXNet, in place; return what was done (counts).
+
+    ``Constant`` nodes become initializers. With ``input_shapes`` (name -> the shape the model
+    will run at), the inputs get those static shapes and every node whose inputs are all known
+    becomes an initializer too: ``Shape`` of a tensor whose shape inference knows, and small
+    constant subgraphs (the shape arithmetic dynamo exports carry: Shape -> Gather -> Range ->
+    Reshape), evaluated with ONNX's reference evaluator at the model's opset. MXNet's importer
+    builds a static graph, so this changes nothing it could have run, and lets it run the rest.
+    """
+    import numpy as np
+    from onnx import numpy_helper, shape_inference
+    from onnx.reference import ReferenceEvaluator
+
+    graph = proto.graph
+    known = {t.name: None for t in graph.initializer}  # name -> value (None: not read yet)
+    done = {"constants": 0, "folded": 0}
+    opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=13)
+    shapes: dict[str, list[int]] = {}
+    if input_shapes:
+        for vi in graph.input:
+            if vi.name in input_shapes and vi.name not in known:
+                dims = vi.type.tensor_type.shape.dim
+                del dims[:]
+                for d in input_shapes[vi.name]:
+                    dims.add().dim_value = int(d)
+        try:
+            inferred = shape_inference.infer_shapes(proto)
+        except Exception:  # noqa: BLE001 - folding is a help, not a requirement
+            inferred = proto
+        for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
+            tt = vi.type.tensor_type
+            if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
+                shapes[vi.name] = [d.dim_value for d in tt.shape.dim]
+
+    protos = {t.name: t for t in graph.initializer}
+
+    def value(name):
+        if known.get(name) is None:
+            known[name] = numpy_helper.to_array(protos[name])
+        return known[name]
+
+    keep = []
+    for node in graph.node:
+        out = None
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.output) == 1:
+            v = _constant_value(node)
+            out = None if v is None else [v]
+            if out is not None:
+                done["constants"] += 1
+        elif input_shapes and node.domain in ("", "ai.onnx") and not node.op_type.startswith("Random") \
+                and not any(a.g.node or a.graphs for a in node.attribute):
+            ins = [x for x in node.input if x]
+            if node.op_type == "Shape" and ins and ins[0] in shapes:
+                attrs = {a.name: a.i for a in node.attribute}  # Shape-15's start/end: Python's slice rules
+                dims = shapes[ins[0]]
+                out = [np.array(dims[attrs.get("start", 0):attrs.get("end", len(dims))], np.int64)]
+            elif ins and all(x in known for x in ins) and all(value(x).size <= FOLD_MAX_ELEMENTS for x in ins):
+                try:
+                    ev = ReferenceEvaluator(node, opsets={"": opset})
+                    out = [np.asarray(o) for o in ev.run(None, {x: value(x) for x in ins})]
+                except Exception:  # noqa: BLE001 - an op the evaluator cannot do stays in the graph
+                    out = None
+            if out is not None:
+                done["folded"] += 1
+        if out is None:
+            keep.extend(_equal_ranks(node, shapes, known, value, graph, done)
+                        or _split_scalar_gather(node, known, value, graph, done, opset))
+            continue
+        for name, v in zip(node.output, out):
+            if name:
+                graph.initializer.append(numpy_helper.from_array(np.asarray(v), name))
+                known[name] = np.asarray(v)
+    if len(keep) != len(graph.node):
+        del graph.node[:]
+        graph.node.extend(keep)
+    return done
+
+
+def _equal_ranks(node, shapes, known, value, graph, done) -> list:
+    """``Where``/``Expand`` whose operands have fewer dims than the result, with those operands
+    reshaped to the result's rank first (leading 1s, as ONNX broadcasting reads them): MXNet's
+    broadcast_like needs equal ranks. Needs the shapes from inference; [] when nothing to do."""
+    from onnx import helper, numpy_helper
+
+    import numpy as np
+
+    if node.op_type not in ("Where", "Expand") or not node.output or node.output[0] not in shapes:
+        return []
+    rank = len(shapes[node.output[0]])
+    operands = node.input[:3] if node.op_type == "Where" else node.input[:1]
+    new_inputs, extra = list(node.input), []
+    for i, name in enumerate(operands):
+        shp = shapes.get(name, value(name).shape if name in known else None)
+        if shp is None or len(shp) == rank:
+            continue
+        target = f"{node.output[0]}::rank{i}"
+        shape = np.array([1] * (rank - len(shp)) + list(shp), np.int64)
+        graph.initializer.append(numpy_helper.from_array(shape, target + "_shape"))
+        known[target + "_shape"] = shape
+        extra.append(helper.make_node("Reshape", [name, target + "_shape"], [target], name=f"{node.name}/rank{i}"))
+        new_inputs[i] = target
+    if not extra:
+        return []
+    done["rank_fixes"] = done.get("rank_fixes", 0) + len(extra)
+    fixed = helper.make_node(node.op_type, new_inputs, list(node.output), name=node.name)
+    fixed.attribute.extend(node.attribute)
+    return extra + [fixed]
+
+
+def _split_scalar_gather(node, known, value, graph, done, opset: int) -> list:
+    """``Gather(x, i)`` with a 0-d constant ``i`` as ``Squeeze(Gather(x, [i]), axis)``: the same
+    result, and MXNet 1.x, which reads a 0-d tensor as 1-d, keeps the gathered axis otherwise."""
+    from onnx import helper, numpy_helper
+
+    import numpy as np
+
+    if node.op_type != "Gather" or len(node.input) != 2 or node.input[1] not in known or value(node.input[1]).ndim != 0:
+        return [node]
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+    base = node.output[0]
+    idx, axes, mid = f"{base}::index1d", f"{base}::axes", f"{base}::gathered"
+    for name, arr in ((idx, value(node.input[1]).reshape(1)), (axes, np.array([axis], np.int64))):
+        graph.initializer.append(numpy_helper.from_array(np.asarray(arr), name))
+        known[name] = np.asarray(arr)
+    done["scalar_gathers"] = done.get("scalar_gathers", 0) + 1
+    squeeze = helper.make_node("Squeeze", [mid, axes], [base], name=f"{node.name}/squeeze") if opset >= 13 else \
+        helper.make_node("Squeeze", [mid], [base], name=f"{node.name}/squeeze", axes=[axis])
+    return [helper.make_node("Gather", [node.input[0], idx], [mid], name=f"{node.name}/gather", axis=axis), squeeze]
+
+
+def _static(proto_obj, sym, op: str, what: str) -> list[int]:
+    params = getattr(proto_obj, "_params", {})
+    name = sym.name
+    if name not in params:
+        raise ValueError(f"{op}: its {what} ('{name}') are computed at run time; MXNet's importer needs them as an "
+                         "initializer or a Constant")
+    return [int(v) for v in params[name].asnumpy().reshape(-1)]
+
+
+def patch() -> list[str]:
+    """Add the translations described above to MXNet's ONNX importer (idempotent); return what was added."""
+    if _PATCHED:
+        return list(_PATCHED)
+    from mxnet import symbol
+    from mxnet.contrib.onnx.onnx2mx import _import_helper
+    from mxnet.contrib.onnx.onnx2mx.import_onnx import GraphProto
+
+    table = _import_helper._convert_map
+    added: list[str] = []
+
+    def from_onnx(self, graph, opset_version):
+        """The importer's ``GraphProto.from_onnx``, with two changes. It copied every weight
+        upstream of each node into the parameter dicts again at that node (quadratic: 6 GB of
+        MXNet's memory pool for ViT-B/16); they are collected once, from the outputs. And each
+        weight's Variable gets its array's dtype: without one, MXNet's type inference cannot
+        type a weight that only feeds a cast (an index into take)."""
+        self.opset_version = opset_version
+        self.model_metadata = self.get_graph_metadata(graph)
+        for t in graph.initializer:
+            if not t.name.strip():
+                raise ValueError("Tensor's name is required.")
+            self._params[t.name] = self._parse_array(t)
+        for i in graph.input:
+            if i.name in self._params:
+                arr = self._params[i.name]
+                self._nodes[i.name] = symbol.Variable(name=i.name, shape=arr.shape, dtype=arr.dtype)
+            else:
+                self._nodes[i.name] = symbol.Variable(name=i.name)
+        for node in graph.node:
+            name = node.name.strip() or None
+            sym = self._convert_operator(name, node.op_type, self._parse_attr(node.attribute),
+                                         [self._nodes[i] for i in node.input])
+            for k, j in zip(list(node.output), range(len(sym.list_outputs()))):
+                self._nodes[k] = sym[j]
+        outs = [self._nodes[o.name] for o in graph.output]
+        out = symbol.Group(outs) if len(outs) > 1 else outs[0]
+        self.arg_dict.update({a: self._params[a] for a in out.list_arguments() if a in self._params})
+        self.aux_dict.update({a: self._params[a] for a in out.list_auxiliary_states() if a in self._params})
+        return out, self.arg_dict, self.aux_dict
+
+    GraphProto.from_onnx = from_onnx
+
+    def put(op: str, fn) -> None:
+        table[op] = fn  # the same dict import_onnx reads as convert_map
+        added.append(op)
+
+    for op in AXES_INPUT:
+        original = table.get(op)
+        if original is None:
+            continue
+
+        def axes_from_input(attrs, inputs, proto_obj, _orig=original, _op=op):
+            attrs = dict(attrs)
+            if _op.startswith("Reduce"):
+                attrs.setdefault("keepdims", 1)
+            if len(inputs) > 1:
+                axes = _static(proto_obj, inputs[1], _op, "axes")
+                noop = int(attrs.pop("noop_with_empty_axes", 0))
+                inputs = inputs[:1]
+                if axes:
+                    attrs["axes"] = axes
+                elif noop:
+                    return symbol.identity(inputs[0]), attrs, inputs
+            else:
+                attrs.pop("noop_with_empty_axes", None)
+            if _op == "Unsqueeze":
+                axes = list(attrs.get("axes", []))
+                neg = [a for a in axes if a < 0]
+                if len(neg) > 1 or (neg and len(axes) > 1):
+                    raise ValueError("Unsqueeze with several axes, some negative, needs the input's rank, which "
+                                     "MXNet's importer does not know")
+                attrs["axes"] = sorted(axes)
+            return _orig(attrs, inputs, proto_obj)
+
+        put(op, axes_from_input)
+
+    def split(attrs, inputs, proto_obj):
+        axis = int(attrs.get("axis", 0))
+        if len(inputs) > 1:
+            sizes = _static(proto_obj, inputs[1], "Split", "sizes")
+        elif "split" in attrs:
+            sizes = [int(s) for s in attrs["split"]]
+        else:
+            n = int(attrs.get("num_outputs", 0))
+            if n <= 0:
+                raise ValueError("Split without sizes or num_outputs: MXNet's importer cannot tell how many outputs")
+            return symbol.split(inputs[0], num_outputs=n, axis=axis), attrs, inputs[:1]
+        if len(set(sizes)) == 1:
+            return symbol.split(inputs[0], num_outputs=len(sizes), axis=axis), attrs, inputs[:1]
+        parts, start = [], 0
+        for s in sizes:
+            parts.append(symbol.slice_axis(inputs[0], axis=axis, begin=start, end=start + s))
+            start += s
+        return symbol.Group(parts), attrs, inputs[:1]
+
+    put("Split", split)
+
+    def hard_swish(attrs, inputs, proto_obj):
+        x = inputs[0]
+        return x * symbol.hard_sigmoid(x, alpha=1.0 / 6, beta=0.5), attrs, inputs
+
+    put("HardSwish", hard_swish)
+
+    def gelu(attrs, inputs, proto_obj):
+        x = inputs[0]
+        approx = attrs.get("approximate", "none")
+        approx = approx.decode() if isinstance(approx, bytes) else approx
+        if approx == "tanh":
+            inner = 0.7978845608028654 * (x + 0.044715 * x * x * x)
+            return 0.5 * x * (1 + symbol.tanh(inner)), attrs, inputs
+        if approx != "none":
+            raise ValueError(f"Gelu: unknown approximate={approx!r}")
+        return symbol.LeakyReLU(x, act_type="gelu"), attrs, inputs  # MXNet's gelu is the exact (erf) one
+
+    put("Gelu", gelu)
+
+    def erf(attrs, inputs, proto_obj):
+        return symbol.erf(inputs[0]), attrs, inputs
+
+    put("Erf", erf)
+
+    def layer_norm(attrs, inputs, proto_obj):
+        if int(attrs.get("axis", -1)) != -1:
+            raise ValueError(f"LayerNormalization over axis {attrs.get('axis')}: MXNet's LayerNorm takes one axis, "
+                             "only the last is translated")
+        if int(attrs.get("stash_type", 1)) != 1:
+            raise ValueError("LayerNormalization: only stash_type 1 (float32) is supported")
+        x, gamma = inputs[0], inputs[1]
+        beta = inputs[2] if len(inputs) > 2 else symbol.zeros_like(gamma)
+        return symbol.LayerNorm(x, gamma, beta, axis=-1, eps=float(attrs.get("epsilon", 1e-5))), attrs, inputs
+
+    put("LayerNormalization", layer_norm)
+
+    def where(attrs, inputs, proto_obj):
+        # ONNX broadcasts the three both ways; MXNet's where wants one shape. prepare() gave them
+        # equal ranks, so broadcast_like against zeros of the common shape does it.
+        cond, x, y = inputs
+        target = None
+        for sym in inputs:
+            z = symbol.zeros_like(symbol.cast(sym, dtype="float32"))  # zeros_like: infinities stay out
+            target = z if target is None else symbol.broadcast_add(target, z)
+        return symbol.where(symbol.broadcast_like(cond, target), symbol.broadcast_like(x, target),
+                            symbol.broadcast_like(y, target)), attrs, inputs
+
+    put("Where", where)
+
+    def expand(attrs, inputs, proto_obj):
+        shape = _static(proto_obj, inputs[1], "Expand", "shape")
+        target = symbol.broadcast_add(symbol.zeros_like(symbol.cast(inputs[0], dtype="float32")),
+                                      symbol.zeros(shape=tuple(shape)))
+        return symbol.broadcast_like(inputs[0], target), attrs, inputs[:1]
+
+    put("Expand", expand)
+
+    original_matmul = table.get("MatMul")
+
+    def matmul(attrs, inputs, proto_obj):
+        # linalg_gemm2 (the importer's choice) needs equal leading dims; x[..., K] @ W[K, N], what
+        # every Linear layer exports, is MXNet's dot
+        w = getattr(proto_obj, "_params", {}).get(inputs[1].name)
+        if w is not None and len(w.shape) == 2:
+            return symbol.dot(inputs[0], inputs[1]), attrs, inputs
+        return original_matmul(attrs, inputs, proto_obj)
+
+    if original_matmul is not None:
+        put("MatMul", matmul)
+
+    def gemm(attrs, inputs, proto_obj):
+        # the importer's Gemm reads a bias C always; since opset 11 it is optional
+        y = symbol.dot(inputs[0], inputs[1], transpose_a=bool(attrs.get("transA", 0)),
+                       transpose_b=bool(attrs.get("transB", 0)))
+        alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
+        if alpha != 1.0:
+            y = y * alpha
+        if len(inputs) > 2:
+            y = symbol.broadcast_add(y, inputs[2] * beta if beta != 1.0 else inputs[2])
+        return y, attrs, inputs
+
+    put("Gemm", gemm)
+
+    def gather(attrs, inputs, proto_obj):
+        # take wants integer indices (the importer makes every weight float32), and its default
+        # mode clips a negative index to 0 where ONNX counts it from the end ("wrap")
+        idx = symbol.cast(inputs[1], dtype="int64")
+        return symbol.take(inputs[0], idx, axis=int(attrs.get("axis", 0)), mode="wrap"), attrs, inputs
+
+    put("Gather", gather)
+
+    def slice_(attrs, inputs, proto_obj):
+        # the importer passes ONNX's "to the end" (INT64_MAX) on as a float, which MXNet reads as nan
+        if len(inputs) < 3:
+            return original_slice(attrs, inputs, proto_obj)
+        starts = _static(proto_obj, inputs[1], "Slice", "starts")
+        ends = _static(proto_obj, inputs[2], "Slice", "ends")
+        axes = _static(proto_obj, inputs[3], "Slice", "axes") if len(inputs) > 3 and inputs[3] is not None \
+            else list(range(len(starts)))
+        steps = _static(proto_obj, inputs[4], "Slice", "steps") if len(inputs) > 4 else [1] * len(starts)
+        x = inputs[0]
+        for b, e, a, st in zip(starts, ends, axes, steps):
+            if st == 1:
+                x = symbol.slice_axis(x, axis=a, begin=b, end=None if e >= 2**31 - 1 else e)
+            elif a >= 0:
+                pad = (None,) * a
+                big = e >= 2**31 - 1 or e <= -(2**31)
+                x = symbol.slice(x, begin=pad + (b,), end=pad + (None if big else e,), step=pad + (st,))
+            else:
+                raise ValueError(f"Slice with step {st} on negative axis {a}: MXNet's importer does not know the rank")
+        return x, attrs, inputs[:1]
+
+    original_slice = table.get("Slice")
+    if original_slice is not None:
+        put("Slice", slice_)
+
+    _PATCHED.extend(added)
+    return added

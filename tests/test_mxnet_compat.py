@@ -1,0 +1,214 @@
+"""MXNet 1.9's ONNX importer taught what today's exporters write (``backends/mxnet_compat.py``).
+
+:func:`prepare` rewrites the ONNX model (it needs only onnx and numpy, so it is tested in the core
+environment: the rewritten model must give onnxruntime the same outputs). The op translations run
+in MXNet's agent environment (``bash tools/make_agent_envs.sh mxnet``); those tests skip without
+it, except under CI, which creates it first.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto as T
+from onnx import helper as h
+from onnx import numpy_helper as nh
+
+from mlms_ir.backends import mxnet_compat
+from mlms_ir.backends.base import BackendError
+from mlms_ir.backends.worker import MXNetBackend
+from mlms_ir.ir import load
+
+RNG = np.random.default_rng(11)
+
+
+def _i64(name: str, values) -> onnx.TensorProto:
+    return nh.from_array(np.asarray(values, np.int64), name)
+
+
+def _f32(name: str, values) -> onnx.TensorProto:
+    return nh.from_array(np.asarray(values, np.float32), name)
+
+
+def _model(nodes, inputs, outputs, inits, opset: int = 20) -> onnx.ModelProto:
+    m = h.make_model(h.make_graph(nodes, "mx", inputs, outputs, inits), opset_imports=[h.make_opsetid("", opset)])
+    m.ir_version = 9
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def shape_model() -> onnx.ModelProto:
+    """What dynamo writes around a dynamic batch: Shape -> Gather (0-d index) -> Unsqueeze ->
+    Concat -> Reshape; a Constant; a 0-d Gather on data (a class token); Where and Expand whose
+    operands have fewer dims than their results."""
+    nodes = [
+        h.make_node("Shape", ["x"], ["shp"], name="shape"),
+        h.make_node("Gather", ["shp", "zero_i"], ["batch"], axis=0, name="batch"),
+        h.make_node("Unsqueeze", ["batch", "ax0"], ["batch1"], name="unsq"),
+        h.make_node("Constant", [], ["rest"], value=_i64("rest_v", [-1]), name="const"),
+        h.make_node("Concat", ["batch1", "rest"], ["target"], axis=0, name="concat"),
+        h.make_node("Reshape", ["x", "target"], ["flat"], name="reshape"),                      # [2, 24]
+        h.make_node("Gather", ["x", "zero_i"], ["first"], axis=1, name="token"),                # [2, 6]
+        h.make_node("Greater", ["first", "bias6"], ["gt"], name="gt"),
+        h.make_node("Where", ["gt", "first", "neg"], ["w"], name="where"),                      # neg is 0-d
+        h.make_node("ReduceMean", ["x", "ax01"], ["row6"], keepdims=0, name="rowmean"),           # [6]
+        h.make_node("Expand", ["row6", "shape26"], ["e"], name="expand"),                       # [6] -> [2, 6]
+        h.make_node("Add", ["w", "e"], ["y"], name="add"),
+    ]
+    inits = [_i64("zero_i", 0), _i64("ax0", [0]), _f32("bias6", np.linspace(-1, 1, 6)), _f32("neg", -5.0),
+             _i64("ax01", [0, 1]), _i64("shape26", [2, 6])]
+    return _model(nodes, [h.make_tensor_value_info("x", T.FLOAT, ["N", 4, 6])],
+                  [h.make_tensor_value_info("flat", T.FLOAT, ["N", None]), h.make_tensor_value_info("y", T.FLOAT, [2, 6])],
+                  inits)
+
+
+def ops_model() -> onnx.ModelProto:
+    """Every translation the module adds, at opset 20 with static shapes."""
+    nodes = [
+        h.make_node("ReduceMean", ["x", "ax_last"], ["m"], name="mean"),                         # keepdims unset: 1
+        h.make_node("Sub", ["x", "m"], ["c"], name="centre"),
+        h.make_node("LayerNormalization", ["c", "g", "b"], ["ln"], axis=-1, epsilon=1e-5, name="ln"),
+        h.make_node("MatMul", ["ln", "w"], ["mm"], name="linear"),                               # [2,5,8]@[8,12]
+        h.make_node("Split", ["mm", "sizes"], ["s0", "s1", "s2"], axis=2, name="split_uneven"),   # 6, 4, 2
+        h.make_node("Gelu", ["s0"], ["g0"], name="gelu"),
+        h.make_node("Gelu", ["s1"], ["g1"], approximate="tanh", name="gelu_tanh"),
+        h.make_node("HardSwish", ["s2"], ["g2"], name="hswish"),
+        h.make_node("Concat", ["g0", "g1", "g2"], ["cat"], axis=2, name="cat"),                   # [2,5,12]
+        h.make_node("Split", ["cat"], ["h0", "h1"], axis=2, num_outputs=2, name="split_even"),    # 6, 6
+        h.make_node("Erf", ["h1"], ["erf"], name="erf"),
+        h.make_node("Mul", ["h0", "erf"], ["p"], name="mul"),
+        h.make_node("Unsqueeze", ["p", "ax_1"], ["pu"], name="unsq"),                           # [2,1,5,6]
+        h.make_node("Squeeze", ["pu", "ax_1"], ["ps"], name="sq"),
+        h.make_node("Slice", ["ps", "st", "en", "sax", "step"], ["sl"], name="slice"),            # [2,5,3]
+        h.make_node("Gather", ["sl", "idx"], ["ga"], axis=1, name="gather_neg"),                  # [2,2,3]
+        h.make_node("ReduceSum", ["ga", "ax_1"], ["y"], keepdims=0, name="sum"),                  # [2,3]
+    ]
+    inits = [_i64("ax_last", [-1]), _f32("g", np.linspace(0.5, 1.5, 8)), _f32("b", np.linspace(-0.2, 0.2, 8)),
+             _f32("w", RNG.standard_normal((8, 12)) * 0.5), _i64("sizes", [6, 4, 2]), _i64("ax_1", [1]),
+             _i64("st", [1]), _i64("en", [np.iinfo(np.int64).max]), _i64("sax", [2]), _i64("step", [2]),
+             _i64("idx", [-1, 0])]
+    return _model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [2, 5, 8])],
+                  [h.make_tensor_value_info("y", T.FLOAT, [2, 3])], inits)
+
+
+def _ort(model: onnx.ModelProto, feeds: dict) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+# ---------------------------------------------------------------------------- prepare (always)
+def test_prepare_folds_shape_arithmetic_and_keeps_the_results():
+    model = shape_model()
+    feeds = {"x": RNG.standard_normal((2, 4, 6)).astype(np.float32)}
+    want = _ort(model, feeds)
+    done = mxnet_compat.prepare(model, {"x": (2, 4, 6)})
+    ops = [n.op_type for n in model.graph.node]
+    # Shape, the batch Gather, Unsqueeze, Concat and the Constant are folded; Reshape keeps a constant target
+    assert done["constants"] == 1 and done["folded"] == 4, done
+    assert "Shape" not in ops and "Constant" not in ops and "Concat" not in ops
+    assert done["scalar_gathers"] == 1 and ops.count("Squeeze") == 1  # the token Gather on data
+    assert done["rank_fixes"] == 2  # Where's 0-d operand, Expand's 1-d input
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [2, 4, 6]
+    onnx.checker.check_model(model)
+    for g, w in zip(_ort(model, feeds), want, strict=True):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_prepare_without_shapes_only_moves_constants():
+    model = shape_model()
+    feeds = {"x": RNG.standard_normal((2, 4, 6)).astype(np.float32)}
+    want = _ort(model, feeds)
+    done = mxnet_compat.prepare(model)
+    assert done == {"constants": 1, "folded": 0, "scalar_gathers": 2}  # the batch Gather stays and is split too
+    assert "Shape" in [n.op_type for n in model.graph.node]
+    for g, w in zip(_ort(model, feeds), want, strict=True):  # the batch is still read at run time
+        np.testing.assert_array_equal(g, w)
+
+
+def test_prepare_keeps_the_opset_of_squeeze():
+    x = h.make_tensor_value_info("x", T.FLOAT, [3, 4])
+    m = _model([h.make_node("Gather", ["x", "i"], ["y"], axis=1, name="g")], [x],
+               [h.make_tensor_value_info("y", T.FLOAT, [3])], [_i64("i", 2)], opset=11)
+    feeds = {"x": RNG.standard_normal((3, 4)).astype(np.float32)}
+    want = _ort(m, feeds)
+    mxnet_compat.prepare(m, {"x": (3, 4)})
+    sq = next(n for n in m.graph.node if n.op_type == "Squeeze")
+    assert len(sq.input) == 1 and sq.attribute[0].name == "axes"  # opset 11: axes is an attribute
+    np.testing.assert_array_equal(_ort(m, feeds)[0], want[0])
+
+
+def test_the_module_imports_nothing_of_mlms_ir_or_mxnet():
+    from pathlib import Path
+
+    import ast
+
+    tree = ast.parse(Path(mxnet_compat.__file__).read_text())
+    top = [a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names]
+    top += [n.module for n in tree.body if isinstance(n, ast.ImportFrom)]
+    assert sorted(top) == ["__future__"]  # the rest is imported inside the functions, in the framework's env
+
+
+# ---------------------------------------------------------------------------- MXNet (needs the env)
+@pytest.fixture(scope="module")
+def mxnet():
+    be = MXNetBackend()
+    a = be.available("cpu")
+    if not a:
+        if os.environ.get("CI"):
+            pytest.fail(f"mxnet agent env absent under CI: {a.reason}")
+        pytest.skip(f"mxnet agent env absent: {a.reason}")
+    return be
+
+
+def _run(be, model: onnx.ModelProto, feeds: dict, tmp_path) -> dict:
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    with be.prepare(load(path), "cpu") as s:
+        _, got = s.measure_in_worker(feeds, warmup=0, iterations=1)
+    return got
+
+
+@pytest.mark.parametrize("make,x_shape", [(shape_model, (2, 4, 6)), (ops_model, (2, 5, 8))], ids=["shapes", "ops"])
+def test_translations_match_onnxruntime(mxnet, make, x_shape, tmp_path):
+    model = make()
+    feeds = {"x": RNG.standard_normal(x_shape).astype(np.float32)}
+    want = dict(zip([o.name for o in model.graph.output], _ort(model, feeds), strict=True))
+    got = _run(mxnet, model, feeds, tmp_path)
+    assert list(got) == list(want)
+    for k, v in want.items():
+        assert got[k].shape == v.shape, k
+        np.testing.assert_allclose(got[k], v, atol=1e-5, rtol=1e-5, err_msg=k)
+
+
+def test_axes_computed_at_run_time_are_one_clear_line(mxnet, tmp_path):
+    model = _model([h.make_node("ReduceMean", ["x", "axes"], ["y"], name="dyn_mean")],
+                   [h.make_tensor_value_info("x", T.FLOAT, [2, 3]), h.make_tensor_value_info("axes", T.INT64, [1])],
+                   [h.make_tensor_value_info("y", T.FLOAT, [2, 1])], [])
+    with pytest.raises(BackendError) as e:
+        _run(mxnet, model, {"x": np.ones((2, 3), np.float32), "axes": np.array([1], np.int64)}, tmp_path)
+    assert "ReduceMean: its axes ('axes') are computed at run time" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_dynamo_exported_transformer_runs_on_mxnet(mxnet, tmp_path):
+    """A real exporter's output (opset 18+: LayerNormalization, Reduce*-18, Squeeze/Unsqueeze-13,
+    shape arithmetic): a Transformer encoder layer with GELU."""
+    torch = pytest.importorskip("torch")
+    from mlms_ir.converters.torch import from_torch
+
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, dropout=0.0, activation="gelu",
+                                             batch_first=True).eval()
+    x = torch.randn(2, 5, 16)
+    res = from_torch(layer, (x,), tmp_path / "enc.onnx", input_names=["x"], dynamic_batch=False, exporter="dynamo")
+    model = onnx.load(res.path)
+    assert model.opset_import[0].version >= 18
+    feeds = {"x": x.numpy()}
+    want = dict(zip([o.name for o in model.graph.output], _ort(model, feeds), strict=True))
+    with mxnet.prepare(load(res.path), "cpu") as s:
+        _, got = s.measure_in_worker(feeds, warmup=0, iterations=1)
+    for k, v in want.items():
+        np.testing.assert_allclose(got[k], v, atol=1e-4, rtol=1e-4, err_msg=k)
