@@ -73,7 +73,14 @@ KERNEL_ARGS = {
     "correlation": "correlation",
     "bytes": "bytes",
     "memory bandwidth (GB/s)": "bandwidth_gbs",
+    # Kineto built against CUDA >= 12 adds these to kernels, memcpys and memsets (0 outside a
+    # CUDA graph): libkineto CuptiActivity.h getGraphNodeMetadata
+    "graph id": "graph_id",
+    "graph node id": "graph_node_id",
 }
+#: How far (us) a launch call may lie outside the host op its ``External id`` names and still be
+#: taken as launched by it: the runtime/driver call is timed by CUPTI, the op by torch's clock.
+LAUNCH_SLACK_US = 2.0
 
 
 # ---------------------------------------------------------------------------------------------- imports
@@ -858,7 +865,12 @@ def find_device_work(events: Sequence[Mapping[str, Any]]) -> list[DeviceWork]:
     A kernel is linked to the runtime or driver call that launched it by ``args.correlation``; the
     innermost ``mlms_ir::<id>`` host range (``user_annotation``) around that call on the same
     thread is its node. Without a launch record, the host op with the kernel's ``External id``
-    stands in for it; failing that, the ``mlms_ir::<id>`` range the profiler projects onto the
+    stands in for it. When the launch call lies in no node range of its thread, the host op its
+    ``External id`` names (the innermost torch op around the launch, on torch's own thread id and
+    clock) decides, provided the call lies within that op: Kineto writes a runtime call's ``tid``
+    as CUPTI's thread id, mapped to the system thread id only for threads it registered (an
+    unmapped one looks like ``81150400`` beside a process id of ``134579``), and times it with
+    CUPTI's clock. Failing all that, the ``mlms_ir::<id>`` range the profiler projects onto the
     kernel's stream (``gpu_user_annotation``) that contains it. Otherwise it stays unattributed.
     """
     host: dict[tuple, list[tuple[float, float, str]]] = defaultdict(list)
@@ -905,6 +917,20 @@ def find_device_work(events: Sequence[Mapping[str, Any]]) -> list[DeviceWork]:
                 node = _node_id(str(launch.get("name", "")))
             if node is not None:
                 via = kind
+        if node is None and launch is not None and launch.get("cat") in LAUNCH_CATS:
+            # the call lies in no node range of its thread: try the host op its External id names.
+            # Kineto before 2024 (pytorch/kineto#873, #1001) wrote the call's own CUPTI
+            # correlation id there, a number from another sequence: the op must enclose the call
+            op = by_external.get((launch.get("args") or {}).get("External id"))
+            if op is not None:
+                start = float(op["ts"])
+                if start - LAUNCH_SLACK_US <= launch_ts <= start + float(op.get("dur", 0)) + LAUNCH_SLACK_US:
+                    idx = host_idx.get(_thread(op))
+                    node = idx.at(start) if idx is not None else None
+                    if node is None and op.get("cat") == "user_annotation":
+                        node = _node_id(str(op.get("name", "")))
+                    if node is not None:
+                        via = "external id"
         if node is None:
             idx = dev_idx.get(_thread(e))
             if idx is not None:
