@@ -190,9 +190,13 @@ REPLAY_MODE = "kernel"
 #: ``--cache-control``: ``all`` (ncu's default) flushes the caches before every pass, so each
 #: kernel's DRAM bytes are its cold-cache traffic and do not depend on the kernel before it.
 CACHE_CONTROL = "all"
-#: ``--clock-control``: ``base`` (ncu's default) locks the GPU clocks to base, so figures repeat
-#: from run to run; times are then longer than at boost clocks.
+#: ``--clock-control``: ``base`` locks the GPU clocks to base, so figures repeat from run to run;
+#: times are then longer than at boost clocks. (``base`` was ncu's default; the Nsight Compute
+#: 2026.1 CLI manual lists ``boost`` as the default and adds ``boost``/``force-boost``, so it is
+#: always passed explicitly.)
 CLOCK_CONTROL = "base"
+#: Values ``--clock-control`` takes (Nsight Compute CLI manual, "Profile" options, v2026.1).
+CLOCK_CONTROLS = ("base", "boost", "force-boost", "none", "reset")
 
 
 def ncu_command(
@@ -228,7 +232,7 @@ def ncu_command(
         raise MlmsIrError(f"the ncu CSV page must be 'raw' or 'details', not '{page}'")
     for name, value, allowed in (("replay mode", replay_mode, ("kernel", "application", "range", "app-range")),
                                  ("cache control", cache_control, ("all", "none")),
-                                 ("clock control", clock_control, ("base", "none", "reset"))):
+                                 ("clock control", clock_control, CLOCK_CONTROLS)):
         if value not in allowed:
             raise MlmsIrError(f"ncu {name} must be one of {', '.join(allowed)}, not '{value}'")
     if not metrics:
@@ -445,14 +449,28 @@ class _Builder:
         return self.kernel
 
 
-def parse_ncu_csv(text: str) -> list[KernelCounters]:
+def parse_ncu_csv(text: str, metrics: Iterable[str] | None = None) -> list[KernelCounters]:
     """Kernels from ncu's CSV output, either layout: the ``details`` page (columns ``ID``,
     ``Process ID``, ..., ``Kernel Name``, ..., ``Metric Name``, ``Metric Unit``, ``Metric Value``;
     one row per kernel and metric) or the ``raw`` page (one column per metric, a row of units
     under the header, one row per kernel). Lines before the header (``==PROF==``, ``==WARNING==``,
     the program's own output) are skipped. Values are scaled to SI base units, thousands separators
     removed, ``n/a`` read as None. The kernel's node is the innermost ``mlms_ir::<id>`` range in
-    its NVTX columns (push/pop ranges first). Kernels come in ncu's order (by ID)."""
+    its NVTX columns (push/pop ranges first). Kernels come in ncu's order (by ID).
+
+    ``metrics``: keep only these metrics (and the registers per thread) on each kernel; a name
+    without a suffix (``dram__bytes``, which ncu expands) keeps its sub-metrics, a ``regex:`` name
+    keeps everything. The real ``--page raw`` table also carries every automatically collected metric
+    (``device__attribute_*``, ``launch__*``, ``nvlink__*``, ``numa__*``, ``profiler__*``: 464 columns
+    per kernel in the B200 sample tests/data/ncu_real_raw_b200.csv), which would otherwise fill every
+    kernel and the report."""
+    names = None if metrics is None else list(metrics)
+    if names is not None and any(m.startswith("regex:") for m in names):
+        names = None
+
+    def wanted(name: str) -> bool:
+        return names is None or name == REGISTERS or any(name == m or name.startswith(m + ".") for m in names)
+
     header, rows = _table(text)
     if not header:
         return []
@@ -469,6 +487,8 @@ def parse_ncu_csv(text: str) -> list[KernelCounters]:
             name = row[i_name].strip() if i_name < len(row) else ""
             if not name:  # a rule's row, not a metric's
                 continue
+            if not wanted(name):  # a section's label row ("Duration") or a metric not asked for
+                continue
             key = (_cell(row, idx.get("Process ID")), _cell(row, idx["ID"]))
             b = kernels.get(key)
             if b is None:
@@ -476,7 +496,8 @@ def parse_ncu_csv(text: str) -> list[KernelCounters]:
             unit = row[i_unit].strip() if i_unit is not None and i_unit < len(row) else ""
             b.add(name, row[i_value] if i_value < len(row) else None, unit)
     else:  # raw page
-        metric_cols = [k for k, h in enumerate(header) if h not in _FIXED and k not in nvtx and "__" in h]
+        metric_cols = [k for k, h in enumerate(header) if h not in _FIXED and k not in nvtx and "__" in h
+                       and wanted(h)]
         units = [""] * len(header)
         for row in rows:
             id_cell = _cell(row, idx.get("ID"))
@@ -777,9 +798,15 @@ def _known_errors() -> dict[str, type]:
 
 
 def _run(cmd: list[str], timeout: float) -> tuple[int, str, str]:
-    """Run ``cmd`` in its own process group; on timeout, kill that group (ncu and the child)."""
+    """Run ``cmd`` in its own process group; on timeout, kill that group (ncu and the child).
+
+    ncu formats numbers by the locale: real ``--csv`` output from a Spanish locale groups digits
+    with dots ("2.508.800" bytes), which :func:`scale_value` would read as 2.5. ``LC_ALL=C`` makes
+    it print plain (or comma-grouped) numbers; the child Python is unaffected (PEP 538 coerces the
+    C locale to UTF-8)."""
+    env = {**os.environ, "LC_ALL": "C"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -894,7 +921,10 @@ def run_counters(
         log_file = tmp / "ncu.csv"
         metric_list = list(wanted)
         dropped: list[str] = []
-        for attempt in range(2):
+        # ncu stops at an unknown metric ("==ERROR== Failed to find metric regex:^name..."); it is not
+        # known to name every unknown one at once, so drop and rerun a few times, not just once.
+        retries = 3
+        for attempt in range(retries + 1):
             for p in (log_file, result_path):
                 p.unlink(missing_ok=True)
             cmd = ncu_command(exe, child, metric_list, log_file, page=page, replay_mode=replay_mode,
@@ -916,7 +946,7 @@ def run_counters(
             if missing:
                 gone = [m for m in metric_list if m.removeprefix("regex:").split(".")[0].lstrip("^") in missing]
                 keep = [m for m in metric_list if m not in gone]
-                if attempt == 0 and gone and TIME in keep:
+                if attempt < retries and gone and TIME in keep:
                     log.warning("ncu does not know %s on this GPU; running again without", ", ".join(gone))
                     dropped += gone
                     metric_list = keep
@@ -938,7 +968,7 @@ def run_counters(
                 cls = CountersUnavailableError
             raise cls(str(result["error"]))
         errors = [ln.strip() for ln in everything.splitlines() if ln.strip().startswith("==ERROR==")]
-        kernels = parse_ncu_csv(text)
+        kernels = parse_ncu_csv(text, metrics=metric_list)
         if errors and not kernels:
             raise CountersUnavailableError(f"ncu failed: {errors[0].removeprefix('==ERROR==').strip()[:400]}")
         if not (result.get("ok") or (not result and rc == 0)):
