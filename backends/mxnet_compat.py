@@ -136,7 +136,7 @@ def prepare(proto, input_shapes: dict | None = None) -> dict:
             keep.extend(_equal_ranks(node, shapes, known, value, graph, done)
                         or _split_scalar_gather(node, known, value, graph, done, opset))
             continue
-        for name, v in zip(node.output, out):
+        for name, v in zip(node.output, out, strict=False):  # an omitted optional output has no name
             if name:
                 graph.initializer.append(numpy_helper.from_array(np.asarray(v), name))
                 known[name] = np.asarray(v)
@@ -240,7 +240,7 @@ def patch() -> list[str]:
             name = node.name.strip() or None
             sym = self._convert_operator(name, node.op_type, self._parse_attr(node.attribute),
                                          [self._nodes[i] for i in node.input])
-            for k, j in zip(list(node.output), range(len(sym.list_outputs()))):
+            for k, j in zip(list(node.output), range(len(sym.list_outputs())), strict=False):  # optional outputs
                 self._nodes[k] = sym[j]
         outs = [self._nodes[o.name] for o in graph.output]
         out = symbol.Group(outs) if len(outs) > 1 else outs[0]
@@ -405,8 +405,11 @@ def patch() -> list[str]:
         axes = _static(proto_obj, inputs[3], "Slice", "axes") if len(inputs) > 3 and inputs[3] is not None \
             else list(range(len(starts)))
         steps = _static(proto_obj, inputs[4], "Slice", "steps") if len(inputs) > 4 else [1] * len(starts)
+        if not len(starts) == len(ends) == len(axes) == len(steps):
+            raise ValueError(f"Slice: starts, ends, axes and steps differ in length ({len(starts)}, {len(ends)}, "
+                             f"{len(axes)}, {len(steps)})")
         x = inputs[0]
-        for b, e, a, st in zip(starts, ends, axes, steps):
+        for b, e, a, st in zip(starts, ends, axes, steps, strict=True):
             if st == 1:
                 x = symbol.slice_axis(x, axis=a, begin=b, end=None if e >= 2**31 - 1 else e)
             elif a >= 0:

@@ -46,3 +46,26 @@ def cnn_path(tmp_path):
     p = tmp_path / "cnn.onnx"
     onnx.save(small_cnn(), p)
     return p
+
+
+@pytest.fixture(scope="session")
+def dynamo_encoder(tmp_path_factory):
+    """A real exporter's output, made once: a Transformer encoder layer (GELU, batch 2, 5 tokens of
+    16) through torch's dynamo exporter (opset 18+: LayerNormalization, Reduce*-18,
+    Squeeze/Unsqueeze-13, shape arithmetic). Returns (path, feeds, onnxruntime's outputs by name)."""
+    torch = pytest.importorskip("torch")
+    import numpy as np
+    import onnxruntime as ort
+
+    from mlms_ir.converters.torch import from_torch
+
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, dropout=0.0, activation="gelu",
+                                             batch_first=True).eval()
+    x = torch.randn(2, 5, 16)
+    res = from_torch(layer, (x,), tmp_path_factory.mktemp("encoder") / "enc.onnx", input_names=["x"],
+                     dynamic_batch=False, exporter="dynamo")
+    assert onnx.load(res.path).opset_import[0].version >= 18
+    feeds = {"x": x.numpy().astype(np.float32)}
+    sess = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
+    return res.path, feeds, dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))

@@ -193,22 +193,11 @@ def test_axes_computed_at_run_time_are_one_clear_line(mxnet, tmp_path):
     assert "ReduceMean: its axes ('axes') are computed at run time" in str(e.value) and "\n" not in str(e.value)
 
 
-def test_a_dynamo_exported_transformer_runs_on_mxnet(mxnet, tmp_path):
-    """A real exporter's output (opset 18+: LayerNormalization, Reduce*-18, Squeeze/Unsqueeze-13,
-    shape arithmetic): a Transformer encoder layer with GELU."""
-    torch = pytest.importorskip("torch")
-    from mlms_ir.converters.torch import from_torch
-
-    torch.manual_seed(0)
-    layer = torch.nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, dropout=0.0, activation="gelu",
-                                             batch_first=True).eval()
-    x = torch.randn(2, 5, 16)
-    res = from_torch(layer, (x,), tmp_path / "enc.onnx", input_names=["x"], dynamic_batch=False, exporter="dynamo")
-    model = onnx.load(res.path)
-    assert model.opset_import[0].version >= 18
-    feeds = {"x": x.numpy()}
-    want = dict(zip([o.name for o in model.graph.output], _ort(model, feeds), strict=True))
-    with mxnet.prepare(load(res.path), "cpu") as s:
+def test_a_dynamo_exported_transformer_runs_on_mxnet(mxnet, dynamo_encoder):
+    """A real exporter's output: torch's dynamo export of a Transformer encoder layer (conftest)."""
+    path, feeds, want = dynamo_encoder
+    with mxnet.prepare(load(path), "cpu") as s:
         _, got = s.measure_in_worker(feeds, warmup=0, iterations=1)
+    assert list(got) == list(want)
     for k, v in want.items():
         np.testing.assert_allclose(got[k], v, atol=1e-4, rtol=1e-4, err_msg=k)

@@ -207,23 +207,10 @@ def test_opset20_model_to_saved_model(onnx_tf, tmp_path):
     assert (tmp_path / "sm" / "saved_model.pb").is_file()
 
 
-def test_a_dynamo_exported_transformer_runs_on_onnx_tf(onnx_tf, tmp_path):
-    """A real exporter's output: torch's dynamo exporter writes opset 18+ with LayerNormalization,
-    Gelu, Reduce*-18 and Squeeze/Unsqueeze-13 for a Transformer encoder layer."""
-    torch = pytest.importorskip("torch")
-    from mlms_ir.converters.torch import from_torch
-
-    torch.manual_seed(0)
-    layer = torch.nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, dropout=0.0, activation="gelu",
-                                             batch_first=True).eval()
-    x = torch.randn(2, 5, 16)
-    res = from_torch(layer, (x,), tmp_path / "enc.onnx", input_names=["x"], dynamic_batch=False, exporter="dynamo")
-    model = onnx.load(res.path)
-    assert model.opset_import[0].version >= 18
-    assert {"LayerNormalization", "Softmax", "MatMul"} <= {n.op_type for n in model.graph.node}
-    feeds = {"x": x.numpy()}
-    want = _ort(res.path, feeds)
-    with onnx_tf.prepare(load(res.path), "cpu") as s:
+def test_a_dynamo_exported_transformer_runs_on_onnx_tf(onnx_tf, dynamo_encoder):
+    """A real exporter's output: torch's dynamo export of a Transformer encoder layer (conftest)."""
+    path, feeds, want = dynamo_encoder
+    with onnx_tf.prepare(load(path), "cpu") as s:
         _, got = s.measure_in_worker(feeds, warmup=0, iterations=1)
     assert list(got) == list(want)
     for k, v in want.items():

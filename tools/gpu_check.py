@@ -51,6 +51,15 @@ def _save(args, results: dict) -> None:
         args.json.write_text(json.dumps(results, indent=1, default=str))
 
 
+def _step(what: str, slot: dict, key: str, fn, *args) -> None:
+    """Run one step of the check; a failure is printed and recorded in ``slot[key]``, and the rest goes on."""
+    try:
+        fn(*args)
+    except Exception as exc:  # noqa: BLE001 - a check script: report and go on
+        print(f"   {what}: FAILED {type(exc).__name__}: {exc}")
+        slot[key] = {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def profile_one(path: Path, name: str, b: int, args, out: Path | None, results: dict) -> None:
     rr = run_backends(path, [BACKEND], device="cuda", batches=[b], iterations=args.iters, warmup=10, system=False)
     rec = rr.runs[0]
@@ -167,18 +176,12 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"== {name}: exported in {time.perf_counter() - t0:.1f} s")
             for b in (int(x) for x in args.batches.split(",")):
-                try:
-                    profile_one(path, name, b, args, args.out, results)
-                except Exception as exc:  # noqa: BLE001
-                    print(f"   batch {b}: FAILED {type(exc).__name__}: {exc}")
-                    results["models"].setdefault(name, {})[str(b)] = {"error": f"{type(exc).__name__}: {exc}"}
+                _step(f"batch {b}", results["models"].setdefault(name, {}), str(b), profile_one,
+                      path, name, b, args, args.out, results)
                 _save(args, results)
             for b in counter_batches:
-                try:
-                    counters_one(path, name, b, args, args.out, results)
-                except Exception as exc:  # noqa: BLE001
-                    print(f"   counters batch {b}: FAILED {type(exc).__name__}: {exc}")
-                    results["counters"].setdefault(name, {})[str(b)] = {"error": f"{type(exc).__name__}: {exc}"}
+                _step(f"counters batch {b}", results["counters"].setdefault(name, {}), str(b), counters_one,
+                      path, name, b, args, args.out, results)
                 _save(args, results)
     _save(args, results)
     return 0
