@@ -69,3 +69,16 @@ def dynamo_encoder(tmp_path_factory):
     feeds = {"x": x.numpy().astype(np.float32)}
     sess = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
     return res.path, feeds, dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
+
+
+def agent_backend(cls):
+    """A worker backend (``MXNetBackend``, ``OnnxTfBackend``) whose agent environment is here; the
+    test is skipped without it, except under CI, which creates the environments first
+    (``tools/make_agent_envs.sh``), so there a missing one fails."""
+    be = cls()
+    a = be.available("cpu")
+    if not a:
+        if os.environ.get("CI"):
+            pytest.fail(f"{be.name} agent env absent under CI: {a.reason}")
+        pytest.skip(f"{be.name} agent env absent: {a.reason}")
+    return be

@@ -34,6 +34,8 @@ from mlms_ir.backends.worker import (
 )
 from mlms_ir.ir import load
 
+from conftest import agent_backend
+
 RNG = np.random.default_rng(0)
 
 
@@ -233,22 +235,14 @@ def test_a_failing_probe_is_unavailability_and_cached(tmp_path):
 
 
 # ---------------------------------------------------------------------------- the frameworks (need the envs)
-def _backend(cls):
-    be = cls()
-    a = be.available("cpu")
-    if not a:
-        pytest.skip(f"{be.name} agent env absent: {a.reason}")
-    return be
-
-
 @pytest.fixture(scope="module")
 def mxnet_backend():
-    return _backend(MXNetBackend)
+    return agent_backend(MXNetBackend)
 
 
 @pytest.fixture(scope="module")
 def onnx_tf_backend():
-    return _backend(OnnxTfBackend)
+    return agent_backend(OnnxTfBackend)
 
 
 def _check_outputs(got: dict, expected: dict) -> None:

@@ -8,7 +8,6 @@ it, except under CI, which creates it first.
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import onnx
@@ -21,6 +20,8 @@ from mlms_ir.backends import mxnet_compat
 from mlms_ir.backends.base import BackendError
 from mlms_ir.backends.worker import MXNetBackend
 from mlms_ir.ir import load
+
+from conftest import agent_backend
 
 RNG = np.random.default_rng(11)
 
@@ -155,13 +156,7 @@ def test_the_module_imports_nothing_of_mlms_ir_or_mxnet():
 # ---------------------------------------------------------------------------- MXNet (needs the env)
 @pytest.fixture(scope="module")
 def mxnet():
-    be = MXNetBackend()
-    a = be.available("cpu")
-    if not a:
-        if os.environ.get("CI"):
-            pytest.fail(f"mxnet agent env absent under CI: {a.reason}")
-        pytest.skip(f"mxnet agent env absent: {a.reason}")
-    return be
+    return agent_backend(MXNetBackend)
 
 
 def _run(be, model: onnx.ModelProto, feeds: dict, tmp_path) -> dict:

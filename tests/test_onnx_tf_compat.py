@@ -9,7 +9,6 @@ onnx-tf``): they skip without it, except under CI, which creates it first.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,8 @@ from mlms_ir.backends import onnx_tf_compat
 from mlms_ir.backends.base import BackendError
 from mlms_ir.backends.worker import OnnxTfBackend
 from mlms_ir.ir import load
+
+from conftest import agent_backend
 
 RNG = np.random.default_rng(7)
 
@@ -163,13 +164,7 @@ def test_the_test_models_are_valid_and_onnxruntime_runs_them(tmp_path):
 # ---------------------------------------------------------------------------- onnx-tf (needs the env)
 @pytest.fixture(scope="module")
 def onnx_tf():
-    be = OnnxTfBackend()
-    a = be.available("cpu")
-    if not a:
-        if os.environ.get("CI"):
-            pytest.fail(f"onnx-tf agent env absent under CI: {a.reason}")
-        pytest.skip(f"onnx-tf agent env absent: {a.reason}")
-    return be
+    return agent_backend(OnnxTfBackend)
 
 
 @pytest.mark.parametrize("make", [opset17_model, opset20_model], ids=["opset17", "opset20"])
