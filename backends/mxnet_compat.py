@@ -24,8 +24,8 @@ from torchvision and timm use and the importer lacks:
       axis), ``Where`` and ``Expand`` (both with ONNX's two-way broadcasting).
     - ``Gemm`` without its optional bias; ``MatMul`` of ``x[..., K]`` and a 2-D weight as ``dot`` (the importer's ``linalg_gemm2``
       needs equal leading dims); ``Gather`` with negative indices (``take`` in ``wrap`` mode);
-      ``Slice`` with ONNX's "to the end" (INT64_MAX, which the importer turned into nan) and
-      steps.
+      ``Slice`` with ONNX's "to the end" and "from the start" (INT64_MAX and INT64_MIN, which
+      the importer passed on as nan or as an out-of-range int) and steps.
     - ``GraphProto.from_onnx`` collects the weights once (it copied all of them again at every
       node: 6 GB of MXNet's memory pool for ViT-B/16) and gives each weight's Variable a dtype.
     Axes or shapes computed at run time are refused with one clear line.
@@ -77,32 +77,56 @@ def prepare(proto, input_shapes: dict | None = None) -> dict:
     Reshape), evaluated with ONNX's reference evaluator at the model's opset. MXNet's importer
     builds a static graph, so this changes nothing it could have run, and lets it run the rest.
     """
-    import numpy as np
-    from onnx import numpy_helper, shape_inference
-    from onnx.reference import ReferenceEvaluator
-
     graph = proto.graph
-    known = {t.name: None for t in graph.initializer}  # name -> value (None: not read yet)
     done = {"constants": 0, "folded": 0}
     opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=13)
-    shapes: dict[str, list[int]] = {}
     if input_shapes:
+        inits = {t.name for t in graph.initializer}
         for vi in graph.input:
-            if vi.name in input_shapes and vi.name not in known:
+            if vi.name in input_shapes and vi.name not in inits:
                 dims = vi.type.tensor_type.shape.dim
                 del dims[:]
                 for d in input_shapes[vi.name]:
                     dims.add().dim_value = int(d)
-        try:
-            inferred = shape_inference.infer_shapes(proto)
-        except Exception:  # noqa: BLE001 - folding is a help, not a requirement
-            inferred = proto
-        for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
-            tt = vi.type.tensor_type
-            if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
-                shapes[vi.name] = [d.dim_value for d in tt.shape.dim]
+    # each pass folds what shape inference can see; a folded Reshape target lets the next pass see
+    # the shapes after it (ONNX infers no shape from a computed target)
+    for _ in range(MAX_PASSES):
+        before = done["folded"]
+        _fold_pass(proto, _static_shapes(proto) if input_shapes else {}, bool(input_shapes), opset, done)
+        if done["folded"] == before:
+            break
+    return done
 
+
+#: folding passes at most (each re-runs shape inference); dynamo's ViT needs 3 at batch 1.
+MAX_PASSES = 8
+
+
+def _static_shapes(proto) -> dict[str, list[int]]:
+    """name -> static shape, for every tensor ONNX's shape inference (with data propagation) knows."""
+    from onnx import shape_inference
+
+    try:
+        inferred = shape_inference.infer_shapes(proto, data_prop=True)
+    except Exception:  # noqa: BLE001 - folding is a help, not a requirement
+        return {}
+    shapes = {}
+    for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
+        tt = vi.type.tensor_type
+        if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
+            shapes[vi.name] = [d.dim_value for d in tt.shape.dim]
+    return shapes
+
+
+def _fold_pass(proto, shapes: dict, fold: bool, opset: int, done: dict) -> None:
+    """One pass of :func:`prepare` over the main graph, in order."""
+    import numpy as np
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    graph = proto.graph
     protos = {t.name: t for t in graph.initializer}
+    known: dict = dict.fromkeys(protos)  # name -> value (None: not read yet)
 
     def value(name):
         if known.get(name) is None:
@@ -117,7 +141,7 @@ def prepare(proto, input_shapes: dict | None = None) -> dict:
             out = None if v is None else [v]
             if out is not None:
                 done["constants"] += 1
-        elif input_shapes and node.domain in ("", "ai.onnx") and not node.op_type.startswith("Random") \
+        elif fold and node.domain in ("", "ai.onnx") and not node.op_type.startswith("Random") \
                 and not any(a.g.node or a.graphs for a in node.attribute):
             ins = [x for x in node.input if x]
             if node.op_type == "Shape" and ins and ins[0] in shapes:
@@ -143,7 +167,6 @@ def prepare(proto, input_shapes: dict | None = None) -> dict:
     if len(keep) != len(graph.node):
         del graph.node[:]
         graph.node.extend(keep)
-    return done
 
 
 def _equal_ranks(node, shapes, known, value, graph, done) -> list:
@@ -409,13 +432,17 @@ def patch() -> list[str]:
             raise ValueError(f"Slice: starts, ends, axes and steps differ in length ({len(starts)}, {len(ends)}, "
                              f"{len(axes)}, {len(steps)})")
         x = inputs[0]
+        big = 2**31 - 1  # exporters write INT64_MAX / INT64_MIN for "to the end" / "from the start"
         for b, e, a, st in zip(starts, ends, axes, steps, strict=True):
+            if st > 0:  # ONNX clamps: a start far below 0 is 0, an end far above the dim is the dim
+                b, e = (0 if b <= -big else b), (None if e >= big else 0 if e <= -big else e)
+            else:
+                b, e = (None if b >= big else b), (None if e <= -big else e)
             if st == 1:
-                x = symbol.slice_axis(x, axis=a, begin=b, end=None if e >= 2**31 - 1 else e)
+                x = symbol.slice_axis(x, axis=a, begin=b, end=e)
             elif a >= 0:
                 pad = (None,) * a
-                big = e >= 2**31 - 1 or e <= -(2**31)
-                x = symbol.slice(x, begin=pad + (b,), end=pad + (None if big else e,), step=pad + (st,))
+                x = symbol.slice(x, begin=pad + (b,), end=pad + (e,), step=pad + (st,))
             else:
                 raise ValueError(f"Slice with step {st} on negative axis {a}: MXNet's importer does not know the rank")
         return x, attrs, inputs[:1]

@@ -9,8 +9,10 @@ converts a private copy whose nodes are renamed to their graph ids (``n0``, ``n1
 in the graph's (topological) order: submodule ``n7`` *is* graph node ``n7`` (a mismatch between
 the order of the fx graph's ``call_module`` calls and the nodes is logged). ``getitem`` calls map
 to the node whose outputs they pick.
-Before converting, :func:`adapt_for_onnx2torch` works around what onnx2torch 1.5 fails on in
-common exports (opset 18 ops, Identity-shared weights, ``Reshape(allowzero=1)``); the session's
+onnx2torch lacks the op versions of opsets 18-21; :mod:`mlms_ir.backends.onnx2torch_compat`
+registers those of common exports when onnx2torch is first imported. Before converting,
+:func:`adapt_for_onnx2torch` works around what is left (ops it still lacks, converted down with
+``onnx.version_converter``; Identity-shared weights; ``Reshape(allowzero=1)``); the session's
 ``rewrites`` says what it did.
 
 Intermediate tensors (:meth:`TorchSession.intermediates`, for divergence analysis) are captured by
@@ -96,7 +98,11 @@ def _onnx2torch():
     from mlms_ir._lazy import lazy_import
 
     try:
-        return lazy_import("onnx2torch")
+        module = lazy_import("onnx2torch")
+        from mlms_ir.backends import onnx2torch_compat
+
+        onnx2torch_compat.patch()  # the opset 18-21 op versions dynamo exports carry
+        return module
     except MissingExtraError as exc:
         msg = str(exc)
         if "mlms_ir[torch]" not in msg:

@@ -1,0 +1,150 @@
+"""onnx2torch 1.5 taught the ONNX op versions of opsets 18-21 that today's exporters write.
+
+onnx2torch looks a node's converter up by the op's ``since_version`` at the model's opset, and
+its registry stops at about opset 17. PyTorch's dynamo exporter writes opset 18-20, so a ViT or
+a ConvNeXt (``Gelu``-20, ``Shape``-19, ``Reshape``-19, ``ReduceMean``-18 ...) had no converter;
+the torch backend could convert such a model down with ``onnx.version_converter``, which has no
+adapter for ``Gelu`` (it has no version before 20). :func:`patch` registers, where onnx2torch
+lacks them, one converter per node, so each ONNX node still becomes one submodule and the
+per-node mapping of the torch backend holds:
+
+* versions that only added types (bfloat16, float8, int4): onnx2torch's previous converter
+  (:data:`SAME_AS`);
+* versions whose new attribute keeps its default: the previous converter, and a clear error
+  otherwise (:data:`SAME_WHEN_DEFAULT`: ``AveragePool``-19's ``dilations``, ``ScatterND``-18's
+  ``reduction``, ``Pad``-18/19/21 without ``axes`` and not in ``wrap`` mode);
+* every ``Reduce*``-18 (and ``ReduceMax``/``ReduceMin``-20): the ``axes`` input, a constant,
+  becomes the attribute the version-13 converter reads;
+* ``Gelu``-20: :class:`torch.nn.GELU` (exact or tanh).
+
+Errors do not name the node: the torch backend converts a copy whose nodes are renamed to their
+graph ids, and its own message names the node as the user knows it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: op -> ({new versions}, the onnx2torch converter version that behaves the same).
+SAME_AS = {
+    "Equal": ({19}, 13), "Reshape": ({19, 21}, 14), "Shape": ({19, 21}, 15), "ConstantOfShape": ({20, 21}, 9),
+    "Cast": ({19, 21}, 13), "Constant": ({19, 21}, 13), "Identity": ({19, 21}, 16), "Transpose": ({21}, 13),
+    "Flatten": ({21}, 13), "Squeeze": ({21}, 13), "Unsqueeze": ({21}, 13), "Size": ({19, 21}, 13),
+    "Where": ({16}, 9), "LeakyRelu": ({16}, 6), "PRelu": ({16}, 9), "GreaterOrEqual": ({16}, 12),
+    "LessOrEqual": ({16}, 12),
+}
+#: op -> ({new versions}, old version, {attribute: values that keep the old behaviour}, max inputs).
+SAME_WHEN_DEFAULT = {
+    "AveragePool": ({19}, 11, {"dilations": "ones"}, 1),
+    "ScatterND": ({18}, 16, {"reduction": {"none"}}, 3),
+    "ScatterElements": ({18}, 16, {"reduction": {"none"}}, 3),
+    "Pad": ({18, 19, 21}, 13, {"mode": {"constant", "reflect", "edge"}}, 3),
+}
+REDUCE_18 = ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
+             "ReduceLogSumExp", "ReduceSumSquare")
+
+_PATCHED: list[str] = []
+
+
+def _check_defaults(node, op: str, defaults: dict[str, Any], max_inputs: int) -> None:
+    for attr, ok in defaults.items():
+        value = node.attributes.get(attr)
+        if value is None:
+            continue
+        value = value.decode() if isinstance(value, bytes) else value
+        if ok == "ones" and all(int(d) == 1 for d in value) or ok != "ones" and value in ok:
+            continue
+        raise NotImplementedError(f"{op}: {attr}={value!r} is not supported by onnx2torch")
+    extra = [x for x in node.input_values[max_inputs:] if x]
+    if extra:
+        raise NotImplementedError(f"{op}: input {max_inputs + 1} ({extra[0]}) is not supported by onnx2torch")
+
+
+def patch() -> list[str]:
+    """Register the converters above with onnx2torch where it lacks them (idempotent); return
+    what was added (``Op-version``)."""
+    if _PATCHED:
+        return list(_PATCHED)
+    import onnx
+    from onnx2torch.node_converters.registry import _CONVERTER_REGISTRY, OperationDescription
+    from onnx2torch.onnx_node import OnnxNode
+    from onnx2torch.utils.common import OperationConverterResult, get_const_value, onnx_mapping_from_node
+    from torch import nn
+
+    def has(op: str, version: int) -> bool:
+        return OperationDescription("", op, version) in _CONVERTER_REGISTRY
+
+    added: list[str] = []
+
+    def register(op: str, version: int, fn) -> None:
+        if not has(op, version):
+            _CONVERTER_REGISTRY[OperationDescription("", op, version)] = fn
+            added.append(f"{op}-{version}")
+
+    def rebuilt(node, inputs: list[str], attrs: dict[str, Any], drop: tuple[str, ...] = ()):
+        """``node`` with other inputs and attributes, under the same unique name (the submodule's)."""
+        proto = onnx.NodeProto()
+        proto.CopyFrom(node.proto)
+        del proto.input[:]
+        proto.input.extend(inputs)
+        keep = [a for a in proto.attribute if a.name not in drop and a.name not in attrs]
+        del proto.attribute[:]
+        proto.attribute.extend(keep)
+        proto.attribute.extend(onnx.helper.make_attribute(k, v) for k, v in attrs.items())
+        return OnnxNode(proto, unique_name=node.unique_name)
+
+    for op, (versions, old) in SAME_AS.items():
+        if has(op, old):
+            for v in sorted(versions):
+                register(op, v, _CONVERTER_REGISTRY[OperationDescription("", op, old)])
+
+    for op, (versions, old, defaults, max_inputs) in SAME_WHEN_DEFAULT.items():
+        if not has(op, old):
+            continue
+        old_fn = _CONVERTER_REGISTRY[OperationDescription("", op, old)]
+
+        def when_default(node, graph, _old=old_fn, _op=op, _defaults=defaults, _max=max_inputs):
+            _check_defaults(node, _op, _defaults, _max)
+            trimmed = list(node.input_values[:_max])
+            if trimmed == list(node.input_values) and not any(a in node.attributes for a in _defaults if a != "mode"):
+                return _old(node, graph)
+            return _old(rebuilt(node, trimmed, {}, drop=tuple(a for a in _defaults if a != "mode")), graph)
+
+        for v in sorted(versions):
+            register(op, v, when_default)
+
+    for op in REDUCE_18:
+        if not has(op, 13):
+            continue
+        old_fn = _CONVERTER_REGISTRY[OperationDescription("", op, 13)]
+
+        def reduce_18(node, graph, _old=old_fn, _op=op):
+            ins = list(node.input_values)
+            axes: list[int] = []
+            if len(ins) > 1 and ins[1]:
+                try:
+                    value = get_const_value(ins[1], graph)
+                except KeyError:
+                    raise NotImplementedError(f"{_op}: its axes are computed at run time; onnx2torch needs them "
+                                              "constant") from None
+                axes = [int(a) for a in (value.flatten().tolist() if hasattr(value, "flatten") else list(value))]
+            if not axes and int(node.attributes.get("noop_with_empty_axes", 0)):
+                return OperationConverterResult(torch_module=nn.Identity(),
+                                                onnx_mapping=onnx_mapping_from_node(rebuilt(node, ins[:1], {})))
+            attrs = {"axes": axes} if axes else {}
+            return _old(rebuilt(node, ins[:1], attrs, drop=("noop_with_empty_axes",)), graph)
+
+        register(op, 18, reduce_18)
+        if op in ("ReduceMax", "ReduceMin"):
+            register(op, 20, reduce_18)  # 20 only added bool inputs
+
+    def gelu_20(node, graph):
+        approx = node.attributes.get("approximate", "none")
+        approx = approx.decode() if isinstance(approx, bytes) else approx
+        if approx not in ("none", "tanh"):
+            raise NotImplementedError(f"Gelu: unknown approximate={approx!r}")
+        return OperationConverterResult(torch_module=nn.GELU(approximate=approx), onnx_mapping=onnx_mapping_from_node(node))
+
+    register("Gelu", 20, gelu_20)
+    _PATCHED.extend(added)
+    return added
