@@ -14,31 +14,21 @@ import onnx
 import pytest
 from onnx import TensorProto as T
 from onnx import helper as h
-from onnx import numpy_helper as nh
 
 from mlms_ir.backends import mxnet_compat
 from mlms_ir.backends.base import BackendError
 from mlms_ir.backends.worker import MXNetBackend
-from mlms_ir.ir import load
 
 from conftest import agent_backend
+from op_models import assert_outputs_match, f32, i64, make_model, ort_outputs, worker_outputs
 
 RNG = np.random.default_rng(11)
 
 
-def _i64(name: str, values) -> onnx.TensorProto:
-    return nh.from_array(np.asarray(values, np.int64), name)
 
 
-def _f32(name: str, values) -> onnx.TensorProto:
-    return nh.from_array(np.asarray(values, np.float32), name)
 
 
-def _model(nodes, inputs, outputs, inits, opset: int = 20) -> onnx.ModelProto:
-    m = h.make_model(h.make_graph(nodes, "mx", inputs, outputs, inits), opset_imports=[h.make_opsetid("", opset)])
-    m.ir_version = 9
-    onnx.checker.check_model(m, full_check=True)
-    return m
 
 
 def shape_model() -> onnx.ModelProto:
@@ -49,7 +39,7 @@ def shape_model() -> onnx.ModelProto:
         h.make_node("Shape", ["x"], ["shp"], name="shape"),
         h.make_node("Gather", ["shp", "zero_i"], ["batch"], axis=0, name="batch"),
         h.make_node("Unsqueeze", ["batch", "ax0"], ["batch1"], name="unsq"),
-        h.make_node("Constant", [], ["rest"], value=_i64("rest_v", [-1]), name="const"),
+        h.make_node("Constant", [], ["rest"], value=i64("rest_v", [-1]), name="const"),
         h.make_node("Concat", ["batch1", "rest"], ["target"], axis=0, name="concat"),
         h.make_node("Reshape", ["x", "target"], ["flat"], name="reshape"),                      # [2, 24]
         h.make_node("Gather", ["x", "zero_i"], ["first"], axis=1, name="token"),                # [2, 6]
@@ -59,11 +49,11 @@ def shape_model() -> onnx.ModelProto:
         h.make_node("Expand", ["row6", "shape26"], ["e"], name="expand"),                       # [6] -> [2, 6]
         h.make_node("Add", ["w", "e"], ["y"], name="add"),
     ]
-    inits = [_i64("zero_i", 0), _i64("ax0", [0]), _f32("bias6", np.linspace(-1, 1, 6)), _f32("neg", -5.0),
-             _i64("ax01", [0, 1]), _i64("shape26", [2, 6])]
-    return _model(nodes, [h.make_tensor_value_info("x", T.FLOAT, ["N", 4, 6])],
-                  [h.make_tensor_value_info("flat", T.FLOAT, ["N", None]), h.make_tensor_value_info("y", T.FLOAT, [2, 6])],
-                  inits)
+    inits = [i64("zero_i", 0), i64("ax0", [0]), f32("bias6", np.linspace(-1, 1, 6)), f32("neg", -5.0),
+             i64("ax01", [0, 1]), i64("shape26", [2, 6])]
+    return make_model(nodes, [h.make_tensor_value_info("x", T.FLOAT, ["N", 4, 6])],
+                      [h.make_tensor_value_info("flat", T.FLOAT, ["N", None]), h.make_tensor_value_info("y", T.FLOAT, [2, 6])],
+                      inits, 20)
 
 
 def ops_model() -> onnx.ModelProto:
@@ -87,25 +77,21 @@ def ops_model() -> onnx.ModelProto:
         h.make_node("Gather", ["sl", "idx"], ["ga"], axis=1, name="gather_neg"),                  # [2,2,3]
         h.make_node("ReduceSum", ["ga", "ax_1"], ["y"], keepdims=0, name="sum"),                  # [2,3]
     ]
-    inits = [_i64("ax_last", [-1]), _f32("g", np.linspace(0.5, 1.5, 8)), _f32("b", np.linspace(-0.2, 0.2, 8)),
-             _f32("w", RNG.standard_normal((8, 12)) * 0.5), _i64("sizes", [6, 4, 2]), _i64("ax_1", [1]),
-             _i64("st", [np.iinfo(np.int64).min]), _i64("en", [np.iinfo(np.int64).max]), _i64("sax", [2]), _i64("step", [2]),
-             _i64("idx", [-1, 0])]
-    return _model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [2, 5, 8])],
-                  [h.make_tensor_value_info("y", T.FLOAT, [2, 3])], inits)
+    inits = [i64("ax_last", [-1]), f32("g", np.linspace(0.5, 1.5, 8)), f32("b", np.linspace(-0.2, 0.2, 8)),
+             f32("w", RNG.standard_normal((8, 12)) * 0.5), i64("sizes", [6, 4, 2]), i64("ax_1", [1]),
+             i64("st", [np.iinfo(np.int64).min]), i64("en", [np.iinfo(np.int64).max]), i64("sax", [2]), i64("step", [2]),
+             i64("idx", [-1, 0])]
+    return make_model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [2, 5, 8])],
+                      [h.make_tensor_value_info("y", T.FLOAT, [2, 3])], inits, 20)
 
 
-def _ort(model: onnx.ModelProto, feeds: dict) -> list[np.ndarray]:
-    import onnxruntime as ort
-
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
 
 
 # ---------------------------------------------------------------------------- prepare (always)
 def test_prepare_folds_shape_arithmetic_and_keeps_the_results():
     model = shape_model()
     feeds = {"x": RNG.standard_normal((2, 4, 6)).astype(np.float32)}
-    want = _ort(model, feeds)
+    want = ort_outputs(model, feeds)
     done = mxnet_compat.prepare(model, {"x": (2, 4, 6)})
     # Shape, the batch Gather, Unsqueeze, Concat and the Constant are folded (Reshape keeps a constant
     # target); the token Gather on data is split in two; Where's 0-d operand and Expand's 1-d input get
@@ -115,31 +101,29 @@ def test_prepare_folds_shape_arithmetic_and_keeps_the_results():
     assert done == {"constants": 1, "folded": 5, "scalar_gathers": 1, "rank_fixes": 2}
     assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [2, 4, 6]
     onnx.checker.check_model(model)
-    for g, w in zip(_ort(model, feeds), want, strict=True):
-        np.testing.assert_array_equal(g, w)
+    assert_outputs_match(ort_outputs(model, feeds), want, atol=0, rtol=0)
 
 
 def test_prepare_without_shapes_only_moves_constants():
     model = shape_model()
     feeds = {"x": RNG.standard_normal((2, 4, 6)).astype(np.float32)}
-    want = _ort(model, feeds)
+    want = ort_outputs(model, feeds)
     done = mxnet_compat.prepare(model)
     assert done == {"constants": 1, "folded": 0, "scalar_gathers": 2}  # the batch Gather stays and is split too
     assert "Shape" in [n.op_type for n in model.graph.node]
-    for g, w in zip(_ort(model, feeds), want, strict=True):  # the batch is still read at run time
-        np.testing.assert_array_equal(g, w)
+    assert_outputs_match(ort_outputs(model, feeds), want, atol=0, rtol=0)  # the batch is still read at run time
 
 
 def test_prepare_keeps_the_opset_of_squeeze():
     x = h.make_tensor_value_info("x", T.FLOAT, [3, 4])
-    m = _model([h.make_node("Gather", ["x", "i"], ["y"], axis=1, name="g")], [x],
-               [h.make_tensor_value_info("y", T.FLOAT, [3])], [_i64("i", 2)], opset=11)
+    m = make_model([h.make_node("Gather", ["x", "i"], ["y"], axis=1, name="g")], [x],
+               [h.make_tensor_value_info("y", T.FLOAT, [3])], [i64("i", 2)], opset=11)
     feeds = {"x": RNG.standard_normal((3, 4)).astype(np.float32)}
-    want = _ort(m, feeds)
+    want = ort_outputs(m, feeds)
     mxnet_compat.prepare(m, {"x": (3, 4)})
     sq = next(n for n in m.graph.node if n.op_type == "Squeeze")
     assert len(sq.input) == 1 and sq.attribute[0].name == "axes"  # opset 11: axes is an attribute
-    np.testing.assert_array_equal(_ort(m, feeds)[0], want[0])
+    assert_outputs_match(ort_outputs(m, feeds), want, atol=0, rtol=0)
 
 
 def test_the_module_imports_nothing_of_mlms_ir_or_mxnet():
@@ -159,40 +143,23 @@ def mxnet():
     return agent_backend(MXNetBackend)
 
 
-def _run(be, model: onnx.ModelProto, feeds: dict, tmp_path) -> dict:
-    path = tmp_path / "m.onnx"
-    onnx.save(model, path)
-    with be.prepare(load(path), "cpu") as s:
-        _, got = s.measure_in_worker(feeds, warmup=0, iterations=1)
-    return got
-
-
 @pytest.mark.parametrize("make,x_shape", [(shape_model, (2, 4, 6)), (ops_model, (2, 5, 8))], ids=["shapes", "ops"])
 def test_translations_match_onnxruntime(mxnet, make, x_shape, tmp_path):
     model = make()
     feeds = {"x": RNG.standard_normal(x_shape).astype(np.float32)}
-    want = dict(zip([o.name for o in model.graph.output], _ort(model, feeds), strict=True))
-    got = _run(mxnet, model, feeds, tmp_path)
-    assert list(got) == list(want)
-    for k, v in want.items():
-        assert got[k].shape == v.shape, k
-        np.testing.assert_allclose(got[k], v, atol=1e-5, rtol=1e-5, err_msg=k)
+    assert_outputs_match(worker_outputs(mxnet, model, feeds, tmp_path), ort_outputs(model, feeds), atol=1e-5, rtol=1e-5)
 
 
 def test_axes_computed_at_run_time_are_one_clear_line(mxnet, tmp_path):
-    model = _model([h.make_node("ReduceMean", ["x", "axes"], ["y"], name="dyn_mean")],
-                   [h.make_tensor_value_info("x", T.FLOAT, [2, 3]), h.make_tensor_value_info("axes", T.INT64, [1])],
-                   [h.make_tensor_value_info("y", T.FLOAT, [2, 1])], [])
+    model = make_model([h.make_node("ReduceMean", ["x", "axes"], ["y"], name="dyn_mean")],
+                       [h.make_tensor_value_info("x", T.FLOAT, [2, 3]), h.make_tensor_value_info("axes", T.INT64, [1])],
+                       [h.make_tensor_value_info("y", T.FLOAT, [2, 1])], [], 20)
     with pytest.raises(BackendError) as e:
-        _run(mxnet, model, {"x": np.ones((2, 3), np.float32), "axes": np.array([1], np.int64)}, tmp_path)
+        worker_outputs(mxnet, model, {"x": np.ones((2, 3), np.float32), "axes": np.array([1], np.int64)}, tmp_path)
     assert "ReduceMean: its axes ('axes') are computed at run time" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_a_dynamo_exported_transformer_runs_on_mxnet(mxnet, dynamo_encoder):
     """A real exporter's output: torch's dynamo export of a Transformer encoder layer (conftest)."""
     path, feeds, want = dynamo_encoder
-    with mxnet.prepare(load(path), "cpu") as s:
-        _, got = s.measure_in_worker(feeds, warmup=0, iterations=1)
-    assert list(got) == list(want)
-    for k, v in want.items():
-        np.testing.assert_allclose(got[k], v, atol=1e-4, rtol=1e-4, err_msg=k)
+    assert_outputs_match(worker_outputs(mxnet, path, feeds), want, atol=1e-4, rtol=1e-4)

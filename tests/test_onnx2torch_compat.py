@@ -12,7 +12,6 @@ import onnx
 import pytest
 from onnx import TensorProto as T
 from onnx import helper as h
-from onnx import numpy_helper as nh
 
 import mlms_ir
 from mlms_ir.backends.base import BackendError
@@ -20,22 +19,15 @@ from mlms_ir.backends.base import BackendError
 pytest.importorskip("onnx2torch", exc_type=ImportError)
 from mlms_ir.backends.torch_backend import TorchBackend  # noqa: E402
 
+from op_models import assert_outputs_match, f32, i64, make_model, ort_outputs  # noqa: E402
+
 RNG = np.random.default_rng(5)
 
 
-def _i64(name: str, values) -> onnx.TensorProto:
-    return nh.from_array(np.asarray(values, np.int64), name)
 
 
-def _f32(name: str, values) -> onnx.TensorProto:
-    return nh.from_array(np.asarray(values, np.float32), name)
 
 
-def _model(nodes, inputs, outputs, inits, opset: int) -> onnx.ModelProto:
-    m = h.make_model(h.make_graph(nodes, f"o2t{opset}", inputs, outputs, inits), opset_imports=[h.make_opsetid("", opset)])
-    m.ir_version = 10 if opset >= 21 else 9
-    onnx.checker.check_model(m, full_check=True)
-    return m
 
 
 def opset20_model() -> onnx.ModelProto:
@@ -51,7 +43,7 @@ def opset20_model() -> onnx.ModelProto:
         h.make_node("AveragePool", ["p"], ["ap"], kernel_shape=[2, 2], strides=[2, 2], dilations=[1, 1], name="pool"),
         h.make_node("ReduceMax", ["ap", "ax_c"], ["mx"], keepdims=0, name="max"),                          # [2,3,3]
         h.make_node("Shape", ["mx"], ["shp"], name="shape"),
-        h.make_node("ConstantOfShape", ["shp"], ["ones"], value=_f32("one", [1.0]), name="ones"),
+        h.make_node("ConstantOfShape", ["shp"], ["ones"], value=f32("one", [1.0]), name="ones"),
         h.make_node("Add", ["mx", "ones"], ["mx1"], name="plus1"),
         h.make_node("Reshape", ["mx1", "flat"], ["r"], name="reshape"),                                    # [2,9]
         h.make_node("Equal", ["r", "r"], ["eq"], name="eq"),
@@ -59,9 +51,9 @@ def opset20_model() -> onnx.ModelProto:
         h.make_node("Mul", ["r", "eqf"], ["rm"], name="mul"),
         h.make_node("ScatterND", ["rm", "row", "upd"], ["y"], name="scatter"),
     ]
-    inits = [_i64("ax_hw", [2, 3]), _i64("pads", [0, 0, 1, 1, 0, 0, 1, 1]), _f32("pad_value", 0.25), _i64("ax_c", [1]),
-             _i64("flat", [2, -1]), _i64("row", [[1]]), _f32("upd", [np.arange(9) / 9])]
-    return _model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [2, 4, 4, 4])],
+    inits = [i64("ax_hw", [2, 3]), i64("pads", [0, 0, 1, 1, 0, 0, 1, 1]), f32("pad_value", 0.25), i64("ax_c", [1]),
+             i64("flat", [2, -1]), i64("row", [[1]]), f32("upd", [np.arange(9) / 9])]
+    return make_model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [2, 4, 4, 4])],
                   [h.make_tensor_value_info("y", T.FLOAT, [2, 9])], inits, 20)
 
 
@@ -78,15 +70,10 @@ def opset21_model() -> onnx.ModelProto:
         h.make_node("ReduceSum", ["shpf"], ["n"], keepdims=1, name="count"),
         h.make_node("Add", ["r", "n"], ["y"], name="add"),
     ]
-    return _model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [2, 3, 4])], [h.make_tensor_value_info("y", T.FLOAT, [2, 4, 3])],
-                  [_i64("ax1", [1]), _i64("back", [2, 4, 3])], 21)
+    return make_model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [2, 3, 4])], [h.make_tensor_value_info("y", T.FLOAT, [2, 4, 3])],
+                  [i64("ax1", [1]), i64("back", [2, 4, 3])], 21)
 
 
-def _ort(model: onnx.ModelProto, feeds: dict) -> dict[str, np.ndarray]:
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
 
 
 @pytest.mark.parametrize("make,shape", [(opset20_model, (2, 4, 4, 4)), (opset21_model, (2, 3, 4))], ids=["opset20", "opset21"])
@@ -98,18 +85,17 @@ def test_each_node_converts_to_one_submodule_and_matches_onnxruntime(make, shape
         got = s.run(feeds)
         assert s.unmapped == [] and sorted(s.node_mapping) == sorted(n.id for n in graph.nodes)
         assert not any("down to" in r for r in s.rewrites), s.rewrites
-    for k, v in _ort(model, feeds).items():
-        np.testing.assert_allclose(got[k], v, atol=1e-5, rtol=1e-5, err_msg=k)
+    assert_outputs_match(got, ort_outputs(model, feeds), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("node,inits,message", [
-    (h.make_node("Pad", ["x", "pads", "", "axes"], ["y"], name="axes_pad"), [_i64("pads", [1, 1]), _i64("axes", [1])],
+    (h.make_node("Pad", ["x", "pads", "", "axes"], ["y"], name="axes_pad"), [i64("pads", [1, 1]), i64("axes", [1])],
      "op Pad at node 'axes_pad' (Pad): NotImplementedError: Pad: input 4 (axes) is not supported by onnx2torch"),
-    (h.make_node("Pad", ["x", "pads"], ["y"], mode="wrap", name="wrap_pad"), [_i64("pads", [0, 1, 0, 1])],
+    (h.make_node("Pad", ["x", "pads"], ["y"], mode="wrap", name="wrap_pad"), [i64("pads", [0, 1, 0, 1])],
      "op Pad at node 'wrap_pad' (Pad): NotImplementedError: Pad: mode='wrap' is not supported by onnx2torch"),
 ], ids=["pad-axes", "pad-wrap"])
 def test_what_onnx2torch_cannot_do_names_the_node(node, inits, message):
-    model = _model([node], [h.make_tensor_value_info("x", T.FLOAT, [2, 3])], [h.make_tensor_value_info("y", T.FLOAT, [2, 5])],
+    model = make_model([node], [h.make_tensor_value_info("x", T.FLOAT, [2, 3])], [h.make_tensor_value_info("y", T.FLOAT, [2, 5])],
                    inits, 19)
     with pytest.raises(BackendError) as e:
         TorchBackend().prepare(mlms_ir.load(model))
@@ -118,7 +104,7 @@ def test_what_onnx2torch_cannot_do_names_the_node(node, inits, message):
 
 def test_a_dilated_average_pool_is_refused():
     node = h.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2], name="dilated")
-    model = _model([node], [h.make_tensor_value_info("x", T.FLOAT, [1, 1, 6, 6])],
+    model = make_model([node], [h.make_tensor_value_info("x", T.FLOAT, [1, 1, 6, 6])],
                    [h.make_tensor_value_info("y", T.FLOAT, [1, 1, 4, 4])], [], 19)
     with pytest.raises(BackendError, match=r"node 'dilated' \(AveragePool\): NotImplementedError: AveragePool: dilations=\[2, 2\] is not supported"):
         TorchBackend().prepare(mlms_ir.load(model))
@@ -129,5 +115,4 @@ def test_a_dynamo_exported_transformer_runs_on_torch(dynamo_encoder):
     with TorchBackend().prepare(mlms_ir.load(path)) as s:
         got = s.run(feeds)
         assert s.unmapped == [] and not any("down to" in r for r in s.rewrites)
-    for k, v in want.items():
-        np.testing.assert_allclose(got[k], v, atol=1e-5, rtol=1e-5, err_msg=k)
+    assert_outputs_match(got, want, atol=1e-5, rtol=1e-5)

@@ -16,31 +16,21 @@ import onnx
 import pytest
 from onnx import TensorProto as T
 from onnx import helper as h
-from onnx import numpy_helper as nh
 
 from mlms_ir.backends import onnx_tf_compat
 from mlms_ir.backends.base import BackendError
 from mlms_ir.backends.worker import OnnxTfBackend
-from mlms_ir.ir import load
 
 from conftest import agent_backend
+from op_models import assert_outputs_match, f32, i64, make_model, ort_outputs, worker_outputs
 
 RNG = np.random.default_rng(7)
 
 
-def _i64(name: str, values) -> onnx.TensorProto:
-    return nh.from_array(np.asarray(values, np.int64), name)
 
 
-def _f32(name: str, values) -> onnx.TensorProto:
-    return nh.from_array(np.asarray(values, np.float32), name)
 
 
-def _model(nodes, inputs, outputs, inits, opset: int) -> onnx.ModelProto:
-    m = h.make_model(h.make_graph(nodes, f"compat{opset}", inputs, outputs, inits), opset_imports=[h.make_opsetid("", opset)])
-    m.ir_version = 8 if opset <= 17 else 9  # onnx 1.18 in the onnx-tf env reads both
-    onnx.checker.check_model(m, full_check=True)
-    return m
 
 
 def opset17_model() -> onnx.ModelProto:
@@ -61,9 +51,9 @@ def opset17_model() -> onnx.ModelProto:
         h.make_node("Cast", ["le"], ["le_f"], to=T.FLOAT, name="cast"),
         h.make_node("Add", ["pos", "le_f"], ["y"], name="add"),
     ]
-    inits = [_f32("scale", np.linspace(0.5, 1.5, 8)), _f32("bias", np.linspace(-1, 1, 8)), _i64("ax_u", [-1, 1]),
-             _i64("ax_0", [0]), _f32("slope", [0.25]), _f32("zero", 0.0)]
-    return _model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [2, 6, 8])],
+    inits = [f32("scale", np.linspace(0.5, 1.5, 8)), f32("bias", np.linspace(-1, 1, 8)), i64("ax_u", [-1, 1]),
+             i64("ax_0", [0]), f32("slope", [0.25]), f32("zero", 0.0)]
+    return make_model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [2, 6, 8])],
                   [h.make_tensor_value_info("y", T.FLOAT, [2, 6, 8]), h.make_tensor_value_info("mean", T.FLOAT, [2, 6, 1]),
                    h.make_tensor_value_info("inv", T.FLOAT, [2, 6, 1])], inits, 17)
 
@@ -85,25 +75,25 @@ def opset20_model() -> onnx.ModelProto:
         h.make_node("ReduceMax", ["same", "ax_1"], ["mx"], keepdims=0, name="max"),                    # [2,11]
         h.make_node("ReduceSumSquare", ["same"], ["ss"], keepdims=0, name="sumsq_all"),                # no axes: all
         h.make_node("Shape", ["x"], ["shp"], name="shape"),
-        h.make_node("ConstantOfShape", ["shp"], ["ones"], value=_f32("one", [1.0]), name="ones"),
+        h.make_node("ConstantOfShape", ["shp"], ["ones"], value=f32("one", [1.0]), name="ones"),
         h.make_node("Reshape", ["ones", "flat"], ["ones2"], name="reshape"),                           # [2,48]
         h.make_node("ReduceSum", ["ones2", "ax_1"], ["n"], keepdims=1, name="count"),                  # [2,1] = 48
         h.make_node("Equal", ["n", "fortyeight"], ["is48"], name="eq"),
         h.make_node("Where", ["is48", "mx", "zero"], ["w"], name="where"),
         h.make_node("ScatterND", ["w", "row0", "upd"], ["y"], name="scatter"),
     ]
-    inits = [_i64("ax_last", [-1]), _i64("pads", [1, 2]), _f32("pad_value", 0.5), _i64("ax_1", [1]), _i64("flat", [2, -1]),
-             _f32("fortyeight", 48.0), _f32("zero", 0.0), _i64("row0", [[0]]), _f32("upd", [np.arange(11) / 10])]
-    return _model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [2, 6, 8])],
+    inits = [i64("ax_last", [-1]), i64("pads", [1, 2]), f32("pad_value", 0.5), i64("ax_1", [1]), i64("flat", [2, -1]),
+             f32("fortyeight", 48.0), f32("zero", 0.0), i64("row0", [[0]]), f32("upd", [np.arange(11) / 10])]
+    return make_model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [2, 6, 8])],
                   [h.make_tensor_value_info("y", T.FLOAT, [2, 11]), h.make_tensor_value_info("ss", T.FLOAT, [])], inits, 20)
 
 
 def refused_models() -> dict[str, tuple[onnx.ModelProto, str]]:
     """Models the compat module must refuse, with the message each must give."""
     x = h.make_tensor_value_info("x", T.FLOAT, [2, 3])
-    wrap = _model([h.make_node("Pad", ["x", "pads"], ["y"], mode="wrap", name="wrap_pad")], [x],
-                  [h.make_tensor_value_info("y", T.FLOAT, [2, 5])], [_i64("pads", [0, 1, 0, 1])], 19)
-    dyn = _model([h.make_node("Squeeze", ["x", "axes"], ["y"], name="dyn_squeeze")],
+    wrap = make_model([h.make_node("Pad", ["x", "pads"], ["y"], mode="wrap", name="wrap_pad")], [x],
+                  [h.make_tensor_value_info("y", T.FLOAT, [2, 5])], [i64("pads", [0, 1, 0, 1])], 19)
+    dyn = make_model([h.make_node("Squeeze", ["x", "axes"], ["y"], name="dyn_squeeze")],
                  [h.make_tensor_value_info("x", T.FLOAT, [2, 1]), h.make_tensor_value_info("axes", T.INT64, [1])],
                  [h.make_tensor_value_info("y", T.FLOAT, [2])], [], 17)
     return {"wrap": (wrap, "Pad node 'wrap_pad': mode 'wrap' is not supported by onnx-tf"),
@@ -121,11 +111,6 @@ def _feeds(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     return feeds
 
 
-def _ort(path: Path, feeds: dict) -> dict[str, np.ndarray]:
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
 
 
 # ---------------------------------------------------------------------------- always
@@ -155,9 +140,8 @@ def test_the_module_imports_nothing_of_mlms_ir_or_tensorflow():
 
 
 def test_the_test_models_are_valid_and_onnxruntime_runs_them(tmp_path):
-    for name, make in (("m17", opset17_model), ("m20", opset20_model)):
-        onnx.save(make(), tmp_path / f"{name}.onnx")
-        outs = _ort(tmp_path / f"{name}.onnx", _feeds(make()))
+    for make in (opset17_model, opset20_model):
+        outs = ort_outputs(make(), _feeds(make()))
         assert all(np.isfinite(v).all() for v in outs.values())
 
 
@@ -170,26 +154,15 @@ def onnx_tf():
 @pytest.mark.parametrize("make", [opset17_model, opset20_model], ids=["opset17", "opset20"])
 def test_new_op_versions_match_onnxruntime(onnx_tf, make, tmp_path):
     model = make()
-    path = tmp_path / "m.onnx"
-    onnx.save(model, path)
     feeds = _feeds(model)
-    want = _ort(path, feeds)
-    with onnx_tf.prepare(load(path), "cpu") as s:
-        _, got = s.measure_in_worker(feeds, warmup=0, iterations=1)
-    assert list(got) == list(want)
-    for k, v in want.items():
-        assert got[k].shape == v.shape, k
-        np.testing.assert_allclose(got[k], v, atol=2e-5, rtol=1e-5, err_msg=k)
+    assert_outputs_match(worker_outputs(onnx_tf, model, feeds, tmp_path), ort_outputs(model, feeds), atol=2e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("case", ["wrap", "dyn"])
 def test_what_onnx_tf_cannot_do_is_one_clear_line(onnx_tf, case, tmp_path):
     model, message = refused_models()[case]
-    path = tmp_path / "m.onnx"
-    onnx.save(model, path)
-    with onnx_tf.prepare(load(path), "cpu") as s:
-        with pytest.raises(BackendError) as e:
-            s.measure_in_worker(_feeds(model), warmup=0, iterations=1)
+    with pytest.raises(BackendError) as e:
+        worker_outputs(onnx_tf, model, _feeds(model), tmp_path)
     assert message in str(e.value) and "\n" not in str(e.value) and "in user code" not in str(e.value)
 
 
@@ -205,8 +178,4 @@ def test_opset20_model_to_saved_model(onnx_tf, tmp_path):
 def test_a_dynamo_exported_transformer_runs_on_onnx_tf(onnx_tf, dynamo_encoder):
     """A real exporter's output: torch's dynamo export of a Transformer encoder layer (conftest)."""
     path, feeds, want = dynamo_encoder
-    with onnx_tf.prepare(load(path), "cpu") as s:
-        _, got = s.measure_in_worker(feeds, warmup=0, iterations=1)
-    assert list(got) == list(want)
-    for k, v in want.items():
-        np.testing.assert_allclose(got[k], v, atol=1e-4, rtol=1e-4, err_msg=k)
+    assert_outputs_match(worker_outputs(onnx_tf, path, feeds), want, atol=1e-4, rtol=1e-4)

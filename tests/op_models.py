@@ -1,0 +1,61 @@
+"""Helpers to write small ONNX models by hand and check a backend's outputs against onnxruntime's
+(the op-version tests of the compatibility modules use them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+
+def i64(name: str, values) -> onnx.TensorProto:
+    """An int64 initializer."""
+    return numpy_helper.from_array(np.asarray(values, np.int64), name)
+
+
+def f32(name: str, values) -> onnx.TensorProto:
+    """A float32 initializer."""
+    return numpy_helper.from_array(np.asarray(values, np.float32), name)
+
+
+def make_model(nodes, inputs, outputs, inits, opset: int) -> onnx.ModelProto:
+    """A checked model at ``opset`` of the default domain (IR 8 up to opset 17, 9 up to 20, then 10:
+    what onnx 1.18 in the agent environments reads)."""
+    m = helper.make_model(helper.make_graph(nodes, f"opset{opset}", inputs, outputs, inits),
+                          opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8 if opset <= 17 else 9 if opset <= 20 else 10
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def ort_outputs(model: onnx.ModelProto | str | Path, feeds: dict) -> dict[str, np.ndarray]:
+    """onnxruntime's outputs (CPU), by output name."""
+    import onnxruntime as ort
+
+    src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    sess = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
+
+
+def assert_outputs_match(got: dict, want: dict, *, atol: float, rtol: float) -> None:
+    """The same outputs, in the same order, of the same shapes, within ``atol + rtol*|want|``."""
+    assert list(got) == list(want)
+    for k, v in want.items():
+        assert got[k].shape == v.shape, k
+        np.testing.assert_allclose(got[k], v, atol=atol, rtol=rtol, err_msg=k)
+
+
+def worker_outputs(backend, model: onnx.ModelProto | str | Path, feeds: dict, tmp_dir: Path | None = None) -> dict:
+    """One run of ``model`` on a worker backend (``MXNetBackend``, ``OnnxTfBackend``), its outputs by
+    name; a ``ModelProto`` is saved in ``tmp_dir`` first."""
+    from mlms_ir.ir import load
+
+    if isinstance(model, onnx.ModelProto):
+        path = Path(tmp_dir) / "model.onnx"
+        onnx.save(model, path)
+        model = path
+    with backend.prepare(load(model), "cpu") as s:
+        _, got = s.measure_in_worker(feeds, warmup=0, iterations=1)
+    return got
