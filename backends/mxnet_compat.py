@@ -22,6 +22,9 @@ from torchvision and timm use and the importer lacks:
     - ``Split`` 13+ (``split`` input, uneven sizes too) and 18 (``num_outputs``).
     - ``HardSwish``, ``Gelu`` (exact and tanh), ``Erf``, ``LayerNormalization`` (over the last
       axis), ``Where`` and ``Expand`` (both with ONNX's two-way broadcasting).
+    - ``AveragePool`` and ``MaxPool``: the importer padded with zeros and pooled without, so every
+      average counted the padding (ONNX's ``count_include_pad`` defaults to 0: PoolFormer was off
+      by 0.05), and dropped ``ceil_mode``; both are kept now.
     - ``Gemm`` without its optional bias; ``MatMul`` of ``x[..., K]`` and a 2-D weight as ``dot`` (the importer's ``linalg_gemm2``
       needs equal leading dims); ``Gather`` with negative indices (``take`` in ``wrap`` mode);
       ``Slice`` with ONNX's "to the end" and "from the start" (INT64_MAX and INT64_MIN, which
@@ -234,6 +237,7 @@ def patch() -> list[str]:
     """Add the translations described above to MXNet's ONNX importer (idempotent); return what was added."""
     if _PATCHED:
         return list(_PATCHED)
+    import numpy as np
     from mxnet import symbol
     from mxnet.contrib.onnx.onnx2mx import _import_helper
     from mxnet.contrib.onnx.onnx2mx.import_onnx import GraphProto
@@ -397,6 +401,47 @@ def patch() -> list[str]:
 
     if original_matmul is not None:
         put("MatMul", matmul)
+
+    def pooling(kind: str):
+        def pool(attrs, inputs, proto_obj):
+            # the importer pads explicitly with zeros and pools without: every average then counts
+            # the padding (ONNX's default count_include_pad is 0), and ceil_mode is dropped
+            x = inputs[0]
+            kernel = tuple(int(k) for k in attrs["kernel_shape"])
+            nd = len(kernel)
+            stride = tuple(int(v) for v in attrs.get("strides", (1,) * nd))
+            pads = [int(v) for v in attrs.get("pads", (0,) * (2 * nd))]
+            auto = attrs.get("auto_pad", "NOTSET")
+            auto = auto.decode() if isinstance(auto, bytes) else auto
+            if auto not in ("NOTSET", "VALID"):
+                raise ValueError(f"{kind.title()}Pool with auto_pad={auto} is not translated for MXNet; give the pads")
+            if any(int(d) != 1 for d in attrs.get("dilations", ())):
+                raise ValueError(f"{kind.title()}Pool with dilations {list(attrs['dilations'])} is not translated for MXNet")
+            convention = "full" if int(attrs.get("ceil_mode", 0)) else "valid"
+            include = bool(int(attrs.get("count_include_pad", 0)))
+            begin, end = pads[:nd], pads[nd:]
+            if begin == end:
+                extra = {"count_include_pad": include} if kind == "avg" else {}
+                return symbol.Pooling(x, pool_type=kind, kernel=kernel, stride=stride, pad=tuple(begin),
+                                      pooling_convention=convention, **extra), attrs, inputs
+            if nd not in (2, 3):
+                raise ValueError(f"{kind.title()}Pool over {nd} axes with uneven pads is not translated for MXNet")
+            width = (0, 0, 0, 0) + tuple(v for b, e in zip(begin, end, strict=True) for v in (b, e))
+            common = {"kernel": kernel, "stride": stride, "pooling_convention": convention}
+            if kind == "max":  # edge values never beat the window's own maximum
+                return symbol.Pooling(symbol.pad(x, mode="edge", pad_width=width), pool_type="max", **common), attrs, inputs
+            total = symbol.Pooling(symbol.pad(x, mode="constant", pad_width=width), pool_type="sum", **common)
+            if include:
+                count = float(np.prod(kernel))
+                return total / count, attrs, inputs
+            count = symbol.Pooling(symbol.pad(symbol.ones_like(x), mode="constant", pad_width=width), pool_type="sum",
+                                   **common)
+            return total / count, attrs, inputs
+
+        return pool
+
+    put("AveragePool", pooling("avg"))
+    put("MaxPool", pooling("max"))
 
     def gemm(attrs, inputs, proto_obj):
         # the importer's Gemm reads a bias C always; since opset 11 it is optional

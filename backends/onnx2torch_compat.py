@@ -15,6 +15,7 @@ per-node mapping of the torch backend holds:
   ``reduction``, ``Pad``-18/19/21 without ``axes`` and not in ``wrap`` mode);
 * every ``Reduce*``-18 (and ``ReduceMax``/``ReduceMin``-20): the ``axes`` input, a constant,
   becomes the attribute the version-13 converter reads;
+* ``Split``-18: the version-13 converter when sizes are given, else chunks of ceil(dim / n);
 * ``Gelu``-20: :class:`torch.nn.GELU` (exact or tanh).
 
 Errors do not name the node: the torch backend converts a copy whose nodes are renamed to their
@@ -69,6 +70,7 @@ def patch() -> list[str]:
     from onnx2torch.node_converters.registry import _CONVERTER_REGISTRY, OperationDescription
     from onnx2torch.onnx_node import OnnxNode
     from onnx2torch.utils.common import OperationConverterResult, get_const_value, onnx_mapping_from_node
+    import torch
     from torch import nn
 
     def has(op: str, version: int) -> bool:
@@ -137,6 +139,29 @@ def patch() -> list[str]:
         register(op, 18, reduce_18)
         if op in ("ReduceMax", "ReduceMin"):
             register(op, 20, reduce_18)  # 20 only added bool inputs
+
+    if has("Split", 13):
+        split_13 = _CONVERTER_REGISTRY[OperationDescription("", "Split", 13)]
+
+        class SplitCeil(nn.Module):
+            """ONNX Split-18 by ``num_outputs``: chunks of ceil(dim / n), the last one smaller
+            (onnx2torch's Split-13 module divides with floor, for even splits only)."""
+
+            def __init__(self, num_outputs: int, axis: int) -> None:
+                super().__init__()
+                self.num_outputs, self.axis = num_outputs, axis
+
+            def forward(self, x):
+                return torch.split(x, -(-x.shape[self.axis] // self.num_outputs), dim=self.axis)
+
+        def split_18(node, graph):
+            if len(node.input_values) > 1 and node.input_values[1]:
+                return split_13(node, graph)  # sizes given: the same as version 13
+            n = int(node.attributes.get("num_outputs", len(node.output_values)))
+            return OperationConverterResult(torch_module=SplitCeil(n, int(node.attributes.get("axis", 0))),
+                                            onnx_mapping=onnx_mapping_from_node(node))
+
+        register("Split", 18, split_18)
 
     def gelu_20(node, graph):
         approx = node.attributes.get("approximate", "none")

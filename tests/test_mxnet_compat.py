@@ -143,7 +143,26 @@ def mxnet():
     return agent_backend(MXNetBackend)
 
 
-@pytest.mark.parametrize("make,x_shape", [(shape_model, (2, 4, 6)), (ops_model, (2, 5, 8))], ids=["shapes", "ops"])
+def pool_model() -> onnx.ModelProto:
+    """Pooling as exporters write it: padded averages that do not count the padding (ONNX's
+    default; PoolFormer, EfficientFormer), ceil_mode, uneven pads, and one that counts them."""
+    nodes = [
+        h.make_node("AveragePool", ["x"], ["a"], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1], name="avg_same"),
+        h.make_node("AveragePool", ["x"], ["b"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1,
+                    name="avg_ceil"),
+        h.make_node("AveragePool", ["x"], ["c"], kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 1, 1], name="avg_uneven"),
+        h.make_node("AveragePool", ["x"], ["d"], kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 1, 1], count_include_pad=1,
+                    name="avg_uneven_counted"),
+        h.make_node("MaxPool", ["x"], ["e"], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1, name="max_ceil"),
+        h.make_node("MaxPool", ["x"], ["f"], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 0, 0], name="max_uneven"),
+    ]
+    shapes = {"a": [1, 2, 7, 7], "b": [1, 2, 4, 4], "c": [1, 2, 4, 4], "d": [1, 2, 4, 4], "e": [1, 2, 3, 3], "f": [1, 2, 4, 4]}
+    return make_model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [1, 2, 7, 7])],
+                      [h.make_tensor_value_info(k, T.FLOAT, v) for k, v in shapes.items()], [], 20)
+
+
+@pytest.mark.parametrize("make,x_shape", [(shape_model, (2, 4, 6)), (ops_model, (2, 5, 8)), (pool_model, (1, 2, 7, 7))],
+                         ids=["shapes", "ops", "pools"])
 def test_translations_match_onnxruntime(mxnet, make, x_shape, tmp_path):
     model = make()
     feeds = {"x": RNG.standard_normal(x_shape).astype(np.float32)}

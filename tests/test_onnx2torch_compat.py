@@ -32,7 +32,8 @@ RNG = np.random.default_rng(5)
 
 def opset20_model() -> onnx.ModelProto:
     """ReduceMean-18 (axes input; noop), ReduceMax-20, Gelu-20 (exact, tanh), Shape-19,
-    Reshape-19, Equal-19, ConstantOfShape-20, Pad-19, AveragePool-19, ScatterND-18."""
+    Reshape-19, Equal-19, ConstantOfShape-20, Pad-19, AveragePool-19, ScatterND-18, Split-18 (by
+    num_outputs, uneven, and by sizes)."""
     nodes = [
         h.make_node("ReduceMean", ["x", "ax_hw"], ["m"], keepdims=1, name="mean"),
         h.make_node("Sub", ["x", "m"], ["c"], name="centre"),
@@ -49,12 +50,15 @@ def opset20_model() -> onnx.ModelProto:
         h.make_node("Equal", ["r", "r"], ["eq"], name="eq"),
         h.make_node("Cast", ["eq"], ["eqf"], to=T.FLOAT, name="cast"),
         h.make_node("Mul", ["r", "eqf"], ["rm"], name="mul"),
-        h.make_node("ScatterND", ["rm", "row", "upd"], ["y"], name="scatter"),
+        h.make_node("ScatterND", ["rm", "row", "upd"], ["sc"], name="scatter"),                            # [2,9]
+        h.make_node("Split", ["sc"], ["a", "b"], axis=1, num_outputs=2, name="split_n"),                  # 5, 4
+        h.make_node("Split", ["sc", "sizes"], ["e", "f"], axis=1, name="split_sizes"),                    # 4, 5
+        h.make_node("Concat", ["b", "a", "f", "e"], ["y"], axis=1, name="cat"),                           # [2,18]
     ]
     inits = [i64("ax_hw", [2, 3]), i64("pads", [0, 0, 1, 1, 0, 0, 1, 1]), f32("pad_value", 0.25), i64("ax_c", [1]),
-             i64("flat", [2, -1]), i64("row", [[1]]), f32("upd", [np.arange(9) / 9])]
+             i64("flat", [2, -1]), i64("row", [[1]]), f32("upd", [np.arange(9) / 9]), i64("sizes", [4, 5])]
     return make_model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [2, 4, 4, 4])],
-                  [h.make_tensor_value_info("y", T.FLOAT, [2, 9])], inits, 20)
+                  [h.make_tensor_value_info("y", T.FLOAT, [2, 18])], inits, 20)
 
 
 def opset21_model() -> onnx.ModelProto:

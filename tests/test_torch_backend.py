@@ -257,7 +257,7 @@ def _single(op: str, opset: int, **attrs) -> onnx.ModelProto:
 @pytest.mark.parametrize(
     "op, opset, attrs, pattern",
     [
-        ("Split", 18, {"axis": 1}, r"cannot convert op Split \(opset 18; node 'my_split' \(Split\)\)"),
+        ("LpPool", 18, {"kernel_shape": [2, 2]}, r"cannot convert op LpPool \(opset 18; node 'my_lppool' \(LpPool\)\)"),
         ("GlobalMaxPool", 17, {}, r"cannot convert op GlobalMaxPool"),
         ("Mish", 18, {}, r"cannot convert op Mish \(opset 18; node 'my_mish' \(Mish\)\)"),
         ("DepthToSpace", 17, {"blocksize": 2, "mode": "DCR"}, r"cannot convert op DepthToSpace at node 'my_depthtospace'.*CRD"),
