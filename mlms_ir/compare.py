@@ -102,6 +102,9 @@ def figure_rows(runs: list[StoredRun]) -> list[dict[str, Any]]:
             base = vals[0] if isinstance(vals[0], (int, float)) and vals[0] else None
             ratios = [(v / base) if base and isinstance(v, (int, float)) else None for v in vals]
             out.append({"field": label, "values": vals, "ratio_to_first": ratios, "better": better})
+    agree = [_get(r.summary, "outputs_agree") for r in runs]
+    if any(isinstance(v, bool) for v in agree):  # the verdict of run's output check (booleans: no ratio)
+        out.append({"field": "outputs agree with first backend", "values": agree, "ratio_to_first": None, "better": None})
     first_div = [_get(r.summary, "first_divergent") for r in runs]
     if any(r.kind == "diverge" for r in runs):
         out.append({"field": "first divergent node", "values": [(d.get("name") or d.get("id")) if isinstance(d, dict) else

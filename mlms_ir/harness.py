@@ -12,6 +12,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -88,28 +89,46 @@ def measure(
     return summarise(samples, warmup)
 
 
-def compare(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict[str, float | None]:
-    """Max absolute and relative error of ``other`` against ``reference`` over their common outputs."""
+#: The default tolerance of :func:`compare`'s verdict (fp32 backends; the converters use the same).
+DEFAULT_ATOL = 1e-4
+DEFAULT_RTOL = 1e-3
+
+
+def compare(reference: dict[str, np.ndarray], other: dict[str, np.ndarray], *, atol: float = DEFAULT_ATOL,
+            rtol: float = DEFAULT_RTOL) -> dict[str, Any]:
+    """``other``'s outputs against ``reference``'s, over their common outputs.
+
+    Returns ``max_abs_diff`` and ``max_rel_diff`` (infinite when a shape differs or a value is not
+    finite on one side only), ``outputs_compared``, and the verdict: ``beyond_tolerance``, the
+    number of elements with ``|other - ref| > atol + rtol*|ref|`` (NaN on both sides agrees; a
+    shape mismatch counts every element), of ``elements_compared``, and ``agree`` (none beyond).
+    """
     max_abs = max_rel = 0.0
-    compared = 0
+    compared = beyond = elements = 0
     for name, ref in reference.items():
         if name not in other:
             continue
         a = np.asarray(ref)
         b = np.asarray(other[name])
         if a.shape != b.shape:
-            return {"max_abs_diff": math.inf, "max_rel_diff": math.inf, "outputs_compared": compared}
+            return {"max_abs_diff": math.inf, "max_rel_diff": math.inf, "outputs_compared": compared,
+                    "beyond_tolerance": beyond + max(a.size, b.size, 1), "elements_compared": elements + max(a.size, b.size),
+                    "agree": False}
         if a.dtype.kind not in "fciub" or a.size == 0:
             continue
         a64, b64 = a.astype(np.float64), b.astype(np.float64)
-        diff = np.abs(a64 - b64)
-        finite = np.isfinite(diff)
-        if not finite.all():
-            max_abs = math.inf
-        else:
-            max_abs = max(max_abs, float(diff.max()))
+        with np.errstate(invalid="ignore", over="ignore"):
+            same = (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
+            diff = np.where(same, 0.0, np.abs(a64 - b64))
+        diff = np.where(np.isnan(diff), np.inf, diff)
+        max_abs = max(max_abs, float(diff.max()))
         denom = np.maximum(np.abs(a64), 1e-12)
-        rel = diff / denom
-        max_rel = max(max_rel, float(np.nanmax(rel)) if np.isfinite(rel).any() else math.inf)
+        with np.errstate(invalid="ignore"):
+            rel = diff / denom
+        max_rel = max(max_rel, float(np.nanmax(rel)) if not np.isnan(rel).all() else math.inf)
+        mag = np.where(np.isfinite(a64), np.abs(a64), 0.0)
+        beyond += int((diff > atol + rtol * mag).sum())
+        elements += a.size
         compared += 1
-    return {"max_abs_diff": max_abs, "max_rel_diff": max_rel, "outputs_compared": compared}
+    return {"max_abs_diff": max_abs, "max_rel_diff": max_rel, "outputs_compared": compared,
+            "beyond_tolerance": beyond, "elements_compared": elements, "agree": beyond == 0}

@@ -16,7 +16,7 @@ import numpy as np
 
 from mlms_ir.errors import MlmsIrError
 from mlms_ir.gpu.kernels import gpu_profile, kernel_details
-from mlms_ir.harness import compare, measure
+from mlms_ir.harness import DEFAULT_ATOL, DEFAULT_RTOL, compare, measure
 from mlms_ir.inputs import batch_of, load_feeds, random_feeds
 from mlms_ir.ir import Graph, load
 from mlms_ir.ir.load import ModelSource
@@ -58,10 +58,15 @@ def run_backends(
     seed: int = 0,
     options: dict[str, dict[str, Any]] | None = None,
     system: bool = True,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
 ) -> RunReport:
     """Time ``model`` on each backend and batch size; compare every backend's outputs with the
-    first one that ran. ``options`` maps a backend name to its session options (e.g.
+    first one that ran (max abs / rel error, and the verdict: elements beyond
+    ``atol + rtol*|first|``). ``options`` maps a backend name to its session options (e.g.
     ``{"ort": {"opt": "none"}}``)."""
+    if not (atol >= 0 and rtol >= 0):
+        raise MlmsIrError(f"atol and rtol must be non-negative numbers, got {atol} and {rtol}")
     registry = _backends()
     records: list[RunRecord] = []
     model_info: dict[str, Any] = {}
@@ -104,10 +109,11 @@ def run_backends(
             if reference is None:
                 reference = (name, outputs)
             else:
-                diff = compare(reference[1], outputs)
+                diff = compare(reference[1], outputs, atol=atol, rtol=rtol)
                 rec.max_abs_diff, rec.max_rel_diff = diff["max_abs_diff"], diff["max_rel_diff"]
+                rec.beyond_tolerance, rec.outputs_agree = diff["beyond_tolerance"], diff["agree"]
                 rec.compared_with = reference[0]
-    settings = {"iterations": iterations, "warmup": warmup, "min_time_s": min_time_s, "seed": seed,
+    settings = {"iterations": iterations, "warmup": warmup, "min_time_s": min_time_s, "seed": seed, "atol": atol, "rtol": rtol,
                 "inputs": inputs if isinstance(inputs, str) else ("given" if inputs else "random"), "device": device}
     return RunReport(model=model_info, system=system_facts() if system else {}, settings=settings, runs=records)
 

@@ -378,7 +378,8 @@ def records_from_runs(report: Any) -> list[StoreRecord]:
     d = report.to_dict() if hasattr(report, "to_dict") else report
     out = []
     for r in d["runs"]:
-        summary = {k: r.get(k) for k in ("latency_ms", "throughput", "max_abs_diff", "max_rel_diff", "compared_with")}
+        summary = {k: r.get(k) for k in ("latency_ms", "throughput", "max_abs_diff", "max_rel_diff", "compared_with",
+                                         "beyond_tolerance", "outputs_agree")}
         out.append(StoreRecord(kind="run", status=r["status"] if r["status"] == "ok" else "failed", backend=r["backend"],
                                device=r["device"], batch=r.get("batch"), precision=(r.get("options") or {}).get("precision") or "fp32",
                                summary=summary, system=d.get("system") or {}, settings={**(d.get("settings") or {}), "options": r.get("options")},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -48,8 +49,23 @@ def test_measure_counts_warmup_iterations_and_syncs():
 
 def test_compare():
     a = {"y": np.array([1.0, 2.0, 4.0])}
-    assert compare(a, {"y": np.array([1.0, 2.5, 4.0])}) == {"max_abs_diff": 0.5, "max_rel_diff": 0.25, "outputs_compared": 1}
-    assert compare(a, {"y": np.zeros(2)})["max_abs_diff"] == float("inf")
+    assert compare(a, {"y": np.array([1.0, 2.5, 4.0])}) == {
+        "max_abs_diff": 0.5, "max_rel_diff": 0.25, "outputs_compared": 1, "beyond_tolerance": 1, "elements_compared": 3,
+        "agree": False}
+    shape = compare(a, {"y": np.zeros(2)})
+    assert shape["max_abs_diff"] == float("inf") and shape["agree"] is False and shape["beyond_tolerance"] == 3
+
+
+def test_compare_verdict_follows_the_tolerance():
+    ref = {"y": np.array([1000.0, 1.0, np.nan, -np.inf], np.float32), "ids": np.array([3, 4])}
+    # 1000 + 0.9 is within 1e-4 + 1e-3*1000; 1 + 0.01 is not; NaN and -inf agree with themselves
+    got = {"y": np.array([1000.9, 1.01, np.nan, -np.inf], np.float32), "ids": np.array([3, 4])}
+    r = compare(ref, got)
+    assert r["beyond_tolerance"] == 1 and r["elements_compared"] == 6 and r["outputs_compared"] == 2 and not r["agree"]
+    assert r["max_abs_diff"] == pytest.approx(0.9, rel=1e-3)
+    assert compare(ref, got, atol=0.02)["agree"]
+    one_nan = compare(ref, {"y": np.array([1000.0, 1.0, 0.0, -np.inf], np.float32), "ids": np.array([3, 4])})
+    assert one_nan["max_abs_diff"] == float("inf") and one_nan["beyond_tolerance"] == 1
 
 
 def test_run_records_every_backend_and_goes_on():
@@ -100,6 +116,25 @@ def test_cli_run_json(tmp_path):
     assert d["schema_version"] and d["system"]["cpu"]["logical_cores"] >= 1
     assert [(x["backend"], x["batch"]) for x in d["runs"]] == [("ort", 1), ("reference", 1), ("ort", 2), ("reference", 2)]
     assert d["runs"][1]["max_abs_diff"] < 1e-4 and d["runs"][0]["latency_ms"]["p99"] > 0
+    assert d["runs"][1]["outputs_agree"] is True and d["runs"][1]["beyond_tolerance"] == 0
+    assert d["runs"][0]["outputs_agree"] is None and (d["settings"]["atol"], d["settings"]["rtol"]) == (1e-4, 1e-3)
+
+
+def test_cli_run_marks_outputs_beyond_the_tolerance():
+    """reference and ort differ in the last bits of the digits model's logits: zero tolerance flags it,
+    in the table (a cross and a line saying how many elements) and in the JSON; timings are kept."""
+    r = _cli("run", "--backends", "ort,reference", "--batch", "4", "--iters", "2", "--warmup", "0", "--atol", "0", "--rtol", "0")
+    assert r.returncode == 0, r.stderr
+    assert "✗" in r.stdout
+    text = " ".join(r.stdout.split())  # rich wraps at the terminal's width
+    assert re.search(r"reference on cpu at batch 4: \d+ output elements differ from ort's beyond 0 \+ 0\*\|ort\|", text)
+    r = _cli("run", "--backends", "ort,reference", "--batch", "4", "--iters", "2", "--warmup", "0", "--atol", "0", "--rtol", "0",
+             "--format", "json")
+    rec = json.loads(r.stdout)["runs"][1]
+    assert rec["status"] == "ok" and rec["outputs_agree"] is False and 0 < rec["beyond_tolerance"] <= 40
+    assert rec["latency_ms"]["p50"] > 0
+    r = _cli("run", "--atol", "-1")
+    assert r.returncode == 2 and "--atol must be a finite number >= 0" in r.stderr
 
 
 def test_cli_profile_json_and_trace(tmp_path):

@@ -183,6 +183,16 @@ def test_runs_list_show_compare(tmp_path):
     assert "Runs 1, 2 compared" in html and "<script" not in html and "/features/conv1/Conv" in html
 
 
+def test_compare_of_runs_carries_the_output_verdict(tmp_path):
+    db = tmp_path / "r.sqlite"
+    r = _cli("run", "--backends", "ort,reference", "--batch", "2", "--iters", "2", "--warmup", "0", "--atol", "0", "--rtol", "0",
+             env_store=db)
+    assert r.returncode == 0, r.stderr
+    r = _cli("runs", "compare", "1", "2", "--format", "json", env_store=db)
+    fields = {row["field"]: row for row in json.loads(r.stdout)["figures"]}
+    assert fields["outputs agree with first backend"]["values"] == [None, False]
+
+
 def test_runs_errors_are_one_line(tmp_path):
     db = tmp_path / "r.sqlite"
     r = _cli("runs", "list", env_store=db)

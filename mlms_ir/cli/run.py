@@ -85,6 +85,17 @@ def _positive_int(value, flag: str, minimum: int = 1) -> int:
     return value
 
 
+def _float(value, flag: str) -> float:
+    """A non-negative number given on the command line."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise MlmsIrError(f"{flag} must be a number, got '{value}'") from None
+    if not v >= 0 or v == float("inf"):
+        raise MlmsIrError(f"{flag} must be a finite number >= 0, got '{value}'")
+    return v
+
+
 def run(
     model: str | None = None,
     backends: str = "ort",
@@ -100,6 +111,8 @@ def run(
     seed: int = 0,
     python: str | None = None,
     worker_timeout: float | None = None,
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
     format: str | None = None,  # noqa: A002
     output: str | None = None,
     store: str | None = None,
@@ -122,6 +135,9 @@ def run(
         python: the interpreter of the agent backends (mxnet, onnx-tf): PATH for all of them,
             or NAME=PATH,... per backend.
         worker_timeout: seconds an agent backend may take for one request (default 300).
+        atol: outputs agree with the first backend's when every element is within atol + rtol*|first|;
+            a backend beyond it is marked (✗, outputs_agree false in JSON), its timing still kept.
+        rtol: the relative part of that tolerance.
         format: table (default) or json; inferred from --output's suffix.
         output: write to this file instead of stdout.
         store: the results store to record this in (default: $MLMS_IR_STORE, else the user's data dir); none: do not record.
@@ -145,6 +161,8 @@ def run(
         min_time_s=float(min_time),
         seed=int(seed),
         options=_options(names, opt, python, worker_timeout),
+        atol=_float(atol, "--atol"),
+        rtol=_float(rtol, "--rtol"),
     )
     if fmt == "json":
         _write(report.to_json(), output)

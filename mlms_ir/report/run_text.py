@@ -33,7 +33,9 @@ def render_runs(report: RunReport, *, console: Console | None = None) -> None:
             f"{lat['p90']:.3f}" if lat else "-", f"{lat['p99']:.3f}" if lat else "-",
             f"{lat['stdev']:.3f}" if lat else "-",
             f"{r.throughput:,.1f}" if r.throughput else "-",
-            _sci(r.max_abs_diff) if r.compared_with else ("(reference)" if r.status == "ok" else "-"),
+            (Text(_sci(r.max_abs_diff) + (" ✗" if r.outputs_agree is False else ""),
+                  style="bold red" if r.outputs_agree is False else "")
+             if r.compared_with else ("(reference)" if r.status == "ok" else "-")),
             r.status,
         )
     console.print(t)
@@ -44,6 +46,11 @@ def render_runs(report: RunReport, *, console: Console | None = None) -> None:
     for backend, device, status, error in why:
         console.print(Text(f"{backend} on {device}: {status}: {error}", style="yellow"))
     s = report.settings
+    for r in report.runs:
+        if r.outputs_agree is False:
+            console.print(Text(f"{r.backend} on {r.device} at batch {r.batch}: {r.beyond_tolerance:,} output elements differ "
+                               f"from {r.compared_with}'s beyond {s.get('atol'):g} + {s.get('rtol'):g}*|{r.compared_with}| "
+                               f"(max abs {_sci(r.max_abs_diff)}, max rel {_sci(r.max_rel_diff)})", style="bold red"))
     console.print(Text(f"{s.get('iterations')} iterations after {s.get('warmup')} warm-up runs; inputs: {s.get('inputs')}; "
                        "diffs against the first backend that ran", style="dim"))
 

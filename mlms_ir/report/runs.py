@@ -27,6 +27,10 @@ class RunRecord:
     max_abs_diff: float | None = None
     max_rel_diff: float | None = None
     compared_with: str | None = None
+    #: the verdict against ``compared_with``: elements beyond ``atol + rtol*|ref|`` (the run's
+    #: settings hold the tolerance), and whether there are none
+    beyond_tolerance: int | None = None
+    outputs_agree: bool | None = None
     gpu: dict[str, Any] | None = None
 
 

@@ -568,7 +568,9 @@
       { label: "status", get: (r) => r.status }, { label: "p50 ms", get: (r) => (r.latency_ms ? r.latency_ms.p50 : null), num: true, fmt: sci },
       { label: "p90 ms", get: (r) => (r.latency_ms ? r.latency_ms.p90 : null), num: true, fmt: sci }, { label: "p99 ms", get: (r) => (r.latency_ms ? r.latency_ms.p99 : null), num: true, fmt: sci },
       { label: "throughput /s", get: (r) => r.throughput, num: true, fmt: sci }, { label: "max abs diff", get: (r) => r.max_abs_diff, num: true, fmt: sci },
-      { label: "vs", get: (r) => r.compared_with }, { label: "error", get: (r) => r.error, cls: "name" }], D.runs || [], {});
+      { label: "vs", get: (r) => r.compared_with },
+      { label: "agree", get: (r) => (r.outputs_agree === true ? "yes" : r.outputs_agree === false ? `no: ${r.beyond_tolerance} elements` : "–") },
+      { label: "error", get: (r) => r.error, cls: "name" }], D.runs || [], { rowClass: (r) => (r.outputs_agree === false ? "bad" : "") });
   }
   function modelTab() {
     const box = $("model-body"), m = D.model;
