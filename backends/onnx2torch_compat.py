@@ -16,7 +16,10 @@ per-node mapping of the torch backend holds:
 * every ``Reduce*``-18 (and ``ReduceMax``/``ReduceMin``-20): the ``axes`` input, a constant,
   becomes the attribute the version-13 converter reads;
 * ``Split``-18: the version-13 converter when sizes are given, else chunks of ceil(dim / n);
-* ``Gelu``-20: :class:`torch.nn.GELU` (exact or tanh).
+* ``Gelu``-20: :class:`torch.nn.GELU` (exact or tanh);
+* ``LayerNormalization``-17 where shape inference left the input's dims unknown: onnx2torch
+  sized ``nn.LayerNorm`` with 0s (Hiera failed); such nodes normalise over the input's own
+  trailing dims at run time.
 
 Errors do not name the node: the torch backend converts a copy whose nodes are renamed to their
 graph ids, and its own message names the node as the user knows it.
@@ -162,6 +165,30 @@ def patch() -> list[str]:
                                             onnx_mapping=onnx_mapping_from_node(node))
 
         register("Split", 18, split_18)
+
+    ln_key = OperationDescription("", "LayerNormalization", 17)
+    if ln_key in _CONVERTER_REGISTRY and not getattr(_CONVERTER_REGISTRY[ln_key], "mlms_ir_wrapped", False):
+        from onnx2torch.node_converters.layer_norm import OnnxLayerNorm
+
+        original_ln = _CONVERTER_REGISTRY[ln_key]
+
+        def layer_norm_17(node, graph):
+            # onnx2torch sizes nn.LayerNorm from the input's inferred shape; where inference left a
+            # dim unknown it reads 0 (Hiera: "normalized_shape = [0]") or fails: normalise over the
+            # input's own trailing dims at run time instead
+            try:
+                result = original_ln(node, graph)
+            except Exception:  # noqa: BLE001 - e.g. no value_info for the input
+                result = None
+            shape = getattr(getattr(result, "torch_module", None), "normalized_shape", None)
+            if result is not None and (shape is None or all(int(d) > 0 for d in shape)):
+                return result
+            module = OnnxLayerNorm(axis=int(node.attributes.get("axis", -1)), epsilon=float(node.attributes.get("epsilon", 1e-5)))
+            return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
+
+        layer_norm_17.mlms_ir_wrapped = True
+        _CONVERTER_REGISTRY[ln_key] = layer_norm_17
+        added.append("LayerNormalization-17 (unknown dims)")
 
     def gelu_20(node, graph):
         approx = node.attributes.get("approximate", "none")

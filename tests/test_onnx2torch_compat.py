@@ -120,3 +120,17 @@ def test_a_dynamo_exported_transformer_runs_on_torch(dynamo_encoder):
         got = s.run(feeds)
         assert s.unmapped == [] and not any("down to" in r for r in s.rewrites)
     assert_outputs_match(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_layer_norm_of_a_tensor_whose_shape_inference_cannot_tell():
+    """The Reshape target is an input, so nothing after it has a static shape: onnx2torch sized
+    nn.LayerNorm from that unknown shape (0s); the node now normalises over its input's own dims."""
+    nodes = [h.make_node("Reshape", ["x", "shape"], ["r"], name="reshape"),
+             h.make_node("LayerNormalization", ["r", "scale", "bias"], ["y"], axis=-1, epsilon=1e-5, name="ln")]
+    model = make_model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [2, 3, 8]), h.make_tensor_value_info("shape", T.INT64, [2])],
+                       [h.make_tensor_value_info("y", T.FLOAT, [None, None])],
+                       [f32("scale", np.linspace(0.5, 1.5, 8)), f32("bias", np.linspace(-1, 1, 8))], 17)
+    feeds = {"x": RNG.standard_normal((2, 3, 8)).astype(np.float32), "shape": np.array([6, 8], np.int64)}
+    with TorchBackend().prepare(mlms_ir.load(model)) as s:
+        got = s.run(feeds)
+    assert_outputs_match(got, ort_outputs(model, feeds), atol=1e-5, rtol=1e-5)
