@@ -35,8 +35,8 @@ RNG = np.random.default_rng(7)
 
 def opset17_model() -> onnx.ModelProto:
     """TorchScript-era versions: LayerNormalization-17 with all three outputs, Squeeze/Unsqueeze-13
-    (negative, several and no axes), and the opset-16 versions of LeakyRelu, PRelu, Where and the
-    ordered comparisons."""
+    (negative, several and no axes), the opset-16 versions of LeakyRelu, PRelu, Where and the
+    ordered comparisons, and ReduceL2-13 over two axes (onnx-tf's own handler took a matrix norm)."""
     nodes = [
         h.make_node("LayerNormalization", ["x", "scale", "bias"], ["ln", "mean", "inv"], axis=-1, epsilon=1e-5, name="ln"),
         h.make_node("Unsqueeze", ["ln", "ax_u"], ["u"], name="unsq"),          # [N,6,8] -> [N,1,6,8,1]
@@ -50,12 +50,14 @@ def opset17_model() -> onnx.ModelProto:
         h.make_node("Where", ["ge", "pr", "zero"], ["pos"], name="where"),
         h.make_node("Cast", ["le"], ["le_f"], to=T.FLOAT, name="cast"),
         h.make_node("Add", ["pos", "le_f"], ["y"], name="add"),
+        h.make_node("ReduceL2", ["x"], ["l2"], axes=[1, 2], keepdims=1, name="l2_two_axes"),  # version 13: axes attribute
     ]
     inits = [f32("scale", np.linspace(0.5, 1.5, 8)), f32("bias", np.linspace(-1, 1, 8)), i64("ax_u", [-1, 1]),
              i64("ax_0", [0]), f32("slope", [0.25]), f32("zero", 0.0)]
     return make_model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [2, 6, 8])],
                   [h.make_tensor_value_info("y", T.FLOAT, [2, 6, 8]), h.make_tensor_value_info("mean", T.FLOAT, [2, 6, 1]),
-                   h.make_tensor_value_info("inv", T.FLOAT, [2, 6, 1])], inits, 17)
+                   h.make_tensor_value_info("inv", T.FLOAT, [2, 6, 1]), h.make_tensor_value_info("l2", T.FLOAT, [2, 1, 1])],
+                      inits, 17)
 
 
 def opset20_model() -> onnx.ModelProto:
@@ -74,6 +76,8 @@ def opset20_model() -> onnx.ModelProto:
         h.make_node("ReduceMean", ["cat"], ["same"], noop_with_empty_axes=1, name="noop"),
         h.make_node("ReduceMax", ["same", "ax_1"], ["mx"], keepdims=0, name="max"),                    # [2,11]
         h.make_node("ReduceSumSquare", ["same"], ["ss"], keepdims=0, name="sumsq_all"),                # no axes: all
+        h.make_node("ReduceL2", ["x", "ax_12"], ["l2"], keepdims=1, name="l2_two_axes"),              # [2,1,1]
+        h.make_node("ReduceL1", ["x", "ax_12"], ["l1"], keepdims=0, name="l1_two_axes"),              # [2]
         h.make_node("Shape", ["x"], ["shp"], name="shape"),
         h.make_node("ConstantOfShape", ["shp"], ["ones"], value=f32("one", [1.0]), name="ones"),
         h.make_node("Reshape", ["ones", "flat"], ["ones2"], name="reshape"),                           # [2,48]
@@ -83,9 +87,10 @@ def opset20_model() -> onnx.ModelProto:
         h.make_node("ScatterND", ["w", "row0", "upd"], ["y"], name="scatter"),
     ]
     inits = [i64("ax_last", [-1]), i64("pads", [1, 2]), f32("pad_value", 0.5), i64("ax_1", [1]), i64("flat", [2, -1]),
-             f32("fortyeight", 48.0), f32("zero", 0.0), i64("row0", [[0]]), f32("upd", [np.arange(11) / 10])]
+             f32("fortyeight", 48.0), i64("ax_12", [1, 2]), f32("zero", 0.0), i64("row0", [[0]]), f32("upd", [np.arange(11) / 10])]
     return make_model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [2, 6, 8])],
-                  [h.make_tensor_value_info("y", T.FLOAT, [2, 11]), h.make_tensor_value_info("ss", T.FLOAT, [])], inits, 20)
+                  [h.make_tensor_value_info("y", T.FLOAT, [2, 11]), h.make_tensor_value_info("ss", T.FLOAT, []),
+                       h.make_tensor_value_info("l2", T.FLOAT, [2, 1, 1]), h.make_tensor_value_info("l1", T.FLOAT, [2])], inits, 20)
 
 
 def refused_models() -> dict[str, tuple[onnx.ModelProto, str]]:
