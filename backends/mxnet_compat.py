@@ -246,7 +246,8 @@ def patch() -> list[str]:
     added: list[str] = []
 
     def from_onnx(self, graph, opset_version):
-        """The importer's ``GraphProto.from_onnx``, with two changes. It copied every weight
+        """The importer's ``GraphProto.from_onnx``, with three changes. An omitted optional input
+        ("", Resize's roi) is None, not a KeyError. It copied every weight
         upstream of each node into the parameter dicts again at that node (quadratic: 6 GB of
         MXNet's memory pool for ViT-B/16); they are collected once, from the outputs. And each
         weight's Variable gets its array's dtype: without one, MXNet's type inference cannot
@@ -265,8 +266,11 @@ def patch() -> list[str]:
                 self._nodes[i.name] = symbol.Variable(name=i.name)
         for node in graph.node:
             name = node.name.strip() or None
+            names = list(node.input)
+            while names and not names[-1]:  # omitted optional inputs at the end
+                names.pop()
             sym = self._convert_operator(name, node.op_type, self._parse_attr(node.attribute),
-                                         [self._nodes[i] for i in node.input])
+                                         [self._nodes[i] if i else None for i in names])
             for k, j in zip(list(node.output), range(len(sym.list_outputs())), strict=False):  # optional outputs
                 self._nodes[k] = sym[j]
         outs = [self._nodes[o.name] for o in graph.output]

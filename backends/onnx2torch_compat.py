@@ -12,7 +12,8 @@ per-node mapping of the torch backend holds:
   (:data:`SAME_AS`);
 * versions whose new attribute keeps its default: the previous converter, and a clear error
   otherwise (:data:`SAME_WHEN_DEFAULT`: ``AveragePool``-19's ``dilations``, ``ScatterND``-18's
-  ``reduction``, ``Pad``-18/19/21 without ``axes`` and not in ``wrap`` mode);
+  ``reduction``, ``Pad``-18/19/21 without ``axes`` and not in ``wrap`` mode, ``Resize``-18/19
+  without antialiasing, ``axes`` or a new aspect-ratio or coordinate mode);
 * every ``Reduce*``-18 (and ``ReduceMax``/``ReduceMin``-20): the ``axes`` input, a constant,
   becomes the attribute the version-13 converter reads;
 * ``Split``-18: the version-13 converter when sizes are given, else chunks of ceil(dim / n);
@@ -37,12 +38,17 @@ SAME_AS = {
     "Where": ({16}, 9), "LeakyRelu": ({16}, 6), "PRelu": ({16}, 9), "GreaterOrEqual": ({16}, 12),
     "LessOrEqual": ({16}, 12),
 }
-#: op -> ({new versions}, old version, {attribute: values that keep the old behaviour}, max inputs).
+#: op -> ({new versions}, old version, {attribute: the values the old converter handles ("ones":
+#: a list of 1s, "absent": none may be given)}, inputs it takes, attributes it does not know).
 SAME_WHEN_DEFAULT = {
-    "AveragePool": ({19}, 11, {"dilations": "ones"}, 1),
-    "ScatterND": ({18}, 16, {"reduction": {"none"}}, 3),
-    "ScatterElements": ({18}, 16, {"reduction": {"none"}}, 3),
-    "Pad": ({18, 19, 21}, 13, {"mode": {"constant", "reflect", "edge"}}, 3),
+    "AveragePool": ({19}, 11, {"dilations": "ones"}, 1, ("dilations",)),
+    "ScatterND": ({18}, 16, {"reduction": {"none"}}, 3, ()),
+    "ScatterElements": ({18}, 16, {"reduction": {"none"}}, 3, ()),
+    "Pad": ({18, 19, 21}, 13, {"mode": {"constant", "reflect", "edge"}}, 3, ()),
+    "Resize": ({18, 19}, 13, {"antialias": {0}, "keep_aspect_ratio_policy": {"stretch"}, "axes": "absent",
+                              "coordinate_transformation_mode": {"half_pixel", "pytorch_half_pixel", "align_corners",
+                                                                 "asymmetric", "tf_crop_and_resize"}},
+               4, ("antialias", "keep_aspect_ratio_policy", "axes")),
 }
 REDUCE_18 = ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
              "ReduceLogSumExp", "ReduceSumSquare")
@@ -56,7 +62,7 @@ def _check_defaults(node, op: str, defaults: dict[str, Any], max_inputs: int) ->
         if value is None:
             continue
         value = value.decode() if isinstance(value, bytes) else value
-        if ok == "ones" and all(int(d) == 1 for d in value) or ok != "ones" and value in ok:
+        if ok == "ones" and all(int(d) == 1 for d in value) or isinstance(ok, set) and value in ok:
             continue
         raise NotImplementedError(f"{op}: {attr}={value!r} is not supported by onnx2torch")
     extra = [x for x in node.input_values[max_inputs:] if x]
@@ -103,17 +109,17 @@ def patch() -> list[str]:
             for v in sorted(versions):
                 register(op, v, _CONVERTER_REGISTRY[OperationDescription("", op, old)])
 
-    for op, (versions, old, defaults, max_inputs) in SAME_WHEN_DEFAULT.items():
+    for op, (versions, old, defaults, max_inputs, unknown) in SAME_WHEN_DEFAULT.items():
         if not has(op, old):
             continue
         old_fn = _CONVERTER_REGISTRY[OperationDescription("", op, old)]
 
-        def when_default(node, graph, _old=old_fn, _op=op, _defaults=defaults, _max=max_inputs):
+        def when_default(node, graph, _old=old_fn, _op=op, _defaults=defaults, _max=max_inputs, _unknown=unknown):
             _check_defaults(node, _op, _defaults, _max)
             trimmed = list(node.input_values[:_max])
-            if trimmed == list(node.input_values) and not any(a in node.attributes for a in _defaults if a != "mode"):
+            if trimmed == list(node.input_values) and not any(a in node.attributes for a in _unknown):
                 return _old(node, graph)
-            return _old(rebuilt(node, trimmed, {}, drop=tuple(a for a in _defaults if a != "mode")), graph)
+            return _old(rebuilt(node, trimmed, {}, drop=_unknown), graph)
 
         for v in sorted(versions):
             register(op, v, when_default)

@@ -169,6 +169,14 @@ def test_translations_match_onnxruntime(mxnet, make, x_shape, tmp_path):
     assert_outputs_match(worker_outputs(mxnet, model, feeds, tmp_path), ort_outputs(model, feeds), atol=1e-5, rtol=1e-5)
 
 
+def test_an_op_mxnet_lacks_after_an_omitted_input_is_named(mxnet, tmp_path):
+    node = h.make_node("Resize", ["x", "", "scales"], ["y"], name="resize", mode="linear")
+    model = make_model([node], [h.make_tensor_value_info("x", T.FLOAT, [1, 2, 4, 4])], [h.make_tensor_value_info("y", T.FLOAT, [1, 2, 8, 8])],
+                       [f32("scales", [1, 1, 2, 2])], 19)
+    with pytest.raises(BackendError, match="NotImplementedError: Operator Resize not implemented"):
+        worker_outputs(mxnet, model, {"x": np.ones((1, 2, 4, 4), np.float32)}, tmp_path)
+
+
 def test_axes_computed_at_run_time_are_one_clear_line(mxnet, tmp_path):
     model = make_model([h.make_node("ReduceMean", ["x", "axes"], ["y"], name="dyn_mean")],
                        [h.make_tensor_value_info("x", T.FLOAT, [2, 3]), h.make_tensor_value_info("axes", T.INT64, [1])],

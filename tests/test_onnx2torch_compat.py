@@ -134,3 +134,25 @@ def test_layer_norm_of_a_tensor_whose_shape_inference_cannot_tell():
     with TorchBackend().prepare(mlms_ir.load(model)) as s:
         got = s.run(feeds)
     assert_outputs_match(got, ort_outputs(model, feeds), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["linear", "cubic", "nearest"])
+def test_resize_19_converts_like_13(mode):
+    attrs = {"mode": mode, "coordinate_transformation_mode": "asymmetric" if mode == "nearest" else "half_pixel"}
+    if mode == "nearest":
+        attrs["nearest_mode"] = "floor"
+    node = h.make_node("Resize", ["x", "", "scales"], ["y"], name="resize", **attrs)
+    model = make_model([node], [h.make_tensor_value_info("x", T.FLOAT, [1, 2, 4, 4])], [h.make_tensor_value_info("y", T.FLOAT, [1, 2, 8, 8])],
+                       [f32("scales", [1, 1, 2, 2])], 19)
+    feeds = {"x": RNG.standard_normal((1, 2, 4, 4)).astype(np.float32)}
+    with TorchBackend().prepare(mlms_ir.load(model)) as s:
+        got = s.run(feeds)
+    assert_outputs_match(got, ort_outputs(model, feeds), atol=1e-5, rtol=1e-5)
+
+
+def test_an_antialiased_resize_is_refused():
+    node = h.make_node("Resize", ["x", "", "scales"], ["y"], name="aa", mode="linear", antialias=1)
+    model = make_model([node], [h.make_tensor_value_info("x", T.FLOAT, [1, 2, 8, 8])], [h.make_tensor_value_info("y", T.FLOAT, [1, 2, 4, 4])],
+                       [f32("scales", [1, 1, 0.5, 0.5])], 19)
+    with pytest.raises(BackendError, match=r"node 'aa' \(Resize\): NotImplementedError: Resize: antialias=1 is not supported"):
+        TorchBackend().prepare(mlms_ir.load(model))
