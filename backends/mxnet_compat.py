@@ -25,7 +25,8 @@ from torchvision and timm use and the importer lacks:
     - ``AveragePool`` and ``MaxPool``: the importer padded with zeros and pooled without, so every
       average counted the padding (ONNX's ``count_include_pad`` defaults to 0: PoolFormer was off
       by 0.05), and dropped ``ceil_mode``; both are kept now.
-    - ``Gemm`` without its optional bias; ``MatMul`` of ``x[..., K]`` and a 2-D weight as ``dot`` (the importer's ``linalg_gemm2``
+    - ``Conv``/``ConvTranspose`` without the optional ``kernel_shape`` (read from the weight);
+      ``Gemm`` without its optional bias; ``MatMul`` of ``x[..., K]`` and a 2-D weight as ``dot`` (the importer's ``linalg_gemm2``
       needs equal leading dims); ``Gather`` with negative indices (``take`` in ``wrap`` mode);
       ``Slice`` with ONNX's "to the end" and "from the start" (INT64_MAX and INT64_MIN, which
       the importer passed on as nan or as an out-of-range int) and steps.
@@ -47,8 +48,10 @@ AXES_INPUT = ("Squeeze", "Unsqueeze", "ReduceSum", "ReduceMean", "ReduceMax", "R
 _PATCHED: list[str] = []
 
 
-#: constant subgraphs are folded only while their inputs hold at most this many elements each.
-FOLD_MAX_ELEMENTS = 1 << 16
+#: constant subgraphs are folded only while their inputs hold at most this many elements each
+#: (16 M: weight-standardised kernels, as NFNet computes them, must fold: MXNet's Convolution
+#: takes its weight only as a Variable).
+FOLD_MAX_ELEMENTS = 1 << 24
 
 
 def _constant_value(node):
@@ -446,6 +449,23 @@ def patch() -> list[str]:
 
     put("AveragePool", pooling("avg"))
     put("MaxPool", pooling("max"))
+
+    for op in ("Conv", "ConvTranspose"):
+        original_conv = table.get(op)
+        if original_conv is None:
+            continue
+
+        def conv(attrs, inputs, proto_obj, _orig=original_conv, _op=op):
+            # kernel_shape is optional in ONNX (the weight's shape says it); the importer needs it
+            if "kernel_shape" not in attrs:
+                w = getattr(proto_obj, "_params", {}).get(inputs[1].name)
+                if w is None:
+                    raise ValueError(f"{_op} without kernel_shape whose weight is computed at run time: MXNet's importer "
+                                     "needs one of them")
+                attrs = {**attrs, "kernel_shape": tuple(int(d) for d in w.shape[2:])}
+            return _orig(attrs, inputs, proto_obj)
+
+        put(op, conv)
 
     def gemm(attrs, inputs, proto_obj):
         # the importer's Gemm reads a bias C always; since opset 11 it is optional

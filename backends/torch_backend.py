@@ -322,6 +322,10 @@ def adapt_for_onnx2torch(model: onnx.ModelProto, graph: Graph) -> list[str]:
         del model.graph.node[:]
         model.graph.node.extend(keep)
         notes.append(f"folded {len(folded)} Identity node(s) of weights into initializers: {', '.join(folded[:8])}{' ...' if len(folded) > 8 else ''}")
+    computed = _fold_weight_subgraphs(model)
+    if computed:
+        notes.append(f"folded {len(computed)} node(s) that compute weights from initializers into initializers (onnx2torch "
+                     f"needs Conv/Gemm/norm weights as constants): {', '.join(computed[:8])}{' ...' if len(computed) > 8 else ''}")
     constants = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant" and n.output}
     dropped = 0
     for n in model.graph.node:
@@ -337,6 +341,69 @@ def adapt_for_onnx2torch(model: onnx.ModelProto, graph: Graph) -> list[str]:
     if dropped:
         notes.append(f"dropped allowzero=1 from {dropped} Reshape node(s) with constant shapes (no 0 in them)")
     return notes
+
+
+def _fold_weight_subgraphs(model: onnx.ModelProto) -> list[str]:
+    """Evaluate, once, the nodes that compute a weight input of a :data:`_NEEDS_INITIALIZER` op from
+    initializers and Constants alone (NFNet's and timm's weight-standardised convolutions:
+    ReduceMean, Sub, Div ... on the kernel), and make their outputs initializers, as ORT's constant
+    folding does. Returns the folded nodes' names (they get no submodule)."""
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    inits = {t.name for t in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output if o}
+    memo: dict[str, bool] = {}
+
+    def derivable(name: str, depth: int = 0) -> bool:
+        if not name or name in inits:
+            return True
+        if name in memo:
+            return memo[name]
+        n = producer.get(name)
+        ok = (n is not None and depth < 64 and n.domain in ("", "ai.onnx") and not n.op_type.startswith("Random")
+              and not any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in n.attribute))
+        memo[name] = False  # cycles cannot happen in a valid graph; this keeps the recursion finite anyway
+        ok = ok and all(derivable(x, depth + 1) for x in n.input)
+        memo[name] = ok
+        return ok
+
+    wanted = [x for n in model.graph.node if n.op_type in _NEEDS_INITIALIZER and n.domain in ("", "ai.onnx")
+              for x in list(n.input)[1:] if x and x not in inits and x in producer and derivable(x)]
+    if not wanted:
+        return []
+    fold: set[int] = set()
+    stack = list(wanted)
+    while stack:
+        n = producer.get(stack.pop())
+        if n is not None and id(n) not in fold:
+            fold.add(id(n))
+            stack.extend(x for x in n.input if x and x not in inits)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    protos = {t.name: t for t in model.graph.initializer}
+    values: dict[str, np.ndarray] = {}
+    keep, folded = [], []
+    try:
+        for n in model.graph.node:
+            if id(n) not in fold:
+                keep.append(n)
+                continue
+            feeds = {}
+            for x in n.input:
+                if x:
+                    feeds[x] = values[x] if x in values else numpy_helper.to_array(protos[x])
+            outs = ReferenceEvaluator(n, opsets={"": opset}).run(None, feeds)
+            for name, v in zip(n.output, outs, strict=False):
+                if name:
+                    values[name] = np.asarray(v)
+            folded.append(n.name or n.op_type)
+    except Exception as exc:  # noqa: BLE001 - leave the graph as it was; onnx2torch reports what it cannot do
+        log.debug("folding weight subgraphs failed: %s", exc)
+        return []
+    model.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in values.items())
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    return folded
 
 
 def _constant(name: str, inits: Mapping[str, onnx.TensorProto], constants: Mapping[str, onnx.NodeProto]) -> np.ndarray | None:

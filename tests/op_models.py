@@ -59,3 +59,25 @@ def worker_outputs(backend, model: onnx.ModelProto | str | Path, feeds: dict, tm
     with backend.prepare(load(model), "cpu") as s:
         _, got = s.measure_in_worker(feeds, warmup=0, iterations=1)
     return got
+
+
+def standardized_conv_model(opset: int = 18) -> onnx.ModelProto:
+    """A weight-standardised convolution as NFNet (timm's ScaledStdConv2d) exports it: the kernel is
+    computed from an initializer ((w - mean) / sqrt(var + eps) * gain) by nodes in the graph."""
+    rng = np.random.default_rng(3)
+    n = helper.make_node
+    nodes = [
+        n("ReduceMean", ["w", "axes"], ["mean"], keepdims=1, name="w_mean"),
+        n("Sub", ["w", "mean"], ["centred"], name="w_centre"),
+        n("Mul", ["centred", "centred"], ["sq"], name="w_square"),
+        n("ReduceMean", ["sq", "axes"], ["var"], keepdims=1, name="w_var"),
+        n("Add", ["var", "eps"], ["var_eps"], name="w_eps"),
+        n("Sqrt", ["var_eps"], ["std"], name="w_std"),
+        n("Div", ["centred", "std"], ["wn"], name="w_norm"),
+        n("Mul", ["wn", "gain"], ["wg"], name="w_gain"),
+        n("Conv", ["x", "wg", "b"], ["y"], pads=[1, 1, 1, 1], name="conv"),
+    ]
+    inits = [f32("w", rng.standard_normal((4, 3, 3, 3))), i64("axes", [1, 2, 3]), f32("eps", 1e-5),
+             f32("gain", rng.uniform(0.5, 1.5, (4, 1, 1, 1))), f32("b", rng.standard_normal(4))]
+    return make_model(nodes, [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 6, 6])],
+                      [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 6, 6])], inits, opset)

@@ -169,6 +169,14 @@ def test_translations_match_onnxruntime(mxnet, make, x_shape, tmp_path):
     assert_outputs_match(worker_outputs(mxnet, model, feeds, tmp_path), ort_outputs(model, feeds), atol=1e-5, rtol=1e-5)
 
 
+def test_weights_computed_in_the_graph_are_folded_for_mxnet(mxnet, tmp_path):
+    from op_models import standardized_conv_model
+
+    model = standardized_conv_model()
+    feeds = {"x": RNG.standard_normal((1, 3, 6, 6)).astype(np.float32)}
+    assert_outputs_match(worker_outputs(mxnet, model, feeds, tmp_path), ort_outputs(model, feeds), atol=1e-5, rtol=1e-5)
+
+
 def test_an_op_mxnet_lacks_after_an_omitted_input_is_named(mxnet, tmp_path):
     node = h.make_node("Resize", ["x", "", "scales"], ["y"], name="resize", mode="linear")
     model = make_model([node], [h.make_tensor_value_info("x", T.FLOAT, [1, 2, 4, 4])], [h.make_tensor_value_info("y", T.FLOAT, [1, 2, 8, 8])],

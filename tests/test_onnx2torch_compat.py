@@ -156,3 +156,18 @@ def test_an_antialiased_resize_is_refused():
                        [f32("scales", [1, 1, 0.5, 0.5])], 19)
     with pytest.raises(BackendError, match=r"node 'aa' \(Resize\): NotImplementedError: Resize: antialias=1 is not supported"):
         TorchBackend().prepare(mlms_ir.load(model))
+
+
+def test_weights_computed_in_the_graph_are_folded():
+    from op_models import standardized_conv_model
+
+    model = standardized_conv_model()
+    feeds = {"x": RNG.standard_normal((1, 3, 6, 6)).astype(np.float32)}
+    graph = mlms_ir.load(model)
+    with TorchBackend().prepare(graph) as s:
+        got = s.run(feeds)
+        assert "folded 8 node(s) that compute weights from initializers" in " | ".join(s.rewrites)
+        ids = {n.name: n.id for n in graph.nodes}
+        assert sorted(s.unmapped) == sorted(i for name, i in ids.items() if name.startswith("w_"))
+        assert ids["conv"] in s.node_mapping
+    assert_outputs_match(got, ort_outputs(model, feeds), atol=1e-5, rtol=1e-5)
