@@ -163,6 +163,7 @@ def _fold_pass(proto, shapes: dict, fold: bool, opset: int, done: dict) -> None:
             if out is not None:
                 done["folded"] += 1
         if out is None:
+            _annotate(node, shapes, graph, known, done)
             keep.extend(_equal_ranks(node, shapes, known, value, graph, done)
                         or _split_scalar_gather(node, known, value, graph, done, opset))
             continue
@@ -173,6 +174,59 @@ def _fold_pass(proto, shapes: dict, fold: bool, opset: int, done: dict) -> None:
     if len(keep) != len(graph.node):
         del graph.node[:]
         graph.node.extend(keep)
+
+
+#: the attribute prepare() gives a ceil_mode pooling node: its output's spatial dims (computed as
+#: onnxruntime does), which the translation cuts MXNet's "full" pooling to.
+OUTPUT_DIMS_ATTR = "mlms_ir_output_spatial_dims"
+
+
+def _annotate(node, shapes, graph, known, done) -> None:
+    """What the translations need from shape inference, written on the node: the output size of a
+    ``ceil_mode`` pooling; the chunk sizes of a ``Split`` without a ``split`` input (ONNX-18
+    ``num_outputs``: ceil-sized chunks, the last smaller; before 18: equal chunks)."""
+    from onnx import helper, numpy_helper
+
+    import numpy as np
+
+    attrs = {a.name: a for a in node.attribute}
+    if node.op_type in ("MaxPool", "AveragePool") and "ceil_mode" in attrs and attrs["ceil_mode"].i \
+            and node.input[0] in shapes and OUTPUT_DIMS_ATTR not in attrs and "kernel_shape" in attrs:
+        # onnxruntime's and ONNX's reference rule; ONNX's shape inference (1.23) keeps the last
+        # window even when it starts in the right padding, so its output shape is not used
+        spatial = shapes[node.input[0]][2:]
+        k = list(attrs["kernel_shape"].ints)
+        nd = len(k)
+        st = list(attrs["strides"].ints) if "strides" in attrs else [1] * nd
+        pads = list(attrs["pads"].ints) if "pads" in attrs else [0] * (2 * nd)
+        dil = list(attrs["dilations"].ints) if "dilations" in attrs else [1] * nd
+        out = []
+        for i in range(nd):
+            span = spatial[i] + pads[i] + pads[nd + i] - ((k[i] - 1) * dil[i] + 1)
+            o = -(-span // st[i]) + 1
+            if (o - 1) * st[i] >= spatial[i] + pads[i]:
+                o -= 1
+            out.append(o)
+        node.attribute.append(helper.make_attribute(OUTPUT_DIMS_ATTR, out))
+        done["pool_shapes"] = done.get("pool_shapes", 0) + 1
+    elif node.op_type == "Split" and (len(node.input) < 2 or not node.input[1]) and node.input[0] in shapes:
+        axis = attrs["axis"].i if "axis" in attrs else 0
+        dims = shapes[node.input[0]]
+        dim, n = dims[axis], len(node.output)
+        if "split" in attrs or n == 0:
+            return  # opset < 13 with explicit sizes: the importer reads them
+        if "num_outputs" in attrs:
+            n = attrs["num_outputs"].i
+            chunk = -(-dim // n)
+            sizes = [min(chunk, max(dim - chunk * i, 0)) for i in range(n)]
+        else:
+            sizes = [dim // n] * n
+        name = f"{node.output[0]}::split_sizes"
+        graph.initializer.append(numpy_helper.from_array(np.array(sizes, np.int64), name))
+        known[name] = np.array(sizes, np.int64)
+        del node.input[1:]
+        node.input.append(name)
+        done["split_sizes"] = done.get("split_sizes", 0) + 1
 
 
 def _equal_ranks(node, shapes, known, value, graph, done) -> list:
@@ -305,8 +359,8 @@ def patch() -> list[str]:
                     attrs["axes"] = axes
                 elif noop:
                     return symbol.identity(inputs[0]), attrs, inputs
-            else:
-                attrs.pop("noop_with_empty_axes", None)
+            elif int(attrs.pop("noop_with_empty_axes", 0)) and not attrs.get("axes"):
+                return symbol.identity(inputs[0]), attrs, inputs  # no axes and the flag: no reduction
             if _op == "Unsqueeze":
                 axes = list(attrs.get("axes", []))
                 neg = [a for a in axes if a < 0]
@@ -425,25 +479,35 @@ def patch() -> list[str]:
             if any(int(d) != 1 for d in attrs.get("dilations", ())):
                 raise ValueError(f"{kind.title()}Pool with dilations {list(attrs['dilations'])} is not translated for MXNet")
             convention = "full" if int(attrs.get("ceil_mode", 0)) else "valid"
+            out_dims = [int(d) for d in attrs.get(OUTPUT_DIMS_ATTR, ())]
             include = bool(int(attrs.get("count_include_pad", 0)))
             begin, end = pads[:nd], pads[nd:]
+            def cut(y):
+                # MXNet's "full" keeps a last window that starts in the right padding; ONNX (and
+                # onnxruntime) drop it: keep the spatial size shape inference gave in prepare()
+                for i, d in enumerate(out_dims if convention == "full" else ()):
+                    y = symbol.slice_axis(y, axis=2 + i, begin=0, end=d)
+                return y
+
+            if convention == "full" and len(out_dims) != nd:
+                raise ValueError(f"{kind.title()}Pool with ceil_mode needs its output's shape (from the shapes the model "
+                                 "runs at) to be translated for MXNet")
             if begin == end:
                 extra = {"count_include_pad": include} if kind == "avg" else {}
-                return symbol.Pooling(x, pool_type=kind, kernel=kernel, stride=stride, pad=tuple(begin),
-                                      pooling_convention=convention, **extra), attrs, inputs
+                return cut(symbol.Pooling(x, pool_type=kind, kernel=kernel, stride=stride, pad=tuple(begin),
+                                          pooling_convention=convention, **extra)), attrs, inputs
             if nd not in (2, 3):
                 raise ValueError(f"{kind.title()}Pool over {nd} axes with uneven pads is not translated for MXNet")
             width = (0, 0, 0, 0) + tuple(v for b, e in zip(begin, end, strict=True) for v in (b, e))
             common = {"kernel": kernel, "stride": stride, "pooling_convention": convention}
             if kind == "max":  # edge values never beat the window's own maximum
-                return symbol.Pooling(symbol.pad(x, mode="edge", pad_width=width), pool_type="max", **common), attrs, inputs
+                return cut(symbol.Pooling(symbol.pad(x, mode="edge", pad_width=width), pool_type="max", **common)), attrs, inputs
             total = symbol.Pooling(symbol.pad(x, mode="constant", pad_width=width), pool_type="sum", **common)
             if include:
-                count = float(np.prod(kernel))
-                return total / count, attrs, inputs
+                return cut(total / float(np.prod(kernel))), attrs, inputs
             count = symbol.Pooling(symbol.pad(symbol.ones_like(x), mode="constant", pad_width=width), pool_type="sum",
                                    **common)
-            return total / count, attrs, inputs
+            return cut(total / count), attrs, inputs
 
         return pool
 
@@ -507,11 +571,11 @@ def patch() -> list[str]:
                 b, e = (0 if b <= -big else b), (None if e >= big else 0 if e <= -big else e)
             else:
                 b, e = (None if b >= big else b), (None if e <= -big else e)
-            if st == 1:
-                x = symbol.slice_axis(x, axis=a, begin=b, end=e)
-            elif a >= 0:
+            if a >= 0:  # slice clamps starts and ends to the dim, as ONNX does (slice_axis refuses)
                 pad = (None,) * a
                 x = symbol.slice(x, begin=pad + (b,), end=pad + (e,), step=pad + (st,))
+            elif st == 1:
+                x = symbol.slice_axis(x, axis=a, begin=b, end=e)
             else:
                 raise ValueError(f"Slice with step {st} on negative axis {a}: MXNet's importer does not know the rank")
         return x, attrs, inputs[:1]

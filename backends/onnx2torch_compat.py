@@ -28,6 +28,7 @@ graph ids, and its own message names the node as the user knows it.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 #: op -> ({new versions}, the onnx2torch converter version that behaves the same).
@@ -54,6 +55,7 @@ REDUCE_18 = ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "
              "ReduceLogSumExp", "ReduceSumSquare")
 
 _PATCHED: list[str] = []
+_LOCK = threading.Lock()
 
 
 def _check_defaults(node, op: str, defaults: dict[str, Any], max_inputs: int) -> None:
@@ -70,11 +72,38 @@ def _check_defaults(node, op: str, defaults: dict[str, Any], max_inputs: int) ->
         raise NotImplementedError(f"{op}: input {max_inputs + 1} ({extra[0]}) is not supported by onnx2torch")
 
 
+def _check_resize(node) -> None:
+    """onnx2torch's Resize computes torch's interpolation and only warns where that is not ONNX's:
+    refuse those cases (nearest other than floor/asymmetric, linear or cubic with another
+    coordinate mode, another cubic coefficient, exclude_outside, crop-and-resize)."""
+    def text(name: str, default: str) -> str:
+        v = node.attributes.get(name, default)
+        return v.decode() if isinstance(v, bytes) else v
+
+    mode, coords = text("mode", "nearest"), text("coordinate_transformation_mode", "half_pixel")
+    if mode == "nearest":
+        ok = coords == "asymmetric" and text("nearest_mode", "round_prefer_floor") == "floor"
+        what = f"nearest with {coords} and nearest_mode {text('nearest_mode', 'round_prefer_floor')}"
+    else:
+        ok = coords in ("half_pixel", "pytorch_half_pixel", "align_corners")
+        what = f"{mode} with {coords}"
+    if ok and mode == "cubic":
+        ok = float(node.attributes.get("cubic_coeff_a", -0.75)) == -0.75 and int(node.attributes.get("exclude_outside", 0)) == 0
+        what = "cubic with another coefficient or exclude_outside"
+    if not ok:
+        raise NotImplementedError(f"Resize: {what} is not what torch's interpolation computes")
+
+
 def patch() -> list[str]:
     """Register the converters above with onnx2torch where it lacks them (idempotent); return
     what was added (``Op-version``)."""
-    if _PATCHED:
+    with _LOCK:  # the torch backend may be prepared from several threads
+        if not _PATCHED:
+            _PATCHED.extend(_patch() or ["(nothing to add)"])
         return list(_PATCHED)
+
+
+def _patch() -> list[str]:
     import onnx
     from onnx2torch.node_converters.registry import _CONVERTER_REGISTRY, OperationDescription
     from onnx2torch.onnx_node import OnnxNode
@@ -116,6 +145,8 @@ def patch() -> list[str]:
 
         def when_default(node, graph, _old=old_fn, _op=op, _defaults=defaults, _max=max_inputs, _unknown=unknown):
             _check_defaults(node, _op, _defaults, _max)
+            if _op == "Resize":
+                _check_resize(node)
             trimmed = list(node.input_values[:_max])
             if trimmed == list(node.input_values) and not any(a in node.attributes for a in _unknown):
                 return _old(node, graph)
@@ -139,6 +170,16 @@ def patch() -> list[str]:
                     raise NotImplementedError(f"{_op}: its axes are computed at run time; onnx2torch needs them "
                                               "constant") from None
                 axes = [int(a) for a in (value.flatten().tolist() if hasattr(value, "flatten") else list(value))]
+            if any(a < 0 for a in axes):
+                # onnx2torch's Max/Min/Prod reduce one axis at a time and shift only non-negative ones
+                vi = graph.value_info.get(ins[0]) if hasattr(graph, "value_info") else None
+                rank = len(vi.type.tensor_type.shape.dim) if vi is not None and vi.type.tensor_type.HasField("shape") else None
+                if rank is None:
+                    if len(axes) > 1:
+                        raise NotImplementedError(f"{_op}: negative axes {axes} need the input's rank, which shape "
+                                                  "inference does not give")
+                else:
+                    axes = [a + rank if a < 0 else a for a in axes]
             if not axes and int(node.attributes.get("noop_with_empty_axes", 0)):
                 return OperationConverterResult(torch_module=nn.Identity(),
                                                 onnx_mapping=onnx_mapping_from_node(rebuilt(node, ins[:1], {})))
@@ -179,6 +220,8 @@ def patch() -> list[str]:
         original_ln = _CONVERTER_REGISTRY[ln_key]
 
         def layer_norm_17(node, graph):
+            if sum(1 for o in node.output_values if o) > 1:
+                raise NotImplementedError("LayerNormalization: its Mean and InvStdDev outputs are not converted")
             # onnx2torch sizes nn.LayerNorm from the input's inferred shape; where inference left a
             # dim unknown it reads 0 (Hiera: "normalized_shape = [0]") or fails: normalise over the
             # input's own trailing dims at run time instead
@@ -204,5 +247,4 @@ def patch() -> list[str]:
         return OperationConverterResult(torch_module=nn.GELU(approximate=approx), onnx_mapping=onnx_mapping_from_node(node))
 
     register("Gelu", 20, gelu_20)
-    _PATCHED.extend(added)
     return added

@@ -53,6 +53,9 @@ SAME_WHEN_DEFAULT = {
     "Resize": ({18, 19}, 13, {"antialias": {0}, "axes": {None}, "keep_aspect_ratio_policy": {"stretch"}}),
     "AveragePool": ({19}, 11, {"dilations": {None, "ones"}}),
 }
+#: op -> {attribute: values a later opset added that onnx-tf's old handler would read as another
+#: (its Resize takes any unknown coordinate mode for half_pixel)}.
+REFUSED = {"Resize": {"coordinate_transformation_mode": {"half_pixel_symmetric"}}}
 #: the reductions whose ``axes`` became an input in opset 18 (ReduceSum did so in 13).
 REDUCE_18 = ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
              "ReduceLogSumExp", "ReduceSumSquare")
@@ -204,8 +207,9 @@ def patch() -> list[str]:
             if _text(node.attrs.get("mode", "constant")) == "wrap":
                 raise ValueError(f"Pad node '{node.name}': mode 'wrap' is not supported by onnx-tf")
             ins = tensors(node, kwargs)
+            value = [n for n in node.inputs[2:3] if n]  # an omitted constant_value ("") is no input for onnx-tf
             if len(ins) < 4 or ins[3] is None:
-                return old_pad.__get__(None, cls)(_with(node, inputs=node.inputs[:3]), **kwargs)
+                return old_pad.__get__(None, cls)(_with(node, inputs=node.inputs[:2] + value), **kwargs)
             x = ins[0]
             rank = x.shape.rank
             if rank is None:
@@ -217,7 +221,7 @@ def patch() -> list[str]:
                 full[a], full[rank + a] = pads[i], pads[len(axes) + i]
             name = f"{node.outputs[0]}::mlms_ir_full_pads"
             kwargs["tensor_dict"][name] = tf.constant(full, dtype=tf.int64)
-            return old_pad.__get__(None, cls)(_with(node, inputs=[node.inputs[0], name] + node.inputs[2:3]), **kwargs)
+            return old_pad.__get__(None, cls)(_with(node, inputs=[node.inputs[0], name] + value), **kwargs)
 
         for v in (18, 19, 21):
             add("Pad", v, pad_18)
@@ -263,6 +267,10 @@ def patch() -> list[str]:
                 elif value in ok:
                     continue
                 raise ValueError(f"{_op} node '{node.name}': {attr}={value!r} is not supported by onnx-tf")
+            for attr, bad in REFUSED.get(_op, {}).items():  # new values onnx-tf would silently take for another
+                value = _text(node.attrs.get(attr))
+                if value in bad:
+                    raise ValueError(f"{_op} node '{node.name}': {attr}={value!r} is not supported by onnx-tf")
             return _old.__get__(None, cls)(_with(node, drop=tuple(_defaults)), **kwargs)
 
         for v in sorted(versions):
@@ -293,7 +301,8 @@ def patch() -> list[str]:
                 y = tf.cast(centred * inv, x.dtype) * scale
                 if bias is not None:
                     y = y + bias
-                return [y, mean, inv][:max(1, len(node.outputs))]
+                named = [i for i, o in enumerate(node.outputs) if o]  # omitted optional outputs are ""
+                return [y, mean, inv][:max(named, default=0) + 1]
 
         handlers["LayerNormalization"] = LayerNormalization
         _CLASSES.append(LayerNormalization)

@@ -268,13 +268,16 @@ def adapt_for_onnx2torch(model: onnx.ModelProto, graph: Graph) -> list[str]:
     """Rewrite ``model`` (renamed by :func:`rename_to_ids`) in place where onnx2torch would
     otherwise fail on common exports; returns what was done, one line each.
 
-    * Ops it has no converter for at the model's opset (ReduceMean/Split at opset 18, as the dynamo
-      exporter writes them): the model is converted down to opset 17 with ``onnx.version_converter``
-      when that covers them (node names, hence the mapping, are kept).
+    * Ops it has no converter for at the model's opset even with
+      :mod:`~mlms_ir.backends.onnx2torch_compat` (IsNaN-20, say): the model is converted down to
+      opset 17 with ``onnx.version_converter`` when that covers them (node names, hence the
+      mapping, are kept).
     * Identity nodes of initializers (the legacy exporter's shared weights) that feed a weight
       input of Conv, Gemm, the norms (and other ops whose converters need constants): onnx2torch
       reads those as initializers only, so each becomes an initializer of its output's name.
       These nodes get no submodule (``TorchSession.unmapped``).
+    * Nodes that compute a weight input of those ops from initializers alone (weight-standardised
+      convolutions) are evaluated once and become initializers (:func:`_fold_weight_subgraphs`).
     * Reshape with ``allowzero=1`` (written by the dynamo exporter) on a constant shape without a
       0: the attribute changes nothing there, and onnx2torch rejects it.
     """

@@ -96,39 +96,47 @@ DEFAULT_RTOL = 1e-3
 
 def compare(reference: dict[str, np.ndarray], other: dict[str, np.ndarray], *, atol: float = DEFAULT_ATOL,
             rtol: float = DEFAULT_RTOL) -> dict[str, Any]:
-    """``other``'s outputs against ``reference``'s, over their common outputs.
+    """``other``'s outputs against ``reference``'s.
 
-    Returns ``max_abs_diff`` and ``max_rel_diff`` (infinite when a shape differs or a value is not
-    finite on one side only), ``outputs_compared``, and the verdict: ``beyond_tolerance``, the
-    number of elements with ``|other - ref| > atol + rtol*|ref|`` (NaN on both sides agrees; a
-    shape mismatch counts every element), of ``elements_compared``, and ``agree`` (none beyond).
+    Returns ``max_abs_diff`` and ``max_rel_diff`` (infinite when a shape differs, an output is
+    missing, or a value is not finite on one side only), ``outputs_compared``, and the verdict:
+    ``beyond_tolerance``, the number of elements with ``|other - ref| > atol + rtol*|ref|`` (NaN
+    on both sides agrees; a shape mismatch or a missing output counts all its elements; values
+    that are not numbers must be equal), of ``elements_compared``, and ``agree`` (none beyond).
+    Complex outputs are compared as complex numbers.
     """
     max_abs = max_rel = 0.0
     compared = beyond = elements = 0
     for name, ref in reference.items():
-        if name not in other:
-            continue
         a = np.asarray(ref)
-        b = np.asarray(other[name])
-        if a.shape != b.shape:
-            return {"max_abs_diff": math.inf, "max_rel_diff": math.inf, "outputs_compared": compared,
-                    "beyond_tolerance": beyond + max(a.size, b.size, 1), "elements_compared": elements + max(a.size, b.size),
-                    "agree": False}
-        if a.dtype.kind not in "fciub" or a.size == 0:
+        if name not in other or np.asarray(other[name]).shape != a.shape:
+            b_size = np.asarray(other[name]).size if name in other else 0
+            max_abs = max_rel = math.inf
+            beyond += max(a.size, b_size, 1)
+            elements += max(a.size, b_size)
             continue
-        a64, b64 = a.astype(np.float64), b.astype(np.float64)
+        b = np.asarray(other[name])
+        compared += 1
+        elements += a.size
+        if a.size == 0:
+            continue
+        if a.dtype.kind not in "fciub" or b.dtype.kind not in "fciub":
+            differ = int(np.count_nonzero(a != b))
+            beyond += differ
+            if differ:
+                max_abs = max_rel = math.inf
+            continue
+        kind = np.complex128 if "c" in a.dtype.kind + b.dtype.kind else np.float64
+        a64, b64 = a.astype(kind), b.astype(kind)
         with np.errstate(invalid="ignore", over="ignore"):
             same = (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
             diff = np.where(same, 0.0, np.abs(a64 - b64))
         diff = np.where(np.isnan(diff), np.inf, diff)
         max_abs = max(max_abs, float(diff.max()))
-        denom = np.maximum(np.abs(a64), 1e-12)
-        with np.errstate(invalid="ignore"):
-            rel = diff / denom
-        max_rel = max(max_rel, float(np.nanmax(rel)) if not np.isnan(rel).all() else math.inf)
-        mag = np.where(np.isfinite(a64), np.abs(a64), 0.0)
-        beyond += int((diff > atol + rtol * mag).sum())
-        elements += a.size
-        compared += 1
+        mag = np.abs(a64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = np.where(diff == 0, 0.0, diff / np.maximum(np.nan_to_num(mag, nan=0.0), 1e-12))
+        max_rel = max(max_rel, float(rel.max()))
+        beyond += int((diff > atol + rtol * np.where(np.isfinite(mag), mag, 0.0)).sum())
     return {"max_abs_diff": max_abs, "max_rel_diff": max_rel, "outputs_compared": compared,
             "beyond_tolerance": beyond, "elements_compared": elements, "agree": beyond == 0}

@@ -76,13 +76,17 @@ def ops_model() -> onnx.ModelProto:
         h.make_node("Slice", ["ps", "st", "en", "sax", "step"], ["sl"], name="slice"),            # [2,5,3]: 0::2
         h.make_node("Gather", ["sl", "idx"], ["ga"], axis=1, name="gather_neg"),                  # [2,2,3]
         h.make_node("ReduceSum", ["ga", "ax_1"], ["y"], keepdims=0, name="sum"),                  # [2,3]
+        h.make_node("Split", ["x"], ["xa", "xb", "xc"], axis=2, num_outputs=3, name="split_ceil"),  # 3, 3, 2
+        h.make_node("Concat", ["xc", "xa", "xb"], ["xs"], axis=2, name="cat_back"),
+        h.make_node("ReduceMean", ["x"], ["xn"], noop_with_empty_axes=1, name="noop_no_axes"),   # x itself
     ]
     inits = [i64("ax_last", [-1]), f32("g", np.linspace(0.5, 1.5, 8)), f32("b", np.linspace(-0.2, 0.2, 8)),
              f32("w", RNG.standard_normal((8, 12)) * 0.5), i64("sizes", [6, 4, 2]), i64("ax_1", [1]),
              i64("st", [np.iinfo(np.int64).min]), i64("en", [np.iinfo(np.int64).max]), i64("sax", [2]), i64("step", [2]),
              i64("idx", [-1, 0])]
     return make_model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [2, 5, 8])],
-                      [h.make_tensor_value_info("y", T.FLOAT, [2, 3])], inits, 20)
+                      [h.make_tensor_value_info("y", T.FLOAT, [2, 3]), h.make_tensor_value_info("xs", T.FLOAT, [2, 5, 8]),
+                       h.make_tensor_value_info("xn", T.FLOAT, [2, 5, 8])], inits, 20)
 
 
 
@@ -155,8 +159,15 @@ def pool_model() -> onnx.ModelProto:
                     name="avg_uneven_counted"),
         h.make_node("MaxPool", ["x"], ["e"], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1, name="max_ceil"),
         h.make_node("MaxPool", ["x"], ["f"], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 0, 0], name="max_uneven"),
+        # the last window would start in the right padding: ONNX drops it (5 -> 4), MXNet's "full" keeps it
+        h.make_node("AveragePool", ["x"], ["g"], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1,
+                    name="avg_ceil_drop"),
+        h.make_node("MaxPool", ["x"], ["i"], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1,
+                    name="max_ceil_drop"),
     ]
-    shapes = {"a": [1, 2, 7, 7], "b": [1, 2, 4, 4], "c": [1, 2, 4, 4], "d": [1, 2, 4, 4], "e": [1, 2, 3, 3], "f": [1, 2, 4, 4]}
+    # g, i: onnxruntime and ONNX's reference evaluator give 4x4; ONNX 1.23's shape inference says 5x5
+    shapes = {"a": [1, 2, 7, 7], "b": [1, 2, 4, 4], "c": [1, 2, 4, 4], "d": [1, 2, 4, 4], "e": [1, 2, 3, 3], "f": [1, 2, 4, 4],
+              "g": [1, 2, None, None], "i": [1, 2, None, None]}
     return make_model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [1, 2, 7, 7])],
                       [h.make_tensor_value_info(k, T.FLOAT, v) for k, v in shapes.items()], [], 20)
 

@@ -171,3 +171,25 @@ def test_weights_computed_in_the_graph_are_folded():
         assert sorted(s.unmapped) == sorted(i for name, i in ids.items() if name.startswith("w_"))
         assert ids["conv"] in s.node_mapping
     assert_outputs_match(got, ort_outputs(model, feeds), atol=1e-5, rtol=1e-5)
+
+
+def test_reductions_over_negative_axes():
+    """onnx2torch's ReduceMax reduces one axis at a time and shifts only non-negative axes: with
+    [-2, -1] and keepdims=0 on [N, C, H, W] it reduced H and C. The axes are made non-negative."""
+    nodes = [h.make_node("ReduceMax", ["x", "axes"], ["y"], keepdims=0, name="max_hw"),
+             h.make_node("ReduceProd", ["x", "axes"], ["z"], keepdims=0, name="prod_hw")]
+    model = make_model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [2, 3, 4, 3])],
+                       [h.make_tensor_value_info("y", T.FLOAT, [2, 3]), h.make_tensor_value_info("z", T.FLOAT, [2, 3])],
+                       [i64("axes", [-2, -1])], 18)
+    feeds = {"x": RNG.uniform(0.5, 1.5, (2, 3, 4, 3)).astype(np.float32)}
+    with TorchBackend().prepare(mlms_ir.load(model)) as s:
+        got = s.run(feeds)
+    assert_outputs_match(got, ort_outputs(model, feeds), atol=1e-5, rtol=1e-5)
+
+
+def test_a_resize_torch_computes_differently_is_refused():
+    node = h.make_node("Resize", ["x", "", "scales"], ["y"], name="nearest_half", mode="nearest")  # ONNX defaults
+    model = make_model([node], [h.make_tensor_value_info("x", T.FLOAT, [1, 1, 3, 3])], [h.make_tensor_value_info("y", T.FLOAT, [1, 1, 4, 4])],
+                       [f32("scales", [1, 1, 1.5, 1.5])], 19)
+    with pytest.raises(BackendError, match="Resize: nearest with half_pixel and nearest_mode round_prefer_floor is not what"):
+        TorchBackend().prepare(mlms_ir.load(model))

@@ -78,6 +78,7 @@ def opset20_model() -> onnx.ModelProto:
         h.make_node("ReduceSumSquare", ["same"], ["ss"], keepdims=0, name="sumsq_all"),                # no axes: all
         h.make_node("ReduceL2", ["x", "ax_12"], ["l2"], keepdims=1, name="l2_two_axes"),              # [2,1,1]
         h.make_node("ReduceL1", ["x", "ax_12"], ["l1"], keepdims=0, name="l1_two_axes"),              # [2]
+        h.make_node("Pad", ["x", "pads", "", "ax_last"], ["pz"], name="pad_no_value"),              # [2,6,11], zeros
         h.make_node("Shape", ["x"], ["shp"], name="shape"),
         h.make_node("ConstantOfShape", ["shp"], ["ones"], value=f32("one", [1.0]), name="ones"),
         h.make_node("Reshape", ["ones", "flat"], ["ones2"], name="reshape"),                           # [2,48]
@@ -90,7 +91,8 @@ def opset20_model() -> onnx.ModelProto:
              f32("fortyeight", 48.0), i64("ax_12", [1, 2]), f32("zero", 0.0), i64("row0", [[0]]), f32("upd", [np.arange(11) / 10])]
     return make_model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [2, 6, 8])],
                   [h.make_tensor_value_info("y", T.FLOAT, [2, 11]), h.make_tensor_value_info("ss", T.FLOAT, []),
-                       h.make_tensor_value_info("l2", T.FLOAT, [2, 1, 1]), h.make_tensor_value_info("l1", T.FLOAT, [2])], inits, 20)
+                       h.make_tensor_value_info("l2", T.FLOAT, [2, 1, 1]), h.make_tensor_value_info("l1", T.FLOAT, [2]),
+                       h.make_tensor_value_info("pz", T.FLOAT, [2, 6, 11])], inits, 20)
 
 
 def refused_models() -> dict[str, tuple[onnx.ModelProto, str]]:
@@ -101,7 +103,12 @@ def refused_models() -> dict[str, tuple[onnx.ModelProto, str]]:
     dyn = make_model([h.make_node("Squeeze", ["x", "axes"], ["y"], name="dyn_squeeze")],
                  [h.make_tensor_value_info("x", T.FLOAT, [2, 1]), h.make_tensor_value_info("axes", T.INT64, [1])],
                  [h.make_tensor_value_info("y", T.FLOAT, [2])], [], 17)
-    return {"wrap": (wrap, "Pad node 'wrap_pad': mode 'wrap' is not supported by onnx-tf"),
+    sym = make_model([h.make_node("Resize", ["x4", "", "scales"], ["y"], name="sym_resize", mode="linear",
+                                  coordinate_transformation_mode="half_pixel_symmetric")],
+                     [h.make_tensor_value_info("x4", T.FLOAT, [1, 1, 3, 3])], [h.make_tensor_value_info("y", T.FLOAT, [1, 1, 5, 5])],
+                     [f32("scales", [1, 1, 1.7, 1.7])], 19)
+    return {"resize": (sym, "Resize node 'sym_resize': coordinate_transformation_mode='half_pixel_symmetric' is not supported"),
+            "wrap": (wrap, "Pad node 'wrap_pad': mode 'wrap' is not supported by onnx-tf"),
             "dyn": (dyn, "Squeeze node 'dyn_squeeze': its axes are computed at run time")}
 
 
@@ -163,7 +170,7 @@ def test_new_op_versions_match_onnxruntime(onnx_tf, make, tmp_path):
     assert_outputs_match(worker_outputs(onnx_tf, model, feeds, tmp_path), ort_outputs(model, feeds), atol=2e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("case", ["wrap", "dyn"])
+@pytest.mark.parametrize("case", ["wrap", "dyn", "resize"])
 def test_what_onnx_tf_cannot_do_is_one_clear_line(onnx_tf, case, tmp_path):
     model, message = refused_models()[case]
     with pytest.raises(BackendError) as e:

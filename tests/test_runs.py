@@ -66,6 +66,14 @@ def test_compare_verdict_follows_the_tolerance():
     assert compare(ref, got, atol=0.02)["agree"]
     one_nan = compare(ref, {"y": np.array([1000.0, 1.0, 0.0, -np.inf], np.float32), "ids": np.array([3, 4])})
     assert one_nan["max_abs_diff"] == float("inf") and one_nan["beyond_tolerance"] == 1
+    missing = compare(ref, {"y": ref["y"]})  # an output the other backend did not give disagrees
+    assert missing["agree"] is False and missing["beyond_tolerance"] == 2 and missing["max_abs_diff"] == float("inf")
+    z = {"z": np.array([1 + 1j, 2 + 0j])}
+    assert compare(z, {"z": np.array([1 + 5j, 2 + 0j])})["beyond_tolerance"] == 1  # the imaginary part counts
+    s = {"s": np.array(["a", "b"])}
+    assert compare(s, {"s": np.array(["a", "c"])})["beyond_tolerance"] == 1 and compare(s, s)["agree"]
+    both_nan = compare({"y": np.array([np.nan, 1.0])}, {"y": np.array([np.nan, 1.0])})
+    assert both_nan["agree"] and both_nan["max_abs_diff"] == 0.0 and both_nan["max_rel_diff"] == 0.0
 
 
 def test_run_records_every_backend_and_goes_on():
