@@ -277,6 +277,11 @@ def patch() -> list[str]:
             add(op, v, when_default)
 
     # -- ops onnx-tf never had
+    def new_op(cls, version: int) -> None:
+        handlers[cls.ONNX_OP] = cls
+        _CLASSES.append(cls)
+        added.append(f"{cls.ONNX_OP}-{version}")
+
     if "LayerNormalization" not in handlers:
         @onnx_op("LayerNormalization")
         class LayerNormalization(BackendHandler):
@@ -304,9 +309,7 @@ def patch() -> list[str]:
                 named = [i for i, o in enumerate(node.outputs) if o]  # omitted optional outputs are ""
                 return [y, mean, inv][:max(named, default=0) + 1]
 
-        handlers["LayerNormalization"] = LayerNormalization
-        _CLASSES.append(LayerNormalization)
-        added.append("LayerNormalization-17")
+        new_op(LayerNormalization, 17)
 
     if "Gelu" not in handlers:
         @onnx_op("Gelu")
@@ -321,9 +324,7 @@ def patch() -> list[str]:
                     raise ValueError(f"Gelu node '{node.name}': unknown approximate={approx!r}")
                 return [tf.nn.gelu(x, approximate=approx == "tanh")]
 
-        handlers["Gelu"] = Gelu
-        _CLASSES.append(Gelu)
-        added.append("Gelu-20")
+        new_op(Gelu, 20)
 
     if "Mish" not in handlers:
         @onnx_op("Mish")
@@ -335,9 +336,7 @@ def patch() -> list[str]:
                 x = tensors(node, kwargs)[0]
                 return [x * tf.math.tanh(tf.math.softplus(x))]
 
-        handlers["Mish"] = Mish
-        _CLASSES.append(Mish)
-        added.append("Mish-18")
+        new_op(Mish, 18)
 
     _PATCHED.extend(added)
     return added

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from mlms_ir.converters import ConversionError
+from mlms_ir.harness import abs_diff
 
 #: dtype kinds compared numerically: float, complex, signed and unsigned int, bool.
 _NUMERIC_KINDS = "fciub"
@@ -73,13 +74,10 @@ def check_close(name: str, ref: np.ndarray, got: np.ndarray, *, batch: int, atol
             raise error(f"{converted} differs from {reference} in output '{name}' at batch {batch} "
                         f"({got.dtype} vs {ref.dtype}, compared exactly)")
         return 0.0
-    as_type = np.complex128 if "c" in ref.dtype.kind + got.dtype.kind else np.float64
-    r, g = ref.astype(as_type), got.astype(as_type)
-    with np.errstate(invalid="ignore", over="ignore"):
-        same = (r == g) | (np.isnan(r) & np.isnan(g))  # also equal infinities, whose difference is NaN
-        diff = np.where(same, 0.0, np.abs(g - r))
-    diff = np.where(np.isnan(diff), np.inf, diff)  # NaN on one side only
+    diff = abs_diff(ref, got)  # the same rule as run's verdict
     err = float(diff.max())
+    as_type = np.complex128 if "c" in ref.dtype.kind + got.dtype.kind else np.float64
+    r = ref.astype(as_type)
     ref_mag = np.abs(r)
     finite = np.isfinite(ref_mag)
     widened = ""

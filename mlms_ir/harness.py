@@ -94,6 +94,19 @@ DEFAULT_ATOL = 1e-4
 DEFAULT_RTOL = 1e-3
 
 
+def abs_diff(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """``|got - ref|`` element by element, for two numeric arrays of one shape, in float64
+    (complex128 when either is complex): equal values (equal infinities too) and NaN on both
+    sides give 0, NaN on one side only gives ``inf``. The one rule behind :func:`compare`'s
+    verdict and the converters' check (:func:`mlms_ir.converters._compare.check_close`)."""
+    kind = np.complex128 if "c" in ref.dtype.kind + got.dtype.kind else np.float64
+    r, g = ref.astype(kind), got.astype(kind)
+    with np.errstate(invalid="ignore", over="ignore"):
+        same = (r == g) | (np.isnan(r) & np.isnan(g))  # equal infinities, whose difference is NaN
+        diff = np.where(same, 0.0, np.abs(g - r))
+    return np.where(np.isnan(diff), np.inf, diff)
+
+
 def compare(reference: dict[str, np.ndarray], other: dict[str, np.ndarray], *, atol: float = DEFAULT_ATOL,
             rtol: float = DEFAULT_RTOL) -> dict[str, Any]:
     """``other``'s outputs against ``reference``'s.
@@ -126,14 +139,9 @@ def compare(reference: dict[str, np.ndarray], other: dict[str, np.ndarray], *, a
             if differ:
                 max_abs = max_rel = math.inf
             continue
-        kind = np.complex128 if "c" in a.dtype.kind + b.dtype.kind else np.float64
-        a64, b64 = a.astype(kind), b.astype(kind)
-        with np.errstate(invalid="ignore", over="ignore"):
-            same = (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
-            diff = np.where(same, 0.0, np.abs(a64 - b64))
-        diff = np.where(np.isnan(diff), np.inf, diff)
+        diff = abs_diff(a, b)
         max_abs = max(max_abs, float(diff.max()))
-        mag = np.abs(a64)
+        mag = np.abs(a.astype(np.complex128 if a.dtype.kind == "c" else np.float64))
         with np.errstate(invalid="ignore", divide="ignore"):
             rel = np.where(diff == 0, 0.0, diff / np.maximum(np.nan_to_num(mag, nan=0.0), 1e-12))
         max_rel = max(max_rel, float(rel.max()))
