@@ -1016,15 +1016,21 @@ def test_symbolic_batch_scales_linearly(b, how):
     assert one(a, "Conv").macs == b * 221184
 
 
-def test_symbolic_batch_unbound_is_unresolved():
+def test_symbolic_batch_unbound_gives_formulas():
+    sympy = pytest.importorskip("sympy")
     a = run(_CNN, _CNN_INITS)
-    assert [n.status for n in a.nodes] == ["unresolved"] * 5
-    # formulas that need a shape give no figure; Flatten's 0 FLOPs need none, only its bytes are unknown
-    assert all(n.macs is None and n.flops is None for n in a.nodes if n.op_type != "Flatten")
-    assert all(n.bytes_read is None and n.bytes_written is None for n in a.nodes)
-    assert a.unresolved_dims[0].dim == "N"
-    assert a.unresolved_dims[0].inputs == ["x[0]"]
-    assert a.unresolved_dims[0].nodes == ["n0", "n1", "n2", "n3", "n4"]
-    assert a.totals.macs == 0 and a.totals.unresolved_nodes == 5
-    assert not a.totals.complete
+    assert [n.status for n in a.nodes] == ["counted"] * 5
+    # 'N' is a sympy name (numeric evaluation): the symbol is written N_ so that sympify reads it back
+    assert [(d.name, d.kind, d.origin) for d in a.dims] == [("N_", "input", "N")]
+    n = sympy.Symbol("N_")
+    f = {k: sympy.sympify(v) for k, v in a.totals.symbolic.items()}
+    assert f["macs"] == _MACS1 * n and f["flops"] == _FLOPS1 * n
+    assert f["activation_bytes"] == _ACT1 * n
+    assert f["input_bytes"] == 3 * 32 * 32 * 4 * n and f["output_bytes"] == 40 * n
+    assert a.totals.macs is None and a.totals.flops is None  # never a number that is not one
+    conv = one(a, "Conv")
+    assert conv.macs is None and sympy.sympify(conv.symbolic["macs"]) == 221184 * n
+    assert conv.output_shapes == [["N_", 8, 32, 32]]
+    assert a.unresolved_dims == [] and a.totals.unresolved_nodes == 0
+    assert a.totals.complete
     assert a.totals.params == 314  # params are known without the batch

@@ -30,7 +30,9 @@ def load(
         source: a path to an ``.onnx`` file, its bytes, or an ``onnx.ModelProto``.
         input_shapes: ``{"input": [1, 3, 224, 224]}`` or strings ``"input:1x3x224x224"``.
         batch: the leading dim of every input whose leading dim is not fixed.
-        dims: named symbolic dims, ``{"batch": 8, "seq": 128}`` or ``"batch=8,seq=128"``.
+        dims: named symbolic dims, ``{"batch": 8, "seq": 128}`` or ``"batch=8,seq=128"``: the
+            inputs' dim names, ``<input>_d<axis>`` for an anonymous one, or a dim the symbolic
+            pass names (``nonzero_n12``: see :func:`mlms_ir.ir.symbolic.resolve`).
         lenient: analyse a model that ONNX's strict shape inference rejects (with a warning).
 
     External weight data is never read, only checked for presence and size.
@@ -64,7 +66,10 @@ def load(
     _strip_weight_data(model.graph)
     _sort_nodes(model)
     _check_nodes(model)
-    apply_bindings(model, bindings)
+    from mlms_ir.ir.symbolic import name_anonymous_dims
+
+    name_anonymous_dims(model)
+    leftover = apply_bindings(model, bindings)
     hidden = _hide_stripped_values(model)
     try:
         inferred, inference_warnings = infer_shapes(model, lenient=lenient)
@@ -77,6 +82,10 @@ def load(
     graph.loaded = loaded
     graph.bindings = bindings
     graph.warnings = warnings
+    if leftover:
+        from mlms_ir.ir.symbolic import resolve
+
+        resolve(graph, leftover)
     return graph
 
 

@@ -37,7 +37,8 @@ class TensorInfo:
     """What is known statically about one tensor.
 
     ``shape`` is None when even the rank is unknown; a dim is an int when known, a str for a
-    named symbolic dim, None when unknown. ``kind`` tells where the tensor comes from: a graph
+    named symbolic dim, None when unknown; after the symbolic pass (:mod:`mlms_ir.ir.symbolic`)
+    a dim that is not an int is an exact sympy expression of the model's dims. ``kind`` tells where the tensor comes from: a graph
     input, an initializer, a Constant node's output, ``derived`` (computed from weights and
     constants only, e.g. an Identity or DequantizeLinear of a weight) or an activation.
     """
@@ -70,6 +71,39 @@ class TensorInfo:
         """Size in bytes (sub-byte types round up), or None when the shape or type is unknown."""
         n = self.numel
         return None if n is None else nbytes(self.elem_type, n)
+
+    @cached_property
+    def sym_known(self) -> bool:
+        """True when every dim is known, as an int or as an exact expression of the model's dims
+        (see :mod:`mlms_ir.ir.symbolic`)."""
+        return self.shape is not None and all(isinstance(d, int) or _is_expr(d) for d in self.shape)
+
+    @cached_property
+    def sym_numel(self):
+        """Number of elements: an int, an expression of the model's dims, or None when unknown."""
+        if not self.sym_known:
+            return None
+        if self.known:
+            return self.numel
+        from mlms_ir.ir.expr import normalize
+
+        return normalize(math.prod(self.shape))  # type: ignore[arg-type]
+
+    @cached_property
+    def sym_nbytes(self):
+        """Size in bytes as an int or an expression of the model's dims, or None when unknown."""
+        if self.known:
+            return self.nbytes
+        n = self.sym_numel
+        if n is None:
+            return None
+        from mlms_ir.ir.dtypes import dtype_bits
+        from mlms_ir.ir.expr import ceildiv, normalize
+
+        bits = dtype_bits(self.elem_type)
+        if bits is None:
+            return None
+        return normalize(n * (bits // 8)) if bits % 8 == 0 else ceildiv(n * bits, 8)
 
     @property
     def is_weight(self) -> bool:
@@ -170,6 +204,8 @@ class Graph:
         self._consumers: dict[str, list[Node]] = {}
         self._by_id: dict[str, Node] = {}
         self._nx: nx.MultiDiGraph | None = None
+        #: Set by :func:`mlms_ir.ir.symbolic.resolve` once every dim is an exact expression.
+        self.symbolic = None
         self._build()
 
     # ----------------------------------------------------------------- construction
@@ -347,6 +383,17 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"<Graph {self.proto.name!r}: {len(self.nodes)} nodes, {len(self.input_names)} inputs>"
+
+
+def _is_expr(d: object) -> bool:
+    return not isinstance(d, (int, str)) and d is not None and hasattr(d, "free_symbols")
+
+
+def shape_json(shape: Shape | None) -> list[int | str | None] | None:
+    """A shape as JSON writes it: ints, and symbolic dims as strings in sympy syntax."""
+    if shape is None:
+        return None
+    return [d if isinstance(d, int) or d is None else str(d) for d in shape]
 
 
 def _dims(tp: onnx.TypeProto) -> tuple[int, Shape | None]:

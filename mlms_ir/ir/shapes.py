@@ -103,10 +103,14 @@ def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     return [vi for vi in model.graph.input if vi.name not in inits]
 
 
-def apply_bindings(model: onnx.ModelProto, b: Bindings) -> None:
-    """Write the bindings into ``model`` (in place): graph inputs, then every use of a bound dim name."""
+def apply_bindings(model: onnx.ModelProto, b: Bindings) -> dict[str, int]:
+    """Write the bindings into ``model`` (in place): graph inputs, then every use of a bound dim name.
+
+    Returns the ``dims`` bindings that name no input dim: the symbolic pass checks them against
+    the dims it names (data-dependent counts, a Loop's iterations) and binds them there.
+    """
     if not b:
-        return
+        return {}
     inputs = {vi.name: vi for vi in _graph_inputs(model)}
     params: dict[str, int] = {}
     symbolic = sorted({d.dim_param for vi in inputs.values() for d in _shape(vi).dim if d.dim_param})
@@ -170,14 +174,15 @@ def apply_bindings(model: onnx.ModelProto, b: Bindings) -> None:
                 "re-export the model with a dynamic batch dim"
             )
 
+    leftover: dict[str, int] = {}
     for p, v in b.dims.items():
         if p not in symbolic and p not in params:
-            raise ShapeBindingError(
-                f"the model's inputs have no dim named '{p}'; their symbolic dims are: {', '.join(symbolic) or '(none)'}"
-            )
+            leftover[p] = v  # a dim the symbolic pass names (data-dependent, derived): bound after it
+            continue
         bind_param(p, v, "--dims")
     if params:
         _substitute(model.graph, params)
+    return leftover
 
 
 def _shape(vi: onnx.ValueInfoProto) -> onnx.TensorShapeProto:

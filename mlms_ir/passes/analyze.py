@@ -7,6 +7,8 @@ from collections import defaultdict
 import onnx
 
 from mlms_ir.ir import Graph, load
+from mlms_ir.ir.expr import is_symbolic
+from mlms_ir.ir.graph import shape_json
 from mlms_ir.ir.load import ModelSource
 from mlms_ir.ir.shapes import Dims, InputShapes
 from mlms_ir.passes.cost import count_costs
@@ -14,7 +16,7 @@ from mlms_ir.passes.memory import memory
 from mlms_ir.passes.registry import CONVENTION_VERSION
 from mlms_ir.passes.roofline import Device, resolve_device, roofline
 from mlms_ir.passes.structure import structure
-from mlms_ir.report.model import Analysis, ModelInfo, NodeCost, Totals, UnknownOp, UnresolvedDim
+from mlms_ir.report.model import Analysis, Dim, ModelInfo, NodeCost, Totals, UnknownOp, UnresolvedDim
 
 CONVENTION = {
     "version": CONVENTION_VERSION,
@@ -46,6 +48,8 @@ def analyze(
     """
     dev = resolve_device(device)
     graph = model if isinstance(model, Graph) else load(model, input_shapes=input_shapes, batch=batch, dims=dims, lenient=lenient)
+    graph = symbolic_graph(graph)
+    sym = graph.symbolic
     costs = count_costs(graph)
     mem = memory(graph, costs)
     struct = structure(graph, costs)
@@ -90,11 +94,11 @@ def analyze(
         params=mem.params,
         param_bytes=mem.param_bytes,
         params_by_dtype=mem.params_by_dtype,
-        macs=sum(c.macs or 0 for c in top),
-        int_macs=sum(c.macs or 0 for c in top if c.int_macs),
-        flops=sum(c.flops or 0 for c in top),
-        bytes_read=sum(c.bytes_read or 0 for c in top),
-        bytes_written=sum(c.bytes_written or 0 for c in top),
+        macs=_total(top, "macs"),
+        int_macs=_total([c for c in top if c.int_macs], "macs"),
+        flops=_total(top, "flops"),
+        bytes_read=_total(top, "bytes_read"),
+        bytes_written=_total(top, "bytes_written"),
         weight_bytes=mem.weight_bytes,
         constant_bytes=mem.constant_bytes,
         activation_bytes=mem.activation_bytes,
@@ -107,7 +111,20 @@ def analyze(
         unresolved_nodes=n_unresolved,
         unknown_nodes=n_unknown,
         complete=n_unresolved == 0 and n_unknown == 0 and not mem.unknown_size_tensors and not per_iteration,
+        peak_candidates=mem.peak_candidates,
     )
+    free_dims: list[Dim] = []
+    if sym is not None:
+        from mlms_ir.passes.symbolic import finalize
+
+        free_dims = finalize(costs.nodes, totals, struct, roof, sym)
+        warnings.extend(sym.warnings)
+        unknown_syms = [d.name for d in free_dims if d.kind == "unknown"]
+        if unknown_syms:
+            warnings.append(
+                f"{len(unknown_syms)} dim(s) no rule derives are left as symbols ({', '.join(unknown_syms[:5])}); "
+                "the figures are exact formulas in them: bind them with --dims NAME=VALUE"
+            )
     from mlms_ir import __version__
 
     return Analysis(
@@ -121,8 +138,31 @@ def analyze(
         nodes=costs.nodes,
         roofline=roof,
         warnings=warnings,
+        dims=free_dims,
         tool={"name": "mlms_ir", "version": __version__, "onnx": onnx.__version__},
     )
+
+
+def _total(nodes: list[NodeCost], field: str):
+    from mlms_ir.ir.expr import normalize
+
+    return normalize(sum(v for v in (getattr(c, field) for c in nodes) if v is not None))
+
+
+def symbolic_graph(graph: Graph) -> Graph:
+    """``graph`` with every dim an exact expression (:func:`mlms_ir.ir.symbolic.resolve`): itself
+    when all shapes are numbers or it was resolved already, else a resolved copy (so the
+    caller's graph keeps its plain shapes, which backends read)."""
+    from mlms_ir.ir.symbolic import needs_resolution, resolve
+
+    if getattr(graph, "symbolic", None) is not None or not needs_resolution(graph):
+        return graph
+    copy = Graph(graph.model, source=graph.source, ordered=True)
+    for attr in ("loaded", "bindings", "warnings"):
+        if hasattr(graph, attr):
+            setattr(copy, attr, getattr(graph, attr))
+    resolve(copy)
+    return copy
 
 
 def _unresolved_dims(graph: Graph, nodes: list[NodeCost]) -> list[UnresolvedDim]:
@@ -137,7 +177,7 @@ def _unresolved_dims(graph: Graph, nodes: list[NodeCost]) -> list[UnresolvedDim]
                 names.add("?")
                 continue
             for d in shape:
-                if not isinstance(d, int):
+                if not isinstance(d, int) and not is_symbolic(d):
                     names.add(d if isinstance(d, str) else "?")
         for name in names or {"?"}:
             by_dim[name].append(c.id)
@@ -148,7 +188,7 @@ def _unresolved_dims(graph: Graph, nodes: list[NodeCost]) -> list[UnresolvedDim]
             inputs["?"].append(f"{name}[rank?]")
             continue
         for axis, d in enumerate(t.shape):
-            if not isinstance(d, int):
+            if not isinstance(d, int) and not is_symbolic(d):
                 inputs[d if isinstance(d, str) else "?"].append(f"{name}[{axis}]")
     keys = sorted(set(by_dim) | set(inputs), key=lambda k: (k == "?", k))
     return [UnresolvedDim(k, inputs.get(k, []), by_dim.get(k, [])) for k in keys]
@@ -162,7 +202,7 @@ def _model_info(graph: Graph) -> ModelInfo:
         out = []
         for n in names:
             t = graph.tensor(n)
-            out.append({"name": n, "dtype": t.dtype if t else "unknown", "shape": list(t.shape) if t and t.shape is not None else None})
+            out.append({"name": n, "dtype": t.dtype if t else "unknown", "shape": shape_json(t.shape) if t else None})
         return out
 
     return ModelInfo(

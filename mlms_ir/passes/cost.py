@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from mlms_ir.errors import InvalidModelError, MlmsIrError
 from mlms_ir.ir.dtypes import FLOAT_TYPES, INT_TYPES
-from mlms_ir.ir.graph import Graph, Node, TensorInfo
+from mlms_ir.ir.expr import is_int, is_symbolic, normalize
+from mlms_ir.ir.graph import Graph, Node, TensorInfo, shape_json
 from mlms_ir.passes.registry import Cost, OpContext, Unresolved, _load_ops, constant_value, lookup
 from mlms_ir.report.model import NodeCost, SubgraphInfo
 
@@ -59,7 +60,7 @@ class CostResult:
 
 
 def _shape_list(t: TensorInfo | None) -> list[int | str | None] | None:
-    return None if t is None or t.shape is None else list(t.shape)
+    return None if t is None else shape_json(t.shape)
 
 
 class CostPass:
@@ -171,9 +172,9 @@ class CostPass:
             raise InvalidModelError(
                 f"cannot count node {node.label}: its attributes or shapes are inconsistent ({type(exc).__name__}: {exc})"
             ) from exc
-        nc.macs, nc.flops, nc.int_macs, nc.note = int(c.macs), int(c.flops), c.int_macs, c.note
-        nc.bytes_read = c.bytes_read if c.bytes_read is not None else _sum_bytes(ins, unique=True)
-        nc.bytes_written = c.bytes_written if c.bytes_written is not None else nc.output_bytes
+        nc.macs, nc.flops, nc.int_macs, nc.note = _number(c.macs), _number(c.flops), c.int_macs, c.note
+        nc.bytes_read = _number(c.bytes_read) if c.bytes_read is not None else _sum_bytes(ins, unique=True)
+        nc.bytes_written = _number(c.bytes_written) if c.bytes_written is not None else nc.output_bytes
         if nc.bytes_read is None or nc.bytes_written is None:
             nc.status = "unresolved"
             nc.note = "the size of an input or output is unknown"
@@ -186,22 +187,49 @@ class CostPass:
         branch_costs: dict[str, list[NodeCost]] = {}
         for attr, sub in subs.items():
             branch_costs[attr] = self._graph(sub, parent=node.id)
-        mult: int | None = 1
+        mult = 1
         note = ""
+        sym = getattr(self.root, "symbolic", None)
+        fields = ("macs", "flops", "bytes_read", "bytes_written")
+        sums: dict[str, object] = {}
         if node.op_type == "If":
-            totals = {a: _sum_field(cs, "flops") for a, cs in branch_costs.items()}
-            chosen = max(totals, key=lambda a: totals[a]) if totals else None
-            picked = branch_costs.get(chosen, []) if chosen else []
-            note = f"costlier branch ({chosen}) counted" if chosen else "no branches"
+            chosen = _if_choice(g, node, sym)
+            per_branch = {a: {f: _sum_field(cs, f) for f in fields} for a, cs in branch_costs.items()}
+            if chosen is not None and chosen in branch_costs:
+                note = f"branch {chosen} taken (its condition is known)"
+                counted = {chosen}
+                sums = per_branch[chosen]
+            elif per_branch:
+                from mlms_ir.ir.expr import maximum
+
+                names = list(per_branch)
+                _, kept = maximum([per_branch[a]["flops"] for a in names])
+                if len(kept) == 1:
+                    chosen = names[kept[0]]
+                    note = f"costlier branch ({chosen}) counted"
+                    counted = {chosen}
+                    sums = per_branch[chosen]
+                else:  # which branch costs more depends on the dims: each figure is the larger of the two
+                    counted = {names[k] for k in kept}
+                    note = "the larger of the branches " + " and ".join(sorted(counted)) + " (which one depends on the dims)"
+                    sums = {f: maximum([per_branch[names[k]][f] for k in kept])[0] for f in fields}
+            else:
+                note, counted = "no branches", set()
+                sums = {f: 0 for f in fields}
+            picked = [c for a in counted for c in branch_costs[a]]
             for attr, sub in subs.items():
-                self.subgraphs.append(SubgraphInfo(node.id, node.op_type, attr, len(sub.nodes), 1 if attr == chosen else 0, note))
+                self.subgraphs.append(SubgraphInfo(node.id, node.op_type, attr, len(sub.nodes), 1 if attr in counted else 0, note))
         else:
             picked = [c for cs in branch_costs.values() for c in cs]
+            sym_mult = None
             if node.op_type == "Loop":
                 m = constant_value(g, node.proto.input[0]) if node.proto.input and node.proto.input[0] else None
                 if m is not None and m.size == 1 and 0 <= int(m.reshape(-1)[0]) < MAX_TRIP_COUNT:
                     mult = int(m.reshape(-1)[0])
                     note = f"body x {mult} iterations (constant trip count; an early exit can make it fewer)"
+                elif sym is not None and node.id in sym.trips:
+                    sym_mult = sym.trips[node.id]
+                    note = f"body x {sym_mult} iterations (an early exit can make it fewer)"
                 else:
                     mult = None
                     note = "per iteration: the trip count is not a constant (or is the exporter's 'no limit')"
@@ -214,24 +242,47 @@ class CostPass:
                 if t is not None and t.shape is not None and -len(t.shape) <= axis < len(t.shape) and isinstance(t.shape[axis], int):
                     mult = int(t.shape[axis])
                     note = f"body x {mult} iterations"
+                elif t is not None and t.sym_known and -len(t.shape) <= axis < len(t.shape):
+                    sym_mult = t.shape[axis]
+                    note = f"body x {sym_mult} iterations"
                 else:
                     mult = None
                     note = "per iteration: the scan length is unknown"
+            if sym_mult is not None:
+                mult = sym_mult
             for attr, sub in subs.items():
-                self.subgraphs.append(SubgraphInfo(node.id, node.op_type, attr, len(sub.nodes), mult, note))
-        factor = mult if mult is not None else 1
+                info = SubgraphInfo(node.id, node.op_type, attr, len(sub.nodes), None if sym_mult is not None else mult, note)
+                if sym_mult is not None:
+                    info.symbolic_multiplier = str(sym_mult)
+                self.subgraphs.append(info)
+            factor = mult if mult is not None else 1
+            sums = {f: normalize(factor * _sum_field(picked, f)) for f in fields}
         nc.note = note
         if any(c.status == "unresolved" for c in picked):
             nc.status = "unresolved"
-        nc.macs = factor * _sum_field(picked, "macs")
-        nc.flops = factor * _sum_field(picked, "flops")
+        nc.macs, nc.flops, nc.bytes_read, nc.bytes_written = (sums[f] for f in fields)
         nc.int_macs = any(c.int_macs for c in picked)
-        nc.bytes_read = factor * _sum_field(picked, "bytes_read")
-        nc.bytes_written = factor * _sum_field(picked, "bytes_written")
         every = [c for cs in branch_costs.values() for c in cs]  # weights of every branch are stored
         nc.params += sum(c.params for c in every)
         nc.param_bytes += sum(c.param_bytes for c in every)
         _set_intensity(nc)
+
+
+def _if_choice(g: Graph, node: Node, sym) -> str | None:
+    """The branch an If takes when its condition is known (a constant, or computed from bound dims)."""
+    name = node.proto.input[0] if node.proto.input else ""
+    if not name:
+        return None
+    v = constant_value(g, name)
+    if v is None and sym is not None:
+        v = sym.values.get(name)
+    if v is None or v.size != 1:
+        return None
+    try:
+        cond = bool(v.reshape(-1)[0])
+    except TypeError:  # an expression of the dims: not known
+        return None
+    return "then_branch" if cond else "else_branch"
 
 
 def _packed_elements(node: Node, t: TensorInfo) -> int:
@@ -253,7 +304,7 @@ def _producer(g: Graph, name: str) -> Node | None:
 
 
 def _sum_field(costs: list[NodeCost], name: str) -> int:
-    return sum(getattr(c, name) or 0 for c in costs)
+    return normalize(sum(v for v in (getattr(c, name) for c in costs) if v is not None))
 
 
 def _sum_bytes(tensors: list[TensorInfo | None], unique: bool = False) -> int | None:
@@ -266,15 +317,26 @@ def _sum_bytes(tensors: list[TensorInfo | None], unique: bool = False) -> int | 
             if t.name in seen:
                 continue
             seen.add(t.name)
-        b = t.nbytes
+        b = t.sym_nbytes
         if b is None:
             return None
         total += b
-    return total
+    return normalize(total)
+
+
+def _number(x):
+    """An int, or an expression of the model's dims (the symbolic analysis); floats that formulas
+    made from ints are ints."""
+    if is_symbolic(x):
+        return normalize(x)
+    return int(x)
 
 
 def _set_intensity(nc: NodeCost) -> None:
-    moved = (nc.bytes_read or 0) + (nc.bytes_written or 0)
+    moved = normalize((nc.bytes_read or 0) + (nc.bytes_written or 0))
+    if not is_int(moved) or (nc.flops is not None and not is_int(nc.flops)):
+        nc.intensity = None  # depends on the dims: not one number
+        return
     nc.intensity = (nc.flops / moved) if moved and nc.flops is not None else None
 
 

@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from mlms_ir.ir.dtypes import dtype_bits
+from mlms_ir.ir.expr import is_int, maximum, normalize
 from mlms_ir.ir.graph import Graph, free_names
 from mlms_ir.passes.cost import CostResult
 
@@ -20,6 +21,8 @@ class MemoryResult:
     activation_bytes: int
     peak_activation_bytes: int
     peak_at_node: str | None
+    #: Where the peak depends on the dims: every node whose live total may be the largest.
+    peak_candidates: list[str]
     input_bytes: int
     output_bytes: int
     unknown_size_tensors: list[str]
@@ -34,13 +37,16 @@ def memory(graph: Graph, costs: CostResult) -> MemoryResult:
     outputs) over the execution order: a tensor lives from its producer (graph inputs: from the
     start) to its last consumer (graph outputs: to the end). Aliasing (Reshape views, in-place ops)
     is not modelled, so this is the footprint of a runtime that allocates every tensor.
+
+    With symbolic dims every size is an expression; the peak is then the Max() of the live
+    totals that no other one dominates for every value of the dims (often just one).
     """
     by_dtype: Counter[str] = Counter()
     params = param_bytes = 0
     for name, t in costs.param_tensors.items():
         count = costs.param_elements.get(name, t.numel or 0)
         params += count
-        param_bytes += t.nbytes or 0
+        param_bytes += t.sym_nbytes or 0
         by_dtype[t.dtype] += count
     weight_bytes = 0
     for g in [graph] + [sub for _, _, sub in graph.all_subgraphs()]:
@@ -72,9 +78,9 @@ def memory(graph: Graph, costs: CostResult) -> MemoryResult:
     diff = [0] * (n + 2)
     for name, s in start.items():
         t = graph.tensors.get(name)
-        size = t.nbytes if t is not None else None
+        size = t.sym_nbytes if t is not None else None
         if size is None:
-            if t is not None and t.known and dtype_bits(t.elem_type) is None:
+            if t is not None and t.sym_known and dtype_bits(t.elem_type) is None:
                 continue  # strings and other variable-size elements: no byte size to give
             unknown.append(name)
             continue
@@ -89,23 +95,35 @@ def memory(graph: Graph, costs: CostResult) -> MemoryResult:
                 activation_bytes += size
         diff[s] += size
         diff[max(end, s) + 1] -= size
-    peak = live = 0
-    peak_step = None
+    lives = []
+    live = 0
     for i in range(n):
-        live += diff[i]
-        if live > peak:
-            peak, peak_step = live, i
-    input_bytes = sum(graph.tensors[x].nbytes or 0 for x in graph.input_names)
-    output_bytes = sum((graph.tensor(x).nbytes or 0) if graph.tensor(x) else 0 for x in graph.output_names)
+        live = normalize(live + diff[i])
+        lives.append(live)
+    candidates: list[int] = []
+    if all(is_int(v) for v in lives):
+        peak = live = 0
+        peak_step = None
+        for i, v in enumerate(lives):
+            if v > peak:
+                peak, peak_step = v, i
+    else:
+        peak, candidates = maximum(lives)
+        peak_step = candidates[0] if len(candidates) == 1 else None
+        if len(candidates) == 1:
+            candidates = []
+    input_bytes = normalize(sum(graph.tensors[x].sym_nbytes or 0 for x in graph.input_names))
+    output_bytes = normalize(sum((graph.tensor(x).sym_nbytes or 0) if graph.tensor(x) else 0 for x in graph.output_names))
     return MemoryResult(
         params=params,
         param_bytes=param_bytes,
         params_by_dtype=dict(by_dtype),
         weight_bytes=weight_bytes,
         constant_bytes=max(weight_bytes - param_bytes, 0),
-        activation_bytes=activation_bytes,
+        activation_bytes=normalize(activation_bytes),
         peak_activation_bytes=peak,
         peak_at_node=graph.nodes[peak_step].id if peak_step is not None else None,
+        peak_candidates=[graph.nodes[i].id for i in candidates],
         input_bytes=input_bytes,
         output_bytes=output_bytes,
         unknown_size_tensors=unknown,

@@ -17,7 +17,6 @@ Register a formula with ``@cost("OpType")``; registering the same op twice is an
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +56,13 @@ class Unresolved(Exception):
 
 
 class OpContext:
-    """What a cost formula sees of one node: shapes, attributes and constant inputs."""
+    """What a cost formula sees of one node: shapes, attributes and constant inputs.
+
+    A dim is an int, or an exact sympy expression of the model's dims when they are unbound
+    (:mod:`mlms_ir.ir.symbolic`): formulas use ``*``, ``+``, ``//`` and the helpers of
+    :mod:`mlms_ir.ir.expr` (``smax``, ``ceil_log2``) rather than comparisons, so the same
+    formula gives a number or an expression.
+    """
 
     __slots__ = ("node", "graph")
 
@@ -75,7 +80,7 @@ class OpContext:
 
     def _info(self, name: str) -> TensorInfo:
         t = self.graph.tensor(name)
-        if t is None or not t.known:
+        if t is None or not t.sym_known:
             raise Unresolved(name)
         return t
 
@@ -97,16 +102,16 @@ class OpContext:
         return self.out_info(i).shape  # type: ignore[return-value]
 
     def in_numel(self, i: int) -> int:
-        return math.prod(self.in_shape(i))
+        return self.in_info(i).sym_numel  # type: ignore[return-value]
 
     def out_numel(self, i: int = 0) -> int:
-        return math.prod(self.out_shape(i))
+        return self.out_info(i).sym_numel  # type: ignore[return-value]
 
     def in_bytes(self, i: int) -> int:
-        return self.in_info(i).nbytes or 0
+        return self.in_info(i).sym_nbytes or 0
 
     def out_bytes(self, i: int = 0) -> int:
-        return self.out_info(i).nbytes or 0
+        return self.out_info(i).sym_nbytes or 0
 
     # --- attributes and constants
     def attr(self, name: str, default: Any = None) -> Any:

@@ -134,27 +134,59 @@ def roofline(nodes: list[NodeCost], top: list[NodeCost], device: Device, dtypes:
     """Set ``bound`` and ``time_lower_bound_us`` on each node; return the model's roofline summary.
 
     ``dtypes`` maps a node id to the element type of its first input (picks the peak to use).
+    With symbolic dims a node's bound is an expression, and so is the model's; a node whose
+    compute and memory times cross as the dims grow has no single ``bound`` (None) and its time
+    is the Max() of both.
     """
+    from mlms_ir.ir.expr import is_int, normalize
+
+    symbolic_cache: dict = {}
     for nc in nodes:
         if nc.flops is None or nc.bytes_read is None or nc.bytes_written is None:
             continue
         kind = "int8" if nc.int_macs else _KIND.get(dtypes.get(nc.id, "float"), "fp32")
+        moved = normalize(nc.bytes_read + nc.bytes_written)
+        if not (is_int(nc.flops) and is_int(moved)):
+            key = (nc.flops, moved, kind)
+            if key not in symbolic_cache:
+                symbolic_cache[key] = _symbolic_bound(nc.flops, moved, device.peak(kind), device.bandwidth_bytes_per_s)
+            nc.bound, nc.time_lower_bound_us = symbolic_cache[key]
+            continue
         t_compute = nc.flops / device.peak(kind)
-        t_memory = (nc.bytes_read + nc.bytes_written) / device.bandwidth_bytes_per_s
-        if nc.flops == 0 and nc.bytes_read + nc.bytes_written == 0:
+        t_memory = moved / device.bandwidth_bytes_per_s
+        if nc.flops == 0 and moved == 0:
             continue
         nc.bound = "compute" if t_compute >= t_memory else "memory"
         nc.time_lower_bound_us = max(t_compute, t_memory) * 1e6
     counted = [n for n in top if n.time_lower_bound_us is not None]
-    total = sum(n.time_lower_bound_us for n in counted)  # type: ignore[misc]
+    total = normalize(sum(n.time_lower_bound_us for n in counted))  # type: ignore[misc]
+    symbolic = not isinstance(total, (int, float))
     compute_time = sum(n.time_lower_bound_us for n in counted if n.bound == "compute")  # type: ignore[misc]
     return Roofline(
         device=device.name,
         peak_flops=dict(device.peak_flops),
         bandwidth_bytes_per_s=device.bandwidth_bytes_per_s,
         ridge_intensity=device.peak("fp32") / device.bandwidth_bytes_per_s,
-        lower_bound_us=total,
+        lower_bound_us=None if symbolic else total,
         compute_bound_nodes=sum(1 for n in counted if n.bound == "compute"),
         memory_bound_nodes=sum(1 for n in counted if n.bound == "memory"),
-        compute_bound_share=compute_time / total if total else 0.0,
+        compute_bound_share=None if symbolic else (compute_time / total if total else 0.0),
+        symbolic_lower_bound_us=total if symbolic else None,
     )
+
+
+def _symbolic_bound(flops, moved, peak: float, bandwidth: float):
+    """(bound, time in µs) of a node whose figures are expressions of the dims."""
+    from mlms_ir.ir.expr import maximum, sympy
+
+    sp = sympy()
+    t_compute = sp.Float(1e6 / peak) * flops
+    t_memory = sp.Float(1e6 / bandwidth) * moved
+    if flops == 0:
+        return "memory", t_memory
+    if moved == 0:
+        return "compute", t_compute
+    value, kept = maximum([t_compute, t_memory])
+    if len(kept) == 1:
+        return ("compute" if kept[0] == 0 else "memory"), value
+    return None, value

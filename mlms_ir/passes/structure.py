@@ -16,6 +16,7 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from mlms_ir.ir.dtypes import FLOAT_TYPES
+from mlms_ir.ir.expr import is_int, normalize, order_value
 from mlms_ir.ir.graph import Graph, Node
 from mlms_ir.passes.cost import CostResult
 from mlms_ir.report.model import Block, NodeCost, OpTypeStat, Structure
@@ -27,7 +28,7 @@ MAX_METADATA_CHARS = 10_000  # longer scope metadata is not a module path: ignor
 def structure(graph: Graph, costs: CostResult) -> Structure:
     by_id = {c.id: c for c in costs.nodes}
     scale = _subgraph_scale(costs)
-    stats: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    stats: dict[tuple[str, str], list] = defaultdict(lambda: [0, 0, 0, 0])
     for c in costs.nodes:
         s = stats[(c.domain, c.op_type)]
         s[0] += 1
@@ -37,13 +38,13 @@ def structure(graph: Graph, costs: CostResult) -> Structure:
         s[1] += k * (c.macs or 0)
         s[2] += k * (c.flops or 0)
         s[3] += c.params
-    total_macs = sum(s[1] for s in stats.values())
-    total_flops = sum(s[2] for s in stats.values())
+    total_macs = normalize(sum(s[1] for s in stats.values()))
+    total_flops = normalize(sum(s[2] for s in stats.values()))
     op_types = [
-        OpTypeStat(op, dom, s[0], s[1], s[2], s[3], s[1] / total_macs if total_macs else 0.0, s[2] / total_flops if total_flops else 0.0)
+        OpTypeStat(op, dom, s[0], normalize(s[1]), normalize(s[2]), s[3], _share(s[1], total_macs), _share(s[2], total_flops))
         for (dom, op), s in stats.items()
     ]
-    op_types.sort(key=lambda o: (-o.macs, -o.flops, -o.count, o.op_type))
+    op_types.sort(key=lambda o: (-order_value(o.macs), -order_value(o.flops), -o.count, o.op_type))
     return Structure(
         node_count=len(graph.nodes),
         node_count_with_subgraphs=len(costs.nodes),
@@ -52,6 +53,13 @@ def structure(graph: Graph, costs: CostResult) -> Structure:
         blocks=find_blocks(graph, by_id),
         subgraphs=costs.subgraphs,
     )
+
+
+def _share(part, total) -> float | None:
+    """part / total, or None when either is a formula (a share that changes with the dims)."""
+    if not (is_int(part) and is_int(total)):
+        return None
+    return part / total if total else 0.0
 
 
 def _subgraph_scale(costs: CostResult) -> dict[str, int]:
@@ -145,7 +153,7 @@ def find_blocks(graph: Graph, costs: dict[str, NodeCost]) -> list[Block]:
     blocks = _scope_blocks(scopes, costs) if any_scope else []
     if not any_scope:
         blocks = _tandem_blocks(graph, costs)
-    blocks.sort(key=lambda b: (-b.macs, -b.count * b.nodes_per_block, b.name))
+    blocks.sort(key=lambda b: (-order_value(b.macs), -b.count * b.nodes_per_block, b.name))
     return blocks
 
 
@@ -156,8 +164,8 @@ def _make_block(name: str, instances: list[list[Node]], labels: list[str], costs
         count=len(instances),
         nodes_per_block=len(instances[0]),
         op_types=dict(Counter(n.op_type for n in instances[0])),
-        macs=sum(costs[n.id].macs or 0 for n in members),
-        flops=sum(costs[n.id].flops or 0 for n in members),
+        macs=normalize(sum(costs[n.id].macs or 0 for n in members)),
+        flops=normalize(sum(costs[n.id].flops or 0 for n in members)),
         params=sum(costs[n.id].params for n in members),
         instances=labels,
         found_by=found_by,

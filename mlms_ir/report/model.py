@@ -13,9 +13,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: Version of the analysis JSON schema (``schema_version`` in every output).
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+
+#: The figures that can be expressions of the model's dims, as keys of the ``symbolic`` objects.
+SYMBOLIC_KEYS = ("macs", "flops", "bytes_read", "bytes_written", "output_bytes", "activation_bytes",
+                 "peak_activation_bytes", "input_bytes", "roofline_s")
 
 ShapeList = list[int | str | None] | None
+
+
+def _json_fields(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.metadata.get("json", True)}
+
+
+def _node_dict(n: NodeCost) -> dict[str, Any]:
+    d = dict(vars(n))
+    d.pop("rank", None)
+    return d
 
 
 def json_safe(obj: Any) -> Any:
@@ -37,6 +51,10 @@ class NodeCost:
     ``status`` is ``counted`` (a formula applied), ``free`` (known to cost nothing),
     ``unknown_op`` (no formula: listed, never silently zero) or ``unresolved`` (a shape it needs is
     unknown; bind the dims named in the analysis' ``unresolved_dims``).
+
+    While the model's dims are unbound, a figure that depends on them is None and ``symbolic``
+    holds it as an exact formula (a string in sympy syntax, keyed like the field; the roofline
+    time as ``roofline_s``, in seconds).
     """
 
     id: str
@@ -59,6 +77,9 @@ class NodeCost:
     note: str = ""
     bound: str | None = None
     time_lower_bound_us: float | None = None
+    symbolic: dict[str, str] | None = None
+    #: Values used only to order nodes whose figures are formulas (each at every dim = 1024).
+    rank: dict[str, float] | None = field(default=None, repr=False, metadata={"json": False})
 
 
 @dataclass
@@ -68,23 +89,28 @@ class Totals:
     params: int
     param_bytes: int
     params_by_dtype: dict[str, int]
-    macs: int
-    int_macs: int
-    flops: int
-    bytes_read: int
-    bytes_written: int
+    macs: int | None
+    int_macs: int | None
+    flops: int | None
+    bytes_read: int | None
+    bytes_written: int | None
     weight_bytes: int
     constant_bytes: int
-    activation_bytes: int
-    peak_activation_bytes: int
+    activation_bytes: int | None
+    peak_activation_bytes: int | None
     peak_at_node: str | None
-    input_bytes: int
-    output_bytes: int
+    input_bytes: int | None
+    output_bytes: int | None
     nodes: int
     counted_nodes: int
     unresolved_nodes: int
     unknown_nodes: int
     complete: bool
+    #: Figures that are formulas of the model's dims (None where they are numbers): strings in
+    #: sympy syntax keyed like the fields above (``roofline_s``: the roofline bound in seconds).
+    symbolic: dict[str, str] | None = None
+    #: Where the peak depends on the dims: every node whose live total may be the largest.
+    peak_candidates: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -92,11 +118,12 @@ class OpTypeStat:
     op_type: str
     domain: str
     count: int
-    macs: int
-    flops: int
+    macs: int | None
+    flops: int | None
     params: int
-    share_macs: float
-    share_flops: float
+    share_macs: float | None
+    share_flops: float | None
+    symbolic: dict[str, str] | None = None
 
 
 @dataclass
@@ -117,6 +144,16 @@ class UnresolvedDim:
 
 
 @dataclass
+class Dim:
+    """A free symbol of the analysis' formulas: a dim of an input, or one set by the data."""
+
+    name: str
+    kind: str  # "input", "data" (set at run time by the data), "unknown" (no rule derives it)
+    meaning: str
+    origin: str | None = None
+
+
+@dataclass
 class Block:
     """A repeated block: ``count`` instances of the same structure."""
 
@@ -124,11 +161,12 @@ class Block:
     count: int
     nodes_per_block: int
     op_types: dict[str, int]
-    macs: int
-    flops: int
+    macs: int | None
+    flops: int | None
     params: int
     instances: list[str]
     found_by: str
+    symbolic: dict[str, str] | None = None
     #: The node ids of each instance (for the HTML report's collapsing; not in the JSON).
     members: list[list[str]] = field(default_factory=list, repr=False, metadata={"json": False})
 
@@ -141,6 +179,8 @@ class SubgraphInfo:
     nodes: int
     multiplier: int | None
     note: str
+    #: The multiplier as an expression of the model's dims when it is one (a Loop's symbolic trip count).
+    symbolic_multiplier: str | None = None
 
 
 @dataclass
@@ -161,10 +201,13 @@ class Roofline:
     peak_flops: dict[str, float]
     bandwidth_bytes_per_s: float
     ridge_intensity: float
-    lower_bound_us: float
+    lower_bound_us: float | None
     compute_bound_nodes: int
     memory_bound_nodes: int
-    compute_bound_share: float
+    compute_bound_share: float | None
+    #: The bound as an expression of the model's dims (µs) while they are unbound; not in the
+    #: JSON (``totals.symbolic.roofline_s`` carries it, in seconds).
+    symbolic_lower_bound_us: Any = field(default=None, repr=False, metadata={"json": False})
 
 
 @dataclass
@@ -197,6 +240,8 @@ class Analysis:
     nodes: list[NodeCost]
     roofline: Roofline | None = None
     warnings: list[str] = field(default_factory=list)
+    #: Every free symbol of the formulas (empty when all figures are numbers).
+    dims: list[Dim] = field(default_factory=list)
     schema_version: str = SCHEMA_VERSION
     tool: dict[str, str] = field(default_factory=dict)
 
@@ -225,11 +270,17 @@ class Analysis:
             "structure": structure,
             "unknown_ops": [dataclasses.asdict(u) for u in self.unknown_ops],
             "unresolved_dims": [dataclasses.asdict(u) for u in self.unresolved_dims],
-            "roofline": dataclasses.asdict(self.roofline) if self.roofline is not None else None,
+            "roofline": _json_fields(self.roofline) if self.roofline is not None else None,
             "warnings": list(self.warnings),
+            "dims": [dataclasses.asdict(d) for d in self.dims],
             # NodeCost holds only scalars and lists of shapes: a shallow copy is a faithful dict
-            "nodes": [dict(vars(n)) for n in self.nodes],
+            "nodes": [_node_dict(n) for n in self.nodes],
         }
+
+    @property
+    def symbolic(self) -> bool:
+        """True when some figure is a formula of unbound dims."""
+        return bool(self.totals.symbolic)
 
     def to_json(self, indent: int | None = 2) -> str:
         """JSON text; with ``indent``, everything is indented except the nodes, one per line

@@ -6,6 +6,7 @@ import math
 import re
 
 from mlms_ir.errors import InvalidModelError
+from mlms_ir.ir.expr import smax
 from mlms_ir.passes.registry import MS, ML, Cost, OpContext, cost
 
 
@@ -148,7 +149,7 @@ def einsum(ctx: OpContext) -> Cost:
         if len(letters) != len(shape):
             raise InvalidModelError(f"node {ctx.node.label}: Einsum term '{term}' does not match input rank {len(shape)}")
         for letter, d in zip(letters, shape):
-            sizes[letter] = max(sizes.get(letter, 1), d)
+            sizes[letter] = smax(sizes.get(letter, 1), d)
     if n == 1:
         return Cost(0, ctx.in_numel(0))
     macs = (n - 1) * math.prod(sizes.values())
@@ -162,7 +163,7 @@ def linear_classifier(ctx: OpContext) -> Cost:
     n = x[0] if len(x) > 1 else 1
     feats = x[-1]
     coef = ctx.attr("coefficients", []) or []
-    targets = max(len(coef) // max(feats, 1), 1)
+    targets = max(len(coef) // feats, 1) if isinstance(feats, int) and feats > 0 else 1
     macs = n * feats * targets
     return Cost(macs, 2 * macs + n * targets)
 
@@ -174,9 +175,10 @@ def svm(ctx: OpContext) -> Cost:
     n = x[0] if len(x) > 1 else 1
     feats = x[-1]
     sv = ctx.attr("support_vectors", []) or []
-    n_sv = len(sv) // max(feats, 1)
+    f = feats if isinstance(feats, int) and feats > 0 else 1
+    n_sv = len(sv) // f
     if n_sv == 0:
         coef = ctx.attr("coefficients", []) or []
-        n_sv = max(len(coef) // max(feats, 1), 1)
+        n_sv = max(len(coef) // f, 1)
     macs = n * n_sv * feats
     return Cost(macs, 2 * macs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from mlms_ir.ir.expr import ceil_log2, floordiv, smax
 from mlms_ir.passes.registry import MS, ML, Cost, OpContext, cost
 
 
@@ -47,7 +48,7 @@ def max_roi_pool(ctx: OpContext) -> Cost:
     """Upper bound: each output element compares every element of its ROI's bin, taken as input_spatial/pooled_shape"""
     x = ctx.in_shape(0)
     pooled = ctx.attr("pooled_shape", [1, 1])
-    bin_elems = max(1, math.prod(x[2:]) // max(1, math.prod(int(p) for p in pooled)))
+    bin_elems = smax(1, floordiv(math.prod(x[2:]), max(1, math.prod(int(p) for p in pooled))))
     return Cost(0, ctx.out_numel() * bin_elems)
 
 
@@ -87,7 +88,7 @@ def topk(ctx: OpContext) -> Cost:
     """input elements * ceil(log2(K)) comparisons (heap selection; at least 1 per element)"""
     k = ctx.const(1)
     kv = int(k.reshape(-1)[0]) if k is not None and k.size else ctx.out_shape(0)[int(ctx.attr("axis", -1))]
-    return Cost(0, ctx.in_numel(0) * max(1, math.ceil(math.log2(max(kv, 1)))))
+    return Cost(0, ctx.in_numel(0) * smax(1, ceil_log2(kv)))
 
 
 def _resized_axes(ctx: OpContext) -> int:

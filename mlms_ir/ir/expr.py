@@ -1,0 +1,220 @@
+"""Exact arithmetic on dims that may be symbolic (sympy expressions over the model's named dims).
+
+A figure is an ``int`` when it is known, or a sympy expression over the model's dims (``batch``,
+``seq``, ``nonzero_n12``...) when it is not. Every helper here keeps plain ints plain, so a model
+whose dims are all bound never touches sympy (which is imported only when a symbol exists).
+"""
+
+from __future__ import annotations
+
+import functools
+import keyword
+import re
+from typing import Any
+
+Num = Any  # int | sympy.Expr
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def sympy():  # noqa: D103 - the lazily imported module
+    import sympy as _sympy
+
+    return _sympy
+
+
+def is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def is_symbolic(x: object) -> bool:
+    """True for a sympy expression that is not a plain number."""
+    return not isinstance(x, (int, float)) and x is not None and hasattr(x, "free_symbols")
+
+
+def normalize(x: Num) -> Num:
+    """An integer-valued sympy number becomes an int; everything else is returned as it is."""
+    if isinstance(x, int) or x is None:
+        return x
+    if getattr(x, "is_Integer", False):
+        return int(x)
+    return x
+
+
+def smax(*xs: Num) -> Num:
+    """max() that also takes expressions (sympy's Max simplifies with the dims' assumptions)."""
+    if all(is_int(x) for x in xs):
+        return max(xs)
+    return normalize(sympy().Max(*xs))
+
+
+def smin(*xs: Num) -> Num:
+    if all(is_int(x) for x in xs):
+        return min(xs)
+    return normalize(sympy().Min(*xs))
+
+
+def floordiv(a: Num, b: Num) -> Num:
+    if is_int(a) and is_int(b):
+        return a // b
+    sp = sympy()
+    return normalize(sp.floor(sp.Integer(a) / b if is_int(a) else a / b))
+
+
+def ceildiv(a: Num, b: Num) -> Num:
+    if is_int(a) and is_int(b):
+        return -((-a) // b)
+    sp = sympy()
+    return normalize(sp.ceiling(sp.Integer(a) / b if is_int(a) else a / b))
+
+
+def ceil_log2(x: Num) -> Num:
+    """ceil(log2(max(x, 1)))."""
+    if is_int(x):
+        x = max(x, 1)
+        return (x - 1).bit_length()
+    sp = sympy()
+    return normalize(sp.ceiling(sp.log(sp.Max(x, 1), 2)))
+
+
+def eq(a: Num, b: Num) -> bool | None:
+    """Whether two dims are equal: True, False, or None when it depends on the dims."""
+    if is_int(a) and is_int(b):
+        return a == b
+    d = sympy().simplify(a - b) if (is_symbolic(a) and is_symbolic(b)) else (a - b)
+    if d == 0:
+        return True
+    if getattr(d, "is_zero", None) is False:
+        return False
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _reserved() -> frozenset[str]:
+    sp = sympy()
+    return frozenset(n for n in dir(sp) if not n.startswith("_")) | frozenset(keyword.kwlist) | {"lambda"}
+
+
+def safe_name(name: str) -> str:
+    """A symbol name that ``sympy.sympify`` reads back as a symbol: an identifier, not a sympy name
+    (``N``, ``E``, ``beta``...) and not a Python keyword (those get a trailing ``_``)."""
+    s = re.sub(r"[^A-Za-z0-9_]", "_", name.strip()) or "dim"
+    if s[0].isdigit():
+        s = "d_" + s
+    while s in _reserved():
+        s += "_"
+    return s
+
+
+def dominates(a: Num, b: Num) -> bool:
+    """a >= b for every non-negative value of the dims, by a sufficient test: every coefficient
+    of a - b, as a polynomial in its (non-negative) terms, is non-negative."""
+    diff = a - b
+    if is_int(diff) or getattr(diff, "is_Number", False):
+        return diff >= 0
+    sp = sympy()
+    diff = sp.expand(diff)
+    if diff.is_Number:
+        return bool(diff >= 0)
+    for term, coeff in diff.as_coefficients_dict().items():
+        if coeff < 0 and term != 0:
+            return False
+        if not _nonnegative(term):
+            return False
+    return True
+
+
+def _nonnegative(term) -> bool:
+    if term.is_Number:
+        return term >= 0
+    ok = term.is_nonnegative
+    if ok is not None:
+        return bool(ok)
+    # floor/ceiling of non-negative arguments and products of such terms
+    sp = sympy()
+    if isinstance(term, (sp.floor, sp.ceiling)):
+        return dominates(term.args[0], 0)
+    if term.is_Mul:
+        return all(_nonnegative(f) for f in term.args)
+    if term.is_Pow:
+        return _nonnegative(term.base)
+    if isinstance(term, (sp.Max,)):
+        return any(_nonnegative(a) for a in term.args)
+    if isinstance(term, (sp.Min,)):
+        return all(_nonnegative(a) for a in term.args)
+    return False
+
+
+def _poly(x: Num) -> dict | None:
+    """``x`` as {term: coefficient} with every term non-negative for non-negative dims, or None."""
+    sp = sympy()
+    e = sp.expand(x)
+    out: dict = {}
+    for term, coeff in (e.as_coefficients_dict().items() if not e.is_Number else [(sp.Integer(1), e)]):
+        if not term.is_Number and not _nonnegative(term):
+            return None
+        out[term] = out.get(term, 0) + coeff
+    return out
+
+
+def _poly_ge(a: dict, b: dict) -> bool:
+    return all(a.get(t, 0) >= c for t, c in b.items()) and all(c >= 0 or t in b for t, c in a.items())
+
+
+def maximum(values: list[Num]) -> tuple[Num, list[int]]:
+    """The largest of ``values`` for every value of the dims: the int maximum when all are ints,
+    else Max() of the values no other one dominates. Returns it and the indices of those kept
+    (the first index of each distinct value)."""
+    if all(is_int(v) for v in values):
+        if not values:
+            return 0, []
+        best = max(range(len(values)), key=lambda i: values[i])
+        return values[best], [best]
+    first: dict = {}
+    for i, v in enumerate(values):
+        first.setdefault(v, i)
+    polys = {v: _poly(v) for v in first}
+    kept: list = []
+    for v in first:
+        pv = polys[v]
+        if pv is not None and any(polys[k] is not None and _poly_ge(polys[k], pv) for k in kept):
+            continue
+        if pv is not None:
+            kept = [k for k in kept if polys[k] is None or not _poly_ge(pv, polys[k])]
+        kept.append(v)
+    idx = sorted(first[k] for k in kept)
+    if len(idx) == 1:
+        return values[idx[0]], idx
+    return normalize(sympy().Max(*(values[i] for i in idx))), idx
+
+
+@functools.lru_cache(maxsize=65536)
+def to_str(x: Num) -> str:
+    """The expression in sympy syntax (``sympy.sympify`` reads it back)."""
+    return str(x)
+
+
+def evaluate(x: Num, values: dict[str, int]) -> Num:
+    """``x`` with the dims in ``values`` substituted (an int when none is left)."""
+    if not is_symbolic(x):
+        return x
+    subs = {s: values[s.name] for s in x.free_symbols if s.name in values}
+    if not subs:
+        return x
+    return normalize(x.subs(subs))
+
+
+#: Every free dim takes this value when formulas are only ordered (largest first), never shown.
+ORDER_DIM = 1024
+
+
+def order_value(x: Num) -> float:
+    """A number to sort figures by: the figure itself, or a formula at every dim = :data:`ORDER_DIM`."""
+    if x is None:
+        return 0.0
+    if not is_symbolic(x):
+        return float(x)
+    try:
+        return float(x.subs({s: ORDER_DIM for s in x.free_symbols}))
+    except (TypeError, ValueError):
+        return 0.0
