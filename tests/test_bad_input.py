@@ -246,7 +246,10 @@ def test_random_mutations_give_a_result_or_a_clean_error(edits, cut):
     except MlmsIrError as exc:
         assert str(exc) and "\n" not in str(exc)
     else:
-        assert a.totals.macs >= 0 and a.totals.flops >= 0
+        if a.totals.symbolic:  # a mutated dim became a free symbol: the figures are formulas
+            assert a.totals.macs is None or a.totals.macs >= 0
+        else:
+            assert a.totals.macs >= 0 and a.totals.flops >= 0
 
 
 _OPS = ["Conv", "Relu", "Gemm", "MatMul", "Flatten", "GlobalAveragePool", "Reshape", "Softmax", "MaxPool", "Add", "LSTM", "Einsum", "Attention"]
@@ -279,4 +282,7 @@ def test_semantic_mutations_give_a_result_or_a_clean_error(dims, attr, values, n
     except MlmsIrError as exc:
         assert str(exc) and "\n" not in str(exc)
     else:
-        assert a.totals.macs >= 0 and a.totals.flops >= 0
+        if a.totals.symbolic:  # a mutated dim became a free symbol: the figures are formulas
+            assert a.totals.macs is None or a.totals.macs >= 0
+        else:
+            assert a.totals.macs >= 0 and a.totals.flops >= 0

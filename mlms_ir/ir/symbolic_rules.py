@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from mlms_ir.errors import InvalidModelError
 from mlms_ir.ir import expr as E
 
 log = logging.getLogger(__name__)
@@ -1168,6 +1169,12 @@ def apply(w, g, node) -> None:
             final.append(_merge(w, node, k, onnx_outs[k], ruled[k] if ruled and k < len(ruled) else None, raw[k]) if o else None)
     for k, o in enumerate(proto.output):
         if o:
+            bad = next((d for d in final[k] or () if E.is_int(d) and d < 0), None)
+            if bad is not None:
+                raise InvalidModelError(
+                    f"node {node.label}: output {k} gets a negative dim ({bad}) from its input shapes "
+                    f"{', '.join(str(list(s)) if s is not None else '?' for s in ins)}; the input is too small for the op's attributes"
+                )
             w.set_shape(o, final[k], out_infos[k])
     if standard and node.op_type in VALUE_RULES and proto.output and proto.output[0]:
         t = out_infos[0]
