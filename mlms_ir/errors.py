@@ -36,6 +36,11 @@ class ShapeBindingError(MlmsIrError):
     """A shape binding (``--input-shape``, ``--batch``, ``--dims``) is malformed or does not fit."""
 
 
+class FormulaError(MlmsIrError):
+    """A question asked of the analysis' formulas cannot be answered as given (``--solve``,
+    ``--sweep-dim``): an unknown metric or unit, a malformed range, or dims left free."""
+
+
 class UnknownDeviceError(MlmsIrError):
     """A roofline device name or spec is not known or malformed."""
 
@@ -53,6 +58,7 @@ class CountersUnavailableError(MlmsIrError):
 __all__ = [
     "CountersUnavailableError",
     "ExternalDataError",
+    "FormulaError",
     "InvalidModelError",
     "MissingExtraError",
     "MlmsIrError",

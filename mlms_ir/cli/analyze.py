@@ -68,8 +68,13 @@ def analyze(
     lenient: bool = False,
     html: str | None = None,
     store: str | None = None,
+    solve: str | None = None,
+    sweep_dim: str | None = None,
 ) -> None:
     """Static analysis of an ONNX model: MACs/FLOPs, params, memory, structure, roofline.
+
+    With dims left unbound every figure is an exact formula of them (batch, seq...); --solve and
+    --sweep-dim ask questions of those formulas.
 
     Args:
         model: path of an .onnx file (default: the embedded digits-cnn model).
@@ -84,6 +89,8 @@ def analyze(
         lenient: analyse a model that ONNX's strict shape inference rejects.
         html: also write the HTML report (graph, tables, plots) to this file.
         store: the results store to record this in (default: $MLMS_IR_STORE, else the user's data dir); none: do not record.
+        solve: METRIC<=VALUE, e.g. "peak_activation_bytes<=24GiB": the largest value of the one dim left free (bind the others with --dims) that fits; >= gives the smallest.
+        sweep_dim: NAME=START:STOP (doubling), NAME=START:STOP:STEP or NAME=V1,V2,...: the totals along that dim.
     """
     from mlms_ir.passes.analyze import analyze as run_analysis
     from mlms_ir.report.text import SORT_KEYS
@@ -103,8 +110,17 @@ def analyze(
         raise MlmsIrError(f"--top must be a non-negative integer, got '{top}'")
     from mlms_ir.ir import load
 
+    if solve is not None and sweep_dim is not None:
+        raise MlmsIrError("give --solve or --sweep-dim, not both")
+    from mlms_ir.passes import formulas
+
+    question = formulas.parse_constraint(str(solve)) if solve is not None else None
+    swept = formulas.parse_sweep(str(sweep_dim)) if sweep_dim is not None else None
     graph = load(_model_path(model), input_shapes=_input_shapes(input_shape), batch=batch, dims=_dims(dims), lenient=bool(lenient))
     result = run_analysis(graph, device=device)
+    if question is not None or swept is not None:
+        _ask(result, str(solve) if question is not None else None, swept, fmt, output)
+        return
     from mlms_ir.cli.runs import record
     from mlms_ir.store import records_from_analysis
 
@@ -140,6 +156,55 @@ def analyze(
             print(f"wrote {output}", file=sys.stderr)
         else:
             render_text(result, top=top, sort=sort)
+
+
+def _ask(result, solve: str | None, swept: tuple[str, list[int]] | None, fmt: str, output: str | None) -> None:
+    """Answer --solve or --sweep-dim from the analysis' formulas (nothing is recorded)."""
+    import json
+
+    from mlms_ir.passes import formulas
+    from mlms_ir.report.model import SCHEMA_VERSION, json_safe
+
+    if solve is not None:
+        answer = formulas.solve(result, solve)
+        if fmt == "json":
+            _write(json.dumps(json_safe({"schema_version": SCHEMA_VERSION, "model": result.model.name,
+                                         "bindings": result.bindings, "solve": answer.to_dict()}), indent=2) + "\n", output)
+            return
+        from mlms_ir.report.text import render_solution as render
+
+        args = (answer,)
+    else:
+        assert swept is not None
+        rows = formulas.sweep(result, swept[0], swept[1])
+        if fmt == "json":
+            _write(json.dumps(json_safe({"schema_version": SCHEMA_VERSION, "model": result.model.name,
+                                         "bindings": result.bindings, "sweep": {"dim": swept[0], "rows": rows}}), indent=2) + "\n", output)
+            return
+        if fmt == "csv":
+            import csv
+            import io
+
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+            w.writeheader()
+            w.writerows(rows)
+            _write(buf.getvalue(), output)
+            return
+        from mlms_ir.report.text import render_sweep as render
+
+        args = (result, swept[0], rows)
+    from rich.console import Console
+
+    if output:
+        try:
+            with open(output, "w") as fh:
+                render(*args, console=Console(file=fh, width=160, color_system=None))
+        except OSError as exc:
+            raise MlmsIrError(f"cannot write '{output}': {exc.strerror or exc}") from exc
+        print(f"wrote {output}", file=sys.stderr)
+    else:
+        render(*args)
 
 
 def devices() -> None:

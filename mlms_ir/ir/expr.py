@@ -58,6 +58,17 @@ def floordiv(a: Num, b: Num) -> Num:
     if is_int(a) and is_int(b):
         return a // b
     sp = sympy()
+    if is_int(b) and b > 0 and is_symbolic(a):
+        # floor((floor(y) + c) / b) == floor((y + c) / b) for integers c and b > 0: keeps a chain of
+        # strided convolutions as floor((h - 1)/32) + 1 rather than five nested floors
+        inner, rest = None, 0
+        for t in (a.args if a.is_Add else (a,)):
+            if isinstance(t, sp.floor) and inner is None:
+                inner = t.args[0]
+            else:
+                rest += t
+        if inner is not None and getattr(sp.sympify(rest), "is_integer", False):
+            return normalize(sp.floor((inner + rest) / b))
     return normalize(sp.floor(sp.Integer(a) / b if is_int(a) else a / b))
 
 

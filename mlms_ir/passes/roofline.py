@@ -170,6 +170,7 @@ def roofline(nodes: list[NodeCost], top: list[NodeCost], device: Device, dtypes:
         lower_bound_us=None if symbolic else total,
         compute_bound_nodes=sum(1 for n in counted if n.bound == "compute"),
         memory_bound_nodes=sum(1 for n in counted if n.bound == "memory"),
+        dims_bound_nodes=sum(1 for n in counted if n.bound is None),
         compute_bound_share=None if symbolic else (compute_time / total if total else 0.0),
         symbolic_lower_bound_us=total if symbolic else None,
     )

@@ -57,6 +57,8 @@ def structure(graph: Graph, costs: CostResult) -> Structure:
 
 def _share(part, total) -> float | None:
     """part / total, or None when either is a formula (a share that changes with the dims)."""
+    if is_int(part) and part == 0:
+        return 0.0
     if not (is_int(part) and is_int(total)):
         return None
     return part / total if total else 0.0

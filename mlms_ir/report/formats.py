@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import io
 
+from mlms_ir.report.formula import figure
 from mlms_ir.report.model import Analysis
 from mlms_ir.report.text import fmt_shape, human_bytes, human_count, sort_nodes, summary_rows
 
 CSV_COLUMNS = (
     "id", "name", "op_type", "domain", "status", "parent", "macs", "flops", "int_macs", "params", "param_bytes",
     "bytes_read", "bytes_written", "output_bytes", "intensity", "bound", "time_lower_bound_us",
-    "input_shapes", "output_shapes", "note",
+    "input_shapes", "output_shapes", "note", "symbolic",
 )
 
 
@@ -29,6 +30,8 @@ def to_csv(a: Analysis) -> str:
             v = getattr(n, col)
             if col in ("input_shapes", "output_shapes"):
                 v = ";".join(fmt_shape(s) for s in v)
+            elif col == "symbolic":
+                v = ";".join(f"{k}={f}" for k, f in v.items()) if v else None
             row.append("" if v is None else v)
         w.writerow(row)
     return buf.getvalue()
@@ -46,15 +49,18 @@ def to_markdown(a: Analysis, *, top: int = 20, sort: str = "macs") -> str:
     for n in sort_nodes([n for n in a.nodes if n.parent is None], sort)[:top]:
         lines.append(
             f"| {n.id} | {_md_escape(n.name or '-')} | {_md_escape(n.op_type)} | {_md_escape(fmt_shape(n.output_shapes[0] if n.output_shapes else None))} "
-            f"| {human_count(n.macs)} | {human_count(n.flops)} | {human_count(n.params) if n.params else '-'} | {human_bytes(n.output_bytes)} |"
+            f"| {_md_escape(figure(n.macs, n.symbolic, 'macs', human_count))} | {_md_escape(figure(n.flops, n.symbolic, 'flops', human_count))} "
+            f"| {human_count(n.params) if n.params else '-'} | {_md_escape(figure(n.output_bytes, n.symbolic, 'output_bytes', human_bytes))} |"
         )
     lines += ["", "## Op types", "", "| op | count | MACs | share of MACs | FLOPs |", "|---|---:|---:|---:|---:|"]
     for o in a.structure.op_types:
-        lines.append(f"| {_md_escape(o.op_type)} | {o.count} | {human_count(o.macs)} | {o.share_macs:.1%} | {human_count(o.flops)} |")
+        share = f"{o.share_macs:.1%}" if o.share_macs is not None else "by dims"
+        lines.append(f"| {_md_escape(o.op_type)} | {o.count} | {_md_escape(figure(o.macs, o.symbolic, 'macs', human_count))} | {share} "
+                     f"| {_md_escape(figure(o.flops, o.symbolic, 'flops', human_count))} |")
     if a.structure.blocks:
         lines += ["", "## Repeated blocks", "", "| block | count | nodes each | MACs (all) |", "|---|---:|---:|---:|"]
         for b in a.structure.blocks:
-            lines.append(f"| {_md_escape(b.name)} | {b.count} | {b.nodes_per_block} | {human_count(b.macs)} |")
+            lines.append(f"| {_md_escape(b.name)} | {b.count} | {b.nodes_per_block} | {_md_escape(figure(b.macs, b.symbolic, 'macs', human_count))} |")
     if a.warnings:
         lines += ["", "## Warnings", ""] + [f"- {_md_escape(w)}" for w in a.warnings]
     return "\n".join(lines) + "\n"

@@ -205,6 +205,8 @@ class Roofline:
     compute_bound_nodes: int
     memory_bound_nodes: int
     compute_bound_share: float | None
+    #: Nodes whose compute and memory times cross as the dims grow (no single bound).
+    dims_bound_nodes: int = 0
     #: The bound as an expression of the model's dims (µs) while they are unbound; not in the
     #: JSON (``totals.symbolic.roofline_s`` carries it, in seconds).
     symbolic_lower_bound_us: Any = field(default=None, repr=False, metadata={"json": False})

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 from rich import box
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from mlms_ir.report.formula import figure, pretty
 from mlms_ir.report.model import Analysis, NodeCost
+
+#: Width of tables written to a pipe or file (a terminal uses its own; ``$COLUMNS`` overrides both).
+PIPED_WIDTH = 240
 
 SORT_KEYS = ("macs", "flops", "params", "output_bytes", "bytes", "time", "order")
 
@@ -55,46 +61,78 @@ def sort_nodes(nodes: list[NodeCost], key: str) -> list[NodeCost]:
     """Nodes ordered for display by ``key`` (one of :data:`SORT_KEYS`)."""
     if key == "order":
         return list(nodes)
+    def v(n: NodeCost, f: str) -> float:
+        x = getattr(n, f)
+        if x is None and n.rank:  # a formula: ordered by its value at a large size of every dim
+            return n.rank.get(f, 0.0)
+        return x or 0
+
     getter = {
-        "macs": lambda n: (n.macs or 0, n.flops or 0),
-        "flops": lambda n: (n.flops or 0, n.macs or 0),
-        "params": lambda n: (n.params, n.macs or 0),
-        "output_bytes": lambda n: (n.output_bytes or 0, 0),
-        "bytes": lambda n: ((n.bytes_read or 0) + (n.bytes_written or 0), 0),
-        "time": lambda n: (n.time_lower_bound_us or 0.0, n.flops or 0),
+        "macs": lambda n: (v(n, "macs"), v(n, "flops")),
+        "flops": lambda n: (v(n, "flops"), v(n, "macs")),
+        "params": lambda n: (n.params, v(n, "macs")),
+        "output_bytes": lambda n: (v(n, "output_bytes"), 0),
+        "bytes": lambda n: (v(n, "bytes_read") + v(n, "bytes_written"), 0),
+        "time": lambda n: (v(n, "time_lower_bound_us"), v(n, "flops")),
     }[key]
     return sorted(nodes, key=getter, reverse=True)
+
+
+def _exact(n: int | None) -> str:
+    return f"{human_count(n)} ({n:,})"
 
 
 def summary_rows(a: Analysis) -> list[tuple[str, str]]:
     t = a.totals
     m = a.model
+    sym = t.symbolic or {}
+
+    def fig(key: str, number) -> str:
+        return figure(getattr(t, key), sym, key, number)
+
     rows = [
         ("model", m.name),
         ("producer", m.producer or "-"),
         ("opsets", ", ".join(f"{k} {v}" for k, v in m.opsets.items())),
         ("inputs", "; ".join(f"{i['name']}: {i['dtype']}[{fmt_shape(i['shape'])}]" for i in m.inputs) or "-"),
+    ]
+    if a.dims:
+        rows.append(("dims", "; ".join(f"{d.name}: {d.meaning}" for d in a.dims)))
+    rows += [
         ("nodes", f"{t.nodes} (depth {a.structure.depth})"),
-        ("params", f"{human_count(t.params)} ({t.params:,})"),
-        ("MACs", f"{human_count(t.macs)} ({t.macs:,})" + (f", of which integer {human_count(t.int_macs)}" if t.int_macs else "")),
-        ("FLOPs", f"{human_count(t.flops)} ({t.flops:,})"),
+        ("params", _exact(t.params)),
+        ("MACs", fig("macs", _exact) + (f", of which integer {fig('int_macs', human_count)}" if t.int_macs or "int_macs" in sym else "")),
+        ("FLOPs", fig("flops", _exact)),
         ("weights", human_bytes(t.weight_bytes) + (f" (params {human_bytes(t.param_bytes)})" if t.constant_bytes else "")),
-        ("activations", human_bytes(t.activation_bytes)),
-        ("peak activations", human_bytes(t.peak_activation_bytes) + (f" at {t.peak_at_node}" if t.peak_at_node else "")),
-        ("inputs / outputs", f"{human_bytes(t.input_bytes)} / {human_bytes(t.output_bytes)}"),
+        ("activations", fig("activation_bytes", human_bytes)),
+        ("peak activations", fig("peak_activation_bytes", human_bytes) + (f" at {t.peak_at_node}" if t.peak_at_node else "")
+         + (f" (at one of {', '.join(t.peak_candidates)}, by the dims)" if t.peak_candidates else "")),
+        ("inputs / outputs", f"{fig('input_bytes', human_bytes)} / {fig('output_bytes', human_bytes)}"),
     ]
     if a.roofline is not None:
         r = a.roofline
-        rows.append(
-            (
-                f"roofline ({r.device})",
-                f"≥ {human_time_us(r.lower_bound_us)}; {r.compute_bound_nodes} compute-bound, "
-                f"{r.memory_bound_nodes} memory-bound nodes ({r.compute_bound_share:.0%} of the bound is compute)",
-            )
-        )
+        if r.lower_bound_us is None and "roofline_s" in sym:
+            bound = (f"≥ {pretty(sym['roofline_s'], 'seconds')}; {r.compute_bound_nodes} compute-bound, {r.memory_bound_nodes} "
+                     f"memory-bound nodes" + (f", {r.dims_bound_nodes} either, by the dims" if r.dims_bound_nodes else ""))
+        else:
+            bound = (f"≥ {human_time_us(r.lower_bound_us)}; {r.compute_bound_nodes} compute-bound, "
+                     f"{r.memory_bound_nodes} memory-bound nodes ({r.compute_bound_share:.0%} of the bound is compute)")
+        rows.append((f"roofline ({r.device})", bound))
     if not t.complete:
         rows.append(("complete", f"no: {t.unresolved_nodes} unresolved, {t.unknown_nodes} unknown-op nodes"))
+    if a.dims:
+        example = ",".join(f"{d.name}=N" for d in a.dims[:3])
+        rows.append(("numbers", f"the figures above are exact formulas of the dims; bind them with --dims {example}"))
     return rows
+
+
+def default_console() -> Console:
+    """A console on stdout: a terminal's own width, or (piped into a file or a CI log) wide
+    enough to keep every column; ``$COLUMNS`` overrides both."""
+    console = Console()
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console = Console(width=PIPED_WIDTH)
+    return console
 
 
 def fit_table(title: str, cols: list[str], rows: list[list[str]], *, left: tuple[str, ...] = (), shrink: str = "name") -> Table:
@@ -115,7 +153,7 @@ def fit_table(title: str, cols: list[str], rows: list[list[str]], *, left: tuple
 
 def render_text(a: Analysis, *, top: int = 20, sort: str = "macs", console: Console | None = None) -> None:
     """Print the summary, the top nodes, op types and repeated blocks."""
-    console = console or Console()
+    console = console or default_console()
     summary = Table(title=Text(f"mlms_ir analysis: {a.model.name}"), box=box.SIMPLE_HEAVY, show_header=False)
     summary.add_column("what", style="bold")
     summary.add_column("value")
@@ -132,14 +170,17 @@ def render_text(a: Analysis, *, top: int = 20, sort: str = "macs", console: Cons
             n.name or "-",
             n.op_type if not n.domain else f"{n.domain}::{n.op_type}",
             fmt_shape(n.output_shapes[0] if n.output_shapes else None),
-            human_count(n.macs) if n.status != "unknown_op" else "unknown",
-            human_count(n.flops) if n.status != "unknown_op" else "unknown",
+            figure(n.macs, n.symbolic, "macs", human_count) if n.status != "unknown_op" else "unknown",
+            figure(n.flops, n.symbolic, "flops", human_count) if n.status != "unknown_op" else "unknown",
             human_count(n.params) if n.params else "-",
-            human_bytes(n.output_bytes),
+            figure(n.output_bytes, n.symbolic, "output_bytes", human_bytes),
             f"{n.intensity:.3g}" if n.intensity is not None else "-",
         ]
         if show_roof:
-            row += [n.bound or "-", human_time_us(n.time_lower_bound_us)]
+            time = human_time_us(n.time_lower_bound_us)
+            if n.time_lower_bound_us is None and n.symbolic and "roofline_s" in n.symbolic:
+                time = pretty(n.symbolic["roofline_s"], "seconds")
+            row += [n.bound or ("by dims" if n.symbolic and "roofline_s" in n.symbolic else "-"), time]
         rows.append(row)
     nodes = fit_table(f"top {top} nodes by {sort} (MACs count one multiply-add; FLOPs count two)", cols, rows,
                       left=("id", "name", "op", "output", "bound"))
@@ -149,8 +190,9 @@ def render_text(a: Analysis, *, top: int = 20, sort: str = "macs", console: Cons
     for col in ("op", "count", "MACs", "share of MACs", "FLOPs", "params"):
         ops.add_column(col, justify="left" if col == "op" else "right")
     for o in a.structure.op_types:
-        ops.add_row(Text(o.op_type if not o.domain else f"{o.domain}::{o.op_type}"), str(o.count), human_count(o.macs),
-                    f"{o.share_macs:.1%}", human_count(o.flops), human_count(o.params) if o.params else "-")
+        ops.add_row(Text(o.op_type if not o.domain else f"{o.domain}::{o.op_type}"), str(o.count),
+                    figure(o.macs, o.symbolic, "macs", human_count), f"{o.share_macs:.1%}" if o.share_macs is not None else "by dims",
+                    figure(o.flops, o.symbolic, "flops", human_count), human_count(o.params) if o.params else "-")
     parts.append(ops)
 
     if a.structure.blocks:
@@ -158,7 +200,8 @@ def render_text(a: Analysis, *, top: int = 20, sort: str = "macs", console: Cons
         for col in ("block", "count", "nodes each", "MACs (all)", "params (all)", "found by"):
             blocks.add_column(col, justify="left" if col in ("block", "found by") else "right")
         for b in a.structure.blocks[:10]:
-            blocks.add_row(Text(b.name), f"x {b.count}", str(b.nodes_per_block), human_count(b.macs), human_count(b.params), b.found_by)
+            blocks.add_row(Text(b.name), f"x {b.count}", str(b.nodes_per_block), figure(b.macs, b.symbolic, "macs", human_count),
+                           human_count(b.params), b.found_by)
         parts.append(blocks)
     if a.unknown_ops:
         unk = Table(title="ops with no cost formula (not counted)", box=box.SIMPLE)
@@ -178,3 +221,59 @@ def render_text(a: Analysis, *, top: int = 20, sort: str = "macs", console: Cons
     console.print(Group(*parts))
     for w in a.warnings:
         console.print(Text(f"warning: {w}", style="yellow"))
+
+
+def _metric_value(metric: str, v) -> str:
+    from mlms_ir.report.formula import UNITS, unit_of
+
+    if v is None:
+        return "-"
+    unit = unit_of(metric)
+    if unit == "bytes" and float(v).is_integer():
+        return f"{human_bytes(v)} ({int(v):,} B)"
+    return UNITS[unit](v) if unit != "count" else _exact(int(v)) if float(v).is_integer() else human_count(v)
+
+
+def render_solution(sol, *, console: Console | None = None) -> None:
+    """Print the answer of ``analyze --solve``."""
+    console = console or default_console()
+    fixed = ", ".join(f"{k}={v}" for k, v in sol.fixed.items())
+    limit = _metric_value(sol.metric, sol.limit)
+    if sol.dim is None:
+        verdict = "holds" if sol.holds else "does not hold"
+        console.print(Text(f"{sol.metric} {sol.op} {limit} {verdict}: {sol.metric} = {_metric_value(sol.metric, sol.at_value)}"
+                           + (f" at {fixed}" if fixed else "") + " (no dim left free)"))
+        return
+    which = "largest" if sol.op in ("<=", "<") else "smallest"
+    if sol.value is None:
+        console.print(Text(f"no value of {sol.dim} gives {sol.metric} {sol.op} {limit}" + (f" at {fixed}" if fixed else "")))
+        return
+    line = f"{which} {sol.dim} with {sol.metric} {sol.op} {limit}" + (f" at {fixed}" if fixed else "") + f": {sol.dim} = {sol.value:,}"
+    line += f" ({sol.metric} {_metric_value(sol.metric, sol.at_value)}"
+    if sol.unbounded:
+        line += f"; every {sol.dim} up to {sol.value:,} fits: {sol.metric} does not bound it)"
+    elif sol.beyond is not None:
+        step = sol.value + 1 if which == "largest" else sol.value - 1
+        line += f"; {sol.dim} = {step:,} gives {_metric_value(sol.metric, sol.beyond)})"
+    else:
+        line += ")"
+    console.print(Text(line))
+
+
+def render_sweep(a: Analysis, dim: str, rows: list[dict], *, console: Console | None = None) -> None:
+    """Print the totals along one dim (``analyze --sweep-dim``)."""
+    console = console or default_console()
+    bound = ", ".join(f"{k}={v}" for k, v in (a.bindings.get("dims") or {}).items())
+    cols = [dim, "MACs", "FLOPs", "activations", "peak activations", "inputs"] + (["≥ time"] if a.roofline is not None else [])
+    keys = [dim, "macs", "flops", "activation_bytes", "peak_activation_bytes", "input_bytes"] + (["roofline_s"] if a.roofline is not None else [])
+    table = Table(title=Text(f"mlms_ir analysis: {a.model.name} along {dim}" + (f" ({bound})" if bound else "")), box=box.SIMPLE)
+    for c in cols:
+        table.add_column(c, justify="right", no_wrap=True)
+    for r in rows:
+        cells = [f"{r[dim]:,}"]
+        for k in keys[1:]:
+            v = r.get(k)
+            cells.append("-" if v is None else human_bytes(v) if k.endswith("bytes") else
+                         human_time_us(v * 1e6) if k == "roofline_s" else human_count(v))
+        table.add_row(*cells)
+    console.print(table)
