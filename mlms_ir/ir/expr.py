@@ -29,7 +29,8 @@ def is_int(x: object) -> bool:
 
 def is_symbolic(x: object) -> bool:
     """True for a sympy expression that is not a plain number."""
-    return not isinstance(x, (int, float)) and x is not None and hasattr(x, "free_symbols")
+    return (x is not None and not isinstance(x, (int, float, str)) and hasattr(type(x), "free_symbols")
+            and not x.is_Number)
 
 
 def normalize(x: Num) -> Num:
@@ -39,6 +40,24 @@ def normalize(x: Num) -> Num:
     if getattr(x, "is_Integer", False):
         return int(x)
     return x
+
+
+def add(values) -> Num:
+    """The sum of ints and expressions, in one sympy Add (equal expressions counted first):
+    summing one at a time re-flattens the growing sum at every step."""
+    total = 0
+    counts: dict = {}
+    for v in values:
+        if v is None:
+            continue
+        if isinstance(v, (int, float)):
+            total += v
+        else:
+            counts[v] = counts.get(v, 0) + 1
+    if not counts:
+        return total
+    sp = sympy()
+    return normalize(sp.Add(*(e if c == 1 else c * e for e, c in counts.items()), total))
 
 
 def smax(*xs: Num) -> Num:
@@ -168,8 +187,53 @@ def _poly(x: Num) -> dict | None:
     return out
 
 
+@functools.lru_cache(maxsize=65536)
+def terms(x) -> tuple:
+    """``x`` (an expression) as ((term, coefficient), ...) of its expanded form, or () for a
+    non-polynomial one that cannot be split (then it is its own term)."""
+    sp = sympy()
+    e = sp.expand(x)
+    if e.is_Number:
+        return ((sp.Integer(1), e),)
+    return tuple(e.as_coefficients_dict().items())
+
+
+def from_terms(d: dict) -> Num:
+    sp = sympy()
+    return normalize(sp.Add(*(c * t for t, c in d.items() if c != 0)))
+
+
 def _poly_ge(a: dict, b: dict) -> bool:
     return all(a.get(t, 0) >= c for t, c in b.items()) and all(c >= 0 or t in b for t, c in a.items())
+
+
+def maximum_terms(values: list[dict]) -> list[int]:
+    """Indices of the polynomials ({term: coefficient}) that no other one dominates for every
+    non-negative value of their terms (the first of equal ones)."""
+    first: dict = {}
+    for i, v in enumerate(values):
+        first.setdefault(frozenset(v.items()), i)
+    nonneg: dict = {}
+
+    def ok(d: dict) -> bool:
+        for t in d:
+            if t not in nonneg:
+                nonneg[t] = bool(t.is_Number and t >= 0) or _nonnegative(t)
+            if not nonneg[t]:
+                return False
+        return True
+
+    kept: list[int] = []
+    for key, i in first.items():
+        v = values[i]
+        if not ok(v):
+            kept.append(i)
+            continue
+        if any(ok(values[k]) and _poly_ge(values[k], v) for k in kept):
+            continue
+        kept = [k for k in kept if not (ok(values[k]) and _poly_ge(v, values[k]))]
+        kept.append(i)
+    return sorted(kept)
 
 
 def maximum(values: list[Num]) -> tuple[Num, list[int]]:
@@ -225,6 +289,11 @@ def order_value(x: Num) -> float:
         return 0.0
     if not is_symbolic(x):
         return float(x)
+    return _order_value(x)
+
+
+@functools.lru_cache(maxsize=65536)
+def _order_value(x) -> float:
     try:
         return float(x.subs({s: ORDER_DIM for s in x.free_symbols}))
     except (TypeError, ValueError):

@@ -386,7 +386,7 @@ class Graph:
 
 
 def _is_expr(d: object) -> bool:
-    return not isinstance(d, (int, str)) and d is not None and hasattr(d, "free_symbols")
+    return d is not None and not isinstance(d, (int, str)) and hasattr(type(d), "free_symbols")
 
 
 def shape_json(shape: Shape | None) -> list[int | str | None] | None:

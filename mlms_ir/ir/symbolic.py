@@ -127,8 +127,16 @@ class SymbolTable:
 
 
 def needs_resolution(graph: Graph) -> bool:
-    """True when some tensor's shape is not all numbers (so the symbolic pass has work to do)."""
+    """True when some tensor's shape is not all numbers, or a Loop's trip count or an If's
+    condition is computed (the pass tracks those values), so the symbolic pass has work to do."""
+    from mlms_ir.passes.registry import constant_value
+
     for g in [graph] + [sub for _, _, sub in graph.all_subgraphs()]:
+        for node in g.nodes:
+            if node.op_type in ("Loop", "If") and node.domain == "" and node.proto.input and node.proto.input[0]:
+                if constant_value(g, node.proto.input[0]) is None and g.tensor(node.proto.input[0]) is not None \
+                        and g.tensor(node.proto.input[0]).kind != "input":
+                    return True
         for t in g.tensors.values():
             if t.shape is None:
                 if t.kind == "activation" and g.producer(t.name) is not None:

@@ -741,7 +741,11 @@ def _roi(c: Ctx) -> list[Shape]:
 
 # ---------------------------------------------------------------------------- control flow
 def _if(c: Ctx) -> list[Shape]:
-    subs = list(c.node.subgraphs.values())
+    cond = c.val(0)
+    taken = None
+    if cond is not None and cond.size == 1 and isinstance(cond.reshape(-1)[0], (bool, int, np.bool_, np.integer)):
+        taken = "then_branch" if bool(cond.reshape(-1)[0]) else "else_branch"
+    subs = [g for a, g in c.node.subgraphs.items() if taken is None or a == taken]
     outs: list[Shape] = []
     for k in range(c.n_out):
         branch = []
@@ -754,7 +758,11 @@ def _if(c: Ctx) -> list[Shape]:
         dims = []
         for axis in range(len(branch[0])):
             ds = [b[axis] for b in branch]
-            dims.append(ds[0] if all(d == ds[0] for d in ds) else None)
+            if all(d == ds[0] for d in ds):
+                dims.append(ds[0])
+            else:
+                alternatives = " or ".join(f"{d} ({a})" for a, d in zip(c.node.subgraphs, ds))
+                dims.append(c.w.data_dim(c.node, f"dim {axis} of output {k}: {alternatives}, by the branch taken", f"if_out{k}_d{axis}"))
         outs.append(tuple(dims))
     return outs
 

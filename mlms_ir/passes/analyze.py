@@ -144,9 +144,9 @@ def analyze(
 
 
 def _total(nodes: list[NodeCost], field: str):
-    from mlms_ir.ir.expr import normalize
+    from mlms_ir.ir.expr import add
 
-    return normalize(sum(v for v in (getattr(c, field) for c in nodes) if v is not None))
+    return add(getattr(c, field) for c in nodes)
 
 
 def symbolic_graph(graph: Graph) -> Graph:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from mlms_ir.errors import InvalidModelError, MlmsIrError
 from mlms_ir.ir.dtypes import FLOAT_TYPES, INT_TYPES
-from mlms_ir.ir.expr import is_int, is_symbolic, normalize
+from mlms_ir.ir.expr import add, is_int, is_symbolic, normalize
 from mlms_ir.ir.graph import Graph, Node, TensorInfo, shape_json
 from mlms_ir.passes.registry import Cost, OpContext, Unresolved, _load_ops, constant_value, lookup
 from mlms_ir.report.model import NodeCost, SubgraphInfo
@@ -211,7 +211,7 @@ class CostPass:
                     sums = per_branch[chosen]
                 else:  # which branch costs more depends on the dims: each figure is the larger of the two
                     counted = {names[k] for k in kept}
-                    note = "the larger of the branches " + " and ".join(sorted(counted)) + " (which one depends on the dims)"
+                    note = "the larger of the branches " + " and ".join(a for a in names if a in counted) + " (which one depends on the dims)"
                     sums = {f: maximum([per_branch[names[k]][f] for k in kept])[0] for f in fields}
             else:
                 note, counted = "no branches", set()
@@ -227,7 +227,10 @@ class CostPass:
                 if m is not None and m.size == 1 and 0 <= int(m.reshape(-1)[0]) < MAX_TRIP_COUNT:
                     mult = int(m.reshape(-1)[0])
                     note = f"body x {mult} iterations (constant trip count; an early exit can make it fewer)"
-                elif sym is not None and node.id in sym.trips:
+                elif sym is not None and is_int(sym.trips.get(node.id)) and 0 <= sym.trips[node.id] < MAX_TRIP_COUNT:
+                    mult = sym.trips[node.id]
+                    note = f"body x {mult} iterations (trip count computed from the shapes; an early exit can make it fewer)"
+                elif sym is not None and is_symbolic(sym.trips.get(node.id)):
                     sym_mult = sym.trips[node.id]
                     note = f"body x {sym_mult} iterations (an early exit can make it fewer)"
                 else:
@@ -304,11 +307,11 @@ def _producer(g: Graph, name: str) -> Node | None:
 
 
 def _sum_field(costs: list[NodeCost], name: str) -> int:
-    return normalize(sum(v for v in (getattr(c, name) for c in costs) if v is not None))
+    return add(getattr(c, name) for c in costs)
 
 
 def _sum_bytes(tensors: list[TensorInfo | None], unique: bool = False) -> int | None:
-    total = 0
+    sizes = []
     seen: set[str] = set()
     for t in tensors:
         if t is None:
@@ -320,8 +323,8 @@ def _sum_bytes(tensors: list[TensorInfo | None], unique: bool = False) -> int | 
         b = t.sym_nbytes
         if b is None:
             return None
-        total += b
-    return normalize(total)
+        sizes.append(b)
+    return add(sizes)
 
 
 def _number(x):

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from mlms_ir.ir.dtypes import dtype_bits
-from mlms_ir.ir.expr import is_int, maximum, normalize
+from mlms_ir.ir.expr import add, from_terms, is_int, maximum_terms, sympy, terms
 from mlms_ir.ir.graph import Graph, free_names
 from mlms_ir.passes.cost import CostResult
 
@@ -74,8 +74,18 @@ def memory(graph: Graph, costs: CostResult) -> MemoryResult:
         for sub in node.subgraphs.values():
             for name in free_names(sub.proto):
                 outer_reads[name] = max(outer_reads.get(name, i), i)
-    activation_bytes = 0
-    diff = [0] * (n + 2)
+    activations: list = []
+    diff: list[int] = [0] * (n + 2)
+    sym_diff: dict[int, dict] = {}  # step -> {term: coefficient} of the symbolic sizes starting/ending there
+
+    def change(step: int, size, sign: int) -> None:
+        if is_int(size):
+            diff[step] += sign * size
+            return
+        d = sym_diff.setdefault(step, {})
+        for t, c in terms(size):
+            d[t] = d.get(t, 0) + sign * c
+
     for name, s in start.items():
         t = graph.tensors.get(name)
         size = t.sym_nbytes if t is not None else None
@@ -92,35 +102,48 @@ def memory(graph: Graph, costs: CostResult) -> MemoryResult:
                 users.append(outer_reads[name])
             end = max(users) if users else s
             if t is not None and t.kind == "activation":
-                activation_bytes += size
-        diff[s] += size
-        diff[max(end, s) + 1] -= size
-    lives = []
-    live = 0
-    for i in range(n):
-        live = normalize(live + diff[i])
-        lives.append(live)
+                activations.append(size)
+        change(s, size, 1)
+        change(max(end, s) + 1, size, -1)
+    activation_bytes = add(activations)
     candidates: list[int] = []
-    if all(is_int(v) for v in lives):
+    peak_step = None
+    if not sym_diff:
         peak = live = 0
-        peak_step = None
-        for i, v in enumerate(lives):
-            if v > peak:
-                peak, peak_step = v, i
+        for i in range(n):
+            live += diff[i]
+            if live > peak:
+                peak, peak_step = live, i
     else:
-        peak, candidates = maximum(lives)
-        peak_step = candidates[0] if len(candidates) == 1 else None
-        if len(candidates) == 1:
-            candidates = []
-    input_bytes = normalize(sum(graph.tensors[x].sym_nbytes or 0 for x in graph.input_names))
-    output_bytes = normalize(sum((graph.tensor(x).sym_nbytes or 0) if graph.tensor(x) else 0 for x in graph.output_names))
+        # the live total at each step as {term: coefficient}; the peak is the Max of the totals
+        # no other one dominates
+        one = sympy().Integer(1)
+        live_int = 0
+        live_sym: dict = {}
+        lives: list[dict] = []
+        for i in range(n):
+            live_int += diff[i]
+            for t, c in sym_diff.get(i, {}).items():
+                live_sym[t] = live_sym.get(t, 0) + c
+            snapshot = {t: c for t, c in live_sym.items() if c != 0}
+            if live_int:
+                snapshot[one] = snapshot.get(one, 0) + live_int
+            lives.append(snapshot)
+        kept = maximum_terms(lives)
+        values = [from_terms(lives[i]) for i in kept]
+        if len(kept) == 1:
+            peak, peak_step = values[0], kept[0]
+        else:
+            peak, candidates = sympy().Max(*values, evaluate=False), kept
+    input_bytes = add(graph.tensors[x].sym_nbytes or 0 for x in graph.input_names)
+    output_bytes = add((graph.tensor(x).sym_nbytes or 0) if graph.tensor(x) else 0 for x in graph.output_names)
     return MemoryResult(
         params=params,
         param_bytes=param_bytes,
         params_by_dtype=dict(by_dtype),
         weight_bytes=weight_bytes,
         constant_bytes=max(weight_bytes - param_bytes, 0),
-        activation_bytes=normalize(activation_bytes),
+        activation_bytes=activation_bytes,
         peak_activation_bytes=peak,
         peak_at_node=graph.nodes[peak_step].id if peak_step is not None else None,
         peak_candidates=[graph.nodes[i].id for i in candidates],

@@ -138,7 +138,7 @@ def roofline(nodes: list[NodeCost], top: list[NodeCost], device: Device, dtypes:
     compute and memory times cross as the dims grow has no single ``bound`` (None) and its time
     is the Max() of both.
     """
-    from mlms_ir.ir.expr import is_int, normalize
+    from mlms_ir.ir.expr import add, is_int, normalize
 
     symbolic_cache: dict = {}
     for nc in nodes:
@@ -159,7 +159,7 @@ def roofline(nodes: list[NodeCost], top: list[NodeCost], device: Device, dtypes:
         nc.bound = "compute" if t_compute >= t_memory else "memory"
         nc.time_lower_bound_us = max(t_compute, t_memory) * 1e6
     counted = [n for n in top if n.time_lower_bound_us is not None]
-    total = normalize(sum(n.time_lower_bound_us for n in counted))  # type: ignore[misc]
+    total = add(n.time_lower_bound_us for n in counted)
     symbolic = not isinstance(total, (int, float))
     compute_time = sum(n.time_lower_bound_us for n in counted if n.bound == "compute")  # type: ignore[misc]
     return Roofline(

@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from mlms_ir.ir.dtypes import FLOAT_TYPES
-from mlms_ir.ir.expr import is_int, normalize, order_value
+from mlms_ir.ir.expr import add, is_int, order_value
 from mlms_ir.ir.graph import Graph, Node
 from mlms_ir.passes.cost import CostResult
 from mlms_ir.report.model import Block, NodeCost, OpTypeStat, Structure
@@ -28,20 +28,22 @@ MAX_METADATA_CHARS = 10_000  # longer scope metadata is not a module path: ignor
 def structure(graph: Graph, costs: CostResult) -> Structure:
     by_id = {c.id: c for c in costs.nodes}
     scale = _subgraph_scale(costs)
-    stats: dict[tuple[str, str], list] = defaultdict(lambda: [0, 0, 0, 0])
+    stats: dict[tuple[str, str], list] = defaultdict(lambda: [0, [], [], 0])
     for c in costs.nodes:
         s = stats[(c.domain, c.op_type)]
         s[0] += 1
         if c.op_type in ("If", "Loop", "Scan") and c.domain == "":
             continue  # their subgraphs' nodes are counted themselves
         k = scale.get(c.id, 1)
-        s[1] += k * (c.macs or 0)
-        s[2] += k * (c.flops or 0)
+        s[1].append(c.macs if k == 1 or c.macs is None else k * c.macs)
+        s[2].append(c.flops if k == 1 or c.flops is None else k * c.flops)
         s[3] += c.params
-    total_macs = normalize(sum(s[1] for s in stats.values()))
-    total_flops = normalize(sum(s[2] for s in stats.values()))
+    for s in stats.values():
+        s[1], s[2] = add(s[1]), add(s[2])
+    total_macs = add(s[1] for s in stats.values())
+    total_flops = add(s[2] for s in stats.values())
     op_types = [
-        OpTypeStat(op, dom, s[0], normalize(s[1]), normalize(s[2]), s[3], _share(s[1], total_macs), _share(s[2], total_flops))
+        OpTypeStat(op, dom, s[0], s[1], s[2], s[3], _share(s[1], total_macs), _share(s[2], total_flops))
         for (dom, op), s in stats.items()
     ]
     op_types.sort(key=lambda o: (-order_value(o.macs), -order_value(o.flops), -o.count, o.op_type))
@@ -166,8 +168,8 @@ def _make_block(name: str, instances: list[list[Node]], labels: list[str], costs
         count=len(instances),
         nodes_per_block=len(instances[0]),
         op_types=dict(Counter(n.op_type for n in instances[0])),
-        macs=normalize(sum(costs[n.id].macs or 0 for n in members)),
-        flops=normalize(sum(costs[n.id].flops or 0 for n in members)),
+        macs=add(costs[n.id].macs for n in members),
+        flops=add(costs[n.id].flops for n in members),
         params=sum(costs[n.id].params for n in members),
         instances=labels,
         found_by=found_by,
