@@ -26,52 +26,16 @@ from onnx import numpy_helper
 import mlms_ir
 from mlms_ir.errors import FormulaError, ShapeBindingError
 from mlms_ir.passes import formulas
+import symbolic_helpers as H
+from symbolic_helpers import assert_formulas_match, value
 
 sympy = pytest.importorskip("sympy")
-
-NODE_KEYS = ("macs", "flops", "bytes_read", "bytes_written", "output_bytes")
-TOTAL_KEYS = ("macs", "int_macs", "flops", "bytes_read", "bytes_written", "activation_bytes", "peak_activation_bytes",
-              "input_bytes", "output_bytes")
-
 
 def model(text: str, inits: dict[str, np.ndarray] | None = None, opset: int = 18) -> onnx.ModelProto:
     m = onnx.parser.parse_model(f'<ir_version: 8, opset_import: ["" : {opset}]>\n{text}')
     for name, arr in (inits or {}).items():
         m.graph.initializer.append(numpy_helper.from_array(np.asarray(arr), name))
     return m
-
-
-def value(obj, key: str, at: dict[str, int]):
-    """A figure of a node or the totals at the given dims (from its formula if it has one)."""
-    v = getattr(obj, key)
-    if v is None and obj.symbolic and key in obj.symbolic:
-        f = sympy.sympify(obj.symbolic[key])
-        free = {s.name: s for s in f.free_symbols}
-        v = f.subs({free[k]: x for k, x in at.items() if k in free})
-        assert not v.free_symbols, (key, obj.symbolic[key], at)
-        return int(v) if v.is_Integer else float(v)
-    return v
-
-
-def assert_formulas_match(source, points: list[dict[str, int]], *, device: str | None = None, **load_kw):
-    """The symbolic analysis, evaluated at each point, equals the analysis bound to that point."""
-    sym = mlms_ir.analyze(source, device=device, **load_kw)
-    assert sym.totals.symbolic, "the model should have formulas"
-    for at in points:
-        bound = mlms_ir.analyze(source, dims=at, device=device, **load_kw)
-        assert not bound.totals.symbolic, bound.totals.symbolic
-        for key in TOTAL_KEYS:
-            assert value(sym.totals, key, at) == getattr(bound.totals, key), (key, at)
-        if device:
-            rs = sympy.sympify(sym.totals.symbolic["roofline_s"]).subs(at)
-            assert float(rs) == pytest.approx(bound.roofline.lower_bound_us / 1e6, rel=1e-9)
-        by_id = {n.id: n for n in bound.nodes}
-        for n in sym.nodes:
-            b = by_id[n.id]
-            assert n.status == b.status, n.id
-            for key in NODE_KEYS:
-                assert value(n, key, at) == getattr(b, key), (n.id, n.op_type, key, at)
-    return sym
 
 
 # --------------------------------------------------------------------------- shape arithmetic
@@ -155,10 +119,10 @@ def test_conv_formulas_match_bound_analyses(points):
     for at in points:
         bound = mlms_ir.analyze(model(CONVS, CONVS_INITS), dims=at, device="a100")
         names = {"N_": at["N"], "H": at["H"], "W": at["W"]}
-        for key in TOTAL_KEYS:
+        for key in H.TOTAL_KEYS:
             assert value(sym.totals, key, names) == getattr(bound.totals, key), (key, at)
         for n, b in zip(sym.nodes, bound.nodes):
-            for key in NODE_KEYS:
+            for key in H.NODE_KEYS:
                 assert value(n, key, names) == getattr(b, key), (n.id, key, at)
 
 

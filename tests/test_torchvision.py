@@ -88,8 +88,10 @@ def test_dynamic_batch_scales_exactly(exported):
     assert eight.totals.flops == 8 * one.totals.flops
     assert eight.totals.activation_bytes == 8 * one.totals.activation_bytes
     assert eight.totals.params == one.totals.params
-    unbound = mlms_ir.analyze(path)
-    assert [d.dim for d in unbound.unresolved_dims] == ["batch"]
+    unbound = mlms_ir.analyze(path)  # every figure a formula of batch, never 0
+    assert unbound.unresolved_dims == [] and [d.name for d in unbound.dims] == ["batch"]
+    assert unbound.totals.symbolic["macs"] == f"{one.totals.macs}*batch"
+    assert unbound.totals.symbolic["activation_bytes"] == f"{one.totals.activation_bytes}*batch"
 
 
 def test_resnet50_blocks_from_name_scopes(exported):

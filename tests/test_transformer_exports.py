@@ -93,10 +93,21 @@ def test_every_op_counted_and_macs_match(gpt_path, b, t):
     assert params <= a.totals.params <= params * 1.015
 
 
-def test_unbound_dims_are_reported(gpt_path):
+def test_unbound_dims_give_the_macs_formula(gpt_path):
+    sympy = pytest.importorskip("sympy")
     a = mlms_ir.analyze(gpt_path)
-    assert not a.totals.complete
-    assert {d.dim for d in a.unresolved_dims} & {"batch", "seq", "s0", "s1"}
+    assert a.totals.complete and a.unresolved_dims == []
+    assert [d.name for d in a.dims] == ["batch", "seq"]
+    b, t = sympy.symbols("batch seq")
+    # the hand formula, as a polynomial: the seq^2 attention term has coefficient 2*D per layer
+    assert sympy.expand(sympy.sympify(a.totals.symbolic["macs"]) - expected_macs(b, t)) == 0
+    assert sympy.Poly(sympy.sympify(a.totals.symbolic["macs"]), b, t).coeff_monomial(b * t**2) == LAYERS * 2 * D
+
+
+def test_formulas_equal_the_bound_analyses_node_by_node(gpt_path):
+    from symbolic_helpers import assert_formulas_match
+
+    assert_formulas_match(gpt_path, [{"batch": 1, "seq": 1}, {"batch": 3, "seq": 7}, {"batch": 2, "seq": CTX}], device="a100")
 
 
 def test_layers_found_as_blocks(gpt_path):

@@ -91,11 +91,37 @@ def floordiv(a: Num, b: Num) -> Num:
     return normalize(sp.floor(sp.Integer(a) / b if is_int(a) else a / b))
 
 
+def exact_div(a: Num, b: Num) -> Num:
+    """a / b where b divides a (a Reshape's -1): common factors cancelled, e.g. 819·(f + 1) /
+    (91·(f + 1)) is 9 (sympy distributes a number into a sum, which hides the common factor)."""
+    sp = sympy()
+    q = sp.sympify(a) / b
+    if q.is_Number or q.as_numer_denom()[1] == 1:
+        return normalize(q)
+    return normalize(sp.cancel(sp.factor_terms(q)))
+
+
 def ceildiv(a: Num, b: Num) -> Num:
     if is_int(a) and is_int(b):
         return -((-a) // b)
     sp = sympy()
     return normalize(sp.ceiling(sp.Integer(a) / b if is_int(a) else a / b))
+
+
+def differs(a: Num, b: Num) -> Num:
+    """1 if a != b, else 0; for dims that may or may not be equal, the exact indicator
+    ``Piecewise((0, Eq(a, b)), (1, True))``."""
+    if is_int(a) and is_int(b):
+        return int(a != b)
+    if a == b:
+        return 0
+    sp = sympy()
+    rel = sp.Eq(a, b)
+    if rel is sp.false:
+        return 1
+    if rel is sp.true:
+        return 0
+    return sp.Piecewise((0, rel), (1, True))
 
 
 def ceil_log2(x: Num) -> Num:
@@ -143,7 +169,7 @@ def dominates(a: Num, b: Num) -> bool:
     if is_int(diff) or getattr(diff, "is_Number", False):
         return diff >= 0
     sp = sympy()
-    diff = sp.expand(diff)
+    diff = sp.sympify(expand(diff))
     if diff.is_Number:
         return bool(diff >= 0)
     for term, coeff in diff.as_coefficients_dict().items():
@@ -175,10 +201,37 @@ def _nonnegative(term) -> bool:
     return False
 
 
+#: Expressions whose expansion would have more terms than this are not expanded (a product of
+#: sums of Min/Max/floor terms grows exponentially); they stay one term of their own.
+MAX_EXPANDED_TERMS = 256
+
+
+def _expanded_terms(e) -> int:
+    if e.is_Add:
+        return sum(_expanded_terms(a) for a in e.args)
+    if e.is_Mul:
+        n = 1
+        for a in e.args:
+            n *= _expanded_terms(a)
+            if n > MAX_EXPANDED_TERMS:
+                break
+        return n
+    if e.is_Pow and e.exp.is_Integer and e.exp > 0:
+        return min(_expanded_terms(e.base) ** int(e.exp), MAX_EXPANDED_TERMS + 1)
+    return 1
+
+
+def expand(x: Num) -> Num:
+    """sympy's expand, unless the result would be huge (then ``x`` as it is)."""
+    if not is_symbolic(x) or _expanded_terms(x) > MAX_EXPANDED_TERMS:
+        return x
+    return sympy().expand(x, deep=False)
+
+
 def _poly(x: Num) -> dict | None:
     """``x`` as {term: coefficient} with every term non-negative for non-negative dims, or None."""
     sp = sympy()
-    e = sp.expand(x)
+    e = sp.sympify(expand(x))
     out: dict = {}
     for term, coeff in (e.as_coefficients_dict().items() if not e.is_Number else [(sp.Integer(1), e)]):
         if not term.is_Number and not _nonnegative(term):
@@ -192,7 +245,7 @@ def terms(x) -> tuple:
     """``x`` (an expression) as ((term, coefficient), ...) of its expanded form, or () for a
     non-polynomial one that cannot be split (then it is its own term)."""
     sp = sympy()
-    e = sp.expand(x)
+    e = sp.sympify(expand(x))
     if e.is_Number:
         return ((sp.Integer(1), e),)
     return tuple(e.as_coefficients_dict().items())
@@ -265,8 +318,40 @@ def maximum(values: list[Num]) -> tuple[Num, list[int]]:
 
 @functools.lru_cache(maxsize=65536)
 def to_str(x: Num) -> str:
-    """The expression in sympy syntax (``sympy.sympify`` reads it back)."""
-    return str(x)
+    """The expression in sympy syntax (``sympy.sympify`` reads it back). Terms are printed in
+    sympy's canonical order for small expressions; for large ones in the order they are held
+    (sorting a large expression's terms for printing costs more than building it)."""
+    if not is_symbolic(x):
+        return str(x)
+    return _printer().doprint(x)
+
+
+@functools.lru_cache(maxsize=1)
+def _printer():
+    """sympy's str printer, remembering what it printed: formulas of detection models share large
+    subexpressions (the resized image's height appears in every anchor count), which a plain
+    printer prints again at every use."""
+    from sympy.printing.str import StrPrinter
+
+    class MemoPrinter(StrPrinter):
+        def __init__(self) -> None:
+            super().__init__()
+            self._memo: dict = {}
+
+        def _print(self, expr, **kwargs):
+            if kwargs:
+                return super()._print(expr, **kwargs)
+            try:
+                return self._memo[expr]
+            except (KeyError, TypeError):
+                pass
+            s = super()._print(expr)
+            if len(self._memo) > 200_000:
+                self._memo.clear()
+            self._memo[expr] = s
+            return s
+
+    return MemoPrinter()
 
 
 def evaluate(x: Num, values: dict[str, int]) -> Num:

@@ -393,7 +393,9 @@ def shape_json(shape: Shape | None) -> list[int | str | None] | None:
     """A shape as JSON writes it: ints, and symbolic dims as strings in sympy syntax."""
     if shape is None:
         return None
-    return [d if isinstance(d, int) or d is None else str(d) for d in shape]
+    from mlms_ir.ir.expr import to_str
+
+    return [d if isinstance(d, int) or d is None else to_str(d) for d in shape]
 
 
 def _dims(tp: onnx.TypeProto) -> tuple[int, Shape | None]:

@@ -215,9 +215,11 @@ def _reshape(c: Ctx) -> list[Shape]:
         if x is None:
             return [None]
         known = prod([d for d in out if d is not None])
-        out[minus] = E.normalize(prod(x) / known) if not (E.is_int(known) and known == 0) else 0
-        if E.is_int(prod(x)) and E.is_int(known) and known:
-            out[minus] = prod(x) // known
+        total = prod(x)
+        if E.is_int(total) and E.is_int(known):
+            out[minus] = total // known if known else 0
+        else:
+            out[minus] = E.exact_div(total, known)
     return [tuple(out)]
 
 
@@ -874,12 +876,39 @@ def _v_size(c: Ctx, vals: list) -> list | None:
     return None if x is None else [_obj(prod(x))]
 
 
+def _to_int(a: Any) -> Any:
+    """A float cast to an integer type: truncation, i.e. floor for the non-negative values of shapes."""
+    if isinstance(a, float):
+        return int(a)
+    if E.is_symbolic(a) and a.is_integer is not True:
+        return E.normalize(E.sympy().floor(a))
+    if getattr(a, "is_Rational", False) and not a.is_Integer:
+        return int(a)
+    return E.normalize(a)
+
+
 @value_rule("Identity", "Cast", "CastLike")
 def _v_identity(c: Ctx, vals: list) -> list | None:
     v = vals[0]
     if c.node.op_type != "Identity" and _is_int_dtype(c):
-        v = _vec(lambda a: a if not isinstance(a, float) else int(a), v)
+        v = _vec(_to_int, v)
     return [v]
+
+
+@value_rule("Reciprocal")
+def _v_reciprocal(c: Ctx, vals: list) -> list | None:
+    return [_vec(lambda a: E.normalize(E.sympy().Integer(1) / _num(a)), vals[0])]
+
+
+@value_rule("ReduceMin", "ReduceMax")
+def _v_reduce_minmax(c: Ctx, vals: list) -> list | None:
+    v = vals[0]
+    if v is None or v.ndim > 1 or v.size == 0:
+        return None
+    items = [_num(x) for x in v.reshape(-1).tolist()]
+    total = (E.smin if c.node.op_type == "ReduceMin" else E.smax)(*items)
+    keep = int(c.attr("keepdims", 1))
+    return [np.array([total, None], dtype=object)[:1] if keep and v.ndim == 1 else _obj(total)]
 
 
 @value_rule("Unsqueeze", "Squeeze", "Reshape", "Flatten")
@@ -909,15 +938,25 @@ def _v_gather(c: Ctx, vals: list) -> list | None:
 @value_rule("Slice")
 def _v_slice(c: Ctx, vals: list) -> list | None:
     v = vals[0]
-    if v is None or v.ndim != 1:
+    if v is None or c.node.opset < 10:
         return None
     starts, ends = c.consts(1), c.consts(2)
-    steps = c.consts(4) if c.has(4) else [1]
-    if not starts or not ends or steps is None or (c.has(3) and c.consts(3) not in ([0], [-1])):
+    axes = c.consts(3) if c.has(3) else list(range(len(starts or [])))
+    steps = c.consts(4) if c.has(4) else [1] * len(starts or [])
+    if not starts or not ends or axes is None or steps is None:
         return None
-    s, e, st = starts[0], ends[0], steps[0]
-    e = None if e >= INT64_BIG or e <= -INT64_BIG else e
-    return [v[slice(s, e, st)]]
+    index = [slice(None)] * v.ndim
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        s = None if abs(s) >= INT64_BIG else s
+        e = None if abs(e) >= INT64_BIG else e
+        index[_axis(int(a), v.ndim)] = slice(s, e, st)
+    return [v[tuple(index)]]
+
+
+@value_rule("Transpose")
+def _v_transpose(c: Ctx, vals: list) -> list | None:
+    perm = c.attr("perm")
+    return [np.transpose(vals[0], perm)]
 
 
 def _arith(fn: Callable[[Any, Any], Any]) -> ValueRule:
@@ -1195,8 +1234,10 @@ def apply(w, g, node) -> None:
                 except Exception as exc:  # noqa: BLE001 - a value we cannot compute stays unknown
                     log.debug("symbolic value of %s failed: %s", node.op_type, exc)
                     out = None
-                if out is not None and out[0] is not None and tuple(np.shape(out[0])) == tuple(s):
-                    w.values[proto.output[0]] = out[0]
+                if out is not None and out[0] is not None:
+                    v = out[0] if isinstance(out[0], np.ndarray) else _obj(out[0])  # np.take of a scalar index
+                    if tuple(v.shape) == tuple(s):
+                        w.values[proto.output[0]] = v
 
 
 def _merge_lists(a: list[Shape] | None, b: list[Shape]) -> list[Shape]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from mlms_ir.ir.expr import ceil_log2, floordiv, smax
+from mlms_ir.ir.expr import ceil_log2, differs, floordiv, smax
 from mlms_ir.passes.registry import MS, ML, Cost, OpContext, cost
 
 
@@ -91,21 +91,26 @@ def topk(ctx: OpContext) -> Cost:
     return Cost(0, ctx.in_numel(0) * smax(1, ceil_log2(kv)))
 
 
-def _resized_axes(ctx: OpContext) -> int:
+def _resized_axes(ctx: OpContext) -> list:
+    """Per axis, 1 if the op changes its size, else 0 (an indicator of the dims when that depends on them)."""
     x = ctx.in_shape(0)
     y = ctx.out_shape(0)
-    return sum(1 for a, b in zip(x, y) if a != b)
+    return [differs(a, b) for a, b in zip(x, y)]
 
 
 @cost("Resize", "Upsample", category="elementwise")
 def resize(ctx: OpContext) -> Cost:
     """nearest: 0 FLOPs (data movement); linear: 2^k taps, cubic: 4^k taps over the k resized axes; (2*taps - 1) FLOPs per output element"""
     mode = str(ctx.attr("mode", "nearest")).lower()
-    k = _resized_axes(ctx)
-    if mode == "nearest" or k == 0:
+    resized = _resized_axes(ctx)
+    if mode == "nearest" or not any(resized):
         return Cost(0, 0)
+    k = sum(resized)
     taps = (4 if mode == "cubic" else 2) ** k
-    return Cost(0, ctx.out_numel() * (2 * taps - 1))
+    flops = ctx.out_numel() * (2 * taps - 1)
+    if not isinstance(k, int):  # whether any axis is resized depends on the dims: 0 when none is
+        flops = flops * (1 - math.prod(1 - r for r in resized))
+    return Cost(0, flops)
 
 
 @cost("GridSample", category="elementwise")
