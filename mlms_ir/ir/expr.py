@@ -8,6 +8,7 @@ whose dims are all bound never touches sympy (which is imported only when a symb
 from __future__ import annotations
 
 import functools
+import math
 import keyword
 import re
 from typing import Any
@@ -358,7 +359,12 @@ def evaluate(x: Num, values: dict[str, int]) -> Num:
     """``x`` with the dims in ``values`` substituted (an int when none is left)."""
     if not is_symbolic(x):
         return x
-    subs = {s: values[s.name] for s in x.free_symbols if s.name in values}
+    free = x.free_symbols
+    if all(s.name in values for s in free):
+        v = value_at(x, values)
+        if isinstance(v, int):
+            return v
+    subs = {s: values[s.name] for s in free if s.name in values}
     if not subs:
         return x
     return normalize(x.subs(subs))
@@ -380,6 +386,93 @@ def order_value(x: Num) -> float:
 @functools.lru_cache(maxsize=65536)
 def _order_value(x) -> float:
     try:
-        return float(x.subs({s: ORDER_DIM for s in x.free_symbols}))
-    except (TypeError, ValueError):
+        return float(value_at(x, {s.name: ORDER_DIM for s in x.free_symbols}))
+    except (TypeError, ValueError, ZeroDivisionError):
         return 0.0
+
+
+def value_at(x: Num, values: dict[str, int]):
+    """``x`` at the given dims, exactly (an int or a Fraction; a float where the formula has
+    floats, as the roofline's), by one walk over the expression's DAG: large formulas share
+    subexpressions that ``subs`` would rebuild at every use. Every free symbol must be given."""
+    from fractions import Fraction
+
+    if not is_symbolic(x):
+        return x
+    sp = sympy()
+    memo: dict = {}
+
+    def ev(e):
+        r = memo.get(e)
+        if r is not None:
+            return r
+        if e.is_Integer:
+            r = int(e)
+        elif e.is_Rational:
+            r = Fraction(int(e.p), int(e.q))
+        elif e.is_Float:
+            r = float(e)
+        elif e.is_Symbol:
+            r = values[e.name]
+        elif e.is_Add:
+            r = sum(ev(a) for a in e.args)
+        elif e.is_Mul:
+            r = 1
+            for a in e.args:
+                r = r * ev(a)
+        elif e.is_Pow:
+            base, exp = ev(e.base), ev(e.exp)
+            r = Fraction(base) ** exp if isinstance(exp, int) and exp < 0 else base ** exp
+        elif isinstance(e, sp.floor):
+            r = _floor(ev(e.args[0]))
+        elif isinstance(e, sp.ceiling):
+            u = _log2_argument(e.args[0])
+            if u is not None:  # ceiling(log(u)/log(2)), exactly (floats round log2(8) up to 3.0000000000000004)
+                n = max(int(ev(u)), 1) if not isinstance(ev(u), float) else max(math.ceil(ev(u)), 1)
+                r = (n - 1).bit_length()
+            else:
+                r = -_floor(-ev(e.args[0]))
+        elif isinstance(e, sp.log):
+            r = math.log(ev(e.args[0]))
+        elif isinstance(e, sp.Max):
+            r = max(ev(a) for a in e.args)
+        elif isinstance(e, sp.Min):
+            r = min(ev(a) for a in e.args)
+        elif isinstance(e, sp.Mod):
+            r = ev(e.args[0]) % ev(e.args[1])
+        elif isinstance(e, sp.Piecewise):
+            r = next(ev(v) for v, c in e.args if ev_bool(c))
+        else:
+            r = e.subs({s: values[s.name] for s in e.free_symbols})
+            r = int(r) if r.is_Integer else Fraction(str(r)) if r.is_Rational else float(r)
+        if isinstance(r, Fraction) and r.denominator == 1:
+            r = int(r)
+        memo[e] = r
+        return r
+
+    def ev_bool(c) -> bool:
+        if c is sp.true or c is True:
+            return True
+        if c is sp.false or c is False:
+            return False
+        if isinstance(c, sp.Eq):
+            return ev(c.lhs) == ev(c.rhs)
+        if isinstance(c, sp.Ne):
+            return ev(c.lhs) != ev(c.rhs)
+        return bool(c.subs({s: values[s.name] for s in c.free_symbols}))
+
+    return ev(x)
+
+
+def _floor(v) -> int:
+    return math.floor(v)
+
+
+def _log2_argument(e):
+    """u when e is log(u)/log(2) (how sympy holds log(u, 2)), else None."""
+    sp = sympy()
+    if not e.is_Mul or len(e.args) != 2:
+        return None
+    logs = [a for a in e.args if isinstance(a, sp.log)]
+    inv = [a for a in e.args if a.is_Pow and a.exp == -1 and a.base == sp.log(2)]
+    return logs[0].args[0] if len(logs) == 1 and len(inv) == 1 else None

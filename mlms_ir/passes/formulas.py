@@ -79,21 +79,29 @@ def _subs(expr, values: dict[str, int]):
 
 
 def _number(x) -> float | int:
+    from fractions import Fraction
+
+    if isinstance(x, Fraction):
+        return int(x) if x.denominator == 1 else float(x)
+    if isinstance(x, (int, float)):
+        return x
     return int(x) if x.is_Integer else float(x)
 
 
 def figures_at(a: Analysis, values: dict[str, int]) -> dict[str, float | int]:
     """Every total at the given dims (those the formulas still need must all be given)."""
+    from mlms_ir.ir.expr import value_at
+
     out: dict[str, float | int] = {}
     for metric in METRICS:
         try:
-            f = _subs(_formula(a, metric), values)
+            f = _formula(a, metric)
         except FormulaError:
             continue
-        if f.free_symbols:
-            missing = ", ".join(sorted(s.name for s in f.free_symbols))
-            raise FormulaError(f"{metric} still depends on {missing}: bind it with --dims NAME=VALUE")
-        out[metric] = _number(f)
+        missing = sorted(s.name for s in f.free_symbols if s.name not in values)
+        if missing:
+            raise FormulaError(f"{metric} still depends on {', '.join(missing)}: bind it with --dims NAME=VALUE")
+        out[metric] = _number(value_at(f, values) if f.free_symbols else f)
     return out
 
 
@@ -141,10 +149,10 @@ def solve(a: Analysis, constraint: str, dims: dict[str, int] | None = None) -> S
         )
     dim = free[0]
     sol.dim = dim
-    s = next(iter(f.free_symbols))
+    from mlms_ir.ir.expr import value_at
 
     def at(v: int) -> float:
-        return float(f.subs(s, v))
+        return float(value_at(f, {dim: v}))
 
     upper = op in ("<=", "<")
     if upper:
@@ -155,7 +163,7 @@ def solve(a: Analysis, constraint: str, dims: dict[str, int] | None = None) -> S
             lo, hi = hi, hi * 2
         if hi > MAX_DIM:
             sol.value, sol.unbounded = lo, True
-            sol.at_value = _number(f.subs(s, lo))
+            sol.at_value = _number(value_at(f, {dim: lo}))
             return sol
         while hi - lo > 1:  # at(lo) holds, at(hi) does not
             mid = (lo + hi) // 2
@@ -174,9 +182,9 @@ def solve(a: Analysis, constraint: str, dims: dict[str, int] | None = None) -> S
                 mid = (lo + hi) // 2
                 lo, hi = (lo, mid) if _holds(at(mid), op, limit) else (mid, hi)
             sol.value = hi
-    sol.at_value = _number(f.subs(s, sol.value))
+    sol.at_value = _number(value_at(f, {dim: sol.value}))
     step = sol.value + 1 if upper else sol.value - 1
-    sol.beyond = _number(f.subs(s, step)) if step >= 1 else None
+    sol.beyond = _number(value_at(f, {dim: step})) if step >= 1 else None
     return sol
 
 
