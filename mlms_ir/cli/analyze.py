@@ -117,6 +117,9 @@ def analyze(
     question = formulas.parse_constraint(str(solve)) if solve is not None else None
     swept = formulas.parse_sweep(str(sweep_dim)) if sweep_dim is not None else None
     graph = load(_model_path(model), input_shapes=_input_shapes(input_shape), batch=batch, dims=_dims(dims), lenient=bool(lenient))
+    from mlms_ir.ir.symbolic import resolve
+
+    resolve(graph)  # our own graph: its dims become formulas in place (no copy), the report shows them
     result = run_analysis(graph, device=device)
     if question is not None or swept is not None:
         _ask(result, str(solve) if question is not None else None, swept, fmt, output)

@@ -57,6 +57,9 @@ def add(values) -> Num:
             counts[v] = counts.get(v, 0) + 1
     if not counts:
         return total
+    if len(counts) == 1 and total == 0:
+        ((e, c),) = counts.items()
+        return e if c == 1 else normalize(c * e)
     sp = sympy()
     return normalize(sp.Add(*(e if c == 1 else c * e for e, c in counts.items()), total))
 

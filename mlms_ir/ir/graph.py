@@ -9,6 +9,7 @@ networkx view shows where every tensor comes from.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -85,9 +86,7 @@ class TensorInfo:
             return None
         if self.known:
             return self.numel
-        from mlms_ir.ir.expr import normalize
-
-        return normalize(math.prod(self.shape))  # type: ignore[arg-type]
+        return _sym_prod(self.shape)
 
     @cached_property
     def sym_nbytes(self):
@@ -383,6 +382,14 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"<Graph {self.proto.name!r}: {len(self.nodes)} nodes, {len(self.input_names)} inputs>"
+
+
+@functools.lru_cache(maxsize=65536)
+def _sym_prod(shape: tuple):
+    """The product of a symbolic shape's dims (many tensors share a shape: computed once)."""
+    from mlms_ir.ir.expr import normalize
+
+    return normalize(math.prod(shape))
 
 
 def _is_expr(d: object) -> bool:

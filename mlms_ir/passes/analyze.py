@@ -47,8 +47,13 @@ def analyze(
     :class:`~mlms_ir.errors.UnknownDeviceError`.
     """
     dev = resolve_device(device)
-    graph = model if isinstance(model, Graph) else load(model, input_shapes=input_shapes, batch=batch, dims=dims, lenient=lenient)
-    graph = symbolic_graph(graph)
+    if isinstance(model, Graph):
+        graph = symbolic_graph(model)  # a copy when it needs resolving: the caller's graph keeps its shapes
+    else:
+        from mlms_ir.ir.symbolic import resolve
+
+        graph = load(model, input_shapes=input_shapes, batch=batch, dims=dims, lenient=lenient)
+        resolve(graph)  # a graph of our own: resolved in place
     sym = graph.symbolic
     costs = count_costs(graph)
     mem = memory(graph, costs)

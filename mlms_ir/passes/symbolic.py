@@ -32,9 +32,11 @@ def finalize(nodes: list[NodeCost], totals: Totals, structure: Structure, roofli
              sym: SymbolicShapes) -> list[Dim]:
     """Move formulas into the ``symbolic`` objects (in place); return the free dims they use."""
     used: set[str] = set()
+    noted: set = set()
 
     def note(v) -> None:
-        if is_symbolic(v):
+        if is_symbolic(v) and v not in noted:
+            noted.add(v)
             used.update(s.name for s in v.free_symbols)
 
     for nc in nodes:
