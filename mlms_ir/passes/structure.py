@@ -58,10 +58,13 @@ def structure(graph: Graph, costs: CostResult) -> Structure:
 
 
 def _share(part, total) -> float | None:
-    """part / total, or None when either is a formula (a share that changes with the dims)."""
+    """part / total; None when it changes with the dims (a ratio of formulas that is no number)."""
     if is_int(part) and part == 0:
         return 0.0
     if not (is_int(part) and is_int(total)):
+        ratio = part / total
+        if getattr(ratio, "is_Number", False):
+            return float(ratio)
         return None
     return part / total if total else 0.0
 
