@@ -162,13 +162,19 @@ def test_segmentation_formula_reproduces_published_at_520(tmp_path, name, publis
     assert at(a.totals.symbolic["peak_activation_bytes"], batch=1, h=300, w=451) == bound.totals.peak_activation_bytes
 
 
-def test_retinanet_counts_from_a_dynamic_size_export(tmp_path):
+def _export_detection(name: str, tmp_path):
+    """A torchvision detector (random weights, resized to 800) exported with a dynamic image size."""
     torch.manual_seed(0)
-    m = torchvision.models.detection.retinanet_resnet50_fpn(weights=None, weights_backbone=None, min_size=800, max_size=800).eval()
-    path = tmp_path / "retinanet.onnx"
+    m = getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None, min_size=800, max_size=800).eval()
+    path = tmp_path / f"{name}.onnx"
     with torch.no_grad():
         torch.onnx.export(m, ([torch.randn(3, 800, 800)],), str(path), dynamo=False, opset_version=17, input_names=["x"],
                           dynamic_axes={"x": {1: "h", 2: "w"}})
+    return path
+
+
+def test_retinanet_counts_from_a_dynamic_size_export(tmp_path):
+    path = _export_detection("retinanet_resnet50_fpn", tmp_path)
     a = mlms_ir.analyze(path)
     kinds = {d.name: d.kind for d in a.dims}
     assert kinds["h"] == kinds["w"] == "input"
@@ -189,20 +195,13 @@ def test_retinanet_counts_from_a_dynamic_size_export(tmp_path):
 
 
 def test_faster_rcnn_heads_are_a_formula_of_the_proposals_kept(tmp_path):
-    torch.manual_seed(0)
-    m = torchvision.models.detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, min_size=800, max_size=800).eval()
-    path = tmp_path / "frcnn.onnx"
-    with torch.no_grad():
-        torch.onnx.export(m, ([torch.randn(3, 800, 800)],), str(path), dynamo=False, opset_version=17, input_names=["x"],
-                          dynamic_axes={"x": {1: "h", 2: "w"}})
-    a = mlms_ir.analyze(path)
+    a = mlms_ir.analyze(_export_detection("fasterrcnn_resnet50_fpn", tmp_path))
     assert {u.op_type for u in a.unknown_ops} <= {"NonMaxSuppression"}  # listed, never counted as 0
     macs = sympy.sympify(a.totals.symbolic["macs"])
-    h, w = sympy.symbols("h w")
     at800 = macs.subs({s: 800 for s in macs.free_symbols if s.name in ("h", "w")})
     (kept,) = at800.free_symbols  # the box head runs once per proposal the RPN keeps: a named data dim
     assert next(d for d in a.dims if d.name == kept.name).kind == "data"
     published = torchvision.models.detection.FasterRCNN_ResNet50_FPN_Weights.DEFAULT.meta["_ops"]  # 134.38
     # torchvision counted the model with its 1000 post-NMS proposals at test time
     assert float(at800.subs(kept, 1000)) / 1e9 == pytest.approx(published, rel=0.005)
-    assert sympy.diff(at800, kept) != 0 and at800.subs(kept, 0) < at800.subs(kept, 1000)
+    assert at800.subs(kept, 0) < at800.subs(kept, 1000)
