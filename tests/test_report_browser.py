@@ -306,3 +306,21 @@ def test_counters_details_and_roofline(browser, tmp_path):
         assert p.errors == []
     finally:
         p.close()
+
+
+def test_symbolic_report_shows_formulas_and_plots_totals_against_the_dim(browser, tmp_path):
+    # the embedded model with its batch left unbound: every figure a formula of N
+    graph = mlms_ir.load(str(builtin_path()))
+    html = render_html(mlms_ir.analyze(graph), graph)
+    p = Page(browser, html, tmp_path, "symbolic.html")
+    try:
+        facts = p.page.inner_text("#facts")
+        assert "·" in facts and "dims" in facts, facts  # MACs shown as a formula, e.g. 665 K·N_
+        p.page.click("nav#tabs button[data-tab=plots]")
+        assert p.page.locator("#fig-sweep").is_visible()
+        assert p.page.inner_text("#sweep-caption").startswith("Totals against ")
+        points = p.page.evaluate("() => Chart.getChart(document.getElementById('plot-sweep')).data.datasets[0].data.length")
+        assert points == 13  # the only free dim, doubling from 1 to 4096
+        assert p.errors == []
+    finally:
+        p.close()

@@ -337,3 +337,22 @@ def test_bound_loop_trip_count_computed_from_shapes_is_a_number():
     a = mlms_ir.analyze(model(LOOP, inits), dims={"s": 7})
     info = next(x for x in a.structure.subgraphs if x.owner_op == "Loop")
     assert info.multiplier == 7 and info.symbolic_multiplier is None and a.totals.complete
+
+
+def test_html_report_carries_the_formulas_and_a_sweep():
+    from mlms_ir.report.html import build_report_data
+
+    g = mlms_ir.load(model(TOKENS, TOKENS_INITS), dims={"batch": 2})
+    a = mlms_ir.analyze(g)
+    data = build_report_data(a, g)
+    assert data["formulas"]["macs"] == "1.02 K·seq" and [d["name"] for d in data["dims"]] == ["seq"]
+    rows = data["sweep"]["rows"]
+    assert data["sweep"]["dim"] == "seq" and [r["seq"] for r in rows][:3] == [1, 2, 4]
+    assert rows[2]["macs"] == mlms_ir.analyze(model(TOKENS, TOKENS_INITS), dims={"batch": 2, "seq": 4}).totals.macs
+    mm = next(n for n in data["nodes"] if n.get("op") == "MatMul")
+    assert mm["macs"] is None and mm["formulas"]["macs"] == "1.02 K·seq"
+    # two free dims: no default sweep; the one asked for is plotted
+    both = mlms_ir.analyze(model(TOKENS, TOKENS_INITS))
+    assert build_report_data(both, mlms_ir.load(model(TOKENS, TOKENS_INITS)))["sweep"] is None
+    asked = formulas.sweep(both, "seq", [1, 8], {"batch": 1})
+    assert build_report_data(both, g, sweep=("seq", asked))["sweep"]["rows"] == asked

@@ -122,6 +122,11 @@ def analyze(
     resolve(graph)  # our own graph: its dims become formulas in place (no copy), the report shows them
     result = run_analysis(graph, device=device)
     if question is not None or swept is not None:
+        if html and swept is not None:  # the report plots the totals along the swept dim
+            from mlms_ir.report.html import write_html
+
+            write_html(html, result, graph, sweep=(swept[0], formulas.sweep(result, swept[0], swept[1])))
+            print(f"wrote {html}", file=sys.stderr)
         _ask(result, str(solve) if question is not None else None, swept, fmt, output)
         return
     from mlms_ir.cli.runs import record

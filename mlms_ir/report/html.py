@@ -31,7 +31,7 @@ from mlms_ir.report.layout import Layout, layered_layout
 from mlms_ir.report.model import Analysis, json_safe
 
 #: Version of the JSON the report's script reads (``data.schema``).
-REPORT_DATA_VERSION = "1.0"
+REPORT_DATA_VERSION = "1.1"
 MAX_ATTR_CHARS = 300
 MAX_LIST_ITEMS = 16
 NODE_HEIGHT = 22.0
@@ -253,9 +253,40 @@ def _layout_payload(lay: Layout, ids: Sequence[str]) -> dict[str, Any]:
     return {"width": round(lay.width, 1), "height": round(lay.height, 1), "pos": pos, "edges": edges}
 
 
+def _sweep(analysis: Analysis, sweep: tuple[str, list[dict[str, Any]]] | None) -> dict[str, Any] | None:
+    """The totals along one dim for the report's plot: the given sweep (``analyze --sweep-dim``),
+    or, when the formulas have exactly one free dim, that dim doubling from 1 to 4096."""
+    if sweep is not None:
+        return {"dim": sweep[0], "rows": sweep[1]}
+    if len(analysis.dims) != 1:
+        return None
+    from mlms_ir.errors import FormulaError
+    from mlms_ir.passes.formulas import sweep as run_sweep
+
+    dim = analysis.dims[0].name
+    try:
+        return {"dim": dim, "rows": run_sweep(analysis, dim, [2**k for k in range(13)])}
+    except FormulaError:
+        return None
+
+
+def _formulas(symbolic: Mapping[str, str] | None) -> dict[str, str] | None:
+    """Formulas as the page shows them (``3.07 K·batch·seq²``)."""
+    if not symbolic:
+        return None
+    from mlms_ir.report.formula import pretty, unit_of
+
+    return {k: pretty(v, unit_of(k)) for k, v in symbolic.items()}
+
+
 def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, divergence: Any = None, runs: Any = None,
-                      counters: Any = None, system: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Everything the report's page shows, as one JSON-ready dict (see ``docs/report.rst``)."""
+                      counters: Any = None, system: Mapping[str, Any] | None = None,
+                      sweep: tuple[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """Everything the report's page shows, as one JSON-ready dict (see ``docs/report.rst``).
+
+    With dims left unbound, figures that are formulas come as ``formulas`` (the totals') and a
+    node's ``formulas``, and ``sweep`` holds the totals along one dim for the plot (``sweep``
+    given, or the only free dim doubling from 1 to 4096)."""
     prof = _profile(profile)
     divs = _divergences(divergence)
     run = _runs(runs)
@@ -285,6 +316,8 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
         if c is not None:
             d.update({"status": c.status, "macs": c.macs, "flops": c.flops, "params": c.params, "out_bytes": c.output_bytes,
                       "intensity": _num(c.intensity), "bound": c.bound, "lower_us": _num(c.time_lower_bound_us), "note": c.note})
+            if c.symbolic:
+                d["formulas"] = _formulas(c.symbolic)
         draw.append(d)
     for name in graph.output_names:
         info = graph.tensors.get(name)
@@ -354,7 +387,8 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
     t = analysis.totals
     summary: dict[str, Any] = {"params": t.params, "macs": t.macs, "flops": t.flops, "weight_bytes": t.weight_bytes,
                                "peak_activation_bytes": t.peak_activation_bytes, "nodes": t.nodes, "complete": t.complete,
-                               "unknown_nodes": t.unknown_nodes, "unresolved_nodes": t.unresolved_nodes}
+                               "unknown_nodes": t.unknown_nodes, "unresolved_nodes": t.unresolved_nodes,
+                               "formulas": _formulas(t.symbolic)}
     if prof is not None:
         slow = sorted((n for n in prof["nodes"] if _num(n.get("time_us")) is not None), key=lambda n: -float(n["time_us"]))[:5]
         summary["slowest"] = [{"id": n["id"], "name": n.get("name", ""), "op_type": n.get("op_type", ""), "time_us": n["time_us"],
@@ -393,6 +427,9 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
                                                                      "bandwidth_bytes_per_s", "ridge_intensity", "coverage",
                                                                      "metric_set", "missing_metrics", "notes", "totals")},
         "warnings": list(analysis.warnings),
+        "dims": [dataclasses.asdict(d) for d in analysis.dims],
+        "formulas": _formulas(t.symbolic),
+        "sweep": _sweep(analysis, sweep),
     }
 
 
@@ -487,13 +524,15 @@ def json_for_html(data: Any) -> str:
 
 
 def render_html(analysis: Analysis, graph: Graph, *, profile: Any = None, divergence: Any = None, runs: Any = None,
-                counters: Any = None, system: Mapping[str, Any] | None = None, title: str | None = None) -> str:
+                counters: Any = None, system: Mapping[str, Any] | None = None, title: str | None = None,
+                sweep: tuple[str, list[dict[str, Any]]] | None = None) -> str:
     """The report as one self-contained HTML document."""
     import jinja2
 
     from mlms_ir import __version__
 
-    data = build_report_data(analysis, graph, profile=profile, divergence=divergence, runs=runs, counters=counters, system=system)
+    data = build_report_data(analysis, graph, profile=profile, divergence=divergence, runs=runs, counters=counters, system=system,
+                             sweep=sweep)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     template = env.from_string(_resource("templates/report.html.j2"))
     chart = "\n".join(line for line in _resource("vendor/chart.umd.min.js").splitlines() if not line.startswith("//# sourceMappingURL"))
@@ -516,11 +555,17 @@ def _headline(data: Mapping[str, Any]) -> list[str]:
 
     s = data["summary"]
     m = data["model"]
+    f = s.get("formulas") or {}
+    macs = f.get("macs") or human_count(s["macs"])
+    flops = f.get("flops") or human_count(s["flops"])
+    peak = f.get("peak_activation_bytes") or human_bytes(s["peak_activation_bytes"])
     out = [f"{m['name']}: {human_count(s['params'])} parameters ({human_bytes(s['weight_bytes'])} of weights), "
-           f"{human_count(s['macs'])} MACs ({human_count(s['flops'])} FLOPs) per run, peak activations "
-           f"{human_bytes(s['peak_activation_bytes'])}, {s['nodes']} nodes"
+           f"{macs} MACs ({flops} FLOPs) per run, peak activations {peak}, {s['nodes']} nodes"
            + ("." if s["complete"] else f"; {s['unknown_nodes']} nodes of unknown ops and {s['unresolved_nodes']} with unresolved "
                                          "shapes are not counted.")]
+    if data.get("dims"):
+        out.append("The figures are exact formulas of " + ", ".join(f"{d['name']} ({d['meaning']})" for d in data["dims"])
+                   + "; bind them with --dims for numbers.")
     prof = data.get("profile")
     if prof and s.get("slowest"):
         lat = (prof.get("latency_ms") or {}).get("p50")

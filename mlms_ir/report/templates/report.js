@@ -51,10 +51,12 @@
     const add = (k, v) => { if (v === null || v === undefined || v === "") return; const s = el("span"); s.append(el("b", null, k + " "), document.createTextNode(String(v))); box.append(s); };
     const t = D.totals;
     add("params", count(t.params));
-    add("MACs", count(t.macs));
-    add("FLOPs", count(t.flops));
+    const f = D.formulas || {};
+    add("MACs", t.macs === null && f.macs ? f.macs : count(t.macs));
+    add("FLOPs", t.flops === null && f.flops ? f.flops : count(t.flops));
     add("weights", bytes(t.weight_bytes));
-    add("peak activations", bytes(t.peak_activation_bytes));
+    add("peak activations", t.peak_activation_bytes === null && f.peak_activation_bytes ? f.peak_activation_bytes : bytes(t.peak_activation_bytes));
+    if ((D.dims || []).length) add("dims", D.dims.map((d) => d.name).join(", "));
     add("nodes", t.nodes);
     const b = D.bindings || {};
     if (b.inputs) add("inputs", Object.entries(b.inputs).map(([k, v]) => k + ": " + (Array.isArray(v) ? v.join("×") : v)).join(", "));
@@ -287,7 +289,9 @@
     }
     box.append(kvTable([["id", n.id], ["op", n.op + (n.domain && n.domain !== "ai.onnx" ? " (" + n.domain + ")" : "")], ["status", n.status], ["note", n.note]]));
     box.append(el("h4", null, "cost"));
-    box.append(kvTable([["MACs", count(n.macs)], ["FLOPs", count(n.flops)], ["params", count(n.params)], ["output bytes", bytes(n.out_bytes)], ["intensity", n.intensity === null || n.intensity === undefined ? null : n.intensity.toFixed(2) + " FLOP/B"], ["bound", n.bound], ["roofline time", n.lower_us === null || n.lower_us === undefined ? null : us(n.lower_us)]]));
+    const nf = n.formulas || {};
+    const fig = (key, v, fmt) => (v === null || v === undefined) && nf[key] ? nf[key] : fmt(v);
+    box.append(kvTable([["MACs", fig("macs", n.macs, count)], ["FLOPs", fig("flops", n.flops, count)], ["params", count(n.params)], ["output bytes", fig("output_bytes", n.out_bytes, bytes)], ["intensity", n.intensity === null || n.intensity === undefined ? null : n.intensity.toFixed(2) + " FLOP/B"], ["bound", n.bound], ["roofline time", n.lower_us === null || n.lower_us === undefined ? null : us(n.lower_us)]]));
     if (n.time_us !== undefined) {
       box.append(el("h4", null, "measured"));
       box.append(kvTable([["time", us(n.time_us)], ["share of time", pct(n.share)], ["achieved", n.achieved === null ? null : count(n.achieved, "FLOP/s")], ["fused with", (n.fused_with || []).join(", ")]]));
@@ -494,6 +498,18 @@
         options: { indexAxis: "y", plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => us(c.raw) } } }, scales: { x: { title: { display: true, text: "µs per run (median)" } } } } });
     }
     roofline();
+    if (D.sweep && D.sweep.rows.length >= 2) {
+      const s = D.sweep;
+      $("fig-sweep").hidden = false;
+      $("sweep-caption").textContent = "Totals against " + s.dim + " (exact formulas evaluated)";
+      const line = (key, label, colour, axis) => ({ label: label, yAxisID: axis, borderColor: colour, backgroundColor: colour,
+        data: s.rows.filter((r) => r[key] > 0).map((r) => ({ x: r[s.dim], y: r[key] })) });
+      new Chart($("plot-sweep"), { type: "line", data: { datasets: [line("macs", "MACs", "#fc8a3a", "y"), line("flops", "FLOPs", "#e0382b", "y"),
+        line("peak_activation_bytes", "peak activation bytes", "#1f6feb", "y2"), line("activation_bytes", "activation bytes", "#8250df", "y2")] },
+        options: { parsing: false, scales: { x: { type: "logarithmic", title: { display: true, text: s.dim } },
+          y: { type: "logarithmic", title: { display: true, text: "operations" }, ticks: { callback: (v) => count(v) } },
+          y2: { type: "logarithmic", position: "right", title: { display: true, text: "bytes" }, ticks: { callback: (v) => bytes(v) }, grid: { drawOnChartArea: false } } } } });
+    }
     const runs = (D.runs || []).filter((r) => r.status === "ok" && r.latency_ms);
     const batches = new Set(runs.map((r) => r.batch));
     if (batches.size >= 2) {
