@@ -356,3 +356,23 @@ def test_html_report_carries_the_formulas_and_a_sweep():
     assert build_report_data(both, mlms_ir.load(model(TOKENS, TOKENS_INITS)))["sweep"] is None
     asked = formulas.sweep(both, "seq", [1, 8], {"batch": 1})
     assert build_report_data(both, g, sweep=("seq", asked))["sweep"]["rows"] == asked
+
+
+def test_input_value_picks_the_branch_an_if_takes():
+    text = BRANCHES.replace("float[s, 4] x, bool c", "float[s, 4] x, int64 sr").replace(
+        "    y = If(c)", "    k = Constant<value = int64 {16000}>()\n    c = Equal(sr, k)\n    y = If(c)")
+    m = model(text, {"w1": np.ones((4, 1000), np.float32)})
+    s = sympy.Symbol("s", positive=True, integer=True)
+    taken = mlms_ir.analyze(m, input_values={"sr": 16000})
+    node = next(n for n in taken.nodes if n.op_type == "If")
+    assert node.symbolic["macs"] == "4000*s" and "then_branch taken" in node.note
+    other = mlms_ir.analyze(m, input_values="sr=8000", dims={"s": 3})
+    assert other.totals.macs == 4 * 3 * 3 and other.bindings["input_values"] == {"sr": 8000}
+    either = mlms_ir.analyze(m)
+    assert sympy.sympify(next(n for n in either.nodes if n.op_type == "If").symbolic["macs"], locals={"s": s}) == sympy.Max(4000 * s, 4 * s**2)
+    with pytest.raises(ShapeBindingError, match="no input 'rate'"):
+        mlms_ir.load(m, input_values={"rate": 1})
+    with pytest.raises(ShapeBindingError, match="not a scalar"):
+        mlms_ir.load(m, input_values={"x": 1})
+    with pytest.raises(ShapeBindingError, match="number or true/false"):
+        mlms_ir.load(m, input_values="sr=fast")

@@ -70,6 +70,7 @@ def analyze(
     store: str | None = None,
     solve: str | None = None,
     sweep_dim: str | None = None,
+    input_value: str | None = None,
 ) -> None:
     """Static analysis of an ONNX model: MACs/FLOPs, params, memory, structure, roofline.
 
@@ -91,6 +92,7 @@ def analyze(
         store: the results store to record this in (default: $MLMS_IR_STORE, else the user's data dir); none: do not record.
         solve: METRIC<=VALUE, e.g. "peak_activation_bytes<=24GiB": the largest value of the one dim left free (bind the others with --dims) that fits; >= gives the smallest.
         sweep_dim: NAME=START:STOP (doubling), NAME=START:STOP:STEP or NAME=V1,V2,...: the totals along that dim.
+        input_value: NAME=NUMBER,... values of scalar inputs (e.g. sr=16000): an If they decide counts the branch taken.
     """
     from mlms_ir.passes.analyze import analyze as run_analysis
     from mlms_ir.report.text import SORT_KEYS
@@ -116,7 +118,8 @@ def analyze(
 
     question = formulas.parse_constraint(str(solve)) if solve is not None else None
     swept = formulas.parse_sweep(str(sweep_dim)) if sweep_dim is not None else None
-    graph = load(_model_path(model), input_shapes=_input_shapes(input_shape), batch=batch, dims=_dims(dims), lenient=bool(lenient))
+    graph = load(_model_path(model), input_shapes=_input_shapes(input_shape), batch=batch, dims=_dims(dims), lenient=bool(lenient),
+                 input_values=_dims(input_value))
     from mlms_ir.ir.symbolic import resolve
 
     resolve(graph)  # our own graph: its dims become formulas in place (no copy), the report shows them

@@ -11,7 +11,7 @@ import onnx.defs
 from mlms_ir.errors import InvalidModelError
 from mlms_ir.ir.graph import Graph, Node, TensorInfo, _topological_order
 from mlms_ir.ir.load import LoadedModel, ModelSource, read_model, read_small_external_ints
-from mlms_ir.ir.shapes import Bindings, Dims, InputShapes, apply_bindings, infer_shapes, parse_bindings
+from mlms_ir.ir.shapes import Bindings, Dims, InputShapes, apply_bindings, infer_shapes, parse_bindings, parse_input_values
 
 __all__ = ["Bindings", "Graph", "LoadedModel", "Node", "TensorInfo", "load", "parse_bindings"]
 
@@ -23,6 +23,7 @@ def load(
     batch: int | None = None,
     dims: Dims = None,
     lenient: bool = False,
+    input_values: dict[str, object] | str | None = None,
 ) -> Graph:
     """Load a model into a :class:`Graph`, bind dynamic dims and infer every shape.
 
@@ -34,6 +35,8 @@ def load(
             inputs' dim names, ``<input>_d<axis>`` for an anonymous one, or a dim the symbolic
             pass names (``nonzero_n12``: see :func:`mlms_ir.ir.symbolic.resolve`).
         lenient: analyse a model that ONNX's strict shape inference rejects (with a warning).
+        input_values: values of scalar inputs, ``{"sr": 16000}`` or ``"sr=16000"``: an ``If`` whose
+            condition they decide counts the branch taken.
 
     External weight data is never read, only checked for presence and size.
 
@@ -60,6 +63,7 @@ def load(
         except Exception as exc:  # noqa: BLE001 - onnx's C++ inliner raises various types
             raise InvalidModelError(f"cannot inline the model's local functions: {' '.join(str(exc).split())}") from exc
     bindings = parse_bindings(input_shapes, batch, dims)
+    bindings.input_values = parse_input_values(input_values)
     if loaded.path is not None and loaded.external_data_bytes:
         # shapes, axes and small index tables stored externally: data propagation needs their values
         read_small_external_ints(model, loaded.path.parent, _INT_KEEP_BYTES)
@@ -82,11 +86,24 @@ def load(
     graph.loaded = loaded
     graph.bindings = bindings
     graph.warnings = warnings
-    if leftover:
+    if bindings.input_values:
+        _check_input_values(graph, bindings.input_values)
+    if leftover or bindings.input_values:
         from mlms_ir.ir.symbolic import resolve
 
         resolve(graph, leftover)
     return graph
+
+
+def _check_input_values(graph: Graph, values: dict[str, float]) -> None:
+    from mlms_ir.errors import ShapeBindingError
+
+    for name in values:
+        t = graph.tensors.get(name) if name in graph.input_names else None
+        if t is None:
+            raise ShapeBindingError(f"the model has no input '{name}'; its inputs are: {', '.join(graph.input_names) or '(none)'}")
+        if t.shape is None or len(t.shape) > 1 or (len(t.shape) == 1 and t.shape[0] != 1):
+            raise ShapeBindingError(f"--input-value gives '{name}' one value, but it is not a scalar (shape {t.shape})")
 
 
 #: Embedded initializers larger than this (float) or ``_INT_KEEP_BYTES`` (other types) lose their data

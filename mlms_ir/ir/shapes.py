@@ -32,9 +32,12 @@ class Bindings:
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
     batch: int | None = None
     dims: dict[str, int] = field(default_factory=dict)
+    #: Values of scalar inputs (``--input-value sr=16000``): an If whose condition they decide
+    #: counts the branch taken.
+    input_values: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"input_shapes": self.input_shapes, "batch": self.batch, "dims": self.dims}
+        return {"input_shapes": self.input_shapes, "batch": self.batch, "dims": self.dims, "input_values": self.input_values}
 
     def __bool__(self) -> bool:
         return bool(self.input_shapes or self.batch is not None or self.dims)
@@ -56,6 +59,26 @@ def _dims_of(spec: str, what: str) -> list[int]:
     if not spec.strip() or any(not p.strip() for p in parts):
         raise ShapeBindingError(f"{what} must be dims separated by 'x', such as 1x3x224x224")
     return [_positive(p, f"dim {k} of {what}") for k, p in enumerate(parts)]
+
+
+def parse_input_values(values: Mapping[str, object] | str | None) -> dict[str, float]:
+    """``"sr=16000,task=1"`` or a mapping -> {name: number} (ints stay ints; true/false are 1/0)."""
+    out: dict[str, float] = {}
+    if values is None:
+        return out
+    items = values.items() if isinstance(values, Mapping) else (
+        part.partition("=")[::2] for part in str(values).split(",") if part.strip())
+    for key, raw in items:
+        key = str(key).strip()
+        text = str(raw).strip().lower()
+        if not key or not text:
+            raise ShapeBindingError(f"--input-value expects NAME=NUMBER pairs such as 'sr=16000', got '{key}={raw}'")
+        try:
+            out[key] = {"true": 1, "false": 0}[text] if text in ("true", "false") else (
+                int(text) if re.fullmatch(r"[+-]?\d+", text) else float(text))
+        except ValueError:
+            raise ShapeBindingError(f"--input-value '{key}={raw}': the value must be a number or true/false") from None
+    return out
 
 
 def parse_bindings(input_shapes: InputShapes = None, batch: int | str | None = None, dims: Dims = None) -> Bindings:

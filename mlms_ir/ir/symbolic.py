@@ -269,6 +269,11 @@ class _Walker:
     def graph(self, g: Graph, where: str = "the main graph") -> None:
         if g is self.root:
             self.inputs(g, g.input_names, where)
+            given = getattr(getattr(g, "bindings", None), "input_values", None) or {}
+            for name, v in given.items():
+                t = g.tensors.get(name)
+                if t is not None and t.shape is not None:
+                    self.values[name] = _to_object(np.full(tuple(int(d) if isinstance(d, int) else 1 for d in t.shape), v, dtype=object))
         from mlms_ir.ir import symbolic_rules as R
 
         for node in g.nodes:
@@ -316,7 +321,7 @@ def resolve(graph: Graph, dims: dict[str, int] | None = None) -> SymbolicShapes 
     existing = getattr(graph, "symbolic", None)
     if existing is not None:
         return existing
-    if not needs_resolution(graph) and not dims:
+    if not needs_resolution(graph) and not dims and not getattr(getattr(graph, "bindings", None), "input_values", None):
         return None
     w = _Walker(graph)
     w.graph(graph)

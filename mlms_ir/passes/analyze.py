@@ -35,6 +35,7 @@ def analyze(
     dims: Dims = None,
     device: str | Device | None = None,
     lenient: bool = False,
+    input_values: dict[str, object] | str | None = None,
 ) -> Analysis:
     """Analyse a model statically: cost, memory, structure and (with ``device``) a roofline bound.
 
@@ -52,7 +53,7 @@ def analyze(
     else:
         from mlms_ir.ir.symbolic import resolve
 
-        graph = load(model, input_shapes=input_shapes, batch=batch, dims=dims, lenient=lenient)
+        graph = load(model, input_shapes=input_shapes, batch=batch, dims=dims, lenient=lenient, input_values=input_values)
         resolve(graph)  # a graph of our own: resolved in place
     sym = graph.symbolic
     costs = count_costs(graph)
