@@ -376,3 +376,11 @@ def test_input_value_picks_the_branch_an_if_takes():
         mlms_ir.load(m, input_values={"x": 1})
     with pytest.raises(ShapeBindingError, match="number or true/false"):
         mlms_ir.load(m, input_values="sr=fast")
+
+
+def test_questions_take_the_models_own_dim_names():
+    a = mlms_ir.analyze(model(CONVS, CONVS_INITS))  # 'N' is written N_ in the formulas
+    rows = formulas.sweep(a, "N", [1, 3], {"H": 8, "W": 8})
+    bound = mlms_ir.analyze(model(CONVS, CONVS_INITS), dims={"N": 3, "H": 8, "W": 8})
+    assert rows[1]["N_"] == 3 and rows[1]["macs"] == bound.totals.macs
+    assert formulas.solve(a, "macs<=1M", {"H": 8, "W": 8}).dim == "N_"

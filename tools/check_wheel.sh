@@ -76,6 +76,9 @@ verb 0 version
 verb 0 analyze --batch 1
 verb 0 analyze --batch 1 --format json --output "$WORK/analysis.json"
 verb 0 analyze --batch 1 --html "$WORK/analysis.html"
+verb 0 analyze --html "$WORK/symbolic.html"
+verb 0 analyze --solve "peak_activation_bytes<=1GiB"
+verb 0 analyze --sweep-dim batch=1:64 --format json --output "$WORK/sweep.json"
 verb 0 run --backends ort,reference --batch 1 --iters 3 --warmup 1 --store "$STORE"
 verb 0 run --backends ort --batch 1 --iters 3 --warmup 1 --format json --output "$WORK/run.json" --store none
 verb 0 profile --batch 1 --runs 2 --iters 3 --store "$STORE"

@@ -55,6 +55,21 @@ class Solution:
         return dataclasses.asdict(self)
 
 
+def _name(a: Analysis, dim: str) -> str:
+    """The formulas' name of a dim given by its name in the model (``N`` is written ``N_``)."""
+    for d in a.dims:
+        if d.name == dim:
+            return dim
+    for d in a.dims:
+        if d.kind == "input" and d.origin == dim:
+            return d.name
+    return dim
+
+
+def _names(a: Analysis, values: dict[str, int] | None) -> dict[str, int]:
+    return {_name(a, k): v for k, v in (values or {}).items()}
+
+
 def _formula(a: Analysis, metric: str):
     import sympy
 
@@ -92,6 +107,7 @@ def figures_at(a: Analysis, values: dict[str, int]) -> dict[str, float | int]:
     """Every total at the given dims (those the formulas still need must all be given)."""
     from mlms_ir.ir.expr import value_at
 
+    values = _names(a, values)
     out: dict[str, float | int] = {}
     for metric in METRICS:
         try:
@@ -132,7 +148,8 @@ def solve(a: Analysis, constraint: str, dims: dict[str, int] | None = None) -> S
         FormulaError: an unknown metric or unit, or more than one dim left free.
     """
     metric, op, limit = parse_constraint(constraint)
-    f = _subs(_formula(a, metric), dict(dims or {}))
+    dims = _names(a, dims)
+    f = _subs(_formula(a, metric), dims)
     fixed = dict(a.bindings.get("dims") or {})  # bound when the model was loaded, shown with the answer
     if a.bindings.get("batch") is not None:
         fixed.setdefault("batch", a.bindings["batch"])
@@ -224,6 +241,7 @@ def parse_sweep(text: str) -> tuple[str, list[int]]:
 def sweep(a: Analysis, dim: str, values: list[int], dims: dict[str, int] | None = None) -> list[dict[str, Any]]:
     """The totals at each value of ``dim`` (the other free dims fixed by ``dims``)."""
     names = {d.name for d in a.dims}
+    dim, dims = _name(a, dim), _names(a, dims)
     if dim not in names:
         raise FormulaError(f"the analysis has no free dim '{dim}'; its free dims are: {', '.join(sorted(names)) or '(none)'}")
     rows = []

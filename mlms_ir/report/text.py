@@ -121,7 +121,7 @@ def summary_rows(a: Analysis) -> list[tuple[str, str]]:
     if not t.complete:
         rows.append(("complete", f"no: {t.unresolved_nodes} unresolved, {t.unknown_nodes} unknown-op nodes"))
     if a.dims:
-        example = ",".join(f"{d.name}=N" for d in a.dims[:3])
+        example = ",".join(f"{d.origin if d.kind == 'input' and d.origin else d.name}=N" for d in a.dims[:3])
         rows.append(("numbers", f"the figures above are exact formulas of the dims; bind them with --dims {example}"))
     return rows
 
