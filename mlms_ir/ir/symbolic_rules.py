@@ -1003,8 +1003,16 @@ def _v_div(c: Ctx, vals: list) -> list | None:
         return None
     if _is_int_dtype(c):
         return [_vec(lambda a, b: E.normalize(_div(_num(a), _num(b))), vals[0], vals[1])]
-    return [_vec(lambda a, b: E.normalize(_num(a) / _num(b) if E.is_symbolic(_num(a)) or E.is_symbolic(_num(b))
-                                          else _num(a) / _num(b)), vals[0], vals[1])]
+    return [_vec(lambda a, b: _true_div(_num(a), _num(b)), vals[0], vals[1])]
+
+
+def _true_div(a: Any, b: Any) -> Any:
+    """Float division of shape values, kept exact (a rational) as the graph means it."""
+    if E.is_int(a) and E.is_int(b):
+        return E.normalize(E.sympy().Rational(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return a / b
+    return E.normalize(a / b)
 
 
 @value_rule("Neg")
