@@ -315,7 +315,8 @@ def test_symbolic_report_shows_formulas_and_plots_totals_against_the_dim(browser
     p = Page(browser, html, tmp_path, "symbolic.html")
     try:
         facts = p.page.inner_text("#facts")
-        assert "·" in facts and "dims" in facts, facts  # MACs shown as a formula, e.g. 665 K·N_
+        assert "·" in facts and "dims" in facts, facts  # MACs shown as a formula, e.g. 665 K·batch
+        assert len(set(p.fills())) > 2  # coloured by MACs at batch=4,096: the convolutions stand out
         p.page.click("nav#tabs button[data-tab=plots]")
         assert p.page.locator("#fig-sweep").is_visible()
         assert p.page.inner_text("#sweep-caption").startswith("Totals against ")

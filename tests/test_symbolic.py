@@ -384,3 +384,15 @@ def test_questions_take_the_models_own_dim_names():
     bound = mlms_ir.analyze(model(CONVS, CONVS_INITS), dims={"N": 3, "H": 8, "W": 8})
     assert rows[1]["N_"] == 3 and rows[1]["macs"] == bound.totals.macs
     assert formulas.solve(a, "macs<=1M", {"H": 8, "W": 8}).dim == "N_"
+
+
+def test_html_graph_can_be_coloured_by_formulas_at_the_sweeps_end():
+    from mlms_ir.report.html import build_report_data
+
+    g = mlms_ir.load(model(TOKENS, TOKENS_INITS), dims={"batch": 2})
+    data = build_report_data(mlms_ir.analyze(g), g)
+    assert data["metrics"][0] == ["macs_at", "MACs at seq=4,096"]
+    mm = next(n for n in data["nodes"] if n.get("op") == "MatMul")
+    assert mm["macs_at"] == 1024 * 4096  # 512·batch·seq at batch 2, seq 4096
+    shape = next(n for n in data["nodes"] if n.get("op") == "Shape")
+    assert shape["macs_at"] == 0  # a number stays the number

@@ -4,7 +4,7 @@
   module: a transformer's MACs formula at (batch 1, seq 128) and (4, 512), and a ResNet's at a
   non-square size, equal its count / 2 (it counts a multiply-add as two FLOPs);
 * torchvision's published GFLOPS (multiply-adds), reproduced from *dynamic-size* exports by
-  evaluating the formulas: ResNet-18 at 224, LR-ASPP and FCN at 520 (their aux heads run at
+  evaluating the formulas: ResNet-18 at 224, LR-ASPP, FCN and DeepLabV3 at 520 (their aux heads run at
   inference, as torchvision measured them), RetinaNet at 800 (its transform's size-dependent
   resize and padding become formulas of h and w; boxes kept by its NonZero/TopK are named
   data dims, here 0: the published figure counts the network, not the post-processing);
@@ -146,10 +146,11 @@ def test_resnet18_formulas_equal_bound_analyses(resnet18):
 
 
 @pytest.mark.parametrize("name, published", [("lraspp_mobilenet_v3_large", "LRASPP_MobileNet_V3_Large_Weights"),
-                                             ("fcn_resnet50", "FCN_ResNet50_Weights")])
+                                             ("fcn_resnet50", "FCN_ResNet50_Weights"),
+                                             ("deeplabv3_resnet50", "DeepLabV3_ResNet50_Weights")])
 def test_segmentation_formula_reproduces_published_at_520(tmp_path, name, published):
     torch.manual_seed(0)
-    aux = name != "lraspp_mobilenet_v3_large"  # FCN's published figure includes its aux head, which runs at inference
+    aux = name != "lraspp_mobilenet_v3_large"  # FCN's and DeepLabV3's published figures include the aux head, which runs at inference
     kw = {"aux_loss": True} if aux else {}
     m = getattr(torchvision.models.segmentation, name)(weights=None, weights_backbone=None, **kw).eval()
     path = _export_vision(m, torch.randn(1, 3, 520, 520), tmp_path / f"{name}.onnx", {0: "batch", 2: "h", 3: "w"})

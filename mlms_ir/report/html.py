@@ -379,6 +379,9 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
         elif f"input:{name}" in index:
             edges.append((f"input:{name}", f"output:{name}"))
 
+    sweep_data = _sweep(analysis, sweep)
+    _values_at_sweep_end(draw, costs, sweep_data, metrics)
+
     ids = [d["id"] for d in draw]
     full = layered_layout([(d["id"], _label_width(d["label"]), NODE_HEIGHT) for d in draw], edges)
     collapsed = _collapsed_view(analysis, draw, edges, index)
@@ -429,8 +432,39 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
         "warnings": list(analysis.warnings),
         "dims": [dataclasses.asdict(d) for d in analysis.dims],
         "formulas": _formulas(t.symbolic),
-        "sweep": _sweep(analysis, sweep),
+        "sweep": sweep_data,
     }
+
+
+#: Figures a node's formula is evaluated for, to colour the graph: (node field, formula key, label).
+_AT_FIELDS = (("macs", "macs", "MACs"), ("flops", "flops", "FLOPs"), ("out_bytes", "output_bytes", "output bytes"))
+
+
+def _values_at_sweep_end(draw: list[dict[str, Any]], costs: Mapping[str, Any], sweep: Mapping[str, Any] | None,
+                         metrics: list[list[str]]) -> None:
+    """Formulas evaluated at the sweep's largest value (``macs_at``...), so that the graph can be
+    coloured by them; the metric's label says at which dims."""
+    if not sweep or not sweep["rows"]:
+        return
+    from mlms_ir.ir.expr import value_at
+    from mlms_ir.report.formula import parse
+
+    dim = sweep["dim"]
+    point = {dim: sweep["rows"][-1][dim]}
+    if not any(c.symbolic for c in costs.values()):
+        return
+    for d in draw:
+        c = costs.get(d["id"])
+        if c is None:
+            continue
+        for field, key, _ in _AT_FIELDS:
+            v = getattr(c, key)
+            if v is None and c.symbolic and key in c.symbolic:
+                f = parse(c.symbolic[key])
+                if {s.name for s in f.free_symbols} <= set(point):
+                    v = value_at(f, point)
+            d[field + "_at"] = _num(v)
+    metrics[:0] = [[field + "_at", f"{label} at {dim}={point[dim]:,}"] for field, _, label in _AT_FIELDS]
 
 
 def _node_row(n: Any) -> list[Any]:

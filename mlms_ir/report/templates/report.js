@@ -42,6 +42,7 @@
   function pct(v) { return v === null || v === undefined ? "–" : (100 * v).toFixed(1) + "%"; }
   const pct100 = (v) => (v === null || v === undefined ? "–" : Number(v).toFixed(1) + "%");
   const FORMAT = { macs: (v) => count(v), flops: (v) => count(v), params: (v) => count(v), out_bytes: bytes, time_us: us,
+                   macs_at: (v) => count(v), flops_at: (v) => count(v), out_bytes_at: bytes,
                    share: pct, achieved: (v) => count(v, "FLOP/s"), hw_sm_pct: pct100, hw_memory_pct: pct100 };
   function fmtMetric(key, v) { return (FORMAT[key] || sci)(v); }
 
@@ -347,7 +348,7 @@
   // ---- metric selector
   const msel = $("metric");
   for (const [k, label] of D.metrics) msel.append(el("option", { value: k }, label));
-  state.metric = D.metrics.some((m) => m[0] === "time_us") ? "time_us" : "macs";
+  state.metric = D.metrics.some((m) => m[0] === "time_us") ? "time_us" : D.metrics.some((m) => m[0] === "macs_at") ? "macs_at" : "macs";
   msel.value = state.metric;
   msel.addEventListener("change", () => { state.metric = msel.value; colour(); });
 
