@@ -195,14 +195,23 @@ def test_retinanet_counts_from_a_dynamic_size_export(tmp_path):
     assert at(a.totals.symbolic["flops"], **dims) == bound.totals.flops
 
 
-def test_faster_rcnn_heads_are_a_formula_of_the_proposals_kept(tmp_path):
-    a = mlms_ir.analyze(_export_detection("fasterrcnn_resnet50_fpn", tmp_path))
+@pytest.mark.parametrize("name, weights", [("fasterrcnn_resnet50_fpn", "FasterRCNN_ResNet50_FPN_Weights"),
+                                           ("maskrcnn_resnet50_fpn", "MaskRCNN_ResNet50_FPN_Weights")])
+def test_rcnn_heads_are_formulas_of_what_the_data_keeps(tmp_path, name, weights):
+    a = mlms_ir.analyze(_export_detection(name, tmp_path))
     assert {u.op_type for u in a.unknown_ops} <= {"NonMaxSuppression"}  # listed, never counted as 0
     macs = sympy.sympify(a.totals.symbolic["macs"])
     at800 = macs.subs({s: 800 for s in macs.free_symbols if s.name in ("h", "w")})
-    (kept,) = at800.free_symbols  # the box head runs once per proposal the RPN keeps: a named data dim
-    assert next(d for d in a.dims if d.name == kept.name).kind == "data"
-    published = torchvision.models.detection.FasterRCNN_ResNet50_FPN_Weights.DEFAULT.meta["_ops"]  # 134.38
-    # torchvision counted the model with its 1000 post-NMS proposals at test time
-    assert float(at800.subs(kept, 1000)) / 1e9 == pytest.approx(published, rel=0.005)
-    assert at800.subs(kept, 0) < at800.subs(kept, 1000)
+    kept = {s.name: s for s in at800.free_symbols}
+    assert all(next(d for d in a.dims if d.name == k).kind == "data" for k in kept)
+    # the box head runs once per proposal the RPN keeps (at most 1000), Mask R-CNN's mask head once
+    # per detection (at most 100): Min(1000, proposals) and Min(100, detections) terms
+    proposals = next(s for s in at800.free_symbols if at800.subs(s, 0) != at800 and sympy.Min(1000, s) in at800.atoms(sympy.Min))
+    full = at800.subs(proposals, 1000)
+    published = getattr(torchvision.models.detection, weights).DEFAULT.meta["_ops"]  # 134.38 for both
+    # torchvision counted its 1000 test-time proposals and, with random weights, no detections
+    assert float(full.subs({s: 0 for s in full.free_symbols})) / 1e9 == pytest.approx(published, rel=0.005)
+    assert sympy.expand(full - at800.subs(proposals, 0)) > 0  # the box head's 1000 proposals cost something
+    if name.startswith("mask"):
+        detections = next(iter(full.free_symbols))
+        assert full.subs(detections, 100) > full.subs(detections, 0)

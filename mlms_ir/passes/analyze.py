@@ -77,7 +77,7 @@ def analyze(
             dtypes[node.id] = t.dtype if t is not None else "float"
         roof = roofline(costs.nodes, top, dev, dtypes)
 
-    per_iteration = sorted({s.owner for s in costs.subgraphs if s.multiplier is None})
+    per_iteration = sorted({s.owner for s in costs.subgraphs if s.multiplier is None and not s.symbolic_multiplier})
     if per_iteration:
         warnings.append(
             f"{len(per_iteration)} Loop/Scan node(s) counted for one iteration only (trip count unknown): "
