@@ -396,3 +396,43 @@ def test_html_graph_can_be_coloured_by_formulas_at_the_sweeps_end():
     assert mm["macs_at"] == 1024 * 4096  # 512·batch·seq at batch 2, seq 4096
     shape = next(n for n in data["nodes"] if n.get("op") == "Shape")
     assert shape["macs_at"] == 0  # a number stays the number
+
+
+DATA_OPS = """
+data_ops (float[n] x, int64[1] k, int64 lim) => (float[t] top, float[u] uniq, float[r] rng) {
+    top, idx = TopK<axis = 0>(x, k)
+    uniq = Unique(x)
+    z = Constant<value = int64 {0}>()
+    one = Constant<value = int64 {1}>()
+    ri = Range(z, lim, one)
+    rng = Cast<to = 1>(ri)
+}
+"""
+
+
+@pytest.mark.parametrize("op, prefix, meaning", [("TopK", "topk_", "k of TopK"), ("Unique", "unique_", "distinct values"),
+                                                 ("Range", "range_", "elements Range makes")])
+def test_dims_set_by_data_are_named_for_what_they_are(op, prefix, meaning):
+    a = mlms_ir.analyze(model(DATA_OPS))
+    node = next(n for n in a.nodes if n.op_type == op)
+    (dim,) = [d for d in a.dims if d.origin == node.id]
+    assert dim.name == prefix + node.id and dim.kind == "data" and meaning in dim.meaning
+    shape = node.output_shapes[0]
+    assert dim.name in shape
+
+
+SCAN = """
+scan (float[s, 4] x) => (float[4] y) {
+    y = Scan<num_scan_inputs = 1, body = step (float[4] h, float[4] xt) => (float[4] h2) {
+            p = MatMul(xt, w)
+            h2 = Add(h, p)
+        }>(h0, x)
+}
+"""
+
+
+def test_scan_cost_is_the_body_times_the_scanned_length():
+    a = mlms_ir.analyze(model(SCAN, {"w": np.ones((4, 4), np.float32), "h0": np.zeros(4, np.float32)}))
+    scan = next(n for n in a.nodes if n.op_type == "Scan")
+    assert scan.symbolic["macs"] == "16*s"  # 4x4 per step, s steps
+    assert next(x for x in a.structure.subgraphs if x.owner == scan.id).symbolic_multiplier == "s"
