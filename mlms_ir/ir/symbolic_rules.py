@@ -81,16 +81,26 @@ def _sym(x: Any) -> Any:
 
 
 ShapeRule = Callable[[Ctx], list[Shape] | None]
+ValueRule = Callable[[Ctx, list], list | None]
 SHAPE_RULES: dict[str, ShapeRule] = {}
+VALUE_RULES: dict[str, ValueRule] = {}
 
 
-def rule(*ops: str) -> Callable[[ShapeRule], ShapeRule]:
-    def deco(fn: ShapeRule) -> ShapeRule:
-        for op in ops:
-            SHAPE_RULES[op] = fn
-        return fn
+def _registrar(table: dict[str, Any]) -> Callable[..., Callable[[Any], Any]]:
+    """A decorator factory that files a function under each op type it names in ``table``."""
+    def register(*ops: str) -> Callable[[Any], Any]:
+        def deco(fn: Any) -> Any:
+            for op in ops:
+                table[op] = fn
+            return fn
 
-    return deco
+        return deco
+
+    return register
+
+
+rule = _registrar(SHAPE_RULES)  #: ``@rule("Reshape")``: the output shapes of an op
+value_rule = _registrar(VALUE_RULES)  #: ``@value_rule("Shape")``: the values of an op's small integer output
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -830,18 +840,6 @@ SHAPE_RULES["Scan"] = _scan
 
 
 # ---------------------------------------------------------------------------- values (shape arithmetic)
-ValueRule = Callable[[Ctx, list], list | None]
-VALUE_RULES: dict[str, ValueRule] = {}
-
-
-def value_rule(*ops: str) -> Callable[[ValueRule], ValueRule]:
-    def deco(fn: ValueRule) -> ValueRule:
-        for op in ops:
-            VALUE_RULES[op] = fn
-        return fn
-
-    return deco
-
 
 def _obj(x: Any) -> np.ndarray:
     a = np.empty((), dtype=object)
