@@ -98,7 +98,9 @@ def figure_rows(runs: list[StoredRun]) -> list[dict[str, Any]]:
     out = []
     for label, path, better, _unit in specs:
         vals = [_get(r.summary, *path) for r in runs]
-        if any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+        if len(path) == 1:  # an analysis whose figure is a formula of unbound dims shows the formula
+            vals = [v if v is not None else _get(r.summary, "symbolic", path[0]) for v, r in zip(vals, runs)]
+        if any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals) or any(isinstance(v, str) for v in vals):
             base = vals[0] if isinstance(vals[0], (int, float)) and vals[0] else None
             ratios = [(v / base) if base and isinstance(v, (int, float)) else None for v in vals]
             out.append({"field": label, "values": vals, "ratio_to_first": ratios, "better": better})

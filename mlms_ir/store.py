@@ -369,6 +369,8 @@ def records_from_analysis(analysis: Any, settings: dict[str, Any] | None = None)
     nodes = [{"node_id": n.id, "name": n.name, "op_type": n.op_type, "macs": n.macs, "flops": n.flops, "params": n.params}
              for n in analysis.nodes]
     summary = {k: d["totals"][k] for k in ("params", "macs", "flops", "weight_bytes", "peak_activation_bytes", "nodes", "complete")}
+    if d["totals"].get("symbolic"):  # figures that are formulas of unbound dims (their numbers are null)
+        summary["symbolic"] = {k: v for k, v in d["totals"]["symbolic"].items() if k in ("macs", "flops", "peak_activation_bytes")}
     return [StoreRecord(kind="analyze", summary=summary, system=system_facts(), settings={"bindings": d["bindings"], **(settings or {})},
                         nodes=nodes, payload=d, **_model_fields(d["model"]))]
 

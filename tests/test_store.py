@@ -216,3 +216,19 @@ def test_compare_html_escapes_model_strings(tmp_path):
     assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html and "<b>" not in html
     assert Path  # the page has no script at all
     assert "<script" not in html
+
+
+def test_an_analysis_with_formulas_is_stored_and_compared_with_them(tmp_path, cnn):
+    import mlms_ir
+    from mlms_ir.compare import compare_runs
+    from mlms_ir.store import records_from_analysis
+
+    with Store(tmp_path / "s.sqlite") as st:
+        symbolic = mlms_ir.analyze(cnn)  # batch left unbound: figures are formulas of N
+        bound = mlms_ir.analyze(cnn, batch=2)
+        a = st.add(records_from_analysis(symbolic)[0])
+        b = st.add(records_from_analysis(bound)[0])
+        assert a.summary["macs"] is None and a.summary["symbolic"]["macs"] == symbolic.totals.symbolic["macs"]
+        rows = {r["field"]: r for r in compare_runs(st, [a.id, b.id])["figures"]}
+        assert rows["MACs"]["values"] == [symbolic.totals.symbolic["macs"], bound.totals.macs]
+        assert rows["MACs"]["ratio_to_first"] == [None, None]  # no ratio to a formula

@@ -171,7 +171,7 @@ def _headline(r) -> str:
         fd = s.get("first_divergent")
         return "first divergent: " + ((fd.get("name") or fd.get("id")) if isinstance(fd, dict) else "none")
     if r.kind == "analyze":
-        return f"{_fmt(s.get('macs'))} MACs"
+        return f"{_fmt(s.get('macs') if s.get('macs') is not None else (s.get('symbolic') or {}).get('macs'))} MACs"
     if r.kind == "evaluate" and s.get("top1") is not None:
         return f"top-1 {100 * s['top1']:.2f}%"
     return ""
