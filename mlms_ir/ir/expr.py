@@ -137,18 +137,6 @@ def ceil_log2(x: Num) -> Num:
     return normalize(sp.ceiling(sp.log(sp.Max(x, 1), 2)))
 
 
-def eq(a: Num, b: Num) -> bool | None:
-    """Whether two dims are equal: True, False, or None when it depends on the dims."""
-    if is_int(a) and is_int(b):
-        return a == b
-    d = sympy().simplify(a - b) if (is_symbolic(a) and is_symbolic(b)) else (a - b)
-    if d == 0:
-        return True
-    if getattr(d, "is_zero", None) is False:
-        return False
-    return None
-
-
 @functools.lru_cache(maxsize=None)
 def _reserved() -> frozenset[str]:
     sp = sympy()
