@@ -220,18 +220,6 @@ def expand(x: Num) -> Num:
     return sympy().expand(x, deep=False)
 
 
-def _poly(x: Num) -> dict | None:
-    """``x`` as {term: coefficient} with every term non-negative for non-negative dims, or None."""
-    sp = sympy()
-    e = sp.sympify(expand(x))
-    out: dict = {}
-    for term, coeff in (e.as_coefficients_dict().items() if not e.is_Number else [(sp.Integer(1), e)]):
-        if not term.is_Number and not _nonnegative(term):
-            return None
-        out[term] = out.get(term, 0) + coeff
-    return out
-
-
 @functools.lru_cache(maxsize=65536)
 def terms(x) -> tuple:
     """``x`` (an expression) as ((term, coefficient), ...) of its expanded form, or () for a
@@ -265,8 +253,8 @@ def _poly_ge(a: dict, b: dict) -> bool:
         return True
     if not surplus:
         return False
-    for t, need in sorted(deficit.items(), key=lambda kv: -_degree(kv[0])):
-        for s in sorted(surplus, key=_degree):
+    for t, need in sorted(deficit.items(), key=lambda kv: -degree(kv[0])):
+        for s in sorted(surplus, key=degree):
             if need <= 0:
                 break
             if surplus[s] > 0 and _covers(s, t):
@@ -293,10 +281,18 @@ def _covers(big, small) -> bool:
 
 
 @functools.lru_cache(maxsize=65536)
-def _degree(t) -> int:
+def degree(t) -> int:
+    """A term's total degree in the dims (``batch·seq²``: 3; ``⌊(h - 1)/2⌋``: 1), to put the
+    larger terms first."""
     if t.is_Number:
         return 0
-    return sum(int(e) if getattr(e, "is_Integer", False) else 1 for e in t.as_powers_dict().values())
+    if t.is_Symbol:
+        return 1
+    if t.is_Pow and t.exp.is_Integer:
+        return degree(t.base) * int(t.exp)
+    if t.is_Mul:
+        return sum(degree(f) for f in t.args)
+    return max((degree(a) for a in t.args), default=0)
 
 
 def maximum_terms(values: list[dict]) -> list[int]:
@@ -330,29 +326,17 @@ def maximum_terms(values: list[dict]) -> list[int]:
 
 def maximum(values: list[Num]) -> tuple[Num, list[int]]:
     """The largest of ``values`` for every value of the dims: the int maximum when all are ints,
-    else Max() of the values no other one dominates. Returns it and the indices of those kept
-    (the first index of each distinct value)."""
+    else Max() of the values no other one dominates (:func:`maximum_terms`). Returns it and the
+    indices of those kept (the first index of each distinct value)."""
     if all(is_int(v) for v in values):
         if not values:
             return 0, []
         best = max(range(len(values)), key=lambda i: values[i])
         return values[best], [best]
-    first: dict = {}
-    for i, v in enumerate(values):
-        first.setdefault(v, i)
-    polys = {v: _poly(v) for v in first}
-    kept: list = []
-    for v in first:
-        pv = polys[v]
-        if pv is not None and any(polys[k] is not None and _poly_ge(polys[k], pv) for k in kept):
-            continue
-        if pv is not None:
-            kept = [k for k in kept if polys[k] is None or not _poly_ge(pv, polys[k])]
-        kept.append(v)
-    idx = sorted(first[k] for k in kept)
-    if len(idx) == 1:
-        return values[idx[0]], idx
-    return normalize(sympy().Max(*(values[i] for i in idx))), idx
+    kept = maximum_terms([dict(terms(v)) for v in values])
+    if len(kept) == 1:
+        return values[kept[0]], kept
+    return normalize(sympy().Max(*(values[i] for i in kept))), kept
 
 
 @functools.lru_cache(maxsize=65536)

@@ -71,9 +71,6 @@ class SymbolicShapes:
     trips: dict[str, Any] = field(default_factory=dict)  # Loop node id -> its iterations (an expression)
     values: dict[str, np.ndarray] = field(default_factory=dict)  # small integer tensors' values
 
-    def free(self) -> list[DimSymbol]:
-        return [s for s in self.symbols.values() if s.name not in self.bound]
-
 
 def is_anonymous(d: onnx.TensorShapeProto.Dimension) -> bool:
     """A dim with neither a value nor a usable name (empty, ``?``, or not an identifier)."""

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import helper
 
 from mlms_ir.errors import InvalidModelError
 from mlms_ir.ir import expr as E
+from mlms_ir.ir.symbolic import MAX_VALUE_ELEMENTS, is_int_type
 
 log = logging.getLogger(__name__)
 
@@ -841,6 +841,13 @@ SHAPE_RULES["Scan"] = _scan
 
 # ---------------------------------------------------------------------------- values (shape arithmetic)
 
+def _vector(items: list) -> np.ndarray:
+    """A 1-D object array of ``items`` (built so that numpy never looks inside an expression)."""
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
 def _obj(x: Any) -> np.ndarray:
     a = np.empty((), dtype=object)
     a[()] = x
@@ -853,8 +860,6 @@ def _vec(f: Callable, *arrays: np.ndarray) -> np.ndarray:
 
 def _is_int_dtype(c: Ctx, k: int = 0) -> bool:
     t = c.g.tensor(c.proto.output[k])
-    from mlms_ir.ir.symbolic import is_int_type
-
     return t is not None and is_int_type(t.elem_type)
 
 
@@ -865,7 +870,7 @@ def _v_shape(c: Ctx, vals: list) -> list | None:
         return None
     start, end = int(c.attr("start", 0)), c.attr("end")
     dims = list(x)[slice(start, None if end is None else int(end))]
-    return [np.array(dims + [None], dtype=object)[:-1]]
+    return [_vector(dims)]
 
 
 @value_rule("Size")
@@ -896,17 +901,6 @@ def _v_identity(c: Ctx, vals: list) -> list | None:
 @value_rule("Reciprocal")
 def _v_reciprocal(c: Ctx, vals: list) -> list | None:
     return [_vec(lambda a: E.normalize(E.sympy().Integer(1) / _num(a)), vals[0])]
-
-
-@value_rule("ReduceMin", "ReduceMax")
-def _v_reduce_minmax(c: Ctx, vals: list) -> list | None:
-    v = vals[0]
-    if v is None or v.ndim > 1 or v.size == 0:
-        return None
-    items = [_num(x) for x in v.reshape(-1).tolist()]
-    total = (E.smin if c.node.op_type == "ReduceMin" else E.smax)(*items)
-    keep = int(c.attr("keepdims", 1))
-    return [np.array([total, None], dtype=object)[:1] if keep and v.ndim == 1 else _obj(total)]
 
 
 @value_rule("Unsqueeze", "Squeeze", "Reshape", "Flatten")
@@ -1078,7 +1072,7 @@ def _v_where(c: Ctx, vals: list) -> list | None:
 @value_rule("ConstantOfShape")
 def _v_cos(c: Ctx, vals: list) -> list | None:
     shape = c.consts(0)
-    if shape is None or math.prod(shape) > 64:
+    if shape is None or math.prod(shape) > MAX_VALUE_ELEMENTS:
         return None
     t = c.attrs.get("value")
     fill = onnx.numpy_helper.to_array(t).reshape(-1)[0].item() if t is not None else 0
@@ -1093,9 +1087,9 @@ def _v_range(c: Ctx, vals: list) -> list | None:
     if any(x is None for x in v):
         return None
     r = range(v[0][0], v[1][0], v[2][0]) if v[2][0] else range(0)
-    if len(r) > 64:
+    if len(r) > MAX_VALUE_ELEMENTS:
         return None
-    return [np.array(list(r) + [None], dtype=object)[:-1]]
+    return [_vector(list(r))]
 
 
 @value_rule("Expand")
@@ -1106,15 +1100,23 @@ def _v_expand(c: Ctx, vals: list) -> list | None:
     return [np.broadcast_to(vals[0], out).copy()]
 
 
-@value_rule("ReduceProd", "ReduceSum")
+#: op -> (reduction of a list of values, whether it needs at least one value)
+_REDUCERS: dict[str, tuple[Callable[[list], Any], bool]] = {
+    "ReduceProd": (prod, False), "ReduceSum": (lambda xs: E.normalize(sum(xs)), False),
+    "ReduceMin": (lambda xs: E.smin(*xs), True), "ReduceMax": (lambda xs: E.smax(*xs), True),
+}
+
+
+@value_rule(*_REDUCERS)
 def _v_reduce(c: Ctx, vals: list) -> list | None:
+    """A reduction of a scalar or 1-D value over all of it (a shape's product, an image's shorter side)."""
     v = vals[0]
-    if v is None or v.ndim > 1:
+    reduce, needs_values = _REDUCERS[c.node.op_type]
+    if v is None or v.ndim > 1 or (needs_values and v.size == 0):
         return None
-    items = [_num(x) for x in v.reshape(-1).tolist()]
-    total = prod(items) if c.node.op_type == "ReduceProd" else E.normalize(sum(items))
+    total = reduce([_num(x) for x in v.reshape(-1).tolist()])
     keep = int(c.attr("keepdims", 1))
-    return [np.array([total, None], dtype=object)[:1] if keep and v.ndim == 1 else _obj(total)]
+    return [_vector([total]) if keep and v.ndim == 1 else _obj(total)]
 
 
 # ---------------------------------------------------------------------------- the driver
@@ -1233,7 +1235,7 @@ def apply(w, g, node) -> None:
         t = out_infos[0]
         if t is not None and t.elem_type != onnx.TensorProto.STRING:
             s = final[0]
-            if s is not None and all(E.is_int(d) for d in s) and math.prod(s) <= 64:
+            if s is not None and all(E.is_int(d) for d in s) and math.prod(s) <= MAX_VALUE_ELEMENTS:
                 vals = [w.value(g, x) if x else None for x in proto.input]
                 try:
                     out = VALUE_RULES[node.op_type](c, vals) if vals and vals[0] is not None or node.op_type in ("Shape", "Size", "ConstantOfShape", "Range") else None

@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+from mlms_ir.ir.expr import degree
+
 _SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
 
@@ -138,23 +140,9 @@ def _ordered(args) -> list:
     """Largest terms first: by total degree in the dims, then by coefficient."""
     def key(t):
         coeff = t.as_coeff_Mul()[0]
-        return (-sympy_degree(t), -abs(float(coeff)) if coeff.is_Number else 0.0)
+        return (-degree(t), -abs(float(coeff)) if coeff.is_Number else 0.0)
 
     return sorted(args, key=key)
-
-
-def sympy_degree(t) -> int:
-    if t.is_Number:
-        return 0
-    if t.is_Symbol:
-        return 1
-    if t.is_Pow and t.exp.is_Integer:
-        return sympy_degree(t.base) * int(t.exp)
-    if t.is_Mul:
-        return sum(sympy_degree(f) for f in t.args)
-    if t.is_Add or t.args:
-        return max((sympy_degree(a) for a in t.args), default=0)
-    return 0
 
 
 def figure(value, symbolic: dict[str, str] | None, key: str, number: Callable[[float], str]) -> str:
