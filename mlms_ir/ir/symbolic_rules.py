@@ -1060,6 +1060,16 @@ def _v_not(c: Ctx, vals: list) -> list | None:
     return [_vec(lambda a: not bool(a), vals[0])]
 
 
+_LOGIC = {"And": lambda a, b: bool(a) and bool(b), "Or": lambda a, b: bool(a) or bool(b), "Xor": lambda a, b: bool(a) != bool(b)}
+
+
+@value_rule(*_LOGIC)
+def _v_logic(c: Ctx, vals: list) -> list | None:
+    if any(v is None for v in vals[:2]) or not all(isinstance(x, (bool, int, np.bool_)) for v in vals[:2] for x in v.reshape(-1).tolist()):
+        return None  # a condition that depends on the dims stays unknown
+    return [_vec(_LOGIC[c.node.op_type], vals[0], vals[1])]
+
+
 @value_rule("Where")
 def _v_where(c: Ctx, vals: list) -> list | None:
     if any(v is None for v in vals[:3]):
