@@ -13,8 +13,9 @@ where it knows how; work it cannot attribute keeps ``covers == []``.
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +126,20 @@ class Session(abc.ABC):
     def synchronize(self) -> None:
         """Wait for queued device work (a no-op on the CPU)."""
 
+    @property
+    def node_mapping(self) -> dict[str, list[str]]:
+        """Where this backend's own nodes differ from the graph's: backend node -> the graph node
+        ids it computes (a fused kernel, a renamed module). Empty: one backend node per graph node."""
+        return {}
+
+    @contextlib.contextmanager
+    def nvtx_ranges(self) -> Iterator[None]:
+        """Within this context, every run marks each graph node's work with an NVTX range named
+        after the node id (what ncu and Nsight Systems attribute kernels by). Backends that cannot
+        mark nodes raise :class:`BackendError`."""
+        raise BackendError(f"the {self.backend} backend cannot mark graph nodes with NVTX ranges")
+        yield  # pragma: no cover - a generator, for contextmanager
+
     def close(self) -> None:
         if not self._closed:
             self._close_impl()
@@ -169,7 +184,7 @@ class Backend(abc.ABC):
         if device not in self.devices:
             return Availability(False, f"{self.name} does not run on '{device}' (it knows: {', '.join(self.devices)})")
         try:
-            return self._available_impl(device)
+            return self._available_impl(device, **options)
         except Exception as exc:  # noqa: BLE001 - availability must never raise
             return Availability(False, f"{type(exc).__name__}: {exc}")
 
@@ -181,7 +196,8 @@ class Backend(abc.ABC):
         return self._prepare_impl(graph, device, **options)
 
     @abc.abstractmethod
-    def _available_impl(self, device: str) -> Availability: ...
+    def _available_impl(self, device: str, **options: Any) -> Availability:
+        """Whether it can run on ``device`` (a device it knows) with the session ``options``."""
 
     @abc.abstractmethod
     def _prepare_impl(self, graph: Graph, device: str, **options: Any) -> Session: ...
@@ -191,7 +207,7 @@ def model_source(graph: Graph) -> str | bytes:
     """What a backend should load to execute ``graph``: the model file's path (external data
     resolves beside it) or the serialized model (analysis drops embedded weights from
     ``graph.model``, so that copy cannot run)."""
-    loaded = getattr(graph, "loaded", None)
+    loaded = graph.loaded
     if loaded is None:
         raise BackendError("this graph was not built by mlms_ir.load, so its weights are unknown")
     if loaded.path is not None:

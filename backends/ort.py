@@ -42,7 +42,7 @@ class OrtBackend(Backend):
     devices = ("cpu", "cuda", "tensorrt")
     description = "ONNX Runtime (CPU, CUDA and TensorRT execution providers)"
 
-    def _available_impl(self, device: str) -> Availability:
+    def _available_impl(self, device: str, **options: Any) -> Availability:
         ort = _ort()
         provider = PROVIDERS[device]
         if provider not in ort.get_available_providers():

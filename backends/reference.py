@@ -19,7 +19,7 @@ class ReferenceBackend(Backend):
     devices = ("cpu",)
     description = "onnx.reference.ReferenceEvaluator (numerical ground truth, slow)"
 
-    def _available_impl(self, device: str) -> Availability:
+    def _available_impl(self, device: str, **options: Any) -> Availability:
         return Availability(True)
 
     def _prepare_impl(self, graph: Graph, device: str, **options: Any) -> Session:

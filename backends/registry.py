@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 from importlib import metadata
+from typing import Any
 
 from mlms_ir.backends.base import Availability, Backend, BackendError
 
@@ -38,7 +39,7 @@ class _Broken(Backend):
         self.devices = ("cpu", "cuda", "tensorrt")
         self._reason = reason
 
-    def _available_impl(self, device: str) -> Availability:
+    def _available_impl(self, device: str, **options: Any) -> Availability:
         return Availability(False, self._reason)
 
     def _prepare_impl(self, graph, device, **options):  # pragma: no cover - prepare() checks first

@@ -65,7 +65,7 @@ class TensorRTBackend(Backend):
     extra = "tensorrt"
     description = "NVIDIA TensorRT (native API; engines built from the ONNX file)"
 
-    def _available_impl(self, device: str) -> Availability:
+    def _available_impl(self, device: str, **options: Any) -> Availability:
         try:
             import tensorrt  # noqa: F401
         except Exception as exc:  # noqa: BLE001 - the bindings fail with OSError when libs are missing

@@ -126,7 +126,7 @@ class TorchBackend(Backend):
     extra = "torch"
     description = "PyTorch eager mode (CPU, CUDA): the ONNX model converted with onnx2torch"
 
-    def _available_impl(self, device: str) -> Availability:
+    def _available_impl(self, device: str, **options: Any) -> Availability:
         try:
             torch = _torch()
             _onnx2torch()

@@ -47,7 +47,6 @@ from mlms_ir.backends.base import (
     Availability,
     Backend,
     BackendError,
-    BackendUnavailableError,
     Session,
     TraceResult,
     check_feeds,
@@ -214,18 +213,9 @@ class WorkerBackend(Backend):
                 f"or point ${self.env_var} or the session option python=PATH at an interpreter that has {self.framework}")
 
     # -------------------------------------------------------------- availability
-    def available(self, device: str = "cpu", python: str | os.PathLike | None = None, **options: Any) -> Availability:
-        """Whether the agent can run here on ``device`` with the interpreter chosen as the module
-        says (``python`` is the session option of the same name); never raises."""
-        if device not in self.devices:
-            return super().available(device)
-        try:
-            return self._check(device, python)[0]
-        except Exception as exc:  # noqa: BLE001 - availability must never raise
-            return Availability(False, f"{type(exc).__name__}: {exc}")
-
-    def _available_impl(self, device: str) -> Availability:
-        return self._check(device, None)[0]
+    def _available_impl(self, device: str, **options: Any) -> Availability:
+        """With the interpreter chosen as the module says (the ``python`` session option first)."""
+        return self._check(device, options.get("python"))[0]
 
     def _check(self, device: str, python: str | os.PathLike | None) -> tuple[Availability, dict]:
         path, source = self.python(python)
@@ -257,13 +247,6 @@ class WorkerBackend(Backend):
         return Availability(True), res
 
     # -------------------------------------------------------------- sessions
-    def prepare(self, graph: Graph, device: str = "cpu", **options: Any) -> Session:
-        """A worker session; the availability check honours the ``python`` option."""
-        avail = self.available(device, python=options.get("python"))
-        if not avail:
-            raise BackendUnavailableError(f"backend '{self.name}' cannot run on {device} here: {avail.reason}")
-        return self._prepare_impl(graph, device, **options)
-
     def _prepare_impl(self, graph: Graph, device: str, **options: Any) -> Session:
         unknown = [k for k in options if k not in OPTIONS]
         if unknown:

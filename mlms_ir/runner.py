@@ -39,7 +39,7 @@ def _feeds(graph: Graph, inputs: str | dict | None, seed: int) -> dict[str, np.n
 
 
 def _model_info(graph: Graph) -> dict[str, Any]:
-    loaded = getattr(graph, "loaded", None)
+    loaded = graph.loaded
     return {"name": loaded.name if loaded else graph.proto.name, "path": str(loaded.path) if loaded and loaded.path else None}
 
 
@@ -229,7 +229,7 @@ def profile_backend(
         session.trace(feeds, runs=1)  # warm the traced path (ORT builds a second session)
         traces = session.trace(feeds, runs=runs)
         # only where names differ from graph ids (a one-to-one mapping says nothing)
-        mapping = {k: v for k, v in (getattr(session, "node_mapping", {}) or {}).items() if v != [k]}
+        mapping = {k: v for k, v in session.node_mapping.items() if v != [k]}
         opts = dict(session.options)
     gpu_name, telemetry_gpu = _run_gpu(device) if on_gpu else (None, None)
     if roofline_device is None and gpu_name:

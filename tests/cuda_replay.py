@@ -56,7 +56,7 @@ class ReplayBackend(Backend):
     def __init__(self, traces):
         self._traces = traces
 
-    def _available_impl(self, device):
+    def _available_impl(self, device, **options):
         return Availability(True)
 
     def _prepare_impl(self, graph, device, **options):

@@ -82,10 +82,8 @@ def load(
     if inferred is not model:
         hidden.restore(inferred)
     warnings.extend(inference_warnings)
-    graph = Graph(inferred, source=str(loaded.path) if loaded.path else None, ordered=True)
-    graph.loaded = loaded
-    graph.bindings = bindings
-    graph.warnings = warnings
+    graph = Graph(inferred, source=str(loaded.path) if loaded.path else None, ordered=True, loaded=loaded,
+                  bindings=bindings, warnings=warnings)
     if bindings.input_values:
         _check_input_values(graph, bindings.input_values)
     if leftover or bindings.input_values:

@@ -188,8 +188,17 @@ class Graph:
         prefix: str = "",
         source: str | None = None,
         ordered: bool = False,
+        loaded: Any = None,
+        bindings: Any = None,
+        warnings: list[str] | None = None,
     ) -> None:
         self.model = model
+        #: Provenance, set by :func:`mlms_ir.load`: the :class:`~mlms_ir.ir.load.LoadedModel` (file,
+        #: weights), the :class:`~mlms_ir.ir.shapes.Bindings` applied, and the loader's warnings.
+        #: None (empty) on graphs built directly and on subgraphs.
+        self.loaded = loaded
+        self.bindings = bindings
+        self.warnings: list[str] = list(warnings or [])
         self._ordered = ordered  # the caller already checked and sorted this graph's nodes
         self.proto = model.graph if proto is None else proto
         self.parent = parent

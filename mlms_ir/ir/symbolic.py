@@ -266,7 +266,7 @@ class _Walker:
     def graph(self, g: Graph, where: str = "the main graph") -> None:
         if g is self.root:
             self.inputs(g, g.input_names, where)
-            given = getattr(getattr(g, "bindings", None), "input_values", None) or {}
+            given = getattr(g.bindings, "input_values", None) or {}
             for name, v in given.items():
                 t = g.tensors.get(name)
                 if t is not None and t.shape is not None:
@@ -315,10 +315,10 @@ def resolve(graph: Graph, dims: dict[str, int] | None = None) -> SymbolicShapes 
     Raises:
         mlms_ir.errors.ShapeBindingError: ``dims`` names a dim that is no symbol of the model.
     """
-    existing = getattr(graph, "symbolic", None)
+    existing = graph.symbolic
     if existing is not None:
         return existing
-    if not needs_resolution(graph) and not dims and not getattr(getattr(graph, "bindings", None), "input_values", None):
+    if not needs_resolution(graph) and not dims and not getattr(graph.bindings, "input_values", None):
         return None
     w = _Walker(graph)
     w.graph(graph)

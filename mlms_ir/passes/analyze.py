@@ -60,7 +60,7 @@ def analyze(
     mem = memory(graph, costs)
     struct = structure(graph, costs)
     top = costs.top
-    warnings = list(getattr(graph, "warnings", []))
+    warnings = list(graph.warnings)
 
     unknown: dict[tuple[str, str], list[str]] = defaultdict(list)
     for c in costs.nodes:
@@ -161,12 +161,10 @@ def symbolic_graph(graph: Graph) -> Graph:
     caller's graph keeps its plain shapes, which backends read)."""
     from mlms_ir.ir.symbolic import needs_resolution, resolve
 
-    if getattr(graph, "symbolic", None) is not None or not needs_resolution(graph):
+    if graph.symbolic is not None or not needs_resolution(graph):
         return graph
-    copy = Graph(graph.model, source=graph.source, ordered=True)
-    for attr in ("loaded", "bindings", "warnings"):
-        if hasattr(graph, attr):
-            setattr(copy, attr, getattr(graph, attr))
+    copy = Graph(graph.model, source=graph.source, ordered=True, loaded=graph.loaded, bindings=graph.bindings,
+                 warnings=graph.warnings)
     resolve(copy)
     return copy
 
@@ -202,7 +200,7 @@ def _unresolved_dims(graph: Graph, nodes: list[NodeCost]) -> list[UnresolvedDim]
 
 def _model_info(graph: Graph) -> ModelInfo:
     m = graph.model
-    loaded = getattr(graph, "loaded", None)
+    loaded = graph.loaded
 
     def io(names: list[str]) -> list[dict]:
         out = []

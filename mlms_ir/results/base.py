@@ -1,0 +1,156 @@
+"""What every result shares: a ``kind``, a ``schema_version``, and one generic ``to_dict`` and
+``from_dict`` driven by the dataclass fields and their type hints.
+
+A result is a tree of dataclasses, lists, dicts and scalars. :func:`to_plain` walks it into what
+JSON holds (fields marked ``metadata={"json": False}`` stay out); :func:`build` walks a JSON
+object back into the typed tree, field by field, from the annotations: nested dataclasses, lists
+and dicts of them, ``X | None``, tuples. So ``Kind.from_dict(kind.to_dict())`` gives an equal
+object for every kind, with no per-kind reader to keep in step with its writer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, ClassVar, TypeVar, Union
+
+T = TypeVar("T")
+
+
+def json_safe(obj: Any) -> Any:
+    """A copy that JSON can write and read back: NaN and infinities become None, tuples lists,
+    dict keys strings. Every result's ``to_dict`` and the results store go through it."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def json_fields(obj: Any) -> list[dataclasses.Field]:
+    """The fields of dataclass ``obj`` (instance or class) that its JSON holds."""
+    return [f for f in dataclasses.fields(obj) if f.metadata.get("json", True)]
+
+
+def to_plain(obj: Any) -> Any:
+    """``obj`` as JSON-ready data: dataclasses as dicts of their JSON fields (in field order),
+    tuples as lists, non-finite floats as None."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in json_fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def build(tp: Any, value: Any) -> Any:
+    """``value`` (JSON data) as an instance of the annotation ``tp``.
+
+    Dataclasses are built from their JSON fields (absent keys take the field's default; unknown
+    keys are ignored, so a newer minor version still reads); ``list[X]``, ``dict[str, X]``,
+    ``tuple[...]`` and ``X | None`` are followed; ``float`` fields accept ints and None (the
+    JSON form of a non-finite figure); anything else is taken as it is.
+    """
+    if value is None or tp is Any:
+        return value
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        for a in args:  # the first alternative that fits the JSON value's shape
+            if _fits(a, value):
+                return build(a, value)
+        return value
+    if origin in (list, typing.get_origin(list[int])) or tp is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        return [build(item, v) for v in value]
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(build(args[0], v) for v in value)
+        return tuple(build(a, v) for a, v in zip(args, value)) if args else tuple(value)
+    if origin is dict or tp is dict:
+        args = typing.get_args(tp)
+        item = args[1] if len(args) == 2 else Any
+        return {k: build(item, v) for k, v in value.items()}
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return build_dataclass(tp, value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _fits(tp: Any, value: Any) -> bool:
+    origin = typing.get_origin(tp) or tp
+    if isinstance(origin, type) and dataclasses.is_dataclass(origin):
+        return isinstance(value, dict)
+    if origin in (list, tuple):
+        return isinstance(value, list)
+    if origin is dict:
+        return isinstance(value, dict)
+    if origin is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(origin, type):
+        return isinstance(value, origin)
+    return True
+
+
+def build_dataclass(cls: type[T], data: dict[str, Any]) -> T:
+    """An instance of dataclass ``cls`` from a dict of its JSON fields."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__} needs a JSON object, got {type(data).__name__}")
+    hints = _hints(cls)
+    kwargs = {f.name: build(hints[f.name], data[f.name]) for f in json_fields(cls) if f.name in data and f.init}
+    return cls(**kwargs)
+
+
+class Result:
+    """A top-level result. Subclasses are dataclasses that set :attr:`kind` and a
+    ``schema_version`` field; :meth:`to_dict` gives the documented JSON object, :meth:`from_dict`
+    reads it back."""
+
+    #: What the result is: ``analysis``, ``run``, ``profile``, ``divergence``, ``counters``,
+    #: ``evaluation`` or ``comparison``.
+    kind: ClassVar[str] = ""
+    #: Top-level keys in the order the JSON writes them (default: field order).
+    key_order: ClassVar[tuple[str, ...]] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The documented JSON object (``docs/schema.rst``), safe for ``json.dumps``."""
+        d = to_plain(self)
+        if self.key_order:
+            d = {k: d[k] for k in self.key_order if k in d} | {k: v for k, v in d.items() if k not in self.key_order}
+        return d
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        """The result a :meth:`to_dict` object describes (unknown keys are ignored)."""
+        return build_dataclass(cls, data)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The JSON text of :meth:`to_dict`, ending in a newline."""
+        return json.dumps(self.to_dict(), indent=indent) + "\n"
+
+
+@dataclass
+class ModelRef:
+    """The model header every measured result carries: the model's name and the file it came from."""
+
+    name: str
+    path: str | None = None
