@@ -20,6 +20,7 @@ from functools import cache
 from typing import Any, ClassVar, TypeVar, Union
 
 T = TypeVar("T")
+R = TypeVar("R", bound="Result")
 
 
 def json_safe(obj: Any) -> Any:
@@ -132,15 +133,18 @@ class Result:
     key_order: ClassVar[tuple[str, ...]] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """The documented JSON object (``docs/schema.rst``), safe for ``json.dumps``."""
+        """The documented JSON object (``docs/schema.rst``), safe for ``json.dumps``: ``kind``
+        first, then the fields (in :attr:`key_order` where it is set)."""
         d = to_plain(self)
         if self.key_order:
             d = {k: d[k] for k in self.key_order if k in d} | {k: v for k, v in d.items() if k not in self.key_order}
-        return d
+        return {"kind": self.kind, **d}
 
     @classmethod
-    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-        """The result a :meth:`to_dict` object describes (unknown keys are ignored)."""
+    def from_dict(cls: type[R], data: dict[str, Any]) -> R:
+        """The result a :meth:`to_dict` object describes (unknown keys are ignored; a ``kind``
+        other than this class's is an error)."""
+        check_kind(cls, data)
         return build_dataclass(cls, data)
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -154,3 +158,13 @@ class ModelRef:
 
     name: str
     path: str | None = None
+
+
+def check_kind(cls: type[Result], data: Any) -> None:
+    """Raise :class:`ValueError` unless ``data`` is a JSON object of ``cls``'s kind (objects
+    written before results carried a ``kind`` pass)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"a {cls.kind} result is a JSON object, got {type(data).__name__}")
+    kind = data.get("kind", cls.kind)
+    if kind != cls.kind:
+        raise ValueError(f"this is a '{kind}' result, not '{cls.kind}'")
