@@ -23,7 +23,7 @@ except ImportError:  # a plain checkout, not installed: use the sources next to 
     import mlms_ir
 
 from mlms_ir.passes.registry import CONVENTION_VERSION  # noqa: E402
-from mlms_ir.report.model import SCHEMA_VERSION  # noqa: E402
+from mlms_ir.results.analysis import SCHEMA_VERSION  # noqa: E402
 
 project = "mlms_ir"
 author = "the mlms_ir authors"

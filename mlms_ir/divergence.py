@@ -10,13 +10,10 @@ in execution order and the nodes that introduce the most error are where to look
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import math
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,85 +26,17 @@ from mlms_ir.ir import Graph, load
 from mlms_ir.ir.graph import node_reads
 from mlms_ir.ir.load import ModelSource
 from mlms_ir.ir.shapes import Dims, InputShapes
-from mlms_ir.report.model import json_safe
+from mlms_ir.inputs import feeds_for
+from mlms_ir.results.base import model_ref
+from mlms_ir.results.divergence import DivergenceReport, DivergenceRun, FailedBackend, NodeDivergence, TensorDiff
 
 log = logging.getLogger(__name__)
 
-DIVERGENCE_SCHEMA_VERSION = "1.0"
 #: Default tolerances: an element diverges when |test - ref| > atol + rtol * |ref|.
 DEFAULT_ATOL, DEFAULT_RTOL = 1e-5, 1e-3
 #: Default (atol, rtol) per precision of the backend under test: a few units in the last place
 #: of the format (float16: 2^-10 relative, bfloat16: 2^-7), accumulated over a layer.
 TOLERANCES = {"fp32": (DEFAULT_ATOL, DEFAULT_RTOL), "fp16": (1e-3, 1e-2), "bf16": (1e-2, 5e-2), "int8": (5e-2, 1e-1)}
-
-
-@dataclass
-class TensorDiff:
-    """How one tensor of the backend under test differs from the reference's."""
-
-    tensor: str
-    elements: int
-    max_abs: float | None
-    max_rel: float | None
-    mean_abs: float | None
-    rmse: float | None
-    cosine: float | None
-    snr_db: float | None
-    outside_share: float
-    nan_ref: int
-    nan_test: int
-    inf_ref: int
-    inf_test: int
-    exceeds: bool
-    note: str = ""
-
-
-@dataclass
-class NodeDivergence:
-    """The worst of a node's output tensors, accumulated and (where computed) introduced."""
-
-    id: str
-    name: str
-    op_type: str
-    max_abs: float | None
-    max_rel: float | None
-    cosine: float | None
-    snr_db: float | None
-    outside_share: float
-    nan: int
-    exceeds: bool
-    introduced_max_abs: float | None = None
-    introduced_max_rel: float | None = None
-    introduced_exceeds: bool | None = None
-    introduced_note: str = ""
-    tensors: list[TensorDiff] = field(default_factory=list)
-
-
-@dataclass
-class DivergenceReport:
-    model: dict[str, Any]
-    backend: str
-    reference: str
-    device: str
-    precision: str
-    atol: float
-    rtol: float
-    first_divergent: dict[str, str] | None
-    first_nan: dict[str, str] | None
-    top_introduced: list[dict[str, Any]]
-    outputs: list[TensorDiff]
-    nodes: list[NodeDivergence]
-    compared_tensors: int
-    missing_tensors: list[str]
-    #: How many consecutive parts the model was run in to keep within the memory budget (1: whole).
-    segments: int = 1
-    schema_version: str = DIVERGENCE_SCHEMA_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        return json_safe(dataclasses.asdict(self))
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2) + "\n"
 
 
 def tensor_diff(name: str, ref: np.ndarray, test: np.ndarray, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL) -> TensorDiff:
@@ -374,7 +303,6 @@ def diverge(
     precision converts the whole model, so it always runs whole). Raises :class:`MlmsIrError` subclasses
     for bad input or a backend that cannot run here."""
     from mlms_ir.backends import registry
-    from mlms_ir.runner import _feeds, _model_info
 
     if introduced not in ("auto", "all", "none"):
         raise MlmsIrError(f"introduced must be auto, all or none, not '{introduced}'")
@@ -383,7 +311,7 @@ def diverge(
     atol = TOLERANCES[precision][0] if atol is None else float(atol)
     rtol = TOLERANCES[precision][1] if rtol is None else float(rtol)
     graph = load(model, input_shapes=input_shapes, batch=batch, dims=dims)
-    feeds = _feeds(graph, inputs, seed)
+    feeds = feeds_for(graph, inputs, seed)
     test_be, ref_be = registry.get(backend), registry.get(reference)
     names = [o for n in graph.nodes for o in n.proto.output if o and graph.tensors[o].kind == "activation"]
     opts = dict(options or {})
@@ -421,10 +349,31 @@ def diverge(
                        "introduced_max_rel": n.introduced_max_rel, "exceeds": n.introduced_exceeds} for n in ranked[:top]]
     ident = lambda n: {"id": n.id, "name": n.name, "op_type": n.op_type} if n else None  # noqa: E731
     return DivergenceReport(
-        model=_model_info(graph), backend=backend, reference=reference, device=device, precision=precision, atol=atol, rtol=rtol,
+        model=model_ref(graph), backend=backend, reference=reference, device=device, precision=precision, atol=atol, rtol=rtol,
         first_divergent=ident(first), first_nan=ident(first_nan), top_introduced=top_introduced, outputs=outputs,
         nodes=nodes, compared_tensors=len(diffs), missing_tensors=missing, segments=len(segments),
     )
+
+
+def diverge_backends(model: ModelSource, backends: Sequence[str], reference: str = "reference", *,
+                     options: dict[str, dict[str, Any]] | None = None, **kwargs: Any) -> DivergenceRun:
+    """:func:`diverge` for each of ``backends`` against one ``reference``; ``options`` per backend
+    name, the other keyword arguments as :func:`diverge` takes them.
+
+    A backend that fails is recorded in ``failed`` and the others go on; a model or a binding
+    that is wrong (:class:`~mlms_ir.errors.ModelLoadError`, :class:`~mlms_ir.errors.ShapeBindingError`)
+    raises at once, since no backend would do better."""
+    from mlms_ir.errors import ModelLoadError, ShapeBindingError
+
+    out = DivergenceRun(reports=[])
+    for name in backends:
+        try:
+            out.reports.append(diverge(model, name, reference, options=(options or {}).get(name, {}), **kwargs))
+        except (ModelLoadError, ShapeBindingError):
+            raise
+        except MlmsIrError as exc:
+            out.failed.append(FailedBackend(backend=name, error=str(exc)))
+    return out
 
 
 def _stream_segments(graph: Graph, segments: list[list[str]], feeds: dict[str, np.ndarray], ref_be, test_be, ref_device: str,

@@ -10,11 +10,8 @@ subset is judged fairly.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,51 +20,11 @@ from mlms_ir.datasets import Dataset
 from mlms_ir.datasets.preprocess import Preprocess
 from mlms_ir.errors import MlmsIrError
 from mlms_ir.ir.load import ModelSource
+from mlms_ir.results.base import model_ref
+from mlms_ir.results.evaluation import BackendAccuracy, EvaluationReport
 
-EVAL_SCHEMA_VERSION = "1.0"
 Z99 = 2.5758  # two-sided 99% normal quantile
 MIN_TOLERANCE = 0.002
-
-
-@dataclass
-class BackendAccuracy:
-    """One backend's result. Accuracies are fractions; ``verdict`` compares top-1 with the reference."""
-
-    backend: str
-    device: str
-    status: str
-    samples: int = 0
-    top1: float | None = None
-    top5: float | None = None
-    correct_top1: int = 0
-    correct_top5: int = 0
-    images_per_s: float | None = None
-    inference_s: float = 0.0
-    verdict: str | None = None
-    delta_top1: float | None = None
-    delta_top5: float | None = None
-    tolerance: float | None = None
-    error: str = ""
-
-
-@dataclass
-class EvaluationReport:
-    model: dict[str, Any]
-    dataset: dict[str, Any]
-    preprocess: dict[str, Any]
-    reference: dict[str, Any] | None
-    batch_size: int
-    results: list[BackendAccuracy]
-    system: dict[str, Any] = field(default_factory=dict)
-    schema_version: str = EVAL_SCHEMA_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        from mlms_ir.report.model import json_safe
-
-        return json_safe(dataclasses.asdict(self))
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2) + "\n"
 
 
 def tolerance_for(reference: float, n: int) -> float:
@@ -91,7 +48,6 @@ def evaluate(model: ModelSource, dataset: Dataset, backends: tuple[str, ...] | l
     recorded as failed, the others go on). ``reference`` is ``{"top1": f, "top5": f}``."""
     from mlms_ir.backends import registry
     from mlms_ir.ir import load
-    from mlms_ir.runner import _model_info
     from mlms_ir.system import system_facts
 
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
@@ -160,7 +116,7 @@ def evaluate(model: ModelSource, dataset: Dataset, backends: tuple[str, ...] | l
     order = {b: i for i, b in enumerate(backends)}
     results.sort(key=lambda r: order.get(r.backend, len(order)))
     return EvaluationReport(
-        model=_model_info(graph), dataset={"name": dataset.name, "source": dataset.source, "samples": dataset.size,
+        model=model_ref(graph), dataset={"name": dataset.name, "source": dataset.source, "samples": dataset.size,
                                            "classes": len(dataset.labels)},
         preprocess=preprocess.to_dict(), reference=dict(reference) if reference else None, batch_size=bs, results=results,
         system=system_facts() if system else {},

@@ -78,3 +78,11 @@ def batch_of(feeds: dict[str, np.ndarray]) -> int:
         if v.ndim:
             return int(v.shape[0])
     return 1
+
+
+def feeds_for(graph: Graph, inputs: str | dict | None, seed: int) -> dict[str, np.ndarray]:
+    """The feeds of one run: seeded random data (``inputs`` None), an ``.npz`` file's arrays (a
+    path), or the given arrays (a dict of name -> array-like)."""
+    if inputs is None:
+        return random_feeds(graph, seed)
+    return load_feeds(inputs) if isinstance(inputs, str) else {k: np.asarray(v) for k, v in inputs.items()}

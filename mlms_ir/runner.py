@@ -17,11 +17,13 @@ import numpy as np
 from mlms_ir.errors import MlmsIrError
 from mlms_ir.gpu.kernels import gpu_profile, kernel_details
 from mlms_ir.harness import DEFAULT_ATOL, DEFAULT_RTOL, compare, measure
-from mlms_ir.inputs import batch_of, load_feeds, random_feeds
+from mlms_ir.inputs import batch_of, feeds_for
 from mlms_ir.ir import Graph, load
 from mlms_ir.ir.load import ModelSource
 from mlms_ir.ir.shapes import Dims, InputShapes
-from mlms_ir.report.runs import NodeTime, ProfileReport, RunRecord, RunReport
+from mlms_ir.results.base import model_ref
+from mlms_ir.results.profile import NodeTime, ProfileReport
+from mlms_ir.results.run import RunRecord, RunReport
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +32,6 @@ def _backends():
     from mlms_ir.backends import registry
 
     return registry
-
-
-def _feeds(graph: Graph, inputs: str | dict | None, seed: int) -> dict[str, np.ndarray]:
-    if inputs is None:
-        return random_feeds(graph, seed)
-    return load_feeds(inputs) if isinstance(inputs, str) else {k: np.asarray(v) for k, v in inputs.items()}
-
-
-def _model_info(graph: Graph) -> dict[str, Any]:
-    loaded = graph.loaded
-    return {"name": loaded.name if loaded else graph.proto.name, "path": str(loaded.path) if loaded and loaded.path else None}
 
 
 def run_backends(
@@ -74,8 +65,8 @@ def run_backends(
 
     for batch in batches:
         graph = load(model, input_shapes=input_shapes, batch=batch, dims=dims)
-        model_info = _model_info(graph)
-        feeds = _feeds(graph, inputs, seed)
+        model_info = model_ref(graph)
+        feeds = feeds_for(graph, inputs, seed)
         b = batch_of(feeds)
         reference: tuple[str, dict[str, np.ndarray]] | None = None
         for name in backends:
@@ -217,7 +208,7 @@ def profile_backend(
         from mlms_ir.passes.roofline import resolve_device
 
         resolve_device(roofline_device)  # a bad device fails before anything runs
-    feeds = _feeds(graph, inputs, seed)
+    feeds = feeds_for(graph, inputs, seed)
     be = registry.get(backend)
     telemetry = None
     with be.prepare(graph, device, **(options or {})) as session:
@@ -276,7 +267,7 @@ def profile_backend(
     # medians on both sides: one slow run (a first-call allocation, a page fault) skews a mean
     traced_wall_ms = statistics.median(tr.wall_us for tr in traces) / 1000.0
     report = ProfileReport(
-        model=_model_info(graph),
+        model=model_ref(graph),
         system=system_facts() if system else {},
         backend=backend,
         device=device,

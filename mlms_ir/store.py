@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mlms_ir.errors import MlmsIrError
-from mlms_ir.report.model import json_safe
+from mlms_ir.results.base import json_safe
 
 #: Environment variable naming the store file (``none`` turns recording off).
 STORE_ENV = "MLMS_IR_STORE"

@@ -13,7 +13,7 @@ import numpy as np
 import mlms_ir
 from mlms_ir.errors import UnknownDeviceError
 from mlms_ir.passes.roofline import known_devices, resolve_device
-from mlms_ir.report.model import SCHEMA_VERSION
+from mlms_ir.results.analysis import SCHEMA_VERSION
 
 
 def test_small_cnn_totals(cnn):

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 import mlms_ir
 from mlms_ir.passes import registry
 from mlms_ir.passes.ops import elementwise
-from mlms_ir.report.model import Analysis, NodeCost
+from mlms_ir.results.analysis import Analysis, NodeCost
 
 # --------------------------------------------------------------------------- helpers
 

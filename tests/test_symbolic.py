@@ -266,7 +266,7 @@ def test_loop_cost_is_the_body_times_a_trip_count_formula():
 def test_json_formulas_parse_and_every_symbol_is_listed():
     a = mlms_ir.analyze(model(TOKENS, TOKENS_INITS), device="h100-sxm")
     d = json.loads(a.to_json())
-    assert d["schema_version"] == "1.1"
+    assert d["schema_version"] == "1.2" and d["kind"] == "analysis"
     listed = {x["name"] for x in d["dims"]}
     strings = list(d["totals"]["symbolic"].values()) + [v for n in d["nodes"] if n["symbolic"] for v in n["symbolic"].values()]
     assert "roofline_s" in d["totals"]["symbolic"]

@@ -6,7 +6,7 @@
     description). ``PATH`` locates the object in the JSON of an example analysis made at build
     time (the embedded digits-cnn model, batch 1, device a100): ``.`` is the top level, ``totals``
     an object, ``nodes[]`` the items of a list, ``model.inputs[]`` a nested list. With
-    ``:dataclass: mlms_ir.report.model.Totals`` the type column shows the field annotations and,
+    ``:dataclass: mlms_ir.results.analysis.Totals`` the type column shows the field annotations and,
     where the example's list is empty, the keys come from the dataclass (``dataclasses.asdict``
     writes exactly its fields). The build warns (an error under ``-W``) when the documented keys
     and the keys the code writes differ, so the page cannot drift from the code.

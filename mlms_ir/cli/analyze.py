@@ -174,7 +174,8 @@ def _ask(result, solve: str | None, swept: tuple[str, list[int]] | None, fmt: st
     import json
 
     from mlms_ir.passes import formulas
-    from mlms_ir.report.model import SCHEMA_VERSION, json_safe
+    from mlms_ir.results.analysis import SCHEMA_VERSION
+    from mlms_ir.results.base import json_safe
 
     if solve is not None:
         answer = formulas.solve(result, solve)

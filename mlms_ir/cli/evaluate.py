@@ -146,7 +146,7 @@ def render_evaluation(report, console) -> None:
     from rich.text import Text
 
     ref = report.reference or {}
-    title = (f"{report.model.get('name')} on {report.dataset['name']} ({report.dataset['samples']} images"
+    title = (f"{report.model.name} on {report.dataset['name']} ({report.dataset['samples']} images"
              + (f"; reference top-1 {100 * ref['top1']:.2f}%" if ref.get("top1") is not None else "") + ")")
     t = Table(title=title)
     for col in ("backend", "device", "top-1", "top-5", "images/s", "verdict"):

@@ -283,8 +283,9 @@ def profile(
 
 def _counters(model, *, backend: str, device: str, batch, input_shape, dims, inputs, seed, warmup, metric_set, metrics, roofline, top,
               fmt, output, workdir, html, store, conflicting: dict, ignored: dict) -> None:
-    """``profile --counters``: one run under Nsight Compute, counters per node (mlms_ir.gpu.ncu)."""
-    from mlms_ir.gpu.ncu import render_counters, run_counters
+    """``profile --counters``: one run under Nsight Compute, counters per node (mlms_ir.gpu.ncu_run)."""
+    from mlms_ir.gpu.ncu_run import run_counters
+    from mlms_ir.report.counters_text import render_counters
 
     if backend not in ("torch", "pytorch") or not device.startswith("cuda"):
         raise MlmsIrError("--counters runs the torch backend on CUDA under Nsight Compute: give --backend torch --device cuda")
@@ -418,7 +419,7 @@ def diverge(
         html: also write the HTML report (graph coloured by error) to this file.
         store: the results store to record this in (default: $MLMS_IR_STORE, else the user's data dir); none: do not record.
     """
-    from mlms_ir.divergence import diverge as run_diverge
+    from mlms_ir.divergence import diverge_backends
 
     names = _list(backends)
     if not names:
@@ -432,27 +433,14 @@ def diverge(
         budget = -1.0
     if not (budget > 0 and math.isfinite(budget)):
         raise MlmsIrError(f"--budget-mib must be a positive number of MiB, not '{budget_mib}'")
-    from mlms_ir.errors import ModelLoadError, ShapeBindingError
-
-    reports, failed = [], []
-    for name in names:
-        opts = _options([name], opt, None, None).get(name, {})
-        try:
-            reports.append(run_diverge(
-                _model_path(model), name, str(reference), device=str(device), batch=batch,
-                input_shapes=_input_shapes(input_shape), dims=_dims(dims), inputs=inputs,
-                atol=atol, rtol=rtol, precision=str(precision), options=opts, introduced=str(introduced), seed=int(seed), top=_positive_int(top, "--top"),
-                memory_budget_bytes=int(budget * 2**20),
-            ))
-        except (ModelLoadError, ShapeBindingError):
-            raise  # the model or the bindings are wrong: no backend would do better
-        except MlmsIrError as exc:  # this backend failed: recorded, the others go on
-            failed.append({"backend": name, "status": "failed", "error": str(exc)})
+    result = diverge_backends(
+        _model_path(model), names, str(reference), options=_options(names, opt, None, None), device=str(device), batch=batch,
+        input_shapes=_input_shapes(input_shape), dims=_dims(dims), inputs=inputs, atol=atol, rtol=rtol,
+        precision=str(precision), introduced=str(introduced), seed=int(seed), top=_positive_int(top, "--top"),
+        memory_budget_bytes=int(budget * 2**20))
+    reports, failed = result.reports, result.failed
     if fmt == "json":
-        from mlms_ir.divergence import DIVERGENCE_SCHEMA_VERSION
-
-        _write(json.dumps({"schema_version": DIVERGENCE_SCHEMA_VERSION, "reports": [r.to_dict() for r in reports],
-                           "failed": failed}, indent=2) + "\n", output)
+        _write(result.to_json(), output)
     else:
         from mlms_ir.report.run_text import render_divergence
 
@@ -460,7 +448,7 @@ def diverge(
             for r in reports:
                 render_divergence(r, top=top, console=console)
             for f in failed:
-                console.print(Text(f"{f['backend']}: failed: {f['error']}", style="yellow"))
+                console.print(Text(f"{f.backend}: failed: {f.error}", style="yellow"))
 
         _render(show, output)
     if reports:
@@ -474,4 +462,4 @@ def diverge(
         write_html_for(_model_path(model), str(html), divergence=reports, input_shapes=_input_shapes(input_shape), batch=batch,
                        dims=_dims(dims))
     if not reports:
-        raise MlmsIrError("no backend could be compared: " + "; ".join(f"{f['backend']}: {f['error']}" for f in failed))
+        raise MlmsIrError("no backend could be compared: " + "; ".join(f"{f.backend}: {f.error}" for f in failed))

@@ -16,7 +16,7 @@ from mlms_ir.passes.memory import memory
 from mlms_ir.passes.registry import CONVENTION_VERSION
 from mlms_ir.passes.roofline import Device, resolve_device, roofline
 from mlms_ir.passes.structure import structure
-from mlms_ir.report.model import Analysis, Dim, ModelInfo, NodeCost, Totals, UnknownOp, UnresolvedDim
+from mlms_ir.results.analysis import Analysis, Dim, ModelInfo, NodeCost, Totals, UnknownOp, UnresolvedDim
 
 CONVENTION = {
     "version": CONVENTION_VERSION,

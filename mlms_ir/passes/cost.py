@@ -9,7 +9,7 @@ from mlms_ir.ir.dtypes import FLOAT_TYPES, INT_TYPES
 from mlms_ir.ir.expr import add, is_int, is_symbolic, normalize
 from mlms_ir.ir.graph import Graph, Node, TensorInfo, shape_json
 from mlms_ir.passes.registry import Cost, OpContext, Unresolved, _load_ops, constant_value, lookup
-from mlms_ir.report.model import NodeCost, SubgraphInfo
+from mlms_ir.results.analysis import NodeCost, SubgraphInfo
 
 #: A Loop trip count at or above this is a "no limit" sentinel (torch exports while-loops with INT64_MAX).
 MAX_TRIP_COUNT = 2**31

@@ -3,7 +3,7 @@ budget, and a figure's course along a dim.
 
 ``analyze M --solve "peak_activation_bytes<=24GiB" --dims batch=8`` finds the largest ``seq``
 whose peak activations fit in 24 GiB; ``--sweep-dim seq=128:8192`` tabulates the totals along
-``seq``. Both work on the exact formulas of :class:`~mlms_ir.report.model.Analysis` (its totals'
+``seq``. Both work on the exact formulas of :class:`~mlms_ir.results.analysis.Analysis` (its totals'
 ``symbolic`` object), so the answers are exact integers, not interpolations.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlms_ir.errors import FormulaError
-from mlms_ir.report.model import Analysis
+from mlms_ir.results.analysis import Analysis
 
 #: The totals a question may name, with the unit of their values.
 METRICS = {

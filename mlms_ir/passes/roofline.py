@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from mlms_ir.errors import UnknownDeviceError
-from mlms_ir.report.model import NodeCost, Roofline
+from mlms_ir.results.analysis import NodeCost, Roofline
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from mlms_ir.ir.dtypes import FLOAT_TYPES
 from mlms_ir.ir.expr import add, is_int, order_value
 from mlms_ir.ir.graph import Graph, Node
 from mlms_ir.passes.cost import CostResult
-from mlms_ir.report.model import Block, NodeCost, OpTypeStat, Structure
+from mlms_ir.results.analysis import Block, NodeCost, OpTypeStat, Structure
 
 MIN_BLOCK_NODES = 3
 MAX_METADATA_CHARS = 10_000  # longer scope metadata is not a module path: ignored

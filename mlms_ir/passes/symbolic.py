@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from mlms_ir.ir.expr import is_symbolic, order_value, to_str
 from mlms_ir.ir.symbolic import SymbolicShapes
-from mlms_ir.report.model import Dim, NodeCost, Roofline, Structure, Totals
+from mlms_ir.results.analysis import Dim, NodeCost, Roofline, Structure, Totals
 
 NODE_FIELDS = ("macs", "flops", "bytes_read", "bytes_written", "output_bytes")
 TOTAL_FIELDS = ("macs", "int_macs", "flops", "bytes_read", "bytes_written", "activation_bytes",

@@ -1,5 +1,2 @@
-"""Reports: the data model (:mod:`mlms_ir.report.model`) and its renderers (text, formats)."""
-
-from mlms_ir.report.model import SCHEMA_VERSION, Analysis, NodeCost
-
-__all__ = ["SCHEMA_VERSION", "Analysis", "NodeCost"]
+"""Renderers: pure functions from a result (:mod:`mlms_ir.results`) to text, JSON, CSV, Markdown,
+HTML or a Chrome trace. None computes a figure."""

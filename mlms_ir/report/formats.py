@@ -6,7 +6,7 @@ import csv
 import io
 
 from mlms_ir.report.formula import figure
-from mlms_ir.report.model import Analysis
+from mlms_ir.results.analysis import Analysis
 from mlms_ir.report.text import fmt_shape, human_bytes, human_count, sort_nodes, summary_rows
 
 CSV_COLUMNS = (

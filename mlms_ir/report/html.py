@@ -28,7 +28,8 @@ from mlms_ir.errors import MlmsIrError
 from mlms_ir.ir import Graph
 from mlms_ir.ir.graph import node_reads
 from mlms_ir.report.layout import Layout, layered_layout
-from mlms_ir.report.model import Analysis, json_safe
+from mlms_ir.results.analysis import Analysis
+from mlms_ir.results.base import json_safe
 
 #: Version of the JSON the report's script reads (``data.schema``).
 REPORT_DATA_VERSION = "1.1"

@@ -7,7 +7,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from mlms_ir.report.runs import ProfileReport, RunReport
+from mlms_ir.results.profile import ProfileReport
+from mlms_ir.results.run import RunReport
 from mlms_ir.report.text import fit_table, human_count, human_time_us
 
 
@@ -18,7 +19,7 @@ def _sci(v: float | None) -> str:
 def render_runs(report: RunReport, *, console: Console | None = None) -> None:
     console = console or Console()
     cpu = report.system.get("cpu", {}) if report.system else {}
-    title = f"mlms_ir run: {report.model.get('name')}"
+    title = f"mlms_ir run: {report.model.name}"
     if cpu:
         title += f"  ({cpu.get('model', '?')}, {cpu.get('logical_cores', '?')} cores)"
     t = Table(title=Text(title), box=box.SIMPLE)
@@ -58,7 +59,7 @@ def render_runs(report: RunReport, *, console: Console | None = None) -> None:
 def render_profile(report: ProfileReport, *, top: int = 20, console: Console | None = None) -> None:
     console = console or Console()
     lat = report.latency_ms
-    head = Table(title=Text(f"mlms_ir profile: {report.model.get('name')} on {report.backend} ({report.device})"),
+    head = Table(title=Text(f"mlms_ir profile: {report.model.name} on {report.backend} ({report.device})"),
                  box=box.SIMPLE_HEAVY, show_header=False)
     head.add_column("what", style="bold")
     head.add_column("value")
@@ -129,7 +130,7 @@ def _g(v: float | None) -> str:
 def render_divergence(report, *, top: int = 15, console: Console | None = None) -> None:
     """The first divergent node, the nodes that introduce the most error, and the worst tensors."""
     console = console or Console()
-    head = Table(title=Text(f"mlms_ir diverge: {report.model.get('name')}: {report.backend} ({report.device}) vs {report.reference}"),
+    head = Table(title=Text(f"mlms_ir diverge: {report.model.name}: {report.backend} ({report.device}) vs {report.reference}"),
                  box=box.SIMPLE_HEAVY, show_header=False)
     head.add_column("what", style="bold")
     head.add_column("value")

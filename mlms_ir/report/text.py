@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mlms_ir.report.formula import figure, pretty
-from mlms_ir.report.model import Analysis, NodeCost
+from mlms_ir.results.analysis import Analysis, NodeCost
 
 #: Width of tables written to a pipe or file (a terminal uses its own; ``$COLUMNS`` overrides both).
 PIPED_WIDTH = 240

@@ -55,7 +55,8 @@ def to_plain(obj: Any) -> Any:
 
 
 @cache
-def _hints(cls: type) -> dict[str, Any]:
+def field_types(cls: type) -> dict[str, Any]:
+    """The resolved type annotations of dataclass ``cls``'s fields (cached)."""
     return typing.get_type_hints(cls)
 
 
@@ -116,7 +117,7 @@ def build_dataclass(cls: type[T], data: dict[str, Any]) -> T:
     """An instance of dataclass ``cls`` from a dict of its JSON fields."""
     if not isinstance(data, dict):
         raise TypeError(f"{cls.__name__} needs a JSON object, got {type(data).__name__}")
-    hints = _hints(cls)
+    hints = field_types(cls)
     kwargs = {f.name: build(hints[f.name], data[f.name]) for f in json_fields(cls) if f.name in data and f.init}
     return cls(**kwargs)
 
@@ -157,7 +158,7 @@ class ModelRef:
     """The model header every measured result carries: the model's name and the file it came from."""
 
     name: str
-    path: str | None = None
+    path: str | None
 
 
 def check_kind(cls: type[Result], data: Any) -> None:
@@ -168,3 +169,11 @@ def check_kind(cls: type[Result], data: Any) -> None:
     kind = data.get("kind", cls.kind)
     if kind != cls.kind:
         raise ValueError(f"this is a '{kind}' result, not '{cls.kind}'")
+
+
+def model_ref(graph: Any) -> ModelRef:
+    """The header of a :class:`~mlms_ir.ir.Graph` built by :func:`mlms_ir.load`: the loaded
+    model's name and file (the graph's own name when it was built otherwise)."""
+    loaded = graph.loaded
+    return ModelRef(name=loaded.name if loaded else (graph.proto.name or "model"),
+                    path=str(loaded.path) if loaded and loaded.path else None)

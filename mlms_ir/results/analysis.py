@@ -1,0 +1,304 @@
+"""The ``analysis`` result: what the static passes know of a model (:func:`mlms_ir.analyze`).
+
+Plain dataclasses that serialise to the documented JSON schema (``docs/schema.rst``); every
+renderer (rich table, JSON, CSV, Markdown, HTML) reads them and none computes. Changing a field
+is a :data:`SCHEMA_VERSION` bump with a note in ``docs/schema.rst``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlms_ir.results.base import ModelRef, Result, build, build_dataclass, check_kind, field_types, json_fields, to_plain
+
+#: Version of the analysis JSON schema (``schema_version`` in every output).
+SCHEMA_VERSION = "1.2"
+
+#: The figures that can be expressions of the model's dims, as keys of the ``symbolic`` objects.
+SYMBOLIC_KEYS = ("macs", "flops", "bytes_read", "bytes_written", "output_bytes", "activation_bytes",
+                 "peak_activation_bytes", "input_bytes", "roofline_s")
+
+ShapeList = list[int | str | None] | None
+
+
+def _node_dict(n: NodeCost) -> dict[str, Any]:
+    d = dict(vars(n))
+    d.pop("rank", None)
+    return d
+
+
+@dataclass
+class NodeCost:
+    """Static figures of one ONNX node.
+
+    ``status`` is ``counted`` (a formula applied), ``free`` (known to cost nothing),
+    ``unknown_op`` (no formula: listed, never silently zero) or ``unresolved`` (a shape it needs is
+    unknown; bind the dims named in the analysis' ``unresolved_dims``).
+
+    While the model's dims are unbound, a figure that depends on them is None and ``symbolic``
+    holds it as an exact formula (a string in sympy syntax, keyed like the field; the roofline
+    time as ``roofline_s``, in seconds).
+    """
+
+    id: str
+    name: str
+    op_type: str
+    domain: str
+    status: str
+    macs: int | None
+    flops: int | None
+    int_macs: bool
+    bytes_read: int | None
+    bytes_written: int | None
+    params: int
+    param_bytes: int
+    input_shapes: list[ShapeList]
+    output_shapes: list[ShapeList]
+    output_bytes: int | None
+    intensity: float | None
+    parent: str | None = None
+    note: str = ""
+    bound: str | None = None
+    time_lower_bound_us: float | None = None
+    symbolic: dict[str, str] | None = None
+    #: Values used only to order nodes whose figures are formulas (each at every dim = 1024).
+    rank: dict[str, float] | None = field(default=None, repr=False, metadata={"json": False})
+
+
+@dataclass
+class Totals:
+    """Whole-model totals (main graph; control-flow nodes carry their subgraphs' cost)."""
+
+    params: int
+    param_bytes: int
+    params_by_dtype: dict[str, int]
+    macs: int | None
+    int_macs: int | None
+    flops: int | None
+    bytes_read: int | None
+    bytes_written: int | None
+    weight_bytes: int
+    constant_bytes: int
+    activation_bytes: int | None
+    peak_activation_bytes: int | None
+    peak_at_node: str | None
+    input_bytes: int | None
+    output_bytes: int | None
+    nodes: int
+    counted_nodes: int
+    unresolved_nodes: int
+    unknown_nodes: int
+    complete: bool
+    #: Figures that are formulas of the model's dims (None where they are numbers): strings in
+    #: sympy syntax keyed like the fields above (``roofline_s``: the roofline bound in seconds).
+    symbolic: dict[str, str] | None = None
+    #: Where the peak depends on the dims: every node whose live total may be the largest.
+    peak_candidates: list[str] = field(default_factory=list)
+
+
+@dataclass
+class OpTypeStat:
+    op_type: str
+    domain: str
+    count: int
+    macs: int | None
+    flops: int | None
+    params: int
+    share_macs: float | None
+    share_flops: float | None
+    symbolic: dict[str, str] | None = None
+
+
+@dataclass
+class UnknownOp:
+    op_type: str
+    domain: str
+    count: int
+    nodes: list[str]
+
+
+@dataclass
+class UnresolvedDim:
+    """A dim that stays unknown after inference and bindings, with the nodes it leaves uncounted."""
+
+    dim: str
+    inputs: list[str]
+    nodes: list[str]
+
+
+@dataclass
+class Dim:
+    """A free symbol of the analysis' formulas: a dim of an input, or one set by the data."""
+
+    name: str
+    kind: str  # "input", "data" (set at run time by the data), "unknown" (no rule derives it)
+    meaning: str
+    origin: str | None = None
+
+
+@dataclass
+class Block:
+    """A repeated block: ``count`` instances of the same structure."""
+
+    name: str
+    count: int
+    nodes_per_block: int
+    op_types: dict[str, int]
+    macs: int | None
+    flops: int | None
+    params: int
+    instances: list[str]
+    found_by: str
+    symbolic: dict[str, str] | None = None
+    #: The node ids of each instance (for the HTML report's collapsing; not in the JSON).
+    members: list[list[str]] = field(default_factory=list, repr=False, metadata={"json": False})
+
+
+@dataclass
+class SubgraphInfo:
+    owner: str
+    owner_op: str
+    attribute: str
+    nodes: int
+    multiplier: int | None
+    note: str
+    #: The multiplier as an expression of the model's dims when it is one (a Loop's symbolic trip count).
+    symbolic_multiplier: str | None = None
+
+
+@dataclass
+class Structure:
+    node_count: int
+    node_count_with_subgraphs: int
+    depth: int
+    op_types: list[OpTypeStat]
+    blocks: list[Block]
+    subgraphs: list[SubgraphInfo]
+
+
+@dataclass
+class Roofline:
+    """A roofline bound on one device: the model cannot run faster than ``lower_bound_us``."""
+
+    device: str
+    peak_flops: dict[str, float]
+    bandwidth_bytes_per_s: float
+    ridge_intensity: float
+    lower_bound_us: float | None
+    compute_bound_nodes: int
+    memory_bound_nodes: int
+    compute_bound_share: float | None
+    #: Nodes whose compute and memory times cross as the dims grow (no single bound).
+    dims_bound_nodes: int = 0
+    #: The bound as an expression of the model's dims (µs) while they are unbound; not in the
+    #: JSON (``totals.symbolic.roofline_s`` carries it, in seconds).
+    symbolic_lower_bound_us: Any = field(default=None, repr=False, metadata={"json": False})
+
+
+@dataclass
+class ModelInfo(ModelRef):
+    """The analysed model file: the shared header (name, path) and what the file records."""
+
+    graph_name: str
+    producer: str
+    ir_version: int
+    opsets: dict[str, int]
+    file_bytes: int | None
+    external_data_bytes: int
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    doc_string: str
+    metadata: dict[str, str]
+
+
+@dataclass
+class Analysis(Result):
+    """The result of :func:`mlms_ir.analyze`: everything the static passes know of a model."""
+
+    kind = "analysis"
+
+    model: ModelInfo
+    convention: dict[str, str]
+    bindings: dict[str, Any]
+    totals: Totals
+    structure: Structure
+    unknown_ops: list[UnknownOp]
+    unresolved_dims: list[UnresolvedDim]
+    nodes: list[NodeCost]
+    roofline: Roofline | None = None
+    warnings: list[str] = field(default_factory=list)
+    #: Every free symbol of the formulas (empty when all figures are numbers).
+    dims: list[Dim] = field(default_factory=list)
+    schema_version: str = SCHEMA_VERSION
+    tool: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def op_types(self) -> list[OpTypeStat]:
+        return self.structure.op_types
+
+    @property
+    def blocks(self) -> list[Block]:
+        return self.structure.blocks
+
+    def to_dict(self) -> dict[str, Any]:
+        """The documented JSON object (see docs/schema.rst): the structure's op types and blocks
+        at the top level, the nodes last."""
+        structure = to_plain(self.structure)
+        return {
+            "kind": self.kind,
+            "schema_version": self.schema_version,
+            "tool": dict(self.tool),
+            "model": to_plain(self.model),
+            "convention": dict(self.convention),
+            "bindings": to_plain(self.bindings),
+            "totals": to_plain(self.totals),
+            "op_types": structure.pop("op_types"),
+            "blocks": structure.pop("blocks"),
+            "structure": structure,
+            "unknown_ops": to_plain(self.unknown_ops),
+            "unresolved_dims": to_plain(self.unresolved_dims),
+            "roofline": to_plain(self.roofline),
+            "warnings": list(self.warnings),
+            "dims": to_plain(self.dims),
+            # NodeCost holds only scalars, shapes and a dict of strings: a shallow copy is faithful
+            # (and fast on 100k-node graphs)
+            "nodes": [_node_dict(n) for n in self.nodes],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Analysis:
+        """The analysis a :meth:`to_dict` object (or a saved ``analyze --format json`` file) describes.
+
+        What the JSON leaves out stays at its default: blocks' member node ids, the nodes' ranking
+        values, the roofline's bound as a sympy expression (``totals.symbolic.roofline_s`` keeps
+        it as text)."""
+        check_kind(cls, data)
+        structure = dict(data.get("structure") or {})
+        structure["op_types"] = data.get("op_types") or []
+        structure["blocks"] = data.get("blocks") or []
+        fields = {f.name for f in json_fields(cls)} - {"structure"}
+        body = {k: v for k, v in data.items() if k in fields}
+        types = field_types(cls)
+        kwargs = {k: build(types[k], v) for k, v in body.items()}
+        kwargs["structure"] = build_dataclass(Structure, structure)
+        return cls(**kwargs)
+
+    @property
+    def symbolic(self) -> bool:
+        """True when some figure is a formula of unbound dims."""
+        return bool(self.totals.symbolic)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """JSON text; with ``indent``, everything is indented except the nodes, one per line
+        (readable, and an order of magnitude faster to write on large graphs)."""
+        d = self.to_dict()
+        if indent is None:
+            return json.dumps(d)
+        nodes = d.pop("nodes")
+        head = json.dumps(d, indent=indent)
+        pad = " " * indent
+        body = (",\n" + pad * 2).join(json.dumps(n) for n in nodes)
+        tail = f'"nodes": [\n{pad * 2}{body}\n{pad}]' if nodes else '"nodes": []'
+        return head[:-2] + f",\n{pad}{tail}\n}}"

@@ -1,0 +1,52 @@
+"""The ``evaluation`` result: a classifier's measured accuracy per backend, beside the published one.
+
+Written by :func:`mlms_ir.evaluate.evaluate` (``mlms_ir evaluate``); JSON with ``kind`` and
+``schema_version`` (``docs/accuracy.rst``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlms_ir.results.base import ModelRef, Result
+
+#: Version of the evaluation JSON layout. 1.1: ``kind`` added.
+EVAL_SCHEMA_VERSION = "1.1"
+
+
+@dataclass
+class BackendAccuracy:
+    """One backend's result. Accuracies are fractions; ``verdict`` compares top-1 with the reference."""
+
+    backend: str
+    device: str
+    status: str
+    samples: int = 0
+    top1: float | None = None
+    top5: float | None = None
+    correct_top1: int = 0
+    correct_top5: int = 0
+    images_per_s: float | None = None
+    inference_s: float = 0.0
+    verdict: str | None = None
+    delta_top1: float | None = None
+    delta_top5: float | None = None
+    tolerance: float | None = None
+    error: str = ""
+
+
+@dataclass
+class EvaluationReport(Result):
+    """Top-1 and top-5 of one model on one data set, per backend, with verdicts."""
+
+    kind = "evaluation"
+
+    model: ModelRef
+    dataset: dict[str, Any]
+    preprocess: dict[str, Any]
+    reference: dict[str, Any] | None
+    batch_size: int
+    results: list[BackendAccuracy]
+    system: dict[str, Any] = field(default_factory=dict)
+    schema_version: str = EVAL_SCHEMA_VERSION
