@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from mlms_ir.backends.base import Availability, Backend, Session, TraceResult
-from mlms_ir.backends.torch_backend import split_trace
+from mlms_ir.backends.torch_trace import split_trace
 from onnx import TensorProto, helper, numpy_helper
 
 DATA = Path(__file__).parent / "data"

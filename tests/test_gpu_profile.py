@@ -334,7 +334,7 @@ def test_figures_are_medians_over_runs():
     import copy
     from pathlib import Path
 
-    from mlms_ir.backends.torch_backend import split_trace
+    from mlms_ir.backends.torch_trace import split_trace
 
     trace = json.loads((Path(__file__).parent / "data" / "torch_cuda_trace.json").read_text())
     runs = [TraceResult({}, evs, wall) for evs, wall in split_trace(trace, {"n0": "Conv"})]

@@ -19,9 +19,9 @@ ort = pytest.importorskip("onnxruntime")
 import mlms_ir  # noqa: E402
 from mlms_ir.backends import registry  # noqa: E402
 from mlms_ir.backends.base import BackendError, FeedError, NodeTrace  # noqa: E402
-from mlms_ir.backends.torch_backend import (  # noqa: E402
+from mlms_ir.backends.torch_backend import TorchBackend  # noqa: E402
+from mlms_ir.backends.torch_trace import (  # noqa: E402
     NODE_PREFIX,
-    TorchBackend,
     attribute_kernels,
     find_device_work,
     kernel_coverage,

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from mlms_ir.backends.base import TraceResult
-from mlms_ir.backends.torch_backend import (
+from mlms_ir.backends.torch_trace import (
     DEVICE_CATS,
     HOST_CATS,
     LAUNCH_CATS,

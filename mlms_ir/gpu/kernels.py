@@ -2,7 +2,7 @@
 
 Input: the :class:`~mlms_ir.backends.base.TraceResult` list of a traced CUDA session (the torch
 backend's, whose ``kernel`` events are already attributed to nodes by
-:func:`mlms_ir.backends.torch_backend.find_device_work`). Pure functions over those events, so
+:func:`mlms_ir.backends.torch_trace.find_device_work`). Pure functions over those events, so
 tests use recorded traces and no GPU.
 
 Per node (:class:`NodeGpu`):
