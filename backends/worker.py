@@ -32,8 +32,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from mlms_ir._proc import ChildStartError, ChildTimeout, child_env, run_child
 from mlms_ir.backends.base import (
     Availability,
     Backend,
@@ -87,31 +86,6 @@ def envs_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "mlms_ir" / "envs"
 
 
-def _child_env() -> dict[str, str]:
-    """The worker's environment: ours, less what would make the foreign interpreter import our
-    packages (PYTHONPATH, a virtualenv's markers, the user site), and quieter TensorFlow logs."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")}
-    env["PYTHONNOUSERSITE"] = "1"
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return env
-
-
-def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    kept = [ln for ln in text.splitlines() if ln.strip()]
-    return "\n".join(kept[-lines:])
-
-
-def _signal_name(rc: int) -> str:
-    try:
-        return signal.Signals(-rc).name
-    except ValueError:
-        return f"signal {-rc}"
-
-
 def call_agent(python: str | os.PathLike, request: Mapping[str, Any], workdir: str | os.PathLike, *,
                timeout: float = DEFAULT_TIMEOUT_S, what: str = "agent") -> dict[str, Any]:
     """Run one agent request in ``python`` and return its result object.
@@ -130,27 +104,17 @@ def call_agent(python: str | os.PathLike, request: Mapping[str, Any], workdir: s
     result_path.unlink(missing_ok=True)
     req_path = work / "request.json"
     req_path.write_text(json.dumps(req), encoding="utf-8")
-    err_path, out_path = work / "stderr.txt", work / "stdout.txt"
-    cmd = [os.fspath(python), os.fspath(AGENT), os.fspath(req_path)]
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        try:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=_child_env(),
-                                    cwd=work, start_new_session=True)
-        except OSError as exc:
-            raise AgentCrashError(f"cannot start the {what} with {python}: {exc}") from exc
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise AgentTimeoutError(f"the {what} ({python}) timed out after {timeout:g} s and was killed") from None
-        except BaseException:  # KeyboardInterrupt: never leave the worker behind
-            _kill_group(proc)
-            raise
-    tail = _tail(err_path) or _tail(out_path)
+    cmd = [python, AGENT, req_path]
+    try:  # stdout.txt and stderr.txt stay in workdir
+        done = run_child(cmd, timeout=timeout, env=child_env(foreign=True), cwd=work, output_dir=work)
+    except ChildStartError as exc:
+        raise AgentCrashError(f"cannot start the {what} with {python}: {exc.__cause__ or exc}") from exc
+    except ChildTimeout:
+        raise AgentTimeoutError(f"the {what} ({python}) timed out after {timeout:g} s and was killed") from None
+    tail = done.tail(STDERR_TAIL_LINES)
     quoted = f":\n{tail}" if tail else " (its stderr is empty)"
-    if rc != 0:
-        how = f"was killed by {_signal_name(rc)}" if rc < 0 else f"exited with status {rc}"
-        raise AgentCrashError(f"the {what} ({python}) {how}{quoted}")
+    if not done.ok:
+        raise AgentCrashError(f"the {what} ({python}) {done.how()}{quoted}")
     try:
         result = json.loads(result_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -158,17 +122,6 @@ def call_agent(python: str | os.PathLike, request: Mapping[str, Any], workdir: s
     if not isinstance(result, dict) or result.get("protocol") != PROTOCOL:
         raise AgentCrashError(f"the {what} ({python}) answered in another protocol than {PROTOCOL}: {str(result)[:200]}")
     return result
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the worker leads its own session: kills its children too
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail like this
-        pass
 
 
 def probe(python: str | os.PathLike, target: str | None = None, *, timeout: float | None = None) -> dict[str, Any]:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from mlms_ir._proc import ChildStartError, ChildTimeout, child_env, run_child
 from mlms_ir.converters import ConversionError
 from mlms_ir.converters._compare import check_close
 
@@ -44,7 +44,6 @@ def from_mxnet(symbol: str | os.PathLike, params: str | os.PathLike, out: str | 
     ``input_shapes`` give one shape per data input, batch first. Returns a ``ConversionResult``."""
     import onnx
 
-    from mlms_ir.backends.worker import _child_env
     from mlms_ir.converters.torch import ConversionResult
 
     for p in (symbol, params):
@@ -69,14 +68,17 @@ def from_mxnet(symbol: str | os.PathLike, params: str | os.PathLike, out: str | 
         # run from a copy: beside this file, ``mxnet.py`` would shadow the real mxnet package
         script = t / "mxnet_export.py"
         script.write_text(Path(__file__).with_name("mxnet_export.py").read_text())
+        py = mxnet_python(python)
         try:
-            p = subprocess.run([str(mxnet_python(python)), str(script), str(t / "req.json")], capture_output=True, text=True,
-                               timeout=timeout, env=_child_env())
-        except subprocess.TimeoutExpired as exc:
+            done = run_child([py, script, t / "req.json"], timeout=timeout, env=child_env(foreign=True))
+        except ChildStartError as exc:
+            why = getattr(exc.__cause__, "strerror", None) or exc.__cause__ or exc  # the OS error in words
+            raise ConversionError(f"cannot start the MXNet Python {py}: {why}") from exc
+        except ChildTimeout as exc:
             raise ConversionError(f"the MXNet export took longer than {timeout:g} s") from exc
         if not (t / "result.json").is_file():
-            tail = [x for x in p.stderr.splitlines() if x.strip()]
-            raise ConversionError(f"the MXNet export crashed (status {p.returncode}): {tail[-1] if tail else 'no message'}")
+            last = done.tail(1, stdout_too=False)
+            raise ConversionError(f"the MXNet export crashed (status {done.returncode}): {last or 'no message'}")
         res = json.loads((t / "result.json").read_text())
         if res["status"] != "ok":
             out.unlink(missing_ok=True)

@@ -33,13 +33,14 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mlms_ir._proc import ChildStartError, ChildTimeout, child_env, run_child
 from mlms_ir.converters import ConversionError
 from mlms_ir.converters._compare import check_close
 from mlms_ir.converters.torch import ConversionResult
@@ -210,7 +211,6 @@ def _compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], outputs: li
 # ---------------------------------------------------------------------------- running the script
 def _run_script(python: Path, req: dict, tmp: Path, timeout: float) -> dict:
     from mlms_ir.backends import worker
-    from mlms_ir.backends.worker import _child_env, _kill_group  # the script leads its own session, as a worker does
 
     (tmp / "req.json").write_text(json.dumps(req))
     # run from a copy: beside this file, tensorflow.py and onnx_tf.py would shadow the real packages
@@ -219,26 +219,20 @@ def _run_script(python: Path, req: dict, tmp: Path, timeout: float) -> dict:
     # the op versions onnx-tf 1.10 lacks (the worker agent imports the same file from its own folder)
     compat = Path(worker.__file__).with_name("onnx_tf_compat.py")
     (tmp / "onnx_tf_compat.py").write_text(compat.read_text())
-    with open(tmp / "stderr.txt", "wb") as err:
-        try:
-            proc = subprocess.Popen([str(python), str(script), str(tmp / "req.json")], stdin=subprocess.DEVNULL,
-                                    stdout=err, stderr=err, env=_child_env(), cwd=tmp, start_new_session=True)
-        except OSError as exc:
-            raise ConversionError(f"cannot start the onnx-tf Python {python}: {exc.strerror or exc}") from exc
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise ConversionError(f"the onnx-tf conversion took longer than {timeout:g} s and was stopped") from None
-        except BaseException:
-            _kill_group(proc)
-            raise
+    try:  # the script leads its own session, as a worker does; its output stays in tmp
+        done = run_child([python, script, tmp / "req.json"], timeout=timeout, env=child_env(foreign=True), cwd=tmp,
+                         output_dir=tmp)
+    except ChildStartError as exc:
+        why = getattr(exc.__cause__, "strerror", None) or exc.__cause__ or exc  # the OS error in words
+        raise ConversionError(f"cannot start the onnx-tf Python {python}: {why}") from exc
+    except ChildTimeout:
+        raise ConversionError(f"the onnx-tf conversion took longer than {timeout:g} s and was stopped") from None
     try:
         return json.loads((tmp / "result.json").read_text())
     except (OSError, ValueError):
-        lines = [x for x in (tmp / "stderr.txt").read_text(errors="replace").splitlines() if x.strip()]
-        raise ConversionError(f"the onnx-tf conversion crashed (status {rc}) in {python}: "
-                              f"{lines[-1].strip()[:300] if lines else 'no message'}") from None
+        last = done.tail(1)
+        raise ConversionError(f"the onnx-tf conversion crashed (status {done.returncode}) in {python}: "
+                              f"{last.strip()[:300] if last else 'no message'}") from None
 
 
 def _sha256(data: bytes | Path) -> str:

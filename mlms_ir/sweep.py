@@ -32,7 +32,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlms_ir._proc import ChildStartError, ChildTimeout, child_env, run_child
 from mlms_ir.errors import MlmsIrError
 from mlms_ir.store import Store, StoreRecord
 
@@ -221,19 +221,19 @@ def run_isolated(job: Job, store_path: Path | None) -> tuple[list[dict[str, Any]
     """Run ``job`` in a worker process with its timeout. With ``store_path`` the worker writes its
     result into the store itself (nothing finished is lost if this process dies); without, it
     sends the records back. Returns (records sent back, error or None)."""
-    env = dict(os.environ)
     argv = [sys.executable, "-m", "mlms_ir.sweep", "worker"]
     if store_path is not None:
         argv += ["--store", str(store_path)]
-    try:
-        p = subprocess.run(argv, input=json.dumps(job.to_dict()), capture_output=True, text=True, timeout=job.timeout_s, env=env)
-    except subprocess.TimeoutExpired:
+    try:  # our own interpreter: our environment as it is; a timeout kills the worker's whole group
+        done = run_child(argv, timeout=job.timeout_s, stdin=json.dumps(job.to_dict()), env=child_env())
+    except ChildTimeout:
         return [], f"timed out after {job.timeout_s:g} s"
-    if p.returncode != 0:
-        tail = [line for line in p.stderr.strip().splitlines() if line.strip()]
-        return [], f"the worker exited with status {p.returncode}: {tail[-1] if tail else 'no message'}"
+    except ChildStartError as exc:
+        return [], str(exc)
+    if not done.ok:
+        return [], f"the worker {done.how()}: {done.tail(1, stdout_too=False) or 'no message'}"
     try:
-        out = json.loads(p.stdout.strip().splitlines()[-1])
+        out = json.loads(done.stdout.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
         return [], "the worker sent no result"
     if out.get("errors"):  # the job failed cleanly: its failure is among the records (or stored)
