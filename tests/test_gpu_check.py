@@ -19,9 +19,10 @@ import onnx
 import pytest
 from cuda_replay import ReplayBackend, conv_relu_gemm, recorded_traces
 from mlms_ir.backends import registry
-from test_ncu import DATA, FAKE_NCU, _exe
+from test_ncu import DATA, FAKE_NCU, make_executable
 
-from mlms_ir.gpu import ncu as N
+from mlms_ir.gpu import ncu_run
+from mlms_ir.gpu.ncu_command import NCU_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "gpu_check.py"
@@ -82,11 +83,11 @@ def replay(gc, monkeypatch, tmp_path):
 
 @pytest.fixture
 def fake_ncu(monkeypatch, tmp_path):
-    exe = _exe(tmp_path / "ncu", FAKE_NCU.format(python=sys.executable, data=str(DATA)))
+    exe = make_executable(tmp_path / "ncu", FAKE_NCU.format(python=sys.executable, data=str(DATA)))
     monkeypatch.setenv("FAKE_NCU_ARGV", str(tmp_path / "argv.jsonl"))
     monkeypatch.setenv("FAKE_NCU_MODE", "ok")
-    monkeypatch.setenv(N.NCU_ENV, str(exe))
-    monkeypatch.setattr(N, "check_cuda", lambda: None)  # no GPU here; the fake runs no child
+    monkeypatch.setenv(NCU_ENV, str(exe))
+    monkeypatch.setattr(ncu_run, "check_cuda", lambda: None)  # no GPU here; the fake runs no child
     return exe
 
 
@@ -243,7 +244,7 @@ def test_main_end_to_end(gc, replay, fake_ncu, monkeypatch, tmp_path, capsys):
 
 
 def test_main_without_ncu_or_counters(gc, replay, monkeypatch, tmp_path, capsys):
-    monkeypatch.setenv(N.NCU_ENV, str(tmp_path / "no-ncu"))
+    monkeypatch.setenv(NCU_ENV, str(tmp_path / "no-ncu"))
     monkeypatch.setattr(gc, "export", lambda name, out: (onnx.save(conv_relu_gemm(), out / "m.onnx"), out / "m.onnx")[1])
     monkeypatch.setattr(gc, "system_facts", lambda: {"gpu": {"available": False, "reason": "no NVML", "gpus": []}})
     assert gc.main(["--models", "crg", "--batches", "1", "--iters", "2", "--runs", "1", "--counters-batches", ""]) == 0

@@ -1,4 +1,4 @@
-"""Hardware counters through Nsight Compute (mlms_ir.gpu.ncu), without a GPU.
+"""Hardware counters through Nsight Compute (mlms_ir.gpu.ncu_*), without a GPU.
 
 The fixtures tests/data/ncu_raw.csv and tests/data/ncu_details.csv are hand-built in the layouts
 ncu writes with ``--csv --page raw`` and ``--csv --page details`` (the ``==PROF==`` lines before the
@@ -30,9 +30,13 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import mlms_ir
+import mlms_ir.gpu.ncu_command as ncu_cmd
 from mlms_ir.errors import CountersUnavailableError, MlmsIrError, ShapeBindingError
-from mlms_ir.gpu import ncu as N
-from mlms_ir.gpu.ncu import (
+from mlms_ir.gpu import ncu as child_entry
+from mlms_ir.gpu import ncu_run
+from mlms_ir.gpu.counters_attribution import attribute_counters, kernel_flops
+from mlms_ir.gpu.ncu_command import NCU_ENV, check_cuda, find_ncu, ncu_command
+from mlms_ir.gpu.ncu_metrics import (
     COUNTERS_RANGE,
     DRAM_READ,
     DRAM_WRITE,
@@ -40,20 +44,16 @@ from mlms_ir.gpu.ncu import (
     METRIC_SETS,
     OCCUPANCY,
     SM_PCT,
+    TENSOR_CYCLES,
     TENSOR_INST,
     TIME,
-    KernelCounters,
-    attribute_counters,
-    find_ncu,
-    kernel_flops,
-    ncu_command,
-    parse_ncu_csv,
-    render_counters,
     resolve_metrics,
-    scale_value,
-    unit_scale,
 )
+from mlms_ir.gpu.ncu_parse import parse_ncu_csv, scale_value, unit_scale
+from mlms_ir.gpu.ncu_run import run_counters
 from mlms_ir.passes.roofline import resolve_device
+from mlms_ir.report.counters_text import render_counters
+from mlms_ir.results.counters import CountersReport, KernelCounters
 
 DATA = Path(__file__).parent / "data"
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -100,7 +100,7 @@ def test_both_layouts_parse_to_the_same_kernels(kernels):
     assert kernels[3].name.startswith("void at::native::vectorized_elementwise_kernel<4, at::native::(anonymous namespace)::launch_clamp")
     assert all(k.process_id == 3112944 and k.cc == "9.0" and k.stream == "7" and k.device == "0" for k in kernels)
     # every metric of the roofline set, once per kernel (the fixtures predate sm__pipe_tensor_cycles_active)
-    assert all(set(k.metrics) == set(METRIC_SETS["roofline"]) - {N.TENSOR_CYCLES} for k in kernels)
+    assert all(set(k.metrics) == set(METRIC_SETS["roofline"]) - {TENSOR_CYCLES} for k in kernels)
 
 
 def test_values_are_scaled_to_si_units(kernels):
@@ -240,6 +240,23 @@ def test_attribution_per_node_with_ratios_and_the_h200_roofline(kernels, static)
     assert d["kernels"][1]["grid"] == [4, 1, 1] and d["nodes"][0]["id"] == "n0"
 
 
+def test_counters_json_reads_back_equal(kernels, static):
+    """``CountersReport.from_dict(to_dict())`` gives back an equal report: grid and block, which
+    JSON writes as lists, come back as tuples; ``kind`` and ``schema_version`` lead the JSON."""
+    rep = attribute_counters(kernels, static, "h200")
+    rep.gpu, rep.model, rep.metric_set, rep.metrics = "NVIDIA H200", {"name": "counters"}, "roofline", list(METRIC_SETS["roofline"])
+    d = rep.to_dict()
+    assert list(d)[:3] == ["kind", "schema_version", "nodes"]
+    assert d["kind"] == "counters" and d["schema_version"] == "1.1" and d["version"] == 1
+    assert d["kernels"][1]["grid"] == [4, 1, 1] and d["kernels"][1]["block"] == [384, 1, 1]
+    back = CountersReport.from_dict(json.loads(json.dumps(d)))
+    assert back == rep
+    assert back.kernels[1].grid == (4, 1, 1) and back.kernels[1].block == (384, 1, 1)
+    assert back.kernels[1].dram_bytes == 1536 + 1024  # read + written, as in the fixture
+    with pytest.raises(ValueError, match="not 'counters'"):
+        CountersReport.from_dict({**d, "kind": "run"})
+
+
 def test_roofline_by_hand_on_a_custom_device():
     dev = resolve_device("fp32=1e13,fp64=5e12,bw=1e12")  # ridge: 10 FLOP/B
 
@@ -296,7 +313,7 @@ def test_metric_sets_and_resolution():
         resolve_metrics(None, "flops; rm -rf /")
 
 
-def _exe(path: Path, body: str = "#!/bin/sh\nexit 0\n") -> Path:
+def make_executable(path: Path, body: str = "#!/bin/sh\nexit 0\n") -> Path:
     path.write_text(body)
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
     return path
@@ -306,25 +323,25 @@ def test_find_ncu(tmp_path, monkeypatch):
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    monkeypatch.delenv(N.NCU_ENV, raising=False)
-    monkeypatch.setattr(N, "NCU_PATHS", (str(tmp_path / "cuda" / "bin" / "ncu"),))
+    monkeypatch.delenv(NCU_ENV, raising=False)
+    monkeypatch.setattr(ncu_cmd, "NCU_PATHS", (str(tmp_path / "cuda" / "bin" / "ncu"),))
     with pytest.raises(CountersUnavailableError, match=r"Nsight Compute's ncu was not found .*install Nsight Compute.*MLMS_IR_NCU"):
         find_ncu()
-    mine = _exe(tmp_path / "my-ncu")
+    mine = make_executable(tmp_path / "my-ncu")
     assert find_ncu(mine) == str(mine)
     with pytest.raises(CountersUnavailableError, match="does not exist or is not executable"):
         find_ncu(tmp_path / "nope")
-    monkeypatch.setenv(N.NCU_ENV, str(tmp_path / "nope"))
+    monkeypatch.setenv(NCU_ENV, str(tmp_path / "nope"))
     with pytest.raises(CountersUnavailableError, match=r"\$MLMS_IR_NCU names"):
         find_ncu()
-    monkeypatch.setenv(N.NCU_ENV, str(mine))
+    monkeypatch.setenv(NCU_ENV, str(mine))
     assert find_ncu() == str(mine)
-    monkeypatch.delenv(N.NCU_ENV)
-    on_path = _exe(empty / "ncu")
+    monkeypatch.delenv(NCU_ENV)
+    on_path = make_executable(empty / "ncu")
     assert find_ncu() == str(on_path)
     on_path.unlink()
-    fixed = _exe(tmp_path / "ncu-fixed")
-    monkeypatch.setattr(N, "NCU_PATHS", (str(fixed),))
+    fixed = make_executable(tmp_path / "ncu-fixed")
+    monkeypatch.setattr(ncu_cmd, "NCU_PATHS", (str(fixed),))
     assert find_ncu() == str(fixed)
 
 
@@ -400,10 +417,10 @@ result(ok=True)
 
 @pytest.fixture
 def fake_ncu(tmp_path, monkeypatch):
-    exe = _exe(tmp_path / "ncu", FAKE_NCU.format(python=sys.executable, data=str(DATA)))
+    exe = make_executable(tmp_path / "ncu", FAKE_NCU.format(python=sys.executable, data=str(DATA)))
     argv_log = tmp_path / "argv.jsonl"
     monkeypatch.setenv("FAKE_NCU_ARGV", str(argv_log))
-    monkeypatch.setattr(N, "check_cuda", lambda: None)  # no GPU here; the fake runs no child
+    monkeypatch.setattr(ncu_run, "check_cuda", lambda: None)  # no GPU here; the fake runs no child
     model = tmp_path / "counters.onnx"
     onnx.save(counters_model(), model)
 
@@ -418,7 +435,7 @@ def test_run_counters_through_a_fake_ncu(fake_ncu, monkeypatch, tmp_path, page):
     exe, model, calls = fake_ncu
     monkeypatch.setenv("FAKE_NCU_MODE", "ok")
     work = tmp_path / "work"
-    rep = N.run_counters(model, ncu=str(exe), page=page, workdir=work, launch_count=100, kernel_name="regex:.")
+    rep = run_counters(model, ncu=str(exe), page=page, workdir=work, launch_count=100, kernel_name="regex:.")
     (argv,) = calls()
     assert argv[argv.index("--launch-count") + 1] == "100" and argv[argv.index("--kernel-name") + 1] == "regex:."
     assert argv[argv.index("--page") + 1] == page
@@ -440,7 +457,7 @@ def test_run_counters_through_a_fake_ncu(fake_ncu, monkeypatch, tmp_path, page):
 def test_run_counters_drops_a_metric_the_gpu_lacks(fake_ncu, monkeypatch):
     exe, model, calls = fake_ncu
     monkeypatch.setenv("FAKE_NCU_MODE", "missing")
-    rep = N.run_counters(model, ncu=str(exe), device="fp32=1e13,bw=1e12")
+    rep = run_counters(model, ncu=str(exe), device="fp32=1e13,bw=1e12")
     assert len(calls()) == 2 and TENSOR_INST not in calls()[1][calls()[1].index("--metrics") + 1].split(",")
     assert rep.missing_metrics == [TENSOR_INST] and TENSOR_INST not in rep.metrics
     assert rep.device == "custom"  # an explicit device wins over the GPU's entry
@@ -458,7 +475,7 @@ def test_run_counters_failures_are_one_line_errors(fake_ncu, monkeypatch, mode, 
     exe, model, _ = fake_ncu
     monkeypatch.setenv("FAKE_NCU_MODE", mode)
     with pytest.raises(error, match=match) as info:
-        N.run_counters(model, ncu=str(exe))
+        run_counters(model, ncu=str(exe))
     assert "\n" not in str(info.value)
 
 
@@ -467,20 +484,20 @@ def test_run_counters_times_out_and_kills_ncu(fake_ncu, monkeypatch):
     monkeypatch.setenv("FAKE_NCU_MODE", "hang")
     t0 = time.monotonic()
     with pytest.raises(CountersUnavailableError, match=r"ncu did not finish within 1 s.*launch_count"):
-        N.run_counters(model, ncu=str(exe), timeout=1)
+        run_counters(model, ncu=str(exe), timeout=1)
     assert time.monotonic() - t0 < 30
 
 
 def test_run_counters_without_ncu_or_gpu(fake_ncu, tmp_path, monkeypatch):
     _, model, _ = fake_ncu
     with pytest.raises(CountersUnavailableError, match="does not exist"):
-        N.run_counters(model, ncu=str(tmp_path / "no-ncu"))
+        run_counters(model, ncu=str(tmp_path / "no-ncu"))
     monkeypatch.undo()  # the real check_cuda
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("a CUDA GPU is visible")
     with pytest.raises(CountersUnavailableError, match="torch backend on a CUDA GPU"):
-        N.check_cuda()
+        check_cuda()
 
 
 def test_the_child_prints_nothing_on_stdout_and_reports_errors(tmp_path):
@@ -497,7 +514,7 @@ def test_the_child_prints_nothing_on_stdout_and_reports_errors(tmp_path):
     assert proc.returncode == 2 and proc.stdout == ""
     got = json.loads(result.read_text())
     assert got["type"] == "CountersUnavailableError" and "CUDA" in got["error"]
-    assert N.main([]) == 2
+    assert child_entry.main([]) == 2
 
 
 # ---------------------------------------------------------------------------------------------- docs
@@ -557,9 +574,9 @@ def test_bad_roofline_device_fails_before_ncu_runs(fake_ncu, monkeypatch):
     exe, model, calls = fake_ncu
     monkeypatch.setenv("FAKE_NCU_MODE", "ok")
     with pytest.raises(UnknownDeviceError, match="unknown device 'no-such-gpu'"):
-        N.run_counters(model, ncu=str(exe), device="no-such-gpu")
+        run_counters(model, ncu=str(exe), device="no-such-gpu")
     with pytest.raises(MlmsIrError, match="cuda_device must be"):
-        N.run_counters(model, ncu=str(exe), cuda_device="gpu1")
+        run_counters(model, ncu=str(exe), cuda_device="gpu1")
     assert calls() == []
 
 
@@ -586,7 +603,7 @@ def test_tensor_pipe_cycles_alone_flag_tensor_core_work(kernels, static):
 
     conv = kernels[1]
     metrics = {k: v for k, v in conv.metrics.items() if k != TENSOR_INST}
-    metrics[N.TENSOR_CYCLES] = 1234.0
+    metrics[TENSOR_CYCLES] = 1234.0
     only_cycles = [dataclasses.replace(k, metrics=metrics) if k is conv else k for k in kernels]
     rep = attribute_counters(only_cycles, static, "h200")
     by_id = {n.id: n for n in rep.nodes}

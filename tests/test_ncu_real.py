@@ -1,4 +1,4 @@
-"""mlms_ir.gpu.ncu's CSV parser on REAL Nsight Compute output, beside the hand-built fixtures
+"""mlms_ir.gpu.ncu_parse's CSV parser on REAL Nsight Compute output, beside the hand-built fixtures
 tests/data/ncu_raw.csv and tests/data/ncu_details.csv that tests/test_ncu.py uses. Every line of
 these files is copied verbatim from a CSV committed to a public repository (sources, commits and
 what was cut: tests/data/ncu_real_SOURCES.txt); only whole rows were left out:
@@ -31,8 +31,9 @@ from pathlib import Path
 import onnx
 import pytest
 
-from mlms_ir.gpu import ncu as N
-from mlms_ir.gpu.ncu import (
+from mlms_ir.gpu import ncu_run
+from mlms_ir.gpu.counters_attribution import attribute_counters, kernel_flops
+from mlms_ir.gpu.ncu_metrics import (
     BLOCK_SIZE,
     DRAM_READ,
     FLOP_METRICS,
@@ -42,10 +43,9 @@ from mlms_ir.gpu.ncu import (
     SM_PCT,
     THEORETICAL_OCCUPANCY,
     TIME,
-    attribute_counters,
-    kernel_flops,
-    parse_ncu_csv,
+    resolve_metrics,
 )
+from mlms_ir.gpu.ncu_parse import parse_ncu_csv
 
 DATA = Path(__file__).parent / "data"
 
@@ -87,7 +87,7 @@ def test_real_raw_page_b200():
 
 
 def test_real_raw_page_attribution_without_nvtx():
-    ks = parse_ncu_csv(_read("ncu_real_raw_b200.csv"), metrics=N.resolve_metrics())
+    ks = parse_ncu_csv(_read("ncu_real_raw_b200.csv"), metrics=resolve_metrics())
     rep = attribute_counters(ks, [])
     assert rep.nodes == [] and rep.coverage == 0.0 and len(rep.unattributed) == 2
     assert rep.totals.gpu_time_us == pytest.approx(687.488 + 685.792)
@@ -147,8 +147,8 @@ def test_sources_file_names_every_real_fixture():
 # ---------------------------------------------------------------------------------------------- running ncu
 def test_ncu_runs_in_the_c_locale():
     """ncu groups digits by the locale (a Spanish-locale sample printed "2.508.800" bytes)."""
-    rc, out, _ = N._run([sys.executable, "-c", "import os; print(os.environ['LC_ALL'])"], 30)
-    assert rc == 0 and out.strip() == "C"
+    done = ncu_run.run_ncu([sys.executable, "-c", "import os; print(os.environ['LC_ALL'])"], 30)
+    assert done.returncode == 0 and done.stdout.strip() == "C"
 
 
 FAKE_NCU = r'''#!{python}
@@ -172,15 +172,15 @@ json.dump({{"gpu": "NVIDIA H200", "ok": True}}, open(spec["result"], "w"))
 
 
 def test_run_counters_drops_unknown_metrics_one_run_at_a_time(tmp_path, monkeypatch):
-    from test_ncu import _exe, counters_model
+    from test_ncu import make_executable, counters_model
 
-    exe = _exe(tmp_path / "ncu", FAKE_NCU.format(python=sys.executable, data=str(DATA)))
+    exe = make_executable(tmp_path / "ncu", FAKE_NCU.format(python=sys.executable, data=str(DATA)))
     argv_log = tmp_path / "argv.jsonl"
     monkeypatch.setenv("FAKE_NCU_ARGV", str(argv_log))
-    monkeypatch.setattr(N, "check_cuda", lambda: None)
+    monkeypatch.setattr(ncu_run, "check_cuda", lambda: None)
     model = tmp_path / "counters.onnx"
     onnx.save(counters_model(), model)
-    rep = N.run_counters(model, ncu=str(exe))
+    rep = ncu_run.run_counters(model, ncu=str(exe))
     assert len(argv_log.read_text().splitlines()) == 3
     assert rep.missing_metrics == ["sm__inst_executed_pipe_tensor.sum", "sm__pipe_tensor_cycles_active.sum"]
     assert [n.id for n in rep.nodes] == ["n0", "n3", "n1"]

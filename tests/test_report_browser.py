@@ -283,7 +283,8 @@ def test_counters_details_and_roofline(browser, tmp_path):
     them, the graph colours by the measured/static ratio, the roofline draws their points."""
     import onnx
 
-    from mlms_ir.gpu.ncu import attribute_counters, parse_ncu_csv
+    from mlms_ir.gpu.counters_attribution import attribute_counters
+    from mlms_ir.gpu.ncu_parse import parse_ncu_csv
 
     from test_ncu import DATA, counters_model
 

@@ -108,7 +108,7 @@ def profile_one(path: Path, name: str, b: int, args, out: Path | None, results: 
 
 
 def counters_one(path: Path, name: str, b: int, args, out: Path | None, results: dict) -> None:
-    from mlms_ir.gpu.ncu import run_counters
+    from mlms_ir.gpu.ncu_run import run_counters
 
     t0 = time.perf_counter()
     try:
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         mem = g.get("memory_total_bytes")
         print(f"   GPU {g['index']}: {g['name']}, CC {g['compute_capability']}, {'-' if mem is None else f'{mem / 2**30:.0f}'} GiB, "
               f"SM max {g['sm_clock_max_mhz']} MHz, power limit {g['power_limit_w']} W; driver {gpu.get('driver')}")
-    from mlms_ir.gpu.ncu import find_ncu
+    from mlms_ir.gpu.ncu_command import find_ncu
 
     try:
         print(f"   ncu: {find_ncu()}")
