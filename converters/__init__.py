@@ -16,7 +16,7 @@ way: :mod:`mlms_ir.converters.onnx_tf` turns ONNX into a TensorFlow SavedModel (
 its agent environment), with the provenance in a JSON file inside the SavedModel.
 
 Every converter checks the converted model's outputs against the source's with one rule and one
-message format: :func:`mlms_ir.converters._compare.check_close`.
+message format: :func:`mlms_ir.comparator.check_close`.
 
 Importing this package imports no deep-learning framework; torch is imported when a converter runs.
 """

@@ -21,7 +21,7 @@ import numpy as np
 
 from mlms_ir._proc import ChildStartError, ChildTimeout, child_env, run_child
 from mlms_ir.converters import ConversionError
-from mlms_ir.converters._compare import check_close
+from mlms_ir.comparator import check_close
 
 METADATA_PREFIX = "mlms_ir."
 
@@ -125,7 +125,7 @@ def _check(path: Path, inputs: dict[str, np.ndarray], want: dict[str, np.ndarray
                 if w is None:
                     raise ConversionError(f"output '{out_names[j]}' (output {j}) has no counterpart in MXNet's outputs "
                                           f"(batch {b})")
-                worst = max(worst, check_close(out_names[j], w, g, batch=b, atol=atol, rtol=rtol, reference="MXNet"))
+                worst = max(worst, check_close(out_names[j], w, g, batch=b, atol=atol, rtol=rtol, reference="MXNet", error=ConversionError))
     except ConversionError:
         path.unlink(missing_ok=True)
         raise

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from mlms_ir.converters import ConversionError
-from mlms_ir.converters._compare import check_close
+from mlms_ir.comparator import check_close
 from mlms_ir.errors import MissingExtraError
 
 DEFAULT_OPSET = 17
@@ -137,7 +137,7 @@ def _check(model: Any, call: Callable[..., Any], specs: Sequence[Any], atol: flo
         if len(got) != len(want):
             raise ConversionError(f"the ONNX model has {len(got)} outputs, the source {len(want)}")
         for name, w, g in zip(out_names, want, got):
-            worst = max(worst, check_close(name, w, g, batch=b, atol=atol, rtol=rtol, reference="TensorFlow"))
+            worst = max(worst, check_close(name, w, g, batch=b, atol=atol, rtol=rtol, reference="TensorFlow", error=ConversionError))
     return worst, batches
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
@@ -43,7 +42,8 @@ import numpy as np
 from mlms_ir._lazy import lazy_import
 from mlms_ir.converters import ConversionError, patched
 from mlms_ir.converters import torchvision_spec as spec
-from mlms_ir.converters._compare import check_close, check_same_shape
+from mlms_ir.comparator import check_close, check_same_shape
+from mlms_ir.files import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -710,17 +710,9 @@ def from_torchscript(
             module = torch.jit.load(str(src), map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - a bad file raises anything
         raise ConversionError(f"cannot load '{src}' as TorchScript (torch.jit.save output): {_reason(exc)}") from exc
-    prov = {"source": f"torchscript:{src.resolve()}", "weights": f"stored in {src.name}", "source_sha256": _sha256(src)}
+    prov = {"source": f"torchscript:{src.resolve()}", "weights": f"stored in {src.name}", "source_sha256": sha256_of(src)}
     prov.update(kwargs.pop("provenance", None) or {})
     return from_torch(module, example, out, provenance=prov, **kwargs)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _wrapper_classes() -> dict[str, type]:
@@ -912,7 +904,7 @@ def from_torchvision(
                     f"download them with: mlms_ir zoo build {name} --weights (or pass weights_path)"
                 )
             prefix = spec.sha256_prefix_of(published.url)
-            if prefix and not _sha256(local).startswith(prefix):
+            if prefix and not sha256_of(local).startswith(prefix):
                 raise ConversionError(
                     f"'{local}' is not {published.url}: its sha256 does not start with {prefix}; delete it and download again")
             import torchvision.models._api as tv_api

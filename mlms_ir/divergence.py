@@ -11,7 +11,6 @@ in execution order and the nodes that introduce the most error are where to look
 from __future__ import annotations
 
 import logging
-import math
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from mlms_ir.ir import Graph, load
 from mlms_ir.ir.graph import node_reads
 from mlms_ir.ir.load import ModelSource
 from mlms_ir.ir.shapes import Dims, InputShapes
+from mlms_ir.comparator import TOLERANCES, tensor_diff
 from mlms_ir.inputs import feeds_for
 from mlms_ir.results.base import model_ref
 from mlms_ir.results.divergence import DivergenceReport, DivergenceRun, FailedBackend, NodeDivergence, TensorDiff
@@ -33,50 +33,6 @@ from mlms_ir.results.divergence import DivergenceReport, DivergenceRun, FailedBa
 log = logging.getLogger(__name__)
 
 #: Default tolerances: an element diverges when |test - ref| > atol + rtol * |ref|.
-DEFAULT_ATOL, DEFAULT_RTOL = 1e-5, 1e-3
-#: Default (atol, rtol) per precision of the backend under test: a few units in the last place
-#: of the format (float16: 2^-10 relative, bfloat16: 2^-7), accumulated over a layer.
-TOLERANCES = {"fp32": (DEFAULT_ATOL, DEFAULT_RTOL), "fp16": (1e-3, 1e-2), "bf16": (1e-2, 5e-2), "int8": (5e-2, 1e-1)}
-
-
-def tensor_diff(name: str, ref: np.ndarray, test: np.ndarray, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL) -> TensorDiff:
-    """Max abs/rel error, mean abs error, RMSE, cosine similarity, SNR (dB), the share of elements
-    outside ``atol + rtol*|ref|`` and NaN/Inf counts of ``test`` against ``ref``."""
-    ref = np.asarray(ref)
-    test = np.asarray(test)
-    if ref.shape != test.shape:
-        return TensorDiff(name, int(ref.size), None, None, None, None, None, None, 1.0, 0, 0, 0, 0, True,
-                          f"shape {tuple(test.shape)} differs from the reference's {tuple(ref.shape)}")
-    if ref.dtype.kind not in "fc" or test.dtype.kind not in "fc":
-        differ = int(np.count_nonzero(ref != test)) if ref.size else 0
-        share = differ / ref.size if ref.size else 0.0
-        return TensorDiff(name, int(ref.size), float(differ > 0), None, None, None, None, None, share, 0, 0, 0, 0, differ > 0,
-                          "compared exactly (not floating point)")
-    a = ref.astype(np.float64).ravel()
-    b = test.astype(np.float64).ravel()
-    nan_a, nan_b = int(np.isnan(a).sum()), int(np.isnan(b).sum())
-    inf_a, inf_b = int(np.isinf(a).sum()), int(np.isinf(b).sum())
-    finite = np.isfinite(a) & np.isfinite(b)
-    mismatch_nonfinite = int(np.count_nonzero(~finite & ~((np.isnan(a) & np.isnan(b)) | (a == b))))
-    if a.size == 0:
-        return TensorDiff(name, 0, 0.0, 0.0, 0.0, 0.0, 1.0, None, 0.0, 0, 0, 0, 0, False)
-    af, bf = a[finite], b[finite]
-    d = np.abs(af - bf)
-    max_abs = float(d.max()) if d.size else 0.0
-    rel = d / np.maximum(np.abs(af), np.finfo(np.float64).tiny)
-    max_rel = float(rel.max()) if rel.size else 0.0
-    mean_abs = float(d.mean()) if d.size else 0.0
-    rmse = float(math.sqrt(float(np.mean(d * d)))) if d.size else 0.0
-    na, nb = float(np.linalg.norm(af)), float(np.linalg.norm(bf))
-    cosine = float(np.dot(af, bf) / (na * nb)) if na > 0 and nb > 0 else (1.0 if na == nb else 0.0)
-    noise = float(np.sum(d * d))
-    signal = float(np.sum(af * af))
-    snr = None if noise == 0 else (10 * math.log10(signal / noise) if signal > 0 else -math.inf)
-    outside = int(np.count_nonzero(d > atol + rtol * np.abs(af))) + mismatch_nonfinite
-    share = outside / a.size
-    return TensorDiff(name, int(a.size), max_abs, max_rel, mean_abs, rmse, cosine, snr, share, nan_a, nan_b, inf_a, inf_b, outside > 0)
-
-
 def _worst(node_id: str, name: str, op_type: str, diffs: list[TensorDiff]) -> NodeDivergence:
     def mx(vals: Iterable[float | None]) -> float | None:
         v = [x for x in vals if x is not None]

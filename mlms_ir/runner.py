@@ -16,7 +16,8 @@ import numpy as np
 
 from mlms_ir.errors import MlmsIrError
 from mlms_ir.gpu.kernels import gpu_profile, kernel_details
-from mlms_ir.harness import DEFAULT_ATOL, DEFAULT_RTOL, compare, measure
+from mlms_ir.comparator import DEFAULT_ATOL, DEFAULT_RTOL, compare_outputs
+from mlms_ir.harness import measure
 from mlms_ir.inputs import batch_of, feeds_for
 from mlms_ir.ir import Graph, load
 from mlms_ir.ir.load import ModelSource
@@ -100,7 +101,7 @@ def run_backends(
             if reference is None:
                 reference = (name, outputs)
             else:
-                diff = compare(reference[1], outputs, atol=atol, rtol=rtol)
+                diff = compare_outputs(reference[1], outputs, atol=atol, rtol=rtol)
                 rec.max_abs_diff, rec.max_rel_diff = diff["max_abs_diff"], diff["max_rel_diff"]
                 rec.beyond_tolerance, rec.outputs_agree = diff["beyond_tolerance"], diff["agree"]
                 rec.compared_with = reference[0]

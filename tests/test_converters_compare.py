@@ -1,4 +1,4 @@
-"""The output check all converters share (``mlms_ir.converters._compare``): no framework needed."""
+"""The output check all converters share (``mlms_ir.comparator``): no framework needed."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mlms_ir.converters import ConversionError
-from mlms_ir.converters._compare import check_close, check_same_shape
+from mlms_ir.comparator import check_close, check_same_shape
 
 
 class _Mine(Exception):
@@ -14,7 +14,7 @@ class _Mine(Exception):
 
 
 def close(ref, got, **kw) -> float:
-    kw = {"batch": 2, "atol": 1e-4, "rtol": 1e-3, "reference": "torch", **kw}
+    kw = {"batch": 2, "atol": 1e-4, "rtol": 1e-3, "reference": "torch", "error": ConversionError, **kw}
     return check_close("y", np.asarray(ref), np.asarray(got), **kw)
 
 

@@ -15,7 +15,8 @@ import mlms_ir
 from mlms_ir.backends import registry
 from mlms_ir.backends.base import model_source
 from mlms_ir.backends.ort import OrtBackend, OrtSession
-from mlms_ir.divergence import diverge, tensor_diff
+from mlms_ir.comparator import tensor_diff
+from mlms_ir.divergence import diverge
 from mlms_ir.zoo import builtin_path
 
 from test_backends import conv_net

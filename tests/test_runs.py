@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from mlms_ir.harness import compare, measure, percentile, summarise
+from mlms_ir.comparator import compare_outputs as compare
+from mlms_ir.harness import measure, percentile, summarise
 from mlms_ir.runner import aggregate, chrome_trace, profile_backend, run_backends
 from mlms_ir.backends.base import NodeTrace, TraceResult
 from mlms_ir.zoo import builtin_path

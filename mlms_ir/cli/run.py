@@ -405,7 +405,7 @@ def diverge(
         input_shape: NAME:DIMS; repeat for several inputs.
         dims: named symbolic dims, e.g. batch=8,seq=128.
         atol: absolute tolerance: an element diverges when |d| > atol + rtol*|ref| (default by
-            precision: fp32 1e-5, fp16 1e-3, bf16 1e-2).
+            precision: fp32 1e-4, fp16 1e-3, bf16 1e-2).
         rtol: relative tolerance (default by precision: fp32 1e-3, fp16 1e-2, bf16 5e-2).
         precision: run the backends under test in fp32, fp16 (ORT, torch), bf16 (torch) or int8 (ORT).
         opt: ORT graph optimisation level (default none, so tensors map one to one).

@@ -1,0 +1,218 @@
+"""The one comparator: whether two backends' (or a framework's and its export's) values agree.
+
+``run``'s output check (:func:`compare_outputs`), ``diverge``'s per-tensor figures
+(:func:`tensor_diff`) and every converter's export check (:func:`check_close`) apply one rule,
+element by element, with one table of default tolerances (:data:`TOLERANCES`), so two commands
+can never disagree about the same pair of values:
+
+* an element is beyond the tolerance when ``|got - ref| > atol + rtol * |ref|``, with ``|ref|``
+  taken as 0 where the reference is not finite (an infinite reference never widens it);
+* NaN on both sides and equal infinities agree; NaN on one side only, or any other difference
+  involving an infinity, is an infinite error;
+* numbers (floats, integers, booleans) are compared in float64 (complex128 when either side is
+  complex), so float16 and integers neither overflow nor wrap; values that are not numbers
+  (strings, objects) must be exactly equal;
+* shapes must match; a shape mismatch or a missing output counts every element as beyond.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from mlms_ir.results.divergence import TensorDiff
+
+#: Default (atol, rtol) by the precision of the values under test: for fp16/bf16 a few units in
+#: the last place of the format (2^-10, 2^-7 relative) accumulated over a layer; int8 for
+#: quantized kernels. ``run``, ``diverge`` and the converters all start from the fp32 row.
+TOLERANCES: dict[str, tuple[float, float]] = {"fp32": (1e-4, 1e-3), "fp16": (1e-3, 1e-2), "bf16": (1e-2, 5e-2),
+                                              "int8": (5e-2, 1e-1)}
+DEFAULT_ATOL, DEFAULT_RTOL = TOLERANCES["fp32"]
+
+#: dtype kinds compared as numbers, with the tolerance: float, complex, signed and unsigned int, bool.
+_NUMERIC_KINDS = "fciub"
+
+
+def _as_number(a: np.ndarray, complex_: bool) -> np.ndarray:
+    return a.astype(np.complex128 if complex_ else np.float64)
+
+
+def abs_diff(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """``|got - ref|`` element by element, for two numeric arrays of one shape, in float64
+    (complex128 when either is complex): equal values (equal infinities too) and NaN on both
+    sides give 0, NaN on one side only gives ``inf``."""
+    c = "c" in ref.dtype.kind + got.dtype.kind
+    r, g = _as_number(ref, c), _as_number(got, c)
+    with np.errstate(invalid="ignore", over="ignore"):
+        same = (r == g) | (np.isnan(r) & np.isnan(g))  # equal infinities, whose difference is NaN
+        diff = np.where(same, 0.0, np.abs(g - r))
+    return np.where(np.isnan(diff), np.inf, diff)
+
+
+def reference_magnitude(ref: np.ndarray) -> np.ndarray:
+    """``|ref|`` as the tolerance uses it: 0 where the reference is not finite."""
+    mag = np.abs(_as_number(ref, ref.dtype.kind == "c"))
+    return np.where(np.isfinite(mag), mag, 0.0)
+
+
+def beyond_mask(ref: np.ndarray, got: np.ndarray, atol: float, rtol: float, diff: np.ndarray | None = None) -> np.ndarray:
+    """The elements of ``got`` beyond the tolerance of ``ref`` (same shape; see the module's rule).
+    Values that are not numbers are compared exactly."""
+    if any(k not in _NUMERIC_KINDS for k in ref.dtype.kind + got.dtype.kind):
+        return np.asarray(ref != got)
+    d = abs_diff(ref, got) if diff is None else diff
+    return d > atol + rtol * reference_magnitude(ref)
+
+
+def tolerances(precision: str = "fp32", atol: float | None = None, rtol: float | None = None) -> tuple[float, float]:
+    """(atol, rtol): the given ones, else :data:`TOLERANCES`' defaults for ``precision``."""
+    if precision not in TOLERANCES:
+        raise ValueError(f"precision must be one of {', '.join(TOLERANCES)}, not '{precision}'")
+    d_atol, d_rtol = TOLERANCES[precision]
+    return (d_atol if atol is None else float(atol)), (d_rtol if rtol is None else float(rtol))
+
+
+# ---------------------------------------------------------------------------------------------- run
+def compare_outputs(reference: dict[str, np.ndarray], other: dict[str, np.ndarray], *, atol: float = DEFAULT_ATOL,
+                    rtol: float = DEFAULT_RTOL) -> dict[str, Any]:
+    """``other``'s outputs against ``reference``'s (``run``'s check).
+
+    Returns ``max_abs_diff`` and ``max_rel_diff`` (infinite when a shape differs, an output is
+    missing, or a value is not finite on one side only), ``outputs_compared``, and the verdict:
+    ``beyond_tolerance``, the number of elements beyond the tolerance, of ``elements_compared``,
+    and ``agree`` (none beyond).
+    """
+    max_abs = max_rel = 0.0
+    compared = beyond = elements = 0
+    for name, ref in reference.items():
+        a = np.asarray(ref)
+        if name not in other or np.asarray(other[name]).shape != a.shape:
+            b_size = np.asarray(other[name]).size if name in other else 0
+            max_abs = max_rel = math.inf
+            beyond += max(a.size, b_size, 1)
+            elements += max(a.size, b_size)
+            continue
+        b = np.asarray(other[name])
+        compared += 1
+        elements += a.size
+        if a.size == 0:
+            continue
+        if a.dtype.kind not in _NUMERIC_KINDS or b.dtype.kind not in _NUMERIC_KINDS:
+            differ = int(np.count_nonzero(a != b))
+            beyond += differ
+            if differ:
+                max_abs = max_rel = math.inf
+            continue
+        diff = abs_diff(a, b)
+        max_abs = max(max_abs, float(diff.max()))
+        mag = np.abs(_as_number(a, a.dtype.kind == "c"))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = np.where(diff == 0, 0.0, diff / np.maximum(np.nan_to_num(mag, nan=0.0), 1e-12))
+        max_rel = max(max_rel, float(rel.max()))
+        beyond += int(beyond_mask(a, b, atol, rtol, diff).sum())
+    return {"max_abs_diff": max_abs, "max_rel_diff": max_rel, "outputs_compared": compared,
+            "beyond_tolerance": beyond, "elements_compared": elements, "agree": beyond == 0}
+
+
+# ---------------------------------------------------------------------------------------------- diverge
+def tensor_diff(name: str, ref: np.ndarray, test: np.ndarray, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL) -> TensorDiff:
+    """Max abs/rel error, mean abs error, RMSE, cosine similarity, SNR (dB), the share of elements
+    beyond the tolerance and NaN/Inf counts of ``test`` against ``ref`` (``diverge``'s figures;
+    the statistics are over the elements finite on both sides)."""
+    ref = np.asarray(ref)
+    test = np.asarray(test)
+    if ref.shape != test.shape:
+        return TensorDiff(name, int(ref.size), None, None, None, None, None, None, 1.0, 0, 0, 0, 0, True,
+                          f"shape {tuple(test.shape)} differs from the reference's {tuple(ref.shape)}")
+    if ref.dtype.kind not in _NUMERIC_KINDS or test.dtype.kind not in _NUMERIC_KINDS or "c" in ref.dtype.kind + test.dtype.kind:
+        differ = int(np.count_nonzero(beyond_mask(ref, test, atol, rtol))) if ref.size else 0
+        share = differ / ref.size if ref.size else 0.0
+        return TensorDiff(name, int(ref.size), float(differ > 0), None, None, None, None, None, share, 0, 0, 0, 0, differ > 0,
+                          "compared element by element (not real numbers): no error statistics")
+    if ref.size == 0:
+        return TensorDiff(name, 0, 0.0, 0.0, 0.0, 0.0, 1.0, None, 0.0, 0, 0, 0, 0, False)
+    a = ref.astype(np.float64).ravel()
+    b = test.astype(np.float64).ravel()
+    nan_a, nan_b = int(np.isnan(a).sum()), int(np.isnan(b).sum())
+    inf_a, inf_b = int(np.isinf(a).sum()), int(np.isinf(b).sum())
+    outside = int(np.count_nonzero(beyond_mask(a, b, atol, rtol)))
+    finite = np.isfinite(a) & np.isfinite(b)
+    af, bf = a[finite], b[finite]
+    d = np.abs(af - bf)
+    max_abs = float(d.max()) if d.size else 0.0
+    rel = d / np.maximum(np.abs(af), np.finfo(np.float64).tiny)
+    max_rel = float(rel.max()) if rel.size else 0.0
+    mean_abs = float(d.mean()) if d.size else 0.0
+    rmse = float(math.sqrt(float(np.mean(d * d)))) if d.size else 0.0
+    na, nb = float(np.linalg.norm(af)), float(np.linalg.norm(bf))
+    cosine = float(np.dot(af, bf) / (na * nb)) if na > 0 and nb > 0 else (1.0 if na == nb else 0.0)
+    noise = float(np.sum(d * d))
+    signal = float(np.sum(af * af))
+    snr = None if noise == 0 else (10 * math.log10(signal / noise) if signal > 0 else -math.inf)
+    return TensorDiff(name, int(a.size), max_abs, max_rel, mean_abs, rmse, cosine, snr, outside / a.size, nan_a, nan_b,
+                      inf_a, inf_b, outside > 0)
+
+
+# ---------------------------------------------------------------------------------------------- converters
+def check_same_shape(name: str, ref: np.ndarray, got: np.ndarray, *, batch: int, reference: str,
+                     converted: str = "the ONNX model", error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` unless ``got`` has ``ref``'s shape (the first step of :func:`check_close`, alone
+    for outputs compared by shape only)."""
+    if tuple(np.shape(ref)) != tuple(np.shape(got)):
+        raise error(f"output '{name}' has shape {tuple(np.shape(got))} in {converted} but {tuple(np.shape(ref))} in "
+                    f"{reference} (batch {batch})")
+
+
+def check_close(name: str, ref: np.ndarray, got: np.ndarray, *, batch: int, atol: float, rtol: float, reference: str,
+                converted: str = "the ONNX model", error: type[Exception] = ValueError, int8_steps: int = 0) -> float:
+    """Check one output of a converted model against the source's; return the largest absolute error.
+
+    Args:
+        name: the output's name, as the messages show it.
+        ref: the source framework's output (the reference).
+        got: the converted model's output.
+        batch: the batch size both ran at (for the messages).
+        atol: the absolute tolerance.
+        rtol: the relative tolerance, a fraction of ``|ref|``.
+        reference: what produced ``ref``, for the messages ("torch", "TensorFlow", "MXNet",
+            "onnxruntime").
+        converted: what produced ``got``, for the messages ("the ONNX model", "the SavedModel").
+        error: the exception type to raise (a converter's own error type).
+        int8_steps: for int8 (quantized) models, whose kernels may round differently: widen
+            ``atol`` to at least this many 8-bit steps of the reference's finite range
+            (``int8_steps * (max - min) / 255``).
+
+    Returns:
+        The largest ``|got - ref|`` (0.0 for empty or exactly compared outputs).
+
+    Raises:
+        error: the shapes differ, or some element is beyond the tolerance (one line naming the
+        output, the batch, the largest error, how many elements fail of how many, and the tolerance).
+    """
+    ref, got = np.asarray(ref), np.asarray(got)
+    check_same_shape(name, ref, got, batch=batch, reference=reference, converted=converted, error=error)
+    if ref.size == 0:
+        return 0.0
+    if ref.dtype.kind not in _NUMERIC_KINDS or got.dtype.kind not in _NUMERIC_KINDS:
+        if not np.array_equal(ref, got):
+            raise error(f"{converted} differs from {reference} in output '{name}' at batch {batch} "
+                        f"({got.dtype} vs {ref.dtype}, compared exactly)")
+        return 0.0
+    diff = abs_diff(ref, got)
+    err = float(diff.max())
+    widened = ""
+    c = "c" in ref.dtype.kind + got.dtype.kind
+    r = _as_number(ref, c)
+    finite = np.isfinite(np.abs(r))
+    if int8_steps and finite.any():
+        values = np.abs(r[finite]) if c else r[finite]
+        step_tol = int8_steps * float(values.max() - values.min()) / 255.0
+        if step_tol > atol:
+            atol, widened = step_tol, f" ({int8_steps} int8 steps of the reference's range)"
+    bad = beyond_mask(ref, got, atol, rtol, diff)
+    if bad.any():
+        raise error(f"{converted} differs from {reference} by up to {err:.3g} in output '{name}' at batch {batch} "
+                    f"({int(bad.sum())} of {bad.size} elements beyond the tolerance {atol:.3g}{widened} + {rtol:g}*|ref|)")
+    return err
