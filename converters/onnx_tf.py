@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
 import json
 import os
 import shutil
@@ -42,8 +41,9 @@ import numpy as np
 
 from mlms_ir._proc import ChildStartError, ChildTimeout, child_env, run_child
 from mlms_ir.converters import ConversionError
-from mlms_ir.converters._compare import check_close
+from mlms_ir.comparator import check_close
 from mlms_ir.converters.torch import ConversionResult
+from mlms_ir.files import sha256_of
 
 #: The file written beside ``saved_model.pb`` with where the SavedModel came from.
 PROVENANCE_FILE = "mlms_ir_provenance.json"
@@ -204,7 +204,7 @@ def _compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], outputs: li
             if w is None:
                 raise ConversionError(f"onnxruntime gave no output '{name}' at batch {b}")
             worst = max(worst, check_close(name, w, g, batch=b, atol=atol, rtol=rtol, reference="onnxruntime",
-                                           converted="the SavedModel"))
+                                           converted="the SavedModel", error=ConversionError))
     return worst
 
 
@@ -233,17 +233,6 @@ def _run_script(python: Path, req: dict, tmp: Path, timeout: float) -> dict:
         last = done.tail(1)
         raise ConversionError(f"the onnx-tf conversion crashed (status {done.returncode}) in {python}: "
                               f"{last.strip()[:300] if last else 'no message'}") from None
-
-
-def _sha256(data: bytes | Path) -> str:
-    h = hashlib.sha256()
-    if isinstance(data, bytes):
-        h.update(data)
-    else:
-        with open(data, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
@@ -311,7 +300,7 @@ def to_saved_model(model, out_dir: str | os.PathLike, *, check: bool = True, ato
             src_path = tmp / "model.onnx"
             data = model.SerializeToString()
             src_path.write_bytes(data)
-            source, sha = "<onnx.ModelProto>", _sha256(data)
+            source, sha = "<onnx.ModelProto>", sha256_of(data)
         else:
             source = os.fspath(model)
             if str(source).startswith("zoo:"):
@@ -325,7 +314,7 @@ def to_saved_model(model, out_dir: str | os.PathLike, *, check: bool = True, ato
                 src_path = Path(source)
             if not src_path.is_file():
                 raise ConversionError(f"no ONNX file '{src_path}'")
-            sha = _sha256(src_path)
+            sha = sha256_of(src_path)
         try:
             proto = onnx.load(str(src_path), load_external_data=False)
         except Exception as exc:  # noqa: BLE001

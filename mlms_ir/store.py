@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
 import json
 import os
 import sqlite3
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mlms_ir.errors import MlmsIrError
+from mlms_ir.files import sha256_of
 from mlms_ir.results.base import json_safe
 
 #: Environment variable naming the store file (``none`` turns recording off).
@@ -344,21 +344,12 @@ def _statements(script: str) -> list[str]:
 # ------------------------------------------------------------------------- reports to records
 
 
-def file_sha256(path: str | os.PathLike | None) -> str | None:
-    """sha256 of the model file itself (not its external data); None when there is no file."""
-    if path is None or not Path(path).is_file():
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _model_fields(model: dict[str, Any] | None, path: str | None = None) -> dict[str, Any]:
     model = model or {}
     p = path or model.get("path")
-    return {"model_name": model.get("name"), "model_path": str(p) if p else None, "model_sha256": file_sha256(p)}
+    # the sha256 of the model file itself (not its external data); None when there is no file
+    sha = sha256_of(p) if p and Path(p).is_file() else None
+    return {"model_name": model.get("name"), "model_path": str(p) if p else None, "model_sha256": sha}
 
 
 def records_from_analysis(analysis: Any, settings: dict[str, Any] | None = None) -> list[StoreRecord]:

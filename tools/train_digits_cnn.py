@@ -46,7 +46,6 @@ weights (and so in the hash) while the accuracy stays the same.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -54,6 +53,8 @@ import time
 from collections import OrderedDict
 
 import numpy as np
+
+from mlms_ir.files import sha256_of
 
 DEFAULT_EPOCHS = 40
 SEED = 0
@@ -148,14 +149,6 @@ def topk_accuracy(logits, y, k):
     return float(np.mean(np.any(topk == y[:, None], axis=1)))
 
 
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def main(argv=None):
     args = parse_args(argv)
     t0 = time.time()
@@ -221,7 +214,7 @@ def main(argv=None):
     top1 = topk_accuracy(ort_logits, y_te, 1)
     top5 = topk_accuracy(ort_logits, y_te, 5)
     max_abs_diff = float(np.max(np.abs(ort_logits - torch_logits)))
-    digest = sha256_file(onnx_path)
+    digest = sha256_of(onnx_path)
     size = os.path.getsize(onnx_path)
 
     info = {

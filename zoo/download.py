@@ -10,7 +10,6 @@ The cache is ``$MLMS_IR_CACHE`` when set, else ``~/.cache/mlms_ir``.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import re
@@ -20,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from mlms_ir.errors import MlmsIrError
+from mlms_ir.files import sha256_of  # re-exported: tests/test_zoo.py imports it from here
 
 #: Bytes read per chunk.
 CHUNK_BYTES = 1 << 20
@@ -36,15 +36,6 @@ def cache_dir() -> Path:
     """mlms_ir's cache folder: ``$MLMS_IR_CACHE``, else ``~/.cache/mlms_ir`` (not created here)."""
     env = os.environ.get("MLMS_IR_CACHE")
     return Path(env).expanduser() if env else Path("~/.cache/mlms_ir").expanduser()
-
-
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    """The sha256 hex digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _expected(sha256: str | None, sha256_prefix: str | None) -> tuple[str | None, str]:
