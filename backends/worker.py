@@ -12,7 +12,7 @@ Where the interpreter comes from, first match wins:
    pass the same to ``backend.available(device, python=...)``);
 2. the variable ``MLMS_IR_MXNET_PYTHON`` / ``MLMS_IR_ONNX_TF_PYTHON``;
 3. the environment that ``bash tools/make_agent_envs.sh`` creates:
-   ``${MLMS_IR_ENVS:-~/.cache/mlms_ir/envs}/<mxnet|onnx-tf>/bin/python``.
+   ``${MLMS_IR_ENVS:-${MLMS_IR_CACHE:-~/.cache/mlms_ir}/envs}/<mxnet|onnx-tf>/bin/python``.
 
 A backend is available when that interpreter exists and the agent's ``probe`` request (it imports
 the framework and reports its version) succeeds; the probe is cached per interpreter.
@@ -51,6 +51,7 @@ from mlms_ir.backends.base import (
     check_feeds,
     model_source,
 )
+from mlms_ir.files import cache_root
 from mlms_ir.harness import summarise
 from mlms_ir.ir import Graph
 
@@ -81,9 +82,10 @@ class AgentCrashError(BackendError):
 
 
 def envs_dir() -> Path:
-    """Where ``tools/make_agent_envs.sh`` puts the agent environments."""
+    """Where ``tools/make_agent_envs.sh`` puts the agent environments: ``$MLMS_IR_ENVS``, else
+    ``envs`` in the cache (:func:`mlms_ir.files.cache_root`, which ``$MLMS_IR_CACHE`` moves)."""
     env = os.environ.get("MLMS_IR_ENVS")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "mlms_ir" / "envs"
+    return Path(env).expanduser() if env else cache_root() / "envs"
 
 
 def call_agent(python: str | os.PathLike, request: Mapping[str, Any], workdir: str | os.PathLike, *,

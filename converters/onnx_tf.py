@@ -3,7 +3,7 @@
 onnx-tf 1.10 needs TensorFlow 2.15 with numpy<2 and onnx<=1.18, so it runs in its own Python
 (``bash tools/make_agent_envs.sh onnx-tf``), found as the ``onnx-tf`` backend finds it: the
 ``python`` argument, then ``$MLMS_IR_ONNX_TF_PYTHON``, then
-``${MLMS_IR_ENVS:-~/.cache/mlms_ir/envs}/onnx-tf/bin/python``.
+``${MLMS_IR_ENVS:-${MLMS_IR_CACHE:-~/.cache/mlms_ir}/envs}/onnx-tf/bin/python``.
 
 :func:`to_saved_model` goes like this:
 

@@ -7,20 +7,25 @@
 #   onnx-tf  tensorflow-cpu==2.15.1, tensorflow-addons==0.23.0,
 #            tensorflow-probability==0.23.0, onnx-tf==1.10.0, onnx==1.18.0, numpy<2
 #
-# The envs live at ${MLMS_IR_ENVS:-$HOME/.cache/mlms_ir/envs}/<name>, which is
-# where the mxnet and onnx-tf backends look when no python=PATH option and no
-# MLMS_IR_MXNET_PYTHON / MLMS_IR_ONNX_TF_PYTHON variable is given.
+# The envs live at ${MLMS_IR_ENVS:-${MLMS_IR_CACHE:-$HOME/.cache/mlms_ir}/envs}/<name>
+# (mlms_ir.backends.worker.envs_dir), which is where the mxnet and onnx-tf
+# backends look when no python=PATH option and no MLMS_IR_MXNET_PYTHON /
+# MLMS_IR_ONNX_TF_PYTHON variable is given.
 #
 # Usage:  bash tools/make_agent_envs.sh              # both envs
 #         bash tools/make_agent_envs.sh mxnet        # only one
 #         PYTHON=python3.11 MLMS_IR_ENVS=/some/dir bash tools/make_agent_envs.sh
+#         MLMS_IR_CACHE=/big/disk bash tools/make_agent_envs.sh   # envs in /big/disk/envs
 #         FORCE=1 bash tools/make_agent_envs.sh      # rebuild even when the probe passes
 #
 # Idempotent: an env whose probe (the agent's own "probe" request) already
 # passes is skipped. Exits non-zero when an env cannot be made to pass it.
 set -euo pipefail
 
-ENVS="${MLMS_IR_ENVS:-$HOME/.cache/mlms_ir/envs}"
+CACHE="${MLMS_IR_CACHE:-$HOME/.cache/mlms_ir}"
+CACHE="${CACHE/#\~/$HOME}"  # a leading ~ as mlms_ir expands it (Path.expanduser)
+ENVS="${MLMS_IR_ENVS:-$CACHE/envs}"
+ENVS="${ENVS/#\~/$HOME}"
 PYTHON="${PYTHON:-python3.11}"
 FORCE="${FORCE:-0}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from mlms_ir.errors import MlmsIrError
-from mlms_ir.zoo.download import cache_dir, download
+from mlms_ir.files import cache_root
+from mlms_ir.zoo.download import download
 from mlms_ir.zoo.manifest import get
 
 try:  # POSIX
@@ -57,7 +58,7 @@ class WeightsUnavailableError(MlmsIrError):
 
 def zoo_cache_dir() -> Path:
     """Where built zoo models live: ``<cache>/zoo``."""
-    return cache_dir() / "zoo"
+    return cache_root() / "zoo"
 
 
 def model_dir(name: str) -> Path:
@@ -89,7 +90,7 @@ def weights_file(name: str) -> Path:
     m = get(name)
     if m["source"]["kind"] not in DOWNLOADABLE_KINDS or not m["weights"].get("file"):
         raise WeightsUnavailableError(weights_unavailable_message(m))
-    return cache_dir() / "weights" / m["weights"]["file"]
+    return cache_root() / "weights" / m["weights"]["file"]
 
 
 def weights_downloaded(name: str) -> bool:
@@ -134,7 +135,7 @@ def fetch_weights(name: str, *, progress: bool = True) -> Path:
 
 def lock_path(name: str) -> Path:
     """The lock file of ``name``'s builds: ``<cache>/locks/<name>.lock`` (by its canonical name)."""
-    return cache_dir() / "locks" / f"{get(name)['name']}.lock"
+    return cache_root() / "locks" / f"{get(name)['name']}.lock"
 
 
 @contextlib.contextmanager
@@ -212,7 +213,7 @@ def _convert(m: dict[str, Any], out: Path, *, weights: bool, wfile: Path | None,
 def _staging(name: str) -> Path:
     """Where a build of ``name`` is made before it is renamed into place: ``<cache>/staging/<name>``
     (beside ``zoo/``, on the same file system), used only under the model's build lock."""
-    return cache_dir() / "staging" / name
+    return cache_root() / "staging" / name
 
 
 def _recover(name: str) -> None:

@@ -5,7 +5,7 @@ HTTP ``Range`` request, shows a rich progress bar, verifies the sha256 (the whol
 prefix torchvision puts in its file names) and only then moves the file to ``DEST``. A file whose
 hash does not match is deleted. Nothing here runs unless a user asks for weights.
 
-The cache is ``$MLMS_IR_CACHE`` when set, else ``~/.cache/mlms_ir``.
+The cache is :func:`mlms_ir.files.cache_root`: ``$MLMS_IR_CACHE`` when set, else ``~/.cache/mlms_ir``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import urllib.request
 from pathlib import Path
 
 from mlms_ir.errors import MlmsIrError
-from mlms_ir.files import sha256_of  # re-exported: tests/test_zoo.py imports it from here
+# re-exported: tests/test_zoo.py imports both from here (cache_dir is mlms_ir.files.cache_root)
+from mlms_ir.files import cache_root as cache_dir
+from mlms_ir.files import sha256_of
 
 #: Bytes read per chunk.
 CHUNK_BYTES = 1 << 20
@@ -30,12 +32,6 @@ _HEX = re.compile(r"^[0-9a-fA-F]{1,64}$")
 
 class DownloadError(MlmsIrError):
     """A download failed (network, HTTP status) or its content does not have the expected hash."""
-
-
-def cache_dir() -> Path:
-    """mlms_ir's cache folder: ``$MLMS_IR_CACHE``, else ``~/.cache/mlms_ir`` (not created here)."""
-    env = os.environ.get("MLMS_IR_CACHE")
-    return Path(env).expanduser() if env else Path("~/.cache/mlms_ir").expanduser()
 
 
 def _expected(sha256: str | None, sha256_prefix: str | None) -> tuple[str | None, str]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlms_ir.datasets.readers import DatasetError
+from mlms_ir.files import cache_root
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,6 @@ SOURCES: dict[str, tuple[Source, ...]] = {
                ("cifar-100-python/test", "cifar-100-python/meta")),
     ),
 }
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("MLMS_IR_CACHE") or Path.home() / ".cache" / "mlms_ir")
 
 
 def cache_dir(name: str) -> Path:
