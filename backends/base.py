@@ -21,23 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from mlms_ir.errors import MlmsIrError
+from mlms_ir.errors import BackendError, BackendUnavailableError, FeedError
 from mlms_ir.harness import LatencyStats, measure
 from mlms_ir.ir import Graph
 
 DEVICES = ("cpu", "cuda", "tensorrt")
-
-
-class BackendError(MlmsIrError):
-    """A backend cannot run here or failed on a model (the message says which and why)."""
-
-
-class BackendUnavailableError(BackendError):
-    """The backend or device is not usable on this machine (missing extra, no GPU...)."""
-
-
-class FeedError(BackendError):
-    """Feeds do not match the model's inputs (names, dtypes or shapes)."""
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from mlms_ir.errors import MlmsIrError
-
-
-class ConversionError(MlmsIrError):
-    """A model could not be converted to ONNX, or the ONNX it gave does not compute what the source does."""
+from mlms_ir.errors import ConversionError
 
 
 _PATCH_LOCK = threading.Lock()

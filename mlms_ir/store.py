@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlms_ir.errors import MlmsIrError
+from mlms_ir.errors import StoreError
 from mlms_ir.files import sha256_of
 from mlms_ir.results.base import json_safe
 
@@ -85,10 +85,6 @@ MIGRATIONS: tuple[str, ...] = (
 )
 STORE_SCHEMA_VERSION = len(MIGRATIONS)
 NODE_COLUMNS = ("node_id", "name", "op_type", "time_us", "share", "macs", "flops", "params", "max_abs", "introduced_max_abs")
-
-
-class StoreError(MlmsIrError):
-    """The results store cannot be opened, read or written, or a run id is unknown."""
 
 
 @dataclass

@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from mlms_ir._proc import ChildStartError, ChildTimeout, child_env, run_child
-from mlms_ir.errors import MlmsIrError
+from mlms_ir.errors import MlmsIrError, SweepSpecError
+from mlms_ir.progress import ProgressBar, progress_bar
 from mlms_ir.store import Store, StoreRecord
 
 SPEC_KEYS = {"name", "kind", "models", "backends", "devices", "batches", "precisions", "iterations", "warmup", "runs", "reference",
@@ -48,10 +49,6 @@ SPEC_KEYS = {"name", "kind", "models", "backends", "devices", "batches", "precis
 JOB_KINDS = ("run", "profile", "diverge", "analyze")
 DEFAULT_TIMEOUT_S = 600.0
 JOB_FAILED = "failed: "
-
-
-class SweepSpecError(MlmsIrError):
-    """A sweep spec that cannot be read or is not what it should be."""
 
 
 @dataclass
@@ -285,7 +282,7 @@ def run_sweep(spec: Spec, store_path: str | os.PathLike, *, executor: str = "loc
     pending = [j for j in spec.jobs if j.key not in done]
     result = SweepResult(name=spec.name, jobs=len(spec.jobs), skipped=len(spec.jobs) - len(pending))
     t0 = time.perf_counter()
-    bar = _Progress(len(pending), f"sweep {spec.name}", progress)
+    bar = progress_bar(len(pending), f"sweep {spec.name}", enabled=progress, keep=True)
     try:
         if executor == "local":
             _run_local(pending, path, workers, bar, on_job)
@@ -303,27 +300,7 @@ def run_sweep(spec: Spec, store_path: str | os.PathLike, *, executor: str = "loc
     return result
 
 
-class _Progress:
-    def __init__(self, total: int, title: str, enabled: bool) -> None:
-        self._p = None
-        if enabled and total:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                               TextColumn("{task.fields[last]}"), transient=False, console=None)
-            self._p.start()
-            self._task = self._p.add_task(title, total=total, last="")
-
-    def advance(self, text: str) -> None:
-        if self._p is not None:
-            self._p.update(self._task, advance=1, last=text)
-
-    def close(self) -> None:
-        if self._p is not None:
-            self._p.stop()
-
-
-def _run_local(jobs: list[Job], store_path: Path, workers: int, bar: _Progress, on_job) -> None:
+def _run_local(jobs: list[Job], store_path: Path, workers: int, bar: ProgressBar, on_job) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     def one(job: Job) -> None:
@@ -332,7 +309,7 @@ def _run_local(jobs: list[Job], store_path: Path, workers: int, bar: _Progress, 
             with Store(store_path) as st:
                 st.add(failed_record(job, error))
         status = error if error else "done"
-        bar.advance(f"{job.label()}: {status}")
+        bar.advance(note=f"{job.label()}: {status}")
         if on_job:
             on_job(job, status)
 
@@ -344,7 +321,7 @@ def _run_local(jobs: list[Job], store_path: Path, workers: int, bar: _Progress, 
             list(pool.map(one, jobs))
 
 
-def _run_ray(jobs: list[Job], store_path: Path, address: str | None, bar: _Progress, on_job) -> None:
+def _run_ray(jobs: list[Job], store_path: Path, address: str | None, bar: ProgressBar, on_job) -> None:
     try:
         import ray
     except ImportError as exc:
@@ -370,7 +347,7 @@ def _run_ray(jobs: list[Job], store_path: Path, address: str | None, bar: _Progr
                 why = _infeasible(opts, resources)
                 if why:  # Ray would keep such a task waiting for a node that never comes
                     st.add(failed_record(job, why))
-                    bar.advance(f"{job.label()}: {why}")
+                    bar.advance(note=f"{job.label()}: {why}")
                     if on_job:
                         on_job(job, why)
                     continue
@@ -388,7 +365,7 @@ def _run_ray(jobs: list[Job], store_path: Path, address: str | None, bar: _Progr
                     error = error or "the job returned no result"
                     st.add(failed_record(job, error))
                 status = error if error else "done"
-                bar.advance(f"{job.label()}: {status}")
+                bar.advance(note=f"{job.label()}: {status}")
                 if on_job:
                     on_job(job, status)
     finally:

@@ -615,7 +615,8 @@ def test_counters_in_the_html_report(fake_ncu, monkeypatch, tmp_path, capsys):
     """``profile --counters --html`` and ``report --counters``: each node carries its counters,
     the graph can be coloured by the measured/static ratios, the facts name the GPU."""
     from mlms_ir.cli import main
-    from mlms_ir.report.html import ReportInputError, build_report_data
+    from mlms_ir.errors import ReportInputError
+    from mlms_ir.report.html import build_report_data
 
     exe, model, calls = fake_ncu
     monkeypatch.setenv("FAKE_NCU_MODE", "ok")

@@ -234,8 +234,10 @@ def test_op_types_named_like_object_properties(browser, tmp_path):
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.x", 1)])
     graph = mlms_ir.load(m, lenient=True)
-    prof = {"backend": "ort", "device": "cpu", "coverage": 1.0, "batch": 1, "runs": 1, "latency_ms": {"p50": 0.1},
-            "nodes": [{"id": f"n{i}", "op_type": op, "time_us": 10.0 * (i + 1), "share": 0.25} for i, op in
+    from test_report_html import NODE_TIME, PROFILE
+
+    prof = {**PROFILE, "latency_ms": {"p50": 0.1},
+            "nodes": [{**NODE_TIME, "id": f"n{i}", "op_type": op, "time_us": 10.0 * (i + 1), "share": 0.25} for i, op in
                       enumerate(["toString", "__proto__", "Relu", "Relu"])]}
     p = Page(browser, render_html(mlms_ir.analyze(graph), graph, profile=prof), tmp_path)
     try:

@@ -189,19 +189,35 @@ def test_report_from_json_files(tmp_path):
     assert d["totals"]["macs"] > 0  # the profile's batch bound the model's dynamic batch
 
 
+#: The smallest JSON objects ``profile`` and ``run`` write (every field without a default).
+PROFILE = {"model": {"name": "m", "path": None}, "system": {}, "backend": "ort", "device": "cpu", "options": {}, "batch": 1,
+           "runs": 1, "coverage": 1.0, "node_time_us": 1.0, "latency_ms": {}, "traced_wall_ms": 1.0, "tracing_overhead": 0.0,
+           "nodes": [], "unattributed": []}
+NODE_TIME = {"id": "n0", "name": "", "op_type": "Conv", "time_us": 1.0, "share": 1.0, "events": 1, "macs": None, "flops": None,
+             "achieved_flops_per_s": None, "intensity": None}
+RUNS = {"model": {"name": "m", "path": None}, "system": {}, "settings": {}, "runs": []}
+
+
+def _j(base, **kw) -> str:
+    return json.dumps({**base, **kw})
+
+
 @pytest.mark.parametrize("flag,content,msg", [
     ("--profile", "{not json", "is not JSON"),
     ("--profile", "[1, 2]", "does not hold a JSON object"),
-    ("--profile", '{"nodes": 3}', "not what 'profile --format json' writes: no 'backend' and 'coverage'"),
-    ("--profile", '{"backend": "ort", "coverage": NaN, "nodes": []}', "holds NaN, which is not JSON"),
-    ("--profile", '{"backend": "ort", "coverage": 1, "nodes": [1, 2]}', "a node is not an object with an 'id'"),
-    ("--profile", '{"backend": "ort", "coverage": 1, "nodes": [{"id": "n0", "kernels": "abc"}]}', "'kernels' is not a list"),
-    ("--profile", '{"backend": "ort", "coverage": 1, "latency_ms": 3, "nodes": []}', "'latency_ms' is not an object"),
+    ("--profile", '{"nodes": 3}', "not what 'profile --format json' writes: no 'model', 'system', 'backend', 'device' ..."),
+    ("--profile", _j(PROFILE)[:-1] + ', "coverage": NaN}', "holds NaN, which is not JSON"),
+    ("--profile", _j(PROFILE, nodes=[1, 2]), "writes: nodes[0] is not an object"),
+    ("--profile", _j(PROFILE, nodes=[{**NODE_TIME, "kernels": "abc"}]), "writes: nodes[0].kernels is not a list"),
+    ("--profile", _j(PROFILE, nodes=[{"id": "n0"}]), "writes: nodes[0] has no 'name', 'op_type', 'time_us', 'share' ..."),
+    ("--profile", _j(PROFILE, latency_ms=3), "writes: latency_ms is not an object"),
+    ("--profile", _j(PROFILE, kind="run"), "writes: this is a 'run' result, not 'profile'"),
     ("--profile", "[" * 100000 + "]" * 100000, "nested too deeply"),
     ("--profile", b"\x08\x07\xff\xfe binary", "is not text"),
     ("--divergence", '{"reports": [], "failed": [{"backend": "torch", "error": "no torch"}]}', "only failed backends: torch: no torch"),
-    ("--divergence", '{"backend": "ort", "coverage": 1, "nodes": []}', "a report without 'backend', 'reference' and 'atol'"),
-    ("--runs", '{"runs": [{"backend": "ort", "status": "ok", "latency_ms": "fast"}]}', "'latency_ms' is not an object"),
+    ("--divergence", _j(PROFILE), "not what 'diverge --format json' writes: no 'reference', 'precision', 'atol', 'rtol' ..."),
+    ("--runs", _j(RUNS, runs=[{"backend": "ort", "device": "cpu", "batch": 1, "status": "ok", "latency_ms": "fast"}]),
+     "not what 'run --format json' writes: runs[0].latency_ms is not an object"),
 ])
 def test_bad_result_files_are_one_plain_line(tmp_path, flag, content, msg):
     bad = tmp_path / "bad.json"
@@ -217,7 +233,7 @@ def test_bad_result_files_are_one_plain_line(tmp_path, flag, content, msg):
 
 
 def test_missing_profile_file_is_a_clear_error(tmp_path):
-    from mlms_ir.report.html import ReportInputError
+    from mlms_ir.errors import ReportInputError
 
     with pytest.raises(ReportInputError, match="cannot read the profile file"):
         report(str(builtin_path()), profile=str(tmp_path / "nope.json"), batch=1)
@@ -237,7 +253,7 @@ def test_nodes_table_covers_subgraph_nodes_too():
 
 
 def test_results_of_another_model_are_refused(tmp_path):
-    from mlms_ir.report.html import ReportInputError
+    from mlms_ir.errors import ReportInputError
     from mlms_ir.runner import profile_backend
 
     prof, _ = profile_backend(str(builtin_path()), "ort", batch=1, runs=1, warmup=0, iterations=1)
@@ -248,8 +264,8 @@ def test_results_of_another_model_are_refused(tmp_path):
 
 def test_nan_figures_become_null_on_the_page():
     a, g = _analysed(str(builtin_path()), batch=1)
-    prof = {"backend": "ort", "device": "cpu", "coverage": float("nan"), "latency_ms": {"p50": float("inf")},
-            "nodes": [{"id": "n0", "op_type": "Conv", "time_us": float("nan"), "share": 0.5}]}
+    prof = {**PROFILE, "coverage": float("nan"), "latency_ms": {"p50": float("inf")},
+            "nodes": [{**NODE_TIME, "time_us": float("nan"), "share": 0.5}]}
     d = _data(render_html(a, g, profile=prof))
     assert d["profile"]["coverage"] is None and d["nodes"][1]["time_us"] is None
 

@@ -24,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mlms_ir.errors import MlmsIrError
+from mlms_ir.errors import ManifestError, UnknownModelError
 
 #: The manifest schema this code reads.
 SCHEMA_VERSION = 1
@@ -42,14 +42,6 @@ SOURCE_KINDS = ("torchvision", "timm", "builtin")
 #: Reference metrics stored as fractions in [0, 1].
 FRACTION_METRICS = ("top1", "top5", "box_map", "mask_map", "kp_map", "miou", "pixel_acc", "fl_all")
 _SHA_PREFIX = re.compile(r"^[0-9a-f]{8,64}$")
-
-
-class UnknownModelError(MlmsIrError):
-    """No model of the zoo has this name."""
-
-
-class ManifestError(MlmsIrError):
-    """A manifest file is malformed (a bug in the shipped data, or a hand-edited file)."""
 
 
 def _zoo_files():

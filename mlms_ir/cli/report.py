@@ -37,19 +37,16 @@ def report(
         device: roofline device (see `devices`; default: the profile's).
         lenient: analyse a model that ONNX's strict shape inference rejects.
     """
-    from mlms_ir.report.html import load_json_input
+    from mlms_ir.report.html import measured_inputs
     from mlms_ir.report.html import report as make_report
 
     if isinstance(batch, (list, tuple)):
         raise MlmsIrError("report takes one --batch value")
     path = _model_path(model)
-    prof = load_json_input(profile, "profile") if profile else None
-    div = load_json_input(divergence, "divergence") if divergence else None
-    run = load_json_input(runs, "run") if runs else None
-    hw = load_json_input(counters, "counters") if counters else None
-    if batch is None and isinstance(prof, dict) and isinstance(prof.get("batch"), int) and not input_shape and not dims:
-        batch = prof["batch"]
-    hw_batch = (hw.get("model") or {}).get("batch") if isinstance(hw, dict) and isinstance(hw.get("model"), dict) else None
+    prof, div, run, hw = measured_inputs(profile or None, divergence or None, runs or None, counters or None)
+    if batch is None and prof is not None and isinstance(prof.batch, int) and not input_shape and not dims:
+        batch = prof.batch
+    hw_batch = hw.model.get("batch") if hw is not None else None
     if batch is None and isinstance(hw_batch, int) and not input_shape and not dims:
         batch = hw_batch
     out = output or f"{Path(path).stem}.report.html"

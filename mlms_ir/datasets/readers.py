@@ -14,13 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from mlms_ir.errors import MissingExtraError, MlmsIrError
+from mlms_ir.errors import DatasetError, MissingExtraError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
-
-
-class DatasetError(MlmsIrError):
-    """A data set cannot be found or read: a missing or malformed file, a wrong layout."""
 
 
 Batch = tuple["np.ndarray | list[np.ndarray]", np.ndarray]

@@ -29,7 +29,13 @@ from mlms_ir.ir import Graph
 from mlms_ir.ir.graph import node_reads
 from mlms_ir.report.layout import Layout, layered_layout
 from mlms_ir.results.analysis import Analysis
-from mlms_ir.results.base import json_safe
+from mlms_ir.results.base import json_safe, to_plain
+from mlms_ir.results.counters import CountersReport
+from mlms_ir.results.divergence import DivergenceReport
+from mlms_ir.results.join import join
+from mlms_ir.results.profile import ProfileReport
+from mlms_ir.results.read import as_divergences, as_result
+from mlms_ir.results.run import RunReport
 
 #: Version of the JSON the report's script reads (``data.schema``).
 REPORT_DATA_VERSION = "1.1"
@@ -39,160 +45,21 @@ NODE_HEIGHT = 22.0
 CHAR_WIDTH = 6.6
 
 
-class ReportInputError(MlmsIrError):
-    """A profile, divergence or run file given to the report is not what it should be."""
-
-
 # ------------------------------------------------------------------------------------------ inputs
 
 
-def load_json_input(path: str | Path, kind: str) -> dict[str, Any]:
-    """Read a ``profile``/``diverge``/``run`` JSON file (``kind`` names it in errors)."""
-
-    def no_constant(name: str) -> Any:
-        raise ReportInputError(f"the {kind} file '{path}' holds {name}, which is not JSON: write null for a missing figure")
-
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ReportInputError(f"cannot read the {kind} file '{path}': {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ReportInputError(f"the {kind} file '{path}' is not text (is it the model itself?)") from exc
-    try:
-        data = json.loads(text, parse_constant=no_constant)
-    except json.JSONDecodeError as exc:
-        raise ReportInputError(f"the {kind} file '{path}' is not JSON: {exc.msg} at line {exc.lineno}") from exc
-    except RecursionError as exc:
-        raise ReportInputError(f"the {kind} file '{path}' is nested too deeply to be a {kind} result") from exc
-    if not isinstance(data, dict):
-        raise ReportInputError(f"the {kind} file '{path}' does not hold a JSON object")
-    return data
-
-
-def _as_dict(obj: Any) -> Any:
-    if obj is None or isinstance(obj, (dict, list)):
-        return obj
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    if dataclasses.is_dataclass(obj):
-        return dataclasses.asdict(obj)
-    raise TypeError(f"cannot use a {type(obj).__name__} in the report")
-
-
-def _bad(kind: str, what: str) -> ReportInputError:
-    verb = {"profile": "profile", "divergence": "diverge", "run": "run", "counters": "profile --counters"}[kind]
-    return ReportInputError(f"the {kind} results are not what '{verb} --format json' writes: {what}")
-
-
-def _check_nodes(nodes: Any, kind: str) -> list[dict[str, Any]]:
-    if not isinstance(nodes, list):
-        raise _bad(kind, "'nodes' is not a list")
-    for n in nodes:
-        if not isinstance(n, dict) or not isinstance(n.get("id"), str):
-            raise _bad(kind, "a node is not an object with an 'id'")
-        if kind == "counters":  # its 'kernels' is a count; 'kernel_names' the list
-            if not isinstance(n.get("kernels", 0), (int, float)) or not isinstance(n.get("kernel_names", []), list):
-                raise _bad(kind, f"node {n['id']}'s 'kernels' is not a number or 'kernel_names' not a list")
-            continue
-        for key in ("kernels", "fused_with"):
-            if key in n and n[key] is not None and not isinstance(n[key], list):
-                raise _bad(kind, f"node {n['id']}'s '{key}' is not a list")
-        for k in n.get("kernels") or []:
-            if not isinstance(k, dict) or not isinstance(k.get("name"), str):
-                raise _bad(kind, f"node {n['id']} has a kernel that is not an object with a 'name'")
-    return nodes
-
-
-def _profile(obj: Any) -> dict[str, Any] | None:
-    d = _as_dict(obj)
-    if d is None:
-        return None
-    if not isinstance(d, dict) or not isinstance(d.get("backend"), str) or "coverage" not in d:
-        raise _bad("profile", "no 'backend' and 'coverage'")
-    _check_nodes(d.get("nodes"), "profile")
-    for key in ("latency_ms", "system", "options"):
-        if d.get(key) is not None and not isinstance(d[key], dict):
-            raise _bad("profile", f"'{key}' is not an object")
-    return d
-
-
-def _divergences(obj: Any) -> list[dict[str, Any]]:
-    if obj is None:
-        return []
-    items = obj if isinstance(obj, (list, tuple)) else [obj]
-    out: list[dict[str, Any]] = []
-    failed: list[str] = []
-    for item in items:
-        d = _as_dict(item)
-        if isinstance(d, dict) and "reports" in d:
-            reports = d["reports"]
-            if not isinstance(reports, list):
-                raise _bad("divergence", "'reports' is not a list")
-            failed += [f"{f.get('backend')}: {f.get('error')}" for f in d.get("failed") or [] if isinstance(f, dict)]
-        else:
-            reports = [d]
-        for r in reports:
-            if not isinstance(r, dict) or not isinstance(r.get("backend"), str) or "reference" not in r or "atol" not in r:
-                raise _bad("divergence", "a report without 'backend', 'reference' and 'atol'")
-            _check_nodes(r.get("nodes"), "divergence")
-            for key in ("first_divergent", "first_nan"):
-                if r.get(key) is not None and not isinstance(r[key], dict):
-                    raise _bad("divergence", f"'{key}' is not an object or null")
-            if not isinstance(r.get("top_introduced") or [], list):
-                raise _bad("divergence", "'top_introduced' is not a list")
-            out.append(r)
-    if not out and failed:
-        raise ReportInputError("the divergence results hold no comparison, only failed backends: " + "; ".join(failed))
-    return out
-
-
-def _runs(obj: Any) -> dict[str, Any] | None:
-    d = _as_dict(obj)
-    if d is None:
-        return None
-    if not isinstance(d, dict) or not isinstance(d.get("runs"), list):
-        raise _bad("run", "no 'runs' list")
-    for r in d["runs"]:
-        if not isinstance(r, dict) or not isinstance(r.get("backend"), str) or "status" not in r:
-            raise _bad("run", "a run without 'backend' and 'status'")
-        if r.get("latency_ms") is not None and not isinstance(r["latency_ms"], dict):
-            raise _bad("run", "'latency_ms' is not an object")
-    return d
-
-
-def _counters(obj: Any) -> dict[str, Any] | None:
-    d = _as_dict(obj)
-    if d is None:
-        return None
-    if not isinstance(d, dict) or not isinstance(d.get("nodes"), list) or "coverage" not in d or not isinstance(d.get("totals"), dict):
-        raise _bad("counters", "no 'nodes', 'totals' and 'coverage'")
-    _check_nodes(d["nodes"], "counters")
-    return d
+def measured_inputs(profile: Any = None, divergence: Any = None, runs: Any = None,
+                    counters: Any = None) -> tuple[ProfileReport | None, list[DivergenceReport], RunReport | None, CountersReport | None]:
+    """The measured results a report shows, typed: each may be the result object, its JSON (a
+    dict) or the path of a ``--format json`` file (see :mod:`mlms_ir.results.read`)."""
+    return (as_result(profile, ProfileReport), as_divergences(divergence), as_result(runs, RunReport),
+            as_result(counters, CountersReport))
 
 
 #: Per-node figures of ``profile --counters`` shown on the page (their keys there: ``hw_`` + key).
 COUNTER_FIELDS = ("kernels", "gpu_time_us", "flops", "static_flops", "flops_ratio", "tensor_inst", "tensor_cycles", "tensor_core",
                   "dram_bytes", "static_bytes", "bytes_ratio", "sm_pct", "memory_pct", "occupancy_pct", "achieved_flops_per_s",
                   "intensity", "attainable_flops_per_s", "roofline_share", "bound")
-
-
-def _check_same_model(graph: Graph, nodes: list[dict[str, Any]], kind: str) -> None:
-    """Node ids are positions in a graph: figures of another model would fit any graph's ids.
-    Refuse them when a node's op type (or name, where both have one) differs."""
-    wrong = []
-    for n in nodes:
-        try:
-            node = graph.node(n["id"])
-        except KeyError:
-            wrong.append((n["id"], n.get("op_type"), None))
-            continue
-        op, name = n.get("op_type"), n.get("name")
-        if (op and op != node.op_type) or (name and node.name and name != node.name):
-            wrong.append((n["id"], op, node.op_type))
-    if wrong:
-        nid, there, here = wrong[0]
-        raise ReportInputError(f"the {kind} results are of another model: node {nid} is {there or '?'} there but "
-                               f"{here or 'absent'} here ({len(wrong)} of {len(nodes)} nodes differ); give the model they were made with")
 
 
 # --------------------------------------------------------------------------------------- the data
@@ -288,16 +155,8 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
     With dims left unbound, figures that are formulas come as ``formulas`` (the totals') and a
     node's ``formulas``, and ``sweep`` holds the totals along one dim for the plot (``sweep``
     given, or the only free dim doubling from 1 to 4096)."""
-    prof = _profile(profile)
-    divs = _divergences(divergence)
-    run = _runs(runs)
-    hw = _counters(counters)
-    if prof is not None:
-        _check_same_model(graph, prof["nodes"], "profile")
-    if hw is not None:
-        _check_same_model(graph, hw["nodes"], "counters")
-    for r in divs:
-        _check_same_model(graph, r["nodes"], "divergence")
+    prof, divs, run, hw = measured_inputs(profile, divergence, runs, counters)
+    joined = join(analysis, profile=prof, counters=hw, divergences=divs)
     costs = {n.id: n for n in analysis.nodes}
 
     # ---- drawn nodes: graph inputs, the main graph's nodes, graph outputs
@@ -328,41 +187,35 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
 
     # ---- measured figures onto the nodes
     metrics = [["macs", "MACs"], ["flops", "FLOPs"], ["params", "parameters"], ["out_bytes", "output bytes"]]
+    for node_id, j in joined.items():
+        i = index.get(node_id)
+        if i is None:
+            continue
+        if (t := j.time) is not None:
+            draw[i].update({"time_us": _num(t.time_us), "share": _num(t.share), "achieved": _num(t.achieved_flops_per_s),
+                            "kernels": to_plain(t.kernels), "fused_with": list(t.fused_with)})
+            if t.kernel_count is not None:
+                draw[i]["gpu"] = {k: _num(getattr(t, k)) for k in ("kernel_count", "cpu_us", "launch_overhead_us", "idle_us",
+                                                                   "launch_latency_us")}
+        if (c := j.counters) is not None:
+            draw[i]["hw"] = {k: (getattr(c, k) if k in ("tensor_core", "bound") else _num(getattr(c, k))) for k in COUNTER_FIELDS}
+            for k in ("flops_ratio", "bytes_ratio", "sm_pct", "memory_pct"):
+                draw[i]["hw_" + k] = _num(getattr(c, k))
+        for k, n in enumerate(j.divergence):
+            if n is not None:
+                draw[i].setdefault("div", {})[f"div{k}"] = {
+                    f: (_num(getattr(n, f)) if f not in ("exceeds", "introduced_exceeds", "introduced_note") else getattr(n, f))
+                    for f in ("max_abs", "max_rel", "cosine", "snr_db", "outside_share", "nan", "exceeds", "introduced_max_abs",
+                              "introduced_max_rel", "introduced_exceeds", "introduced_note")}
     if prof is not None:
-        for t in prof["nodes"]:
-            i = index.get(str(t.get("id")))
-            if i is None:
-                continue
-            draw[i].update({"time_us": _num(t.get("time_us")), "share": _num(t.get("share")),
-                            "achieved": _num(t.get("achieved_flops_per_s")), "kernels": t.get("kernels") or [],
-                            "fused_with": t.get("fused_with") or []})
-            if t.get("kernel_count") is not None:
-                draw[i]["gpu"] = {k: _num(t.get(k)) for k in ("kernel_count", "cpu_us", "launch_overhead_us", "idle_us",
-                                                              "launch_latency_us")}
-        metrics += [["time_us", f"time (µs, {prof['backend']} {prof.get('device', '')})"], ["share", "share of time"],
+        metrics += [["time_us", f"time (µs, {prof.backend} {prof.device})"], ["share", "share of time"],
                     ["achieved", "achieved FLOP/s"]]
     if hw is not None:
-        for c in hw["nodes"]:
-            i = index.get(str(c.get("id")))
-            if i is None:
-                continue
-            draw[i]["hw"] = {k: (c.get(k) if k in ("tensor_core", "bound") else _num(c.get(k))) for k in COUNTER_FIELDS}
-            for k in ("flops_ratio", "bytes_ratio", "sm_pct", "memory_pct"):
-                draw[i]["hw_" + k] = _num(c.get(k))
         metrics += [["hw_flops_ratio", "measured / static FLOPs (ncu)"], ["hw_bytes_ratio", "measured / static DRAM bytes (ncu)"],
                     ["hw_sm_pct", "SM throughput, % of peak (ncu)"], ["hw_memory_pct", "memory throughput, % of peak (ncu)"]]
     for k, r in enumerate(divs):
-        key = f"div{k}"
-        for n in r["nodes"]:
-            i = index.get(str(n.get("id")))
-            if i is None:
-                continue
-            draw[i].setdefault("div", {})[key] = {
-                f: (_num(n.get(f)) if f not in ("exceeds", "introduced_exceeds", "introduced_note") else n.get(f))
-                for f in ("max_abs", "max_rel", "cosine", "snr_db", "outside_share", "nan", "exceeds", "introduced_max_abs",
-                          "introduced_max_rel", "introduced_exceeds", "introduced_note")}
-        metrics.append([key, f"divergence: {r['backend']} vs {r.get('reference', '?')} (max abs)"])
-        metrics.append([key + "i", f"introduced error: {r['backend']} (max abs)"])
+        metrics.append([f"div{k}", f"divergence: {r.backend} vs {r.reference} (max abs)"])
+        metrics.append([f"div{k}i", f"introduced error: {r.backend} (max abs)"])
 
     # ---- edges between drawn nodes
     edges: list[tuple[str, str]] = []
@@ -394,16 +247,15 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
                                "unknown_nodes": t.unknown_nodes, "unresolved_nodes": t.unresolved_nodes,
                                "formulas": _formulas(t.symbolic)}
     if prof is not None:
-        slow = sorted((n for n in prof["nodes"] if _num(n.get("time_us")) is not None), key=lambda n: -float(n["time_us"]))[:5]
-        summary["slowest"] = [{"id": n["id"], "name": n.get("name", ""), "op_type": n.get("op_type", ""), "time_us": n["time_us"],
-                               "share": n.get("share")} for n in slow]
-        summary["latency_ms"] = prof.get("latency_ms")
-        summary["coverage"] = prof.get("coverage")
+        slow = sorted((n for n in prof.nodes if _num(n.time_us) is not None), key=lambda n: -float(n.time_us))[:5]
+        summary["slowest"] = [{"id": n.id, "name": n.name, "op_type": n.op_type, "time_us": n.time_us, "share": n.share}
+                              for n in slow]
+        summary["latency_ms"] = dict(prof.latency_ms)
+        summary["coverage"] = prof.coverage
     if divs:
-        summary["first_divergent"] = [{"backend": r["backend"], "reference": r.get("reference"), "node": r.get("first_divergent")}
-                                      for r in divs]
+        summary["first_divergent"] = [{"backend": r.backend, "reference": r.reference, "node": r.first_divergent} for r in divs]
 
-    facts = system or (prof or {}).get("system") or (run or {}).get("system") or {}
+    facts = system or (prof.system if prof is not None else None) or (run.system if run is not None else None) or {}
     return {
         "schema": REPORT_DATA_VERSION,
         "model": dataclasses.asdict(analysis.model),
@@ -421,20 +273,25 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
         "blocks": [{k: v for k, v in dataclasses.asdict(b).items() if k != "members"} for b in analysis.blocks],
         "table": [_node_row(n) for n in analysis.nodes],
         "roofline": dataclasses.asdict(analysis.roofline) if analysis.roofline is not None else None,
-        "profile": None if prof is None else {k: prof.get(k) for k in ("backend", "device", "options", "batch", "runs", "coverage",
-                                                                        "node_time_us", "latency_ms", "tracing_overhead",
-                                                                        "unattributed", "roofline_device", "gpu")},
-        "divergence": [{k: r.get(k) for k in ("backend", "reference", "device", "precision", "atol", "rtol", "first_divergent",
-                                              "first_nan", "top_introduced", "compared_tensors", "segments")} for r in divs],
-        "runs": run.get("runs") if run else None,
-        "counters": None if hw is None else {k: hw.get(k) for k in ("gpu", "device", "peak_flops_per_s", "peak_kind",
-                                                                     "bandwidth_bytes_per_s", "ridge_intensity", "coverage",
-                                                                     "metric_set", "missing_metrics", "notes", "totals")},
+        "profile": None if prof is None else _fields(prof, ("backend", "device", "options", "batch", "runs", "coverage",
+                                                            "node_time_us", "latency_ms", "tracing_overhead", "unattributed",
+                                                            "roofline_device", "gpu")),
+        "divergence": [_fields(r, ("backend", "reference", "device", "precision", "atol", "rtol", "first_divergent", "first_nan",
+                                   "top_introduced", "compared_tensors", "segments")) for r in divs],
+        "runs": to_plain(run.runs) if run is not None else None,
+        "counters": None if hw is None else _fields(hw, ("gpu", "device", "peak_flops_per_s", "peak_kind", "bandwidth_bytes_per_s",
+                                                         "ridge_intensity", "coverage", "metric_set", "missing_metrics", "notes",
+                                                         "totals")),
         "warnings": list(analysis.warnings),
         "dims": [dataclasses.asdict(d) for d in analysis.dims],
         "formulas": _formulas(t.symbolic),
         "sweep": sweep_data,
     }
+
+
+def _fields(result: Any, names: Sequence[str]) -> dict[str, Any]:
+    """Some fields of a result, as JSON data."""
+    return {k: to_plain(getattr(result, k)) for k in names}
 
 
 #: Figures a node's formula is evaluated for, to colour the graph: (node field, formula key, label).
@@ -638,16 +495,11 @@ def report(model: Any, *, profile: Any = None, divergence: Any = None, runs: Any
     from mlms_ir.ir import load
     from mlms_ir.passes.analyze import analyze
 
-    def read(x: Any, kind: str) -> Any:
-        return load_json_input(x, kind) if isinstance(x, (str, Path)) else x
-
-    prof, div, run, hw = read(profile, "profile"), read(divergence, "divergence"), read(runs, "run"), read(counters, "counters")
-    if device is None and isinstance(prof, dict) and prof.get("roofline_device"):
-        device = prof["roofline_device"]
-    if device is None:
-        hw_dict = _as_dict(hw)
-        if isinstance(hw_dict, dict) and hw_dict.get("device"):
-            device = hw_dict["device"]
+    prof, div, run, hw = measured_inputs(profile, divergence, runs, counters)
+    if device is None and prof is not None and prof.roofline_device:
+        device = prof.roofline_device
+    if device is None and hw is not None and hw.device:
+        device = hw.device
     graph = load(model, input_shapes=input_shapes, batch=batch, dims=dims, lenient=lenient)
     analysis = analyze(graph, device=device)
     text = render_html(analysis, graph, profile=prof, divergence=div, runs=run, counters=hw)

@@ -60,65 +60,109 @@ def field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def build(tp: Any, value: Any) -> Any:
-    """``value`` (JSON data) as an instance of the annotation ``tp``.
+class ResultFormatError(ValueError):
+    """JSON data that is not what a result's ``to_dict`` writes; ``where`` is the path of the
+    offending value (``nodes[3].kernels``)."""
 
-    Dataclasses are built from their JSON fields (absent keys take the field's default; unknown
-    keys are ignored, so a newer minor version still reads); ``list[X]``, ``dict[str, X]``,
-    ``tuple[...]`` and ``X | None`` are followed; ``float`` fields accept ints and None (the
-    JSON form of a non-finite figure); anything else is taken as it is.
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"{where} {problem}" if where else problem)
+        self.where = where
+        self.problem = problem
+
+
+_WORDS = {list: "a list", tuple: "a list", dict: "an object", float: "a number", int: "an integer", str: "a string",
+          bool: "true or false"}
+
+
+def _word(tp: Any) -> str:
+    origin = typing.get_origin(tp) or tp
+    if isinstance(origin, type) and dataclasses.is_dataclass(origin):
+        return "an object"
+    if origin in (Union, types.UnionType):
+        return " or ".join(_word(a) for a in typing.get_args(tp) if a is not type(None))
+    return _WORDS.get(origin, getattr(origin, "__name__", str(origin)))
+
+
+def _join(where: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{where}[{key}]"
+    return f"{where}.{key}" if where else str(key)
+
+
+def build(tp: Any, value: Any, where: str = "") -> Any:
+    """``value`` (JSON data) as an instance of the annotation ``tp``, checked on the way.
+
+    Dataclasses are built from their JSON fields (absent keys take the field's default; a
+    field without one must be there; unknown keys are ignored, so a newer minor version still
+    reads); ``list[X]``, ``dict[str, X]``, ``tuple[...]`` and ``X | None`` are followed;
+    ``float`` accepts integers; ``null`` is accepted anywhere (the JSON form of a non-finite or
+    missing figure). A value of the wrong JSON type raises :class:`ResultFormatError` naming
+    where it is.
     """
     if value is None or tp is Any:
         return value
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        for a in args:  # the first alternative that fits the JSON value's shape
+        for a in (a for a in typing.get_args(tp) if a is not type(None)):  # the first alternative that fits
             if _fits(a, value):
-                return build(a, value)
-        return value
-    if origin in (list, typing.get_origin(list[int])) or tp is list:
+                return build(a, value, where)
+        raise ResultFormatError(where, f"is not {_word(tp)}")
+    if not _fits(tp, value):
+        raise ResultFormatError(where, f"is not {_word(tp)}")
+    if origin is list or tp is list:
         (item,) = typing.get_args(tp) or (Any,)
-        return [build(item, v) for v in value]
+        return [build(item, v, _join(where, i)) for i, v in enumerate(value)]
     if origin is tuple:
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(build(args[0], v) for v in value)
-        return tuple(build(a, v) for a, v in zip(args, value)) if args else tuple(value)
+            return tuple(build(args[0], v, _join(where, i)) for i, v in enumerate(value))
+        if args and len(args) != len(value):
+            raise ResultFormatError(where, f"has {len(value)} items, not {len(args)}")
+        return tuple(build(a, v, _join(where, i)) for i, (a, v) in enumerate(zip(args, value))) if args else tuple(value)
     if origin is dict or tp is dict:
         args = typing.get_args(tp)
         item = args[1] if len(args) == 2 else Any
-        return {k: build(item, v) for k, v in value.items()}
+        return {k: build(item, v, _join(where, k)) for k, v in value.items()}
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return build_dataclass(tp, value)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return build_dataclass(tp, value, where)
+    if tp is float:
         return float(value)
     return value
 
 
 def _fits(tp: Any, value: Any) -> bool:
     origin = typing.get_origin(tp) or tp
+    if origin is Any or isinstance(origin, TypeVar):
+        return True
     if isinstance(origin, type) and dataclasses.is_dataclass(origin):
         return isinstance(value, dict)
     if origin in (list, tuple):
-        return isinstance(value, list)
+        return isinstance(value, list | tuple)
     if origin is dict:
         return isinstance(value, dict)
     if origin is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return isinstance(value, int | float) and not isinstance(value, bool)
     if origin is int:
         return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (Union, types.UnionType):
+        return any(_fits(a, value) for a in typing.get_args(tp))
     if isinstance(origin, type):
         return isinstance(value, origin)
     return True
 
 
-def build_dataclass(cls: type[T], data: dict[str, Any]) -> T:
-    """An instance of dataclass ``cls`` from a dict of its JSON fields."""
+def build_dataclass(cls: type[T], data: Any, where: str = "") -> T:
+    """An instance of dataclass ``cls`` from a dict of its JSON fields (see :func:`build`)."""
     if not isinstance(data, dict):
-        raise TypeError(f"{cls.__name__} needs a JSON object, got {type(data).__name__}")
+        raise ResultFormatError(where, "is not an object")
     hints = field_types(cls)
-    kwargs = {f.name: build(hints[f.name], data[f.name]) for f in json_fields(cls) if f.name in data and f.init}
+    fields = [f for f in json_fields(cls) if f.init]
+    missing = [f.name for f in fields if f.name not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        names = ", ".join(f"'{m}'" for m in missing[:4]) + (" ..." if len(missing) > 4 else "")
+        raise ResultFormatError(where, f"has no {names}") if where else ResultFormatError("", f"no {names}")
+    kwargs = {f.name: build(hints[f.name], data[f.name], _join(where, f.name)) for f in fields if f.name in data}
     return cls(**kwargs)
 
 
