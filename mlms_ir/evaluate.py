@@ -20,6 +20,7 @@ from mlms_ir.datasets import Dataset
 from mlms_ir.datasets.preprocess import Preprocess
 from mlms_ir.errors import MlmsIrError
 from mlms_ir.ir.load import ModelSource
+from mlms_ir.progress import progress_bar
 from mlms_ir.results.base import model_ref
 from mlms_ir.results.evaluation import BackendAccuracy, EvaluationReport
 
@@ -73,7 +74,7 @@ def evaluate(model: ModelSource, dataset: Dataset, backends: tuple[str, ...] | l
             sessions.append((be.prepare(graph, device, **(options or {}).get(name, {})), BackendAccuracy(name, device, "ok")))
         except MlmsIrError as exc:
             results.append(BackendAccuracy(name, device, "failed", error=str(exc)))
-    bar = _bar(dataset.size, f"{dataset.name}", progress)
+    bar = progress_bar(dataset.size, f"evaluating on {dataset.name}", enabled=progress)
     try:
         for images, labels in dataset.batches(bs):
             x = preprocess(images)
@@ -121,25 +122,6 @@ def evaluate(model: ModelSource, dataset: Dataset, backends: tuple[str, ...] | l
         preprocess=preprocess.to_dict(), reference=dict(reference) if reference else None, batch_size=bs, results=results,
         system=system_facts() if system else {},
     )
-
-
-class _bar:
-    def __init__(self, total: int, title: str, enabled: bool) -> None:
-        self._p = None
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
-            self._p.start()
-            self._t = self._p.add_task(f"evaluating on {title}", total=total)
-
-    def advance(self, n: int) -> None:
-        if self._p is not None:
-            self._p.update(self._t, advance=n)
-
-    def close(self) -> None:
-        if self._p is not None:
-            self._p.stop()
 
 
 def records_from_evaluation(report: EvaluationReport) -> list:

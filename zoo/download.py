@@ -13,7 +13,6 @@ from __future__ import annotations
 import http.client
 import os
 import re
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,6 +21,7 @@ from mlms_ir.errors import MlmsIrError
 # re-exported: tests/test_zoo.py imports both from here (cache_dir is mlms_ir.files.cache_root)
 from mlms_ir.files import cache_root as cache_dir
 from mlms_ir.files import sha256_of
+from mlms_ir.progress import progress_bar
 
 #: Bytes read per chunk.
 CHUNK_BYTES = 1 << 20
@@ -48,22 +48,6 @@ def _expected(sha256: str | None, sha256_prefix: str | None) -> tuple[str | None
 
 def _matches(digest: str, want: str | None) -> bool:
     return want is None or digest.startswith(want)
-
-
-def _progress(enabled: bool, total: int | None, done: int, label: str):
-    """A rich progress bar on stderr (None when disabled)."""
-    if not enabled:
-        return None
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-        console=Console(file=sys.stderr), transient=True,
-    )
-    progress.start()
-    task = progress.add_task(label, total=total, completed=done)
-    return progress, task
 
 
 def _total_from(resp, offset: int) -> int | None:
@@ -133,7 +117,7 @@ def download(
                 raise DownloadError(
                     f"{url} answered a resume from byte {offset} with other bytes; the partial file was deleted, run again")
             total = _total_from(resp, offset)
-            bar = _progress(progress, total, offset, dest.name)
+            bar = progress_bar(total, dest.name, enabled=progress, unit="bytes", completed=offset)
             received = offset
             try:
                 with open(part, "ab" if offset else "wb") as f:
@@ -148,11 +132,9 @@ def download(
                             break
                         f.write(chunk)
                         received += len(chunk)
-                        if bar is not None:
-                            bar[0].update(bar[1], completed=received)
+                        bar.update(received)
             finally:
-                if bar is not None:
-                    bar[0].stop()
+                bar.close()
             if total is not None and received < total:
                 raise DownloadError(f"the download of {url} stopped at {received} of {total} bytes; run again to resume")
     digest = sha256_of(part)
