@@ -10,25 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlms_ir.results.comparison import Comparison, DescribeRow, FigureRow, NodeRow, PerNode
 from mlms_ir.store import Store, StoredRun
 
-COMPARE_SCHEMA_VERSION = "1.0"
-
-#: (label, getter) of the rows describing a run.
+#: Packages whose versions the comparison lists (where any run recorded one).
 _PACKAGES = ("onnxruntime", "torch", "onnx", "tensorrt", "numpy")
-
-
-def format_value(v: Any) -> str:
-    """A figure as the comparison's table and page show it."""
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
 
 
 def _get(d: Any, *path: str) -> Any:
@@ -44,7 +30,7 @@ def _gpu(system: dict[str, Any]) -> str | None:
     return ", ".join(str(g.get("name")) for g in gpus if isinstance(g, dict)) or None
 
 
-def describe_rows(runs: list[StoredRun]) -> list[dict[str, Any]]:
+def describe_rows(runs: list[StoredRun]) -> list[DescribeRow]:
     """What each run is, one row per attribute."""
     rows: list[tuple[str, list[Any]]] = [
         ("kind", [r.kind for r in runs]),
@@ -66,10 +52,10 @@ def describe_rows(runs: list[StoredRun]) -> list[dict[str, Any]]:
         if any(v is not None for v in vals):
             rows.append((pkg, vals))
     rows.append(("recorded", [r.created_at for r in runs]))
-    return [{"field": k, "values": v} for k, v in rows]
+    return [DescribeRow(k, v) for k, v in rows]
 
 
-def figure_rows(runs: list[StoredRun]) -> list[dict[str, Any]]:
+def figure_rows(runs: list[StoredRun]) -> list[FigureRow]:
     """What each run measured; ``better`` says which way is better (for the deltas)."""
     specs: list[tuple[str, tuple[str, ...], str | None, str]] = [
         ("latency p50 (ms)", ("latency_ms", "p50"), "lower", "ms"),
@@ -103,26 +89,26 @@ def figure_rows(runs: list[StoredRun]) -> list[dict[str, Any]]:
         if any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals) or any(isinstance(v, str) for v in vals):
             base = vals[0] if isinstance(vals[0], (int, float)) and vals[0] else None
             ratios = [(v / base) if base and isinstance(v, (int, float)) else None for v in vals]
-            out.append({"field": label, "values": vals, "ratio_to_first": ratios, "better": better})
+            out.append(FigureRow(label, vals, ratios, better))
     agree = [_get(r.summary, "outputs_agree") for r in runs]
     if any(isinstance(v, bool) for v in agree):  # the verdict of run's output check (booleans: no ratio)
-        out.append({"field": "outputs agree with first backend", "values": agree, "ratio_to_first": None, "better": None})
+        out.append(FigureRow("outputs agree with first backend", agree, None, None))
     first_div = [_get(r.summary, "first_divergent") for r in runs]
     if any(r.kind == "diverge" for r in runs):
-        out.append({"field": "first divergent node", "values": [(d.get("name") or d.get("id")) if isinstance(d, dict) else
-                                                                ("none" if r.kind == "diverge" else None)
-                                                                for d, r in zip(first_div, runs)], "ratio_to_first": None, "better": None})
+        out.append(FigureRow("first divergent node", [(d.get("name") or d.get("id")) if isinstance(d, dict) else
+                                                      ("none" if r.kind == "diverge" else None) for d, r in zip(first_div, runs)],
+                             None, None))
     return out
 
 
-def node_rows(store: Store, runs: list[StoredRun], top: int = 20) -> dict[str, Any]:
+def node_rows(store: Store, runs: list[StoredRun], top: int = 20) -> PerNode:
     """Per-node figures joined on node id: time deltas against the first run (profiles) or
     errors (divergence runs), the ``top`` nodes by the largest absolute change."""
     per = [{n["node_id"]: n for n in store.nodes(r.id)} for r in runs]
     metric = ("time_us" if any(r.kind in ("profile", "counters") for r in runs)
               else "max_abs" if any(r.kind == "diverge" for r in runs) else None)
     if metric is None or not per or not per[0]:
-        return {"metric": metric, "nodes": [], "compared_nodes": 0}
+        return PerNode(metric)
     ids = [k for k in per[0] if any(k in p for p in per[1:])] if len(per) > 1 else list(per[0])
     rows = []
     for k in ids:
@@ -130,20 +116,14 @@ def node_rows(store: Store, runs: list[StoredRun], top: int = 20) -> dict[str, A
         base = vals[0]
         deltas = [(v - base) if isinstance(v, (int, float)) and isinstance(base, (int, float)) else None for v in vals]
         ref = per[0][k]
-        rows.append({"node_id": k, "name": ref.get("name"), "op_type": ref.get("op_type"), "values": vals, "delta": deltas,
-                     "ratio": [(v / base) if isinstance(v, (int, float)) and base else None for v in vals]})
-    rows.sort(key=lambda r: -max((abs(d) for d in r["delta"][1:] if d is not None), default=abs(r["values"][0] or 0.0)))
-    return {"metric": metric, "nodes": rows[:top], "compared_nodes": len(ids)}
+        rows.append(NodeRow(k, ref.get("name"), ref.get("op_type"), vals, deltas,
+                            [(v / base) if isinstance(v, (int, float)) and base else None for v in vals]))
+    rows.sort(key=lambda r: -max((abs(d) for d in r.delta[1:] if d is not None), default=abs(r.values[0] or 0.0)))
+    return PerNode(metric, rows[:top], len(ids))
 
 
-def compare_runs(store: Store, refs: list[int | str], top: int = 20) -> dict[str, Any]:
+def compare_runs(store: Store, refs: list[int | str], top: int = 20) -> Comparison:
     """The comparison of the runs ``refs`` (ids or uids), the first one the baseline."""
     runs = [store.get(r) for r in refs]
-    return {
-        "schema_version": COMPARE_SCHEMA_VERSION,
-        "store": str(store.path),
-        "runs": [{k: v for k, v in r.to_dict().items() if k not in ("system", "settings")} for r in runs],
-        "describe": describe_rows(runs),
-        "figures": figure_rows(runs),
-        "per_node": node_rows(store, runs, top),
-    }
+    return Comparison(store=str(store.path), runs=[{k: v for k, v in r.to_dict().items() if k not in ("system", "settings")} for r in runs],
+                      describe=describe_rows(runs), figures=figure_rows(runs), per_node=node_rows(store, runs, top))

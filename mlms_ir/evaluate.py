@@ -126,7 +126,7 @@ def evaluate(model: ModelSource, dataset: Dataset, backends: tuple[str, ...] | l
 
 def records_from_evaluation(report: EvaluationReport) -> list:
     """The results store's records of an evaluation: one per backend."""
-    from mlms_ir.store import StoreRecord, _model_fields
+    from mlms_ir.store import StoreRecord, model_fields
 
     d = report.to_dict()
     out = []
@@ -136,5 +136,5 @@ def records_from_evaluation(report: EvaluationReport) -> list:
         out.append(StoreRecord(kind="evaluate", status="ok" if r["status"] == "ok" else "failed", backend=r["backend"],
                                device=r["device"], batch=d["batch_size"], precision="fp32", summary=summary, system=d["system"],
                                settings={"dataset": d["dataset"], "preprocess": d["preprocess"], "reference": d["reference"]},
-                               payload={**d, "results": [r]}, error=r.get("error") or "", **_model_fields(d["model"])))
+                               payload={**d, "results": [r]}, error=r.get("error") or "", **model_fields(d["model"])))
     return out

@@ -340,7 +340,7 @@ def _statements(script: str) -> list[str]:
 # ------------------------------------------------------------------------- reports to records
 
 
-def _model_fields(model: dict[str, Any] | None, path: str | None = None) -> dict[str, Any]:
+def model_fields(model: dict[str, Any] | None, path: str | None = None) -> dict[str, Any]:
     model = model or {}
     p = path or model.get("path")
     # the sha256 of the model file itself (not its external data); None when there is no file
@@ -359,7 +359,7 @@ def records_from_analysis(analysis: Any, settings: dict[str, Any] | None = None)
     if d["totals"].get("symbolic"):  # figures that are formulas of unbound dims (their numbers are null)
         summary["symbolic"] = {k: v for k, v in d["totals"]["symbolic"].items() if k in ("macs", "flops", "peak_activation_bytes")}
     return [StoreRecord(kind="analyze", summary=summary, system=system_facts(), settings={"bindings": d["bindings"], **(settings or {})},
-                        nodes=nodes, payload=d, **_model_fields(d["model"]))]
+                        nodes=nodes, payload=d, **model_fields(d["model"]))]
 
 
 def records_from_runs(report: Any) -> list[StoreRecord]:
@@ -373,7 +373,7 @@ def records_from_runs(report: Any) -> list[StoreRecord]:
                                device=r["device"], batch=r.get("batch"), precision=(r.get("options") or {}).get("precision") or "fp32",
                                summary=summary, system=d.get("system") or {}, settings={**(d.get("settings") or {}), "options": r.get("options")},
                                payload={"model": d.get("model"), "settings": d.get("settings"), "run": r}, error=r.get("error") or "",
-                               **_model_fields(d.get("model"))))
+                               **model_fields(d.get("model"))))
     return out
 
 
@@ -386,7 +386,7 @@ def records_from_profile(report: Any) -> list[StoreRecord]:
     return [StoreRecord(kind="profile", backend=d["backend"], device=d["device"], batch=d.get("batch"),
                         precision=(d.get("options") or {}).get("precision") or "fp32", summary=summary, system=d.get("system") or {},
                         settings={"options": d.get("options"), "roofline_device": d.get("roofline_device")}, nodes=nodes, payload=d,
-                        **_model_fields(d.get("model")))]
+                        **model_fields(d.get("model")))]
 
 
 def records_from_counters(report: Any, device: str = "cuda", system: dict[str, Any] | None = None) -> list[StoreRecord]:
@@ -409,7 +409,7 @@ def records_from_counters(report: Any, device: str = "cuda", system: dict[str, A
                         system=system if system is not None else system_facts(),
                         settings={"metric_set": d.get("metric_set"), "metrics": d.get("metrics"), "roofline_device": d.get("device"),
                                   **{k: settings.get(k) for k in ("replay_mode", "cache_control", "clock_control")}},
-                        nodes=nodes, payload=d, **_model_fields(model))]
+                        nodes=nodes, payload=d, **model_fields(model))]
 
 
 def records_from_divergence(reports: Sequence[Any], system: dict[str, Any] | None = None) -> list[StoreRecord]:
@@ -428,5 +428,5 @@ def records_from_divergence(reports: Sequence[Any], system: dict[str, Any] | Non
         out.append(StoreRecord(kind="diverge", backend=d["backend"], device=d.get("device"), precision=d.get("precision"),
                                summary=summary, system=facts, settings={"reference": d.get("reference"), "atol": d.get("atol"),
                                                                          "rtol": d.get("rtol")},
-                               nodes=nodes, payload=d, **_model_fields(d.get("model"))))
+                               nodes=nodes, payload=d, **model_fields(d.get("model"))))
     return out

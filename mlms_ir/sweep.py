@@ -165,11 +165,11 @@ def load_spec(source: str | os.PathLike | dict[str, Any]) -> Spec:
 
 def execute_job(job: Job) -> list[StoreRecord]:
     """Run one job in this process and return what to store (a failure is a failed record)."""
-    from mlms_ir.cli.analyze import _dims, _input_shapes
+    from mlms_ir.ir.shapes import dims_text, input_shape_list
     from mlms_ir.store import records_from_analysis, records_from_divergence, records_from_profile, records_from_runs
 
     s = job.settings
-    bind = {"input_shapes": _input_shapes(job.bind.get("input_shape")), "dims": _dims(job.bind.get("dims"))}
+    bind = {"input_shapes": input_shape_list(job.bind.get("input_shape")), "dims": dims_text(job.bind.get("dims"))}
     options = dict(s.get("options") or {})
     if job.precision != "fp32":
         options["precision"] = job.precision

@@ -30,7 +30,8 @@ from mlms_ir.backends.base import TraceResult
 from mlms_ir.errors import UnknownDeviceError
 from mlms_ir.gpu.kernels import gpu_profile, kernel_details
 from mlms_ir.passes.roofline import known_devices, match_gpu, resolve_device
-from mlms_ir.runner import chrome_trace, node_kernels, profile_backend
+from mlms_ir.report.chrome_trace import chrome_trace
+from mlms_ir.runner import node_kernels, profile_backend
 
 
 @pytest.fixture(scope="module")

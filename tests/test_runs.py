@@ -13,7 +13,8 @@ import pytest
 
 from mlms_ir.comparator import compare_outputs as compare
 from mlms_ir.harness import measure, percentile, summarise
-from mlms_ir.runner import aggregate, chrome_trace, profile_backend, run_backends
+from mlms_ir.report.chrome_trace import chrome_trace
+from mlms_ir.runner import aggregate, profile_backend, run_backends
 from mlms_ir.backends.base import NodeTrace, TraceResult
 from mlms_ir.zoo import builtin_path
 

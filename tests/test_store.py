@@ -229,6 +229,8 @@ def test_an_analysis_with_formulas_is_stored_and_compared_with_them(tmp_path, cn
         a = st.add(records_from_analysis(symbolic)[0])
         b = st.add(records_from_analysis(bound)[0])
         assert a.summary["macs"] is None and a.summary["symbolic"]["macs"] == symbolic.totals.symbolic["macs"]
-        rows = {r["field"]: r for r in compare_runs(st, [a.id, b.id])["figures"]}
-        assert rows["MACs"]["values"] == [symbolic.totals.symbolic["macs"], bound.totals.macs]
-        assert rows["MACs"]["ratio_to_first"] == [None, None]  # no ratio to a formula
+        cmp = compare_runs(st, [a.id, b.id])
+        rows = {r.field: r for r in cmp.figures}
+        assert rows["MACs"].values == [symbolic.totals.symbolic["macs"], bound.totals.macs]
+        assert rows["MACs"].ratio_to_first == [None, None]  # no ratio to a formula
+        assert type(cmp).from_dict(json.loads(cmp.to_json())) == cmp

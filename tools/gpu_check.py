@@ -15,7 +15,8 @@ from pathlib import Path
 
 import mlms_ir
 from mlms_ir.errors import MlmsIrError
-from mlms_ir.runner import chrome_trace, profile_backend, run_backends
+from mlms_ir.report.chrome_trace import chrome_trace
+from mlms_ir.runner import profile_backend, run_backends
 from mlms_ir.system import system_facts
 
 #: The backend checked (tests swap in a replay of a recorded CUDA trace).

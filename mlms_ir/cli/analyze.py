@@ -5,54 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from mlms_ir.cli.common import dims_text, input_shape_list, model_path, write_text
 from mlms_ir.errors import MlmsIrError
 
 FORMATS = ("table", "json", "csv", "md")
-
-
-def _model_path(model: str | None) -> str:
-    """The file a verb's MODEL names: a path, ``zoo:NAME`` (built into the cache on first use),
-    or nothing for the embedded digits-cnn model."""
-    if model is None or str(model) == "":
-        from mlms_ir.zoo import builtin_path
-
-        return str(builtin_path())
-    if str(model).startswith("zoo:"):
-        from mlms_ir.zoo import resolve
-
-        return str(resolve(str(model)))
-    return str(model)
-
-
-def _write(text: str, output: str | None) -> None:
-    if output:
-        try:
-            Path(output).write_text(text)
-        except OSError as exc:
-            raise MlmsIrError(f"cannot write '{output}': {exc.strerror or exc}") from exc
-        print(f"wrote {output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-
-
-def _input_shapes(value) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)):
-        items = [str(v) for v in value]
-    else:
-        items = str(value).split(";")
-    return [s for s in (x.strip() for x in items) if s]
-
-
-def _dims(value) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        return ",".join(f"{k}={v}" for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value)
-    return str(value)
 
 
 def analyze(
@@ -118,8 +74,8 @@ def analyze(
 
     question = formulas.parse_constraint(str(solve)) if solve is not None else None
     swept = formulas.parse_sweep(str(sweep_dim)) if sweep_dim is not None else None
-    graph = load(_model_path(model), input_shapes=_input_shapes(input_shape), batch=batch, dims=_dims(dims), lenient=bool(lenient),
-                 input_values=_dims(input_value))
+    graph = load(model_path(model), input_shapes=input_shape_list(input_shape), batch=batch, dims=dims_text(dims), lenient=bool(lenient),
+                 input_values=dims_text(input_value))
     from mlms_ir.ir.symbolic import resolve
 
     resolve(graph)  # our own graph: its dims become formulas in place (no copy), the report shows them
@@ -144,15 +100,15 @@ def analyze(
     if fmt == "json":
         from mlms_ir.report.formats import to_json
 
-        _write(to_json(result), output)
+        write_text(to_json(result), output)
     elif fmt == "csv":
         from mlms_ir.report.formats import to_csv
 
-        _write(to_csv(result), output)
+        write_text(to_csv(result), output)
     elif fmt == "md":
         from mlms_ir.report.formats import to_markdown
 
-        _write(to_markdown(result, top=top, sort=sort), output)
+        write_text(to_markdown(result, top=top, sort=sort), output)
     else:
         from rich.console import Console
 
@@ -180,7 +136,7 @@ def _ask(result, solve: str | None, swept: tuple[str, list[int]] | None, fmt: st
     if solve is not None:
         answer = formulas.solve(result, solve)
         if fmt == "json":
-            _write(json.dumps(json_safe({"schema_version": SCHEMA_VERSION, "model": result.model.name,
+            write_text(json.dumps(json_safe({"schema_version": SCHEMA_VERSION, "model": result.model.name,
                                          "bindings": result.bindings, "solve": answer.to_dict()}), indent=2) + "\n", output)
             return
         from mlms_ir.report.text import render_solution as render
@@ -190,7 +146,7 @@ def _ask(result, solve: str | None, swept: tuple[str, list[int]] | None, fmt: st
         assert swept is not None
         rows = formulas.sweep(result, swept[0], swept[1])
         if fmt == "json":
-            _write(json.dumps(json_safe({"schema_version": SCHEMA_VERSION, "model": result.model.name,
+            write_text(json.dumps(json_safe({"schema_version": SCHEMA_VERSION, "model": result.model.name,
                                          "bindings": result.bindings, "sweep": {"dim": swept[0], "rows": rows}}), indent=2) + "\n", output)
             return
         if fmt == "csv":
@@ -201,7 +157,7 @@ def _ask(result, solve: str | None, swept: tuple[str, list[int]] | None, fmt: st
             w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
             w.writeheader()
             w.writerows(rows)
-            _write(buf.getvalue(), output)
+            write_text(buf.getvalue(), output)
             return
         from mlms_ir.report.text import render_sweep as render
 

@@ -6,8 +6,7 @@ import json
 import sys
 from typing import Any
 
-from mlms_ir.cli.analyze import _write
-from mlms_ir.cli.run import _format, _list, _options, _render
+from mlms_ir.cli.common import output_format, render_to, session_options, split_list, write_text
 from mlms_ir.errors import MlmsIrError
 
 
@@ -99,8 +98,8 @@ def evaluate(
     from mlms_ir.evaluate import evaluate as run_evaluate
     from mlms_ir.evaluate import records_from_evaluation
 
-    fmt = _format(format, output)
-    names = _list(backends)
+    fmt = output_format(format, output)
+    names = split_list(backends)
     if not names:
         raise MlmsIrError("--backends names no backend")
     path, man = _model_and_manifest(model)
@@ -128,38 +127,19 @@ def evaluate(
     data = open_dataset(str(ds_name), root, limit=limit, labels_file=labels_file, synsets=synsets)
     report = run_evaluate(path, data, names, device=str(device), batch_size=batch_size, preprocess=prep,
                           reference={k: ref[k] for k in ("top1", "top5") if ref.get(k) is not None} or None,
-                          tolerance=tolerance, options=_options(names, opt, None, None), progress=bool(progress) and sys.stderr.isatty())
+                          tolerance=tolerance, options=session_options(names, opt, None, None), progress=bool(progress) and sys.stderr.isatty())
     if fmt == "json":
-        _write(report.to_json(), output)
+        write_text(report.to_json(), output)
     else:
-        _render(lambda console: render_evaluation(report, console), output)
+        from mlms_ir.report.evaluation_text import render_evaluation
+
+        render_to(lambda console: render_evaluation(report, console), output)
     from mlms_ir.cli.runs import record
 
     ok = [r for r in report.results if r.status == "ok"]
     record(store, lambda: records_from_evaluation(report), quiet=not ok)
     if not ok:
         raise MlmsIrError("no backend could evaluate: " + "; ".join(f"{r.backend}: {r.error}" for r in report.results))
-
-
-def render_evaluation(report, console) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    ref = report.reference or {}
-    title = (f"{report.model.name} on {report.dataset['name']} ({report.dataset['samples']} images"
-             + (f"; reference top-1 {100 * ref['top1']:.2f}%" if ref.get("top1") is not None else "") + ")")
-    t = Table(title=title)
-    for col in ("backend", "device", "top-1", "top-5", "images/s", "verdict"):
-        t.add_column(col, justify="right" if col in ("top-1", "top-5", "images/s") else "left")
-    for r in report.results:
-        if r.status != "ok":
-            t.add_row(r.backend, r.device, "-", "-", "-", Text(f"failed: {r.error}", style="yellow"))
-            continue
-        t.add_row(r.backend, r.device, f"{100 * r.top1:.2f}%" if r.top1 is not None else "-",
-                  f"{100 * r.top5:.2f}%" if r.top5 is not None else "-", f"{r.images_per_s:,.0f}" if r.images_per_s else "-",
-                  Text(r.verdict or "no reference accuracy", style="green" if (r.verdict or "").startswith("replicated") else "red"
-                       if r.verdict else ""))
-    console.print(t)
 
 
 class Datasets:

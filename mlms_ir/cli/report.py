@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mlms_ir.cli.analyze import _dims, _input_shapes, _model_path
+from mlms_ir.cli.common import dims_text, input_shape_list, model_path
 from mlms_ir.errors import MlmsIrError
 
 
@@ -42,7 +42,7 @@ def report(
 
     if isinstance(batch, (list, tuple)):
         raise MlmsIrError("report takes one --batch value")
-    path = _model_path(model)
+    path = model_path(model)
     prof, div, run, hw = measured_inputs(profile or None, divergence or None, runs or None, counters or None)
     if batch is None and prof is not None and isinstance(prof.batch, int) and not input_shape and not dims:
         batch = prof.batch
@@ -50,8 +50,8 @@ def report(
     if batch is None and isinstance(hw_batch, int) and not input_shape and not dims:
         batch = hw_batch
     out = output or f"{Path(path).stem}.report.html"
-    make_report(path, profile=prof, divergence=div, runs=run, counters=hw, input_shapes=_input_shapes(input_shape), batch=batch,
-                dims=_dims(dims), device=device, lenient=bool(lenient), output=out)
+    make_report(path, profile=prof, divergence=div, runs=run, counters=hw, input_shapes=input_shape_list(input_shape), batch=batch,
+                dims=dims_text(dims), device=device, lenient=bool(lenient), output=out)
     print(f"wrote {out}", file=sys.stderr)
 
 

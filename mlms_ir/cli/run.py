@@ -9,91 +9,8 @@ from pathlib import Path
 
 from rich.text import Text
 
-from mlms_ir.cli.analyze import _dims, _input_shapes, _model_path, _write
+from mlms_ir.cli.common import batch_list, dims_text, input_shape_list, model_path, nonnegative_float, output_format, positive_int, render_to, session_options, split_list, write_text
 from mlms_ir.errors import MlmsIrError
-
-
-def _list(value) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        return [str(v).strip() for v in value if str(v).strip()]
-    return [v.strip() for v in str(value).split(",") if v.strip()]
-
-
-def _batches(value) -> list[int | None]:
-    if value is None:
-        return [None]
-    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-    out: list[int | None] = []
-    for v in items:
-        try:
-            b = int(str(v).strip())
-        except ValueError:
-            raise MlmsIrError(f"--batch takes integers such as 1,8; got '{v}'") from None
-        if b <= 0:
-            raise MlmsIrError(f"--batch values must be positive, got {b}")
-        out.append(b)
-    return out
-
-
-def _options(names: list[str], opt: str | None, python: str | None, timeout: float | None) -> dict[str, dict]:
-    """Session options per backend name (as typed): --opt for ORT, --python/--worker-timeout for agents."""
-    from mlms_ir.backends import registry
-    from mlms_ir.backends.worker import WorkerBackend
-
-    per_backend: dict[str, str] = {}
-    default_python = None
-    if python:
-        for part in str(python).split(","):
-            key, sep, val = part.partition("=")
-            if sep:
-                per_backend[key.strip()] = val.strip()
-            else:
-                default_python = part.strip()
-    options: dict[str, dict] = {}
-    for name in names:
-        try:
-            be = registry.get(name)
-        except MlmsIrError:
-            continue  # recorded as unavailable by the run
-        o: dict = {}
-        if opt and be.name == "ort":
-            o["opt"] = opt
-        if isinstance(be, WorkerBackend):
-            py = per_backend.get(name, per_backend.get(be.name, default_python))
-            if py:
-                o["python"] = py
-            if timeout:
-                o["timeout"] = float(timeout)
-        options[name] = o
-    return options
-
-
-def _format(fmt: str | None, output: str | None) -> str:
-    if fmt is None:
-        fmt = "json" if output and Path(output).suffix.lower() == ".json" else "table"
-    fmt = str(fmt).lower()
-    if fmt not in ("table", "json"):
-        raise MlmsIrError(f"unknown --format '{fmt}'; choose table or json")
-    return fmt
-
-
-def _positive_int(value, flag: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise MlmsIrError(f"{flag} must be an integer >= {minimum}, got '{value}'")
-    return value
-
-
-def _float(value, flag: str) -> float:
-    """A non-negative number given on the command line."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise MlmsIrError(f"{flag} must be a number, got '{value}'") from None
-    if not v >= 0 or v == float("inf"):
-        raise MlmsIrError(f"{flag} must be a finite number >= 0, got '{value}'")
-    return v
 
 
 def run(
@@ -144,32 +61,32 @@ def run(
     """
     from mlms_ir.runner import run_backends
 
-    names = _list(backends)
+    names = split_list(backends)
     if not names:
         raise MlmsIrError("--backends names no backend")
-    fmt = _format(format, output)
+    fmt = output_format(format, output)
     report = run_backends(
-        _model_path(model),
+        model_path(model),
         names,
         device=str(device),
-        batches=_batches(batch),
-        input_shapes=_input_shapes(input_shape),
-        dims=_dims(dims),
+        batches=batch_list(batch),
+        input_shapes=input_shape_list(input_shape),
+        dims=dims_text(dims),
         inputs=inputs,
-        iterations=_positive_int(iters, "--iters"),
-        warmup=_positive_int(warmup, "--warmup", 0),
+        iterations=positive_int(iters, "--iters"),
+        warmup=positive_int(warmup, "--warmup", 0),
         min_time_s=float(min_time),
         seed=int(seed),
-        options=_options(names, opt, python, worker_timeout),
-        atol=_float(atol, "--atol"),
-        rtol=_float(rtol, "--rtol"),
+        options=session_options(names, opt, python, worker_timeout),
+        atol=nonnegative_float(atol, "--atol"),
+        rtol=nonnegative_float(rtol, "--rtol"),
     )
     if fmt == "json":
-        _write(report.to_json(), output)
+        write_text(report.to_json(), output)
     else:
         from mlms_ir.report.run_text import render_runs
 
-        _render(lambda console: render_runs(report, console=console), output)
+        render_to(lambda console: render_runs(report, console=console), output)
     from mlms_ir.cli.runs import record
     from mlms_ir.store import records_from_runs
 
@@ -230,29 +147,30 @@ def profile(
         metrics: more ncu metrics to collect, comma-separated.
         counters_dir: keep ncu's CSV, the child's spec and its result in this folder.
     """
-    from mlms_ir.runner import chrome_trace, profile_backend
+    from mlms_ir.report.chrome_trace import chrome_trace
+    from mlms_ir.runner import profile_backend
 
     if isinstance(batch, (list, tuple)):
         raise MlmsIrError("profile takes one --batch value")
-    fmt = _format(format, output)
+    fmt = output_format(format, output)
     if counters:
         _counters(model, backend=str(backend), device=str(device), batch=batch, input_shape=input_shape, dims=dims, inputs=inputs,
-                  seed=seed, warmup=_positive_int(warmup, "--warmup", 0), metric_set=metric_set, metrics=metrics, roofline=roofline,
+                  seed=seed, warmup=positive_int(warmup, "--warmup", 0), metric_set=metric_set, metrics=metrics, roofline=roofline,
                   top=top, fmt=fmt, output=output, workdir=counters_dir, html=html, store=store,
                   conflicting={"--trace": trace, "--opt": opt},
                   ignored={"--runs": runs != 10, "--iters": iters != 50})
         return
     report, traces = profile_backend(
-        _model_path(model),
+        model_path(model),
         str(backend),
         device=str(device),
         batch=batch,
-        input_shapes=_input_shapes(input_shape),
-        dims=_dims(dims),
+        input_shapes=input_shape_list(input_shape),
+        dims=dims_text(dims),
         inputs=inputs,
-        runs=_positive_int(runs, "--runs"),
-        iterations=_positive_int(iters, "--iters"),
-        warmup=_positive_int(warmup, "--warmup", 0),
+        runs=positive_int(runs, "--runs"),
+        iterations=positive_int(iters, "--iters"),
+        warmup=positive_int(warmup, "--warmup", 0),
         seed=int(seed),
         options={"opt": opt} if opt else None,
         roofline_device=roofline,
@@ -265,11 +183,11 @@ def profile(
             raise MlmsIrError(f"cannot write '{trace}': {exc.strerror or exc}") from exc
         print(f"wrote {trace}", file=sys.stderr)
     if fmt == "json":
-        _write(report.to_json(), output)
+        write_text(report.to_json(), output)
     else:
         from mlms_ir.report.run_text import render_profile
 
-        _render(lambda console: render_profile(report, top=top, console=console), output)
+        render_to(lambda console: render_profile(report, top=top, console=console), output)
     from mlms_ir.cli.runs import record
     from mlms_ir.store import records_from_profile
 
@@ -277,8 +195,8 @@ def profile(
     if html:
         from mlms_ir.cli.report import write_html_for
 
-        write_html_for(_model_path(model), str(html), profile=report, input_shapes=_input_shapes(input_shape), batch=batch,
-                       dims=_dims(dims), device=roofline)
+        write_html_for(model_path(model), str(html), profile=report, input_shapes=input_shape_list(input_shape), batch=batch,
+                       dims=dims_text(dims), device=roofline)
 
 
 def _counters(model, *, backend: str, device: str, batch, input_shape, dims, inputs, seed, warmup, metric_set, metrics, roofline, top,
@@ -293,10 +211,10 @@ def _counters(model, *, backend: str, device: str, batch, input_shape, dims, inp
     if given:
         raise MlmsIrError(f"--counters measures one run under ncu; it cannot be combined with {', '.join(given)} (run profile without --counters for those)")
     report = run_counters(
-        _model_path(model),
+        model_path(model),
         batch=batch,
-        input_shapes=_input_shapes(input_shape),
-        dims=_dims(dims),
+        input_shapes=input_shape_list(input_shape),
+        dims=dims_text(dims),
         inputs=inputs,
         seed=int(seed),
         metric_set=None if str(metric_set).lower() == "none" else str(metric_set),
@@ -307,9 +225,9 @@ def _counters(model, *, backend: str, device: str, batch, input_shape, dims, inp
         workdir=_counters_dir(workdir),
     )
     if fmt == "json":
-        _write(report.to_json(), output)
+        write_text(report.to_json(), output)
     else:
-        _render(lambda console: render_counters(report, console=console, top=top), output)
+        render_to(lambda console: render_counters(report, console=console, top=top), output)
     from mlms_ir.cli.runs import record
     from mlms_ir.store import records_from_counters
 
@@ -317,8 +235,8 @@ def _counters(model, *, backend: str, device: str, batch, input_shape, dims, inp
     if html:
         from mlms_ir.cli.report import write_html_for
 
-        write_html_for(_model_path(model), str(html), counters=report, input_shapes=_input_shapes(input_shape), batch=batch,
-                       dims=_dims(dims), device=roofline or report.device)
+        write_html_for(model_path(model), str(html), counters=report, input_shapes=input_shape_list(input_shape), batch=batch,
+                       dims=dims_text(dims), device=roofline or report.device)
 
 
 def _counters_dir(workdir: str | None) -> Path | None:
@@ -330,20 +248,6 @@ def _counters_dir(workdir: str | None) -> Path | None:
     except OSError as exc:
         raise MlmsIrError(f"cannot create '{workdir}': {exc.strerror or exc}") from exc
     return path
-
-
-def _render(fn, output: str | None) -> None:
-    from rich.console import Console
-
-    if output:
-        try:
-            with open(output, "w") as fh:
-                fn(Console(file=fh, width=160, color_system=None))
-        except OSError as exc:
-            raise MlmsIrError(f"cannot write '{output}': {exc.strerror or exc}") from exc
-        print(f"wrote {output}", file=sys.stderr)
-    else:
-        fn(Console())
 
 
 def backends(device: str | None = None) -> None:
@@ -421,12 +325,12 @@ def diverge(
     """
     from mlms_ir.divergence import diverge_backends
 
-    names = _list(backends)
+    names = split_list(backends)
     if not names:
         raise MlmsIrError("--backends names no backend")
     if isinstance(batch, (list, tuple)):
         raise MlmsIrError("diverge takes one --batch value")
-    fmt = _format(format, output)
+    fmt = output_format(format, output)
     try:
         budget = float(budget_mib)
     except (TypeError, ValueError):
@@ -434,13 +338,13 @@ def diverge(
     if not (budget > 0 and math.isfinite(budget)):
         raise MlmsIrError(f"--budget-mib must be a positive number of MiB, not '{budget_mib}'")
     result = diverge_backends(
-        _model_path(model), names, str(reference), options=_options(names, opt, None, None), device=str(device), batch=batch,
-        input_shapes=_input_shapes(input_shape), dims=_dims(dims), inputs=inputs, atol=atol, rtol=rtol,
-        precision=str(precision), introduced=str(introduced), seed=int(seed), top=_positive_int(top, "--top"),
+        model_path(model), names, str(reference), options=session_options(names, opt, None, None), device=str(device), batch=batch,
+        input_shapes=input_shape_list(input_shape), dims=dims_text(dims), inputs=inputs, atol=atol, rtol=rtol,
+        precision=str(precision), introduced=str(introduced), seed=int(seed), top=positive_int(top, "--top"),
         memory_budget_bytes=int(budget * 2**20))
     reports, failed = result.reports, result.failed
     if fmt == "json":
-        _write(result.to_json(), output)
+        write_text(result.to_json(), output)
     else:
         from mlms_ir.report.run_text import render_divergence
 
@@ -450,7 +354,7 @@ def diverge(
             for f in failed:
                 console.print(Text(f"{f.backend}: failed: {f.error}", style="yellow"))
 
-        _render(show, output)
+        render_to(show, output)
     if reports:
         from mlms_ir.cli.runs import record
         from mlms_ir.store import records_from_divergence
@@ -459,7 +363,7 @@ def diverge(
     if html and reports:
         from mlms_ir.cli.report import write_html_for
 
-        write_html_for(_model_path(model), str(html), divergence=reports, input_shapes=_input_shapes(input_shape), batch=batch,
-                       dims=_dims(dims))
+        write_html_for(model_path(model), str(html), divergence=reports, input_shapes=input_shape_list(input_shape), batch=batch,
+                       dims=dims_text(dims))
     if not reports:
         raise MlmsIrError("no backend could be compared: " + "; ".join(f"{f.backend}: {f.error}" for f in failed))

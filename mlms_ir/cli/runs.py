@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
 
-from mlms_ir.cli.analyze import _write
-from mlms_ir.compare import format_value as _fmt
+from mlms_ir.cli.common import write_text
 from mlms_ir.errors import MlmsIrError
 
 
@@ -70,21 +68,13 @@ class Runs:
             runs = st.list(kind=kind, model=model, backend=backend, sweep=sweep, limit=limit)
             path = st.path
         if str(format) == "json":
-            _write(json.dumps({"store": str(path), "runs": [r.to_dict() for r in runs]}, indent=2) + "\n", None)
+            write_text(json.dumps({"store": str(path), "runs": [r.to_dict() for r in runs]}, indent=2) + "\n", None)
             return
         from rich.console import Console
-        from rich.table import Table
-        from rich.text import Text
 
-        t = Table(title=f"recorded runs ({path})")
-        for col in ("id", "kind", "status", "backend", "device", "batch", "precision"):  # short: never wrapped
-            t.add_column(col, no_wrap=True)
-        for col in ("model", "host", "figure", "recorded (UTC)"):
-            t.add_column(col, overflow="fold")
-        for r in runs:
-            t.add_row(str(r.id), r.kind, r.status, r.backend or "-", r.device or "-", _fmt(r.batch), r.precision or "-",
-                      Text(r.model_name or "-"), Text(r.host or "-"), Text(_headline(r)), r.created_at[:16].replace("T", " "))
-        Console().print(t)
+        from mlms_ir.report.store_text import render_run_list
+
+        render_run_list(runs, str(path), Console())
 
     def show(self, run: str, store: str | None = None, format: str = "table", payload: bool = False) -> None:  # noqa: A002
         """One recorded run: what ran where, its figures, and (with --payload) its whole report.
@@ -104,27 +94,13 @@ class Runs:
             d["nodes"] = nodes
             if payload:
                 d["payload"] = report
-            _write(json.dumps(d, indent=2) + "\n", None)
+            write_text(json.dumps(d, indent=2) + "\n", None)
             return
         from rich.console import Console
-        from rich.table import Table
-        from rich.text import Text
 
-        t = Table(title=f"run {r.id} ({r.uid})", show_header=False)
-        t.add_column("field")
-        t.add_column("value", overflow="fold")
-        for k in ("kind", "status", "model_name", "model_path", "model_sha256", "backend", "device", "batch", "precision", "host",
-                  "mlms_ir_version", "sweep", "job_key", "created_at", "error"):
-            v = getattr(r, k)
-            if v not in (None, ""):
-                t.add_row(k, Text(_fmt(v)))
-        for k, v in r.summary.items():
-            t.add_row(k, Text(json.dumps(v) if isinstance(v, (dict, list)) else _fmt(v)))
-        t.add_row("nodes recorded", str(len(nodes)))
-        console = Console()
-        console.print(t)
-        if report is not None:
-            console.print_json(json.dumps(report))
+        from mlms_ir.report.store_text import render_run
+
+        render_run(r, nodes, report, Console())
 
     def compare(self, *runs: str, store: str | None = None, format: str | None = None, output: str | None = None,  # noqa: A002
                 top: int = 20) -> None:
@@ -150,67 +126,16 @@ class Runs:
         with _open(store) as st:
             cmp = compare_runs(st, list(runs), top=int(top))
         if fmt == "json":
-            _write(json.dumps(cmp, indent=2) + "\n", output)
+            write_text(cmp.to_json(), output)
         elif fmt == "html":
             from mlms_ir.report.compare_html import render_compare_html
 
-            _write(render_compare_html(cmp), output)
+            write_text(render_compare_html(cmp), output)
         else:
-            from mlms_ir.cli.run import _render
+            from mlms_ir.cli.common import render_to
+            from mlms_ir.report.store_text import render_compare
 
-            _render(lambda console: render_compare(cmp, console), output)
-
-
-def _headline(r) -> str:
-    s = r.summary
-    if r.status != "ok":
-        return (r.error or "failed")[:80]
-    if r.kind in ("run", "profile") and isinstance(s.get("latency_ms"), dict):
-        return f"p50 {s['latency_ms'].get('p50', 0):.3f} ms"
-    if r.kind == "diverge":
-        fd = s.get("first_divergent")
-        return "first divergent: " + ((fd.get("name") or fd.get("id")) if isinstance(fd, dict) else "none")
-    if r.kind == "analyze":
-        return f"{_fmt(s.get('macs') if s.get('macs') is not None else (s.get('symbolic') or {}).get('macs'))} MACs"
-    if r.kind == "evaluate" and s.get("top1") is not None:
-        return f"top-1 {100 * s['top1']:.2f}%"
-    return ""
-
-
-def render_compare(cmp: dict[str, Any], console) -> None:
-    """The comparison as rich tables."""
-    from rich.table import Table
-    from rich.text import Text
-
-    ids = [str(r["id"]) for r in cmp["runs"]]
-    t = Table(title="runs compared (the first is the baseline)")
-    t.add_column("")
-    for i in ids:
-        t.add_column(f"run {i}", overflow="fold")
-    for row in cmp["describe"]:
-        if any(v is not None for v in row["values"]):
-            t.add_row(row["field"], *(Text(_fmt(v)) for v in row["values"]))
-    for row in cmp["figures"]:
-        cells = []
-        for k, v in enumerate(row["values"]):
-            ratio = (row.get("ratio_to_first") or [None] * len(ids))[k]
-            cells.append(Text(_fmt(v) + (f" ({ratio:.2f}x)" if k and ratio is not None else "")))
-        t.add_row(row["field"], *cells)
-    console.print(t)
-    pn = cmp["per_node"]
-    if pn["nodes"]:
-        unit = "µs" if pn["metric"] == "time_us" else ""
-        nt = Table(title=f"per node: {pn['metric']} ({pn['compared_nodes']} nodes in common; largest changes first)")
-        nt.add_column("node")
-        nt.add_column("op")
-        for i in ids:
-            nt.add_column(f"run {i}", justify="right")
-        for i in ids[1:]:
-            nt.add_column(f"Δ {i}", justify="right")
-        for n in pn["nodes"]:
-            nt.add_row(Text(n["name"] or n["node_id"]), n["op_type"] or "", *(_fmt(v) + unit for v in n["values"]),
-                       *((f"{d:+.4g}{unit}" if d is not None else "-") for d in n["delta"][1:]))
-        console.print(nt)
+            render_to(lambda console: render_compare(cmp, console), output)
 
 
 def sweep(spec: str, store: str | None = None, executor: str = "local", address: str | None = None, workers: int = 1,
@@ -239,7 +164,7 @@ def sweep(spec: str, store: str | None = None, executor: str = "local", address:
     sp = load_spec(spec)
     res = run_sweep(sp, path, executor=str(executor), workers=workers, address=address, progress=bool(progress))
     if str(format) == "json":
-        _write(json.dumps({"store": str(path), **res.to_dict()}, indent=2) + "\n", None)
+        write_text(json.dumps({"store": str(path), **res.to_dict()}, indent=2) + "\n", None)
     else:
         print(f"sweep {res.name}: {res.jobs} jobs, {res.skipped} already stored, {res.ok} ok, {res.failed} failed "
               f"in {res.seconds:.1f} s; runs {_ranges(res.run_ids)} in {path}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mlms_ir.cli.analyze import _write
+from mlms_ir.cli.common import write_text
 from mlms_ir.errors import MlmsIrError
 
 FORMATS = ("table", "json")
@@ -104,7 +104,7 @@ class Zoo:
             rows = [{"name": m["name"], "task": m["task"], "framework": m["framework"], "source": m["source"]["kind"],
                      "num_params": m["num_params"],
                      "gflops": m["gflops"], "top1": top1(m), "weights": m["source"].get("weights")} for m in models]
-            _write(json.dumps({"schema_version": 1, "count": len(rows), "models": rows}, indent=2) + "\n", None)
+            write_text(json.dumps({"schema_version": 1, "count": len(rows), "models": rows}, indent=2) + "\n", None)
             return
         from rich.console import Console
         from rich.table import Table
@@ -133,7 +133,7 @@ class Zoo:
         m = get(str(name))
         state = _cache_state(m["name"])
         if fmt == "json":
-            _write(json.dumps({**m, "cache": state}, indent=2) + "\n", None)
+            write_text(json.dumps({**m, "cache": state}, indent=2) + "\n", None)
             return
         from rich.console import Console
         from rich.table import Table

@@ -9,7 +9,7 @@ import onnx.checker
 import onnx.defs
 
 from mlms_ir.errors import InvalidModelError
-from mlms_ir.ir.graph import Graph, Node, TensorInfo, _topological_order
+from mlms_ir.ir.graph import Graph, Node, TensorInfo, topological_order
 from mlms_ir.ir.load import LoadedModel, ModelSource, read_model, read_small_external_ints
 from mlms_ir.ir.shapes import Bindings, Dims, InputShapes, apply_bindings, infer_shapes, parse_bindings, parse_input_values
 
@@ -268,7 +268,7 @@ def _sort_nodes(model: onnx.ModelProto) -> None:
     """Put the main graph's nodes in execution order (shape inference needs it); rejects cycles."""
     g = model.graph
     available = {vi.name for vi in g.input} | {i.name for i in g.initializer} | {s.values.name for s in g.sparse_initializer}
-    order = _topological_order(list(g.node), available, set(), "the main graph")
+    order = topological_order(list(g.node), available, set(), "the main graph")
     if order != list(range(len(order))):
         nodes = [g.node[i] for i in order]
         copies = [onnx.NodeProto() for _ in nodes]

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -252,7 +253,7 @@ class Graph:
         if self._ordered:
             order = list(range(len(raw_nodes)))
         else:
-            order = _topological_order(raw_nodes, set(self.input_names) | init_names, self._outer_names(), self.label)
+            order = topological_order(raw_nodes, set(self.input_names) | init_names, self._outer_names(), self.label)
         for i in order:
             p = raw_nodes[i]
             node = Node(ids[i], i, p, self)
@@ -441,7 +442,7 @@ def _put_value_info(tensors: dict[str, TensorInfo], vi: onnx.ValueInfoProto, kin
     tensors[vi.name] = TensorInfo(vi.name, elem, shape, kind)
 
 
-def _topological_order(nodes: list[onnx.NodeProto], available: set[str], outer: set[str], where: str) -> list[int]:
+def topological_order(nodes: list[onnx.NodeProto], available: set[str], outer: set[str], where: str) -> list[int]:
     """Indices of ``nodes`` in a valid execution order (the file's order when it is one).
 
     Raises InvalidModelError for an input that nothing defines, a tensor defined twice, or a cycle.
@@ -542,3 +543,35 @@ def node_reads(proto: onnx.NodeProto) -> list[str]:
             inner = {i.name for i in g.input} | {t.name for t in g.initializer} | {o for n in g.node for o in n.output}
             names += [x for n in g.node for x in node_reads(n) if x not in inner]
     return list(dict.fromkeys(names))
+
+
+def constant_value(graph: Graph, name: str) -> np.ndarray | None:
+    """The value of tensor ``name`` if it is an embedded (not external) initializer or Constant output."""
+    g: Graph | None = graph
+    while g is not None:
+        init = g.initializer_protos.get(name)
+        if init is not None:
+            if init.data_location == onnx.TensorProto.EXTERNAL:
+                return None
+            try:
+                return numpy_helper.to_array(init)
+            except Exception:  # noqa: BLE001 - malformed tensor data
+                return None
+        prod = g.producer(name)
+        if prod is not None:
+            if prod.op_type == "Constant" and prod.domain == "":
+                for a in prod.proto.attribute:
+                    if a.name == "value" and a.type == onnx.AttributeProto.TENSOR:
+                        if a.t.data_location == onnx.TensorProto.EXTERNAL:
+                            return None  # never read external data
+                        try:
+                            return numpy_helper.to_array(a.t)
+                        except Exception:  # noqa: BLE001
+                            return None
+                    if a.name in ("value_int", "value_float"):
+                        return np.array(a.i if a.name == "value_int" else a.f)
+                    if a.name in ("value_ints", "value_floats"):
+                        return np.array(list(a.ints) if a.name == "value_ints" else list(a.floats))
+            return None
+        g = g.parent
+    return None

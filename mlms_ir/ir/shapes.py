@@ -270,3 +270,25 @@ def infer_shapes(model: onnx.ModelProto, *, lenient: bool = False) -> tuple[onnx
             warnings.append(f"shape inference after contrib-op shapes failed: {_one_line(exc)}")
             break
     return inferred, warnings
+
+
+def input_shape_list(value: object) -> list[str] | None:
+    """``--input-shape`` as given (a string of ``;``-separated specs, or a list) as a list of specs."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        items = [str(v) for v in value]
+    else:
+        items = str(value).split(";")
+    return [s for s in (x.strip() for x in items) if s]
+
+
+def dims_text(value: object) -> str | None:
+    """``--dims`` as given (a string, a list of ``name=value``, or a dict) as one ``a=1,b=2`` string."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)

@@ -126,7 +126,7 @@ class SymbolTable:
 def needs_resolution(graph: Graph) -> bool:
     """True when some tensor's shape is not all numbers, or a Loop's trip count or an If's
     condition is computed (the pass tracks those values), so the symbolic pass has work to do."""
-    from mlms_ir.passes.registry import constant_value
+    from mlms_ir.ir.graph import constant_value
 
     for g in [graph] + [sub for _, _, sub in graph.all_subgraphs()]:
         for node in g.nodes:
@@ -221,7 +221,7 @@ class _Walker:
         v = self.values.get(name)
         if v is not None:
             return v
-        from mlms_ir.passes.registry import constant_value
+        from mlms_ir.ir.graph import constant_value
 
         t = g.tensor(name)
         if t is None or not t.is_weight:

@@ -8,7 +8,8 @@ from mlms_ir.errors import InvalidModelError, MlmsIrError
 from mlms_ir.ir.dtypes import FLOAT_TYPES, INT_TYPES
 from mlms_ir.ir.expr import add, is_int, is_symbolic, normalize
 from mlms_ir.ir.graph import Graph, Node, TensorInfo, shape_json
-from mlms_ir.passes.registry import Cost, OpContext, Unresolved, _load_ops, constant_value, lookup
+from mlms_ir.ir.graph import constant_value
+from mlms_ir.passes.registry import Cost, OpContext, Unresolved, load_ops, lookup
 from mlms_ir.results.analysis import NodeCost, SubgraphInfo
 
 #: A Loop trip count at or above this is a "no limit" sentinel (torch exports while-loops with INT64_MAX).
@@ -67,7 +68,7 @@ class CostPass:
     """Counts every node of a Graph; one instance per analysis."""
 
     def __init__(self, graph: Graph) -> None:
-        _load_ops()
+        load_ops()
         self.root = graph
         self.param_owner: dict[str, str] = {}
         self.param_tensors: dict[str, TensorInfo] = {}

@@ -22,11 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
 
 from mlms_ir.errors import InvalidModelError
-from mlms_ir.ir.graph import Graph, Node, TensorInfo
+from mlms_ir.ir.graph import Graph, Node, TensorInfo, constant_value
 
 #: Bump when any formula changes, so figures from different versions can be told apart.
 CONVENTION_VERSION = "1.0"
@@ -125,38 +123,6 @@ class OpContext:
         return constant_value(self.graph, self.node.proto.input[i])
 
 
-def constant_value(graph: Graph, name: str) -> np.ndarray | None:
-    """The value of tensor ``name`` if it is an embedded (not external) initializer or Constant output."""
-    g: Graph | None = graph
-    while g is not None:
-        init = g.initializer_protos.get(name)
-        if init is not None:
-            if init.data_location == onnx.TensorProto.EXTERNAL:
-                return None
-            try:
-                return numpy_helper.to_array(init)
-            except Exception:  # noqa: BLE001 - malformed tensor data
-                return None
-        prod = g.producer(name)
-        if prod is not None:
-            if prod.op_type == "Constant" and prod.domain == "":
-                for a in prod.proto.attribute:
-                    if a.name == "value" and a.type == onnx.AttributeProto.TENSOR:
-                        if a.t.data_location == onnx.TensorProto.EXTERNAL:
-                            return None  # never read external data
-                        try:
-                            return numpy_helper.to_array(a.t)
-                        except Exception:  # noqa: BLE001
-                            return None
-                    if a.name in ("value_int", "value_float"):
-                        return np.array(a.i if a.name == "value_int" else a.f)
-                    if a.name in ("value_ints", "value_floats"):
-                        return np.array(list(a.ints) if a.name == "value_ints" else list(a.floats))
-            return None
-        g = g.parent
-    return None
-
-
 CostFn = Callable[[OpContext], Cost]
 
 
@@ -209,21 +175,21 @@ def control_flow(*op_types: str, why: str) -> None:
 
 def lookup(op_type: str, domain: str) -> OpEntry | None:
     """The registered formula of ``domain::op_type``, or None for an unknown op."""
-    _load_ops()
+    load_ops()
     d = "" if domain == "ai.onnx" else domain
     return _REGISTRY.get((d, op_type))
 
 
 def entries() -> list[OpEntry]:
     """Every registered op, sorted by domain and name (used to generate the docs table)."""
-    _load_ops()
+    load_ops()
     return sorted(_REGISTRY.values(), key=lambda e: (e.domain, e.op_type))
 
 
 _LOADED = False
 
 
-def _load_ops() -> None:
+def load_ops() -> None:
     global _LOADED
     if not _LOADED:
         from mlms_ir.passes import ops  # noqa: F401  (registers every formula)

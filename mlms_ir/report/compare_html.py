@@ -5,7 +5,8 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from mlms_ir.compare import format_value
+from mlms_ir.report.store_text import format_value
+from mlms_ir.results.comparison import Comparison
 
 
 def _verdict(row: dict[str, Any], k: int) -> str:
@@ -17,8 +18,9 @@ def _verdict(row: dict[str, Any], k: int) -> str:
     return "better" if improved else "worse"
 
 
-def render_compare_html(cmp: dict[str, Any]) -> str:
+def render_compare_html(comparison: Comparison) -> str:
     """The comparison of :func:`mlms_ir.compare.compare_runs` as HTML (every value escaped)."""
+    cmp = comparison.to_dict()
     import jinja2
 
     from mlms_ir import __version__

@@ -1,0 +1,137 @@
+"""What the CLI verbs share: naming the model, the output, the format, and reading flag values.
+
+Every function here is a thin adapter between Fire's values and the library; none computes.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mlms_ir.errors import MlmsIrError
+from mlms_ir.ir.shapes import dims_text, input_shape_list
+
+__all__ = ["batch_list", "dims_text", "input_shape_list", "model_path", "nonnegative_float", "output_format", "positive_int",
+           "render_to", "session_options", "split_list", "write_text"]
+
+
+def model_path(model: str | None) -> str:
+    """The file a verb's MODEL names: a path, ``zoo:NAME`` (built into the cache on first use),
+    or nothing for the embedded digits-cnn model."""
+    if model is None or str(model) == "":
+        from mlms_ir.zoo import builtin_path
+
+        return str(builtin_path())
+    if str(model).startswith("zoo:"):
+        from mlms_ir.zoo import resolve
+
+        return str(resolve(str(model)))
+    return str(model)
+
+
+def write_text(text: str, output: str | None) -> None:
+    if output:
+        try:
+            Path(output).write_text(text)
+        except OSError as exc:
+            raise MlmsIrError(f"cannot write '{output}': {exc.strerror or exc}") from exc
+        print(f"wrote {output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+
+
+def split_list(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+def batch_list(value) -> list[int | None]:
+    if value is None:
+        return [None]
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    out: list[int | None] = []
+    for v in items:
+        try:
+            b = int(str(v).strip())
+        except ValueError:
+            raise MlmsIrError(f"--batch takes integers such as 1,8; got '{v}'") from None
+        if b <= 0:
+            raise MlmsIrError(f"--batch values must be positive, got {b}")
+        out.append(b)
+    return out
+
+
+def session_options(names: list[str], opt: str | None, python: str | None, timeout: float | None) -> dict[str, dict]:
+    """Session options per backend name (as typed): --opt for ORT, --python/--worker-timeout for agents."""
+    from mlms_ir.backends import registry
+    from mlms_ir.backends.worker import WorkerBackend
+
+    per_backend: dict[str, str] = {}
+    default_python = None
+    if python:
+        for part in str(python).split(","):
+            key, sep, val = part.partition("=")
+            if sep:
+                per_backend[key.strip()] = val.strip()
+            else:
+                default_python = part.strip()
+    options: dict[str, dict] = {}
+    for name in names:
+        try:
+            be = registry.get(name)
+        except MlmsIrError:
+            continue  # recorded as unavailable by the run
+        o: dict = {}
+        if opt and be.name == "ort":
+            o["opt"] = opt
+        if isinstance(be, WorkerBackend):
+            py = per_backend.get(name, per_backend.get(be.name, default_python))
+            if py:
+                o["python"] = py
+            if timeout:
+                o["timeout"] = float(timeout)
+        options[name] = o
+    return options
+
+
+def output_format(fmt: str | None, output: str | None) -> str:
+    if fmt is None:
+        fmt = "json" if output and Path(output).suffix.lower() == ".json" else "table"
+    fmt = str(fmt).lower()
+    if fmt not in ("table", "json"):
+        raise MlmsIrError(f"unknown --format '{fmt}'; choose table or json")
+    return fmt
+
+
+def positive_int(value, flag: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise MlmsIrError(f"{flag} must be an integer >= {minimum}, got '{value}'")
+    return value
+
+
+def nonnegative_float(value, flag: str) -> float:
+    """A non-negative number given on the command line."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise MlmsIrError(f"{flag} must be a number, got '{value}'") from None
+    if not v >= 0 or v == float("inf"):
+        raise MlmsIrError(f"{flag} must be a finite number >= 0, got '{value}'")
+    return v
+
+
+def render_to(fn, output: str | None) -> None:
+    from rich.console import Console
+
+    if output:
+        try:
+            with open(output, "w") as fh:
+                fn(Console(file=fh, width=160, color_system=None))
+        except OSError as exc:
+            raise MlmsIrError(f"cannot write '{output}': {exc.strerror or exc}") from exc
+        print(f"wrote {output}", file=sys.stderr)
+    else:
+        fn(Console())
