@@ -10,6 +10,7 @@ import logging
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -177,7 +178,24 @@ def node_kernels(traces, top: int = 8) -> dict[str, list[dict[str, Any]]]:
             for nid, by_name in acc.items()}
 
 
-def profile_backend(
+@dataclass
+class Profiled:
+    """What :func:`profile_model` measured and what it analysed on the way (so a report of the
+    profile needs no second analysis): the profile, the raw traces, the static analysis, the graph."""
+
+    report: ProfileReport
+    traces: list
+    analysis: Any
+    graph: Graph
+
+
+def profile_backend(model: ModelSource, backend: str = "ort", **kwargs: Any) -> tuple[ProfileReport, list]:
+    """:func:`profile_model`'s profile and raw traces (for a Chrome trace); the same arguments."""
+    p = profile_model(model, backend, **kwargs)
+    return p.report, p.traces
+
+
+def profile_model(
     model: ModelSource,
     backend: str = "ort",
     *,
@@ -193,12 +211,11 @@ def profile_backend(
     options: dict[str, Any] | None = None,
     roofline_device: str | None = None,
     system: bool = True,
-) -> tuple[ProfileReport, list]:
+) -> Profiled:
     """Per-node times of ``model`` on one backend, merged with its static cost.
 
     Measured in levels: the latency comes from untraced runs; per-node times from traced runs;
-    the tracing overhead is the ratio of the two. Returns the report and the raw traces (for a
-    Chrome trace)."""
+    the tracing overhead is the ratio of the two."""
     from mlms_ir.passes.analyze import analyze
     from mlms_ir.system import GpuSampler, system_facts
 
@@ -286,7 +303,7 @@ def profile_backend(
         roofline_device=roofline_device,
         gpu=gpu,
     )
-    return report, traces
+    return Profiled(report, traces, analysis, graph)
 
 
 def _run_gpu(device: str) -> tuple[str | None, int | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mlms_ir.cli.common import dims_text, input_shape_list, model_path, write_text
+from mlms_ir.cli.common import dims_text, emit, input_shape_list, model_path, write_text
 from mlms_ir.errors import MlmsIrError
 
 FORMATS = ("table", "json", "csv", "md")
@@ -97,32 +97,7 @@ def analyze(
 
         write_html(html, result, graph)
         print(f"wrote {html}", file=sys.stderr)
-    if fmt == "json":
-        from mlms_ir.report.formats import to_json
-
-        write_text(to_json(result), output)
-    elif fmt == "csv":
-        from mlms_ir.report.formats import to_csv
-
-        write_text(to_csv(result), output)
-    elif fmt == "md":
-        from mlms_ir.report.formats import to_markdown
-
-        write_text(to_markdown(result, top=top, sort=sort), output)
-    else:
-        from rich.console import Console
-
-        from mlms_ir.report.text import render_text
-
-        if output:
-            try:
-                with open(output, "w") as fh:
-                    render_text(result, top=top, sort=sort, console=Console(file=fh, width=160, color_system=None))
-            except OSError as exc:
-                raise MlmsIrError(f"cannot write '{output}': {exc.strerror or exc}") from exc
-            print(f"wrote {output}", file=sys.stderr)
-        else:
-            render_text(result, top=top, sort=sort)
+    emit(result, fmt, output, top=top, sort=sort)
 
 
 def _ask(result, solve: str | None, swept: tuple[str, list[int]] | None, fmt: str, output: str | None) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from mlms_ir.errors import MlmsIrError
 from mlms_ir.ir.shapes import dims_text, input_shape_list
 
-__all__ = ["batch_list", "dims_text", "input_shape_list", "model_path", "nonnegative_float", "output_format", "positive_int",
+__all__ = ["batch_list", "dims_text", "emit", "input_shape_list", "model_path", "nonnegative_float", "output_format", "positive_int",
            "render_to", "session_options", "split_list", "write_text"]
 
 
@@ -124,7 +124,11 @@ def nonnegative_float(value, flag: str) -> float:
 
 
 def render_to(fn, output: str | None) -> None:
+    """Call ``fn`` with a rich Console on ``output`` (160 columns, no colour), or on stdout (a
+    terminal's width; piped, wide enough to keep every column)."""
     from rich.console import Console
+
+    from mlms_ir.report.text import default_console
 
     if output:
         try:
@@ -134,4 +138,16 @@ def render_to(fn, output: str | None) -> None:
             raise MlmsIrError(f"cannot write '{output}': {exc.strerror or exc}") from exc
         print(f"wrote {output}", file=sys.stderr)
     else:
-        fn(Console())
+        fn(default_console())
+
+
+def emit(result, fmt: str, output: str | None = None, **options) -> None:
+    """Write ``result`` in format ``fmt`` to ``output`` (stdout when None), with the renderer
+    :func:`mlms_ir.report.select.render` picks: every verb ends here."""
+    from mlms_ir.report.select import render
+
+    out = render(result, fmt, **options)
+    if isinstance(out, str):
+        write_text(out, output)
+    else:
+        render_to(out, output)

@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any
 
-from mlms_ir.cli.common import output_format, render_to, session_options, split_list, write_text
+from mlms_ir.cli.common import emit, output_format, session_options, split_list
 from mlms_ir.errors import MlmsIrError
 
 
@@ -128,12 +128,7 @@ def evaluate(
     report = run_evaluate(path, data, names, device=str(device), batch_size=batch_size, preprocess=prep,
                           reference={k: ref[k] for k in ("top1", "top5") if ref.get(k) is not None} or None,
                           tolerance=tolerance, options=session_options(names, opt, None, None), progress=bool(progress) and sys.stderr.isatty())
-    if fmt == "json":
-        write_text(report.to_json(), output)
-    else:
-        from mlms_ir.report.evaluation_text import render_evaluation
-
-        render_to(lambda console: render_evaluation(report, console), output)
+    emit(report, fmt, output)
     from mlms_ir.cli.runs import record
 
     ok = [r for r in report.results if r.status == "ok"]

@@ -7,9 +7,9 @@ import math
 import sys
 from pathlib import Path
 
-from rich.text import Text
 
-from mlms_ir.cli.common import batch_list, dims_text, input_shape_list, model_path, nonnegative_float, output_format, positive_int, render_to, session_options, split_list, write_text
+from mlms_ir.cli.common import (batch_list, dims_text, emit, input_shape_list, model_path, nonnegative_float, output_format, positive_int,
+                                session_options, split_list)
 from mlms_ir.errors import MlmsIrError
 
 
@@ -81,12 +81,7 @@ def run(
         atol=nonnegative_float(atol, "--atol"),
         rtol=nonnegative_float(rtol, "--rtol"),
     )
-    if fmt == "json":
-        write_text(report.to_json(), output)
-    else:
-        from mlms_ir.report.run_text import render_runs
-
-        render_to(lambda console: render_runs(report, console=console), output)
+    emit(report, fmt, output)
     from mlms_ir.cli.runs import record
     from mlms_ir.store import records_from_runs
 
@@ -148,7 +143,7 @@ def profile(
         counters_dir: keep ncu's CSV, the child's spec and its result in this folder.
     """
     from mlms_ir.report.chrome_trace import chrome_trace
-    from mlms_ir.runner import profile_backend
+    from mlms_ir.runner import profile_model
 
     if isinstance(batch, (list, tuple)):
         raise MlmsIrError("profile takes one --batch value")
@@ -160,7 +155,7 @@ def profile(
                   conflicting={"--trace": trace, "--opt": opt},
                   ignored={"--runs": runs != 10, "--iters": iters != 50})
         return
-    report, traces = profile_backend(
+    profiled = profile_model(
         model_path(model),
         str(backend),
         device=str(device),
@@ -175,6 +170,7 @@ def profile(
         options={"opt": opt} if opt else None,
         roofline_device=roofline,
     )
+    report, traces = profiled.report, profiled.traces
     if trace:
         names = {n.id: n.name or n.id for n in report.nodes}
         try:
@@ -182,28 +178,22 @@ def profile(
         except OSError as exc:
             raise MlmsIrError(f"cannot write '{trace}': {exc.strerror or exc}") from exc
         print(f"wrote {trace}", file=sys.stderr)
-    if fmt == "json":
-        write_text(report.to_json(), output)
-    else:
-        from mlms_ir.report.run_text import render_profile
-
-        render_to(lambda console: render_profile(report, top=top, console=console), output)
+    emit(report, fmt, output, top=top)
     from mlms_ir.cli.runs import record
     from mlms_ir.store import records_from_profile
 
     record(store, lambda: records_from_profile(report))
-    if html:
-        from mlms_ir.cli.report import write_html_for
+    if html:  # the profile's own analysis and graph: the model is not analysed twice
+        from mlms_ir.report.html import write_html
 
-        write_html_for(model_path(model), str(html), profile=report, input_shapes=input_shape_list(input_shape), batch=batch,
-                       dims=dims_text(dims), device=roofline)
+        write_html(str(html), profiled.analysis, profiled.graph, profile=report)
+        print(f"wrote {html}", file=sys.stderr)
 
 
 def _counters(model, *, backend: str, device: str, batch, input_shape, dims, inputs, seed, warmup, metric_set, metrics, roofline, top,
               fmt, output, workdir, html, store, conflicting: dict, ignored: dict) -> None:
     """``profile --counters``: one run under Nsight Compute, counters per node (mlms_ir.gpu.ncu_run)."""
     from mlms_ir.gpu.ncu_run import run_counters
-    from mlms_ir.report.counters_text import render_counters
 
     if backend not in ("torch", "pytorch") or not device.startswith("cuda"):
         raise MlmsIrError("--counters runs the torch backend on CUDA under Nsight Compute: give --backend torch --device cuda")
@@ -224,10 +214,7 @@ def _counters(model, *, backend: str, device: str, batch, input_shape, dims, inp
         warmup=warmup,
         workdir=_counters_dir(workdir),
     )
-    if fmt == "json":
-        write_text(report.to_json(), output)
-    else:
-        render_to(lambda console: render_counters(report, console=console, top=top), output)
+    emit(report, fmt, output, top=top)
     from mlms_ir.cli.runs import record
     from mlms_ir.store import records_from_counters
 
@@ -343,18 +330,7 @@ def diverge(
         precision=str(precision), introduced=str(introduced), seed=int(seed), top=positive_int(top, "--top"),
         memory_budget_bytes=int(budget * 2**20))
     reports, failed = result.reports, result.failed
-    if fmt == "json":
-        write_text(result.to_json(), output)
-    else:
-        from mlms_ir.report.run_text import render_divergence
-
-        def show(console) -> None:
-            for r in reports:
-                render_divergence(r, top=top, console=console)
-            for f in failed:
-                console.print(Text(f"{f.backend}: failed: {f.error}", style="yellow"))
-
-        render_to(show, output)
+    emit(result, fmt, output, top=top)
     if reports:
         from mlms_ir.cli.runs import record
         from mlms_ir.store import records_from_divergence

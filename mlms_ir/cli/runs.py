@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Callable
 
-from mlms_ir.cli.common import write_text
+from mlms_ir.cli.common import emit, write_text
 from mlms_ir.errors import MlmsIrError
 
 
@@ -125,17 +125,7 @@ class Runs:
             raise MlmsIrError(f"unknown --format '{fmt}'; choose table, json or html")
         with _open(store) as st:
             cmp = compare_runs(st, list(runs), top=int(top))
-        if fmt == "json":
-            write_text(cmp.to_json(), output)
-        elif fmt == "html":
-            from mlms_ir.report.compare_html import render_compare_html
-
-            write_text(render_compare_html(cmp), output)
-        else:
-            from mlms_ir.cli.common import render_to
-            from mlms_ir.report.store_text import render_compare
-
-            render_to(lambda console: render_compare(cmp, console), output)
+        emit(cmp, fmt, output)
 
 
 def sweep(spec: str, store: str | None = None, executor: str = "local", address: str | None = None, workers: int = 1,
