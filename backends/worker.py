@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from mlms_ir.errors import AgentCrashError, AgentTimeoutError
 from mlms_ir._proc import ChildStartError, ChildTimeout, child_env, run_child
 from mlms_ir.backends.base import (
     Availability,
@@ -71,14 +72,6 @@ OPTIONS = ("python", "timeout")
 #: (framework, interpreter, its mtime) -> (why the probe failed or "", the probe's result)
 _probe_cache: dict[tuple[str, str, float], tuple[str, dict]] = {}
 _probe_lock = threading.Lock()
-
-
-class AgentTimeoutError(BackendError):
-    """The worker process ran past its timeout and was killed."""
-
-
-class AgentCrashError(BackendError):
-    """The worker process died (non-zero exit, signal) or wrote no result."""
 
 
 def envs_dir() -> Path:
@@ -164,7 +157,7 @@ class WorkerBackend(Backend):
         return envs_dir() / self.env_name / "bin" / "python", "the default agent env"
 
     def _how_to(self) -> str:
-        return (f"create it with `bash tools/make_agent_envs.sh {self.env_name}` (MLMS_IR_ENVS moves it), "
+        return (f"create it with `bash tools/make_agent_envs.sh {self.env_name}` (MLMS_IR_ENVS or MLMS_IR_CACHE moves it), "
                 f"or point ${self.env_var} or the session option python=PATH at an interpreter that has {self.framework}")
 
     # -------------------------------------------------------------- availability

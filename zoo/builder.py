@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mlms_ir.errors import MlmsIrError
+from mlms_ir.errors import WeightsUnavailableError
 from mlms_ir.files import cache_root
 from mlms_ir.zoo.download import download
 from mlms_ir.zoo.manifest import get
@@ -50,10 +50,6 @@ MODEL_FILE = "model.onnx"
 BUILD_FILE = "build.json"
 #: Source kinds whose published weights mlms_ir downloads (and verifies) itself.
 DOWNLOADABLE_KINDS = ("torchvision",)
-
-
-class WeightsUnavailableError(MlmsIrError):
-    """A zoo model's published weights cannot be downloaded by mlms_ir (timm's live on the Hugging Face hub)."""
 
 
 def zoo_cache_dir() -> Path:

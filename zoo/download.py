@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from mlms_ir.errors import MlmsIrError
+from mlms_ir.errors import DownloadError
 # re-exported: tests/test_zoo.py imports both from here (cache_dir is mlms_ir.files.cache_root)
 from mlms_ir.files import cache_root as cache_dir
 from mlms_ir.files import sha256_of
@@ -28,10 +28,6 @@ CHUNK_BYTES = 1 << 20
 #: Seconds to wait for the server before giving up.
 TIMEOUT_S = 60.0
 _HEX = re.compile(r"^[0-9a-fA-F]{1,64}$")
-
-
-class DownloadError(MlmsIrError):
-    """A download failed (network, HTTP status) or its content does not have the expected hash."""
 
 
 def _expected(sha256: str | None, sha256_prefix: str | None) -> tuple[str | None, str]:
