@@ -93,7 +93,8 @@ def write_json(path: str, obj: dict) -> None:
 
 # ---------------------------------------------------------------------------- helpers
 def _sibling(name: str):
-    """A standalone module from this script's folder (``onnx_tf_compat``, ``mxnet_compat``)."""
+    """A standalone module from this script's folder (``onnx_tf_compat``, ``mxnet_compat``; both
+    import ``onnx_versions`` from it too)."""
     here = os.path.dirname(os.path.abspath(__file__))
     if here not in sys.path:
         sys.path.insert(0, here)

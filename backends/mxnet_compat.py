@@ -34,18 +34,29 @@ from torchvision and timm use and the importer lacks:
       node: 6 GB of MXNet's memory pool for ViT-B/16) and gives each weight's Variable a dtype.
     Axes or shapes computed at run time are refused with one clear line.
 
-It imports only the standard library at top level (MXNet and onnx inside the functions), never
-``mlms_ir``, because it runs in MXNet's environment beside ``agent.py``, which imports it from its
-own folder. :func:`patch` is idempotent.
+Each translation is a module-level function ``(attrs, inputs, proto_obj) -> (symbol or op name,
+attrs, inputs)``, the importer's own convention (``proto_obj``: its ``GraphProto``, whose
+``_params`` hold the weights), listed by op in :data:`TRANSLATIONS` (the importer keys its table
+by op alone: one translation serves every version), so each can be tested alone.
+
+It imports only the standard library and :mod:`~mlms_ir.backends.onnx_versions` at top level
+(MXNet and onnx inside the functions), never ``mlms_ir``, because it runs in MXNet's environment
+beside ``agent.py``, which imports it (and ``onnx_versions.py``) from its own folder.
+:func:`patch` is idempotent.
 """
 
 from __future__ import annotations
 
-#: ops whose ``axes`` moved from an attribute to an input (ReduceSum in opset 13, the rest in 18).
-AXES_INPUT = ("Squeeze", "Unsqueeze", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
-              "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")
+from functools import partial
+
+try:  # imported as mlms_ir.backends.mxnet_compat
+    from .onnx_versions import AXES_INPUT
+except ImportError:  # standalone, beside agent.py
+    from onnx_versions import AXES_INPUT
 
 _PATCHED: list[str] = []
+#: op -> the importer's own translation that one of ours replaced (and may call: :func:`original`).
+_ORIGINALS: dict = {}
 
 
 #: constant subgraphs are folded only while their inputs hold at most this many elements each
@@ -290,299 +301,348 @@ def _static(proto_obj, sym, op: str, what: str) -> list[int]:
     return [int(v) for v in params[name].asnumpy().reshape(-1)]
 
 
-def patch() -> list[str]:
-    """Add the translations described above to MXNet's ONNX importer (idempotent); return what was added."""
-    if _PATCHED:
-        return list(_PATCHED)
+# ---------------------------------------------------------------------------- translations
+def _is_ours(fn) -> bool:
+    return getattr(getattr(fn, "func", fn), "__module__", None) == __name__
+
+
+def original(op: str):
+    """The importer's own translation of ``op`` (the one ours replaced, if one did), or None."""
+    if op in _ORIGINALS:
+        return _ORIGINALS[op]
+    from mxnet.contrib.onnx.onnx2mx import _import_helper
+
+    fn = _import_helper._convert_map.get(op)
+    return None if fn is None or _is_ours(fn) else fn
+
+
+def _original_or_fail(op: str):
+    fn = original(op)
+    if fn is None:
+        raise ValueError(f"{op}: MXNet's importer has no translation of it to build on")
+    return fn
+
+
+def from_onnx(self, graph, opset_version):
+    """The importer's ``GraphProto.from_onnx``, with three changes. An omitted optional input
+    ("", Resize's roi) is None, not a KeyError. It copied every weight
+    upstream of each node into the parameter dicts again at that node (quadratic: 6 GB of
+    MXNet's memory pool for ViT-B/16); they are collected once, from the outputs. And each
+    weight's Variable gets its array's dtype: without one, MXNet's type inference cannot
+    type a weight that only feeds a cast (an index into take)."""
+    from mxnet import symbol
+
+    self.opset_version = opset_version
+    self.model_metadata = self.get_graph_metadata(graph)
+    for t in graph.initializer:
+        if not t.name.strip():
+            raise ValueError("Tensor's name is required.")
+        self._params[t.name] = self._parse_array(t)
+    for i in graph.input:
+        if i.name in self._params:
+            arr = self._params[i.name]
+            self._nodes[i.name] = symbol.Variable(name=i.name, shape=arr.shape, dtype=arr.dtype)
+        else:
+            self._nodes[i.name] = symbol.Variable(name=i.name)
+    for node in graph.node:
+        name = node.name.strip() or None
+        names = list(node.input)
+        while names and not names[-1]:  # omitted optional inputs at the end
+            names.pop()
+        sym = self._convert_operator(name, node.op_type, self._parse_attr(node.attribute),
+                                     [self._nodes[i] if i else None for i in names])
+        for k, j in zip(list(node.output), range(len(sym.list_outputs())), strict=False):  # optional outputs
+            self._nodes[k] = sym[j]
+    outs = [self._nodes[o.name] for o in graph.output]
+    out = symbol.Group(outs) if len(outs) > 1 else outs[0]
+    self.arg_dict.update({a: self._params[a] for a in out.list_arguments() if a in self._params})
+    self.aux_dict.update({a: self._params[a] for a in out.list_auxiliary_states() if a in self._params})
+    return out, self.arg_dict, self.aux_dict
+
+
+def axes_from_input(op: str, attrs, inputs, proto_obj):
+    """``op`` of :data:`~mlms_ir.backends.onnx_versions.AXES_INPUT`: the ``axes`` input (an
+    initializer) becomes the attribute the importer's own translation reads; ``keepdims``
+    defaults to 1 as in ONNX; no axes with ``noop_with_empty_axes`` is an identity."""
+    from mxnet import symbol
+
+    attrs = dict(attrs)
+    if op.startswith("Reduce"):
+        attrs.setdefault("keepdims", 1)
+    if len(inputs) > 1:
+        axes = _static(proto_obj, inputs[1], op, "axes")
+        noop = int(attrs.pop("noop_with_empty_axes", 0))
+        inputs = inputs[:1]
+        if axes:
+            attrs["axes"] = axes
+        elif noop:
+            return symbol.identity(inputs[0]), attrs, inputs
+    elif int(attrs.pop("noop_with_empty_axes", 0)) and not attrs.get("axes"):
+        return symbol.identity(inputs[0]), attrs, inputs  # no axes and the flag: no reduction
+    if op == "Unsqueeze":
+        axes = list(attrs.get("axes", []))
+        neg = [a for a in axes if a < 0]
+        if len(neg) > 1 or (neg and len(axes) > 1):
+            raise ValueError("Unsqueeze with several axes, some negative, needs the input's rank, which "
+                             "MXNet's importer does not know")
+        attrs["axes"] = sorted(axes)
+    return _original_or_fail(op)(attrs, inputs, proto_obj)
+
+
+def split(attrs, inputs, proto_obj):
+    """``Split``: sizes from the ``split`` input (13+) or attribute, uneven ones as slices; else
+    ``num_outputs`` (18) equal parts (prepare() gave uneven ones their sizes)."""
+    from mxnet import symbol
+
+    axis = int(attrs.get("axis", 0))
+    if len(inputs) > 1:
+        sizes = _static(proto_obj, inputs[1], "Split", "sizes")
+    elif "split" in attrs:
+        sizes = [int(s) for s in attrs["split"]]
+    else:
+        n = int(attrs.get("num_outputs", 0))
+        if n <= 0:
+            raise ValueError("Split without sizes or num_outputs: MXNet's importer cannot tell how many outputs")
+        return symbol.split(inputs[0], num_outputs=n, axis=axis), attrs, inputs[:1]
+    if len(set(sizes)) == 1:
+        return symbol.split(inputs[0], num_outputs=len(sizes), axis=axis), attrs, inputs[:1]
+    parts, start = [], 0
+    for s in sizes:
+        parts.append(symbol.slice_axis(inputs[0], axis=axis, begin=start, end=start + s))
+        start += s
+    return symbol.Group(parts), attrs, inputs[:1]
+
+
+def hard_swish(attrs, inputs, proto_obj):
+    """``HardSwish``: x * hard_sigmoid(x) with alpha 1/6, beta 0.5."""
+    from mxnet import symbol
+
+    x = inputs[0]
+    return x * symbol.hard_sigmoid(x, alpha=1.0 / 6, beta=0.5), attrs, inputs
+
+
+def gelu(attrs, inputs, proto_obj):
+    """``Gelu``-20: exact (MXNet's erf GELU) or the tanh approximation."""
+    from mxnet import symbol
+
+    x = inputs[0]
+    approx = attrs.get("approximate", "none")
+    approx = approx.decode() if isinstance(approx, bytes) else approx
+    if approx == "tanh":
+        inner = 0.7978845608028654 * (x + 0.044715 * x * x * x)
+        return 0.5 * x * (1 + symbol.tanh(inner)), attrs, inputs
+    if approx != "none":
+        raise ValueError(f"Gelu: unknown approximate={approx!r}")
+    return symbol.LeakyReLU(x, act_type="gelu"), attrs, inputs  # MXNet's gelu is the exact (erf) one
+
+
+def erf(attrs, inputs, proto_obj):
+    """``Erf``."""
+    from mxnet import symbol
+
+    return symbol.erf(inputs[0]), attrs, inputs
+
+
+def layer_norm(attrs, inputs, proto_obj):
+    """``LayerNormalization``-17 over the last axis (MXNet's LayerNorm takes one axis)."""
+    from mxnet import symbol
+
+    if int(attrs.get("axis", -1)) != -1:
+        raise ValueError(f"LayerNormalization over axis {attrs.get('axis')}: MXNet's LayerNorm takes one axis, "
+                         "only the last is translated")
+    if int(attrs.get("stash_type", 1)) != 1:
+        raise ValueError("LayerNormalization: only stash_type 1 (float32) is supported")
+    x, gamma = inputs[0], inputs[1]
+    beta = inputs[2] if len(inputs) > 2 else symbol.zeros_like(gamma)
+    return symbol.LayerNorm(x, gamma, beta, axis=-1, eps=float(attrs.get("epsilon", 1e-5))), attrs, inputs
+
+
+def where(attrs, inputs, proto_obj):
+    """``Where`` with ONNX's broadcasting (the three both ways; MXNet's where wants one shape):
+    prepare() gave them equal ranks, so broadcast_like against zeros of the common shape does it."""
+    from mxnet import symbol
+
+    cond, x, y = inputs
+    target = None
+    for sym in inputs:
+        z = symbol.zeros_like(symbol.cast(sym, dtype="float32"))  # zeros_like: infinities stay out
+        target = z if target is None else symbol.broadcast_add(target, z)
+    return symbol.where(symbol.broadcast_like(cond, target), symbol.broadcast_like(x, target),
+                        symbol.broadcast_like(y, target)), attrs, inputs
+
+
+def expand(attrs, inputs, proto_obj):
+    """``Expand`` to a constant shape, with ONNX's two-way broadcasting."""
+    from mxnet import symbol
+
+    shape = _static(proto_obj, inputs[1], "Expand", "shape")
+    target = symbol.broadcast_add(symbol.zeros_like(symbol.cast(inputs[0], dtype="float32")),
+                                  symbol.zeros(shape=tuple(shape)))
+    return symbol.broadcast_like(inputs[0], target), attrs, inputs[:1]
+
+
+def matmul(attrs, inputs, proto_obj):
+    """``MatMul`` of ``x[..., K]`` and a 2-D weight as ``dot``: the importer's ``linalg_gemm2`` needs
+    equal leading dims, and every Linear layer exports this; other MatMuls as the importer does."""
+    from mxnet import symbol
+
+    w = getattr(proto_obj, "_params", {}).get(inputs[1].name)
+    if w is not None and len(w.shape) == 2:
+        return symbol.dot(inputs[0], inputs[1]), attrs, inputs
+    return _original_or_fail("MatMul")(attrs, inputs, proto_obj)
+
+
+def pool(kind: str, attrs, inputs, proto_obj):
+    """``AveragePool`` (``kind`` "avg") and ``MaxPool`` ("max"): the importer pads explicitly with
+    zeros and pools without, so every average counted the padding (ONNX's default
+    ``count_include_pad`` is 0), and drops ``ceil_mode``; both are kept here."""
     import numpy as np
     from mxnet import symbol
+
+    x = inputs[0]
+    kernel = tuple(int(k) for k in attrs["kernel_shape"])
+    nd = len(kernel)
+    stride = tuple(int(v) for v in attrs.get("strides", (1,) * nd))
+    pads = [int(v) for v in attrs.get("pads", (0,) * (2 * nd))]
+    auto = attrs.get("auto_pad", "NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto not in ("NOTSET", "VALID"):
+        raise ValueError(f"{kind.title()}Pool with auto_pad={auto} is not translated for MXNet; give the pads")
+    if any(int(d) != 1 for d in attrs.get("dilations", ())):
+        raise ValueError(f"{kind.title()}Pool with dilations {list(attrs['dilations'])} is not translated for MXNet")
+    convention = "full" if int(attrs.get("ceil_mode", 0)) else "valid"
+    out_dims = [int(d) for d in attrs.get(OUTPUT_DIMS_ATTR, ())]
+    include = bool(int(attrs.get("count_include_pad", 0)))
+    begin, end = pads[:nd], pads[nd:]
+
+    def cut(y):
+        # MXNet's "full" keeps a last window that starts in the right padding; ONNX (and
+        # onnxruntime) drop it: keep the spatial size shape inference gave in prepare()
+        for i, d in enumerate(out_dims if convention == "full" else ()):
+            y = symbol.slice_axis(y, axis=2 + i, begin=0, end=d)
+        return y
+
+    if convention == "full" and len(out_dims) != nd:
+        raise ValueError(f"{kind.title()}Pool with ceil_mode needs its output's shape (from the shapes the model "
+                         "runs at) to be translated for MXNet")
+    if begin == end:
+        extra = {"count_include_pad": include} if kind == "avg" else {}
+        return cut(symbol.Pooling(x, pool_type=kind, kernel=kernel, stride=stride, pad=tuple(begin),
+                                  pooling_convention=convention, **extra)), attrs, inputs
+    if nd not in (2, 3):
+        raise ValueError(f"{kind.title()}Pool over {nd} axes with uneven pads is not translated for MXNet")
+    width = (0, 0, 0, 0) + tuple(v for b, e in zip(begin, end, strict=True) for v in (b, e))
+    common = {"kernel": kernel, "stride": stride, "pooling_convention": convention}
+    if kind == "max":  # edge values never beat the window's own maximum
+        return cut(symbol.Pooling(symbol.pad(x, mode="edge", pad_width=width), pool_type="max", **common)), attrs, inputs
+    total = symbol.Pooling(symbol.pad(x, mode="constant", pad_width=width), pool_type="sum", **common)
+    if include:
+        return cut(total / float(np.prod(kernel))), attrs, inputs
+    count = symbol.Pooling(symbol.pad(symbol.ones_like(x), mode="constant", pad_width=width), pool_type="sum",
+                           **common)
+    return cut(total / count), attrs, inputs
+
+
+def conv(op: str, attrs, inputs, proto_obj):
+    """``Conv``/``ConvTranspose`` (``op``) as the importer translates them, with ``kernel_shape``
+    (optional in ONNX, the importer needs it) read from the weight where it is missing."""
+    if "kernel_shape" not in attrs:
+        w = getattr(proto_obj, "_params", {}).get(inputs[1].name)
+        if w is None:
+            raise ValueError(f"{op} without kernel_shape whose weight is computed at run time: MXNet's importer "
+                             "needs one of them")
+        attrs = {**attrs, "kernel_shape": tuple(int(d) for d in w.shape[2:])}
+    return _original_or_fail(op)(attrs, inputs, proto_obj)
+
+
+def gemm(attrs, inputs, proto_obj):
+    """``Gemm``, its bias optional (the importer's reads a bias C always; optional since opset 11)."""
+    from mxnet import symbol
+
+    y = symbol.dot(inputs[0], inputs[1], transpose_a=bool(attrs.get("transA", 0)),
+                   transpose_b=bool(attrs.get("transB", 0)))
+    alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
+    if alpha != 1.0:
+        y = y * alpha
+    if len(inputs) > 2:
+        y = symbol.broadcast_add(y, inputs[2] * beta if beta != 1.0 else inputs[2])
+    return y, attrs, inputs
+
+
+def gather(attrs, inputs, proto_obj):
+    """``Gather`` as ``take`` on integer indices (the importer makes every weight float32) in
+    ``wrap`` mode (its default clips a negative index to 0 where ONNX counts it from the end)."""
+    from mxnet import symbol
+
+    idx = symbol.cast(inputs[1], dtype="int64")
+    return symbol.take(inputs[0], idx, axis=int(attrs.get("axis", 0)), mode="wrap"), attrs, inputs
+
+
+def slice_(attrs, inputs, proto_obj):
+    """``Slice`` (10+) with constant starts, ends, axes and steps, ONNX's "to the end" and "from the
+    start" (INT64_MAX and INT64_MIN, which the importer passed on as nan or as an out-of-range int)
+    clamped as ONNX does; ``Slice``-1 (attributes) as the importer does."""
+    from mxnet import symbol
+
+    if len(inputs) < 3:
+        return _original_or_fail("Slice")(attrs, inputs, proto_obj)
+    starts = _static(proto_obj, inputs[1], "Slice", "starts")
+    ends = _static(proto_obj, inputs[2], "Slice", "ends")
+    axes = _static(proto_obj, inputs[3], "Slice", "axes") if len(inputs) > 3 and inputs[3] is not None \
+        else list(range(len(starts)))
+    steps = _static(proto_obj, inputs[4], "Slice", "steps") if len(inputs) > 4 else [1] * len(starts)
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise ValueError(f"Slice: starts, ends, axes and steps differ in length ({len(starts)}, {len(ends)}, "
+                         f"{len(axes)}, {len(steps)})")
+    x = inputs[0]
+    big = 2**31 - 1  # exporters write INT64_MAX / INT64_MIN for "to the end" / "from the start"
+    for b, e, a, st in zip(starts, ends, axes, steps, strict=True):
+        if st > 0:  # ONNX clamps: a start far below 0 is 0, an end far above the dim is the dim
+            b, e = (0 if b <= -big else b), (None if e >= big else 0 if e <= -big else e)
+        else:
+            b, e = (None if b >= big else b), (None if e <= -big else e)
+        if a >= 0:  # slice clamps starts and ends to the dim, as ONNX does (slice_axis refuses)
+            pad = (None,) * a
+            x = symbol.slice(x, begin=pad + (b,), end=pad + (e,), step=pad + (st,))
+        elif st == 1:
+            x = symbol.slice_axis(x, axis=a, begin=b, end=e)
+        else:
+            raise ValueError(f"Slice with step {st} on negative axis {a}: MXNet's importer does not know the rank")
+    return x, attrs, inputs[:1]
+
+
+#: op -> our translation, put in the importer's table (keyed by op alone: one translation serves
+#: every version of the op).
+TRANSLATIONS = {
+    **{op: partial(axes_from_input, op) for op in AXES_INPUT},
+    "Split": split, "HardSwish": hard_swish, "Gelu": gelu, "Erf": erf, "LayerNormalization": layer_norm,
+    "Where": where, "Expand": expand, "MatMul": matmul,
+    "AveragePool": partial(pool, "avg"), "MaxPool": partial(pool, "max"),
+    "Conv": partial(conv, "Conv"), "ConvTranspose": partial(conv, "ConvTranspose"),
+    "Gemm": gemm, "Gather": gather, "Slice": slice_,
+}
+#: ops whose translation calls the importer's own (:func:`original`): put only where it has one.
+WRAPS = frozenset({*AXES_INPUT, "MatMul", "Conv", "ConvTranspose", "Slice"})
+
+
+def patch() -> list[str]:
+    """Put the translations above in MXNet's ONNX importer, and its ``from_onnx`` (idempotent);
+    return what was added."""
+    if _PATCHED:
+        return list(_PATCHED)
     from mxnet.contrib.onnx.onnx2mx import _import_helper
     from mxnet.contrib.onnx.onnx2mx.import_onnx import GraphProto
 
-    table = _import_helper._convert_map
-    added: list[str] = []
-
-    def from_onnx(self, graph, opset_version):
-        """The importer's ``GraphProto.from_onnx``, with three changes. An omitted optional input
-        ("", Resize's roi) is None, not a KeyError. It copied every weight
-        upstream of each node into the parameter dicts again at that node (quadratic: 6 GB of
-        MXNet's memory pool for ViT-B/16); they are collected once, from the outputs. And each
-        weight's Variable gets its array's dtype: without one, MXNet's type inference cannot
-        type a weight that only feeds a cast (an index into take)."""
-        self.opset_version = opset_version
-        self.model_metadata = self.get_graph_metadata(graph)
-        for t in graph.initializer:
-            if not t.name.strip():
-                raise ValueError("Tensor's name is required.")
-            self._params[t.name] = self._parse_array(t)
-        for i in graph.input:
-            if i.name in self._params:
-                arr = self._params[i.name]
-                self._nodes[i.name] = symbol.Variable(name=i.name, shape=arr.shape, dtype=arr.dtype)
-            else:
-                self._nodes[i.name] = symbol.Variable(name=i.name)
-        for node in graph.node:
-            name = node.name.strip() or None
-            names = list(node.input)
-            while names and not names[-1]:  # omitted optional inputs at the end
-                names.pop()
-            sym = self._convert_operator(name, node.op_type, self._parse_attr(node.attribute),
-                                         [self._nodes[i] if i else None for i in names])
-            for k, j in zip(list(node.output), range(len(sym.list_outputs())), strict=False):  # optional outputs
-                self._nodes[k] = sym[j]
-        outs = [self._nodes[o.name] for o in graph.output]
-        out = symbol.Group(outs) if len(outs) > 1 else outs[0]
-        self.arg_dict.update({a: self._params[a] for a in out.list_arguments() if a in self._params})
-        self.aux_dict.update({a: self._params[a] for a in out.list_auxiliary_states() if a in self._params})
-        return out, self.arg_dict, self.aux_dict
-
+    table = _import_helper._convert_map  # the same dict import_onnx reads as convert_map
     GraphProto.from_onnx = from_onnx
-
-    def put(op: str, fn) -> None:
-        table[op] = fn  # the same dict import_onnx reads as convert_map
+    added: list[str] = []
+    for op, fn in TRANSLATIONS.items():
+        own = original(op)
+        if op in WRAPS and own is None:
+            continue
+        if own is not None:
+            _ORIGINALS[op] = own
+        table[op] = fn
         added.append(op)
-
-    for op in AXES_INPUT:
-        original = table.get(op)
-        if original is None:
-            continue
-
-        def axes_from_input(attrs, inputs, proto_obj, _orig=original, _op=op):
-            attrs = dict(attrs)
-            if _op.startswith("Reduce"):
-                attrs.setdefault("keepdims", 1)
-            if len(inputs) > 1:
-                axes = _static(proto_obj, inputs[1], _op, "axes")
-                noop = int(attrs.pop("noop_with_empty_axes", 0))
-                inputs = inputs[:1]
-                if axes:
-                    attrs["axes"] = axes
-                elif noop:
-                    return symbol.identity(inputs[0]), attrs, inputs
-            elif int(attrs.pop("noop_with_empty_axes", 0)) and not attrs.get("axes"):
-                return symbol.identity(inputs[0]), attrs, inputs  # no axes and the flag: no reduction
-            if _op == "Unsqueeze":
-                axes = list(attrs.get("axes", []))
-                neg = [a for a in axes if a < 0]
-                if len(neg) > 1 or (neg and len(axes) > 1):
-                    raise ValueError("Unsqueeze with several axes, some negative, needs the input's rank, which "
-                                     "MXNet's importer does not know")
-                attrs["axes"] = sorted(axes)
-            return _orig(attrs, inputs, proto_obj)
-
-        put(op, axes_from_input)
-
-    def split(attrs, inputs, proto_obj):
-        axis = int(attrs.get("axis", 0))
-        if len(inputs) > 1:
-            sizes = _static(proto_obj, inputs[1], "Split", "sizes")
-        elif "split" in attrs:
-            sizes = [int(s) for s in attrs["split"]]
-        else:
-            n = int(attrs.get("num_outputs", 0))
-            if n <= 0:
-                raise ValueError("Split without sizes or num_outputs: MXNet's importer cannot tell how many outputs")
-            return symbol.split(inputs[0], num_outputs=n, axis=axis), attrs, inputs[:1]
-        if len(set(sizes)) == 1:
-            return symbol.split(inputs[0], num_outputs=len(sizes), axis=axis), attrs, inputs[:1]
-        parts, start = [], 0
-        for s in sizes:
-            parts.append(symbol.slice_axis(inputs[0], axis=axis, begin=start, end=start + s))
-            start += s
-        return symbol.Group(parts), attrs, inputs[:1]
-
-    put("Split", split)
-
-    def hard_swish(attrs, inputs, proto_obj):
-        x = inputs[0]
-        return x * symbol.hard_sigmoid(x, alpha=1.0 / 6, beta=0.5), attrs, inputs
-
-    put("HardSwish", hard_swish)
-
-    def gelu(attrs, inputs, proto_obj):
-        x = inputs[0]
-        approx = attrs.get("approximate", "none")
-        approx = approx.decode() if isinstance(approx, bytes) else approx
-        if approx == "tanh":
-            inner = 0.7978845608028654 * (x + 0.044715 * x * x * x)
-            return 0.5 * x * (1 + symbol.tanh(inner)), attrs, inputs
-        if approx != "none":
-            raise ValueError(f"Gelu: unknown approximate={approx!r}")
-        return symbol.LeakyReLU(x, act_type="gelu"), attrs, inputs  # MXNet's gelu is the exact (erf) one
-
-    put("Gelu", gelu)
-
-    def erf(attrs, inputs, proto_obj):
-        return symbol.erf(inputs[0]), attrs, inputs
-
-    put("Erf", erf)
-
-    def layer_norm(attrs, inputs, proto_obj):
-        if int(attrs.get("axis", -1)) != -1:
-            raise ValueError(f"LayerNormalization over axis {attrs.get('axis')}: MXNet's LayerNorm takes one axis, "
-                             "only the last is translated")
-        if int(attrs.get("stash_type", 1)) != 1:
-            raise ValueError("LayerNormalization: only stash_type 1 (float32) is supported")
-        x, gamma = inputs[0], inputs[1]
-        beta = inputs[2] if len(inputs) > 2 else symbol.zeros_like(gamma)
-        return symbol.LayerNorm(x, gamma, beta, axis=-1, eps=float(attrs.get("epsilon", 1e-5))), attrs, inputs
-
-    put("LayerNormalization", layer_norm)
-
-    def where(attrs, inputs, proto_obj):
-        # ONNX broadcasts the three both ways; MXNet's where wants one shape. prepare() gave them
-        # equal ranks, so broadcast_like against zeros of the common shape does it.
-        cond, x, y = inputs
-        target = None
-        for sym in inputs:
-            z = symbol.zeros_like(symbol.cast(sym, dtype="float32"))  # zeros_like: infinities stay out
-            target = z if target is None else symbol.broadcast_add(target, z)
-        return symbol.where(symbol.broadcast_like(cond, target), symbol.broadcast_like(x, target),
-                            symbol.broadcast_like(y, target)), attrs, inputs
-
-    put("Where", where)
-
-    def expand(attrs, inputs, proto_obj):
-        shape = _static(proto_obj, inputs[1], "Expand", "shape")
-        target = symbol.broadcast_add(symbol.zeros_like(symbol.cast(inputs[0], dtype="float32")),
-                                      symbol.zeros(shape=tuple(shape)))
-        return symbol.broadcast_like(inputs[0], target), attrs, inputs[:1]
-
-    put("Expand", expand)
-
-    original_matmul = table.get("MatMul")
-
-    def matmul(attrs, inputs, proto_obj):
-        # linalg_gemm2 (the importer's choice) needs equal leading dims; x[..., K] @ W[K, N], what
-        # every Linear layer exports, is MXNet's dot
-        w = getattr(proto_obj, "_params", {}).get(inputs[1].name)
-        if w is not None and len(w.shape) == 2:
-            return symbol.dot(inputs[0], inputs[1]), attrs, inputs
-        return original_matmul(attrs, inputs, proto_obj)
-
-    if original_matmul is not None:
-        put("MatMul", matmul)
-
-    def pooling(kind: str):
-        def pool(attrs, inputs, proto_obj):
-            # the importer pads explicitly with zeros and pools without: every average then counts
-            # the padding (ONNX's default count_include_pad is 0), and ceil_mode is dropped
-            x = inputs[0]
-            kernel = tuple(int(k) for k in attrs["kernel_shape"])
-            nd = len(kernel)
-            stride = tuple(int(v) for v in attrs.get("strides", (1,) * nd))
-            pads = [int(v) for v in attrs.get("pads", (0,) * (2 * nd))]
-            auto = attrs.get("auto_pad", "NOTSET")
-            auto = auto.decode() if isinstance(auto, bytes) else auto
-            if auto not in ("NOTSET", "VALID"):
-                raise ValueError(f"{kind.title()}Pool with auto_pad={auto} is not translated for MXNet; give the pads")
-            if any(int(d) != 1 for d in attrs.get("dilations", ())):
-                raise ValueError(f"{kind.title()}Pool with dilations {list(attrs['dilations'])} is not translated for MXNet")
-            convention = "full" if int(attrs.get("ceil_mode", 0)) else "valid"
-            out_dims = [int(d) for d in attrs.get(OUTPUT_DIMS_ATTR, ())]
-            include = bool(int(attrs.get("count_include_pad", 0)))
-            begin, end = pads[:nd], pads[nd:]
-            def cut(y):
-                # MXNet's "full" keeps a last window that starts in the right padding; ONNX (and
-                # onnxruntime) drop it: keep the spatial size shape inference gave in prepare()
-                for i, d in enumerate(out_dims if convention == "full" else ()):
-                    y = symbol.slice_axis(y, axis=2 + i, begin=0, end=d)
-                return y
-
-            if convention == "full" and len(out_dims) != nd:
-                raise ValueError(f"{kind.title()}Pool with ceil_mode needs its output's shape (from the shapes the model "
-                                 "runs at) to be translated for MXNet")
-            if begin == end:
-                extra = {"count_include_pad": include} if kind == "avg" else {}
-                return cut(symbol.Pooling(x, pool_type=kind, kernel=kernel, stride=stride, pad=tuple(begin),
-                                          pooling_convention=convention, **extra)), attrs, inputs
-            if nd not in (2, 3):
-                raise ValueError(f"{kind.title()}Pool over {nd} axes with uneven pads is not translated for MXNet")
-            width = (0, 0, 0, 0) + tuple(v for b, e in zip(begin, end, strict=True) for v in (b, e))
-            common = {"kernel": kernel, "stride": stride, "pooling_convention": convention}
-            if kind == "max":  # edge values never beat the window's own maximum
-                return cut(symbol.Pooling(symbol.pad(x, mode="edge", pad_width=width), pool_type="max", **common)), attrs, inputs
-            total = symbol.Pooling(symbol.pad(x, mode="constant", pad_width=width), pool_type="sum", **common)
-            if include:
-                return cut(total / float(np.prod(kernel))), attrs, inputs
-            count = symbol.Pooling(symbol.pad(symbol.ones_like(x), mode="constant", pad_width=width), pool_type="sum",
-                                   **common)
-            return cut(total / count), attrs, inputs
-
-        return pool
-
-    put("AveragePool", pooling("avg"))
-    put("MaxPool", pooling("max"))
-
-    for op in ("Conv", "ConvTranspose"):
-        original_conv = table.get(op)
-        if original_conv is None:
-            continue
-
-        def conv(attrs, inputs, proto_obj, _orig=original_conv, _op=op):
-            # kernel_shape is optional in ONNX (the weight's shape says it); the importer needs it
-            if "kernel_shape" not in attrs:
-                w = getattr(proto_obj, "_params", {}).get(inputs[1].name)
-                if w is None:
-                    raise ValueError(f"{_op} without kernel_shape whose weight is computed at run time: MXNet's importer "
-                                     "needs one of them")
-                attrs = {**attrs, "kernel_shape": tuple(int(d) for d in w.shape[2:])}
-            return _orig(attrs, inputs, proto_obj)
-
-        put(op, conv)
-
-    def gemm(attrs, inputs, proto_obj):
-        # the importer's Gemm reads a bias C always; since opset 11 it is optional
-        y = symbol.dot(inputs[0], inputs[1], transpose_a=bool(attrs.get("transA", 0)),
-                       transpose_b=bool(attrs.get("transB", 0)))
-        alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
-        if alpha != 1.0:
-            y = y * alpha
-        if len(inputs) > 2:
-            y = symbol.broadcast_add(y, inputs[2] * beta if beta != 1.0 else inputs[2])
-        return y, attrs, inputs
-
-    put("Gemm", gemm)
-
-    def gather(attrs, inputs, proto_obj):
-        # take wants integer indices (the importer makes every weight float32), and its default
-        # mode clips a negative index to 0 where ONNX counts it from the end ("wrap")
-        idx = symbol.cast(inputs[1], dtype="int64")
-        return symbol.take(inputs[0], idx, axis=int(attrs.get("axis", 0)), mode="wrap"), attrs, inputs
-
-    put("Gather", gather)
-
-    def slice_(attrs, inputs, proto_obj):
-        # the importer passes ONNX's "to the end" (INT64_MAX) on as a float, which MXNet reads as nan
-        if len(inputs) < 3:
-            return original_slice(attrs, inputs, proto_obj)
-        starts = _static(proto_obj, inputs[1], "Slice", "starts")
-        ends = _static(proto_obj, inputs[2], "Slice", "ends")
-        axes = _static(proto_obj, inputs[3], "Slice", "axes") if len(inputs) > 3 and inputs[3] is not None \
-            else list(range(len(starts)))
-        steps = _static(proto_obj, inputs[4], "Slice", "steps") if len(inputs) > 4 else [1] * len(starts)
-        if not len(starts) == len(ends) == len(axes) == len(steps):
-            raise ValueError(f"Slice: starts, ends, axes and steps differ in length ({len(starts)}, {len(ends)}, "
-                             f"{len(axes)}, {len(steps)})")
-        x = inputs[0]
-        big = 2**31 - 1  # exporters write INT64_MAX / INT64_MIN for "to the end" / "from the start"
-        for b, e, a, st in zip(starts, ends, axes, steps, strict=True):
-            if st > 0:  # ONNX clamps: a start far below 0 is 0, an end far above the dim is the dim
-                b, e = (0 if b <= -big else b), (None if e >= big else 0 if e <= -big else e)
-            else:
-                b, e = (None if b >= big else b), (None if e <= -big else e)
-            if a >= 0:  # slice clamps starts and ends to the dim, as ONNX does (slice_axis refuses)
-                pad = (None,) * a
-                x = symbol.slice(x, begin=pad + (b,), end=pad + (e,), step=pad + (st,))
-            elif st == 1:
-                x = symbol.slice_axis(x, axis=a, begin=b, end=e)
-            else:
-                raise ValueError(f"Slice with step {st} on negative axis {a}: MXNet's importer does not know the rank")
-        return x, attrs, inputs[:1]
-
-    original_slice = table.get("Slice")
-    if original_slice is not None:
-        put("Slice", slice_)
-
     _PATCHED.extend(added)
     return added

@@ -7,12 +7,13 @@ without this module a ViT, a Swin, a ConvNeXt or anything that squeezes a dimens
 ``Squeeze version 13 is not implemented``. :func:`patch` adds, each only where onnx-tf lacks it:
 
 New versions whose semantics onnx-tf's previous version already has
-    (:data:`SAME_AS`): opsets 16-21 only added types (bfloat16, float8, int4, optional) to
+    (:data:`onnx_versions.SAME_AS <mlms_ir.backends.onnx_versions.SAME_AS>`): opsets 16-21 only added types (bfloat16, float8, int4, optional) to
     ``Where``, ``LeakyRelu``, ``PRelu``, ``GreaterOrEqual``, ``LessOrEqual``, ``Equal``,
     ``Reshape``, ``Shape``, ``ConstantOfShape``, ``Cast``, ``Constant``, ``Identity``, ``Size``,
     ``Transpose``, ``Flatten``, ``IsInf``, ``IsNaN``, ``If``, ``Loop``, ``Scan``, ...
 New versions that are the old one when a new attribute keeps its default
-    (:data:`SAME_WHEN_DEFAULT`): ``ScatterElements``/``ScatterND`` 16 and 18 (``reduction``),
+    (:data:`onnx_versions.SAME_WHEN_DEFAULT <mlms_ir.backends.onnx_versions.SAME_WHEN_DEFAULT>`,
+    :func:`same_when_default`): ``ScatterElements``/``ScatterND`` 16 and 18 (``reduction``),
     ``Resize`` 18/19 (``antialias``, ``axes``, ``keep_aspect_ratio_policy``),
     ``AveragePool``-19 (``dilations``); another value is refused with a clear error.
 Inputs that used to be attributes
@@ -27,9 +28,15 @@ Ops onnx-tf never had
     ``LayerNormalization``-17 (computed in float32, ``stash_type`` 1, with its optional
     ``Mean`` and ``InvStdDev`` outputs), ``Gelu``-20 (exact and tanh) and ``Mish``-18.
 
-It imports only the standard library at top level (TensorFlow and onnx-tf inside :func:`patch`),
-never ``mlms_ir``, because it runs in the onnx-tf environment: beside ``agent.py``, which imports
-it from its own folder, and beside a copy of ``mlms_ir.converters.onnx_tf_export``.
+Each handler is a module-level function ``(cls, node, **kwargs) -> [tensors]``, as onnx-tf's own
+``version_N`` class methods are (``cls``: onnx-tf's handler class of the op, whose older version a
+handler may call; ``node``: onnx-tf's ``OnnxNode``; ``kwargs``: ``tensor_dict``...), listed in
+:data:`HANDLERS`, :data:`REPLACES` and :data:`NEW_OPS`, so each can be tested alone.
+
+It imports only the standard library and :mod:`~mlms_ir.backends.onnx_versions` at top level
+(TensorFlow and onnx-tf inside the functions), never ``mlms_ir``, because it runs in the onnx-tf
+environment: beside ``agent.py``, which imports it from its own folder, and beside a copy of
+``mlms_ir.converters.onnx_tf_export``; ``onnx_versions.py`` goes with it to both places.
 :func:`patch` is idempotent.
 """
 
@@ -37,28 +44,10 @@ from __future__ import annotations
 
 import copy
 
-#: op -> ({new versions}, the onnx-tf version that behaves the same for every type exporters use).
-SAME_AS = {
-    "Where": ({16}, 9), "LeakyRelu": ({16}, 6), "PRelu": ({16}, 9), "GreaterOrEqual": ({16}, 12),
-    "LessOrEqual": ({16}, 12), "Equal": ({19}, 13), "Reshape": ({19, 21}, 14), "Shape": ({19, 21}, 15),
-    "ConstantOfShape": ({20, 21}, 9), "Cast": ({19, 21}, 13), "Constant": ({19, 21}, 13),
-    "Identity": ({19, 21}, 16), "Size": ({19, 21}, 13), "Transpose": ({21}, 13), "Flatten": ({21}, 13),
-    "IsInf": ({20}, 10), "IsNaN": ({20}, 13), "If": ({16, 19, 21}, 13), "Loop": ({16, 19, 21}, 13),
-    "Scan": ({16, 19, 21}, 11), "Squeeze": ({21}, 13), "Unsqueeze": ({21}, 13),
-}
-#: op -> ({new versions}, old version, {attribute: the values that keep the old behaviour}).
-SAME_WHEN_DEFAULT = {
-    "ScatterElements": ({16, 18}, 13, {"reduction": {"none"}}),
-    "ScatterND": ({16, 18}, 13, {"reduction": {"none"}}),
-    "Resize": ({18, 19}, 13, {"antialias": {0}, "axes": {None}, "keep_aspect_ratio_policy": {"stretch"}}),
-    "AveragePool": ({19}, 11, {"dilations": {None, "ones"}}),
-}
-#: op -> {attribute: values a later opset added that onnx-tf's old handler would read as another
-#: (its Resize takes any unknown coordinate mode for half_pixel)}.
-REFUSED = {"Resize": {"coordinate_transformation_mode": {"half_pixel_symmetric"}}}
-#: the reductions whose ``axes`` became an input in opset 18 (ReduceSum did so in 13).
-REDUCE_18 = ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
-             "ReduceLogSumExp", "ReduceSumSquare")
+try:  # imported as mlms_ir.backends.onnx_tf_compat
+    from .onnx_versions import AXES_INPUT, REDUCE_18, SAME_AS, SAME_WHEN_DEFAULT, keeps_old_behaviour, new_value
+except ImportError:  # standalone: beside agent.py, or copied beside onnx_tf_export.py
+    from onnx_versions import AXES_INPUT, REDUCE_18, SAME_AS, SAME_WHEN_DEFAULT, keeps_old_behaviour, new_value
 
 _PATCHED: list[str] = []
 #: the handler classes made here: onnx-tf finds handlers through ``BackendHandler.__subclasses__()``,
@@ -82,12 +71,21 @@ def one_line(exc: BaseException) -> str:
     return f"{name}: {msg}"[:2000]
 
 
+# ---------------------------------------------------------------------------- helpers
 def _raw(cls, name: str):
     """``name`` as defined on ``cls`` or a base (the classmethod object, not a bound method)."""
     for klass in getattr(cls, "__mro__", ()):
         if name in vars(klass):
             return vars(klass)[name]
     return None
+
+
+def _older(cls, version: int):
+    """onnx-tf's ``version_<version>`` of handler class ``cls``, bound to it."""
+    fn = _raw(cls, f"version_{version}")
+    if fn is None:
+        raise ValueError(f"{getattr(cls, 'ONNX_OP', cls)}: onnx-tf has no version {version} to build on")
+    return fn.__get__(None, cls)
 
 
 def _static_ints(tensor, op: str, name: str, what: str = "axes") -> list[int]:
@@ -113,12 +111,211 @@ def _text(v):
     return v.decode() if isinstance(v, bytes) else v
 
 
+def _tensors(node, kwargs) -> list:
+    td = kwargs["tensor_dict"]
+    return [td[x] if x else None for x in node.inputs]
+
+
+# ---------------------------------------------------------------------------- axes as inputs
+def squeeze_13(cls, node, **kwargs):
+    """``Squeeze``-13: the axes input (none: every 1-dim)."""
+    import tensorflow as tf
+
+    x, *rest = _tensors(node, kwargs)
+    axes = rest[0] if rest else None
+    ax = [] if axes is None else _static_ints(axes, "Squeeze", node.name)
+    return [tf.squeeze(x, axis=ax) if ax else tf.squeeze(x)]
+
+
+def unsqueeze_13(cls, node, **kwargs):
+    """``Unsqueeze``-13: the axes input, negative ones counted in the output's rank."""
+    import tensorflow as tf
+
+    x, axes = _tensors(node, kwargs)[:2]
+    ax = _static_ints(axes, "Unsqueeze", node.name)
+    if any(a < 0 for a in ax):
+        if x.shape.rank is None:
+            raise ValueError(f"Unsqueeze node '{node.name}': negative axes need the input's rank")
+        rank = x.shape.rank + len(ax)
+        ax = [a + rank if a < 0 else a for a in ax]
+    if len(set(ax)) != len(ax):
+        raise ValueError(f"Unsqueeze node '{node.name}': repeated axes {ax}")
+    for a in sorted(ax):
+        x = tf.expand_dims(x, axis=a)
+    return [x]
+
+
+def reduce_18(cls, node, **kwargs):
+    """``Reduce*``-18: the axes input (and ``noop_with_empty_axes``) for onnx-tf's version 13."""
+    import tensorflow as tf
+
+    ins = _tensors(node, kwargs)
+    axes = _static_ints(ins[1], node.op_type, node.name) if len(ins) > 1 and ins[1] is not None else []
+    if not axes and int(node.attrs.get("noop_with_empty_axes", 0)):
+        return [tf.identity(ins[0])]
+    new = _with(node, inputs=node.inputs[:1], attrs={"axes": axes} if axes else {}, drop=("noop_with_empty_axes", "axes"))
+    return _older(cls, 13)(new, **kwargs)
+
+
+def pad_18(cls, node, **kwargs):
+    """``Pad`` 18/19/21: the optional axes input (the pads of the other axes are 0); no ``wrap`` mode."""
+    import tensorflow as tf
+
+    if _text(node.attrs.get("mode", "constant")) == "wrap":
+        raise ValueError(f"Pad node '{node.name}': mode 'wrap' is not supported by onnx-tf")
+    ins = _tensors(node, kwargs)
+    value = [n for n in node.inputs[2:3] if n]  # an omitted constant_value ("") is no input for onnx-tf
+    if len(ins) < 4 or ins[3] is None:
+        return _older(cls, 13)(_with(node, inputs=node.inputs[:2] + value), **kwargs)
+    x = ins[0]
+    rank = x.shape.rank
+    if rank is None:
+        raise ValueError(f"Pad node '{node.name}': padding given axes needs the input's rank")
+    axes = [a + rank if a < 0 else a for a in _static_ints(ins[3], "Pad", node.name)]
+    pads = _static_ints(ins[1], "Pad", node.name, "pads")
+    full = [0] * (2 * rank)
+    for i, a in enumerate(axes):
+        full[a], full[rank + a] = pads[i], pads[len(axes) + i]
+    name = f"{node.outputs[0]}::mlms_ir_full_pads"
+    kwargs["tensor_dict"][name] = tf.constant(full, dtype=tf.int64)
+    return _older(cls, 13)(_with(node, inputs=[node.inputs[0], name] + value), **kwargs)
+
+
+def split_18(cls, node, **kwargs):
+    """``Split``-18: the version-13 handler when sizes are given; by ``num_outputs``, chunks of
+    ceil(dim / n), the last one smaller (computed in the graph: the dim is often unknown)."""
+    import tensorflow as tf
+
+    ins = _tensors(node, kwargs)
+    if len(ins) > 1 and ins[1] is not None:
+        return _older(cls, 13)(_with(node, drop=("num_outputs",)), **kwargs)
+    x = ins[0]
+    n = int(node.attrs.get("num_outputs", len(node.outputs)))
+    axis = int(node.attrs.get("axis", 0))
+    dim = tf.shape(x, out_type=tf.int64)[axis]
+    chunk = (dim + n - 1) // n
+    sizes = tf.concat([tf.fill([n - 1], chunk), [dim - chunk * (n - 1)]], axis=0)
+    return list(tf.split(x, sizes, num=n, axis=axis))
+
+
+# ---------------------------------------------------------------------------- defaults, wrong results
+def same_when_default(cls, node, **kwargs):
+    """A version of :data:`~mlms_ir.backends.onnx_versions.SAME_WHEN_DEFAULT` as onnx-tf's older
+    one, while its new attributes keep their defaults (they are dropped); a value a later version
+    added to an older attribute is refused (onnx-tf's Resize would take an unknown coordinate mode
+    for half_pixel)."""
+    op = node.op_type
+    _, old, defaults, _ = SAME_WHEN_DEFAULT[op]
+    for attr, ok in defaults.items():
+        value = _text(node.attrs.get(attr))
+        if value is not None and not keeps_old_behaviour(value, ok):
+            raise ValueError(f"{op} node '{node.name}': {attr}={value!r} is not supported by onnx-tf")
+    found = new_value(op, node.attrs)
+    if found is not None:
+        raise ValueError(f"{op} node '{node.name}': {found[0]}={found[1]!r} is not supported by onnx-tf")
+    return _older(cls, old)(_with(node, drop=tuple(defaults)), **kwargs)
+
+
+def _vector_norm(node, kwargs, order: int) -> list:
+    import tensorflow as tf
+
+    x = _tensors(node, kwargs)[0]
+    axes = node.attrs.get("axes")
+    keep = int(node.attrs.get("keepdims", 1)) == 1
+    axis = list(axes) if axes else None
+    if order == 1:
+        return [tf.reduce_sum(tf.abs(x), axis=axis, keepdims=keep)]
+    return [tf.sqrt(tf.reduce_sum(tf.square(x), axis=axis, keepdims=keep))]
+
+
+def reduce_l1(cls, node, **kwargs):
+    """``ReduceL1`` 1/11/13: the sum of |x| over the axes (onnx-tf ran ``tf.norm(ord=1)``, which over
+    two axes is a matrix norm, the largest column sum)."""
+    return _vector_norm(node, kwargs, 1)
+
+
+def reduce_l2(cls, node, **kwargs):
+    """``ReduceL2`` 1/11/13: sqrt(sum(x^2)) over the axes (onnx-tf's ``tf.norm(ord=2)`` over two axes
+    is the spectral norm: ConvNeXt-V2's global response norm came out 2e-3 off)."""
+    return _vector_norm(node, kwargs, 2)
+
+
+# ---------------------------------------------------------------------------- ops onnx-tf never had
+def layer_norm_17(cls, node, **kwargs):
+    """ONNX LayerNormalization-17 on TensorFlow ops, in float32 (``stash_type`` 1), with its
+    optional ``Mean`` and ``InvStdDev`` outputs."""
+    import tensorflow as tf
+
+    x, scale, *rest = _tensors(node, kwargs)
+    bias = rest[0] if rest else None
+    eps = float(node.attrs.get("epsilon", 1e-5))
+    if int(node.attrs.get("stash_type", 1)) != 1:
+        raise ValueError(f"LayerNormalization node '{node.name}': only stash_type 1 (float32) is supported")
+    rank = x.shape.rank
+    if rank is None:
+        raise ValueError(f"LayerNormalization node '{node.name}': the input's rank is unknown")
+    axis = int(node.attrs.get("axis", -1))
+    axes = list(range(axis + rank if axis < 0 else axis, rank))
+    xs = tf.cast(x, tf.float32)
+    mean = tf.reduce_mean(xs, axis=axes, keepdims=True)
+    centred = xs - mean
+    inv = tf.math.rsqrt(tf.reduce_mean(tf.square(centred), axis=axes, keepdims=True) + eps)
+    y = tf.cast(centred * inv, x.dtype) * scale
+    if bias is not None:
+        y = y + bias
+    named = [i for i, o in enumerate(node.outputs) if o]  # omitted optional outputs are ""
+    return [y, mean, inv][:max(named, default=0) + 1]
+
+
+def gelu_20(cls, node, **kwargs):
+    """ONNX Gelu-20: exact (``approximate="none"``) or the tanh approximation."""
+    import tensorflow as tf
+
+    x = _tensors(node, kwargs)[0]
+    approx = _text(node.attrs.get("approximate", "none"))
+    if approx not in ("none", "tanh"):
+        raise ValueError(f"Gelu node '{node.name}': unknown approximate={approx!r}")
+    return [tf.nn.gelu(x, approximate=approx == "tanh")]
+
+
+def mish_18(cls, node, **kwargs):
+    """ONNX Mish-18: ``x * tanh(softplus(x))``."""
+    import tensorflow as tf
+
+    x = _tensors(node, kwargs)[0]
+    return [x * tf.math.tanh(tf.math.softplus(x))]
+
+
+# ---------------------------------------------------------------------------- tables
+#: (op, version, handler, the onnx-tf version it builds on: it is added only where onnx-tf has
+#: that one). Explicit handlers first; :func:`same_when_default` takes the versions left.
+_TABLE: list[tuple[str, int, object, int | None]] = [
+    ("Squeeze", 13, squeeze_13, None),
+    ("Unsqueeze", 13, unsqueeze_13, None),
+    *((op, AXES_INPUT[op], reduce_18, 13) for op in REDUCE_18),
+    *(("Pad", v, pad_18, 13) for v in sorted(SAME_WHEN_DEFAULT["Pad"][0])),
+    ("Split", 18, split_18, 13),
+]
+_TABLE += [(op, v, same_when_default, old) for op, (versions, old, _, _) in SAME_WHEN_DEFAULT.items()
+           for v in sorted(versions) if (op, v) not in {(o, w) for o, w, _, _ in _TABLE}]
+#: (op, version) -> handler, added to onnx-tf's handler class of the op where it lacks the version.
+HANDLERS = {(op, v): fn for op, v, fn, _ in _TABLE}
+#: (op, version) -> the onnx-tf version the handler of :data:`HANDLERS` calls.
+BUILDS_ON = {(op, v): base for op, v, _, base in _TABLE if base is not None}
+#: (op, version) -> handler that replaces onnx-tf's own (a wrong result).
+REPLACES = {**{("ReduceL1", v): reduce_l1 for v in (1, 11, 13)}, **{("ReduceL2", v): reduce_l2 for v in (1, 11, 13)}}
+#: op -> (version, handler): ops onnx-tf never had, each a new handler class.
+NEW_OPS = {"LayerNormalization": (17, layer_norm_17), "Gelu": (20, gelu_20), "Mish": (18, mish_18)}
+
+
+# ---------------------------------------------------------------------------- patching
 def patch() -> list[str]:
-    """Add the handlers described above to onnx-tf (idempotent); return what was added (``Op-version``)."""
+    """Add the handlers above to onnx-tf (idempotent); return what was added (``Op-version``)."""
     if _PATCHED:
         return list(_PATCHED)
-    import tensorflow as tf
-    from onnx_tf.common import handler_helper  # noqa: F401 - imports every backend handler first
+    import importlib
+
+    importlib.import_module("onnx_tf.common.handler_helper")  # imports every backend handler first
     from onnx_tf.handlers.backend_handler import BackendHandler
     from onnx_tf.handlers.handler import onnx_op
 
@@ -131,212 +328,27 @@ def patch() -> list[str]:
             setattr(h, f"version_{version}", fn if isinstance(fn, classmethod) else classmethod(fn))
             added.append(f"{op}-{version}")
 
-    def tensors(node, kwargs) -> list:
-        td = kwargs["tensor_dict"]
-        return [td[x] if x else None for x in node.inputs]
-
-    # -- axes as inputs: Squeeze / Unsqueeze 13
-    def squeeze_13(cls, node, **kwargs):
-        x, *rest = tensors(node, kwargs)
-        axes = rest[0] if rest else None
-        ax = [] if axes is None else _static_ints(axes, "Squeeze", node.name)
-        return [tf.squeeze(x, axis=ax) if ax else tf.squeeze(x)]
-
-    def unsqueeze_13(cls, node, **kwargs):
-        x, axes = tensors(node, kwargs)[:2]
-        ax = _static_ints(axes, "Unsqueeze", node.name)
-        if any(a < 0 for a in ax):
-            if x.shape.rank is None:
-                raise ValueError(f"Unsqueeze node '{node.name}': negative axes need the input's rank")
-            rank = x.shape.rank + len(ax)
-            ax = [a + rank if a < 0 else a for a in ax]
-        if len(set(ax)) != len(ax):
-            raise ValueError(f"Unsqueeze node '{node.name}': repeated axes {ax}")
-        for a in sorted(ax):
-            x = tf.expand_dims(x, axis=a)
-        return [x]
-
-    add("Squeeze", 13, squeeze_13)
-    add("Unsqueeze", 13, unsqueeze_13)
-
-    # -- ReduceL1 / ReduceL2, every version: onnx-tf runs tf.norm(ord=1|2, axis=axes), which over
-    # two axes is a matrix norm (the largest column sum; the spectral norm), not ONNX's sum of |x|
-    # or sqrt(sum(x^2)): ConvNeXt-V2's global response norm came out 2e-3 off
-    def vector_norm(order: int):
-        def norm(cls, node, **kwargs):
-            x = tensors(node, kwargs)[0]
-            axes = node.attrs.get("axes")
-            keep = int(node.attrs.get("keepdims", 1)) == 1
-            axis = list(axes) if axes else None
-            if order == 1:
-                return [tf.reduce_sum(tf.abs(x), axis=axis, keepdims=keep)]
-            return [tf.sqrt(tf.reduce_sum(tf.square(x), axis=axis, keepdims=keep))]
-
-        return classmethod(norm)
-
-    for op, order in (("ReduceL1", 1), ("ReduceL2", 2)):
-        h = handlers.get(op)
-        if h is not None:
-            for v in (1, 11, 13):
-                setattr(h, f"version_{v}", vector_norm(order))
-            added.append(f"{op}-1/11/13 (a vector norm over the axes)")
-
-    # -- Reduce*-18: axes input, noop_with_empty_axes
-    for op in REDUCE_18:
-        old = _raw(handlers.get(op), "version_13")
-        if old is None:
-            continue
-
-        def reduce_18(cls, node, _old=old, _op=op, **kwargs):
-            ins = tensors(node, kwargs)
-            axes = _static_ints(ins[1], _op, node.name) if len(ins) > 1 and ins[1] is not None else []
-            if not axes and int(node.attrs.get("noop_with_empty_axes", 0)):
-                return [tf.identity(ins[0])]
-            new = _with(node, inputs=node.inputs[:1], attrs={"axes": axes} if axes else {},
-                        drop=("noop_with_empty_axes", "axes"))
-            return _old.__get__(None, cls)(new, **kwargs)
-
-        add(op, 18, reduce_18)
-        if op in ("ReduceMax", "ReduceMin"):
-            add(op, 20, reduce_18)  # 20 only added bool inputs
-
-    # -- Pad 18/19/21: optional axes input; 19 adds mode "wrap"
-    old_pad = _raw(handlers.get("Pad"), "version_13")
-    if old_pad is not None:
-        def pad_18(cls, node, **kwargs):
-            if _text(node.attrs.get("mode", "constant")) == "wrap":
-                raise ValueError(f"Pad node '{node.name}': mode 'wrap' is not supported by onnx-tf")
-            ins = tensors(node, kwargs)
-            value = [n for n in node.inputs[2:3] if n]  # an omitted constant_value ("") is no input for onnx-tf
-            if len(ins) < 4 or ins[3] is None:
-                return old_pad.__get__(None, cls)(_with(node, inputs=node.inputs[:2] + value), **kwargs)
-            x = ins[0]
-            rank = x.shape.rank
-            if rank is None:
-                raise ValueError(f"Pad node '{node.name}': padding given axes needs the input's rank")
-            axes = [a + rank if a < 0 else a for a in _static_ints(ins[3], "Pad", node.name)]
-            pads = _static_ints(ins[1], "Pad", node.name, "pads")
-            full = [0] * (2 * rank)
-            for i, a in enumerate(axes):
-                full[a], full[rank + a] = pads[i], pads[len(axes) + i]
-            name = f"{node.outputs[0]}::mlms_ir_full_pads"
-            kwargs["tensor_dict"][name] = tf.constant(full, dtype=tf.int64)
-            return old_pad.__get__(None, cls)(_with(node, inputs=[node.inputs[0], name] + value), **kwargs)
-
-        for v in (18, 19, 21):
-            add("Pad", v, pad_18)
-
-    # -- Split-18: num_outputs instead of the split input
-    old_split = _raw(handlers.get("Split"), "version_13")
-    if old_split is not None:
-        def split_18(cls, node, **kwargs):
-            ins = tensors(node, kwargs)
-            if len(ins) > 1 and ins[1] is not None:
-                return old_split.__get__(None, cls)(_with(node, drop=("num_outputs",)), **kwargs)
-            x = ins[0]
-            n = int(node.attrs.get("num_outputs", len(node.outputs)))
-            axis = int(node.attrs.get("axis", 0))
-            dim = tf.shape(x, out_type=tf.int64)[axis]  # often unknown while tracing: computed in the graph
-            chunk = (dim + n - 1) // n  # ONNX: ceil(dim / n) each, the last one smaller
-            sizes = tf.concat([tf.fill([n - 1], chunk), [dim - chunk * (n - 1)]], axis=0)
-            return list(tf.split(x, sizes, num=n, axis=axis))
-
-        add("Split", 18, split_18)
-
-    # -- versions that only added types
+    for (op, version), fn in HANDLERS.items():
+        base = BUILDS_ON.get((op, version))
+        if base is None or _raw(handlers.get(op), f"version_{base}") is not None:
+            add(op, version, fn)
+    replaced: dict[str, list[int]] = {}
+    for (op, version), fn in REPLACES.items():
+        if op in handlers:
+            setattr(handlers[op], f"version_{version}", classmethod(fn))
+            replaced.setdefault(op, []).append(version)
+    added.extend(f"{op}-{'/'.join(map(str, vs))} (a vector norm over the axes)" for op, vs in replaced.items())
+    # after ours: Squeeze-21 is our Squeeze-13, ReduceMax-20 our ReduceMax-18
     for op, (versions, old) in SAME_AS.items():
         fn = _raw(handlers.get(op), f"version_{old}")
         if fn is not None:
             for v in sorted(versions):
                 add(op, v, fn)
-
-    # -- versions that are the old one while a new attribute keeps its default
-    for op, (versions, old, defaults) in SAME_WHEN_DEFAULT.items():
-        fn = _raw(handlers.get(op), f"version_{old}")
-        if fn is None:
-            continue
-
-        def when_default(cls, node, _old=fn, _op=op, _defaults=defaults, **kwargs):
-            for attr, ok in _defaults.items():
-                value = _text(node.attrs.get(attr))
-                if value is None:
-                    continue
-                if isinstance(value, (list, tuple)):
-                    if "ones" in ok and all(int(d) == 1 for d in value):
-                        continue
-                elif value in ok:
-                    continue
-                raise ValueError(f"{_op} node '{node.name}': {attr}={value!r} is not supported by onnx-tf")
-            for attr, bad in REFUSED.get(_op, {}).items():  # new values onnx-tf would silently take for another
-                value = _text(node.attrs.get(attr))
-                if value in bad:
-                    raise ValueError(f"{_op} node '{node.name}': {attr}={value!r} is not supported by onnx-tf")
-            return _old.__get__(None, cls)(_with(node, drop=tuple(_defaults)), **kwargs)
-
-        for v in sorted(versions):
-            add(op, v, when_default)
-
-    # -- ops onnx-tf never had
-    def new_op(cls, version: int) -> None:
-        handlers[cls.ONNX_OP] = cls
-        _CLASSES.append(cls)
-        added.append(f"{cls.ONNX_OP}-{version}")
-
-    if "LayerNormalization" not in handlers:
-        @onnx_op("LayerNormalization")
-        class LayerNormalization(BackendHandler):
-            """ONNX LayerNormalization-17 on TensorFlow ops, in float32 (``stash_type`` 1)."""
-
-            @classmethod
-            def version_17(cls, node, **kwargs):
-                x, scale, *rest = tensors(node, kwargs)
-                bias = rest[0] if rest else None
-                eps = float(node.attrs.get("epsilon", 1e-5))
-                if int(node.attrs.get("stash_type", 1)) != 1:
-                    raise ValueError(f"LayerNormalization node '{node.name}': only stash_type 1 (float32) is supported")
-                rank = x.shape.rank
-                if rank is None:
-                    raise ValueError(f"LayerNormalization node '{node.name}': the input's rank is unknown")
-                axis = int(node.attrs.get("axis", -1))
-                axes = list(range(axis + rank if axis < 0 else axis, rank))
-                xs = tf.cast(x, tf.float32)
-                mean = tf.reduce_mean(xs, axis=axes, keepdims=True)
-                centred = xs - mean
-                inv = tf.math.rsqrt(tf.reduce_mean(tf.square(centred), axis=axes, keepdims=True) + eps)
-                y = tf.cast(centred * inv, x.dtype) * scale
-                if bias is not None:
-                    y = y + bias
-                named = [i for i, o in enumerate(node.outputs) if o]  # omitted optional outputs are ""
-                return [y, mean, inv][:max(named, default=0) + 1]
-
-        new_op(LayerNormalization, 17)
-
-    if "Gelu" not in handlers:
-        @onnx_op("Gelu")
-        class Gelu(BackendHandler):
-            """ONNX Gelu-20: exact (``approximate="none"``) or the tanh approximation."""
-
-            @classmethod
-            def version_20(cls, node, **kwargs):
-                x = tensors(node, kwargs)[0]
-                approx = _text(node.attrs.get("approximate", "none"))
-                if approx not in ("none", "tanh"):
-                    raise ValueError(f"Gelu node '{node.name}': unknown approximate={approx!r}")
-                return [tf.nn.gelu(x, approximate=approx == "tanh")]
-
-        new_op(Gelu, 20)
-
-    if "Mish" not in handlers:
-        @onnx_op("Mish")
-        class Mish(BackendHandler):
-            """ONNX Mish-18: ``x * tanh(softplus(x))``."""
-
-            @classmethod
-            def version_18(cls, node, **kwargs):
-                x = tensors(node, kwargs)[0]
-                return [x * tf.math.tanh(tf.math.softplus(x))]
-
-        new_op(Mish, 18)
-
+    for op, (version, fn) in NEW_OPS.items():
+        if op not in handlers:
+            cls = onnx_op(op)(type(op, (BackendHandler,), {f"version_{version}": classmethod(fn), "__doc__": fn.__doc__}))
+            handlers[op] = cls
+            _CLASSES.append(cls)
+            added.append(f"{op}-{version}")
     _PATCHED.extend(added)
     return added

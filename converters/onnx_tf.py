@@ -216,9 +216,10 @@ def _run_script(python: Path, req: dict, tmp: Path, timeout: float) -> dict:
     # run from a copy: beside this file, tensorflow.py and onnx_tf.py would shadow the real packages
     script = tmp / "onnx_tf_export.py"
     script.write_text(Path(__file__).with_name("onnx_tf_export.py").read_text())
-    # the op versions onnx-tf 1.10 lacks (the worker agent imports the same file from its own folder)
-    compat = Path(worker.__file__).with_name("onnx_tf_compat.py")
-    (tmp / "onnx_tf_compat.py").write_text(compat.read_text())
+    # the op versions onnx-tf 1.10 lacks, and the ONNX facts it shares with the other compat
+    # modules (the worker agent imports the same files from its own folder)
+    for name in ("onnx_tf_compat.py", "onnx_versions.py"):
+        (tmp / name).write_text(Path(worker.__file__).with_name(name).read_text())
     try:  # the script leads its own session, as a worker does; its output stays in tmp
         done = run_child([python, script, tmp / "req.json"], timeout=timeout, env=child_env(foreign=True), cwd=tmp,
                          output_dir=tmp)

@@ -4,8 +4,8 @@ Run by :mod:`mlms_ir.converters.onnx_tf` with the onnx-tf environment's Python (
 needs TensorFlow 2.15, numpy<2 and onnx<=1.18, so it cannot live beside mlms_ir). It imports
 only the standard library, numpy, onnx, tensorflow, onnx_tf and ``onnx_tf_compat`` (the op
 versions onnx-tf lacks, from ``mlms_ir/backends``), never mlms_ir, and is run from a copy in a
-temporary folder, with ``onnx_tf_compat.py`` copied beside it (beside this file,
-``tensorflow.py`` and ``onnx_tf.py`` would shadow the real packages)::
+temporary folder, with ``onnx_tf_compat.py`` and the ``onnx_versions.py`` it imports copied
+beside it (beside this file, ``tensorflow.py`` and ``onnx_tf.py`` would shadow the real packages)::
 
     PYTHON onnx_tf_export.py REQUEST.json
 

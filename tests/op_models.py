@@ -30,6 +30,33 @@ def make_model(nodes, inputs, outputs, inits, opset: int) -> onnx.ModelProto:
     return m
 
 
+def one_node_model(node, inputs: dict, inits: list, opset: int) -> onnx.ModelProto:
+    """``node`` alone (the tests of each compat handler alone); ``inputs``: name -> shape (float32)
+    or (type, shape) of its graph inputs; its outputs' shapes as ONNX infers them (where it cannot:
+    the first input's rank, dims unknown)."""
+    ins = [helper.make_tensor_value_info(n, *(s if isinstance(s, tuple) else (onnx.TensorProto.FLOAT, s)))
+           for n, s in inputs.items()]
+    outs = [helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None) for o in node.output if o]
+    draft = helper.make_model(helper.make_graph([node], "alone", ins, outs, inits), opset_imports=[helper.make_opsetid("", opset)])
+    inferred = {vi.name: vi for vi in onnx.shape_inference.infer_shapes(draft).graph.output}
+    rank = len(next(iter(inputs.values())))
+    outs = [inferred[o.name] if inferred[o.name].type.tensor_type.HasField("shape")
+            else helper.make_tensor_value_info(o.name, onnx.TensorProto.FLOAT, [f"d{i}" for i in range(rank)]) for o in outs]
+    return make_model([node], ins, outs, inits, opset)
+
+
+def one_node_feeds(inputs: dict, rng: np.random.Generator, dims: dict | None = None) -> dict[str, np.ndarray]:
+    """Feeds for :func:`one_node_model`'s ``inputs``: float32 normals, typed ones as ones of that
+    type (axes: 1); named dims as ``dims`` says."""
+    feeds = {}
+    for name, spec in inputs.items():
+        if isinstance(spec, tuple):
+            feeds[name] = np.ones(spec[1], helper.tensor_dtype_to_np_dtype(spec[0]))
+        else:
+            feeds[name] = rng.standard_normal([(dims or {}).get(d, d) for d in spec]).astype(np.float32)
+    return feeds
+
+
 def ort_outputs(model: onnx.ModelProto | str | Path, feeds: dict) -> dict[str, np.ndarray]:
     """onnxruntime's outputs (CPU), by output name."""
     import onnxruntime as ort

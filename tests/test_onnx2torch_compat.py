@@ -7,6 +7,8 @@ cannot do is one clear error naming the node.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
 import pytest
@@ -19,7 +21,7 @@ from mlms_ir.backends.base import BackendError
 pytest.importorskip("onnx2torch", exc_type=ImportError)
 from mlms_ir.backends.torch_backend import TorchBackend  # noqa: E402
 
-from op_models import assert_outputs_match, f32, i64, make_model, ort_outputs  # noqa: E402
+from op_models import assert_outputs_match, f32, i64, make_model, one_node_feeds, one_node_model, ort_outputs  # noqa: E402
 
 RNG = np.random.default_rng(5)
 
@@ -193,3 +195,95 @@ def test_a_resize_torch_computes_differently_is_refused():
                        [f32("scales", [1, 1, 1.5, 1.5])], 19)
     with pytest.raises(BackendError, match="Resize: nearest with half_pixel and nearest_mode round_prefer_floor is not what"):
         TorchBackend().prepare(mlms_ir.load(model))
+
+
+# ---------------------------------------------------------------------------------------------- each converter alone
+def convert_alone(convert, model: onnx.ModelProto, feeds: dict):
+    """``convert`` called on the model's one node as onnx2torch calls a converter, and its module run
+    on the inputs its mapping names (initializers from the model): (the result, outputs by name)."""
+    import torch
+    from onnx import numpy_helper
+    from onnx2torch.onnx_graph import OnnxGraph
+    from onnx2torch.utils.safe_shape_inference import safe_shape_inference
+
+    m = safe_shape_inference(model)
+    graph = OnnxGraph(m.graph)
+    (node,) = graph.nodes.values()
+    result = convert(node, graph)
+    values = {**{t.name: numpy_helper.to_array(t) for t in m.graph.initializer}, **feeds}
+    args = [torch.from_numpy(np.array(values[n])) if n else None for n in result.onnx_mapping.inputs]
+    with torch.inference_mode():
+        out = result.torch_module(*args)
+    outs = out if isinstance(out, (tuple, list)) else [out]
+    return result, {n: o.numpy() for n, o in zip(result.onnx_mapping.outputs, outs)}
+
+
+X23 = {"x": [2, 3]}
+#: name -> (table key, node, graph inputs, initializers, opset, the error it must raise or None)
+ALONE = {
+    "avgpool19": (("AveragePool", 19), h.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[1, 1]),
+                  {"x": [1, 2, 4, 4]}, [], 19, None),
+    "avgpool19-dilated": (("AveragePool", 19), h.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2]),
+                          {"x": [1, 1, 6, 6]}, [], 19, "AveragePool: dilations=[2, 2] is not supported by onnx2torch"),
+    "scatternd18": (("ScatterND", 18), h.make_node("ScatterND", ["x", "row", "upd"], ["y"], reduction="none"), X23,
+                    [i64("row", [[1]]), f32("upd", [[0.5, 1.5, 2.5]])], 18, None),
+    "scatternd18-max": (("ScatterND", 18), h.make_node("ScatterND", ["x", "row", "upd"], ["y"], reduction="max"), X23,
+                        [i64("row", [[1]]), f32("upd", [[0.5, 1.5, 2.5]])], 18, "ScatterND: reduction='max' is not supported"),
+    "pad18": (("Pad", 18), h.make_node("Pad", ["x", "pads", "value"], ["y"]), X23, [i64("pads", [0, 1, 0, 2]), f32("value", 0.5)],
+              18, None),
+    "pad19-wrap": (("Pad", 19), h.make_node("Pad", ["x", "pads"], ["y"], mode="wrap"), X23, [i64("pads", [0, 1, 0, 1])], 19,
+                   "Pad: mode='wrap' is not supported by onnx2torch"),
+    "pad18-axes": (("Pad", 18), h.make_node("Pad", ["x", "pads", "", "axes"], ["y"]), X23, [i64("pads", [1, 1]), i64("axes", [1])],
+                   18, "Pad: input 4 (axes) is not supported by onnx2torch"),
+    "resize18": (("Resize", 18), h.make_node("Resize", ["x", "", "scales"], ["y"], mode="linear"), {"x": [1, 2, 4, 4]},
+                 [f32("scales", [1, 1, 2, 2])], 18, None),
+    "resize19-symmetric": (("Resize", 19), h.make_node("Resize", ["x", "", "scales"], ["y"], mode="linear",
+                                                       coordinate_transformation_mode="half_pixel_symmetric"),
+                           {"x": [1, 1, 3, 3]}, [f32("scales", [1, 1, 2, 2])], 19,
+                           "Resize: coordinate_transformation_mode='half_pixel_symmetric' is not supported by onnx2torch"),
+    "reducemean18": (("ReduceMean", 18), h.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=1), {"x": [2, 3, 4]},
+                     [i64("axes", [-1])], 18, None),
+    "reducemax18-negative": (("ReduceMax", 18), h.make_node("ReduceMax", ["x", "axes"], ["y"], keepdims=0), {"x": [2, 3, 4]},
+                             [i64("axes", [-2, -1])], 18, None),
+    "reducemean18-noop": (("ReduceMean", 18), h.make_node("ReduceMean", ["x"], ["y"], noop_with_empty_axes=1), X23, [], 18, None),
+    "reducel2-18-computed": (("ReduceL2", 18), h.make_node("ReduceL2", ["x", "ax"], ["y"]), {"x": [2, 3], "ax": (T.INT64, [1])}, [], 18,
+                             "ReduceL2: its axes are computed at run time"),
+    "split18": (("Split", 18), h.make_node("Split", ["x"], ["a", "b", "c"], axis=1, num_outputs=3), {"x": [2, 11]}, [], 18, None),
+    "split18-sizes": (("Split", 18), h.make_node("Split", ["x", "sizes"], ["a", "b"], axis=1), {"x": [2, 5]},
+                      [i64("sizes", [2, 3])], 18, None),
+    "gelu20": (("Gelu", 20), h.make_node("Gelu", ["x"], ["y"]), X23, [], 20, None),
+    "gelu20-tanh": (("Gelu", 20), h.make_node("Gelu", ["x"], ["y"], approximate="tanh"), X23, [], 20, None),
+    "layernorm17": (("LayerNormalization", 17), h.make_node("LayerNormalization", ["x", "scale"], ["y"]), {"x": [2, 4]},
+                    [f32("scale", [0.5, 1.0, 1.5, 2.0])], 17, None),
+    "layernorm17-unknown-dims": (("LayerNormalization", 17), h.make_node("LayerNormalization", ["x", "scale"], ["y"]),
+                                 {"x": ["N", "D"]}, [f32("scale", [0.5, 1.0, 1.5, 2.0])], 17, None),
+}
+
+
+def test_every_converter_has_a_case_alone():
+    from mlms_ir.backends import onnx2torch_compat as compat
+
+    tables = {**compat.CONVERTERS, **compat.REPLACES}
+    assert {tables[key] for key, *_ in ALONE.values()} == set(tables.values())
+
+
+@pytest.mark.parametrize("case", ALONE)
+def test_each_converter_alone(case):
+    """The converter the table lists for one node, called directly: its module gives onnxruntime's
+    outputs, or it raises the one error it must."""
+    from mlms_ir.backends import onnx2torch_compat as compat
+
+    key, node, inputs, inits, opset, error = ALONE[case]
+    convert = {**compat.CONVERTERS, **compat.REPLACES}[key]
+    model = one_node_model(node, inputs, inits, opset)
+    feeds = one_node_feeds(inputs, RNG, {"N": 2, "D": 4})
+    if error is not None:
+        with pytest.raises(NotImplementedError, match=re.escape(error)):
+            convert_alone(convert, model, feeds)
+        return
+    result, got = convert_alone(convert, model, feeds)
+    assert_outputs_match(got, ort_outputs(model, feeds), atol=1e-5, rtol=1e-5)
+    if case == "layernorm17-unknown-dims":  # onnx2torch sized nn.LayerNorm with the unknown dim: 0
+        assert type(result.torch_module).__name__ == "OnnxLayerNorm"
+    if case == "layernorm17":
+        assert type(result.torch_module).__name__ == "LayerNorm"

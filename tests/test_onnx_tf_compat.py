@@ -22,7 +22,8 @@ from mlms_ir.backends.base import BackendError
 from mlms_ir.backends.worker import OnnxTfBackend
 
 from conftest import agent_backend
-from op_models import assert_outputs_match, f32, i64, make_model, ort_outputs, worker_outputs
+from compat_harness import run_cases
+from op_models import assert_outputs_match, f32, i64, make_model, one_node_feeds, one_node_model, ort_outputs, worker_outputs
 
 RNG = np.random.default_rng(7)
 
@@ -149,6 +150,10 @@ def test_the_module_imports_nothing_of_mlms_ir_or_tensorflow():
     top = [a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names]
     top += [n.module for n in tree.body if isinstance(n, ast.ImportFrom)]
     assert sorted(top) == ["__future__", "copy"]  # the rest is imported inside the functions, in the framework's env
+    # and the shared facts, from the package or from the module's own folder (where they are copied with it)
+    tried = [n for t in tree.body if isinstance(t, ast.Try) for part in (t.body, *[h.body for h in t.handlers])
+             for n in part if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert [(n.module, n.level) for n in tried] == [("onnx_versions", 1), ("onnx_versions", 0)]
 
 
 def test_the_test_models_are_valid_and_onnxruntime_runs_them(tmp_path):
@@ -191,3 +196,71 @@ def test_a_dynamo_exported_transformer_runs_on_onnx_tf(onnx_tf, dynamo_encoder):
     """A real exporter's output: torch's dynamo export of a Transformer encoder layer (conftest)."""
     path, feeds, want = dynamo_encoder
     assert_outputs_match(worker_outputs(onnx_tf, path, feeds), want, atol=1e-4, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------- each handler alone (needs the env)
+N = h.make_node
+#: name -> (node, graph inputs (name -> shape, or (type, shape)), initializers, opset, the error it must give or None)
+ALONE = {
+    "squeeze13": (N("Squeeze", ["x", "axes"], ["y"], name="sq"), {"x": [2, 1, 3, 1]}, [i64("axes", [1, -1])], 13, None),
+    "squeeze13-all": (N("Squeeze", ["x"], ["y"], name="sq"), {"x": [2, 1, 3, 1]}, [], 13, None),
+    "unsqueeze13": (N("Unsqueeze", ["x", "axes"], ["y"], name="unsq"), {"x": [2, 3]}, [i64("axes", [-1, 0])], 13, None),
+    "reducemean18": (N("ReduceMean", ["x", "axes"], ["y"], keepdims=1, name="m"), {"x": [2, 3, 4]}, [i64("axes", [-1])], 18, None),
+    "reducemean18-noop": (N("ReduceMean", ["x"], ["y"], noop_with_empty_axes=1, name="m"), {"x": [2, 3]}, [], 18, None),
+    "reducemax18-computed": (N("ReduceMax", ["x", "axes"], ["y"], name="dyn_max"), {"x": [2, 3], "axes": (T.INT64, [1])}, [], 18,
+                             "ReduceMax node 'dyn_max': its axes are computed at run time"),
+    "pad18-axes": (N("Pad", ["x", "pads", "value", "axes"], ["y"], name="p"), {"x": [2, 3]},
+                   [i64("pads", [1, 2]), f32("value", 0.5), i64("axes", [-1])], 18, None),
+    "pad19-wrap": (N("Pad", ["x", "pads"], ["y"], mode="wrap", name="wrap_pad"), {"x": [2, 3]}, [i64("pads", [0, 1, 0, 1])], 19,
+                   "Pad node 'wrap_pad': mode 'wrap' is not supported by onnx-tf"),
+    "split18": (N("Split", ["x"], ["a", "b", "c"], axis=1, num_outputs=3, name="s"), {"x": [2, 11]}, [], 18, None),
+    "split18-sizes": (N("Split", ["x", "sizes"], ["a", "b"], axis=1, name="s"), {"x": [2, 5]}, [i64("sizes", [2, 3])], 18, None),
+    "scatternd18": (N("ScatterND", ["x", "row", "upd"], ["y"], reduction="none", name="sc"), {"x": [2, 3]},
+                    [i64("row", [[1]]), f32("upd", [[0.5, 1.5, 2.5]])], 18, None),
+    "scatternd18-add": (N("ScatterND", ["x", "row", "upd"], ["y"], reduction="add", name="sc"), {"x": [2, 3]},
+                        [i64("row", [[1]]), f32("upd", [[0.5, 1.5, 2.5]])], 18,
+                        "ScatterND node 'sc': reduction='add' is not supported by onnx-tf"),
+    "avgpool19": (N("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[1, 1], name="ap"), {"x": [1, 2, 4, 4]}, [], 19,
+                  None),
+    "resize19-symmetric": (N("Resize", ["x", "", "scales"], ["y"], mode="linear", name="sym",
+                             coordinate_transformation_mode="half_pixel_symmetric"), {"x": [1, 1, 3, 3]},
+                           [f32("scales", [1, 1, 2, 2])], 19,
+                           "Resize node 'sym': coordinate_transformation_mode='half_pixel_symmetric' is not supported"),
+    "reducel1-13": (N("ReduceL1", ["x"], ["y"], axes=[1, 2], keepdims=0, name="l1"), {"x": [2, 3, 4]}, [], 13, None),
+    "reducel2-13": (N("ReduceL2", ["x"], ["y"], axes=[1, 2], keepdims=1, name="l2"), {"x": [2, 3, 4]}, [], 13, None),
+    "layernorm17": (N("LayerNormalization", ["x", "scale", "bias"], ["y", "mean", "inv"], epsilon=1e-5, name="ln"), {"x": [2, 3, 4]},
+                    [f32("scale", [0.5, 1.0, 1.5, 2.0]), f32("bias", [0.0, 0.1, 0.2, 0.3])], 17, None),
+    "gelu20-tanh": (N("Gelu", ["x"], ["y"], approximate="tanh", name="g"), {"x": [2, 3]}, [], 20, None),
+    "mish18": (N("Mish", ["x"], ["y"], name="mish"), {"x": [2, 3]}, [], 18, None),
+}
+
+
+@pytest.fixture(scope="module")
+def alone(onnx_tf, tmp_path_factory):
+    """Every case of :data:`ALONE` run once in the onnx-tf environment (tests/compat_harness.py)."""
+    cases = {}
+    for name, (node, inputs, inits, opset, _) in ALONE.items():
+        cases[name] = (one_node_model(node, inputs, inits, opset), one_node_feeds(inputs, RNG))
+    return cases, run_cases(onnx_tf.python()[0], "onnx-tf", cases, tmp_path_factory.mktemp("alone"))
+
+
+def test_every_handler_has_a_case_alone():
+    tables = {**onnx_tf_compat.HANDLERS, **onnx_tf_compat.REPLACES,
+              **{(op, v): fn for op, (v, fn) in onnx_tf_compat.NEW_OPS.items()}}
+    schema = onnx.defs.get_schema
+    covered = {tables[(node.op_type, schema(node.op_type, opset).since_version)] for node, _, _, opset, _ in ALONE.values()}
+    assert covered == set(tables.values())
+
+
+@pytest.mark.parametrize("case", ALONE)
+def test_each_handler_alone(alone, case):
+    """The handler onnx_tf_compat's tables list for one node, called directly (no patch): it gives
+    onnxruntime's outputs, or the one error it must."""
+    cases, results = alone
+    got, error = results[case], ALONE[case][4]
+    if error is not None:
+        assert isinstance(got, str) and error in got, got
+        return
+    assert not isinstance(got, str), got
+    model, feeds = cases[case]
+    assert_outputs_match(got, ort_outputs(model, feeds), atol=2e-5, rtol=1e-5)

@@ -1,0 +1,83 @@
+"""Standalone: facts about ONNX op versions that the compatibility layers share.
+
+Frameworks look an ONNX node's implementation up by the op's version at the model's opset, and
+their tables stop well before what today's exporters write (opset 17 from TorchScript, 18-21
+from dynamo). Most newer versions change nothing an exporter uses, or change it only when a new
+attribute or input is given; these tables say which, once, for
+:mod:`~mlms_ir.backends.onnx2torch_compat`, :mod:`~mlms_ir.backends.onnx_tf_compat` and
+:mod:`~mlms_ir.backends.mxnet_compat`. What a framework does with a fact (which older handler it
+reuses, which error it raises) stays in that framework's module.
+
+It imports nothing: the onnx-tf and MXNet compat modules run in those frameworks' own
+environments, which have no ``mlms_ir``. They import it from their own folder, so it travels
+with them: beside ``agent.py``, and copied beside ``onnx_tf_export.py``
+(:func:`mlms_ir.converters.onnx_tf._run_script`).
+"""
+
+from __future__ import annotations
+
+#: A value in :data:`SAME_WHEN_DEFAULT`: a list attribute whose entries are all 1 (``dilations``).
+ONES = "ones"
+
+#: op -> ({new versions}, the older version they behave as): the new versions only added types
+#: (bfloat16, float8, int4, optional), none of which exporters write where these ops run.
+SAME_AS = {
+    "Where": ({16}, 9), "LeakyRelu": ({16}, 6), "PRelu": ({16}, 9), "GreaterOrEqual": ({16}, 12),
+    "LessOrEqual": ({16}, 12), "Equal": ({19}, 13), "Reshape": ({19, 21}, 14), "Shape": ({19, 21}, 15),
+    "ConstantOfShape": ({20, 21}, 9), "Cast": ({19, 21}, 13), "Constant": ({19, 21}, 13),
+    "Identity": ({19, 21}, 16), "Size": ({19, 21}, 13), "Transpose": ({21}, 13), "Flatten": ({21}, 13),
+    "IsInf": ({20}, 10), "IsNaN": ({20}, 13), "If": ({16, 19, 21}, 13), "Loop": ({16, 19, 21}, 13),
+    "Scan": ({16, 19, 21}, 11), "Squeeze": ({21}, 13), "Unsqueeze": ({21}, 13),
+    "ReduceMax": ({20}, 18), "ReduceMin": ({20}, 18),  # 20 added bool inputs
+}
+
+#: op -> ({new versions}, the older version, {new attribute: the values given that keep the older
+#: behaviour (an absent attribute always does; :data:`ONES`: a list of 1s)}, the inputs the older
+#: version takes (more are new optional inputs)): the new versions behave as the older one while
+#: their new attributes keep these values and no new input is given.
+SAME_WHEN_DEFAULT = {
+    "AveragePool": ({19}, 11, {"dilations": {ONES}}, 1),
+    "ScatterND": ({16, 18}, 13, {"reduction": {"none"}}, 3),
+    "ScatterElements": ({16, 18}, 13, {"reduction": {"none"}}, 3),
+    "Resize": ({18, 19}, 13, {"antialias": {0}, "axes": set(), "keep_aspect_ratio_policy": {"stretch"}}, 4),
+    "Pad": ({18, 19, 21}, 13, {}, 3),  # 18 added the axes input
+}
+
+#: op -> {attribute: values a later version added to an attribute the older one had}: an older
+#: handler would refuse them or, worse, take them for another (onnx-tf's Resize reads any unknown
+#: coordinate mode as half_pixel).
+NEW_VALUES = {
+    "Resize": {"coordinate_transformation_mode": {"half_pixel_symmetric"}},  # Resize-19
+    "Pad": {"mode": {"wrap"}},  # Pad-19
+}
+
+#: op -> the version whose ``axes`` attribute became an (optional) input: ReduceSum, Squeeze and
+#: Unsqueeze in opset 13, every other reduction in 18.
+AXES_INPUT = {
+    "Squeeze": 13, "Unsqueeze": 13, "ReduceSum": 13, "ReduceMean": 18, "ReduceMax": 18, "ReduceMin": 18,
+    "ReduceProd": 18, "ReduceL1": 18, "ReduceL2": 18, "ReduceLogSum": 18, "ReduceLogSumExp": 18,
+    "ReduceSumSquare": 18,
+}
+#: The reductions whose ``axes`` became an input in opset 18.
+REDUCE_18 = tuple(op for op, version in AXES_INPUT.items() if version == 18)
+
+
+def keeps_old_behaviour(value, ok) -> bool:
+    """Whether an attribute given as ``value`` is one of the values ``ok`` (from
+    :data:`SAME_WHEN_DEFAULT`) that keep the older version's behaviour."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, (list, tuple)):
+        return ONES in ok and all(int(d) == 1 for d in value)
+    return value in ok
+
+
+def new_value(op: str, attrs) -> tuple[str, object] | None:
+    """The first (attribute, value) of ``attrs`` (a mapping) that :data:`NEW_VALUES` lists for ``op``."""
+    for attr, values in NEW_VALUES.get(op, {}).items():
+        value = attrs.get(attr)
+        if isinstance(value, bytes):
+            value = value.decode()
+        if isinstance(value, str) and value in values:
+            return attr, value
+    return None
