@@ -94,3 +94,27 @@ def as_divergences(obj: Any) -> list[DivergenceReport]:
     if not out and failed:
         raise ReportInputError("the divergence results hold no comparison, only failed backends: " + "; ".join(failed))
     return out
+
+
+def result_kinds() -> dict[str, type[Result]]:
+    """Every result class by its ``kind``."""
+    from mlms_ir.results.analysis import Analysis
+    from mlms_ir.results.comparison import Comparison
+    from mlms_ir.results.counters import CountersReport
+    from mlms_ir.results.evaluation import EvaluationReport
+    from mlms_ir.results.profile import ProfileReport
+    from mlms_ir.results.run import RunReport
+
+    return {c.kind: c for c in (Analysis, RunReport, ProfileReport, DivergenceReport, DivergenceRun, CountersReport,
+                                EvaluationReport, Comparison)}
+
+
+def read_result(source: str | Path | dict[str, Any]) -> Result:
+    """The result a ``--format json`` file (or its dict) holds, of whatever kind its ``kind`` says."""
+    data = read_json(source, "result") if isinstance(source, (str, Path)) else source
+    kind = data.get("kind") if isinstance(data, dict) else None
+    kinds = result_kinds()
+    if kind not in kinds:
+        raise ReportInputError(f"this JSON names no result kind mlms_ir writes (kind: {kind!r}); "
+                               f"one of: {', '.join(sorted(kinds))}")
+    return as_result(data, kinds[kind])
