@@ -74,6 +74,9 @@ class Session(abc.ABC):
         self.device = device
         self.graph = graph
         self.options: dict[str, Any] = dict(options or {})
+        #: Graph nodes this backend runs without any node of its own (folded into constants
+        #: while preparing): they can have no time or kernels of their own.
+        self.unmapped: list[str] = []
         self._closed = False
 
     # ------------------------------------------------------------------ public API

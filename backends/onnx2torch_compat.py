@@ -38,7 +38,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from mlms_ir.backends.onnx_versions import AXES_INPUT, REDUCE_18, SAME_AS, SAME_WHEN_DEFAULT, keeps_old_behaviour, new_value
+from mlms_ir.backends.onnx_versions import AXES_INPUT, REDUCE_18, SAME_AS, SAME_WHEN_DEFAULT, unsupported_setting
 
 #: Ops of :data:`~mlms_ir.backends.onnx_versions.SAME_AS` left unregistered: a model with them
 #: is converted down to opset 17 by the torch backend (``adapt_for_onnx2torch``), as before.
@@ -104,11 +104,7 @@ def _result(module, node):
 
 
 def _check_defaults(node, op: str, defaults: dict[str, set], max_inputs: int) -> None:
-    for attr, ok in defaults.items():
-        value = _text(node.attributes.get(attr))
-        if value is not None and not keeps_old_behaviour(value, ok):
-            raise NotImplementedError(f"{op}: {attr}={value!r} is not supported by onnx2torch")
-    found = new_value(op, node.attributes)
+    found = unsupported_setting(op, node.attributes, defaults)
     if found is not None:
         raise NotImplementedError(f"{op}: {found[0]}={found[1]!r} is not supported by onnx2torch")
     extra = [x for x in node.input_values[max_inputs:] if x]

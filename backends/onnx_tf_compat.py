@@ -45,9 +45,9 @@ from __future__ import annotations
 import copy
 
 try:  # imported as mlms_ir.backends.onnx_tf_compat
-    from .onnx_versions import AXES_INPUT, REDUCE_18, SAME_AS, SAME_WHEN_DEFAULT, keeps_old_behaviour, new_value
+    from .onnx_versions import AXES_INPUT, REDUCE_18, SAME_AS, SAME_WHEN_DEFAULT, unsupported_setting
 except ImportError:  # standalone: beside agent.py, or copied beside onnx_tf_export.py
-    from onnx_versions import AXES_INPUT, REDUCE_18, SAME_AS, SAME_WHEN_DEFAULT, keeps_old_behaviour, new_value
+    from onnx_versions import AXES_INPUT, REDUCE_18, SAME_AS, SAME_WHEN_DEFAULT, unsupported_setting
 
 _PATCHED: list[str] = []
 #: the handler classes made here: onnx-tf finds handlers through ``BackendHandler.__subclasses__()``,
@@ -206,11 +206,7 @@ def same_when_default(cls, node, **kwargs):
     for half_pixel)."""
     op = node.op_type
     _, old, defaults, _ = SAME_WHEN_DEFAULT[op]
-    for attr, ok in defaults.items():
-        value = _text(node.attrs.get(attr))
-        if value is not None and not keeps_old_behaviour(value, ok):
-            raise ValueError(f"{op} node '{node.name}': {attr}={value!r} is not supported by onnx-tf")
-    found = new_value(op, node.attrs)
+    found = unsupported_setting(op, node.attrs, defaults)
     if found is not None:
         raise ValueError(f"{op} node '{node.name}': {found[0]}={found[1]!r} is not supported by onnx-tf")
     return _older(cls, old)(_with(node, drop=tuple(defaults)), **kwargs)

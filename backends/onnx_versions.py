@@ -81,3 +81,17 @@ def new_value(op: str, attrs) -> tuple[str, object] | None:
         if isinstance(value, str) and value in values:
             return attr, value
     return None
+
+
+def unsupported_setting(op: str, attrs, defaults) -> tuple[str, object] | None:
+    """The first (attribute, value) of ``attrs`` that an older version's handler cannot honour:
+    a ``defaults`` attribute (from :data:`SAME_WHEN_DEFAULT`) set to a value that changes the
+    behaviour, or a value :data:`NEW_VALUES` lists for ``op``. None when the older handler computes
+    the node as the newer version defines it."""
+    for attr, ok in defaults.items():
+        value = attrs.get(attr)
+        if isinstance(value, bytes):
+            value = value.decode()
+        if value is not None and not keeps_old_behaviour(value, ok):
+            return attr, value
+    return new_value(op, attrs)

@@ -48,6 +48,16 @@ def run_cases(python, framework: str, cases: dict, folder: Path, timeout: float 
     return out
 
 
+def run_alone(python, framework: str, table: dict, rng, folder: Path) -> tuple[dict, dict]:
+    """Every one-node case of ``table`` (name -> (node, input shapes, initializers, opset, _)) as
+    (its model, its feeds), and what ``framework`` in ``python`` gives for each (:func:`run_cases`)."""
+    from op_models import one_node_feeds, one_node_model
+
+    cases = {name: (one_node_model(node, inputs, inits, opset), one_node_feeds(inputs, rng))
+             for name, (node, inputs, inits, opset, _) in table.items()}
+    return cases, run_cases(python, framework, cases, folder)
+
+
 def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 

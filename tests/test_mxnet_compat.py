@@ -20,8 +20,8 @@ from mlms_ir.backends.base import BackendError
 from mlms_ir.backends.worker import MXNetBackend
 
 from conftest import agent_backend
-from compat_harness import run_cases
-from op_models import assert_outputs_match, f32, i64, make_model, one_node_feeds, one_node_model, ort_outputs, worker_outputs
+from compat_harness import run_alone
+from op_models import assert_outputs_match, f32, i64, make_model, ort_outputs, worker_outputs
 
 RNG = np.random.default_rng(11)
 
@@ -260,10 +260,7 @@ ALONE = {
 @pytest.fixture(scope="module")
 def alone(mxnet, tmp_path_factory):
     """Every case of :data:`ALONE` run once in MXNet's environment (tests/compat_harness.py)."""
-    cases = {}
-    for name, (node, inputs, inits, opset, _) in ALONE.items():
-        cases[name] = (one_node_model(node, inputs, inits, opset), one_node_feeds(inputs, RNG))
-    return cases, run_cases(mxnet.python()[0], "mxnet", cases, tmp_path_factory.mktemp("alone"))
+    return run_alone(mxnet.python()[0], "mxnet", ALONE, RNG, tmp_path_factory.mktemp("alone"))
 
 
 def test_every_translation_has_a_case_alone():

@@ -53,7 +53,7 @@ from mlms_ir.gpu.ncu_parse import parse_ncu_csv, scale_value, unit_scale
 from mlms_ir.gpu.ncu_run import run_counters
 from mlms_ir.passes.roofline import resolve_device
 from mlms_ir.report.counters_text import render_counters
-from mlms_ir.results.counters import CountersReport, KernelCounters
+from mlms_ir.results.counters import CountersModel, CountersReport, KernelCounters
 
 DATA = Path(__file__).parent / "data"
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -244,7 +244,7 @@ def test_counters_json_reads_back_equal(kernels, static):
     """``CountersReport.from_dict(to_dict())`` gives back an equal report: grid and block, which
     JSON writes as lists, come back as tuples; ``kind`` and ``schema_version`` lead the JSON."""
     rep = attribute_counters(kernels, static, "h200")
-    rep.gpu, rep.model, rep.metric_set, rep.metrics = "NVIDIA H200", {"name": "counters"}, "roofline", list(METRIC_SETS["roofline"])
+    rep.gpu, rep.model, rep.metric_set, rep.metrics = "NVIDIA H200", CountersModel("counters", None), "roofline", list(METRIC_SETS["roofline"])
     d = rep.to_dict()
     assert list(d)[:3] == ["kind", "schema_version", "nodes"]
     assert d["kind"] == "counters" and d["schema_version"] == "1.1" and d["version"] == 1
@@ -285,7 +285,7 @@ def test_render_counters(kernels, static):
     from rich.console import Console
 
     rep = attribute_counters(kernels, static, "h200")
-    rep.gpu, rep.model, rep.metric_set, rep.metrics = "NVIDIA H200", {"name": "counters"}, "roofline", list(METRIC_SETS["roofline"])
+    rep.gpu, rep.model, rep.metric_set, rep.metrics = "NVIDIA H200", CountersModel("counters", None), "roofline", list(METRIC_SETS["roofline"])
     buf = StringIO()
     render_counters(rep, Console(file=buf, width=250, color_system=None), top=5)
     out = buf.getvalue()
@@ -448,7 +448,7 @@ def test_run_counters_through_a_fake_ncu(fake_ncu, monkeypatch, tmp_path, page):
     assert rep.gpu == "NVIDIA H200" and rep.device == "h200"  # the device table's entry for the GPU it ran on
     assert [n.id for n in rep.nodes] == ["n0", "n3", "n1"] and rep.nodes[1].flops_ratio == 1.0
     assert rep.coverage == pytest.approx((18.592 - 1.856) / 18.592)
-    assert rep.model["name"] == "counters.onnx" and rep.metric_set == "roofline" and rep.missing_metrics == []
+    assert rep.model.name == "counters.onnx" and rep.metric_set == "roofline" and rep.missing_metrics == []
     assert rep.settings["clock_control"] == "base" and rep.settings["cudnn_allow_tf32"] is True
     assert any("--clock-control base" in note for note in rep.notes)
     assert json.loads(rep.to_json())["totals"]["kernels"] == 5

@@ -22,8 +22,8 @@ from mlms_ir.backends.base import BackendError
 from mlms_ir.backends.worker import OnnxTfBackend
 
 from conftest import agent_backend
-from compat_harness import run_cases
-from op_models import assert_outputs_match, f32, i64, make_model, one_node_feeds, one_node_model, ort_outputs, worker_outputs
+from compat_harness import run_alone
+from op_models import assert_outputs_match, f32, i64, make_model, ort_outputs, worker_outputs
 
 RNG = np.random.default_rng(7)
 
@@ -238,10 +238,7 @@ ALONE = {
 @pytest.fixture(scope="module")
 def alone(onnx_tf, tmp_path_factory):
     """Every case of :data:`ALONE` run once in the onnx-tf environment (tests/compat_harness.py)."""
-    cases = {}
-    for name, (node, inputs, inits, opset, _) in ALONE.items():
-        cases[name] = (one_node_model(node, inputs, inits, opset), one_node_feeds(inputs, RNG))
-    return cases, run_cases(onnx_tf.python()[0], "onnx-tf", cases, tmp_path_factory.mktemp("alone"))
+    return run_alone(onnx_tf.python()[0], "onnx-tf", ALONE, RNG, tmp_path_factory.mktemp("alone"))
 
 
 def test_every_handler_has_a_case_alone():

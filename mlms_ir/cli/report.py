@@ -46,7 +46,7 @@ def report(
     prof, div, run, hw = measured_inputs(profile or None, divergence or None, runs or None, counters or None)
     if batch is None and prof is not None and isinstance(prof.batch, int) and not input_shape and not dims:
         batch = prof.batch
-    hw_batch = hw.model.get("batch") if hw is not None else None
+    hw_batch = hw.model.batch if hw is not None else None
     if batch is None and isinstance(hw_batch, int) and not input_shape and not dims:
         batch = hw_batch
     out = output or f"{Path(path).stem}.report.html"

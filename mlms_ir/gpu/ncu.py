@@ -60,7 +60,7 @@ def _child(spec_path: str) -> int:
                 session.synchronize()
             finally:
                 torch.cuda.nvtx.range_pop()
-            result["unmapped"] = list(getattr(session, "unmapped", []) or [])
+            result["unmapped"] = list(session.unmapped)
         result["ok"] = True
     except MlmsIrError as exc:
         result.update(error=str(exc), type=type(exc).__name__)

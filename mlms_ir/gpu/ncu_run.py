@@ -32,7 +32,8 @@ from mlms_ir.gpu.counters_attribution import attribute_counters
 from mlms_ir.gpu.ncu_command import CACHE_CONTROL, CLOCK_CONTROL, REPLAY_MODE, check_cuda, find_ncu, ncu_command
 from mlms_ir.gpu.ncu_metrics import COUNTERS_RANGE, DEFAULT_METRIC_SET, TIME, resolve_metrics
 from mlms_ir.gpu.ncu_parse import parse_ncu_csv
-from mlms_ir.results.counters import CountersReport, KernelCounters
+from mlms_ir.results.base import model_ref
+from mlms_ir.results.counters import CountersModel, CountersReport, KernelCounters
 
 log = logging.getLogger(__name__)
 
@@ -201,13 +202,14 @@ def _model_file(model: Any, tmp: Path) -> str:
     return str(path)
 
 
-def _model_header(graph: Any, batch: int | None, dims: Any, input_shapes: Any) -> dict[str, Any]:
-    loaded = graph.loaded
-    return {"name": loaded.name if loaded else graph.proto.name,
-            "path": str(loaded.path) if loaded and loaded.path else None,
-            "batch": batch, "dims": dims if isinstance(dims, (str, dict)) or dims is None else str(dims),
-            "input_shapes": input_shapes if isinstance(input_shapes, (str, dict, list)) or input_shapes is None
-            else str(input_shapes)}
+def _model_header(graph: Any, batch: int | None, dims: Any, input_shapes: Any) -> CountersModel:
+    """The shared model header (:func:`~mlms_ir.results.base.model_ref`) and the bindings the
+    counters were taken at."""
+    ref = model_ref(graph)
+    return CountersModel(name=ref.name, path=ref.path, batch=batch,
+                         dims=dims if isinstance(dims, (str, dict)) or dims is None else str(dims),
+                         input_shapes=input_shapes if isinstance(input_shapes, (str, dict, list)) or input_shapes is None
+                         else str(input_shapes))
 
 
 def _known_errors() -> dict[str, type]:

@@ -37,7 +37,7 @@ def render_counters(report: CountersReport, console: Any = None, top: int = 20) 
     unattributed kernels and the notes."""
     console = console or Console()
     t = report.totals
-    head = Table(title=Text(f"mlms_ir counters: {report.model.get('name') or '?'} on {report.gpu or 'GPU ?'} (Nsight Compute)"),
+    head = Table(title=Text(f"mlms_ir counters: {report.model.name or '?'} on {report.gpu or 'GPU ?'} (Nsight Compute)"),
                  box=box.SIMPLE_HEAVY, show_header=False)
     head.add_column("what", style="bold")
     head.add_column("value")

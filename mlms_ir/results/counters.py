@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlms_ir.results.base import Result, to_plain
+from mlms_ir.results.base import ModelRef, Result, to_plain
 
 #: The metric holding a kernel's duration (:attr:`KernelCounters.time_s`).
 TIME = "gpu__time_duration.sum"
@@ -115,6 +115,15 @@ class NodeCounters(CounterFigures):
 
 
 @dataclass
+class CountersModel(ModelRef):
+    """The shared model header and the bindings the counters were taken at (as given)."""
+
+    batch: int | None = None
+    dims: str | dict[str, Any] | None = None
+    input_shapes: str | dict[str, Any] | list[Any] | None = None
+
+
+@dataclass
 class CountersReport(Result):
     """Hardware counters of one model run, per graph node and in total (``to_dict`` is JSON-safe;
     ``CountersReport.from_dict(report.to_dict())`` gives back an equal report)."""
@@ -137,7 +146,7 @@ class CountersReport(Result):
     bandwidth_bytes_per_s: float | None = None
     ridge_intensity: float | None = None
     gpu: str | None = None
-    model: dict[str, Any] = field(default_factory=dict)
+    model: CountersModel = field(default_factory=lambda: CountersModel(name="", path=None))
     metric_set: str | None = None
     metrics: list[str] = field(default_factory=list)
     #: Metrics this GPU or ncu does not know, dropped before the run that produced the figures.
