@@ -58,6 +58,21 @@ def run_alone(python, framework: str, table: dict, rng, folder: Path) -> tuple[d
     return cases, run_cases(python, framework, cases, folder)
 
 
+def check_alone(alone: tuple[dict, dict], table: dict, case: str, *, atol: float) -> None:
+    """One case of :func:`run_alone`'s results: the error the table expects (its last item), or
+    onnxruntime's outputs on the same model and feeds."""
+    from op_models import assert_outputs_match, ort_outputs
+
+    cases, results = alone
+    got, error = results[case], table[case][4]
+    if error is not None:
+        assert isinstance(got, str) and error in got, got
+        return
+    assert not isinstance(got, str), got
+    model, feeds = cases[case]
+    assert_outputs_match(got, ort_outputs(model, feeds), atol=atol, rtol=1e-5)
+
+
 def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 

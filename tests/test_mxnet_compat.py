@@ -20,7 +20,7 @@ from mlms_ir.backends.base import BackendError
 from mlms_ir.backends.worker import MXNetBackend
 
 from conftest import agent_backend
-from compat_harness import run_alone
+from compat_harness import check_alone, run_alone
 from op_models import assert_outputs_match, f32, i64, make_model, ort_outputs, worker_outputs
 
 RNG = np.random.default_rng(11)
@@ -275,11 +275,4 @@ def test_every_translation_has_a_case_alone():
 def test_each_translation_alone(alone, case):
     """The translation mxnet_compat's table lists for one node, called directly (after prepare, no
     patch): its symbol gives onnxruntime's outputs, or it raises the one error it must."""
-    cases, results = alone
-    got, error = results[case], ALONE[case][4]
-    if error is not None:
-        assert isinstance(got, str) and error in got, got
-        return
-    assert not isinstance(got, str), got
-    model, feeds = cases[case]
-    assert_outputs_match(got, ort_outputs(model, feeds), atol=1e-5, rtol=1e-5)
+    check_alone(alone, ALONE, case, atol=1e-5)

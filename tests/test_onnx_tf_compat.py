@@ -22,7 +22,7 @@ from mlms_ir.backends.base import BackendError
 from mlms_ir.backends.worker import OnnxTfBackend
 
 from conftest import agent_backend
-from compat_harness import run_alone
+from compat_harness import check_alone, run_alone
 from op_models import assert_outputs_match, f32, i64, make_model, ort_outputs, worker_outputs
 
 RNG = np.random.default_rng(7)
@@ -253,11 +253,4 @@ def test_every_handler_has_a_case_alone():
 def test_each_handler_alone(alone, case):
     """The handler onnx_tf_compat's tables list for one node, called directly (no patch): it gives
     onnxruntime's outputs, or the one error it must."""
-    cases, results = alone
-    got, error = results[case], ALONE[case][4]
-    if error is not None:
-        assert isinstance(got, str) and error in got, got
-        return
-    assert not isinstance(got, str), got
-    model, feeds = cases[case]
-    assert_outputs_match(got, ort_outputs(model, feeds), atol=2e-5, rtol=1e-5)
+    check_alone(alone, ALONE, case, atol=2e-5)
