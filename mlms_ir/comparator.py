@@ -107,20 +107,31 @@ def compare_outputs(reference: dict[str, np.ndarray], other: dict[str, np.ndarra
             continue
         diff = abs_diff(a, b)
         max_abs = max(max_abs, float(diff.max()))
-        mag = np.abs(_as_number(a, a.dtype.kind == "c"))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rel = np.where(diff == 0, 0.0, diff / np.maximum(np.nan_to_num(mag, nan=0.0), 1e-12))
-        max_rel = max(max_rel, float(rel.max()))
+        max_rel = max(max_rel, float(relative_error(diff, _as_number(a, a.dtype.kind == "c")).max()))
         beyond += int(beyond_mask(a, b, atol, rtol, diff).sum())
     return {"max_abs_diff": max_abs, "max_rel_diff": max_rel, "outputs_compared": compared,
             "beyond_tolerance": beyond, "elements_compared": elements, "agree": beyond == 0}
 
 
 # ---------------------------------------------------------------------------------------------- diverge
+def relative_error(diff: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``diff / |ref|`` element by element: 0 where the difference is 0, ``inf`` where the
+    reference is 0 (or not finite) and the difference is not (as numpy's ``assert_allclose``
+    reports it), never a huge quotient by a tiny floor."""
+    mag = np.abs(ref)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        rel = np.where(diff == 0, 0.0, np.where((mag > 0) & np.isfinite(mag), diff / np.where(mag > 0, mag, 1.0), np.inf))
+    return rel
+
+
 def tensor_diff(name: str, ref: np.ndarray, test: np.ndarray, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL) -> TensorDiff:
     """Max abs/rel error, mean abs error, RMSE, cosine similarity, SNR (dB), the share of elements
-    beyond the tolerance and NaN/Inf counts of ``test`` against ``ref`` (``diverge``'s figures;
-    the statistics are over the elements finite on both sides)."""
+    beyond the tolerance and NaN/Inf counts of ``test`` against ``ref`` (``diverge``'s figures).
+
+    An element that is not finite on one side only (an overflow to inf, a NaN) is an infinite
+    error: ``max_abs``, ``max_rel``, ``mean_abs`` and ``rmse`` are ``inf``, the SNR ``-inf``,
+    the cosine undefined (None). NaN on both sides and equal infinities agree. ``max_rel`` is
+    ``inf`` where the reference is 0 and the value is not. No numpy warning is printed."""
     ref = np.asarray(ref)
     test = np.asarray(test)
     if ref.shape != test.shape:
@@ -129,28 +140,31 @@ def tensor_diff(name: str, ref: np.ndarray, test: np.ndarray, atol: float = DEFA
     if ref.dtype.kind not in _NUMERIC_KINDS or test.dtype.kind not in _NUMERIC_KINDS or "c" in ref.dtype.kind + test.dtype.kind:
         differ = int(np.count_nonzero(beyond_mask(ref, test, atol, rtol))) if ref.size else 0
         share = differ / ref.size if ref.size else 0.0
-        return TensorDiff(name, int(ref.size), float(differ > 0), None, None, None, None, None, share, 0, 0, 0, 0, differ > 0,
-                          "compared element by element (not real numbers): no error statistics")
+        return TensorDiff(name, int(ref.size), math.inf if differ else 0.0, None, None, None, None, None, share, 0, 0, 0, 0,
+                          differ > 0, "compared element by element (not real numbers): no error statistics")
     if ref.size == 0:
         return TensorDiff(name, 0, 0.0, 0.0, 0.0, 0.0, 1.0, None, 0.0, 0, 0, 0, 0, False)
     a = ref.astype(np.float64).ravel()
     b = test.astype(np.float64).ravel()
     nan_a, nan_b = int(np.isnan(a).sum()), int(np.isnan(b).sum())
     inf_a, inf_b = int(np.isinf(a).sum()), int(np.isinf(b).sum())
-    outside = int(np.count_nonzero(beyond_mask(a, b, atol, rtol)))
-    finite = np.isfinite(a) & np.isfinite(b)
-    af, bf = a[finite], b[finite]
-    d = np.abs(af - bf)
-    max_abs = float(d.max()) if d.size else 0.0
-    rel = d / np.maximum(np.abs(af), np.finfo(np.float64).tiny)
-    max_rel = float(rel.max()) if rel.size else 0.0
-    mean_abs = float(d.mean()) if d.size else 0.0
-    rmse = float(math.sqrt(float(np.mean(d * d)))) if d.size else 0.0
-    na, nb = float(np.linalg.norm(af)), float(np.linalg.norm(bf))
-    cosine = float(np.dot(af, bf) / (na * nb)) if na > 0 and nb > 0 else (1.0 if na == nb else 0.0)
-    noise = float(np.sum(d * d))
-    signal = float(np.sum(af * af))
-    snr = None if noise == 0 else (10 * math.log10(signal / noise) if signal > 0 else -math.inf)
+    diff = abs_diff(a, b)  # inf where one side only is not finite, 0 where both are NaN or equal
+    outside = int(np.count_nonzero(beyond_mask(a, b, atol, rtol, diff)))
+    with np.errstate(all="ignore"):
+        max_abs = float(diff.max())
+        max_rel = float(relative_error(diff, a).max())
+        mean_abs = float(diff.mean())
+        rmse = float(math.sqrt(float(np.mean(diff * diff))))
+        if math.isinf(max_abs):  # an overflow or a NaN on one side: no angle, infinite noise
+            cosine, snr = None, -math.inf
+        else:
+            finite = np.isfinite(a) & np.isfinite(b)
+            af, bf = a[finite], b[finite]
+            na, nb = float(np.linalg.norm(af)), float(np.linalg.norm(bf))
+            cosine = float(np.dot(af, bf) / (na * nb)) if na > 0 and nb > 0 else (1.0 if na == nb else 0.0)
+            noise = float(np.sum(diff[finite] ** 2))
+            signal = float(np.sum(af * af))
+            snr = None if noise == 0 else (10 * math.log10(signal / noise) if signal > 0 else -math.inf)
     return TensorDiff(name, int(a.size), max_abs, max_rel, mean_abs, rmse, cosine, snr, outside / a.size, nan_a, nan_b,
                       inf_a, inf_b, outside > 0)
 

@@ -275,15 +275,18 @@ def diverge(
         opts["precision"] = precision
     if test_be.name == "ort":
         opts.setdefault("opt", "none")  # 1:1 with the graph unless asked otherwise
+    # the reference computes every tensor of the graph: an optimising runtime as the reference runs
+    # unoptimised (ORT's fusions would hide most intermediates: 3 of 122 on ResNet-50)
+    ref_opts = {"opt": "none"} if ref_be.name == "ort" else {}
     ref_device = "cpu" if device != "cpu" and ref_be.name == "reference" else device
     # a reduced precision converts (or quantizes) the whole model at once: cutting it first would
     # change what is computed (casts at every cut), so such runs are never streamed
     segments = plan_segments(graph, memory_budget_bytes // 2) if precision == "fp32" else [[n.id for n in graph.nodes]]
     cmp = _Comparison(graph, set(names), atol, rtol, introduced, max_introduced,
                       lambda cands, values, weights, base_dir: _introduced(graph, cands, values, weights, base_dir, ref_be, test_be,
-                                                                           device, opts, atol, rtol, precision))
+                                                                           device, opts, atol, rtol, precision, ref_opts))
     if len(segments) == 1:
-        with ref_be.prepare(graph, ref_device) as ref_s, test_be.prepare(graph, device, **opts) as test_s:
+        with ref_be.prepare(graph, ref_device, **ref_opts) as ref_s, test_be.prepare(graph, device, **opts) as test_s:
             wanted = list(dict.fromkeys(names + [n for n in graph.output_names if n not in feeds]))
             ref_vals = ref_s.intermediates(feeds, wanted)
             test_vals = test_s.intermediates(feeds, wanted)
@@ -294,7 +297,7 @@ def diverge(
         cmp.take([n.id for n in graph.nodes], ref_vals, test_vals, {**feeds, **ref_vals})
         del ref_vals, test_vals
     else:
-        out_ref, out_test = _stream_segments(graph, segments, feeds, ref_be, test_be, ref_device, device, opts, cmp)
+        out_ref, out_test = _stream_segments(graph, segments, feeds, ref_be, test_be, ref_device, device, opts, cmp, ref_opts)
     outputs = [tensor_diff(n, out_ref[n], out_test[n], atol, rtol) for n in graph.output_names if n in out_ref and n in out_test]
     nodes, diffs, missing = cmp.nodes, cmp.diffs, cmp.missing
     first = next((n for n in nodes if n.exceeds), None)
@@ -333,7 +336,7 @@ def diverge_backends(model: ModelSource, backends: Sequence[str], reference: str
 
 
 def _stream_segments(graph: Graph, segments: list[list[str]], feeds: dict[str, np.ndarray], ref_be, test_be, ref_device: str,
-                     device: str, opts: dict, cmp: _Comparison) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                     device: str, opts: dict, cmp: _Comparison, ref_opts: dict | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Run the graph one segment at a time on both backends, each segment fed with its own
     backend's values of the tensors that cross into it; compare, keep only what a later segment
     (or the graph's output) reads, and drop the rest, so that memory follows the largest segment
@@ -366,7 +369,7 @@ def _stream_segments(graph: Graph, segments: list[list[str]], feeds: dict[str, n
                                   "weights, more than one ONNX file can: give a smaller memory budget") from exc
             del model
             vals = {side: _segment_values(path, be, dev, o, live[side], want, crossing)
-                    for side, be, dev, o in (("ref", ref_be, ref_device, {}), ("test", test_be, device, opts))}
+                    for side, be, dev, o in (("ref", ref_be, ref_device, ref_opts or {}), ("test", test_be, device, opts))}
             path.unlink()
             cmp.take(seg, vals["ref"], vals["test"], {**live["ref"], **vals["ref"]})
             for side in live:
@@ -404,28 +407,51 @@ def _rounded(a: np.ndarray, precision: str) -> np.ndarray:
     return a.astype(ml_dtypes.bfloat16).astype(a.dtype)
 
 
+def _outputs_inside(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with each graph output passed through an Identity, so that the outputs of its
+    nodes are intermediates (kept in the model's own precision by a converter that casts graph
+    outputs back to float32)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for vi in m.graph.output:
+        inner = vi.name
+        vi.name = f"{inner}__mlms_ir_out"
+        m.graph.node.append(helper.make_node("Identity", [inner], [vi.name]))
+    return m
+
+
 def _introduced(graph: Graph, candidates: Sequence[NodeDivergence], values: dict[str, np.ndarray], weights: onnx.ModelProto,
                 base_dir: Path | None, ref_be, test_be, device: str, opts: dict, atol: float, rtol: float,
-                precision: str = "fp32") -> None:
+                precision: str = "fp32", ref_opts: dict | None = None, arbiter: bool = True) -> None:
     """Re-run each candidate node alone on the backend under test and on the reference, both with
     the reference's values of its inputs from ``values`` (rounded to the tested precision, so
     that rounding the inputs is not blamed on the node); ``values`` holds the reference's
-    outputs of the candidates too."""
+    outputs of the candidates too. With ``arbiter``, a node whose introduced error exceeds the
+    tolerance is judged against its exact float64 result (:mod:`mlms_ir.oracle`)."""
+    ref_opts = ref_opts or {}
+    test_name = test_be.name
+    ref_name = ref_be.name if ref_be.name != test_be.name else f"{ref_be.name} (reference)"
     for c in candidates:
-        sub = single_node_model(graph, c.id, weights, base_dir)
+        sub = alone = single_node_model(graph, c.id, weights, base_dir)
         if sub is None:
             c.introduced_note = "cannot run alone (a Constant, or a node reading a tensor of unknown shape)"
             continue
+        outs = [o for o in graph.node(c.id).proto.output if o]
         try:
+            if precision != "fp32":
+                # read the node's outputs inside the model, as the full run's intermediates are read:
+                # a graph output would be cast back to float32 and a runtime may then compute the
+                # node in float32 (ORT on CPU does), hiding an overflow the full run shows
+                sub = _outputs_inside(sub)
             sg = load(sub, lenient=True)
             sub_feeds = {n: _rounded(values[n], precision) for n in sg.input_names}
             with test_be.prepare(sg, device, **opts) as s:
-                got = s.run(sub_feeds)
+                got = s.run(sub_feeds) if precision == "fp32" else s.intermediates(sub_feeds, outs)
             if precision == "fp32":
                 want = values
             else:
-                with ref_be.prepare(sg, "cpu" if ref_be.name == "reference" else device) as r:
-                    want = r.run(sub_feeds)
+                with ref_be.prepare(sg, "cpu" if ref_be.name == "reference" else device, **ref_opts) as r:
+                    want = r.intermediates(sub_feeds, outs)
         except (MlmsIrError, KeyError) as exc:
             c.introduced_note = f"could not re-run alone: {exc}"
             continue
@@ -433,3 +459,7 @@ def _introduced(graph: Graph, candidates: Sequence[NodeDivergence], values: dict
         if ds:
             w = _worst(c.id, c.name, c.op_type, ds)
             c.introduced_max_abs, c.introduced_max_rel, c.introduced_exceeds = w.max_abs, w.max_rel, w.exceeds
+            if arbiter and w.exceeds:
+                from mlms_ir.oracle import judge
+
+                c.oracle = judge(alone, sub_feeds, outs, {test_name: got, ref_name: want}, atol, rtol)

@@ -264,3 +264,98 @@ def test_a_model_with_external_data_whole_and_streamed(tmp_path, perturbed):
     perturbed("mm1", delta=0.5)
     small = diverge(str(path), "perturbed", "reference", options={"opt": "none"}, memory_budget_bytes=40_000)
     assert small.segments > 1 and small.first_divergent["name"] == "mm1" and small.top_introduced[0]["name"] == "mm1"
+
+
+# --------------------------------------------------------------------------- non-finite errors, the arbiter
+def _fp16_overflow_model():
+    """Relu -> MatMul -> Add on 100s: the MatMul's 16 * 100 * 100 = 160,000 exceeds float16's 65,504."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])
+    w = onnx.numpy_helper.from_array(np.full((16, 16), 100.0, np.float32), "w")
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"), helper.make_node("MatMul", ["r", "w"], ["m"], name="mm"),
+             helper.make_node("Add", ["m", "x"], ["y"], name="add")]
+    return helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w]), opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_an_fp16_overflow_is_an_infinite_error_introduced_by_the_overflowing_node(recwarn):
+    r = diverge(_fp16_overflow_model(), "ort", "reference", inputs={"x": np.full((1, 16), 100.0, np.float32)}, precision="fp16")
+    by_op = {n.op_type: n for n in r.nodes}
+    mm = by_op["MatMul"]
+    assert mm.max_abs == float("inf") and mm.exceeds and mm.cosine is None and mm.snr_db == float("-inf")
+    assert mm.introduced_max_abs == float("inf") and mm.introduced_exceeds
+    relu = by_op["Relu"]  # before it: nothing
+    assert relu.max_abs == 0.0 and not relu.exceeds and not relu.introduced_exceeds
+    assert r.first_divergent["id"] == mm.id and next(n for n in r.nodes if n.exceeds) is mm
+    assert r.top_introduced[0]["id"] == mm.id and r.top_introduced[0]["introduced_max_abs"] == float("inf")
+    d = json.loads(r.to_json())  # JSON has no infinity: written as "inf", read back as one
+    node = next(n for n in d["nodes"] if n["id"] == mm.id)
+    assert node["max_abs"] == "inf" and node["introduced_max_abs"] == "inf"
+    assert type(r).from_dict(d).nodes[1].max_abs == float("inf")
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_tensor_diff_infinite_and_zero_reference_cases(recwarn):
+    ref = np.array([0.0, 1.0, 2.0, 3.0], np.float32)
+    d = tensor_diff("t", ref, np.array([1e-3, 1.0, np.inf, 3.0], np.float32))
+    assert d.max_abs == float("inf") and d.max_rel == float("inf") and d.exceeds and d.outside_share == 0.5
+    z = tensor_diff("t", ref, np.array([1e-3, 1.0, 2.0, 3.0], np.float32))  # finite, but 1e-3 where the reference is 0
+    assert z.max_abs == pytest.approx(1e-3) and z.max_rel == float("inf")
+    both = tensor_diff("t", np.array([np.nan, np.inf]), np.array([np.nan, np.inf]))
+    assert both.max_abs == 0.0 and not both.exceeds
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def _batchnorm9_model():
+    rng = np.random.default_rng(0)
+    s, b, m = (rng.standard_normal(3).astype(np.float32) for _ in range(3))
+    v = (rng.random(3) + 0.5).astype(np.float32)
+    nodes = [helper.make_node("Relu", ["x"], ["r"]),
+             helper.make_node("BatchNormalization", ["r", "s", "b", "m", "v"], ["y"], epsilon=1e-5, name="bn")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4, 4])],
+                          [onnx.numpy_helper.from_array(a, k) for a, k in ((s, "s"), (b, "b"), (m, "m"), (v, "v"))])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 9)]), (s, b, m, v)
+
+
+def test_the_arbiter_blames_the_reference_evaluator_for_batchnorm_below_opset_14():
+    """onnx's reference evaluator computes BatchNormalization-9 off the formula; onnxruntime is
+    right. The exact result, computed here by hand from the formula, agrees with the arbiter."""
+    model, (s, b, m, v) = _batchnorm9_model()
+    x = np.random.default_rng(1).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    r = diverge(model, "ort", "reference", inputs={"x": x})
+    bn = next(n for n in r.nodes if n.op_type == "BatchNormalization")
+    assert bn.introduced_exceeds and bn.oracle is not None
+    assert bn.oracle.wrong == ["reference"] and bn.oracle.closer == "ort"
+    relu = np.maximum(x, 0).astype(np.float64)
+    c = (slice(None), None, None)
+    exact = (relu - m[c]) / np.sqrt(v[c].astype(np.float64) + 1e-5) * s[c] + b[c]  # the formula, by hand
+    with registry.get("ort").prepare(mlms_ir.load(model), "cpu") as sess:
+        ort_err = float(np.abs(sess.run({"x": x})["y"] - exact).max())
+    assert bn.oracle.errors["ort"] == pytest.approx(ort_err, rel=1e-3, abs=1e-9) and ort_err < 1e-5
+    assert bn.oracle.errors["reference"] > 1e-2
+    from mlms_ir.report.run_text import oracle_verdict
+
+    assert oracle_verdict(bn.oracle) == "reference is wrong here"
+
+
+def test_the_arbiter_names_the_backend_in_the_table_and_the_page(tmp_path):
+    from rich.console import Console
+
+    from mlms_ir.report.html import build_report_data
+    from mlms_ir.report.run_text import render_divergence
+
+    model, _ = _batchnorm9_model()
+    x = np.random.default_rng(1).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    r = diverge(model, "ort", "reference", inputs={"x": x})
+    console = Console(record=True, width=240)
+    render_divergence(r, console=console)
+    assert "reference is wrong here" in console.export_text()
+    g = mlms_ir.load(model)
+    d = build_report_data(mlms_ir.analyze(g), g, divergence=r)
+    bn = next(n for n in d["nodes"] if n.get("op") == "BatchNormalization")
+    assert bn["div"]["div0"]["oracle"]["verdict"] == "reference is wrong here"
+
+
+def test_an_ort_reference_runs_unoptimised_so_every_tensor_is_compared():
+    r = diverge(builtin_path(), "reference", "ort", batch=1)
+    assert r.compared_tensors == 11 and not r.missing_tensors

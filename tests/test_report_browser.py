@@ -12,6 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import mlms_ir
@@ -325,6 +326,34 @@ def test_symbolic_report_shows_formulas_and_plots_totals_against_the_dim(browser
         assert p.page.inner_text("#sweep-caption").startswith("Totals against ")
         points = p.page.evaluate("() => Chart.getChart(document.getElementById('plot-sweep')).data.datasets[0].data.length")
         assert points == 13  # the only free dim, doubling from 1 to 4096
+        assert p.errors == []
+    finally:
+        p.close()
+
+
+def test_divergence_panel_names_the_wrong_backend_and_shows_infinite_errors(browser, tmp_path):
+    """The arbiter's verdict in the node panel, and an fp16 overflow shown as ∞ (not as no error)."""
+    from test_divergence import _batchnorm9_model, _fp16_overflow_model
+
+    from mlms_ir.divergence import diverge
+
+    model, _ = _batchnorm9_model()
+    x = np.random.default_rng(1).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    div = diverge(model, "ort", "reference", inputs={"x": x})
+    p = Page(browser, _report(model, divergence=div), tmp_path)
+    try:
+        p.page.click("g.node.op[data-id=n1]")
+        details = p.page.text_content("#details")
+        assert "reference is wrong here" in details and "onnx.reference in float64 at opset" in details
+        assert p.errors == []
+    finally:
+        p.close()
+    over = _fp16_overflow_model()
+    div = diverge(over, "ort", "reference", inputs={"x": np.full((1, 16), 100.0, np.float32)}, precision="fp16")
+    p = Page(browser, _report(over, divergence=div), tmp_path, name="over.html")
+    try:
+        p.page.click("g.node.op[data-id=n1]")
+        assert "∞" in p.page.text_content("#details")
         assert p.errors == []
     finally:
         p.close()

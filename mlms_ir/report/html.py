@@ -28,6 +28,7 @@ from mlms_ir.errors import MlmsIrError
 from mlms_ir.ir import Graph
 from mlms_ir.ir.graph import node_reads
 from mlms_ir.report.layout import Layout, layered_layout
+from mlms_ir.report.run_text import oracle_verdict
 from mlms_ir.results.analysis import Analysis
 from mlms_ir.results.base import json_safe, to_plain
 from mlms_ir.results.counters import CountersReport
@@ -94,6 +95,14 @@ def _shape_text(shape: Any) -> str:
     if shape is None:
         return "?"
     return "×".join("?" if d is None else str(d) for d in shape) or "scalar"
+
+
+def _err(x: Any) -> float | str | None:
+    """An error figure for the page: a number, ``"inf"``/``"-inf"`` for an infinite error (JSON
+    has no infinity, and an infinite error must not read as none), None when unknown."""
+    if isinstance(x, (int, float)) and math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return _num(x)
 
 
 def _num(x: Any) -> float | None:
@@ -204,9 +213,11 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
         for k, n in enumerate(j.divergence):
             if n is not None:
                 draw[i].setdefault("div", {})[f"div{k}"] = {
-                    f: (_num(getattr(n, f)) if f not in ("exceeds", "introduced_exceeds", "introduced_note") else getattr(n, f))
-                    for f in ("max_abs", "max_rel", "cosine", "snr_db", "outside_share", "nan", "exceeds", "introduced_max_abs",
-                              "introduced_max_rel", "introduced_exceeds", "introduced_note")}
+                    **{f: (_err(getattr(n, f)) if f not in ("exceeds", "introduced_exceeds", "introduced_note") else getattr(n, f))
+                       for f in ("max_abs", "max_rel", "cosine", "snr_db", "outside_share", "nan", "exceeds", "introduced_max_abs",
+                                 "introduced_max_rel", "introduced_exceeds", "introduced_note")},
+                    "oracle": None if n.oracle is None else {**to_plain(n.oracle), "errors": {b: _err(e) for b, e in n.oracle.errors.items()},
+                                                             "verdict": oracle_verdict(n.oracle)}}
     if prof is not None:
         metrics += [["time_us", f"time (µs, {prof.backend} {prof.device})"], ["share", "share of time"],
                     ["achieved", "achieved FLOP/s"]]

@@ -127,6 +127,20 @@ def _g(v: float | None) -> str:
     return "-" if v is None else f"{v:.3g}"
 
 
+def oracle_verdict(oracle) -> str:
+    """The arbiter's verdict in words: "reference is wrong here", "ort is wrong here", or why it
+    cannot say."""
+    if oracle is None:
+        return ""
+    if not oracle.errors:
+        return oracle.note or "no exact result"
+    if len(oracle.wrong) == 1:
+        return f"{oracle.wrong[0]} is wrong here"
+    if oracle.wrong:
+        return f"both are wrong here ({oracle.closer} is closer)" if oracle.closer else "both are wrong here"
+    return "both within tolerance of the exact result"
+
+
 def render_divergence(report, *, top: int = 15, console: Console | None = None) -> None:
     """The first divergent node, the nodes that introduce the most error, and the worst tensors."""
     console = console or Console()
@@ -146,10 +160,13 @@ def render_divergence(report, *, top: int = 15, console: Console | None = None) 
     head.add_row("compared", f"{report.compared_tensors} tensors" + (f"; {len(report.missing_tensors)} not exposed by the backend" if report.missing_tensors else "") + (f"; streamed in {report.segments} segments" if report.segments > 1 else ""))
     console.print(head)
     if report.top_introduced:
-        rows = [[t["id"], t["name"] or "-", t["op_type"], _g(t["introduced_max_abs"]), _g(t["introduced_max_rel"]), "yes" if t["exceeds"] else "no"]
+        by_id = {n.id: n for n in report.nodes}
+        rows = [[t["id"], t["name"] or "-", t["op_type"], _g(t["introduced_max_abs"]), _g(t["introduced_max_rel"]), "yes" if t["exceeds"] else "no",
+                 oracle_verdict(by_id[t["id"]].oracle) if t["id"] in by_id else ""]
                 for t in report.top_introduced]
-        console.print(fit_table("nodes by introduced error (re-run alone with the reference's inputs)",
-                                ["id", "name", "op", "introduced max abs", "max rel", "exceeds"], rows, left=("id", "name", "op", "exceeds")))
+        console.print(fit_table("nodes by introduced error (re-run alone with the reference's inputs; the exact result in float64 says who is wrong)",
+                                ["id", "name", "op", "introduced max abs", "max rel", "exceeds", "exact result says"], rows,
+                                left=("id", "name", "op", "exceeds", "exact result says")))
     nodes = sorted(report.nodes, key=lambda n: -(n.max_abs or 0.0))[:top]
     rows = [[n.id, n.name or "-", n.op_type, _g(n.max_abs), _g(n.max_rel), _g(n.cosine), _g(n.snr_db), f"{n.outside_share:.1%}",
              str(n.nan), _g(n.introduced_max_abs)] for n in nodes]

@@ -42,7 +42,8 @@ def json_fields(obj: Any) -> list[dataclasses.Field]:
 
 def to_plain(obj: Any) -> Any:
     """``obj`` as JSON-ready data: dataclasses as dicts of their JSON fields (in field order),
-    tuples as lists, non-finite floats as None."""
+    tuples as lists, an infinity as the string ``"inf"`` or ``"-inf"`` (an infinite error must not
+    read as an unknown one; JSON has no infinity) and NaN as None."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_plain(getattr(obj, f.name)) for f in json_fields(obj)}
     if isinstance(obj, dict):
@@ -50,8 +51,12 @@ def to_plain(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [to_plain(v) for v in obj]
     if isinstance(obj, float) and not math.isfinite(obj):
-        return None
+        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
     return obj
+
+
+#: How :func:`to_plain` writes infinities, read back by :func:`build` where a number is expected.
+_INFINITIES = {"inf": math.inf, "-inf": -math.inf}
 
 
 @cache
@@ -126,7 +131,7 @@ def build(tp: Any, value: Any, where: str = "") -> Any:
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return build_dataclass(tp, value, where)
     if tp is float:
-        return float(value)
+        return _INFINITIES[value] if isinstance(value, str) else float(value)
     return value
 
 
@@ -141,7 +146,7 @@ def _fits(tp: Any, value: Any) -> bool:
     if origin is dict:
         return isinstance(value, dict)
     if origin is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
+        return (isinstance(value, int | float) and not isinstance(value, bool)) or value in ("inf", "-inf")
     if origin is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if origin in (Union, types.UnionType):

@@ -37,6 +37,20 @@ class TensorDiff:
 
 
 @dataclass
+class Oracle:
+    """The arbiter's verdict on a node whose introduced error exceeds the tolerance: the node
+    re-run alone in float64 on the inputs both backends saw (``method`` says how), each backend's
+    largest error against that exact result, the one closer to it (None on a tie or without an
+    exact result), and the backends beyond the tolerance of it: the ones wrong here."""
+
+    closer: str | None
+    errors: dict[str, float | None]
+    wrong: list[str]
+    method: str
+    note: str = ""
+
+
+@dataclass
 class NodeDivergence:
     """The worst of a node's output tensors, accumulated and (where computed) introduced."""
 
@@ -55,6 +69,8 @@ class NodeDivergence:
     introduced_exceeds: bool | None = None
     introduced_note: str = ""
     tensors: list[TensorDiff] = field(default_factory=list)
+    #: Where the introduced error exceeds: who is wrong, by the float64 re-run (:class:`Oracle`).
+    oracle: Oracle | None = None
 
 
 @dataclass

@@ -38,7 +38,9 @@
     if (v >= 1e3) return (v / 1e3).toFixed(2) + " ms";
     return v.toFixed(v >= 100 ? 0 : 1) + " µs";
   }
-  function sci(v) { return v === null || v === undefined ? "–" : (v === 0 ? "0" : Number(v).toPrecision(3)); }
+  // an infinite error (an overflow, a NaN on one side) travels as the string "inf"
+  function num(v) { return v === "inf" ? Infinity : (v === "-inf" ? -Infinity : v); }
+  function sci(v) { v = num(v); return v === null || v === undefined ? "–" : (v === 0 ? "0" : (Number.isFinite(v) ? Number(v).toPrecision(3) : (v > 0 ? "∞" : "−∞"))); }
   function pct(v) { return v === null || v === undefined ? "–" : (100 * v).toFixed(1) + "%"; }
   const pct100 = (v) => (v === null || v === undefined ? "–" : Number(v).toFixed(1) + "%");
   const FORMAT = { macs: (v) => count(v), flops: (v) => count(v), params: (v) => count(v), out_bytes: bytes, time_us: us,
@@ -122,7 +124,7 @@
       for (const m of members) {
         const d = m.div && m.div[k];
         if (!d) continue;
-        const v = intro ? d.introduced_max_abs : d.max_abs;
+        const v = num(intro ? d.introduced_max_abs : d.max_abs);
         if (v !== null && v !== undefined && (best === null || v > best)) best = v;
         if (intro ? d.introduced_exceeds : d.exceeds) exceeds = true;
       }
@@ -172,7 +174,7 @@
   function colour() {
     const key = state.metric;
     const vals = state.items.map((it) => metricValue(it, key));
-    const pos = vals.map((x) => x.v).filter((v) => v !== null && v > 0);
+    const pos = vals.map((x) => x.v).filter((v) => v !== null && v > 0 && Number.isFinite(v));
     let lo = Infinity, hi = -Infinity;
     for (const v of pos) { const l = Math.log10(v); if (l < lo) lo = l; if (l > hi) hi = l; }
     let coloured = 0;
@@ -181,7 +183,7 @@
       let c = NONE;
       if (v !== null) {
         coloured++;
-        c = v > 0 ? colourOf(hi > lo ? (Math.log10(v) - lo) / (hi - lo) : 1) : PALETTE[0];
+        c = v > 0 ? (Number.isFinite(v) ? colourOf(hi > lo ? (Math.log10(v) - lo) / (hi - lo) : 1) : PALETTE[PALETTE.length - 1]) : PALETTE[0];
       }
       if (itemNode(state.items[i]).kind === "op" || itemNode(state.items[i]).kind === "block") state.rects[i].setAttribute("fill", c);
       state.gs[i].classList.toggle("dark", isDark(c));
@@ -336,6 +338,10 @@
         if (!d) return;
         box.append(el("h4", null, "error: " + r.backend + " vs " + r.reference));
         box.append(kvTable([["max abs", sci(d.max_abs)], ["max rel", sci(d.max_rel)], ["cosine", d.cosine === null ? null : Number(d.cosine).toFixed(6)], ["SNR", d.snr_db === null ? null : Number(d.snr_db).toFixed(1) + " dB"], ["outside tolerance", pct(d.outside_share)], ["NaN", d.nan], ["beyond tolerance", d.exceeds ? "yes" : "no"], ["introduced max abs", sci(d.introduced_max_abs)], ["introduced", d.introduced_note]]));
+        if (d.oracle) {
+          const errs = Object.entries(d.oracle.errors).map(([b, e]) => b + " " + sci(e)).join(", ");
+          box.append(kvTable([["exact result (float64)", d.oracle.verdict], ["error against it", errs || null], ["computed by", d.oracle.method]]));
+        }
       });
     }
     box.append(el("h4", null, "inputs"));
@@ -574,9 +580,10 @@
       const wrap = el("div", { class: "table-wrap" });
       box.append(wrap);
       sortableTable(wrap, [{ label: "id", get: (x) => x.n.id }, { label: "name", get: (x) => x.n.name, cls: "name" }, { label: "op", get: (x) => x.n.op },
-        { label: "max abs", get: (x) => x.d.max_abs, num: true, fmt: sci }, { label: "max rel", get: (x) => x.d.max_rel, num: true, fmt: sci },
+        { label: "max abs", get: (x) => num(x.d.max_abs), num: true, fmt: sci }, { label: "max rel", get: (x) => num(x.d.max_rel), num: true, fmt: sci },
         { label: "cosine", get: (x) => x.d.cosine, num: true, fmt: (v) => (v === null ? "–" : Number(v).toFixed(6)) }, { label: "SNR dB", get: (x) => x.d.snr_db, num: true, fmt: (v) => (v === null ? "–" : Number(v).toFixed(1)) },
-        { label: "introduced", get: (x) => x.d.introduced_max_abs, num: true, fmt: sci }, { label: "beyond tolerance", get: (x) => (x.d.exceeds ? "yes" : "no") }],
+        { label: "introduced", get: (x) => num(x.d.introduced_max_abs), num: true, fmt: sci }, { label: "beyond tolerance", get: (x) => (x.d.exceeds ? "yes" : "no") },
+        { label: "exact result says", get: (x) => (x.d.oracle ? x.d.oracle.verdict : "") }],
         rows, { sort: 7, limit: 500, rowClass: (x) => (x.d.exceeds ? "bad" : "") });
     });
   }
