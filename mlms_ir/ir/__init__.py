@@ -114,11 +114,39 @@ _INT_KEEP_BYTES = 65536
 STRIPPED_LOCATION = "mlms_ir:embedded-data-not-loaded"
 
 
+#: Typed fields holding one value per element (``int32_data`` packs sub-byte types: not checked).
+_ONE_PER_ELEMENT = ("float_data", "int64_data", "double_data", "uint64_data")
+
+
+def _check_tensor_data(t: onnx.TensorProto) -> None:
+    """An embedded tensor must hold as many values as its dims say: a short ``raw_data`` would be
+    counted as full weights here while every runtime refuses it."""
+    from mlms_ir.ir.dtypes import nbytes
+
+    numel = 1
+    for d in t.dims:
+        if d < 0:
+            raise InvalidModelError(f"tensor '{t.name}' has a negative dim ({d})")
+        numel *= d
+    if t.HasField("raw_data"):
+        want = nbytes(t.data_type, numel)
+        if want is not None and len(t.raw_data) != want:
+            raise InvalidModelError(f"tensor '{t.name}' of shape {list(t.dims)} needs {want:,} bytes of data but holds "
+                                    f"{len(t.raw_data):,}: the file is truncated or corrupt")
+        return
+    for f in _ONE_PER_ELEMENT:
+        n = len(getattr(t, f))
+        if n and n != numel:
+            raise InvalidModelError(f"tensor '{t.name}' of shape {list(t.dims)} needs {numel:,} values but holds {n:,}: "
+                                    "the file is truncated or corrupt")
+
+
 def _strip_tensor(t: onnx.TensorProto) -> None:
     from mlms_ir.ir.dtypes import FLOAT_TYPES
 
     if t.data_location == onnx.TensorProto.EXTERNAL or t.data_type == onnx.TensorProto.STRING:
         return
+    _check_tensor_data(t)
     if t.ByteSize() <= (_FLOAT_KEEP_BYTES if t.data_type in FLOAT_TYPES else _INT_KEEP_BYTES):
         return
     for f in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
@@ -278,8 +306,31 @@ def _sort_nodes(model: onnx.ModelProto) -> None:
         g.node.extend(copies)
 
 
+def _all_nodes(graph: onnx.GraphProto):
+    for node in graph.node:
+        yield node
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                yield from _all_nodes(a.g)
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for g in a.graphs:
+                    yield from _all_nodes(g)
+
+
+def _check_counts(model: onnx.ModelProto) -> None:
+    """Attributes that size what the passes build (a list per scan input) must fit the node: a
+    Scan's ``num_scan_inputs`` of 2**31 would make a 16 GB list before any other check fails."""
+    for node in _all_nodes(model.graph):
+        if node.op_type == "Scan" and node.domain in ("", "ai.onnx"):
+            n = next((a.i for a in node.attribute if a.name == "num_scan_inputs"), 0)
+            if not 0 <= n <= len(node.input):
+                label = f"'{node.name}'" if node.name else "a Scan"
+                raise InvalidModelError(f"Scan node {label} declares {n} scan inputs but has {len(node.input)} inputs")
+
+
 def _check_nodes(model: onnx.ModelProto) -> None:
     """Check attributes of every node whose op ONNX knows (types, required attributes)."""
+    _check_counts(model)
     ctx = onnx.checker.C.CheckerContext()
     ctx.ir_version = model.ir_version
     ctx.opset_imports = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import}

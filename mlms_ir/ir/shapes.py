@@ -18,6 +18,7 @@ import onnx.shape_inference
 from mlms_ir.errors import InvalidModelError, ShapeBindingError
 from mlms_ir.ir import contrib
 from mlms_ir.ir.fold import complete_shapes
+from mlms_ir.ir.guard import GuardedCrash, GuardedError, run_guarded
 
 MAX_DIM = 2**62  # ONNX dims are int64; larger bindings are mistakes
 
@@ -246,30 +247,46 @@ def infer_shapes(model: onnx.ModelProto, *, lenient: bool = False) -> tuple[onnx
     """
     warnings: list[str] = []
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError, ValueError) as exc:
-        msg = _one_line(exc)
+        inferred = _infer(model, strict=True)
+    except GuardedError as exc:
+        msg = _one_line(exc.message or exc)
         if not lenient:
             raise InvalidModelError(
                 f"ONNX shape inference rejects the model: {msg} (the model is malformed; "
                 "pass --lenient / lenient=True to analyse what can be inferred anyway)"
-            ) from exc
+            ) from None
         warnings.append(f"shape inference failed in strict mode, results may be incomplete: {msg}")
         try:
-            inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
-        except Exception as exc2:  # noqa: BLE001 - ONNX's C++ core may raise anything here
-            warnings.append(f"shape inference failed: {_one_line(exc2)}")
+            inferred = _infer(model, strict=False)
+        except GuardedError as exc2:
+            warnings.append(f"shape inference failed: {_one_line(exc2.message or exc2)}")
             inferred = model
     for _ in range(3):
         complete_shapes(inferred)
         if not contrib.add_contrib_shapes(inferred):
             break
         try:
-            inferred = onnx.shape_inference.infer_shapes(inferred, check_type=False, strict_mode=False, data_prop=True)
-        except Exception as exc:  # noqa: BLE001
-            warnings.append(f"shape inference after contrib-op shapes failed: {_one_line(exc)}")
+            inferred = _infer(inferred, strict=False)
+        except GuardedError as exc:
+            warnings.append(f"shape inference after contrib-op shapes failed: {_one_line(exc.message or exc)}")
             break
     return inferred, warnings
+
+
+def _infer(model: onnx.ModelProto, *, strict: bool) -> onnx.ModelProto:
+    """ONNX's shape inference (with data propagation) in a guarded child (:mod:`mlms_ir.ir.guard`):
+    a crash or a runaway in ONNX's C++ code on a hostile model is an :class:`InvalidModelError`."""
+    def infer() -> bytes:
+        return onnx.shape_inference.infer_shapes(model, check_type=strict, strict_mode=strict, data_prop=True).SerializeToString()
+
+    try:
+        data = run_guarded(infer)
+    except GuardedCrash as exc:
+        raise InvalidModelError(f"ONNX's shape inference failed on this model: {exc}; the model is malformed or "
+                                "hostile (an attribute or a declared size out of range)") from None
+    out = onnx.ModelProto()
+    out.ParseFromString(data)
+    return out
 
 
 def input_shape_list(value: object) -> list[str] | None:

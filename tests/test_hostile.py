@@ -1,0 +1,104 @@
+"""Hostile models (issue #16): ONNX's C++ code runs guarded, declared counts are checked before
+anything is sized from them, and data shorter than its dims is refused. Each case is one small
+model built here; the CLI answers with one line and exit 2, never a traceback or a dead process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import mlms_ir
+from mlms_ir.errors import InvalidModelError
+from mlms_ir.ir.guard import GuardedCrash, GuardedError, parse_bytes, run_guarded
+
+
+def _gathernd_segfault() -> onnx.ModelProto:
+    """onnx 1.23's shape inference segfaults on this 150-byte model (found by fuzzing attributes)."""
+    n = helper.make_node("GatherND", ["x", "i"], ["y"], batch_dims=-2**31)
+    g = helper.make_graph([n], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4, 5]),
+                                     helper.make_tensor_value_info("i", TensorProto.INT64, [2, 3, 4, 5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mlms_ir", *args, "--store", "none"], capture_output=True, text=True, timeout=300)
+
+
+def _one_line(r: subprocess.CompletedProcess, text: str) -> None:
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("mlms_ir: error:") and text in lines[0], r.stderr
+
+
+@pytest.mark.parametrize("lenient", [False, True])
+def test_a_crash_in_onnx_shape_inference_is_one_line(tmp_path, lenient):
+    path = tmp_path / "gathernd.onnx"
+    onnx.save(_gathernd_segfault(), path)
+    _one_line(_cli("analyze", str(path), *(["--lenient"] if lenient else [])), "ONNX's shape inference failed on this model: it crashed (SIGSEGV)")
+    with pytest.raises(InvalidModelError, match="crashed"):
+        mlms_ir.load(path, lenient=lenient)
+
+
+def test_a_scan_count_beyond_its_inputs_is_refused_before_anything_is_sized():
+    body = helper.make_graph([helper.make_node("Identity", ["a"], ["b"])], "body",
+                             [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2])], [helper.make_tensor_value_info("b", TensorProto.FLOAT, [2])])
+    n = helper.make_node("Scan", ["x"], ["y"], body=body, num_scan_inputs=2**31)
+    g = helper.make_graph([n], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    t0 = time.monotonic()
+    for lenient in (False, True):
+        with pytest.raises(InvalidModelError, match="declares 2147483648 scan inputs but has 1 inputs"):
+            mlms_ir.load(m, lenient=lenient)
+    assert time.monotonic() - t0 < 60
+
+
+def test_data_shorter_than_its_dims_is_refused():
+    w = numpy_helper.from_array(np.ones((64, 64), np.float32), "w")
+    w.raw_data = w.raw_data[:100]
+    n = helper.make_node("MatMul", ["x", "w"], ["y"])
+    g = helper.make_graph([n], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(InvalidModelError, match=r"tensor 'w' of shape \[64, 64\] needs 16,384 bytes of data but holds 100"):
+        mlms_ir.load(m)
+    w2 = helper.make_tensor("w", TensorProto.FLOAT, [64, 64], [1.0] * 4096)
+    del w2.float_data[10:]  # float_data: 10 of 4,096 values
+    g2 = helper.make_graph([n], "g", list(g.input), list(g.output), [w2])
+    with pytest.raises(InvalidModelError, match="needs 4,096 values but holds 10"):
+        mlms_ir.load(helper.make_model(g2, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+# --------------------------------------------------------------------------- the guard itself
+def test_guard_returns_bytes_and_words_what_went_wrong():
+    assert run_guarded(lambda: b"ok") == b"ok"
+
+    def fails() -> bytes:
+        raise IndexError("vector::_M_range_check")
+
+    with pytest.raises(GuardedError, match="IndexError: vector::_M_range_check") as info:
+        run_guarded(fails)
+    assert info.value.type_name == "IndexError"
+    with pytest.raises(GuardedCrash, match="SIGSEGV"):
+        run_guarded(lambda: os.kill(os.getpid(), signal.SIGSEGV) or b"")
+    t0 = time.monotonic()
+    with pytest.raises(GuardedCrash, match="ran past 1 s"):
+        run_guarded(lambda: time.sleep(30) or b"", timeout_s=1)
+    assert time.monotonic() - t0 < 20
+
+
+def test_guard_holds_the_child_to_its_memory_budget():
+    def hog() -> bytes:
+        return bytes(np.ones(1 << 28, np.uint8))  # 256 MiB, over a 64 MiB budget
+
+    with pytest.raises((GuardedCrash, GuardedError), match="MemoryError|out of memory|crashed"):
+        run_guarded(hog, memory_bytes=64 << 20)
+    assert parse_bytes("8G") == 8 << 30 and parse_bytes("512MiB") == 512 << 20 and parse_bytes("1000") == 1000
