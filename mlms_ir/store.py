@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import json
 import os
 import sqlite3
@@ -166,6 +167,22 @@ def _dumps(obj: Any) -> str:
     return json.dumps(json_safe(obj), separators=(",", ":"), default=str)
 
 
+def _damage_is_a_store_error(method):
+    """A store file can be damaged or hostile (a dropped table, a payload that is not zlib or not
+    JSON, a negative schema version): whatever the reading or writing trips on is a
+    :class:`StoreError` naming the file, never a traceback."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except StoreError:
+            raise
+        except (sqlite3.Error, zlib.error, ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
+            raise StoreError(f"the results store '{self.path}' is damaged or not one ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:200]}); move it away or give another with --store") from None
+    return wrapper
+
+
 class Store:
     """A results store in one SQLite file (created, or migrated to the current schema, on open)."""
 
@@ -180,7 +197,7 @@ class Store:
                 raise StoreError(f"the store '{self.path}' cannot use write-ahead logging (journal mode {mode})")
             self._db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, ValueError) as exc:
             raise StoreError(f"cannot open the results store '{self.path}': {exc}") from exc
         except OSError as exc:
             raise StoreError(f"cannot open the results store '{self.path}': {exc.strerror or exc}") from exc
@@ -192,6 +209,8 @@ class Store:
 
     def _migrate(self) -> None:
         current = self.version
+        if current < 0:
+            raise StoreError(f"the store '{self.path}' has schema version {current}: it is damaged or not an mlms_ir store")
         if current > STORE_SCHEMA_VERSION:
             raise StoreError(f"the store '{self.path}' has schema version {current}, newer than this mlms_ir knows "
                              f"({STORE_SCHEMA_VERSION}): upgrade mlms_ir")
@@ -213,6 +232,7 @@ class Store:
             current += 1
 
     # ------------------------------------------------------------------ writing
+    @_damage_is_a_store_error
     def add(self, rec: StoreRecord) -> StoredRun:
         """Keep one result (in one transaction: the run, its nodes and its payload, or nothing)."""
         from mlms_ir import __version__
@@ -248,6 +268,7 @@ class Store:
             raise StoreError(f"cannot write to the results store '{self.path}': {exc}") from exc
         return self.get(run_id)
 
+    @_damage_is_a_store_error
     def add_all(self, recs: Iterable[StoreRecord]) -> list[StoredRun]:
         return [self.add(r) for r in recs]
 
@@ -261,6 +282,7 @@ class Store:
             vals[k] = json.loads(vals[k] or "{}")
         return StoredRun(*vals)
 
+    @_damage_is_a_store_error
     def get(self, ref: int | str) -> StoredRun:
         """A run by its id (an integer) or its uid (or a unique prefix of at least 6 characters)."""
         try:
@@ -280,6 +302,7 @@ class Store:
             raise StoreError(f"no run '{ref}' in the results store '{self.path}' (see 'runs list')")
         return self._row(row)
 
+    @_damage_is_a_store_error
     def list(self, kind: str | None = None, model: str | None = None, backend: str | None = None, sweep: str | None = None,
              limit: int | None = 50) -> list[StoredRun]:
         """The newest runs first, filtered by kind, model name (substring), backend or sweep."""
@@ -299,10 +322,12 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot read the results store '{self.path}': {exc}") from exc
 
+    @_damage_is_a_store_error
     def nodes(self, run_id: int) -> list[dict[str, Any]]:
         rows = self._db.execute(f"SELECT {', '.join(NODE_COLUMNS)} FROM nodes WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
         return [dict(zip(NODE_COLUMNS, r)) for r in rows]
 
+    @_damage_is_a_store_error
     def payload(self, run_id: int) -> dict[str, Any] | None:
         row = self._db.execute("SELECT encoding, data FROM payloads WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
@@ -311,14 +336,17 @@ class Store:
             raise StoreError(f"run {run_id}'s report is stored as '{row[0]}', which this mlms_ir cannot read")
         return json.loads(zlib.decompress(row[1]).decode())
 
+    @_damage_is_a_store_error
     def jobs_done(self, sweep: str) -> set[str]:
         """The job keys of a sweep's runs that finished (status ok)."""
         rows = self._db.execute("SELECT DISTINCT job_key FROM runs WHERE sweep = ? AND status = 'ok' AND job_key IS NOT NULL", (sweep,))
         return {r[0] for r in rows.fetchall()}
 
+    @_damage_is_a_store_error
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 
+    @_damage_is_a_store_error
     def last_id(self) -> int:
         """The newest run's id (0 for an empty store)."""
         return int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()[0])

@@ -102,3 +102,46 @@ def test_guard_holds_the_child_to_its_memory_budget():
     with pytest.raises((GuardedCrash, GuardedError), match="MemoryError|out of memory|crashed"):
         run_guarded(hog, memory_bytes=64 << 20)
     assert parse_bytes("8G") == 8 << 30 and parse_bytes("512MiB") == 512 << 20 and parse_bytes("1000") == 1000
+
+
+# --------------------------------------------------------------------------- damaged stores
+def _store_with_one_run(tmp_path):
+    from mlms_ir.store import Store, records_from_analysis
+    from mlms_ir.zoo import builtin_path
+
+    path = tmp_path / "s.sqlite"
+    with Store(path) as st:
+        st.add_all(records_from_analysis(mlms_ir.analyze(mlms_ir.load(builtin_path(), batch=1))))
+    return path
+
+
+@pytest.mark.parametrize("damage", ["negative version", "payload not zlib", "payload not json", "dropped table", "summary not json"])
+def test_a_damaged_store_is_one_line_and_never_costs_analyze_its_result(tmp_path, damage):
+    import sqlite3
+    import zlib
+
+    from mlms_ir.errors import StoreError
+    from mlms_ir.store import Store
+
+    path = _store_with_one_run(tmp_path)
+    db = sqlite3.connect(path)
+    db.execute({"negative version": "PRAGMA user_version = -5",
+                "payload not zlib": "UPDATE payloads SET data = x'00010203'",
+                "payload not json": "UPDATE payloads SET data = ?",
+                "dropped table": "DROP TABLE nodes",
+                "summary not json": "UPDATE runs SET summary = '{not json'"}[damage],
+               (zlib.compress(b"{not json"),) if damage == "payload not json" else ())
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="results store|schema version -5"):
+        with Store(path) as st:
+            st.payload(st.get(1).id)
+            st.nodes(1)
+    r = subprocess.run([sys.executable, "-m", "mlms_ir", "runs", "show", "1", "--payload", "--store", str(path)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    a = subprocess.run([sys.executable, "-m", "mlms_ir", "analyze", "--batch", "1", "--store", str(path)], capture_output=True,
+                       text=True, timeout=300)
+    assert a.returncode == 0 and "mlms_ir analysis" in a.stdout and "Traceback" not in a.stderr, a.stderr
+    if damage in ("negative version", "dropped table"):
+        assert "not recorded" in a.stderr
