@@ -145,3 +145,23 @@ def test_a_damaged_store_is_one_line_and_never_costs_analyze_its_result(tmp_path
     assert a.returncode == 0 and "mlms_ir analysis" in a.stdout and "Traceback" not in a.stderr, a.stderr
     if damage in ("negative version", "dropped table"):
         assert "not recorded" in a.stderr
+
+
+def test_model_strings_cannot_spoof_or_break_our_lines(tmp_path):
+    """A node named with a right-to-left override, a NUL and a newline: the table and the one
+    error line show them as escapes."""
+    n = helper.make_node("Relu", ["x"], ["y"], name="evil\u202egnp.exe\x00\nmlms_ir: error: fake")
+    g = helper.make_graph([n], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    path = tmp_path / "evil.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    r = _cli("analyze", str(path))
+    assert r.returncode == 0 and "\u202e" not in r.stdout and "\x00" not in r.stdout
+    assert "evil\\u202egnp.exe\\u0000\\u000amlms_ir" in r.stdout
+    bad = tmp_path / "bad.onnx"
+    n2 = helper.make_node("MatMul", ["x", "x"], ["y"], name="a\u202eb\nc")  # rank-1 MatMul of a wrong type: refused
+    g2 = helper.make_graph([n2], "g", [helper.make_tensor_value_info("x", TensorProto.STRING, [2])],
+                           [helper.make_tensor_value_info("y", TensorProto.STRING, [2])])
+    onnx.save(helper.make_model(g2, opset_imports=[helper.make_opsetid("", 17)]), bad)
+    r = _cli("analyze", str(bad))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "\u202e" not in r.stderr, r.stderr

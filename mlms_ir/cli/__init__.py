@@ -64,7 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         fire.Fire(commands(), command=_join_repeated(args), name="mlms_ir")
     except MlmsIrError as exc:
-        print(f"mlms_ir: error: {exc}", file=sys.stderr)
+        from mlms_ir.report.text import printable
+
+        print(f"mlms_ir: error: {printable(exc)}", file=sys.stderr)
         logging.getLogger(__name__).debug("details", exc_info=True)
         return exc.exit_code
     except fire.core.FireExit as exc:

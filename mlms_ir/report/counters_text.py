@@ -8,9 +8,8 @@ from typing import Any
 from rich import box
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
-from mlms_ir.report.text import fit_table, human_count, human_time_us
+from mlms_ir.report.text import fit_table, human_count, human_time_us, plain
 from mlms_ir.results.counters import CountersReport
 
 
@@ -37,12 +36,12 @@ def render_counters(report: CountersReport, console: Any = None, top: int = 20) 
     unattributed kernels and the notes."""
     console = console or Console()
     t = report.totals
-    head = Table(title=Text(f"mlms_ir counters: {report.model.name or '?'} on {report.gpu or 'GPU ?'} (Nsight Compute)"),
+    head = Table(title=plain(f"mlms_ir counters: {report.model.name or '?'} on {report.gpu or 'GPU ?'} (Nsight Compute)"),
                  box=box.SIMPLE_HEAVY, show_header=False)
     head.add_column("what", style="bold")
     head.add_column("value")
     s = report.settings
-    head.add_row("metrics", Text(f"{report.metric_set or 'custom'} ({len(report.metrics)} metrics); replay {s.get('replay_mode', '?')}, "
+    head.add_row("metrics", plain(f"{report.metric_set or 'custom'} ({len(report.metrics)} metrics); replay {s.get('replay_mode', '?')}, "
                                  f"cache control {s.get('cache_control', '?')}, clock control {s.get('clock_control', '?')}"))
     head.add_row("kernels", f"{t.kernels} profiled, {human_time_us(t.gpu_time_us)} GPU time; "
                             f"{report.coverage:.1%} attributed to graph nodes")
@@ -77,7 +76,7 @@ def render_counters(report: CountersReport, console: Any = None, top: int = 20) 
             u.add_column(c, justify="left" if c == "kernel" else "right", overflow="ellipsis", no_wrap=True,
                          max_width=60 if c == "kernel" else None)
         for k in report.unattributed[:10]:
-            u.add_row(str(k.id), Text(k.name), human_time_us((k.time_s or 0.0) * 1e6), _hc(k.dram_bytes))
+            u.add_row(str(k.id), plain(k.name), human_time_us((k.time_s or 0.0) * 1e6), _hc(k.dram_bytes))
         console.print(u)
     for note in report.notes:
-        console.print(Text(note, style="yellow"))
+        console.print(plain(note, style="yellow"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from rich.table import Table
-from rich.text import Text
 
+from mlms_ir.report.text import plain
 from mlms_ir.results.evaluation import EvaluationReport
 
 
@@ -20,11 +20,11 @@ def render_evaluation(report: EvaluationReport, console: Any) -> None:
         t.add_column(col, justify="right" if col in ("top-1", "top-5", "images/s") else "left")
     for r in report.results:
         if r.status != "ok":
-            t.add_row(r.backend, r.device, "-", "-", "-", Text(f"failed: {r.error}", style="yellow"))
+            t.add_row(r.backend, r.device, "-", "-", "-", plain(f"failed: {r.error}", style="yellow"))
             continue
         t.add_row(r.backend, r.device, f"{100 * r.top1:.2f}%" if r.top1 is not None else "-",
                   f"{100 * r.top5:.2f}%" if r.top5 is not None else "-", f"{r.images_per_s:,.0f}" if r.images_per_s else "-",
-                  Text(r.verdict or "no reference accuracy", style="green" if (r.verdict or "").startswith("replicated") else "red"
+                  plain(r.verdict or "no reference accuracy", style="green" if (r.verdict or "").startswith("replicated") else "red"
                        if r.verdict else ""))
     console.print(t)
 

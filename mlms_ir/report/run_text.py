@@ -5,11 +5,10 @@ from __future__ import annotations
 from rich import box
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from mlms_ir.results.profile import ProfileReport
 from mlms_ir.results.run import RunReport
-from mlms_ir.report.text import fit_table, human_count, human_time_us
+from mlms_ir.report.text import fit_table, human_count, human_time_us, plain
 
 
 def _sci(v: float | None) -> str:
@@ -22,7 +21,7 @@ def render_runs(report: RunReport, *, console: Console | None = None) -> None:
     title = f"mlms_ir run: {report.model.name}"
     if cpu:
         title += f"  ({cpu.get('model', '?')}, {cpu.get('logical_cores', '?')} cores)"
-    t = Table(title=Text(title), box=box.SIMPLE)
+    t = Table(title=plain(title), box=box.SIMPLE)
     cols = ("backend", "device", "batch", "mean ms", "p50", "p90", "p99", "stdev", "items/s", "max abs diff", "status")
     for c in cols:
         t.add_column(c, justify="left" if c in ("backend", "device", "status") else "right", no_wrap=True)
@@ -34,7 +33,7 @@ def render_runs(report: RunReport, *, console: Console | None = None) -> None:
             f"{lat['p90']:.3f}" if lat else "-", f"{lat['p99']:.3f}" if lat else "-",
             f"{lat['stdev']:.3f}" if lat else "-",
             f"{r.throughput:,.1f}" if r.throughput else "-",
-            (Text(_sci(r.max_abs_diff) + (" ✗" if r.outputs_agree is False else ""),
+            (plain(_sci(r.max_abs_diff) + (" ✗" if r.outputs_agree is False else ""),
                   style="bold red" if r.outputs_agree is False else "")
              if r.compared_with else ("(reference)" if r.status == "ok" else "-")),
             r.status,
@@ -45,25 +44,25 @@ def render_runs(report: RunReport, *, console: Console | None = None) -> None:
         if r.status != "ok":
             why.setdefault((r.backend, r.device, r.status, r.error), None)
     for backend, device, status, error in why:
-        console.print(Text(f"{backend} on {device}: {status}: {error}", style="yellow"))
+        console.print(plain(f"{backend} on {device}: {status}: {error}", style="yellow"))
     s = report.settings
     for r in report.runs:
         if r.outputs_agree is False:
-            console.print(Text(f"{r.backend} on {r.device} at batch {r.batch}: {r.beyond_tolerance:,} output elements differ "
+            console.print(plain(f"{r.backend} on {r.device} at batch {r.batch}: {r.beyond_tolerance:,} output elements differ "
                                f"from {r.compared_with}'s beyond {s.get('atol'):g} + {s.get('rtol'):g}*|{r.compared_with}| "
                                f"(max abs {_sci(r.max_abs_diff)}, max rel {_sci(r.max_rel_diff)})", style="bold red"))
-    console.print(Text(f"{s.get('iterations')} iterations after {s.get('warmup')} warm-up runs; inputs: {s.get('inputs')}; "
+    console.print(plain(f"{s.get('iterations')} iterations after {s.get('warmup')} warm-up runs; inputs: {s.get('inputs')}; "
                        "diffs against the first backend that ran", style="dim"))
 
 
 def render_profile(report: ProfileReport, *, top: int = 20, console: Console | None = None) -> None:
     console = console or Console()
     lat = report.latency_ms
-    head = Table(title=Text(f"mlms_ir profile: {report.model.name} on {report.backend} ({report.device})"),
+    head = Table(title=plain(f"mlms_ir profile: {report.model.name} on {report.backend} ({report.device})"),
                  box=box.SIMPLE_HEAVY, show_header=False)
     head.add_column("what", style="bold")
     head.add_column("value")
-    head.add_row("options", Text(", ".join(f"{k}={v}" for k, v in report.options.items() if v is not None) or "-"))
+    head.add_row("options", plain(", ".join(f"{k}={v}" for k, v in report.options.items() if v is not None) or "-"))
     head.add_row("latency (untraced)", f"mean {lat['mean']:.3f} ms, p50 {lat['p50']:.3f} ms, p99 {lat['p99']:.3f} ms over {lat['iterations']} runs")
     head.add_row("traced run", f"median {report.traced_wall_ms:.3f} ms of {report.runs} runs (tracing overhead {report.tracing_overhead:+.1%} on the untraced median)")
     head.add_row("node time", f"{human_time_us(report.node_time_us)} per run; {report.coverage:.1%} attributed to graph nodes")
@@ -90,7 +89,7 @@ def render_profile(report: ProfileReport, *, top: int = 20, console: Console | N
     elif sampled:
         head.add_row("NVML", f"{len(sampled)} GPUs sampled; which one ran this is unknown (CUDA_VISIBLE_DEVICES): see the JSON")
     elif tele and not tele.get("available", True):
-        head.add_row("NVML", Text(f"unavailable: {tele.get('reason', '')}"))
+        head.add_row("NVML", plain(f"unavailable: {tele.get('reason', '')}"))
     console.print(head)
     on_gpu = any(n.kernel_count is not None for n in report.nodes)
     cols = ["id", "name", "op", "time", "share", "MACs", "FLOPs", "achieved FLOP/s"]
@@ -118,7 +117,7 @@ def render_profile(report: ProfileReport, *, top: int = 20, console: Console | N
         for c in ("backend node", "op", "time", "events/run"):
             u.add_column(c, justify="left" if c in ("backend node", "op") else "right")
         for e in report.unattributed[:10]:
-            u.add_row(Text(e["name"]), Text(e["op_type"]), human_time_us(e["time_us"]), f"{e['events']:.0f}")
+            u.add_row(plain(e["name"]), plain(e["op_type"]), human_time_us(e["time_us"]), f"{e['events']:.0f}")
         console.print(u)
 
 
@@ -144,17 +143,17 @@ def oracle_verdict(oracle) -> str:
 def render_divergence(report, *, top: int = 15, console: Console | None = None) -> None:
     """The first divergent node, the nodes that introduce the most error, and the worst tensors."""
     console = console or Console()
-    head = Table(title=Text(f"mlms_ir diverge: {report.model.name}: {report.backend} ({report.device}) vs {report.reference}"),
+    head = Table(title=plain(f"mlms_ir diverge: {report.model.name}: {report.backend} ({report.device}) vs {report.reference}"),
                  box=box.SIMPLE_HEAVY, show_header=False)
     head.add_column("what", style="bold")
     head.add_column("value")
     head.add_row("precision", report.precision)
     head.add_row("tolerance", f"|d| > {report.atol:g} + {report.rtol:g}·|ref|")
     fd = report.first_divergent
-    head.add_row("first divergent node", Text(f"{fd['id']} {fd['name']} ({fd['op_type']})" if fd else "none: every tensor within tolerance"))
+    head.add_row("first divergent node", plain(f"{fd['id']} {fd['name']} ({fd['op_type']})" if fd else "none: every tensor within tolerance"))
     if report.first_nan:
         fn = report.first_nan
-        head.add_row("first NaN", Text(f"{fn['id']} {fn['name']} ({fn['op_type']})"))
+        head.add_row("first NaN", plain(f"{fn['id']} {fn['name']} ({fn['op_type']})"))
     worst_out = max((o.max_abs or 0.0 for o in report.outputs), default=0.0)
     head.add_row("outputs", f"max abs error {worst_out:.3g}")
     head.add_row("compared", f"{report.compared_tensors} tensors" + (f"; {len(report.missing_tensors)} not exposed by the backend" if report.missing_tensors else "") + (f"; streamed in {report.segments} segments" if report.segments > 1 else ""))

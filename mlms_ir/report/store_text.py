@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.table import Table
-from rich.text import Text
 
+from mlms_ir.report.text import plain
 from mlms_ir.results.comparison import Comparison
 
 
@@ -52,7 +52,7 @@ def render_run_list(runs: Sequence[Any], store_path: str, console: Any) -> None:
         t.add_column(col, overflow="fold")
     for r in runs:
         t.add_row(str(r.id), r.kind, r.status, r.backend or "-", r.device or "-", format_value(r.batch), r.precision or "-",
-                  Text(r.model_name or "-"), Text(r.host or "-"), Text(run_headline(r)), r.created_at[:16].replace("T", " "))
+                  plain(r.model_name or "-"), plain(r.host or "-"), plain(run_headline(r)), r.created_at[:16].replace("T", " "))
     console.print(t)
 
 
@@ -65,9 +65,9 @@ def render_run(r: Any, nodes: Sequence[Any], payload: Any, console: Any) -> None
               "mlms_ir_version", "sweep", "job_key", "created_at", "error"):
         v = getattr(r, k)
         if v not in (None, ""):
-            t.add_row(k, Text(format_value(v)))
+            t.add_row(k, plain(format_value(v)))
     for k, v in r.summary.items():
-        t.add_row(k, Text(json.dumps(v) if isinstance(v, (dict, list)) else format_value(v)))
+        t.add_row(k, plain(json.dumps(v) if isinstance(v, (dict, list)) else format_value(v)))
     t.add_row("nodes recorded", str(len(nodes)))
     console.print(t)
     if payload is not None:
@@ -83,12 +83,12 @@ def render_compare(cmp: Comparison, console: Any) -> None:
         t.add_column(f"run {i}", overflow="fold")
     for row in cmp.describe:
         if any(v is not None for v in row.values):
-            t.add_row(row.field, *(Text(format_value(v)) for v in row.values))
+            t.add_row(row.field, *(plain(format_value(v)) for v in row.values))
     for row in cmp.figures:
         cells = []
         for k, v in enumerate(row.values):
             ratio = (row.ratio_to_first or [None] * len(ids))[k]
-            cells.append(Text(format_value(v) + (f" ({ratio:.2f}x)" if k and ratio is not None else "")))
+            cells.append(plain(format_value(v) + (f" ({ratio:.2f}x)" if k and ratio is not None else "")))
         t.add_row(row.field, *cells)
     console.print(t)
     pn = cmp.per_node
@@ -102,6 +102,6 @@ def render_compare(cmp: Comparison, console: Any) -> None:
         for i in ids[1:]:
             nt.add_column(f"Δ {i}", justify="right")
         for n in pn.nodes:
-            nt.add_row(Text(n.name or n.node_id), n.op_type or "", *(format_value(v) + unit for v in n.values),
+            nt.add_row(plain(n.name or n.node_id), n.op_type or "", *(format_value(v) + unit for v in n.values),
                        *((f"{d:+.4g}{unit}" if d is not None else "-") for d in n.delta[1:]))
         console.print(nt)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from rich import box
 from rich.console import Console, Group
@@ -135,6 +136,22 @@ def default_console() -> Console:
     return console
 
 
+#: Characters a model's strings may carry to garble or spoof a terminal: C0/C1 controls (NUL,
+#: escape sequences, newlines), zero-width and bidirectional overrides (U+202E turns text around).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+
+
+def printable(text: object) -> str:
+    """``text`` with every control, zero-width and bidi-override character written as an escape
+    (``\\u202e``): what a model names can never reorder, hide or break a line of our output."""
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", str(text))
+
+
+def plain(text: object, **style: object) -> Text:
+    """A rich Text of ``text`` as it is (never read as markup) and :func:`printable`."""
+    return Text(printable(text), **style)
+
+
 def fit_table(title: str, cols: list[str], rows: list[list[str]], *, left: tuple[str, ...] = (), shrink: str = "name") -> Table:
     """A table whose columns keep their content's width, except ``shrink`` (names from the
     model), which is cut with an ellipsis when the terminal is too narrow. Cells are plain text
@@ -147,18 +164,18 @@ def fit_table(title: str, cols: list[str], rows: list[list[str]], *, left: tuple
         else:
             t.add_column(col, justify="left" if col in left else "right", no_wrap=True, min_width=min(width, 24))
     for row in rows:
-        t.add_row(*(Text(c) for c in row))
+        t.add_row(*(plain(c) for c in row))
     return t
 
 
 def render_text(a: Analysis, *, top: int = 20, sort: str = "macs", console: Console | None = None) -> None:
     """Print the summary, the top nodes, op types and repeated blocks."""
     console = console or default_console()
-    summary = Table(title=Text(f"mlms_ir analysis: {a.model.name}"), box=box.SIMPLE_HEAVY, show_header=False)
+    summary = Table(title=plain(f"mlms_ir analysis: {a.model.name}"), box=box.SIMPLE_HEAVY, show_header=False)
     summary.add_column("what", style="bold")
     summary.add_column("value")
     for k, v in summary_rows(a):
-        summary.add_row(Text(k), Text(v))
+        summary.add_row(plain(k), plain(v))
     parts: list = [summary]
 
     show_roof = a.roofline is not None
@@ -190,7 +207,7 @@ def render_text(a: Analysis, *, top: int = 20, sort: str = "macs", console: Cons
     for col in ("op", "count", "MACs", "share of MACs", "FLOPs", "params"):
         ops.add_column(col, justify="left" if col == "op" else "right")
     for o in a.structure.op_types:
-        ops.add_row(Text(o.op_type if not o.domain else f"{o.domain}::{o.op_type}"), str(o.count),
+        ops.add_row(plain(o.op_type if not o.domain else f"{o.domain}::{o.op_type}"), str(o.count),
                     figure(o.macs, o.symbolic, "macs", human_count), f"{o.share_macs:.1%}" if o.share_macs is not None else "by dims",
                     figure(o.flops, o.symbolic, "flops", human_count), human_count(o.params) if o.params else "-")
     parts.append(ops)
@@ -200,7 +217,7 @@ def render_text(a: Analysis, *, top: int = 20, sort: str = "macs", console: Cons
         for col in ("block", "count", "nodes each", "MACs (all)", "params (all)", "found by"):
             blocks.add_column(col, justify="left" if col in ("block", "found by") else "right")
         for b in a.structure.blocks[:10]:
-            blocks.add_row(Text(b.name), f"x {b.count}", str(b.nodes_per_block), figure(b.macs, b.symbolic, "macs", human_count),
+            blocks.add_row(plain(b.name), f"x {b.count}", str(b.nodes_per_block), figure(b.macs, b.symbolic, "macs", human_count),
                            human_count(b.params), b.found_by)
         parts.append(blocks)
     if a.unknown_ops:
@@ -208,7 +225,7 @@ def render_text(a: Analysis, *, top: int = 20, sort: str = "macs", console: Cons
         unk.add_column("op")
         unk.add_column("count", justify="right")
         for u in a.unknown_ops:
-            unk.add_row(Text(f"{u.domain}::{u.op_type}" if u.domain else u.op_type), str(u.count))
+            unk.add_row(plain(f"{u.domain}::{u.op_type}" if u.domain else u.op_type), str(u.count))
         parts.append(unk)
     if a.unresolved_dims:
         ud = Table(title="unresolved dims (bind with --dims, --batch or --input-shape)", box=box.SIMPLE)
@@ -216,11 +233,11 @@ def render_text(a: Analysis, *, top: int = 20, sort: str = "macs", console: Cons
         ud.add_column("inputs")
         ud.add_column("nodes left uncounted", justify="right")
         for d in a.unresolved_dims:
-            ud.add_row(Text(d.dim), Text(", ".join(d.inputs) or "-"), str(len(d.nodes)))
+            ud.add_row(plain(d.dim), plain(", ".join(d.inputs) or "-"), str(len(d.nodes)))
         parts.append(ud)
     console.print(Group(*parts))
     for w in a.warnings:
-        console.print(Text(f"warning: {w}", style="yellow"))
+        console.print(plain(f"warning: {w}", style="yellow"))
 
 
 def _metric_value(metric: str, v) -> str:
@@ -241,12 +258,12 @@ def render_solution(sol, *, console: Console | None = None) -> None:
     limit = _metric_value(sol.metric, sol.limit)
     if sol.dim is None:
         verdict = "holds" if sol.holds else "does not hold"
-        console.print(Text(f"{sol.metric} {sol.op} {limit} {verdict}: {sol.metric} = {_metric_value(sol.metric, sol.at_value)}"
+        console.print(plain(f"{sol.metric} {sol.op} {limit} {verdict}: {sol.metric} = {_metric_value(sol.metric, sol.at_value)}"
                            + (f" at {fixed}" if fixed else "") + " (no dim left free)"))
         return
     which = "largest" if sol.op in ("<=", "<") else "smallest"
     if sol.value is None:
-        console.print(Text(f"no value of {sol.dim} gives {sol.metric} {sol.op} {limit}" + (f" at {fixed}" if fixed else "")))
+        console.print(plain(f"no value of {sol.dim} gives {sol.metric} {sol.op} {limit}" + (f" at {fixed}" if fixed else "")))
         return
     line = f"{which} {sol.dim} with {sol.metric} {sol.op} {limit}" + (f" at {fixed}" if fixed else "") + f": {sol.dim} = {sol.value:,}"
     line += f" ({sol.metric} {_metric_value(sol.metric, sol.at_value)}"
@@ -257,7 +274,7 @@ def render_solution(sol, *, console: Console | None = None) -> None:
         line += f"; {sol.dim} = {step:,} gives {_metric_value(sol.metric, sol.beyond)})"
     else:
         line += ")"
-    console.print(Text(line))
+    console.print(plain(line))
 
 
 def render_sweep(a: Analysis, dim: str, rows: list[dict], *, console: Console | None = None) -> None:
@@ -266,7 +283,7 @@ def render_sweep(a: Analysis, dim: str, rows: list[dict], *, console: Console | 
     bound = ", ".join(f"{k}={v}" for k, v in (a.bindings.get("dims") or {}).items())
     cols = [dim, "MACs", "FLOPs", "activations", "peak activations", "inputs"] + (["≥ time"] if a.roofline is not None else [])
     keys = [dim, "macs", "flops", "activation_bytes", "peak_activation_bytes", "input_bytes"] + (["roofline_s"] if a.roofline is not None else [])
-    table = Table(title=Text(f"mlms_ir analysis: {a.model.name} along {dim}" + (f" ({bound})" if bound else "")), box=box.SIMPLE)
+    table = Table(title=plain(f"mlms_ir analysis: {a.model.name} along {dim}" + (f" ({bound})" if bound else "")), box=box.SIMPLE)
     for c in cols:
         table.add_column(c, justify="right", no_wrap=True)
     for r in rows:
