@@ -7,12 +7,13 @@ because the environments it runs in (MXNet's, onnx-tf's) do not have it. The wor
 
     PYTHON path/to/agent.py REQUEST.json
 
-Protocol (version 1)
---------------------
+Protocol (version 2; version 1 is still served)
+-----------------------------------------------
 The request is a JSON object:
 
 ``protocol``
-    ``1``.
+    ``2`` (or ``1``: the same request without ``layout``, whose inputs and outputs are tensors only;
+    the agent answers in the request's version).
 ``framework``
     ``"mxnet"``, ``"onnx-tf"`` or ``"probe"``.
 ``target``
@@ -22,9 +23,14 @@ The request is a JSON object:
 ``inputs``
     Path of an ``.npz`` file with one array per graph input, keyed by input name (read with
     ``allow_pickle=False``; object arrays are refused).
+``layout``
+    Version 2, optional: the inputs that are not plain arrays (sequences, maps, optionals, string
+    tensors), as :func:`pack_values` describes them; their arrays are in the ``.npz`` under the
+    keys the layout names.
 ``outputs``
     Path where the agent writes the outputs ``.npz``: the LAST run's outputs, keyed by the ONNX
-    graph's output names.
+    graph's output names (version 2: outputs that are not plain arrays are in the result's
+    ``layout``, their arrays in the ``.npz`` under the keys it names).
 ``result``
     Path where the agent writes the result JSON (below).
 ``warmup``, ``iterations``
@@ -38,11 +44,20 @@ The request is a JSON object:
 
 The result is a JSON object:
 
-``protocol`` (``1``), ``status`` (``"ok"`` or ``"error"``), ``error`` (one line, ``""`` when ok),
-``framework``, ``framework_version``, ``python`` (its version), ``numpy_version``,
+``protocol`` (the request's), ``status`` (``"ok"`` or ``"error"``), ``error`` (one line, ``""``
+when ok), ``framework``, ``framework_version``, ``python`` (its version), ``numpy_version``,
 ``onnx_version``, ``load_ms`` (importing the model into the framework, once), ``latency_ms``
-(one sample per timed run), ``outputs`` (the output names in graph order); a probe adds ``gpus``
-(the GPUs the framework sees, when it can tell).
+(one sample per timed run), ``outputs`` (the output names in graph order), ``layout`` (version 2:
+the outputs that are not plain arrays, ``{}`` when none); a probe adds ``gpus`` (the GPUs the
+framework sees, when it can tell).
+
+Values that are not plain arrays (version 2) follow onnxruntime's Python convention: a sequence
+is a list, a map a dict, an empty optional None, a string tensor an array of ``str`` objects.
+A layout maps a name to a JSON tree: ``{"tensor": KEY}`` (an array), ``{"strings": KEY}`` (a
+string tensor, stored as a unicode or bytes array, read back as ``object``), ``{"scalar": KEY}``
+(a Python number, stored as a 0-d array), ``{"sequence": [TREE, ...]}``, ``{"map": [[KEY, TREE],
+...]}`` (keys as JSON ints or strings) and ``{"none": true}`` (an empty optional); every KEY is
+an array of the ``.npz``.
 
 The model is loaded into the framework once per request. The agent exits 0 whenever it could write
 a result, including an error result; a non-zero exit, a signal or a missing result file means it
@@ -62,7 +77,9 @@ import zipfile
 
 import numpy as np
 
-PROTOCOL = 1
+PROTOCOL = 2
+#: The protocol versions this agent serves (it answers in the request's).
+PROTOCOLS = (1, 2)
 FRAMEWORKS = ("mxnet", "onnx-tf", "onnxruntime", "probe")
 MAX_ITERATIONS = 100_000
 
@@ -82,6 +99,110 @@ def save_npz(path: str, arrays: dict) -> None:
 def load_npz(path: str) -> dict:
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
+
+
+def _leaf_prefix(names) -> str:
+    prefix = "~v"
+    while any(str(n).startswith(prefix) for n in names):
+        prefix = "~" + prefix
+    return prefix
+
+
+def _strings(a: np.ndarray) -> np.ndarray:
+    """A string tensor (an object array of ``str`` or of ``bytes``) as a unicode or bytes array."""
+    kinds = {type(x) for x in a.flat}
+    if kinds <= {str}:
+        return a.astype(np.str_)
+    if kinds <= {bytes}:
+        return a.astype(np.bytes_)
+    raise ValueError(f"an array of Python objects ({', '.join(sorted(k.__name__ for k in kinds))}) is no ONNX tensor")
+
+
+def pack_values(values: dict) -> tuple:
+    """Named values as (arrays for an ``.npz``, a JSON layout): plain arrays stay under their
+    names and are not in the layout; sequences (lists), maps (dicts), empty optionals (None),
+    Python scalars and string tensors of ``str`` objects are described by the layout (see the
+    module), their arrays stored under generated keys. Raises ValueError for what is none of these."""
+    arrays: dict = {}
+    layout: dict = {}
+    prefix = _leaf_prefix(values)
+
+    def leaf(kind: str, a: np.ndarray) -> dict:
+        key = f"{prefix}{len(arrays)}"
+        arrays[key] = a
+        return {kind: key}
+
+    def tree(v):
+        if v is None:
+            return {"none": True}
+        if isinstance(v, (list, tuple)):
+            return {"sequence": [tree(x) for x in v]}
+        if isinstance(v, dict):
+            items = []
+            for k, x in v.items():
+                if isinstance(k, np.integer):
+                    k = int(k)
+                elif isinstance(k, bytes):
+                    k = k.decode("utf-8")
+                if not isinstance(k, (int, str)) or isinstance(k, bool):
+                    raise ValueError(f"a map key {k!r} is neither an integer nor a string")
+                items.append([k, tree(x)])
+            return {"map": items}
+        if isinstance(v, (bool, int, float, complex, str, bytes)):
+            return leaf("scalar", np.asarray(v))
+        a = np.asarray(v)
+        if a.dtype.hasobject:
+            return leaf("strings", _strings(a))
+        return leaf("tensor", a)
+
+    for name, v in values.items():
+        if isinstance(v, (np.ndarray, np.generic)) and not np.asarray(v).dtype.hasobject:
+            arrays[name] = np.asarray(v)
+        else:
+            layout[name] = tree(v)
+    return arrays, layout
+
+
+def unpack_values(arrays: dict, layout: dict) -> dict:
+    """The named values :func:`pack_values` packed (``layout`` from the request or the result)."""
+    def value(t):
+        if not isinstance(t, dict) or len(t) != 1:
+            raise ValueError(f"a layout entry must be an object of one key, got {str(t)[:80]}")
+        (kind, v), = t.items()
+        if kind == "none":
+            return None
+        if kind == "sequence":
+            return [value(x) for x in v]
+        if kind == "map":
+            return {k: value(x) for k, x in v}
+        if kind not in ("tensor", "strings", "scalar"):
+            raise ValueError(f"unknown layout entry {kind!r}")
+        if v not in arrays:
+            raise ValueError(f"the layout names the array {v!r}, which the .npz lacks")
+        a = arrays[v]
+        return a.astype(object) if kind == "strings" else a.item() if kind == "scalar" else a
+
+    used = set()
+
+    def keys(t):
+        (kind, v), = t.items()
+        if kind == "sequence":
+            for x in v:
+                keys(x)
+        elif kind == "map":
+            for _, x in v:
+                keys(x)
+        elif kind != "none":
+            used.add(v)
+
+    out = {}
+    for name, t in layout.items():
+        out[name] = value(t)
+        keys(t)
+    for name, a in arrays.items():
+        if name not in used and name not in out:
+            out[name] = a
+    return out
 
 
 def write_json(path: str, obj: dict) -> None:
@@ -251,9 +372,11 @@ def serve(req: dict) -> dict:
         "latency_ms": [],
         "outputs": [],
     }
+    if req.get("protocol") in PROTOCOLS:
+        res["protocol"] = req["protocol"]
     try:
-        if req.get("protocol") != PROTOCOL:
-            raise ValueError(f"this agent speaks protocol {PROTOCOL}, the request says {req.get('protocol')!r}")
+        if req.get("protocol") not in PROTOCOLS:
+            raise ValueError(f"this agent speaks protocol {' or '.join(map(str, PROTOCOLS))}, the request says {req.get('protocol')!r}")
         if framework not in FRAMEWORKS:
             raise ValueError(f"unknown framework {framework!r} (known: {', '.join(FRAMEWORKS)})")
         if framework == "probe":
@@ -266,7 +389,10 @@ def serve(req: dict) -> dict:
         device = req.get("device", "cpu")
         if device not in ("cpu", "cuda"):
             raise ValueError(f"unknown device {device!r} (known: cpu, cuda)")
-        feeds = load_npz(req["inputs"])
+        version = req["protocol"]
+        if version < 2 and req.get("layout"):
+            raise ValueError("a protocol 1 request has no layout (sequences, maps, optionals and strings need protocol 2)")
+        feeds = unpack_values(load_npz(req["inputs"]), req.get("layout") or {})
         t0 = time.perf_counter_ns()
         runner = RUNNERS[framework](req["model"], feeds, device)
         res["load_ms"] = (time.perf_counter_ns() - t0) / 1e6
@@ -288,7 +414,13 @@ def serve(req: dict) -> dict:
         res["latency_ms"] = samples
         if len(outs) != len(runner.output_names):
             raise RuntimeError(f"{framework} returned {len(outs)} outputs, the graph has {len(runner.output_names)}")
-        save_npz(req["outputs"], dict(zip(runner.output_names, outs)))
+        arrays, layout = pack_values(dict(zip(runner.output_names, outs)))
+        if version < 2 and layout:
+            raise ValueError(f"output {', '.join(repr(n) for n in layout)} is not a plain array (a sequence, map, optional "
+                             "or string tensor), which protocol 1 cannot carry; send a protocol 2 request")
+        save_npz(req["outputs"], arrays)
+        if version >= 2:
+            res["layout"] = layout
     except Exception as exc:  # noqa: BLE001 - every failure becomes an error result
         res["status"] = "error"
         res["error"] = _one_line(exc)

@@ -19,11 +19,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from mlms_ir.errors import BackendError, BackendUnavailableError, FeedError
 from mlms_ir.harness import LatencyStats, measure
 from mlms_ir.ir import Graph
+from mlms_ir.values import Value, check_tensor, check_value
 
 DEVICES = ("cpu", "cuda", "tensorrt")
 
@@ -61,7 +60,7 @@ class NodeTrace:
 class TraceResult:
     """The outputs and per-node records of one traced run."""
 
-    outputs: dict[str, np.ndarray]
+    outputs: dict[str, Value]
     events: list[NodeTrace]
     wall_us: float
 
@@ -80,17 +79,18 @@ class Session(abc.ABC):
         self._closed = False
 
     # ------------------------------------------------------------------ public API
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run once; returns every graph output by name."""
+    def run(self, feeds: Mapping[str, Value]) -> dict[str, Value]:
+        """Run once; returns every graph output by name (sequences as lists, maps as dicts, optionals
+        as their value or None: :mod:`mlms_ir.values`)."""
         self._check_open()
         return self._run_impl(check_feeds(self.graph, feeds))
 
-    def trace(self, feeds: Mapping[str, np.ndarray], runs: int = 1) -> list[TraceResult]:
+    def trace(self, feeds: Mapping[str, Value], runs: int = 1) -> list[TraceResult]:
         """Run ``runs`` times with per-node tracing; one result per run."""
         self._check_open()
         return self._trace_impl(check_feeds(self.graph, feeds), max(1, int(runs)))
 
-    def intermediates(self, feeds: Mapping[str, np.ndarray], names: Sequence[str]) -> dict[str, np.ndarray]:
+    def intermediates(self, feeds: Mapping[str, Value], names: Sequence[str]) -> dict[str, Value]:
         """The values of the named tensors (node outputs of the graph) for ``feeds``.
 
         Backends that rewrite the graph expose only tensors that survive their rewriting; a name
@@ -98,15 +98,15 @@ class Session(abc.ABC):
         self._check_open()
         return self._intermediates_impl(check_feeds(self.graph, feeds), list(names))
 
-    def runner(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], dict[str, np.ndarray]]:
+    def runner(self, feeds: Mapping[str, Value]) -> Callable[[], dict[str, Value]]:
         """A zero-argument callable that runs ``feeds`` (validated once, here): for timing loops."""
         self._check_open()
         checked = check_feeds(self.graph, feeds)
         impl = self._run_impl
         return lambda: impl(checked)
 
-    def measure(self, feeds: Mapping[str, np.ndarray], *, warmup: int = 10, iterations: int = 100,
-                min_time_s: float = 0.0) -> tuple[LatencyStats, dict[str, np.ndarray]]:
+    def measure(self, feeds: Mapping[str, Value], *, warmup: int = 10, iterations: int = 100,
+                min_time_s: float = 0.0) -> tuple[LatencyStats, dict[str, Value]]:
         """Latency of ``feeds`` with the harness (:func:`mlms_ir.harness.measure`), and the outputs
         of one run. Backends that cannot be timed from this process (workers) override it."""
         run = self.runner(feeds)
@@ -144,12 +144,12 @@ class Session(abc.ABC):
 
     # ------------------------------------------------------------------ hooks
     @abc.abstractmethod
-    def _run_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+    def _run_impl(self, feeds: dict[str, Value]) -> dict[str, Value]: ...
 
-    def _trace_impl(self, feeds: dict[str, np.ndarray], runs: int) -> list[TraceResult]:
+    def _trace_impl(self, feeds: dict[str, Value], runs: int) -> list[TraceResult]:
         raise BackendError(f"the {self.backend} backend cannot trace per node")
 
-    def _intermediates_impl(self, feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    def _intermediates_impl(self, feeds: dict[str, Value], names: list[str]) -> dict[str, Value]:
         raise BackendError(f"the {self.backend} backend cannot expose intermediate tensors")
 
     def _close_impl(self) -> None:
@@ -168,6 +168,9 @@ class Backend(abc.ABC):
     #: The pip extra that installs what it needs ('' when the core suffices).
     extra: str = ""
     description: str = ""
+    #: Whether it takes and returns sequences, maps and optionals (:mod:`mlms_ir.values`); one
+    #: that does not refuses, in :meth:`prepare`, a model with such inputs or outputs.
+    takes_non_tensors: bool = False
 
     def available(self, device: str = "cpu", **options: Any) -> Availability:
         """Whether this backend can run on ``device`` here (never raises). ``options`` are the
@@ -184,6 +187,8 @@ class Backend(abc.ABC):
         avail = self.available(device, **options)
         if not avail:
             raise BackendUnavailableError(f"backend '{self.name}' cannot run on {device} here: {avail.reason}")
+        if not self.takes_non_tensors:
+            refuse_non_tensors(graph, self.name)
         return self._prepare_impl(graph, device, **options)
 
     @abc.abstractmethod
@@ -209,10 +214,9 @@ def model_source(graph: Graph) -> str | bytes:
     return src.SerializeToString()  # type: ignore[union-attr]
 
 
-def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Validate feeds against the graph's inputs (names, dtypes, ranks and fixed dims)."""
-    from mlms_ir.ir.dtypes import dtype_name, np_dtype
-
+def check_feeds(graph: Graph, feeds: Mapping[str, Value]) -> dict[str, Value]:
+    """Validate feeds against the graph's inputs (names, dtypes, ranks and fixed dims; sequences,
+    maps and optionals against their declared types, in the convention of :mod:`mlms_ir.values`)."""
     expected = graph.input_names
     unknown = [k for k in feeds if k not in expected]
     if unknown:
@@ -220,19 +224,24 @@ def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.n
     missing = [k for k in expected if k not in feeds]
     if missing:
         raise FeedError(f"no value given for input {', '.join(repr(k) for k in missing)}")
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, Value] = {}
     for name in expected:
-        arr = np.asarray(feeds[name])
         t = graph.tensors[name]
-        want = np_dtype(t.elem_type)
-        if want is not None and arr.dtype != want:
-            raise FeedError(f"input '{name}' expects {dtype_name(t.elem_type)}, got {arr.dtype}")
-        if t.shape is not None:
-            if arr.ndim != len(t.shape):
-                raise FeedError(f"input '{name}' has rank {len(t.shape)}, got an array of shape {arr.shape}")
-            for axis, (d, a) in enumerate(zip(t.shape, arr.shape)):
-                if isinstance(d, int) and d != a:
-                    raise FeedError(f"input '{name}' needs dim {axis} = {d}, got an array of shape {arr.shape}")
-        out[name] = arr
+        if t.value_kind == "tensor":
+            out[name] = check_tensor(f"input '{name}'", feeds[name], t.elem_type, t.shape)
+        else:
+            out[name] = check_value(f"input '{name}'", feeds[name], graph.value_type(name))
     return out
 
+
+def refuse_non_tensors(graph: Graph, backend: str) -> None:
+    """Raise :class:`BackendError` when ``graph`` has an input or output that is not a tensor (a
+    sequence, map or optional), for a backend that takes and returns tensors only."""
+    from mlms_ir.values import type_text
+
+    for where, names in (("input", graph.input_names), ("output", graph.output_names)):
+        for name in names:
+            t = graph.tensors.get(name)
+            if t is not None and t.value_kind != "tensor":
+                raise BackendError(f"the {backend} backend takes and returns tensors only; the model's {where} '{name}' is "
+                                   f"{type_text(graph.value_type(name))}, not a tensor: run it on ort, ort-isolated or reference")

@@ -40,6 +40,7 @@ def _ort():
 class OrtBackend(Backend):
     name = "ort"
     devices = ("cpu", "cuda", "tensorrt")
+    takes_non_tensors = True
     description = "ONNX Runtime (CPU, CUDA and TensorRT execution providers)"
 
     def _available_impl(self, device: str, **options: Any) -> Availability:
@@ -101,6 +102,8 @@ class OrtSession(Session):
             raise BackendError(f"onnxruntime cannot load the model: {' '.join(str(exc).split())[:500]}") from exc
 
     def _run_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # onnxruntime's Python API gives and takes values as mlms_ir.values does: sequences as
+        # lists, maps as dicts, an empty optional as None
         try:
             outs = self._sess.run(None, feeds)
         except Exception as exc:  # noqa: BLE001
@@ -170,6 +173,12 @@ class OrtSession(Session):
         for name in names:
             t = self.graph.tensors[name]
             if name not in present and t.kind not in ("input", "initializer"):
+                declared = self.graph.value_type(name) if t.value_kind != "tensor" else None
+                if declared is not None:  # a sequence, map or optional: its whole type
+                    vi = onnx.ValueInfoProto(name=name)
+                    vi.type.CopyFrom(declared)
+                    model.graph.output.append(vi)
+                    continue
                 elem = types.get(name) or t.elem_type or onnx.TensorProto.FLOAT
                 model.graph.output.append(helper.make_tensor_value_info(name, elem, None))
         so = _session_options(self._opt, self._threads)

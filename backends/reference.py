@@ -1,5 +1,12 @@
 """The ONNX reference evaluator (``onnx.reference.ReferenceEvaluator``): the numerical ground
-truth. Slow, CPU only. Per-node times come from timing each node's kernel call."""
+truth. Slow, CPU only. Per-node times come from timing each node's kernel call.
+
+Values that are not tensors follow :mod:`mlms_ir.values` (sequences as lists, optionals as their
+value or None). The evaluator's own ``Optional`` ops (onnx 1.23) wrap the value in a list, so that
+``OptionalGetElement(Optional(x))`` is ``[x]`` and ``OptionalHasElement`` of an empty optional is
+true; this backend replaces the three ops with ones that keep the value itself, and an empty
+optional as :class:`EmptyOptional` (the evaluator refuses None as an op's result), given back as None.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +19,58 @@ import onnx
 
 from mlms_ir.backends.base import Availability, Backend, BackendError, NodeTrace, Session, TraceResult, model_source
 from mlms_ir.ir import Graph
+from mlms_ir.values import Value, normalise
+
+
+class EmptyOptional(list):
+    """An empty optional inside the evaluator (which holds no None as an op's result); never
+    returned: outputs give None. A list, which the evaluator accepts, that copies as itself."""
+
+    def copy(self) -> EmptyOptional:  # Identity copies its input
+        return EmptyOptional()
+
+
+def is_empty_optional(value: object) -> bool:
+    return isinstance(value, EmptyOptional)
+
+
+def optional_ops() -> list[type]:
+    """``Optional``, ``OptionalHasElement`` and ``OptionalGetElement`` for the evaluator's
+    ``new_ops``, holding an optional as its value (or :class:`EmptyOptional`)."""
+    from onnx.reference.op_run import OpRun
+
+    class Optional(OpRun):
+        op_domain = ""
+
+        def _run(self, x=None, type=None):  # noqa: A002 - the attribute's name
+            return (EmptyOptional() if x is None else x,)
+
+    class OptionalHasElement(OpRun):
+        op_domain = ""
+
+        def _run(self, x=None):
+            return (np.array(x is not None and not is_empty_optional(x)),)
+
+    class OptionalGetElement(OpRun):
+        op_domain = ""
+
+        def _run(self, x=None):
+            if x is None or is_empty_optional(x):
+                raise ValueError("OptionalGetElement of an empty optional")
+            return (x,)
+
+    return [Optional, OptionalHasElement, OptionalGetElement]
+
+
+def _fed(feeds: dict[str, Value]) -> dict[str, object]:
+    """Feeds as the evaluator takes them: an empty optional (None) as :class:`EmptyOptional`."""
+    return {k: EmptyOptional() if v is None else v for k, v in feeds.items()}
 
 
 class ReferenceBackend(Backend):
     name = "reference"
     devices = ("cpu",)
+    takes_non_tensors = True
     description = "onnx.reference.ReferenceEvaluator (numerical ground truth, slow)"
 
     def _available_impl(self, device: str, **options: Any) -> Availability:
@@ -34,7 +88,7 @@ class ReferenceSession(Session):
         src = model_source(graph)
         try:
             model = onnx.load(src) if isinstance(src, str) else onnx.load_model(io.BytesIO(src))
-            self._ev = ReferenceEvaluator(model)
+            self._ev = ReferenceEvaluator(model, new_ops=optional_ops())
         except Exception as exc:  # noqa: BLE001 - the evaluator raises many types for unsupported models
             raise BackendError(f"the reference evaluator cannot load the model: {' '.join(str(exc).split())[:400]}") from exc
         self._output_names = list(self._ev.output_names)
@@ -57,28 +111,28 @@ class ReferenceSession(Session):
 
         return wrapper
 
-    def _call(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _call(self, feeds: dict[str, Value]) -> dict[str, Value]:
         try:
-            outs = self._ev.run(None, feeds)
+            outs = self._ev.run(None, _fed(feeds))
         except Exception as exc:  # noqa: BLE001
             raise BackendError(f"the reference evaluator failed: {' '.join(str(exc).split())[:400]}") from exc
-        return dict(zip(self._output_names, (np.asarray(o) for o in outs)))
+        return dict(zip(self._output_names, (normalise(o, is_empty_optional) for o in outs)))
 
-    def _run_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run_impl(self, feeds: dict[str, Value]) -> dict[str, Value]:
         return self._call(feeds)
 
-    def _intermediates_impl(self, feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    def _intermediates_impl(self, feeds: dict[str, Value], names: list[str]) -> dict[str, Value]:
         produced = {o for rt in self._ev.rt_nodes_ for o in rt.output if o}
         wanted = [n for n in names if n in produced or n in feeds]
         if not wanted:
             return {}
         try:
-            values = self._ev.run(wanted, feeds)
+            values = self._ev.run(wanted, _fed(feeds))
         except Exception as exc:  # noqa: BLE001
             raise BackendError(f"the reference evaluator failed: {' '.join(str(exc).split())[:400]}") from exc
-        return {n: np.asarray(v) for n, v in zip(wanted, values)}
+        return {n: normalise(v, is_empty_optional) for n, v in zip(wanted, values)}
 
-    def _trace_impl(self, feeds: dict[str, np.ndarray], runs: int) -> list[TraceResult]:
+    def _trace_impl(self, feeds: dict[str, Value], runs: int) -> list[TraceResult]:
         results = []
         for _ in range(runs):
             self._timings = []

@@ -4,7 +4,12 @@ MXNet 1.9 needs numpy<1.24 and onnx-tf 1.10 needs TensorFlow 2.15 with numpy<2; 
 beside the core (numpy 2, onnx 1.2x). Such a backend runs the standalone agent script
 (``backends/agent.py``) as a worker process in another Python interpreter and talks to it through
 files: the feeds as an ``.npz``, a request and a result as JSON, the outputs as an ``.npz``. The
-protocol (version 1) is documented in the agent's docstring.
+protocol (version 2, which adds sequences, maps, optionals and string tensors to version 1's plain
+arrays through a JSON ``layout``) is documented in the agent's docstring.
+
+``ort-isolated`` takes and returns every kind of value (:mod:`mlms_ir.values`); ``mxnet`` and
+``onnx-tf`` take and return tensors only and refuse, when a session is prepared, a model whose
+inputs or outputs are sequences, maps or optionals.
 
 Where the interpreter comes from, first match wins:
 
@@ -43,6 +48,7 @@ import numpy as np
 
 from mlms_ir.errors import AgentCrashError, AgentTimeoutError
 from mlms_ir._proc import ChildStartError, ChildTimeout, child_env, run_child
+from mlms_ir.backends.agent import pack_values, unpack_values
 from mlms_ir.backends.base import (
     Availability,
     Backend,
@@ -58,8 +64,8 @@ from mlms_ir.ir import Graph
 
 #: The agent script the worker process runs (shipped beside this module).
 AGENT = Path(__file__).resolve().with_name("agent.py")
-#: The protocol version spoken with the agent (see its docstring).
-PROTOCOL = 1
+#: The protocol version spoken with the agent (see its docstring; the agent still serves 1).
+PROTOCOL = 2
 #: Seconds a run (or a measure_in_worker call) may take by default before the worker is killed.
 DEFAULT_TIMEOUT_S = 300.0
 #: Seconds the availability probe may take (importing TensorFlow is slow on a cold disk).
@@ -114,8 +120,8 @@ def call_agent(python: str | os.PathLike, request: Mapping[str, Any], workdir: s
         result = json.loads(result_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise AgentCrashError(f"the {what} ({python}) wrote no readable result ({type(exc).__name__}){quoted}") from None
-    if not isinstance(result, dict) or result.get("protocol") != PROTOCOL:
-        raise AgentCrashError(f"the {what} ({python}) answered in another protocol than {PROTOCOL}: {str(result)[:200]}")
+    if not isinstance(result, dict) or result.get("protocol") not in (req["protocol"], PROTOCOL):
+        raise AgentCrashError(f"the {what} ({python}) answered in another protocol than {req['protocol']}: {str(result)[:200]}")
     return result
 
 
@@ -231,6 +237,7 @@ class IsolatedOrtBackend(WorkerBackend):
 
     name = "ort-isolated"
     framework = "onnxruntime"
+    takes_non_tensors = True
     devices = ("cpu", "cuda")
     env_var = "MLMS_IR_ORT_PYTHON"
     env_name = ""
@@ -304,11 +311,16 @@ class WorkerSession(Session):
         call = Path(tempfile.mkdtemp(prefix="call_", dir=self._dir))
         try:
             inputs, outputs = call / "inputs.npz", call / "outputs.npz"
-            save_npz(inputs, feeds)
+            try:
+                arrays, layout = pack_values(feeds)
+            except ValueError as exc:
+                raise BackendError(f"the {self.backend} worker cannot take these feeds: {exc}") from None
+            save_npz(inputs, arrays)
             request = {
                 "framework": self.framework,
                 "model": str(self._model),
                 "inputs": str(inputs),
+                "layout": layout,
                 "outputs": str(outputs),
                 "result": str(call / "result.json"),
                 "warmup": warmup,
@@ -323,7 +335,7 @@ class WorkerSession(Session):
                 raise BackendError(f"{self.backend} ({self.framework} {res.get('framework_version') or ''}) failed on the model: {res.get('error')}")
             try:
                 with np.load(outputs, allow_pickle=False) as z:
-                    got = {k: z[k] for k in z.files}
+                    got = unpack_values({k: z[k] for k in z.files}, res.get("layout") or {})
             except (OSError, ValueError) as exc:
                 raise AgentCrashError(f"the {self.backend} worker reported success but its outputs cannot be read: {exc}") from exc
             missing = [n for n in self.graph.output_names if n not in got]

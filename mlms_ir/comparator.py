@@ -82,11 +82,19 @@ def compare_outputs(reference: dict[str, np.ndarray], other: dict[str, np.ndarra
     Returns ``max_abs_diff`` and ``max_rel_diff`` (infinite when a shape differs, an output is
     missing, or a value is not finite on one side only), ``outputs_compared``, and the verdict:
     ``beyond_tolerance``, the number of elements beyond the tolerance, of ``elements_compared``,
-    and ``agree`` (none beyond).
+    and ``agree`` (none beyond). Outputs that are sequences, maps or optionals (lists, dicts,
+    None) are compared by :func:`compare_values`.
     """
     max_abs = max_rel = 0.0
     compared = beyond = elements = 0
     for name, ref in reference.items():
+        if is_structured(ref) or (name in other and is_structured(other[name])):  # a sequence, map or optional
+            part = compare_values(ref, other.get(name, MISSING), atol=atol, rtol=rtol)
+            max_abs, max_rel = max(max_abs, part["max_abs_diff"]), max(max_rel, part["max_rel_diff"])
+            compared += name in other
+            beyond += part["beyond_tolerance"]
+            elements += part["elements_compared"]
+            continue
         a = np.asarray(ref)
         if name not in other or np.asarray(other[name]).shape != a.shape:
             b_size = np.asarray(other[name]).size if name in other else 0
@@ -111,6 +119,90 @@ def compare_outputs(reference: dict[str, np.ndarray], other: dict[str, np.ndarra
         beyond += int(beyond_mask(a, b, atol, rtol, diff).sum())
     return {"max_abs_diff": max_abs, "max_rel_diff": max_rel, "outputs_compared": compared,
             "beyond_tolerance": beyond, "elements_compared": elements, "agree": beyond == 0}
+
+
+#: Stands for a value one side does not have (:func:`compare_values`).
+MISSING = object()
+
+
+def is_structured(value: object) -> bool:
+    """A sequence (list), a map (dict) or an empty optional (None): values :func:`compare_values`
+    compares (see :mod:`mlms_ir.values`); anything else is a tensor."""
+    return value is None or isinstance(value, (list, tuple, dict))
+
+
+def value_size(value: object) -> int:
+    """Elements of the tensors in a value (0 for an empty optional or a missing value)."""
+    if value is None or value is MISSING:
+        return 0
+    if isinstance(value, (list, tuple)):
+        return sum(value_size(x) for x in value)
+    if isinstance(value, dict):
+        return sum(value_size(x) for x in value.values())
+    return int(np.asarray(value).size)
+
+
+def value_pairs(reference: object, other: object) -> tuple[list[tuple[str, Any, Any]], list[tuple[str, Any, Any]]]:
+    """Walk two values side by side: (the tensor pairs at matching places, the parts that do not
+    match), each as (path, reference's, other's); a path is ``""`` for the value itself, ``[1]``
+    for a sequence's element, ``['key']`` for a map's entry. Sequences match when their lengths
+    do, maps key by key, two empty optionals match with nothing to compare; a list against an
+    array (a stacked sequence), a value against None or against :data:`MISSING` does not match."""
+    pairs: list[tuple[str, Any, Any]] = []
+    unmatched: list[tuple[str, Any, Any]] = []
+
+    def walk(path: str, r: object, o: object) -> None:
+        if isinstance(r, (list, tuple)) and isinstance(o, (list, tuple)) and len(r) == len(o):
+            for k, (x, y) in enumerate(zip(r, o)):
+                walk(f"{path}[{k}]", x, y)
+        elif isinstance(r, dict) and isinstance(o, dict):
+            for key in list(r) + [k for k in o if k not in r]:
+                walk(f"{path}[{key!r}]", r.get(key, MISSING), o.get(key, MISSING))
+        elif r is None and o is None:
+            pass
+        elif is_structured(r) or is_structured(o) or r is MISSING or o is MISSING:
+            unmatched.append((path, r, o))
+        else:
+            pairs.append((path, r, o))
+
+    walk("", reference, other)
+    return pairs, unmatched
+
+
+def compare_values(reference: object, other: object, *, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL) -> dict[str, Any]:
+    """Two values that may be sequences, maps or optionals, in :func:`compare_outputs`' terms:
+    sequences element by element (their lengths must match), maps key by key (their keys must
+    match), optionals as their values (two empty ones agree, an empty one and a value do not),
+    the tensors inside as :func:`compare_outputs` compares tensors. A part one side lacks or has
+    of another kind (a list against an array, a stacked sequence) counts all its elements (at
+    least 1) as beyond the tolerance, with an infinite error."""
+    pairs, unmatched = value_pairs(reference, other)
+    res = compare_outputs({p: r for p, r, _ in pairs}, {p: o for p, _, o in pairs}, atol=atol, rtol=rtol)
+    if unmatched:
+        n = sum(max(value_size(r), value_size(o), 1) for _, r, o in unmatched)
+        res["max_abs_diff"] = res["max_rel_diff"] = math.inf
+        res["beyond_tolerance"] += n
+        res["elements_compared"] += n
+        res["agree"] = False
+    return res
+
+
+def value_diffs(name: str, ref: object, test: object, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL) -> list[TensorDiff]:
+    """``diverge``'s figures for a value that may be a sequence, map or optional: one
+    :func:`tensor_diff` per tensor inside, named ``name[0]``, ``name['key']``; a part that does not
+    match (:func:`value_pairs`) is one diff that exceeds, with an infinite error and a note saying
+    what each side has; two empty optionals give none. A tensor gives ``[tensor_diff(name, ...)]``."""
+    from mlms_ir.values import describe
+
+    pairs, unmatched = value_pairs(ref, test)
+    out = [tensor_diff(f"{name}{p}", r, o, atol, rtol) for p, r, o in pairs]
+    for p, r, o in unmatched:
+        what = lambda v: "nothing" if v is MISSING else describe(v)  # noqa: E731
+        out.append(TensorDiff(tensor=f"{name}{p}", elements=max(value_size(r), value_size(o), 1), max_abs=math.inf,
+                              max_rel=math.inf, mean_abs=None, rmse=None, cosine=None, snr_db=None, outside_share=1.0,
+                              nan_ref=0, nan_test=0, inf_ref=0, inf_test=0, exceeds=True,
+                              note=f"{what(o)} where the reference has {what(r)}"))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- diverge

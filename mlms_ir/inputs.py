@@ -1,5 +1,11 @@
 """Inputs for running a model: seeded random data that respects dtypes, shapes and index ranges,
-or arrays from an ``.npz`` file."""
+or arrays from an ``.npz`` file.
+
+Sequence, map and optional inputs follow :mod:`mlms_ir.values` (a list, a dict, the value or
+None). Random feeds give a sequence of 2 tensors, a map of 2 entries and an optional with a
+value; an ``.npz`` file holds arrays only, so such inputs (beyond an optional's tensor) are given
+through the Python API: ``run_backends(model, inputs={"seq": [a, b], "opt": None})``.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,12 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from mlms_ir.errors import MlmsIrError, ShapeBindingError
 from mlms_ir.ir import Graph
-from mlms_ir.ir.dtypes import np_dtype
+from mlms_ir.ir.dtypes import dtype_name, np_dtype
+from mlms_ir.values import Value, random_value
 
 
 def _index_bound(graph: Graph, name: str) -> int | None:
@@ -29,34 +37,44 @@ def _index_bound(graph: Graph, name: str) -> int | None:
     return min(bounds) if bounds else None
 
 
-def random_feeds(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
+def random_feeds(graph: Graph, seed: int = 0) -> dict[str, Value]:
     """Seeded random inputs: floats ~ N(0, 1); integer inputs read as indices stay within the
-    indexed axis; masks (an integer input named ``*mask*``) are ones; other integers in [0, 2)."""
+    indexed axis; masks (an integer input named ``*mask*``) are ones; other integers in [0, 2);
+    strings short random words. A sequence input gets 2 such tensors of its element type, a map
+    2 entries, an optional a value (:func:`mlms_ir.values.random_value`)."""
     rng = np.random.default_rng(seed)
-    feeds: dict[str, np.ndarray] = {}
+    feeds: dict[str, Value] = {}
+
+    def tensor(label: str, elem_type: int, shape: tuple, name: str) -> np.ndarray:
+        dtype = np_dtype(elem_type)
+        if elem_type == onnx.TensorProto.STRING:
+            words = np.array(["alpha", "beta", "gamma", "delta"], dtype=object)
+            return np.asarray(words[rng.integers(0, len(words), shape)], dtype=object)
+        if dtype is None or dtype.kind not in "fbiu":
+            raise MlmsIrError(f"cannot make random data for {label} of type {dtype_name(elem_type)}; give --inputs FILE.npz")
+        if dtype.kind == "f":
+            return rng.standard_normal(shape).astype(dtype)
+        if dtype.kind == "b":
+            return rng.integers(0, 2, shape).astype(bool)
+        if "mask" in name.lower():
+            return np.ones(shape, dtype=dtype)
+        hi = _index_bound(graph, name) or 2
+        return rng.integers(0, hi, shape).astype(dtype)
+
     for name in graph.input_names:
         t = graph.tensors[name]
+        if t.value_kind != "tensor":
+            tp = graph.value_type(name)
+            if tp is None:
+                raise MlmsIrError(f"input '{name}' is a {t.value_kind} of no declared type; give the feeds through the Python API")
+            feeds[name] = random_value(f"input '{name}'", tp, lambda label, elem, shape: tensor(label, elem, shape, name))
+            continue
         if not t.known:
             dims = "x".join("?" if not isinstance(d, int) else str(d) for d in (t.shape or ()))
             raise ShapeBindingError(
                 f"input '{name}' has unbound dims ({dims or 'unknown rank'}); bind them with --batch, --dims or --input-shape"
             )
-        dtype = np_dtype(t.elem_type)
-        if dtype is None:
-            raise MlmsIrError(f"cannot make random data for input '{name}' of type {t.dtype}; give --inputs FILE.npz")
-        shape = tuple(t.shape)  # type: ignore[arg-type]
-        if dtype.kind == "f":
-            feeds[name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype.kind == "b":
-            feeds[name] = rng.integers(0, 2, shape).astype(bool)
-        elif dtype.kind in "iu":
-            if "mask" in name.lower():
-                feeds[name] = np.ones(shape, dtype=dtype)
-            else:
-                hi = _index_bound(graph, name) or 2
-                feeds[name] = rng.integers(0, hi, shape).astype(dtype)
-        else:
-            raise MlmsIrError(f"cannot make random data for input '{name}' of type {t.dtype}; give --inputs FILE.npz")
+        feeds[name] = tensor(f"input '{name}'", t.elem_type, tuple(t.shape), name)  # type: ignore[arg-type]
     return feeds
 
 
@@ -72,17 +90,22 @@ def load_feeds(path: str | Path) -> dict[str, np.ndarray]:
         raise MlmsIrError(f"cannot read inputs from '{p}' ({exc}); give an .npz file written by numpy.savez") from exc
 
 
-def batch_of(feeds: dict[str, np.ndarray]) -> int:
-    """The leading dim of the first input with one (1 for scalars)."""
+def batch_of(feeds: dict[str, Value]) -> int:
+    """The leading dim of the first tensor input with one (1 for scalars and when every input is
+    a sequence, map or optional)."""
     for v in feeds.values():
-        if v.ndim:
+        if isinstance(v, np.ndarray) and v.ndim:
             return int(v.shape[0])
     return 1
 
 
-def feeds_for(graph: Graph, inputs: str | dict | None, seed: int) -> dict[str, np.ndarray]:
+def feeds_for(graph: Graph, inputs: str | dict | None, seed: int) -> dict[str, Value]:
     """The feeds of one run: seeded random data (``inputs`` None), an ``.npz`` file's arrays (a
-    path), or the given arrays (a dict of name -> array-like)."""
+    path), or the given values (a dict of name -> array-like, or for a sequence, map or optional
+    input a list, a dict or None: :mod:`mlms_ir.values`)."""
     if inputs is None:
         return random_feeds(graph, seed)
-    return load_feeds(inputs) if isinstance(inputs, str) else {k: np.asarray(v) for k, v in inputs.items()}
+    if isinstance(inputs, str):
+        return load_feeds(inputs)
+    tensors = {n for n in graph.input_names if graph.tensors[n].value_kind == "tensor"}
+    return {k: np.asarray(v) if k in tensors or k not in graph.input_names else v for k, v in inputs.items()}

@@ -130,21 +130,24 @@ def test_npz_files_take_any_name_and_no_objects(tmp_path):
         save_npz(tmp_path / "c.npz", {"x": np.array([object()])})
 
 
-def test_agent_probe_speaks_protocol_1(tmp_path):
+def test_agent_probe_speaks_protocol_2_and_still_1(tmp_path):
     # the core interpreter is an interpreter like any other: a probe without a target needs only numpy
     res = call_agent(sys.executable, {"framework": "probe"}, tmp_path, timeout=60)
-    assert res["protocol"] == worker.PROTOCOL == agent.PROTOCOL == 1
+    assert res["protocol"] == worker.PROTOCOL == agent.PROTOCOL == 2
     assert res["status"] == "ok" and res["error"] == ""
     assert res["numpy_version"] == np.__version__
     assert res["python"] == ".".join(map(str, sys.version_info[:3]))
-    assert json.loads((tmp_path / "request.json").read_text())["protocol"] == 1
+    assert json.loads((tmp_path / "request.json").read_text())["protocol"] == 2
+    # a version 1 request is answered in version 1
+    res = call_agent(sys.executable, {"framework": "probe", "protocol": 1}, tmp_path, timeout=60)
+    assert res["protocol"] == 1 and res["status"] == "ok"
 
 
 def test_agent_reports_bad_requests_as_error_results(tmp_path):
     res = call_agent(sys.executable, {"framework": "caffe"}, tmp_path, timeout=60)
     assert res["status"] == "error" and "unknown framework 'caffe'" in res["error"]
     res = call_agent(sys.executable, {"framework": "probe", "protocol": 99}, tmp_path, timeout=60)
-    assert res["status"] == "error" and "protocol 1" in res["error"]
+    assert res["status"] == "error" and "protocol 1 or 2" in res["error"]
     assert "\n" not in res["error"]
 
 

@@ -9,6 +9,7 @@ networkx view shows where every tensor comes from.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Iterator
@@ -29,6 +30,12 @@ from mlms_ir.ir.dtypes import dtype_name, nbytes
 Dim = int | str | None
 Shape = tuple[Dim, ...]
 TensorKind = Literal["input", "initializer", "constant", "derived", "activation"]
+#: What kind of ONNX value a name holds (the ``value`` case of its TypeProto).
+ValueKind = Literal["tensor", "sparse_tensor", "sequence", "map", "optional"]
+_VALUE_KINDS: dict[str | None, ValueKind] = {
+    "tensor_type": "tensor", "sparse_tensor_type": "sparse_tensor", "sequence_type": "sequence", "map_type": "map",
+    "optional_type": "optional", None: "tensor",  # a typeless value info: a tensor of unknown type
+}
 
 SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan"})
 _NONDETERMINISTIC = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial"})
@@ -43,6 +50,9 @@ class TensorInfo:
     a dim that is not an int is an exact sympy expression of the model's dims. ``kind`` tells where the tensor comes from: a graph
     input, an initializer, a Constant node's output, ``derived`` (computed from weights and
     constants only, e.g. an Identity or DequantizeLinear of a weight) or an activation.
+    ``value_kind`` says whether the name holds a tensor or, where its type is declared, a
+    sequence, map or optional (then ``elem_type`` is 0 and ``shape`` None; the whole type is
+    :meth:`Graph.value_type`).
     """
 
     name: str
@@ -50,6 +60,7 @@ class TensorInfo:
     shape: Shape | None
     kind: TensorKind
     external: bool = False
+    value_kind: ValueKind = "tensor"
 
     @property
     def dtype(self) -> str:
@@ -276,8 +287,7 @@ class Graph:
             if kind is not None:
                 for out in p.output:
                     if out:
-                        t = tensors[out]
-                        tensors[out] = TensorInfo(t.name, t.elem_type, t.shape, kind)
+                        tensors[out] = dataclasses.replace(tensors[out], kind=kind)
             for inp in p.input:
                 if inp:
                     self._consumers.setdefault(inp, []).append(node)
@@ -361,6 +371,15 @@ class Graph:
             g = g.parent
         return None
 
+    def value_type(self, name: str) -> onnx.TypeProto | None:
+        """The declared ONNX type of ``name`` (a graph input or output, or a value info of this
+        graph), or None when nothing declares it: the full type of sequences, maps and optionals,
+        which :class:`TensorInfo` only names (``value_kind``)."""
+        for vi in (*self.proto.input, *self.proto.output, *self.proto.value_info):
+            if vi.name == name and vi.HasField("type"):
+                return vi.type
+        return None
+
     def node(self, node_id: str) -> Node:
         """The node of this graph with id ``node_id`` (KeyError if there is none)."""
         return self._by_id[node_id]
@@ -439,7 +458,8 @@ def _dims(tp: onnx.TypeProto) -> tuple[int, Shape | None]:
 
 def _put_value_info(tensors: dict[str, TensorInfo], vi: onnx.ValueInfoProto, kind: TensorKind) -> None:
     elem, shape = _dims(vi.type)
-    tensors[vi.name] = TensorInfo(vi.name, elem, shape, kind)
+    value_kind = _VALUE_KINDS.get(vi.type.WhichOneof("value"), "tensor")
+    tensors[vi.name] = TensorInfo(vi.name, elem, shape, kind, value_kind=value_kind)
 
 
 def topological_order(nodes: list[onnx.NodeProto], available: set[str], outer: set[str], where: str) -> list[int]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -350,7 +350,7 @@ def _write_back(graph: Graph, changed: dict[str, tuple]) -> None:
         for name, t in list(g.tensors.items()):
             dims = changed.get(name)
             if dims is not None:
-                g.tensors[name] = TensorInfo(t.name, t.elem_type, tuple(E.normalize(d) for d in dims), t.kind, t.external)
+                g.tensors[name] = replace(t, shape=tuple(E.normalize(d) for d in dims))
 
 
 def is_int_type(elem_type: int) -> bool:
