@@ -25,7 +25,7 @@ from mlms_ir.ir import Graph, load
 from mlms_ir.ir.graph import node_reads
 from mlms_ir.ir.load import ModelSource
 from mlms_ir.ir.shapes import Dims, InputShapes
-from mlms_ir.comparator import TOLERANCES, tensor_diff
+from mlms_ir.comparator import TOLERANCES, value_diffs
 from mlms_ir.inputs import feeds_for
 from mlms_ir.results.base import model_ref
 from mlms_ir.results.divergence import DivergenceReport, DivergenceRun, FailedBackend, NodeDivergence, TensorDiff
@@ -33,6 +33,17 @@ from mlms_ir.results.divergence import DivergenceReport, DivergenceRun, FailedBa
 log = logging.getLogger(__name__)
 
 #: Default tolerances: an element diverges when |test - ref| > atol + rtol * |ref|.
+def _worst_tensor(name: str, parts: list[TensorDiff]) -> TensorDiff:
+    """One figure for a value whose parts (a sequence's tensors) were compared one by one: the part
+    that exceeds first, else the one with the largest error."""
+    if len(parts) == 1:
+        return parts[0]
+    bad = [p for p in parts if p.exceeds]
+    if bad:
+        return bad[0]
+    return max(parts, key=lambda p: p.max_abs or 0.0, default=TensorDiff(name, 0, 0.0, 0.0, 0.0, 0.0, 1.0, None, 0.0, 0, 0, 0, 0, False))
+
+
 def _worst(node_id: str, name: str, op_type: str, diffs: list[TensorDiff]) -> NodeDivergence:
     def mx(vals: Iterable[float | None]) -> float | None:
         v = [x for x in vals if x is not None]
@@ -73,7 +84,8 @@ def plan_segments(graph: Graph, budget_bytes: int) -> list[list[str]]:
         info = graph.tensors.get(name)
         return (info.nbytes or 0) if info is not None else 0
 
-    unknown = [o for n in nodes for o in n.proto.output if o and _kind(graph, o) == "activation" and size(o) == 0]
+    unknown = [o for n in nodes for o in n.proto.output if o and _kind(graph, o) == "activation" and size(o) == 0
+               and graph.tensors[o].value_kind == "tensor"]  # a sequence's size is the data's: not an unknown shape
     if unknown:
         log.warning("divergence: %d tensors of unknown size (e.g. '%s') are counted as 0 bytes in the memory budget",
                     len(unknown), unknown[0])
@@ -214,8 +226,9 @@ class _Comparison:
                 if o not in self.compared:
                     continue
                 if o in ref_vals and o in test_vals:
-                    ds.append(tensor_diff(o, ref_vals[o], test_vals[o], self.atol, self.rtol))
-                    self.diffs[o] = ds[-1]
+                    parts = value_diffs(o, ref_vals[o], test_vals[o], self.atol, self.rtol)
+                    ds.extend(parts)
+                    self.diffs[o] = _worst_tensor(o, parts)
                 else:
                     self.missing.append(o)
             if ds:
@@ -298,7 +311,7 @@ def diverge(
         del ref_vals, test_vals
     else:
         out_ref, out_test = _stream_segments(graph, segments, feeds, ref_be, test_be, ref_device, device, opts, cmp, ref_opts)
-    outputs = [tensor_diff(n, out_ref[n], out_test[n], atol, rtol) for n in graph.output_names if n in out_ref and n in out_test]
+    outputs = [d for n in graph.output_names if n in out_ref and n in out_test for d in value_diffs(n, out_ref[n], out_test[n], atol, rtol)]
     nodes, diffs, missing = cmp.nodes, cmp.diffs, cmp.missing
     first = next((n for n in nodes if n.exceeds), None)
     first_nan = next((n for n in nodes if n.nan > sum(t.nan_ref for t in n.tensors)), None)
@@ -397,8 +410,13 @@ def _segment_values(path: Path, backend, device: str, opts: dict, live: dict[str
 
 
 def _rounded(a: np.ndarray, precision: str) -> np.ndarray:
-    """``a`` rounded to the precision the backend under test computes in (float inputs only)."""
-    if precision in ("fp32", "int8") or a.dtype.kind != "f":
+    """``a`` rounded to the precision the backend under test computes in (float tensors only;
+    inside a sequence or an optional, each tensor)."""
+    if isinstance(a, list):
+        return [_rounded(x, precision) for x in a]
+    if isinstance(a, dict):
+        return {k: _rounded(v, precision) for k, v in a.items()}
+    if a is None or precision in ("fp32", "int8") or a.dtype.kind != "f":
         return a  # int8 models quantize their own inputs
     if precision == "fp16":
         return a.astype(np.float16).astype(a.dtype)
@@ -455,7 +473,7 @@ def _introduced(graph: Graph, candidates: Sequence[NodeDivergence], values: dict
         except (MlmsIrError, KeyError) as exc:
             c.introduced_note = f"could not re-run alone: {exc}"
             continue
-        ds = [tensor_diff(o, want[o], got[o], atol, rtol) for o in graph.node(c.id).proto.output if o in want and o in got]
+        ds = [d for o in outs if o in want and o in got for d in value_diffs(o, want[o], got[o], atol, rtol)]
         if ds:
             w = _worst(c.id, c.name, c.op_type, ds)
             c.introduced_max_abs, c.introduced_max_rel, c.introduced_exceeds = w.max_abs, w.max_rel, w.exceeds
