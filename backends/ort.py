@@ -32,9 +32,9 @@ _DERIVED_SUFFIXES = ("_nchwc",)
 
 
 def _ort():
-    from mlms_ir._lazy import lazy_import
+    from mlms_ir._lazy import onnxruntime
 
-    return lazy_import("onnxruntime")
+    return onnxruntime()
 
 
 class OrtBackend(Backend):
@@ -63,7 +63,7 @@ class OrtBackend(Backend):
 def _session_options(opt: str | None, threads: int | None):
     ort = _ort()
     so = ort.SessionOptions()
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # fatal only: a failure is our one error line, not also ORT's log
     if opt is not None:
         levels = {
             "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,

@@ -104,7 +104,9 @@ def from_mxnet(symbol: str | os.PathLike, params: str | os.PathLike, out: str | 
 
 def _check(path: Path, inputs: dict[str, np.ndarray], want: dict[str, np.ndarray], batches: list[int], n_inputs: int,
            atol: float, rtol: float) -> float:
-    import onnxruntime as ort
+    from mlms_ir._lazy import onnxruntime
+
+    ort = onnxruntime()
 
     try:
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

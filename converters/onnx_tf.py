@@ -173,7 +173,9 @@ def _make_inputs(plan, batches: list[int]) -> dict[str, np.ndarray]:
 
 def _reference(path: Path, plan, inputs: dict[str, np.ndarray], batches: list[int]) -> dict[str, np.ndarray]:
     """onnxruntime's outputs for the check inputs, keyed ``b{B}_{j}``."""
-    import onnxruntime as ort
+    from mlms_ir._lazy import onnxruntime
+
+    ort = onnxruntime()
 
     try:
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -367,7 +369,9 @@ def to_saved_model(model, out_dir: str | os.PathLike, *, check: bool = True, ato
             if renamed:
                 warnings.append("inputs renamed in the SavedModel's signature (TensorFlow cannot take their names as arguments): "
                                 + ", ".join(f"{k} -> {v}" for k, v in renamed.items()))
-            import onnxruntime as ort
+            from mlms_ir._lazy import onnxruntime
+
+            ort = onnxruntime()
 
             prov: dict[str, Any] = {
                 "provenance_version": PROVENANCE_VERSION,

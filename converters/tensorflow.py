@@ -122,7 +122,9 @@ def from_function(fn: Callable[..., Any], input_signature: Sequence[Any], out: s
 
 
 def _check(model: Any, call: Callable[..., Any], specs: Sequence[Any], atol: float, rtol: float) -> tuple[float, list[int]]:
-    import onnxruntime as ort
+    from mlms_ir._lazy import onnxruntime
+
+    ort = onnxruntime()
 
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from mlms_ir._lazy import lazy_import
+from mlms_ir._lazy import lazy_import, onnxruntime
 from mlms_ir.converters import ConversionError, patched
 from mlms_ir.converters import torchvision_spec as spec
 from mlms_ir.comparator import check_close, check_same_shape
@@ -403,7 +403,7 @@ _EXPORT = {"dynamo": "_export_dynamo", "legacy": "_export_legacy"}
 # check
 # ----------------------------------------------------------------------------------------------
 def _ort_session(path: Path):
-    ort = lazy_import("onnxruntime")
+    ort = onnxruntime()
     so = ort.SessionOptions()
     so.log_severity_level = 3
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])

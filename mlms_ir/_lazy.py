@@ -33,3 +33,11 @@ def lazy_import(module: str) -> ModuleType:
         extra = LAZY_PACKAGES.get(top)
         hint = f"pip install 'mlms_ir[{extra}]'" if extra else f"pip install {top}"
         raise MissingExtraError(f"{module} is not installed ({exc}); install it with: {hint}") from exc
+
+
+def onnxruntime() -> ModuleType:
+    """onnxruntime, its default logger set to fatal only: its failures reach the user as our one
+    error line (from the exception it raises), not also as its own coloured log lines on stderr."""
+    ort = lazy_import("onnxruntime")
+    ort.set_default_logger_severity(4)
+    return ort

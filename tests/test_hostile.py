@@ -165,3 +165,16 @@ def test_model_strings_cannot_spoof_or_break_our_lines(tmp_path):
     onnx.save(helper.make_model(g2, opset_imports=[helper.make_opsetid("", 17)]), bad)
     r = _cli("analyze", str(bad))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "\u202e" not in r.stderr, r.stderr
+
+
+def test_onnxruntime_failures_are_our_one_line_not_also_its_log(tmp_path):
+    """A Reshape that fails at run time: onnxruntime would print its own coloured error line."""
+    n = helper.make_node("Reshape", ["x", "s"], ["y"])
+    g = helper.make_graph([n], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(np.array([5], np.int64), "s")])
+    path = tmp_path / "reshape.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    r = _cli("run", str(path), "--backends", "ort", "--batch", "2", "--iters", "2", "--warmup", "0")
+    _one_line(r, "no backend ran: ort: onnxruntime failed to run the model")
+    assert "\x1b[" not in r.stderr
