@@ -56,6 +56,12 @@ class CountersUnavailableError(MlmsIrError):
     (``ERR_NVGPUCTRPERM``), or ``ncu`` failed or timed out; the message says which and how to fix it."""
 
 
+class MemoryBudgetError(MlmsIrError):
+    """Something a model or a file declares (an input's size, an array's header) would take more
+    memory than the budget (``--max-memory``, ``$MLMS_IR_MAX_MEMORY``; by default three quarters
+    of the machine's memory): refused before anything is allocated."""
+
+
 class ReportInputError(MlmsIrError):
     """A result file given to a report or a comparison (a ``profile``, ``diverge``, ``run`` or
     counters JSON) cannot be read, is not what that command writes, or is of another model."""
@@ -126,6 +132,7 @@ __all__ = [
     "FeedError",
     "FormulaError",
     "InvalidModelError",
+    "MemoryBudgetError",
     "ManifestError",
     "MissingExtraError",
     "MlmsIrError",

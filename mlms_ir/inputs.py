@@ -9,6 +9,7 @@ through the Python API: ``run_backends(model, inputs={"seq": [a, b], "opt": None
 
 from __future__ import annotations
 
+import math
 import zipfile
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import onnx
 
 from mlms_ir.errors import MlmsIrError, ShapeBindingError
 from mlms_ir.ir import Graph
+from mlms_ir.ir.guard import check_allocation
 from mlms_ir.ir.dtypes import dtype_name, np_dtype
 from mlms_ir.values import Value, random_value
 
@@ -44,9 +46,16 @@ def random_feeds(graph: Graph, seed: int = 0) -> dict[str, Value]:
     2 entries, an optional a value (:func:`mlms_ir.values.random_value`)."""
     rng = np.random.default_rng(seed)
     feeds: dict[str, Value] = {}
+    held = 0
 
     def tensor(label: str, elem_type: int, shape: tuple, name: str) -> np.ndarray:
+        nonlocal held
         dtype = np_dtype(elem_type)
+        numel = math.prod(int(d) for d in shape)
+        # float data is drawn in float64 and then converted: both are alive for a moment
+        need = numel * (8 + (dtype.itemsize if dtype is not None else 8))
+        check_allocation(f"random data for {label} ({'x'.join(str(d) for d in shape) or 'scalar'})", held + need)
+        held += numel * (dtype.itemsize if dtype is not None else 8)
         if elem_type == onnx.TensorProto.STRING:
             words = np.array(["alpha", "beta", "gamma", "delta"], dtype=object)
             return np.asarray(words[rng.integers(0, len(words), shape)], dtype=object)
@@ -83,11 +92,28 @@ def load_feeds(path: str | Path) -> dict[str, np.ndarray]:
     p = Path(path)
     if not p.is_file():
         raise MlmsIrError(f"inputs file '{p}' does not exist")
+    hint = "give an .npz file written by numpy.savez"
     try:
+        with open(p, "rb") as fh:
+            magic = fh.read(6)
+        if magic.startswith(b"\x93NUMPY"):  # np.load would read (and size) a bare array by its header
+            raise MlmsIrError(f"'{p}' is a single .npy array, not an .npz of named inputs; {hint}")
+        if not magic.startswith(b"PK"):
+            raise MlmsIrError(f"cannot read inputs from '{p}': it is not an .npz (zip) file; {hint}")
         with np.load(p, allow_pickle=False) as data:
+            total = 0
+            for k in data.files:  # every array's declared size, read from its header, before any data
+                with data.zip.open(k if k in data.zip.namelist() else f"{k}.npy") as fh:
+                    version = np.lib.format.read_magic(fh)
+                    shape, _, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
+                                       else np.lib.format.read_array_header_2_0(fh))
+                total += math.prod(shape) * dtype.itemsize
+                check_allocation(f"the inputs in '{p}'", total)
             return {k: data[k] for k in data.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise MlmsIrError(f"cannot read inputs from '{p}' ({exc}); give an .npz file written by numpy.savez") from exc
+    except MlmsIrError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, TypeError, AttributeError, MemoryError, zipfile.BadZipFile) as exc:
+        raise MlmsIrError(f"cannot read inputs from '{p}' ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); {hint}") from None
 
 
 def batch_of(feeds: dict[str, Value]) -> int:

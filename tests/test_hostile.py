@@ -178,3 +178,54 @@ def test_onnxruntime_failures_are_our_one_line_not_also_its_log(tmp_path):
     r = _cli("run", str(path), "--backends", "ort", "--batch", "2", "--iters", "2", "--warmup", "0")
     _one_line(r, "no backend ran: ort: onnxruntime failed to run the model")
     assert "\x1b[" not in r.stderr
+
+
+# --------------------------------------------------------------------------- the memory budget, hostile inputs files
+def _relu(dim) -> onnx.ModelProto:
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [dim])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [dim])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_declared_input_larger_than_the_budget_is_refused_before_allocating(tmp_path):
+    path = tmp_path / "big.onnx"
+    onnx.save(_relu(2**40), path)
+    _one_line(_cli("run", str(path), "--backends", "ort"), "random data for input 'x' (1099511627776) would take 12,288.0 GiB")
+    onnx.save(_relu(2**24), path)  # 64 MiB of float32: over a 32 MiB budget, under the default
+    _one_line(_cli("run", str(path), "--backends", "ort", "--max-memory", "32M", "--iters", "1"), "more than the memory budget of 0.0 GiB")
+    _one_line(_cli("analyze", "--max-memory", "lots"), "--max-memory takes a size such as 8G")
+
+
+def _npz_with_huge_header(path):
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (2**20, 2**20)})
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("x.npy", buf.getvalue())
+
+
+@pytest.mark.parametrize("kind,text", [
+    ("bare npy", "a single .npy array, not an .npz"),
+    ("empty", "cannot read inputs from"),
+    ("huge header", "would take 4,096.0 GiB"),
+    ("not npy member", "cannot read inputs from"),
+])
+def test_hostile_inputs_files_are_one_line(tmp_path, kind, text):
+    import zipfile
+
+    f = tmp_path / "in.npz"
+    if kind == "bare npy":
+        np.save(tmp_path / "in.npy", np.ones(3, np.float32))
+        (tmp_path / "in.npy").rename(f)
+    elif kind == "empty":
+        f.write_bytes(b"")
+    elif kind == "huge header":
+        _npz_with_huge_header(f)
+    else:
+        with zipfile.ZipFile(f, "w") as z:
+            z.writestr("x.npy", b"not an array at all")
+    model = tmp_path / "m.onnx"
+    onnx.save(_relu(3), model)
+    _one_line(_cli("run", str(model), "--backends", "ort", "--inputs", str(f), "--iters", "1"), text)

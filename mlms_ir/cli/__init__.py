@@ -41,6 +41,32 @@ def _join_repeated(argv: list[str]) -> list[str]:
     return out
 
 
+def _take_max_memory(argv: list[str]) -> list[str]:
+    """``--max-memory SIZE`` (``8G``, ``512M``, bytes), a flag of every verb: the memory budget
+    that declared sizes are checked against and that guards ONNX's inference
+    (``$MLMS_IR_MAX_MEMORY``, which it sets for this process and its children)."""
+    from mlms_ir.ir.guard import parse_bytes
+
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        flag, eq, val = argv[i].partition("=")
+        if flag in ("--max-memory", "--max_memory"):
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise MlmsIrError("--max-memory needs a size, such as 8G or 512M")
+                val = argv[i + 1]
+                i += 1
+            try:
+                os.environ["MLMS_IR_MAX_MEMORY"] = str(parse_bytes(val))
+            except (ValueError, IndexError):
+                raise MlmsIrError(f"--max-memory takes a size such as 8G, 512M or a number of bytes, not '{val}'") from None
+        else:
+            out.append(argv[i])
+        i += 1
+    return out
+
+
 def commands() -> dict:
     from mlms_ir.cli.analyze import analyze, devices, ops, version
     from mlms_ir.cli.report import report
@@ -62,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=os.environ.get("MLMS_IR_LOG", "WARNING").upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
-        fire.Fire(commands(), command=_join_repeated(args), name="mlms_ir")
+        fire.Fire(commands(), command=_join_repeated(_take_max_memory(args)), name="mlms_ir")
     except MlmsIrError as exc:
         from mlms_ir.report.text import printable
 

@@ -51,6 +51,17 @@ def memory_limit_bytes() -> int | None:
         return None
 
 
+def check_allocation(what: str, nbytes: int) -> None:
+    """Raise :class:`~mlms_ir.errors.MemoryBudgetError` before allocating ``nbytes`` for ``what``
+    when that exceeds the memory budget (:func:`memory_limit_bytes`)."""
+    from mlms_ir.errors import MemoryBudgetError
+
+    budget = memory_limit_bytes()
+    if budget is not None and nbytes > budget:
+        raise MemoryBudgetError(f"{what} would take {nbytes / 2**30:,.1f} GiB, more than the memory budget of "
+                                f"{budget / 2**30:,.1f} GiB (--max-memory or $MLMS_IR_MAX_MEMORY sets it)")
+
+
 def parse_bytes(text: str) -> int:
     """``"8G"`` -> 8 * 2**30; a plain number is bytes. Raises ValueError on anything else."""
     t = str(text).strip().upper().removesuffix("B").removesuffix("I")
