@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ import numpy as np
 from mlms_ir.errors import MlmsIrError
 from mlms_ir.gpu.kernels import gpu_profile, kernel_details
 from mlms_ir.comparator import DEFAULT_ATOL, DEFAULT_RTOL, compare_outputs
-from mlms_ir.harness import measure
+from mlms_ir.harness import LatencyStats, measure
 from mlms_ir.inputs import batch_of, feeds_for
 from mlms_ir.ir import Graph, load
 from mlms_ir.ir.load import ModelSource
@@ -65,6 +66,10 @@ def run_backends(
     model_info: dict[str, Any] = {}
     from mlms_ir.system import GpuSampler, system_facts
 
+    # several backends on the CPU: each is measured in a forked child (timed inside it), so one
+    # that crashes (a segfault in a runtime's C++) fails its row and the others go on
+    isolate = len(backends) > 1 and device == "cpu" and hasattr(os, "fork")
+
     for batch in batches:
         graph = load(model, input_shapes=input_shapes, batch=batch, dims=dims)
         model_info = model_ref(graph)
@@ -85,11 +90,15 @@ def run_backends(
                 rec.status, rec.error = "unavailable", avail.reason
                 continue
             try:
-                with backend.prepare(graph, device, **opts) as session:
-                    rec.options = dict(session.options)
-                    with GpuSampler() as sampler:
-                        stats, outputs = session.measure(feeds, warmup=warmup, iterations=iterations, min_time_s=min_time_s)
-                    rec.gpu = sampler.summary() if device != "cpu" else None
+                if isolate:
+                    rec.options, stats, outputs = _measure_in_child(backend, graph, device, opts, feeds, warmup, iterations,
+                                                                    min_time_s)
+                else:
+                    with backend.prepare(graph, device, **opts) as session:
+                        rec.options = dict(session.options)
+                        with GpuSampler() as sampler:
+                            stats, outputs = session.measure(feeds, warmup=warmup, iterations=iterations, min_time_s=min_time_s)
+                        rec.gpu = sampler.summary() if device != "cpu" else None
             except MlmsIrError as exc:
                 rec.status, rec.error = "failed", str(exc)
                 continue
@@ -109,6 +118,46 @@ def run_backends(
     settings = {"iterations": iterations, "warmup": warmup, "min_time_s": min_time_s, "seed": seed, "atol": atol, "rtol": rtol,
                 "inputs": inputs if isinstance(inputs, str) else ("given" if inputs else "random"), "device": device}
     return RunReport(model=model_info, system=system_facts() if system else {}, settings=settings, runs=records)
+
+
+def _measure_in_child(backend, graph: Graph, device: str, opts: dict[str, Any], feeds: dict, warmup: int, iterations: int,
+                      min_time_s: float) -> tuple[dict[str, Any], LatencyStats, dict]:
+    """``session.measure`` in a forked child: (session options, latency, outputs). The child sends
+    JSON and an ``.npz`` back (never a pickle); its failure is a :class:`BackendError`."""
+    import io
+    import json
+    import struct
+
+    from mlms_ir.backends.agent import pack_values, unpack_values
+    from mlms_ir.errors import BackendError
+    from mlms_ir.ir.guard import GuardedCrash, GuardedError, run_guarded
+    from mlms_ir.results.base import json_safe
+
+    def child() -> bytes:
+        with backend.prepare(graph, device, **opts) as session:
+            stats, outputs = session.measure(feeds, warmup=warmup, iterations=iterations, min_time_s=min_time_s)
+            options = dict(session.options)
+        arrays, layout = pack_values(outputs)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        head = json.dumps({"options": json_safe(options), "stats": stats.as_dict(), "layout": layout}, default=str).encode()
+        return struct.pack("<Q", len(head)) + head + buf.getvalue()
+
+    try:
+        data = run_guarded(child, timeout_s=ISOLATED_TIMEOUT_S)
+    except GuardedCrash as exc:
+        raise BackendError(f"the {backend.name} backend {str(exc).removeprefix('it ')}") from None
+    except GuardedError as exc:
+        raise BackendError(exc.message or exc.type_name) from None
+    (n,) = struct.unpack("<Q", data[:8])
+    head = json.loads(data[8:8 + n])
+    with np.load(io.BytesIO(data[8 + n:]), allow_pickle=False) as z:
+        outputs = unpack_values({k: z[k] for k in z.files}, head["layout"] or {})
+    return head["options"], LatencyStats(**head["stats"]), outputs
+
+
+#: Seconds one backend's measurement may take in its child before it is stopped.
+ISOLATED_TIMEOUT_S = 24 * 3600.0
 
 
 def aggregate(traces, graph: Graph, flops: dict[str, int]) -> tuple[dict[str, float], list[dict[str, Any]], float, dict[str, list[str]]]:

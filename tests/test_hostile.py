@@ -229,3 +229,31 @@ def test_hostile_inputs_files_are_one_line(tmp_path, kind, text):
     model = tmp_path / "m.onnx"
     onnx.save(_relu(3), model)
     _one_line(_cli("run", str(model), "--backends", "ort", "--inputs", str(f), "--iters", "1"), text)
+
+
+def test_a_backend_that_crashes_fails_its_row_and_the_others_go_on(monkeypatch):
+    """``run`` over several backends measures each in a forked child: a segfault in one costs
+    that row, not the command."""
+    from mlms_ir.backends import registry
+    from mlms_ir.backends.ort import OrtBackend, OrtSession
+    from mlms_ir.runner import run_backends
+    from mlms_ir.zoo import builtin_path
+
+    class CrashingSession(OrtSession):
+        def _run_impl(self, feeds):
+            os.kill(os.getpid(), signal.SIGSEGV)
+
+    class CrashingOrt(OrtBackend):
+        name = "crashing"
+
+        def _prepare_impl(self, graph, device, **options):
+            return CrashingSession(graph, device, **options)
+
+    monkeypatch.setitem(registry._cache, "crashing", CrashingOrt())
+    monkeypatch.setitem(registry.BUILTIN, "crashing", "tests:unused")
+    r = run_backends(str(builtin_path()), ["ort", "crashing", "reference"], batches=[1], iterations=3, warmup=1, system=False)
+    status = {x.backend: (x.status, x.error) for x in r.runs}
+    assert status["ort"][0] == "ok" and status["reference"][0] == "ok"
+    assert status["crashing"] == ("failed", "the crashing backend crashed (SIGSEGV)")
+    ref = next(x for x in r.runs if x.backend == "reference")
+    assert ref.compared_with == "ort" and ref.outputs_agree and ref.latency_ms["iterations"] == 3
