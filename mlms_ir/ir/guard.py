@@ -40,15 +40,27 @@ class GuardedError(Exception):
 
 
 def memory_limit_bytes() -> int | None:
-    """The address-space limit of a guarded child: ``$MLMS_IR_MAX_MEMORY`` (bytes, or with a
-    K/M/G/T suffix), else three quarters of the machine's memory; None when unknown."""
+    """The memory budget: ``$MLMS_IR_MAX_MEMORY`` (bytes, or with a K/M/G/T suffix), else three
+    quarters of the memory available now (``MemAvailable``: on a machine busy with other work, a
+    share of its total would let the kernel's OOM killer pick a victim first), at most three
+    quarters of the machine's; None when unknown."""
     env = os.environ.get("MLMS_IR_MAX_MEMORY")
     if env:
         return parse_bytes(env)
+    shares = []
     try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 3 // 4)
+        shares.append(int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 3 // 4))
     except (ValueError, OSError, AttributeError):
-        return None
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    shares.append(int(line.split()[1]) * 1024 * 3 // 4)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    return min(shares) if shares else None
 
 
 def check_allocation(what: str, nbytes: int) -> None:

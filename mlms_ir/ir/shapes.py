@@ -8,7 +8,9 @@ stays unknown is reported by the analysis, never guessed.
 
 from __future__ import annotations
 
+import json
 import re
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -18,7 +20,7 @@ import onnx.shape_inference
 from mlms_ir.errors import InvalidModelError, ShapeBindingError
 from mlms_ir.ir import contrib
 from mlms_ir.ir.fold import complete_shapes
-from mlms_ir.ir.guard import GuardedCrash, GuardedError, run_guarded
+from mlms_ir.ir.guard import GuardedCrash, GuardedError, memory_limit_bytes, run_guarded
 
 MAX_DIM = 2**62  # ONNX dims are int64; larger bindings are mistakes
 
@@ -239,17 +241,56 @@ def _one_line(msg: str) -> str:
 
 
 def infer_shapes(model: onnx.ModelProto, *, lenient: bool = False) -> tuple[onnx.ModelProto, list[str]]:
-    """Run ONNX shape inference (strict, with data propagation), then the contrib-op rules.
+    """Run ONNX shape inference (strict, with data propagation), then the per-node completion and
+    the contrib-op rules, all in one guarded child (:mod:`mlms_ir.ir.guard`): ONNX's C++ code
+    trusts the model, so a crash or a runaway in it (a Split into 2**31 outputs grows for minutes)
+    is an :class:`InvalidModelError`, never the end of this process.
 
     Returns the inferred model and warnings. A strict failure raises :class:`InvalidModelError`
     unless ``lenient``, in which case inference is re-run non-strictly and the failure becomes a
     warning.
     """
-    warnings: list[str] = []
+    def work() -> bytes:
+        inferred, warnings = _infer_here(model, lenient)
+        head = json.dumps(warnings).encode()
+        return struct.pack("<Q", len(head)) + head + inferred.SerializeToString()
+
+    budget = memory_limit_bytes()
+    need = INFER_BASE_BYTES + INFER_BYTES_PER_MODEL_BYTE * model.ByteSize()
     try:
-        inferred = _infer(model, strict=True)
+        data = run_guarded(work, memory_bytes=min(budget, need) if budget else need)
+    except GuardedCrash as exc:
+        raise InvalidModelError(f"ONNX's shape inference failed on this model: {exc}; the model is malformed or "
+                                "hostile (an attribute or a declared size out of range)") from None
     except GuardedError as exc:
-        msg = _one_line(exc.message or exc)
+        if exc.type_name == "InvalidModelError":
+            raise InvalidModelError(exc.message) from None
+        raise InvalidModelError(f"ONNX's shape inference failed on this model: {_one_line(exc)}") from None
+    (n,) = struct.unpack("<Q", data[:8])
+    warnings = json.loads(data[8:8 + n])
+    out = onnx.ModelProto()
+    out.ParseFromString(data[8 + n:])
+    return out, warnings
+
+
+#: Memory ONNX's inference may use on a model (weights stripped): a base and a multiple of the
+#: model's size. A legitimate model stays far below it; a hostile one is stopped within seconds
+#: instead of growing towards the machine's memory for minutes.
+INFER_BASE_BYTES = 1 << 30
+INFER_BYTES_PER_MODEL_BYTE = 64
+
+
+def _infer_here(model: onnx.ModelProto, lenient: bool) -> tuple[onnx.ModelProto, list[str]]:
+    """:func:`infer_shapes`' work, in the process it is called in (the guarded child)."""
+    warnings: list[str] = []
+
+    def infer(m: onnx.ModelProto, strict: bool) -> onnx.ModelProto:
+        return onnx.shape_inference.infer_shapes(m, check_type=strict, strict_mode=strict, data_prop=True)
+
+    try:
+        inferred = infer(model, True)
+    except Exception as exc:  # noqa: BLE001 - ONNX's C++ core raises InferenceError, IndexError...
+        msg = _one_line(exc)
         if not lenient:
             raise InvalidModelError(
                 f"ONNX shape inference rejects the model: {msg} (the model is malformed; "
@@ -257,36 +298,20 @@ def infer_shapes(model: onnx.ModelProto, *, lenient: bool = False) -> tuple[onnx
             ) from None
         warnings.append(f"shape inference failed in strict mode, results may be incomplete: {msg}")
         try:
-            inferred = _infer(model, strict=False)
-        except GuardedError as exc2:
-            warnings.append(f"shape inference failed: {_one_line(exc2.message or exc2)}")
+            inferred = infer(model, False)
+        except Exception as exc2:  # noqa: BLE001
+            warnings.append(f"shape inference failed: {_one_line(exc2)}")
             inferred = model
     for _ in range(3):
         complete_shapes(inferred)
         if not contrib.add_contrib_shapes(inferred):
             break
         try:
-            inferred = _infer(inferred, strict=False)
-        except GuardedError as exc:
-            warnings.append(f"shape inference after contrib-op shapes failed: {_one_line(exc.message or exc)}")
+            inferred = infer(inferred, False)
+        except Exception as exc:  # noqa: BLE001
+            warnings.append(f"shape inference after contrib-op shapes failed: {_one_line(exc)}")
             break
     return inferred, warnings
-
-
-def _infer(model: onnx.ModelProto, *, strict: bool) -> onnx.ModelProto:
-    """ONNX's shape inference (with data propagation) in a guarded child (:mod:`mlms_ir.ir.guard`):
-    a crash or a runaway in ONNX's C++ code on a hostile model is an :class:`InvalidModelError`."""
-    def infer() -> bytes:
-        return onnx.shape_inference.infer_shapes(model, check_type=strict, strict_mode=strict, data_prop=True).SerializeToString()
-
-    try:
-        data = run_guarded(infer)
-    except GuardedCrash as exc:
-        raise InvalidModelError(f"ONNX's shape inference failed on this model: {exc}; the model is malformed or "
-                                "hostile (an attribute or a declared size out of range)") from None
-    out = onnx.ModelProto()
-    out.ParseFromString(data)
-    return out
 
 
 def input_shape_list(value: object) -> list[str] | None:

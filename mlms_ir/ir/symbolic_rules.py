@@ -333,6 +333,8 @@ def _split(c: Ctx) -> list[Shape]:
         sizes = [E.normalize(_sym(s)) for s in sizes]
     else:
         n = int(c.attr("num_outputs", 0)) or c.n_out
+        if n != c.n_out:  # the spec makes them equal; a hostile 2**31 must not size a list
+            n = c.n_out
         chunk = E.ceildiv(d, n)
         sizes = [chunk] * (n - 1) + [E.normalize(d - chunk * (n - 1))]
     outs = []
