@@ -24,6 +24,17 @@ per-node mapping of the torch backend holds:
   sized ``nn.LayerNorm`` with 0s (Hiera failed); such nodes normalise over the input's own
   trailing dims at run time (:func:`layer_norm_17`, which replaces onnx2torch's own).
 
+Some of onnx2torch's own converters compute something else than ONNX (found by ONNX's node test
+cases, ``tools/conformance.py``); :data:`REPLACES` swaps in ours, which fix them or refuse what
+torch cannot compute: ``CumSum`` (onnx2torch reversed by default), ``IsInf`` (it ignored
+``detect_positive``/``detect_negative``), ``NonZero`` (it returned the indices transposed),
+``TopK`` (ties in torch's order: ONNX takes the lower index first), ``NonMaxSuppression``
+(boxes whose corners come in the other order), ``Pad`` (a constant value given as an input was
+ignored), ``Resize`` (settings where torch's interpolation is not ONNX's are refused, some of
+them only at run time, when the scales and sizes are known), ``ConvTranspose`` (``output_shape``,
+which it ignored, is refused). ``CastLike`` and ``Size``, which
+onnx2torch lacks and function bodies use, are ours too (:func:`cast_like`, :func:`size`).
+
 Each converter is a module-level function ``(node, graph) -> OperationConverterResult`` of
 onnx2torch's ``OnnxNode`` and ``OnnxGraph``, listed in :data:`CONVERTERS`; it finds the older
 converter it builds on in onnx2torch's registry when called, so it can be tested alone.
@@ -42,7 +53,13 @@ from mlms_ir.backends.onnx_versions import AXES_INPUT, REDUCE_18, SAME_AS, SAME_
 
 #: Ops of :data:`~mlms_ir.backends.onnx_versions.SAME_AS` left unregistered: a model with them
 #: is converted down to opset 17 by the torch backend (``adapt_for_onnx2torch``), as before.
-NOT_ALIASED = ("IsInf", "IsNaN")
+NOT_ALIASED = ("IsNaN",)
+
+#: op -> ({new versions}, the older version): versions whose change torch's op has always computed,
+#: so onnx2torch's older converter is right for them (a fact about torch, not about every framework,
+#: hence not in :data:`~mlms_ir.backends.onnx_versions.SAME_AS`): MaxPool-22 drops a ceil-mode
+#: window that starts in the right padding, as torch's pooling does (AveragePool-22 too: :data:`CONVERTERS`).
+TORCH_SAME_AS = {"MaxPool": ({22}, 12)}
 
 _PATCHED: list[str] = []
 _LOCK = threading.Lock()
@@ -140,9 +157,7 @@ def same_when_default(node, graph):
     op = node.operation_type
     _, old, defaults, max_inputs = SAME_WHEN_DEFAULT[op]
     _check_defaults(node, op, defaults, max_inputs)
-    if op == "Resize":
-        _check_resize(node)
-    old_fn = _older_or_fail(op, old)
+    old_fn = REPLACES.get((op, old)) or _older_or_fail(op, old)
     trimmed = list(node.input_values[:max_inputs])
     if trimmed == list(node.input_values) and not any(a in node.attributes for a in defaults):
         return old_fn(node, graph)
@@ -181,29 +196,141 @@ def reduce_18(node, graph):
     return _older_or_fail(op, 13)(_rebuilt(node, ins[:1], attrs, drop=("noop_with_empty_axes",)), graph)
 
 
-_SPLIT_CEIL: type | None = None
+_MODULES: dict[str, type] = {}
 
 
-def _split_ceil() -> type:
-    """The module of :func:`split_18` by ``num_outputs`` (built on first use: torch is lazy)."""
-    global _SPLIT_CEIL
-    if _SPLIT_CEIL is None:
-        import torch
-        from torch import nn
+def _module(name: str) -> type:
+    """Our torch module class ``name`` (the classes are built on first use: torch is lazy)."""
+    if not _MODULES:
+        _MODULES.update(_build_modules())
+    return _MODULES[name]
 
-        class SplitCeil(nn.Module):
-            """ONNX Split-18 by ``num_outputs``: chunks of ceil(dim / n), the last one smaller
-            (onnx2torch's Split-13 module divides with floor, for even splits only)."""
 
-            def __init__(self, num_outputs: int, axis: int) -> None:
-                super().__init__()
-                self.num_outputs, self.axis = num_outputs, axis
+def _build_modules() -> dict[str, type]:
+    import math
 
-            def forward(self, x):
-                return torch.split(x, -(-x.shape[self.axis] // self.num_outputs), dim=self.axis)
+    import torch
+    from torch import nn
 
-        _SPLIT_CEIL = SplitCeil
-    return _SPLIT_CEIL
+    class SplitCeil(nn.Module):
+        """ONNX Split-18 by ``num_outputs``: chunks of ceil(dim / n), the last one smaller
+        (onnx2torch's Split-13 module divides with floor, for even splits only)."""
+
+        def __init__(self, num_outputs: int, axis: int) -> None:
+            super().__init__()
+            self.num_outputs, self.axis = num_outputs, axis
+
+        def forward(self, x):
+            return torch.split(x, -(-x.shape[self.axis] // self.num_outputs), dim=self.axis)
+
+    class IsInf(nn.Module):
+        """ONNX IsInf: +inf where ``detect_positive``, -inf where ``detect_negative``."""
+
+        def __init__(self, detect_positive: bool, detect_negative: bool) -> None:
+            super().__init__()
+            self.detect_positive, self.detect_negative = detect_positive, detect_negative
+
+        def forward(self, x):
+            if self.detect_positive and self.detect_negative:
+                return torch.isinf(x)
+            if self.detect_positive:
+                return torch.isposinf(x)
+            if self.detect_negative:
+                return torch.isneginf(x)
+            return torch.zeros_like(x, dtype=torch.bool)
+
+    class NonZero(nn.Module):
+        """ONNX NonZero: the indices as [rank, count] (torch.nonzero gives [count, rank])."""
+
+        def forward(self, x):
+            return torch.nonzero(x).transpose(0, 1)
+
+    class TopK(nn.Module):
+        """ONNX TopK: among equal values the lower index comes first (a stable sort; torch.topk
+        orders ties as it likes)."""
+
+        def __init__(self, axis: int, largest: bool) -> None:
+            super().__init__()
+            self.axis, self.largest = axis, largest
+
+        def forward(self, x, k):
+            k = int(k.reshape(-1)[0])
+            values, indices = torch.sort(x, dim=self.axis, descending=self.largest, stable=True)
+            return values.narrow(self.axis, 0, k), indices.narrow(self.axis, 0, k)
+
+    class CornersInOrder(nn.Module):
+        """NonMaxSuppression's boxes with each corner pair in order (ONNX lets a box give its
+        corners either way round; torchvision's nms takes min corner first): then onnx2torch's module."""
+
+        def __init__(self, inner: nn.Module, center_point_box: bool) -> None:
+            super().__init__()
+            self.inner, self.center_point_box = inner, center_point_box
+
+        # onnx2torch passes inputs after a skipped one by these names
+        def forward(self, boxes, scores, max_output_boxes_per_class=None, iou_threshold=None, score_threshold=None):
+            if not self.center_point_box:
+                a, b = boxes[..., :2], boxes[..., 2:]
+                boxes = torch.cat([torch.minimum(a, b), torch.maximum(a, b)], dim=-1)
+            return self.inner(boxes, scores, max_output_boxes_per_class=max_output_boxes_per_class,
+                              iou_threshold=iou_threshold, score_threshold=score_threshold)
+
+    class PadValue(nn.Module):
+        """ONNX Pad with its constant value as an input (onnx2torch's dynamic Pad passed the tensor
+        where torch takes a number, and padded with 0)."""
+
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x, pads, value=None):
+            if value is None or value.numel() == 0:
+                return self.inner(x, pads)
+            return self.inner(x, pads, value.reshape(-1)[0].item())
+
+    class CheckedResize(nn.Module):
+        """onnx2torch's Resize module, after a check of what is known only at run time: where
+        the scales or sizes make torch's interpolation differ from ONNX's, it raises."""
+
+        def __init__(self, inner: nn.Module, mode: str, coordinates: str) -> None:
+            super().__init__()
+            self.inner, self.mode, self.coordinates = inner, mode, coordinates
+
+        # onnx2torch passes inputs after a skipped one by these names
+        def forward(self, input_tensor, roi=None, scales=None, sizes=None):
+            x = input_tensor
+            if self.mode != "nearest":
+                spatial = list(x.shape[2:])
+                if sizes is not None and sizes.numel():
+                    out = [int(v) for v in sizes.reshape(-1).tolist()[2:]]
+                elif scales is not None and scales.numel():
+                    factors = [float(v) for v in scales.reshape(-1).tolist()[2:]]
+                    exact = [n * f for n, f in zip(spatial, factors)]
+                    out = [math.floor(e) for e in exact]
+                    if self.coordinates == "align_corners" and any(e - o > 1e-5 * max(1.0, e) for e, o in zip(exact, out)):
+                        raise NotImplementedError(
+                            f"Resize: {self.mode} with align_corners and scales {[float(f'{f:.6g}') for f in factors]} on "
+                            f"{spatial}: ONNX aligns the unrounded sizes, torch's interpolation the rounded ones")
+                else:
+                    out = spatial
+                if self.coordinates == "pytorch_half_pixel" and 1 in out:
+                    raise NotImplementedError(f"Resize: {self.mode} with pytorch_half_pixel to a size of 1 ({out}): ONNX "
+                                              "takes the first pixel, torch's interpolation the centre")
+            return self.inner(x, roi=roi, scales=scales, sizes=sizes)
+
+    class CastLike(nn.Module):
+        """ONNX CastLike: the first input in the second one's dtype."""
+
+        def forward(self, x, like):
+            return x.to(like.dtype)
+
+    class Size(nn.Module):
+        """ONNX Size: the element count, an int64 scalar."""
+
+        def forward(self, x):
+            return torch.tensor(x.numel(), dtype=torch.int64, device=x.device)
+
+    return {cls.__name__: cls for cls in (SplitCeil, IsInf, NonZero, TopK, CornersInOrder, PadValue, CheckedResize, CastLike,
+                                          Size)}
 
 
 def split_18(node, graph):
@@ -212,7 +339,7 @@ def split_18(node, graph):
     if len(node.input_values) > 1 and node.input_values[1]:
         return _older_or_fail("Split", 13)(node, graph)  # sizes given: the same as version 13
     n = int(node.attributes.get("num_outputs", len(node.output_values)))
-    return _result(_split_ceil()(n, int(node.attributes.get("axis", 0))), node)
+    return _result(_module("SplitCeil")(n, int(node.attributes.get("axis", 0))), node)
 
 
 def gelu_20(node, graph):
@@ -245,20 +372,108 @@ def layer_norm_17(node, graph):
     return _result(module, node)
 
 
+def cumsum(node, graph):
+    """``CumSum``-11/14 with ONNX's defaults (onnx2torch read an absent ``reverse`` as 1)."""
+    from onnx2torch.node_converters.cumsum import OnnxCumSum
+
+    attrs = node.attributes
+    return _result(OnnxCumSum(bool(attrs.get("exclusive", 0)), bool(attrs.get("reverse", 0))), node)
+
+
+def is_inf(node, graph):
+    """``IsInf``-10/20 honouring ``detect_positive`` and ``detect_negative`` (onnx2torch ignored both)."""
+    attrs = node.attributes
+    return _result(_module("IsInf")(bool(attrs.get("detect_positive", 1)), bool(attrs.get("detect_negative", 1))), node)
+
+
+def non_zero(node, graph):
+    """``NonZero``-9/13: the indices as [rank, count] (onnx2torch returned them as [count, rank])."""
+    return _result(_module("NonZero")(), node)
+
+
+def top_k(node, graph):
+    """``TopK``-10/11/24 by a stable sort: among equal values the lower index first, as ONNX says
+    (onnx2torch's ``torch.topk`` orders ties as it likes)."""
+    attrs = node.attributes
+    return _result(_module("TopK")(int(attrs.get("axis", -1)), bool(attrs.get("largest", 1))), node)
+
+
+def non_max_suppression(node, graph):
+    """``NonMaxSuppression``-10/11: onnx2torch's, on boxes whose corners are put in order first
+    (ONNX lets each box give them either way round; torchvision's nms assumes min corner first)."""
+    result = _older_or_fail("NonMaxSuppression", 11)(node, graph)
+    center = bool(node.attributes.get("center_point_box", 0))
+    return _result(_module("CornersInOrder")(result.torch_module, center), node)
+
+
+def pad(node, graph):
+    """``Pad``-11/13: onnx2torch's, with the constant value (an input since version 11) passed
+    as the number torch pads with (it padded with 0)."""
+    result = _older_or_fail("Pad", 13)(node, graph)
+    if len(node.input_values) < 3 or not node.input_values[2]:
+        return result
+    return _result(_module("PadValue")(result.torch_module), node)
+
+
+def resize(node, graph):
+    """``Resize``-11/13 (and 18/19 through :func:`same_when_default`): onnx2torch's, where torch's
+    interpolation computes what ONNX defines; the rest is refused (:func:`_check_resize`), and
+    what depends on the scales or sizes is checked at run time."""
+    _check_resize(node)
+    result = _older_or_fail("Resize", 13)(node, graph)
+    mode = _text(node.attributes.get("mode", "nearest"))
+    coords = _text(node.attributes.get("coordinate_transformation_mode", "half_pixel"))
+    return _result(_module("CheckedResize")(result.torch_module, mode, coords), node)
+
+
+def conv_transpose(node, graph):
+    """``ConvTranspose``-1/11: onnx2torch's, except with ``output_shape``, which it ignored (the
+    output had the size the pads give)."""
+    if "output_shape" in node.attributes:
+        raise NotImplementedError("ConvTranspose: output_shape is not supported by onnx2torch (it sizes the output "
+                                  "from pads and output_padding)")
+    return _older_or_fail("ConvTranspose", 11)(node, graph)
+
+
+def cast_like(node, graph):
+    """``CastLike``-15 (onnx2torch has none): a cast to the second input's dtype, known at run time."""
+    return _result(_module("CastLike")(), node)
+
+
+def size(node, graph):
+    """``Size``-1/13 (onnx2torch has none): the element count as an int64 scalar."""
+    return _result(_module("Size")(), node)
+
+
 #: (op, version, our converter, the onnx2torch version it builds on: it is registered only where
 #: onnx2torch has that one).
 _TABLE: list[tuple[str, int, Callable, int | None]] = [
     *((op, v, same_when_default, old) for op, (versions, old, _, _) in SAME_WHEN_DEFAULT.items() for v in sorted(versions)),
     *((op, AXES_INPUT[op], reduce_18, 13) for op in REDUCE_18),
+    ("AveragePool", 22, same_when_default, 11),  # as 19, and torch drops windows in the right padding (TORCH_SAME_AS)
     ("Split", 18, split_18, 13),
     ("Gelu", 20, gelu_20, None),
+    ("NonZero", 9, non_zero, None),
+    ("CastLike", 15, cast_like, None),
+    ("Size", 1, size, None),
+    ("Size", 13, size, None),
 ]
 #: (op, version) -> our converter, registered where onnx2torch has none.
 CONVERTERS: dict[tuple[str, int], Callable] = {(op, v): fn for op, v, fn, _ in _TABLE}
 #: (op, version) -> the onnx2torch version the converter of :data:`CONVERTERS` builds on.
 BUILDS_ON: dict[tuple[str, int], int] = {(op, v): base for op, v, _, base in _TABLE if base is not None}
-#: (op, version) -> our converter, which replaces onnx2torch's own (and calls it: :func:`older`).
-REPLACES: dict[tuple[str, int], Callable] = {("LayerNormalization", 17): layer_norm_17}
+#: (op, version) -> our converter, which replaces onnx2torch's own (and may call it: :func:`older`).
+REPLACES: dict[tuple[str, int], Callable] = {
+    ("LayerNormalization", 17): layer_norm_17, ("CumSum", 11): cumsum, ("CumSum", 14): cumsum, ("IsInf", 10): is_inf,
+    ("NonZero", 13): non_zero, ("TopK", 10): top_k, ("TopK", 11): top_k, ("NonMaxSuppression", 10): non_max_suppression,
+    ("NonMaxSuppression", 11): non_max_suppression, ("Pad", 11): pad, ("Pad", 13): pad, ("Resize", 11): resize,
+    ("Resize", 13): resize, ("ConvTranspose", 1): conv_transpose, ("ConvTranspose", 11): conv_transpose,
+}
+#: What each replacement fixes, for :func:`patch`'s list.
+REPLACES_WHY = {layer_norm_17: "unknown dims", cumsum: "reverse defaults to 0", is_inf: "detect_positive/negative",
+                non_zero: "[rank, count]", top_k: "ties: lower index first", non_max_suppression: "corners in either order",
+                pad: "the constant value input", resize: "settings torch computes differently refused",
+                conv_transpose: "output_shape refused"}
 
 
 # ---------------------------------------------------------------------------------------------- patching
@@ -284,19 +499,20 @@ def _patch() -> list[str]:
             registry[_key(op, version)] = fn
             added.append(f"{op}-{version}")
 
-    for (op, version), fn in CONVERTERS.items():
-        base = BUILDS_ON.get((op, version))
-        if base is None or has(op, base):
-            register(op, version, fn)
-    # after ours: ReduceMax-20 is our ReduceMax-18
-    for op, (versions, old) in SAME_AS.items():
-        if op not in NOT_ALIASED and has(op, old):
-            for v in sorted(versions):
-                register(op, v, registry[_key(op, old)])
+    # first: the aliases below and our converters then build on the replacements (TopK-24 is our TopK-11)
     for (op, version), fn in REPLACES.items():
         own = older(op, version)
         if own is not None and registry.get(_key(op, version)) is own:
             _REPLACED[(op, version)] = own
             registry[_key(op, version)] = fn
-            added.append(f"{op}-{version} (unknown dims)")
+            added.append(f"{op}-{version} ({REPLACES_WHY[fn]})")
+    for (op, version), fn in CONVERTERS.items():
+        base = BUILDS_ON.get((op, version))
+        if base is None or has(op, base):
+            register(op, version, fn)
+    # after ours: ReduceMax-20 is our ReduceMax-18
+    for op, (versions, old) in [*SAME_AS.items(), *TORCH_SAME_AS.items()]:
+        if op not in NOT_ALIASED and has(op, old):
+            for v in sorted(versions):
+                register(op, v, registry[_key(op, old)])
     return added

@@ -20,15 +20,35 @@ from __future__ import annotations
 ONES = "ones"
 
 #: op -> ({new versions}, the older version they behave as): the new versions only added types
-#: (bfloat16, float8, int4, optional), none of which exporters write where these ops run.
+#: (bfloat16, float8, float4, int4, int2, optional), none of which exporters write where these ops
+#: run. Opsets 22-28 are mostly such bumps (22: bfloat16 on the float ops; 23-25: float4, float8e8m0,
+#: int2 on the shape ops; 28: more types). Where a later version also reworded what it computes,
+#: the older computation is the one the new text describes: Mod-28 (``fmod=0`` now allowed on
+#: floats: floor division's remainder, the Python ``%`` of the integers it had), Cast-24
+#: (``round_mode`` and the saturation of infinities: casts to float8 only). Not here:
+#: MaxPool-22 and AveragePool-22, which drop a ceil-mode window that starts in the right padding
+#: (earlier versions counted it): the same only for a framework that always dropped it (torch:
+#: :data:`mlms_ir.backends.onnx2torch_compat.TORCH_SAME_AS`).
 SAME_AS = {
     "Where": ({16}, 9), "LeakyRelu": ({16}, 6), "PRelu": ({16}, 9), "GreaterOrEqual": ({16}, 12),
-    "LessOrEqual": ({16}, 12), "Equal": ({19}, 13), "Reshape": ({19, 21}, 14), "Shape": ({19, 21}, 15),
-    "ConstantOfShape": ({20, 21}, 9), "Cast": ({19, 21}, 13), "Constant": ({19, 21}, 13),
-    "Identity": ({19, 21}, 16), "Size": ({19, 21}, 13), "Transpose": ({21}, 13), "Flatten": ({21}, 13),
-    "IsInf": ({20}, 10), "IsNaN": ({20}, 13), "If": ({16, 19, 21}, 13), "Loop": ({16, 19, 21}, 13),
-    "Scan": ({16, 19, 21}, 11), "Squeeze": ({21}, 13), "Unsqueeze": ({21}, 13),
+    "LessOrEqual": ({16}, 12), "Equal": ({19}, 13), "Reshape": ({19, 21, 23, 24, 25}, 14),
+    "Shape": ({19, 21, 23, 24, 25}, 15), "ConstantOfShape": ({20, 21, 23, 24, 25}, 9),
+    "Cast": ({19, 21, 23, 24, 25, 28}, 13), "Constant": ({19, 21, 23, 24, 25}, 13),
+    "Identity": ({19, 21, 23, 24, 25}, 16), "Size": ({19, 21, 23, 24, 25}, 13),
+    "Transpose": ({21, 23, 24, 25}, 13), "Flatten": ({21, 23, 24, 25}, 13),
+    "IsInf": ({20}, 10), "IsNaN": ({20}, 13), "If": ({16, 19, 21, 23, 24, 25}, 13),
+    "Loop": ({16, 19, 21, 23, 24, 25}, 13), "Scan": ({16, 19, 21, 23, 24, 25}, 11),
+    "Squeeze": ({21, 23, 24, 25}, 13), "Unsqueeze": ({21, 23, 24, 25}, 13),
     "ReduceMax": ({20}, 18), "ReduceMin": ({20}, 18),  # 20 added bool inputs
+    # opset 22: bfloat16
+    "Acos": ({22}, 7), "Asin": ({22}, 7), "Atan": ({22}, 7), "Cos": ({22}, 7), "Sin": ({22}, 7), "Tan": ({22}, 7),
+    "Conv": ({22}, 11), "ConvTranspose": ({22}, 11), "Dropout": ({22}, 13), "Elu": ({22}, 6), "Selu": ({22}, 6),
+    "HardSigmoid": ({22}, 6), "HardSwish": ({22}, 14), "InstanceNormalization": ({22}, 6), "EyeLike": ({22}, 9),
+    "GlobalAveragePool": ({22}, 1), "GlobalMaxPool": ({22}, 1), "RoiAlign": ({22}, 16),
+    "Round": ({22}, 11), "Softplus": ({22}, 1), "Softsign": ({22}, 1),
+    "TopK": ({24}, 11),  # bfloat16
+    "Celu": ({28}, 12), "Einsum": ({28}, 12), "DepthToSpace": ({28}, 13), "Mod": ({28}, 13),
+    "ReduceLogSum": ({28}, 18), "ReduceLogSumExp": ({28}, 18), "CastLike": ({19, 21, 23, 24, 25}, 15),
 }
 
 #: op -> ({new versions}, the older version, {new attribute: the values given that keep the older
@@ -40,7 +60,7 @@ SAME_WHEN_DEFAULT = {
     "ScatterND": ({16, 18}, 13, {"reduction": {"none"}}, 3),
     "ScatterElements": ({16, 18}, 13, {"reduction": {"none"}}, 3),
     "Resize": ({18, 19}, 13, {"antialias": {0}, "axes": set(), "keep_aspect_ratio_policy": {"stretch"}}, 4),
-    "Pad": ({18, 19, 21}, 13, {}, 3),  # 18 added the axes input
+    "Pad": ({18, 19, 21, 23, 24, 25}, 13, {}, 3),  # 18 added the axes input
 }
 
 #: op -> {attribute: values a later version added to an attribute the older one had}: an older

@@ -123,12 +123,14 @@ def _module_name(node: onnx.NodeProto) -> str:
         return (f"{node.domain}/" + (node.name.replace(".", "/") or node.op_type)).lstrip("/")
 
 
-def _unsupported(model: onnx.ModelProto, graph: Graph) -> list[str]:
-    """Nodes for which onnx2torch has no converter at the model's opset."""
+def unsupported_ops(model: onnx.ModelProto) -> dict[tuple[str, str, int], list[str]]:
+    """(domain, op, opset) -> the names of the main graph's nodes for which onnx2torch (with
+    :mod:`~mlms_ir.backends.onnx2torch_compat`, once :func:`load_onnx2torch` has run) has no
+    converter at the model's opset."""
     try:
         from onnx2torch.node_converters import get_converter
     except Exception:  # noqa: BLE001
-        return []
+        return {}
     opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import}
     seen: dict[tuple[str, str, int], list[str]] = {}
     for n in model.graph.node:
@@ -137,7 +139,14 @@ def _unsupported(model: onnx.ModelProto, graph: Graph) -> list[str]:
         try:
             get_converter(domain=domain, operation_type=n.op_type, version=version)
         except NotImplementedError:
-            seen.setdefault((domain, n.op_type, version), []).append(graph.node(n.name).label if _has_node(graph, n.name) else n.name)
+            seen.setdefault((domain, n.op_type, version), []).append(n.name)
+    return seen
+
+
+def _unsupported(model: onnx.ModelProto, graph: Graph) -> list[str]:
+    """Nodes for which onnx2torch has no converter at the model's opset, one line per op."""
+    seen = {key: [graph.node(name).label if _has_node(graph, name) else name for name in names]
+            for key, names in unsupported_ops(model).items()}
     out = []
     for (domain, op, version), where in seen.items():
         label = f"{domain}:{op}" if domain else op
@@ -171,6 +180,12 @@ def _failing_converter(model: onnx.ModelProto, graph: Graph) -> str | None:
                 conv(onnx_node, og)
             except Exception as exc:  # noqa: BLE001
                 label = graph.node(p.name).label if _has_node(graph, p.name) else f"'{p.name}' ({p.op_type})"
+                if isinstance(exc, KeyError) and exc.args and exc.args[0] in list(p.input)[1:]:
+                    # its converter looked the input up among the initializers and Constants
+                    name = exc.args[0]
+                    where = "a graph input" if name in {i.name for i in m.graph.input} else "computed by the graph"
+                    return (f"op {p.op_type} at node {label}: its input '{name}' must be a constant (an initializer), "
+                            f"and here it is {where}")
                 return f"op {p.op_type} at node {label}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
     except Exception:  # noqa: BLE001 - the diagnosis itself failed; the caller says what it knows
         return None
@@ -215,7 +230,10 @@ def adapt_for_onnx2torch(model: onnx.ModelProto, graph: Graph) -> list[str]:
         except Exception as exc:  # noqa: BLE001 - no adapter for some op; the caller reports the op
             log.debug("converting opset %d down to %d failed: %s", main.version, TARGET_OPSET, exc)
         else:
-            if not _unsupported(lower, graph):
+            lost = settings_lost(lower)
+            if lost:  # the converter keeps what the older version lacks; onnx2torch would ignore it
+                log.debug("not converting opset %d down to %d: %s", main.version, TARGET_OPSET, "; ".join(lost))
+            elif not _unsupported(lower, graph):
                 notes.append(f"converted opset {main.version} down to {TARGET_OPSET} (onnx.version_converter): onnx2torch lacks "
                              + ", ".join(_unsupported(model, graph)))
                 model.CopyFrom(lower)
@@ -268,6 +286,28 @@ def adapt_for_onnx2torch(model: onnx.ModelProto, graph: Graph) -> list[str]:
     if dropped:
         notes.append(f"dropped allowzero=1 from {dropped} Reshape node(s) with constant shapes (no 0 in them)")
     return notes
+
+
+def settings_lost(model: onnx.ModelProto) -> list[str]:
+    """What the nodes of ``model`` (converted down by ``onnx.version_converter``) carry that their
+    op's version at the model's opset does not define: an attribute (AveragePool-22's
+    ``dilations`` stays on the AveragePool-11 it becomes) or an input past the last. An older
+    converter would ignore it and compute something else, so such a model is not converted down."""
+    opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import}
+    lost: list[str] = []
+    for n in model.graph.node:
+        domain = "" if n.domain == "ai.onnx" else n.domain
+        try:
+            schema = onnx.defs.get_schema(n.op_type, opsets.get(domain, 1), domain)
+        except Exception:  # noqa: BLE001 - no schema at that opset: onnx2torch will say it lacks the op
+            continue
+        extra = [a.name for a in n.attribute if a.name not in schema.attributes]
+        if extra:
+            lost.append(f"{n.op_type}-{schema.since_version} has no attribute {', '.join(extra)}")
+        given = max((k + 1 for k, x in enumerate(n.input) if x), default=0)
+        if given > schema.max_input:
+            lost.append(f"{n.op_type}-{schema.since_version} takes {schema.max_input} inputs, not {given}")
+    return lost
 
 
 def _fold_weight_subgraphs(model: onnx.ModelProto) -> list[str]:

@@ -36,12 +36,13 @@ def one_node_model(node, inputs: dict, inits: list, opset: int) -> onnx.ModelPro
     the first input's rank, dims unknown)."""
     ins = [helper.make_tensor_value_info(n, *(s if isinstance(s, tuple) else (onnx.TensorProto.FLOAT, s)))
            for n, s in inputs.items()]
-    outs = [helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None) for o in node.output if o]
+    outs = [onnx.ValueInfoProto(name=o) for o in node.output if o]  # untyped: inference gives the types
     draft = helper.make_model(helper.make_graph([node], "alone", ins, outs, inits), opset_imports=[helper.make_opsetid("", opset)])
     inferred = {vi.name: vi for vi in onnx.shape_inference.infer_shapes(draft).graph.output}
     rank = len(next(iter(inputs.values())))
     outs = [inferred[o.name] if inferred[o.name].type.tensor_type.HasField("shape")
-            else helper.make_tensor_value_info(o.name, onnx.TensorProto.FLOAT, [f"d{i}" for i in range(rank)]) for o in outs]
+            else helper.make_tensor_value_info(o.name, inferred[o.name].type.tensor_type.elem_type or onnx.TensorProto.FLOAT,
+                                               [f"d{i}" for i in range(rank)]) for o in outs]
     return make_model([node], ins, outs, inits, opset)
 
 

@@ -257,6 +257,63 @@ ALONE = {
                     [f32("scale", [0.5, 1.0, 1.5, 2.0])], 17, None),
     "layernorm17-unknown-dims": (("LayerNormalization", 17), h.make_node("LayerNormalization", ["x", "scale"], ["y"]),
                                  {"x": ["N", "D"]}, [f32("scale", [0.5, 1.0, 1.5, 2.0])], 17, None),
+    # onnx2torch's own converters that computed something else (found by tools/conformance.py)
+    "cumsum14": (("CumSum", 14), h.make_node("CumSum", ["x", "axis"], ["y"]), X23, [i64("axis", 1)], 14, None),
+    "cumsum11-reverse-exclusive": (("CumSum", 11), h.make_node("CumSum", ["x", "axis"], ["y"], reverse=1, exclusive=1), X23,
+                                   [i64("axis", -1)], 11, None),
+    "isinf10": (("IsInf", 10), h.make_node("IsInf", ["x"], ["y"]), X23, [], 10, None),
+    "isinf10-positive": (("IsInf", 10), h.make_node("IsInf", ["x"], ["y"], detect_negative=0), X23, [], 10, None),
+    "isinf10-negative": (("IsInf", 10), h.make_node("IsInf", ["x"], ["y"], detect_positive=0), X23, [], 10, None),
+    "nonzero13": (("NonZero", 13), h.make_node("NonZero", ["x"], ["y"]), X23, [], 13, None),
+    "nonzero9": (("NonZero", 9), h.make_node("NonZero", ["x"], ["y"]), {"x": [2, 2, 2]}, [], 9, None),
+    "topk11-ties": (("TopK", 11), h.make_node("TopK", ["x", "k"], ["v", "i"], axis=1), {"x": [2, 5]}, [i64("k", [3])], 11, None),
+    "topk10-ties-smallest": (("TopK", 10), h.make_node("TopK", ["x", "k"], ["v", "i"]), {"x": [2, 5]}, [i64("k", [2])], 10, None),
+    "nms11-flipped": (("NonMaxSuppression", 11), h.make_node("NonMaxSuppression", ["boxes", "scores", "n", "iou"], ["y"]),
+                      {"boxes": [1, 4, 4], "scores": [1, 1, 4]}, [i64("n", [3]), f32("iou", [0.5])], 11, None),
+    "nms10-center": (("NonMaxSuppression", 10), h.make_node("NonMaxSuppression", ["boxes", "scores", "n"], ["y"], center_point_box=1),
+                     {"boxes": [1, 4, 4], "scores": [1, 1, 4]}, [i64("n", [2])], 10, None),
+    "pad13-value": (("Pad", 13), h.make_node("Pad", ["x", "pads", "value"], ["y"]), X23, [i64("pads", [0, 1, 1, 0]), f32("value", 2.5)],
+                    13, None),
+    "pad11-reflect": (("Pad", 11), h.make_node("Pad", ["x", "pads"], ["y"], mode="reflect"), {"x": [1, 2, 4, 4]},
+                      [i64("pads", [0, 0, 1, 1, 0, 0, 1, 1])], 11, None),
+    "resize13-linear": (("Resize", 13), h.make_node("Resize", ["x", "", "scales"], ["y"], mode="linear"), {"x": [1, 1, 4, 4]},
+                        [f32("scales", [1, 1, 0.5, 0.5])], 13, None),
+    "resize11-align-corners-fraction": (("Resize", 11), h.make_node("Resize", ["x", "roi", "scales"], ["y"], mode="linear",
+                                                                    coordinate_transformation_mode="align_corners"),
+                                        {"x": [1, 1, 2, 4]}, [f32("roi", []), f32("scales", [1, 1, 0.6, 0.6])], 11,
+                                        "Resize: linear with align_corners and scales [0.6, 0.6] on [2, 4]: ONNX aligns"),
+    "resize13-pytorch-half-pixel-to-1": (("Resize", 13), h.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="linear",
+                                                                     coordinate_transformation_mode="pytorch_half_pixel"),
+                                         {"x": [1, 1, 4, 4]}, [i64("sizes", [1, 1, 3, 1])], 13,
+                                         "Resize: linear with pytorch_half_pixel to a size of 1 ([3, 1])"),
+    "resize13-nearest-half-pixel": (("Resize", 13), h.make_node("Resize", ["x", "", "scales"], ["y"], mode="nearest"),
+                                    {"x": [1, 1, 2, 2]}, [f32("scales", [1, 1, 2, 2])], 13,
+                                    "Resize: nearest with half_pixel and nearest_mode round_prefer_floor is not what"),
+    "convtranspose11": (("ConvTranspose", 11), h.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1]),
+                        {"x": [1, 2, 3, 3]}, [f32("w", RNG.standard_normal((2, 3, 3, 3)))], 11, None),
+    "convtranspose11-output-shape": (("ConvTranspose", 11), h.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[3, 2],
+                                                                        output_shape=[10, 8]),
+                                     {"x": [1, 1, 3, 3]}, [f32("w", RNG.standard_normal((1, 2, 3, 3)))], 11,
+                                     "ConvTranspose: output_shape is not supported by onnx2torch"),
+    # ops onnx2torch lacks
+    "castlike15": (("CastLike", 15), h.make_node("CastLike", ["x", "like"], ["y"]), X23, [i64("like", [0])], 15, None),
+    "size13": (("Size", 13), h.make_node("Size", ["x"], ["y"]), {"x": [2, 3, 4]}, [], 13, None),
+    "size1": (("Size", 1), h.make_node("Size", ["x"], ["y"]), X23, [], 11, None),
+}
+#: case -> feeds other than :func:`one_node_feeds`' normals, where those would not show the difference
+FEEDS = {
+    "isinf10": {"x": np.array([[-np.inf, 0, np.inf], [1, np.nan, -np.inf]], np.float32)},
+    "isinf10-positive": {"x": np.array([[-np.inf, 0, np.inf], [1, np.nan, -np.inf]], np.float32)},
+    "isinf10-negative": {"x": np.array([[-np.inf, 0, np.inf], [1, np.nan, -np.inf]], np.float32)},
+    "nonzero13": {"x": np.array([[1, 0, 2], [0, 3, 0]], np.float32)},
+    "nonzero9": {"x": np.array([[[1, 0], [0, 1]], [[0, 0], [2, 0]]], np.float32)},
+    "topk11-ties": {"x": np.array([[1, 3, 3, 2, 3], [5, 5, 1, 1, 5]], np.float32)},
+    "topk10-ties-smallest": {"x": np.array([[1, 3, 1, 2, 1], [5, 5, 1, 1, 5]], np.float32)},
+    # ONNX's flipped-coordinates case: [y1, x1, y2, x2] with either corner first
+    "nms11-flipped": {"boxes": np.array([[[1, 1, 0, 0], [0, 0.1, 1, 1.1], [0, 0.9, 1, -0.1], [0, 10, 1, 11]]], np.float32),
+                      "scores": np.array([[[0.9, 0.75, 0.6, 0.95]]], np.float32)},
+    "nms10-center": {"boxes": np.array([[[0.5, 0.5, 1, 1], [0.5, 0.6, 1, 1], [0.5, 0.4, 1, 1], [0.5, 10.5, 1, 1]]], np.float32),
+                     "scores": np.array([[[0.9, 0.75, 0.6, 0.95]]], np.float32)},
 }
 
 
@@ -276,7 +333,7 @@ def test_each_converter_alone(case):
     key, node, inputs, inits, opset, error = ALONE[case]
     convert = {**compat.CONVERTERS, **compat.REPLACES}[key]
     model = one_node_model(node, inputs, inits, opset)
-    feeds = one_node_feeds(inputs, RNG, {"N": 2, "D": 4})
+    feeds = FEEDS.get(case) or one_node_feeds(inputs, RNG, {"N": 2, "D": 4})
     if error is not None:
         with pytest.raises(NotImplementedError, match=re.escape(error)):
             convert_alone(convert, model, feeds)

@@ -316,6 +316,38 @@ def test_an_op_onnx2torch_lacks_at_the_opset_is_converted_down(backend):
         np.testing.assert_array_equal(s.run({"x": x})["y"], np.isnan(x))
 
 
+def test_a_model_whose_conversion_down_would_drop_a_setting_is_refused(backend):
+    """IsNaN-20 sends the model down to opset 17, where onnx.version_converter leaves AveragePool's
+    dilations (added in 19) on an AveragePool-11 that onnx2torch would pool without them: so the
+    model is not converted down, and the op onnx2torch lacks is refused."""
+    from mlms_ir.backends.torch_convert import settings_lost
+
+    nodes = [helper.make_node("IsNaN", ["x"], ["nan"], name="nan"),
+             helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2], name="dilated")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 6, 6])],
+                          [helper.make_tensor_value_info("nan", TensorProto.BOOL, None), helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 20)])
+    m.ir_version = 9
+    lower = onnx.version_converter.convert_version(m, 17)
+    assert settings_lost(lower) == ["AveragePool-11 has no attribute dilations"]
+    with pytest.raises(BackendError, match=r"onnx2torch cannot convert op IsNaN \(opset 20; node 'nan'"):
+        backend.prepare(mlms_ir.load(m))
+
+
+def test_a_weight_fed_as_a_graph_input_is_one_clear_line(backend):
+    """onnx2torch reads Conv's W among the initializers (it raised KeyError: 'W')."""
+    node = helper.make_node("Conv", ["x", "W"], ["y"], kernel_shape=[3, 3], name="conv")
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 5, 5]),
+                                        helper.make_tensor_value_info("W", TensorProto.FLOAT, [1, 1, 3, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 22)])
+    m.ir_version = 10
+    with pytest.raises(BackendError) as e:
+        backend.prepare(mlms_ir.load(m))
+    assert str(e.value) == ("onnx2torch cannot convert op Conv at node 'conv' (Conv): its input 'W' must be a constant "
+                            "(an initializer), and here it is a graph input")
+
+
 def fixed_reshape_model() -> onnx.ModelProto:
     """Relu then a Reshape to a fixed size: it fails at run time for any batch but 2."""
     g = helper.make_graph(

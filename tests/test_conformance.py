@@ -1,0 +1,203 @@
+"""ONNX's node conformance cases on ort, reference and torch (``tools/conformance.py``), against
+the committed table (``tests/data/conformance.json``, whose page is ``docs/conformance.rst``).
+
+The rule: mlms_ir never returns a value that differs from the expected one without saying so. A
+case may pass or be refused (an mlms_ir error with a message); it may not be ``wrong`` or a
+``crash``, except where listed below with the reason; and a case that passed in the committed
+table must still pass. ``ort-isolated`` (a worker process per run: ~6 minutes for every case)
+runs a sample here; the tool runs them all. Regenerate the table and the page with
+``python tools/conformance.py`` after a change that makes more cases pass.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLE = ROOT / "tests" / "data" / "conformance.json"
+PAGE = ROOT / "docs" / "conformance.rst"
+BACKENDS = ("ort", "reference", "torch")
+#: Every SAMPLE-th case runs on ort-isolated.
+SAMPLE = 25
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location("conformance", ROOT / "tools" / "conformance.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["conformance"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+conformance = _load_tool()
+
+#: (backend, case) -> why it is wrong or crashes today: values that are sequences, maps or
+#: optionals, which issue #15's second item is teaching every backend (empty when that is done).
+KNOWN: dict[tuple[str, str], str] = {}
+
+#: (backend, case) -> the runtime's own bug: mlms_ir passes on what the bare runtime returns
+#: (``test_inherited_from_the_runtime`` checks that the bare runtime returns it too). The
+#: backends should refuse these (issue #15); onnx's cases are the definition.
+INHERITED: dict[tuple[str, str], str] = {
+    **{(b, case): why for b in ("ort", "ort-isolated") for case, why in {
+        "test_attention_4d_with_past_and_present_qk_matmul_bias_3d_mask_causal":
+            "onnxruntime 1.32's Attention masks qk_matmul_output with -inf where ONNX adds the mask after it",
+        "test_attention_4d_with_past_and_present_qk_matmul_bias_4d_mask_causal":
+            "onnxruntime 1.32's Attention masks qk_matmul_output with -inf where ONNX adds the mask after it",
+        "test_maxunpool_export_with_output_shape": "onnxruntime 1.32's MaxUnpool places values wrongly with output_shape",
+        "test_resize_downsample_scales_linear_align_corners":
+            "onnxruntime 1.32 aligns corners to the rounded output size; ONNX to input size x scale",
+        "test_resize_downsample_scales_cubic_align_corners":
+            "onnxruntime 1.32 aligns corners to the rounded output size; ONNX to input size x scale",
+        **{f"test_cast{kind}_{src}_to_FLOAT8E4M3FN": "onnxruntime returns float8e4m3fn outputs as their uint8 bits"
+           for kind in ("", "_no_saturate") for src in ("FLOAT", "FLOAT16")},
+    }.items()},
+    **{("reference", f"test_range_{kind}_expanded"): "onnx 1.23's reference evaluator runs Range-27's function body to shape "
+       "(n, 1), not (n,)" for kind in ("float_type_positive_delta", "float16_type_positive_delta",
+                                       "bfloat16_type_positive_delta", "int32_type_negative_delta")},
+}
+
+
+@pytest.fixture(scope="session")
+def cases():
+    return conformance.load_cases()
+
+
+@pytest.fixture(scope="session")
+def table():
+    return json.loads(TABLE.read_text(encoding="utf-8"))
+
+
+def onnx2torch_lacks_an_op(case) -> bool:
+    """Whether onnx2torch (with mlms_ir's converters) has no converter for a node of the case, at
+    its opset and at opset 17 (where the torch backend may convert it down): the torch backend
+    refuses such a model before converting anything, so the test need not run it."""
+    import onnx
+    from onnx import version_converter
+
+    from mlms_ir.backends.torch_convert import TARGET_OPSET, load_onnx2torch, unsupported_ops
+
+    load_onnx2torch()
+    model = onnx.ModelProto.FromString(case.model)
+    if not unsupported_ops(model):
+        return False
+    try:
+        lower = version_converter.convert_version(model, TARGET_OPSET)
+    except Exception:  # noqa: BLE001 - no adapter: the backend cannot convert it down either
+        return True
+    return bool(unsupported_ops(lower))
+
+
+@pytest.fixture(scope="session")
+def torch_skipped(cases):
+    return {c.name for c in cases if onnx2torch_lacks_an_op(c)}
+
+
+@pytest.fixture(scope="session")
+def results(cases, torch_skipped):
+    """backend -> case -> verdict, for ort and reference on every case, torch on those whose ops
+    onnx2torch converts, and ort-isolated on a sample (two worker processes)."""
+    out = conformance.run_cases(["ort", "reference"], cases, jobs=2, timeout_s=60)
+    out.update(conformance.run_cases(["torch"], [c for c in cases if c.name not in torch_skipped], jobs=2, timeout_s=60))
+    out.update(conformance.run_cases(["ort-isolated"], cases[::SAMPLE], jobs=2, timeout_s=60))
+    return out
+
+
+def test_the_torch_cases_skipped_are_refused_in_the_table(table, torch_skipped):
+    """The cases the test does not run on torch are refused in the table (so the filter cannot
+    hide a case that converts)."""
+    assert 500 < len(torch_skipped) < 1500
+    wrongly = sorted(torch_skipped - set(table["backends"]["torch"]["refused"]))
+    assert not wrongly, wrongly
+
+
+def _listed(results, backend: str, verdicts: tuple[str, ...]) -> dict[str, str]:
+    return {name: f"{v['status']} [{v['stage']}] {v['message']}" for name, v in results[backend].items() if v["status"] in verdicts}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", [*BACKENDS, "ort-isolated"])
+def test_no_backend_returns_a_wrong_value_unmarked(results, backend):
+    bad = {name: why for name, why in _listed(results, backend, ("wrong", "crash")).items()
+           if (backend, name) not in KNOWN and (backend, name) not in INHERITED}
+    assert not bad, "\n".join(f"{name}: {why}" for name, why in sorted(bad.items()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", [*BACKENDS, "ort-isolated"])
+def test_no_case_that_passed_in_the_table_regresses(results, table, backend):
+    ran = results[backend]
+    lost = {name: f"{ran[name]['status']} [{ran[name]['stage']}] {ran[name]['message']}"
+            for name in table["backends"][backend]["pass"] if name in ran and ran[name]["status"] != "pass"}
+    assert not lost, "\n".join(f"{name}: {why}" for name, why in sorted(lost.items()))
+
+
+@pytest.mark.slow
+def test_the_listed_exceptions_still_fail(results):
+    """An entry of KNOWN or INHERITED that now passes is stale: take it out."""
+    stale = [key for key in {**KNOWN, **INHERITED} if key[1] in results.get(key[0], {})
+             and results[key[0]][key[1]]["status"] not in ("wrong", "crash")]
+    assert not stale, f"these pass or are refused now; remove them from KNOWN/INHERITED: {stale}"
+
+
+def test_inherited_from_the_runtime(cases):
+    """Each INHERITED case is wrong on the bare runtime too: mlms_ir adds nothing wrong of its own."""
+    wanted = {case for _, case in INHERITED}
+    subset = [c for c in cases if c.name in wanted]
+    assert {c.name for c in subset} == wanted
+    bare = conformance.run_cases(["bare:ort", "bare:reference"], subset, jobs=2, timeout_s=60)
+    for backend, case in INHERITED:
+        runtime = conformance.BASELINE_OF[backend]
+        assert bare[runtime][case]["status"] == "wrong", (backend, case, bare[runtime][case])
+
+
+def test_the_page_is_the_table(table):
+    assert PAGE.read_text(encoding="utf-8") == conformance.render_rst(table), \
+        "docs/conformance.rst is not tests/data/conformance.json rendered: rerun python tools/conformance.py"
+
+
+def test_the_table_lists_every_case_once_per_backend(cases, table):
+    names = {c.name for c in cases}
+    assert set(table["cases"]) == names
+    for backend in (*BACKENDS, "ort-isolated", "bare:ort", "bare:reference"):
+        entry = table["backends"][backend]
+        listed = [*entry["pass"], *(n for v in conformance.VERDICTS[1:] for n in entry[v])]
+        assert sorted(listed) == sorted(names), backend
+
+
+@pytest.mark.slow
+def test_torch_computes_the_cases_it_refuses_for_a_non_constant_weight(cases, results):
+    """onnx2torch needs weights (Conv's W, Clip's bounds, reductions' axes) as initializers, and
+    ONNX's cases feed them as inputs: the torch backend refuses those. With the inputs after the
+    first made initializers holding the case's values, the same cases must pass (this is what
+    checks the Conv-22 and ConvTranspose-22 aliases)."""
+    import onnx
+    from onnx import numpy_helper
+
+    ran = results["torch"]
+    why = ("must be a constant", "computed at run time", "Dynamic value of min/max")
+    refused = [c for c in cases if not c.non_tensor and c.name in ran and ran[c.name]["status"] == "refused"
+               and any(w in ran[c.name]["message"] for w in why)]
+    assert len(refused) > 20
+    fixed = []
+    for c in refused:
+        model = onnx.ModelProto.FromString(c.model)
+        names = list(c.inputs)
+        keep = [vi for vi in model.graph.input if vi.name == names[0]]
+        for name in names[1:]:
+            model.graph.initializer.append(numpy_helper.from_array(np.asarray(c.inputs[name]), name))
+        del model.graph.input[:]
+        model.graph.input.extend(keep)
+        fixed.append(conformance.Case(c.name, c.op, c.opset, model.SerializeToString(), {names[0]: c.inputs[names[0]]},
+                                      c.expected, c.non_tensor))
+    got = conformance.run_cases(["torch"], fixed, jobs=2, timeout_s=60)["torch"]
+    bad = {n: v for n, v in got.items() if v["status"] in ("wrong", "crash")}
+    assert not bad, bad
+    passed = {n for n, v in got.items() if v["status"] == "pass"}
+    assert {"test_basic_conv_with_padding", "test_convtranspose", "test_clip_example"} <= passed, sorted(passed)
