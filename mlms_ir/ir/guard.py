@@ -70,8 +70,17 @@ def check_allocation(what: str, nbytes: int) -> None:
 
     budget = memory_limit_bytes()
     if budget is not None and nbytes > budget:
-        raise MemoryBudgetError(f"{what} would take {nbytes / 2**30:,.1f} GiB, more than the memory budget of "
-                                f"{budget / 2**30:,.1f} GiB (--max-memory or $MLMS_IR_MAX_MEMORY sets it)")
+        raise MemoryBudgetError(f"{what} would take {_size(nbytes)}, more than the memory budget of "
+                                f"{_size(budget)} (--max-memory or $MLMS_IR_MAX_MEMORY sets it)")
+
+
+def _size(n: int) -> str:
+    """``n`` bytes in binary units, three significant digits (``12,288 GiB``, ``32.0 MiB``)."""
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            v = n / scale
+            return f"{v:,.0f} {unit}" if v >= 100 else f"{v:.3g} {unit}"
+    return f"{n} B"
 
 
 def parse_bytes(text: str) -> int:
