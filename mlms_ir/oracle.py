@@ -34,8 +34,7 @@ def _retype(vi: onnx.ValueInfoProto) -> None:
 def _as_double(t: onnx.TensorProto) -> onnx.TensorProto:
     if t.data_type not in _FLOATS:
         return t
-    out = numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name)
-    return out
+    return numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name)
 
 
 def to_float64(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -54,8 +53,6 @@ def to_float64(model: onnx.ModelProto) -> onnx.ModelProto:
         for a in node.attribute:
             if node.op_type == "Constant" and a.name == "value" and a.type == onnx.AttributeProto.TENSOR:
                 a.t.CopyFrom(_as_double(a.t))
-            elif node.op_type == "Constant" and a.name in ("value_float", "value_floats"):
-                pass  # read as float64 by the evaluator's numpy
             elif node.op_type == "Cast" and a.name == "to" and a.i in _FLOATS:
                 a.i = onnx.TensorProto.DOUBLE
     return m

@@ -125,12 +125,10 @@ def _measure_in_child(backend, graph: Graph, device: str, opts: dict[str, Any], 
     """``session.measure`` in a forked child: (session options, latency, outputs). The child sends
     JSON and an ``.npz`` back (never a pickle); its failure is a :class:`BackendError`."""
     import io
-    import json
-    import struct
 
     from mlms_ir.backends.agent import pack_values, unpack_values
     from mlms_ir.errors import BackendError
-    from mlms_ir.ir.guard import GuardedCrash, GuardedError, run_guarded
+    from mlms_ir.ir.guard import GuardedCrash, GuardedError, frame, run_guarded, unframe
     from mlms_ir.results.base import json_safe
 
     def child() -> bytes:
@@ -140,8 +138,7 @@ def _measure_in_child(backend, graph: Graph, device: str, opts: dict[str, Any], 
         arrays, layout = pack_values(outputs)
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        head = json.dumps({"options": json_safe(options), "stats": stats.as_dict(), "layout": layout}, default=str).encode()
-        return struct.pack("<Q", len(head)) + head + buf.getvalue()
+        return frame({"options": json_safe(options), "stats": stats.as_dict(), "layout": layout}, buf.getvalue())
 
     try:
         data = run_guarded(child, timeout_s=ISOLATED_TIMEOUT_S)
@@ -149,9 +146,8 @@ def _measure_in_child(backend, graph: Graph, device: str, opts: dict[str, Any], 
         raise BackendError(f"the {backend.name} backend {str(exc).removeprefix('it ')}") from None
     except GuardedError as exc:
         raise BackendError(exc.message or exc.type_name) from None
-    (n,) = struct.unpack("<Q", data[:8])
-    head = json.loads(data[8:8 + n])
-    with np.load(io.BytesIO(data[8 + n:]), allow_pickle=False) as z:
+    head, body = unframe(data)
+    with np.load(io.BytesIO(body), allow_pickle=False) as z:
         outputs = unpack_values({k: z[k] for k in z.files}, head["layout"] or {})
     return head["options"], LatencyStats(**head["stats"]), outputs
 

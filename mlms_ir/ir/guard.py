@@ -14,6 +14,7 @@ Where ``fork`` does not exist (Windows) the call runs in this process, unguarded
 from __future__ import annotations
 
 import faulthandler
+import json
 import os
 import resource
 import select
@@ -91,6 +92,19 @@ def parse_bytes(text: str) -> int:
     if not value > 0:
         raise ValueError(f"a memory size must be positive, not '{text}'")
     return int(value * scale)
+
+
+def frame(head: object, body: bytes = b"") -> bytes:
+    """A guarded call's answer of two parts: ``head`` as JSON (warnings, options, a layout) and
+    ``body`` as bytes (a serialized model, an ``.npz``). :func:`unframe` reads it back."""
+    text = json.dumps(head, default=str).encode()
+    return struct.pack("<Q", len(text)) + text + body
+
+
+def unframe(data: bytes) -> tuple[object, bytes]:
+    """The (head, body) of what :func:`frame` wrote."""
+    (n,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8:8 + n]), data[8 + n:]
 
 
 def _address_space_bytes() -> int:
@@ -173,7 +187,10 @@ def run_guarded(fn: Callable[[], bytes], *, timeout_s: float = DEFAULT_TIMEOUT_S
     data = b"".join(chunks)
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
         raise GuardedCrash(f"it crashed ({name})" + (" (out of memory?)" if sig in (signal.SIGKILL, signal.SIGABRT) else ""))
     if len(data) < 9:
         raise GuardedCrash("it ended without an answer (out of memory?)")

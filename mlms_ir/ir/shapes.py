@@ -8,9 +8,7 @@ stays unknown is reported by the analysis, never guessed.
 
 from __future__ import annotations
 
-import json
 import re
-import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -20,7 +18,7 @@ import onnx.shape_inference
 from mlms_ir.errors import InvalidModelError, ShapeBindingError
 from mlms_ir.ir import contrib
 from mlms_ir.ir.fold import complete_shapes
-from mlms_ir.ir.guard import GuardedCrash, GuardedError, memory_limit_bytes, run_guarded
+from mlms_ir.ir.guard import GuardedCrash, GuardedError, frame, memory_limit_bytes, run_guarded, unframe
 
 MAX_DIM = 2**62  # ONNX dims are int64; larger bindings are mistakes
 
@@ -252,8 +250,7 @@ def infer_shapes(model: onnx.ModelProto, *, lenient: bool = False) -> tuple[onnx
     """
     def work() -> bytes:
         inferred, warnings = _infer_here(model, lenient)
-        head = json.dumps(warnings).encode()
-        return struct.pack("<Q", len(head)) + head + inferred.SerializeToString()
+        return frame(warnings, inferred.SerializeToString())
 
     budget = memory_limit_bytes()
     need = INFER_BASE_BYTES + INFER_BYTES_PER_MODEL_BYTE * model.ByteSize()
@@ -266,10 +263,9 @@ def infer_shapes(model: onnx.ModelProto, *, lenient: bool = False) -> tuple[onnx
         if exc.type_name == "InvalidModelError":
             raise InvalidModelError(exc.message) from None
         raise InvalidModelError(f"ONNX's shape inference failed on this model: {_one_line(exc)}") from None
-    (n,) = struct.unpack("<Q", data[:8])
-    warnings = json.loads(data[8:8 + n])
+    warnings, body = unframe(data)
     out = onnx.ModelProto()
-    out.ParseFromString(data[8 + n:])
+    out.ParseFromString(body)
     return out, warnings
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mlms_ir.errors import ReportInputError
-from mlms_ir.results.base import Result, ResultFormatError
+from mlms_ir.results.base import Result
 from mlms_ir.results.divergence import DivergenceReport, DivergenceRun
 
 R = TypeVar("R", bound=Result)
@@ -66,9 +66,7 @@ def as_result(obj: Any, cls: type[R], what: str | None = None) -> R | None:
         raise ReportInputError(f"a {data.kind} result was given where {cls.kind} results were expected")
     try:
         return cls.from_dict(data)
-    except ResultFormatError as exc:
-        raise _not_written_by(cls.kind, str(exc)) from None
-    except ValueError as exc:  # another kind
+    except ValueError as exc:  # a ResultFormatError (a value of the wrong type), or a result of another kind
         raise _not_written_by(cls.kind, str(exc)) from None
 
 
