@@ -446,9 +446,18 @@ def test_cli_zoo_list(tmp_path):
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["count"] == 8 and {m["name"] for m in d["models"]} >= {"raft_large", "raft_small", "raft_small.c_t_v1"}
-    r = cli("zoo", "list", "--task", "semantic-segmentation")
+    import os
+
+    piped = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # a pipe: the table keeps its natural width
+    r = cli("zoo", "list", "--task", "semantic-segmentation", env=piped)
     assert r.returncode == 0, r.stderr
-    assert "fcn_resnet50" in r.stdout and "GFLOPS" in r.stdout and "top-1" in r.stdout and "6 models" in r.stdout
+    assert "fcn_resnet50" in r.stdout and "top-1" in r.stdout and "6 models" in r.stdout
+    # the column holds multiply-adds (torchvision's "GFLOPS"): it is named for what it holds
+    assert "GMACs" in r.stdout and "GFLOPS" not in r.stdout
+    assert re.search(r"│ fcn_resnet50 +│ semantic-segmentation +│ +35\.3M │ +153 │", r.stdout), r.stdout
+    r = cli("zoo", "list", env=piped)  # three significant digits, never an exponent: vit_h_14's 1016.7 GMACs
+    assert re.search(r"│ vit_h_14 +│ image-classification +│ +633\.5M │ +1020 │ 88\.55% │", r.stdout), r.stdout
+    assert "e+" not in r.stdout
 
 
 def test_cli_zoo_show(tmp_path):
@@ -464,6 +473,7 @@ def test_cli_zoo_show(tmp_path):
     r = cli("zoo", "show", "mobilenet_v3_small", env=env)
     assert r.returncode == 0, r.stderr
     assert "MobileNet_V3_Small_Weights.IMAGENET1K_V1" in r.stdout and "imagenet-1k" in r.stdout
+    assert re.search(r"│ GMACs +│ 0\.057 \(billions of multiply-adds, torchvision's \"GFLOPS\"; compare with MACs\)", r.stdout), r.stdout
     r = cli("zoo", "show", "mobilenet_v3_smal", env=env)
     assert r.returncode == 2 and "did you mean mobilenet_v3_small" in r.stderr and "Traceback" not in r.stderr
 

@@ -87,7 +87,7 @@ class Zoo:
 
     def list(self, task: str | None = None, format: str = "table", framework: str | None = None,  # noqa: A002
              source: str | None = None) -> None:
-        """The zoo's models: name, task, parameters, GFLOPS (multiply-adds, as torchvision counts) and reference top-1.
+        """The zoo's models: name, task, parameters, GMACs (billions of multiply-adds: torchvision's "GFLOPS") and reference top-1.
 
         Args:
             task: only this task: image-classification, object-detection, instance-segmentation,
@@ -96,6 +96,7 @@ class Zoo:
             framework: only this framework (pytorch).
             source: only models of this source: torchvision, timm or builtin.
         """
+        from mlms_ir.report.text import default_console, sig
         from mlms_ir.zoo.manifest import list_models, top1
 
         fmt = _format(format)
@@ -106,7 +107,6 @@ class Zoo:
                      "gflops": m["gflops"], "top1": top1(m), "weights": m["source"].get("weights")} for m in models]
             write_text(json.dumps({"schema_version": 1, "count": len(rows), "models": rows}, indent=2) + "\n", None)
             return
-        from rich.console import Console
         from rich.table import Table
         from rich.text import Text
 
@@ -114,11 +114,11 @@ class Zoo:
         t.add_column("name", no_wrap=True)  # whole, so it can be copied
         t.add_column("task", overflow="fold")
         t.add_column("params", justify="right", no_wrap=True)
-        t.add_column("GFLOPS", justify="right", no_wrap=True)
+        t.add_column("GMACs", justify="right", no_wrap=True)  # torchvision's "GFLOPS" count multiply-adds
         t.add_column("top-1", justify="right", no_wrap=True)
         for m in models:
-            t.add_row(Text(m["name"]), m["task"], _params(m["num_params"]), f"{m['gflops']:.3g}", _pct(top1(m)))
-        Console().print(t)
+            t.add_row(Text(m["name"]), m["task"], _params(m["num_params"]), sig(m["gflops"]), _pct(top1(m)))
+        default_console().print(t)
 
     def show(self, name: str, format: str = "table") -> None:  # noqa: A002
         """One model's manifest: source, weights, inputs, preprocessing, labels, licence, reference figures.
@@ -127,6 +127,7 @@ class Zoo:
             name: a zoo name (see `zoo list`), e.g. resnet50, resnet50.imagenet1k_v1 or deit_tiny_patch16_224.
             format: table or json.
         """
+        from mlms_ir.report.text import default_console, sig
         from mlms_ir.zoo.manifest import get, labels
 
         fmt = _format(format)
@@ -135,7 +136,6 @@ class Zoo:
         if fmt == "json":
             write_text(json.dumps({**m, "cache": state}, indent=2) + "\n", None)
             return
-        from rich.console import Console
         from rich.table import Table
         from rich.text import Text
 
@@ -155,7 +155,8 @@ class Zoo:
             ("licence", f"code {lic['code']}; weights: {lic.get('weights') or lic.get('weights_note')}"),
             ("reference", _reference_text(m["reference"])),
             ("params", f"{m['num_params']:,}"),
-            ("GFLOPS", f"{m['gflops']:.4g} (multiply-adds; compare with MACs)" + (f"; {m['gflops_note']}" if m.get("gflops_note") else "")),
+            ("GMACs", f"{sig(m['gflops'], 4)} (billions of multiply-adds, torchvision's \"GFLOPS\"; compare with MACs)"
+             + (f"; {m['gflops_note']}" if m.get("gflops_note") else "")),
             ("recipe", str(m.get("recipe") or "-")),
             ("built", f"{state['built']} ({state['built_weights']})" if state["built"] else f"no: mlms_ir zoo build {m['name']}"),
             ("weights downloaded", "yes" if state["weights_downloaded"] else
@@ -166,7 +167,7 @@ class Zoo:
         t.add_column("value", overflow="fold")
         for k, v in rows:
             t.add_row(k, Text(v))
-        Console().print(t)
+        default_console().print(t)
 
     def build(self, name: str, weights: bool = False, batch: int = 1, force: bool = False) -> None:
         """Convert a zoo model to ONNX in the cache (once) and print its path.
