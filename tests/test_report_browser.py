@@ -130,6 +130,25 @@ def test_colouring_follows_the_metric(browser, measured_html, tmp_path):
         p.close()
 
 
+def test_a_fused_relu_reads_fused_into_its_conv(browser, measured_html, tmp_path):
+    """ORT fuses each Conv+Relu into one kernel: the ReLU shows no sliver of time and no kernel-wide
+    FLOP/s, only the node its kernel's time is on (issue #17)."""
+    p = Page(browser, measured_html, tmp_path)
+    try:
+        p.page.click("g.node.op[data-id=n1]")
+        details = p.page.text_content("#details")
+        assert "fused into n0 (its kernel's time is there)" in details and "FLOP/s" not in details
+        p.page.click("g.node.op[data-id=n0]")
+        details = p.page.text_content("#details")
+        assert re.search(r"fused with\s*n1", details) and re.search(r"time\s*\d+(\.\d+)? µs", details), details
+        p.page.click("nav#tabs button[data-tab=nodes]")
+        rows = p.page.inner_text("#node-table")
+        assert re.search(r"^n1\t/features/relu1/Relu\tRelu\t.*\tfused into n0\t–", rows, re.M), rows
+        assert p.errors == []
+    finally:
+        p.close()
+
+
 def test_search_finds_and_selects_a_node(browser, measured_html, tmp_path):
     p = Page(browser, measured_html, tmp_path)
     try:
@@ -246,7 +265,7 @@ def test_op_types_named_like_object_properties(browser, tmp_path):
             p.page.click(f"nav#tabs button[data-tab={tab}]")
         p.page.click("nav#tabs button[data-tab=optypes]")
         text = p.page.inner_text("#optype-table")
-        assert "toString" in text and "__proto__" in text and "70.0 µs" in text  # the two Relus: 30 + 40 µs
+        assert "toString" in text and "__proto__" in text and "70 µs" in text  # the two Relus: 30 + 40 µs
         assert p.errors == []
     finally:
         p.close()

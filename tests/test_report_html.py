@@ -87,7 +87,10 @@ def test_profile_and_divergence_become_metrics_and_the_summary():
     keys = [k for k, _ in d["metrics"]]
     assert {"time_us", "share", "achieved", "div0", "div0i"} <= set(keys)
     timed = [n for n in d["nodes"] if n.get("time_us") is not None]
-    assert len(timed) >= 8 and all(n["kernels"] for n in timed)  # ORT's own node names, per graph node
+    fused = [n for n in d["nodes"] if "fused_into" in n]  # ORT's Conv+Relu kernels: the ReLU has no time of its own
+    assert len(timed) + len(fused) >= 8 and all(n["kernels"] for n in timed + fused)  # ORT's own node names, per graph node
+    assert all(n["time_us"] is None and n["share"] is None and n["achieved"] is None and n["fused_into"] in {t["id"] for t in timed}
+               for n in fused)
     assert all(k["name"] and k["time_us"] >= 0 for n in timed for k in n["kernels"])
     unattributed = sum(u["time_us"] for u in prof.unattributed) / prof.node_time_us
     assert sum(n["share"] for n in timed) + unattributed == pytest.approx(1.0, abs=1e-6)

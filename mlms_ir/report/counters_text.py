@@ -6,19 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
-from mlms_ir.report.text import fit_table, human_count, human_time_us, plain
+from mlms_ir.report.text import default_console, fit_table, human_count, human_time_us, plain, sig
 from mlms_ir.results.counters import CountersReport
 
 
 def _fmt_ratio(v: float | None) -> str:
-    return "-" if v is None else f"{v:.3g}"
-
-
-def _hc(v: float | None, unit: str = "") -> str:
-    return "-" if v is None else human_count(v, unit)
+    return "-" if v is None else sig(v)
 
 
 def _fmt_share(v: float | None) -> str:
@@ -34,7 +29,7 @@ def _fmt_pct(v: float | None) -> str:
 def render_counters(report: CountersReport, console: Any = None, top: int = 20) -> None:
     """Print ``report`` as rich tables: the summary, the ``top`` nodes by GPU time, the
     unattributed kernels and the notes."""
-    console = console or Console()
+    console = console or default_console()
     t = report.totals
     head = Table(title=plain(f"mlms_ir counters: {report.model.name or '?'} on {report.gpu or 'GPU ?'} (Nsight Compute)"),
                  box=box.SIMPLE_HEAVY, show_header=False)
@@ -45,15 +40,15 @@ def render_counters(report: CountersReport, console: Any = None, top: int = 20) 
                                  f"cache control {s.get('cache_control', '?')}, clock control {s.get('clock_control', '?')}"))
     head.add_row("kernels", f"{t.kernels} profiled, {human_time_us(t.gpu_time_us)} GPU time; "
                             f"{report.coverage:.1%} attributed to graph nodes")
-    head.add_row("FLOPs (SIMT)", f"{_hc(t.flops)} measured, {_hc(t.static_flops)} static (ratio {_fmt_ratio(t.flops_ratio)})"
-                 + (f"; {_hc(t.tensor_inst)} tensor-core instructions not counted" if t.tensor_core else ""))
-    head.add_row("DRAM bytes", f"{_hc(t.dram_bytes, 'B')} measured, {_hc(t.static_bytes, 'B')} static "
+    head.add_row("FLOPs (SIMT)", f"{human_count(t.flops, none='-')} measured, {human_count(t.static_flops, none='-')} static (ratio {_fmt_ratio(t.flops_ratio)})"
+                 + (f"; {human_count(t.tensor_inst, none='-')} tensor-core instructions not counted" if t.tensor_core else ""))
+    head.add_row("DRAM bytes", f"{human_count(t.dram_bytes, 'B', none='-')} measured, {human_count(t.static_bytes, 'B', none='-')} static "
                                f"(ratio {_fmt_ratio(t.bytes_ratio)})")
-    head.add_row("throughput", f"{_hc(t.achieved_flops_per_s, 'FLOP/s')}; SM {_fmt_pct(t.sm_pct)} %, memory "
+    head.add_row("throughput", f"{human_count(t.achieved_flops_per_s, 'FLOP/s', none='-')}; SM {_fmt_pct(t.sm_pct)} %, memory "
                                f"{_fmt_pct(t.memory_pct)} % of peak (time-weighted)")
     if report.device:
-        head.add_row("roofline", f"{report.device}: {_hc(report.peak_flops_per_s, 'FLOP/s')} ({report.peak_kind}), "
-                                 f"{_hc(report.bandwidth_bytes_per_s, 'B/s')}, ridge {_fmt_ratio(report.ridge_intensity)} FLOP/B")
+        head.add_row("roofline", f"{report.device}: {human_count(report.peak_flops_per_s, 'FLOP/s', none='-')} ({report.peak_kind}), "
+                                 f"{human_count(report.bandwidth_bytes_per_s, 'B/s', none='-')}, ridge {_fmt_ratio(report.ridge_intensity)} FLOP/B")
     console.print(head)
     cols = ["id", "name", "op", "kernels", "GPU time", "share", "FLOPs", "static", "ratio", "DRAM B", "static B", "B ratio",
             "FLOP/B", "FLOP/s"]
@@ -63,8 +58,8 @@ def render_counters(report: CountersReport, console: Any = None, top: int = 20) 
     rows = []
     for n in report.nodes[:top]:
         row = [n.id, n.name or "-", n.op_type or "-", str(n.kernels), human_time_us(n.gpu_time_us), f"{n.share:.1%}",
-               _hc(n.flops), _hc(n.static_flops), _fmt_ratio(n.flops_ratio), _hc(n.dram_bytes),
-               _hc(n.static_bytes), _fmt_ratio(n.bytes_ratio), _fmt_ratio(n.intensity), _hc(n.achieved_flops_per_s)]
+               human_count(n.flops, none="-"), human_count(n.static_flops, none="-"), _fmt_ratio(n.flops_ratio), human_count(n.dram_bytes, none="-"),
+               human_count(n.static_bytes, none="-"), _fmt_ratio(n.bytes_ratio), _fmt_ratio(n.intensity), human_count(n.achieved_flops_per_s, none="-")]
         if report.device:
             row += [_fmt_share(n.roofline_share), n.bound or "-"]
         row += [_fmt_pct(n.sm_pct), _fmt_pct(n.memory_pct), "yes" if n.tensor_core else ""]
@@ -76,7 +71,7 @@ def render_counters(report: CountersReport, console: Any = None, top: int = 20) 
             u.add_column(c, justify="left" if c == "kernel" else "right", overflow="ellipsis", no_wrap=True,
                          max_width=60 if c == "kernel" else None)
         for k in report.unattributed[:10]:
-            u.add_row(str(k.id), plain(k.name), human_time_us((k.time_s or 0.0) * 1e6), _hc(k.dram_bytes))
+            u.add_row(str(k.id), plain(k.name), human_time_us((k.time_s or 0.0) * 1e6), human_count(k.dram_bytes, none="-"))
         console.print(u)
     for note in report.notes:
         console.print(plain(note, style="yellow"))

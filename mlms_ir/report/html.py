@@ -27,6 +27,7 @@ import onnx
 from mlms_ir.errors import MlmsIrError
 from mlms_ir.ir import Graph
 from mlms_ir.ir.graph import node_reads
+from mlms_ir.report.fusion import by_shown_time, shown_times
 from mlms_ir.report.layout import Layout, layered_layout
 from mlms_ir.report.run_text import oracle_verdict
 from mlms_ir.results.analysis import Analysis
@@ -38,8 +39,9 @@ from mlms_ir.results.profile import ProfileReport
 from mlms_ir.results.read import as_divergences, as_result
 from mlms_ir.results.run import RunReport
 
-#: Version of the JSON the report's script reads (``data.schema``).
-REPORT_DATA_VERSION = "1.1"
+#: Version of the JSON the report's script reads (``data.schema``). 1.2: a fused kernel's time on
+#: the node it was fused into, ``fused_into`` (and no time) on its other nodes.
+REPORT_DATA_VERSION = "1.2"
 MAX_ATTR_CHARS = 300
 MAX_LIST_ITEMS = 16
 NODE_HEIGHT = 22.0
@@ -167,6 +169,7 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
     prof, divs, run, hw = measured_inputs(profile, divergence, runs, counters)
     joined = join(analysis, profile=prof, counters=hw, divergences=divs)
     costs = {n.id: n for n in analysis.nodes}
+    shown = shown_times(prof.nodes) if prof is not None else {}
 
     # ---- drawn nodes: graph inputs, the main graph's nodes, graph outputs
     draw: list[dict[str, Any]] = []
@@ -201,8 +204,12 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
         if i is None:
             continue
         if (t := j.time) is not None:
-            draw[i].update({"time_us": _num(t.time_us), "share": _num(t.share), "achieved": _num(t.achieved_flops_per_s),
+            st = shown[t.id]  # a fused kernel's time on its host; "fused into" on the kernel's other nodes
+            draw[i].update({"time_us": _num(st.time_us), "share": _num(st.share),
+                            "achieved": _num(t.achieved_flops_per_s) if st.fused_into is None else None,
                             "kernels": to_plain(t.kernels), "fused_with": list(t.fused_with)})
+            if st.fused_into is not None:
+                draw[i]["fused_into"] = st.fused_into
             if t.kernel_count is not None:
                 draw[i]["gpu"] = {k: _num(getattr(t, k)) for k in ("kernel_count", "cpu_us", "launch_overhead_us", "idle_us",
                                                                    "launch_latency_us")}
@@ -258,9 +265,9 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
                                "unknown_nodes": t.unknown_nodes, "unresolved_nodes": t.unresolved_nodes,
                                "formulas": _formulas(t.symbolic)}
     if prof is not None:
-        slow = sorted((n for n in prof.nodes if _num(n.time_us) is not None), key=lambda n: -float(n.time_us))[:5]
-        summary["slowest"] = [{"id": n.id, "name": n.name, "op_type": n.op_type, "time_us": n.time_us, "share": n.share}
-                              for n in slow]
+        slow = [n for n in by_shown_time(prof.nodes, shown) if _num(shown[n.id].time_us) is not None][:5]
+        summary["slowest"] = [{"id": n.id, "name": n.name, "op_type": n.op_type, "time_us": shown[n.id].time_us,
+                               "share": shown[n.id].share} for n in slow]
         summary["latency_ms"] = dict(prof.latency_ms)
         summary["coverage"] = prof.coverage
     if divs:
@@ -454,7 +461,7 @@ def render_html(analysis: Analysis, graph: Graph, *, profile: Any = None, diverg
 
 def _headline(data: Mapping[str, Any]) -> list[str]:
     """Sentences a reader can quote (plain text; the template escapes them)."""
-    from mlms_ir.report.text import human_bytes, human_count
+    from mlms_ir.report.text import human_bytes, human_count, human_time_ms, human_time_us
 
     s = data["summary"]
     m = data["model"]
@@ -472,10 +479,10 @@ def _headline(data: Mapping[str, Any]) -> list[str]:
     prof = data.get("profile")
     if prof and s.get("slowest"):
         lat = (prof.get("latency_ms") or {}).get("p50")
-        slow = ", ".join(f"{n['name'] or n['id']} ({n['op_type']}, {float(n['time_us']):.1f} µs"
+        slow = ", ".join(f"{n['name'] or n['id']} ({n['op_type']}, {human_time_us(float(n['time_us']))}"
                          + (f", {100 * float(n['share']):.1f}%" if n.get("share") is not None else "") + ")" for n in s["slowest"][:3])
         out.append(f"On {prof['backend']} ({prof.get('device')}): median latency "
-                   + (f"{float(lat):.3f} ms" if lat is not None else "unknown") + f"; slowest nodes: {slow}.")
+                   + (human_time_ms(float(lat)) if lat is not None else "unknown") + f"; slowest nodes: {slow}.")
     for fd in s.get("first_divergent", []):
         node = fd.get("node")
         out.append(f"{fd['backend']} vs {fd.get('reference')}: "

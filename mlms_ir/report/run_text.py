@@ -8,7 +8,8 @@ from rich.table import Table
 
 from mlms_ir.results.profile import ProfileReport
 from mlms_ir.results.run import RunReport
-from mlms_ir.report.text import fit_table, human_count, human_time_us, plain
+from mlms_ir.report.fusion import by_shown_time, shown_times
+from mlms_ir.report.text import default_console, fit_table, human_count, human_time_ms, human_time_us, plain, sig
 
 
 def _sci(v: float | None) -> str:
@@ -16,7 +17,7 @@ def _sci(v: float | None) -> str:
 
 
 def render_runs(report: RunReport, *, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or default_console()
     cpu = report.system.get("cpu", {}) if report.system else {}
     title = f"mlms_ir run: {report.model.name}"
     if cpu:
@@ -29,10 +30,8 @@ def render_runs(report: RunReport, *, console: Console | None = None) -> None:
         lat = r.latency_ms or {}
         t.add_row(
             r.backend, r.device, str(r.batch),
-            f"{lat['mean']:.3f}" if lat else "-", f"{lat['p50']:.3f}" if lat else "-",
-            f"{lat['p90']:.3f}" if lat else "-", f"{lat['p99']:.3f}" if lat else "-",
-            f"{lat['stdev']:.3f}" if lat else "-",
-            f"{r.throughput:,.1f}" if r.throughput else "-",
+            *((sig(lat[k]) if lat else "-") for k in ("mean", "p50", "p90", "p99", "stdev")),
+            human_count(r.throughput) if r.throughput else "-",
             (plain(_sci(r.max_abs_diff) + (" ✗" if r.outputs_agree is False else ""),
                   style="bold red" if r.outputs_agree is False else "")
              if r.compared_with else ("(reference)" if r.status == "ok" else "-")),
@@ -56,15 +55,15 @@ def render_runs(report: RunReport, *, console: Console | None = None) -> None:
 
 
 def render_profile(report: ProfileReport, *, top: int = 20, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or default_console()
     lat = report.latency_ms
     head = Table(title=plain(f"mlms_ir profile: {report.model.name} on {report.backend} ({report.device})"),
                  box=box.SIMPLE_HEAVY, show_header=False)
     head.add_column("what", style="bold")
     head.add_column("value")
     head.add_row("options", plain(", ".join(f"{k}={v}" for k, v in report.options.items() if v is not None) or "-"))
-    head.add_row("latency (untraced)", f"mean {lat['mean']:.3f} ms, p50 {lat['p50']:.3f} ms, p99 {lat['p99']:.3f} ms over {lat['iterations']} runs")
-    head.add_row("traced run", f"median {report.traced_wall_ms:.3f} ms of {report.runs} runs (tracing overhead {report.tracing_overhead:+.1%} on the untraced median)")
+    head.add_row("latency (untraced)", f"mean {human_time_ms(lat['mean'])}, p50 {human_time_ms(lat['p50'])}, p99 {human_time_ms(lat['p99'])} over {lat['iterations']:g} runs")
+    head.add_row("traced run", f"median {human_time_ms(report.traced_wall_ms)} of {report.runs} runs (tracing overhead {report.tracing_overhead:+.1%} on the untraced median)")
     head.add_row("node time", f"{human_time_us(report.node_time_us)} per run; {report.coverage:.1%} attributed to graph nodes")
     gpu = report.gpu or {}
     if "busy_us" in gpu:
@@ -98,20 +97,31 @@ def render_profile(report: ProfileReport, *, top: int = 20, console: Console | N
     if report.roofline_device:
         cols += ["bound", "≥ time"]
     cols.append("fused with")
+    shown = shown_times(report.nodes)
     rows = []
-    for n in report.nodes[:top]:
-        row = [n.id, n.name or "-", n.op_type, human_time_us(n.time_us), f"{n.share:.1%}", human_count(n.macs),
-               human_count(n.flops), human_count(n.achieved_flops_per_s)]
+    for n in by_shown_time(report.nodes, shown)[:top]:
+        s = shown[n.id]
+        if s.fused_into is not None:  # its share of a kernel timed for another node: no time or rate of its own
+            when = [f"fused into {s.fused_into}", "-"]
+            rate = "-"
+        else:
+            when = [human_time_us(s.time_us), f"{s.share:.1%}"]
+            rate = human_count(n.achieved_flops_per_s, none="-")
+        row = [n.id, n.name or "-", n.op_type, *when, human_count(n.macs), human_count(n.flops), rate]
         if on_gpu:
             row += ["-" if n.kernel_count is None else f"{n.kernel_count:g}", human_time_us(n.cpu_us),
                     human_time_us(n.launch_overhead_us) if n.launch_overhead_us is None or n.launch_overhead_us >= 0
                     else "-" + human_time_us(-n.launch_overhead_us), human_time_us(n.idle_us)]
         if report.roofline_device:
             row += [n.bound or "-", human_time_us(n.time_lower_bound_us)]
-        row.append(", ".join(n.fused_with[:3]) + (f" +{len(n.fused_with) - 3}" if len(n.fused_with) > 3 else ""))
+        others = [] if s.fused_into is not None else n.fused_with
+        row.append(", ".join(others[:3]) + (f" +{len(others) - 3}" if len(others) > 3 else ""))
         rows.append(row)
     t = fit_table(f"top {top} nodes by time", cols, rows, left=("id", "name", "op", "bound", "fused with"))
     console.print(t)
+    if any(s.fused_into is not None for s in shown.values()):
+        console.print(plain("a fused kernel's time and FLOP/s are on the node it was fused into (the one with the most FLOPs); "
+                            "the JSON splits its time among its nodes by their FLOPs", style="dim"))
     if report.unattributed:
         u = Table(title="work not attributed to graph nodes", box=box.SIMPLE)
         for c in ("backend node", "op", "time", "events/run"):
@@ -142,7 +152,7 @@ def oracle_verdict(oracle) -> str:
 
 def render_divergence(report, *, top: int = 15, console: Console | None = None) -> None:
     """The first divergent node, the nodes that introduce the most error, and the worst tensors."""
-    console = console or Console()
+    console = console or default_console()
     head = Table(title=plain(f"mlms_ir diverge: {report.model.name}: {report.backend} ({report.device}) vs {report.reference}"),
                  box=box.SIMPLE_HEAVY, show_header=False)
     head.add_column("what", style="bold")

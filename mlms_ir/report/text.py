@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 
@@ -19,15 +20,53 @@ PIPED_WIDTH = 240
 SORT_KEYS = ("macs", "flops", "params", "output_bytes", "bytes", "time", "order")
 
 
-def human_count(n: int | float | None, unit: str = "") -> str:
-    """4_089_184_256 -> '4.09 G' (SI, three significant digits)."""
+#: SI prefixes, largest first: counts and rates (MACs, FLOP/s, B/s) and, where asked, small values.
+_PREFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K"))
+_SMALL_PREFIXES = ((1e-3, "m"), (1e-6, "µ"), (1e-9, "n"))
+#: Significant digits of every figure we print (the house style: no false precision).
+DIGITS = 3
+#: Times below this are noise (a profiler's clock, a share of a fused kernel): never printed finer.
+TIME_RESOLUTION_US = 0.01
+
+
+def _round_sig(x: float, digits: int = DIGITS) -> float:
+    if x == 0 or not math.isfinite(x):
+        return x
+    return round(x, digits - 1 - math.floor(math.log10(abs(x))))
+
+
+def sig(x: float, digits: int = DIGITS) -> str:
+    """``x`` to ``digits`` significant digits in positional notation, trailing zeros dropped:
+    0.0123456 -> '0.0123', 12.5 -> '12.5', 999.6 -> '1000' (never '1e+03')."""
+    x = float(x)
+    if not math.isfinite(x):
+        return str(x)
+    r = _round_sig(x, digits)
+    if r == 0:
+        return "0"
+    places = max(0, digits - 1 - math.floor(math.log10(abs(r))))
+    text = f"{r:.{places}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def human_count(n: int | float | None, unit: str = "", *, small: bool = False, none: str = "?") -> str:
+    """A count or rate with an SI prefix and three significant digits: 4_089_184_256 -> '4.09 G',
+    1.51e15 with unit 'OP/s' -> '1.51 POP/s'. Integers below 1000 are shown whole; ``small``
+    gives values below 1 the prefixes m, µ and n (0.0125 s -> '12.5 ms'); None reads ``none``."""
     if n is None:
-        return "?"
-    n = float(n)
-    for factor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= factor:
-            return f"{n / factor:.3g} {suffix}{unit}"
-    return f"{n:.3g} {unit}".rstrip() if n != int(n) else f"{int(n)} {unit}".rstrip()
+        return none
+    v = float(n)
+    if not math.isfinite(v):
+        return f"{v} {unit}".rstrip()
+    r = _round_sig(v)  # rounded first, so that 999_600 reads '1 M', not '1e+03 K'
+    for factor, prefix in _PREFIXES:
+        if abs(r) >= factor:
+            return f"{sig(r / factor)} {prefix}{unit}"
+    if small and 0 < abs(r) < 1:
+        for factor, prefix in _SMALL_PREFIXES:
+            if abs(r) >= factor or factor == _SMALL_PREFIXES[-1][0]:
+                return f"{sig(r / factor)} {prefix}{unit}"
+    return f"{int(v) if v.is_integer() else sig(r)} {unit}".rstrip()
 
 
 def human_bytes(n: int | None) -> str:
@@ -42,14 +81,42 @@ def human_bytes(n: int | None) -> str:
 
 
 def human_time_us(us: float | None) -> str:
-    """12.5 -> '12.5 µs', 12500 -> '12.5 ms'."""
+    """A time given in µs, three significant digits and never finer than
+    :data:`TIME_RESOLUTION_US`: 12.5 -> '12.5 µs', 12500 -> '12.5 ms', 0.341 -> '0.34 µs',
+    0.00341 -> '< 0.01 µs' (noise); None -> '-'."""
     if us is None:
         return "-"
-    if us >= 1e6:
-        return f"{us / 1e6:.3g} s"
-    if us >= 1e3:
-        return f"{us / 1e3:.3g} ms"
-    return f"{us:.3g} µs"
+    v = float(us)
+    if v == 0:
+        return "0 µs"
+    if abs(v) < TIME_RESOLUTION_US:
+        return f"< {sig(TIME_RESOLUTION_US)} µs"
+    r = _round_sig(v)
+    if abs(r) < 1:
+        r = round(v, 2)
+    if abs(r) >= 1e6:
+        return f"{sig(r / 1e6)} s"
+    if abs(r) >= 1e3:
+        return f"{sig(r / 1e3)} ms"
+    return f"{sig(r)} µs"
+
+
+def human_time_ms(ms: float | None) -> str:
+    """A time given in ms, as :func:`human_time_us` writes it (0.0163 -> '16.3 µs')."""
+    return "-" if ms is None else human_time_us(float(ms) * 1e3)
+
+
+def clip(text: object, limit: int = 80) -> str:
+    """``text`` on one line and at most ``limit`` characters: cut at the last word boundary
+    before the limit (inside a word only when one word fills half the limit), ending in '…'."""
+    one = " ".join(str(text).split())
+    if len(one) <= limit:
+        return one
+    cut = one[: limit - 1]
+    space = cut.rfind(" ") if one[limit - 1] != " " else len(cut)  # a word ending right at the cut stays
+    if space >= limit // 2:
+        cut = cut[:space].rstrip(" ,;:-")
+    return cut + "…"
 
 
 def fmt_shape(shape: list | None) -> str:
@@ -191,7 +258,7 @@ def render_text(a: Analysis, *, top: int = 20, sort: str = "macs", console: Cons
             figure(n.flops, n.symbolic, "flops", human_count) if n.status != "unknown_op" else "unknown",
             human_count(n.params) if n.params else "-",
             figure(n.output_bytes, n.symbolic, "output_bytes", human_bytes),
-            f"{n.intensity:.3g}" if n.intensity is not None else "-",
+            sig(n.intensity) if n.intensity is not None else "-",
         ]
         if show_roof:
             time = human_time_us(n.time_lower_bound_us)

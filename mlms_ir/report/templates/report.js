@@ -18,12 +18,18 @@
     if (attrs) for (const k in attrs) e.setAttribute(k, attrs[k]);
     return e;
   }
+  // three significant digits, trailing zeros dropped, never an exponent: as mlms_ir/report/text.py writes them
+  function sig3(v) {
+    if (v === 0 || !Number.isFinite(v)) return String(v);
+    const r = Number(v.toPrecision(3));
+    return r.toFixed(Math.max(0, 2 - Math.floor(Math.log10(Math.abs(r))))).replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, "");
+  }
   function count(v, unit) {
     if (v === null || v === undefined) return "–";
-    const a = Math.abs(v);
-    const steps = [[1e15, "P"], [1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "K"]];
-    for (const [s, p] of steps) if (a >= s) return (v / s).toFixed(a / s >= 100 ? 0 : a / s >= 10 ? 1 : 2) + " " + p + (unit || "");
-    return (Number.isInteger(v) ? String(v) : v.toPrecision(3)) + (unit ? " " + unit : "");
+    const r = Number.isFinite(v) ? Number(Number(v).toPrecision(3)) : v;  // rounded first: 999,600 is "1 M", not "1000 K"
+    const steps = [[1e18, "E"], [1e15, "P"], [1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "K"]];
+    for (const [s, p] of steps) if (Math.abs(r) >= s) return sig3(r / s) + " " + p + (unit || "");
+    return (Number.isInteger(v) ? String(v) : sig3(r)) + (unit ? " " + unit : "");
   }
   function bytes(v) {
     if (v === null || v === undefined) return "–";
@@ -32,11 +38,16 @@
     while (Math.abs(x) >= 1024 && i < units.length - 1) { x /= 1024; i++; }
     return (i ? x.toFixed(x >= 100 ? 0 : 1) : String(x)) + " " + units[i];
   }
+  // a time in µs: three significant digits, never finer than 0.01 µs (below that it is noise)
   function us(v) {
     if (v === null || v === undefined) return "–";
-    if (v >= 1e6) return (v / 1e6).toFixed(2) + " s";
-    if (v >= 1e3) return (v / 1e3).toFixed(2) + " ms";
-    return v.toFixed(v >= 100 ? 0 : 1) + " µs";
+    if (v === 0) return "0 µs";
+    if (Math.abs(v) < 0.01) return "< 0.01 µs";
+    let r = Number(Number(v).toPrecision(3));
+    if (Math.abs(r) < 1) r = Math.round(v * 100) / 100;
+    if (Math.abs(r) >= 1e6) return sig3(r / 1e6) + " s";
+    if (Math.abs(r) >= 1e3) return sig3(r / 1e3) + " ms";
+    return sig3(r) + " µs";
   }
   // an infinite error (an overflow, a NaN on one side) travels as the string "inf"
   function num(v) { return v === "inf" ? Infinity : (v === "-inf" ? -Infinity : v); }
@@ -297,7 +308,8 @@
     box.append(kvTable([["MACs", fig("macs", n.macs, count)], ["FLOPs", fig("flops", n.flops, count)], ["params", count(n.params)], ["output bytes", fig("output_bytes", n.out_bytes, bytes)], ["intensity", n.intensity === null || n.intensity === undefined ? null : n.intensity.toFixed(2) + " FLOP/B"], ["bound", n.bound], ["roofline time", n.lower_us === null || n.lower_us === undefined ? null : us(n.lower_us)]]));
     if (n.time_us !== undefined) {
       box.append(el("h4", null, "measured"));
-      box.append(kvTable([["time", us(n.time_us)], ["share of time", pct(n.share)], ["achieved", n.achieved === null ? null : count(n.achieved, "FLOP/s")], ["fused with", (n.fused_with || []).join(", ")]]));
+      box.append(kvTable(n.fused_into ? [["time", "fused into " + n.fused_into + " (its kernel's time is there)"]]
+        : [["time", us(n.time_us)], ["share of time", pct(n.share)], ["achieved", n.achieved === null ? null : count(n.achieved, "FLOP/s")], ["fused with", (n.fused_with || []).join(", ")]]));
       if (n.gpu) {
         const g = n.gpu;
         box.append(el("h4", null, "CUDA execution"));
@@ -424,7 +436,7 @@
       const frag = document.createDocumentFragment();
       for (const r of rs.slice(0, limit)) {
         const row = el("tr", opts.rowClass ? { class: opts.rowClass(r) } : null);
-        for (const c of columns) row.append(el("td", { class: c.num ? "num" : c.cls || "" }, c.fmt ? c.fmt(c.get(r)) : c.get(r) ?? ""));
+        for (const c of columns) row.append(el("td", { class: c.num ? "num" : c.cls || "" }, c.text ? c.text(r) : c.fmt ? c.fmt(c.get(r)) : c.get(r) ?? ""));
         if (opts.onClick) row.addEventListener("click", () => opts.onClick(r));
         frag.append(row);
       }
@@ -453,7 +465,8 @@
         { label: "FLOPs", get: (r) => r[5], num: true, fmt: (v) => count(v) }, { label: "params", get: (r) => r[6], num: true, fmt: (v) => count(v) },
         { label: "output", get: (r) => r[7], num: true, fmt: bytes }, { label: "FLOP/B", get: (r) => r[8], num: true, fmt: (v) => (v === null ? "–" : v.toFixed(2)) },
       ];
-      if (D.profile) cols.push({ label: "time", get: (r) => (timeOf.has(r[0]) ? timeOf.get(r[0]).time_us : null), num: true, fmt: us },
+      if (D.profile) cols.push({ label: "time", get: (r) => (timeOf.has(r[0]) ? timeOf.get(r[0]).time_us : null), num: true, fmt: us,
+                                  text: (r) => (timeOf.has(r[0]) && timeOf.get(r[0]).fused_into ? "fused into " + timeOf.get(r[0]).fused_into : us(timeOf.has(r[0]) ? timeOf.get(r[0]).time_us : null)) },
                                 { label: "share", get: (r) => (timeOf.has(r[0]) ? timeOf.get(r[0]).share : null), num: true, fmt: pct });
       D.divergence.forEach((rep, k) => {
         const get = (r) => { const n = nodeById.get(r[0]); return n && n.div && n.div["div" + k] ? n.div["div" + k].max_abs : null; };
