@@ -6,6 +6,12 @@ value or None). The evaluator's own ``Optional`` ops (onnx 1.23) wrap the value 
 ``OptionalGetElement(Optional(x))`` is ``[x]`` and ``OptionalHasElement`` of an empty optional is
 true; this backend replaces the three ops with ones that keep the value itself, and an empty
 optional as :class:`EmptyOptional` (the evaluator refuses None as an op's result), given back as None.
+
+onnx 1.23's ``Loop`` joins its scan outputs with ``np.vstack``, which gives per-iteration scalars a
+second axis (n iterations of a scalar make (n, 1), ONNX's definition (n,)) and concatenates
+per-iteration matrices instead of stacking them: the functions built on Loop, such as Range's
+(``test_range_*_expanded``), came back with the wrong shape. This backend's ``Loop``
+(:func:`loop_op`) stacks them on a new first axis, as ONNX defines and onnxruntime computes.
 """
 
 from __future__ import annotations
@@ -62,6 +68,46 @@ def optional_ops() -> list[type]:
     return [Optional, OptionalHasElement, OptionalGetElement]
 
 
+def loop_op() -> type:
+    """``Loop`` for the evaluator's ``new_ops``: onnx's own, with its scan outputs stacked on a new
+    first axis as ONNX defines (onnx 1.23 joins them with ``np.vstack``): each iteration's scan
+    value gets a leading axis of 1 before that ``vstack``, and scalars, which ``vstack`` makes
+    (n, 1), are flattened back to (n,)."""
+    from onnx.reference.ops.op_loop import Loop as OnnxLoop
+
+    class Loop(OnnxLoop):
+        op_domain = ""
+
+        def __init__(self, onnx_node, run_params):  # noqa: ANN001 - onnx's signature
+            super().__init__(onnx_node, run_params)
+            self._scalar_scans: set[int] = set()
+            if self.K <= 0:
+                return
+            run_body = self._run_body  # onnx's OpRun sets it on the instance, from the body attribute
+
+            def stacked(*args, **kwargs):
+                outputs = list(run_body(*args, **kwargs))
+                for k in range(self.K):
+                    j = len(outputs) - self.K + k
+                    value = np.asarray(outputs[j])
+                    if value.ndim == 0:
+                        self._scalar_scans.add(k)
+                    else:
+                        outputs[j] = value[np.newaxis]
+                return outputs
+
+            self._run_body = stacked
+
+        def _run(self, *args, **kwargs):  # noqa: ANN002, ANN003 - onnx's signature
+            self._scalar_scans = set()
+            outputs = list(super()._run(*args, **kwargs))
+            for k in self._scalar_scans:
+                outputs[self.N + k] = outputs[self.N + k].reshape(-1)
+            return tuple(outputs)
+
+    return Loop
+
+
 def _fed(feeds: dict[str, Value]) -> dict[str, object]:
     """Feeds as the evaluator takes them: an empty optional (None) as :class:`EmptyOptional`."""
     return {k: EmptyOptional() if v is None else v for k, v in feeds.items()}
@@ -88,7 +134,7 @@ class ReferenceSession(Session):
         src = model_source(graph)
         try:
             model = onnx.load(src) if isinstance(src, str) else onnx.load_model(io.BytesIO(src))
-            self._ev = ReferenceEvaluator(model, new_ops=optional_ops())
+            self._ev = ReferenceEvaluator(model, new_ops=[*optional_ops(), loop_op()])
         except Exception as exc:  # noqa: BLE001 - the evaluator raises many types for unsupported models
             raise BackendError(f"the reference evaluator cannot load the model: {' '.join(str(exc).split())[:400]}") from exc
         self._output_names = list(self._ev.output_names)
