@@ -6,14 +6,24 @@ node is mapped back onto the graph through the optimised model ORT writes out: a
 optimised graph covers the original nodes between the tensors it reads and the tensors it
 writes (names ORT derives from original tensors, such as ``X_nchwc``, are matched to them).
 Work with no original tensor on its outputs (layout reorders, memory copies) stays unattributed.
+
+onnxruntime computes a few node configurations differently from ONNX's definition (onnx's own
+backend node test cases, which ``tools/conformance.py`` runs). A wrong number is worse than none:
+this backend, and ``ort-isolated``, refuse exactly those configurations in one line
+(:func:`departures`, :data:`DEPARTURES`), when the session is prepared, or before a run when the
+configuration depends on the values fed. onnxruntime's Python API returns ``float8e4m3fn`` outputs
+as their uint8 bits: they are given back as ``ml_dtypes.float8_e4m3fn`` (:func:`as_declared`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +32,7 @@ import onnx
 
 from mlms_ir.backends.base import Availability, Backend, BackendError, NodeTrace, Session, TraceResult, model_source
 from mlms_ir.ir import Graph
+from mlms_ir.ir.graph import Node, constant_value
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +99,7 @@ class OrtSession(Session):
         self._precision = precision
         self._source = _with_precision(model_source(graph), precision)
         self._providers = [PROVIDERS[device]] + (["CPUExecutionProvider"] if device != "cpu" else [])
+        self._guard = departures(graph)  # refuses what onnxruntime computes differently from ONNX
         self._sess = self._make(_session_options(opt, threads))
         self._output_names = [o.name for o in self._sess.get_outputs()]
         self._mapping: dict[str, list[str]] | None = None
@@ -104,15 +116,17 @@ class OrtSession(Session):
     def _run_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # onnxruntime's Python API gives and takes values as mlms_ir.values does: sequences as
         # lists, maps as dicts, an empty optional as None
+        self._guard.check(feeds)
         try:
             outs = self._sess.run(None, feeds)
         except Exception as exc:  # noqa: BLE001
             raise BackendError(f"onnxruntime failed to run the model: {' '.join(str(exc).split())[:500]}") from exc
-        return dict(zip(self._output_names, outs))
+        return as_declared(self.graph, dict(zip(self._output_names, outs)))
 
     def _trace_impl(self, feeds: dict[str, np.ndarray], runs: int) -> list[TraceResult]:
         # ORT's profiler covers a whole session: a second session, traced for all runs at once
         # (the plain session stays untraced for latency measurements)
+        self._guard.check(feeds)
         with tempfile.TemporaryDirectory(prefix="mlms_ir_ort_") as tmp:
             so = _session_options(self._opt, self._threads)
             so.enable_profiling = True
@@ -121,7 +135,7 @@ class OrtSession(Session):
             sess = self._make(so)
             outputs = []
             for _ in range(max(1, runs)):
-                outputs.append(dict(zip(self._output_names, sess.run(None, feeds))))
+                outputs.append(as_declared(self.graph, dict(zip(self._output_names, sess.run(None, feeds)))))
             path = sess.end_profiling()
             events = json.loads(Path(path).read_text())
             if self._mapping is None:
@@ -132,6 +146,7 @@ class OrtSession(Session):
         # a copy of the model with the tensors as extra outputs (ORT keeps them, so fusions that
         # would hide them do not happen); weights stay where they are (linked, never copied)
         wanted = [n for n in names if n in self.graph.tensors]
+        self._guard.check(feeds)
         if set(wanted) <= set(self._output_names):  # all outputs already: no exposing copy needed
             return {k: v for k, v in self._run_impl(feeds).items() if k in set(wanted)}
         if self._opt not in ("none", "basic"):
@@ -147,7 +162,7 @@ class OrtSession(Session):
             values = sess.run(out_names, feeds)
         except Exception as exc:  # noqa: BLE001
             raise BackendError(f"onnxruntime failed to run the model: {' '.join(str(exc).split())[:500]}") from exc
-        return {n: v for n, v in zip(out_names, values) if n in set(wanted)}
+        return as_declared(self.graph, {n: v for n, v in zip(out_names, values) if n in set(wanted)})
 
     def _surviving(self) -> set[str]:
         """Original tensor names that ORT's optimised graph still computes (graph inputs included)."""
@@ -195,6 +210,259 @@ class OrtSession(Session):
     def node_mapping(self) -> dict[str, list[str]]:
         """ORT node name -> the graph node ids it covers (filled by the first traced run)."""
         return dict(self._mapping or {})
+
+
+# ---------------------------------------------------------------------------------------------- departures from ONNX
+class _Later(Exception):
+    """A value known only once the feeds arrive (it is, or its shape is, a graph input's)."""
+
+
+class _Computed(Exception):
+    """A value computed inside the model: mlms_ir cannot know it before running the model."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What a rule may ask of the model: constant values and known shapes, plus the feeds when a
+    run is about to start (None while preparing, when a graph input's value raises :class:`_Later`)."""
+
+    graph: Graph
+    feeds: Mapping[str, Any] | None = None
+
+    def _fed(self, node: Node, name: str) -> bool:
+        """Whether ``name``, read by ``node``, is an input of the main graph (not a subgraph's own)."""
+        t = node.graph.tensor(name)
+        return t is not None and t.kind == "input" and self.graph.tensors.get(name) is t
+
+    def value(self, node: Node, name: str) -> np.ndarray:
+        v = constant_value(node.graph, name)
+        if v is not None:
+            return v
+        if self._fed(node, name):
+            if self.feeds is None:
+                raise _Later(name)
+            return np.asarray(self.feeds[name])
+        raise _Computed(name)
+
+    def shape(self, node: Node, name: str) -> tuple[int, ...]:
+        t = node.graph.tensor(name)
+        if t is not None and t.known:
+            return tuple(t.shape)  # type: ignore[arg-type]
+        if self._fed(node, name):
+            if self.feeds is None:
+                raise _Later(name)
+            return tuple(np.shape(self.feeds[name]))
+        v = constant_value(node.graph, name)
+        if v is not None:
+            return v.shape
+        raise _Computed(name)
+
+    def elem_type(self, node: Node, name: str) -> int:
+        t = node.graph.tensor(name)
+        return t.elem_type if t is not None else 0
+
+
+def _text(value: Any, default: str) -> str:
+    if value is None:
+        return default
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _whole(x: float) -> bool:
+    """Whether ``x`` is a whole number, up to float32 rounding of a scale (5 x 0.6f is 3.0000001:
+    the difference that makes is far below any tolerance)."""
+    return abs(x - round(x)) <= 1e-5 * max(1.0, abs(x))
+
+
+def _attention_qk_output(node: Node, facts: _Facts) -> str | None:
+    """onnxruntime 1.32's Attention (opset 23/24) writes its optional ``qk_matmul_output`` (the 4th
+    output) differently from ONNX in two settings; ``Y`` and the other modes agree:
+
+    - mode 0 with ``softcap``: onnxruntime gives the scores before the softcap, ONNX after it;
+    - mode 2 (the scores with the mask added): where a causal mask, a boolean ``attn_mask`` or
+      ``nonpad_kv_seqlen`` masks a position, onnxruntime writes the float's lowest value
+      (-3.4e38), ONNX -inf (a float ``attn_mask`` is added as given, the same in both)."""
+    outs = node.outputs
+    if len(outs) < 4 or not outs[3]:
+        return None
+    mode = int(node.attrs.get("qk_matmul_output_mode", 0))
+    softcap = float(node.attrs.get("softcap", 0.0))
+    if mode == 0 and softcap != 0.0:
+        return (f"onnxruntime returns qk_matmul_output (qk_matmul_output_mode 0) before the softcap ({softcap:g}), "
+                "where ONNX applies it first")
+    if mode != 2:
+        return None
+    ins = [*node.inputs, *[""] * 7]
+    masks = []
+    if int(node.attrs.get("is_causal", 0)):
+        masks.append("is_causal=1")
+    if ins[3] and facts.elem_type(node, ins[3]) in (0, onnx.TensorProto.BOOL):
+        masks.append("a boolean attn_mask")
+    if ins[6]:
+        masks.append("nonpad_kv_seqlen")
+    if not masks:
+        return None
+    return (f"onnxruntime writes the positions masked by {' and '.join(masks)} as -3.4e38 in qk_matmul_output "
+            "(qk_matmul_output_mode 2), where ONNX writes -inf")
+
+
+def _maxunpool_output_shape(node: Node, facts: _Facts) -> str | None:
+    """onnxruntime 1.32's MaxUnpool scatters the indices into the ``output_shape`` given as its third
+    input; ONNX unpools into the default shape (from kernel, strides and pads) and pads that at the
+    end of each axis. They agree when ``output_shape`` is the default shape."""
+    ins = node.inputs
+    if len(ins) < 3 or not ins[2]:
+        return None
+    wanted = [int(d) for d in facts.value(node, ins[2]).reshape(-1)]
+    shape = facts.shape(node, ins[0])
+    spatial = len(shape) - 2
+    kernel = list(node.attrs.get("kernel_shape", []))
+    strides = list(node.attrs.get("strides", [])) or [1] * spatial
+    pads = list(node.attrs.get("pads", [])) or [0] * (2 * spatial)
+    if spatial < 1 or len(kernel) != spatial or len(strides) != spatial or len(pads) != 2 * spatial:
+        return None  # malformed: onnxruntime's own error says so
+    default = [*shape[:2], *((shape[2 + i] - 1) * strides[i] - pads[i] - pads[spatial + i] + kernel[i] for i in range(spatial))]
+    if wanted == default:
+        return None
+    return (f"onnxruntime scatters the indices into output_shape {wanted}, where ONNX unpools into "
+            f"{default} and pads that")
+
+
+def _resize_align_corners(node: Node, facts: _Facts) -> str | None:
+    """onnxruntime 1.32's Resize with ``coordinate_transformation_mode=align_corners`` maps output
+    coordinate x to x * (in - 1) / (out - 1) with ``out`` the rounded output length; ONNX divides
+    by (in x scale - 1), the unrounded length. They differ on an axis where in x scale is not a
+    whole number and the output is longer than 1: scales that are not whole numbers, or ``sizes``
+    with ``keep_aspect_ratio_policy`` not_larger / not_smaller (every mode: nearest, linear, cubic)."""
+    if node.opset < 11 or _text(node.attrs.get("coordinate_transformation_mode"), "half_pixel") != "align_corners":
+        return None
+    ins = [*node.inputs, "", "", ""]
+    x, scales_in, sizes_in = ins[0], ins[2], ins[3]
+    axes = node.attrs.get("axes")
+    policy = _text(node.attrs.get("keep_aspect_ratio_policy"), "stretch")
+    if sizes_in:
+        if policy not in ("not_larger", "not_smaller"):
+            return None  # stretch: in x scale is the size given
+        sizes = [int(s) for s in facts.value(node, sizes_in).reshape(-1)]
+        shape = facts.shape(node, x)
+        dims = [int(a) % len(shape) for a in axes] if axes else list(range(len(shape)))
+        if len(sizes) != len(dims):
+            return None
+        ratios = [sizes[k] / shape[d] for k, d in enumerate(dims) if shape[d]]
+        if not ratios:
+            return None
+        scale = min(ratios) if policy == "not_larger" else max(ratios)
+        per_axis = [(d, scale, round) for d in dims]
+    elif scales_in:
+        scales = [float(s) for s in facts.value(node, scales_in).reshape(-1)]
+        if not scales or all(_whole(s) for s in scales):
+            return None  # whole scales give whole lengths, whatever the input's
+        shape = facts.shape(node, x)
+        dims = [int(a) % len(shape) for a in axes] if axes else list(range(len(shape)))
+        if len(scales) != len(dims):
+            return None
+        per_axis = [(d, scales[k], math.floor) for k, d in enumerate(dims)]
+    else:
+        return None
+    for d, scale, rounding in per_axis:
+        exact = shape[d] * scale
+        if not _whole(exact) and rounding(exact) > 1:
+            return (f"onnxruntime aligns the corners (align_corners) to the rounded output length "
+                    f"{rounding(exact)} of axis {d}, where ONNX uses input length x scale = {exact:.6g}")
+    return None
+
+
+@dataclass(frozen=True)
+class Departure:
+    """A node configuration onnxruntime computes differently from ONNX's definition: ``rule``
+    gives the one-line reason for a node in that configuration (None when the node is fine);
+    ``what`` names the configuration, for a node whose deciding values the model computes."""
+
+    op: str
+    rule: Callable[[Node, _Facts], str | None]
+    what: str
+
+
+#: onnxruntime's departures from ONNX found by ONNX's node test cases (onnx 1.23, onnxruntime
+#: 1.32; tools/conformance.py): op type (default domain) -> the rule.
+DEPARTURES = {d.op: d for d in (
+    Departure("Attention", _attention_qk_output, "qk_matmul_output in these settings"),
+    Departure("MaxUnpool", _maxunpool_output_shape, "MaxUnpool with an output_shape other than the default shape"),
+    Departure("Resize", _resize_align_corners, "Resize with align_corners where input length x scale is not a whole number"),
+)}
+
+
+class Guard:
+    """The departures of one model: :func:`departures` refuses the static ones; :meth:`check`
+    refuses, before a run, those that depend on the values fed."""
+
+    def __init__(self, graph: Graph, pending: list[tuple[Node, Departure]]) -> None:
+        self.graph = graph
+        self.pending = pending
+
+    def check(self, feeds: Mapping[str, Any]) -> None:
+        if not self.pending:
+            return
+        facts = _Facts(self.graph, feeds)
+        for node, dep in self.pending:
+            _refuse(node, dep, facts)
+
+    def __bool__(self) -> bool:
+        return bool(self.pending)
+
+
+def _refuse(node: Node, dep: Departure, facts: _Facts) -> None:
+    """Raise :class:`BackendError` when ``node`` is in a configuration onnxruntime gets wrong; let
+    :class:`_Later` through."""
+    try:
+        why = dep.rule(node, facts)
+    except _Computed as exc:
+        raise BackendError(
+            f"node {node.label}: onnxruntime computes {dep.what} differently from ONNX, and this node's '{exc.name}' "
+            "is computed inside the model, so mlms_ir cannot tell before running it: refused") from None
+    if why:
+        raise BackendError(f"node {node.label}: {why}: refused (a wrong number is worse than none)")
+
+
+def departures(graph: Graph) -> Guard:
+    """Refuse (:class:`BackendError`, one line) a node that onnxruntime computes differently from
+    ONNX's definition (:data:`DEPARTURES`), when that follows from the model alone; the nodes that
+    depend on fed values come back in a :class:`Guard`, to check before each run."""
+    facts = _Facts(graph)
+    pending: list[tuple[Node, Departure]] = []
+    for node in graph.walk():
+        dep = DEPARTURES.get(node.op_type) if node.domain == "" else None
+        if dep is None:
+            continue
+        try:
+            _refuse(node, dep, facts)
+        except _Later:
+            pending.append((node, dep))
+    return Guard(graph, pending)
+
+
+#: onnxruntime's Python API returns outputs of these ONNX element types as their raw uint8 bits.
+_RAW_BITS = {onnx.TensorProto.FLOAT8E4M3FN: "float8_e4m3fn"}
+
+
+def as_declared(graph: Graph, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the raw uint8 bits onnxruntime gives for ``float8e4m3fn`` tensors viewed as
+    ``ml_dtypes.float8_e4m3fn`` (which onnx itself depends on), as the graph declares them."""
+    for name, v in values.items():
+        t = graph.tensor(name)
+        if t is None or t.elem_type not in _RAW_BITS or not isinstance(v, np.ndarray) or v.dtype != np.uint8:
+            continue
+        try:
+            import ml_dtypes
+        except ImportError:
+            raise BackendError(f"onnxruntime returns the {t.dtype} tensor '{name}' as its uint8 bits, and ml_dtypes, "
+                               "which reads them, is not installed: pip install ml_dtypes") from None
+        values[name] = v.view(getattr(ml_dtypes, _RAW_BITS[t.elem_type]))
+    return values
 
 
 PRECISIONS = ("fp32", "fp16", "int8")

@@ -9,7 +9,9 @@ arrays through a JSON ``layout``) is documented in the agent's docstring.
 
 ``ort-isolated`` takes and returns every kind of value (:mod:`mlms_ir.values`); ``mxnet`` and
 ``onnx-tf`` take and return tensors only and refuse, when a session is prepared, a model whose
-inputs or outputs are sequences, maps or optionals.
+inputs or outputs are sequences, maps or optionals. ``ort-isolated`` refuses the node
+configurations that the ``ort`` backend refuses (those onnxruntime computes differently from ONNX,
+:func:`mlms_ir.backends.ort.departures`) and reads ``float8e4m3fn`` outputs as ``ort`` does.
 
 Where the interpreter comes from, first match wins:
 
@@ -151,6 +153,8 @@ class WorkerBackend(Backend):
     #: The variable naming the interpreter, and the env's name under :func:`envs_dir`.
     env_var: str = ""
     env_name: str = ""
+    #: The session class (a :class:`WorkerSession`; set after that class is defined).
+    session_class: type = None  # type: ignore[assignment]
 
     # -------------------------------------------------------------- interpreter
     def python(self, python: str | os.PathLike | None = None) -> tuple[Path, str]:
@@ -210,7 +214,7 @@ class WorkerBackend(Backend):
         timeout = float(options.get("timeout") or DEFAULT_TIMEOUT_S)
         if timeout <= 0:
             raise BackendError(f"the {self.name} backend's timeout must be positive, got {timeout:g}")
-        return WorkerSession(self.name, self.framework, graph, device, python=path, timeout=timeout, info=info)
+        return self.session_class(self.name, self.framework, graph, device, python=path, timeout=timeout, info=info)
 
 
 class MXNetBackend(WorkerBackend):
@@ -349,6 +353,33 @@ class WorkerSession(Session):
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
+class IsolatedOrtSession(WorkerSession):
+    """ONNX Runtime in a worker: refuses what the in-process ``ort`` backend refuses (the node
+    configurations onnxruntime computes differently from ONNX, :func:`mlms_ir.backends.ort.departures`)
+    and reads ``float8e4m3fn`` outputs, which onnxruntime gives as uint8 bits, as the ``ort`` backend does."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from mlms_ir.backends.ort import departures
+
+        try:
+            self._guard = departures(self.graph)
+        except BaseException:
+            self._close_impl()
+            raise
+
+    def _request(self, feeds: dict[str, np.ndarray], **kwargs: Any) -> tuple[list[float], dict[str, np.ndarray]]:
+        from mlms_ir.backends.ort import as_declared
+
+        self._guard.check(feeds)
+        samples, outputs = super()._request(feeds, **kwargs)
+        return samples, as_declared(self.graph, outputs)
+
+
+WorkerBackend.session_class = WorkerSession
+IsolatedOrtBackend.session_class = IsolatedOrtSession
+
+
 def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
     """Write ``arrays`` as an uncompressed .npz keyed by name, as the agent reads it (any key,
     even ``file``, which ``np.savez`` cannot take; no pickled objects)."""
@@ -364,6 +395,6 @@ def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
 
 
 __all__ = [
-    "AGENT", "PROTOCOL", "DEFAULT_TIMEOUT_S", "AgentCrashError", "AgentTimeoutError", "MXNetBackend",
+    "AGENT", "PROTOCOL", "DEFAULT_TIMEOUT_S", "AgentCrashError", "AgentTimeoutError", "IsolatedOrtSession", "MXNetBackend",
     "OnnxTfBackend", "WorkerBackend", "WorkerSession", "call_agent", "clear_probe_cache", "envs_dir", "probe", "save_npz",
 ]
