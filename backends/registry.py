@@ -7,6 +7,7 @@ as its unavailability: one broken optional dependency never breaks the others or
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 from importlib import metadata
@@ -60,6 +61,20 @@ def names() -> list[str]:
     """Every backend name known here, built-in first."""
     t = _targets()
     return list(BUILTIN) + sorted(k for k in t if k not in BUILTIN)
+
+
+def check(wanted: list[str]) -> None:
+    """Raise :class:`BackendError` naming the first of ``wanted`` that is no backend, with the known
+    names: a mistake in a command line or a sweep spec is reported before anything runs. A known
+    backend that cannot run here (a missing package, no GPU, another device) passes: the run
+    reports that as unavailability."""
+    targets = _targets()
+    for name in wanted:
+        key = ALIASES.get(str(name).lower(), str(name).lower())
+        if key not in targets:
+            close = difflib.get_close_matches(key, list(targets) + list(ALIASES), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise BackendError(f"unknown backend '{name}'{hint}; known backends: {', '.join(names())}")
 
 
 def get(name: str) -> Backend:

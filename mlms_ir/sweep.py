@@ -11,7 +11,7 @@ A spec::
 
     name: cpu-latency            # required: the sweep's name in the store
     kind: run                    # run (default), profile, diverge or analyze
-    models:                      # paths, zoo names later, or {path, input_shape, dims}
+    models:                      # paths (beside the spec), zoo:NAME, or {path, input_shape, dims}
       - model.onnx
       - {path: bert.onnx, dims: {seq: 128}}
     backends: [ort, torch]
@@ -132,8 +132,7 @@ def load_spec(source: str | os.PathLike | dict[str, Any]) -> Spec:
         extra = sorted(set(m) - {"path", "input_shape", "dims"})
         if "path" not in m or extra:
             raise SweepSpecError(f"sweep spec: a model is a path or {{path, input_shape, dims}}, got {m!r}")
-        p = Path(str(m["path"])).expanduser()
-        models.append({"path": str(p if p.is_absolute() else base / p), "bind": {k: m[k] for k in ("input_shape", "dims") if k in m}})
+        models.append({"path": str(m["path"]), "bind": {k: m[k] for k in ("input_shape", "dims") if k in m}})
     backends = _as_list(d.get("backends", ["ort"]), "backends", str) if kind != "analyze" else [None]
     devices = _as_list(d.get("devices", ["cpu"]), "devices", str)
     batches = _as_list(d.get("batches", [None]), "batches", (int, type(None)))
@@ -154,10 +153,44 @@ def load_spec(source: str | os.PathLike | dict[str, Any]) -> Spec:
     timeout = d.get("timeout_s", DEFAULT_TIMEOUT_S)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         raise SweepSpecError(f"sweep spec: 'timeout_s' must be a positive number, got {timeout!r}")
+    # what the names name, checked before any job starts: every model, backend and device
+    for m in models:
+        m["path"] = _model_ref(m["path"], base)
+    _check_backends([b for b in backends if b is not None] + ([d["reference"]] if "reference" in d else []), devices)
     jobs = [Job(sweep=name, kind=kind, model=m["path"], backend=b, device=dev, batch=bs, precision=p, bind=m["bind"],
                 settings=settings, timeout_s=float(timeout), gpu_type=d.get("gpu_type"))
             for m in models for b in backends for dev in devices for bs in batches for p in precisions]
     return Spec(name=name, jobs=jobs)
+
+
+def _model_ref(ref: str, base: Path) -> str:
+    """A spec's model as a job keeps it: ``zoo:NAME`` as given (once the zoo knows NAME; it is built
+    when the job runs), a path made absolute against the spec's folder (once it exists)."""
+    from mlms_ir.zoo.manifest import get, is_zoo_ref
+
+    if is_zoo_ref(ref):
+        try:
+            return "zoo:" + get(ref)["name"]
+        except MlmsIrError as exc:
+            raise SweepSpecError(f"sweep spec: {exc}") from None
+    p = Path(ref).expanduser()
+    p = p if p.is_absolute() else base / p
+    if not p.is_file():
+        raise SweepSpecError(f"sweep spec: model '{ref}' is not a file ({p}); a zoo model is written zoo:NAME")
+    return str(p)
+
+
+def _check_backends(names: list[str], devices: list[str]) -> None:
+    from mlms_ir.backends.base import DEVICES
+    from mlms_ir.backends.registry import check
+
+    try:
+        check(names)
+    except MlmsIrError as exc:
+        raise SweepSpecError(f"sweep spec: {exc}") from None
+    bad = [dev for dev in devices if dev not in DEVICES]
+    if bad:
+        raise SweepSpecError(f"sweep spec: unknown device {bad[0]!r}; one of {', '.join(DEVICES)}")
 
 
 # ----------------------------------------------------------------------------- one job
@@ -167,6 +200,7 @@ def execute_job(job: Job) -> list[StoreRecord]:
     """Run one job in this process and return what to store (a failure is a failed record)."""
     from mlms_ir.ir.shapes import dims_text, input_shape_list
     from mlms_ir.store import records_from_analysis, records_from_divergence, records_from_profile, records_from_runs
+    from mlms_ir.zoo.manifest import resolve
 
     s = job.settings
     bind = {"input_shapes": input_shape_list(job.bind.get("input_shape")), "dims": dims_text(job.bind.get("dims"))}
@@ -174,29 +208,30 @@ def execute_job(job: Job) -> list[StoreRecord]:
     if job.precision != "fp32":
         options["precision"] = job.precision
     try:
+        model = str(resolve(job.model))  # zoo:NAME is built (or found in the cache) here
         if job.kind == "run":
             from mlms_ir.runner import run_backends
 
-            rep = run_backends(job.model, [job.backend], device=job.device, batches=[job.batch], iterations=s.get("iterations", 50),
+            rep = run_backends(model, [job.backend], device=job.device, batches=[job.batch], iterations=s.get("iterations", 50),
                                warmup=s.get("warmup", 5), options={job.backend: options}, **bind)
             recs = records_from_runs(rep)
         elif job.kind == "profile":
             from mlms_ir.runner import profile_backend
 
-            rep, _ = profile_backend(job.model, job.backend, device=job.device, batch=job.batch, runs=s.get("runs", 5),
+            rep, _ = profile_backend(model, job.backend, device=job.device, batch=job.batch, runs=s.get("runs", 5),
                                      warmup=s.get("warmup", 5), iterations=s.get("iterations", 50), options=options, **bind)
             recs = records_from_profile(rep)
         elif job.kind == "diverge":
             from mlms_ir.divergence import diverge
 
             opts = {k: v for k, v in options.items() if k != "precision"}
-            rep = diverge(job.model, job.backend, s.get("reference", "reference"), device=job.device, batch=job.batch,
+            rep = diverge(model, job.backend, s.get("reference", "reference"), device=job.device, batch=job.batch,
                           precision=job.precision, options=opts, **bind)
             recs = records_from_divergence([rep])
         else:
             from mlms_ir.passes.analyze import analyze
 
-            recs = records_from_analysis(analyze(job.model, batch=job.batch, **bind))
+            recs = records_from_analysis(analyze(model, batch=job.batch, **bind))
     except MlmsIrError as exc:
         recs = [failed_record(job, str(exc))]
     for r in recs:

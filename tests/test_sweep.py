@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ def _spec(tmp_path: Path, text: str) -> Path:
 
 
 def test_spec_expands_the_matrix(tmp_path):
+    (tmp_path / "other.onnx").write_bytes(Path(MODEL).read_bytes())
     spec = load_spec(_spec(tmp_path, f"""
 name: m
 kind: run
@@ -60,12 +62,37 @@ def test_bad_specs_say_what_is_wrong(tmp_path, text, msg):
         load_spec(_spec(tmp_path, text))
 
 
+@pytest.mark.parametrize("text,msg", [
+    ("name: x\nmodels: [a.onnx]", "model 'a.onnx' is not a file"),
+    ("name: x\nmodels: [zoo:resnet5O]", "the zoo has no model 'resnet5O'; did you mean"),
+    ("name: x\nmodels: [MODEL]\nbackends: [ort, tensorrtt]", "unknown backend 'tensorrtt' (did you mean tensorrt?)"),
+    ("name: x\nmodels: [MODEL]\nkind: diverge\nreference: refrence", "unknown backend 'refrence'"),
+    ("name: x\nmodels: [MODEL]\ndevices: [gpu]", "unknown device 'gpu'; one of cpu, cuda, tensorrt"),
+])
+def test_a_spec_is_checked_whole_before_any_job(tmp_path, text, msg):
+    """Every model, backend and device a spec names is checked when it is read, so a typo in the last
+    cell of a matrix does not surface hours into a sweep."""
+    with pytest.raises(SweepSpecError, match=re.escape(msg)):
+        load_spec(_spec(tmp_path, text.replace("MODEL", MODEL)))
+
+
+def test_zoo_models_in_a_spec(tmp_path):
+    """``zoo:NAME`` is the zoo's model, not a file beside the spec; the job resolves it when it runs."""
+    spec = load_spec(_spec(tmp_path, "name: z\nmodels: [zoo:Digits-CNN]\nbackends: [ort]\nbatches: [1]\niterations: 2\nwarmup: 0"))
+    assert [j.model for j in spec.jobs] == ["zoo:digits-cnn"]  # the catalog's own spelling: one key per model
+    res = run_sweep(spec, tmp_path / "s.sqlite", progress=False)
+    assert (res.ok, res.failed) == (1, 0), Store(tmp_path / "s.sqlite").list(sweep="z")[0].error
+    with Store(tmp_path / "s.sqlite") as st:
+        (r,) = st.list(sweep="z")
+        assert r.status == "ok" and r.model_name == "digits_cnn.onnx"
+
+
 def test_local_sweep_records_failures_and_resumes(tmp_path):
     db = tmp_path / "s.sqlite"
     spec = load_spec(_spec(tmp_path, f"""
 name: local
 models: [{MODEL}]
-backends: [ort, nosuch]
+backends: [ort, tensorrt]
 batches: [1, 2]
 iterations: 3
 warmup: 1
@@ -74,10 +101,11 @@ warmup: 1
     res = run_sweep(spec, db, progress=False, on_job=lambda job, status: seen.append((job.backend, status)))
     assert (res.jobs, res.skipped, res.ok, res.failed) == (4, 0, 2, 2)
     assert sorted(s for b, s in seen if b == "ort") == ["done", "done"]
-    assert all(s.startswith("failed: unknown backend 'nosuch'") for b, s in seen if b == "nosuch")
+    # tensorrt runs on cuda only: a job that cannot run is recorded as failed, with the reason
+    assert all(s.startswith("failed: ") and "'cpu'" in s for b, s in seen if b == "tensorrt")
     with Store(db) as st:
         runs = st.list(sweep="local")
-        assert len(runs) == 4 and {r.status for r in runs if r.backend == "nosuch"} == {"failed"}
+        assert len(runs) == 4 and {r.status for r in runs if r.backend == "tensorrt"} == {"failed"}
         assert all(r.job_key for r in runs) and {r.batch for r in runs} == {1, 2}
     again = run_sweep(spec, db, progress=False)
     assert (again.skipped, again.ok, again.failed) == (2, 0, 2)  # finished jobs skipped; failed ones tried again
