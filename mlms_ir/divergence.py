@@ -27,6 +27,7 @@ from mlms_ir.ir.load import ModelSource
 from mlms_ir.ir.shapes import Dims, InputShapes
 from mlms_ir.comparator import TOLERANCES, value_diffs
 from mlms_ir.inputs import feeds_for
+from mlms_ir.progress import progress_bar
 from mlms_ir.results.base import model_ref
 from mlms_ir.results.divergence import DivergenceReport, DivergenceRun, FailedBackend, NodeDivergence, TensorDiff
 
@@ -328,9 +329,10 @@ def diverge(
 
 
 def diverge_backends(model: ModelSource, backends: Sequence[str], reference: str = "reference", *,
-                     options: dict[str, dict[str, Any]] | None = None, **kwargs: Any) -> DivergenceRun:
+                     options: dict[str, dict[str, Any]] | None = None, progress: bool = False, **kwargs: Any) -> DivergenceRun:
     """:func:`diverge` for each of ``backends`` against one ``reference``; ``options`` per backend
-    name, the other keyword arguments as :func:`diverge` takes them.
+    name, the other keyword arguments as :func:`diverge` takes them; ``progress`` shows a bar on
+    stderr, a step per backend.
 
     A backend that fails is recorded in ``failed`` and the others go on; a model or a binding
     that is wrong (:class:`~mlms_ir.errors.ModelLoadError`, :class:`~mlms_ir.errors.ShapeBindingError`)
@@ -338,13 +340,16 @@ def diverge_backends(model: ModelSource, backends: Sequence[str], reference: str
     from mlms_ir.errors import ModelLoadError, ShapeBindingError
 
     out = DivergenceRun(reports=[])
-    for name in backends:
-        try:
-            out.reports.append(diverge(model, name, reference, options=(options or {}).get(name, {}), **kwargs))
-        except (ModelLoadError, ShapeBindingError):
-            raise
-        except MlmsIrError as exc:
-            out.failed.append(FailedBackend(backend=name, error=str(exc)))
+    with progress_bar(len(backends), "diverge", enabled=progress) as bar:
+        for name in backends:
+            bar.advance(0, note=f"{name} against {reference}")
+            try:
+                out.reports.append(diverge(model, name, reference, options=(options or {}).get(name, {}), **kwargs))
+            except (ModelLoadError, ShapeBindingError):
+                raise
+            except MlmsIrError as exc:
+                out.failed.append(FailedBackend(backend=name, error=str(exc)))
+            bar.advance()
     return out
 
 

@@ -17,6 +17,11 @@ class MlmsIrError(Exception):
     exit_code = 2
 
 
+class UsageError(MlmsIrError):
+    """A command line the verb cannot take (an unknown flag or command, a value too many): nothing
+    has run, nothing is recorded."""
+
+
 class ModelLoadError(MlmsIrError):
     """The model file cannot be read or is not an ONNX model (missing, empty, truncated, corrupt)."""
 
@@ -144,5 +149,6 @@ __all__ = [
     "UnknownDeviceError",
     "UnknownModelError",
     "UnsupportedOpsetError",
+    "UsageError",
     "WeightsUnavailableError",
 ]

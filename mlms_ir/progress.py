@@ -20,6 +20,9 @@ from __future__ import annotations
 import sys
 from typing import Literal
 
+#: Set by the command line's ``-q``/``--quiet``: no bar anywhere in this process.
+quiet = False
+
 #: What a bar counts: items (``M/N``) or bytes (sizes and transfer speed).
 Unit = Literal["items", "bytes"]
 
@@ -33,7 +36,7 @@ class ProgressBar:
             raise ValueError(f"unit is 'items' or 'bytes', not {unit!r}")
         self._rich = None
         self._task = None
-        if not enabled or total == 0 or not _stderr_is_terminal():
+        if not enabled or quiet or total == 0 or not _stderr_is_terminal():
             return
         from rich.console import Console
         from rich.progress import (
@@ -41,15 +44,22 @@ class ProgressBar:
             DownloadColumn,
             MofNCompleteColumn,
             Progress,
+            SpinnerColumn,
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
             TransferSpeedColumn,
         )
 
-        count = (DownloadColumn(), TransferSpeedColumn()) if unit == "bytes" else (MofNCompleteColumn(),)
-        self._rich = Progress(TextColumn("{task.description}"), BarColumn(), *count, TimeElapsedColumn(), TimeRemainingColumn(),
-                              TextColumn("{task.fields[note]}"), console=Console(file=sys.stderr), transient=not keep)
+        if total is None and unit == "items":  # one long step of unknown length: a spinner and the time so far
+            columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), TextColumn("{task.fields[note]}"))
+        else:
+            count = (DownloadColumn(), TransferSpeedColumn()) if unit == "bytes" else (MofNCompleteColumn(),)
+            columns = (TextColumn("{task.description}"), BarColumn(), *count, TimeElapsedColumn(), TimeRemainingColumn(),
+                       TextColumn("{task.fields[note]}"))
+        # stdout is left alone: a report printed meanwhile goes where it was sent, not above the bar on stderr
+        self._rich = Progress(*columns, console=Console(file=sys.stderr), transient=not keep, redirect_stdout=False,
+                              redirect_stderr=False)
         self._rich.start()
         self._task = self._rich.add_task(description, total=total, completed=completed, note="")
 
@@ -86,7 +96,8 @@ def progress_bar(total: int | None, description: str, *, enabled: bool = True, u
     """Start a progress bar on stderr; use it as a context manager (or call ``close()``).
 
     Args:
-        total: how much there is to do (None: unknown, as for a download without a length).
+        total: how much there is to do (None: unknown, as for a download without a length; with
+            ``unit="items"`` a spinner, the elapsed time and the note: one long step such as an export).
         description: the text before the bar.
         enabled: False gives a silent bar (as does stderr not being a terminal, or ``total == 0``).
         unit: ``"items"`` shows ``M/N``; ``"bytes"`` shows sizes and the transfer speed.

@@ -24,6 +24,7 @@ from mlms_ir.inputs import batch_of, feeds_for
 from mlms_ir.ir import Graph, load
 from mlms_ir.ir.load import ModelSource
 from mlms_ir.ir.shapes import Dims, InputShapes
+from mlms_ir.progress import progress_bar
 from mlms_ir.results.base import model_ref
 from mlms_ir.results.profile import NodeTime, ProfileReport
 from mlms_ir.results.run import RunRecord, RunReport
@@ -54,11 +55,13 @@ def run_backends(
     system: bool = True,
     atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
+    progress: bool = False,
 ) -> RunReport:
     """Time ``model`` on each backend and batch size; compare every backend's outputs with the
     first one that ran (max abs / rel error, and the verdict: elements beyond
     ``atol + rtol*|first|``). ``options`` maps a backend name to its session options (e.g.
-    ``{"ort": {"opt": "none"}}``)."""
+    ``{"ort": {"opt": "none"}}``). ``progress`` shows a bar on stderr (one step per backend and
+    batch size)."""
     if not (atol >= 0 and rtol >= 0):
         raise MlmsIrError(f"atol and rtol must be non-negative numbers, got {atol} and {rtol}")
     registry = _backends()
@@ -70,51 +73,57 @@ def run_backends(
     # that crashes (a segfault in a runtime's C++) fails its row and the others go on
     isolate = len(backends) > 1 and device == "cpu" and hasattr(os, "fork")
 
-    for batch in batches:
-        graph = load(model, input_shapes=input_shapes, batch=batch, dims=dims)
-        model_info = model_ref(graph)
-        feeds = feeds_for(graph, inputs, seed)
-        b = batch_of(feeds)
-        reference: tuple[str, dict[str, np.ndarray]] | None = None
-        for name in backends:
-            opts = dict((options or {}).get(name, {}))
-            rec = RunRecord(backend=name, device=device, batch=b, status="ok", options=opts)
-            records.append(rec)
-            try:
-                backend = registry.get(name)
-            except MlmsIrError as exc:
-                rec.status, rec.error = "unavailable", str(exc)
-                continue
-            avail = backend.available(device, **opts)
-            if not avail:
-                rec.status, rec.error = "unavailable", avail.reason
-                continue
-            try:
-                if isolate:
-                    rec.options, stats, outputs = _measure_in_child(backend, graph, device, opts, feeds, warmup, iterations,
-                                                                    min_time_s)
-                else:
-                    with backend.prepare(graph, device, **opts) as session:
-                        rec.options = dict(session.options)
-                        with GpuSampler() as sampler:
-                            stats, outputs = session.measure(feeds, warmup=warmup, iterations=iterations, min_time_s=min_time_s)
-                        rec.gpu = sampler.summary() if device != "cpu" else None
-            except MlmsIrError as exc:
-                rec.status, rec.error = "failed", str(exc)
-                continue
-            except Exception as exc:  # noqa: BLE001 - a backend crash is recorded, the rest goes on
-                log.debug("backend %s failed", name, exc_info=True)
-                rec.status, rec.error = "failed", f"{type(exc).__name__}: {exc}"
-                continue
-            rec.latency_ms = stats.as_dict()
-            rec.throughput = b / (stats.mean / 1000.0) if stats.mean > 0 else None
-            if reference is None:
-                reference = (name, outputs)
-            else:
-                diff = compare_outputs(reference[1], outputs, atol=atol, rtol=rtol)
-                rec.max_abs_diff, rec.max_rel_diff = diff["max_abs_diff"], diff["max_rel_diff"]
-                rec.beyond_tolerance, rec.outputs_agree = diff["beyond_tolerance"], diff["agree"]
-                rec.compared_with = reference[0]
+    with progress_bar(len(batches) * len(backends), "run", enabled=progress) as bar:
+        for batch in batches:
+            graph = load(model, input_shapes=input_shapes, batch=batch, dims=dims)
+            model_info = model_ref(graph)
+            feeds = feeds_for(graph, inputs, seed)
+            b = batch_of(feeds)
+            reference: tuple[str, dict[str, np.ndarray]] | None = None
+            for name in backends:
+                bar.advance(0, note=f"{name}" + (f", batch {b}" if len(batches) > 1 else ""))
+                try:
+                    opts = dict((options or {}).get(name, {}))
+                    rec = RunRecord(backend=name, device=device, batch=b, status="ok", options=opts)
+                    records.append(rec)
+                    try:
+                        backend = registry.get(name)
+                    except MlmsIrError as exc:
+                        rec.status, rec.error = "unavailable", str(exc)
+                        continue
+                    avail = backend.available(device, **opts)
+                    if not avail:
+                        rec.status, rec.error = "unavailable", avail.reason
+                        continue
+                    try:
+                        if isolate:
+                            rec.options, stats, outputs = _measure_in_child(backend, graph, device, opts, feeds, warmup, iterations,
+                                                                            min_time_s)
+                        else:
+                            with backend.prepare(graph, device, **opts) as session:
+                                rec.options = dict(session.options)
+                                with GpuSampler() as sampler:
+                                    stats, outputs = session.measure(feeds, warmup=warmup, iterations=iterations, min_time_s=min_time_s)
+                                rec.gpu = sampler.summary() if device != "cpu" else None
+                    except MlmsIrError as exc:
+                        rec.status, rec.error = "failed", str(exc)
+                        continue
+                    except Exception as exc:  # noqa: BLE001 - a backend crash is recorded, the rest goes on
+                        log.debug("backend %s failed", name, exc_info=True)
+                        rec.status, rec.error = "failed", f"{type(exc).__name__}: {exc}"
+                        continue
+                    rec.latency_ms = stats.as_dict()
+                    rec.throughput = b / (stats.mean / 1000.0) if stats.mean > 0 else None
+                    if reference is None:
+                        reference = (name, outputs)
+                    else:
+                        diff = compare_outputs(reference[1], outputs, atol=atol, rtol=rtol)
+                        rec.max_abs_diff, rec.max_rel_diff = diff["max_abs_diff"], diff["max_rel_diff"]
+                        rec.beyond_tolerance, rec.outputs_agree = diff["beyond_tolerance"], diff["agree"]
+                        rec.compared_with = reference[0]
+                finally:
+                    bar.advance()
+
     settings = {"iterations": iterations, "warmup": warmup, "min_time_s": min_time_s, "seed": seed, "atol": atol, "rtol": rtol,
                 "inputs": inputs if isinstance(inputs, str) else ("given" if inputs else "random"), "device": device}
     return RunReport(model=model_info, system=system_facts() if system else {}, settings=settings, runs=records)
@@ -256,11 +265,13 @@ def profile_model(
     options: dict[str, Any] | None = None,
     roofline_device: str | None = None,
     system: bool = True,
+    progress: bool = False,
 ) -> Profiled:
     """Per-node times of ``model`` on one backend, merged with its static cost.
 
     Measured in levels: the latency comes from untraced runs; per-node times from traced runs;
-    the tracing overhead is the ratio of the two."""
+    the tracing overhead is the ratio of the two. ``progress`` shows a bar on stderr (its steps:
+    session, latency, traced runs, analysis)."""
     from mlms_ir.passes.analyze import analyze
     from mlms_ir.system import GpuSampler, system_facts
 
@@ -274,24 +285,29 @@ def profile_model(
     feeds = feeds_for(graph, inputs, seed)
     be = registry.get(backend)
     telemetry = None
-    with be.prepare(graph, device, **(options or {})) as session:
-        run = session.runner(feeds)
-        with (GpuSampler() if on_gpu else contextlib.nullcontext()) as sampler:
-            stats = measure(run, synchronize=session.synchronize, warmup=warmup, iterations=iterations)
-        if sampler is not None:
-            telemetry = sampler.summary()
-        session.trace(feeds, runs=1)  # warm the traced path (ORT builds a second session)
-        traces = session.trace(feeds, runs=runs)
-        # only where names differ from graph ids (a one-to-one mapping says nothing)
-        mapping = {k: v for k, v in session.node_mapping.items() if v != [k]}
-        opts = dict(session.options)
-    gpu_name, telemetry_gpu = _run_gpu(device) if on_gpu else (None, None)
-    if roofline_device is None and gpu_name:
-        from mlms_ir.passes.roofline import match_gpu
+    with progress_bar(4, f"profile {backend}", enabled=progress) as bar:
+        bar.advance(0, note="preparing the session")
+        with be.prepare(graph, device, **(options or {})) as session:
+            run = session.runner(feeds)
+            bar.advance(note=f"latency: {warmup} + {iterations} runs")
+            with (GpuSampler() if on_gpu else contextlib.nullcontext()) as sampler:
+                stats = measure(run, synchronize=session.synchronize, warmup=warmup, iterations=iterations)
+            if sampler is not None:
+                telemetry = sampler.summary()
+            bar.advance(note=f"{runs} traced runs")
+            session.trace(feeds, runs=1)  # warm the traced path (ORT builds a second session)
+            traces = session.trace(feeds, runs=runs)
+            # only where names differ from graph ids (a one-to-one mapping says nothing)
+            mapping = {k: v for k, v in session.node_mapping.items() if v != [k]}
+            opts = dict(session.options)
+        bar.advance(note="static analysis")
+        gpu_name, telemetry_gpu = _run_gpu(device) if on_gpu else (None, None)
+        if roofline_device is None and gpu_name:
+            from mlms_ir.passes.roofline import match_gpu
 
-        matched = match_gpu(gpu_name)
-        roofline_device = matched.name if matched is not None else None
-    analysis = analyze(graph, device=roofline_device)
+            matched = match_gpu(gpu_name)
+            roofline_device = matched.name if matched is not None else None
+        analysis = analyze(graph, device=roofline_device)
     static = {n.id: n for n in analysis.nodes}
     flops = {k: (n.flops or 0) for k, n in static.items()}
     median, unattributed, coverage, groups = aggregate(traces, graph, flops)

@@ -32,6 +32,7 @@ from typing import Any
 
 from mlms_ir.errors import WeightsUnavailableError
 from mlms_ir.files import cache_root
+from mlms_ir.progress import progress_bar
 from mlms_ir.zoo.download import download
 from mlms_ir.zoo.manifest import get
 
@@ -245,7 +246,7 @@ def build(name: str, *, weights: bool = False, batch: int = 1, force: bool = Fal
             :class:`WeightsUnavailableError`.
         batch: batch size of the example input (the model keeps a dynamic batch, except detection models).
         force: convert again even when a build is in the cache.
-        progress: show a progress bar while downloading.
+        progress: show a progress bar while downloading, and a spinner while converting.
 
     A cached build is reused unless ``force``, or unless ``weights`` is asked for and the cached
     build has random weights. ``digits-cnn`` is the file shipped in the package. Builds of one model
@@ -274,7 +275,8 @@ def build(name: str, *, weights: bool = False, batch: int = 1, force: bool = Fal
         os.chmod(tmp, 0o755)
         log.info("converting %s (%s weights)", name, "published" if weights else "random")
         try:
-            result = _convert(m, tmp / MODEL_FILE, weights=weights, wfile=wfile, batch=batch)
+            with progress_bar(None, f"converting {name}", enabled=progress):
+                result = _convert(m, tmp / MODEL_FILE, weights=weights, wfile=wfile, batch=batch)
             record = result.to_dict()
             record["path"] = MODEL_FILE
             src = m["source"]

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mlms_ir.errors import MlmsIrError
+from mlms_ir.errors import MlmsIrError, UsageError
 
 #: Flags that may be repeated on the command line; their values are joined with ';'.
 REPEATABLE = ("--input-shape", "--input_shape")
@@ -67,6 +67,15 @@ def _take_max_memory(argv: list[str]) -> list[str]:
     return out
 
 
+def _take_quiet(argv: list[str]) -> list[str]:
+    """``-q``/``--quiet``, a flag of every verb: no progress bars."""
+    from mlms_ir import progress
+
+    out = [a for a in argv if a not in ("-q", "--quiet")]
+    progress.quiet = len(out) != len(argv)
+    return out
+
+
 def commands() -> dict:
     from mlms_ir.cli.analyze import analyze, devices, ops, version
     from mlms_ir.cli.report import report
@@ -85,10 +94,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m mlms_ir`` and the ``mlms_ir`` script; returns the exit status."""
     import fire
 
-    args = list(sys.argv[1:] if argv is None else argv)
+    from mlms_ir.cli import args as cli_args
+
+    argv_list = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=os.environ.get("MLMS_IR_LOG", "WARNING").upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
-        fire.Fire(commands(), command=_join_repeated(_take_max_memory(args)), name="mlms_ir")
+        table = commands()
+        rest = _take_quiet(_take_max_memory(argv_list))
+        target, verb_args = cli_args.resolve(table, rest)
+        if target is None or isinstance(target, dict) or cli_args.wants_help(verb_args):
+            if target is None and verb_args and not cli_args.wants_help(verb_args):
+                raise UsageError(f"'{verb_args[0]}' is not a command; mlms_ir -h lists them")
+            sys.stdout.write(cli_args.help_text(target, table))
+            return 0
+        checked = cli_args.check(target, _join_repeated(verb_args))
+        fire.Fire(table, command=[*target.path, *checked], name="mlms_ir")
     except MlmsIrError as exc:
         from mlms_ir.report.text import printable
 

@@ -38,7 +38,7 @@ def analyze(
         format: table (default), json, csv (one row per node) or md; inferred from --output's suffix.
         top: how many nodes the table and Markdown list.
         output: write to this file instead of stdout.
-        input_shape: NAME:DIMS such as input:1x3x224x224; repeat for several inputs.
+        input_shape: DIMS such as 1x3x224x224 (a model with one input) or NAME:DIMS (input:1x3x224x224); repeat for several inputs.
         batch: the leading dim of every input whose leading dim is dynamic.
         dims: named symbolic dims, e.g. batch=8,seq=128.
         device: roofline device (see `devices`), or fp32=FLOPS,bw=BYTES_PER_S, or a JSON file.

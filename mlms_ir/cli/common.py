@@ -11,7 +11,7 @@ from pathlib import Path
 from mlms_ir.errors import MlmsIrError
 from mlms_ir.ir.shapes import dims_text, input_shape_list
 
-__all__ = ["batch_list", "dims_text", "emit", "input_shape_list", "model_path", "nonnegative_float", "output_format", "positive_int",
+__all__ = ["backend_names", "batch_list", "dims_text", "emit", "input_shape_list", "model_path", "nonnegative_float", "output_format", "positive_int",
            "render_to", "session_options", "split_list", "write_text"]
 
 
@@ -46,6 +46,19 @@ def split_list(value) -> list[str]:
     if isinstance(value, (list, tuple)):
         return [str(v).strip() for v in value if str(v).strip()]
     return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+def backend_names(value, flag: str = "--backends") -> list[str]:
+    """The backend names a flag gives, once each is a known backend: a misspelt name stops the
+    command before anything runs (a known backend that cannot run here, or not on the device
+    asked for, is reported by the run itself)."""
+    from mlms_ir.backends import registry
+
+    names = split_list(value)
+    if not names:
+        raise MlmsIrError(f"{flag} names no backend (see `mlms_ir backends`)")
+    registry.check(names)
+    return names
 
 
 def batch_list(value) -> list[int | None]:

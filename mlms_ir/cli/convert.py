@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from mlms_ir.errors import MlmsIrError
+from mlms_ir.progress import ProgressBar, progress_bar
 
 #: Frameworks ``convert`` takes, and those it names as not supported yet.
 FRAMEWORKS = ("torchvision", "torchscript", "keras", "savedmodel", "mxnet", "onnx")
@@ -108,7 +109,9 @@ def convert(
 
         dims = [([batch, *d[1:]] if batch else d) for _, d in shapes]
         out = Path(output) if output else Path(str(src).replace("-symbol.json", "")).with_suffix(".onnx")
-        print(from_mxnet(src, weights, out, input_shapes=dims, python=python).summary())
+        with _converting(src):
+            result = from_mxnet(src, weights, out, input_shapes=dims, python=python)
+        print(result.summary())
         return
     if fw in ("keras", "savedmodel"):
         if weights is not None or shapes:
@@ -116,10 +119,11 @@ def convert(
         from mlms_ir.converters import tensorflow as tfconv
 
         out = Path(output) if output else Path(str(src).rstrip("/")).with_suffix(".onnx")
-        if fw == "savedmodel":
-            result = tfconv.from_saved_model(src, out, opset=opset)
-        else:
-            result = tfconv.from_keras(tfconv.load_keras(src), out, opset=opset)
+        with _converting(src):
+            if fw == "savedmodel":
+                result = tfconv.from_saved_model(src, out, opset=opset)
+            else:
+                result = tfconv.from_keras(tfconv.load_keras(src), out, opset=opset)
         print(result.summary())
         return
     from mlms_ir.converters import torch as tconv
@@ -136,8 +140,9 @@ def convert(
             resolution = (dims[-2], dims[-1])
             batch = batch or dims[0]
         out = Path(output) if output else Path(f"{src}.onnx")
-        result = tconv.from_torchvision(str(src), out, weights=weights, batch=batch or 1, resolution=resolution,
-                                        exporter=exporter, opset=opset)
+        with _converting(src):
+            result = tconv.from_torchvision(str(src), out, weights=weights, batch=batch or 1, resolution=resolution,
+                                            exporter=exporter, opset=opset)
     else:
         if not shapes:
             raise MlmsIrError("a TorchScript file does not record its input shapes: give --input-shape, e.g. 1x3x224x224")
@@ -146,8 +151,9 @@ def convert(
         dims = [([batch, *d[1:]] if batch else d) for _, d in shapes]
         names = [n for n, _ in shapes]
         out = Path(output) if output else Path(src).with_suffix(".onnx")
-        result = tconv.from_torchscript(src, [tuple(d) for d in dims], out, exporter=exporter, opset=opset,
-                                        input_names=names if all(names) else None)
+        with _converting(src):
+            result = tconv.from_torchscript(src, [tuple(d) for d in dims], out, exporter=exporter, opset=opset,
+                                            input_names=names if all(names) else None)
     print(result.summary())
 
 
@@ -171,10 +177,16 @@ def _to_saved_model(src, fw, target, output, input_shape, batch, weights, export
     else:
         p = Path(text.rstrip("/"))
         out = p.with_name(p.stem + "_savedmodel")
-    result = to_saved_model(text, out, dims=dims, overwrite=bool(overwrite), python=python)
+    with _converting(text):
+        result = to_saved_model(text, out, dims=dims, overwrite=bool(overwrite), python=python)
     print(result.summary())
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
+
+
+def _converting(src) -> ProgressBar:
+    """A spinner on stderr while a conversion (export, then the check against the source) runs."""
+    return progress_bar(None, f"converting {src}", enabled=True)
 
 
 __all__ = ["convert"]

@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any
 
-from mlms_ir.cli.common import emit, output_format, session_options, split_list
+from mlms_ir.cli.common import backend_names, emit, output_format, session_options
 from mlms_ir.errors import MlmsIrError
 
 
@@ -99,9 +99,7 @@ def evaluate(
     from mlms_ir.evaluate import records_from_evaluation
 
     fmt = output_format(format, output)
-    names = split_list(backends)
-    if not names:
-        raise MlmsIrError("--backends names no backend")
+    names = backend_names(backends)
     path, man = _model_and_manifest(model)
     ds_name = dataset or (man or {}).get("dataset")
     if not ds_name:

@@ -31,7 +31,7 @@ def report(
         runs: the JSON of `run --format json` (latency per backend and batch size).
         counters: the JSON of `profile --counters --format json` (hardware counters per node).
         output: the HTML file to write (-o; default: MODEL_NAME.report.html here).
-        input_shape: NAME:DIMS; repeat for several inputs.
+        input_shape: DIMS (a model with one input) or NAME:DIMS; repeat for several inputs.
         batch: the leading dim of every input (default: the profile's batch).
         dims: named symbolic dims, e.g. batch=8,seq=128.
         device: roofline device (see `devices`; default: the profile's).

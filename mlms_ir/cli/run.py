@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 
-from mlms_ir.cli.common import (batch_list, dims_text, emit, input_shape_list, model_path, nonnegative_float, output_format, positive_int,
-                                session_options, split_list)
+from mlms_ir.cli.common import (backend_names, batch_list, dims_text, emit, input_shape_list, model_path, nonnegative_float, output_format, positive_int,
+                                session_options)
 from mlms_ir.errors import MlmsIrError
 
 
@@ -45,7 +45,7 @@ def run(
         warmup: untimed runs first.
         min_time: keep iterating until this many seconds have passed.
         inputs: an .npz file of input arrays instead of seeded random data.
-        input_shape: NAME:DIMS such as input:1x3x224x224; repeat for several inputs.
+        input_shape: DIMS such as 1x3x224x224 (a model with one input) or NAME:DIMS (input:1x3x224x224); repeat for several inputs.
         dims: named symbolic dims, e.g. batch=8,seq=128.
         opt: ORT graph optimisation level: none, basic, extended or all (default: ORT's own).
         seed: seed of the random inputs.
@@ -61,9 +61,7 @@ def run(
     """
     from mlms_ir.runner import run_backends
 
-    names = split_list(backends)
-    if not names:
-        raise MlmsIrError("--backends names no backend")
+    names = backend_names(backends)
     fmt = output_format(format, output)
     report = run_backends(
         model_path(model),
@@ -80,12 +78,15 @@ def run(
         options=session_options(names, opt, python, worker_timeout),
         atol=nonnegative_float(atol, "--atol"),
         rtol=nonnegative_float(rtol, "--rtol"),
+        progress=True,
     )
     emit(report, fmt, output)
     from mlms_ir.cli.runs import record
     from mlms_ir.store import records_from_runs
 
-    record(store, lambda: records_from_runs(report), quiet=all(r.status != "ok" for r in report.runs))
+    # a backend that cannot run here is reported in the table, not stored as a failed run
+    record(store, lambda: [r for r in records_from_runs(report) if r.payload["run"]["status"] != "unavailable"],
+           quiet=all(r.status != "ok" for r in report.runs))
     if all(r.status != "ok" for r in report.runs):
         raise MlmsIrError("no backend ran: " + "; ".join(f"{r.backend}: {r.error}" for r in report.runs))
 
@@ -126,7 +127,7 @@ def profile(
         iters: untraced timed runs for the latency (and the tracing overhead).
         warmup: untimed runs first.
         inputs: an .npz file of input arrays instead of seeded random data.
-        input_shape: NAME:DIMS; repeat for several inputs.
+        input_shape: DIMS (a model with one input) or NAME:DIMS; repeat for several inputs.
         dims: named symbolic dims, e.g. batch=8,seq=128.
         opt: ORT graph optimisation level: none, basic, extended or all.
         roofline: a device for the roofline bound per node (see `devices`).
@@ -147,6 +148,8 @@ def profile(
 
     if isinstance(batch, (list, tuple)):
         raise MlmsIrError("profile takes one --batch value")
+    if len(backend_names(backend, "--backend")) != 1:
+        raise MlmsIrError("profile takes one --backend (run compares several)")
     fmt = output_format(format, output)
     if counters:
         _counters(model, backend=str(backend), device=str(device), batch=batch, input_shape=input_shape, dims=dims, inputs=inputs,
@@ -169,6 +172,7 @@ def profile(
         seed=int(seed),
         options={"opt": opt} if opt else None,
         roofline_device=roofline,
+        progress=True,
     )
     report, traces = profiled.report, profiled.traces
     if trace:
@@ -293,7 +297,7 @@ def diverge(
         device: cpu, cuda or tensorrt for the backends under test.
         batch: the leading dim of every input.
         inputs: an .npz file of input arrays instead of seeded random data.
-        input_shape: NAME:DIMS; repeat for several inputs.
+        input_shape: DIMS (a model with one input) or NAME:DIMS; repeat for several inputs.
         dims: named symbolic dims, e.g. batch=8,seq=128.
         atol: absolute tolerance: an element diverges when |d| > atol + rtol*|ref| (default by
             precision: fp32 1e-4, fp16 1e-3, bf16 1e-2).
@@ -312,9 +316,8 @@ def diverge(
     """
     from mlms_ir.divergence import diverge_backends
 
-    names = split_list(backends)
-    if not names:
-        raise MlmsIrError("--backends names no backend")
+    names = backend_names(backends)
+    backend_names(reference, "--reference")
     if isinstance(batch, (list, tuple)):
         raise MlmsIrError("diverge takes one --batch value")
     fmt = output_format(format, output)
@@ -328,7 +331,7 @@ def diverge(
         model_path(model), names, str(reference), options=session_options(names, opt, None, None), device=str(device), batch=batch,
         input_shapes=input_shape_list(input_shape), dims=dims_text(dims), inputs=inputs, atol=atol, rtol=rtol,
         precision=str(precision), introduced=str(introduced), seed=int(seed), top=positive_int(top, "--top"),
-        memory_budget_bytes=int(budget * 2**20))
+        memory_budget_bytes=int(budget * 2**20), progress=True)
     reports, failed = result.reports, result.failed
     emit(result, fmt, output, top=top)
     if reports:

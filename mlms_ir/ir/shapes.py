@@ -102,8 +102,13 @@ def parse_bindings(input_shapes: InputShapes = None, batch: int | str | None = N
         for item in items:
             text = str(item).strip()
             name, sep, spec = text.rpartition(":")
-            if not sep or not name or not spec:
-                raise ShapeBindingError(f"--input-shape expects NAME:DIMS such as 'input:1x3x224x224', got '{text}'")
+            if not sep:  # bare DIMS: the model's one input (resolved by apply_bindings)
+                name, spec = "", text
+                if len(items) > 1:
+                    raise ShapeBindingError(f"--input-shape '{text}' names no input: with several, give NAME:DIMS for each, "
+                                            "such as 'input_ids:1x128'")
+            if (sep and not name) or not spec:
+                raise ShapeBindingError(f"--input-shape expects DIMS or NAME:DIMS such as '1x3x224x224' or 'input:1x3x224x224', got '{text}'")
             if name in b.input_shapes:
                 raise ShapeBindingError(f"--input-shape gives input '{name}' twice")
             b.input_shapes[name] = _dims_of(spec, f"--input-shape '{text}'")
@@ -145,6 +150,11 @@ def apply_bindings(model: onnx.ModelProto, b: Bindings) -> dict[str, int]:
             raise ShapeBindingError(f"dim '{p}' is bound to both {old} and {v} ({why})")
         params[p] = v
 
+    if "" in b.input_shapes:  # bare DIMS: the one input there is
+        if len(inputs) != 1:
+            raise ShapeBindingError(f"--input-shape without a name binds a model's only input; this one has {len(inputs)}: "
+                                    f"{', '.join(inputs) or '(none)'}; give NAME:DIMS")
+        b.input_shapes = {next(iter(inputs)): b.input_shapes[""]}
     for name, dims in b.input_shapes.items():
         vi = inputs.get(name)
         if vi is None:

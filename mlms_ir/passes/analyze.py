@@ -89,7 +89,7 @@ def analyze(
         names = ", ".join(d.dim for d in unresolved[:5])
         warnings.append(
             f"{n_unresolved} node(s) not counted because shapes are unknown (dims: {names}); "
-            "bind them with --dims NAME=VALUE, --batch N or --input-shape NAME:DIMS"
+            "bind them with --dims NAME=VALUE, --batch N or --input-shape [NAME:]DIMS"
         )
     if n_unknown:
         warnings.append(
