@@ -3,11 +3,13 @@
 :func:`compare_runs` lines up what each run is (kind, model, backend, device, batch,
 precision, host, CPU, GPU, versions) and what it measured (latency percentiles, throughput,
 accuracy, output error, totals), then the per-node figures: time deltas against the first
-run (the baseline) for profiles, errors for divergence runs.
+run (the baseline) for profiles, errors for divergence runs. First of all it lists the recorded
+settings that differ between the runs (``--opt all`` against ``--opt none``).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from mlms_ir.results.comparison import Comparison, DescribeRow, FigureRow, NodeRow, PerNode
@@ -53,6 +55,32 @@ def describe_rows(runs: list[StoredRun]) -> list[DescribeRow]:
             rows.append((pkg, vals))
     rows.append(("recorded", [r.created_at for r in runs]))
     return [DescribeRow(k, v) for k, v in rows]
+
+
+def flat_settings(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A run's recorded settings, one key per leaf: a backend's ``options`` by their own names
+    (``opt``, ``precision``), anything else nested by dotted path (``bindings.dims.batch``)."""
+    out: dict[str, Any] = {}
+    for k, v in (settings or {}).items():
+        key = f"{prefix}{k}" if prefix or k != "options" else ""
+        if isinstance(v, dict) and v:
+            out.update(flat_settings(v, f"{key}." if key else ""))
+        else:
+            out[key or k] = v
+    return out
+
+
+def differing_settings(runs: list[StoredRun]) -> list[DescribeRow]:
+    """The recorded settings whose values are not the same in every run (a setting one run
+    lacks reads None there), in the order the runs recorded them."""
+    flat = [flat_settings(r.settings) for r in runs]
+    keys = list(dict.fromkeys(k for f in flat for k in f))
+    rows = []
+    for k in keys:
+        vals = [f.get(k) for f in flat]
+        if len({json.dumps(v, sort_keys=True, default=str) for v in vals}) > 1:
+            rows.append(DescribeRow(k, vals))
+    return rows
 
 
 def figure_rows(runs: list[StoredRun]) -> list[FigureRow]:
@@ -126,4 +154,5 @@ def compare_runs(store: Store, refs: list[int | str], top: int = 20) -> Comparis
     """The comparison of the runs ``refs`` (ids or uids), the first one the baseline."""
     runs = [store.get(r) for r in refs]
     return Comparison(store=str(store.path), runs=[{k: v for k, v in r.to_dict().items() if k not in ("system", "settings")} for r in runs],
-                      describe=describe_rows(runs), figures=figure_rows(runs), per_node=node_rows(store, runs, top))
+                      describe=describe_rows(runs), figures=figure_rows(runs), per_node=node_rows(store, runs, top),
+                      differing_settings=differing_settings(runs))

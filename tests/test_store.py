@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import multiprocessing
+import re
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from mlms_ir.store import MIGRATIONS, STORE_SCHEMA_VERSION, Store, StoreError, StoreRecord, default_store_path, resolve_store_path
 
@@ -174,13 +177,69 @@ def test_runs_list_show_compare(tmp_path):
     first = pn["nodes"][0]
     assert first["delta"][1] == pytest.approx(first["values"][1] - first["values"][0])
     assert abs(first["delta"][1]) >= max(abs(n["delta"][1]) for n in pn["nodes"])
+    # the settings that differ come first: --opt all against --opt none
+    assert list(cmp)[:4] == ["kind", "schema_version", "store", "differing_settings"] and cmp["schema_version"] == "1.2"
+    assert cmp["differing_settings"] == [{"field": "opt", "values": ["all", "none"]}]
     r = _cli("runs", "compare", "1", "2", env_store=db)
     assert r.returncode == 0 and "runs compared" in r.stdout and "per node: time_us" in r.stdout
+    rows = [line for line in r.stdout.splitlines() if line.startswith("│")]
+    assert re.match(r"│ setting opt +│ all +│ none +│$", rows[0]) and re.match(r"│ kind +│ profile +│ profile +│$", rows[1]), r.stdout
+    assert re.search(r"│ latency p50 \(ms\) +│ 0\.0\d{1,3} +│ 0\.0\d{1,3} \(\d\.\d\dx\) +│", r.stdout)  # three digits, not 0.02746
+    assert re.search(r"│ /features/conv1/Conv +│ Conv +│ +[\d.]+ µs │ +[\d.]+ µs │ +[+-][\d.]+ µs │", r.stdout), r.stdout
     out = tmp_path / "cmp.html"
     r = _cli("runs", "compare", "1", "2", "--output", str(out), env_store=db)
     assert r.returncode == 0, r.stderr
     html = out.read_text()
     assert "Runs 1, 2 compared" in html and "<script" not in html and "/features/conv1/Conv" in html
+    assert html.index("<h2>Settings that differ</h2>") < html.index("<h2>What ran where</h2>")
+    assert "<tr><td>opt</td><td>all</td><td>none</td></tr>" in html
+
+
+def test_compare_lists_the_settings_that_differ(tmp_path):
+    from mlms_ir.compare import compare_runs, flat_settings
+    from mlms_ir.report.store_text import render_compare
+
+    assert flat_settings({"options": {"opt": "all", "precision": "fp32"}, "bindings": {"dims": {"N": 4}}, "iterations": 50}) == {
+        "opt": "all", "precision": "fp32", "bindings.dims.N": 4, "iterations": 50}
+    same = {"warmup": 5, "inputs": "random"}
+    with Store(tmp_path / "s.sqlite") as st:
+        st.add(_rec(settings={**same, "iterations": 100, "options": {"opt": "all"}}))
+        st.add(_rec(settings={**same, "iterations": 50, "options": {"opt": "none", "threads": 2}}))
+        st.add(_rec(settings={**same, "iterations": 100, "options": {"opt": "all"}}))
+        cmp = compare_runs(st, [1, 2, 3])
+        assert [(r.field, r.values) for r in cmp.differing_settings] == [
+            ("iterations", [100, 50, 100]), ("opt", ["all", "none", "all"]), ("threads", [None, 2, None])]
+        assert type(cmp).from_dict(json.loads(cmp.to_json())) == cmp
+        out = io.StringIO()
+        render_compare(cmp, Console(file=out, width=120, color_system=None))
+        rows = [line for line in out.getvalue().splitlines() if line.startswith("│")]
+        assert [re.sub(r" +", " ", line) for line in rows[:3]] == [
+            "│ setting iterations │ 100 │ 50 │ 100 │", "│ setting opt │ all │ none │ all │", "│ setting threads │ - │ 2 │ - │"]
+        cmp = compare_runs(st, [1, 3])
+        assert cmp.differing_settings == []
+        out = io.StringIO()
+        render_compare(cmp, Console(file=out, width=120, color_system=None))
+        assert "every run recorded the same settings" in out.getvalue() and "setting " not in out.getvalue()
+
+
+def test_runs_list_cuts_a_long_error_at_a_word_and_json_keeps_it_whole(tmp_path):
+    import os
+
+    db = tmp_path / "r.sqlite"
+    error = ("BackendError: onnxruntime could not create a session for the model: [ONNXRuntimeError] : 10 : INVALID_GRAPH : "
+             "This is an invalid model. Type Error: Type 'tensor(int8)' of input parameter (x) of operator (Relu) in node (r) is invalid.")
+    with Store(db) as st:
+        st.add(_rec(status="failed", error=error, summary={}))
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # a pipe: the table keeps its natural width
+    env["MLMS_IR_STORE"] = str(db)
+    r = subprocess.run([sys.executable, "-m", "mlms_ir", "runs", "list"], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    # 80 characters at most, cut after a whole word ('model', not '[ONNXRuntime'), marked with '…'
+    assert "│ BackendError: onnxruntime could not create a session for the model… │" in r.stdout, r.stdout
+    assert "[ONNXRuntime" not in r.stdout
+    r = subprocess.run([sys.executable, "-m", "mlms_ir", "runs", "list", "--format", "json"], capture_output=True, text=True,
+                       timeout=300, env=env)
+    assert json.loads(r.stdout)["runs"][0]["error"] == error
 
 
 def test_compare_of_runs_carries_the_output_verdict(tmp_path):

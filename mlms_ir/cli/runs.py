@@ -70,11 +70,10 @@ class Runs:
         if str(format) == "json":
             write_text(json.dumps({"store": str(path), "runs": [r.to_dict() for r in runs]}, indent=2) + "\n", None)
             return
-        from rich.console import Console
-
         from mlms_ir.report.store_text import render_run_list
+        from mlms_ir.report.text import default_console
 
-        render_run_list(runs, str(path), Console())
+        render_run_list(runs, str(path), default_console())
 
     def show(self, run: str, store: str | None = None, format: str = "table", payload: bool = False) -> None:  # noqa: A002
         """One recorded run: what ran where, its figures, and (with --payload) its whole report.
@@ -96,16 +95,16 @@ class Runs:
                 d["payload"] = report
             write_text(json.dumps(d, indent=2) + "\n", None)
             return
-        from rich.console import Console
-
         from mlms_ir.report.store_text import render_run
+        from mlms_ir.report.text import default_console
 
-        render_run(r, nodes, report, Console())
+        render_run(r, nodes, report, default_console())
 
     def compare(self, *runs: str, store: str | None = None, format: str | None = None, output: str | None = None,  # noqa: A002
                 top: int = 20) -> None:
-        """Runs side by side, the first one the baseline: what ran where, latency, accuracy,
-        errors, and per-node time deltas (profiles) or errors (divergence).
+        """Runs side by side, the first one the baseline: the settings that differ between them
+        (first), what ran where, latency, accuracy, errors, and per-node time deltas (profiles)
+        or errors (divergence).
 
         Args:
             runs: two or more run ids or uids.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from mlms_ir.report.store_text import format_value
+from mlms_ir.report.store_text import format_value, node_delta, node_value
 from mlms_ir.results.comparison import Comparison
 
 
@@ -27,5 +27,7 @@ def render_compare_html(comparison: Comparison) -> str:
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     text = resources.files("mlms_ir.report").joinpath("templates/compare.html.j2").read_text(encoding="utf-8")
+    time = cmp["per_node"]["metric"] == "time_us"
     return env.from_string(text).render(cmp=cmp, ids=[str(r["id"]) for r in cmp["runs"]], fmt=format_value, verdict=_verdict,
+                                        node_value=lambda v: node_value(v, time), node_delta=lambda d: node_delta(d, time),
                                         version=__version__)

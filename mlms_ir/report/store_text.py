@@ -9,30 +9,40 @@ from typing import Any
 
 from rich.table import Table
 
-from mlms_ir.report.text import plain
+from mlms_ir.report.text import TIME_RESOLUTION_US, clip, human_count, human_time_ms, human_time_us, plain, sig
 from mlms_ir.results.comparison import Comparison
 
 
 def format_value(v: Any) -> str:
-    """A figure as the store's tables and the comparison page show it."""
+    """A figure as the store's tables and the comparison page show it: floats with three
+    significant digits (an SI prefix from 10,000 up, an exponent only below 0.001, as errors
+    are), integers whole, lists and objects as JSON."""
     if v is None:
         return "-"
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
-        return f"{v:.4g}"
+        if v != 0 and abs(v) < 1e-3:
+            return f"{v:.3g}"
+        return human_count(v) if abs(v) >= 1e4 else sig(v)
     if isinstance(v, int):
         return f"{v:,}"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, default=str)
     return str(v)
+
+
+#: Characters of a failed run's error that ``runs list`` shows (``runs show`` and the JSON keep it whole).
+ERROR_CHARS = 80
 
 
 def run_headline(r: Any) -> str:
     """The one figure ``runs list`` shows for a stored run (its error when it failed)."""
     s = r.summary
     if r.status != "ok":
-        return (r.error or "failed")[:80]
+        return clip(r.error or "failed", ERROR_CHARS)
     if r.kind in ("run", "profile") and isinstance(s.get("latency_ms"), dict):
-        return f"p50 {s['latency_ms'].get('p50', 0):.3f} ms"
+        return f"p50 {human_time_ms(s['latency_ms'].get('p50', 0))}"
     if r.kind == "diverge":
         fd = s.get("first_divergent")
         return "first divergent: " + ((fd.get("name") or fd.get("id")) if isinstance(fd, dict) else "none")
@@ -75,12 +85,16 @@ def render_run(r: Any, nodes: Sequence[Any], payload: Any, console: Any) -> None
 
 
 def render_compare(cmp: Comparison, console: Any) -> None:
-    """``runs compare``: the comparison as rich tables."""
+    """``runs compare``: the comparison as rich tables, the settings that differ first."""
     ids = [str(r["id"]) for r in cmp.runs]
     t = Table(title="runs compared (the first is the baseline)")
     t.add_column("")
     for i in ids:
         t.add_column(f"run {i}", overflow="fold")
+    for row in cmp.differing_settings:
+        t.add_row(plain(f"setting {row.field}", style="bold"), *(plain(format_value(v), style="bold") for v in row.values))
+    if cmp.differing_settings:
+        t.add_section()
     for row in cmp.describe:
         if any(v is not None for v in row.values):
             t.add_row(row.field, *(plain(format_value(v)) for v in row.values))
@@ -91,9 +105,11 @@ def render_compare(cmp: Comparison, console: Any) -> None:
             cells.append(plain(format_value(v) + (f" ({ratio:.2f}x)" if k and ratio is not None else "")))
         t.add_row(row.field, *cells)
     console.print(t)
+    if not cmp.differing_settings:
+        console.print(plain("every run recorded the same settings", style="dim"))
     pn = cmp.per_node
     if pn.nodes:
-        unit = "µs" if pn.metric == "time_us" else ""
+        time = pn.metric == "time_us"
         nt = Table(title=f"per node: {pn.metric} ({pn.compared_nodes} nodes in common; largest changes first)")
         nt.add_column("node")
         nt.add_column("op")
@@ -102,6 +118,20 @@ def render_compare(cmp: Comparison, console: Any) -> None:
         for i in ids[1:]:
             nt.add_column(f"Δ {i}", justify="right")
         for n in pn.nodes:
-            nt.add_row(plain(n.name or n.node_id), n.op_type or "", *(format_value(v) + unit for v in n.values),
-                       *((f"{d:+.4g}{unit}" if d is not None else "-") for d in n.delta[1:]))
+            nt.add_row(plain(n.name or n.node_id), plain(n.op_type or ""), *(node_value(v, time) for v in n.values),
+                       *(node_delta(d, time) for d in n.delta[1:]))
         console.print(nt)
+
+
+def node_value(v: float | None, time: bool) -> str:
+    """A per-node figure of the comparison: a time in µs (``time``), else an error."""
+    return human_time_us(v) if time and v is not None else format_value(v)
+
+
+def node_delta(d: float | None, time: bool) -> str:
+    """A per-node change from the baseline, signed."""
+    if d is None:
+        return "-"
+    if time:
+        return human_time_us(abs(d)) if abs(d) < TIME_RESOLUTION_US else ("+" if d >= 0 else "-") + human_time_us(abs(d))
+    return f"{d:+.3g}"

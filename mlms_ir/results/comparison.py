@@ -11,8 +11,8 @@ from typing import Any
 
 from mlms_ir.results.base import Result
 
-#: Version of the comparison JSON layout. 1.1: ``kind`` added.
-COMPARE_SCHEMA_VERSION = "1.1"
+#: Version of the comparison JSON layout. 1.1: ``kind`` added. 1.2: ``differing_settings`` added, first.
+COMPARE_SCHEMA_VERSION = "1.2"
 
 
 @dataclass
@@ -59,15 +59,18 @@ class PerNode:
 
 @dataclass
 class Comparison(Result):
-    """Runs side by side: ``runs`` (each run's stored record, less its system and settings),
-    ``describe`` (what each is), ``figures`` (what each measured) and ``per_node``."""
+    """Runs side by side: ``differing_settings`` (the recorded settings whose values differ
+    between the runs, such as ``opt``: ``all`` against ``none``; first, since they often explain
+    the rest), ``runs`` (each run's stored record, less its system and settings), ``describe``
+    (what each is), ``figures`` (what each measured) and ``per_node``."""
 
     kind = "comparison"
-    key_order = ("schema_version", "store", "runs", "describe", "figures", "per_node")
+    key_order = ("schema_version", "store", "differing_settings", "runs", "describe", "figures", "per_node")
 
     store: str
     runs: list[dict[str, Any]]
     describe: list[DescribeRow]
     figures: list[FigureRow]
     per_node: PerNode
+    differing_settings: list[DescribeRow] = field(default_factory=list)
     schema_version: str = COMPARE_SCHEMA_VERSION
