@@ -187,3 +187,11 @@ def test_devices_table_reads_peta_ops():
     assert r.returncode == 0, r.stderr
     assert re.search(r"│ h100-pcie +│ NVIDIA H100 PCIe 80GB +│ 51 TFLOP/s +│ 756 TFLOP/s +│ 1\.51 POP/s +│ 2 TB/s +│", r.stdout), r.stdout
     assert "e+" not in r.stdout
+
+
+def test_formulas_use_the_same_prefixes():
+    from mlms_ir.report.formula import pretty
+
+    # seconds below 1 with m..f (was '1e+03 µs·batch' for 0.0009996), counts rounded before the prefix
+    assert pretty("0.0009996*batch + 3.2e-12*batch*seq**2", "seconds") == "3.2 ps·batch·seq² + 1 ms·batch"
+    assert pretty("999600*batch", "count") == "1 M·batch"

@@ -29,11 +29,10 @@ def _bytes(v: float) -> str:
 
 
 def _seconds(v: float) -> str:
+    from mlms_ir.report.text import human_count, sig
+
     v = float(v)
-    for factor, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns"), (1e-12, "ps")):
-        if abs(v) >= factor:
-            return f"{v / factor:.3g} {unit}"
-    return f"{v / 1e-15:.3g} fs"
+    return f"{sig(v)} s" if abs(v) >= 1 else human_count(v, "s", small=True)
 
 
 UNITS: dict[str, Callable[[float], str]] = {"count": _count, "bytes": _bytes, "seconds": _seconds}

@@ -22,7 +22,7 @@ SORT_KEYS = ("macs", "flops", "params", "output_bytes", "bytes", "time", "order"
 
 #: SI prefixes, largest first: counts and rates (MACs, FLOP/s, B/s) and, where asked, small values.
 _PREFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K"))
-_SMALL_PREFIXES = ((1e-3, "m"), (1e-6, "µ"), (1e-9, "n"))
+_SMALL_PREFIXES = ((1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p"), (1e-15, "f"))
 #: Significant digits of every figure we print (the house style: no false precision).
 DIGITS = 3
 #: Times below this are noise (a profiler's clock, a share of a fused kernel): never printed finer.
@@ -52,7 +52,7 @@ def sig(x: float, digits: int = DIGITS) -> str:
 def human_count(n: int | float | None, unit: str = "", *, small: bool = False, none: str = "?") -> str:
     """A count or rate with an SI prefix and three significant digits: 4_089_184_256 -> '4.09 G',
     1.51e15 with unit 'OP/s' -> '1.51 POP/s'. Integers below 1000 are shown whole; ``small``
-    gives values below 1 the prefixes m, µ and n (0.0125 s -> '12.5 ms'); None reads ``none``."""
+    gives values below 1 the prefixes m, µ, n, p and f (0.0125 s -> '12.5 ms'); None reads ``none``."""
     if n is None:
         return none
     v = float(n)
