@@ -306,8 +306,8 @@ def _attention_qk_output(node: Node, facts: _Facts) -> str | None:
         masks.append("nonpad_kv_seqlen")
     if not masks:
         return None
-    return (f"onnxruntime writes the positions masked by {' and '.join(masks)} as -3.4e38 in qk_matmul_output "
-            "(qk_matmul_output_mode 2), where ONNX writes -inf")
+    return (f"onnxruntime writes the positions masked by {' and '.join(masks)} as the lowest finite value (-3.4e38 "
+            "in float32) in qk_matmul_output (qk_matmul_output_mode 2), where ONNX writes -inf")
 
 
 def _maxunpool_output_shape(node: Node, facts: _Facts) -> str | None:
