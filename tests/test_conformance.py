@@ -118,6 +118,7 @@ def results(cases, torch_skipped):
     return out
 
 
+@pytest.mark.slow
 def test_the_torch_cases_skipped_are_refused_in_the_table(table, torch_skipped):
     """The cases the test does not run on torch are refused in the table (so the filter cannot
     hide a case that converts)."""

@@ -393,6 +393,7 @@ def test_torchvision_random_weights_are_marked(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # command line
 # ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
 def test_cli_convert_torchscript(tmp_path):
     ts = tmp_path / "tiny.pt"
@@ -404,6 +405,7 @@ def test_cli_convert_torchscript(tmp_path):
     assert [i.name for i in onnx.load(str(out)).graph.input] == ["x"]
 
 
+@pytest.mark.slow
 def test_cli_convert_torchvision(tmp_path):
     out = tmp_path / "sq.onnx"
     r = cli("convert", "squeezenet1_1", "--output", str(out), "--input-shape", "1x3x64x64", "--exporter", "legacy")
@@ -412,6 +414,7 @@ def test_cli_convert_torchvision(tmp_path):
     assert [d.dim_value for d in onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim][1:] == [3, 64, 64]
 
 
+@pytest.mark.slow
 def test_cli_convert_errors(tmp_path):
     r = cli("convert", "model.json", "--framework", "mxnet")
     assert r.returncode == 2 and "needs its params file" in r.stderr

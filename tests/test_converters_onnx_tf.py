@@ -105,6 +105,7 @@ def converted(env_python, tmp_path_factory):
 
 
 # ---------------------------------------------------------------------------- conversions
+@pytest.mark.slow
 def test_digits_model_to_saved_model(converted):
     r = converted["digits"]
     assert isinstance(r, SavedModelResult) and r.exporter == "onnx-tf"
@@ -184,6 +185,7 @@ def test_saved_models_match_onnxruntime_at_other_sizes(converted, env_python, tm
                 np.testing.assert_allclose(g, w, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_mismatch_fails_and_keeps_the_old_output(converted, tmp_path, monkeypatch):
     old = tmp_path / "old"
     shutil.copytree(converted["dyn"].path, old)
@@ -208,6 +210,7 @@ def test_an_op_onnx_tf_cannot_convert(env_python, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["u.onnx"]
 
 
+@pytest.mark.slow
 def test_cli_converts_a_zoo_model(converted, tmp_path, capsys):
     out = tmp_path / "sm"
     shutil.copytree(converted["digits"].path, out)

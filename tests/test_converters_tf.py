@@ -19,6 +19,9 @@ import pytest
 
 import mlms_ir
 
+#: Each test converts in a fresh process that imports TensorFlow (seconds each).
+pytestmark = pytest.mark.slow
+
 PRELUDE = """
 import json, os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"

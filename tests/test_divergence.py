@@ -165,6 +165,7 @@ def test_cli_diverge_json(tmp_path):
     assert {"id", "name", "op_type", "max_abs", "max_rel", "cosine", "introduced_max_abs"} <= set(rep["nodes"][0])
 
 
+@pytest.mark.slow
 def test_cli_memory_budget_streams_and_rejects_nonsense():
     base = [sys.executable, "-m", "mlms_ir", "diverge", "--backends", "ort", "--batch", "2"]
     r = subprocess.run(base + ["--budget-mib", "0.005", "--format", "json"], capture_output=True, text=True, timeout=300)

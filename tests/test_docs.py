@@ -17,6 +17,7 @@ import pytest
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("sphinx") is None, reason="sphinx is not installed (pip install '.[docs]')")
 def test_docs_build_without_warnings(tmp_path):
     # -E: read every source afresh; -W --keep-going: every warning fails the build, all reported.

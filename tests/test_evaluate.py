@@ -75,6 +75,7 @@ def test_an_mnist_format_set_end_to_end(tmp_path):
     assert rep.batch_size == 16  # 100 = 6 x 16 + 4: the last batch padded, its padding not scored
 
 
+@pytest.mark.slow
 def test_cli_evaluate_json_and_the_store(tmp_path):
     db = tmp_path / "s.sqlite"
     r = subprocess.run([sys.executable, "-m", "mlms_ir", "evaluate", "--backends", "ort,reference", "--limit", "100",

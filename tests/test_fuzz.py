@@ -33,12 +33,14 @@ def _analysed_or_refused(data: bytes, lenient: bool) -> None:
         pass
 
 
+@pytest.mark.slow
 @settings(max_examples=250, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(case=st.sampled_from(CASES), lenient=st.booleans())
 def test_hostile_attributes_are_analysed_or_refused(case, lenient):
     _analysed_or_refused(case[1].SerializeToString(), lenient)
 
 
+@pytest.mark.slow
 @settings(max_examples=250, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 2**32 - 1))
 def test_mutated_bytes_are_analysed_or_refused(seed):

@@ -500,6 +500,7 @@ def test_run_counters_without_ncu_or_gpu(fake_ncu, tmp_path, monkeypatch):
         check_cuda()
 
 
+@pytest.mark.slow
 def test_the_child_prints_nothing_on_stdout_and_reports_errors(tmp_path):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():

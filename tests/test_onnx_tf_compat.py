@@ -168,6 +168,7 @@ def onnx_tf():
     return agent_backend(OnnxTfBackend)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", [opset17_model, opset20_model], ids=["opset17", "opset20"])
 def test_new_op_versions_match_onnxruntime(onnx_tf, make, tmp_path):
     model = make()
@@ -175,6 +176,7 @@ def test_new_op_versions_match_onnxruntime(onnx_tf, make, tmp_path):
     assert_outputs_match(worker_outputs(onnx_tf, model, feeds, tmp_path), ort_outputs(model, feeds), atol=2e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["wrap", "dyn", "resize"])
 def test_what_onnx_tf_cannot_do_is_one_clear_line(onnx_tf, case, tmp_path):
     model, message = refused_models()[case]
@@ -183,6 +185,7 @@ def test_what_onnx_tf_cannot_do_is_one_clear_line(onnx_tf, case, tmp_path):
     assert message in str(e.value) and "\n" not in str(e.value) and "in user code" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_opset20_model_to_saved_model(onnx_tf, tmp_path):
     from mlms_ir.converters.onnx_tf import to_saved_model
 
@@ -192,6 +195,7 @@ def test_opset20_model_to_saved_model(onnx_tf, tmp_path):
     assert (tmp_path / "sm" / "saved_model.pb").is_file()
 
 
+@pytest.mark.slow
 def test_a_dynamo_exported_transformer_runs_on_onnx_tf(onnx_tf, dynamo_encoder):
     """A real exporter's output: torch's dynamo export of a Transformer encoder layer (conftest)."""
     path, feeds, want = dynamo_encoder

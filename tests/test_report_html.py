@@ -172,6 +172,7 @@ def test_html_flags_on_analyze_profile_and_diverge(tmp_path):
         assert ("time_us" in keys) == (verb == "profile") and ("div0" in keys) == (verb == "diverge"), verb
 
 
+@pytest.mark.slow
 def test_report_from_json_files(tmp_path):
     prof = tmp_path / "p.json"
     div = tmp_path / "d.json"

@@ -130,6 +130,7 @@ def test_cli_run_json(tmp_path):
     assert d["runs"][0]["outputs_agree"] is None and (d["settings"]["atol"], d["settings"]["rtol"]) == (1e-4, 1e-3)
 
 
+@pytest.mark.slow
 def test_cli_run_marks_outputs_beyond_the_tolerance():
     """reference and ort differ in the last bits of the digits model's logits: zero tolerance flags it,
     in the table (a cross and a line saying how many elements) and in the JSON; timings are kept."""
@@ -158,6 +159,7 @@ def test_cli_profile_json_and_trace(tmp_path):
     assert any(e.get("ph") == "X" for e in t["traceEvents"])
 
 
+@pytest.mark.slow
 def test_cli_backends_and_errors(tmp_path):
     r = _cli("backends")
     assert r.returncode == 0 and "ort" in r.stdout and "tensorrt" in r.stdout

@@ -88,6 +88,7 @@ def _writer(path: str, k: int, n: int) -> None:
             st.add(_rec(batch=k * 1000 + i))
 
 
+@pytest.mark.slow
 def test_several_processes_write_at_once(tmp_path):
     path = str(tmp_path / "s.sqlite")
     Store(path).close()
@@ -123,6 +124,7 @@ def _cli(*args, store=None, env_store=None):
     return subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
 
 
+@pytest.mark.slow
 def test_every_command_records_its_results(tmp_path):
     db = tmp_path / "r.sqlite"
     for args in (["analyze", "--batch", "1"], ["run", "--batch", "1,2", "--backends", "ort,reference", "--iters", "3"],
@@ -154,6 +156,7 @@ def test_store_none_records_nothing_and_a_bad_store_only_warns(tmp_path):
     assert r.stderr.strip().startswith("mlms_ir: warning: not recorded: cannot open the results store")
 
 
+@pytest.mark.slow
 def test_runs_list_show_compare(tmp_path):
     db = tmp_path / "r.sqlite"
     for opt in ("all", "none"):

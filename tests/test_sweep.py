@@ -87,6 +87,7 @@ def test_zoo_models_in_a_spec(tmp_path):
         assert r.status == "ok" and r.model_name == "digits_cnn.onnx"
 
 
+@pytest.mark.slow
 def test_local_sweep_records_failures_and_resumes(tmp_path):
     db = tmp_path / "s.sqlite"
     spec = load_spec(_spec(tmp_path, f"""
@@ -130,6 +131,7 @@ timeout_s: 3
         assert r.status == "failed" and r.error == "timed out after 3 s"
 
 
+@pytest.mark.slow
 def test_cli_sweep_and_kill_9_loses_no_finished_result(tmp_path):
     db = tmp_path / "s.sqlite"
     spec = _spec(tmp_path, f"""
@@ -176,6 +178,7 @@ def _ray():
     return ray
 
 
+@pytest.mark.slow
 def test_a_sweep_on_a_real_local_ray(tmp_path):
     ray = _ray()
     db = tmp_path / "s.sqlite"

@@ -549,6 +549,7 @@ def _bare_ok(case) -> bool:
     return compare_outputs(dict(zip([o.name for o in case.model.graph.output], outs)), got, atol=1e-5, rtol=1e-3)["agree"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", VALUE_BACKENDS)
 def test_onnx_node_cases_with_values(backend, node_cases):
     values, strings = node_cases

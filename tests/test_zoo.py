@@ -192,6 +192,7 @@ def test_digits_cnn_entry_matches_the_shipped_file():
     assert m["gflops"] == pytest.approx(665216 / 1e9)
 
 
+@pytest.mark.slow
 def test_manifests_are_what_the_generator_writes():
     pytest.importorskip("torchvision")
     pytest.importorskip("timm")

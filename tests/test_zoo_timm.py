@@ -173,6 +173,7 @@ def test_build_a_timm_model_and_resolve_it(tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "zoo").iterdir()) == [TINY]
 
 
+@pytest.mark.slow
 def test_two_processes_build_one_model_at_once(tmp_path, monkeypatch):
     """Two ``zoo build`` processes on one model and one cache: both succeed and the cache holds one valid model."""
     pytest.importorskip("timm")
