@@ -152,7 +152,7 @@ def _ask(result, solve: str | None, swept: tuple[str, list[int]] | None, fmt: st
 
 def devices() -> None:
     """List the roofline devices known to `analyze --device`."""
-    from rich.console import Console
+    from mlms_ir.report.text import default_console
     from rich.table import Table
 
     from mlms_ir.passes.roofline import known_devices
@@ -166,12 +166,12 @@ def devices() -> None:
         t.add_row(name, d.description, human_count(d.peak("fp32"), "FLOP/s"), human_count(half, "FLOP/s") if half else "-",
                   human_count(d.peak_flops.get("int8"), "OP/s") if "int8" in d.peak_flops else "-",
                   human_count(d.bandwidth_bytes_per_s, "B/s"))
-    Console().print(t)
+    default_console().print(t)
 
 
 def ops(domain: str | None = None) -> None:
     """List every op with a cost formula (the counting convention), optionally for one domain."""
-    from rich.console import Console
+    from mlms_ir.report.text import default_console
     from rich.table import Table
 
     from mlms_ir.passes.registry import CONVENTION_VERSION, entries
@@ -183,7 +183,7 @@ def ops(domain: str | None = None) -> None:
         if domain is not None and e.domain != ("" if domain in ("ai.onnx", "") else domain):
             continue
         t.add_row(e.domain or "ai.onnx", e.op_type, e.category, e.formula)
-    Console().print(t)
+    default_console().print(t)
 
 
 def version() -> None:

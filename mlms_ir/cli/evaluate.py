@@ -140,7 +140,7 @@ class Datasets:
 
     def list(self) -> None:
         """The data sets evaluate reads, and whether each is here."""
-        from rich.console import Console
+        from mlms_ir.report.text import default_console
         from rich.table import Table
 
         from mlms_ir.datasets import DATASETS
@@ -152,7 +152,7 @@ class Datasets:
         for name, (what, needs_root) in DATASETS.items():
             here = "bundled" if not needs_root else ("yes: " + str(cache_dir(name)) if cache_dir(name).exists() else "no")
             t.add_row(name, what, "yes (sha256 checked)" if name in SOURCES else "-", here)
-        Console().print(t)
+        default_console().print(t)
 
     def download(self, name: str, root: str | None = None, progress: bool = True) -> None:
         """Fetch a data set's test split (MNIST, Fashion-MNIST, CIFAR-10/100), verifying sha256.

@@ -243,7 +243,7 @@ def _counters_dir(workdir: str | None) -> Path | None:
 
 def backends(device: str | None = None) -> None:
     """List every backend with its devices and, where it cannot run here, why."""
-    from rich.console import Console
+    from mlms_ir.report.text import default_console
     from rich.table import Table
     from rich.text import Text
 
@@ -259,7 +259,7 @@ def backends(device: str | None = None) -> None:
                 continue
             a = be.available(dev)
             t.add_row(name, dev, "yes" if a.ok else "no", Text(a.reason))
-    Console().print(t)
+    default_console().print(t)
 
 
 def diverge(

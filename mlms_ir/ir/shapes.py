@@ -49,8 +49,10 @@ def _positive(value: object, what: str) -> int:
         v = int(str(value).strip())
     except ValueError:
         raise ShapeBindingError(f"{what} must be a positive integer, got '{value}'") from None
-    if v <= 0 or v > MAX_DIM:
-        raise ShapeBindingError(f"{what} must be a positive integer up to {MAX_DIM}, got {v}")
+    if v <= 0:
+        raise ShapeBindingError(f"{what} must be a positive integer, got {v}")
+    if v > MAX_DIM:
+        raise ShapeBindingError(f"{what} must be at most 2**62 ({MAX_DIM}), got {v}")
     return v
 
 
