@@ -104,6 +104,44 @@ def test_guard_holds_the_child_to_its_memory_budget():
     assert parse_bytes("8G") == 8 << 30 and parse_bytes("512MiB") == 512 << 20 and parse_bytes("1000") == 1000
 
 
+def test_the_guarded_child_never_collects_what_it_inherited():
+    """An onnxruntime session left in a reference cycle in this process, its threads parked on a
+    condition variable: collected in the forked child (which has none of those threads), its
+    destructor waited for them for good. It hung pytest-xdist workers, whose earlier tests leave
+    such garbage behind."""
+    import gc
+
+    import onnxruntime as ort
+
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [256, 256])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [256, 256])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+    class Cycle:
+        pass
+
+    def collect() -> bytes:
+        gc.collect()
+        return b"collected"
+
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 2
+        c = Cycle()
+        c.me, c.session = c, ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        c.session.run(None, {"x": np.ones((256, 256), np.float32)})
+        del c
+        time.sleep(0.2)  # the session's threads park
+        assert run_guarded(collect, timeout_s=30) == b"collected"  # was: "it ran past 30 s and was stopped"
+    finally:
+        if was:
+            gc.enable()
+        gc.collect()
+
+
 # --------------------------------------------------------------------------- damaged stores
 def _store_with_one_run(tmp_path):
     from mlms_ir.store import Store, records_from_analysis

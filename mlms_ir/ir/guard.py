@@ -14,6 +14,7 @@ Where ``fork`` does not exist (Windows) the call runs in this process, unguarded
 from __future__ import annotations
 
 import faulthandler
+import gc
 import json
 import os
 import resource
@@ -141,6 +142,10 @@ def run_guarded(fn: Callable[[], bytes], *, timeout_s: float = DEFAULT_TIMEOUT_S
         code = 0
         try:
             os.close(r)
+            # the child never collects what it inherited: an object of the parent's (an onnxruntime
+            # session left in a reference cycle) whose destructor waits on the parent's threads,
+            # which are not here, would hang it for good
+            gc.freeze()
             faulthandler.disable()  # a crash here is expected and answered by the parent: no dump
             if limit:
                 try:
