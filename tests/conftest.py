@@ -1,17 +1,100 @@
-"""Shared fixtures: tiny models written as ONNX text."""
+"""Shared fixtures (tiny models written as ONNX text, real exports made once per run) and the
+set-up that lets the suite run on several pytest-xdist workers."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
+from pathlib import Path
 
 import onnx
 import onnx.parser
 import pytest
 
 # Every command the tests run records into a throw-away results store, never the user's
-# (subprocesses inherit it); a test that checks the store sets its own.
-os.environ["MLMS_IR_STORE"] = os.path.join(tempfile.mkdtemp(prefix="mlms_ir_test_store_"), "results.sqlite")
+# (subprocesses inherit it); a test that checks the store sets its own. Each process that loads
+# this file (under pytest-xdist, each worker) has its own store, removed when it exits.
+_STORE_DIR = tempfile.mkdtemp(prefix="mlms_ir_test_store_")
+atexit.register(shutil.rmtree, _STORE_DIR, ignore_errors=True)
+os.environ["MLMS_IR_STORE"] = os.path.join(_STORE_DIR, "results.sqlite")
+# One OpenMP thread per test process (set before anything imports torch; subprocesses inherit it):
+# the pytest-xdist workers already use every CPU, and a process whose torch has run a parallel
+# region hangs in a forked child that runs torch again (libgomp's team is not fork-safe), as the
+# runner's isolated backends do when a test calls ``run`` in-process after other torch tests.
+os.environ["OMP_NUM_THREADS"] = "1"
+
+# ------------------------------------------------------------------------------------------------
+# running in parallel (pytest-xdist: the README runs ``pytest -n auto --dist loadfile``)
+# ------------------------------------------------------------------------------------------------
+#: The test files that take longest (measured on the 2-core CI machine), longest first. Under
+#: ``--dist loadfile`` each worker takes whole files, in collection order: these start first, and
+#: the short files fill in behind them, so no worker is left with a long file at the end.
+LONG_FIRST = (
+    "test_symbolic.py",  # ONNX's node cases with a symbolic dim: one test of minutes
+    "test_conformance.py",  # ONNX's node cases on every backend: one session fixture of minutes
+    "test_onnx_tf_compat.py",
+    "test_converters.py",
+    "test_fuzz.py",
+    "test_converters_tf.py",
+    "test_zoo.py",
+    "test_report_html.py",
+    "test_sweep.py",
+    "test_store.py",
+    "test_hostile.py",
+    "test_runs.py",
+    "test_symbolic_exports.py",
+    "test_converters_onnx_tf.py",
+    "test_agents.py",
+    "test_values.py",
+    "test_torchvision.py",
+    "test_mxnet_compat.py",
+)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker per CPU this process may run on (xdist would count physical cores
+    when psutil is installed: one, on a 2-vCPU machine whose vCPUs share a core)."""
+    env = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
+    if env and env.isdigit():
+        return int(env)
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):
+        # xdist would otherwise hand out the files with the most tests first, not LONG_FIRST's order
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # a serial run keeps pytest's order
+        rank = {name: i for i, name in enumerate(LONG_FIRST)}
+        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
+
+
+def shared_build(tmp_path_factory, key: str, build: Callable[[Path], Path]) -> Path:
+    """What ``build(folder)`` makes in an empty folder (it returns the path of the result), made
+    once per run: under pytest-xdist, the first worker to ask builds it under a file lock in a
+    folder all the workers of the run share (``key`` names it: the inputs), the others wait for it
+    and reuse it."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own (popen-gw0, ...)
+    folder = root / "shared" / key
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    done = folder.with_name(key + ".done")  # holds the result's path, relative to the folder
+    with FileLock(str(folder) + ".lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed part-way
+            folder.mkdir()
+            done.write_text(Path(build(folder)).relative_to(folder).as_posix())
+    return folder / done.read_text()
+
 
 SMALL_CNN = """
 <ir_version: 8, opset_import: ["" : 17]>
@@ -63,12 +146,14 @@ def dynamo_encoder(tmp_path_factory):
     layer = torch.nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, dropout=0.0, activation="gelu",
                                              batch_first=True).eval()
     x = torch.randn(2, 5, 16)
-    res = from_torch(layer, (x,), tmp_path_factory.mktemp("encoder") / "enc.onnx", input_names=["x"],
-                     dynamic_batch=False, exporter="dynamo")
-    assert onnx.load(res.path).opset_import[0].version >= 18
+    # exported once per run (three test files, possibly on different workers, use it)
+    path = shared_build(tmp_path_factory, f"encoder-d16-h2-ff32-gelu-b2-t5-torch{torch.__version__}",
+                        lambda folder: from_torch(layer, (x,), folder / "enc.onnx", input_names=["x"],
+                                                  dynamic_batch=False, exporter="dynamo").path)
+    assert onnx.load(path).opset_import[0].version >= 18
     feeds = {"x": x.numpy().astype(np.float32)}
-    sess = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
-    return res.path, feeds, dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return path, feeds, dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
 
 
 def agent_backend(cls):
