@@ -21,6 +21,7 @@ LAZY_PACKAGES: dict[str, str] = {
     "cupy": "gpu",
     "ray": "ray",
     "playwright": "browser",
+    "mlperf_loadgen": "loadgen",
 }
 
 

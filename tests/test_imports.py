@@ -34,7 +34,7 @@ def test_every_module_imports():
 
 
 def test_lazy_packages_are_pinned():
-    assert set(LAZY_PACKAGES) == {"torch", "torchvision", "onnxscript", "onnx2torch", "timm", "tensorflow", "tf2onnx", "tensorrt", "pynvml", "cupy", "ray", "playwright"}
+    assert set(LAZY_PACKAGES) == {"torch", "torchvision", "onnxscript", "onnx2torch", "timm", "tensorflow", "tf2onnx", "tensorrt", "pynvml", "cupy", "ray", "playwright", "mlperf_loadgen"}
 
 
 def test_missing_extra_names_the_extra():
