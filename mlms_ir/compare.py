@@ -91,6 +91,9 @@ def figure_rows(runs: list[StoredRun]) -> list[FigureRow]:
         ("latency p99 (ms)", ("latency_ms", "p99"), "lower", "ms"),
         ("latency mean (ms)", ("latency_ms", "mean"), "lower", "ms"),
         ("throughput (items/s)", ("throughput",), "higher", ""),
+        ("Server target QPS", ("target_qps",), "higher", ""),
+        ("Server peak QPS", ("peak_qps",), "higher", ""),
+        ("latency bound (ms)", ("latency_bound_ms",), None, "ms"),
         ("top-1", ("top1",), "higher", ""),
         ("top-5", ("top5",), "higher", ""),
         ("images/s", ("images_per_s",), "higher", ""),
@@ -121,6 +124,10 @@ def figure_rows(runs: list[StoredRun]) -> list[FigureRow]:
     agree = [_get(r.summary, "outputs_agree") for r in runs]
     if any(isinstance(v, bool) for v in agree):  # the verdict of run's output check (booleans: no ratio)
         out.append(FigureRow("outputs agree with first backend", agree, None, None))
+    valid = [_get(r.summary, "valid") for r in runs]
+    if any(isinstance(v, bool) for v in valid):  # LoadGen's verdict of a scenario run
+        out.append(FigureRow("LoadGen result", [("VALID" if v else "INVALID") if isinstance(v, bool) else None for v in valid],
+                             None, None))
     first_div = [_get(r.summary, "first_divergent") for r in runs]
     if any(r.kind == "diverge" for r in runs):
         out.append(FigureRow("first divergent node", [(d.get("name") or d.get("id")) if isinstance(d, dict) else

@@ -29,7 +29,7 @@ from mlms_ir.results.base import json_safe
 
 #: Environment variable naming the store file (``none`` turns recording off).
 STORE_ENV = "MLMS_IR_STORE"
-KINDS = ("analyze", "run", "profile", "diverge", "evaluate", "counters")
+KINDS = ("analyze", "run", "profile", "diverge", "evaluate", "counters", "scenario")
 BUSY_TIMEOUT_MS = 30_000
 
 #: Schema migrations: ``MIGRATIONS[k]`` brings a store from version ``k`` to ``k + 1``.
@@ -457,4 +457,27 @@ def records_from_divergence(reports: Sequence[Any], system: dict[str, Any] | Non
                                summary=summary, system=facts, settings={"reference": d.get("reference"), "atol": d.get("atol"),
                                                                          "rtol": d.get("rtol")},
                                nodes=nodes, payload=d, **model_fields(d.get("model"))))
+    return out
+
+
+def records_from_scenarios(report: Any) -> list[StoreRecord]:
+    """A ``run --scenario`` result: one record per backend, LoadGen's verdict and figures as the
+    summary (``latency_ms`` and ``throughput`` as a ``run`` keeps them, so comparisons line them up)."""
+    d = report.to_dict() if hasattr(report, "to_dict") else report
+    out = []
+    for r in d["runs"]:
+        summary = {"scenario": r.get("scenario"), "valid": r.get("valid"), "latency_ms": r.get("latency_ms"),
+                   "throughput": r.get("samples_per_s"), "target_qps": r.get("target_qps"), "peak_qps": r.get("peak_qps"),
+                   "latency_bound_ms": r.get("latency_bound_ms"), "query_count": r.get("query_count"),
+                   "invalid_reasons": r.get("invalid_reasons") or None}
+        summary = {k: v for k, v in summary.items() if v is not None}
+        settings = {**(d.get("settings") or {}), "options": r.get("options")}
+        if r.get("target_qps") is not None and not (d.get("settings") or {}).get("target_qps"):
+            settings["target_qps"] = r.get("target_qps")  # a peak search's best target, an Offline expectation
+        out.append(StoreRecord(kind="scenario", status="ok" if r["status"] == "ok" else "failed", backend=r["backend"],
+                               device=r["device"], batch=r.get("max_batch"),
+                               precision=(r.get("options") or {}).get("precision") or "fp32", summary=summary,
+                               system=d.get("system") or {}, settings=settings,
+                               payload={"model": d.get("model"), "settings": d.get("settings"), "run": r}, error=r.get("error") or "",
+                               **model_fields(d.get("model"))))
     return out

@@ -75,6 +75,12 @@ def _diverge_table(r: Any, *, top: int = 15, **_: Any) -> Draw:
     return draw
 
 
+def _scenario_table(r: Any, **_: Any) -> Draw:
+    from mlms_ir.report.scenario_text import render_scenarios
+
+    return lambda console: render_scenarios(r, console=console)
+
+
 def _counters_table(r: Any, *, top: int = 20, **_: Any) -> Draw:
     from mlms_ir.report.counters_text import render_counters
 
@@ -114,6 +120,7 @@ RENDERERS: dict[tuple[str, str], Callable[..., Rendered]] = {
     ("divergence", "table"): _divergence_table,
     ("diverge", "table"): _diverge_table,
     ("counters", "table"): _counters_table,
+    ("scenario", "table"): _scenario_table,
     ("evaluation", "table"): _evaluation_table,
     ("comparison", "table"): _comparison_table,
     ("comparison", "html"): _comparison_html,

@@ -41,6 +41,12 @@ def run_headline(r: Any) -> str:
     s = r.summary
     if r.status != "ok":
         return clip(r.error or "failed", ERROR_CHARS)
+    if r.kind == "scenario":
+        lat = s.get("latency_ms") or {}
+        qps = s.get("peak_qps") or s.get("target_qps")
+        return " ".join(p for p in (str(s.get("scenario") or ""), "VALID" if s.get("valid") else "INVALID",
+                                    f"{format_value(float(qps))} QPS" if qps and s.get("scenario") == "Server" else "",
+                                    f"p50 {human_time_ms(lat['p50'])}" if lat.get("p50") is not None else "") if p)
     if r.kind in ("run", "profile") and isinstance(s.get("latency_ms"), dict):
         return f"p50 {human_time_ms(s['latency_ms'].get('p50', 0))}"
     if r.kind == "diverge":
