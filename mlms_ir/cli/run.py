@@ -33,6 +33,13 @@ def run(
     format: str | None = None,  # noqa: A002
     output: str | None = None,
     store: str | None = None,
+    scenario: str | None = None,
+    target_qps: float | None = None,
+    latency_bound: float | None = None,
+    duration: float = 10.0,
+    min_queries: int | None = None,
+    max_queries: int | None = None,
+    find_peak: bool = False,
 ) -> None:
     """Time a model on several backends and compare their outputs with the first one.
 
@@ -58,11 +65,34 @@ def run(
         format: table (default) or json; inferred from --output's suffix.
         output: write to this file instead of stdout.
         store: the results store to record this in (default: $MLMS_IR_STORE, else the user's data dir); none: do not record.
+        scenario: instead of a timing loop, let MLPerf LoadGen drive the queries in one of its scenarios:
+            singlestream, multistream, server or offline (needs the loadgen extra); the result is LoadGen's verdict
+            (VALID/INVALID), percentiles and throughput, and --batch is the largest batch the backend serves at once.
+        target_qps: --scenario server: the rate of Poisson arrivals (queries per second); offline: the expected QPS.
+        latency_bound: --scenario server: the latency bound in ms at the 99th percentile (default: LoadGen's 100 ms).
+        duration: --scenario: LoadGen's minimum test duration in seconds.
+        min_queries: --scenario: LoadGen's minimum query count (default: what its early stopping needs).
+        max_queries: --scenario: stop after this many queries (0: never; default for server: twice what the
+            measured capacity serves in --duration, so an impossible target is reported invalid quickly).
+        find_peak: --scenario server: search the highest target QPS that LoadGen finds valid under the bound.
     """
-    from mlms_ir.runner import run_backends
-
     names = backend_names(backends)
     fmt = output_format(format, output)
+    if scenario is not None:
+        _scenario(model, names, scenario=scenario, target_qps=target_qps, latency_bound=latency_bound, duration=duration,
+                  min_queries=min_queries, max_queries=max_queries, find_peak=find_peak, device=str(device), batch=batch,
+                  inputs=inputs, input_shape=input_shape, dims=dims, seed=seed, options=session_options(names, opt, python, worker_timeout),
+                  fmt=fmt, output=output, store=store,
+                  ignored={"--iters": iters != 100, "--warmup": warmup != 10, "--min-time": min_time != 0.0, "--atol": atol != 1e-4,
+                           "--rtol": rtol != 1e-3})
+        return
+    given = [f for f, v in {"--target-qps": target_qps is not None, "--latency-bound": latency_bound is not None,
+                            "--duration": duration != 10.0, "--min-queries": min_queries is not None,
+                            "--max-queries": max_queries is not None, "--find-peak": bool(find_peak)}.items() if v]
+    if given:
+        raise MlmsIrError(f"{', '.join(given)} belong to LoadGen's scenarios: give --scenario singlestream, multistream, server or offline")
+    from mlms_ir.runner import run_backends
+
     report = run_backends(
         model_path(model),
         names,
@@ -86,6 +116,48 @@ def run(
 
     # a backend that cannot run here is reported in the table, not stored as a failed run
     record(store, lambda: [r for r in records_from_runs(report) if r.payload["run"]["status"] != "unavailable"],
+           quiet=all(r.status != "ok" for r in report.runs))
+    if all(r.status != "ok" for r in report.runs):
+        raise MlmsIrError("no backend ran: " + "; ".join(f"{r.backend}: {r.error}" for r in report.runs))
+
+
+def _scenario(model, names: list[str], *, scenario, target_qps, latency_bound, duration, min_queries, max_queries, find_peak,
+              device: str, batch, inputs, input_shape, dims, seed, options: dict, fmt: str, output, store, ignored: dict) -> None:
+    """``run --scenario``: LoadGen drives the queries (mlms_ir.scenarios.run_scenarios)."""
+    from mlms_ir.scenarios import run_scenarios, scenario_key
+
+    key = scenario_key(scenario)
+    given = [flag for flag, v in ignored.items() if v]
+    if given:
+        raise MlmsIrError(f"{', '.join(given)} set run's timing loop; with --scenario LoadGen decides the queries "
+                          "(see --duration, --min-queries)")
+    batches = batch_list(batch)
+    if len(batches) > 1:
+        raise MlmsIrError("with --scenario, --batch is one number: the largest batch the backend serves at once")
+
+    def number(v, flag: str) -> float | None:
+        if v is None:
+            return None
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            x = math.nan
+        if isinstance(v, bool) or not (x > 0 and math.isfinite(x)):
+            raise MlmsIrError(f"{flag} must be a positive number, not '{v}'")
+        return x
+
+    report = run_scenarios(
+        model_path(model), names, scenario=key, device=device, target_qps=number(target_qps, "--target-qps"),
+        latency_bound_ms=number(latency_bound, "--latency-bound"), duration_s=number(duration, "--duration"),
+        min_queries=None if min_queries is None else positive_int(min_queries, "--min-queries"),
+        max_queries=None if max_queries is None else positive_int(max_queries, "--max-queries", 0),
+        find_peak_qps=bool(find_peak), max_batch=batches[0], input_shapes=input_shape_list(input_shape), dims=dims_text(dims),
+        inputs=inputs, seed=int(seed), options=options, progress=True)
+    emit(report, fmt, output)
+    from mlms_ir.cli.runs import record
+    from mlms_ir.store import records_from_scenarios
+
+    record(store, lambda: [r for r in records_from_scenarios(report) if r.payload["run"]["status"] != "unavailable"],
            quiet=all(r.status != "ok" for r in report.runs))
     if all(r.status != "ok" for r in report.runs):
         raise MlmsIrError("no backend ran: " + "; ".join(f"{r.backend}: {r.error}" for r in report.runs))
