@@ -24,6 +24,10 @@ A spec::
     reference: reference         # diverge: the reference backend
     timeout_s: 600               # per job
     gpu_type: H200               # Ray: GPU jobs only on nodes with this accelerator type
+    scenarios: [server, offline] # run: MLPerf LoadGen scenarios instead of the timing loop (also: scenario)
+    target_qps: [100, 200]       # server (and offline) targets, one job each
+    latency_bound_ms: 50         # server: the bound at the 99th percentile
+    duration_s: 10               # LoadGen's minimum duration; min_queries: its minimum query count
 """
 
 from __future__ import annotations
@@ -45,7 +49,9 @@ from mlms_ir.progress import ProgressBar, progress_bar
 from mlms_ir.store import Store, StoreRecord
 
 SPEC_KEYS = {"name", "kind", "models", "backends", "devices", "batches", "precisions", "iterations", "warmup", "runs", "reference",
-             "timeout_s", "gpu_type", "options"}
+             "timeout_s", "gpu_type", "options", "scenarios", "scenario", "target_qps", "latency_bound_ms", "duration_s", "min_queries"}
+#: Keys of a LoadGen scenario sweep (kind run with ``scenarios``).
+SCENARIO_KEYS = ("scenarios", "scenario", "target_qps", "latency_bound_ms", "duration_s", "min_queries")
 JOB_KINDS = ("run", "profile", "diverge", "analyze")
 DEFAULT_TIMEOUT_S = 600.0
 JOB_FAILED = "failed: "
@@ -74,7 +80,9 @@ class Job:
         return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def label(self) -> str:
-        parts = [Path(self.model).name, self.backend or "", self.device, f"b{self.batch}" if self.batch else "", self.precision]
+        sc, qps = self.settings.get("scenario"), self.settings.get("target_qps")
+        parts = [Path(self.model).name, self.backend or "", self.device, f"b{self.batch}" if self.batch else "", self.precision,
+                 sc or "", f"{qps:g} QPS" if qps else ""]
         return " ".join(p for p in parts if p)
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,6 +158,7 @@ def load_spec(source: str | os.PathLike | dict[str, Any]) -> Spec:
         if not isinstance(d["options"], dict):
             raise SweepSpecError("sweep spec: 'options' maps option names (e.g. opt) to values")
         settings["options"] = d["options"]
+    axes = _scenario_axes(d, kind)
     timeout = d.get("timeout_s", DEFAULT_TIMEOUT_S)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         raise SweepSpecError(f"sweep spec: 'timeout_s' must be a positive number, got {timeout!r}")
@@ -158,9 +167,59 @@ def load_spec(source: str | os.PathLike | dict[str, Any]) -> Spec:
         m["path"] = _model_ref(m["path"], base)
     _check_backends([b for b in backends if b is not None] + ([d["reference"]] if "reference" in d else []), devices)
     jobs = [Job(sweep=name, kind=kind, model=m["path"], backend=b, device=dev, batch=bs, precision=p, bind=m["bind"],
-                settings=settings, timeout_s=float(timeout), gpu_type=d.get("gpu_type"))
-            for m in models for b in backends for dev in devices for bs in batches for p in precisions]
+                settings={**settings, **axis}, timeout_s=float(timeout), gpu_type=d.get("gpu_type"))
+            for m in models for b in backends for dev in devices for bs in batches for p in precisions for axis in axes]
     return Spec(name=name, jobs=jobs)
+
+
+def _scenario_axes(d: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """The LoadGen settings of each job: one entry per scenario and (Server, Offline) target QPS;
+    ``[{}]`` for a spec without scenarios, so its jobs keep the keys they always had."""
+    given = [k for k in SCENARIO_KEYS if k in d]
+    if not given:
+        return [{}]
+    if "scenarios" in d and "scenario" in d:
+        raise SweepSpecError("sweep spec: give 'scenarios' (or its alias 'scenario'), not both")
+    if "scenarios" not in d and "scenario" not in d:
+        raise SweepSpecError(f"sweep spec: {', '.join(map(repr, given))} belong to LoadGen's scenarios: add 'scenarios' "
+                             "(singlestream, multistream, server, offline)")
+    if kind != "run":
+        raise SweepSpecError(f"sweep spec: 'scenarios' are run by kind 'run', not {kind!r}")
+    from mlms_ir.scenarios import SCENARIOS, scenario_key
+
+    key = "scenarios" if "scenarios" in d else "scenario"
+    scenarios = []
+    for s in _as_list(d[key], key, str):
+        try:
+            scenarios.append(scenario_key(s))
+        except MlmsIrError:
+            raise SweepSpecError(f"sweep spec: unknown scenario {s!r}; one of {', '.join(SCENARIOS)}") from None
+    qps = _as_list(d["target_qps"], "target_qps", (int, float)) if "target_qps" in d else []
+    if any(not (q > 0 and q != float("inf")) for q in qps):
+        raise SweepSpecError(f"sweep spec: 'target_qps' must be positive numbers, got {d['target_qps']!r}")
+    if "server" in scenarios and not qps:
+        raise SweepSpecError("sweep spec: the server scenario needs 'target_qps' (a list of queries per second)")
+    fixed: dict[str, Any] = {}
+    for k in ("latency_bound_ms", "duration_s"):
+        if k in d:
+            v = d[k]
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not (v > 0 and v != float("inf")):
+                raise SweepSpecError(f"sweep spec: '{k}' must be a positive number, got {v!r}")
+            fixed[k] = float(v)
+    if "min_queries" in d:
+        v = d["min_queries"]
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise SweepSpecError(f"sweep spec: 'min_queries' must be a positive integer, got {v!r}")
+        fixed["min_queries"] = v
+    if "latency_bound_ms" in fixed and "server" not in scenarios:
+        raise SweepSpecError("sweep spec: 'latency_bound_ms' is the server scenario's bound; add server to 'scenarios'")
+    axes = []
+    for sc in dict.fromkeys(scenarios):
+        targets = qps if sc in ("server", "offline") and qps else [None]
+        for q in targets:
+            axes.append({"scenario": sc, "target_qps": None if q is None else float(q),
+                         **{k: v for k, v in fixed.items() if k != "latency_bound_ms" or sc == "server"}})
+    return axes
 
 
 def _model_ref(ref: str, base: Path) -> str:
@@ -209,7 +268,15 @@ def execute_job(job: Job) -> list[StoreRecord]:
         options["precision"] = job.precision
     try:
         model = str(resolve(job.model))  # zoo:NAME is built (or found in the cache) here
-        if job.kind == "run":
+        if job.kind == "run" and s.get("scenario"):
+            from mlms_ir.scenarios import run_scenarios
+            from mlms_ir.store import records_from_scenarios
+
+            rep = run_scenarios(model, [job.backend], scenario=s["scenario"], device=job.device, target_qps=s.get("target_qps"),
+                                latency_bound_ms=s.get("latency_bound_ms"), duration_s=s.get("duration_s", 10.0),
+                                min_queries=s.get("min_queries"), max_batch=job.batch, options={job.backend: options}, **bind)
+            recs = records_from_scenarios(rep)
+        elif job.kind == "run":
             from mlms_ir.runner import run_backends
 
             rep = run_backends(model, [job.backend], device=job.device, batches=[job.batch], iterations=s.get("iterations", 50),
@@ -244,7 +311,7 @@ def failed_record(job: Job, error: str) -> StoreRecord:
     """What is stored for a job that failed, crashed or timed out."""
     from mlms_ir.system import system_facts
 
-    return StoreRecord(kind=job.kind, status="failed", model_name=Path(job.model).name, model_path=job.model, backend=job.backend,
+    return StoreRecord(kind="scenario" if job.settings.get("scenario") else job.kind, status="failed", model_name=Path(job.model).name, model_path=job.model, backend=job.backend,
                        device=job.device, batch=job.batch, precision=job.precision, system=system_facts(),
                        settings={"job": job.to_dict()}, error=error, sweep=job.sweep, job_key=job.key)
 
