@@ -67,6 +67,8 @@ DEFAULT_MIN_QUERIES = {"singlestream": 100, "multistream": 662, "offline": 1}
 #: A Server run is stopped after the queries this many times the calibrated capacity serves in the
 #: test's duration (``max_queries`` None): beyond it the run is invalid anyway.
 QUERY_CAP_FACTOR = 2.0
+#: Offline's query holds this many times the samples per second a short pilot test served.
+OFFLINE_MARGIN = 2.0
 #: Python's GIL switch interval while LoadGen runs (its default, 5 ms, shows up in Server's p99).
 SWITCH_INTERVAL_S = 1e-4
 
@@ -409,7 +411,7 @@ def make_settings(lg: Any, plan: Plan, cal: Calibration) -> tuple[Any, dict[str,
     asked["min_query_count"] = ts.min_query_count
     # LoadGen pre-generates its queries from these expectations: too slow a guess runs out of
     # queries before the minimum duration (invalid), so guess a little faster than calibrated
-    single_ns = max(1.0, cal.single_ms * 1e6 * 0.8)
+    single_ns = max(1.0, cal.single_ms * 1e6 * 0.5)
     if plan.scenario == "singlestream":
         ts.single_stream_expected_latency_ns = int(single_ns)
         asked["single_stream_expected_latency_ns"] = ts.single_stream_expected_latency_ns
@@ -417,7 +419,7 @@ def make_settings(lg: Any, plan: Plan, cal: Calibration) -> tuple[Any, dict[str,
         spq = plan.samples_per_query or MULTISTREAM_SAMPLES
         ts.multi_stream_samples_per_query = int(spq)
         per_query_ms = math.ceil(spq / cal.max_batch) * cal.batch_ms if cal.max_batch > 1 else spq * cal.single_ms
-        ts.multi_stream_expected_latency_ns = int(max(1.0, per_query_ms * 1e6 * 0.8))
+        ts.multi_stream_expected_latency_ns = int(max(1.0, per_query_ms * 1e6 * 0.5))
         asked["multi_stream_samples_per_query"] = ts.multi_stream_samples_per_query
         asked["multi_stream_expected_latency_ns"] = ts.multi_stream_expected_latency_ns
     elif plan.scenario == "offline":
@@ -550,19 +552,22 @@ def fill_record(rec: ScenarioRecord, out: Outcome, plan: Plan) -> None:
 
 
 def find_peak(lg: Any, server: Batcher, plan: Plan, cal: Calibration, log_dir: Path, *, tolerance: float = 0.05,
-              max_probes: int = 12, on_probe: Callable[[PeakProbe], None] | None = None) -> tuple[Outcome | None, list[PeakProbe]]:
+              max_probes: int = 12, on_probe: Callable[[PeakProbe], None] | None = None
+              ) -> tuple[Outcome | None, list[PeakProbe], Outcome | None]:
     """The highest Server target QPS LoadGen finds valid: from the plan's target (default: half the
     calibrated capacity),
     doubling while valid (halving while invalid), then bisecting until the bounds are within
-    ``tolerance`` of each other. Returns the best valid test (None when none was) and every probe."""
+    ``tolerance`` of each other. Returns the best valid test (None when none was), every probe,
+    and the last test."""
     probes: list[PeakProbe] = []
     best: Outcome | None = None
+    last: Outcome | None = None
     lo, hi = 0.0, math.inf
 
     def probe(qps: float) -> bool:
-        nonlocal best, lo, hi
+        nonlocal best, last, lo, hi
         step = Plan(**{**plan.__dict__, "target_qps": qps})
-        out = run_loadgen(lg, server, step, cal, log_dir / f"probe{len(probes):02d}")
+        out = last = run_loadgen(lg, server, step, cal, log_dir / f"probe{len(probes):02d}")
         rec = ScenarioRecord(backend="", device="", scenario="Server", status="ok")
         fill_record(rec, out, step)
         p = PeakProbe(target_qps=qps, valid=bool(rec.valid), samples_per_s=rec.samples_per_s,
@@ -589,7 +594,21 @@ def find_peak(lg: Any, server: Batcher, plan: Plan, cal: Calibration, log_dir: P
             probe(qps)
     while len(probes) < max_probes and lo > 0 and math.isfinite(hi) and (hi - lo) > tolerance * lo:
         probe(_round_qps((lo + hi) / 2))
-    return best, probes
+    return best, probes, last
+
+
+def offline_pilot(lg: Any, server: Batcher, plan: Plan, cal: Calibration, log_dir: Path) -> float:
+    """The expected QPS of Offline's one query, from a short Offline test (a tenth of the duration,
+    0.05 to 0.5 s) rather than from the calibration alone: with LoadGen's threads beside the
+    backend's, a loaded machine serves several times fewer samples than the bare harness says, and
+    a query sized on that would run for many times the duration. Twice what the pilot served, so
+    that the query outlasts the minimum duration even when the machine speeds up after the pilot
+    (a query that ends early is invalid)."""
+    pilot = Plan(**{**plan.__dict__, "duration_s": max(0.05, min(0.5, plan.duration_s / 10)), "max_queries": None,
+                    "target_qps": None})
+    out = run_loadgen(lg, server, pilot, cal, log_dir)
+    rate = _number(out.detail.get("result_samples_per_second"))
+    return float(_round_qps(OFFLINE_MARGIN * rate)) if rate else max(1.0, cal.capacity_qps * 1.5)
 
 
 def _round_qps(q: float) -> float:
@@ -727,15 +746,19 @@ def _run_one(lg, be, rec: ScenarioRecord, g1: Graph, gb: Graph | None, samples: 
                 def note(p: PeakProbe) -> None:
                     bar.advance(0, note=f"{rec.backend}: {p.target_qps:g} QPS {'valid' if p.valid else 'invalid'}")
 
-                best, rec.probes = find_peak(lg, server, plan, cal, where, tolerance=tolerance, on_probe=note)
+                best, probes, last = find_peak(lg, server, plan, cal, where, tolerance=tolerance, on_probe=note)
+                shown = best or last  # no valid target: the figures of the last (lowest) one tried
+                fill_record(rec, shown, Plan(**{**plan.__dict__, "target_qps": shown.asked["server_target_qps"]}))
+                rec.probes = probes
                 if best is None:
-                    last = rec.probes[-1]
-                    rec.valid, rec.invalid_reasons = False, [f"no target QPS was valid, down to {last.target_qps:g}"] + last.reasons
-                    return
-                step = Plan(**{**plan.__dict__, "target_qps": best.asked["server_target_qps"]})
-                fill_record(rec, best, step)
-                rec.peak_qps = float(best.asked["server_target_qps"])
+                    rec.invalid_reasons = [f"no target QPS was valid, down to {probes[-1].target_qps:g} after {len(probes)} "
+                                           "tries"] + rec.invalid_reasons
+                else:
+                    rec.peak_qps = float(best.asked["server_target_qps"])
             else:
+                if plan.scenario == "offline" and plan.target_qps is None:
+                    bar.advance(0, note=f"{rec.backend}: sizing Offline's query")
+                    plan = Plan(**{**plan.__dict__, "target_qps": offline_pilot(lg, server, plan, cal, where / "pilot")})
                 bar.advance(0, note=f"{rec.backend}: LoadGen {plan.duration_s:g} s")
                 fill_record(rec, run_loadgen(lg, server, plan, cal, where), plan)
         finally:

@@ -31,7 +31,7 @@ def render_scenarios(report: ScenarioReport, *, console: Console | None = None) 
         t.add_column(c, justify="left" if c in ("backend", "device", "result", "batches") else "right", no_wrap=c != "batches")
     for r in report.runs:
         lat = r.latency_ms or {}
-        target = r.peak_qps if r.peak_qps is not None else r.target_qps
+        target = (r.peak_qps if r.peak_qps is not None else r.target_qps) if r.scenario == "Server" else None
         t.add_row(
             plain(r.backend), r.device,
             plain(verdict(r.valid, r.status), style="bold green" if r.valid else ("bold red" if r.status == "ok" else "yellow")),
