@@ -410,7 +410,7 @@ def make_settings(lg: Any, plan: Plan, cal: Calibration) -> tuple[Any, dict[str,
     ts.min_query_count = int(min_q)
     asked["min_query_count"] = ts.min_query_count
     # LoadGen pre-generates its queries from these expectations: too slow a guess runs out of
-    # queries before the minimum duration (invalid), so guess a little faster than calibrated
+    # queries before the minimum duration (invalid), so guess twice as fast as calibrated
     single_ns = max(1.0, cal.single_ms * 1e6 * 0.5)
     if plan.scenario == "singlestream":
         ts.single_stream_expected_latency_ns = int(single_ns)

@@ -1,6 +1,6 @@
 """What does the LoadGen path add to a latency? SingleStream through MLPerf LoadGen against the bare harness.
 
-In one process, on one ORT session of the model (default: the embedded digits-cnn at batch 1),
+In one process, on one ORT session of the model (default: the embedded digits-cnn at batch 1; ``--batch N`` makes every sample N rows),
 it alternates rounds of (A) mlms_ir's harness (``measure`` over the session's runner: warm-up,
 then timed iterations on one sample) and (B) ``run_scenarios(scenario="singlestream")``, LoadGen
 issuing one query after another to the same kind of session, twice: with a QSL of one sample
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = {"threads": args.threads} if args.threads else {}
     graph = mlms_ir.load(args.model, batch=args.batch)
     feeds = random_feeds(graph)
+    # a sample of LoadGen's QSL is one feed of the harness's shapes (--batch rows)
+    shapes = {n: list(graph.tensors[n].shape) for n in graph.input_names}
     bare, via1, via = [], [], []
     with registry.get("ort").prepare(graph, "cpu", **opts) as session:
         run = session.runner(feeds)
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             line = f"round {r + 1}: harness p50 {a * 1000:.2f} µs"
             for n, got in ((1, via1), (64, via)):
                 rep = run_scenarios(args.model, ["ort"], scenario="singlestream", duration_s=args.duration, sample_count=n,
-                                    options={"ort": opts}, system=False)
+                                    input_shapes=shapes, options={"ort": opts}, system=False)
                 rec = rep.runs[0]
                 if rec.status != "ok":
                     print(f"LoadGen round failed: {rec.error}", file=sys.stderr)
