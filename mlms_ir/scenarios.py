@@ -128,9 +128,10 @@ def make_samples(graph: Graph, count: int, inputs: str | dict | None, seed: int,
         return Samples([feeds_for(graph, None, seed + i) for i in range(count)], stackable)
     given = feeds_for(graph, inputs, seed) if isinstance(inputs, str) else {k: np.asarray(v) for k, v in inputs.items()}
     rows = {np.shape(v)[0] if np.ndim(v) else None for v in given.values()}
-    if stackable and len(rows) == 1 and None not in rows:
+    one_row = all((graph.tensors[n].shape or [None])[0] == 1 for n in graph.input_names if n in graph.tensors)
+    if one_row and len(rows) == 1 and None not in rows:  # the model takes one row: each row is a sample
         (n,) = rows
-        return Samples([{k: v[i:i + 1] for k, v in given.items()} for i in range(n)], True)
+        return Samples([{k: v[i:i + 1] for k, v in given.items()} for i in range(n)], stackable)
     return Samples([given], False)
 
 

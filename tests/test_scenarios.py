@@ -115,6 +115,15 @@ def test_a_model_with_a_fixed_batch_runs_one_sample_at_a_time(tmp_path):
     assert rec.batches["1"] == rec.samples_per_query  # one run per sample
 
 
+def test_given_inputs_are_split_into_samples():
+    import numpy as np
+
+    x = np.random.default_rng(1).standard_normal((5, 1, 8, 8)).astype(np.float32)
+    for scenario in ("singlestream", "offline"):
+        rep = run_scenarios(MODEL, ["ort"], scenario=scenario, duration_s=0.1, inputs={"image": x}, system=False)
+        assert one(rep).valid is True and rep.settings["sample_count"] == 5 and rep.settings["inputs"] == "given"
+
+
 def test_detail_log_parsing(tmp_path):
     log = tmp_path / "mlperf_log_detail.txt"
     lines = [
