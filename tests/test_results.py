@@ -3,6 +3,7 @@ its JSON carries ``kind`` first and ``schema_version``."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -121,3 +122,24 @@ def test_renderers_are_chosen_by_kind_and_format(measured):
     assert callable(render(div, "table")) and render(prof.analysis, "csv").startswith("id,")
     with pytest.raises(MlmsIrError, match="a run result has no 'csv' format; choose one of: json, table"):
         render(run, "csv")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mlperf_loadgen") is None, reason="mlcommons-loadgen is not installed (pip install '.[loadgen]')")
+def test_a_scenario_file_is_read_back_as_its_report(tmp_path, capsys):
+    from mlms_ir.cli import main
+    from mlms_ir.errors import ReportInputError
+    from mlms_ir.results.read import as_result, read_result
+    from mlms_ir.results.scenario import ScenarioReport
+
+    out = tmp_path / "scen.json"
+    assert main(["run", "-q", "--scenario", "singlestream", "--duration", "0.1", "--format", "json", "-o", str(out),
+                 "--store", "none"]) == 0
+    back = read_result(out)
+    assert type(back) is ScenarioReport and back.to_dict() == json.loads(out.read_text())
+    rec = back.runs[0]
+    assert rec.scenario == "SingleStream" and rec.valid is not None and rec.histogram is not None and rec.timeline is not None
+    assert as_result(out, ScenarioReport) == back
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({**back.to_dict(), "runs": "none"}))
+    with pytest.raises(ReportInputError, match=r"the scenario results are not what 'run --scenario --format json' writes"):
+        read_result(wrong)

@@ -20,7 +20,8 @@ R = TypeVar("R", bound=Result)
 
 #: The command whose ``--format json`` writes each kind (for the messages).
 WRITTEN_BY = {"analysis": "analyze", "run": "run", "profile": "profile", "divergence": "diverge", "diverge": "diverge",
-              "counters": "profile --counters", "evaluation": "evaluate", "comparison": "runs compare"}
+              "counters": "profile --counters", "evaluation": "evaluate", "comparison": "runs compare",
+              "scenario": "run --scenario"}
 
 
 def read_json(path: str | Path, what: str) -> dict[str, Any]:
@@ -102,9 +103,10 @@ def result_kinds() -> dict[str, type[Result]]:
     from mlms_ir.results.evaluation import EvaluationReport
     from mlms_ir.results.profile import ProfileReport
     from mlms_ir.results.run import RunReport
+    from mlms_ir.results.scenario import ScenarioReport
 
     return {c.kind: c for c in (Analysis, RunReport, ProfileReport, DivergenceReport, DivergenceRun, CountersReport,
-                                EvaluationReport, Comparison)}
+                                EvaluationReport, Comparison, ScenarioReport)}
 
 
 def read_result(source: str | Path | dict[str, Any]) -> Result:
