@@ -7,6 +7,7 @@ fail: CI must exercise them.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -374,5 +375,28 @@ def test_divergence_panel_names_the_wrong_backend_and_shows_infinite_errors(brow
         p.page.click("g.node.op[data-id=n1]")
         assert "∞" in p.page.text_content("#details")
         assert p.errors == []
+    finally:
+        p.close()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mlperf_loadgen") is None, reason="mlcommons-loadgen is not installed (pip install '.[loadgen]')")
+def test_scenario_tab_draws_the_histogram_and_samples_per_second(browser, tmp_path):
+    from mlms_ir.scenarios import run_scenarios
+
+    path = str(builtin_path())
+    # 10^6 QPS under a 10 ms bound for 0.1 s: far beyond the embedded model on this machine, INVALID
+    scen = run_scenarios(path, ["ort"], scenario="server", target_qps=1e6, latency_bound_ms=10, duration_s=0.1, system=False)
+    graph = mlms_ir.load(path, batch=1)
+    p = Page(browser, render_html(mlms_ir.analyze(graph), graph, scenarios=scen), tmp_path, "scenario.html")
+    try:
+        p.page.click("nav#tabs button[data-tab=scenarios]")
+        drawn = p.page.eval_on_selector_all("section#scenarios canvas", "cs => cs.map(c => c.id + ' ' + (c.width > 0 && !!Chart.getChart(c)))")
+        assert drawn == ["scenario-hist-0 true", "scenario-qps-0 true"]
+        assert p.page.get_attribute("section#scenarios .verdict", "data-verdict") == "INVALID"
+        body = p.page.inner_text("#scenario-body")
+        assert "latency bound not met" in body and "10 ms at p99" in body
+        assert "LoadGen Server" in p.page.inner_text("#facts")
+        assert p.errors == []
+        assert [u for u in p.requests if not u.startswith("file:")] == []
     finally:
         p.close()

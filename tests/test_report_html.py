@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -293,3 +294,62 @@ def test_collapse_skips_an_instance_that_data_leaves_and_reenters():
     assert a.blocks and a.blocks[0].count == 3
     d = build_report_data(a, gr)
     assert d["collapsed"] is None  # every instance would be a cycle: nothing collapsed, no edge lost
+
+
+# ----------------------------------------------------------------------------- run --scenario results
+
+needs_loadgen = pytest.mark.skipif(importlib.util.find_spec("mlperf_loadgen") is None,
+                                   reason="mlcommons-loadgen is not installed (pip install '.[loadgen]')")
+
+
+@pytest.fixture(scope="module")
+def scenario_result():
+    """A real Server run of the embedded model far beyond what it serves: 10^6 QPS under a 10 ms
+    bound for 0.1 s is INVALID (tests/test_scenarios.py)."""
+    from mlms_ir.scenarios import run_scenarios
+
+    rep = run_scenarios(str(builtin_path()), ["ort"], scenario="server", target_qps=1e6, latency_bound_ms=10, duration_s=0.1,
+                        system=False)
+    assert rep.runs[0].status == "ok", rep.runs[0].error
+    return rep
+
+
+@needs_loadgen
+def test_scenario_results_become_plot_data_and_a_verdict(scenario_result, tmp_path):
+    import copy
+
+    rep = copy.deepcopy(scenario_result)
+    rec = rep.runs[0]
+    rec.backend = HOSTILE  # a name that is markup stays text
+    a, g = _analysed(str(builtin_path()), batch=1)
+    html = render_html(a, g, scenarios=rep)
+    d = _data(html)
+    (r,) = d["scenarios"]["runs"]
+    assert d["schema"] == "1.3" and d["measured"] is True and d["scenarios"]["settings"]["scenario"] == "Server"
+    assert r["verdict"] == "INVALID" and r["valid"] is False and "latency bound not met" in r["invalid_reasons"]
+    assert r["target_qps"] == 1e6 and r["latency_bound_ms"] == 10.0 and r["latency_percentile"] == 0.99
+    assert r["latency_ms"] == rec.latency_ms and r["samples_per_s"] == rec.samples_per_s
+    # the plots' data: the histogram (one more edge than counts) and samples/s in bins over time
+    assert r["histogram"]["counts"] == rec.histogram.counts and len(r["histogram"]["edges_ms"]) == len(r["histogram"]["counts"]) + 1
+    assert sum(r["histogram"]["counts"]) > 0
+    assert r["timeline"]["samples_per_s"] == rec.timeline.samples_per_s and r["timeline"]["bin_s"] > 0
+    assert "loadgen_summary" not in r  # LoadGen's text stays in the result's JSON
+    # the verdict in a sentence of the header (escaped by the template), the tab and its script
+    assert "LoadGen Server on " in html and ": INVALID; target 1 M QPS" in html and "bound 10 ms at p99" in html
+    assert HOSTILE not in html and 'id="tab-scenarios"' in html and "scenario-hist-" in html and "scenario-qps-" in html
+
+
+@needs_loadgen
+def test_report_verb_takes_a_scenario_file(scenario_result, tmp_path, capsys):
+    from mlms_ir.cli import main
+
+    scen, out = tmp_path / "scen.json", tmp_path / "r.html"
+    scen.write_text(scenario_result.to_json())
+    assert main(["report", "--batch", "1", "--scenarios", str(scen), "-o", str(out)]) == 0
+    d = _data(out.read_text())
+    assert [r["verdict"] for r in d["scenarios"]["runs"]] == ["INVALID"]
+    assert d["scenarios"]["runs"][0]["histogram"]["counts"] == scenario_result.runs[0].histogram.counts
+    runs_file = tmp_path / "runs.json"
+    runs_file.write_text(json.dumps({"kind": "run", **RUNS}))  # a run result given as scenarios
+    assert main(["report", "--batch", "1", "--scenarios", str(runs_file), "-o", str(out)]) == 2
+    assert "not what 'run --scenario --format json' writes: this is a 'run' result, not 'scenario'" in capsys.readouterr().err

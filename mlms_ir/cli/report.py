@@ -1,4 +1,4 @@
-"""``report``: the self-contained HTML report of a model, with a profile, divergence and runs."""
+"""``report``: the self-contained HTML report of a model, with a profile, divergence, runs and scenarios."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ def report(
     divergence: str | None = None,
     runs: str | None = None,
     counters: str | None = None,
+    scenarios: str | None = None,
     output: str | None = None,
     input_shape: str | None = None,
     batch: int | None = None,
@@ -30,6 +31,7 @@ def report(
         divergence: the JSON of `diverge --format json` (per-node error).
         runs: the JSON of `run --format json` (latency per backend and batch size).
         counters: the JSON of `profile --counters --format json` (hardware counters per node).
+        scenarios: the JSON of `run --scenario ... --format json` (LoadGen's verdict, latency histogram and samples/s over time per backend).
         output: the HTML file to write (-o; default: MODEL_NAME.report.html here).
         input_shape: DIMS (a model with one input) or NAME:DIMS; repeat for several inputs.
         batch: the leading dim of every input (default: the profile's batch).
@@ -43,14 +45,15 @@ def report(
     if isinstance(batch, (list, tuple)):
         raise MlmsIrError("report takes one --batch value")
     path = model_path(model)
-    prof, div, run, hw = measured_inputs(profile or None, divergence or None, runs or None, counters or None)
+    prof, div, run, hw, scen = measured_inputs(profile or None, divergence or None, runs or None, counters or None, scenarios or None)
     if batch is None and prof is not None and isinstance(prof.batch, int) and not input_shape and not dims:
         batch = prof.batch
     hw_batch = hw.model.batch if hw is not None else None
     if batch is None and isinstance(hw_batch, int) and not input_shape and not dims:
         batch = hw_batch
     out = output or f"{Path(path).stem}.report.html"
-    make_report(path, profile=prof, divergence=div, runs=run, counters=hw, input_shapes=input_shape_list(input_shape), batch=batch,
+    make_report(path, profile=prof, divergence=div, runs=run, counters=hw, scenarios=scen,
+                input_shapes=input_shape_list(input_shape), batch=batch,
                 dims=dims_text(dims), device=device, lenient=bool(lenient), output=out)
     print(f"wrote {out}", file=sys.stderr)
 

@@ -30,6 +30,7 @@ from mlms_ir.ir.graph import node_reads
 from mlms_ir.report.fusion import by_shown_time, shown_times
 from mlms_ir.report.layout import Layout, layered_layout
 from mlms_ir.report.run_text import oracle_verdict
+from mlms_ir.report.scenario_text import verdict as scenario_verdict
 from mlms_ir.results.analysis import Analysis
 from mlms_ir.results.base import json_safe, to_plain
 from mlms_ir.results.counters import CountersReport
@@ -38,10 +39,12 @@ from mlms_ir.results.join import join
 from mlms_ir.results.profile import ProfileReport
 from mlms_ir.results.read import as_divergences, as_result
 from mlms_ir.results.run import RunReport
+from mlms_ir.results.scenario import ScenarioReport
 
 #: Version of the JSON the report's script reads (``data.schema``). 1.2: a fused kernel's time on
-#: the node it was fused into, ``fused_into`` (and no time) on its other nodes.
-REPORT_DATA_VERSION = "1.2"
+#: the node it was fused into, ``fused_into`` (and no time) on its other nodes. 1.3: ``scenarios``
+#: (``run --scenario`` results: LoadGen's verdict, latency histogram and samples/s over time).
+REPORT_DATA_VERSION = "1.3"
 MAX_ATTR_CHARS = 300
 MAX_LIST_ITEMS = 16
 NODE_HEIGHT = 22.0
@@ -51,12 +54,13 @@ CHAR_WIDTH = 6.6
 # ------------------------------------------------------------------------------------------ inputs
 
 
-def measured_inputs(profile: Any = None, divergence: Any = None, runs: Any = None,
-                    counters: Any = None) -> tuple[ProfileReport | None, list[DivergenceReport], RunReport | None, CountersReport | None]:
+def measured_inputs(profile: Any = None, divergence: Any = None, runs: Any = None, counters: Any = None,
+                    scenarios: Any = None) -> tuple[ProfileReport | None, list[DivergenceReport], RunReport | None,
+                                                    CountersReport | None, ScenarioReport | None]:
     """The measured results a report shows, typed: each may be the result object, its JSON (a
     dict) or the path of a ``--format json`` file (see :mod:`mlms_ir.results.read`)."""
     return (as_result(profile, ProfileReport), as_divergences(divergence), as_result(runs, RunReport),
-            as_result(counters, CountersReport))
+            as_result(counters, CountersReport), as_result(scenarios, ScenarioReport))
 
 
 #: Per-node figures of ``profile --counters`` shown on the page (their keys there: ``hw_`` + key).
@@ -159,14 +163,14 @@ def _formulas(symbolic: Mapping[str, str] | None) -> dict[str, str] | None:
 
 
 def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, divergence: Any = None, runs: Any = None,
-                      counters: Any = None, system: Mapping[str, Any] | None = None,
+                      counters: Any = None, scenarios: Any = None, system: Mapping[str, Any] | None = None,
                       sweep: tuple[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
     """Everything the report's page shows, as one JSON-ready dict (see ``docs/report.rst``).
 
     With dims left unbound, figures that are formulas come as ``formulas`` (the totals') and a
     node's ``formulas``, and ``sweep`` holds the totals along one dim for the plot (``sweep``
     given, or the only free dim doubling from 1 to 4096)."""
-    prof, divs, run, hw = measured_inputs(profile, divergence, runs, counters)
+    prof, divs, run, hw, scen = measured_inputs(profile, divergence, runs, counters, scenarios)
     joined = join(analysis, profile=prof, counters=hw, divergences=divs)
     costs = {n.id: n for n in analysis.nodes}
     shown = shown_times(prof.nodes) if prof is not None else {}
@@ -273,7 +277,8 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
     if divs:
         summary["first_divergent"] = [{"backend": r.backend, "reference": r.reference, "node": r.first_divergent} for r in divs]
 
-    facts = system or (prof.system if prof is not None else None) or (run.system if run is not None else None) or {}
+    facts = (system or (prof.system if prof is not None else None) or (run.system if run is not None else None)
+             or (scen.system if scen is not None else None) or {})
     return {
         "schema": REPORT_DATA_VERSION,
         "model": dataclasses.asdict(analysis.model),
@@ -282,7 +287,7 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
         "totals": dataclasses.asdict(analysis.totals),
         "summary": summary,
         "system": facts,
-        "measured": prof is not None or run is not None or hw is not None,
+        "measured": prof is not None or run is not None or hw is not None or scen is not None,
         "metrics": metrics,
         "nodes": draw,
         "layout": _layout_payload(full, ids),
@@ -297,6 +302,7 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
         "divergence": [_fields(r, ("backend", "reference", "device", "precision", "atol", "rtol", "first_divergent", "first_nan",
                                    "top_introduced", "compared_tensors", "segments")) for r in divs],
         "runs": to_plain(run.runs) if run is not None else None,
+        "scenarios": _scenario_data(scen),
         "counters": None if hw is None else _fields(hw, ("gpu", "device", "peak_flops_per_s", "peak_kind", "bandwidth_bytes_per_s",
                                                          "ridge_intensity", "coverage", "metric_set", "missing_metrics", "notes",
                                                          "totals")),
@@ -305,6 +311,22 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
         "formulas": _formulas(t.symbolic),
         "sweep": sweep_data,
     }
+
+
+#: What the page shows of each backend's ``run --scenario`` record (LoadGen's settings and summary
+#: text stay in the result's JSON).
+SCENARIO_FIELDS = ("backend", "device", "scenario", "status", "error", "valid", "invalid_reasons", "target_qps", "latency_bound_ms",
+                   "latency_percentile", "samples_per_s", "scheduled_samples_per_s", "latency_ms", "query_count", "samples_per_query",
+                   "overlatency_queries", "early_stopping", "max_batch", "batches", "histogram", "timeline", "peak_qps", "probes")
+
+
+def _scenario_data(scen: ScenarioReport | None) -> dict[str, Any] | None:
+    """The ``run --scenario`` results for the page: the settings, and per backend its figures
+    with LoadGen's verdict as a word (VALID, INVALID, or the status of a run that failed)."""
+    if scen is None:
+        return None
+    return {"model": scen.model.name, "settings": to_plain(scen.settings),
+            "runs": [{**_fields(r, SCENARIO_FIELDS), "verdict": scenario_verdict(r.valid, r.status)} for r in scen.runs]}
 
 
 def _fields(result: Any, names: Sequence[str]) -> dict[str, Any]:
@@ -434,15 +456,15 @@ def json_for_html(data: Any) -> str:
 
 
 def render_html(analysis: Analysis, graph: Graph, *, profile: Any = None, divergence: Any = None, runs: Any = None,
-                counters: Any = None, system: Mapping[str, Any] | None = None, title: str | None = None,
+                counters: Any = None, scenarios: Any = None, system: Mapping[str, Any] | None = None, title: str | None = None,
                 sweep: tuple[str, list[dict[str, Any]]] | None = None) -> str:
     """The report as one self-contained HTML document."""
     import jinja2
 
     from mlms_ir import __version__
 
-    data = build_report_data(analysis, graph, profile=profile, divergence=divergence, runs=runs, counters=counters, system=system,
-                             sweep=sweep)
+    data = build_report_data(analysis, graph, profile=profile, divergence=divergence, runs=runs, counters=counters,
+                             scenarios=scenarios, system=system, sweep=sweep)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     template = env.from_string(_resource("templates/report.html.j2"))
     chart = "\n".join(line for line in _resource("vendor/chart.umd.min.js").splitlines() if not line.startswith("//# sourceMappingURL"))
@@ -488,7 +510,35 @@ def _headline(data: Mapping[str, Any]) -> list[str]:
         out.append(f"{fd['backend']} vs {fd.get('reference')}: "
                    + (f"first divergent node {node.get('name') or node.get('id')} ({node.get('op_type')})." if node
                       else "every tensor within tolerance."))
+    scen = data.get("scenarios")
+    for r in (scen or {}).get("runs", []):
+        out.append(_scenario_sentence(r))
     return out
+
+
+def _scenario_sentence(r: Mapping[str, Any]) -> str:
+    """One backend's LoadGen result in words: "LoadGen Server on ort (cpu): VALID; target 500 QPS, ..."."""
+    from mlms_ir.report.text import human_count, human_time_ms
+
+    head = f"LoadGen {r['scenario']} on {r['backend']} ({r['device']}): {r['verdict']}"
+    if r["status"] != "ok":
+        return head + (f": {r['error']}" if r.get("error") else ".")
+    parts = []
+    if r.get("peak_qps") is not None:
+        parts.append(f"peak {human_count(r['peak_qps'])} QPS")
+    elif r.get("target_qps") is not None:
+        parts.append(f"target {human_count(r['target_qps'])} QPS")
+    if r.get("samples_per_s") is not None:
+        parts.append(f"{human_count(r['samples_per_s'])} samples/s")
+    lat = r.get("latency_ms") or {}
+    parts += [f"{k} {human_time_ms(lat[k])}" for k in ("p50", "p90", "p99") if lat.get(k) is not None]
+    if r.get("latency_bound_ms") is not None:
+        pct = r.get("latency_percentile")
+        parts.append(f"bound {human_time_ms(r['latency_bound_ms'])}" + (f" at p{100 * pct:g}" if pct is not None else ""))
+    text = head + ("; " + ", ".join(parts) if parts else "") + "."
+    if r.get("valid") is False and r.get("invalid_reasons"):
+        text += " Invalid: " + "; ".join(x.rstrip(".") for x in r["invalid_reasons"]) + "."
+    return text
 
 
 def write_html(path: str | Path, analysis: Analysis, graph: Graph, **kw: Any) -> Path:
@@ -503,24 +553,24 @@ def write_html(path: str | Path, analysis: Analysis, graph: Graph, **kw: Any) ->
 
 
 def report(model: Any, *, profile: Any = None, divergence: Any = None, runs: Any = None, counters: Any = None,
-           input_shapes: Any = None, batch: int | None = None, dims: Any = None, device: str | None = None, lenient: bool = False,
+           scenarios: Any = None, input_shapes: Any = None, batch: int | None = None, dims: Any = None, device: str | None = None, lenient: bool = False,
            output: str | Path | None = None) -> str:
     """Analyse ``model`` and render the HTML report (written to ``output`` when given).
 
-    ``profile``, ``divergence``, ``runs`` and ``counters`` are report objects or the JSON of
-    ``profile``, ``diverge``, ``run`` and ``profile --counters`` with ``--format json`` (dicts, or
-    paths of such files)."""
+    ``profile``, ``divergence``, ``runs``, ``counters`` and ``scenarios`` are report objects or the
+    JSON of ``profile``, ``diverge``, ``run``, ``profile --counters`` and ``run --scenario`` with
+    ``--format json`` (dicts, or paths of such files)."""
     from mlms_ir.ir import load
     from mlms_ir.passes.analyze import analyze
 
-    prof, div, run, hw = measured_inputs(profile, divergence, runs, counters)
+    prof, div, run, hw, scen = measured_inputs(profile, divergence, runs, counters, scenarios)
     if device is None and prof is not None and prof.roofline_device:
         device = prof.roofline_device
     if device is None and hw is not None and hw.device:
         device = hw.device
     graph = load(model, input_shapes=input_shapes, batch=batch, dims=dims, lenient=lenient)
     analysis = analyze(graph, device=device)
-    text = render_html(analysis, graph, profile=prof, divergence=div, runs=run, counters=hw)
+    text = render_html(analysis, graph, profile=prof, divergence=div, runs=run, counters=hw, scenarios=scen)
     if output is not None:
         try:
             Path(output).write_text(text, encoding="utf-8")

@@ -95,6 +95,7 @@
       for (const r of D.runs) (seen[r.backend + " (" + r.device + ")"] = seen[r.backend + " (" + r.device + ")"] || []).push(r.batch + (r.status === "ok" ? "" : " " + r.status));
       add("runs", Object.entries(seen).map(([k, b]) => k + ": batch " + b.join(", ")).join("; "));
     }
+    if (D.scenarios) add("LoadGen " + D.scenarios.settings.scenario, D.scenarios.runs.map((r) => r.backend + " (" + r.device + ") " + r.verdict).join(", "));
     const c = D.counters;
     if (c) add("counters", "ncu on " + (c.gpu || "?") + ", " + (c.totals.kernels || 0) + " kernels, coverage " + pct(c.coverage) + (c.device ? ", roofline " + c.device : ""));
     if (D.tool && D.tool.version) add("mlms_ir", D.tool.version);
@@ -498,16 +499,21 @@
     plots() { plots(); },
     divergence() { divergenceTab(); },
     runs() { runsTab(); },
+    scenarios() { scenariosTab(); },
     model() { modelTab(); },
   };
   const nodeById = new Map();
   for (const n of nodes) nodeById.set(n.id, n);
 
   // ------------------------------------------------------------------ plots (Chart.js)
-  function plots() {
-    if (typeof Chart === "undefined") return;
+  function chartDefaults() {
+    if (typeof Chart === "undefined") return false;
     Chart.defaults.animation = false;
     Chart.defaults.font.size = 11;
+    return true;
+  }
+  function plots() {
+    if (!chartDefaults()) return;
     const top = D.op_types.filter((o) => o.macs > 0).slice(0, 15);
     new Chart($("plot-macs"), { type: "bar", data: { labels: top.map((o) => o.op_type), datasets: [{ label: "MACs", data: top.map((o) => o.macs), backgroundColor: "#fc8a3a" }] },
       options: { indexAxis: "y", plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => count(c.raw) + " MACs" } } }, scales: { x: { ticks: { callback: (v) => count(v) } } } } });
@@ -609,6 +615,67 @@
       { label: "agree", get: (r) => (r.outputs_agree === true ? "yes" : r.outputs_agree === false ? `no: ${r.beyond_tolerance} elements` : "–") },
       { label: "error", get: (r) => r.error, cls: "name" }], D.runs || [], { rowClass: (r) => (r.outputs_agree === false ? "bad" : "") });
   }
+  // one section per backend of `run --scenario`: LoadGen's verdict and figures, the latency
+  // histogram (as the system under test saw each sample) and the samples/s over time
+  function scenariosTab() {
+    const box = $("scenario-body"), S = D.scenarios, st = S.settings || {};
+    const ms = (v) => (v === null || v === undefined ? "–" : us(1000 * v));
+    const pctName = (p) => (p === null || p === undefined ? "" : " at p" + sig3(100 * p));
+    box.append(el("p", { class: "hint" }, "MLPerf LoadGen " + (st.loadgen || "") + ", " + st.scenario + ", PerformanceOnly, at least " + st.duration_s + " s; QSL of " + st.sample_count + " samples (inputs: " + st.inputs + "); the SUT batches up to " + st.max_batch + ". Percentiles are LoadGen's, per query; the histogram and the samples/s are what the system under test saw, from a query reaching it to its completion."));
+    S.runs.forEach((r, k) => {
+      const h3 = el("h3", null, r.backend + " (" + r.device + "): " + r.scenario + " ");
+      h3.append(el("span", { class: "verdict " + (r.verdict === "VALID" ? "valid" : r.verdict === "INVALID" ? "invalid" : "other"), "data-verdict": r.verdict }, r.verdict));
+      box.append(h3);
+      const lat = r.latency_ms || {};
+      const rows = [["result", r.verdict + (r.status === "ok" ? "" : ": " + r.error)], ["invalid because", (r.invalid_reasons || []).map((x) => x.replace(/\.$/, "")).join("; ") || null],
+        ["target QPS", r.peak_qps !== null && r.peak_qps !== undefined ? "peak " + count(r.peak_qps) : r.target_qps === null ? null : count(r.target_qps)],
+        ["samples/s", r.samples_per_s === null ? null : count(r.samples_per_s)],
+        ["latency bound", r.latency_bound_ms === null ? null : ms(r.latency_bound_ms) + pctName(r.latency_percentile)],
+        ["latency (per query)", Object.entries(lat).map(([p, v]) => p + " " + ms(v)).join(", ") || null],
+        ["queries", r.query_count === null ? null : r.query_count + (r.overlatency_queries ? " (" + r.overlatency_queries + " over the bound)" : "")],
+        ["batches", Object.entries(r.batches || {}).map(([b, n]) => n + "×" + b).join(", ") || null], ["early stopping", r.early_stopping || null]];
+      const t = el("table", { class: "kv" });
+      for (const [a, b] of rows) { if (b === null || b === undefined || b === "") continue; const tr = el("tr"); tr.append(el("td", null, a), el("td", null, b)); t.append(tr); }
+      box.append(t);
+      if (r.probes && r.probes.length) {
+        const wrap = el("div", { class: "table-wrap" });
+        box.append(wrap);
+        sortableTable(wrap, [{ label: "target QPS", get: (p) => p.target_qps, num: true, fmt: (v) => count(v) }, { label: "result", get: (p) => (p.valid ? "VALID" : "INVALID") },
+          { label: "samples/s", get: (p) => p.samples_per_s, num: true, fmt: (v) => count(v) }, { label: "latency" + pctName(r.latency_percentile), get: (p) => p.latency_ms, num: true, fmt: ms }], r.probes, {});
+      }
+      const grid = el("div", { class: "plots" });
+      box.append(grid);
+      const h = r.histogram, tl = r.timeline;
+      if (h && h.counts && h.counts.length) grid.append(figure("Latency distribution of " + r.backend + " (samples, log-spaced bins)", "scenario-hist-" + k));
+      if (tl && tl.samples_per_s && tl.samples_per_s.length) grid.append(figure("Samples/s over time of " + r.backend + " (bins of " + ms(1000 * tl.bin_s) + ")", "scenario-qps-" + k));
+      if (!chartDefaults()) return;
+      const vline = (x, top, label, colour, dash) => ({ label, data: [{ x, y: 0 }, { x, y: top }], borderColor: colour, backgroundColor: colour, borderDash: dash, pointRadius: 0, borderWidth: 1.5 });
+      if (h && h.counts && h.counts.length) {
+        const n = h.counts.length, top = Math.max(...h.counts, 1);
+        const pts = h.counts.map((c, i) => ({ x: h.edges_ms[i], y: c })).concat([{ x: h.edges_ms[n], y: h.counts[n - 1] }]);
+        const datasets = [{ label: "samples", data: pts, stepped: "before", fill: "origin", borderColor: "#1f6feb", backgroundColor: "rgba(31,111,235,.25)", pointRadius: 0, borderWidth: 1 }];
+        if (typeof lat.p50 === "number") datasets.push(vline(lat.p50, top, "p50 " + ms(lat.p50), "#2da44e", [4, 3]));
+        if (typeof lat.p99 === "number") datasets.push(vline(lat.p99, top, "p99 " + ms(lat.p99), "#8250df", [4, 3]));
+        if (typeof r.latency_bound_ms === "number") datasets.push(vline(r.latency_bound_ms, top, "bound " + ms(r.latency_bound_ms) + pctName(r.latency_percentile), "#d1242f", []));
+        new Chart($("scenario-hist-" + k), { type: "line", data: { datasets }, options: { parsing: false,
+          plugins: { tooltip: { callbacks: { label: (c) => (c.datasetIndex === 0 ? ms(c.raw.x) + ": " + c.raw.y + " samples" : c.dataset.label) } } },
+          scales: { x: { type: "logarithmic", title: { display: true, text: "latency (ms)" } }, y: { beginAtZero: true, title: { display: true, text: "samples" } } } } });
+      }
+      if (tl && tl.samples_per_s && tl.samples_per_s.length) {
+        const pts = tl.samples_per_s.map((v, i) => ({ x: (i + 0.5) * tl.bin_s, y: v }));
+        const datasets = [{ label: "completed samples/s", data: pts, borderColor: "#1f6feb", backgroundColor: "#1f6feb", pointRadius: 1.5, borderWidth: 1.5 }];
+        const target = r.scenario === "Server" ? r.target_qps : null;
+        if (typeof target === "number") datasets.push({ label: "target " + count(target) + " QPS", data: [{ x: 0, y: target }, { x: tl.samples_per_s.length * tl.bin_s, y: target }], borderColor: "#d1242f", backgroundColor: "#d1242f", borderDash: [4, 3], pointRadius: 0, borderWidth: 1.5 });
+        new Chart($("scenario-qps-" + k), { type: "line", data: { datasets }, options: { parsing: false,
+          scales: { x: { type: "linear", title: { display: true, text: "time from the test's start (s)" } }, y: { beginAtZero: true, title: { display: true, text: "samples/s" } } } } });
+      }
+    });
+  }
+  function figure(caption, id) {
+    const f = el("figure");
+    f.append(el("figcaption", null, caption), el("canvas", { id }));
+    return f;
+  }
   function modelTab() {
     const box = $("model-body"), m = D.model;
     box.append(el("h3", null, "Model"));
@@ -630,6 +697,7 @@
 
   if (D.divergence.length) $("tab-divergence").hidden = false;
   if (D.runs && D.runs.length) $("tab-runs").hidden = false;
+  if (D.scenarios && D.scenarios.runs.length) $("tab-scenarios").hidden = false;
   const t0 = performance.now();
   render();
   document.body.setAttribute("data-render-ms", String(Math.round(performance.now() - t0)));
