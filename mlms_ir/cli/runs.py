@@ -50,7 +50,7 @@ class Runs:
         """The newest recorded runs first.
 
         Args:
-            kind: only runs of this kind: analyze, run, profile, diverge or evaluate.
+            kind: only runs of this kind: analyze, run, scenario, profile, counters, diverge or evaluate.
             model: only runs whose model name or path contains this.
             backend: only runs of this backend.
             sweep: only the runs of this sweep.
