@@ -437,6 +437,22 @@ def run_cases(backends: Sequence[str], cases: Sequence[Case], *, jobs: int = 2, 
 
 
 # ---------------------------------------------------------------------------------------------- results
+def agent_versions(backend: str) -> dict[str, str]:
+    """The versions in a worker backend's own environment (its agent's probe): {} for the others."""
+    from mlms_ir.backends import registry
+    from mlms_ir.backends.worker import WorkerBackend
+
+    try:
+        be = registry.get(backend)
+    except Exception:  # noqa: BLE001 - bare runtimes
+        return {}
+    if not isinstance(be, WorkerBackend) or backend == "ort-isolated":
+        return {}
+    res = be._check("cpu", None)[1]
+    return {k: str(res.get(f)) for k, f in (("framework", "framework_version"), ("python", "python"),
+                                           ("numpy", "numpy_version"), ("onnx", "onnx_version")) if res.get(f)}
+
+
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for mod in ("mlms_ir", "onnx", "onnxruntime", "numpy", "torch", "onnx2torch"):
@@ -450,10 +466,11 @@ def versions() -> dict[str, str]:
 
 
 def build_results(cases: Sequence[Case], results: Mapping[str, Mapping[str, dict]], seconds: Mapping[str, float], *,
-                  jobs: int) -> dict[str, Any]:
+                  jobs: int, frameworks: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
     """The JSON document: per backend, the names of the passing cases and, for the others, their
-    message, with the wall time over ``jobs`` workers; per case its op, opset and whether it has
-    non-tensor values."""
+    message, with the wall time over ``jobs`` workers (and, for a worker backend, the versions in
+    its own environment: ``frameworks``); per case its op, opset and whether it has non-tensor
+    values."""
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "kind": "conformance", "generated_by": "tools/conformance.py",
         "versions": versions(), "jobs": jobs,
@@ -467,6 +484,8 @@ def build_results(cases: Sequence[Case], results: Mapping[str, Mapping[str, dict
                                  "median_case_ms": round(1000 * times[len(times) // 2][0], 1) if times else 0.0,
                                  "slowest_case": {"name": times[-1][1], "ms": round(1000 * times[-1][0], 1)} if times else None,
                                  "pass": []}
+        if frameworks and backend in frameworks:
+            entry["framework"] = dict(frameworks[backend])
         for v in VERDICTS[1:]:
             entry[v] = {}
         for c in cases:
@@ -478,6 +497,52 @@ def build_results(cases: Sequence[Case], results: Mapping[str, Mapping[str, dict
             else:
                 entry[r["status"]][c.name] = f"[{r['stage']}] {r['message']}"
         doc["backends"][backend] = entry
+    return doc
+
+
+def _verdicts(entry: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """case name -> (verdict, its ``[stage] message``) of one backend's entry."""
+    out = {name: ("pass", "") for name in entry["pass"]}
+    for v in VERDICTS[1:]:
+        out.update({name: (v, text) for name, text in entry[v].items()})
+    return out
+
+
+def merge_results(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """``old`` (a results document) with the backends of ``new`` (one :func:`build_results` made
+    from a run of some backends, on all the cases or some): a backend ``new`` ran on every case
+    replaces its entry; one it ran on some cases keeps its other verdicts and its timings from
+    ``old`` (per-case timings are of a whole run). The backends ``new`` did not run stay as they
+    were; a backend ``old`` lacks comes before the bare runtimes."""
+    import copy
+
+    doc = copy.deepcopy(dict(old))
+    doc["cases"].update(copy.deepcopy(new["cases"]))
+    order = list(doc["cases"])
+    backends = dict(doc["backends"])
+    for name, entry in new["backends"].items():
+        prev = backends.get(name)
+        if prev is None or set(_verdicts(entry)) >= set(order):
+            merged = copy.deepcopy(entry)
+        else:
+            merged = {k: copy.deepcopy(v) for k, v in prev.items() if k not in VERDICTS}
+            for k, v in entry.items():  # versions of the framework it ran with
+                if k not in VERDICTS and k not in ("seconds", "median_case_ms", "slowest_case"):
+                    merged[k] = copy.deepcopy(v)
+            verdicts = {**_verdicts(prev), **_verdicts(entry)}
+            merged["pass"] = []
+            for v in VERDICTS[1:]:
+                merged[v] = {}
+            for case in order:
+                if case in verdicts:
+                    v, text = verdicts[case]
+                    if v == "pass":
+                        merged["pass"].append(case)
+                    else:
+                        merged[v][case] = text
+        backends[name] = merged
+    # the mlms_ir backends first, in the order they came, then the bare runtimes
+    doc["backends"] = {k: backends[k] for k in sorted(backends, key=lambda k: k.startswith("bare:"))}
     return doc
 
 
@@ -639,6 +704,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", default=str(ROOT / "tests" / "data" / "conformance.json"), help="results file ('' for none)")
     parser.add_argument("--rst", default=str(ROOT / "docs" / "conformance.rst"), help="page to write ('' for none)")
     parser.add_argument("--render", metavar="JSON", default=None, help="only write the page (--rst) from this results file")
+    parser.add_argument("--merge", action="store_true",
+                        help="merge into the --json file: the backends run replace their verdicts of the cases run, "
+                             "the others stay as they are; the page is rendered from the merged file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -662,6 +730,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         names.append(b)
     names += [f"bare:{r}" for r in args.bare]
+    frameworks = {b: agent_versions(b) for b in names if agent_versions(b)}
     results: dict[str, dict[str, dict]] = {}
     seconds: dict[str, float] = {}
     for b in names:
@@ -677,7 +746,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         seconds[b] = time.perf_counter() - t
         st = collections.Counter(v["status"] for v in results[b].values())
         print(f"{b}: {dict(st)} in {seconds[b]:.0f} s", file=sys.stderr)
-    doc = build_results(cases, results, seconds, jobs=args.jobs)
+    doc = build_results(cases, results, seconds, jobs=args.jobs, frameworks=frameworks)
+    if args.merge:
+        if not args.json or not Path(args.json).exists():
+            parser.error(f"--merge needs an existing --json file (not {args.json!r})")
+        doc = merge_results(json.loads(Path(args.json).read_text(encoding="utf-8")), doc)
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n", encoding="utf-8")
     if args.rst:
