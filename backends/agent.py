@@ -271,9 +271,22 @@ class MXNetRunner:
         sym, arg_params, aux_params = GraphProto().from_onnx(proto.graph, opset_version=opset)
         self.ctx = mx.gpu(0) if device == "cuda" else mx.cpu()
         inputs, self.output_names = _graph_io(model)
-        self.input_names = [n for n in inputs if n in feeds]
+        # an input the symbol does not read (CastLike's "like", read for its type only) is no data
+        # for the Module; a layout without N: the inputs need no common batch size (Add's
+        # broadcasting feeds x[3, 4, 5] and y[5])
+        used = set(sym.list_arguments())
+        self.input_names = [n for n in inputs if n in feeds and n in used]
+        # a fed BatchNormalization mean or variance is an auxiliary state in MXNet, not an argument
+        aux = set(sym.list_auxiliary_states())
+        aux_params = dict(aux_params)
+        aux_params.update({n: mx.nd.array(feeds[n], dtype=feeds[n].dtype) for n in inputs if n in feeds and n in aux})
+        # set_params(allow_missing=True) would initialise anything else at random: say so instead
+        missing = sorted((used - set(self.input_names) - set(arg_params)) | (aux - set(aux_params)))
+        if missing:
+            raise ValueError(f"MXNet's symbol reads {', '.join(missing)}, which is neither a graph input fed nor a weight")
         self.mod = mx.mod.Module(symbol=sym, data_names=self.input_names, label_names=None, context=self.ctx)
-        self.mod.bind(for_training=False, data_shapes=[(n, feeds[n].shape) for n in self.input_names])
+        self.mod.bind(for_training=False, data_shapes=[mx.io.DataDesc(n, feeds[n].shape, layout="")
+                                                       for n in self.input_names])
         self.mod.set_params(arg_params, aux_params, allow_missing=True, allow_extra=True)
         self.batch = mx.io.DataBatch([mx.nd.array(feeds[n], ctx=self.ctx, dtype=feeds[n].dtype) for n in self.input_names])
 

@@ -109,7 +109,8 @@ def prepare(proto, input_shapes: dict | None = None) -> dict:
     # the shapes after it (ONNX infers no shape from a computed target)
     for _ in range(MAX_PASSES):
         before = done["folded"]
-        _fold_pass(proto, _static_shapes(proto) if input_shapes else {}, bool(input_shapes), opset, done)
+        shapes, types = _inferred(proto) if input_shapes else ({}, {})
+        _fold_pass(proto, shapes, bool(input_shapes), opset, done, types)
         if done["folded"] == before:
             break
     return done
@@ -121,21 +122,29 @@ MAX_PASSES = 8
 
 def _static_shapes(proto) -> dict[str, list[int]]:
     """name -> static shape, for every tensor ONNX's shape inference (with data propagation) knows."""
+    return _inferred(proto)[0]
+
+
+def _inferred(proto) -> tuple[dict[str, list[int]], dict[str, int]]:
+    """(name -> static shape, name -> element type) of every tensor ONNX's shape inference (with
+    data propagation) knows."""
     from onnx import shape_inference
 
     try:
         inferred = shape_inference.infer_shapes(proto, data_prop=True)
     except Exception:  # noqa: BLE001 - folding is a help, not a requirement
-        return {}
-    shapes = {}
+        return {}, {}
+    shapes, types = {}, {}
     for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
         tt = vi.type.tensor_type
+        if tt.elem_type:
+            types[vi.name] = tt.elem_type
         if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
             shapes[vi.name] = [d.dim_value for d in tt.shape.dim]
-    return shapes
+    return shapes, types
 
 
-def _fold_pass(proto, shapes: dict, fold: bool, opset: int, done: dict) -> None:
+def _fold_pass(proto, shapes: dict, fold: bool, opset: int, done: dict, types: dict | None = None) -> None:
     """One pass of :func:`prepare` over the main graph, in order."""
     import numpy as np
     from onnx import numpy_helper
@@ -174,7 +183,7 @@ def _fold_pass(proto, shapes: dict, fold: bool, opset: int, done: dict) -> None:
             if out is not None:
                 done["folded"] += 1
         if out is None:
-            _annotate(node, shapes, graph, known, done)
+            _annotate(node, shapes, graph, known, done, types or {}, opset)
             keep.extend(_equal_ranks(node, shapes, known, value, graph, done)
                         or _split_scalar_gather(node, known, value, graph, done, opset))
             continue
@@ -190,18 +199,40 @@ def _fold_pass(proto, shapes: dict, fold: bool, opset: int, done: dict) -> None:
 #: the attribute prepare() gives a ceil_mode pooling node: its output's spatial dims (computed as
 #: onnxruntime does), which the translation cuts MXNet's "full" pooling to.
 OUTPUT_DIMS_ATTR = "mlms_ir_output_spatial_dims"
+#: the attribute prepare() gives a node whose translation needs its first input's shape
+#: (``Hardmax``, ``ArgMax``/``ArgMin`` with ``select_last_index``).
+INPUT_SHAPE_ATTR = "mlms_ir_input_shape"
+#: the attribute prepare() gives a ``Div`` of integers (MXNet computes it in float32; ONNX
+#: truncates the quotient toward zero).
+INTEGER_ATTR = "mlms_ir_integer"
+#: the attribute prepare() gives a ``Hardmax``: the model's opset (the op's meaning changed in 13).
+OPSET_ATTR = "mlms_ir_opset"
+#: ONNX's integer element types (TensorProto's INT8..UINT64).
+_INTEGER_TYPES = frozenset({2, 3, 4, 5, 6, 7, 12, 13})
+#: ops whose translation reads :data:`INPUT_SHAPE_ATTR`.
+_NEEDS_SHAPE = ("Hardmax", "ArgMax", "ArgMin")
 
 
-def _annotate(node, shapes, graph, known, done) -> None:
+def _annotate(node, shapes, graph, known, done, types=None, opset: int | None = None) -> None:
     """What the translations need from shape inference, written on the node: the output size of a
     ``ceil_mode`` pooling; the chunk sizes of a ``Split`` without a ``split`` input (ONNX-18
-    ``num_outputs``: ceil-sized chunks, the last smaller; before 18: equal chunks)."""
+    ``num_outputs``: ceil-sized chunks, the last smaller; before 18: equal chunks); the input's
+    shape of a ``Hardmax`` (and the opset) or an ``ArgMax``/``ArgMin``; whether a ``Div`` divides
+    integers."""
     from onnx import helper, numpy_helper
 
     import numpy as np
 
     attrs = {a.name: a for a in node.attribute}
-    if node.op_type in ("MaxPool", "AveragePool") and "ceil_mode" in attrs and attrs["ceil_mode"].i \
+    if node.op_type in _NEEDS_SHAPE and node.input and node.input[0] in shapes and INPUT_SHAPE_ATTR not in attrs:
+        node.attribute.append(helper.make_attribute(INPUT_SHAPE_ATTR, list(shapes[node.input[0]])))
+        if node.op_type == "Hardmax" and opset:
+            node.attribute.append(helper.make_attribute(OPSET_ATTR, int(opset)))
+        return
+    if node.op_type == "Div" and INTEGER_ATTR not in attrs and (types or {}).get(node.output[0]) in _INTEGER_TYPES:
+        node.attribute.append(helper.make_attribute(INTEGER_ATTR, 1))
+        return
+    if node.op_type in ("MaxPool", "AveragePool", "LpPool") and "ceil_mode" in attrs and attrs["ceil_mode"].i \
             and node.input[0] in shapes and OUTPUT_DIMS_ATTR not in attrs and "kernel_shape" in attrs:
         # onnxruntime's and ONNX's reference rule; ONNX's shape inference (1.23) keeps the last
         # window even when it starts in the right padding, so its output shape is not used
@@ -492,14 +523,16 @@ def matmul(attrs, inputs, proto_obj):
     return _original_or_fail("MatMul")(attrs, inputs, proto_obj)
 
 
-def pool(kind: str, attrs, inputs, proto_obj):
+def pool(kind: str, attrs, inputs, proto_obj, op: str | None = None):
     """``AveragePool`` (``kind`` "avg") and ``MaxPool`` ("max"): the importer pads explicitly with
     zeros and pools without, so every average counted the padding (ONNX's default
-    ``count_include_pad`` is 0), and drops ``ceil_mode``; both are kept here."""
+    ``count_include_pad`` is 0), and drops ``ceil_mode``; both are kept here. ``kind`` "sum" (for
+    :func:`lp_pool`) sums each window, the padding counting as zeros."""
     import numpy as np
     from mxnet import symbol
 
     x = inputs[0]
+    op = op or f"{kind.title()}Pool"
     kernel = tuple(int(k) for k in attrs["kernel_shape"])
     nd = len(kernel)
     stride = tuple(int(v) for v in attrs.get("strides", (1,) * nd))
@@ -507,9 +540,9 @@ def pool(kind: str, attrs, inputs, proto_obj):
     auto = attrs.get("auto_pad", "NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else auto
     if auto not in ("NOTSET", "VALID"):
-        raise ValueError(f"{kind.title()}Pool with auto_pad={auto} is not translated for MXNet; give the pads")
+        raise ValueError(f"{op} with auto_pad={auto} is not translated for MXNet; give the pads")
     if any(int(d) != 1 for d in attrs.get("dilations", ())):
-        raise ValueError(f"{kind.title()}Pool with dilations {list(attrs['dilations'])} is not translated for MXNet")
+        raise ValueError(f"{op} with dilations {list(attrs['dilations'])} is not translated for MXNet")
     convention = "full" if int(attrs.get("ceil_mode", 0)) else "valid"
     out_dims = [int(d) for d in attrs.get(OUTPUT_DIMS_ATTR, ())]
     include = bool(int(attrs.get("count_include_pad", 0)))
@@ -523,19 +556,21 @@ def pool(kind: str, attrs, inputs, proto_obj):
         return y
 
     if convention == "full" and len(out_dims) != nd:
-        raise ValueError(f"{kind.title()}Pool with ceil_mode needs its output's shape (from the shapes the model "
+        raise ValueError(f"{op} with ceil_mode needs its output's shape (from the shapes the model "
                          "runs at) to be translated for MXNet")
     if begin == end:
         extra = {"count_include_pad": include} if kind == "avg" else {}
         return cut(symbol.Pooling(x, pool_type=kind, kernel=kernel, stride=stride, pad=tuple(begin),
                                   pooling_convention=convention, **extra)), attrs, inputs
     if nd not in (2, 3):
-        raise ValueError(f"{kind.title()}Pool over {nd} axes with uneven pads is not translated for MXNet")
+        raise ValueError(f"{op} over {nd} axes with uneven pads is not translated for MXNet")
     width = (0, 0, 0, 0) + tuple(v for b, e in zip(begin, end, strict=True) for v in (b, e))
     common = {"kernel": kernel, "stride": stride, "pooling_convention": convention}
     if kind == "max":  # edge values never beat the window's own maximum
         return cut(symbol.Pooling(symbol.pad(x, mode="edge", pad_width=width), pool_type="max", **common)), attrs, inputs
     total = symbol.Pooling(symbol.pad(x, mode="constant", pad_width=width), pool_type="sum", **common)
+    if kind == "sum":
+        return cut(total), attrs, inputs
     if include:
         return cut(total / float(np.prod(kernel))), attrs, inputs
     count = symbol.Pooling(symbol.pad(symbol.ones_like(x), mode="constant", pad_width=width), pool_type="sum",
@@ -611,6 +646,148 @@ def slice_(attrs, inputs, proto_obj):
     return x, attrs, inputs[:1]
 
 
+def _symbol(op, attrs, inputs):
+    """The symbol a translation's ``(op, attrs, inputs)`` stands for (as the importer builds it)."""
+    from mxnet import symbol
+
+    if not isinstance(op, str):
+        return op
+    fn = getattr(symbol, op)
+    return fn(*inputs, **attrs) if isinstance(inputs, (list, tuple)) else fn(inputs, **attrs)
+
+
+def _input_shape(op: str, attrs) -> list[int]:
+    shape = [int(d) for d in attrs.get(INPUT_SHAPE_ATTR, ())]
+    if INPUT_SHAPE_ATTR not in attrs:
+        raise ValueError(f"{op}: its input's shape is not known before the run (ONNX's shape inference did not "
+                         "give it), and its translation for MXNet needs it")
+    return shape
+
+
+#: ONNX element types MXNet 1.9 holds as themselves; the importer read the others (bfloat16,
+#: float8, int4, float4...) as float32 or int8 and cast to nothing.
+MXNET_TYPES = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13})
+
+
+def cast(attrs, inputs, proto_obj):
+    """``Cast``: to a type MXNet has (:data:`MXNET_TYPES`) as the importer does, without the
+    ``saturate`` (19) and ``round_mode`` (24) attributes, which concern float8 targets only (MXNet
+    refused them as unknown arguments); to any other type, refused (the importer cast
+    float32 to float32 and called it bfloat16 or float8)."""
+    from onnx import TensorProto
+
+    to = int(attrs.get("to", 0))
+    if to not in MXNET_TYPES:
+        try:
+            name = TensorProto.DataType.Name(to)
+        except ValueError:
+            name = f"element type {to}"
+        raise ValueError(f"Cast to {name}: MXNet 1.9 has no such type (its importer would return float32 values)")
+    attrs = {k: v for k, v in attrs.items() if k not in ("saturate", "round_mode")}
+    return _original_or_fail("Cast")(attrs, inputs, proto_obj)
+
+
+def div(attrs, inputs, proto_obj):
+    """``Div`` as the importer translates it; of integers (prepare() marks them), the quotient
+    truncated toward zero as ONNX defines it (MXNet computes in float32)."""
+    from mxnet import symbol
+
+    integer = int(attrs.get(INTEGER_ATTR, 0))
+    attrs = {k: v for k, v in attrs.items() if k != INTEGER_ATTR}
+    y = _symbol(*_original_or_fail("Div")(attrs, inputs, proto_obj))
+    return (symbol.trunc(y) if integer else y), attrs, inputs
+
+
+def arg_extreme(op: str, attrs, inputs, proto_obj):
+    """``ArgMax``/``ArgMin`` (``op``) as the importer translates them; with ``select_last_index``
+    (which the importer ignored: it gave the first of equal values), the index in the reversed
+    axis counted back from the end."""
+    from mxnet import symbol
+
+    last = int(attrs.get("select_last_index", 0))
+    given = attrs
+    attrs = {k: v for k, v in attrs.items() if k not in ("select_last_index", INPUT_SHAPE_ATTR)}
+    if not last:
+        return _original_or_fail(op)(attrs, inputs, proto_obj)
+    shape = _input_shape(op, given)
+    axis = int(attrs.get("axis", 0))
+    axis = axis + len(shape) if axis < 0 else axis
+    fn = symbol.argmax if op == "ArgMax" else symbol.argmin
+    idx = fn(symbol.reverse(inputs[0], axis=axis), axis=axis, keepdims=bool(int(attrs.get("keepdims", 1))))
+    return symbol.cast((shape[axis] - 1) - idx, dtype="int64"), attrs, inputs
+
+
+def hardmax(attrs, inputs, proto_obj):
+    """``Hardmax``: 1 at the first largest value, 0 elsewhere. Before opset 13 along the second
+    axis of the input flattened to 2-D at ``axis`` (default 1); from 13 along the one axis ``axis``
+    (default -1), which the importer treated as the old flattening (and the old default)."""
+    import numpy as np
+    from mxnet import symbol
+
+    shape = _input_shape("Hardmax", attrs)
+    rank = len(shape)
+    new = int(attrs.get(OPSET_ATTR, 0) or proto_obj.opset_version) >= 13
+    axis = int(attrs.get("axis", -1 if new else 1))
+    axis = axis + rank if axis < 0 else axis
+    x = inputs[0]
+    if not new:
+        rows, cols = int(np.prod(shape[:axis], dtype=np.int64)), int(np.prod(shape[axis:], dtype=np.int64))
+        y = symbol.one_hot(symbol.argmax(symbol.reshape(x, shape=(rows, cols)), axis=1), depth=cols)
+        return symbol.reshape(y, shape=tuple(shape)), attrs, inputs
+    y = symbol.one_hot(symbol.argmax(x, axis=axis), depth=shape[axis])  # the one-hot axis comes last
+    if axis != rank - 1:
+        order = list(range(rank - 1))
+        order.insert(axis, rank - 1)
+        y = symbol.transpose(y, axes=tuple(order))
+    return y, attrs, inputs
+
+
+def lp_normalization(attrs, inputs, proto_obj):
+    """``LpNormalization``: x divided by its L1 or L2 norm along ``axis``, 0 where the norm is 0 (the
+    importer returned the norm itself)."""
+    from mxnet import symbol
+
+    p = int(attrs.get("p", 2))
+    if p not in (1, 2):
+        raise ValueError(f"LpNormalization with p={p}: ONNX defines p 1 and 2 only")
+    x = inputs[0]
+    norm = symbol.norm(x, ord=p, axis=int(attrs.get("axis", -1)), keepdims=True)
+    # a zero norm means zeros along the axis, which ONNX keeps (0, not 0/0): divide those by 1
+    return symbol.broadcast_div(x, norm + (norm == 0)), attrs, inputs
+
+
+def lp_pool(attrs, inputs, proto_obj):
+    """``LpPool``: (sum of |x|^p over each window)^(1/p), the padding counting as zeros (MXNet's
+    own lp pooling gave other values, and takes p 1, 2 and 3 only)."""
+    from mxnet import symbol
+
+    p = float(attrs.get("p", 2))
+    if p <= 0:
+        raise ValueError(f"LpPool with p={p:g}: p must be positive")
+    attrs = {k: v for k, v in attrs.items() if k != "p"}
+    total = pool("sum", attrs, [symbol.abs(inputs[0]) ** p], proto_obj, "LpPool")[0]
+    return total ** (1.0 / p), attrs, inputs
+
+
+def lrn(attrs, inputs, proto_obj):
+    """``LRN`` as the importer translates it, with ONNX's default ``bias`` 1 (MXNet's ``knorm``
+    defaults to 2, which the importer kept when the model leaves bias out)."""
+    attrs = dict(attrs)
+    attrs.setdefault("bias", 1.0)
+    return _original_or_fail("LRN")(attrs, inputs, proto_obj)
+
+
+def batch_norm(attrs, inputs, proto_obj):
+    """``BatchNormalization`` as the importer translates it, with ONNX's default ``epsilon`` 1e-5
+    (MXNet's ``eps`` defaults to 1e-3, which the importer kept when the model leaves epsilon out);
+    ``training_mode`` 1 (opset 14: batch statistics and running-stat outputs) is refused."""
+    if int(attrs.get("training_mode", 0)):
+        raise ValueError("BatchNormalization with training_mode=1 is not translated for MXNet (inference only)")
+    attrs = {k: v for k, v in attrs.items() if k != "training_mode"}
+    attrs.setdefault("epsilon", 1e-5)
+    return _original_or_fail("BatchNormalization")(attrs, inputs, proto_obj)
+
+
 #: op -> our translation, put in the importer's table (keyed by op alone: one translation serves
 #: every version of the op).
 TRANSLATIONS = {
@@ -620,9 +797,13 @@ TRANSLATIONS = {
     "AveragePool": partial(pool, "avg"), "MaxPool": partial(pool, "max"),
     "Conv": partial(conv, "Conv"), "ConvTranspose": partial(conv, "ConvTranspose"),
     "Gemm": gemm, "Gather": gather, "Slice": slice_,
+    "Cast": cast, "Div": div, "ArgMax": partial(arg_extreme, "ArgMax"), "ArgMin": partial(arg_extreme, "ArgMin"),
+    "Hardmax": hardmax, "LpNormalization": lp_normalization, "LpPool": lp_pool, "LRN": lrn,
+    "BatchNormalization": batch_norm,
 }
 #: ops whose translation calls the importer's own (:func:`original`): put only where it has one.
-WRAPS = frozenset({*AXES_INPUT, "MatMul", "Conv", "ConvTranspose", "Slice"})
+WRAPS = frozenset({*AXES_INPUT, "MatMul", "Conv", "ConvTranspose", "Slice", "Cast", "Div", "ArgMax", "ArgMin", "LRN",
+                   "BatchNormalization"})
 
 
 def patch() -> list[str]:

@@ -257,7 +257,12 @@ class IsolatedOrtBackend(WorkerBackend):
 
 # ---------------------------------------------------------------------------- session
 class WorkerSession(Session):
-    """A model prepared for a worker backend: each call is one agent request in a new process."""
+    """A model prepared for a worker backend: each call is one agent request in a new process.
+    Outputs come back in the element types the graph declares (:func:`as_declared_dtypes`)."""
+
+    #: Whether outputs are converted to the declared element types (the frameworks' ONNX
+    #: importers compute integer and boolean ops in float32 and return them so).
+    casts_to_declared = True
 
     def __init__(self, backend: str, framework: str, graph: Graph, device: str, *, python: Path,
                  timeout: float = DEFAULT_TIMEOUT_S, info: Mapping[str, Any] | None = None) -> None:
@@ -345,7 +350,10 @@ class WorkerSession(Session):
             missing = [n for n in self.graph.output_names if n not in got]
             if missing:
                 raise BackendError(f"the {self.backend} worker returned no output {', '.join(repr(m) for m in missing)}")
-            return [float(x) for x in res.get("latency_ms", [])], {n: got[n] for n in self.graph.output_names}
+            outputs = {n: got[n] for n in self.graph.output_names}
+            if self.casts_to_declared:
+                outputs = as_declared_dtypes(self.graph, outputs, self.backend)
+            return [float(x) for x in res.get("latency_ms", [])], outputs
         finally:
             shutil.rmtree(call, ignore_errors=True)
 
@@ -357,6 +365,8 @@ class IsolatedOrtSession(WorkerSession):
     """ONNX Runtime in a worker: refuses what the in-process ``ort`` backend refuses (the node
     configurations onnxruntime computes differently from ONNX, :func:`mlms_ir.backends.ort.departures`)
     and reads ``float8e4m3fn`` outputs, which onnxruntime gives as uint8 bits, as the ``ort`` backend does."""
+
+    casts_to_declared = False  # onnxruntime returns the declared types (float8 as bits: as_declared)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -380,6 +390,46 @@ WorkerBackend.session_class = WorkerSession
 IsolatedOrtBackend.session_class = IsolatedOrtSession
 
 
+def as_declared_dtypes(graph: Graph, outputs: dict[str, Any], backend: str) -> dict[str, Any]:
+    """``outputs`` in the element types ``graph`` declares for them. MXNet's importer builds
+    float32 symbols for integer and boolean ops (ArgMax, Equal, Shape...) and onnx-tf returns some
+    int32 where ONNX says int64: the values are converted when the conversion keeps every one of
+    them (integers and booleans exactly: a float that is not a whole number in range, or a
+    boolean that is not 0 or 1, raises :class:`BackendError` rather than be rounded); floats of
+    another width are converted (computed in another precision, they compare within tolerance).
+    Outputs without a declared numeric type (strings, undeclared) are left as they are. A
+    declared 0-d output given as one element of shape (1,) (MXNet 1.x has no 0-d arrays) is
+    given its declared shape."""
+    from mlms_ir.ir.dtypes import np_dtype
+
+    for name, v in outputs.items():
+        t = graph.tensor(name)
+        if t is None or t.value_kind != "tensor" or not isinstance(v, np.ndarray) or not t.elem_type:
+            continue
+        if t.shape == () and v.shape == (1,):  # MXNet 1.x has no 0-d arrays
+            outputs[name] = v = v.reshape(())
+        want = np_dtype(t.elem_type)
+        if want is None or v.dtype == want or want.kind not in "biuf" or v.dtype.kind not in "biuf":
+            continue
+        if want.kind == "f":
+            outputs[name] = v.astype(want)
+            continue
+        with np.errstate(all="ignore"):
+            if want.kind == "b":
+                ok = bool(np.isin(v, (0, 1)).all())
+                conv = v != 0
+            else:
+                info = np.iinfo(want)
+                ok = bool((np.isfinite(v) & (v == np.round(v)) & (v >= info.min) & (v <= info.max)).all()) \
+                    if v.dtype.kind == "f" else bool(((v >= info.min) & (v <= info.max)).all()) if v.size else True
+                conv = v.astype(want)
+        if not ok:
+            raise BackendError(f"{backend} returned output '{name}' as {v.dtype} with values that are not {t.dtype} "
+                               f"(the graph declares {t.dtype}): refused rather than rounded")
+        outputs[name] = conv
+    return outputs
+
+
 def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
     """Write ``arrays`` as an uncompressed .npz keyed by name, as the agent reads it (any key,
     even ``file``, which ``np.savez`` cannot take; no pickled objects)."""
@@ -396,5 +446,5 @@ def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
 
 __all__ = [
     "AGENT", "PROTOCOL", "DEFAULT_TIMEOUT_S", "AgentCrashError", "AgentTimeoutError", "IsolatedOrtSession", "MXNetBackend",
-    "OnnxTfBackend", "WorkerBackend", "WorkerSession", "call_agent", "clear_probe_cache", "envs_dir", "probe", "save_npz",
+    "OnnxTfBackend", "WorkerBackend", "WorkerSession", "as_declared_dtypes", "call_agent", "clear_probe_cache", "envs_dir", "probe", "save_npz",
 ]

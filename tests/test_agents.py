@@ -168,6 +168,31 @@ def test_framework_error_in_the_worker_is_a_backend_error(tmp_path, models):
         assert s.last_result["status"] == "error"
 
 
+def test_outputs_come_back_in_the_declared_types():
+    """MXNet's importer computes integer and boolean ops in float32, and has no 0-d arrays: the
+    worker gives the declared types and shapes back, refusing values the declared type cannot
+    hold rather than rounding them."""
+    from mlms_ir.backends.worker import as_declared_dtypes
+
+    vi = helper.make_tensor_value_info
+    outs = [vi("i", TensorProto.INT64, [3]), vi("b", TensorProto.BOOL, [2]), vi("h", TensorProto.FLOAT16, [2]),
+            vi("s", TensorProto.INT32, []), vi("u", TensorProto.UINT8, [2])]
+    ins = [vi(f"x_{o.name}", TensorProto.FLOAT, [d.dim_value for d in o.type.tensor_type.shape.dim]) for o in outs]
+    nodes = [helper.make_node("Cast", [x.name], [o.name], to=o.type.tensor_type.elem_type) for x, o in zip(ins, outs)]
+    g = load(helper.make_model(helper.make_graph(nodes, "g", ins, outs),
+                               opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
+    got = as_declared_dtypes(g, {"i": np.array([1.0, -2.0, 3e9], np.float32), "b": np.array([1.0, 0.0], np.float32),
+                                 "h": np.array([0.5, 1.5], np.float32), "s": np.array([7.0], np.float32),
+                                 "u": np.array([1, 255], np.int64)}, "mxnet")
+    assert got["i"].dtype == np.int64 and got["i"].tolist() == [1, -2, 3000000000]
+    assert got["b"].dtype == np.bool_ and got["b"].tolist() == [True, False]
+    assert got["h"].dtype == np.float16 and got["s"].shape == () and got["s"].dtype == np.int32
+    assert got["u"].dtype == np.uint8 and got["u"].tolist() == [1, 255]
+    for name, bad in (("i", [0.5, 1.0, 2.0]), ("b", [2.0, 0.0]), ("u", [1, 256]), ("i", [np.nan, 1, 2])):
+        with pytest.raises(BackendError, match=rf"mxnet returned output '{name}' as .* that are not .*refused"):
+            as_declared_dtypes(g, {name: np.array(bad, np.float32 if name != "u" else np.int64)}, "mxnet")
+
+
 # ---------------------------------------------------------------------------- isolation (always)
 def test_a_hung_worker_is_killed_after_its_timeout(tmp_path, models):
     pidfile = tmp_path / "child.pid"

@@ -131,6 +131,24 @@ def test_prepare_keeps_the_opset_of_squeeze():
     assert_outputs_match(ort_outputs(m, feeds), want, atol=0, rtol=0)
 
 
+def test_prepare_tells_the_translations_the_shapes_and_types_they_need():
+    """Hardmax and ArgMax/ArgMin get their input's shape, a Div of integers says so (the
+    translations need them; MXNet's symbols do not carry them)."""
+    nodes = [N("Hardmax", ["x"], ["h"], name="hm"), N("ArgMax", ["x"], ["a"], select_last_index=1, name="am"),
+             N("Cast", ["x"], ["xi"], to=T.INT32, name="c"), N("Div", ["xi", "two"], ["q"], name="int_div"),
+             N("Div", ["x", "half"], ["f"], name="float_div")]
+    inits = [onnx.numpy_helper.from_array(np.array(2, np.int32), "two"), f32("half", 0.5)]
+    m = make_model(nodes, [h.make_tensor_value_info("x", T.FLOAT, ["N", 4])],
+                   [h.make_tensor_value_info(n, t, shp) for n, t, shp in (("h", T.FLOAT, ["N", 4]), ("a", T.INT64, [1, 4]),
+                                                                          ("q", T.INT32, ["N", 4]), ("f", T.FLOAT, ["N", 4]))], inits, 13)
+    mxnet_compat.prepare(m, {"x": (3, 4)})
+    attrs = {n.name: {a.name: h.get_attribute_value(a) for a in n.attribute} for n in m.graph.node}
+    assert attrs["hm"][mxnet_compat.INPUT_SHAPE_ATTR] == [3, 4]
+    assert attrs["am"][mxnet_compat.INPUT_SHAPE_ATTR] == [3, 4]
+    assert attrs["int_div"][mxnet_compat.INTEGER_ATTR] == 1
+    assert mxnet_compat.INTEGER_ATTR not in attrs["float_div"]
+
+
 def test_the_module_imports_nothing_of_mlms_ir_or_mxnet():
     from pathlib import Path
 
@@ -183,6 +201,31 @@ def test_translations_match_onnxruntime(mxnet, make, x_shape, tmp_path):
     model = make()
     feeds = {"x": RNG.standard_normal(x_shape).astype(np.float32)}
     assert_outputs_match(worker_outputs(mxnet, model, feeds, tmp_path), ort_outputs(model, feeds), atol=1e-5, rtol=1e-5)
+
+
+def test_what_onnx_node_cases_found_matches_onnxruntime(mxnet, tmp_path):
+    """Through the agent (the harness cannot bind integer inputs or auxiliary states): a Div of
+    integers truncates toward zero and comes back int32 as declared; BatchNormalization without
+    epsilon uses ONNX's 1e-5 (MXNet's default is 1e-3), its mean and variance fed as inputs too
+    (MXNet's auxiliary states); inputs without a common batch size (broadcasting); an input the
+    model does not read."""
+    nodes = [N("Div", ["a", "b"], ["q"], name="int_div"),
+             N("BatchNormalization", ["x", "s", "bias", "m", "v"], ["y"], name="bn"),
+             N("BatchNormalization", ["x", "s", "bias", "fm", "fv"], ["y2"], name="bn_fed"),
+             N("Add", ["x", "row"], ["z"], name="bcast")]
+    inits = [f32("s", [0.5, 1.0, 2.0]), f32("bias", [0.0, 0.1, -0.1]), f32("m", [0.1, 0.0, -0.2]), f32("v", [0.01, 0.002, 1.0])]
+    vi = h.make_tensor_value_info
+    model = make_model(nodes, [vi("a", T.INT32, [2, 3]), vi("b", T.INT32, [2, 3]), vi("x", T.FLOAT, [2, 3, 4, 4]),
+                               vi("fm", T.FLOAT, [3]), vi("fv", T.FLOAT, [3]), vi("row", T.FLOAT, [4]), vi("unused", T.FLOAT, [5])],
+                       [vi("q", T.INT32, [2, 3]), vi("y", T.FLOAT, [2, 3, 4, 4]), vi("y2", T.FLOAT, [2, 3, 4, 4]),
+                        vi("z", T.FLOAT, [2, 3, 4, 4])], inits, 15)
+    feeds = {"a": np.array([[7, -7, 5], [-9, 8, 1]], np.int32), "b": np.array([[2, 2, -3], [4, 3, 2]], np.int32),
+             "x": RNG.standard_normal((2, 3, 4, 4)).astype(np.float32), "fm": np.array([0.2, -0.1, 0.0], np.float32),
+             "fv": np.array([0.5, 0.02, 2.0], np.float32), "row": np.arange(4, dtype=np.float32),
+             "unused": np.zeros(5, np.float32)}
+    got, want = worker_outputs(mxnet, model, feeds, tmp_path), ort_outputs(model, feeds)
+    assert got["q"].dtype == np.int32 and got["q"].tolist() == want["q"].tolist() == [[3, -3, -1], [-2, 2, 0]]
+    assert_outputs_match(got, want, atol=1e-5, rtol=1e-5)
 
 
 def test_weights_computed_in_the_graph_are_folded_for_mxnet(mxnet, tmp_path):
@@ -254,6 +297,25 @@ ALONE = {
     "gather-negative": (N("Gather", ["x", "idx"], ["y"], axis=0, name="ga"), {"x": [4, 3]}, [i64("idx", [-1, 0])], 13, None),
     "slice-to-the-end": (N("Slice", ["x", "starts", "ends", "axes", "steps"], ["y"], name="sl"), {"x": [3, 6]},
                          [i64("starts", [1]), i64("ends", [INT64_MAX]), i64("axes", [1]), i64("steps", [2])], 13, None),
+    # found by ONNX's node cases (tools/conformance.py)
+    "cast19-saturate": (N("Cast", ["x"], ["y"], to=T.FLOAT16, saturate=1, name="c"), {"x": [2, 3]}, [], 19, None),
+    "cast19-to-bfloat16": (N("Cast", ["x"], ["y"], to=T.BFLOAT16, name="c"), {"x": [2, 3]}, [], 19,
+                           "Cast to BFLOAT16: MXNet 1.9 has no such type"),
+    "div": (N("Div", ["x", "d"], ["y"], name="d"), {"x": [2, 3]}, [f32("d", [[2, -3, 1], [-2, 4, 3]])], 13, None),
+    "argmax-last-index": (N("ArgMax", ["x"], ["y"], axis=1, keepdims=0, select_last_index=1, name="a"), {"x": [3, 4]}, [], 13,
+                          None),
+    "argmin-last-index": (N("ArgMin", ["x"], ["y"], axis=-1, select_last_index=1, name="a"), {"x": [2, 3, 4]}, [], 13, None),
+    "hardmax13-axis1": (N("Hardmax", ["x"], ["y"], axis=1, name="h"), {"x": [2, 3, 4]}, [], 13, None),
+    "hardmax11-axis1": (N("Hardmax", ["x"], ["y"], axis=1, name="h"), {"x": [2, 3, 4]}, [], 11, None),
+    "lpnorm-l1-axis0": (N("LpNormalization", ["x"], ["y"], axis=0, p=1, name="n"), {"x": [3, 4]}, [], 13, None),
+    "lppool-pads": (N("LpPool", ["x"], ["y"], kernel_shape=[2, 2], pads=[1, 1, 1, 1], p=3, name="lp"), {"x": [1, 2, 5, 5]}, [],
+                    18, None),
+    "lppool-dilations": (N("LpPool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2], name="lp"), {"x": [1, 1, 6, 6]}, [],
+                         18, "LpPool with dilations [2, 2] is not translated for MXNet"),
+    "lrn-default-bias": (N("LRN", ["x"], ["y"], size=3, name="l"), {"x": [1, 5, 3, 3]}, [], 13, None),
+    "batchnorm-training": (N("BatchNormalization", ["x", "s", "b", "m", "v"], ["y", "rm", "rv"], training_mode=1, name="bn"),
+                           {"x": [2, 3, 4, 4]}, [f32("s", [1, 1, 1]), f32("b", [0, 0, 0]), f32("m", [0, 0, 0]), f32("v", [1, 1, 1])],
+                           15, "BatchNormalization with training_mode=1 is not translated for MXNet"),
 }
 
 
