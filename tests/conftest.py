@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -30,16 +31,19 @@ os.environ["OMP_NUM_THREADS"] = "1"
 # running in parallel (pytest-xdist: the README runs ``pytest -n auto --dist loadfile``)
 # ------------------------------------------------------------------------------------------------
 #: The test files that take longest (measured on the 2-core CI machine), longest first. Under
-#: ``--dist loadfile`` each worker takes whole files, in collection order: these start first, and
-#: the short files fill in behind them, so no worker is left with a long file at the end.
+#: ``--dist loadfile`` each worker takes whole files (their module and session fixtures made
+#: once), in collection order: these start first, and the short files fill in behind them, so no
+#: worker is left with a long file at the end. A test of minutes is split into shards
+#: (parametrized with ids ``shard0``, ``shard1``, ...), and each shard is a unit of its own.
 LONG_FIRST = (
-    "test_symbolic.py",  # ONNX's node cases with a symbolic dim: one test of minutes
     "test_conformance.py",  # ONNX's node cases on every backend: one session fixture of minutes
+    "test_symbolic.py",  # ONNX's node cases with a symbolic dim: four shards of a minute or more
     "test_onnx_tf_compat.py",
     "test_converters.py",
     "test_fuzz.py",
     "test_converters_tf.py",
     "test_zoo.py",
+    "test_console_examples.py",
     "test_report_html.py",
     "test_sweep.py",
     "test_store.py",
@@ -52,6 +56,7 @@ LONG_FIRST = (
     "test_torchvision.py",
     "test_mxnet_compat.py",
 )
+_SHARD = re.compile(r"\[shard\d+(\]|-)")
 
 
 def pytest_xdist_auto_num_workers(config):
@@ -69,10 +74,25 @@ def pytest_configure(config):
         config.option.loadscopereorder = False
 
 
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile``, except that each shard of a sharded test is a unit of its own (xdist's
+    ``loadgroup`` would do it with markers, but cannot rename pytest 9's node ids)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FilesAndShards(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return nodeid if _SHARD.search(nodeid) else super()._split_scope(nodeid)
+
+    return FilesAndShards(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     if os.environ.get("PYTEST_XDIST_WORKER"):  # a serial run keeps pytest's order
         rank = {name: i for i, name in enumerate(LONG_FIRST)}
-        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
+        # a file's shards before the rest of it; stable: a file's tests keep their order
+        items.sort(key=lambda item: (rank.get(item.path.name, len(rank)), not _SHARD.search(item.nodeid)))
 
 
 def shared_build(tmp_path_factory, key: str, build: Callable[[Path], Path]) -> Path:
