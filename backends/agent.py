@@ -59,6 +59,11 @@ string tensor, stored as a unicode or bytes array, read back as ``object``), ``{
 ...]}`` (keys as JSON ints or strings) and ``{"none": true}`` (an empty optional); every KEY is
 an array of the ``.npz``.
 
+``PYTHON path/to/agent.py --serve`` serves requests one after another in one process (the
+framework imported once): each line of stdin is a request's path, and the agent writes ``done``
+on a line of stdout once its result is written; it ends with its stdin. The worker backends use
+it when ``MLMS_IR_AGENT_REUSE`` is set (:data:`mlms_ir.backends.worker.REUSE_VAR`).
+
 The model is loaded into the framework once per request. The agent exits 0 whenever it could write
 a result, including an error result; a non-zero exit, a signal or a missing result file means it
 crashed (the parent then reports the end of its stderr). A probe request needs only ``framework``,
@@ -441,9 +446,37 @@ def serve(req: dict) -> dict:
     return res
 
 
+def serve_requests(stdin=None, stdout=None) -> int:
+    """``--serve``: serve requests one after another, the framework imported once. Each line of
+    stdin is the path of a request JSON; once its result is written (or could not be: a request
+    that cannot be read has no result file, which the caller reports), ``done`` is written on a
+    line of stdout. What the frameworks print goes to stderr. Ends at the end of stdin."""
+    if stdout is None:  # the protocol keeps the real stdout; print() and the frameworks get stderr
+        stdout = os.fdopen(os.dup(1), "w")
+        os.dup2(2, 1)
+    stdin = sys.stdin if stdin is None else stdin
+    while True:
+        line = stdin.readline()
+        if not line:
+            return 0
+        path = line.strip()
+        if not path:
+            continue
+        try:
+            with open(path, encoding="utf-8") as f:
+                req = json.load(f)
+            write_json(req["result"], serve(req))
+        except Exception:  # noqa: BLE001 - no result file: the caller says so
+            traceback.print_exc(file=sys.stderr)
+        stdout.write("done\n")
+        stdout.flush()
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[1] == "--serve":
+        return serve_requests()
     if len(argv) != 2:
-        print(f"usage: {argv[0]} REQUEST.json", file=sys.stderr)
+        print(f"usage: {argv[0]} REQUEST.json | --serve", file=sys.stderr)
         return 2
     with open(argv[1], encoding="utf-8") as f:
         req = json.load(f)

@@ -36,9 +36,12 @@ returns the samples (milliseconds) and the last run's outputs. Per-node tracing 
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import select
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -49,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from mlms_ir.errors import AgentCrashError, AgentTimeoutError
-from mlms_ir._proc import ChildStartError, ChildTimeout, child_env, run_child
+from mlms_ir._proc import ChildStartError, ChildTimeout, child_env, describe_exit, kill_group, run_child, tail as text_tail
 from mlms_ir.backends.agent import pack_values, unpack_values
 from mlms_ir.backends.base import (
     Availability,
@@ -107,17 +110,21 @@ def call_agent(python: str | os.PathLike, request: Mapping[str, Any], workdir: s
     result_path.unlink(missing_ok=True)
     req_path = work / "request.json"
     req_path.write_text(json.dumps(req), encoding="utf-8")
-    cmd = [python, AGENT, req_path]
-    try:  # stdout.txt and stderr.txt stay in workdir
-        done = run_child(cmd, timeout=timeout, env=child_env(foreign=True), cwd=work, output_dir=work)
-    except ChildStartError as exc:
-        raise AgentCrashError(f"cannot start the {what} with {python}: {exc.__cause__ or exc}") from exc
-    except ChildTimeout:
-        raise AgentTimeoutError(f"the {what} ({python}) timed out after {timeout:g} s and was killed") from None
-    tail = done.tail(STDERR_TAIL_LINES)
-    quoted = f":\n{tail}" if tail else " (its stderr is empty)"
-    if not done.ok:
-        raise AgentCrashError(f"the {what} ({python}) {done.how()}{quoted}")
+    limit = reuse_limit()
+    if limit and req.get("framework") != "probe":
+        quoted = _call_reused(python, req_path, timeout=timeout, what=what, limit=limit)
+    else:
+        cmd = [python, AGENT, req_path]
+        try:  # stdout.txt and stderr.txt stay in workdir
+            done = run_child(cmd, timeout=timeout, env=child_env(foreign=True), cwd=work, output_dir=work)
+        except ChildStartError as exc:
+            raise AgentCrashError(f"cannot start the {what} with {python}: {exc.__cause__ or exc}") from exc
+        except ChildTimeout:
+            raise AgentTimeoutError(f"the {what} ({python}) timed out after {timeout:g} s and was killed") from None
+        tail = done.tail(STDERR_TAIL_LINES)
+        quoted = f":\n{tail}" if tail else " (its stderr is empty)"
+        if not done.ok:
+            raise AgentCrashError(f"the {what} ({python}) {done.how()}{quoted}")
     try:
         result = json.loads(result_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -125,6 +132,122 @@ def call_agent(python: str | os.PathLike, request: Mapping[str, Any], workdir: s
     if not isinstance(result, dict) or result.get("protocol") not in (req["protocol"], PROTOCOL):
         raise AgentCrashError(f"the {what} ({python}) answered in another protocol than {req['protocol']}: {str(result)[:200]}")
     return result
+
+
+# ---------------------------------------------------------------------------- reused agents
+#: Set to a number N > 0, each calling process keeps one agent process per interpreter running
+#: (``agent.py --serve``) and sends it up to N requests before starting a new one; unset or 0,
+#: every request is a fresh process. ``tools/conformance.py`` sets it: importing TensorFlow takes
+#: seconds, and would be paid for each of ONNX's ~1,900 node cases.
+REUSE_VAR = "MLMS_IR_AGENT_REUSE"
+
+_agents: dict[str, "_Agent"] = {}
+_agents_lock = threading.Lock()
+
+
+def reuse_limit() -> int:
+    """Requests one reused agent serves (:data:`REUSE_VAR`); 0: a fresh process per request."""
+    try:
+        return max(0, int(os.environ.get(REUSE_VAR, "") or 0))
+    except ValueError:
+        return 0
+
+
+class _Agent:
+    """An agent process serving requests one after another (``agent.py --serve``): a request's
+    path on a line of its stdin, ``done`` on a line of its stdout when the result is written. It
+    leads its own process group (killed whole on a timeout), its stderr goes to a file (quoted when
+    it crashes) and it exits when its stdin closes, so one left behind by a killed caller ends
+    after its request."""
+
+    def __init__(self, python: str | os.PathLike, what: str) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="mlms_ir_agent_"))
+        self.served = 0
+        self._stderr = open(self.dir / "stderr.txt", "wb")  # noqa: SIM115 - closed in close()
+        try:
+            self.proc = subprocess.Popen([os.fspath(python), os.fspath(AGENT), "--serve"], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=self._stderr, env=child_env(foreign=True),
+                                         cwd=self.dir, start_new_session=True)
+        except OSError as exc:
+            self._stderr.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise AgentCrashError(f"cannot start the {what} with {python}: {exc}") from exc
+
+    def request(self, req_path: Path, timeout: float) -> bool:
+        """Send one request; True when the agent answered within ``timeout`` seconds, False when
+        it did not (it is killed); raises ``EOFError`` when it died."""
+        try:
+            self.proc.stdin.write(os.fspath(req_path).encode() + b"\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise EOFError("the agent's stdin is closed") from exc
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            return False
+        if self.proc.stdout.readline().strip() != b"done":
+            raise EOFError("the agent stopped answering")
+        self.served += 1
+        return True
+
+    def stderr_tail(self) -> str:
+        self._stderr.flush()
+        try:
+            text = (self.dir / "stderr.txt").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return text_tail(text, STDERR_TAIL_LINES)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            kill_group(self.proc)
+        for f in (self.proc.stdin, self.proc.stdout, self._stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _call_reused(python: str | os.PathLike, req_path: Path, *, timeout: float, what: str, limit: int) -> str:
+    """One request on this process's agent for ``python`` (started, or replaced after ``limit``
+    requests or a failure); returns the end of its stderr, quoted, for the caller's messages."""
+    key = os.fspath(python)
+    with _agents_lock:
+        agent = _agents.pop(key, None)  # taken: another thread starts its own meanwhile
+    if agent is not None and (agent.served >= limit or agent.proc.poll() is not None):
+        agent.close()
+        agent = None
+    if agent is None:
+        agent = _Agent(python, what)
+    try:
+        answered = agent.request(req_path, timeout)
+    except EOFError:
+        code = agent.proc.wait()
+        tail = agent.stderr_tail()
+        agent.close()
+        raise AgentCrashError(f"the {what} ({python}) {describe_exit(code)}"
+                              + (f":\n{tail}" if tail else " (its stderr is empty)")) from None
+    if not answered:
+        agent.close()
+        raise AgentTimeoutError(f"the {what} ({python}) timed out after {timeout:g} s and was killed")
+    tail = agent.stderr_tail()
+    with _agents_lock:
+        spare = _agents.get(key)
+        if spare is None:
+            _agents[key] = agent
+    if spare is not None:
+        agent.close()
+    return f":\n{tail}" if tail else " (its stderr is empty)"
+
+
+@atexit.register
+def close_agents() -> None:
+    """Stop the agents this process keeps (:data:`REUSE_VAR`)."""
+    with _agents_lock:
+        agents = list(_agents.values())
+        _agents.clear()
+    for agent in agents:
+        agent.close()
 
 
 def probe(python: str | os.PathLike, target: str | None = None, *, timeout: float | None = None) -> dict[str, Any]:
@@ -446,5 +569,5 @@ def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
 
 __all__ = [
     "AGENT", "PROTOCOL", "DEFAULT_TIMEOUT_S", "AgentCrashError", "AgentTimeoutError", "IsolatedOrtSession", "MXNetBackend",
-    "OnnxTfBackend", "WorkerBackend", "WorkerSession", "as_declared_dtypes", "call_agent", "clear_probe_cache", "envs_dir", "probe", "save_npz",
+    "OnnxTfBackend", "REUSE_VAR", "WorkerBackend", "WorkerSession", "as_declared_dtypes", "call_agent", "close_agents", "clear_probe_cache", "envs_dir", "probe", "save_npz",
 ]

@@ -233,6 +233,47 @@ def test_a_crashed_worker_reports_its_stderr(tmp_path, models):
         probe(silent, timeout=30)
 
 
+def test_a_reused_agent_serves_several_requests_and_fails_alone(tmp_path, models, monkeypatch):
+    """With MLMS_IR_AGENT_REUSE=N (tools/conformance.py's setting) one agent process serves N
+    requests, then a new one starts; a hang is killed after its timeout and a crash reports its
+    stderr, as with a process per request, and the next request starts a new agent."""
+    monkeypatch.setenv(worker.REUSE_VAR, "3")
+    worker.close_agents()
+    path, feeds, expected = models["mlp"]
+    pids, served = [], []
+    with WorkerSession("ort-isolated", "onnxruntime", load(path), "cpu", python=Path(sys.executable), timeout=120) as s:
+        for _ in range(4):
+            _check_outputs(s.run(feeds), expected)
+            agent = worker._agents[sys.executable]
+            pids.append(agent.proc.pid)
+            served.append(agent.served)
+    assert served == [1, 2, 3, 1] and pids[0] == pids[1] == pids[2] != pids[3]
+    first = pids[0]
+    time.sleep(0.2)
+    assert not Path(f"/proc/{first}").exists() or "Z" in Path(f"/proc/{first}/stat").read_text().split()[2]
+    worker.close_agents()
+    assert not worker._agents
+
+    hung = fake_python(tmp_path, "read line\necho 'loading' >&2\nsleep 60", name="python_hung")
+    with WorkerSession("mxnet", "mxnet", load(path), "cpu", python=hung, timeout=0.5) as s:
+        t = time.monotonic()
+        with pytest.raises(AgentTimeoutError, match=r"timed out after 0\.5 s and was killed"):
+            s.run(feeds)
+        assert time.monotonic() - t < 10
+    assert not worker._agents
+    crashed = fake_python(tmp_path, "read line\necho 'Segfault in the framework: boom' >&2\nexit 3", name="python_crash")
+    with WorkerSession("mxnet", "mxnet", load(path), "cpu", python=crashed, timeout=30) as s:
+        for _ in range(2):  # the second request starts a new agent, which crashes the same way
+            with pytest.raises(AgentCrashError, match=r"(?s)exited with status 3.*Segfault in the framework: boom"):
+                s.run(feeds)
+    assert not worker._agents
+    silent = fake_python(tmp_path, "read line\necho done", name="python_silent")
+    with WorkerSession("mxnet", "mxnet", load(path), "cpu", python=silent, timeout=30) as s:
+        with pytest.raises(AgentCrashError, match="wrote no readable result"):
+            s.run(feeds)
+    worker.close_agents()
+
+
 def test_unavailable_says_how_to_get_the_interpreter(tmp_path, monkeypatch):
     monkeypatch.delenv("MLMS_IR_MXNET_PYTHON", raising=False)
     monkeypatch.delenv("MLMS_IR_ONNX_TF_PYTHON", raising=False)

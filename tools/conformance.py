@@ -85,6 +85,9 @@ RANDOM = re.compile(r"^test_bernoulli|^test_training_dropout(?!_zero_ratio)|^tes
 MESSAGE_CHARS = 240
 #: Cases a worker runs before it is replaced (bounds what leaks from one case to the next).
 CASES_PER_WORKER = 400
+#: Requests one agent process of a worker backend (mxnet, onnx-tf) serves before it is replaced
+#: (``MLMS_IR_AGENT_REUSE``; 0: a fresh agent per case, seconds each for TensorFlow's import).
+AGENT_REUSE = 100
 
 
 # ---------------------------------------------------------------------------------------------- cases
@@ -358,13 +361,15 @@ def worker_main() -> int:
 class Worker:
     """A worker process, restarted when it dies, hangs or has run :data:`CASES_PER_WORKER` cases."""
 
-    def __init__(self, timeout_s: float) -> None:
+    def __init__(self, timeout_s: float, agent_reuse: int = AGENT_REUSE) -> None:
         self.timeout_s = timeout_s
+        self.agent_reuse = agent_reuse
         self.proc: subprocess.Popen | None = None
         self.done = 0
 
     def _start(self) -> subprocess.Popen:
-        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore",
+                   MLMS_IR_AGENT_REUSE=str(self.agent_reuse))
         return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
 
@@ -403,8 +408,10 @@ class Worker:
 
 
 def run_cases(backends: Sequence[str], cases: Sequence[Case], *, jobs: int = 2, timeout_s: float = 60.0,
-              progress: Callable[[int, int], None] | None = None) -> dict[str, dict[str, dict[str, Any]]]:
-    """backend -> case name -> verdict, with ``jobs`` worker processes."""
+              progress: Callable[[int, int], None] | None = None,
+              agent_reuse: int = AGENT_REUSE) -> dict[str, dict[str, dict[str, Any]]]:
+    """backend -> case name -> verdict, with ``jobs`` worker processes (whose agents, for the
+    worker backends, serve ``agent_reuse`` cases each: :data:`AGENT_REUSE`)."""
     tasks = collections.deque((b, c) for b in backends for c in cases)
     total = len(tasks)
     results: dict[str, dict[str, dict[str, Any]]] = {b: {} for b in backends}
@@ -412,7 +419,7 @@ def run_cases(backends: Sequence[str], cases: Sequence[Case], *, jobs: int = 2, 
     count = [0]
 
     def drive() -> None:
-        worker = Worker(timeout_s)
+        worker = Worker(timeout_s, agent_reuse)
         try:
             while True:
                 with lock:
@@ -707,6 +714,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--merge", action="store_true",
                         help="merge into the --json file: the backends run replace their verdicts of the cases run, "
                              "the others stay as they are; the page is rendered from the merged file")
+    parser.add_argument("--agent-reuse", type=int, default=AGENT_REUSE,
+                        help="cases one agent process of mxnet or onnx-tf serves before it is replaced "
+                             "(MLMS_IR_AGENT_REUSE; 0: a fresh process per case, as a plain session run)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -742,7 +752,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 last[0] = time.perf_counter()
                 print(f"  {b}: {done}/{total} ({time.perf_counter() - t:.0f} s)", file=sys.stderr)
 
-        results.update(run_cases([b], cases, jobs=args.jobs, timeout_s=args.timeout_s, progress=progress))
+        results.update(run_cases([b], cases, jobs=args.jobs, timeout_s=args.timeout_s, progress=progress,
+                                 agent_reuse=args.agent_reuse))
         seconds[b] = time.perf_counter() - t
         st = collections.Counter(v["status"] for v in results[b].values())
         print(f"{b}: {dict(st)} in {seconds[b]:.0f} s", file=sys.stderr)
