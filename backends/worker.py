@@ -32,6 +32,14 @@ every call (hundreds of milliseconds to seconds), which would swamp the latency 
 itself: **time worker backends with** :meth:`WorkerSession.measure_in_worker`, which lets the
 agent load the model once and time ``warmup`` + ``iterations`` runs in its own process, then
 returns the samples (milliseconds) and the last run's outputs. Per-node tracing is not available.
+
+With ``MLMS_IR_AGENT_REUSE=N`` (:data:`REUSE_VAR`) a calling process instead keeps one agent per
+interpreter running (``agent.py --serve``) and sends it N requests before starting a new one: the
+framework is imported once (TensorFlow takes seconds), a hang or a crash still costs one request
+(the agent is killed or reported as above, and the next request starts a new one), but a request
+may see what an earlier one left in the framework's process. ``tools/conformance.py`` runs ONNX's
+~1,900 node cases so. Outputs come back in the element types the graph declares
+(:func:`as_declared_dtypes`).
 """
 
 from __future__ import annotations
