@@ -21,9 +21,10 @@ Inputs that used to be attributes
     ``noop_with_empty_axes``; ``ReduceMax``/``ReduceMin``-20 too), ``Pad`` 18/19/21 (``axes``), ``Split``-18 (``num_outputs``).
     The axes must be known when the graph is built (an initializer or a ``Constant``: what
     exporters write); data-dependent axes are refused with a clear error.
-A wrong result
+Wrong results
     ``ReduceL1``/``ReduceL2`` over several axes: onnx-tf computed a matrix norm (``tf.norm``);
-    every version now sums over the axes as ONNX says.
+    every version now sums over the axes as ONNX says. ``Clip`` with ``min`` above ``max``:
+    onnx-tf's ``tf.clip_by_value`` gave ``min``, ONNX ``max``.
 Ops onnx-tf never had
     ``LayerNormalization``-17 (computed in float32, ``stash_type`` 1, with its optional
     ``Mean`` and ``InvStdDev`` outputs), ``Gelu``-20 (exact and tanh) and ``Mish``-18.
@@ -236,6 +237,31 @@ def reduce_l2(cls, node, **kwargs):
     return _vector_norm(node, kwargs, 2)
 
 
+def clip(cls, node, **kwargs):
+    """``Clip`` 1/6/11/12/13: ``min(max(x, min), max)`` as ONNX defines it, so a ``min`` above ``max``
+    gives ``max`` (onnx-tf ran ``tf.clip_by_value``, which gives ``min`` there); the small integer
+    types computed in the wider ones onnx-tf's handler uses (``cls.cast_map``)."""
+    import tensorflow as tf
+
+    td = kwargs["tensor_dict"]
+    x = td[node.inputs[0]]
+    dtype = x.dtype
+
+    def bound(i: int, attr: str):
+        if len(node.inputs) > i and node.inputs[i]:
+            return td[node.inputs[i]]
+        return node.attrs.get(attr)  # Clip-1/6: attributes; absent: no bound
+
+    lo, hi = bound(1, "min"), bound(2, "max")
+    wide = getattr(cls, "cast_map", {}).get(dtype)
+    y = tf.cast(x, wide) if wide is not None else x
+    if lo is not None:
+        y = tf.maximum(y, tf.cast(lo, y.dtype))
+    if hi is not None:
+        y = tf.minimum(y, tf.cast(hi, y.dtype))
+    return [tf.cast(y, dtype) if wide is not None else y]
+
+
 # ---------------------------------------------------------------------------- ops onnx-tf never had
 def layer_norm_17(cls, node, **kwargs):
     """ONNX LayerNormalization-17 on TensorFlow ops, in float32 (``stash_type`` 1), with its
@@ -299,7 +325,11 @@ HANDLERS = {(op, v): fn for op, v, fn, _ in _TABLE}
 #: (op, version) -> the onnx-tf version the handler of :data:`HANDLERS` calls.
 BUILDS_ON = {(op, v): base for op, v, _, base in _TABLE if base is not None}
 #: (op, version) -> handler that replaces onnx-tf's own (a wrong result).
-REPLACES = {**{("ReduceL1", v): reduce_l1 for v in (1, 11, 13)}, **{("ReduceL2", v): reduce_l2 for v in (1, 11, 13)}}
+REPLACES = {**{("ReduceL1", v): reduce_l1 for v in (1, 11, 13)}, **{("ReduceL2", v): reduce_l2 for v in (1, 11, 13)},
+            **{("Clip", v): clip for v in (1, 6, 11, 12, 13)}}
+#: op -> what its replacement in :data:`REPLACES` fixes (for :func:`patch`'s list).
+REPLACED_WHY = {"ReduceL1": "a vector norm over the axes", "ReduceL2": "a vector norm over the axes",
+                "Clip": "max where min > max"}
 #: op -> (version, handler): ops onnx-tf never had, each a new handler class.
 NEW_OPS = {"LayerNormalization": (17, layer_norm_17), "Gelu": (20, gelu_20), "Mish": (18, mish_18)}
 
@@ -333,7 +363,7 @@ def patch() -> list[str]:
         if op in handlers:
             setattr(handlers[op], f"version_{version}", classmethod(fn))
             replaced.setdefault(op, []).append(version)
-    added.extend(f"{op}-{'/'.join(map(str, vs))} (a vector norm over the axes)" for op, vs in replaced.items())
+    added.extend(f"{op}-{'/'.join(map(str, vs))} ({REPLACED_WHY[op]})" for op, vs in replaced.items())
     # after ours: Squeeze-21 is our Squeeze-13, ReduceMax-20 our ReduceMax-18
     for op, (versions, old) in SAME_AS.items():
         fn = _raw(handlers.get(op), f"version_{old}")

@@ -386,6 +386,105 @@ class IsolatedOrtBackend(WorkerBackend):
 
 
 
+# ---------------------------------------------------------------------------- departures from ONNX
+def _onnx_tf_resize_scales(node, facts) -> str | None:
+    """onnx-tf 1.10's Resize rounds input length x scale down to the output length and has
+    TensorFlow resize to it, which maps output coordinates to input ones with the ratio of the two
+    lengths; ONNX maps them with the scale itself (``half_pixel``, ``asymmetric``, ...) or the
+    unrounded length (``align_corners``). Where input length x scale is a whole number the two agree
+    (every upsampling by 2); ``tf_crop_and_resize`` maps with the lengths in both; ``sizes`` give
+    whole lengths."""
+    from mlms_ir.backends.ort import _whole
+
+    ins = [*node.inputs, "", "", ""]
+    if node.opset >= 11:
+        mode = node.attrs.get("coordinate_transformation_mode", "half_pixel")
+        mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+        if mode == "tf_crop_and_resize" or ins[3]:
+            return None
+        scales_in = ins[2]
+    else:
+        scales_in = ins[1]
+    if not scales_in:
+        return None
+    scales = [float(v) for v in facts.value(node, scales_in).reshape(-1)]
+    if not scales or all(_whole(v) for v in scales):
+        return None  # whole scales give whole lengths, whatever the input's
+    shape = facts.shape(node, ins[0])
+    axes = node.attrs.get("axes")
+    dims = [int(a) % len(shape) for a in axes] if axes else list(range(len(shape)))
+    if len(dims) != len(scales):
+        return None  # malformed: onnx-tf's own error says so
+    for d, scale in zip(dims, scales):
+        exact = shape[d] * scale
+        if not _whole(exact):
+            return (f"onnx-tf resizes axis {d} to the rounded length {int(exact)} and maps coordinates with it, where "
+                    f"ONNX uses the scale {scale:g} (input length x scale = {exact:.6g})")
+    return None
+
+
+#: backend -> op (default domain) -> the configurations it computes differently from ONNX's node
+#: cases (onnx 1.23; tools/conformance.py), refused as the ``ort`` backend refuses its own
+#: (:data:`mlms_ir.backends.ort.DEPARTURES`): at prepare when the model decides, before the run
+#: when fed values do. A wrong result the compat modules can fix is fixed there instead.
+DEPARTURES: dict[str, dict[str, Any]] = {}
+
+
+def _departure_table() -> dict[str, dict[str, Any]]:
+    if not DEPARTURES:
+        from mlms_ir.backends.ort import Departure
+
+        DEPARTURES["onnx-tf"] = {"Resize": Departure("Resize", _onnx_tf_resize_scales,
+                                                     "Resize where input length x scale is not a whole number")}
+    return DEPARTURES
+
+
+class AgentGuard:
+    """The nodes of one model in a configuration ``backend`` computes differently from ONNX
+    (:data:`DEPARTURES`): those the model decides are refused when made, the others by
+    :meth:`check` before each run, with the feeds."""
+
+    def __init__(self, backend: str, graph: Graph) -> None:
+        from mlms_ir.backends.ort import _Facts, _Later
+
+        self.backend = backend
+        self.graph = graph
+        self.table = _departure_table().get(backend, {})
+        self.pending: list = []
+        if not self.table:
+            return
+        facts = _Facts(graph)
+        for node in graph.walk():
+            dep = self.table.get(node.op_type) if node.domain == "" else None
+            if dep is None:
+                continue
+            try:
+                self._refuse(node, dep, facts)
+            except _Later:
+                self.pending.append((node, dep))
+
+    def _refuse(self, node, dep, facts) -> None:
+        from mlms_ir.backends.ort import _Computed
+
+        try:
+            why = dep.rule(node, facts)
+        except _Computed as exc:
+            raise BackendError(
+                f"node {node.label}: {self.backend} computes {dep.what} differently from ONNX, and this node's "
+                f"'{exc.name}' is computed inside the model, so mlms_ir cannot tell before running it: refused") from None
+        if why:
+            raise BackendError(f"node {node.label}: {why}: refused (a wrong number is worse than none)")
+
+    def check(self, feeds: Mapping[str, Any]) -> None:
+        if not self.pending:
+            return
+        from mlms_ir.backends.ort import _Facts
+
+        facts = _Facts(self.graph, feeds)
+        for node, dep in self.pending:
+            self._refuse(node, dep, facts)
+
+
 # ---------------------------------------------------------------------------- session
 class WorkerSession(Session):
     """A model prepared for a worker backend: each call is one agent request in a new process.
@@ -411,6 +510,8 @@ class WorkerSession(Session):
         self.timeout = timeout
         #: The result object of the latest agent request (load_ms, latency_ms, versions...).
         self.last_result: dict[str, Any] = {}
+        #: what this backend computes differently from ONNX (:class:`AgentGuard`; ``ort-isolated``: ORT's)
+        self._guard = self._departures(graph)
         self._dir = Path(tempfile.mkdtemp(prefix=f"mlms_ir_{backend}_"))
         src = model_source(graph)
         if isinstance(src, bytes):
@@ -418,6 +519,10 @@ class WorkerSession(Session):
             self._model.write_bytes(src)
         else:
             self._model = Path(src).resolve()
+
+    def _departures(self, graph: Graph):
+        """The guard of this backend's departures from ONNX; refuses the static ones."""
+        return AgentGuard(self.backend, graph)
 
     # -------------------------------------------------------------- calls
     def _run_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -448,6 +553,7 @@ class WorkerSession(Session):
 
     def _request(self, feeds: dict[str, np.ndarray], *, warmup: int, iterations: int, min_time_s: float = 0.0,
                  timeout: float | None = None) -> tuple[list[float], dict[str, np.ndarray]]:
+        self._guard.check(feeds)
         call = Path(tempfile.mkdtemp(prefix="call_", dir=self._dir))
         try:
             inputs, outputs = call / "inputs.npz", call / "outputs.npz"
@@ -499,20 +605,14 @@ class IsolatedOrtSession(WorkerSession):
 
     casts_to_declared = False  # onnxruntime returns the declared types (float8 as bits: as_declared)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def _departures(self, graph: Graph):
         from mlms_ir.backends.ort import departures
 
-        try:
-            self._guard = departures(self.graph)
-        except BaseException:
-            self._close_impl()
-            raise
+        return departures(graph)
 
     def _request(self, feeds: dict[str, np.ndarray], **kwargs: Any) -> tuple[list[float], dict[str, np.ndarray]]:
         from mlms_ir.backends.ort import as_declared
 
-        self._guard.check(feeds)
         samples, outputs = super()._request(feeds, **kwargs)
         return samples, as_declared(self.graph, outputs)
 
@@ -576,6 +676,6 @@ def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
 
 
 __all__ = [
-    "AGENT", "PROTOCOL", "DEFAULT_TIMEOUT_S", "AgentCrashError", "AgentTimeoutError", "IsolatedOrtSession", "MXNetBackend",
+    "AGENT", "PROTOCOL", "DEFAULT_TIMEOUT_S", "DEPARTURES", "AgentCrashError", "AgentGuard", "AgentTimeoutError", "IsolatedOrtSession", "MXNetBackend",
     "OnnxTfBackend", "REUSE_VAR", "WorkerBackend", "WorkerSession", "as_declared_dtypes", "call_agent", "close_agents", "clear_probe_cache", "envs_dir", "probe", "save_npz",
 ]

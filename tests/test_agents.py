@@ -193,6 +193,51 @@ def test_outputs_come_back_in_the_declared_types():
             as_declared_dtypes(g, {name: np.array(bad, np.float32 if name != "u" else np.int64)}, "mxnet")
 
 
+def test_onnx_tf_refuses_a_resize_to_a_length_that_is_not_whole():
+    """onnx-tf resizes to input length x scale rounded down and maps coordinates with that length,
+    ONNX with the scale: refused when the model says so (at prepare), when the fed scales do
+    (before the run, no agent started), when the model computes them (at prepare); whole lengths
+    and sizes run."""
+    vi = helper.make_tensor_value_info
+
+    def model(scales=None, fed=False, computed=False, sizes=False, mode="half_pixel"):
+        nodes, inits, ins = [], [], [vi("x", TensorProto.FLOAT, [1, 1, 3, 4])]
+        if sizes:
+            inits.append(numpy_helper.from_array(np.array([1, 1, 5, 6], np.int64), "sizes"))
+            names = ["x", "", "", "sizes"]
+        else:
+            names = ["x", "", "scales"]
+            if fed:
+                ins.append(vi("scales", TensorProto.FLOAT, [4]))
+            elif computed:
+                inits.append(numpy_helper.from_array(np.array(scales, np.float32), "half"))
+                nodes.append(helper.make_node("Add", ["half", "half"], ["scales"]))
+            else:
+                inits.append(numpy_helper.from_array(np.array(scales, np.float32), "scales"))
+        nodes.append(helper.make_node("Resize", names, ["y"], mode="linear", coordinate_transformation_mode=mode, name="rs"))
+        m = helper.make_model(helper.make_graph(nodes, "g", ins, [vi("y", TensorProto.FLOAT, None)], inits),
+                              opset_imports=[helper.make_opsetid("", 13)])
+        return load(m.SerializeToString())
+
+    def session(graph):
+        return WorkerSession("onnx-tf", "onnx-tf", graph, "cpu", python=Path("/nonexistent/python"), timeout=5)
+
+    with pytest.raises(BackendError, match=r"node 'rs' \(Resize\): onnx-tf resizes axis 2 to the rounded length 5 and maps "
+                                           r"coordinates with it, where ONNX uses the scale 1.7 \(input length x scale = 5.1\): refused"):
+        session(model([1, 1, 1.7, 2]))
+    with pytest.raises(BackendError, match=r"axis 3 to the rounded length 2 .* scale 0.6 \(input length x scale = 2.4\)"):
+        session(model([1, 1, 2, 0.6], mode="align_corners"))
+    with pytest.raises(BackendError, match=r"'scales' is computed inside the model, so mlms_ir cannot tell"):
+        session(model([0.5, 0.5, 0.85, 1], computed=True))
+    x = np.ones((1, 1, 3, 4), np.float32)
+    with session(model(fed=True)) as s:
+        with pytest.raises(BackendError, match="rounded length 5"):
+            s.run({"x": x, "scales": np.array([1, 1, 1.7, 1], np.float32)})
+        assert s.last_result == {}  # refused before any agent was started
+    for fine in (model([1, 1, 2, 0.5]), model(sizes=True), model([1, 1, 1.7, 1.7], mode="tf_crop_and_resize")):
+        session(fine).close()
+
+
 # ---------------------------------------------------------------------------- isolation (always)
 def test_a_hung_worker_is_killed_after_its_timeout(tmp_path, models):
     pidfile = tmp_path / "child.pid"

@@ -106,9 +106,15 @@ def refused_models() -> dict[str, tuple[onnx.ModelProto, str]]:
                  [h.make_tensor_value_info("y", T.FLOAT, [2])], [], 17)
     sym = make_model([h.make_node("Resize", ["x4", "", "scales"], ["y"], name="sym_resize", mode="linear",
                                   coordinate_transformation_mode="half_pixel_symmetric")],
-                     [h.make_tensor_value_info("x4", T.FLOAT, [1, 1, 3, 3])], [h.make_tensor_value_info("y", T.FLOAT, [1, 1, 5, 5])],
-                     [f32("scales", [1, 1, 1.7, 1.7])], 19)
+                     [h.make_tensor_value_info("x4", T.FLOAT, [1, 1, 3, 3])], [h.make_tensor_value_info("y", T.FLOAT, [1, 1, 6, 6])],
+                     [f32("scales", [1, 1, 2, 2])], 19)
+    # a scale that does not give a whole length: onnx-tf resizes to the rounded one (mlms_ir's worker refuses it)
+    rounded = make_model([h.make_node("Resize", ["x4", "", "scales"], ["y"], name="fraction", mode="linear")],
+                         [h.make_tensor_value_info("x4", T.FLOAT, [1, 1, 3, 3])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [1, 1, 5, 5])], [f32("scales", [1, 1, 1.7, 1.7])], 13)
     return {"resize": (sym, "Resize node 'sym_resize': coordinate_transformation_mode='half_pixel_symmetric' is not supported"),
+            "rounded": (rounded, "node 'fraction' (Resize): onnx-tf resizes axis 2 to the rounded length 5 and maps "
+                                 "coordinates with it, where ONNX uses the scale 1.7"),
             "wrap": (wrap, "Pad node 'wrap_pad': mode 'wrap' is not supported by onnx-tf"),
             "dyn": (dyn, "Squeeze node 'dyn_squeeze': its axes are computed at run time")}
 
@@ -177,7 +183,7 @@ def test_new_op_versions_match_onnxruntime(onnx_tf, make, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["wrap", "dyn", "resize"])
+@pytest.mark.parametrize("case", ["wrap", "dyn", "resize", "rounded"])
 def test_what_onnx_tf_cannot_do_is_one_clear_line(onnx_tf, case, tmp_path):
     model, message = refused_models()[case]
     with pytest.raises(BackendError) as e:
@@ -231,6 +237,11 @@ ALONE = {
                            [f32("scales", [1, 1, 2, 2])], 19,
                            "Resize node 'sym': coordinate_transformation_mode='half_pixel_symmetric' is not supported"),
     "reducel1-13": (N("ReduceL1", ["x"], ["y"], axes=[1, 2], keepdims=0, name="l1"), {"x": [2, 3, 4]}, [], 13, None),
+    "clip13-min-above-max": (N("Clip", ["x", "lo", "hi"], ["y"], name="c"), {"x": [2, 3]}, [f32("lo", 1.0), f32("hi", 0.5)],
+                             13, None),
+    "clip6": (N("Clip", ["x"], ["y"], min=-0.5, max=0.5, name="c"), {"x": [2, 3]}, [], 6, None),
+    "clip13-int8-max-only": (N("Clip", ["x", "", "hi"], ["y"], name="c"), {"x": (T.INT8, [2, 3])},
+                             [onnx.numpy_helper.from_array(np.array(0, np.int8), "hi")], 13, None),
     "reducel2-13": (N("ReduceL2", ["x"], ["y"], axes=[1, 2], keepdims=1, name="l2"), {"x": [2, 3, 4]}, [], 13, None),
     "layernorm17": (N("LayerNormalization", ["x", "scale", "bias"], ["y", "mean", "inv"], epsilon=1e-5, name="ln"), {"x": [2, 3, 4]},
                     [f32("scale", [0.5, 1.0, 1.5, 2.0]), f32("bias", [0.0, 0.1, 0.2, 0.3])], 17, None),
