@@ -213,11 +213,11 @@ class OrtSession(Session):
 
 
 # ---------------------------------------------------------------------------------------------- departures from ONNX
-class _Later(Exception):
+class DecidedLater(Exception):
     """A value known only once the feeds arrive (it is, or its shape is, a graph input's)."""
 
 
-class _Computed(Exception):
+class ComputedValue(Exception):
     """A value computed inside the model: mlms_ir cannot know it before running the model."""
 
     def __init__(self, name: str) -> None:
@@ -226,9 +226,9 @@ class _Computed(Exception):
 
 
 @dataclass(frozen=True)
-class _Facts:
+class NodeFacts:
     """What a rule may ask of the model: constant values and known shapes, plus the feeds when a
-    run is about to start (None while preparing, when a graph input's value raises :class:`_Later`)."""
+    run is about to start (None while preparing, when a graph input's value raises :class:`DecidedLater`)."""
 
     graph: Graph
     feeds: Mapping[str, Any] | None = None
@@ -244,9 +244,9 @@ class _Facts:
             return v
         if self._fed(node, name):
             if self.feeds is None:
-                raise _Later(name)
+                raise DecidedLater(name)
             return np.asarray(self.feeds[name])
-        raise _Computed(name)
+        raise ComputedValue(name)
 
     def shape(self, node: Node, name: str) -> tuple[int, ...]:
         t = node.graph.tensor(name)
@@ -254,12 +254,12 @@ class _Facts:
             return tuple(t.shape)  # type: ignore[arg-type]
         if self._fed(node, name):
             if self.feeds is None:
-                raise _Later(name)
+                raise DecidedLater(name)
             return tuple(np.shape(self.feeds[name]))
         v = constant_value(node.graph, name)
         if v is not None:
             return v.shape
-        raise _Computed(name)
+        raise ComputedValue(name)
 
     def elem_type(self, node: Node, name: str) -> int:
         t = node.graph.tensor(name)
@@ -272,13 +272,13 @@ def _text(value: Any, default: str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _whole(x: float) -> bool:
+def is_whole(x: float) -> bool:
     """Whether ``x`` is a whole number, up to float32 rounding of a scale (5 x 0.6f is 3.0000001:
     the difference that makes is far below any tolerance)."""
     return abs(x - round(x)) <= 1e-5 * max(1.0, abs(x))
 
 
-def _attention_qk_output(node: Node, facts: _Facts) -> str | None:
+def _attention_qk_output(node: Node, facts: NodeFacts) -> str | None:
     """onnxruntime 1.32's Attention (opset 23/24) writes its optional ``qk_matmul_output`` (the 4th
     output) differently from ONNX in two settings; ``Y`` and the other modes agree:
 
@@ -310,7 +310,7 @@ def _attention_qk_output(node: Node, facts: _Facts) -> str | None:
             "in float32) in qk_matmul_output (qk_matmul_output_mode 2), where ONNX writes -inf")
 
 
-def _maxunpool_output_shape(node: Node, facts: _Facts) -> str | None:
+def _maxunpool_output_shape(node: Node, facts: NodeFacts) -> str | None:
     """onnxruntime 1.32's MaxUnpool scatters the indices into the ``output_shape`` given as its third
     input; ONNX unpools into the default shape (from kernel, strides and pads) and pads that at the
     end of each axis. They agree when ``output_shape`` is the default shape."""
@@ -332,7 +332,7 @@ def _maxunpool_output_shape(node: Node, facts: _Facts) -> str | None:
             f"{default} and pads that")
 
 
-def _resize_align_corners(node: Node, facts: _Facts) -> str | None:
+def _resize_align_corners(node: Node, facts: NodeFacts) -> str | None:
     """onnxruntime 1.32's Resize with ``coordinate_transformation_mode=align_corners`` maps output
     coordinate x to x * (in - 1) / (out - 1) with ``out`` the rounded output length; ONNX divides
     by (in x scale - 1), the unrounded length. They differ on an axis where in x scale is not a
@@ -359,7 +359,7 @@ def _resize_align_corners(node: Node, facts: _Facts) -> str | None:
         per_axis = [(d, scale, round) for d in dims]
     elif scales_in:
         scales = [float(s) for s in facts.value(node, scales_in).reshape(-1)]
-        if not scales or all(_whole(s) for s in scales):
+        if not scales or all(is_whole(s) for s in scales):
             return None  # whole scales give whole lengths, whatever the input's
         shape = facts.shape(node, x)
         dims = [int(a) % len(shape) for a in axes] if axes else list(range(len(shape)))
@@ -370,7 +370,7 @@ def _resize_align_corners(node: Node, facts: _Facts) -> str | None:
         return None
     for d, scale, rounding in per_axis:
         exact = shape[d] * scale
-        if not _whole(exact) and rounding(exact) > 1:
+        if not is_whole(exact) and rounding(exact) > 1:
             return (f"onnxruntime aligns the corners (align_corners) to the rounded output length "
                     f"{rounding(exact)} of axis {d}, where ONNX uses input length x scale = {exact:.6g}")
     return None
@@ -383,7 +383,7 @@ class Departure:
     ``what`` names the configuration, for a node whose deciding values the model computes."""
 
     op: str
-    rule: Callable[[Node, _Facts], str | None]
+    rule: Callable[[Node, NodeFacts], str | None]
     what: str
 
 
@@ -407,7 +407,7 @@ class Guard:
     def check(self, feeds: Mapping[str, Any]) -> None:
         if not self.pending:
             return
-        facts = _Facts(self.graph, feeds)
+        facts = NodeFacts(self.graph, feeds)
         for node, dep in self.pending:
             _refuse(node, dep, facts)
 
@@ -415,12 +415,12 @@ class Guard:
         return bool(self.pending)
 
 
-def _refuse(node: Node, dep: Departure, facts: _Facts) -> None:
+def _refuse(node: Node, dep: Departure, facts: NodeFacts) -> None:
     """Raise :class:`BackendError` when ``node`` is in a configuration onnxruntime gets wrong; let
-    :class:`_Later` through."""
+    :class:`DecidedLater` through."""
     try:
         why = dep.rule(node, facts)
-    except _Computed as exc:
+    except ComputedValue as exc:
         raise BackendError(
             f"node {node.label}: onnxruntime computes {dep.what} differently from ONNX, and this node's '{exc.name}' "
             "is computed inside the model, so mlms_ir cannot tell before running it: refused") from None
@@ -432,7 +432,7 @@ def departures(graph: Graph) -> Guard:
     """Refuse (:class:`BackendError`, one line) a node that onnxruntime computes differently from
     ONNX's definition (:data:`DEPARTURES`), when that follows from the model alone; the nodes that
     depend on fed values come back in a :class:`Guard`, to check before each run."""
-    facts = _Facts(graph)
+    facts = NodeFacts(graph)
     pending: list[tuple[Node, Departure]] = []
     for node in graph.walk():
         dep = DEPARTURES.get(node.op_type) if node.domain == "" else None
@@ -440,7 +440,7 @@ def departures(graph: Graph) -> Guard:
             continue
         try:
             _refuse(node, dep, facts)
-        except _Later:
+        except DecidedLater:
             pending.append((node, dep))
     return Guard(graph, pending)
 

@@ -394,7 +394,7 @@ def _onnx_tf_resize_scales(node, facts) -> str | None:
     unrounded length (``align_corners``). Where input length x scale is a whole number the two agree
     (every upsampling by 2); ``tf_crop_and_resize`` maps with the lengths in both; ``sizes`` give
     whole lengths."""
-    from mlms_ir.backends.ort import _whole
+    from mlms_ir.backends.ort import is_whole
 
     ins = [*node.inputs, "", "", ""]
     if node.opset >= 11:
@@ -408,7 +408,7 @@ def _onnx_tf_resize_scales(node, facts) -> str | None:
     if not scales_in:
         return None
     scales = [float(v) for v in facts.value(node, scales_in).reshape(-1)]
-    if not scales or all(_whole(v) for v in scales):
+    if not scales or all(is_whole(v) for v in scales):
         return None  # whole scales give whole lengths, whatever the input's
     shape = facts.shape(node, ins[0])
     axes = node.attrs.get("axes")
@@ -417,7 +417,7 @@ def _onnx_tf_resize_scales(node, facts) -> str | None:
         return None  # malformed: onnx-tf's own error says so
     for d, scale in zip(dims, scales):
         exact = shape[d] * scale
-        if not _whole(exact):
+        if not is_whole(exact):
             return (f"onnx-tf resizes axis {d} to the rounded length {int(exact)} and maps coordinates with it, where "
                     f"ONNX uses the scale {scale:g} (input length x scale = {exact:.6g})")
     return None
@@ -445,7 +445,7 @@ class AgentGuard:
     :meth:`check` before each run, with the feeds."""
 
     def __init__(self, backend: str, graph: Graph) -> None:
-        from mlms_ir.backends.ort import _Facts, _Later
+        from mlms_ir.backends.ort import NodeFacts, DecidedLater
 
         self.backend = backend
         self.graph = graph
@@ -453,22 +453,22 @@ class AgentGuard:
         self.pending: list = []
         if not self.table:
             return
-        facts = _Facts(graph)
+        facts = NodeFacts(graph)
         for node in graph.walk():
             dep = self.table.get(node.op_type) if node.domain == "" else None
             if dep is None:
                 continue
             try:
                 self._refuse(node, dep, facts)
-            except _Later:
+            except DecidedLater:
                 self.pending.append((node, dep))
 
     def _refuse(self, node, dep, facts) -> None:
-        from mlms_ir.backends.ort import _Computed
+        from mlms_ir.backends.ort import ComputedValue
 
         try:
             why = dep.rule(node, facts)
-        except _Computed as exc:
+        except ComputedValue as exc:
             raise BackendError(
                 f"node {node.label}: {self.backend} computes {dep.what} differently from ONNX, and this node's "
                 f"'{exc.name}' is computed inside the model, so mlms_ir cannot tell before running it: refused") from None
@@ -478,9 +478,9 @@ class AgentGuard:
     def check(self, feeds: Mapping[str, Any]) -> None:
         if not self.pending:
             return
-        from mlms_ir.backends.ort import _Facts
+        from mlms_ir.backends.ort import NodeFacts
 
-        facts = _Facts(self.graph, feeds)
+        facts = NodeFacts(self.graph, feeds)
         for node, dep in self.pending:
             self._refuse(node, dep, facts)
 

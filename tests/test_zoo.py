@@ -471,7 +471,8 @@ def test_cli_zoo_show(tmp_path):
     assert d["name"] == "resnet50" and d["cache"] == {
         "built": None, "built_weights": None, "weights_downloaded": False,
         "weights_file": str(tmp_path / "weights" / "resnet50-11ad3fa6.pth")}
-    r = cli("zoo", "show", "mobilenet_v3_small", env=env)
+    wide = {k: v for k, v in env.items() if k != "COLUMNS"}  # pytest may export COLUMNS=80; a pipe keeps the natural width
+    r = cli("zoo", "show", "mobilenet_v3_small", env=wide)
     assert r.returncode == 0, r.stderr
     assert "MobileNet_V3_Small_Weights.IMAGENET1K_V1" in r.stdout and "imagenet-1k" in r.stdout
     assert re.search(r"│ GMACs +│ 0\.057 \(billions of multiply-adds, torchvision's \"GFLOPS\"; compare with MACs\)", r.stdout), r.stdout
