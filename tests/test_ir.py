@@ -92,7 +92,7 @@ def test_bindings_input_shape_dims_and_batch(cnn):
         ({"input_shapes": ["x:1x3x16"]}, "rank 4"),
         ({"input_shapes": ["x:1x4x16x16"]}, "fixed at 3"),
         ({"input_shapes": ["x:1xAx16x16"]}, "positive integer"),
-        ({"input_shapes": ["x"]}, "NAME:DIMS"),
+        ({"input_shapes": ["x"]}, "must be dims separated by 'x'"),  # a bare spec is the one input's DIMS
         ({"dims": "M=3"}, "no dim named 'M'"),
         ({"dims": "N=0"}, "positive integer"),
         ({"dims": "N"}, "NAME=VALUE"),

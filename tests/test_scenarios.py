@@ -201,8 +201,10 @@ def test_without_the_extra_the_error_names_it(monkeypatch, capsys):
 
 
 @needs_loadgen
-def test_cli_runs_a_scenario_and_records_it(tmp_path, capsys):
+def test_cli_runs_a_scenario_and_records_it(tmp_path, capsys, monkeypatch):
     from mlms_ir.store import Store
+
+    monkeypatch.setenv("COLUMNS", "240")  # an xdist worker's longer tmp path must not wrap the headline
 
     store, out = tmp_path / "s.sqlite", tmp_path / "r.json"
     assert main(["run", "-q", "--scenario", "server", "--target-qps", "500", "--latency-bound", "200", "--duration", "0.3",

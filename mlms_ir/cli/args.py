@@ -30,7 +30,7 @@ GLOBAL_FLAGS = (
 )
 
 #: Short flags and the long flag each stands for, on every verb that has it.
-SHORT_FLAGS = {"-o": "output"}
+SHORT_FLAGS = {"-o": "output", "-m": "model"}
 
 #: The first parameter with one of these names is the verb's operand, shown as such in the synopsis.
 OPERANDS = ("model", "src", "spec", "run", "name")
