@@ -169,3 +169,6 @@ def test_long_commands_show_progress_unless_quiet(monkeypatch, capsys, verb, ext
             assert shown in drawn and re.search(r"\d:\d\d:\d\d", drawn), drawn  # the bar, with its elapsed time
         out = capsys.readouterr().out
         assert "digits_cnn.onnx" in out  # the report itself still goes to stdout
+    from mlms_ir import progress
+
+    assert progress.quiet is False  # --quiet held for that command only (a later bar in this process draws)

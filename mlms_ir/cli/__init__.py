@@ -94,10 +94,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m mlms_ir`` and the ``mlms_ir`` script; returns the exit status."""
     import fire
 
+    from mlms_ir import progress
     from mlms_ir.cli import args as cli_args
 
     argv_list = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=os.environ.get("MLMS_IR_LOG", "WARNING").upper(), format="%(levelname)s %(name)s: %(message)s")
+    # -q and --max-memory hold for this command only: an embedding program (or a test calling
+    # main twice) gets its own settings back afterwards.
+    was_quiet, was_budget = progress.quiet, os.environ.get("MLMS_IR_MAX_MEMORY")
+    try:
+        return _main(argv_list, fire, cli_args)
+    finally:
+        progress.quiet = was_quiet
+        if was_budget is None:
+            os.environ.pop("MLMS_IR_MAX_MEMORY", None)
+        else:
+            os.environ["MLMS_IR_MAX_MEMORY"] = was_budget
+
+
+def _main(argv_list: list[str], fire, cli_args) -> int:
     try:
         table = commands()
         rest = _take_quiet(_take_max_memory(argv_list))
