@@ -171,6 +171,11 @@ class Backend(abc.ABC):
     #: Whether it takes and returns sequences, maps and optionals (:mod:`mlms_ir.values`); one
     #: that does not refuses, in :meth:`prepare`, a model with such inputs or outputs.
     takes_non_tensors: bool = False
+    #: The module whose process-wide thread pool it computes with, where a forked child cannot use
+    #: that pool once this process has (PyTorch's OpenMP pool: the child's first parallel op waits
+    #: for threads that were not forked, for good). Callers that fork per backend run it in-process
+    #: when that module was already loaded (:func:`mlms_ir.runner.run_backends`).
+    thread_pool_module: str | None = None
 
     def available(self, device: str = "cpu", **options: Any) -> Availability:
         """Whether this backend can run on ``device`` here (never raises). ``options`` are the

@@ -77,6 +77,18 @@ def check(wanted: list[str]) -> None:
             raise BackendError(f"unknown backend '{name}'{hint}; known backends: {', '.join(names())}")
 
 
+def usable(name: str, device: str, **options) -> tuple[Backend | None, str | None]:
+    """``(backend, None)`` when ``name`` can run on ``device`` with ``options`` here, else
+    ``(None, reason)``: an unknown name, a failed import or a missing runtime/device, each
+    reported as unavailability (the row a run or scenario records) rather than raised."""
+    try:
+        backend = get(name)
+    except BackendError as exc:
+        return None, str(exc)
+    avail = backend.available(device, **options)
+    return (backend, None) if avail else (None, avail.reason)
+
+
 def get(name: str) -> Backend:
     """The backend called ``name`` (or an alias such as ``onnxruntime``)."""
     key = ALIASES.get(name.lower(), name.lower())

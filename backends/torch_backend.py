@@ -47,6 +47,7 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 
 class TorchBackend(Backend):
     name = "torch"
+    thread_pool_module = "torch"
     devices = ("cpu", "cuda")
     extra = "torch"
     description = "PyTorch eager mode (CPU, CUDA): the ONNX model converted with onnx2torch"

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import statistics
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,6 +73,9 @@ def run_backends(
     # several backends on the CPU: each is measured in a forked child (timed inside it), so one
     # that crashes (a segfault in a runtime's C++) fails its row and the others go on
     isolate = len(backends) > 1 and device == "cpu" and hasattr(os, "fork")
+    # ... except one whose thread pool this process has already loaded (and may have started),
+    # which a forked child cannot use: it runs here, unisolated, rather than hang
+    loaded_before = set(sys.modules)
 
     with progress_bar(len(batches) * len(backends), "run", enabled=progress) as bar:
         for batch in batches:
@@ -86,17 +90,12 @@ def run_backends(
                     opts = dict((options or {}).get(name, {}))
                     rec = RunRecord(backend=name, device=device, batch=b, status="ok", options=opts)
                     records.append(rec)
-                    try:
-                        backend = registry.get(name)
-                    except MlmsIrError as exc:
-                        rec.status, rec.error = "unavailable", str(exc)
-                        continue
-                    avail = backend.available(device, **opts)
-                    if not avail:
-                        rec.status, rec.error = "unavailable", avail.reason
+                    backend, why_not = registry.usable(name, device, **opts)
+                    if backend is None:
+                        rec.status, rec.error = "unavailable", why_not
                         continue
                     try:
-                        if isolate:
+                        if isolate and backend.thread_pool_module not in loaded_before:
                             rec.options, stats, outputs = _measure_in_child(backend, graph, device, opts, feeds, warmup, iterations,
                                                                             min_time_s)
                         else:

@@ -703,14 +703,9 @@ def run_scenarios(
             rec = ScenarioRecord(backend=name, device=device, scenario=SCENARIOS[key], status="ok", options=opts)
             records.append(rec)
             try:
-                try:
-                    be = registry.get(name)
-                except MlmsIrError as exc:
-                    rec.status, rec.error = "unavailable", str(exc)
-                    continue
-                avail = be.available(device, **opts)
-                if not avail:
-                    rec.status, rec.error = "unavailable", avail.reason
+                be, why_not = registry.usable(name, device, **opts)
+                if be is None:
+                    rec.status, rec.error = "unavailable", why_not
                     continue
                 where = (keep if keep is not None else Path(tmp)) / name
                 _run_one(lg, be, rec, g1, gb, samples, batch, device, opts, plan, where, find_peak_qps, peak_tolerance, bar)

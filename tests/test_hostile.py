@@ -142,6 +142,35 @@ def test_the_guarded_child_never_collects_what_it_inherited():
         gc.collect()
 
 
+def test_a_large_process_hands_inference_to_its_guard_server(monkeypatch):
+    """From a process that has loaded large frameworks, forking costs 40-50 ms (page tables): after a
+    few calls it hands ONNX's inference to a small server of its own, which forks the guarded child
+    instead. The answers are the fork path's, a crash is the same one line, and the server lives on."""
+    from mlms_ir.ir import guard
+    from mlms_ir.zoo import builtin_path
+
+    forked = mlms_ir.analyze(mlms_ir.load(builtin_path(), batch=3)).to_dict()
+    monkeypatch.setattr(guard, "SERVER_MIN_RSS_BYTES", 0)
+    monkeypatch.setattr(guard, "SERVER_AFTER_CALLS", 0)
+    monkeypatch.setattr(guard, "_server", None)
+    monkeypatch.setattr(guard, "_server_failed", False)
+    try:
+        served = mlms_ir.analyze(mlms_ir.load(builtin_path(), batch=3)).to_dict()
+        server = guard._server
+        assert server is not None and server.proc.poll() is None
+        assert served["totals"] == forked["totals"] and served["nodes"] == forked["nodes"]
+        for lenient in (False, True):
+            with pytest.raises(InvalidModelError, match=r"ONNX's shape inference failed on this model: it crashed \(SIGSEGV\)"):
+                mlms_ir.load(_gathernd_segfault(), lenient=lenient)
+        assert mlms_ir.analyze(mlms_ir.load(builtin_path(), batch=3)).to_dict()["totals"] == forked["totals"]
+        assert guard._server is server and server.proc.poll() is None and not guard._server_failed
+        # a forked child of this process never talks to its parent's server
+        assert run_guarded(lambda: b"forked" if mlms_ir.load(builtin_path()) and guard._server is not server else b"shared") == b"forked"
+    finally:
+        if guard._server is not None:
+            guard._server.close()
+
+
 # --------------------------------------------------------------------------- damaged stores
 def _store_with_one_run(tmp_path):
     from mlms_ir.store import Store, records_from_analysis
@@ -295,3 +324,32 @@ def test_a_backend_that_crashes_fails_its_row_and_the_others_go_on(monkeypatch):
     assert status["crashing"] == ("failed", "the crashing backend crashed (SIGSEGV)")
     ref = next(x for x in r.runs if x.backend == "reference")
     assert ref.compared_with == "ort" and ref.outputs_agree and ref.latency_ms["iterations"] == 3
+
+
+def test_torch_runs_in_process_once_this_process_has_used_its_threads(monkeypatch):
+    """A forked child cannot use PyTorch's OpenMP pool once its parent has started it: the child's
+    first parallel op waited for good (run on ort and torch from a notebook that had used torch).
+    Such a backend runs in this process instead; the others are still isolated."""
+    torch = pytest.importorskip("torch")
+    import mlms_ir.runner as runner
+    from mlms_ir.zoo import builtin_path
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = torch.randn(256, 256)
+        (x @ x).relu_()  # the pool starts
+    finally:
+        torch.set_num_threads(threads)
+    isolated = []
+    measure = runner._measure_in_child
+
+    def spy(backend, *args, **kwargs):
+        isolated.append(backend.name)
+        return measure(backend, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "_measure_in_child", spy)
+    monkeypatch.setattr(runner, "ISOLATED_TIMEOUT_S", 120.0)
+    r = runner.run_backends(str(builtin_path()), ["ort", "torch"], batches=[16], iterations=3, warmup=1, system=False)
+    assert [(x.backend, x.status) for x in r.runs] == [("ort", "ok"), ("torch", "ok")], [x.error for x in r.runs]
+    assert isolated == ["ort"] and r.runs[1].outputs_agree

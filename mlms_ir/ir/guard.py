@@ -205,3 +205,183 @@ def run_guarded(fn: Callable[[], bytes], *, timeout_s: float = DEFAULT_TIMEOUT_S
         return payload[1:]
     type_name, _, message = payload[1:].decode("utf-8", "replace").partition("\0")
     raise GuardedError(type_name, message)
+
+
+# -- the guard server: cheap guarded calls from a large process ------------------------------------
+#
+# ``fork`` copies the parent's page tables: a few milliseconds from a lean process, but 40-50 ms
+# from one that has loaded PyTorch and TensorFlow (measured on the 2-core machine: 236 of ONNX's
+# node cases analysed in 12.5 s there, 2.9 s without them, nearly all of it system time in fork).
+# A long-lived process that analyses many models (a notebook, a sweep worker, the test suite)
+# therefore hands its guarded calls to a small server process of its own, started once (about
+# 0.7 s: it imports onnx and mlms_ir.ir), which forks each call's child from itself. The child,
+# its memory limit and its deadline are the same; only the parent that forks is smaller.
+
+#: A process whose resident size is above this forks slowly enough that a server pays off.
+SERVER_MIN_RSS_BYTES = 384 << 20
+#: ... once it has made this many guarded calls (a one-model command never starts one).
+SERVER_AFTER_CALLS = 4
+
+#: Functions a server runs by name: ``name -> "module:function"``, each taking and returning bytes.
+SERVER_TARGETS = {"infer_shapes": "mlms_ir.ir.shapes:infer_request"}
+#: What a server runs once at its start, in itself (on models of its own): lazy imports, caches.
+SERVER_WARM_UP = ("mlms_ir.ir.shapes:warm_up",)
+
+
+class _Server:
+    """One server process of this process (never shared with a forked child of it)."""
+
+    def __init__(self) -> None:
+        import subprocess
+        import sys
+
+        self.pid = os.getpid()
+        self.proc = subprocess.Popen([sys.executable, "-c", "from mlms_ir.ir.guard import serve; serve()"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     close_fds=True, env=dict(os.environ, PYTHONPATH=_package_root_path()))
+
+    def call(self, target: str, data: bytes, timeout_s: float, memory_bytes: int | None) -> bytes:
+        head = json.dumps({"target": target, "timeout_s": timeout_s, "memory_bytes": memory_bytes}).encode()
+        request = struct.pack("<QQ", len(head), len(data)) + head + data
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(request)
+        self.proc.stdin.flush()
+        out = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout_s + 30.0
+        answer = b""
+        need = 8
+        while len(answer) < need:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _ServerBroken("the guard server did not answer")
+            ready, _, _ = select.select([out], [], [], min(left, 1.0))
+            if ready:
+                chunk = os.read(out, max(need - len(answer), 1 << 20))
+                if not chunk:
+                    raise _ServerBroken("the guard server ended")
+                answer += chunk
+                if need == 8 and len(answer) >= 8:
+                    need = 8 + struct.unpack("<Q", answer[:8])[0]
+        payload = answer[8:need]
+        kind, body = payload[:1], payload[1:]
+        if kind == b"K":
+            return body
+        if kind == b"C":
+            raise GuardedCrash(body.decode("utf-8", "replace"))
+        type_name, _, message = body.decode("utf-8", "replace").partition("\0")
+        raise GuardedError(type_name, message)
+
+    def close(self) -> None:
+        try:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+            self.proc.wait(timeout=2)
+        except Exception:  # noqa: BLE001 - it goes anyway
+            self.proc.kill()
+
+
+class _ServerBroken(Exception):
+    pass
+
+
+_server: _Server | None = None
+_server_failed = False
+_calls = 0
+_server_lock = None
+
+
+def _package_root_path() -> str:
+    """PYTHONPATH for the server: the folder holding this ``mlms_ir`` first, then the caller's."""
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    rest = os.environ.get("PYTHONPATH")
+    return here + (os.pathsep + rest if rest else "")
+
+
+def _resident_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def call_guarded(target: str, data: Callable[[], bytes], work: Callable[[], bytes], *, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 memory_bytes: int | None = None) -> bytes:
+    """``work()`` guarded as :func:`run_guarded` does; ``target`` (a name in :data:`SERVER_TARGETS`)
+    applied to the bytes ``data()`` returns is the same work, which a large process hands to its guard server instead
+    of forking itself. Raises what :func:`run_guarded` raises."""
+    global _server, _server_failed, _calls, _server_lock
+    import threading
+
+    _calls += 1
+    if memory_bytes is None:
+        memory_bytes = memory_limit_bytes()
+    if _server is not None and _server.pid != os.getpid():
+        _server = None  # a forked child of the process that started it: not ours to talk to
+    if _server is None and (_server_failed or not hasattr(os, "fork") or _calls <= SERVER_AFTER_CALLS
+                            or _resident_bytes() < SERVER_MIN_RSS_BYTES):
+        return run_guarded(work, timeout_s=timeout_s, memory_bytes=memory_bytes)
+    if _server_lock is None:
+        _server_lock = threading.Lock()
+    if not _server_lock.acquire(blocking=False):  # another thread is using it: fork as before
+        return run_guarded(work, timeout_s=timeout_s, memory_bytes=memory_bytes)
+    try:
+        if _server is None:
+            try:
+                _server = _Server()
+                import atexit
+
+                atexit.register(_server.close)
+            except OSError:
+                _server_failed = True
+                return run_guarded(work, timeout_s=timeout_s, memory_bytes=memory_bytes)
+        try:
+            request = data()
+        except ValueError:  # a proto too large to serialize (2 GiB): fork as before
+            return run_guarded(work, timeout_s=timeout_s, memory_bytes=memory_bytes)
+        try:
+            return _server.call(target, request, timeout_s, memory_bytes)
+        except (_ServerBroken, OSError, struct.error):
+            # the server itself went wrong (it never runs the work): this call and later ones fork
+            import logging
+
+            logging.getLogger(__name__).debug("guard server failed; forking from now on", exc_info=True)
+            _server.proc.kill()
+            _server, _server_failed = None, True
+            return run_guarded(work, timeout_s=timeout_s, memory_bytes=memory_bytes)
+    finally:
+        _server_lock.release()
+
+
+def serve() -> None:
+    """The guard server's loop: read a request (a target of :data:`SERVER_TARGETS` and its bytes)
+    from stdin, run it in a guarded child of this process, write the answer to stdout; end at EOF."""
+    import importlib
+    import sys
+
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    for where in SERVER_WARM_UP:
+        module, _, name = where.partition(":")
+        try:
+            getattr(importlib.import_module(module), name)()
+        except Exception:  # noqa: BLE001 - a cold child is slower, not wrong
+            pass
+    while True:
+        sizes = stdin.read(16)
+        if len(sizes) < 16:
+            return
+        n_head, n_data = struct.unpack("<QQ", sizes)
+        head = json.loads(stdin.read(n_head))
+        data = stdin.read(n_data)
+        try:
+            module, _, name = SERVER_TARGETS[head["target"]].partition(":")
+            fn = getattr(importlib.import_module(module), name)
+            answer = b"K" + run_guarded(lambda: fn(data), timeout_s=float(head["timeout_s"]), memory_bytes=head["memory_bytes"])
+        except GuardedCrash as exc:
+            answer = b"C" + str(exc).encode("utf-8", "replace")
+        except GuardedError as exc:
+            answer = b"E" + f"{exc.type_name}\0{exc.message}".encode("utf-8", "replace")
+        except Exception as exc:  # noqa: BLE001 - the server goes on
+            answer = b"E" + f"{type(exc).__name__}\0{exc}".encode("utf-8", "replace")
+        stdout.write(struct.pack("<Q", len(answer)) + answer)
+        stdout.flush()

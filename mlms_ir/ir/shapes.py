@@ -18,7 +18,7 @@ import onnx.shape_inference
 from mlms_ir.errors import InvalidModelError, ShapeBindingError
 from mlms_ir.ir import contrib
 from mlms_ir.ir.fold import complete_shapes
-from mlms_ir.ir.guard import GuardedCrash, GuardedError, frame, memory_limit_bytes, run_guarded, unframe
+from mlms_ir.ir.guard import GuardedCrash, GuardedError, call_guarded, frame, memory_limit_bytes, unframe
 
 MAX_DIM = 2**62  # ONNX dims are int64; larger bindings are mistakes
 
@@ -267,7 +267,8 @@ def infer_shapes(model: onnx.ModelProto, *, lenient: bool = False) -> tuple[onnx
     budget = memory_limit_bytes()
     need = INFER_BASE_BYTES + INFER_BYTES_PER_MODEL_BYTE * model.ByteSize()
     try:
-        data = run_guarded(work, memory_bytes=min(budget, need) if budget else need)
+        data = call_guarded("infer_shapes", lambda: frame({"lenient": lenient}, model.SerializeToString()), work,
+                            memory_bytes=min(budget, need) if budget else need)
     except GuardedCrash as exc:
         raise InvalidModelError(f"ONNX's shape inference failed on this model: {exc}; the model is malformed or "
                                 "hostile (an attribute or a declared size out of range)") from None
@@ -279,6 +280,32 @@ def infer_shapes(model: onnx.ModelProto, *, lenient: bool = False) -> tuple[onnx
     out = onnx.ModelProto()
     out.ParseFromString(body)
     return out, warnings
+
+
+def infer_request(data: bytes) -> bytes:
+    """:func:`infer_shapes`' work as a guard server runs it: a frame of ``{"lenient": ...}`` and the
+    serialized model in, a frame of the warnings and the inferred model out."""
+    head, body = unframe(data)
+    model = onnx.ModelProto()
+    model.ParseFromString(body)
+    inferred, warnings = _infer_here(model, bool(head["lenient"]))
+    return frame(warnings, inferred.SerializeToString())
+
+
+def warm_up() -> None:
+    """What a guard server does once before serving :func:`infer_request`: import what the work
+    imports lazily and run it on a small model of its own, so that each forked child starts warm
+    (as a child forked from a process that has analysed a model does)."""
+    import onnx.reference  # noqa: F401 - constant folding's evaluator
+
+    h = onnx.helper
+    x = h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 4])
+    y = h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    nodes = [h.make_node("Shape", ["x"], ["s"]), h.make_node("Reshape", ["x", "s"], ["r"]),
+             h.make_node("MatMul", ["r", "w"], ["y"])]
+    w = onnx.numpy_helper.from_array(__import__("numpy").ones((4, 2), "float32"), "w")
+    model = h.make_model(h.make_graph(nodes, "warm", [x], [y], [w]), opset_imports=[h.make_opsetid("", 17)])
+    _infer_here(model, True)
 
 
 #: Memory ONNX's inference may use on a model (weights stripped): a base and a multiple of the
