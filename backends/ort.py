@@ -551,7 +551,27 @@ def map_optimized_nodes(graph: Graph, optimized: Path | onnx.ModelProto) -> dict
         base = _normalise(n.name, known) if n.name else None
         if base is not None and base not in found:
             found.append(base)
-        return found
+        return found + [t for t in _fused_tail(n, found) if t not in found]
+
+    def _fused_tail(n: onnx.NodeProto, found: list[str]) -> list[str]:
+        """What a Conv that ORT fused with the Add and the activation after it writes: the NCHWc
+        Conv (``Sum`` input, ``activation``) and FusedConv (``Z`` input) are named after the Conv's
+        own output, but compute the Add's and the activation's too. Without these tensors the
+        Relu of a residual block belonged to no optimised node, and the next node's walk back
+        took it, its Add and every earlier block's with them."""
+        if n.op_type not in ("Conv", "FusedConv") or n.domain not in ("com.microsoft.nchwc", "com.microsoft") or not found:
+            return []
+        act = next((onnx.helper.get_attribute_value(a) for a in n.attribute if a.name == "activation"), None)
+        act = act.decode() if isinstance(act, bytes) else act
+        steps = (["Add"] if len(n.input) > 3 and n.input[3] else []) + ([act] if act else [])
+        tail, t = [], found[0]
+        for op in steps:
+            users = graph.consumers(t)
+            if len(users) != 1 or users[0].op_type != op or not users[0].proto.output:
+                break
+            t = users[0].proto.output[0]
+            tail.append(t)
+        return tail
 
     layout = ("ReorderOutput", "ReorderInput", "MemcpyToHost", "MemcpyFromHost")
     produced_by_opt: dict[str, str] = {}

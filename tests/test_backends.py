@@ -141,6 +141,40 @@ def test_map_optimized_nodes_follows_derived_tensor_names():
     assert m["/fc/Gemm"] == ["n8"]
 
 
+def test_a_fused_conv_named_after_its_own_output_covers_its_add_and_relu_only():
+    """torch's dynamo exporter names a Conv's output apart from the Relu's (``getitem_138``,
+    ``relu_39``); ORT's NCHWc Conv that fuses Conv + residual Add + Relu is named after the Conv's
+    output. Each fused node covers its own three nodes: the residual chain was once taken whole by
+    the last block's node (13 nodes of ResNet-50 on one Conv)."""
+    c = 4
+    nodes, weights, prev = [], [], "x"
+    for k in range(4):
+        w = numpy_helper.from_array(np.ones((c, c, 1, 1), np.float32), f"w{k}")
+        weights.append(w)
+        nodes.append(helper.make_node("Conv", [prev, f"w{k}"], [f"conv_{k}"], name=f"conv{k}"))
+        if k:
+            nodes.append(helper.make_node("Add", [f"conv_{k}", prev], [f"add_{k}"], name=f"add{k}"))
+        nodes.append(helper.make_node("Relu", [f"add_{k}" if k else f"conv_{k}"], [f"relu_{k}"], name=f"relu{k}"))
+        prev = f"relu_{k}"
+    g = mlms_ir.load(helper.make_model(helper.make_graph(
+        nodes, "res", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, 8, 8])],
+        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [1, c, 8, 8])], weights),
+        opset_imports=[helper.make_opsetid("", 17)]))
+    opt_nodes = [helper.make_node("ReorderInput", ["x"], ["tok_in"], name="ReorderInput")]
+    prev = "tok_in"
+    for k in range(4):
+        ins = [prev, f"w{k}"] + (["", prev] if k else [])
+        opt_nodes.append(helper.make_node("Conv", ins, [f"tok_{k}"], name=f"conv_{k}_nchwc", domain="com.microsoft.nchwc",
+                                          activation="Relu"))
+        prev = f"tok_{k}"
+    opt_nodes.append(helper.make_node("ReorderOutput", [prev], ["relu_3"], name="ReorderOutput"))
+    m = map_optimized_nodes(g, helper.make_model(helper.make_graph(opt_nodes, "opt", [], [])))
+    ids = {n.name: n.id for n in g.nodes}
+    assert m["conv_0_nchwc"] == [ids["conv0"], ids["relu0"]]
+    for k in (1, 2, 3):
+        assert m[f"conv_{k}_nchwc"] == [ids[f"conv{k}"], ids[f"add{k}"], ids[f"relu{k}"]], m
+
+
 def test_reference_trace_covers_every_node(net_path):
     g = mlms_ir.load(net_path, batch=1)
     with registry.get("reference").prepare(g) as s:
