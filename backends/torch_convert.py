@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import operator
+import warnings
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,10 @@ def load_onnx2torch():
         from mlms_ir.backends import onnx2torch_compat
 
         onnx2torch_compat.patch()  # the opset 18-21 op versions dynamo exports carry
+        # torch's notes on how onnx2torch's Slice indexes (a deprecated but still exact form, and
+        # ONNX's INT64_MAX ends clamped as ONNX defines): noise on every run of a ViT, not news
+        for text in ("Using a non-tuple sequence for multidimensional indexing", "Truncating the start/stop/step of slice"):
+            warnings.filterwarnings("ignore", message=text, category=UserWarning, module=r"onnx2torch(\.|$)")
         return module
     except MissingExtraError as exc:
         msg = str(exc)
