@@ -48,6 +48,11 @@ REPORT_DATA_VERSION = "1.3"
 MAX_ATTR_CHARS = 300
 MAX_LIST_ITEMS = 16
 NODE_HEIGHT = 22.0
+#: Above this many drawn nodes, a graph with repeated blocks opens folded (each run of instances one "×N" box).
+FOLD_BY_DEFAULT_NODES = 2_000
+#: Above this many drawn nodes, a graph with repeated blocks is not laid out whole: its views are the folded
+#: one, one box per instance, and each instance opened on its own (its block's layout, shipped once).
+FULL_LAYOUT_MAX_NODES = 10_000
 CHAR_WIDTH = 6.6
 
 
@@ -259,8 +264,13 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
     _values_at_sweep_end(draw, costs, sweep_data, metrics)
 
     ids = [d["id"] for d in draw]
-    full = layered_layout([(d["id"], _label_width(d["label"]), NODE_HEIGHT) for d in draw], edges)
-    collapsed = _collapsed_view(analysis, draw, edges, index)
+    collapsed, group = _collapsed_view(analysis, draw, edges, index)
+    folded = _folded_view(collapsed, draw, edges, index, group) if collapsed is not None else None
+    templates = _block_templates(collapsed, draw, edges, index) if collapsed is not None else {}
+    # a graph too large to draw whole is drawn folded only, and never laid out whole (the most costly step)
+    full = None if collapsed is not None and len(draw) > FULL_LAYOUT_MAX_NODES else \
+        _layout_payload(layered_layout([(d["id"], _label_width(d["label"]), NODE_HEIGHT) for d in draw], edges), ids)
+    view = "folded" if collapsed is not None and (full is None or len(draw) > FOLD_BY_DEFAULT_NODES) else "full"
 
     # ---- summary
     t = analysis.totals
@@ -289,12 +299,15 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
         "system": facts,
         "measured": prof is not None or run is not None or hw is not None or scen is not None,
         "metrics": metrics,
-        "nodes": draw,
-        "layout": _layout_payload(full, ids),
+        "nodes": _as_references(draw, collapsed, templates),
+        "view": view,
+        "layout": full,
         "collapsed": collapsed,
+        "folded": folded,
+        "templates": [t for t in templates.values()],
         "op_types": [dataclasses.asdict(o) for o in analysis.op_types],
         "blocks": [{k: v for k, v in dataclasses.asdict(b).items() if k != "members"} for b in analysis.blocks],
-        "table": [_node_row(n) for n in analysis.nodes],
+        "table": [index[n.id] if n.id in index and n.parent is None else _node_row(n) for n in analysis.nodes],
         "roofline": dataclasses.asdict(analysis.roofline) if analysis.roofline is not None else None,
         "profile": None if prof is None else _fields(prof, ("backend", "device", "options", "batch", "runs", "coverage",
                                                             "node_time_us", "latency_ms", "tracing_overhead", "unattributed",
@@ -371,8 +384,9 @@ def _node_row(n: Any) -> list[Any]:
 
 
 def _collapsed_view(analysis: Analysis, draw: list[dict[str, Any]], edges: list[tuple[str, str]],
-                    index: dict[str, int]) -> dict[str, Any] | None:
-    """The graph with each instance of a repeated block drawn as one node (None without blocks)."""
+                    index: dict[str, int]) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """The graph with each instance of a repeated block drawn as one node (None without blocks),
+    and the box id of each node inside one."""
     group: dict[str, str] = {}
     boxes: list[dict[str, Any]] = []
     succ: dict[str, list[str]] = {}
@@ -392,28 +406,174 @@ def _collapsed_view(analysis: Analysis, draw: list[dict[str, Any]], edges: list[
             agg: dict[str, Any] = {"id": gid, "kind": "block", "label": f"{_short(b.name, 32)} [{k + 1}/{b.count}]",
                                    "name": b.instances[k] if k < len(b.instances) else b.name, "block": b.name,
                                    "members": [index[m] for m in inside]}
-            for key in ("macs", "flops", "params", "out_bytes", "time_us", "share"):
-                vals = [draw[index[m]].get(key) for m in inside]
-                vals = [v for v in vals if v is not None]
-                agg[key] = sum(vals) if vals else None
+            _sum_figures(agg, [draw[index[m]] for m in inside])
             boxes.append(agg)
     if not boxes:
-        return None
-    view_ids: list[str] = []
+        return None, group
+    view_ids = _view_ids(draw, group)
+    by_id = {b["id"]: b for b in boxes}
+    payload = _view_payload(view_ids, _view_edges(edges, group), by_id, draw, index)
+    return payload, group
+
+
+def _sum_figures(agg: dict[str, Any], parts: Sequence[Mapping[str, Any]]) -> None:
+    for key in ("macs", "flops", "params", "out_bytes", "time_us", "share"):
+        vals = [v for p in parts if (v := p.get(key)) is not None]
+        agg[key] = sum(vals) if vals else None
+
+
+def _view_ids(draw: list[dict[str, Any]], group: Mapping[str, str]) -> list[str]:
+    """The drawn items of a view in graph order: a node, or the box that holds it (once)."""
+    out: list[str] = []
     seen: set[str] = set()
     for d in draw:
         v = group.get(d["id"], d["id"])
         if v not in seen:
             seen.add(v)
-            view_ids.append(v)
-    by_id = {b["id"]: b for b in boxes}
+            out.append(v)
+    return out
+
+
+def _view_edges(edges: list[tuple[str, str]], group: Mapping[str, str]) -> list[tuple[str, str]]:
+    return list(dict.fromkeys((group.get(s, s), group.get(d, d)) for s, d in edges if group.get(s, s) != group.get(d, d)))
+
+
+def _view_payload(view_ids: list[str], vedges: list[tuple[str, str]], by_id: Mapping[str, Any],
+                  draw: list[dict[str, Any]], index: dict[str, int]) -> dict[str, Any]:
+    """A view laid out: each entry of ``items`` is an index into ``data.nodes`` (a plain node) or a box."""
     sizes = [(v, _label_width(by_id[v]["label"]) if v in by_id else _label_width(draw[index[v]]["label"]), NODE_HEIGHT) for v in view_ids]
-    vedges = list(dict.fromkeys((group.get(s, s), group.get(d, d)) for s, d in edges if group.get(s, s) != group.get(d, d)))
-    lay = layered_layout(sizes, vedges)
-    payload = _layout_payload(lay, view_ids)
-    # a view entry is either an index into data.nodes (a plain node) or a block box
+    payload = _layout_payload(layered_layout(sizes, vedges), view_ids)
     payload["items"] = [by_id[v] if v in by_id else index[v] for v in view_ids]
     return payload
+
+
+def _folded_view(collapsed: dict[str, Any], draw: list[dict[str, Any]], edges: list[tuple[str, str]], index: dict[str, int],
+                 group: dict[str, str]) -> dict[str, Any] | None:
+    """The collapsed view with each run of instances of one block drawn as one "×N" box.
+
+    Instances join a run in graph order while the run stays one box that no path leaves and
+    re-enters (a box in a cycle cannot be drawn downwards). A fold box lists its instances as
+    indices into ``collapsed.items``; an instance left alone is drawn as ``{"c": its index}``."""
+    items = collapsed["items"]
+    box_at = {it["id"]: k for k, it in enumerate(items) if isinstance(it, dict)}
+    vids = [it["id"] if isinstance(it, dict) else draw[it]["id"] for it in items]
+    vorder = {v: i for i, v in enumerate(vids)}
+    vsucc: dict[str, list[str]] = {}
+    for s_, d_ in _view_edges(edges, group):
+        vsucc.setdefault(s_, []).append(d_)
+    runs: list[list[str]] = []
+    by_block: dict[str, list[str]] = {}
+    for it in items:
+        if isinstance(it, dict):
+            by_block.setdefault(it["block"], []).append(it["id"])
+    for ids in by_block.values():
+        run = [ids[0]]
+        for b in ids[1:]:
+            if not _leaves_and_returns({*run, b}, vsucc, vorder):
+                run.append(b)
+            else:
+                runs.append(run)
+                run = [b]
+        runs.append(run)
+    if all(len(r) == 1 for r in runs):
+        return None
+    fold: dict[str, str] = {}
+    boxes: dict[str, Any] = {}
+    for r in runs:
+        if len(r) == 1:
+            boxes[r[0]] = {"c": box_at[r[0]]}
+            continue
+        first = items[box_at[r[0]]]
+        fid = f"fold:{len(fold)}"
+        for b in r:
+            fold[b] = fid
+        name = first["block"]
+        agg: dict[str, Any] = {"id": fid, "kind": "block", "fold": True, "label": f"{_short(name, 32)} ×{len(r)}", "name": name,
+                               "block": name, "count": len(r), "instances": [box_at[b] for b in r]}
+        _sum_figures(agg, [items[box_at[b]] for b in r])
+        boxes[fid] = agg
+    fgroup = {m: fold.get(g, g) for m, g in group.items()}
+    view_ids = _view_ids(draw, fgroup)
+    labels = {k: v if "c" not in v else items[v["c"]] for k, v in boxes.items()}
+    payload = _view_payload(view_ids, _view_edges(edges, fgroup), labels, draw, index)
+    payload["items"] = [boxes[v] if v in boxes else index[v] for v in view_ids]
+    return payload
+
+
+def _block_templates(collapsed: dict[str, Any], draw: list[dict[str, Any]], edges: list[tuple[str, str]],
+                     index: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """One layout per block, of its first instance, shipped once: an instance with the same ops in
+    the same order, wired the same way inside, is drawn with it (its box gets ``tpl``, the
+    template's number) and its nodes travel as references to the template's (see ``_as_references``)."""
+    boxes = [it for it in collapsed["items"] if isinstance(it, dict)]
+    local: dict[int, tuple[int, int]] = {}  # node index -> (box number, position in its box)
+    for b, box in enumerate(boxes):
+        for j, m in enumerate(box["members"]):
+            local[m] = (b, j)
+    inner: list[set[tuple[int, int]]] = [set() for _ in boxes]
+    for s_, d_ in edges:
+        a, z = local.get(index[s_]), local.get(index[d_])
+        if a is not None and z is not None and a[0] == z[0]:
+            inner[a[0]].add((a[1], z[1]))
+    templates: dict[str, dict[str, Any]] = {}
+    for b, box in enumerate(boxes):
+        t = templates.get(box["block"])
+        if t is None:
+            m = box["members"]
+            lay = layered_layout([(str(j), _label_width(draw[i]["label"]), NODE_HEIGHT) for j, i in enumerate(m)],
+                                 sorted((str(u), str(v)) for u, v in inner[b]))
+            t = {"block": box["block"], "n": len(templates), "box": b, "ops": [draw[i]["label"] for i in m],
+                 "edges_set": inner[b], **_layout_payload(lay, [str(j) for j in range(len(m))])}
+            templates[box["block"]] = t
+            box["tpl"] = t["n"]
+        elif len(box["members"]) == len(t["ops"]) and inner[b] == t["edges_set"] \
+                and all(draw[i]["label"] == op for i, op in zip(box["members"], t["ops"])):
+            box["tpl"] = t["n"]
+    for t in templates.values():
+        del t["edges_set"], t["ops"]
+        t["members"] = boxes[t.pop("box")]["members"]
+    return templates
+
+
+_OWN_KEYS = ("id", "name", "inputs", "outputs")
+
+
+def _as_references(draw: list[dict[str, Any]], collapsed: dict[str, Any] | None,
+                   templates: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The nodes for the page, each node of a block instance drawn with its block's template as a
+    reference to the template's node (``t``: its index) with its own id, name and tensor names
+    (``in``, ``out``) and only the fields that differ (``del``: those it lacks); the page rebuilds
+    the full entries. On a 48-layer decoder this ships the nodes in about a third of the bytes."""
+    if collapsed is None or not templates:
+        return draw
+    by_tpl = {t["n"]: t["members"] for t in templates.values()}
+    out = list(draw)
+    for box in collapsed["items"]:
+        if not isinstance(box, dict) or "tpl" not in box:
+            continue
+        tmembers = by_tpl[box["tpl"]]
+        if tmembers is box["members"]:
+            continue
+        for m, t_i in zip(box["members"], tmembers):
+            out[m] = _reference(draw[m], draw[t_i], t_i)
+    return out
+
+
+def _reference(d: dict[str, Any], t: dict[str, Any], t_i: int) -> dict[str, Any]:
+    ref: dict[str, Any] = {"t": t_i, "id": d["id"], "name": d["name"]}
+    for key, short in (("inputs", "in"), ("outputs", "out")):
+        mine, theirs = d.get(key, []), t.get(key, [])
+        if len(mine) == len(theirs) and all(a[1:] == b[1:] for a, b in zip(mine, theirs)):
+            ref[short] = [a[0] for a in mine]
+        else:
+            ref[key] = mine
+    for k, v in d.items():
+        if k not in _OWN_KEYS and (k not in t or t[k] != v):
+            ref[k] = v
+    gone = [k for k in t if k not in d]
+    if gone:
+        ref["del"] = gone
+    return ref
 
 
 def _leaves_and_returns(inside: set[str], succ: dict[str, list[str]], order: dict[str, int]) -> bool:

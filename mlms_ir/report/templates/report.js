@@ -3,6 +3,27 @@
 (function () {
   "use strict";
   const D = JSON.parse(document.getElementById("report-data").textContent);
+  // a node of a block instance comes as a reference to its template's node (t), with its own id,
+  // name and tensor names (in, out) and only what differs (del: fields it lacks)
+  for (let i = 0; i < D.nodes.length; i++) {
+    const r = D.nodes[i];
+    if (r.t === undefined) continue;
+    const t = D.nodes[r.t], n = Object.assign({}, t);
+    for (const k in r) if (k !== "t" && k !== "in" && k !== "out" && k !== "del") n[k] = r[k];
+    if (r.in) n.inputs = r.in.map((x, j) => [x, t.inputs[j][1], t.inputs[j][2]]);
+    if (r.out) n.outputs = r.out.map((x, j) => [x, t.outputs[j][1]]);
+    if (r.del) for (const k of r.del) delete n[k];
+    D.nodes[i] = n;
+  }
+  // a main-graph row of the nodes table comes as the index of its node
+  D.table = D.table.map((r) => { if (typeof r !== "number") return r; const n = D.nodes[r]; return [n.id, n.name, n.op, n.status, n.macs, n.flops, n.params, n.out_bytes, n.intensity, null]; });
+  // a folded view's "×N" box lists its instances (boxes of the collapsed view); a lone instance comes as {c: its index}
+  if (D.folded) D.folded.items = D.folded.items.map((it) => {
+    if (typeof it === "number") return it;
+    if (it.c !== undefined) return D.collapsed.items[it.c];
+    it.members = [].concat(...it.instances.map((k) => D.collapsed.items[k].members));
+    return it;
+  });
   const SVGNS = "http://www.w3.org/2000/svg";
   const $ = (id) => document.getElementById(id);
 
@@ -120,11 +141,35 @@
   // ------------------------------------------------------------------ graph view
   const svg = $("canvas"), vp = $("viewport"), tip = $("tooltip");
   const nodes = D.nodes;
-  const state = { view: "full", items: [], pos: [], gs: [], rects: [], metric: null, k: 1, tx: 0, ty: 0, selected: -1, matches: [], matchAt: -1, width: 0, height: 0 };
+  const state = { view: D.view === "folded" ? (D.folded ? "folded" : "collapsed") : "full", instance: null, hits: [], items: [], pos: [], gs: [], rects: [], metric: null, k: 1, tx: 0, ty: 0, selected: -1, matches: [], matchAt: -1, width: 0, height: 0 };
 
   function viewData() {
-    if (state.view === "collapsed" && D.collapsed) return { lay: D.collapsed, items: D.collapsed.items };
+    if (state.view === "folded" && D.folded) return { lay: D.folded, items: D.folded.items };
+    if (state.view === "instance" && state.instance) return { lay: D.templates[state.instance.tpl], items: state.instance.members };
+    if ((state.view !== "full" || !D.layout) && D.collapsed) return { lay: D.collapsed, items: D.collapsed.items };
     return { lay: D.layout, items: nodes.map((_, i) => i) };
+  }
+  // the collapsed view's box holding each node of a block instance
+  let boxOfNode = null;
+  function boxOf(m) {
+    if (!boxOfNode) { boxOfNode = new Map(); for (const it of (D.collapsed ? D.collapsed.items : [])) if (typeof it !== "number") for (const k of it.members) boxOfNode.set(k, it); }
+    return boxOfNode.get(m);
+  }
+  function setView(view, instance) {
+    state.view = view; state.instance = instance || null;
+    cbox.checked = view !== "full";
+    render();
+  }
+  // show node m (an index into D.nodes) in the view, opening the instance that holds it when it is folded away
+  function reveal(m) {
+    let i = state.items.indexOf(m);
+    if (i < 0) {
+      const box = boxOf(m);
+      if (box && box.tpl !== undefined) { setView("instance", box); i = state.items.indexOf(m); }
+      else if (!box && D.layout && state.view !== "full") { setView("full"); i = state.items.indexOf(m); }
+      else i = state.items.findIndex((it) => typeof it !== "number" && it.members.includes(m));
+    }
+    if (i >= 0) { centerOn(i); select(i); }
   }
   function itemNode(it) { return typeof it === "number" ? nodes[it] : it; }
   function metricValue(it, key) {
@@ -167,7 +212,7 @@
     let ops = 0;
     for (let i = 0; i < items.length; i++) {
       const n = itemNode(items[i]), p = lay.pos[i];
-      const g = sel("g", { class: "node " + (n.kind === "op" ? "op" : n.kind === "block" ? "block" : "io"), transform: "translate(" + (p[0] - p[2] / 2) + "," + (p[1] - p[3] / 2) + ")", "data-i": i, "data-id": n.id });
+      const g = sel("g", { class: "node " + (n.kind === "op" ? "op" : n.kind === "block" ? (n.fold ? "block fold" : "block") : "io"), transform: "translate(" + (p[0] - p[2] / 2) + "," + (p[1] - p[3] / 2) + ")", "data-i": i, "data-id": n.id });
       const r = sel("rect", { width: p[2], height: p[3] });
       const t = sel("text", { x: p[2] / 2, y: p[3] / 2 });
       t.textContent = n.label;
@@ -177,7 +222,12 @@
       if (n.kind === "op") ops++;
     }
     vp.append(frag);
-    $("node-count").textContent = ops + " nodes drawn" + (state.view === "collapsed" ? " (" + items.filter((x) => typeof x !== "number").length + " collapsed blocks)" : "");
+    const boxes = items.filter((x) => typeof x !== "number");
+    $("node-count").textContent = ops + " nodes drawn" + (boxes.length ? " (" + boxes.length + (state.view === "folded" ? " folded runs of blocks, " + boxes.reduce((a, b) => a + (b.count || 1), 0) + " instances)" : " collapsed blocks)") : "")
+      + (state.view === "instance" ? " of " + state.instance.name : "");
+    $("unfold").hidden = !D.folded || (state.view !== "folded" && state.view !== "collapsed");
+    $("unfold").textContent = state.view === "folded" ? "unfold blocks" : "fold blocks (×N)";
+    $("back").hidden = state.view !== "instance";
     colour();
     applySearch();
     initialView();
@@ -296,7 +346,19 @@
       box.append(kvTable([["graph " + n.kind, n.name], ["shape", n.shape], ["type", n.dtype]]));
       return;
     }
+    if (n.kind === "block" && n.fold) {
+      box.append(kvTable([["block", n.block], ["instances", n.count], ["nodes", n.members.length], ["MACs", count(n.macs)], ["FLOPs", count(n.flops)], ["params", count(n.params)], ["time", us(n.time_us)], ["share of time", pct(n.share)]]));
+      const b = el("button", { id: "details-unfold" }, "unfold the " + n.count + " instances");
+      b.addEventListener("click", () => { setView("collapsed"); const i = state.items.indexOf(D.collapsed.items[n.instances[0]]); if (i >= 0) { centerOn(i); select(i); } });
+      box.append(b);
+      return;
+    }
     if (n.kind === "block") {
+      if (n.tpl !== undefined) {
+        const b = el("button", { id: "details-open" }, "open this instance");
+        b.addEventListener("click", () => { setView("instance", n); });
+        box.append(b);
+      }
       box.append(kvTable([["block", n.block], ["instance", n.name], ["nodes", n.members.length], ["MACs", count(n.macs)], ["FLOPs", count(n.flops)], ["params", count(n.params)], ["time", us(n.time_us)], ["share of time", pct(n.share)]]));
       box.append(el("h4", null, "nodes"));
       box.append(kvTable(n.members.slice(0, 200).map((m) => [nodes[m].op, nodes[m].name || nodes[m].id])));
@@ -372,36 +434,51 @@
   msel.addEventListener("change", () => { state.metric = msel.value; colour(); });
 
   // ---- search
+  // every node of the graph is searched, whatever the view; a box is marked when it holds a match
+  let searched = null;
   function applySearch() {
     const q = $("search").value.trim().toLowerCase();
-    state.matches = []; state.matchAt = -1;
-    for (let i = 0; i < state.items.length; i++) {
-      const n = itemNode(state.items[i]);
-      let hit = false;
-      if (q) {
-        const hay = (x) => x && String(x).toLowerCase().includes(q);
-        hit = hay(n.name) || hay(n.op) || hay(n.id) || hay(n.label) || (n.kind === "block" && n.members.some((m) => hay(nodes[m].name) || hay(nodes[m].op)));
-      }
-      state.gs[i].classList.toggle("match", hit);
-      if (hit) state.matches.push(i);
+    const hay = (x) => x && String(x).toLowerCase().includes(q);
+    if (q !== searched) {
+      searched = q; state.hits = []; state.matchAt = -1;
+      if (q) for (let i = 0; i < nodes.length; i++) { const n = nodes[i]; if (hay(n.name) || hay(n.op) || hay(n.id) || hay(n.label)) state.hits.push(i); }
     }
-    $("search-count").textContent = q ? state.matches.length + (state.matches.length === 1 ? " match" : " matches") + (state.matches.length ? " (Enter: next)" : "") : "";
+    const hit = new Set(state.hits);
+    state.matches = [];
+    for (let i = 0; i < state.items.length; i++) {
+      const it = state.items[i];
+      const h = !!q && (typeof it === "number" ? hit.has(it) : hay(it.label) || hay(it.name) || it.members.some((m) => hit.has(m)));
+      state.gs[i].classList.toggle("match", h);
+      if (h) state.matches.push(i);
+    }
+    $("search-count").textContent = q ? state.hits.length + (state.hits.length === 1 ? " match" : " matches") + (state.hits.length ? " (Enter: next)" : "") : "";
   }
   let searchTimer = 0;
   $("search").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(applySearch, 120); });
   $("search").addEventListener("keydown", (e) => {
     if (e.key !== "Enter") return;
     clearTimeout(searchTimer); applySearch();
-    if (!state.matches.length) return;
-    state.matchAt = (state.matchAt + 1) % state.matches.length;
-    const i = state.matches[state.matchAt];
-    centerOn(i); select(i);
+    if (!state.hits.length) return;
+    state.matchAt = (state.matchAt + 1) % state.hits.length;
+    reveal(state.hits[state.matchAt]);
   });
 
   // ---- collapse
   const cbox = $("collapse");
   if (!D.collapsed) { cbox.disabled = true; $("collapse-label").title = "no repeated blocks found"; }
-  cbox.addEventListener("change", () => { state.view = cbox.checked ? "collapsed" : "full"; render(); });
+  else if (!D.layout) { cbox.disabled = true; $("collapse-label").title = "too large to draw whole: unfold the blocks, then open an instance"; }
+  cbox.checked = state.view !== "full";
+  cbox.addEventListener("change", () => setView(cbox.checked ? (D.folded ? "folded" : "collapsed") : "full"));
+  $("unfold").addEventListener("click", () => setView(state.view === "folded" ? "collapsed" : "folded"));
+  $("back").addEventListener("click", () => { const box = state.instance; setView("collapsed"); const i = state.items.indexOf(box); if (i >= 0) { centerOn(i); select(i); } });
+  // double-click: a "×N" box unfolds, an instance opens
+  vp.addEventListener("dblclick", (e) => {
+    const i = nodeIndexOf(e.target);
+    if (i < 0) return;
+    const n = itemNode(state.items[i]);
+    if (n.fold) { setView("collapsed"); const j = state.items.indexOf(D.collapsed.items[n.instances[0]]); if (j >= 0) { centerOn(j); select(j); } }
+    else if (n.kind === "block" && n.tpl !== undefined) setView("instance", n);
+  });
 
   // ------------------------------------------------------------------ sortable tables
   function sortableTable(container, columns, rows, opts) {
@@ -476,7 +553,7 @@
       cols.push({ label: "in subgraph of", get: (r) => r[9] });
       const t = sortableTable($("node-table"), cols, D.table, { sort: D.profile ? 9 : 4, limit: 500,
         status: (n, all) => { $("node-rows").textContent = n < all ? "showing " + n + " of " + all + " (sort or filter for the others)" : all + " nodes"; },
-        onClick: (r) => { const i = nodeById.has(r[0]) ? nodes.indexOf(nodeById.get(r[0])) : -1; if (i >= 0) { showTab("graph"); if (state.view !== "full") { cbox.checked = false; state.view = "full"; render(); } centerOn(i); select(i); } } });
+        onClick: (r) => { const i = nodeById.has(r[0]) ? nodes.indexOf(nodeById.get(r[0])) : -1; if (i >= 0) { showTab("graph"); reveal(i); } } });
       let ft = 0;
       $("node-filter").addEventListener("input", (e) => { clearTimeout(ft); ft = setTimeout(() => t.setFilter(e.target.value.trim()), 150); });
     },
