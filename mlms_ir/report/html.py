@@ -186,14 +186,32 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
         info = graph.tensors.get(name)
         draw.append({"id": f"input:{name}", "kind": "input", "label": _short(name), "name": name,
                      "shape": _shape_text(info.shape if info else None), "dtype": info.dtype if info else "?"})
+    tensors = graph.tensors
+    shown_tensor: dict[str, tuple[str, str]] = {}  # name -> (shape text, kind), each tensor rendered once
+    shape_texts: dict[Any, str] = {}  # and each shape
+
+    def tensor_text(x: str) -> tuple[str, str]:
+        r = shown_tensor.get(x)
+        if r is None:
+            t = tensors.get(x)
+            if t is None:
+                r = ("?", "?")
+            else:
+                key = tuple(t.shape) if t.shape is not None else None
+                text = shape_texts.get(key)
+                if text is None:
+                    text = shape_texts[key] = _shape_text(t.shape)
+                r = (text, t.kind)
+            shown_tensor[x] = r
+        return r
+
     for node in graph.nodes:
         c = costs.get(node.id)
         d: dict[str, Any] = {"id": node.id, "kind": "op", "label": node.op_type, "name": node.name, "op": node.op_type,
                              "domain": node.domain or "ai.onnx",
                              "attrs": [[a.name, _attr_text(a)] for a in node.proto.attribute],
-                             "inputs": [[x, _shape_text(graph.tensors[x].shape) if x in graph.tensors else "?",
-                                         graph.tensors[x].kind if x in graph.tensors else "?"] for x in node_reads(node.proto)],
-                             "outputs": [[x, _shape_text(graph.tensors[x].shape) if x in graph.tensors else "?"] for x in node.proto.output if x]}
+                             "inputs": [[x, *tensor_text(x)] for x in node_reads(node.proto)],
+                             "outputs": [[x, tensor_text(x)[0]] for x in node.proto.output if x]}
         if c is not None:
             d.update({"status": c.status, "macs": c.macs, "flops": c.flops, "params": c.params, "out_bytes": c.output_bytes,
                       "intensity": _num(c.intensity), "bound": c.bound, "lower_us": _num(c.time_lower_bound_us), "note": c.note})
@@ -563,7 +581,7 @@ def _reference(d: dict[str, Any], t: dict[str, Any], t_i: int) -> dict[str, Any]
     ref: dict[str, Any] = {"t": t_i, "id": d["id"], "name": d["name"]}
     for key, short in (("inputs", "in"), ("outputs", "out")):
         mine, theirs = d.get(key, []), t.get(key, [])
-        if len(mine) == len(theirs) and all(a[1:] == b[1:] for a, b in zip(mine, theirs)):
+        if [a[1:] for a in mine] == [b[1:] for b in theirs]:
             ref[short] = [a[0] for a in mine]
         else:
             ref[key] = mine
