@@ -326,7 +326,7 @@ def test_scenario_results_become_plot_data_and_a_verdict(scenario_result, tmp_pa
     html = render_html(a, g, scenarios=rep)
     d = _data(html)
     (r,) = d["scenarios"]["runs"]
-    assert d["schema"] == "1.3" and d["measured"] is True and d["scenarios"]["settings"]["scenario"] == "Server"
+    assert d["schema"] == "1.4" and d["measured"] is True and d["scenarios"]["settings"]["scenario"] == "Server"
     assert r["verdict"] == "INVALID" and r["valid"] is False and "latency bound not met" in r["invalid_reasons"]
     assert r["target_qps"] == 1e6 and r["latency_bound_ms"] == 10.0 and r["latency_percentile"] == 0.99
     assert r["latency_ms"] == rec.latency_ms and r["samples_per_s"] == rec.samples_per_s

@@ -11,7 +11,7 @@ what 20k-100k-node exports of today's LLMs are mostly made of. Node names carry 
 scope (``/model/layers.7/self_attn/q_proj/MatMul``), so the structure pass finds the blocks.
 Weights are small (hidden 64), so the file stays a few MB.
 
-    python tools/make_llm_graph.py [--layers 48] [--nodes 50000] [--out /tmp/mlms_bench/llm_50k.onnx]
+    python tools/make_llm_graph.py [--layers 48] [--nodes 50000] [--out /tmp/mlms_bench/decoder48_50k.onnx]
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--layers", type=int, default=48)
     ap.add_argument("--nodes", type=int, default=50_000, help="about this many nodes in all (padding shape arithmetic)")
-    ap.add_argument("--out", default="/tmp/mlms_bench/llm_50k.onnx")
+    ap.add_argument("--out", default="/tmp/mlms_bench/decoder48_50k.onnx")
     ap.add_argument("--check", action="store_true", help="run onnx.checker and strict shape inference")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()

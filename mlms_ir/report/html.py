@@ -8,7 +8,8 @@ model (names, doc strings, metadata, attributes) travels as JSON inside a
 on the page with ``textContent`` only, never parsed as HTML.
 
 The layout is computed here (:mod:`mlms_ir.report.layout`), so the browser only draws; a
-6,000-node graph renders in well under the 3 s the report promises (``tools/bench_report.py``).
+6,000-node graph renders in well under the 3 s the report promises, and a 50,000-node decoder
+with its 48 layers folded too (``tools/bench_report.py``).
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ from mlms_ir.results.scenario import ScenarioReport
 
 #: Version of the JSON the report's script reads (``data.schema``). 1.2: a fused kernel's time on
 #: the node it was fused into, ``fused_into`` (and no time) on its other nodes. 1.3: ``scenarios``
-#: (``run --scenario`` results: LoadGen's verdict, latency histogram and samples/s over time).
-REPORT_DATA_VERSION = "1.3"
+#: (``run --scenario`` results: LoadGen's verdict, latency histogram and samples/s over time). 1.4: ``view``,
+#: ``folded`` and ``templates``; ``layout`` null for a large graph with repeated blocks; a node of a block
+#: instance as a reference to its template's node, a main-graph row of ``table`` as its node's index.
+REPORT_DATA_VERSION = "1.4"
 MAX_ATTR_CHARS = 300
 MAX_LIST_ITEMS = 16
 NODE_HEIGHT = 22.0

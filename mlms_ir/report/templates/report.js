@@ -167,7 +167,11 @@
       const box = boxOf(m);
       if (box && box.tpl !== undefined) { setView("instance", box); i = state.items.indexOf(m); }
       else if (!box && D.layout && state.view !== "full") { setView("full"); i = state.items.indexOf(m); }
-      else i = state.items.findIndex((it) => typeof it !== "number" && it.members.includes(m));
+      else {
+        if (state.view === "instance") setView(D.folded ? "folded" : "collapsed");
+        i = state.items.indexOf(m);
+        if (i < 0) i = state.items.findIndex((it) => typeof it !== "number" && it.members.includes(m));
+      }
     }
     if (i >= 0) { centerOn(i); select(i); }
   }
