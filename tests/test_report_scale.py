@@ -26,7 +26,7 @@ from make_llm_graph import build  # noqa: E402
 
 @pytest.fixture(scope="module")
 def decoder():
-    """48 decoder layers of 54 nodes (2,600 nodes: above FOLD_BY_DEFAULT_NODES)."""
+    """48 decoder layers of 78 nodes (3,760 nodes: above FOLD_BY_DEFAULT_NODES)."""
     model = build(layers=48, nodes=0)
     graph = mlms_ir.load(model)
     return mlms_ir.analyze(graph), graph
