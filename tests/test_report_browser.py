@@ -198,6 +198,27 @@ def test_hostile_names_stay_inert(browser, tmp_path):
         p.close()
 
 
+def test_hostile_block_names_stay_inert_folded_and_opened(browser, tmp_path):
+    """Block labels and nodes rebuilt from template references come from the model's names too."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from make_llm_graph import build
+
+    model = build(layers=3, nodes=0)
+    for n in model.graph.node:
+        n.name = n.name.replace("/model/layers.", "/" + HOSTILE + ".")
+    p = Page(browser, _report(model), tmp_path)
+    try:
+        p.page.check("#collapse")
+        assert p.page.text_content("g.node.fold").startswith("<img src=x")
+        p.page.fill("#search", HOSTILE + ".2/mlp/down_proj")
+        p.page.press("#search", "Enter")  # opens the third instance, whose nodes are references
+        assert p.page.inner_text("#details-title").startswith("/" + HOSTILE + ".2/mlp/down_proj/MatMul_")
+        assert p.page.evaluate("document.querySelectorAll('img, iframe, object, embed, svg script').length") == 0
+        assert p.dialogs == [] and p.errors == []
+    finally:
+        p.close()
+
+
 def test_repeated_blocks_fold_unfold_and_open(browser, tmp_path):
     p = Page(browser, _report(blocks_model(4)), tmp_path)
     try:
