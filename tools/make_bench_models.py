@@ -160,7 +160,7 @@ class ExternalWeights:
 
 def build_gpt(out_dir: str, hidden: int = 2048, layers: int = 24, heads: int = 16,
               vocab: int = 50257, n_positions: int = 2048, seq: int = 128,
-              batch: int = 1, lm_head: str = "tied") -> Dict[str, object]:
+              batch: int = 1, lm_head: str = "tied", graph_name: str = "gpt_1p3b") -> Dict[str, object]:
     assert hidden % heads == 0
     head_dim = hidden // heads
     ffn = 4 * hidden
@@ -259,7 +259,7 @@ def build_gpt(out_dir: str, hidden: int = 2048, layers: int = 24, heads: int = 1
     g.nodes.append(helper.make_node("MatMul", [x, head_w], ["logits"], name="lm_head.matmul"))
 
     graph = helper.make_graph(
-        g.nodes, "gpt_1p3b",
+        g.nodes, graph_name,
         [helper.make_tensor_value_info(input_ids, TensorProto.INT64, [batch, seq])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, seq, vocab])],
         initializer=g.initializers,
@@ -422,6 +422,15 @@ def check(path: str) -> int:
     return len(infos)
 
 
+#: Nodes per decoder layer of build_gpt (the rest: 2 Gathers, an Add, ln_f, the head's Transpose and MatMul).
+LLM_NODES_PER_LAYER = 31
+
+
+def llm_dir(nodes: int) -> str:
+    """Sub-directory of the ~``nodes``-node scaling model (``llm_50k``, ``llm_200k``, ``llm_1500``)."""
+    return f"llm_{nodes // 1000}k" if nodes % 1000 == 0 else f"llm_{nodes}"
+
+
 def _sizes(path: str) -> str:
     st = os.stat(path)
     return (f"{os.path.basename(path)}: apparent {st.st_size:,} B "
@@ -431,7 +440,11 @@ def _sizes(path: str) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="/tmp/mlms_bench", help="output directory")
-    ap.add_argument("--only", choices=["gpt", "graph6k"], help="build only one model")
+    ap.add_argument("--only", choices=["gpt", "graph6k", "llm"], help="build only one model "
+                    "(llm: only with --llm-nodes)")
+    ap.add_argument("--llm-nodes", type=int, action="append", default=[],
+                    help="also build llm_<N>: a small-hidden GPT decoder with ~N nodes (31 a layer) "
+                         "and sparse external weights, for scaling runs (repeatable, e.g. 50000)")
     ap.add_argument("--lm-head", choices=["tied", "untied"], default="tied",
                     help="GPT LM head: Transpose of the token embedding (default) "
                          "or a separate [hidden, vocab] initializer")
@@ -440,6 +453,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     help="skip check_model / strict shape inference")
     args = ap.parse_args(argv)
 
+    if args.only == "llm" and not args.llm_nodes:
+        ap.error("--only llm needs --llm-nodes N")
     if args.only in (None, "gpt"):
         t0 = time.perf_counter()
         info = build_gpt(os.path.join(args.out, "gpt_1p3b"), seq=args.seq, lm_head=args.lm_head)
@@ -454,6 +469,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             n = check(info["path"])
             print(f"  check_model + strict infer_shapes OK ({n} typed values) "
                   f"in {time.perf_counter() - t0:.1f}s")
+        sys.stdout.flush()
+
+    for n in args.llm_nodes:
+        t0 = time.perf_counter()
+        layers = max(1, round((n - 5) / LLM_NODES_PER_LAYER))
+        info = build_gpt(os.path.join(args.out, llm_dir(n)), hidden=64, layers=layers, heads=4,
+                         vocab=1000, n_positions=args.seq, seq=args.seq, graph_name=llm_dir(n))
+        print(f"{llm_dir(n)}: {info['path']}")
+        print(f"  nodes: {info['nodes']:,}, layers: {layers}, params: {info['params']:,}, "
+              f"initializers: {info['initializers']}, built in {time.perf_counter() - t0:.1f}s")
+        print(f"  {_sizes(info['path'])}")
+        print(f"  {_sizes(info['data_path'])} (sparse)")
         sys.stdout.flush()
 
     if args.only in (None, "graph6k"):

@@ -50,8 +50,8 @@ def analyze(
         sweep_dim: NAME=START:STOP (doubling), NAME=START:STOP:STEP or NAME=V1,V2,...: the totals along that dim.
         input_value: NAME=NUMBER,... values of scalar inputs (e.g. sr=16000): an If they decide counts the branch taken.
     """
-    from mlms_ir.passes.analyze import analyze as run_analysis
-    from mlms_ir.report.text import SORT_KEYS
+    from mlms_ir.ir.gc_pause import paused_gc
+    from mlms_ir.results.analysis import SORT_KEYS
 
     fmt = format
     if fmt is None:
@@ -66,11 +66,18 @@ def analyze(
         raise MlmsIrError("analyze takes one --batch value; run it once per batch size")
     if isinstance(top, bool) or not isinstance(top, int) or top < 0:
         raise MlmsIrError(f"--top must be a non-negative integer, got '{top}'")
-    from mlms_ir.ir import load
-
     if solve is not None and sweep_dim is not None:
         raise MlmsIrError("give --solve or --sweep-dim, not both")
+    with paused_gc():  # millions of live objects and nothing to collect (mlms_ir.ir.gc_pause)
+        _analyze(model, fmt, top, output, input_shape, batch, dims, device, sort, lenient, html, store, solve, sweep_dim,
+                 input_value)
+
+
+def _analyze(model, fmt, top, output, input_shape, batch, dims, device, sort, lenient, html, store, solve, sweep_dim,
+             input_value) -> None:
+    from mlms_ir.ir import load
     from mlms_ir.passes import formulas
+    from mlms_ir.passes.analyze import analyze as run_analysis
 
     question = formulas.parse_constraint(str(solve)) if solve is not None else None
     swept = formulas.parse_sweep(str(sweep_dim)) if sweep_dim is not None else None
@@ -91,13 +98,36 @@ def analyze(
     from mlms_ir.cli.runs import record
     from mlms_ir.store import records_from_analysis
 
-    record(store, lambda: records_from_analysis(result, {"device": device}))
+    made: list[dict] = []  # to_dict's object, built once for the store and the JSON
+
+    def as_dict() -> dict:
+        if not made:
+            made.append(result.to_dict())
+        return made[0]
+
+    record(store, lambda: records_from_analysis(result, {"device": device}, data=as_dict()))
     if html:
         from mlms_ir.report.html import write_html
 
         write_html(html, result, graph)
         print(f"wrote {html}", file=sys.stderr)
-    emit(result, fmt, output, top=top, sort=sort)
+    if fmt == "json":
+        _write_json(result, as_dict(), output)
+    else:
+        emit(result, fmt, output, top=top, sort=sort)
+
+
+def _write_json(result, data: dict, output: str | None) -> None:
+    """``--format json``, streamed to the file or stdout (no renderer, no rich)."""
+    if not output:
+        result.write_json(sys.stdout, data=data)
+        return
+    try:
+        with open(output, "w") as fh:
+            result.write_json(fh, data=data)
+    except OSError as exc:
+        raise MlmsIrError(f"cannot write '{output}': {exc.strerror or exc}") from exc
+    print(f"wrote {output}", file=sys.stderr)
 
 
 def _ask(result, solve: str | None, swept: tuple[str, list[int]] | None, fmt: str, output: str | None) -> None:

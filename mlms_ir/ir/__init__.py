@@ -9,6 +9,7 @@ import onnx.checker
 import onnx.defs
 
 from mlms_ir.errors import InvalidModelError
+from mlms_ir.ir.gc_pause import paused_gc
 from mlms_ir.ir.graph import Graph, Node, TensorInfo, topological_order
 from mlms_ir.ir.load import LoadedModel, ModelSource, read_model, read_small_external_ints
 from mlms_ir.ir.shapes import Bindings, Dims, InputShapes, apply_bindings, infer_shapes, parse_bindings, parse_input_values
@@ -47,6 +48,19 @@ def load(
         mlms_ir.errors.UnsupportedOpsetError: an opset or IR version newer than onnx knows.
         mlms_ir.errors.ShapeBindingError: a binding that is malformed or does not fit the inputs.
     """
+    with paused_gc():
+        return _load(source, input_shapes=input_shapes, batch=batch, dims=dims, lenient=lenient, input_values=input_values)
+
+
+def _load(
+    source: ModelSource | Graph,
+    *,
+    input_shapes: InputShapes,
+    batch: int | None,
+    dims: Dims,
+    lenient: bool,
+    input_values: dict[str, object] | str | None,
+) -> Graph:
     if isinstance(source, Graph):
         loaded_from = getattr(source, "loaded", None)
         # re-read what the graph was loaded from: its own model lacks embedded weight data

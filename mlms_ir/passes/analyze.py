@@ -8,6 +8,7 @@ import onnx
 
 from mlms_ir.ir import Graph, load
 from mlms_ir.ir.expr import is_symbolic
+from mlms_ir.ir.gc_pause import paused_gc
 from mlms_ir.ir.graph import shape_json
 from mlms_ir.ir.load import ModelSource
 from mlms_ir.ir.shapes import Dims, InputShapes
@@ -47,6 +48,12 @@ def analyze(
     Raises the :mod:`mlms_ir.errors` types documented on :func:`mlms_ir.load`, and
     :class:`~mlms_ir.errors.UnknownDeviceError`.
     """
+    with paused_gc():
+        return _analyze(model, input_shapes=input_shapes, batch=batch, dims=dims, device=device, lenient=lenient,
+                        input_values=input_values)
+
+
+def _analyze(model, *, input_shapes, batch, dims, device, lenient, input_values) -> Analysis:
     dev = resolve_device(device)
     if isinstance(model, Graph):
         graph = symbolic_graph(model)  # a copy when it needs resolving: the caller's graph keeps its shapes

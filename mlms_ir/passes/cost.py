@@ -39,6 +39,10 @@ INT_WEIGHT_SLOTS: dict[str, frozenset[int]] = {
 }
 
 
+#: Tensor kinds a parameter can come from (directly, or through a weight-only computation).
+_STATIC_KINDS = frozenset({"initializer", "constant", "derived"})
+
+
 def is_param_use(node: Node, slot: int, t: TensorInfo) -> bool:
     """Whether weight tensor ``t`` read at input ``slot`` of ``node`` is a parameter there."""
     if slot in NON_WEIGHT_SLOTS.get(node.op_type, ()):
@@ -58,10 +62,6 @@ class CostResult:
     param_owner: dict[str, str]  # param tensor -> id of the node it is attributed to
     param_tensors: dict[str, TensorInfo]  # param tensor -> its facts (subgraph weights included)
     param_elements: dict[str, int]  # param tensor -> weights it holds (packed 4-bit weights count each)
-
-
-def _shape_list(t: TensorInfo | None) -> list[int | str | None] | None:
-    return None if t is None else shape_json(t.shape)
 
 
 class CostPass:
@@ -87,12 +87,19 @@ class CostPass:
             results.append(nc)
         return results
 
-    def _params(self, g: Graph, node: Node) -> tuple[int, int]:
+    def _params(self, g: Graph, node: Node, ins: list[TensorInfo | None] | None = None,
+                outs: list[TensorInfo | None] | None = None) -> tuple[int, int]:
         """Parameters this node is the first to read, directly or through derived tensors
-        (an Identity, Cast or DequantizeLinear of a weight belongs to the node that uses it)."""
-        outs = [g.tensor(o) for o in node.proto.output if o]
+        (an Identity, Cast or DequantizeLinear of a weight belongs to the node that uses it).
+        ``ins`` and ``outs``: the node's tensors, when the caller has looked them up."""
+        if outs is None:
+            outs = [g.tensor(o) for o in node.proto.output if o]
+        else:
+            outs = [t for t, o in zip(outs, node.proto.output) if o]
         if outs and all(t is not None and t.kind == "derived" for t in outs):
             return 0, 0  # a weight-only computation: its weights go to whoever reads its output
+        if ins is not None and not any(t is not None and t.kind in _STATIC_KINDS for t in ins):
+            return 0, 0  # reads no weight, directly or derived (most nodes): nothing to follow
         n = b = 0
         for t in self._sources(g, node, set()):
             if t.name in self.param_owner:
@@ -123,14 +130,17 @@ class CostPass:
                     yield from self._sources(prod.graph, prod, seen)
 
     def _node(self, g: Graph, node: Node, parent: str | None) -> NodeCost:
-        ins = [g.tensor(x) if x else None for x in node.proto.input]
-        outs = [g.tensor(x) if x else None for x in node.proto.output]
-        params, param_bytes = self._params(g, node)
+        proto = node.proto
+        tensor = g.tensors.get if g.parent is None else g.tensor  # the main graph has no outer scope
+        ins = [tensor(x) if x else None for x in proto.input]
+        outs = [tensor(x) if x else None for x in proto.output]
+        params, param_bytes = self._params(g, node, ins, outs)
+        op_type, domain = proto.op_type, node.domain
         nc = NodeCost(
             id=node.id,
-            name=node.name,
-            op_type=node.op_type,
-            domain=node.domain,
+            name=proto.name,
+            op_type=op_type,
+            domain=domain,
             status="counted",
             macs=None,
             flops=None,
@@ -139,17 +149,17 @@ class CostPass:
             bytes_written=None,
             params=params,
             param_bytes=param_bytes,
-            input_shapes=[_shape_list(t) for t in ins],
-            output_shapes=[_shape_list(t) for t in outs],
+            input_shapes=[None if t is None else shape_json(t.shape) for t in ins],
+            output_shapes=[None if t is None else shape_json(t.shape) for t in outs],
             output_bytes=_sum_bytes(outs),
             intensity=None,
             parent=parent,
         )
         self.all_nodes.append(nc)
-        entry = lookup(node.op_type, node.domain)
+        entry = lookup(op_type, domain)
         if entry is None:
             nc.status = "unknown_op"
-            nc.note = f"no cost formula for {node.domain or 'ai.onnx'}::{node.op_type}"
+            nc.note = f"no cost formula for {domain or 'ai.onnx'}::{op_type}"
             return nc
         if entry.category == "free":
             nc.status = "free"
@@ -314,6 +324,7 @@ def _sum_field(costs: list[NodeCost], name: str) -> int:
 def _sum_bytes(tensors: list[TensorInfo | None], unique: bool = False) -> int | None:
     sizes = []
     seen: set[str] = set()
+    plain = True
     for t in tensors:
         if t is None:
             continue
@@ -324,19 +335,28 @@ def _sum_bytes(tensors: list[TensorInfo | None], unique: bool = False) -> int | 
         b = t.sym_nbytes
         if b is None:
             return None
+        if type(b) is not int:
+            plain = False
         sizes.append(b)
-    return add(sizes)
+    return sum(sizes) if plain else add(sizes)
 
 
 def _number(x):
     """An int, or an expression of the model's dims (the symbolic analysis); floats that formulas
     made from ints are ints."""
+    if type(x) is int:
+        return x
     if is_symbolic(x):
         return normalize(x)
     return int(x)
 
 
 def _set_intensity(nc: NodeCost) -> None:
+    read, written, flops = nc.bytes_read, nc.bytes_written, nc.flops
+    if type(read or 0) is int and type(written or 0) is int and (flops is None or type(flops) is int):
+        moved = (read or 0) + (written or 0)  # plain numbers (the common case): no sympy look
+        nc.intensity = (flops / moved) if moved and flops is not None else None
+        return
     moved = normalize((nc.bytes_read or 0) + (nc.bytes_written or 0))
     if not is_int(moved) or (nc.flops is not None and not is_int(nc.flops)):
         nc.intensity = None  # depends on the dims: not one number

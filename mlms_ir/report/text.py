@@ -12,12 +12,11 @@ from rich.table import Table
 from rich.text import Text
 
 from mlms_ir.report.formula import figure, pretty
+from mlms_ir.results.analysis import SORT_KEYS as SORT_KEYS  # defined there: analyze checks --sort without rich
 from mlms_ir.results.analysis import Analysis, NodeCost
 
 #: Width of tables written to a pipe or file (a terminal uses its own; ``$COLUMNS`` overrides both).
 PIPED_WIDTH = 240
-
-SORT_KEYS = ("macs", "flops", "params", "output_bytes", "bytes", "time", "order")
 
 
 #: SI prefixes, largest first: counts and rates (MACs, FLOP/s, B/s) and, where asked, small values.

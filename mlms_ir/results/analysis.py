@@ -7,9 +7,10 @@ is a :data:`SCHEMA_VERSION` bump with a note in ``docs/schema.rst``.
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 from mlms_ir.results.base import ModelRef, Result, build, build_dataclass, check_kind, field_types, json_fields, to_plain
 
@@ -21,6 +22,10 @@ SYMBOLIC_KEYS = ("macs", "flops", "bytes_read", "bytes_written", "output_bytes",
                  "peak_activation_bytes", "input_bytes", "roofline_s")
 
 ShapeList = list[int | str | None] | None
+
+#: How the node tables can be ordered (``analyze --sort``): here, not beside the rich renderer,
+#: so that checking the flag imports no renderer.
+SORT_KEYS = ("macs", "flops", "params", "output_bytes", "bytes", "time", "order")
 
 
 def _node_dict(n: NodeCost) -> dict[str, Any]:
@@ -291,14 +296,33 @@ class Analysis(Result):
         return bool(self.totals.symbolic)
 
     def to_json(self, indent: int | None = 2) -> str:
-        """JSON text; with ``indent``, everything is indented except the nodes, one per line
-        (readable, and an order of magnitude faster to write on large graphs)."""
-        d = self.to_dict()
+        """JSON text; with ``indent``, everything is indented except the nodes, one compact
+        object per line (readable, and an order of magnitude faster to write on large graphs)."""
         if indent is None:
-            return json.dumps(d)
+            return json.dumps(self.to_dict())
+        buf = io.StringIO()
+        self.write_json(buf, indent=indent)
+        return buf.getvalue()[:-1]  # without write_json's final newline
+
+    def write_json(self, fh: TextIO, *, indent: int = 2, data: dict[str, Any] | None = None) -> None:
+        """Write :meth:`to_json`'s text and a newline to ``fh``, the nodes streamed a thousand at a
+        time (a 50,000-node analysis is never one 20 MB string). ``data`` is :meth:`to_dict`'s
+        object when the caller has it already (it is not changed)."""
+        d = dict(self.to_dict() if data is None else data)
         nodes = d.pop("nodes")
         head = json.dumps(d, indent=indent)
         pad = " " * indent
-        body = (",\n" + pad * 2).join(json.dumps(n) for n in nodes)
-        tail = f'"nodes": [\n{pad * 2}{body}\n{pad}]' if nodes else '"nodes": []'
-        return head[:-2] + f",\n{pad}{tail}\n}}"
+        if not nodes:
+            fh.write(head[:-2] + f',\n{pad}"nodes": []\n}}\n')
+            return
+        fh.write(head[:-2] + f',\n{pad}"nodes": [\n')
+        sep = ",\n" + pad * 2
+        encode = _COMPACT.encode
+        for start in range(0, len(nodes), 1000):
+            chunk = sep.join(encode(n) for n in nodes[start:start + 1000])
+            fh.write((pad * 2 if start == 0 else sep) + chunk)
+        fh.write(f"\n{pad}]\n}}\n")
+
+
+#: One compact encoder for every node line (json.dumps with separators builds an encoder per call).
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
