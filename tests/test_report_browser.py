@@ -308,6 +308,31 @@ def test_an_llm_sized_graph_opens_folded_and_every_node_is_reachable(browser, tm
         p.close()
 
 
+def test_a_large_graph_without_blocks_draws_only_what_is_near_the_window(browser, tmp_path):
+    """Above CULL_AT items a view makes only the nodes near the window, and more as it pans and zooms."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from make_llm_graph import build
+
+    g = mlms_ir.load(build(layers=12, nodes=9_000))
+    a = mlms_ir.analyze(g)
+    a.structure.blocks = []  # nothing to fold: the whole graph is drawn
+    p = Page(browser, render_html(a, g), tmp_path)
+    try:
+        total = len(g.nodes)
+        assert p.page.inner_text("#node-count") == f"{total} nodes drawn"
+        first = p.page.locator("g.node").count()
+        assert 0 < first < total / 10
+        p.page.fill("#search", "layers.11/mlp/down_proj")  # near the bottom: not made yet
+        p.page.press("#search", "Enter")
+        assert p.page.inner_text("#details-title").startswith("/model/layers.11/mlp/down_proj/MatMul_")
+        assert p.page.locator("g.node.selected").count() == 1 and p.page.locator("g.node.match").count() == 1
+        p.page.click("#fit")  # all of it in the window: everything is made
+        assert p.page.locator("g.node").count() == total + 2 + 1  # and the two inputs and the output
+        assert p.errors == []
+    finally:
+        p.close()
+
+
 def test_op_types_named_like_object_properties(browser, tmp_path):
     """Custom ops called toString or __proto__, in two domains, with measured times."""
     from onnx import TensorProto, helper

@@ -199,6 +199,8 @@
     const { lay, items } = viewData();
     state.items = items; state.pos = lay.pos; state.width = lay.width; state.height = lay.height;
     state.gs = new Array(items.length); state.rects = new Array(items.length); state.selected = -1;
+    state.fill = new Array(items.length); state.dark = new Array(items.length); state.exc = new Array(items.length); state.match = new Array(items.length);
+    state.byY = null;
     while (vp.firstChild) vp.removeChild(vp.firstChild);
     let d = "", a = "";
     for (const [s, t, p] of lay.edges) {
@@ -212,20 +214,16 @@
       a += "M" + (x - 3.5) + " " + (y - 7) + "L" + (x + 3.5) + " " + (y - 7) + "L" + x + " " + y + "Z";
     }
     vp.append(sel("path", { class: "edges", d: d }), sel("path", { class: "arrows", d: a }), sel("path", { class: "edges-hl", d: "" }));
-    const frag = document.createDocumentFragment();
     let ops = 0;
-    for (let i = 0; i < items.length; i++) {
-      const n = itemNode(items[i]), p = lay.pos[i];
-      const g = sel("g", { class: "node " + (n.kind === "op" ? "op" : n.kind === "block" ? (n.fold ? "block fold" : "block") : "io"), transform: "translate(" + (p[0] - p[2] / 2) + "," + (p[1] - p[3] / 2) + ")", "data-i": i, "data-id": n.id });
-      const r = sel("rect", { width: p[2], height: p[3] });
-      const t = sel("text", { x: p[2] / 2, y: p[3] / 2 });
-      t.textContent = n.label;
-      g.append(r, t);
-      frag.append(g);
-      state.gs[i] = g; state.rects[i] = r;
-      if (n.kind === "op") ops++;
+    for (let i = 0; i < items.length; i++) if (itemNode(items[i]).kind === "op") ops++;
+    if (items.length <= CULL_AT) {
+      const frag = document.createDocumentFragment();
+      for (let i = 0; i < items.length; i++) frag.append(makeNode(i));
+      vp.append(frag);
+    } else {
+      // too many to draw at once: only the nodes in (or near) the window are made, as it pans and zooms
+      state.byY = items.map((_, i) => i).sort((a, b) => lay.pos[a][1] - lay.pos[b][1]);
     }
-    vp.append(frag);
     const boxes = items.filter((x) => typeof x !== "number");
     $("node-count").textContent = ops + " nodes drawn" + (boxes.length ? " (" + boxes.length + (state.view === "folded" ? " folded runs of blocks, " + boxes.reduce((a, b) => a + (b.count || 1), 0) + " instances)" : " collapsed blocks)") : "")
       + (state.view === "instance" ? " of " + state.instance.name : "");
@@ -235,6 +233,46 @@
     colour();
     applySearch();
     initialView();
+  }
+
+  // a view of more items than this draws only those near the window (a graph without repeated blocks to fold)
+  const CULL_AT = 8000;
+  function makeNode(i) {
+    if (state.gs[i]) return state.gs[i];
+    const n = itemNode(state.items[i]), p = state.pos[i];
+    const g = sel("g", { class: "node " + (n.kind === "op" ? "op" : n.kind === "block" ? (n.fold ? "block fold" : "block") : "io"), transform: "translate(" + (p[0] - p[2] / 2) + "," + (p[1] - p[3] / 2) + ")", "data-i": i, "data-id": n.id });
+    const r = sel("rect", { width: p[2], height: p[3] });
+    const t = sel("text", { x: p[2] / 2, y: p[3] / 2 });
+    t.textContent = n.label;
+    g.append(r, t);
+    state.gs[i] = g; state.rects[i] = r;
+    decorate(i);
+    return g;
+  }
+  // the colour, search and selection state of item i onto its drawn node, if it is drawn
+  function decorate(i) {
+    const g = state.gs[i];
+    if (!g) return;
+    const kind = itemNode(state.items[i]).kind;
+    if ((kind === "op" || kind === "block") && state.fill[i]) state.rects[i].setAttribute("fill", state.fill[i]);
+    g.classList.toggle("dark", !!state.dark[i]);
+    g.classList.toggle("exceeds", !!state.exc[i]);
+    g.classList.toggle("match", !!state.match[i]);
+    g.classList.toggle("selected", i === state.selected);
+  }
+  function drawVisible() {
+    if (!state.byY) return;
+    const W = svg.clientWidth, H = svg.clientHeight, m = 200 / state.k;
+    const x0 = -state.tx / state.k - m, x1 = (W - state.tx) / state.k + m, y0 = -state.ty / state.k - m, y1 = (H - state.ty) / state.k + m;
+    const ys = state.byY, pos = state.pos;
+    let lo = 0, hi = ys.length;
+    while (lo < hi) { const mid = (lo + hi) >> 1; if (pos[ys[mid]][1] < y0) lo = mid + 1; else hi = mid; }
+    const frag = document.createDocumentFragment();
+    for (let j = lo; j < ys.length && pos[ys[j]][1] <= y1; j++) {
+      const i = ys[j], p = pos[i];
+      if (!state.gs[i] && p[0] + p[2] / 2 >= x0 && p[0] - p[2] / 2 <= x1) frag.append(makeNode(i));
+    }
+    vp.append(frag);
   }
 
   function colour() {
@@ -251,9 +289,8 @@
         coloured++;
         c = v > 0 ? (Number.isFinite(v) ? colourOf(hi > lo ? (Math.log10(v) - lo) / (hi - lo) : 1) : PALETTE[PALETTE.length - 1]) : PALETTE[0];
       }
-      if (itemNode(state.items[i]).kind === "op" || itemNode(state.items[i]).kind === "block") state.rects[i].setAttribute("fill", c);
-      state.gs[i].classList.toggle("dark", isDark(c));
-      state.gs[i].classList.toggle("exceeds", !!exceeds);
+      state.fill[i] = c; state.dark[i] = isDark(c); state.exc[i] = !!exceeds;
+      decorate(i);
     }
     legend(key, pos.length ? Math.pow(10, lo) : null, pos.length ? Math.pow(10, hi) : null, coloured, vals.filter((x) => x.exceeds).length);
   }
@@ -275,7 +312,7 @@
   }
 
   // ---- zoom and pan
-  function applyTransform() { vp.setAttribute("transform", "translate(" + state.tx + "," + state.ty + ") scale(" + state.k + ")"); }
+  function applyTransform() { vp.setAttribute("transform", "translate(" + state.tx + "," + state.ty + ") scale(" + state.k + ")"); drawVisible(); }
   function fit() {
     const W = svg.clientWidth - 360, H = svg.clientHeight;
     const k = Math.min(2, Math.min(W / (state.width + 40), H / (state.height + 40)));
@@ -324,9 +361,11 @@
   vp.addEventListener("click", (e) => { if (drag && drag.moved) return; const i = nodeIndexOf(e.target); if (i >= 0) select(i); });
 
   function select(i) {
-    if (state.selected >= 0 && state.gs[state.selected]) state.gs[state.selected].classList.remove("selected");
+    const was = state.selected;
     state.selected = i;
-    state.gs[i].classList.add("selected");
+    decorate(was);
+    if (!state.gs[i]) vp.append(makeNode(i));
+    decorate(i);
     const { lay } = viewData();
     let d = "";
     for (const [s, t, p] of lay.edges) if ((s === i || t === i) && p.length >= 4) {
@@ -452,7 +491,8 @@
     for (let i = 0; i < state.items.length; i++) {
       const it = state.items[i];
       const h = !!q && (typeof it === "number" ? hit.has(it) : hay(it.label) || hay(it.name) || it.members.some((m) => hit.has(m)));
-      state.gs[i].classList.toggle("match", h);
+      state.match[i] = h;
+      decorate(i);
       if (h) state.matches.push(i);
     }
     $("search-count").textContent = q ? state.hits.length + (state.hits.length === 1 ? " match" : " matches") + (state.hits.length ? " (Enter: next)" : "") : "";
