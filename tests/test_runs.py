@@ -171,3 +171,23 @@ def test_cli_backends_and_errors(tmp_path):
     bad.write_bytes(b"junk")
     r = _cli("run", str(bad))
     assert r.returncode == 2 and r.stderr.count("\n") == 1
+
+
+def test_threads_sets_onnxruntimes_intra_op_threads(capsys):
+    """--threads N is ORT's intra_op_num_threads on run and profile (recorded with the session's
+    options); with no ort backend, or below 1, it is one error line."""
+    import json
+
+    from mlms_ir.cli import main
+
+    assert main(["run", "--batch", "1", "--backends", "ort,reference", "--threads", "1", "--iters", "3", "--warmup", "0",
+                 "--format", "json", "--store", "none", "-q"]) == 0
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert [(r["backend"], r["options"].get("threads")) for r in runs] == [("ort", 1), ("reference", None)]
+    assert main(["profile", "--batch", "1", "--threads", "2", "--runs", "1", "--iters", "2", "--format", "json",
+                 "--store", "none", "-q"]) == 0
+    assert json.loads(capsys.readouterr().out)["options"]["threads"] == 2
+    assert main(["run", "--batch", "1", "--backends", "reference", "--threads", "1", "--store", "none"]) == 2
+    assert capsys.readouterr().err == "mlms_ir: error: --threads sets onnxruntime's intra-op threads, and no backend here is ort\n"
+    assert main(["run", "--batch", "1", "--threads", "0", "--store", "none"]) == 2
+    assert "--threads must be an integer >= 1" in capsys.readouterr().err

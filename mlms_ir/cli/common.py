@@ -77,8 +77,10 @@ def batch_list(value) -> list[int | None]:
     return out
 
 
-def session_options(names: list[str], opt: str | None, python: str | None, timeout: float | None) -> dict[str, dict]:
-    """Session options per backend name (as typed): --opt for ORT, --python/--worker-timeout for agents."""
+def session_options(names: list[str], opt: str | None, python: str | None, timeout: float | None,
+                    threads: int | None = None) -> dict[str, dict]:
+    """Session options per backend name (as typed): --opt and --threads for ORT, --python/--worker-timeout
+    for agents."""
     from mlms_ir.backends import registry
     from mlms_ir.backends.worker import WorkerBackend
 
@@ -100,6 +102,8 @@ def session_options(names: list[str], opt: str | None, python: str | None, timeo
         o: dict = {}
         if opt and be.name == "ort":
             o["opt"] = opt
+        if threads is not None and be.name == "ort":
+            o["threads"] = threads
         if isinstance(be, WorkerBackend):
             py = per_backend.get(name, per_backend.get(be.name, default_python))
             if py:
@@ -107,6 +111,8 @@ def session_options(names: list[str], opt: str | None, python: str | None, timeo
             if timeout:
                 o["timeout"] = float(timeout)
         options[name] = o
+    if threads is not None and not any(o.get("threads") for o in options.values()):
+        raise MlmsIrError("--threads sets onnxruntime's intra-op threads, and no backend here is ort")
     return options
 
 

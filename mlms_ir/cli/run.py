@@ -25,6 +25,7 @@ def run(
     input_shape: str | None = None,
     dims: str | None = None,
     opt: str | None = None,
+    threads: int | None = None,
     seed: int = 0,
     python: str | None = None,
     worker_timeout: float | None = None,
@@ -55,6 +56,8 @@ def run(
         input_shape: DIMS such as 1x3x224x224 (a model with one input) or NAME:DIMS (input:1x3x224x224); repeat for several inputs.
         dims: named symbolic dims, e.g. batch=8,seq=128.
         opt: ORT graph optimisation level: none, basic, extended or all (default: ORT's own).
+        threads: ORT's intra-op threads (default: ORT's own, one per core); with --scenario, leave a core to
+            LoadGen and the SUT's thread on a small machine.
         seed: seed of the random inputs.
         python: the interpreter of the agent backends (mxnet, onnx-tf): PATH for all of them,
             or NAME=PATH,... per backend.
@@ -81,7 +84,7 @@ def run(
     if scenario is not None:
         _scenario(model, names, scenario=scenario, target_qps=target_qps, latency_bound=latency_bound, duration=duration,
                   min_queries=min_queries, max_queries=max_queries, find_peak=find_peak, device=str(device), batch=batch,
-                  inputs=inputs, input_shape=input_shape, dims=dims, seed=seed, options=session_options(names, opt, python, worker_timeout),
+                  inputs=inputs, input_shape=input_shape, dims=dims, seed=seed, options=session_options(names, opt, python, worker_timeout, _threads(threads)),
                   fmt=fmt, output=output, store=store,
                   ignored={"--iters": iters != 100, "--warmup": warmup != 10, "--min-time": min_time != 0.0, "--atol": atol != 1e-4,
                            "--rtol": rtol != 1e-3})
@@ -105,7 +108,7 @@ def run(
         warmup=positive_int(warmup, "--warmup", 0),
         min_time_s=float(min_time),
         seed=int(seed),
-        options=session_options(names, opt, python, worker_timeout),
+        options=session_options(names, opt, python, worker_timeout, _threads(threads)),
         atol=nonnegative_float(atol, "--atol"),
         rtol=nonnegative_float(rtol, "--rtol"),
         progress=True,
@@ -175,6 +178,7 @@ def profile(
     input_shape: str | None = None,
     dims: str | None = None,
     opt: str | None = None,
+    threads: int | None = None,
     roofline: str | None = None,
     top: int = 20,
     trace: str | None = None,
@@ -202,6 +206,7 @@ def profile(
         input_shape: DIMS (a model with one input) or NAME:DIMS; repeat for several inputs.
         dims: named symbolic dims, e.g. batch=8,seq=128.
         opt: ORT graph optimisation level: none, basic, extended or all.
+        threads: ORT's intra-op threads (default: ORT's own, one per core).
         roofline: a device for the roofline bound per node (see `devices`).
         top: how many nodes the table lists.
         trace: write a Chrome/Perfetto trace (JSON) to this file.
@@ -227,7 +232,7 @@ def profile(
         _counters(model, backend=str(backend), device=str(device), batch=batch, input_shape=input_shape, dims=dims, inputs=inputs,
                   seed=seed, warmup=positive_int(warmup, "--warmup", 0), metric_set=metric_set, metrics=metrics, roofline=roofline,
                   top=top, fmt=fmt, output=output, workdir=counters_dir, html=html, store=store,
-                  conflicting={"--trace": trace, "--opt": opt},
+                  conflicting={"--trace": trace, "--opt": opt, "--threads": threads},
                   ignored={"--runs": runs != 10, "--iters": iters != 50})
         return
     profiled = profile_model(
@@ -242,7 +247,7 @@ def profile(
         iterations=positive_int(iters, "--iters"),
         warmup=positive_int(warmup, "--warmup", 0),
         seed=int(seed),
-        options={"opt": opt} if opt else None,
+        options=session_options([str(backend)], opt, None, None, _threads(threads)).get(str(backend)) or None,
         roofline_device=roofline,
         progress=True,
     )
@@ -418,3 +423,7 @@ def diverge(
                        dims=dims_text(dims))
     if not reports:
         raise MlmsIrError("no backend could be compared: " + "; ".join(f"{f.backend}: {f.error}" for f in failed))
+
+
+def _threads(threads: int | None) -> int | None:
+    return None if threads is None else positive_int(threads, "--threads")

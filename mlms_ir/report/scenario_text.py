@@ -49,8 +49,10 @@ def render_scenarios(report: ScenarioReport, *, console: Console | None = None) 
         elif not r.valid and r.invalid_reasons:
             console.print(plain(f"{r.backend}: INVALID: " + "; ".join(r.invalid_reasons), style="red"))
         if r.probes:
-            pt = Table(title=plain(f"{r.backend}: peak search (Server, bound {human_time_ms(r.latency_bound_ms)} at "
-                                   f"p{_pct(r.latency_percentile)})"), box=box.SIMPLE)
+            # the heading as a line of its own: as a table title it wrapped to the narrow table's width
+            console.print(plain(f"{r.backend}: peak search (Server, bound {human_time_ms(r.latency_bound_ms)} at "
+                                f"p{_pct(r.latency_percentile)})"))
+            pt = Table(box=box.SIMPLE)
             for c in ("target QPS", "result", "samples/s", f"p{_pct(r.latency_percentile)}"):
                 pt.add_column(c, justify="right")
             for p in r.probes:
