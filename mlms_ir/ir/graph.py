@@ -92,14 +92,12 @@ class TensorInfo:
     @_cached
     def known(self) -> bool:
         """True when the shape is fully known (every dim an int)."""
-        return self.shape is not None and all(isinstance(d, int) for d in self.shape)
+        return _int_numel(self.shape) is not None
 
     @_cached
     def numel(self) -> int | None:
         """Number of elements, or None while the shape is not fully known."""
-        if not self.known:
-            return None
-        return math.prod(self.shape)  # type: ignore[arg-type]
+        return _int_numel(self.shape)
 
     @_cached
     def nbytes(self) -> int | None:
@@ -111,22 +109,26 @@ class TensorInfo:
     def sym_known(self) -> bool:
         """True when every dim is known, as an int or as an exact expression of the model's dims
         (see :mod:`mlms_ir.ir.symbolic`)."""
+        if _int_numel(self.shape) is not None:
+            return True
         return self.shape is not None and all(isinstance(d, int) or _is_expr(d) for d in self.shape)
 
     @_cached
     def sym_numel(self):
         """Number of elements: an int, an expression of the model's dims, or None when unknown."""
+        n = _int_numel(self.shape)
+        if n is not None:
+            return n
         if not self.sym_known:
             return None
-        if self.known:
-            return self.numel
         return _sym_prod(self.shape)
 
     @_cached
     def sym_nbytes(self):
         """Size in bytes as an int or an expression of the model's dims, or None when unknown."""
-        if self.known:
-            return self.nbytes
+        n = _int_numel(self.shape)
+        if n is not None:  # a plain shape: as nbytes (each fact computed straight from the shape)
+            return nbytes(self.elem_type, n)
         n = self.sym_numel
         if n is None:
             return None
@@ -448,6 +450,18 @@ def _sym_prod(shape: tuple):
     from mlms_ir.ir.expr import normalize
 
     return normalize(math.prod(shape))
+
+
+def _int_numel(shape: Shape | None) -> int | None:
+    """The product of a shape whose dims are all ints; None for any other shape."""
+    if shape is None:
+        return None
+    n = 1
+    for d in shape:
+        if not isinstance(d, int):
+            return None
+        n *= d
+    return n
 
 
 def _is_static(t: TensorInfo | None) -> bool:
