@@ -15,12 +15,10 @@ with its 48 layers folded too (``tools/bench_report.py``).
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
 import math
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ import onnx
 
 from mlms_ir.errors import MlmsIrError
 from mlms_ir.ir import Graph
+from mlms_ir.ir.gc_pause import paused_gc
 from mlms_ir.ir.graph import node_reads
 from mlms_ir.report.fusion import by_shown_time, shown_times
 from mlms_ir.report.layout import Layout, layered_layout
@@ -638,26 +637,14 @@ def json_for_html(data: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-@contextmanager
-def _paused_gc() -> Iterator[None]:
-    """Python's cyclic collector off while the page's data is built: at 50,000 nodes its passes over
-    hundreds of thousands of new dicts and lists, all kept, took half of the time (3.7 s -> 1.7-2.1 s,
-    interleaved); reference counting still frees what is dropped. A collector already off stays off."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 def render_html(analysis: Analysis, graph: Graph, *, profile: Any = None, divergence: Any = None, runs: Any = None,
                 counters: Any = None, scenarios: Any = None, system: Mapping[str, Any] | None = None, title: str | None = None,
                 sweep: tuple[str, list[dict[str, Any]]] | None = None) -> str:
-    """The report as one self-contained HTML document."""
-    with _paused_gc():
+    """The report as one self-contained HTML document.
+
+    Python's cyclic collector is paused meanwhile: at 50,000 nodes its passes over the page's new
+    dicts and lists, all kept, took half of the time (3.25 s -> 1.55 s, interleaved)."""
+    with paused_gc():
         return _render_html(analysis, graph, profile=profile, divergence=divergence, runs=runs, counters=counters,
                             scenarios=scenarios, system=system, title=title, sweep=sweep)
 
