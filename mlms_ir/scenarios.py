@@ -140,20 +140,31 @@ def make_samples(graph: Graph, count: int, inputs: str | dict | None, seed: int,
 
 class Batcher:
     """Runs samples on a session at batch 1 and, where the model allows, one at ``max_batch``
-    (a partial batch is padded with copies of its last sample); counts the batch sizes."""
+    (a partial batch is padded with copies of its last sample); counts the batch sizes.
+
+    A padded batch costs a full one: fewer than :attr:`batch_from` samples run one by one instead
+    (set by :func:`calibrate` from the measured costs). On a CPU, where a batch of 8 of ResNet-50
+    costs about 8 single runs, two queries arriving together were padded to 8: the SUT fell behind
+    at a tenth of its capacity and the queue never drained."""
 
     def __init__(self, samples: Samples, session1: Any, session_b: Any | None, max_batch: int) -> None:
         self.samples = samples
         self.session_b = session_b
         self.max_batch = max_batch if session_b is not None else 1
+        self.batch_from = 2
         # one pre-validated runner per sample: the hot path of SingleStream adds nothing but a call
         self.single = [session1.runner(f) for f in samples.feeds]
         self.batches: collections.Counter[int] = collections.Counter()
 
+    def batched(self, n: int) -> bool:
+        """Whether ``n`` samples run as one (padded) batch rather than one by one."""
+        return n > 1 and n >= self.batch_from
+
     def run(self, indices: Sequence[int]) -> None:
-        if len(indices) == 1:
-            self.single[indices[0]]()
-            self.batches[1] += 1
+        if not self.batched(len(indices)):
+            for i in indices:
+                self.single[i]()
+            self.batches[1] += len(indices)
             return
         b = self.max_batch
         idx = list(indices) + [indices[-1]] * (b - len(indices))
@@ -250,6 +261,10 @@ class Sut:
 
     def _serve(self, chunk: list) -> None:
         lg = self.lg
+        if len(chunk) > 1 and not self.server.batched(len(chunk)):
+            for c in chunk:  # one by one, each answered when it is done
+                self._serve([c])
+            return
         if self.error is None:
             try:
                 self.server.run([c[1] for c in chunk])
@@ -374,8 +389,11 @@ def calibrate(server: Batcher) -> Calibration:
     one = measure(lambda: server.run([0]), warmup=5, iterations=20, min_time_s=0.05)
     if server.max_batch > 1:
         idx = [i % len(server.samples.feeds) for i in range(server.max_batch)]
+        server.batch_from = 2
         many = measure(lambda: server.run(idx), warmup=3, iterations=10, min_time_s=0.05)
         batch_ms = many.p50
+        # pad to a batch only where that beats running the samples one by one
+        server.batch_from = min(server.max_batch, max(2, math.ceil(batch_ms / one.p50))) if one.p50 > 0 else 2
     else:
         batch_ms = one.p50
     server.batches.clear()
@@ -738,6 +756,7 @@ def _run_one(lg, be, rec: ScenarioRecord, g1: Graph, gb: Graph | None, samples: 
             rec.max_batch = server.max_batch
             bar.advance(0, note=f"{rec.backend}: calibrating")
             cal = calibrate(server)
+            rec.batch_from = server.batch_from if server.max_batch > 1 else None
             if peak:
                 def note(p: PeakProbe) -> None:
                     bar.advance(0, note=f"{rec.backend}: {p.target_qps:g} QPS {'valid' if p.valid else 'invalid'}")

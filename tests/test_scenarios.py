@@ -290,3 +290,39 @@ def test_sweep_axes_are_checked(extra, message):
 
     with pytest.raises(SweepSpecError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         load_spec({"name": "x", "models": [MODEL], "backends": ["ort"], **extra})
+
+
+def test_a_partial_batch_runs_one_by_one_where_padding_costs_more():
+    """Sessions whose batch of 8 costs what 8 single runs cost (ResNet-50 on a CPU): 2-7 samples run
+    one by one, only a full 8 as a batch; where a batch costs what one run costs, 2 samples are
+    padded to a batch. The costs are the calibration's, measured with the harness."""
+    import time
+
+    import numpy as np
+
+    from mlms_ir.scenarios import Batcher, Samples, calibrate
+
+    class Session:
+        def __init__(self, batch_s: float, log: list) -> None:
+            self.batch_s, self.log = batch_s, log
+
+        def runner(self, feeds):
+            return lambda: self.run(feeds)
+
+        def run(self, feeds):
+            n = feeds["x"].shape[0]
+            self.log.append(n)
+            time.sleep(self.batch_s if n > 1 else 0.005)
+
+    samples = Samples([{"x": np.zeros((1, 2), np.float32)} for _ in range(8)], True)
+    for batch_s, expect_from in ((0.1, 8), (0.005, 2)):  # far apart: the p50s of sleeps on a loaded machine
+        log: list = []
+        b = Batcher(samples, Session(0, log), Session(batch_s, log), 8)
+        cal = calibrate(b)
+        assert b.batch_from == expect_from and cal.max_batch == 8
+        log.clear()
+        b.run([0, 1, 2])
+        assert log == ([1, 1, 1] if expect_from == 8 else [8]) and dict(b.batches) == ({1: 3} if expect_from == 8 else {8: 1})
+        log.clear()
+        b.run(list(range(8)))
+        assert log == [8]

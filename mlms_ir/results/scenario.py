@@ -77,9 +77,11 @@ class ScenarioRecord:
     overlatency_queries: int | None = None
     early_stopping: str = ""
     #: the largest batch the system under test ran and how many runs had each batch size
-    #: (a partial batch is padded to the largest)
+    #: (a partial batch is padded to the largest); ``batch_from``: fewer samples than this ran one
+    #: by one, where the calibration found a padded batch dearer than single runs
     max_batch: int = 1
     batches: dict[str, int] = field(default_factory=dict)
+    batch_from: int | None = None
     histogram: LatencyHistogram | None = None
     timeline: QpsTimeline | None = None
     #: ``--find-peak``: the highest valid target QPS found and every probe on the way
