@@ -34,9 +34,15 @@ mlms_ir's figures (``totals.params``, ``totals.macs``, per-op-type MACs)
 against the known true values, an independent recount made here from
 ``onnx.shape_inference``, onnxsim's ``.macs`` and onnx-tool's totals.
 
+``--models llm_5k,llm_50k,llm_200k`` adds the scaling models of issue #19 (GPT decoders of
+~5k/50k/200k nodes, ``make_bench_models.py --llm-nodes``) and its goals; ``--store-cost``
+times the default store write against ``--store none``, interleaved.
+
 Usage::
 
     .venv/bin/python tools/bench_analyze.py [--repeat 3] [--json OUT]
+    .venv/bin/python tools/bench_analyze.py --models llm_50k,llm_200k --formats json \\
+        --skip-onnx-tool --store-cost
 """
 
 from __future__ import annotations
@@ -62,6 +68,10 @@ MODELS = {
     # key: (sub-directory, make_bench_models --only value)
     "gpt_1p3b": ("gpt_1p3b", "gpt"),
     "graph_6k": ("graph_6k", "graph6k"),
+    # GPT decoders of ~N nodes (hidden 64, sparse external weights): the scaling runs of issue #19
+    "llm_5k": ("llm_5k", "llm:5000"),
+    "llm_50k": ("llm_50k", "llm:50000"),
+    "llm_200k": ("llm_200k", "llm:200000"),
 }
 
 # Known true values (tools/make_bench_models.py's own parameter count, which
@@ -74,6 +84,12 @@ KNOWN: Dict[str, Dict[str, int]] = {
 
 # Goals from the issue.
 GOAL_MAX_RATIO_VS_BASELINE = 3.0
+# Issue #19 (LLM scale): at most 1.5x bare load+infer at 50k nodes; 200k nodes in < 15 s and 1 GB;
+# the default store write at most 3% of analyze (--store-cost measures it).
+GOAL_MAX_RATIO_50K = 1.5
+GOAL_MAX_WALL_200K_S = 15.0
+GOAL_MAX_RSS_200K_BYTES = 1000 * 1000 * 1000
+GOAL_MAX_STORE_SHARE = 0.03
 GOAL_MIN_SPEEDUP_VS_ONNX_TOOL = 20.0
 GOAL_MAX_RSS_BYTES_GPT = 400 * 1000 * 1000  # "400 MB" (decimal; 381.5 MiB)
 
@@ -211,8 +227,17 @@ def ensure_models(python: str, out: str, keys: Sequence[str], rebuild: bool) -> 
     for k in keys:
         p = model_path(out, k)
         if rebuild or not os.path.exists(p) or (
-                k == "gpt_1p3b" and not os.path.exists(p + ".data")):
+                (k == "gpt_1p3b" or k.startswith("llm_")) and not os.path.exists(p + ".data")):
             missing.append(k)
+    llm = [MODELS[k][1].split(":")[1] for k in missing if k.startswith("llm_")]
+    missing = [k for k in missing if not k.startswith("llm_")]
+    if llm:
+        cmd = [python, MAKE_MODELS, "--out", out, "--only", "llm"]
+        for n in llm:
+            cmd += ["--llm-nodes", n]
+        print(f"== building scaling models: {' '.join(cmd)}")
+        sys.stdout.flush()
+        subprocess.run(cmd, check=True)
     if not missing:
         return
     only: List[str] = []
@@ -409,6 +434,65 @@ def print_table(rows: List[List[str]], header: List[str],
                                for i, (c, w) in enumerate(zip(r, widths))))
 
 
+def measure_store_cost(key: str, path: str, args: argparse.Namespace, cwd: str) -> List[Dict[str, Any]]:
+    """``analyze --format json`` with a store of its own and with ``--store none``, interleaved run
+    by run (the machine's load changes between runs): two results, ``mlms_ir json+store`` and
+    ``mlms_ir json nostore``."""
+    store = os.path.join(cwd, f"{key}_store.db")
+    cases = {"mlms_ir json+store": ["--store", store], "mlms_ir json nostore": ["--store", "none"]}
+    runs: Dict[str, List[Dict[str, Any]]] = {c: [] for c in cases}
+    print(f"  store cost     {key:<9} ", end="", flush=True)
+    for i in range(args.warmup + args.repeat):
+        for name, extra in cases.items():
+            argv = [args.python, "-m", "mlms_ir", "analyze", path, "--format", "json", "--output",
+                    os.devnull, "-q", *extra]
+            r = run_once(argv, args.rss_method, cwd, args.timeout)
+            if r["rc"] != 0:
+                print(f"FAILED rc={r['rc']}")
+                return [{"tool": name, "model": key, "ok": False, "rc": r["rc"], "runs": runs[name]}]
+            if i >= args.warmup:
+                runs[name].append({"wall_s": r["wall_s"], "cpu_s": r["cpu_s"], "rss_kib": r["rss_kib"]})
+    out = []
+    for name, rs in runs.items():
+        rss = [x["rss_kib"] for x in rs if x["rss_kib"] is not None]
+        out.append({"tool": name, "model": key, "ok": True, "repeat": args.repeat, "warmup": args.warmup,
+                    "runs": rs, "median_wall_s": statistics.median(x["wall_s"] for x in rs),
+                    "min_wall_s": min(x["wall_s"] for x in rs), "max_wall_s": max(x["wall_s"] for x in rs),
+                    "median_cpu_s": statistics.median(x["cpu_s"] for x in rs),
+                    "max_rss_kib": max(rss) if rss else None,
+                    "max_rss_mib": max(rss) / 1024 if rss else None, "result": None})
+    w, n = out[0]["median_cpu_s"], out[1]["median_cpu_s"]
+    print(f"-> CPU median {w:.3f}s with the store, {n:.3f}s without: the store is "
+          f"{(w - n) / w:.1%} of analyze")
+    return out
+
+
+def llm_goals(by: Dict[Any, Dict[str, Any]], keys: Sequence[str], goal) -> None:
+    """Issue #19's goals on the scaling models that were run."""
+    r, b = by.get(("mlms_ir json", "llm_50k")), by.get(("baseline", "llm_50k"))
+    if "llm_50k" in keys:
+        if r and b:
+            ratio, cpu = r["median_wall_s"] / b["median_wall_s"], r["median_cpu_s"] / b["median_cpu_s"]
+            goal(f"wall <= {GOAL_MAX_RATIO_50K:g}x baseline on llm_50k (issue #19)", ratio <= GOAL_MAX_RATIO_50K,
+                 f"{r['median_wall_s']:.3f}s / {b['median_wall_s']:.3f}s = {ratio:.2f}x (CPU {cpu:.2f}x)")
+        else:
+            goal(f"wall <= {GOAL_MAX_RATIO_50K:g}x baseline on llm_50k (issue #19)", None, "not measured")
+    r = by.get(("mlms_ir json", "llm_200k"))
+    if "llm_200k" in keys:
+        goal(f"llm_200k in < {GOAL_MAX_WALL_200K_S:g} s (issue #19)",
+             r["median_wall_s"] < GOAL_MAX_WALL_200K_S if r else None,
+             f"{r['median_wall_s']:.2f}s" if r else "not measured")
+        rss = r["max_rss_kib"] * 1024 if r and r["max_rss_kib"] else None
+        goal("llm_200k in < 1 GB (issue #19)", rss < GOAL_MAX_RSS_200K_BYTES if rss else None,
+             f"{rss / 1e9:.3f} GB" if rss else "not measured")
+    for key in keys:
+        w, n = by.get(("mlms_ir json+store", key)), by.get(("mlms_ir json nostore", key))
+        if w and n:
+            share = (w["median_cpu_s"] - n["median_cpu_s"]) / w["median_cpu_s"]
+            goal(f"store write <= {GOAL_MAX_STORE_SHARE:.0%} of analyze on {key} (issue #19, CPU)",
+                 share <= GOAL_MAX_STORE_SHARE, f"{share:.1%}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     default_py = os.path.join(REPO, ".venv", "bin", "python")
@@ -439,6 +523,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--timeout", type=float, default=1800.0,
                     help="seconds before a single run is killed")
     ap.add_argument("--json", metavar="OUT", help="write all figures to this JSON file")
+    ap.add_argument("--store-cost", action="store_true",
+                    help="also time 'mlms_ir json' with --store none, interleaved run by run with "
+                         "the default store write, and report the store's share")
     args = ap.parse_args(argv)
 
     keys = [k.strip() for k in args.models.split(",") if k.strip()]
@@ -481,6 +568,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(f"  mlms_ir figures run on {key} failed rc={r['rc']}:\n    "
                       + "\n    ".join(r["stderr"].splitlines()[-15:]))
 
+            if args.store_cost:
+                results.extend(measure_store_cost(key, path, args, work))
             for fmt in formats:
                 results.append(measure(
                     f"mlms_ir {fmt}", key,
@@ -541,6 +630,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         goals.append({"goal": name, "verdict": verdict.strip(), "detail": detail})
         print(f"  [{verdict}] {name}: {detail}")
 
+    llm_goals(by, keys, goal)
     for fmt in formats:
         tool = f"mlms_ir {fmt}"
         suffix = "" if fmt == "json" else f" (--format {fmt})"

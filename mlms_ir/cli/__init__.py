@@ -76,7 +76,22 @@ def _take_quiet(argv: list[str]) -> list[str]:
     return out
 
 
-def commands() -> dict:
+#: The module of each verb: a command imports only its own (``analyze`` never imports the
+#: backends' or the zoo's CLI modules); help and unknown words import them all.
+VERB_MODULES = {
+    "analyze": "analyze", "devices": "analyze", "ops": "analyze", "version": "analyze", "report": "report",
+    "run": "run", "profile": "run", "diverge": "run", "backends": "run", "convert": "convert", "evaluate": "evaluate",
+    "datasets": "evaluate", "runs": "runs", "sweep": "runs", "zoo": "zoo",
+}
+
+
+def commands(verb: str | None = None) -> dict:
+    """Every verb by name, or only ``verb`` (imported alone) when it is one."""
+    if verb in VERB_MODULES:
+        import importlib
+
+        target = getattr(importlib.import_module(f"mlms_ir.cli.{VERB_MODULES[verb]}"), verb.capitalize() if verb in ("runs", "zoo", "datasets") else verb)
+        return {verb: target() if isinstance(target, type) else target}
     from mlms_ir.cli.analyze import analyze, devices, ops, version
     from mlms_ir.cli.report import report
     from mlms_ir.cli.run import backends, diverge, profile, run
@@ -114,8 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv_list: list[str], fire, cli_args) -> int:
     try:
-        table = commands()
         rest = _take_quiet(_take_max_memory(argv_list))
+        table = commands(None if cli_args.wants_help(rest) or not rest else rest[0])
         target, verb_args = cli_args.resolve(table, rest)
         if target is None or isinstance(target, dict) or cli_args.wants_help(verb_args):
             if target is None and verb_args and not cli_args.wants_help(verb_args):
