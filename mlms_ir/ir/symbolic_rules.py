@@ -1132,9 +1132,19 @@ def _v_reduce(c: Ctx, vals: list) -> list | None:
 
 
 # ---------------------------------------------------------------------------- the driver
+#: The integer ranges ONNX's C++ inference reads input data in (the per-node fallback's data).
+_FALLBACK_DATA = {onnx.TensorProto.INT64: (np.int64, -2**63, 2**63 - 1), onnx.TensorProto.INT32: (np.int32, -2**31, 2**31 - 1)}
+
+
 def _onnx_fallback(c: Ctx) -> list[Shape] | None:
     """ONNX's own per-node inference given the resolved input dims (each symbolic dim a unique
-    name): it keeps every dim that passes through unchanged."""
+    name): it keeps every dim that passes through unchanged.
+
+    This runs ONNX's C++ code in this process, on shapes and values the guarded whole-model
+    inference may not have seen (:mod:`mlms_ir.ir.guard`), so it is only asked what protobuf and its
+    C++ code can hold: a dim outside ``[0, 2**63)`` leaves the node to its rule (no fallback), and
+    an input's values go with it only where they are integers of its own integer type, in range
+    (issue #16: a dim of 3 * 2**80 from two Tiles raised ``ValueError`` here)."""
     node = c.proto
     try:
         schema = onnx.defs.get_schema(node.op_type, c.node.opset, node.domain or "")
@@ -1159,6 +1169,8 @@ def _onnx_fallback(c: Ctx) -> list[Shape] | None:
             for d in s:
                 dim = shape.dim.add()
                 if E.is_int(d):
+                    if not 0 <= d < 2**63:
+                        return None
                     dim.dim_value = d
                 else:
                     key = back.get(d)
@@ -1169,9 +1181,12 @@ def _onnx_fallback(c: Ctx) -> list[Shape] | None:
                     dim.dim_param = key
         types[x] = tp.SerializeToString()
         v = c.val(i)
-        if v is not None and all(E.is_int(_sym(e)) for e in v.reshape(-1).tolist()):
-            arr = np.array([_sym(e) for e in v.reshape(-1).tolist()], dtype=np.int64).reshape(v.shape)
-            data[x] = onnx.numpy_helper.from_array(arr, x).SerializeToString()
+        kind = _FALLBACK_DATA.get(tp.tensor_type.elem_type)
+        if v is not None and kind is not None:
+            items = [_sym(e) for e in v.reshape(-1).tolist()]
+            if all(E.is_int(e) and kind[1] <= e <= kind[2] for e in items):
+                arr = np.array(items, dtype=kind[0]).reshape(v.shape)
+                data[x] = onnx.numpy_helper.from_array(arr, x).SerializeToString()
     opsets = {(o.domain if o.domain != "ai.onnx" else ""): o.version for o in c.g.model.opset_import}
     try:
         outs = schema._infer_node_outputs(node.SerializeToString(), types, data, {}, opsets, c.g.model.ir_version)
