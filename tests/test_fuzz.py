@@ -1,13 +1,17 @@
 """Fuzzing in the suite, bounded (issue #16): hostile single-op models (every ONNX op, extreme
 integer attributes) and byte mutations of the embedded model are analysed or refused with an
 ``MlmsIrError``, never anything else; every finding ``tools/fuzz.py`` kept under
-``tests/data/fuzz`` is replayed in a child process. ``tools/fuzz.py`` runs the long version
-(10,000 attribute cases, 2,400 mutations)."""
+``tests/data/fuzz`` is replayed in a child process. The same with a symbolic leading dim and
+constant integer inputs, hidden from ONNX's guarded inference so that the symbolic pass' in-process
+per-node fallback to ONNX's C++ inference sees them first (a small fixed sample here).
+``tools/fuzz.py`` runs the long version (10,000 attribute cases, 2,400 mutations, the symbolic cases)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+import random
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,6 +27,9 @@ import fuzz  # noqa: E402  (tools/fuzz.py: the case generators and the child run
 
 CASES = list(fuzz.attribute_cases())
 BASE = Path(builtin_path()).read_bytes()
+SYMBOLIC = [c for c in fuzz.symbolic_cases() if c[0].endswith(".hidden")] + list(fuzz.symbolic_data_cases())
+#: A fixed sample of the symbolic cases: a few seconds, every run the same.
+SYMBOLIC_SAMPLE = random.Random(16).sample(SYMBOLIC, 24)
 REGRESSIONS = sorted((ROOT / "tests" / "data" / "fuzz").glob("*.onnx"))
 
 
@@ -50,6 +57,34 @@ def test_mutated_bytes_are_analysed_or_refused(seed):
 
 def test_the_generators_cover_every_op_with_integer_attributes():
     assert len(CASES) > 2000 and len({name.split(".")[0] for name, _ in CASES}) >= 100
+
+
+@pytest.mark.parametrize("case", SYMBOLIC_SAMPLE, ids=[name for name, _ in SYMBOLIC_SAMPLE])
+def test_hostile_symbolic_cases_are_analysed_or_refused(case):
+    _analysed_or_refused(case[1].SerializeToString(), lenient=True)
+
+
+def test_hidden_symbolic_cases_reach_the_per_node_fallback(monkeypatch):
+    """The point of the ``.hidden`` cases: ONNX's guarded inference gets no rank for the op's input,
+    so the symbolic pass asks ONNX's C++ inference about the node itself, in this process."""
+    from mlms_ir.ir import symbolic_rules
+
+    seen = []
+    fallback = symbolic_rules._onnx_fallback
+    monkeypatch.setattr(symbolic_rules, "_onnx_fallback", lambda c: (seen.append(c.node.op_type), fallback(c))[1])
+    model = dict(fuzz.symbolic_cases(values=(0,)))["Col2Im.dilations=0.sym.hidden"]
+    _analysed_or_refused(model.SerializeToString(), lenient=True)
+    assert seen == ["Col2Im"]
+
+
+def test_a_dim_beyond_int64_leaves_the_fallback_unasked():
+    """x[n, 3, 4, 5] tiled twice by 2**40 (hidden from ONNX's inference) gives dim 1 = 3 * 2**80,
+    which no protobuf dim holds: the per-node fallback is skipped (it raised ValueError), and the
+    Multinomial's output stays unknown rather than a made-up number."""
+    data = (ROOT / "tests" / "data" / "fuzz" / "multinomial_dim_3x2pow80_in_symbolic_fallback.onnx").read_bytes()
+    analysis = mlms_ir.analyze(mlms_ir.load(data, lenient=True))
+    tile2, multinomial = analysis.nodes[-2:]
+    assert tile2.output_shapes[0][1] == 3 * 2**80 and multinomial.output_shapes == [None]
 
 
 @pytest.mark.parametrize("path", REGRESSIONS, ids=[p.name for p in REGRESSIONS])
