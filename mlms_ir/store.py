@@ -109,9 +109,16 @@ class StoreRecord:
     error: str = ""
     sweep: str | None = None
     job_key: str | None = None
+    #: The payload already as zlib-compressed JSON text (what :func:`compress_json` makes), kept
+    #: as it is instead of ``payload``: the CLI's analyze encodes a 50,000-node analysis once, for
+    #: its output and the store.
+    payload_zlib: bytes | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["payload_zlib"] is None:
+            del d["payload_zlib"]
+        return d
 
 
 @dataclass
@@ -193,6 +200,14 @@ FAST_COMPRESS_BYTES = 4 << 20
 
 def _compress(data: bytes) -> bytes:
     return zlib.compress(data, 1 if len(data) > FAST_COMPRESS_BYTES else 6)
+
+
+def compress_json(chunks: Sequence[str]) -> bytes:
+    """A payload for :attr:`StoreRecord.payload_zlib`: the JSON text given in pieces (as a result's
+    ``write_json`` writes it), compressed as the store compresses a payload dict."""
+    size = sum(map(len, chunks))
+    c = zlib.compressobj(1 if size > FAST_COMPRESS_BYTES else 6)
+    return b"".join([*(c.compress(x.encode()) for x in chunks), c.flush()])
 
 
 _PLAIN_CELL_TYPES = frozenset({type(None), int, str})
@@ -292,7 +307,10 @@ class Store:
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
         host = rec.system.get("host") if isinstance(rec.system, dict) else None
         # A result's to_dict (to_plain) and JSON read back have string keys only: not walked again.
-        payload = _compress(_dumps(rec.payload, str_keys=True).encode()) if rec.payload is not None else None
+        if rec.payload_zlib is not None:
+            payload = rec.payload_zlib
+        else:
+            payload = _compress(_dumps(rec.payload, str_keys=True).encode()) if rec.payload is not None else None
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -427,21 +445,23 @@ def model_fields(model: dict[str, Any] | None, path: str | None = None) -> dict[
 
 
 def records_from_analysis(analysis: Any, settings: dict[str, Any] | None = None,
-                          data: dict[str, Any] | None = None) -> list[StoreRecord]:
+                          payload_json: Sequence[str] | None = None) -> list[StoreRecord]:
     """An ``analyze`` result: totals as the summary, per-node cost, the whole analysis.
 
-    ``data`` is ``analysis.to_dict()`` when the caller has it already (the CLI writes the same
-    object as JSON): not built twice."""
+    ``payload_json`` is the analysis' JSON text in pieces (``analysis.write_json``) when the
+    caller has it already (the CLI writes the same text): kept compressed as it is, and no
+    dict of every node is built."""
     from mlms_ir.system import system_facts
 
-    d = analysis.to_dict() if data is None else data
+    d = analysis.to_dict() if payload_json is None else analysis.head_dict()
     nodes = [{"node_id": n.id, "name": n.name, "op_type": n.op_type, "macs": n.macs, "flops": n.flops, "params": n.params}
              for n in analysis.nodes]
     summary = {k: d["totals"][k] for k in ("params", "macs", "flops", "weight_bytes", "peak_activation_bytes", "nodes", "complete")}
     if d["totals"].get("symbolic"):  # figures that are formulas of unbound dims (their numbers are null)
         summary["symbolic"] = {k: v for k, v in d["totals"]["symbolic"].items() if k in ("macs", "flops", "peak_activation_bytes")}
     return [StoreRecord(kind="analyze", summary=summary, system=system_facts(), settings={"bindings": d["bindings"], **(settings or {})},
-                        nodes=nodes, payload=d, **model_fields(d["model"]))]
+                        nodes=nodes, payload=d if payload_json is None else None,
+                        payload_zlib=None if payload_json is None else compress_json(payload_json), **model_fields(d["model"]))]
 
 
 def records_from_runs(report: Any) -> list[StoreRecord]:

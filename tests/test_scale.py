@@ -103,10 +103,12 @@ def test_analysis_json_streamed_and_compact_with_the_same_content(tmp_path, cnn_
     assert len(node_lines) == len(a.nodes)  # one node a line, no spaces after separators
     assert all(json.loads(line.rstrip(","))["id"] == n.id for line, n in zip(node_lines, a.nodes))
     assert '", "' not in node_lines[0] and '": ' not in node_lines[0]
-    d = a.to_dict()
-    before = json.dumps(d)
-    a.write_json(io.StringIO(), data=d)
-    assert json.dumps(d) == before  # the caller's object is not changed
+    head = a.head_dict()
+    assert head == {k: v for k, v in a.to_dict().items() if k != "nodes"}
+    before = json.dumps(head)
+    again = io.StringIO()
+    a.write_json(again, head=head)
+    assert again.getvalue() == text + "\n" and json.dumps(head) == before  # the caller's object is not changed
 
 
 def test_store_fast_encoding_equals_the_safe_one():
@@ -143,7 +145,7 @@ def test_the_store_gets_the_analysis_the_json_shows(tmp_path, cnn_path):
         payload = st.payload(run.id)
         nodes = st.nodes(run.id)
     shown = json.loads(out.read_text())
-    assert payload == shown
+    assert payload == shown  # the same text, compressed once (StoreRecord.payload_zlib)
     assert [n["node_id"] for n in nodes] == [n["id"] for n in shown["nodes"]]
     assert [n["macs"] for n in nodes] == [n["macs"] for n in shown["nodes"]]
 
@@ -156,3 +158,24 @@ def test_cached_tensor_facts_are_computed_once_and_stay_equal():
     assert vars(t)["nbytes"] == 24  # kept on the instance: later reads are plain attribute reads
     u = TensorInfo("u", onnx.TensorProto.FLOAT, (2, None), "activation")
     assert (u.known, u.numel, u.nbytes, u.sym_known) == (False, None, None, False)
+
+
+def test_a_precompressed_payload_reads_back_as_the_dict_would(tmp_path, cnn_path):
+    from mlms_ir.store import Store, records_from_analysis
+
+    a = mlms_ir.analyze(mlms_ir.load(cnn_path, batch=1))
+    pieces: list[str] = []
+
+    class Sink:
+        write = pieces.append
+
+    a.write_json(Sink())
+    (fast,) = records_from_analysis(a, payload_json=pieces)
+    (plain,) = records_from_analysis(a)
+    assert fast.payload is None and fast.payload_zlib and plain.payload_zlib is None
+    assert "payload_zlib" not in plain.to_dict()
+    with Store(tmp_path / "s.db") as st:
+        r1, r2 = st.add(fast), st.add(plain)
+        assert st.payload(r1.id) == st.payload(r2.id) == json.loads(json.dumps(a.to_dict()))
+        assert st.nodes(r1.id) == st.nodes(r2.id)
+        assert r1.summary == r2.summary

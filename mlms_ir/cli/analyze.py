@@ -98,33 +98,40 @@ def _analyze(model, fmt, top, output, input_shape, batch, dims, device, sort, le
     from mlms_ir.cli.runs import record
     from mlms_ir.store import records_from_analysis
 
-    made: list[dict] = []  # to_dict's object, built once for the store and the JSON
+    text: list[str] = []  # the JSON text, encoded once for the store and --format json
 
-    def as_dict() -> dict:
-        if not made:
-            made.append(result.to_dict())
-        return made[0]
+    def json_text() -> list[str]:
+        if not text:
+            result.write_json(_Pieces(text))
+        return text
 
-    record(store, lambda: records_from_analysis(result, {"device": device}, data=as_dict()))
+    record(store, lambda: records_from_analysis(result, {"device": device}, payload_json=json_text()))
     if html:
         from mlms_ir.report.html import write_html
 
         write_html(html, result, graph)
         print(f"wrote {html}", file=sys.stderr)
     if fmt == "json":
-        _write_json(result, as_dict(), output)
+        _write_json(json_text(), output)
     else:
         emit(result, fmt, output, top=top, sort=sort)
 
 
-def _write_json(result, data: dict, output: str | None) -> None:
-    """``--format json``, streamed to the file or stdout (no renderer, no rich)."""
+class _Pieces:
+    """A file-like sink that keeps what is written, piece by piece (no 20 MB string is built)."""
+
+    def __init__(self, pieces: list[str]) -> None:
+        self.write = pieces.append
+
+
+def _write_json(pieces: list[str], output: str | None) -> None:
+    """``--format json``, written piece by piece to the file or stdout (no renderer, no rich)."""
     if not output:
-        result.write_json(sys.stdout, data=data)
+        sys.stdout.writelines(pieces)
         return
     try:
         with open(output, "w") as fh:
-            result.write_json(fh, data=data)
+            fh.writelines(pieces)
     except OSError as exc:
         raise MlmsIrError(f"cannot write '{output}': {exc.strerror or exc}") from exc
     print(f"wrote {output}", file=sys.stderr)

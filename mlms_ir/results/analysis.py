@@ -250,6 +250,14 @@ class Analysis(Result):
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON object (see docs/schema.rst): the structure's op types and blocks
         at the top level, the nodes last."""
+        d = self.head_dict()
+        # NodeCost holds only scalars, shapes and a dict of strings: a shallow copy is faithful
+        # (and fast on 100k-node graphs)
+        d["nodes"] = [_node_dict(n) for n in self.nodes]
+        return d
+
+    def head_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without its ``nodes`` (which :meth:`write_json` streams)."""
         structure = to_plain(self.structure)
         return {
             "kind": self.kind,
@@ -267,9 +275,6 @@ class Analysis(Result):
             "roofline": to_plain(self.roofline),
             "warnings": list(self.warnings),
             "dims": to_plain(self.dims),
-            # NodeCost holds only scalars, shapes and a dict of strings: a shallow copy is faithful
-            # (and fast on 100k-node graphs)
-            "nodes": [_node_dict(n) for n in self.nodes],
         }
 
     @classmethod
@@ -304,22 +309,22 @@ class Analysis(Result):
         self.write_json(buf, indent=indent)
         return buf.getvalue()[:-1]  # without write_json's final newline
 
-    def write_json(self, fh: TextIO, *, indent: int = 2, data: dict[str, Any] | None = None) -> None:
-        """Write :meth:`to_json`'s text and a newline to ``fh``, the nodes streamed a thousand at a
-        time (a 50,000-node analysis is never one 20 MB string). ``data`` is :meth:`to_dict`'s
-        object when the caller has it already (it is not changed)."""
-        d = dict(self.to_dict() if data is None else data)
-        nodes = d.pop("nodes")
-        head = json.dumps(d, indent=indent)
+    def write_json(self, fh: TextIO, *, indent: int = 2, head: dict[str, Any] | None = None) -> None:
+        """Write :meth:`to_json`'s text and a newline to ``fh``, the nodes encoded from the
+        NodeCosts a thousand at a time (a 200,000-node analysis never becomes one list of dicts
+        or one string). ``head`` is :meth:`head_dict`'s object when the caller has it already."""
+        d = self.head_dict() if head is None else head
+        head_text = json.dumps(d, indent=indent)
         pad = " " * indent
+        nodes = self.nodes
         if not nodes:
-            fh.write(head[:-2] + f',\n{pad}"nodes": []\n}}\n')
+            fh.write(head_text[:-2] + f',\n{pad}"nodes": []\n}}\n')
             return
-        fh.write(head[:-2] + f',\n{pad}"nodes": [\n')
+        fh.write(head_text[:-2] + f',\n{pad}"nodes": [\n')
         sep = ",\n" + pad * 2
         encode = _COMPACT.encode
         for start in range(0, len(nodes), 1000):
-            chunk = sep.join(encode(n) for n in nodes[start:start + 1000])
+            chunk = sep.join([encode(_node_dict(n)) for n in nodes[start:start + 1000]])
             fh.write((pad * 2 if start == 0 else sep) + chunk)
         fh.write(f"\n{pad}]\n}}\n")
 
