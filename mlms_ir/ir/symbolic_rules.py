@@ -226,8 +226,10 @@ def _reshape(c: Ctx) -> list[Shape]:
             return [None]
         known = prod([d for d in out if d is not None])
         total = prod(x)
+        if E.is_int(known) and known == 0:  # -1 beside a 0 (allowzero, invalid) or a 0 dim: no one size
+            return [None]
         if E.is_int(total) and E.is_int(known):
-            out[minus] = total // known if known else 0
+            out[minus] = total // known
         else:
             out[minus] = E.exact_div(total, known)
     return [tuple(out)]
@@ -1134,6 +1136,28 @@ def _v_reduce(c: Ctx, vals: list) -> list | None:
 # ---------------------------------------------------------------------------- the driver
 #: The integer ranges ONNX's C++ inference reads input data in (the per-node fallback's data).
 _FALLBACK_DATA = {onnx.TensorProto.INT64: (np.int64, -2**63, 2**63 - 1), onnx.TensorProto.INT32: (np.int32, -2**31, 2**31 - 1)}
+#: Attributes that index an input's (or the output's) dims; ``batch_dims`` counts them.
+_AXIS_ATTRS = frozenset({"axis", "axes", "batch_axis", "time_axis", "perm", "scan_input_axes", "scan_output_axes"})
+
+
+def _axes_in_range(c: Ctx) -> bool:
+    """Whether the node's axis attributes could name a dim of its tensors: within ``[-r - k, r + k)``
+    for the largest input rank ``r`` and ``k`` values of the attribute (an Unsqueeze-like op names
+    dims of an output up to ``k`` dims larger), and ``0 <= batch_dims <=`` that rank. ONNX's C++
+    inference indexes shapes with some of them unchecked: GatherND with ``batch_dims=-2**31`` and
+    inputs of known rank segfaults in it."""
+    ranks = [len(s) for s in c.ins if s is not None]
+    r = max(ranks, default=0)
+    for name, v in c.attrs.items():
+        if name == "batch_dims":
+            if isinstance(v, int) and not 0 <= v <= r:
+                return False
+        elif name in _AXIS_ATTRS:
+            vals = [v] if isinstance(v, int) else list(v) if isinstance(v, (list, tuple)) else []
+            k = max(len(vals), 1)
+            if any(isinstance(x, int) and not -r - k <= x < r + k for x in vals):
+                return False
+    return True
 
 
 def _onnx_fallback(c: Ctx) -> list[Shape] | None:
@@ -1142,10 +1166,13 @@ def _onnx_fallback(c: Ctx) -> list[Shape] | None:
 
     This runs ONNX's C++ code in this process, on shapes and values the guarded whole-model
     inference may not have seen (:mod:`mlms_ir.ir.guard`), so it is only asked what protobuf and its
-    C++ code can hold: a dim outside ``[0, 2**63)`` leaves the node to its rule (no fallback), and
-    an input's values go with it only where they are integers of its own integer type, in range
-    (issue #16: a dim of 3 * 2**80 from two Tiles raised ``ValueError`` here)."""
+    C++ code can hold: a dim outside ``[0, 2**63)`` or an axis attribute out of range
+    (:func:`_axes_in_range`) leaves the node to its rule (no fallback), and an input's values go
+    with it only where they are integers of its own integer type, in range (issue #16: a dim of
+    3 * 2**80 from two Tiles raised ``ValueError`` here)."""
     node = c.proto
+    if not _axes_in_range(c):
+        return None
     try:
         schema = onnx.defs.get_schema(node.op_type, c.node.opset, node.domain or "")
     except Exception:  # noqa: BLE001 - unknown op
