@@ -106,7 +106,7 @@ def _symbolic_inputs(s) -> tuple[list[str], list[str], dict[str, list]]:
 
 
 def _symbolic_model(s, attr: dict, ins: list[str], floats: list[str], consts: dict[str, list], hidden: bool,
-                    tile: int | None = None) -> onnx.ModelProto:
+                    tile: int | None = None) -> onnx.ModelProto:  # noqa: PLR0913
     """One model for :func:`symbolic_cases` / :func:`symbolic_data_cases` (see there); ``tile`` tiles
     each float input's dim 1 by that factor first (hidden from ONNX's inference like the rest)."""
     import numpy as np
@@ -114,26 +114,31 @@ def _symbolic_model(s, attr: dict, ins: list[str], floats: list[str], consts: di
     nodes = []
     inits = [onnx.numpy_helper.from_array(np.array(c, dtype=np.int64), n) for n, c in consts.items()]
     feed = {n: n for n in ins if n}
-    if hidden:
-        inits.append(helper.make_tensor("hide_a0", TensorProto.INT64, [1], [0]))
-        nodes.append(helper.make_node("Max", ["hide_a0", "hide_a0"], ["hide_a"]))
+    graph_inputs = list(floats)
+    if hidden:  # z1 = [n - n], z0 = n - n: 0 to the symbolic pass, unknown to ONNX's guarded inference
+        graph_inputs.append("hide")
+        inits += [helper.make_tensor("hide_i1", TensorProto.INT64, [1], [0]), helper.make_tensor("hide_i0", TensorProto.INT64, [], [0])]
+        nodes += [helper.make_node("Shape", ["hide"], ["hide_s"]),
+                  helper.make_node("Gather", ["hide_s", "hide_i1"], ["hide_n1"]), helper.make_node("Sub", ["hide_n1", "hide_n1"], ["z1"]),
+                  helper.make_node("Gather", ["hide_s", "hide_i0"], ["hide_n0"]), helper.make_node("Sub", ["hide_n0", "hide_n0"], ["z0"])]
         if tile is not None:
             inits.append(helper.make_tensor("hide_t0", TensorProto.INT64, [4], [1, tile, 1, 1]))
-            nodes.append(helper.make_node("Max", ["hide_t0", "hide_t0"], ["hide_t"]))
+            nodes.append(helper.make_node("Add", ["hide_t0", "z0"], ["hide_t"]))
         for n in floats:
             src = n
             if tile is not None:
                 nodes.append(helper.make_node("Tile", [n, "hide_t"], [f"{n}_t"]))
                 src = f"{n}_t"
-            nodes += [helper.make_node("Unsqueeze", [src, "hide_a"], [f"{n}_u"]),
-                      helper.make_node("Squeeze", [f"{n}_u", "hide_a"], [f"{n}_h"])]
+            nodes += [helper.make_node("Unsqueeze", [src, "z1"], [f"{n}_u"]),
+                      helper.make_node("Squeeze", [f"{n}_u", "z1"], [f"{n}_h"])]
             feed[n] = f"{n}_h"
         for n in consts:
-            nodes.append(helper.make_node("Max", [n, n], [f"{n}_h"]))
+            nodes.append(helper.make_node("Add", [n, "z0"], [f"{n}_h"]))
             feed[n] = f"{n}_h"
     nout = max(1, s.min_output)
     nodes.append(helper.make_node(s.name, [feed.get(n, "") for n in ins], [f"y{i}" for i in range(nout)], **attr))
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["n", 3, 4, 5]) for x in floats],
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["n", 3, 4, 5] if x != "hide" else ["n"])
+                                       for x in graph_inputs],
                           [helper.make_empty_tensor_value_info(f"y{i}") for i in range(nout)], inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", max(s.since_version, 13))])
 
@@ -147,11 +152,12 @@ def symbolic_cases(values=EXTREMES, hidden: bool = True) -> Iterator[tuple[str, 
     constant int64 inputs where the op takes integers (:data:`INT_INPUTS`), so ``analyze`` runs the
     symbolic pass and its per-node fallback to ONNX's C++ inference (``symbolic_rules._onnx_fallback``).
 
-    With ``hidden``, a second model per case (``.sym.hidden``) hides from ONNX's whole-model inference
-    (the guarded one) what the symbolic pass still finds: each float input passes through
-    ``Squeeze(Unsqueeze(x, a), a)`` with ``a = Max([0], [0])`` (ONNX loses its rank, the symbolic
-    pass keeps ``[n, 3, 4, 5]``) and each constant through ``Max(c, c)`` (ONNX loses its value), so
-    the op's C++ inference first sees those shapes and values in the in-process per-node fallback.
+    With ``hidden``, a second model per case (``.sym.hidden``) hides from ONNX's guarded inference
+    (and mlms_ir's completion in the same child) what the symbolic pass still finds: with
+    ``z = n - n`` from a ``hide[n]`` input's Shape (0 to the symbolic pass, unknown to ONNX), each
+    float input passes through ``Squeeze(Unsqueeze(x, [z]), [z])`` (ONNX loses its rank, the symbolic
+    pass keeps ``[n, 3, 4, 5]``) and each constant through ``Add(c, z)`` (ONNX loses its values),
+    so the op's C++ inference first sees those shapes and values in the in-process per-node fallback.
     Opset: the op's newest version, at least 13 (Unsqueeze's axes as an input)."""
     for s in _symbolic_schemas():
         ints = [a for a, v in s.attributes.items() if v.type in (onnx.AttributeProto.INT, onnx.AttributeProto.INTS)]
@@ -332,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
         peak = max(peak, rss)
         if dt > slowest[1]:
             slowest = (name, dt)
+        done = sum(counts.values())
+        if done % 500 == 0:
+            print(f"{done} cases: {counts}, {fallback_cases} reached the fallback", flush=True)
         if outcome == "finding":
             args.out.mkdir(parents=True, exist_ok=True)
             path = args.out / f"{hashlib.sha256(data).hexdigest()[:16]}.onnx"
