@@ -92,3 +92,31 @@ def test_kept_findings_stay_fixed(path):
     for lenient in (False, True):
         outcome, detail, _, _ = fuzz.run_case(path.read_bytes(), lenient)
         assert outcome in ("analysed", "refused"), detail
+
+
+def test_the_fallback_is_not_asked_about_axes_out_of_range():
+    """ONNX's C++ GatherND inference segfaults on ``batch_dims`` -5 with inputs of known rank."""
+    from types import SimpleNamespace
+
+    from mlms_ir.ir.symbolic_rules import _axes_in_range
+
+    ins = [("n", 3, 4, 5), (1, 1)]
+    ok = [{"batch_dims": 0}, {"batch_dims": 2}, {"axes": [0, 5]}, {"axis": -4}, {"perm": [3, 2, 1, 0]}, {"group": 2**40}]
+    bad = [{"batch_dims": -5}, {"batch_dims": -2**31}, {"axis": 2**31}, {"axes": [0, -2**63]}, {"perm": [0, 2**40]}]
+    assert all(_axes_in_range(SimpleNamespace(ins=ins, attrs=a)) for a in ok)
+    assert not any(_axes_in_range(SimpleNamespace(ins=ins, attrs=a)) for a in bad)
+
+
+def test_a_hostile_axis_reaching_the_fallback_is_analysed(monkeypatch):
+    """A GatherND with ``batch_dims=-5`` whose rank only the symbolic pass knows (a ``.sym.hidden``
+    model), its symbolic rule made to give up: the fallback would hand it to ONNX's C++ inference,
+    which segfaults on it; it is left unknown instead (in a forked child, so a crash is a finding)."""
+    import onnx
+
+    from mlms_ir.ir import symbolic_rules
+
+    monkeypatch.setitem(symbolic_rules.SHAPE_RULES, "GatherND", lambda c: [None])
+    schema = onnx.defs.get_schema("GatherND")
+    model = fuzz._symbolic_model(schema, {"batch_dims": -5}, *fuzz._symbolic_inputs(schema), hidden=True)
+    outcome, detail, _, _ = fuzz.run_case_forked(model.SerializeToString(), lenient=True)
+    assert outcome in ("analysed", "refused"), detail
