@@ -297,6 +297,66 @@ def run_case_forked(data: bytes, lenient: bool = False, timeout_s: float = CASE_
     return "finding", f"exit {os.waitstatus_to_exitcode(status)}: {out or 'no message'}", dt, rss
 
 
+def fallback_sweep(values=EXTREMES + (-5, 5), tiles=(None, 2**61)) -> tuple[int, list[str]]:
+    """ONNX's per-node C++ inference called as ``symbolic_rules._onnx_fallback`` calls it (inputs of
+    known rank with a symbolic leading dim, integer constants as data), each call in a fork: every
+    op with every extreme integer attribute, and with every extreme value in each integer input.
+    Returns the number of calls and the crashes ``_onnx_fallback`` would not screen out (it skips
+    axis attributes out of range): those would kill the process. About 30 s for ~4,400 calls."""
+    import signal
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from mlms_ir.ir.symbolic_rules import _axes_in_range
+
+    def type_of(dims, elem) -> bytes:
+        tp = onnx.TypeProto()
+        tp.tensor_type.elem_type = elem
+        tp.tensor_type.shape.SetInParent()
+        for d in dims:
+            dim = tp.tensor_type.shape.dim.add()
+            if isinstance(d, str):
+                dim.dim_param = d
+            else:
+                dim.dim_value = d
+        return tp.SerializeToString()
+
+    calls, unscreened = 0, []
+    for s in _symbolic_schemas():
+        ins, floats, consts = _symbolic_inputs(s)
+        ints = [a for a, v in s.attributes.items() if v.type in (onnx.AttributeProto.INT, onnx.AttributeProto.INTS)]
+        variants = [({a: v if s.attributes[a].type == onnx.AttributeProto.INT else [v, v]}, consts, None) for a in ints for v in values]
+        variants += [({}, consts | {k: np.full(np.shape(c), v, dtype=object).tolist()}, None) for k, c in consts.items() for v in values]
+        variants += [({}, consts, t) for t in tiles if t and floats]
+        for attrs, cs, tile in variants:
+            dims = ["__mlms_s0", 3 * (tile or 1), 4, 5]
+            types, data, shapes = {}, {}, []
+            for n in ins:
+                if n in cs:
+                    arr = np.array(cs[n], dtype=np.int64)
+                    types[n] = type_of(arr.shape, TensorProto.INT64)
+                    data[n] = onnx.numpy_helper.from_array(arr, n).SerializeToString()
+                    shapes.append(arr.shape)
+                elif n:
+                    types[n] = type_of(dims, TensorProto.FLOAT)
+                    shapes.append(("n", *dims[1:]))
+            node = helper.make_node(s.name, ins, [f"y{i}" for i in range(max(1, s.min_output))], **attrs)
+            calls += 1
+            pid = os.fork()
+            if pid == 0:
+                signal.alarm(int(CASE_TIMEOUT_S))
+                try:
+                    s._infer_node_outputs(node.SerializeToString(), types, data, {}, {"": max(s.since_version, 13)}, 10)
+                except Exception:  # noqa: BLE001, S110 - ONNX refusing is fine; only a crash counts
+                    pass
+                os._exit(0)
+            _, status = os.waitpid(pid, 0)
+            if os.WIFSIGNALED(status) and _axes_in_range(SimpleNamespace(ins=shapes, attrs=attrs)):
+                unscreened.append(f"{s.name} {attrs or cs} dim1={dims[1]}: signal {os.WTERMSIG(status)}")
+    return calls, unscreened
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--attributes", type=int, default=10_000, help="attribute-fuzzed single-op models (at most)")
@@ -304,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--symbolic", type=int, default=10_000,
                     help="models with a symbolic dim: hostile constant inputs and dims, then attribute-fuzzed (at most; analysed leniently)")
     ap.add_argument("--seconds", type=float, default=3600.0, help="stop after this long")
+    ap.add_argument("--fallback-sweep", action="store_true",
+                    help="first call ONNX's per-node inference as the symbolic fallback does, for every op and extreme (fallback_sweep)")
     ap.add_argument("--subprocess", action="store_true",
                     help="a new interpreter per case (run_case) instead of a fork of this one (run_case_forked)")
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "data" / "fuzz", help="where findings are kept")
@@ -313,6 +375,12 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"mlms_ir {__version__}, onnx {onnx.__version__}, Python {platform.python_version()}, {platform.platform()}, "
           f"{os.cpu_count()} CPUs")
+    if args.fallback_sweep:
+        t0 = time.perf_counter()
+        calls, unscreened = fallback_sweep()
+        print(f"fallback sweep: {calls} per-node calls in {time.perf_counter() - t0:.0f} s, {len(unscreened)} crashes not screened out")
+        for line in unscreened:
+            print(f"FINDING fallback sweep: {line}", flush=True)
     cases: list[tuple[str, bytes, bool]] = []
     for name, m in list(attribute_cases())[: args.attributes]:
         data = m.SerializeToString()
@@ -349,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{sum(counts.values())} cases: {counts['analysed']} analysed, {counts['refused']} refused, {counts['finding']} findings; "
           f"slowest {slowest[0]} ({slowest[1]:.2f} s); peak child RSS {peak / 2**20:.0f} MiB; "
           f"{fallback_cases} reached the symbolic per-node fallback")
-    return 1 if counts["finding"] else 0
+    return 1 if counts["finding"] or (args.fallback_sweep and unscreened) else 0
 
 
 if __name__ == "__main__":
