@@ -96,6 +96,10 @@ def _load(
     if inferred is not model:
         hidden.restore(inferred)
     warnings.extend(inference_warnings)
+    # The model as read is done with once inference has given its copy: one copy of a 200,000-node
+    # graph's proto (hundreds of MB) less for the rest of the analysis.
+    loaded.model = inferred
+    del model
     graph = Graph(inferred, source=str(loaded.path) if loaded.path else None, ordered=True, loaded=loaded,
                   bindings=bindings, warnings=warnings)
     if bindings.input_values:
