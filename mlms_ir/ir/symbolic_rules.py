@@ -1166,7 +1166,8 @@ def _onnx_fallback(c: Ctx) -> list[Shape] | None:
 
     This runs ONNX's C++ code in this process, on shapes and values the guarded whole-model
     inference may not have seen (:mod:`mlms_ir.ir.guard`), so it is only asked what protobuf and its
-    C++ code can hold: a dim outside ``[0, 2**63)`` or an axis attribute out of range
+    C++ code can hold: a dim outside ``[0, 2**63)``, an input of ``2**63`` elements or more (ONNX
+    multiplies dims in int64: they would wrap to a wrong number), or an axis attribute out of range
     (:func:`_axes_in_range`) leaves the node to its rule (no fallback), and an input's values go
     with it only where they are integers of its own integer type, in range (issue #16: a dim of
     3 * 2**80 from two Tiles raised ``ValueError`` here)."""
@@ -1191,6 +1192,8 @@ def _onnx_fallback(c: Ctx) -> list[Shape] | None:
         tp = onnx.TypeProto()
         tp.tensor_type.elem_type = t.elem_type or onnx.TensorProto.FLOAT
         if s is not None:
+            if math.prod(d for d in s if E.is_int(d)) >= 2**63:  # ONNX's int64 size arithmetic would wrap
+                return None
             shape = tp.tensor_type.shape
             shape.SetInParent()
             for d in s:
