@@ -5,14 +5,17 @@ integer inputs, which drive the symbolic pass), and random byte and field mutati
 
 The rule it checks: each model is analysed or refused with an :class:`mlms_ir.errors.MlmsIrError`;
 anything else (another exception, a crash of this process, a run over the time or memory budget)
-is a finding. Each case runs in a child process (``run_case``), so a crash the guard misses is
-caught here too; findings are written to ``--out`` (default ``tests/data/fuzz``) as regression
-models that ``tests/test_fuzz.py`` replays on every run.
+is a finding. Each case runs in a child process (forked from this one, ``run_case_forked``, or a
+new interpreter with ``--subprocess``, ``run_case``), so a crash the guard misses is caught here
+too; findings are written to ``--out`` (default ``tests/data/fuzz``) as regression models that
+``tests/test_fuzz.py`` replays on every run. The symbolic cases (:func:`symbolic_cases`,
+:func:`symbolic_data_cases`) aim at the symbolic pass' in-process per-node fallback to ONNX's C++
+inference; ``--fallback-sweep`` calls that inference directly (:func:`fallback_sweep`).
 
-    .venv/bin/python tools/fuzz.py --attributes 10000 --mutations 2400 --symbolic 10000 [--seconds 3600]
+    .venv/bin/python tools/fuzz.py --attributes 10000 --mutations 2400 --symbolic 10000 --fallback-sweep [--seconds 3600]
 
-Prints the environment, the counts (analysed, refused, findings), the slowest case and the peak
-RSS of the children.
+Prints the environment, the counts (analysed, refused, findings), the slowest case, the peak
+RSS of the children and how many cases reached the symbolic per-node fallback.
 """
 
 from __future__ import annotations
