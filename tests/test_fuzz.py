@@ -120,3 +120,11 @@ def test_a_hostile_axis_reaching_the_fallback_is_analysed(monkeypatch):
     model = fuzz._symbolic_model(schema, {"batch_dims": -5}, *fuzz._symbolic_inputs(schema), hidden=True)
     outcome, detail, _, _ = fuzz.run_case_forked(model.SerializeToString(), lenient=True)
     assert outcome in ("analysed", "refused"), detail
+
+
+def test_an_axis_of_minus_2pow31_builds_no_huge_shape():
+    """LayerNormalization with ``axis=-2**31`` on ``[n, 3, 4, 5]``: the symbolic rule built a tuple of
+    2**31 ones (62 s, 16 GB on the loaded 2-core machine); the output is now unknown, in ~100 MB."""
+    data = (ROOT / "tests" / "data" / "fuzz" / "layernorm_axis_min_int32_symbolic_16gb.onnx").read_bytes()
+    outcome, detail, _, rss = fuzz.run_case_forked(data, lenient=True)
+    assert outcome in ("analysed", "refused") and rss < 1 << 30, detail

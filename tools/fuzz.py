@@ -40,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EXTREMES = (2**31, -2**31, 2**31 - 1, 2**63 - 1, -2**63, 2**40, -2**40, 0, -1, 1)
 #: Budgets per case: the rule is "refused or analysed", fast and small.
 CASE_TIMEOUT_S = 120.0
+#: A forked case whose child peaks above this is a finding (a single-op model needs ~100 MB).
+CASE_MEMORY_BYTES = 2 << 30
 
 
 def attribute_cases(values=EXTREMES) -> Iterator[tuple[str, onnx.ModelProto]]:
@@ -248,7 +250,8 @@ def run_case(data: bytes, lenient: bool = False, timeout_s: float = CASE_TIMEOUT
 
 def run_case_forked(data: bytes, lenient: bool = False, timeout_s: float = CASE_TIMEOUT_S) -> tuple[str, str, float, int]:
     """:func:`run_case` in a child forked from this process, which has imported ``mlms_ir`` once
-    (about 0.2 s a case instead of 1 s): the same outcomes, from ``fork`` instead of a new interpreter."""
+    (about 0.2 s a case instead of 1 s): the same outcomes, from ``fork`` instead of a new
+    interpreter, plus a finding when the child peaks above :data:`CASE_MEMORY_BYTES` (its own RSS)."""
     import signal
 
     import mlms_ir
@@ -278,7 +281,7 @@ def run_case_forked(data: bytes, lenient: bool = False, timeout_s: float = CASE_
     deadline = t0 + timeout_s
     status = None
     while status is None:
-        done, st = os.waitpid(pid, os.WNOHANG)
+        done, st, usage = os.wait4(pid, os.WNOHANG)
         if done:
             status = st
         elif time.perf_counter() > deadline:
@@ -291,9 +294,11 @@ def run_case_forked(data: bytes, lenient: bool = False, timeout_s: float = CASE_
     dt = time.perf_counter() - t0
     with os.fdopen(r, "rb") as fh:
         out = fh.read().decode(errors="replace")
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    rss = usage.ru_maxrss * 1024  # this case's child alone
     if os.WIFSIGNALED(status):
         return "finding", f"killed by signal {os.WTERMSIG(status)}", dt, rss
+    if rss > CASE_MEMORY_BYTES:
+        return "finding", f"peak RSS {rss / 2**30:.1f} GiB, above {CASE_MEMORY_BYTES / 2**30:g} GiB", dt, rss
     calls, _, outcome = out.partition(" ")
     if os.waitstatus_to_exitcode(status) == 0 and calls.isdigit() and outcome in ("analysed", "refused"):
         return outcome, f"{calls} fallback calls", dt, rss

@@ -183,6 +183,8 @@ def _layer_norm(c: Ctx) -> list[Shape]:
     if x is None:
         return [None] * c.n_out
     axis = _axis(int(c.attr("axis", -1)), len(x))
+    if not 0 <= axis < len(x):  # out of range (invalid): axis=-2**31 made a tuple of 2**31 ones (16 GB)
+        return [None] * c.n_out
     stat = tuple(x[:axis]) + (1,) * (len(x) - axis)
     return [x, stat, stat][: c.n_out]
 
