@@ -374,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=3600.0, help="stop after this long")
     ap.add_argument("--fallback-sweep", action="store_true",
                     help="first call ONNX's per-node inference as the symbolic fallback does, for every op and extreme (fallback_sweep)")
+    ap.add_argument("--skip", type=int, default=0, help="skip the first N cases (after the seeded shuffle): resume a bounded run")
     ap.add_argument("--subprocess", action="store_true",
                     help="a new interpreter per case (run_case) instead of a fork of this one (run_case_forked)")
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "data" / "fuzz", help="where findings are kept")
@@ -398,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(builtin_path()).read_bytes()
     cases += [(name, data, False) for name, data in mutations(base, args.mutations)]
     random.Random(0).shuffle(cases)  # a time-bounded run samples every op and both kinds, not the first few
+    cases = cases[args.skip:]
     runner = run_case if args.subprocess or not hasattr(os, "fork") else run_case_forked
     deadline = time.monotonic() + args.seconds
     counts = {"analysed": 0, "refused": 0, "finding": 0}
