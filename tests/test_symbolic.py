@@ -518,3 +518,25 @@ def test_onnx_backend_cases_with_a_symbolic_dim_equal_their_concrete_analysis(sh
                 wrong.append((case.name, key, v, getattr(concrete.totals, key)))
                 break
     assert checked > 1300 // SHARDS and wrong == [], (checked, wrong[:5])
+
+
+def test_reshape_minus_one_that_no_whole_size_fits_is_unknown():
+    """Reshape [2,3,4,5] (120 elements) to [7, -1]: no whole -1 exists (ONNX rejects it); the rule
+    leaves the output unknown instead of rounding 120 // 7 down to 17."""
+    from mlms_ir.ir.symbolic_rules import _reshape
+
+    class Ctx:
+        def __init__(self, x, target):
+            self.x, self.target = x, target
+
+        def shape(self, i):
+            return self.x
+
+        def ints(self, i):
+            return self.target
+
+        def attr(self, name, default=None):
+            return default
+
+    assert _reshape(Ctx((2, 3, 4, 5), [7, -1])) == [None]
+    assert _reshape(Ctx((2, 3, 4, 5), [6, -1])) == [(6, 20)]

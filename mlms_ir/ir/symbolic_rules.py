@@ -231,6 +231,8 @@ def _reshape(c: Ctx) -> list[Shape]:
         if E.is_int(known) and known == 0:  # -1 beside a 0 (allowzero, invalid) or a 0 dim: no one size
             return [None]
         if E.is_int(total) and E.is_int(known):
+            if total % known:  # no whole size fits (ONNX rejects the model): unknown, not a rounded one
+                return [None]
             out[minus] = total // known
         else:
             out[minus] = E.exact_div(total, known)
