@@ -37,6 +37,8 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.rst"))]
 NOT_RUN = {
     ("README.md", "convert resnet50"): "exports ResNet-50 from torchvision (minutes); tests/test_converters.py exports small models",
     ("README.md", "analyze zoo:resnet50"): "builds ResNet-50 into the zoo cache (minutes); tests/test_zoo.py builds small ones",
+    ("README.md", "run resnet50.onnx --scenario singlestream"): "two 10 s LoadGen tests; docs/scenarios.rst's shorter ones run",
+    ("README.md", "run resnet50.onnx --scenario offline"): "two 10 s LoadGen tests; docs/scenarios.rst's shorter ones run",
     ("README.md", "convert m.keras"): "needs a Keras model file; tests/test_converters_tf.py converts ones it builds",
     ("README.md", "convert zoo:digits-cnn --to savedmodel"): "runs in the onnx-tf agent env (tests/test_converters_onnx_tf.py)",
     ("accuracy.rst", "datasets download mnist"): "downloads MNIST (no network in tests)",
