@@ -21,6 +21,7 @@ import resource
 import select
 import signal
 import struct
+import threading
 import time
 from collections.abc import Callable
 
@@ -108,13 +109,37 @@ def unframe(data: bytes) -> tuple[object, bytes]:
     return json.loads(data[8:8 + n]), data[8 + n:]
 
 
-def _address_space_bytes() -> int:
-    """This process' virtual size (0 where /proc is not there)."""
+def _statm_bytes(field: int) -> int:
+    """A size of this process from ``/proc/self/statm`` (0: virtual, 1: resident), in bytes; 0
+    where /proc is not there."""
     try:
         with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            return int(fh.read().split()[field]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def _address_space_bytes() -> int:
+    """This process' virtual size (0 where /proc is not there)."""
+    return _statm_bytes(0)
+
+
+def _answer(payload: bytes) -> bytes:
+    """What a guarded call's answer says: ``K`` and the bytes it returned, ``E`` and the exception it
+    raised (as :class:`GuardedError`), ``C`` and why it crashed (as :class:`GuardedCrash`: the
+    guard server's word for its child's death)."""
+    kind, body = payload[:1], payload[1:]
+    if kind == b"K":
+        return body
+    if kind == b"C":
+        raise GuardedCrash(body.decode("utf-8", "replace"))
+    type_name, _, message = body.decode("utf-8", "replace").partition("\0")
+    raise GuardedError(type_name, message)
+
+
+def _error(type_name: str, message: object) -> bytes:
+    """The ``E`` answer of a call that raised (read back by :func:`_answer`)."""
+    return b"E" + f"{type_name}\0{message}".encode("utf-8", "replace")
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -155,9 +180,9 @@ def run_guarded(fn: Callable[[], bytes], *, timeout_s: float = DEFAULT_TIMEOUT_S
             try:
                 payload = b"K" + fn()
             except MemoryError:
-                payload = b"EMemoryError\0"
+                payload = _error("MemoryError", "")
             except BaseException as exc:  # noqa: BLE001 - everything goes back as text
-                payload = b"E" + f"{type(exc).__name__}\0{exc}".encode("utf-8", "replace")
+                payload = _error(type(exc).__name__, exc)
             _write_all(w, struct.pack("<Q", len(payload)) + payload)
         except BaseException:  # noqa: BLE001
             code = 1
@@ -200,11 +225,7 @@ def run_guarded(fn: Callable[[], bytes], *, timeout_s: float = DEFAULT_TIMEOUT_S
     if len(data) < 9:
         raise GuardedCrash("it ended without an answer (out of memory?)")
     (n,) = struct.unpack("<Q", data[:8])
-    payload = data[8:8 + n]
-    if payload[:1] == b"K":
-        return payload[1:]
-    type_name, _, message = payload[1:].decode("utf-8", "replace").partition("\0")
-    raise GuardedError(type_name, message)
+    return _answer(data[8:8 + n])
 
 
 # -- the guard server: cheap guarded calls from a large process ------------------------------------
@@ -262,14 +283,7 @@ class _Server:
                 answer += chunk
                 if need == 8 and len(answer) >= 8:
                     need = 8 + struct.unpack("<Q", answer[:8])[0]
-        payload = answer[8:need]
-        kind, body = payload[:1], payload[1:]
-        if kind == b"K":
-            return body
-        if kind == b"C":
-            raise GuardedCrash(body.decode("utf-8", "replace"))
-        type_name, _, message = body.decode("utf-8", "replace").partition("\0")
-        raise GuardedError(type_name, message)
+        return _answer(answer[8:need])
 
     def close(self) -> None:
         try:
@@ -287,7 +301,7 @@ class _ServerBroken(Exception):
 _server: _Server | None = None
 _server_failed = False
 _calls = 0
-_server_lock = None
+_server_lock = threading.Lock()
 
 
 def _package_root_path() -> str:
@@ -297,21 +311,12 @@ def _package_root_path() -> str:
     return here + (os.pathsep + rest if rest else "")
 
 
-def _resident_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
 def call_guarded(target: str, data: Callable[[], bytes], work: Callable[[], bytes], *, timeout_s: float = DEFAULT_TIMEOUT_S,
                  memory_bytes: int | None = None) -> bytes:
     """``work()`` guarded as :func:`run_guarded` does; ``target`` (a name in :data:`SERVER_TARGETS`)
     applied to the bytes ``data()`` returns is the same work, which a large process hands to its guard server instead
     of forking itself. Raises what :func:`run_guarded` raises."""
-    global _server, _server_failed, _calls, _server_lock
-    import threading
+    global _server, _server_failed, _calls
 
     _calls += 1
     if memory_bytes is None:
@@ -319,10 +324,8 @@ def call_guarded(target: str, data: Callable[[], bytes], work: Callable[[], byte
     if _server is not None and _server.pid != os.getpid():
         _server = None  # a forked child of the process that started it: not ours to talk to
     if _server is None and (_server_failed or not hasattr(os, "fork") or _calls <= SERVER_AFTER_CALLS
-                            or _resident_bytes() < SERVER_MIN_RSS_BYTES):
+                            or _statm_bytes(1) < SERVER_MIN_RSS_BYTES):
         return run_guarded(work, timeout_s=timeout_s, memory_bytes=memory_bytes)
-    if _server_lock is None:
-        _server_lock = threading.Lock()
     if not _server_lock.acquire(blocking=False):  # another thread is using it: fork as before
         return run_guarded(work, timeout_s=timeout_s, memory_bytes=memory_bytes)
     try:
@@ -380,8 +383,8 @@ def serve() -> None:
         except GuardedCrash as exc:
             answer = b"C" + str(exc).encode("utf-8", "replace")
         except GuardedError as exc:
-            answer = b"E" + f"{exc.type_name}\0{exc.message}".encode("utf-8", "replace")
+            answer = _error(exc.type_name, exc.message)
         except Exception as exc:  # noqa: BLE001 - the server goes on
-            answer = b"E" + f"{type(exc).__name__}\0{exc}".encode("utf-8", "replace")
+            answer = _error(type(exc).__name__, exc)
         stdout.write(struct.pack("<Q", len(answer)) + answer)
         stdout.flush()
