@@ -28,7 +28,7 @@ CLI = textwrap.dedent("""
     from mlms_ir.cli.convert import convert
     from mlms_ir.cli.zoo import Zoo
     base = c.commands
-    c.commands = lambda: {"zoo": Zoo(), "convert": convert, **base()}
+    c.commands = lambda verb=None: {"zoo": Zoo(), "convert": convert, **base(verb)}
     sys.exit(c.main(sys.argv[1:]))
 """)
 

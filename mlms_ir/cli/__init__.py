@@ -76,36 +76,26 @@ def _take_quiet(argv: list[str]) -> list[str]:
     return out
 
 
-#: The module of each verb: a command imports only its own (``analyze`` never imports the
-#: backends' or the zoo's CLI modules); help and unknown words import them all.
+#: The module of each verb, in the order help lists them: a command imports only its own
+#: (``analyze`` never imports the backends' or the zoo's CLI modules); help and unknown words
+#: import them all. ``runs``, ``zoo`` and ``datasets`` are classes of subcommands.
 VERB_MODULES = {
-    "analyze": "analyze", "devices": "analyze", "ops": "analyze", "version": "analyze", "report": "report",
-    "run": "run", "profile": "run", "diverge": "run", "backends": "run", "convert": "convert", "evaluate": "evaluate",
-    "datasets": "evaluate", "runs": "runs", "sweep": "runs", "zoo": "zoo",
+    "analyze": "analyze", "run": "run", "profile": "run", "diverge": "run", "evaluate": "evaluate", "report": "report",
+    "runs": "runs", "sweep": "runs", "zoo": "zoo", "convert": "convert", "datasets": "evaluate", "backends": "run",
+    "devices": "analyze", "ops": "analyze", "version": "analyze",
 }
+_CLASSES = {"runs": "Runs", "zoo": "Zoo", "datasets": "Datasets"}
 
 
 def commands(verb: str | None = None) -> dict:
     """Every verb by name, or only ``verb`` (imported alone) when it is one."""
-    if verb in VERB_MODULES:
-        import importlib
+    import importlib
 
-        target = getattr(importlib.import_module(f"mlms_ir.cli.{VERB_MODULES[verb]}"), verb.capitalize() if verb in ("runs", "zoo", "datasets") else verb)
-        return {verb: target() if isinstance(target, type) else target}
-    from mlms_ir.cli.analyze import analyze, devices, ops, version
-    from mlms_ir.cli.report import report
-    from mlms_ir.cli.run import backends, diverge, profile, run
-    from mlms_ir.cli.convert import convert
-    from mlms_ir.cli.evaluate import Datasets, evaluate
-    from mlms_ir.cli.runs import Runs, sweep
-    from mlms_ir.cli.zoo import Zoo
-
-    return {"analyze": analyze, "run": run, "profile": profile, "diverge": diverge, "evaluate": evaluate, "report": report,
-            "runs": Runs(), "sweep": sweep, "zoo": Zoo(), "convert": convert, "datasets": Datasets(), "backends": backends,
-            "devices": devices, "ops": ops, "version": version}
-
-
-_own_commands = commands
+    table = {}
+    for name in [verb] if verb in VERB_MODULES else VERB_MODULES:
+        target = getattr(importlib.import_module(f"mlms_ir.cli.{VERB_MODULES[name]}"), _CLASSES.get(name, name))
+        table[name] = target() if isinstance(target, type) else target
+    return table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -134,8 +124,7 @@ def _main(argv_list: list[str], fire, cli_args) -> int:
     try:
         rest = _take_quiet(_take_max_memory(argv_list))
         verb = None if cli_args.wants_help(rest) or not rest else rest[0]
-        # a program that put its own table in place of commands() (a test adding verbs) gets it whole
-        table = commands(verb) if commands is _own_commands else commands()
+        table = commands(verb)
         target, verb_args = cli_args.resolve(table, rest)
         if target is None or isinstance(target, dict) or cli_args.wants_help(verb_args):
             if target is None and verb_args and not cli_args.wants_help(verb_args):

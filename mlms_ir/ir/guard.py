@@ -292,6 +292,8 @@ class _Server:
             self.proc.wait(timeout=2)
         except Exception:  # noqa: BLE001 - it goes anyway
             self.proc.kill()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 class _ServerBroken(Exception):
@@ -350,6 +352,7 @@ def call_guarded(target: str, data: Callable[[], bytes], work: Callable[[], byte
 
             logging.getLogger(__name__).debug("guard server failed; forking from now on", exc_info=True)
             _server.proc.kill()
+            _server.close()
             _server, _server_failed = None, True
             return run_guarded(work, timeout_s=timeout_s, memory_bytes=memory_bytes)
     finally:
