@@ -14,6 +14,7 @@ import dataclasses
 import datetime as _dt
 import functools
 import json
+import math
 import os
 import sqlite3
 import uuid
@@ -25,7 +26,7 @@ from typing import Any
 
 from mlms_ir.errors import StoreError
 from mlms_ir.files import sha256_of
-from mlms_ir.results.base import json_safe
+from mlms_ir.results.base import as_number, json_safe
 
 #: Environment variable naming the store file (``none`` turns recording off).
 STORE_ENV = "MLMS_IR_STORE"
@@ -178,7 +179,7 @@ def _dumps(obj: Any, str_keys: bool = False) -> str:
     if str_keys or _str_keys(obj):
         try:
             return json.dumps(obj, separators=(",", ":"), allow_nan=False, default=str)
-        except ValueError:  # NaN or an infinity somewhere: json_safe makes it null
+        except ValueError:  # NaN or an infinity somewhere: json_safe writes null or "inf"
             pass
     return json.dumps(json_safe(obj), separators=(",", ":"), default=str)
 
@@ -215,20 +216,31 @@ _PLAIN_CELL_TYPES = frozenset({type(None), int, str})
 
 def _node_rows(run_id: int, nodes: list[dict[str, Any]]) -> list[tuple]:
     """The ``nodes`` rows of a run: a row of None, ints and strings is taken as it is (checked by
-    type in C, not value by value); another goes through :func:`_cell`."""
+    type in C, not value by value) unless a figure is the ``"inf"`` of a result's JSON; another
+    goes through :func:`_cell` (the text columns through :func:`json_safe`)."""
     rows = []
     plain = _PLAIN_CELL_TYPES.issuperset
     for n in nodes:
         values = tuple(map(n.get, NODE_COLUMNS))
-        rows.append((run_id, *values) if plain(map(type, values)) else (run_id, *map(_cell, values)))
+        if plain(map(type, values)) and not any(type(v) is str for v in values[_FIRST_FIGURE:]):
+            rows.append((run_id, *values))
+        else:
+            rows.append((run_id, *map(json_safe, values[:_FIRST_FIGURE]), *map(_cell, values[_FIRST_FIGURE:])))
     return rows
 
 
+#: Where the figures (REAL and INTEGER columns) start in :data:`NODE_COLUMNS`.
+_FIRST_FIGURE = NODE_COLUMNS.index("time_us")
+
+
 def _cell(v: Any) -> Any:
-    """A value for a ``nodes`` column: scalars as they are, a non-finite float as NULL."""
-    if v is None or type(v) is int or type(v) is str:
-        return v
-    return json_safe(v)
+    """A figure for a ``nodes`` column: numbers as they are, NaN as NULL, and an infinity (a float,
+    or the ``"inf"`` a result's JSON writes) as SQLite's REAL infinity, so an infinite error sorts
+    above every finite one and never reads as unknown."""
+    v = as_number(v)
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v if v is None or isinstance(v, (int, float)) else json_safe(v)
 
 
 def _damage_is_a_store_error(method):
@@ -524,7 +536,7 @@ def records_from_divergence(reports: Sequence[Any], system: dict[str, Any] | Non
         d = rep.to_dict() if hasattr(rep, "to_dict") else rep
         nodes = [{"node_id": n["id"], "name": n.get("name"), "op_type": n.get("op_type"), "max_abs": n.get("max_abs"),
                   "introduced_max_abs": n.get("introduced_max_abs")} for n in d["nodes"]]
-        worst = max((o.get("max_abs") or 0.0 for o in d.get("outputs", [])), default=None)
+        worst = max((as_number(o.get("max_abs")) or 0.0 for o in d.get("outputs", [])), default=None)
         summary = {"reference": d.get("reference"), "first_divergent": d.get("first_divergent"), "first_nan": d.get("first_nan"),
                    "output_max_abs": worst, "compared_tensors": d.get("compared_tensors"), "atol": d.get("atol"), "rtol": d.get("rtol")}
         out.append(StoreRecord(kind="diverge", backend=d["backend"], device=d.get("device"), precision=d.get("precision"),

@@ -46,6 +46,29 @@ def test_add_and_read_back(tmp_path):
             st.add(_rec(kind="nonsense"))
 
 
+def test_an_infinite_error_is_stored_as_infinite_not_unknown(tmp_path):
+    """One convention for infinities (results' JSON, json_safe, the store): "inf" in JSON, REAL
+    infinity in the nodes table; only NaN is unknown. A node named "inf" keeps its name."""
+    from mlms_ir.results.base import json_safe
+    from mlms_ir.store import records_from_divergence
+
+    assert json_safe({"a": math.inf, "b": (-math.inf, math.nan, 1.5)}) == {"a": "inf", "b": ["-inf", None, 1.5]}
+    d = {"backend": "ort", "model": {"name": "m.onnx"}, "reference": "reference",
+         "outputs": [{"name": "y", "max_abs": 0.5}, {"name": "z", "max_abs": "inf"}],  # as DivergenceReport.to_dict writes it
+         "nodes": [{"id": "n0", "name": "inf", "op_type": "MatMul", "max_abs": "inf", "introduced_max_abs": math.inf},
+                   {"id": "n1", "name": "b", "op_type": "Add", "max_abs": math.nan, "introduced_max_abs": 0.25}]}
+    (rec,) = records_from_divergence([d], system={"host": "h1"})
+    assert rec.summary["output_max_abs"] == math.inf
+    with Store(tmp_path / "s.sqlite") as st:
+        r = st.add(rec)
+        assert r.summary["output_max_abs"] == "inf"
+        n0, n1 = st.nodes(r.id)
+        assert n0["name"] == "inf" and n0["max_abs"] == math.inf and n0["introduced_max_abs"] == math.inf
+        assert n1["max_abs"] is None and n1["introduced_max_abs"] == 0.25
+        top = st._db.execute("SELECT node_id FROM nodes WHERE run_id = ? ORDER BY max_abs DESC", (r.id,)).fetchone()
+        assert top == ("n0",)
+
+
 def test_a_failed_write_leaves_nothing_half_written(tmp_path):
     with Store(tmp_path / "s.sqlite") as st:
         with pytest.raises(StoreError):

@@ -632,7 +632,8 @@ def _script_safe(text: str) -> str:
 
 def json_for_html(data: Any) -> str:
     """JSON for a ``<script type="application/json">`` element: ``<``, ``>`` and ``&`` escaped,
-    so no string from a model can end the element or start markup; NaN and infinities become null."""
+    so no string from a model can end the element or start markup; NaN becomes null and an
+    infinity ``"inf"`` or ``"-inf"`` (:func:`~mlms_ir.results.base.plain_float`)."""
     text = json.dumps(json_safe(data), separators=(",", ":"), allow_nan=False, default=str)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 

@@ -23,11 +23,31 @@ T = TypeVar("T")
 R = TypeVar("R", bound="Result")
 
 
+#: How :func:`plain_float` writes infinities, read back by :func:`build` where a number is expected.
+_INFINITIES = {"inf": math.inf, "-inf": -math.inf}
+
+
+def plain_float(x: float) -> float | str | None:
+    """A float as JSON holds it: itself when finite, an infinity as the string ``"inf"`` or
+    ``"-inf"`` (an infinite error must not read as an unknown one; JSON has no infinity), NaN as
+    None. The one convention of :func:`json_safe`, :func:`to_plain` and the results store."""
+    if math.isfinite(x):
+        return x
+    return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
+
+
+def as_number(v: Any) -> Any:
+    """``v`` with the strings ``"inf"``/``"-inf"`` that :func:`plain_float` writes read back as
+    floats (anything else as it is): for code that compares figures taken from a result's JSON."""
+    return _INFINITIES.get(v, v) if isinstance(v, str) else v
+
+
 def json_safe(obj: Any) -> Any:
-    """A copy that JSON can write and read back: NaN and infinities become None, tuples lists,
-    dict keys strings. Every result's ``to_dict`` and the results store go through it."""
+    """A copy that JSON can write and read back: floats as :func:`plain_float` writes them (NaN
+    None, infinities ``"inf"``/``"-inf"``), tuples lists, dict keys strings. Every result's
+    ``to_dict`` and the results store go through it."""
     if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
+        return plain_float(obj)
     if isinstance(obj, dict):
         return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -42,21 +62,16 @@ def json_fields(obj: Any) -> list[dataclasses.Field]:
 
 def to_plain(obj: Any) -> Any:
     """``obj`` as JSON-ready data: dataclasses as dicts of their JSON fields (in field order),
-    tuples as lists, an infinity as the string ``"inf"`` or ``"-inf"`` (an infinite error must not
-    read as an unknown one; JSON has no infinity) and NaN as None."""
+    tuples as lists, floats as :func:`plain_float` writes them."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_plain(getattr(obj, f.name)) for f in json_fields(obj)}
     if isinstance(obj, dict):
         return {str(k): to_plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_plain(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, float):
+        return plain_float(obj)
     return obj
-
-
-#: How :func:`to_plain` writes infinities, read back by :func:`build` where a number is expected.
-_INFINITIES = {"inf": math.inf, "-inf": -math.inf}
 
 
 @cache
