@@ -33,7 +33,9 @@ torch cannot compute: ``CumSum`` (onnx2torch reversed by default), ``IsInf`` (it
 ignored), ``Resize`` (settings where torch's interpolation is not ONNX's are refused, some of
 them only at run time, when the scales and sizes are known), ``ConvTranspose`` (``output_shape``,
 which it ignored, is refused). ``CastLike`` and ``Size``, which
-onnx2torch lacks and function bodies use, are ours too (:func:`cast_like`, :func:`size`).
+onnx2torch lacks and function bodies use, are ours too (:func:`cast_like`, :func:`size`); the
+other ops it lacks entirely (Attention, RMSNormalization, the losses, Trilu, BitShift ...) are in
+:mod:`~mlms_ir.backends.onnx2torch_ops`, registered here too.
 
 Each converter is a module-level function ``(node, graph) -> OperationConverterResult`` of
 onnx2torch's ``OnnxNode`` and ``OnnxGraph``, listed in :data:`CONVERTERS`; it finds the older
@@ -510,6 +512,10 @@ def _patch() -> list[str]:
         base = BUILDS_ON.get((op, version))
         if base is None or has(op, base):
             register(op, version, fn)
+    from mlms_ir.backends.onnx2torch_ops import converters as lacking  # ops onnx2torch has no converter for
+
+    for (op, version), fn in lacking().items():
+        register(op, version, fn)
     # after ours: ReduceMax-20 is our ReduceMax-18
     for op, (versions, old) in [*SAME_AS.items(), *TORCH_SAME_AS.items()]:
         if op not in NOT_ALIASED and has(op, old):

@@ -258,8 +258,8 @@ def _single(op: str, opset: int, **attrs) -> onnx.ModelProto:
     "op, opset, attrs, pattern",
     [
         ("LpPool", 18, {"kernel_shape": [2, 2]}, r"cannot convert op LpPool \(opset 18; node 'my_lppool' \(LpPool\)\)"),
-        ("GlobalMaxPool", 17, {}, r"cannot convert op GlobalMaxPool"),
-        ("Mish", 18, {}, r"cannot convert op Mish \(opset 18; node 'my_mish' \(Mish\)\)"),
+        ("GlobalLpPool", 17, {}, r"cannot convert op GlobalLpPool"),
+        ("Bernoulli", 18, {}, r"cannot convert op Bernoulli \(opset 18; node 'my_bernoulli' \(Bernoulli\)\)"),
         ("DepthToSpace", 17, {"blocksize": 2, "mode": "DCR"}, r"cannot convert op DepthToSpace at node 'my_depthtospace'.*CRD"),
     ],
 )

@@ -1,0 +1,732 @@
+"""Converters for ONNX ops that onnx2torch 1.5 has no converter for at any version.
+
+:mod:`~mlms_ir.backends.onnx2torch_compat` teaches onnx2torch newer versions of ops it knows;
+this module adds ops it lacks entirely (found by ONNX's node test cases, ``tools/conformance.py``):
+the elementwise ``Acosh`` ``Asinh`` ``Atanh`` ``Cosh`` ``Sinh`` ``Mish`` ``ThresholdedRelu``
+``Swish`` ``Shrink``, the bitwise ``BitwiseAnd`` ``BitwiseOr`` ``BitwiseXor`` ``BitwiseNot``
+``BitShift``, ``Hardmax``, ``Trilu``, ``CumProd``, ``RMSNormalization``, ``RotaryEmbedding``,
+``Attention``, the losses ``SoftmaxCrossEntropyLoss`` and ``NegativeLogLikelihoodLoss``,
+``OneHot``, ``SpaceToDepth``, ``GlobalMaxPool``, ``LpNormalization``, ``Det``, ``Compress``,
+``ReverseSequence`` and ``SwiGLU``. :func:`mlms_ir.backends.onnx2torch_compat.patch` registers
+each for the versions listed in :data:`TABLE`; each ONNX node still becomes one torch module.
+
+The rule: a converter computes exactly what ONNX's operator spec defines, or refuses. An attribute
+value, input or dtype that is not implemented exactly raises ``NotImplementedError`` when the node
+is converted (the torch backend reports it as a one-line refusal), or when the module runs where
+only then it is known. Each converter is a module-level function ``(node, graph) ->
+OperationConverterResult`` of onnx2torch's ``OnnxNode`` and ``OnnxGraph``; torch is imported
+lazily, since it is an optional dependency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+_MODULES: dict[str, type] = {}
+
+#: ONNX TensorProto float types -> torch dtype names (softmax_precision, stash_type).
+_FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}
+
+
+def _module(name: str) -> type:
+    """Our torch module class ``name`` (the classes are built on first use: torch is lazy)."""
+    if not _MODULES:
+        _MODULES.update(_build_modules())
+    return _MODULES[name]
+
+
+def _result(module, node):
+    from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
+
+    return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _float_type(op: str, what: str, code: int) -> str:
+    if code not in _FLOAT_TYPES:
+        raise NotImplementedError(f"{op}: {what}={code} is not supported (float, float16, double or bfloat16 only)")
+    return _FLOAT_TYPES[code]
+
+
+def _outputs(node) -> int:
+    """How many outputs the node asks for (the position of its last non-empty one)."""
+    outs = list(node.output_values)
+    return max((i + 1 for i, o in enumerate(outs) if o), default=0)
+
+
+def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    def dtype_of(name: str):
+        return getattr(torch, name)
+
+    class Elementwise(nn.Module):
+        """A unary ONNX op that is one torch function of the input."""
+
+        def __init__(self, op: str) -> None:
+            super().__init__()
+            self.op = op
+
+        def forward(self, x):
+            return getattr(torch, self.op)(x)
+
+    class Mish(nn.Module):
+        """ONNX Mish: x * tanh(softplus(x))."""
+
+        def forward(self, x):
+            return x * torch.tanh(F.softplus(x))
+
+    class ThresholdedRelu(nn.Module):
+        """ONNX ThresholdedRelu: x where x > alpha, else 0."""
+
+        def __init__(self, alpha: float) -> None:
+            super().__init__()
+            self.alpha = alpha
+
+        def forward(self, x):
+            return torch.where(x > self.alpha, x, torch.zeros_like(x))
+
+    class Swish(nn.Module):
+        """ONNX Swish: x * sigmoid(alpha * x)."""
+
+        def __init__(self, alpha: float) -> None:
+            super().__init__()
+            self.alpha = alpha
+
+        def forward(self, x):
+            return x * torch.sigmoid(self.alpha * x)
+
+    class Shrink(nn.Module):
+        """ONNX Shrink: x - bias where x > lambd, x + bias where x < -lambd, else 0 (in x's dtype)."""
+
+        def __init__(self, lambd: float, bias: float) -> None:
+            super().__init__()
+            self.lambd, self.bias = lambd, bias
+
+        def forward(self, x):
+            wide = x.to(torch.float64) if not x.is_floating_point() else x
+            y = torch.where(wide < -self.lambd, wide + self.bias,
+                            torch.where(wide > self.lambd, wide - self.bias, torch.zeros_like(wide)))
+            return y.to(x.dtype)
+
+    class Hardmax(nn.Module):
+        """ONNX Hardmax: 1 at the first maximum along ``axis`` (version 13), or along the input
+        flattened to 2-D at ``axis`` (versions 1 and 11), 0 elsewhere."""
+
+        def __init__(self, axis: int, coerce_2d: bool) -> None:
+            super().__init__()
+            self.axis, self.coerce_2d = axis, coerce_2d
+
+        def forward(self, x):
+            if x.numel() == 0:
+                return x
+            axis = self.axis + x.dim() if self.axis < 0 else self.axis
+            if self.coerce_2d:
+                shape = x.shape
+                flat = x.reshape(int(torch.tensor(shape[:axis]).prod()) if axis else 1, -1)
+                return self._one(flat, 1).reshape(shape)
+            return self._one(x, axis)
+
+        @staticmethod
+        def _one(x, axis):
+            index = torch.argmax(x, dim=axis, keepdim=True)  # the first maximum
+            return torch.zeros_like(x).scatter(axis, index, torch.ones_like(index, dtype=x.dtype))
+
+    class Trilu(nn.Module):
+        """ONNX Trilu: the upper or lower triangle of the last two dims, from diagonal ``k``."""
+
+        def __init__(self, upper: bool) -> None:
+            super().__init__()
+            self.upper = upper
+
+        def forward(self, x, k=None):
+            diagonal = 0 if k is None else int(k.reshape(-1)[0])
+            return torch.triu(x, diagonal) if self.upper else torch.tril(x, diagonal)
+
+    # torch computes little on uint16/32/64 (no comparison, no shift): those are viewed as the
+    # signed type of their width, where the bits are the same
+    signed_of = {torch.uint16: torch.int16, torch.uint32: torch.int32, torch.uint64: torch.int64}
+
+    def as_signed(x):
+        return x.view(signed_of[x.dtype]) if x.dtype in signed_of else x
+
+    class Bitwise(nn.Module):
+        """ONNX BitwiseAnd / BitwiseOr / BitwiseXor (broadcasting) and BitwiseNot."""
+
+        def __init__(self, fn: str) -> None:
+            super().__init__()
+            self.fn = fn
+
+        def forward(self, a, b=None):
+            fn = getattr(torch, self.fn)
+            return (fn(as_signed(a)) if b is None else fn(as_signed(a), as_signed(b))).view(a.dtype)
+
+    class BitShift(nn.Module):
+        """ONNX BitShift: a shift by 0 to bits - 1 is the C shift (left wraps; right is arithmetic for
+        signed types, logical for unsigned ones); a shift out of that range gives 0 (-1 for a
+        negative value shifted right)."""
+
+        def __init__(self, left: bool) -> None:
+            super().__init__()
+            self.left = left
+
+        def forward(self, x, y):
+            dtype, unsigned = x.dtype, not x.is_signed()
+            x, y = torch.broadcast_tensors(x, y)
+            if dtype == torch.uint8:  # torch computes on uint8; widen it for the same rules as the others
+                x, y = x.to(torch.int16), y.to(torch.int16)
+                bits = 8
+            else:
+                x, y = as_signed(x), as_signed(y)
+                bits = torch.iinfo(x.dtype).bits
+            out_of_range = (y < 0) | (y >= bits)  # a huge unsigned shift reads as negative here
+            amount = torch.where(out_of_range, torch.zeros_like(y), y).to(x.dtype)
+            if self.left:
+                z = torch.where(out_of_range, torch.zeros_like(x), torch.bitwise_left_shift(x, amount))
+                if dtype == torch.uint8:
+                    z = z & 0xFF
+            else:
+                z = torch.bitwise_right_shift(x, amount)
+                if unsigned and dtype != torch.uint8:  # arithmetic on the signed view: clear the copied sign bits
+                    one = torch.ones_like(amount)
+                    keep = torch.bitwise_left_shift(one, bits - torch.clamp(amount, min=1)) - 1
+                    z = torch.where(amount == 0, z, z & keep)
+                fill = torch.where(x < 0, torch.full_like(x, -1), torch.zeros_like(x)) if not unsigned else torch.zeros_like(x)
+                z = torch.where(out_of_range, fill, z)
+            return z.to(dtype) if dtype == torch.uint8 else z.view(dtype)
+
+    class CumProd(nn.Module):
+        """ONNX CumProd along a scalar ``axis`` input, optionally exclusive (starting from 1) and reversed."""
+
+        def __init__(self, exclusive: bool, reverse: bool) -> None:
+            super().__init__()
+            self.exclusive, self.reverse = exclusive, reverse
+
+        def forward(self, x, axis):
+            if axis.dim() != 0 and axis.numel() != 1:
+                raise ValueError("CumProd: axis must be a scalar")
+            dim = int(axis.reshape(-1)[0])
+            if self.reverse:
+                x = torch.flip(x, (dim,))
+            if self.exclusive:
+                ones = torch.ones_like(x.narrow(dim, 0, 1))
+                x = torch.cat([ones, x.narrow(dim, 0, x.shape[dim] - 1)], dim=dim) if x.shape[dim] else x
+            y = torch.cumprod(x, dim=dim, dtype=x.dtype)
+            return torch.flip(y, (dim,)) if self.reverse else y
+
+    class RMSNormalization(nn.Module):
+        """ONNX RMSNormalization: X / sqrt(mean(X^2 over axis..) + epsilon) in ``stash_type``,
+        cast back to X's dtype, times Scale."""
+
+        def __init__(self, axis: int, epsilon: float, stash: str) -> None:
+            super().__init__()
+            self.axis, self.epsilon, self.stash = axis, epsilon, stash
+
+        def forward(self, x, scale):
+            axis = self.axis + x.dim() if self.axis < 0 else self.axis
+            xs = x.to(dtype_of(self.stash))
+            mean = (xs * xs).mean(dim=tuple(range(axis, x.dim())), keepdim=True)
+            normalized = (xs / torch.sqrt(mean + self.epsilon)).to(x.dtype)
+            return normalized * scale
+
+    class Loss(nn.Module):
+        """ONNX NegativeLogLikelihoodLoss (and SoftmaxCrossEntropyLoss, on the log-softmax of the
+        scores over dim 1): -input[n, target[n, d...], d...] * weight[target], 0 where target is
+        ``ignore_index``; 'mean' divides the sum by the weights of the targets not ignored."""
+
+        def __init__(self, reduction: str, ignore_index: int | None, softmax: bool, log_prob: bool) -> None:
+            super().__init__()
+            self.reduction, self.ignore_index, self.softmax, self.log_prob = reduction, ignore_index, softmax, log_prob
+
+        def forward(self, scores, labels, weights=None):
+            if scores.dim() < 2:
+                raise ValueError("the scores must have at least 2 dims [N, C, ...]")
+            inp = torch.log_softmax(scores, dim=1) if self.softmax else scores
+            labels = labels.to(torch.int64)
+            valid = labels != self.ignore_index if self.ignore_index is not None else torch.ones_like(labels, dtype=torch.bool)
+            target = torch.where(valid, labels, torch.zeros_like(labels))
+            c = scores.shape[1]
+            if bool(((target < 0) | (target >= c)).any()):
+                raise ValueError(f"a target is out of [0, {c}) and not ignore_index")
+            picked = -torch.gather(inp, 1, target.unsqueeze(1)).squeeze(1)
+            w = weights[target] if weights is not None else torch.ones_like(picked)
+            w = torch.where(valid, w, torch.zeros_like(w))
+            loss = picked * w
+            if self.reduction == "sum":
+                loss = loss.sum()
+            elif self.reduction == "mean":
+                loss = loss.sum() / w.sum()
+            return (loss, inp) if self.log_prob else loss
+
+    class RotaryEmbedding(nn.Module):
+        """ONNX RotaryEmbedding on [B, heads, S, head] or [B, S, heads * head] input."""
+
+        def __init__(self, interleaved: bool, rotary_dim: int, num_heads: int) -> None:
+            super().__init__()
+            self.interleaved, self.rotary_dim, self.num_heads = interleaved, rotary_dim, num_heads
+
+        def forward(self, x, cos_cache, sin_cache, position_ids=None):
+            shape = x.shape
+            if x.dim() == 4:
+                x = x.transpose(1, 2)  # [B, S, heads, head]
+            elif x.dim() == 3:
+                if not self.num_heads:
+                    raise ValueError("RotaryEmbedding: a 3-D input needs num_heads")
+                x = x.reshape(shape[0], shape[1], self.num_heads, shape[2] // self.num_heads)
+            else:
+                raise ValueError("RotaryEmbedding: the input must be 3-D or 4-D")
+            dim = self.rotary_dim or x.shape[3]
+            rotate, keep = x[..., :dim], x[..., dim:]
+            if position_ids is not None:
+                cos_cache, sin_cache = cos_cache[position_ids.to(torch.int64)], sin_cache[position_ids.to(torch.int64)]
+            if cos_cache.shape[-1] != dim // 2 or sin_cache.shape[-1] != dim // 2:
+                raise ValueError(f"RotaryEmbedding: the caches' last dim must be {dim // 2}")
+            cos, sin = cos_cache.unsqueeze(2), sin_cache.unsqueeze(2)
+            if self.interleaved:
+                x1, x2 = rotate[..., 0::2], rotate[..., 1::2]
+            else:
+                x1, x2 = rotate[..., : dim // 2], rotate[..., dim // 2:]
+            real = cos * x1 - sin * x2
+            imag = sin * x1 + cos * x2
+            if self.interleaved:
+                rotated = torch.stack([real, imag], dim=-1).reshape(rotate.shape)
+            else:
+                rotated = torch.cat([real, imag], dim=-1)
+            out = torch.cat([rotated.to(x.dtype), keep], dim=-1)
+            return out.reshape(shape) if len(shape) == 3 else out.transpose(1, 2)
+
+    class Attention(nn.Module):
+        """ONNX Attention-23/24/25: scaled dot-product attention with optional mask, KV cache,
+        causal and sliding-window masks, grouped KV heads, softcap, a softmax precision and the
+        qk_matmul_output modes; a fully masked row gives 0 (as ONNX's reference computes it)."""
+
+        def __init__(self, attrs: dict, outputs: int) -> None:
+            super().__init__()
+            self.scale = attrs.get("scale")
+            self.is_causal = bool(attrs.get("is_causal", 0))
+            self.q_num_heads, self.kv_num_heads = attrs.get("q_num_heads"), attrs.get("kv_num_heads")
+            self.softmax_precision = attrs.get("softmax_precision")
+            self.softcap = float(attrs.get("softcap", 0.0))
+            self.mode = int(attrs.get("qk_matmul_output_mode", 0))
+            self.left, self.right = int(attrs.get("left_window_size", -1)), int(attrs.get("right_window_size", -1))
+            self.outputs = outputs
+
+        def forward(self, q, k, v, attn_mask=None, past_key=None, past_value=None, nonpad_kv_seqlen=None):
+            if (past_key is None) != (past_value is None):
+                raise ValueError("Attention: past_key and past_value must be given together")
+            if nonpad_kv_seqlen is not None and past_key is not None:
+                raise ValueError("Attention: nonpad_kv_seqlen cannot be combined with past_key/past_value")
+            if not q.dim() == k.dim() == v.dim():
+                raise ValueError("Attention: Q, K and V must have the same rank")
+            three_d = q.dim() == 3
+            batch = q.shape[0]
+            if three_d:
+                if self.q_num_heads is None or self.kv_num_heads is None:
+                    raise ValueError("Attention: 3-D inputs need q_num_heads and kv_num_heads")
+                q = q.reshape(batch, q.shape[1], self.q_num_heads, -1).transpose(1, 2)
+                k = k.reshape(batch, k.shape[1], self.kv_num_heads, -1).transpose(1, 2)
+                v = v.reshape(batch, v.shape[1], self.kv_num_heads, -1).transpose(1, 2)
+            elif q.dim() != 4:
+                raise ValueError("Attention: Q, K and V must be 3-D or 4-D")
+            dt = q.dtype
+            scale = self.scale if self.scale is not None else 1.0 / float(torch.tensor(float(q.shape[3]), dtype=torch.float64).sqrt())
+            root = torch.tensor(scale, dtype=torch.float64).sqrt().to(dt)
+            present_key = torch.cat([past_key, k], dim=2) if past_key is not None else k
+            present_value = torch.cat([past_value, v], dim=2) if past_value is not None else v
+            k, v = present_key, present_value
+            sq, skv = q.shape[2], k.shape[2]
+            neg_inf = torch.tensor(float("-inf"), dtype=dt)
+            zero = torch.tensor(0.0, dtype=dt)
+            bias = torch.zeros((sq, skv), dtype=dt, device=q.device)
+            if attn_mask is not None:
+                pad = skv - attn_mask.shape[-1]
+                if pad > 0:
+                    filler = torch.full((*attn_mask.shape[:-1], pad), False if attn_mask.dtype == torch.bool else float("-inf"),
+                                        dtype=attn_mask.dtype, device=attn_mask.device)
+                    attn_mask = torch.cat([attn_mask, filler], dim=-1)
+                attn_mask = torch.where(attn_mask, zero, neg_inf) if attn_mask.dtype == torch.bool else attn_mask.to(dt)
+            if past_key is None and nonpad_kv_seqlen is not None:
+                offset = (nonpad_kv_seqlen.reshape(-1).to(torch.int64) - sq).reshape(-1, 1, 1)  # per batch
+            else:
+                offset = past_key.shape[2] if past_key is not None else 0
+            i = torch.arange(sq, device=q.device).reshape(sq, 1)
+            j = torch.arange(skv, device=q.device).reshape(1, skv)
+
+            def frontier(allowed, base):
+                mask = torch.where(allowed, zero, neg_inf)
+                return base + (mask.reshape(mask.shape[0], 1, sq, skv) if mask.dim() == 3 else mask)
+
+            windowed = self.left >= 0 or self.right >= 0
+            if self.is_causal:
+                base = attn_mask if attn_mask is not None else torch.zeros((sq, skv), dtype=dt, device=q.device)
+                if windowed:
+                    base = torch.zeros((sq, skv), dtype=dt, device=q.device) + base
+                bias = frontier(j <= i + offset, base)
+            elif attn_mask is not None:
+                bias = bias + attn_mask
+            if windowed:
+                bias = torch.zeros((sq, skv), dtype=dt, device=q.device) + bias
+                diff = (i + offset) - j
+                allowed = torch.ones_like(diff, dtype=torch.bool)
+                if self.left >= 0:
+                    allowed = allowed & (diff <= self.left)
+                if self.right >= 0:
+                    allowed = allowed & (-diff <= self.right)
+                bias = frontier(allowed, bias)
+            if nonpad_kv_seqlen is not None:
+                padding = torch.arange(skv, device=q.device) < nonpad_kv_seqlen.to(torch.int64).reshape(-1, 1)
+                bias = bias + torch.where(padding, zero, neg_inf).reshape(batch, 1, 1, skv)
+            q_heads, kv_heads = q.shape[1], k.shape[1]
+            if q_heads != kv_heads:
+                if q_heads % kv_heads or v.shape[1] != kv_heads:
+                    raise ValueError(f"Attention: {q_heads} query heads cannot share {kv_heads} key/value heads")
+                k = k.repeat_interleave(q_heads // kv_heads, dim=1)
+                v = v.repeat_interleave(q_heads // kv_heads, dim=1)
+            qk = torch.matmul(q * root, k.transpose(2, 3) * root)
+            raw = qk
+            if self.softcap > 0:
+                qk = torch.tanh(qk / self.softcap) * self.softcap
+            with_bias = qk + bias
+            scores = with_bias
+            if self.softmax_precision is not None:
+                scores = scores.to(dtype_of(self.softmax_precision))
+            row_max = scores.amax(dim=-1, keepdim=True)
+            masked_row = torch.isneginf(row_max)
+            e = torch.exp(scores - torch.where(masked_row, torch.zeros_like(row_max), row_max))
+            total = e.sum(dim=-1, keepdim=True)
+            probs = e / torch.where(total == 0, torch.ones_like(total), total)
+            all_masked = torch.isneginf(bias.amax(dim=-1, keepdim=True))
+            probs = torch.where(all_masked, torch.zeros_like(probs), probs)
+            qk_out = {0: raw, 1: qk, 2: with_bias, 3: probs}[self.mode].to(dt)
+            y = torch.matmul(probs.to(dt), v)
+            if three_d:
+                y = y.transpose(1, 2).reshape(batch, sq, -1)
+            outs = (y, present_key, present_value, qk_out)[: self.outputs]
+            return outs[0] if self.outputs == 1 else outs
+
+    class OneHot(nn.Module):
+        """ONNX OneHot: ``values[1]`` where the index (negative ones counted from ``depth``) equals
+        the position along the new ``axis``, ``values[0]`` elsewhere (also for indices out of range)."""
+
+        def __init__(self, axis: int) -> None:
+            super().__init__()
+            self.axis = axis
+
+        def forward(self, indices, depth, values):
+            d = depth.reshape(-1)[0]
+            d = int(d) if not d.is_floating_point() else int(torch.floor(d))  # 'depth' is cast to int
+            axis = self.axis + indices.dim() + 1 if self.axis < 0 else self.axis
+            idx = indices.to(torch.int64) if not indices.is_floating_point() else torch.trunc(indices).to(torch.int64)
+            idx = torch.where(idx < 0, idx + d, idx)
+            positions = torch.arange(d, device=indices.device).reshape([d] + [1] * (indices.dim() - axis))
+            hot = idx.unsqueeze(axis) == positions
+            off, on = values.reshape(-1)[0], values.reshape(-1)[1]
+            return torch.where(hot, on, off)
+
+    class SpaceToDepth(nn.Module):
+        """ONNX SpaceToDepth (DCR, or CRD at version 28) on [N, C, H, W]."""
+
+        def __init__(self, blocksize: int, crd: bool) -> None:
+            super().__init__()
+            self.b, self.crd = blocksize, crd
+
+        def forward(self, x):
+            n, c, h, w = x.shape
+            b = self.b
+            if h % b or w % b:
+                raise ValueError(f"SpaceToDepth: H and W ({h}, {w}) must be multiples of the blocksize {b}")
+            y = x.reshape(n, c, h // b, b, w // b, b)
+            y = y.permute(0, 1, 3, 5, 2, 4) if self.crd else y.permute(0, 3, 5, 1, 2, 4)
+            return y.reshape(n, c * b * b, h // b, w // b)
+
+    class GlobalMaxPool(nn.Module):
+        """ONNX GlobalMaxPool: the maximum over all spatial dims, kept as size 1."""
+
+        def forward(self, x):
+            return torch.amax(x, dim=tuple(range(2, x.dim())), keepdim=True) if x.dim() > 2 else x
+
+    class LpNormalization(nn.Module):
+        """ONNX LpNormalization: x / (sum |x|^p along axis)^(1/p), p 1 or 2; 0 where the norm is 0."""
+
+        def __init__(self, axis: int, p: int) -> None:
+            super().__init__()
+            self.axis, self.p = axis, p
+
+        def forward(self, x):
+            norm = x.abs().sum(dim=self.axis, keepdim=True) if self.p == 1 else torch.sqrt((x * x).sum(dim=self.axis, keepdim=True))
+            return torch.where(norm == 0, torch.zeros_like(x), x / norm)  # 0 where the norm is 0 (version 22's rule)
+
+    class Det(nn.Module):
+        """ONNX Det: the determinant of the last two dims."""
+
+        def forward(self, x):
+            return torch.linalg.det(x)
+
+    class Compress(nn.Module):
+        """ONNX Compress: the slices along ``axis`` (of the flattened input without one) where the
+        condition is true; the condition may be shorter than the dim."""
+
+        def __init__(self, axis: int | None) -> None:
+            super().__init__()
+            self.axis = axis
+
+        def forward(self, x, condition):
+            cond = condition.reshape(-1).to(torch.bool)
+            if self.axis is None:
+                x, axis = x.reshape(-1), 0
+            else:
+                axis = self.axis + x.dim() if self.axis < 0 else self.axis
+            if cond.numel() > x.shape[axis]:
+                raise ValueError(f"Compress: the condition has {cond.numel()} entries, the axis {x.shape[axis]}")
+            index = torch.nonzero(cond).reshape(-1)
+            return torch.index_select(x, axis, index)
+
+    class ReverseSequence(nn.Module):
+        """ONNX ReverseSequence: along ``time_axis``, the first ``sequence_lens[b]`` elements of each
+        batch entry reversed, the rest kept."""
+
+        def __init__(self, batch_axis: int, time_axis: int) -> None:
+            super().__init__()
+            self.batch_axis, self.time_axis = batch_axis, time_axis
+
+        def forward(self, x, sequence_lens):
+            lens = sequence_lens.to(torch.int64).reshape(-1)
+            t = x.shape[self.time_axis]
+            pos = torch.arange(t, device=x.device).reshape(1, t)
+            src = torch.where(pos < lens.reshape(-1, 1), lens.reshape(-1, 1) - 1 - pos, pos)  # [batch, time]
+            shape = [1] * x.dim()
+            shape[self.batch_axis], shape[self.time_axis] = src.shape[0], t
+            if self.batch_axis > self.time_axis:
+                src = src.transpose(0, 1)
+            index = src.reshape(shape).expand(x.shape)
+            return torch.gather(x, self.time_axis, index)
+
+    class SwiGLU(nn.Module):
+        """ONNX SwiGLU: A * sigmoid(alpha * A) * B, A and B of one shape."""
+
+        def __init__(self, alpha: float) -> None:
+            super().__init__()
+            self.alpha = alpha
+
+        def forward(self, a, b):
+            if a.shape != b.shape:
+                raise ValueError(f"SwiGLU: A {list(a.shape)} and B {list(b.shape)} must have one shape")
+            return a * torch.sigmoid(self.alpha * a) * b
+
+    classes = (Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
+               Loss, RotaryEmbedding, Attention, OneHot, SpaceToDepth, GlobalMaxPool, LpNormalization, Det, Compress,
+               ReverseSequence, SwiGLU)
+    return {cls.__name__: cls for cls in classes}
+
+
+# ---------------------------------------------------------------------------------------------- converters
+_ELEMENTWISE = {"Acosh": "acosh", "Asinh": "asinh", "Atanh": "atanh", "Cosh": "cosh", "Sinh": "sinh"}
+
+
+def elementwise(node, graph):
+    """``Acosh`` ``Asinh`` ``Atanh`` ``Cosh`` ``Sinh``-9/22: torch's function of the same name."""
+    return _result(_module("Elementwise")(_ELEMENTWISE[node.operation_type]), node)
+
+
+def mish(node, graph):
+    """``Mish``-18/22: x * tanh(softplus(x))."""
+    return _result(_module("Mish")(), node)
+
+
+def thresholded_relu(node, graph):
+    """``ThresholdedRelu``-10/22: x where x > alpha (default 1), else 0."""
+    return _result(_module("ThresholdedRelu")(float(node.attributes.get("alpha", 1.0))), node)
+
+
+def swish(node, graph):
+    """``Swish``-24: x * sigmoid(alpha * x) (alpha default 1)."""
+    return _result(_module("Swish")(float(node.attributes.get("alpha", 1.0))), node)
+
+
+def shrink(node, graph):
+    """``Shrink``-9: x - bias above lambd, x + bias below -lambd, 0 between."""
+    attrs = node.attributes
+    return _result(_module("Shrink")(float(attrs.get("lambd", 0.5)), float(attrs.get("bias", 0.0))), node)
+
+
+def hardmax(node, graph):
+    """``Hardmax``-13: along ``axis`` (default -1)."""
+    return _result(_module("Hardmax")(int(node.attributes.get("axis", -1)), False), node)
+
+
+def hardmax_11(node, graph):
+    """``Hardmax``-1/11: over the input flattened to 2-D at ``axis`` (default 1)."""
+    return _result(_module("Hardmax")(int(node.attributes.get("axis", 1)), True), node)
+
+
+def trilu(node, graph):
+    """``Trilu``-14: torch.triu / torch.tril with the diagonal ``k`` (an input, default 0)."""
+    return _result(_module("Trilu")(bool(node.attributes.get("upper", 1))), node)
+
+
+_BITWISE = {"BitwiseAnd": "bitwise_and", "BitwiseOr": "bitwise_or", "BitwiseXor": "bitwise_xor", "BitwiseNot": "bitwise_not"}
+
+
+def bitwise(node, graph):
+    """``BitwiseAnd`` ``BitwiseOr`` ``BitwiseXor`` ``BitwiseNot``-18: torch's bitwise functions."""
+    return _result(_module("Bitwise")(_BITWISE[node.operation_type]), node)
+
+
+def bit_shift(node, graph):
+    """``BitShift``-11/28 (unsigned types; signed ones since 28)."""
+    direction = _text(node.attributes.get("direction", ""))
+    if direction not in ("LEFT", "RIGHT"):
+        raise NotImplementedError(f"BitShift: direction={direction!r} is not supported (LEFT or RIGHT)")
+    return _result(_module("BitShift")(direction == "LEFT"), node)
+
+
+def cum_prod(node, graph):
+    """``CumProd``-26 with ``exclusive`` and ``reverse``."""
+    attrs = node.attributes
+    return _result(_module("CumProd")(bool(attrs.get("exclusive", 0)), bool(attrs.get("reverse", 0))), node)
+
+
+def rms_normalization(node, graph):
+    """``RMSNormalization``-23, computed in ``stash_type`` (default float)."""
+    attrs = node.attributes
+    stash = _float_type("RMSNormalization", "stash_type", int(attrs.get("stash_type", 1)))
+    return _result(_module("RMSNormalization")(int(attrs.get("axis", -1)), float(attrs.get("epsilon", 1e-5)), stash), node)
+
+
+def _loss(node, softmax: bool):
+    op = node.operation_type
+    attrs = node.attributes
+    reduction = _text(attrs.get("reduction", "mean"))
+    if reduction not in ("none", "sum", "mean"):
+        raise NotImplementedError(f"{op}: reduction={reduction!r} is not supported")
+    ignore = int(attrs["ignore_index"]) if "ignore_index" in attrs else None
+    return _result(_module("Loss")(reduction, ignore, softmax, softmax and _outputs(node) > 1), node)
+
+
+def softmax_cross_entropy_loss(node, graph):
+    """``SoftmaxCrossEntropyLoss``-12/13: the negative log likelihood of the log-softmax over dim 1
+    (and that log-softmax as the optional second output)."""
+    return _loss(node, softmax=True)
+
+
+def negative_log_likelihood_loss(node, graph):
+    """``NegativeLogLikelihoodLoss``-12/13/22."""
+    return _loss(node, softmax=False)
+
+
+def rotary_embedding(node, graph):
+    """``RotaryEmbedding``-23, interleaved or not, whole or partial (``rotary_embedding_dim``)."""
+    attrs = node.attributes
+    return _result(_module("RotaryEmbedding")(bool(attrs.get("interleaved", 0)), int(attrs.get("rotary_embedding_dim", 0)),
+                                              int(attrs.get("num_heads", 0))), node)
+
+
+def attention(node, graph):
+    """``Attention``-23/24/25. Refused: the ``qk_matmul_output`` of mode 0 with a softcap (the spec
+    says the matmul's output before the softcap; ONNX's reference gives it after)."""
+    attrs = dict(node.attributes)
+    mode = int(attrs.get("qk_matmul_output_mode", 0))
+    if mode not in (0, 1, 2, 3):
+        raise NotImplementedError(f"Attention: qk_matmul_output_mode={mode} is not supported")
+    n = _outputs(node)
+    if n > 3 and mode == 0 and float(attrs.get("softcap", 0.0)) > 0:
+        raise NotImplementedError("Attention: qk_matmul_output in mode 0 with a softcap is not supported (the spec and "
+                                  "ONNX's reference disagree)")
+    if "softmax_precision" in attrs:
+        attrs["softmax_precision"] = _float_type("Attention", "softmax_precision", int(attrs["softmax_precision"]))
+    for name in ("q_num_heads", "kv_num_heads"):
+        if name in attrs:
+            attrs[name] = int(attrs[name])
+    if "scale" in attrs:
+        attrs["scale"] = float(attrs["scale"])
+    return _result(_module("Attention")(attrs, n), node)
+
+
+def one_hot(node, graph):
+    """``OneHot``-9/11/28."""
+    return _result(_module("OneHot")(int(node.attributes.get("axis", -1))), node)
+
+
+def space_to_depth(node, graph):
+    """``SpaceToDepth``-1/13/28 (DCR; CRD, new in 28)."""
+    mode = _text(node.attributes.get("mode", "DCR"))
+    if mode not in ("DCR", "CRD"):
+        raise NotImplementedError(f"SpaceToDepth: mode={mode!r} is not supported")
+    return _result(_module("SpaceToDepth")(int(node.attributes["blocksize"]), mode == "CRD"), node)
+
+
+def global_max_pool(node, graph):
+    """``GlobalMaxPool``-1/22."""
+    return _result(_module("GlobalMaxPool")(), node)
+
+
+def lp_normalization(node, graph):
+    """``LpNormalization``-1/22 with p 1 or 2."""
+    p = int(node.attributes.get("p", 2))
+    if p not in (1, 2):
+        raise NotImplementedError(f"LpNormalization: p={p} is not supported (1 or 2)")
+    return _result(_module("LpNormalization")(int(node.attributes.get("axis", -1)), p), node)
+
+
+def det(node, graph):
+    """``Det``-11/22: torch.linalg.det."""
+    return _result(_module("Det")(), node)
+
+
+def compress(node, graph):
+    """``Compress``-9/11/28."""
+    axis = node.attributes.get("axis")
+    return _result(_module("Compress")(None if axis is None else int(axis)), node)
+
+
+def reverse_sequence(node, graph):
+    """``ReverseSequence``-10/28 (batch_axis and time_axis 0 or 1)."""
+    attrs = node.attributes
+    batch_axis, time_axis = int(attrs.get("batch_axis", 1)), int(attrs.get("time_axis", 0))
+    if {batch_axis, time_axis} != {0, 1}:
+        raise NotImplementedError(f"ReverseSequence: batch_axis={batch_axis}, time_axis={time_axis} is not supported")
+    return _result(_module("ReverseSequence")(batch_axis, time_axis), node)
+
+
+def swiglu(node, graph):
+    """``SwiGLU``-28: A * sigmoid(alpha * A) * B."""
+    return _result(_module("SwiGLU")(float(node.attributes.get("alpha", 1.0))), node)
+
+
+#: (op, versions, converter) of the ops onnx2torch lacks entirely.
+TABLE: list[tuple[str, tuple[int, ...], Callable]] = [
+    *((op, (9, 22), elementwise) for op in _ELEMENTWISE),
+    ("Mish", (18, 22), mish),
+    ("ThresholdedRelu", (10, 22), thresholded_relu),
+    ("Swish", (24,), swish),
+    ("Shrink", (9,), shrink),
+    ("Hardmax", (1, 11), hardmax_11),
+    ("Hardmax", (13,), hardmax),
+    ("Trilu", (14,), trilu),
+    *((op, (18,), bitwise) for op in _BITWISE),
+    ("BitShift", (11, 28), bit_shift),
+    ("CumProd", (26,), cum_prod),
+    ("RMSNormalization", (23,), rms_normalization),
+    ("SoftmaxCrossEntropyLoss", (12, 13), softmax_cross_entropy_loss),
+    ("NegativeLogLikelihoodLoss", (12, 13, 22), negative_log_likelihood_loss),
+    ("RotaryEmbedding", (23,), rotary_embedding),
+    ("Attention", (23, 24, 25), attention),
+    ("OneHot", (9, 11, 28), one_hot),
+    ("SpaceToDepth", (1, 13, 28), space_to_depth),
+    ("GlobalMaxPool", (1, 22), global_max_pool),
+    ("LpNormalization", (1, 22), lp_normalization),
+    ("Det", (11, 22), det),
+    ("Compress", (9, 11, 28), compress),
+    ("ReverseSequence", (10, 28), reverse_sequence),
+    ("SwiGLU", (28,), swiglu),
+]
+
+
+def converters() -> dict[tuple[str, int], Callable]:
+    """(op, version) -> converter, for every version of :data:`TABLE`."""
+    return {(op, v): fn for op, versions, fn in TABLE for v in versions}

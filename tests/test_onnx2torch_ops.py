@@ -1,0 +1,283 @@
+"""The converters of :mod:`mlms_ir.backends.onnx2torch_ops` (ops onnx2torch lacks entirely), through
+the torch backend, against ONNX's reference implementation on inputs ONNX's node test cases do
+not cover (other dtypes, negative axes, broadcasting, edge values), and the settings they refuse."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+pytest.importorskip("torch")
+pytest.importorskip("onnx2torch")
+
+import mlms_ir  # noqa: E402
+from mlms_ir.backends import registry  # noqa: E402
+from mlms_ir.backends.base import BackendError  # noqa: E402
+from onnx.reference import ReferenceEvaluator  # noqa: E402
+
+RNG = np.random.default_rng(15)
+
+
+def _model(op: str, inputs: list[np.ndarray | None], opset: int, n_out: int = 1, **attrs) -> onnx.ModelProto:
+    names = [f"x{i}" if v is not None else "" for i, v in enumerate(inputs)]
+    vis = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+           for n, v in zip(names, inputs) if v is not None]
+    outs = [f"y{i}" for i in range(n_out)]
+    node = helper.make_node(op, names, outs, **attrs)
+    graph = helper.make_graph([node], "g", vis, [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in outs])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _feeds(inputs):
+    return {f"x{i}": v for i, v in enumerate(inputs) if v is not None}
+
+
+def torch_run(model: onnx.ModelProto, inputs) -> list[np.ndarray]:
+    with registry.get("torch").prepare(mlms_ir.load(model.SerializeToString()), "cpu") as s:
+        out = s.run(_feeds(inputs))
+    return [out[o.name] for o in model.graph.output]
+
+
+def check(op: str, inputs, opset: int, n_out: int = 1, rtol: float = 1e-5, atol: float = 1e-6, **attrs) -> list[np.ndarray]:
+    """Run ``op`` through the torch backend and ONNX's reference; they must agree in value and dtype."""
+    model = _model(op, inputs, opset, n_out, **attrs)
+    want = ReferenceEvaluator(model).run(None, _feeds(inputs))
+    got = torch_run(model, inputs)
+    for g, w in zip(got, want):
+        w = np.asarray(w)
+        assert g.dtype == w.dtype and g.shape == w.shape, (op, attrs, g.dtype, w.dtype, g.shape, w.shape)
+        np.testing.assert_allclose(g.astype(np.float64) if g.dtype != bool else g, w.astype(np.float64) if w.dtype != bool else w,
+                                   rtol=rtol, atol=atol, err_msg=f"{op} {attrs}")
+    return got
+
+
+def refused(op: str, inputs, opset: int, n_out: int = 1, **attrs) -> str:
+    model = _model(op, inputs, opset, n_out, **attrs)
+    with pytest.raises(BackendError) as err:
+        torch_run(model, inputs)
+    return str(err.value)
+
+
+def f32(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def ints(dtype, shape, low=None, high=None):
+    info = np.iinfo(dtype)
+    return RNG.integers(info.min if low is None else low, info.max if high is None else high, size=shape, dtype=dtype, endpoint=True)
+
+
+# ---------------------------------------------------------------------------------------------- elementwise
+@pytest.mark.parametrize("op", ["Acosh", "Asinh", "Atanh", "Cosh", "Sinh"])
+def test_hyperbolic_functions_in_double_and_half(op):
+    x = RNG.uniform(-0.9, 0.9, (3, 4))
+    if op == "Acosh":
+        x = 1 + np.abs(x) * 3
+    check(op, [x], 22, rtol=1e-12)
+    check(op, [x.astype(np.float16)], 9, rtol=2e-3, atol=1e-3)
+
+
+def test_activations_with_their_attributes():
+    x = f32(4, 5) * 3
+    check("Mish", [x.astype(np.float64)], 22, rtol=1e-12)
+    check("ThresholdedRelu", [x], 10, alpha=0.3)
+    check("ThresholdedRelu", [x], 22, alpha=-1.5)  # a negative threshold keeps negative values
+    check("Swish", [x], 24, alpha=0.7)
+    check("Shrink", [x], 9, lambd=0.8, bias=0.25)
+    check("Shrink", [ints(np.int32, (4, 5), -5, 5)], 9, lambd=1.5, bias=1.0)  # integers: in the input's dtype
+
+
+def test_hardmax_first_maximum_and_coerced_versions():
+    x = RNG.integers(0, 3, (2, 3, 4)).astype(np.float32)  # many ties: the first maximum wins
+    for axis in (0, 1, -1, -2):
+        check("Hardmax", [x], 13, axis=axis)
+    # versions 1 and 11: over the input flattened to 2-D at axis (ONNX's reference computes version 13 for all)
+    for version, axis in ((11, 0), (11, 1), (11, -1), (1, None)):
+        attrs = {} if axis is None else {"axis": axis}
+        got = torch_run(_model("Hardmax", [x], version, **attrs), [x])[0]
+        a = 1 if axis is None else axis % 3
+        flat = x.reshape(int(np.prod(x.shape[:a])), -1)
+        want = np.zeros_like(flat)
+        want[np.arange(flat.shape[0]), flat.argmax(axis=1)] = 1
+        np.testing.assert_array_equal(got, want.reshape(x.shape))
+
+
+def test_trilu_diagonals_dtypes_and_batches():
+    x = ints(np.int64, (2, 3, 4, 5))
+    for upper in (0, 1):
+        for k in (-7, -2, 0, 1, 6):
+            check("Trilu", [x, np.array(k, np.int64)], 14, upper=upper)
+    check("Trilu", [RNG.random((3, 2)) > 0.5], 14, upper=0)
+    check("Trilu", [f32(4, 4), None], 14)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.uint64, np.int8, np.int16, np.int32, np.int64])
+def test_bit_shift_and_bitwise_ops_on_every_integer_width(dtype):
+    bits = np.iinfo(dtype).bits
+    x = ints(dtype, (3, 40))
+    y = RNG.integers(0, bits + 3, size=(40,)).astype(dtype)  # some shifts out of range: 0 (or -1 right of a negative)
+    if np.issubdtype(dtype, np.signedinteger):
+        y[:3] = [-1, -bits, -100]  # negative shifts are out of range too
+    for direction in ("LEFT", "RIGHT"):
+        check("BitShift", [x, y], 28, direction=direction)
+        if not np.issubdtype(dtype, np.signedinteger):
+            check("BitShift", [x, y], 11, direction=direction)
+    for op in ("BitwiseAnd", "BitwiseOr", "BitwiseXor"):
+        check(op, [x, y[None]], 18)
+    check("BitwiseNot", [x], 18)
+
+
+def test_cum_prod_axes_exclusive_reverse():
+    x = RNG.uniform(0.5, 1.5, (3, 4, 2))
+    for axis in (0, -1, 1):
+        for exclusive in (0, 1):
+            for reverse in (0, 1):
+                check("CumProd", [x, np.array(axis, np.int32)], 26, exclusive=exclusive, reverse=reverse, rtol=1e-12)
+    check("CumProd", [ints(np.int64, (5, 3), -3, 3), np.array(0, np.int64)], 26, exclusive=1)
+
+
+# ---------------------------------------------------------------------------------------------- LLM ops
+def test_rms_normalization_axes_and_dtypes():
+    x, scale = f32(2, 3, 4), f32(3, 4)
+    check("RMSNormalization", [x, scale], 23, axis=-2, epsilon=1e-3)
+    check("RMSNormalization", [x, scale[-1]], 23)
+    check("RMSNormalization", [x.astype(np.float64), scale.astype(np.float64)], 23, axis=1, rtol=1e-6)  # in float32
+    # in double (ONNX's reference computes stash_type 1 only)
+    xd, sd = x.astype(np.float64), scale.astype(np.float64)
+    got = torch_run(_model("RMSNormalization", [xd, sd], 23, axis=1, stash_type=11), [xd, sd])[0]
+    np.testing.assert_allclose(got, xd / np.sqrt((xd * xd).mean(axis=(1, 2), keepdims=True) + 1e-5) * sd, rtol=1e-13)
+    # float16 computed in float32 (stash_type 1), then cast back: closer than the reference's float16 arithmetic
+    check("RMSNormalization", [x.astype(np.float16), scale.astype(np.float16)], 23, axis=0, rtol=5e-3, atol=5e-3)
+
+
+def test_rms_normalization_refuses_an_integer_stash_type():
+    assert "stash_type=7 is not supported" in refused("RMSNormalization", [f32(2, 3), f32(3)], 23, stash_type=7)
+
+
+def _rope_caches(positions: int, half: int):
+    theta = RNG.uniform(0, 6.3, (positions, half))
+    return np.cos(theta).astype(np.float32), np.sin(theta).astype(np.float32)
+
+
+@pytest.mark.parametrize("interleaved", [0, 1])
+def test_rotary_embedding_3d_partial_with_position_ids(interleaved):
+    cos, sin = _rope_caches(10, 2)
+    x = f32(2, 5, 3 * 6)  # 3 heads of 6, the first 4 rotated
+    pos = RNG.integers(0, 10, (2, 5)).astype(np.int64)
+    check("RotaryEmbedding", [x, cos, sin, pos], 23, interleaved=interleaved, num_heads=3, rotary_embedding_dim=4)
+    cos, sin = _rope_caches(5, 3)
+    x4 = f32(2, 3, 5, 6)  # [batch, heads, seq, head], caches per batch and position
+    check("RotaryEmbedding", [x4, np.stack([cos, cos]), np.stack([sin, sin])], 23, interleaved=interleaved)
+
+
+def _attention(q, k, v, mask=None, past_k=None, past_v=None, nonpad=None, opset=24, n_out=1, **attrs):
+    inputs = [q, k, v, mask, past_k, past_v] + ([nonpad] if nonpad is not None else [])
+    while inputs[-1] is None:
+        inputs.pop()
+    return check("Attention", inputs, opset, n_out, rtol=1e-4, atol=1e-5, **attrs)
+
+
+def test_attention_3d_grouped_heads_with_cache_mask_softcap_and_outputs():
+    b, sq, skv, past, qh, kvh, hd = 2, 3, 4, 2, 4, 2, 5
+    q, k, v = f32(b, sq, qh * hd), f32(b, skv, kvh * hd), f32(b, skv, kvh * 3)
+    pk, pv = f32(b, kvh, past, hd), f32(b, kvh, past, 3)
+    mask = f32(qh, sq, past + skv - 1)  # shorter than the total length: padded with -inf
+    for mode in (1, 2, 3):
+        _attention(q, k, v, mask, pk, pv, n_out=4, q_num_heads=qh, kv_num_heads=kvh, softcap=2.5, qk_matmul_output_mode=mode,
+                   scale=0.3, opset=23)
+    bool_mask = RNG.random((b, 1, sq, past + skv)) > 0.3
+    _attention(q, k, v, bool_mask, pk, pv, n_out=3, q_num_heads=qh, kv_num_heads=kvh, is_causal=1)
+
+
+def test_attention_4d_causal_cache_nonpad_window_and_precision():
+    q, k, v = f32(2, 2, 3, 4), f32(2, 2, 5, 4), f32(2, 2, 5, 4)
+    _attention(q, k, v, n_out=4, is_causal=1, qk_matmul_output_mode=3)
+    _attention(q, k, v, None, f32(2, 2, 2, 4), f32(2, 2, 2, 4), n_out=3, is_causal=1, softmax_precision=TensorProto.DOUBLE)
+    _attention(q, k, v, f32(3, 5), nonpad=np.array([4, 2], np.int64), is_causal=1)
+    _attention(q, k, v, RNG.random((5,)) > 0.2, opset=25, left_window_size=1, right_window_size=0)
+    _attention(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), n_out=4, qk_matmul_output_mode=0)
+
+
+def test_attention_fully_masked_rows_are_zero():
+    q, k, v = f32(1, 1, 2, 4), f32(1, 1, 3, 4), f32(1, 1, 3, 4)
+    mask = np.array([[True, True, False], [False, False, False]])
+    y = _attention(q, k, v, mask, n_out=4, qk_matmul_output_mode=3)
+    assert np.all(y[0][0, 0, 1] == 0) and np.all(y[3][0, 0, 1] == 0)
+
+
+def test_attention_refuses_the_pre_softcap_output():
+    q = f32(1, 1, 2, 4)
+    msg = refused("Attention", [q, q, q], 24, 4, softcap=1.0, qk_matmul_output_mode=0)
+    assert "qk_matmul_output in mode 0 with a softcap is not supported" in msg
+
+
+# ---------------------------------------------------------------------------------------------- losses
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_losses_weights_ignore_index_and_extra_dims(reduction):
+    scores = f32(3, 5, 2, 2).astype(np.float64)
+    labels = RNG.integers(0, 5, (3, 2, 2)).astype(np.int64)
+    labels[0, 0, 0] = labels[2, 1, 1] = 3
+    weights = RNG.uniform(0.1, 2, 5)
+    for op, opset in (("NegativeLogLikelihoodLoss", 22), ("SoftmaxCrossEntropyLoss", 13)):
+        check(op, [scores, labels], opset, reduction=reduction, rtol=1e-12)
+        check(op, [scores, labels, weights], opset, reduction=reduction, ignore_index=3, rtol=1e-12)
+        check(op, [scores.astype(np.float32), labels.astype(np.int32)], opset, reduction=reduction, ignore_index=3, rtol=1e-5)
+    check("SoftmaxCrossEntropyLoss", [scores, labels, weights], 12, 2, reduction=reduction, rtol=1e-12)
+
+
+def test_loss_mean_without_weights_skips_targets_equal_to_ignore_index_minus_one():
+    """The spec's function body divides by the targets not ignored (as for any other ignore_index);
+    ONNX's reference NegativeLogLikelihoodLoss alone divides by all of them when ignore_index is -1."""
+    scores = f32(3, 4, 2).astype(np.float64)
+    labels = np.array([[0, -1], [2, 1], [-1, 3]], np.int64)
+    model = _model("NegativeLogLikelihoodLoss", [scores, labels], 22, ignore_index=-1)
+    got = torch_run(model, [scores, labels])[0]
+    valid = labels != -1
+    picked = -np.take_along_axis(scores, np.where(valid, labels, 0)[:, None], 1)[:, 0] * valid
+    np.testing.assert_allclose(got, picked.sum() / valid.sum(), rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------- the rest
+def test_one_hot_negative_and_out_of_range_indices_and_axes():
+    indices = np.array([[0, -1, 3], [5, -6, 2]], np.int64)  # 5 and -6 are out of range for depth 5: all off
+    values = np.array([-2, 7], np.int32)
+    for axis in (-1, 0, 1, -3):
+        check("OneHot", [indices, np.array(5, np.int64), values], 11, axis=axis)
+    check("OneHot", [indices.astype(np.float32), np.array(5.0, np.float32), values.astype(np.float64)], 9)
+    # depth as a 1-element vector, as the spec allows (ONNX's reference takes a scalar only)
+    model = _model("OneHot", [indices, np.array([5], np.int64), values], 11)
+    got = torch_run(model, [indices, np.array([5], np.int64), values])[0]
+    np.testing.assert_array_equal(got, check("OneHot", [indices, np.array(5, np.int64), values], 11)[0])
+
+
+def test_space_to_depth_compress_reverse_sequence_and_pools():
+    x = f32(2, 3, 4, 6)
+    check("SpaceToDepth", [x], 13, blocksize=2)
+    check("SpaceToDepth", [x], 28, blocksize=2, mode="CRD")
+    check("Compress", [x, np.array([True, False, True])], 11, axis=1)
+    check("Compress", [x, np.array([False, True, True, False])], 28, axis=-2)
+    check("Compress", [x, RNG.random(30) > 0.5], 9)  # no axis: the flattened input; a short condition
+    seq = ints(np.int32, (4, 3, 2))
+    check("ReverseSequence", [seq, np.array([4, 1, 2], np.int64)], 10, batch_axis=1, time_axis=0)
+    check("ReverseSequence", [seq, np.array([2, 3, 1, 0], np.int64)], 28, batch_axis=0, time_axis=1)
+    check("GlobalMaxPool", [f32(2, 3, 4, 5)], 22)
+    # 1 and 3 spatial dims (ONNX's reference takes the maximum over dims 1-2 and 3-4 there)
+    for pooled in (f32(2, 3, 4), f32(2, 3, 2, 2, 2)):
+        got = torch_run(_model("GlobalMaxPool", [pooled], 1), [pooled])[0]
+        np.testing.assert_array_equal(got, pooled.max(axis=tuple(range(2, pooled.ndim)), keepdims=True))
+    x[0, :, 1, 2] = 0  # a zero norm: 0
+    check("LpNormalization", [x], 22, axis=1, p=2)
+    # p=1 by hand: ONNX's reference sums x, not |x|
+    got = torch_run(_model("LpNormalization", [x], 1, axis=-1, p=1), [x])[0]
+    norm = np.abs(x).sum(axis=-1, keepdims=True)
+    np.testing.assert_allclose(got, np.where(norm == 0, 0, x / np.where(norm == 0, 1, norm)), rtol=1e-6)
+    check("Det", [RNG.standard_normal((2, 3, 3))], 22, rtol=1e-10)
+    check("SwiGLU", [f32(3, 4), f32(3, 4)], 28, alpha=1.702)
+
+
+def test_refused_settings_say_what():
+    assert "p=3 is not supported" in refused("LpNormalization", [f32(2, 3)], 22, p=3)
+    assert "batch_axis=0, time_axis=2" in refused("ReverseSequence", [f32(2, 3, 4), np.array([1, 2], np.int64)], 10,
+                                                  batch_axis=0, time_axis=2)
