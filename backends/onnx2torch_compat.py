@@ -178,9 +178,10 @@ def reduce_18(node, graph):
     if len(ins) > 1 and ins[1]:
         try:
             value = get_const_value(ins[1], graph)
-        except KeyError:
-            raise NotImplementedError(f"{op}: its axes are computed at run time; onnx2torch needs them "
-                                      "constant") from None
+        except KeyError:  # computed at run time: onnx2torch reads constants only
+            from mlms_ir.backends.onnx2torch_ops import reduce_computed_axes
+
+            return reduce_computed_axes(node, graph)
         axes = [int(a) for a in (value.flatten().tolist() if hasattr(value, "flatten") else list(value))]
     if any(a < 0 for a in axes):
         # onnx2torch's Max/Min/Prod reduce one axis at a time and shift only non-negative ones
@@ -360,8 +361,10 @@ def layer_norm_17(node, graph):
     input's own trailing dims at run time."""
     from onnx2torch.node_converters.layer_norm import OnnxLayerNorm
 
-    if sum(1 for o in node.output_values if o) > 1:
-        raise NotImplementedError("LayerNormalization: its Mean and InvStdDev outputs are not converted")
+    if sum(1 for o in node.output_values if o) > 1:  # with Mean and InvStdDev: onnx2torch_ops' module
+        from mlms_ir.backends.onnx2torch_ops import layer_normalization
+
+        return layer_normalization(node, graph)
     original = older("LayerNormalization", 17)
     try:
         result = original(node, graph) if original is not None else None
@@ -512,10 +515,16 @@ def _patch() -> list[str]:
         base = BUILDS_ON.get((op, version))
         if base is None or has(op, base):
             register(op, version, fn)
-    from mlms_ir.backends.onnx2torch_ops import converters as lacking  # ops onnx2torch has no converter for
+    from mlms_ir.backends.onnx2torch_ops import REPLACING, converters as lacking  # ops onnx2torch lacks or gets wrong
 
     for (op, version), fn in lacking().items():
         register(op, version, fn)
+    for (op, version), fn in REPLACING.items():  # onnx2torch's own that compute something else
+        own = registry.get(_key(op, version))
+        if own is not None and own is not fn:
+            _REPLACED[(op, version)] = own
+            registry[_key(op, version)] = fn
+            added.append(f"{op}-{version} (onnx2torch_ops)")
     # after ours: ReduceMax-20 is our ReduceMax-18
     for op, (versions, old) in [*SAME_AS.items(), *TORCH_SAME_AS.items()]:
         if op not in NOT_ALIASED and has(op, old):

@@ -518,7 +518,105 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
                 raise ValueError(f"SwiGLU: A {list(a.shape)} and B {list(b.shape)} must have one shape")
             return a * torch.sigmoid(self.alpha * a) * b
 
-    classes = (Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
+    class Reduce(nn.Module):
+        """An ONNX ``Reduce*``-18 whose ``axes`` come at run time (an input, not a constant); the
+        result keeps the input's dtype, and an empty set reduces to ONNX's identity value."""
+
+        def __init__(self, op: str, keepdims: bool, noop: bool) -> None:
+            super().__init__()
+            self.op, self.keepdims, self.noop = op, keepdims, noop
+
+        def forward(self, x, axes=None):
+            if axes is None or axes.numel() == 0:
+                if self.noop:
+                    return x
+                dims = list(range(x.dim()))
+            else:
+                rank = x.dim()
+                dims = [int(a) for a in axes.reshape(-1).tolist()]
+                if any(not -rank <= a < max(rank, 1) for a in dims):
+                    raise ValueError(f"{self.op}: axes {dims} out of range for rank {rank}")
+                if len({a % rank for a in dims}) < len(dims):
+                    raise ValueError(f"{self.op}: axes {dims} name a dim twice")
+                dims = sorted({a % rank for a in dims}) if rank else []
+            if not dims:
+                return x
+            op, dtype = self.op, x.dtype
+            if op in ("ReduceMean", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp") and not x.is_floating_point():
+                raise NotImplementedError(f"{op}: {dtype} input is not supported (float types only)")
+            if op in ("ReduceMax", "ReduceMin"):
+                wide = x.to(torch.uint8) if dtype == torch.bool else x
+                if wide.numel() == 0:
+                    if dtype == torch.bool:
+                        fill = op == "ReduceMin"
+                    elif wide.is_floating_point():
+                        fill = float("-inf") if op == "ReduceMax" else float("inf")
+                    else:
+                        info = torch.iinfo(dtype)
+                        fill = info.min if op == "ReduceMax" else info.max
+                    shape = [1 if d in dims else n for d, n in enumerate(x.shape)] if self.keepdims else \
+                        [n for d, n in enumerate(x.shape) if d not in dims]
+                    return torch.full(shape, fill, dtype=dtype, device=x.device)
+                y = (torch.amax if op == "ReduceMax" else torch.amin)(wide, dim=dims, keepdim=self.keepdims)
+                return y.to(dtype)
+            if op == "ReduceProd":
+                y = x
+                for d in sorted(dims, reverse=True):
+                    y = torch.prod(y, dim=d, keepdim=self.keepdims, dtype=dtype)
+                return y
+            if op == "ReduceLogSumExp":
+                return torch.logsumexp(x, dim=dims, keepdim=self.keepdims)
+            if op == "ReduceMean":
+                return torch.mean(x, dim=dims, keepdim=self.keepdims)
+            base = {"ReduceSum": x, "ReduceL1": x.abs(), "ReduceL2": x * x, "ReduceSumSquare": x * x, "ReduceLogSum": x}[op]
+            y = torch.sum(base, dim=dims, keepdim=self.keepdims, dtype=dtype)
+            if op == "ReduceL2":
+                y = torch.sqrt(y)
+            elif op == "ReduceLogSum":
+                y = torch.log(y)
+            return y
+
+    class Flatten(nn.Module):
+        """ONNX Flatten: [prod(dims before axis), prod(dims from axis)], for any axis in [-rank, rank]."""
+
+        def __init__(self, axis: int) -> None:
+            super().__init__()
+            self.axis = axis
+
+        def forward(self, x):
+            rank = x.dim()
+            axis = self.axis + rank if self.axis < 0 else self.axis
+            if not 0 <= axis <= rank:
+                raise ValueError(f"Flatten: axis {self.axis} is out of range for rank {rank}")
+            outer = 1
+            for n in x.shape[:axis]:
+                outer *= int(n)
+            inner = 1
+            for n in x.shape[axis:]:
+                inner *= int(n)
+            return x.reshape(outer, inner)
+
+    class LayerNormalization(nn.Module):
+        """ONNX LayerNormalization-17 with its Mean and InvStdDev outputs: computed in
+        ``stash_type`` over the dims from ``axis``, Y cast back to X's dtype then scaled and shifted."""
+
+        def __init__(self, axis: int, epsilon: float, stash: str, outputs: int) -> None:
+            super().__init__()
+            self.axis, self.epsilon, self.stash, self.outputs = axis, epsilon, stash, outputs
+
+        def forward(self, x, scale, bias=None):
+            axis = self.axis + x.dim() if self.axis < 0 else self.axis
+            dims = tuple(range(axis, x.dim()))
+            xs = x.to(dtype_of(self.stash))
+            mean = xs.mean(dim=dims, keepdim=True)
+            d = xs - mean
+            inv_std = torch.reciprocal(torch.sqrt((d * d).mean(dim=dims, keepdim=True) + self.epsilon))
+            y = (d * inv_std).to(x.dtype) * scale
+            if bias is not None:
+                y = y + bias
+            return (y, mean, inv_std)[: self.outputs] if self.outputs > 1 else y
+
+    classes = (Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
                Loss, RotaryEmbedding, Attention, OneHot, SpaceToDepth, GlobalMaxPool, LpNormalization, Det, Compress,
                ReverseSequence, SwiGLU)
     return {cls.__name__: cls for cls in classes}
@@ -698,6 +796,40 @@ def swiglu(node, graph):
     return _result(_module("SwiGLU")(float(node.attributes.get("alpha", 1.0))), node)
 
 
+_REDUCE = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
+           "ReduceLogSumExp", "ReduceSumSquare")
+
+
+def reduce_computed_axes(node, graph):
+    """``Reduce*``-18 (ReduceMax/ReduceMin-20) whose ``axes`` input is computed by the graph or a
+    graph input: the module takes the axes at run time (onnx2torch reads only constant axes).
+    Called by :func:`mlms_ir.backends.onnx2torch_compat.reduce_18`."""
+    op = node.operation_type
+    if op not in _REDUCE:
+        raise NotImplementedError(f"{op}: not a reduction")
+    attrs = node.attributes
+    return _result(_module("Reduce")(op, bool(attrs.get("keepdims", 1)), bool(attrs.get("noop_with_empty_axes", 0))), node)
+
+
+def flatten(node, graph):
+    """``Flatten``-1/9/11/13 (21-25 alias 13): replaces onnx2torch's, which failed for ``axis`` 0
+    and -rank (it flattened everything, then flattened again from dim 1)."""
+    return _result(_module("Flatten")(int(node.attributes.get("axis", 1))), node)
+
+
+def layer_normalization(node, graph):
+    """``LayerNormalization``-17 asked for its ``Mean`` or ``InvStdDev`` output (onnx2torch's
+    module gives Y only). Called by :func:`mlms_ir.backends.onnx2torch_compat.layer_norm_17`."""
+    attrs = node.attributes
+    stash = _float_type("LayerNormalization", "stash_type", int(attrs.get("stash_type", 1)))
+    return _result(_module("LayerNormalization")(int(attrs.get("axis", -1)), float(attrs.get("epsilon", 1e-5)), stash,
+                                                 _outputs(node)), node)
+
+
+#: (op, version) -> our converter that replaces onnx2torch's own, which computes something else.
+REPLACING: dict[tuple[str, int], Callable] = {("Flatten", 9): flatten, ("Flatten", 11): flatten, ("Flatten", 13): flatten}
+
+
 #: (op, versions, converter) of the ops onnx2torch lacks entirely.
 TABLE: list[tuple[str, tuple[int, ...], Callable]] = [
     *((op, (9, 22), elementwise) for op in _ELEMENTWISE),
@@ -724,6 +856,7 @@ TABLE: list[tuple[str, tuple[int, ...], Callable]] = [
     ("Compress", (9, 11, 28), compress),
     ("ReverseSequence", (10, 28), reverse_sequence),
     ("SwiGLU", (28,), swiglu),
+    ("Flatten", (1,), flatten),
 ]
 
 

@@ -281,3 +281,93 @@ def test_refused_settings_say_what():
     assert "p=3 is not supported" in refused("LpNormalization", [f32(2, 3)], 22, p=3)
     assert "batch_axis=0, time_axis=2" in refused("ReverseSequence", [f32(2, 3, 4), np.array([1, 2], np.int64)], 10,
                                                   batch_axis=0, time_axis=2)
+
+
+# ---------------------------------------------------------------------------------------------- reductions
+REDUCTIONS = ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
+              "ReduceLogSumExp", "ReduceSumSquare"]
+
+
+def _reduce_model(op: str, x: np.ndarray, opset: int = 18, **attrs) -> onnx.ModelProto:
+    """``op`` with its axes a graph input (onnx2torch reads constant axes only)."""
+    node = helper.make_node(op, ["x", "axes"], ["y"], **attrs)
+    vis = [helper.make_tensor_value_info("x", helper.np_dtype_to_tensor_dtype(x.dtype), x.shape),
+           helper.make_tensor_value_info("axes", TensorProto.INT64, None)]
+    graph = helper.make_graph([node], "g", vis, [helper.make_tensor_value_info("y", TensorProto.UNDEFINED, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize("op", REDUCTIONS)
+def test_reductions_with_axes_computed_at_run_time(op):
+    x = RNG.uniform(0.5, 2, (2, 3, 4)).astype(np.float32)
+    empty = np.zeros((2, 0, 3), np.float32)
+    with registry.get("torch").prepare(mlms_ir.load(_reduce_model(op, x, keepdims=0).SerializeToString()), "cpu") as s:
+        # one session, several axes: they are read at each run
+        for axes in ([0], [-1], [2, 0], [-2, 0], []):
+            feeds = {"x": x, "axes": np.array(axes, np.int64)}
+            want = ReferenceEvaluator(_reduce_model(op, x, keepdims=0)).run(None, feeds)[0]
+            np.testing.assert_allclose(s.run(feeds)["y"], want, rtol=1e-5, err_msg=f"{op} {axes}")
+    for keepdims in (0, 1):  # an empty set: ONNX's identity value (0, 1, -inf, the dtype's min ...)
+        feeds = {"x": empty, "axes": np.array([1], np.int64)}
+        if op != "ReduceMean":
+            want = ReferenceEvaluator(_reduce_model(op, empty, keepdims=keepdims)).run(None, feeds)[0]
+            got = torch_run_feeds(_reduce_model(op, empty, keepdims=keepdims), feeds)
+            np.testing.assert_array_equal(got, want)
+    got = torch_run_feeds(_reduce_model(op, x, noop_with_empty_axes=1), {"x": x, "axes": np.zeros(0, np.int64)})
+    np.testing.assert_array_equal(got, x)
+
+
+def torch_run_feeds(model, feeds):
+    with registry.get("torch").prepare(mlms_ir.load(model.SerializeToString()), "cpu") as s:
+        return s.run(feeds)["y"]
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.bool_])
+def test_integer_and_boolean_reductions_keep_the_dtype(dtype):
+    x = (RNG.integers(-3, 4, (3, 4)) if dtype is not np.bool_ else RNG.random((3, 4)) > 0.5).astype(dtype)
+    ops = ["ReduceMax", "ReduceMin"] if dtype is np.bool_ else ["ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+                                                                  "ReduceSumSquare"]
+    for op in ops:
+        for opset in (20,) if dtype is np.bool_ else (18, 20) if op in ("ReduceMax", "ReduceMin") else (18,):
+            feeds = {"x": x, "axes": np.array([-1], np.int64)}
+            want = ReferenceEvaluator(_reduce_model(op, x, opset)).run(None, feeds)[0]
+            got = torch_run_feeds(_reduce_model(op, x, opset), feeds)
+            assert got.dtype == x.dtype, (op, got.dtype)  # ONNX's reference widens ReduceSumSquare of int32 to int64
+            np.testing.assert_array_equal(got, want)
+    empty = np.zeros((0, 2), dtype)
+    feeds = {"x": empty, "axes": np.array([0], np.int64)}
+    for op in ("ReduceMax", "ReduceMin"):
+        np.testing.assert_array_equal(torch_run_feeds(_reduce_model(op, empty, 20), feeds),
+                                      ReferenceEvaluator(_reduce_model(op, empty, 20)).run(None, feeds)[0])
+
+
+def test_a_float_only_reduction_of_integers_is_refused_at_run_time():
+    x = np.arange(6, dtype=np.int32).reshape(2, 3)
+    with pytest.raises(BackendError, match="ReduceL2: torch.int32 input is not supported"):
+        torch_run_feeds(_reduce_model("ReduceL2", x), {"x": x, "axes": np.array([1], np.int64)})
+    with pytest.raises(BackendError, match=r"ReduceL1: axes \[1, -1\] name a dim twice"):
+        torch_run_feeds(_reduce_model("ReduceL1", x), {"x": x, "axes": np.array([1, -1], np.int64)})
+
+
+# ---------------------------------------------------------------------------------------------- replaced or extended
+def test_flatten_at_every_axis_including_zero_and_minus_rank():
+    x = f32(2, 3, 4)
+    for axis in (-3, -2, -1, 0, 1, 2, 3):
+        for opset in (1, 13, 21):
+            if opset == 1 and axis < 0:
+                continue  # version 1 has no negative axes
+            check("Flatten", [x], opset, axis=axis)
+    check("Flatten", [np.zeros((0, 3), np.float32)], 13, axis=0)  # no elements
+
+
+def test_layer_normalization_with_mean_and_inv_std_dev():
+    x, scale, bias = f32(2, 3, 4), f32(3, 4), f32(4)
+    check("LayerNormalization", [x, scale, bias], 17, 3, axis=-2, epsilon=1e-3)
+    # Mean and InvStdDev are of stash_type (float here), which ONNX's reference leaves in X's double
+    xd, sd = x.astype(np.float64), scale[0, :].astype(np.float64)
+    y, mean, inv = torch_run(_model("LayerNormalization", [xd, sd], 17, 3, axis=2), [xd, sd])
+    assert y.dtype == np.float64 and mean.dtype == inv.dtype == np.float32
+    want = ReferenceEvaluator(_model("LayerNormalization", [xd, sd], 17, 3, axis=2)).run(None, _feeds([xd, sd]))
+    for g, w in zip((y, mean, inv), want):
+        np.testing.assert_allclose(g, w, rtol=1e-6)
+    check("LayerNormalization", [x, scale[None]], 17, 2, axis=0)
