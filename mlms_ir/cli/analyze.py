@@ -68,7 +68,7 @@ def analyze(
         raise MlmsIrError(f"--top must be a non-negative integer, got '{top}'")
     if solve is not None and sweep_dim is not None:
         raise MlmsIrError("give --solve or --sweep-dim, not both")
-    with paused_gc():  # millions of live objects and nothing to collect (mlms_ir.ir.gc_pause)
+    with paused_gc(last=True):  # millions of live objects and nothing to collect (mlms_ir.ir.gc_pause)
         _analyze(model, fmt, top, output, input_shape, batch, dims, device, sort, lenient, html, store, solve, sweep_dim,
                  input_value)
 
