@@ -616,7 +616,84 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
                 y = y + bias
             return (y, mean, inv_std)[: self.outputs] if self.outputs > 1 else y
 
-    classes = (Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
+    def quant_param(value, x, axis: int, block_size: int):
+        """A scale or zero point broadcast to x: per tensor, per axis (1-D) or blocked."""
+        if value.dim() == 0:
+            return value
+        if value.numel() == 1:
+            return value.reshape(())
+        axis = axis + x.dim() if axis < 0 else axis
+        if not block_size:
+            if value.dim() != 1 or not 0 <= axis < x.dim() or value.shape[0] != x.shape[axis]:
+                raise ValueError(f"a per-axis scale or zero point of shape {list(value.shape)} does not fit {list(x.shape)} "
+                                 f"at axis {axis}")
+            shape = [1] * x.dim()
+            shape[axis] = value.shape[0]
+            return value.reshape(shape)
+        full = value.repeat_interleave(block_size, dim=axis)
+        full = full.narrow(axis, 0, min(full.shape[axis], x.shape[axis]))
+        if list(full.shape) != list(x.shape):
+            raise ValueError(f"a blocked scale or zero point of shape {list(value.shape)} does not fit {list(x.shape)} with "
+                             f"block_size {block_size} at axis {axis}")
+        return full
+
+    integer_inputs = (torch.int8, torch.uint8, torch.int16, torch.uint16, torch.int32)
+
+    class DequantizeLinear(nn.Module):
+        """ONNX DequantizeLinear of 8-, 16- and 32-bit integers: (x - zero_point) * scale, per
+        tensor, axis or block, computed in float32 (exact for these integers), then cast to the
+        output type (the scale's, or ``output_dtype``)."""
+
+        def __init__(self, axis: int, block_size: int, output: str | None) -> None:
+            super().__init__()
+            self.axis, self.block_size, self.output = axis, block_size, output
+
+        def forward(self, x, x_scale, x_zero_point=None):
+            if x.dtype not in integer_inputs:
+                raise NotImplementedError(f"DequantizeLinear: {x.dtype} input is not supported (8-, 16- and 32-bit integers)")
+            dx = x.to(torch.int64)
+            if x_zero_point is not None:
+                if x_zero_point.dtype != x.dtype:
+                    raise ValueError(f"DequantizeLinear: zero point of {x_zero_point.dtype} for {x.dtype} input")
+                dx = dx - quant_param(x_zero_point.to(torch.int64), x, self.axis, self.block_size)
+            if x.dtype == torch.int32 and bool((dx.abs() > 2 ** 24).any()):
+                raise NotImplementedError("DequantizeLinear: int32 values beyond 2**24 are not supported (float32 arithmetic)")
+            y = dx.to(torch.float32) * quant_param(x_scale, x, self.axis, self.block_size).to(torch.float32)
+            return y.to(dtype_of(self.output) if self.output else x_scale.dtype)
+
+    ranges = {torch.uint8: (0, 255), torch.int8: (-128, 127), torch.uint16: (0, 65535), torch.int16: (-32768, 32767)}
+
+    class QuantizeLinear(nn.Module):
+        """ONNX QuantizeLinear to 8- and 16-bit integers: round(x / scale), half to even, plus the
+        zero point, saturated; the division in the scale's type (or ``precision``)."""
+
+        def __init__(self, axis: int, block_size: int, output: str | None, precision: str | None) -> None:
+            super().__init__()
+            self.axis, self.block_size, self.output, self.precision = axis, block_size, output, precision
+
+        def forward(self, x, y_scale, y_zero_point=None):
+            out = dtype_of(self.output) if self.output else torch.uint8
+            if y_zero_point is not None:
+                if self.output and y_zero_point.dtype != out:
+                    raise ValueError(f"QuantizeLinear: output_dtype {out} but a zero point of {y_zero_point.dtype}")
+                out = y_zero_point.dtype
+            if out not in ranges:
+                raise NotImplementedError(f"QuantizeLinear: output type {out} is not supported (8- and 16-bit integers)")
+            scale = quant_param(y_scale, x, self.axis, self.block_size)
+            if self.precision:
+                work = dtype_of(self.precision)
+            else:
+                work = scale.dtype
+                if x.dtype != work:  # the spec divides in the scale's type, ONNX's reference in numpy's promotion
+                    raise NotImplementedError(f"QuantizeLinear: {x.dtype} input with a {work} scale is not supported without "
+                                              "the precision attribute")
+            q = torch.round(x.to(work) / scale.to(work)).to(torch.int64)
+            if y_zero_point is not None:
+                q = q + quant_param(y_zero_point.to(torch.int64), x, self.axis, self.block_size)
+            low, high = ranges[out]
+            return torch.clamp(q, low, high).to(out)
+
+    classes = (DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
                Loss, RotaryEmbedding, Attention, OneHot, SpaceToDepth, GlobalMaxPool, LpNormalization, Det, Compress,
                ReverseSequence, SwiGLU)
     return {cls.__name__: cls for cls in classes}
@@ -826,6 +903,33 @@ def layer_normalization(node, graph):
                                                  _outputs(node)), node)
 
 
+#: ONNX TensorProto codes of the quantized integer types QuantizeLinear writes here -> torch dtype names.
+_QUANT_OUT = {2: "uint8", 3: "int8", 4: "uint16", 5: "int16"}
+
+
+def dequantize_linear(node, graph):
+    """``DequantizeLinear``-10 to 28 of int8/uint8/int16/uint16/int32 (per tensor, axis or block);
+    float8, 4-bit and 2-bit inputs are refused (torch cannot take them from numpy)."""
+    attrs = node.attributes
+    output = int(attrs.get("output_dtype", 0))
+    name = _float_type("DequantizeLinear", "output_dtype", output) if output else None
+    return _result(_module("DequantizeLinear")(int(attrs.get("axis", 1)), int(attrs.get("block_size", 0)), name), node)
+
+
+def quantize_linear(node, graph):
+    """``QuantizeLinear``-10 to 28 to uint8/int8/uint16/int16 (per tensor, axis or block). Refused:
+    float8, 4-bit and 2-bit outputs, and an input whose type is not the scale's without ``precision``
+    (the spec divides in the scale's type, ONNX's reference in numpy's promoted one)."""
+    attrs = node.attributes
+    output = int(attrs.get("output_dtype", 0))
+    if output and output not in _QUANT_OUT:
+        raise NotImplementedError(f"QuantizeLinear: output_dtype={output} is not supported (uint8, int8, uint16, int16)")
+    precision = int(attrs.get("precision", 0))
+    prec = _float_type("QuantizeLinear", "precision", precision) if precision else None
+    return _result(_module("QuantizeLinear")(int(attrs.get("axis", 1)), int(attrs.get("block_size", 0)),
+                                             _QUANT_OUT.get(output), prec), node)
+
+
 #: (op, version) -> our converter that replaces onnx2torch's own, which computes something else.
 REPLACING: dict[tuple[str, int], Callable] = {("Flatten", 9): flatten, ("Flatten", 11): flatten, ("Flatten", 13): flatten}
 
@@ -857,6 +961,8 @@ TABLE: list[tuple[str, tuple[int, ...], Callable]] = [
     ("ReverseSequence", (10, 28), reverse_sequence),
     ("SwiGLU", (28,), swiglu),
     ("Flatten", (1,), flatten),
+    ("DequantizeLinear", (10, 13, 19, 21, 23, 24, 25, 28), dequantize_linear),
+    ("QuantizeLinear", (10, 13, 19, 21, 23, 24, 25, 28), quantize_linear),
 ]
 
 

@@ -371,3 +371,39 @@ def test_layer_normalization_with_mean_and_inv_std_dev():
     for g, w in zip((y, mean, inv), want):
         np.testing.assert_allclose(g, w, rtol=1e-6)
     check("LayerNormalization", [x, scale[None]], 17, 2, axis=0)
+
+
+# ---------------------------------------------------------------------------------------------- quantization
+def test_quantize_linear_rounds_half_to_even_saturates_per_axis_and_block():
+    x = np.array([[-300.0, -2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 300.0]] * 3, np.float32) * np.array([[1], [2], [0.5]], np.float32)
+    scale1 = np.array(1.0, np.float32)
+    for zp in (np.array(0, np.uint8), np.array(3, np.int8), np.array(-7, np.int16), np.array(100, np.uint16), None):
+        check("QuantizeLinear", [x, scale1, zp], 13 if zp is None or zp.dtype.itemsize == 1 else 21)
+    per_axis = RNG.uniform(0.5, 2, 3).astype(np.float32)
+    check("QuantizeLinear", [x, per_axis, np.array([1, -2, 3], np.int8)], 13, axis=0)
+    check("QuantizeLinear", [x, RNG.uniform(0.5, 2, 8).astype(np.float32), None], 19, axis=-1)
+    blocked = RNG.uniform(0.5, 2, (3, 3)).astype(np.float32)  # blocks of 3 along axis 1 (8 = 3 + 3 + 2)
+    check("QuantizeLinear", [x, blocked, RNG.integers(-5, 5, (3, 3)).astype(np.int8)], 21, axis=1, block_size=3)
+    check("QuantizeLinear", [x, blocked, None], 28, axis=1, block_size=3, output_dtype=TensorProto.INT16)
+    check("QuantizeLinear", [x.astype(np.float16), np.array(0.5, np.float16), np.array(0, np.int8)], 21)
+    check("QuantizeLinear", [x, np.array(0.5, np.float16), None], 25, precision=TensorProto.FLOAT)
+
+
+def test_dequantize_linear_per_tensor_axis_block_and_output_dtype():
+    x = ints(np.int8, (3, 8))
+    check("DequantizeLinear", [x, np.array(0.1, np.float32), np.array(-3, np.int8)], 19)
+    check("DequantizeLinear", [x, RNG.uniform(0.1, 1, 3).astype(np.float32), ints(np.int8, (3,))], 19, axis=-2)
+    blocked = RNG.uniform(0.1, 1, (3, 2)).astype(np.float32)
+    check("DequantizeLinear", [x, blocked, ints(np.int8, (3, 2))], 21, axis=1, block_size=4)
+    check("DequantizeLinear", [ints(np.uint16, (4,)), np.array(0.01, np.float32), ints(np.uint16, ())], 21)
+    check("DequantizeLinear", [ints(np.int16, (2, 4)), np.array(0.5, np.float16)], 21, rtol=1e-3)
+    check("DequantizeLinear", [ints(np.int32, (5,), -2 ** 20, 2 ** 20), np.array(0.25, np.float32)], 19)
+    check("DequantizeLinear", [x, np.array(0.5, np.float32)], 23, output_dtype=TensorProto.FLOAT16)
+
+
+def test_quantization_refusals():
+    x = f32(2, 3)
+    assert "output_dtype=17 is not supported" in refused("QuantizeLinear", [x, np.array(1.0, np.float32)], 21,
+                                                         output_dtype=TensorProto.FLOAT8E4M3FN)
+    msg = refused("QuantizeLinear", [x, np.array(0.5, np.float16)], 25)  # types may differ since 25
+    assert "torch.float32 input with a torch.float16 scale is not supported without the precision attribute" in msg
