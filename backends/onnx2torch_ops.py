@@ -693,7 +693,63 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
             low, high = ranges[out]
             return torch.clamp(q, low, high).to(out)
 
-    classes = (DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
+    class LinearAttention(nn.Module):
+        """ONNX LinearAttention-27: the recurrence of ``update_rule`` run token by token in float32
+        on [B, T, H * D] inputs, with grouped KV heads; outputs the attention and the last state."""
+
+        def __init__(self, rule: str, q_heads: int, kv_heads: int, scale: float, outputs: int) -> None:
+            super().__init__()
+            self.rule, self.q_heads, self.kv_heads, self.scale, self.outputs = rule, q_heads, kv_heads, scale, outputs
+
+        def forward(self, query, key, value, past_state=None, decay=None, beta=None):
+            gating, delta = self.rule in ("gated", "gated_delta"), self.rule in ("delta", "gated_delta")
+            if gating != (decay is not None) or delta != (beta is not None):
+                raise ValueError(f"LinearAttention: update_rule '{self.rule}' takes decay for gated rules and beta for delta "
+                                 "rules, and neither otherwise")
+            if not query.dim() == key.dim() == value.dim() == 3:
+                raise ValueError("LinearAttention: query, key and value must be 3-D [B, T, H * D]")
+            b, t, _ = query.shape
+            hq, hkv = self.q_heads, self.kv_heads
+
+            def heads(x, n):
+                if x.shape[-1] % n:
+                    raise ValueError(f"LinearAttention: last dim {x.shape[-1]} not divisible by {n} heads")
+                return x.reshape(x.shape[0], x.shape[1], n, x.shape[-1] // n).transpose(1, 2).to(torch.float32)
+
+            q4, k4, v4 = heads(query, hq), heads(key, hkv), heads(value, hkv)
+            dk, dv = q4.shape[-1], v4.shape[-1]
+            if decay is not None:
+                if decay.dim() != 3 or decay.shape[-1] not in (hkv, hkv * dk):
+                    raise ValueError(f"LinearAttention: decay of shape {list(decay.shape)}")
+                g4 = heads(decay, hkv)  # (B, H_kv, T, 1 or d_k)
+            if beta is not None:
+                if beta.dim() != 3 or beta.shape[-1] not in (hkv, 1):
+                    raise ValueError(f"LinearAttention: beta of shape {list(beta.shape)}")
+                beta4 = beta.reshape(b, t, beta.shape[-1], 1).transpose(1, 2).to(torch.float32)
+            if past_state is not None:
+                if list(past_state.shape) != [b, hkv, dk, dv]:
+                    raise ValueError(f"LinearAttention: past_state of shape {list(past_state.shape)}, not {[b, hkv, dk, dv]}")
+                state_dtype, state = past_state.dtype, past_state.to(torch.float32)
+            else:
+                state_dtype = query.dtype
+                state = torch.zeros((b, hkv, dk, dv), dtype=torch.float32, device=query.device)
+            scale = self.scale if self.scale else 1.0 / float(dk) ** 0.5
+            outs = []
+            for i in range(t):
+                k_t, v_t = k4[:, :, i, :], v4[:, :, i, :]
+                if gating:
+                    state = state * torch.exp(g4[:, :, i, :])[..., None]
+                if delta:
+                    retrieved = torch.einsum("bhdm,bhd->bhm", state, k_t)
+                    v_t = beta4[:, :, i, :] * (v_t - retrieved)
+                state = state + k_t[..., :, None] * v_t[..., None, :]
+                read = state.repeat_interleave(hq // hkv, dim=1) if hq != hkv else state
+                outs.append(scale * torch.einsum("bhd,bhdm->bhm", q4[:, :, i, :], read))
+            out = torch.stack(outs, dim=2) if outs else torch.zeros((b, hq, 0, dv), dtype=torch.float32, device=query.device)
+            out = out.transpose(1, 2).reshape(b, t, hq * dv).to(query.dtype)
+            return (out, state.to(state_dtype)) if self.outputs > 1 else out
+
+    classes = (LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
                Loss, RotaryEmbedding, Attention, OneHot, SpaceToDepth, GlobalMaxPool, LpNormalization, Det, Compress,
                ReverseSequence, SwiGLU)
     return {cls.__name__: cls for cls in classes}
@@ -930,6 +986,20 @@ def quantize_linear(node, graph):
                                              _QUANT_OUT.get(output), prec), node)
 
 
+def linear_attention(node, graph):
+    """``LinearAttention``-27 (linear, gated, delta and gated_delta recurrences)."""
+    attrs = node.attributes
+    rule = _text(attrs.get("update_rule", "gated_delta"))
+    if rule not in ("linear", "gated", "delta", "gated_delta"):
+        raise NotImplementedError(f"LinearAttention: update_rule={rule!r} is not supported")
+    if "q_num_heads" not in attrs or "kv_num_heads" not in attrs:
+        raise NotImplementedError("LinearAttention: q_num_heads and kv_num_heads are required")
+    q_heads, kv_heads = int(attrs["q_num_heads"]), int(attrs["kv_num_heads"])
+    if q_heads <= 0 or kv_heads <= 0 or q_heads % kv_heads:
+        raise NotImplementedError(f"LinearAttention: q_num_heads={q_heads} is not a multiple of kv_num_heads={kv_heads}")
+    return _result(_module("LinearAttention")(rule, q_heads, kv_heads, float(attrs.get("scale", 0.0)), _outputs(node)), node)
+
+
 #: (op, version) -> our converter that replaces onnx2torch's own, which computes something else.
 REPLACING: dict[tuple[str, int], Callable] = {("Flatten", 9): flatten, ("Flatten", 11): flatten, ("Flatten", 13): flatten}
 
@@ -961,6 +1031,7 @@ TABLE: list[tuple[str, tuple[int, ...], Callable]] = [
     ("ReverseSequence", (10, 28), reverse_sequence),
     ("SwiGLU", (28,), swiglu),
     ("Flatten", (1,), flatten),
+    ("LinearAttention", (27,), linear_attention),
     ("DequantizeLinear", (10, 13, 19, 21, 23, 24, 25, 28), dequantize_linear),
     ("QuantizeLinear", (10, 13, 19, 21, 23, 24, 25, 28), quantize_linear),
 ]

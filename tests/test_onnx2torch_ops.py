@@ -407,3 +407,16 @@ def test_quantization_refusals():
                                                          output_dtype=TensorProto.FLOAT8E4M3FN)
     msg = refused("QuantizeLinear", [x, np.array(0.5, np.float16)], 25)  # types may differ since 25
     assert "torch.float32 input with a torch.float16 scale is not supported without the precision attribute" in msg
+
+
+@pytest.mark.parametrize("rule", ["linear", "gated", "delta", "gated_delta"])
+def test_linear_attention_rules_grouped_heads_and_past_state(rule):
+    b, t, hq, hkv, dk, dv = 2, 4, 4, 2, 3, 5
+    q, k, v = f32(b, t, hq * dk), f32(b, t, hkv * dk) * 0.5, f32(b, t, hkv * dv)
+    decay = -RNG.uniform(0, 1, (b, t, hkv * dk if rule == "gated" else hkv)).astype(np.float32) if "gated" in rule else None
+    beta = RNG.uniform(0, 1, (b, t, 1)).astype(np.float32) if "delta" in rule else None
+    past = f32(b, hkv, dk, dv).astype(np.float16)  # the state keeps its own type
+    check("LinearAttention", [q, k, v, past, decay, beta], 27, 2, rtol=2e-3, atol=2e-3, update_rule=rule, q_num_heads=hq,
+          kv_num_heads=hkv, scale=0.7)
+    check("LinearAttention", [q, k, v, None, decay, beta], 27, 2, rtol=1e-5, atol=1e-5, update_rule=rule, q_num_heads=hq,
+          kv_num_heads=hkv)
