@@ -749,7 +749,22 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
             out = out.transpose(1, 2).reshape(b, t, hq * dv).to(query.dtype)
             return (out, state.to(state_dtype)) if self.outputs > 1 else out
 
-    classes = (LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
+    class GridSample(nn.Module):
+        """ONNX GridSample as torch's grid_sample (the same coordinate mapping, rounding and
+        padding for the settings the converter lets through)."""
+
+        def __init__(self, mode: str, padding: str, align_corners: bool) -> None:
+            super().__init__()
+            self.mode, self.padding, self.align_corners = mode, padding, align_corners
+
+        def forward(self, x, grid):
+            if self.mode == "bicubic" and x.dim() != 4:
+                raise NotImplementedError("GridSample: cubic of a 3-D image is not supported (torch has 2-D bicubic only)")
+            if x.dim() not in (4, 5):
+                raise NotImplementedError(f"GridSample: a {x.dim() - 2}-D image is not supported (2-D and 3-D only)")
+            return F.grid_sample(x, grid.to(x.dtype), mode=self.mode, padding_mode=self.padding, align_corners=self.align_corners)
+
+    classes = (GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
                Loss, RotaryEmbedding, Attention, OneHot, SpaceToDepth, GlobalMaxPool, LpNormalization, Det, Compress,
                ReverseSequence, SwiGLU)
     return {cls.__name__: cls for cls in classes}
@@ -1000,6 +1015,29 @@ def linear_attention(node, graph):
     return _result(_module("LinearAttention")(rule, q_heads, kv_heads, float(attrs.get("scale", 0.0)), _outputs(node)), node)
 
 
+_GRID_MODES = {"linear": "bilinear", "bilinear": "bilinear", "nearest": "nearest", "cubic": "bicubic", "bicubic": "bicubic"}
+
+
+def grid_sample(node, graph):
+    """``GridSample``-16/20/22 on 2-D and 3-D images (cubic on 2-D only). Refused where torch's
+    grid_sample computes something else than ONNX: cubic with border padding (ONNX clamps the
+    coordinate first, torch each tap) and nearest with reflection without align_corners (ONNX
+    rounds before it reflects about a half pixel, torch after: a tie can go the other way)."""
+    attrs = node.attributes
+    mode = _text(attrs.get("mode", "linear"))  # version 16's default is "bilinear": the same
+    padding = _text(attrs.get("padding_mode", "zeros"))
+    if mode not in _GRID_MODES:
+        raise NotImplementedError(f"GridSample: mode={mode!r} is not supported")
+    if padding not in ("zeros", "border", "reflection"):
+        raise NotImplementedError(f"GridSample: padding_mode={padding!r} is not supported")
+    mode = _GRID_MODES[mode]
+    align = bool(attrs.get("align_corners", 0))
+    if mode == "bicubic" and padding == "border" or mode == "nearest" and padding == "reflection" and not align:
+        raise NotImplementedError(f"GridSample: {mode} with padding_mode={padding!r} and align_corners={int(align)} is not what "
+                                  "torch's grid_sample computes")
+    return _result(_module("GridSample")(mode, padding, align), node)
+
+
 #: (op, version) -> our converter that replaces onnx2torch's own, which computes something else.
 REPLACING: dict[tuple[str, int], Callable] = {("Flatten", 9): flatten, ("Flatten", 11): flatten, ("Flatten", 13): flatten}
 
@@ -1032,6 +1070,7 @@ TABLE: list[tuple[str, tuple[int, ...], Callable]] = [
     ("SwiGLU", (28,), swiglu),
     ("Flatten", (1,), flatten),
     ("LinearAttention", (27,), linear_attention),
+    ("GridSample", (16, 20, 22), grid_sample),
     ("DequantizeLinear", (10, 13, 19, 21, 23, 24, 25, 28), dequantize_linear),
     ("QuantizeLinear", (10, 13, 19, 21, 23, 24, 25, 28), quantize_linear),
 ]

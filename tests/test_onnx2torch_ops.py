@@ -420,3 +420,24 @@ def test_linear_attention_rules_grouped_heads_and_past_state(rule):
           kv_num_heads=hkv, scale=0.7)
     check("LinearAttention", [q, k, v, None, decay, beta], 27, 2, rtol=1e-5, atol=1e-5, update_rule=rule, q_num_heads=hq,
           kv_num_heads=hkv)
+
+
+@pytest.mark.parametrize("mode, padding, align", [
+    ("linear", "zeros", 0), ("linear", "border", 1), ("linear", "reflection", 0), ("nearest", "zeros", 1),
+    ("nearest", "border", 0), ("nearest", "reflection", 1), ("cubic", "zeros", 0), ("cubic", "reflection", 1),
+])
+def test_grid_sample_beyond_the_borders(mode, padding, align):
+    x = f32(1, 2, 4, 5)
+    grid = RNG.uniform(-1.8, 1.8, (1, 3, 4, 2)).astype(np.float32)  # many points outside [-1, 1]
+    grid.reshape(-1)[:6] = [-1, 1, 0, -1.25, 1.25, 0.5]
+    check("GridSample", [x, grid], 22, mode=mode, padding_mode=padding, align_corners=align, rtol=1e-4, atol=1e-5)
+    if mode != "cubic":  # a 3-D image
+        check("GridSample", [f32(1, 1, 3, 4, 5), RNG.uniform(-1.3, 1.3, (1, 2, 2, 3, 3)).astype(np.float32)], 20, mode=mode,
+              padding_mode=padding, align_corners=align, rtol=1e-4, atol=1e-5)
+
+
+def test_grid_sample_refuses_what_torch_computes_otherwise():
+    x, grid = f32(1, 1, 3, 3), f32(1, 2, 2, 2)
+    assert "bicubic with padding_mode='border'" in refused("GridSample", [x, grid], 22, mode="cubic", padding_mode="border")
+    assert "nearest with padding_mode='reflection' and align_corners=0" in refused("GridSample", [x, grid], 16, mode="nearest",
+                                                                                  padding_mode="reflection")
