@@ -764,7 +764,55 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
                 raise NotImplementedError(f"GridSample: a {x.dim() - 2}-D image is not supported (2-D and 3-D only)")
             return F.grid_sample(x, grid.to(x.dtype), mode=self.mode, padding_mode=self.padding, align_corners=self.align_corners)
 
-    classes = (GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
+    class ScatterElements(nn.Module):
+        """ONNX ScatterElements (and Scatter): updates written, or combined with add / mul / max /
+        min, at ``indices`` along ``axis`` (negative indices count from the end)."""
+
+        def __init__(self, axis: int, reduction: str) -> None:
+            super().__init__()
+            self.axis, self.reduction = axis, reduction
+
+        def forward(self, data, indices, updates):
+            axis = self.axis + data.dim() if self.axis < 0 else self.axis
+            n = data.shape[axis]
+            idx = indices.to(torch.int64)
+            if bool(((idx < -n) | (idx >= n)).any()):
+                raise ValueError(f"ScatterElements: an index is out of [-{n}, {n})")
+            idx = torch.where(idx < 0, idx + n, idx)
+            if self.reduction == "none":
+                if idx.numel():  # two updates of one element: ONNX leaves the order open, torch too
+                    flat = torch.zeros(data.shape, dtype=torch.int64, device=data.device)
+                    flat = flat.scatter_add(axis, idx, torch.ones_like(idx))
+                    if int(flat.max()) > 1:
+                        raise NotImplementedError("ScatterElements: indices that write one element twice are not supported "
+                                                  "(the order is undefined)")
+                return torch.scatter(data, axis, idx, updates)
+            reduce = {"add": "sum", "mul": "prod", "max": "amax", "min": "amin"}[self.reduction]
+            return torch.scatter_reduce(data, axis, idx, updates, reduce=reduce, include_self=True)
+
+    class CausalConvWithState(nn.Module):
+        """ONNX CausalConvWithState-27: a depthwise causal conv1d over [past_state (zeros), input],
+        optionally SiLU (in float32); also the last k - 1 positions as the new state."""
+
+        def __init__(self, silu: bool, outputs: int) -> None:
+            super().__init__()
+            self.silu, self.outputs = silu, outputs
+
+        def forward(self, x, weight, bias=None, past_state=None):
+            if x.dim() != 3 or weight.dim() != 3:
+                raise ValueError("CausalConvWithState: input and weight must be 3-D")
+            b, c, _ = x.shape
+            k = weight.shape[2]
+            pad = past_state if past_state is not None else torch.zeros((b, c, k - 1), dtype=x.dtype, device=x.device)
+            padded = torch.cat([pad, x], dim=2)
+            y = F.conv1d(padded, weight, bias, groups=c)
+            if self.silu:
+                y32 = y.to(torch.float32)
+                y = (y32 * torch.sigmoid(y32)).to(x.dtype)
+            state = padded[:, :, padded.shape[2] - (k - 1):]
+            return (y, state) if self.outputs > 1 else y
+
+    classes = (ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
                Loss, RotaryEmbedding, Attention, OneHot, SpaceToDepth, GlobalMaxPool, LpNormalization, Det, Compress,
                ReverseSequence, SwiGLU)
     return {cls.__name__: cls for cls in classes}
@@ -1038,6 +1086,24 @@ def grid_sample(node, graph):
     return _result(_module("GridSample")(mode, padding, align), node)
 
 
+def scatter_elements(node, graph):
+    """``ScatterElements``-11/13/16/18 and ``Scatter``-9/11; with reduction 'none', indices that
+    write one element twice are refused at run time (ONNX leaves their order undefined)."""
+    attrs = node.attributes
+    reduction = _text(attrs.get("reduction", "none"))
+    if reduction not in ("none", "add", "mul", "max", "min"):
+        raise NotImplementedError(f"{node.operation_type}: reduction={reduction!r} is not supported")
+    return _result(_module("ScatterElements")(int(attrs.get("axis", 0)), reduction), node)
+
+
+def causal_conv_with_state(node, graph):
+    """``CausalConvWithState``-27 (activation none, silu or swish)."""
+    activation = _text(node.attributes.get("activation", "none"))
+    if activation not in ("none", "silu", "swish"):
+        raise NotImplementedError(f"CausalConvWithState: activation={activation!r} is not supported")
+    return _result(_module("CausalConvWithState")(activation != "none", _outputs(node)), node)
+
+
 #: (op, version) -> our converter that replaces onnx2torch's own, which computes something else.
 REPLACING: dict[tuple[str, int], Callable] = {("Flatten", 9): flatten, ("Flatten", 11): flatten, ("Flatten", 13): flatten}
 
@@ -1071,6 +1137,9 @@ TABLE: list[tuple[str, tuple[int, ...], Callable]] = [
     ("Flatten", (1,), flatten),
     ("LinearAttention", (27,), linear_attention),
     ("GridSample", (16, 20, 22), grid_sample),
+    ("ScatterElements", (11, 13, 16, 18), scatter_elements),
+    ("Scatter", (9, 11), scatter_elements),
+    ("CausalConvWithState", (27,), causal_conv_with_state),
     ("DequantizeLinear", (10, 13, 19, 21, 23, 24, 25, 28), dequantize_linear),
     ("QuantizeLinear", (10, 13, 19, 21, 23, 24, 25, 28), quantize_linear),
 ]

@@ -441,3 +441,33 @@ def test_grid_sample_refuses_what_torch_computes_otherwise():
     assert "bicubic with padding_mode='border'" in refused("GridSample", [x, grid], 22, mode="cubic", padding_mode="border")
     assert "nearest with padding_mode='reflection' and align_corners=0" in refused("GridSample", [x, grid], 16, mode="nearest",
                                                                                   padding_mode="reflection")
+
+
+@pytest.mark.parametrize("reduction", ["none", "add", "mul", "max", "min"])
+def test_scatter_elements_negative_indices_and_reductions(reduction):
+    data = f32(3, 4, 2)
+    if reduction == "none":  # distinct targets per (j, k): a permutation of rows
+        indices = np.stack([RNG.permutation(3)[:2] for _ in range(8)], axis=1).reshape(2, 4, 2) - 3  # negative
+    else:
+        indices = RNG.integers(-3, 3, (5, 4, 2))  # repeated targets combine
+    updates = f32(*indices.shape)
+    check("ScatterElements", [data, indices.astype(np.int64), updates], 18, axis=0, reduction=reduction)
+    check("ScatterElements", [data, np.array([[[1], [-1], [0], [-2]]], np.int32), f32(1, 4, 1)], 16, axis=-1,
+          reduction=reduction)
+    if reduction == "none":
+        inputs = [data, np.array([[[1, 0]]], np.int64), f32(1, 1, 2)]  # Scatter-9: ScatterElements before its name
+        np.testing.assert_array_equal(torch_run(_model("Scatter", inputs, 9, axis=2), inputs)[0],
+                                      check("ScatterElements", inputs, 11, axis=2)[0])
+
+
+def test_scatter_elements_refuses_a_double_write_without_reduction():
+    data = f32(3,)
+    with pytest.raises(BackendError, match="write one element twice"):
+        torch_run(_model("ScatterElements", [data, np.array([1, 1], np.int64), f32(2)], 18), [data, np.array([1, 1]), f32(2)])
+
+
+@pytest.mark.parametrize("activation", ["none", "silu"])
+def test_causal_conv_with_state_and_without(activation):
+    x, w, bias, past = f32(2, 3, 5), f32(3, 1, 4), f32(3), f32(2, 3, 3)
+    check("CausalConvWithState", [x, w, bias, past], 27, 2, rtol=1e-5, atol=1e-5, activation=activation)
+    check("CausalConvWithState", [x.astype(np.float16), w.astype(np.float16)], 27, 2, rtol=3e-3, atol=3e-3, activation=activation)
