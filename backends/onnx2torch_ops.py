@@ -812,7 +812,43 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
             state = padded[:, :, padded.shape[2] - (k - 1):]
             return (y, state) if self.outputs > 1 else y
 
-    classes = (ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
+    class Conv(nn.Module):
+        """ONNX Conv whose weight (or bias) is an input computed at run time: explicit or automatic
+        (SAME_UPPER, SAME_LOWER, VALID) padding, strides, dilations and groups, 1-D to 3-D."""
+
+        def __init__(self, auto_pad: str, pads: list[int] | None, strides: list[int] | None, dilations: list[int] | None,
+                     group: int) -> None:
+            super().__init__()
+            self.auto_pad, self.pads, self.strides, self.dilations, self.group = auto_pad, pads, strides, dilations, group
+
+        def forward(self, x, weight, bias=None):
+            n = x.dim() - 2
+            if n not in (1, 2, 3) or weight.dim() != x.dim():
+                raise NotImplementedError(f"Conv: a {n}-D convolution is not supported (1-D to 3-D)")
+            strides = self.strides or [1] * n
+            dilations = self.dilations or [1] * n
+            kernel = list(weight.shape[2:])
+            if self.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+                begin, end = [], []
+                for size, k, st, d in zip(x.shape[2:], kernel, strides, dilations):
+                    total = max(0, (-(-int(size) // st) - 1) * st + (k - 1) * d + 1 - int(size))
+                    small = total // 2
+                    begin.append(small if self.auto_pad == "SAME_UPPER" else total - small)
+                    end.append(total - begin[-1])
+            elif self.auto_pad == "VALID":
+                begin, end = [0] * n, [0] * n
+            else:
+                pads = self.pads or [0] * (2 * n)
+                begin, end = pads[:n], pads[n:]
+            torch_pads = []
+            for b, e in zip(reversed(begin), reversed(end)):  # F.pad takes the last dim first
+                torch_pads += [b, e]
+            if any(torch_pads):
+                x = F.pad(x, torch_pads)
+            conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[n]
+            return conv(x, weight, bias, stride=strides, dilation=dilations, groups=self.group)
+
+    classes = (Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
                Loss, RotaryEmbedding, Attention, OneHot, SpaceToDepth, GlobalMaxPool, LpNormalization, Det, Compress,
                ReverseSequence, SwiGLU)
     return {cls.__name__: cls for cls in classes}
@@ -1104,8 +1140,30 @@ def causal_conv_with_state(node, graph):
     return _result(_module("CausalConvWithState")(activation != "none", _outputs(node)), node)
 
 
+def conv(node, graph):
+    """``Conv``-1/11 (22 aliases 11): onnx2torch's where the weight and bias are constants; where
+    they are computed at run time (onnx2torch reads initializers only), our module."""
+    from mlms_ir.backends.onnx2torch_compat import older
+
+    inputs = [i for i in node.input_values[1:] if i]
+    if all(i in graph.initializers for i in inputs):
+        own = older("Conv", 11)
+        if own is not None:
+            return own(node, graph)
+    attrs = node.attributes
+    auto_pad = _text(attrs.get("auto_pad", "NOTSET"))
+    if auto_pad not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
+        raise NotImplementedError(f"Conv: auto_pad={auto_pad!r} is not supported")
+
+    def ints(name):
+        return [int(v) for v in attrs[name]] if name in attrs else None
+
+    return _result(_module("Conv")(auto_pad, ints("pads"), ints("strides"), ints("dilations"), int(attrs.get("group", 1))), node)
+
+
 #: (op, version) -> our converter that replaces onnx2torch's own, which computes something else.
-REPLACING: dict[tuple[str, int], Callable] = {("Flatten", 9): flatten, ("Flatten", 11): flatten, ("Flatten", 13): flatten}
+REPLACING: dict[tuple[str, int], Callable] = {("Flatten", 9): flatten, ("Flatten", 11): flatten, ("Flatten", 13): flatten,
+                                              ("Conv", 1): conv, ("Conv", 11): conv}
 
 
 #: (op, versions, converter) of the ops onnx2torch lacks entirely.

@@ -471,3 +471,14 @@ def test_causal_conv_with_state_and_without(activation):
     x, w, bias, past = f32(2, 3, 5), f32(3, 1, 4), f32(3), f32(2, 3, 3)
     check("CausalConvWithState", [x, w, bias, past], 27, 2, rtol=1e-5, atol=1e-5, activation=activation)
     check("CausalConvWithState", [x.astype(np.float16), w.astype(np.float16)], 27, 2, rtol=3e-3, atol=3e-3, activation=activation)
+
+
+@pytest.mark.parametrize("auto_pad", ["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"])
+def test_conv_with_a_weight_computed_at_run_time(auto_pad):
+    """onnx2torch reads Conv's weight among the initializers; fed as an input, our module takes it."""
+    x = f32(2, 4, 7, 6)
+    w, b = f32(6, 2, 3, 2), f32(6)
+    pads = {"pads": [1, 0, 2, 1]} if auto_pad == "NOTSET" else {}
+    check("Conv", [x, w, b], 22, rtol=1e-4, atol=1e-5, auto_pad=auto_pad, strides=[2, 1], dilations=[1, 2], group=2, **pads)
+    check("Conv", [f32(1, 2, 9), f32(3, 2, 4)], 11, rtol=1e-4, atol=1e-5, auto_pad=auto_pad, strides=[3])
+    check("Conv", [f32(1, 1, 4, 3, 5), f32(2, 1, 2, 2, 3)], 1, rtol=1e-4, atol=1e-5, auto_pad=auto_pad)

@@ -335,8 +335,9 @@ def test_a_model_whose_conversion_down_would_drop_a_setting_is_refused(backend):
 
 
 def test_a_weight_fed_as_a_graph_input_is_one_clear_line(backend):
-    """onnx2torch reads Conv's W among the initializers (it raised KeyError: 'W')."""
-    node = helper.make_node("Conv", ["x", "W"], ["y"], kernel_shape=[3, 3], name="conv")
+    """onnx2torch reads ConvTranspose's W among the initializers (it raised KeyError: 'W'; Conv's
+    is taken at run time by onnx2torch_ops)."""
+    node = helper.make_node("ConvTranspose", ["x", "W"], ["y"], kernel_shape=[3, 3], name="conv")
     g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 5, 5]),
                                         helper.make_tensor_value_info("W", TensorProto.FLOAT, [1, 1, 3, 3])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
@@ -344,7 +345,7 @@ def test_a_weight_fed_as_a_graph_input_is_one_clear_line(backend):
     m.ir_version = 10
     with pytest.raises(BackendError) as e:
         backend.prepare(mlms_ir.load(m))
-    assert str(e.value) == ("onnx2torch cannot convert op Conv at node 'conv' (Conv): its input 'W' must be a constant "
+    assert str(e.value) == ("onnx2torch cannot convert op ConvTranspose at node 'conv' (ConvTranspose): its input 'W' must be a constant "
                             "(an initializer), and here it is a graph input")
 
 
