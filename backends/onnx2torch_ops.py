@@ -58,6 +58,8 @@ def _outputs(node) -> int:
 
 
 def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
+    import math
+
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -827,28 +829,219 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
                 raise NotImplementedError(f"Conv: a {n}-D convolution is not supported (1-D to 3-D)")
             strides = self.strides or [1] * n
             dilations = self.dilations or [1] * n
-            kernel = list(weight.shape[2:])
-            if self.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-                begin, end = [], []
-                for size, k, st, d in zip(x.shape[2:], kernel, strides, dilations):
-                    total = max(0, (-(-int(size) // st) - 1) * st + (k - 1) * d + 1 - int(size))
-                    small = total // 2
-                    begin.append(small if self.auto_pad == "SAME_UPPER" else total - small)
-                    end.append(total - begin[-1])
-            elif self.auto_pad == "VALID":
-                begin, end = [0] * n, [0] * n
-            else:
-                pads = self.pads or [0] * (2 * n)
-                begin, end = pads[:n], pads[n:]
-            torch_pads = []
-            for b, e in zip(reversed(begin), reversed(end)):  # F.pad takes the last dim first
-                torch_pads += [b, e]
-            if any(torch_pads):
-                x = F.pad(x, torch_pads)
+            begin, end = same_pads(self.auto_pad, x.shape[2:], list(weight.shape[2:]), strides, dilations, self.pads)
+            x = torch_pad(x, begin, end)
             conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[n]
             return conv(x, weight, bias, stride=strides, dilation=dilations, groups=self.group)
 
-    classes = (Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
+    def same_pads(auto_pad, sizes, kernel, strides, dilations, pads):
+        """(begin, end) pads of each spatial dim, explicit or from auto_pad."""
+        n = len(kernel)
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            begin, end = [], []
+            for size, k, st, d in zip(sizes, kernel, strides, dilations):
+                total = max(0, (-(-int(size) // st) - 1) * st + (k - 1) * d + 1 - int(size))
+                begin.append(total // 2 if auto_pad == "SAME_UPPER" else total - total // 2)
+                end.append(total - begin[-1])
+            return begin, end
+        if auto_pad == "VALID":
+            return [0] * n, [0] * n
+        pads = pads or [0] * (2 * n)
+        return list(pads[:n]), list(pads[n:])
+
+    def torch_pad(x, begin, end):
+        flat = []
+        for b, e in zip(reversed(begin), reversed(end)):  # F.pad takes the last dim first
+            flat += [b, e]
+        return F.pad(x, flat) if any(flat) else x
+
+    class LpPool(nn.Module):
+        """ONNX LpPool: (sum over each window of |x|^p)^(1/p), zeros in the padding (a depthwise
+        convolution with a kernel of ones)."""
+
+        def __init__(self, p: float, kernel: list[int], auto_pad: str, pads, strides, dilations) -> None:
+            super().__init__()
+            self.p, self.kernel, self.auto_pad, self.pads = p, kernel, auto_pad, pads
+            self.strides, self.dilations = strides or [1] * len(kernel), dilations or [1] * len(kernel)
+
+        def forward(self, x):
+            n = len(self.kernel)
+            if x.dim() != n + 2 or n not in (1, 2, 3):
+                raise NotImplementedError(f"LpPool: a {x.dim() - 2}-D input with a {n}-D kernel is not supported")
+            begin, end = same_pads(self.auto_pad, x.shape[2:], self.kernel, self.strides, self.dilations, self.pads)
+            powered = torch_pad(x.abs() ** self.p, begin, end)
+            ones = torch.ones((x.shape[1], 1, *self.kernel), dtype=x.dtype, device=x.device)
+            conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[n]
+            return conv(powered, ones, stride=self.strides, dilation=self.dilations, groups=x.shape[1]) ** (1.0 / self.p)
+
+    class CenterCropPad(nn.Module):
+        """ONNX CenterCropPad: each axis cropped or zero-padded to its size, centred (an odd
+        difference puts the extra element at the end)."""
+
+        def __init__(self, axes: list[int] | None) -> None:
+            super().__init__()
+            self.axes = axes
+
+        def forward(self, x, shape):
+            sizes = [int(v) for v in shape.reshape(-1).tolist()]
+            axes = self.axes if self.axes is not None else list(range(x.dim()))
+            if len(axes) != len(sizes):
+                raise ValueError(f"CenterCropPad: {len(sizes)} sizes for {len(axes)} axes")
+            for axis, size in zip(axes, sizes):
+                axis = axis + x.dim() if axis < 0 else axis
+                dim = x.shape[axis]
+                if size < dim:
+                    x = x.narrow(axis, (dim - size) // 2, size)
+                elif size > dim:
+                    shape_ = list(x.shape)
+                    shape_[axis] = size
+                    out = torch.zeros(shape_, dtype=x.dtype, device=x.device)
+                    out.narrow(axis, (size - dim) // 2, dim).copy_(x)
+                    x = out
+            return x
+
+    class Unique(nn.Module):
+        """ONNX Unique: the unique values (or slices along ``axis``), sorted or in order of first
+        occurrence, with the first occurrences' indices, the inverse indices and the counts."""
+
+        def __init__(self, axis: int | None, sort: bool, outputs: int) -> None:
+            super().__init__()
+            self.axis, self.sort, self.outputs = axis, sort, outputs
+
+        def forward(self, x):
+            if self.axis is None:
+                flat = x.reshape(-1)
+                y, inverse, counts = torch.unique(flat, sorted=True, return_inverse=True, return_counts=True)
+                axis, length = 0, flat.shape[0]
+            else:
+                axis = self.axis + x.dim() if self.axis < 0 else self.axis
+                y, inverse, counts = torch.unique(x, sorted=True, return_inverse=True, return_counts=True, dim=axis)
+                length = x.shape[axis]
+            inverse = inverse.reshape(-1)
+            first = torch.full((counts.shape[0],), length, dtype=torch.int64, device=x.device)
+            first = first.scatter_reduce(0, inverse, torch.arange(length, device=x.device), reduce="amin")
+            if not self.sort:
+                order = torch.argsort(first)
+                rank = torch.empty_like(order)
+                rank[order] = torch.arange(order.shape[0], device=x.device)
+                y, first, counts, inverse = y.index_select(axis, order), first[order], counts[order], rank[inverse]
+            outs = (y, first, inverse.to(torch.int64), counts.to(torch.int64))[: self.outputs]
+            return outs if self.outputs > 1 else outs[0]
+
+    class Range(nn.Module):
+        """ONNX Range: start + i * delta for i < max(ceil((limit - start) / delta), 0), computed in
+        double (in ``stash_type`` for float16 and bfloat16) and cast to the inputs' type."""
+
+        def __init__(self, stash: str) -> None:
+            super().__init__()
+            self.stash = stash
+
+        def forward(self, start, limit, delta):
+            dtype = start.dtype
+            if not dtype.is_floating_point:
+                a, b, d = int(start), int(limit), int(delta)
+                if d == 0:
+                    raise ValueError("Range: delta is 0")
+                n = max(-(-(b - a) // d), 0)
+                return a + torch.arange(n, dtype=dtype, device=start.device) * d
+            work = dtype_of(self.stash) if dtype in (torch.float16, torch.bfloat16) else torch.float64
+            a, b, d = (v.to(work).reshape(()) for v in (start, limit, delta))
+            n = max(int(torch.ceil((b - a) / d)), 0)
+            return (a + torch.arange(n, dtype=work, device=start.device) * d).to(dtype)
+
+    class Col2Im(nn.Module):
+        """ONNX Col2Im of 2-D images: torch's fold into the padded image, then the padding cut off."""
+
+        def __init__(self, pads, strides, dilations) -> None:
+            super().__init__()
+            self.pads, self.strides, self.dilations = pads, strides, dilations
+
+        def forward(self, x, image_shape, block_shape):
+            image = [int(v) for v in image_shape.reshape(-1).tolist()]
+            block = [int(v) for v in block_shape.reshape(-1).tolist()]
+            if len(image) != 2:
+                raise NotImplementedError(f"Col2Im: a {len(image)}-D image is not supported (2-D only)")
+            pads = self.pads or [0] * 4
+            padded = [image[0] + pads[0] + pads[2], image[1] + pads[1] + pads[3]]
+            y = F.fold(x, padded, block, dilation=self.dilations or [1, 1], padding=0, stride=self.strides or [1, 1])
+            return y[:, :, pads[0]:pads[0] + image[0], pads[1]:pads[1] + image[1]]
+
+    class GroupNormalization(nn.Module):
+        """ONNX GroupNormalization-21: each group of channels normalised in ``stash_type``, cast
+        back to X's type, then scaled and shifted per channel."""
+
+        def __init__(self, groups: int, epsilon: float, stash: str) -> None:
+            super().__init__()
+            self.groups, self.epsilon, self.stash = groups, epsilon, stash
+
+        def forward(self, x, scale, bias):
+            n, c = x.shape[0], x.shape[1]
+            if c % self.groups:
+                raise ValueError(f"GroupNormalization: {c} channels in {self.groups} groups")
+            xs = x.to(dtype_of(self.stash)).reshape(n, self.groups, -1)
+            mean = xs.mean(dim=-1, keepdim=True)
+            d = xs - mean
+            normalized = (d / torch.sqrt((d * d).mean(dim=-1, keepdim=True) + self.epsilon)).reshape(x.shape).to(x.dtype)
+            shape = [1, c] + [1] * (x.dim() - 2)
+            return normalized * scale.reshape(shape) + bias.reshape(shape)
+
+    class MaxUnpool(nn.Module):
+        """ONNX MaxUnpool: X's values written at the flat indices (over the whole output, as
+        MaxPool gives them) of a zero tensor of the inferred shape (an output_shape only where it
+        is that one)."""
+
+        def __init__(self, kernel: list[int], pads, strides) -> None:
+            super().__init__()
+            self.kernel, self.pads, self.strides = kernel, pads, strides
+
+        def forward(self, x, indices, output_shape=None):
+            n = len(self.kernel)
+            pads = self.pads or [0] * (2 * n)
+            strides = self.strides or [1] * n
+            shape = list(x.shape[:2]) + [(int(size) - 1) * st + k - pads[i] - pads[i + n]
+                                         for i, (size, k, st) in enumerate(zip(x.shape[2:], self.kernel, strides))]
+            if output_shape is not None and [int(v) for v in output_shape.reshape(-1).tolist()] != shape:
+                # MaxPool's indices count in its input, of output_shape; ONNX's reference counts them in the
+                # inferred shape and pads that to output_shape: the two disagree
+                raise NotImplementedError(f"MaxUnpool: an output_shape other than the inferred {shape} is not supported")
+            out = torch.zeros(shape, dtype=x.dtype, device=x.device).reshape(-1)
+            idx = indices.to(torch.int64).reshape(-1)
+            if bool(((idx < 0) | (idx >= out.shape[0])).any()):
+                raise ValueError("MaxUnpool: an index is out of the output")
+            return out.scatter(0, idx, x.reshape(-1)).reshape(shape)
+
+    class AffineGrid(nn.Module):
+        """ONNX AffineGrid: torch's affine_grid (the same normalised coordinates)."""
+
+        def __init__(self, align_corners: bool) -> None:
+            super().__init__()
+            self.align_corners = align_corners
+
+        def forward(self, theta, size):
+            return F.affine_grid(theta, [int(v) for v in size.reshape(-1).tolist()], align_corners=self.align_corners)
+
+    class Window(nn.Module):
+        """ONNX HannWindow / HammingWindow / BlackmanWindow, computed in double and cast to
+        ``output_datatype``."""
+
+        def __init__(self, kind: str, periodic: bool, out: str) -> None:
+            super().__init__()
+            self.kind, self.periodic, self.out = kind, periodic, out
+
+        def forward(self, size):
+            length = int(size.reshape(-1)[0])
+            n = torch.arange(length, dtype=torch.float64, device=size.device)
+            denominator = length if self.periodic else length - 1
+            angle = 2 * math.pi * n / denominator
+            if self.kind == "HannWindow":
+                w = 0.5 - 0.5 * torch.cos(angle)
+            elif self.kind == "HammingWindow":
+                w = 25.0 / 46.0 - (1 - 25.0 / 46.0) * torch.cos(angle)
+            else:
+                w = 0.42 - 0.5 * torch.cos(angle) + 0.08 * torch.cos(2 * angle)
+            return w.to(dtype_of(self.out))
+
+    classes = (LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
                Loss, RotaryEmbedding, Attention, OneHot, SpaceToDepth, GlobalMaxPool, LpNormalization, Det, Compress,
                ReverseSequence, SwiGLU)
     return {cls.__name__: cls for cls in classes}
@@ -1161,6 +1354,81 @@ def conv(node, graph):
     return _result(_module("Conv")(auto_pad, ints("pads"), ints("strides"), ints("dilations"), int(attrs.get("group", 1))), node)
 
 
+def _ints(attrs, name):
+    return [int(v) for v in attrs[name]] if name in attrs else None
+
+
+def lp_pool(node, graph):
+    """``LpPool``-1/2/11/18/22 (1-D to 3-D). Refused: ceil_mode."""
+    attrs = node.attributes
+    if int(attrs.get("ceil_mode", 0)):
+        raise NotImplementedError("LpPool: ceil_mode=1 is not supported")
+    auto_pad = _text(attrs.get("auto_pad", "NOTSET"))
+    if auto_pad not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
+        raise NotImplementedError(f"LpPool: auto_pad={auto_pad!r} is not supported")
+    p = float(attrs.get("p", 2))
+    if p <= 0:
+        raise NotImplementedError(f"LpPool: p={p} is not supported")
+    return _result(_module("LpPool")(p, _ints(attrs, "kernel_shape"), auto_pad, _ints(attrs, "pads"), _ints(attrs, "strides"),
+                                     _ints(attrs, "dilations")), node)
+
+
+def center_crop_pad(node, graph):
+    """``CenterCropPad``-18."""
+    return _result(_module("CenterCropPad")(_ints(node.attributes, "axes")), node)
+
+
+def unique(node, graph):
+    """``Unique``-11/28: sorted or in order of first occurrence, flattened or along ``axis``."""
+    attrs = node.attributes
+    axis = int(attrs["axis"]) if "axis" in attrs else None
+    return _result(_module("Unique")(axis, bool(attrs.get("sorted", 1)), _outputs(node)), node)
+
+
+def range_27(node, graph):
+    """``Range``-27: float16 and bfloat16 computed in ``stash_type`` (float or double)."""
+    stash = int(node.attributes.get("stash_type", 1))
+    if stash not in (1, 11):
+        raise NotImplementedError(f"Range: stash_type={stash} is not supported (float or double)")
+    return _result(_module("Range")(_FLOAT_TYPES[stash]), node)
+
+
+def col2im(node, graph):
+    """``Col2Im``-18 of 2-D images (others refused when run)."""
+    attrs = node.attributes
+    return _result(_module("Col2Im")(_ints(attrs, "pads"), _ints(attrs, "strides"), _ints(attrs, "dilations")), node)
+
+
+def group_normalization(node, graph):
+    """``GroupNormalization``-21 (scale and bias per channel)."""
+    attrs = node.attributes
+    stash = _float_type("GroupNormalization", "stash_type", int(attrs.get("stash_type", 1)))
+    return _result(_module("GroupNormalization")(int(attrs["num_groups"]), float(attrs.get("epsilon", 1e-5)), stash), node)
+
+
+def max_unpool(node, graph):
+    """``MaxUnpool``-9/11/22."""
+    attrs = node.attributes
+    return _result(_module("MaxUnpool")(_ints(attrs, "kernel_shape"), _ints(attrs, "pads"), _ints(attrs, "strides")), node)
+
+
+def affine_grid(node, graph):
+    """``AffineGrid``-20 (2-D and 3-D) as torch's affine_grid."""
+    return _result(_module("AffineGrid")(bool(node.attributes.get("align_corners", 0))), node)
+
+
+_WINDOW_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16", 2: "uint8", 3: "int8", 5: "int16", 6: "int32",
+                 7: "int64"}
+
+
+def window(node, graph):
+    """``HannWindow`` ``HammingWindow`` ``BlackmanWindow``-17."""
+    out = int(node.attributes.get("output_datatype", 1))
+    if out not in _WINDOW_TYPES:
+        raise NotImplementedError(f"{node.operation_type}: output_datatype={out} is not supported")
+    return _result(_module("Window")(node.operation_type, bool(node.attributes.get("periodic", 1)), _WINDOW_TYPES[out]), node)
+
+
 #: (op, version) -> our converter that replaces onnx2torch's own, which computes something else.
 REPLACING: dict[tuple[str, int], Callable] = {("Flatten", 9): flatten, ("Flatten", 11): flatten, ("Flatten", 13): flatten,
                                               ("Conv", 1): conv, ("Conv", 11): conv}
@@ -1198,6 +1466,15 @@ TABLE: list[tuple[str, tuple[int, ...], Callable]] = [
     ("ScatterElements", (11, 13, 16, 18), scatter_elements),
     ("Scatter", (9, 11), scatter_elements),
     ("CausalConvWithState", (27,), causal_conv_with_state),
+    ("LpPool", (1, 2, 11, 18, 22), lp_pool),
+    ("CenterCropPad", (18,), center_crop_pad),
+    ("Unique", (11, 28), unique),
+    ("Range", (27,), range_27),
+    ("Col2Im", (18,), col2im),
+    ("GroupNormalization", (21,), group_normalization),
+    ("MaxUnpool", (9, 11, 22), max_unpool),
+    ("AffineGrid", (20,), affine_grid),
+    *((op, (17,), window) for op in ("HannWindow", "HammingWindow", "BlackmanWindow")),
     ("DequantizeLinear", (10, 13, 19, 21, 23, 24, 25, 28), dequantize_linear),
     ("QuantizeLinear", (10, 13, 19, 21, 23, 24, 25, 28), quantize_linear),
 ]

@@ -482,3 +482,71 @@ def test_conv_with_a_weight_computed_at_run_time(auto_pad):
     check("Conv", [x, w, b], 22, rtol=1e-4, atol=1e-5, auto_pad=auto_pad, strides=[2, 1], dilations=[1, 2], group=2, **pads)
     check("Conv", [f32(1, 2, 9), f32(3, 2, 4)], 11, rtol=1e-4, atol=1e-5, auto_pad=auto_pad, strides=[3])
     check("Conv", [f32(1, 1, 4, 3, 5), f32(2, 1, 2, 2, 3)], 1, rtol=1e-4, atol=1e-5, auto_pad=auto_pad)
+
+
+# ---------------------------------------------------------------------------------------------- pools, shapes, signals
+def test_lp_pool_p_pads_strides_dilations_auto_pad():
+    x = f32(2, 3, 7, 6)
+    check("LpPool", [x], 18, kernel_shape=[3, 2], p=3, pads=[1, 0, 2, 1], strides=[2, 1], dilations=[1, 2], rtol=1e-4)
+    check("LpPool", [x], 22, kernel_shape=[2, 2], auto_pad="SAME_UPPER", strides=[2, 2], rtol=1e-5)
+    check("LpPool", [f32(1, 2, 9)], 11, kernel_shape=[4], p=1, strides=[3], rtol=1e-5)
+    assert "ceil_mode=1 is not supported" in refused("LpPool", [x], 18, kernel_shape=[2, 2], ceil_mode=1)
+
+
+def test_center_crop_pad_odd_differences_and_axes():
+    x = f32(5, 4, 3)
+    check("CenterCropPad", [x, np.array([2, 7, 3], np.int64)], 18)
+    check("CenterCropPad", [x, np.array([6, 1], np.int64)], 18, axes=[-1, 0])
+
+
+def _unique_unsorted(x, axis):
+    """Unique in order of first occurrence, by hand (ONNX's reference takes the values along axis 0
+    whatever the axis, and fails with an axis)."""
+    flat = x.reshape(-1) if axis is None else x
+    a = 0 if axis is None else axis % x.ndim
+    y, first, inverse, counts = np.unique(flat, True, True, True, axis=None if axis is None else a)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return [np.take(flat, first[order], axis=a), first[order], rank[inverse.reshape(-1)], counts[order]]
+
+
+def test_unique_flat_and_along_an_axis():
+    x = RNG.integers(0, 4, (6, 3)).astype(np.int64)
+    x[4] = x[1]  # a repeated row
+    check("Unique", [x], 11, 4)
+    check("Unique", [x], 28, 4, axis=0)
+    check("Unique", [x.astype(np.float32)], 11, 4, axis=-1)
+    check("Unique", [x], 11, 1)
+    for axis in (None, 0, -1):
+        attrs = {} if axis is None else {"axis": axis}
+        got = torch_run(_model("Unique", [x], 11, 4, sorted=0, **attrs), [x])
+        for g, w in zip(got, _unique_unsorted(x, axis)):
+            np.testing.assert_array_equal(g, w)
+
+
+def test_range_27_and_windows():
+    for start, limit, delta, dtype in ((1, 10, 3, np.int32), (10, -3, -4, np.int64), (0.5, 3.2, 0.7, np.float32),
+                                       (2.0, 1.0, 0.5, np.float64), (0.1, 2.0, 0.3, np.float16)):
+        check("Range", [np.array(start, dtype), np.array(limit, dtype), np.array(delta, dtype)], 27, rtol=1e-3 if dtype == np.float16
+              else 1e-6)
+    for op in ("HannWindow", "HammingWindow", "BlackmanWindow"):
+        for periodic in (0, 1):
+            check(op, [np.array(7, np.int64)], 17, periodic=periodic, rtol=1e-6, atol=1e-7)
+        check(op, [np.array(5, np.int32)], 17, output_datatype=TensorProto.DOUBLE, rtol=1e-12, atol=1e-12)
+
+
+def test_col2im_group_norm_max_unpool_affine_grid():
+    check("Col2Im", [f32(2, 3 * 2 * 2, 9), np.array([5, 6], np.int64), np.array([2, 2], np.int64)], 18, rtol=1e-5,
+          pads=[1, 0, 0, 1], strides=[2, 2], dilations=[1, 2])
+    check("GroupNormalization", [f32(2, 6, 3, 2), f32(6), f32(6)], 21, num_groups=3, epsilon=1e-3, rtol=1e-5, atol=1e-6)
+    x = f32(1, 2, 4, 4)
+    pool = _model("MaxPool", [x], 12, n_out=2, kernel_shape=[2, 2], strides=[2, 2])
+    pooled, indices = ReferenceEvaluator(pool).run(None, {"x0": x})
+    got = check("MaxUnpool", [pooled, indices], 22, kernel_shape=[2, 2], strides=[2, 2])[0]
+    np.testing.assert_array_equal(got.max(axis=(2, 3)), x.max(axis=(2, 3)))
+    assert "an output_shape other than the inferred" in refused("MaxUnpool", [pooled, indices, np.array([1, 2, 5, 5], np.int64)],
+                                                                11, kernel_shape=[2, 2], strides=[2, 2])
+    for align in (0, 1):
+        check("AffineGrid", [f32(2, 2, 3), np.array([2, 1, 3, 4], np.int64)], 20, align_corners=align, rtol=1e-5, atol=1e-6)
+        check("AffineGrid", [f32(1, 3, 4), np.array([1, 1, 2, 3, 2], np.int64)], 20, align_corners=align, rtol=1e-5, atol=1e-6)
