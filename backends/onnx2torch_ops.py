@@ -1041,7 +1041,71 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
                 w = 0.42 - 0.5 * torch.cos(angle) + 0.08 * torch.cos(2 * angle)
             return w.to(dtype_of(self.out))
 
-    classes = (LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
+    acts = {"Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "Relu": torch.relu}
+
+    class Recurrent(nn.Module):
+        """ONNX RNN, GRU and LSTM, step by step: gates in ONNX's order (LSTM i o f c, GRU z r h),
+        peepholes, GRU's linear_before_reset, every direction, both layouts, initial states."""
+
+        def __init__(self, op: str, direction: str, activations: list[str], layout: int, linear_before_reset: bool,
+                     outputs: int) -> None:
+            super().__init__()
+            self.op, self.direction, self.activations, self.layout = op, direction, activations, layout
+            self.linear_before_reset, self.outputs = linear_before_reset, outputs
+
+        def forward(self, x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=None):
+            if self.layout:  # batch first: X [batch, seq, input], the states [batch, dirs, hidden]
+                x = x.transpose(0, 1)
+                initial_h = initial_h.transpose(0, 1) if initial_h is not None else None
+                initial_c = initial_c.transpose(0, 1) if initial_c is not None else None
+            seq, batch = x.shape[0], x.shape[1]
+            if sequence_lens is not None and bool((sequence_lens.reshape(-1) != seq).any()):
+                raise NotImplementedError(f"{self.op}: sequence_lens shorter than the sequence are not supported")
+            dirs, hidden = w.shape[0], r.shape[-1]
+            gates = {"RNN": 1, "GRU": 3, "LSTM": 4}[self.op]
+            per_dir = len(self.activations) // dirs
+            ys, hs, cs = [], [], []
+            for d in range(dirs):
+                f_acts = [acts[a] for a in self.activations[d * per_dir:(d + 1) * per_dir]]
+                wb, rb = (b[d, :gates * hidden], b[d, gates * hidden:]) if b is not None else (0, 0)
+                h = initial_h[d] if initial_h is not None else torch.zeros((batch, hidden), dtype=x.dtype, device=x.device)
+                c = initial_c[d] if initial_c is not None else torch.zeros((batch, hidden), dtype=x.dtype, device=x.device)
+                reverse = self.direction == "reverse" or d == 1
+                steps = range(seq - 1, -1, -1) if reverse else range(seq)
+                out = [None] * seq
+                for t in steps:
+                    xw = x[t] @ w[d].T + wb
+                    if self.op == "RNN":
+                        h = f_acts[0](xw + h @ r[d].T + rb)
+                    elif self.op == "GRU":
+                        f, g = f_acts
+                        rz = xw[:, :2 * hidden] + h @ r[d, :2 * hidden].T + (rb[:2 * hidden] if b is not None else 0)
+                        z, rr = f(rz[:, :hidden]), f(rz[:, hidden:])
+                        rbh = rb[2 * hidden:] if b is not None else 0
+                        if self.linear_before_reset:
+                            hh = g(xw[:, 2 * hidden:] + rr * (h @ r[d, 2 * hidden:].T + rbh))
+                        else:
+                            hh = g(xw[:, 2 * hidden:] + (rr * h) @ r[d, 2 * hidden:].T + rbh)
+                        h = (1 - z) * hh + z * h
+                    else:
+                        f, g, hf = f_acts
+                        all_gates = xw + h @ r[d].T + rb
+                        i, o, fg, cc = (all_gates[:, k * hidden:(k + 1) * hidden] for k in range(4))
+                        pi, po, pf = (p[d, k * hidden:(k + 1) * hidden] for k in range(3)) if p is not None else (0, 0, 0)
+                        i, fg = f(i + pi * c), f(fg + pf * c)
+                        c = fg * c + i * g(cc)
+                        h = f(o + po * c) * hf(c)
+                    out[t] = h
+                ys.append(torch.stack(out, dim=0) if seq else torch.zeros((0, batch, hidden), dtype=x.dtype, device=x.device))
+                hs.append(h)
+                cs.append(c)
+            y, y_h, y_c = torch.stack(ys, dim=1), torch.stack(hs, dim=0), torch.stack(cs, dim=0)
+            if self.layout:
+                y, y_h, y_c = y.permute(2, 0, 1, 3), y_h.transpose(0, 1), y_c.transpose(0, 1)
+            outs = (y, y_h, y_c)[: self.outputs]
+            return outs if self.outputs > 1 else outs[0]
+
+    classes = (Recurrent, LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
                Loss, RotaryEmbedding, Attention, OneHot, SpaceToDepth, GlobalMaxPool, LpNormalization, Det, Compress,
                ReverseSequence, SwiGLU)
     return {cls.__name__: cls for cls in classes}
@@ -1429,6 +1493,31 @@ def window(node, graph):
     return _result(_module("Window")(node.operation_type, bool(node.attributes.get("periodic", 1)), _WINDOW_TYPES[out]), node)
 
 
+_DEFAULT_ACTIVATIONS = {"RNN": ["Tanh"], "GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}
+
+
+def recurrent(node, graph):
+    """``RNN``-7/14/22, ``GRU``-7/14/22, ``LSTM``-7/14/22 with Sigmoid, Tanh or Relu activations.
+    Refused: other activations (and activation_alpha/beta), clip, LSTM's input_forget, and
+    sequence_lens shorter than the sequence (at run time)."""
+    op, attrs = node.operation_type, node.attributes
+    direction = _text(attrs.get("direction", "forward"))
+    if direction not in ("forward", "reverse", "bidirectional"):
+        raise NotImplementedError(f"{op}: direction={direction!r} is not supported")
+    dirs = 2 if direction == "bidirectional" else 1
+    names = [_text(a) for a in attrs["activations"]] if "activations" in attrs else _DEFAULT_ACTIVATIONS[op] * dirs
+    if len(names) != len(_DEFAULT_ACTIVATIONS[op]) * dirs or any(a not in ("Sigmoid", "Tanh", "Relu") for a in names):
+        raise NotImplementedError(f"{op}: activations={names} is not supported (Sigmoid, Tanh, Relu, "
+                                  f"{len(_DEFAULT_ACTIVATIONS[op])} per direction)")
+    for name in ("clip", "activation_alpha", "activation_beta"):
+        if name in attrs:
+            raise NotImplementedError(f"{op}: {name} is not supported")
+    if int(attrs.get("input_forget", 0)):
+        raise NotImplementedError(f"{op}: input_forget=1 is not supported")
+    return _result(_module("Recurrent")(op, direction, names, int(attrs.get("layout", 0)),
+                                        bool(attrs.get("linear_before_reset", 0)), _outputs(node)), node)
+
+
 #: (op, version) -> our converter that replaces onnx2torch's own, which computes something else.
 REPLACING: dict[tuple[str, int], Callable] = {("Flatten", 9): flatten, ("Flatten", 11): flatten, ("Flatten", 13): flatten,
                                               ("Conv", 1): conv, ("Conv", 11): conv}
@@ -1475,6 +1564,7 @@ TABLE: list[tuple[str, tuple[int, ...], Callable]] = [
     ("MaxUnpool", (9, 11, 22), max_unpool),
     ("AffineGrid", (20,), affine_grid),
     *((op, (17,), window) for op in ("HannWindow", "HammingWindow", "BlackmanWindow")),
+    *((op, (7, 14, 22), recurrent) for op in ("RNN", "GRU", "LSTM")),
     ("DequantizeLinear", (10, 13, 19, 21, 23, 24, 25, 28), dequantize_linear),
     ("QuantizeLinear", (10, 13, 19, 21, 23, 24, 25, 28), quantize_linear),
 ]

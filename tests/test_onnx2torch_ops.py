@@ -550,3 +550,53 @@ def test_col2im_group_norm_max_unpool_affine_grid():
     for align in (0, 1):
         check("AffineGrid", [f32(2, 2, 3), np.array([2, 1, 3, 4], np.int64)], 20, align_corners=align, rtol=1e-5, atol=1e-6)
         check("AffineGrid", [f32(1, 3, 4), np.array([1, 1, 2, 3, 2], np.int64)], 20, align_corners=align, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- recurrent
+def _ort(model, inputs):
+    ort = pytest.importorskip("onnxruntime")
+    typed = onnx.ModelProto()
+    typed.CopyFrom(model)
+    for out in typed.graph.output:  # onnxruntime wants the outputs' types
+        out.type.tensor_type.elem_type = TensorProto.FLOAT
+    session = ort.InferenceSession(typed.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, _feeds(inputs))
+
+
+@pytest.mark.parametrize("op, gates", [("RNN", 1), ("GRU", 3), ("LSTM", 4)])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+def test_recurrent_ops_against_onnxruntime(op, gates, direction):
+    """Every direction, both layouts, biases, initial states, peepholes, linear_before_reset and a
+    Relu activation, against onnxruntime (ONNX's reference ignores several of them)."""
+    seq, batch, size, hidden = 4, 2, 3, 5
+    dirs = 2 if direction == "bidirectional" else 1
+    w, r = f32(dirs, gates * hidden, size) * 0.5, f32(dirs, gates * hidden, hidden) * 0.5
+    b, h0 = f32(dirs, 2 * gates * hidden) * 0.3, f32(dirs, batch, hidden)
+    extra = {"GRU": {"linear_before_reset": 1}, "RNN": {"activations": ["Relu"] * dirs}, "LSTM": {}}[op]
+    x, c0, peep = f32(seq, batch, size), f32(dirs, batch, hidden), f32(dirs, 3 * hidden)
+    inputs = [x, w, r, b, np.full(batch, seq, np.int32), h0] + ([c0, peep] if op == "LSTM" else [])
+    n_out = 3 if op == "LSTM" else 2
+    model = _model(op, inputs, 22, n_out, direction=direction, hidden_size=hidden, **extra)
+    want = _ort(model, inputs)
+    for g, wv in zip(torch_run(model, inputs), want):
+        np.testing.assert_allclose(g, wv, rtol=1e-4, atol=1e-5, err_msg=f"{op} {direction}")
+    # layout 1 (batch first; onnxruntime has none): the same values transposed
+    batch_first = [x.transpose(1, 0, 2).copy(), w, r, b, inputs[4], h0.transpose(1, 0, 2).copy()]
+    if op == "LSTM":
+        batch_first += [c0.transpose(1, 0, 2).copy(), peep]
+    got = torch_run(_model(op, batch_first, 22, n_out, direction=direction, hidden_size=hidden, layout=1, **extra), batch_first)
+    np.testing.assert_allclose(got[0], want[0].transpose(2, 0, 1, 3), rtol=1e-4, atol=1e-5)
+    for g, wv in zip(got[1:], want[1:]):
+        np.testing.assert_allclose(g, wv.transpose(1, 0, 2), rtol=1e-4, atol=1e-5)
+    if op == "GRU":  # the other reset, no bias and no initial state, against ONNX's reference too
+        check("GRU", [f32(seq, batch, size), w, r], 14, 2, rtol=1e-4, atol=1e-5, direction=direction, hidden_size=hidden)
+
+
+def test_recurrent_refusals():
+    x, w, r = f32(3, 1, 2), f32(1, 8, 2), f32(1, 8, 2)
+    assert "clip is not supported" in refused("LSTM", [x, w, r], 22, hidden_size=2, clip=1.0)
+    assert "input_forget=1 is not supported" in refused("LSTM", [x, w, r], 22, hidden_size=2, input_forget=1)
+    assert "activations=['Sigmoid', 'Softsign', 'Tanh'] is not supported" in refused(
+        "LSTM", [x, w, r], 22, hidden_size=2, activations=["Sigmoid", "Softsign", "Tanh"])
+    msg = refused("LSTM", [x, w, r, None, np.array([2], np.int32)], 22, hidden_size=2)
+    assert "sequence_lens shorter than the sequence are not supported" in msg
