@@ -11,6 +11,7 @@ only value_info is added.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 
@@ -29,6 +30,27 @@ def _resolved(tp: onnx.TypeProto | None, names: frozenset[str] = frozenset()) ->
     if tp is None or not tp.HasField("tensor_type") or not tp.tensor_type.HasField("shape"):
         return False
     return all(d.HasField("dim_value") or d.dim_param in names for d in tp.tensor_type.shape.dim)
+
+
+def _all_resolved(g: onnx.GraphProto, names: frozenset[str]) -> bool:
+    """Whether every node output of ``g`` has a :func:`_resolved` type (the last declaration of a
+    name counts, as in :func:`complete_shapes`' table): the usual answer, found in one pass over
+    the value infos without building their table (0.1 s of 50,000 nodes' inference)."""
+    ok: dict[str, bool] = {}
+    for vi in itertools.chain(g.input, g.value_info, g.output):
+        tp = vi.type
+        if tp.WhichOneof("value") != "tensor_type":
+            continue
+        tt = tp.tensor_type
+        resolved = tt.HasField("shape")
+        if resolved:
+            for d in tt.shape.dim:
+                if d.WhichOneof("value") != "dim_value" and d.dim_param not in names:
+                    resolved = False
+                    break
+        ok[vi.name] = resolved
+    get = ok.get
+    return all(get(o, False) for n in g.node for o in n.output if o)
 
 
 def _static_shape(tp: onnx.TypeProto | None) -> list[int] | None:
@@ -157,17 +179,17 @@ def _evaluate(node: onnx.NodeProto, values: dict[str, np.ndarray], opset: int) -
 def complete_shapes(inferred: onnx.ModelProto) -> int:
     """Resolve more output shapes of the main graph in place; returns how many were resolved."""
     g = inferred.graph
-    types: dict[str, onnx.TypeProto] = {}
-    for vi in list(g.input) + list(g.value_info) + list(g.output):
-        if vi.type.HasField("tensor_type"):
-            types[vi.name] = vi.type
     inits = {t.name for t in g.initializer}
     names = frozenset(
         d.dim_param for vi in g.input if vi.name not in inits and vi.type.HasField("tensor_type")
         for d in vi.type.tensor_type.shape.dim if d.dim_param
     )
-    if all(_resolved(types.get(o), names) for n in g.node for o in n.output if o):
+    if _all_resolved(g, names):
         return 0
+    types: dict[str, onnx.TypeProto] = {}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        if vi.type.HasField("tensor_type"):
+            types[vi.name] = vi.type
     values: dict[str, np.ndarray] = {}
     for t in g.initializer:
         types.setdefault(t.name, helper.make_tensor_type_proto(t.data_type, list(t.dims)))
