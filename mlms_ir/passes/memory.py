@@ -10,6 +10,9 @@ from mlms_ir.ir.expr import add, from_terms, is_int, maximum_terms, sympy, terms
 from mlms_ir.ir.graph import Graph, free_names
 from mlms_ir.passes.cost import CostResult
 
+#: Tensor kinds known before any input arrives (:attr:`~mlms_ir.ir.graph.TensorInfo.is_static`).
+_STATIC_KINDS = frozenset({"initializer", "constant", "derived"})
+
 
 @dataclass
 class MemoryResult:
@@ -61,17 +64,21 @@ def memory(graph: Graph, costs: CostResult) -> MemoryResult:
     unknown: list[str] = []
     outputs = set(graph.output_names)
     n = len(graph.nodes)
+    # the loops below run once per node or tensor of a 200,000-node graph: locals, no properties
+    tensors = graph.tensors
+    get_tensor = tensors.get
     step = {node.id: i for i, node in enumerate(graph.nodes)}
     start: dict[str, int] = {name: 0 for name in graph.input_names}
     for i, node in enumerate(graph.nodes):
         for out in node.proto.output:
-            t = graph.tensors.get(out) if out else None
-            if t is not None and not t.is_static:
+            t = get_tensor(out) if out else None
+            if t is not None and t.kind not in _STATIC_KINDS:
                 start.setdefault(out, i)
     # a tensor an If/Loop/Scan body reads from the outer scope lives until that node runs
     outer_reads: dict[str, int] = {}
-    for i, node in enumerate(graph.nodes):
-        for sub in node.subgraphs.values():
+    for node_id, subs in graph.subgraphs.items():
+        i = step[node_id]
+        for sub in subs.values():
             for name in free_names(sub.proto):
                 outer_reads[name] = max(outer_reads.get(name, i), i)
     activations: list = []
@@ -86,8 +93,9 @@ def memory(graph: Graph, costs: CostResult) -> MemoryResult:
         for t, c in terms(size):
             d[t] = d.get(t, 0) + sign * c
 
+    consumers = graph._consumers
     for name, s in start.items():
-        t = graph.tensors.get(name)
+        t = get_tensor(name)
         size = t.sym_nbytes if t is not None else None
         if size is None:
             if t is not None and t.sym_known and dtype_bits(t.elem_type) is None:
@@ -97,14 +105,24 @@ def memory(graph: Graph, costs: CostResult) -> MemoryResult:
         if name in outputs:
             end = n - 1
         else:
-            users = [step[c.id] for c in graph.consumers(name) if c.id in step]
-            if name in outer_reads:
-                users.append(outer_reads[name])
-            end = max(users) if users else s
+            end = -1  # the last step that reads it (steps are >= 0)
+            for c in consumers.get(name, ()):
+                j = step.get(c.id)
+                if j is not None and j > end:
+                    end = j
+            j = outer_reads.get(name)
+            if j is not None and j > end:
+                end = j
+            if end < 0:
+                end = s
             if t is not None and t.kind == "activation":
                 activations.append(size)
-        change(s, size, 1)
-        change(max(end, s) + 1, size, -1)
+        if type(size) is int:  # a plain size (the common case): as change() adds it
+            diff[s] += size
+            diff[max(end, s) + 1] -= size
+        else:
+            change(s, size, 1)
+            change(max(end, s) + 1, size, -1)
     activation_bytes = add(activations)
     candidates: list[int] = []
     peak_step = None
