@@ -109,8 +109,11 @@ def _text_is_valid(g: onnx.GraphProto) -> bool:
     for t in g.initializer:
         if not isinstance(t.name, str):
             return False
+    join = "".join  # refuses bytes: one C call checks a node's names (not a generator per node)
     for n in g.node:
-        if not all(isinstance(x, str) for x in (n.op_type, n.domain, n.name, *n.input, *n.output)):
+        try:
+            join((n.op_type, n.domain, n.name, *n.input, *n.output))
+        except TypeError:
             return False
         for a in n.attribute:
             if not isinstance(a.name, str):
