@@ -1105,7 +1105,39 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
             outs = (y, y_h, y_c)[: self.outputs]
             return outs if self.outputs > 1 else outs[0]
 
-    classes = (Recurrent, LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
+    class Clip(nn.Module):
+        """ONNX Clip-11/12/13 with bounds computed at run time (torch.clamp: a min above the max
+        gives the max, as ONNX says)."""
+
+        def forward(self, x, min=None, max=None):  # noqa: A002 - onnx2torch passes skipped inputs by name
+            lo = min.reshape(()) if min is not None and min.numel() else None
+            hi = max.reshape(()) if max is not None and max.numel() else None
+            if lo is None and hi is None:
+                return x
+            return torch.clamp(x, lo, hi)
+
+    class Dropout(nn.Module):
+        """ONNX Dropout at inference: the input itself, and a mask of ones; training mode with a
+        non-zero ratio (random) is refused when it runs."""
+
+        def __init__(self, mask: bool) -> None:
+            super().__init__()
+            self.mask = mask
+
+        def forward(self, data, ratio=None, training_mode=None):
+            if training_mode is not None and bool(training_mode.reshape(-1)[0]):
+                if ratio is None or float(ratio.reshape(-1)[0]) != 0.0:
+                    raise NotImplementedError("Dropout: training mode (random) is not supported")
+            out = data.clone()
+            return (out, torch.ones_like(data, dtype=torch.bool)) if self.mask else out
+
+    class ReshapeAllowZero(nn.Module):
+        """ONNX Reshape with allowzero=1: a 0 in the shape is a dim of size 0, not a copy."""
+
+        def forward(self, data, shape):
+            return torch.reshape(data, [int(v) for v in shape.reshape(-1).tolist()])
+
+    classes = (Clip, Dropout, ReshapeAllowZero, Recurrent, LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
                Loss, RotaryEmbedding, Attention, OneHot, SpaceToDepth, GlobalMaxPool, LpNormalization, Det, Compress,
                ReverseSequence, SwiGLU)
     return {cls.__name__: cls for cls in classes}
@@ -1518,9 +1550,43 @@ def recurrent(node, graph):
                                         bool(attrs.get("linear_before_reset", 0)), _outputs(node)), node)
 
 
+def clip(node, graph):
+    """``Clip``-11/12/13: onnx2torch's where min and max are constants; our module where they are
+    computed at run time or both absent (onnx2torch refused those)."""
+    from mlms_ir.backends.onnx2torch_compat import older
+
+    bounds = [i for i in node.input_values[1:] if i]
+    if bounds and all(i in graph.initializers for i in bounds):
+        own = older("Clip", 13)
+        if own is not None:
+            return own(node, graph)
+    return _result(_module("Clip")(), node)
+
+
+def dropout(node, graph):
+    """``Dropout``-10/12/13 (22 aliases 13): the input, and the mask output onnx2torch did not
+    give; training mode refused at run time."""
+    return _result(_module("Dropout")(_outputs(node) > 1), node)
+
+
+def reshape(node, graph):
+    """``Reshape``-14 (19-25 alias it): onnx2torch's, except with ``allowzero``=1, which it refused
+    (our module reads the shape at run time and takes a 0 as a dim of size 0)."""
+    from mlms_ir.backends.onnx2torch_compat import older
+
+    if int(node.attributes.get("allowzero", 0)):
+        return _result(_module("ReshapeAllowZero")(), node)
+    own = older("Reshape", 14)
+    if own is None:
+        raise NotImplementedError("Reshape: onnx2torch has no converter of version 14 to build on")
+    return own(node, graph)
+
+
 #: (op, version) -> our converter that replaces onnx2torch's own, which computes something else.
 REPLACING: dict[tuple[str, int], Callable] = {("Flatten", 9): flatten, ("Flatten", 11): flatten, ("Flatten", 13): flatten,
-                                              ("Conv", 1): conv, ("Conv", 11): conv}
+                                              ("Conv", 1): conv, ("Conv", 11): conv, ("Clip", 11): clip, ("Clip", 12): clip,
+                                              ("Clip", 13): clip, ("Dropout", 10): dropout, ("Dropout", 12): dropout,
+                                              ("Dropout", 13): dropout, ("Reshape", 14): reshape}
 
 
 #: (op, versions, converter) of the ops onnx2torch lacks entirely.

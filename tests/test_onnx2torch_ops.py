@@ -600,3 +600,28 @@ def test_recurrent_refusals():
         "LSTM", [x, w, r], 22, hidden_size=2, activations=["Sigmoid", "Softsign", "Tanh"])
     msg = refused("LSTM", [x, w, r, None, np.array([2], np.int32)], 22, hidden_size=2)
     assert "sequence_lens shorter than the sequence are not supported" in msg
+
+
+def test_clip_with_bounds_computed_at_run_time():
+    x = RNG.integers(-10, 10, (3, 4)).astype(np.int32)
+    check("Clip", [x, np.array(-3, np.int32), np.array(5, np.int32)], 13)
+    check("Clip", [x, None, np.array(2, np.int32)], 13)
+    check("Clip", [x.astype(np.float32), np.array(4.0, np.float32), np.array(-1.0, np.float32)], 12)  # min > max: max
+    check("Clip", [x.astype(np.float32)], 11)
+
+
+def test_dropout_at_inference_and_its_mask():
+    x = f32(3, 4)
+    check("Dropout", [x], 10, 2, ratio=0.3)
+    check("Dropout", [x, np.array(0.5, np.float32), np.array(False)], 22, 2, seed=3)
+    check("Dropout", [x, np.array(0.0, np.float32), np.array(True)], 13, 2)  # ratio 0: nothing dropped even in training
+    with pytest.raises(BackendError, match="training mode"):
+        torch_run(_model("Dropout", [x, np.array(0.5, np.float32), np.array(True)], 13), [x, np.array(0.5, np.float32),
+                                                                                          np.array(True)])
+
+
+def test_reshape_allowzero_takes_zero_as_a_size():
+    x = np.zeros((0, 3, 4), np.float32)
+    check("Reshape", [x, np.array([3, 0, 4], np.int64)], 14, allowzero=1)
+    check("Reshape", [f32(2, 3, 4), np.array([4, -1], np.int64)], 21, allowzero=1)
+    check("Reshape", [f32(2, 3, 4), np.array([0, -1], np.int64)], 19)  # allowzero 0: onnx2torch's, 0 copies the dim
