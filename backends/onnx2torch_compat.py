@@ -522,7 +522,7 @@ def _patch() -> list[str]:
     for (op, version), fn in REPLACING.items():  # onnx2torch's own that compute something else
         own = registry.get(_key(op, version))
         if own is not None and own is not fn:
-            _REPLACED[(op, version)] = own
+            _REPLACED.setdefault((op, version), own)  # onnx2torch's own, where one of ours above replaced it already
             registry[_key(op, version)] = fn
             added.append(f"{op}-{version} (onnx2torch_ops)")
     # after ours: ReduceMax-20 is our ReduceMax-18

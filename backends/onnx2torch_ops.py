@@ -1137,7 +1137,47 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
         def forward(self, data, shape):
             return torch.reshape(data, [int(v) for v in shape.reshape(-1).tolist()])
 
-    classes = (Clip, Dropout, ReshapeAllowZero, Recurrent, LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
+    class ConvTranspose(nn.Module):
+        """ONNX ConvTranspose whose weight (or bias) is computed at run time: torch's full
+        transposed convolution, output_padding appended, then the pads (explicit, SAME_UPPER,
+        SAME_LOWER, VALID) cut off; 1-D to 3-D."""
+
+        def __init__(self, auto_pad: str, pads, strides, dilations, output_padding, group: int) -> None:
+            super().__init__()
+            self.auto_pad, self.pads, self.strides, self.dilations = auto_pad, pads, strides, dilations
+            self.output_padding, self.group = output_padding, group
+
+        def forward(self, x, weight, bias=None):
+            n = x.dim() - 2
+            if n not in (1, 2, 3) or weight.dim() != x.dim():
+                raise NotImplementedError(f"ConvTranspose: a {n}-D convolution is not supported (1-D to 3-D)")
+            strides, dilations = self.strides or [1] * n, self.dilations or [1] * n
+            extra = self.output_padding or [0] * n
+            kernel = list(weight.shape[2:])
+            full = [st * (int(size) - 1) + (k - 1) * d + 1 for size, st, k, d in zip(x.shape[2:], strides, kernel, dilations)]
+            if self.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+                total = [f + e - int(size) * st for f, e, size, st in zip(full, extra, x.shape[2:], strides)]
+                small = [t // 2 for t in total]
+                begin = small if self.auto_pad == "SAME_UPPER" else [t - h for t, h in zip(total, small)]
+                end = [t - b for t, b in zip(total, begin)]
+            elif self.auto_pad == "VALID":
+                begin, end = [0] * n, [0] * n
+            else:
+                pads = self.pads or [0] * (2 * n)
+                begin, end = pads[:n], pads[n:]
+            conv = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[n]
+            y = conv(x, weight, None, stride=strides, dilation=dilations, groups=self.group)
+            y = torch_pad(y, [0] * n, extra)
+            for axis in range(n):
+                size = full[axis] + extra[axis] - begin[axis] - end[axis]
+                if size < 0 or begin[axis] < 0 or end[axis] < 0:
+                    raise NotImplementedError("ConvTranspose: negative pads are not supported")
+                y = y.narrow(axis + 2, begin[axis], size)
+            if bias is not None:
+                y = y + bias.reshape([1, -1] + [1] * n)
+            return y
+
+    classes = (ConvTranspose, Clip, Dropout, ReshapeAllowZero, Recurrent, LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
                Loss, RotaryEmbedding, Attention, OneHot, SpaceToDepth, GlobalMaxPool, LpNormalization, Det, Compress,
                ReverseSequence, SwiGLU)
     return {cls.__name__: cls for cls in classes}
@@ -1550,6 +1590,26 @@ def recurrent(node, graph):
                                         bool(attrs.get("linear_before_reset", 0)), _outputs(node)), node)
 
 
+def conv_transpose(node, graph):
+    """``ConvTranspose``-1/11 (22 aliases 11): onnx2torch_compat's (onnx2torch's, output_shape
+    refused) where the weight and bias are constants; our module where they are computed at run
+    time. Refused: output_shape, and explicit pads together with a SAME auto_pad."""
+    from mlms_ir.backends.onnx2torch_compat import conv_transpose as theirs
+
+    attrs = node.attributes
+    if all(i in graph.initializers for i in node.input_values[1:] if i):
+        return theirs(node, graph)
+    auto_pad = _text(attrs.get("auto_pad", "NOTSET"))
+    if auto_pad not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
+        raise NotImplementedError(f"ConvTranspose: auto_pad={auto_pad!r} is not supported")
+    if "output_shape" in attrs:
+        raise NotImplementedError("ConvTranspose: output_shape is not supported")
+    if auto_pad != "NOTSET" and "pads" in attrs:
+        raise NotImplementedError(f"ConvTranspose: pads with auto_pad={auto_pad!r} is not supported")
+    return _result(_module("ConvTranspose")(auto_pad, _ints(attrs, "pads"), _ints(attrs, "strides"), _ints(attrs, "dilations"),
+                                            _ints(attrs, "output_padding"), int(attrs.get("group", 1))), node)
+
+
 def clip(node, graph):
     """``Clip``-11/12/13: onnx2torch's where min and max are constants; our module where they are
     computed at run time or both absent (onnx2torch refused those)."""
@@ -1586,7 +1646,8 @@ def reshape(node, graph):
 REPLACING: dict[tuple[str, int], Callable] = {("Flatten", 9): flatten, ("Flatten", 11): flatten, ("Flatten", 13): flatten,
                                               ("Conv", 1): conv, ("Conv", 11): conv, ("Clip", 11): clip, ("Clip", 12): clip,
                                               ("Clip", 13): clip, ("Dropout", 10): dropout, ("Dropout", 12): dropout,
-                                              ("Dropout", 13): dropout, ("Reshape", 14): reshape}
+                                              ("Dropout", 13): dropout, ("Reshape", 14): reshape,
+                                              ("ConvTranspose", 1): conv_transpose, ("ConvTranspose", 11): conv_transpose}
 
 
 #: (op, versions, converter) of the ops onnx2torch lacks entirely.

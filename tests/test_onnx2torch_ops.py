@@ -625,3 +625,22 @@ def test_reshape_allowzero_takes_zero_as_a_size():
     check("Reshape", [x, np.array([3, 0, 4], np.int64)], 14, allowzero=1)
     check("Reshape", [f32(2, 3, 4), np.array([4, -1], np.int64)], 21, allowzero=1)
     check("Reshape", [f32(2, 3, 4), np.array([0, -1], np.int64)], 19)  # allowzero 0: onnx2torch's, 0 copies the dim
+
+
+@pytest.mark.parametrize("auto_pad", ["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"])
+def test_conv_transpose_with_a_weight_computed_at_run_time(auto_pad):
+    x, w, b = f32(2, 4, 3, 5), f32(4, 3, 3, 2), f32(3)
+    pads = {"pads": [1, 0, 0, 2]} if auto_pad == "NOTSET" else {}
+    check("ConvTranspose", [x, w, b], 22, rtol=1e-4, atol=1e-5, auto_pad=auto_pad, strides=[2, 3], dilations=[1, 2],
+          output_padding=[1, 0], **pads)
+    # groups against onnxruntime (ONNX's reference fails on them)
+    inputs = [x, w, f32(6)]
+    model = _model("ConvTranspose", inputs, 22, auto_pad=auto_pad, strides=[2, 3], group=2, output_padding=[0, 1], **pads)
+    np.testing.assert_allclose(torch_run(model, inputs)[0], _ort(model, inputs)[0], rtol=1e-4, atol=1e-5)
+    check("ConvTranspose", [f32(1, 2, 4), f32(2, 3, 3)], 11, rtol=1e-4, atol=1e-5, auto_pad=auto_pad, strides=[2])
+    check("ConvTranspose", [f32(1, 1, 2, 3, 2), f32(1, 2, 2, 2, 2)], 1, rtol=1e-4, atol=1e-5, auto_pad=auto_pad)
+
+
+def test_conv_transpose_output_shape_is_refused_with_a_weight_input_too():
+    msg = refused("ConvTranspose", [f32(1, 1, 3), f32(1, 1, 2)], 22, output_shape=[7])
+    assert "output_shape is not supported" in msg

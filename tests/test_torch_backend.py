@@ -333,19 +333,19 @@ def test_a_model_whose_conversion_down_would_drop_a_setting_is_refused(backend):
         backend.prepare(mlms_ir.load(m))
 
 
-def test_a_weight_fed_as_a_graph_input_is_one_clear_line(backend):
-    """onnx2torch reads ConvTranspose's W among the initializers (it raised KeyError: 'W'; Conv's
-    is taken at run time by onnx2torch_ops)."""
-    node = helper.make_node("ConvTranspose", ["x", "W"], ["y"], kernel_shape=[3, 3], name="conv")
-    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 5, 5]),
-                                        helper.make_tensor_value_info("W", TensorProto.FLOAT, [1, 1, 3, 3])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 22)])
-    m.ir_version = 10
-    with pytest.raises(BackendError) as e:
-        backend.prepare(mlms_ir.load(m))
-    assert str(e.value) == ("onnx2torch cannot convert op ConvTranspose at node 'conv' (ConvTranspose): its input 'W' must be a constant "
-                            "(an initializer), and here it is a graph input")
+def test_a_weight_fed_as_a_graph_input_is_taken_at_run_time(backend):
+    """onnx2torch reads Conv's and ConvTranspose's W among the initializers (it raised KeyError:
+    'W'); onnx2torch_ops' modules take a W fed as a graph input when they run."""
+    for op in ("Conv", "ConvTranspose"):
+        node = helper.make_node(op, ["x", "W"], ["y"], kernel_shape=[3, 3], name="conv")
+        g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 5, 5]),
+                                            helper.make_tensor_value_info("W", TensorProto.FLOAT, [1, 1, 3, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 22)])
+        m.ir_version = 10
+        feeds = {"x": RNG.standard_normal((1, 1, 5, 5)).astype(np.float32), "W": RNG.standard_normal((1, 1, 3, 3)).astype(np.float32)}
+        with backend.prepare(mlms_ir.load(m)) as s:
+            _close(s.run(feeds), _ort(m, feeds))
 
 
 def fixed_reshape_model() -> onnx.ModelProto:
