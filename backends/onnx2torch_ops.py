@@ -1177,7 +1177,73 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
                 y = y + bias.reshape([1, -1] + [1] * n)
             return y
 
-    classes = (ConvTranspose, Clip, Dropout, ReshapeAllowZero, Recurrent, LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
+    def minus_zero_point(x, zero_point, channel_axis=None):
+        """x - zero_point in int64; a 1-D zero point runs along ``channel_axis``."""
+        wide = x.to(torch.int64)
+        if zero_point is None:
+            return wide
+        zp = zero_point.to(torch.int64)
+        if zp.numel() == 1:
+            return wide - zp.reshape(())
+        if channel_axis is None or zp.dim() != 1:
+            raise NotImplementedError(f"a zero point of shape {list(zp.shape)} is not supported here")
+        shape = [1] * x.dim()
+        shape[channel_axis] = zp.shape[0]
+        return wide - zp.reshape(shape)
+
+    class MatMulInteger(nn.Module):
+        """ONNX MatMulInteger: (A - a_zero_point) @ (B - b_zero_point) in int32 (a per-row A zero
+        point, a per-column B one)."""
+
+        def forward(self, a, b, a_zero_point=None, b_zero_point=None):
+            aa = minus_zero_point(a, a_zero_point, a.dim() - 2 if a.dim() >= 2 else None)
+            bb = minus_zero_point(b, b_zero_point, b.dim() - 1)
+            return torch.matmul(aa, bb).to(torch.int32)
+
+    class ConvInteger(nn.Module):
+        """ONNX ConvInteger: the convolution of x - x_zero_point and w - w_zero_point (per output
+        channel), exact in double for 8-bit inputs, as int32."""
+
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x, w, x_zero_point=None, w_zero_point=None):
+            xx = minus_zero_point(x, x_zero_point).to(torch.float64)
+            ww = minus_zero_point(w, w_zero_point, 0).to(torch.float64)
+            return torch.round(self.inner(xx, ww)).to(torch.int32)
+
+    class QLinearMatMul(nn.Module):
+        """ONNX QLinearMatMul with per-tensor scales and zero points: the int32 product of the
+        centred inputs times a_scale * b_scale / y_scale (in the scales' type), rounded half to
+        even, plus y_zero_point, saturated to y's type."""
+
+        def forward(self, a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point):
+            if any(t.numel() != 1 for t in (a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_zero_point)):
+                raise NotImplementedError("QLinearMatMul: per-row or per-column scales and zero points are not supported")
+            out = y_zero_point.dtype
+            if out not in ranges:
+                raise NotImplementedError(f"QLinearMatMul: output type {out} is not supported")
+            c = torch.matmul(minus_zero_point(a, a_zero_point), minus_zero_point(b, b_zero_point))
+            multiplier = (a_scale.reshape(()) * b_scale.reshape(()) / y_scale.reshape(())).to(torch.float64)
+            d = torch.round(c.to(torch.float64) * multiplier) + y_zero_point.reshape(()).to(torch.float64)
+            low, high = ranges[out]
+            return torch.clamp(d, low, high).to(out)
+
+    class DynamicQuantizeLinear(nn.Module):
+        """ONNX DynamicQuantizeLinear: uint8 over [min(0, min x), max(0, max x)] (a scale of 1/255
+        when both are 0), the zero point and the values rounded half to even, in float32."""
+
+        def forward(self, x):
+            xf = x.to(torch.float32)
+            hi = torch.clamp(xf.max(), min=0.0) if xf.numel() else torch.tensor(0.0)
+            lo = torch.clamp(xf.min(), max=0.0) if xf.numel() else torch.tensor(0.0)
+            scale = torch.where(hi == lo, torch.tensor(1.0), hi - lo) / torch.tensor(255.0)
+            zero = torch.round(torch.clamp(-lo / scale, 0.0, 255.0))
+            y = torch.clamp(torch.round(xf / scale) + zero, 0.0, 255.0)
+            return y.to(torch.uint8), scale.to(x.dtype), zero.to(torch.uint8)
+
+    classes = (MatMulInteger, ConvInteger, QLinearMatMul, DynamicQuantizeLinear, ConvTranspose, Clip, Dropout, ReshapeAllowZero, Recurrent, LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
                Loss, RotaryEmbedding, Attention, OneHot, SpaceToDepth, GlobalMaxPool, LpNormalization, Det, Compress,
                ReverseSequence, SwiGLU)
     return {cls.__name__: cls for cls in classes}
@@ -1590,6 +1656,32 @@ def recurrent(node, graph):
                                         bool(attrs.get("linear_before_reset", 0)), _outputs(node)), node)
 
 
+def matmul_integer(node, graph):
+    """``MatMulInteger``-10."""
+    return _result(_module("MatMulInteger")(), node)
+
+
+def conv_integer(node, graph):
+    """``ConvInteger``-10 (the attributes as Conv's)."""
+    attrs = node.attributes
+    auto_pad = _text(attrs.get("auto_pad", "NOTSET"))
+    if auto_pad not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
+        raise NotImplementedError(f"ConvInteger: auto_pad={auto_pad!r} is not supported")
+    inner = _module("Conv")(auto_pad, _ints(attrs, "pads"), _ints(attrs, "strides"), _ints(attrs, "dilations"),
+                            int(attrs.get("group", 1)))
+    return _result(_module("ConvInteger")(inner), node)
+
+
+def qlinear_matmul(node, graph):
+    """``QLinearMatMul``-10/21 with per-tensor scales and zero points (others refused when run)."""
+    return _result(_module("QLinearMatMul")(), node)
+
+
+def dynamic_quantize_linear(node, graph):
+    """``DynamicQuantizeLinear``-11."""
+    return _result(_module("DynamicQuantizeLinear")(), node)
+
+
 def conv_transpose(node, graph):
     """``ConvTranspose``-1/11 (22 aliases 11): onnx2torch_compat's (onnx2torch's, output_shape
     refused) where the weight and bias are constants; our module where they are computed at run
@@ -1692,6 +1784,10 @@ TABLE: list[tuple[str, tuple[int, ...], Callable]] = [
     ("AffineGrid", (20,), affine_grid),
     *((op, (17,), window) for op in ("HannWindow", "HammingWindow", "BlackmanWindow")),
     *((op, (7, 14, 22), recurrent) for op in ("RNN", "GRU", "LSTM")),
+    ("MatMulInteger", (10,), matmul_integer),
+    ("ConvInteger", (10,), conv_integer),
+    ("QLinearMatMul", (10, 21), qlinear_matmul),
+    ("DynamicQuantizeLinear", (11,), dynamic_quantize_linear),
     ("DequantizeLinear", (10, 13, 19, 21, 23, 24, 25, 28), dequantize_linear),
     ("QuantizeLinear", (10, 13, 19, 21, 23, 24, 25, 28), quantize_linear),
 ]

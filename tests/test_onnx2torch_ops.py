@@ -644,3 +644,27 @@ def test_conv_transpose_with_a_weight_computed_at_run_time(auto_pad):
 def test_conv_transpose_output_shape_is_refused_with_a_weight_input_too():
     msg = refused("ConvTranspose", [f32(1, 1, 3), f32(1, 1, 2)], 22, output_shape=[7])
     assert "output_shape is not supported" in msg
+
+
+def test_integer_matmul_conv_and_qlinear_matmul():
+    a, b = ints(np.uint8, (3, 4)), ints(np.uint8, (4, 5))
+    azp, bzp = ints(np.uint8, (3,)), ints(np.uint8, (5,))
+    # per row of A and per column of B, as the spec says (ONNX's reference subtracts A's along K)
+    got = torch_run(_model("MatMulInteger", [a, b, azp, bzp], 10), [a, b, azp, bzp])[0]
+    want = (a.astype(np.int32) - azp.astype(np.int32)[:, None]) @ (b.astype(np.int32) - bzp.astype(np.int32))
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, want)
+    check("MatMulInteger", [a, b, np.array(9, np.uint8), bzp], 10)
+    check("MatMulInteger", [ints(np.int8, (2, 3, 4)), ints(np.int8, (4, 2)), np.array(-3, np.int8)], 10)
+    x, w = ints(np.uint8, (1, 2, 5, 5)), ints(np.uint8, (4, 2, 3, 3))
+    check("ConvInteger", [x, w, np.array(7, np.uint8), ints(np.uint8, (4,))], 10, pads=[1, 0, 0, 1], strides=[2, 1])
+    check("ConvInteger", [ints(np.int8, (1, 1, 4, 4)), ints(np.int8, (2, 1, 2, 2))], 10, auto_pad="SAME_UPPER")
+    for dtype in (np.uint8, np.int8):
+        qa, qb = ints(dtype, (2, 3, 4)), ints(dtype, (4, 3))
+        scales = [np.array(v, np.float32) for v in RNG.uniform(0.01, 0.1, 3)]
+        check("QLinearMatMul", [qa, scales[0], ints(dtype, ()), qb, scales[1], ints(dtype, ()), scales[2], ints(dtype, ())], 21)
+
+
+def test_dynamic_quantize_linear_ranges():
+    for x in (f32(3, 4) * 5, np.abs(f32(6)) + 1, -np.abs(f32(2, 2)), np.zeros((2, 3), np.float32)):
+        check("DynamicQuantizeLinear", [x], 11, 3)
