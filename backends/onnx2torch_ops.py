@@ -1243,7 +1243,65 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
             y = torch.clamp(torch.round(xf / scale) + zero, 0.0, 255.0)
             return y.to(torch.uint8), scale.to(x.dtype), zero.to(torch.uint8)
 
-    classes = (MatMulInteger, ConvInteger, QLinearMatMul, DynamicQuantizeLinear, ConvTranspose, Clip, Dropout, ReshapeAllowZero, Recurrent, LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
+    class BitCast(nn.Module):
+        """ONNX BitCast: the same bits read as another type of the same width (torch's view; a
+        bool is the byte 0 or 1; nothing is cast to bool, whose other bytes torch cannot hold)."""
+
+        def __init__(self, to: str) -> None:
+            super().__init__()
+            self.to = to
+
+        def forward(self, x):
+            to = dtype_of(self.to)
+            if x.element_size() != to.itemsize:
+                raise NotImplementedError(f"BitCast: {x.dtype} to {to} is not supported (not the same width)")
+            if x.dtype == torch.bool:  # a bool's byte is 0 or 1
+                x = x.to(torch.uint8)
+            return x.contiguous().view(to)
+
+    class TensorScatter(nn.Module):
+        """ONNX TensorScatter-24: the update written into a copy of the cache along ``axis``, from
+        each sample's write index (0 without them), wrapping around in circular mode."""
+
+        def __init__(self, axis: int, circular: bool) -> None:
+            super().__init__()
+            self.axis, self.circular = axis, circular
+
+        def forward(self, past_cache, update, write_indices=None):
+            axis = self.axis + past_cache.dim() if self.axis < 0 else self.axis
+            if axis <= 0 or axis >= past_cache.dim():
+                raise ValueError(f"TensorScatter: axis {self.axis} must not be the batch dim")
+            batch, size, length = past_cache.shape[0], past_cache.shape[axis], update.shape[axis]
+            starts = write_indices.to(torch.int64).reshape(-1) if write_indices is not None else \
+                torch.zeros(batch, dtype=torch.int64, device=past_cache.device)
+            index = starts.reshape(-1, 1) + torch.arange(length, device=past_cache.device).reshape(1, -1)  # [batch, length]
+            if self.circular:
+                index = index % size
+            elif bool(((index < 0) | (index >= size)).any()):
+                raise ValueError("TensorScatter: write_indices + sequence_length exceed the cache in linear mode")
+            shape = [1] * update.dim()
+            shape[0], shape[axis] = batch, length
+            return past_cache.scatter(axis, index.reshape(shape).expand(update.shape), update)
+
+    class DeformConv(nn.Module):
+        """ONNX DeformConv of 2-D images as torchvision's deform_conv2d (zeros outside the padded
+        input, bilinear sampling), asymmetric pads applied first."""
+
+        def __init__(self, pads, strides, dilations) -> None:
+            super().__init__()
+            self.pads, self.strides, self.dilations = pads, strides, dilations
+
+        def forward(self, x, weight, offset, bias=None, mask=None):
+            from torchvision.ops import deform_conv2d
+
+            if x.dim() != 4:
+                raise NotImplementedError(f"DeformConv: a {x.dim() - 2}-D image is not supported (2-D only)")
+            pads = self.pads or [0] * 4
+            x = torch_pad(x, pads[:2], pads[2:])
+            return deform_conv2d(x, offset, weight, bias, stride=self.strides or [1, 1], padding=0,
+                                 dilation=self.dilations or [1, 1], mask=mask)
+
+    classes = (BitCast, TensorScatter, DeformConv, MatMulInteger, ConvInteger, QLinearMatMul, DynamicQuantizeLinear, ConvTranspose, Clip, Dropout, ReshapeAllowZero, Recurrent, LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
                Loss, RotaryEmbedding, Attention, OneHot, SpaceToDepth, GlobalMaxPool, LpNormalization, Det, Compress,
                ReverseSequence, SwiGLU)
     return {cls.__name__: cls for cls in classes}
@@ -1656,6 +1714,37 @@ def recurrent(node, graph):
                                         bool(attrs.get("linear_before_reset", 0)), _outputs(node)), node)
 
 
+_BITCAST_TYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 10: "float16",
+                  11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16"}
+
+
+def bit_cast(node, graph):
+    """``BitCast``-26 between the types torch holds (no bool)."""
+    to = int(node.attributes.get("to", 0))
+    if to not in _BITCAST_TYPES:
+        raise NotImplementedError(f"BitCast: to={to} is not supported")
+    return _result(_module("BitCast")(_BITCAST_TYPES[to]), node)
+
+
+def tensor_scatter(node, graph):
+    """``TensorScatter``-24, linear or circular."""
+    mode = _text(node.attributes.get("mode", "linear"))
+    if mode not in ("linear", "circular"):
+        raise NotImplementedError(f"TensorScatter: mode={mode!r} is not supported")
+    return _result(_module("TensorScatter")(int(node.attributes.get("axis", -2)), mode == "circular"), node)
+
+
+def deform_conv(node, graph):
+    """``DeformConv``-19/22 of 2-D images through torchvision (groups and offset groups follow
+    from the shapes, as in torchvision)."""
+    attrs = node.attributes
+    try:
+        import torchvision.ops  # noqa: F401
+    except Exception as exc:  # noqa: BLE001
+        raise NotImplementedError(f"DeformConv: torchvision is needed ({type(exc).__name__})") from None
+    return _result(_module("DeformConv")(_ints(attrs, "pads"), _ints(attrs, "strides"), _ints(attrs, "dilations")), node)
+
+
 def matmul_integer(node, graph):
     """``MatMulInteger``-10."""
     return _result(_module("MatMulInteger")(), node)
@@ -1788,6 +1877,9 @@ TABLE: list[tuple[str, tuple[int, ...], Callable]] = [
     ("ConvInteger", (10,), conv_integer),
     ("QLinearMatMul", (10, 21), qlinear_matmul),
     ("DynamicQuantizeLinear", (11,), dynamic_quantize_linear),
+    ("BitCast", (26,), bit_cast),
+    ("TensorScatter", (24,), tensor_scatter),
+    ("DeformConv", (19, 22), deform_conv),
     ("DequantizeLinear", (10, 13, 19, 21, 23, 24, 25, 28), dequantize_linear),
     ("QuantizeLinear", (10, 13, 19, 21, 23, 24, 25, 28), quantize_linear),
 ]

@@ -668,3 +668,20 @@ def test_integer_matmul_conv_and_qlinear_matmul():
 def test_dynamic_quantize_linear_ranges():
     for x in (f32(3, 4) * 5, np.abs(f32(6)) + 1, -np.abs(f32(2, 2)), np.zeros((2, 3), np.float32)):
         check("DynamicQuantizeLinear", [x], 11, 3)
+
+
+def test_bit_cast_tensor_scatter_and_deform_conv():
+    x = f32(3, 4)
+    x[0, 0], x[0, 1] = np.nan, -0.0
+    check("BitCast", [x], 26, to=TensorProto.INT32)
+    check("BitCast", [ints(np.uint16, (5,))], 26, to=TensorProto.FLOAT16)
+    check("BitCast", [ints(np.int64, (2, 2))], 26, to=TensorProto.UINT64)
+    check("BitCast", [RNG.random(4) > 0.5], 26, to=TensorProto.INT8)
+    cache, update = f32(2, 3, 6, 4), f32(2, 3, 3, 4)
+    check("TensorScatter", [cache, update, np.array([1, 3], np.int64)], 24)
+    check("TensorScatter", [cache, update, np.array([5, 2], np.int64)], 24, mode="circular")
+    check("TensorScatter", [f32(2, 5, 3), f32(2, 2, 3)], 24, axis=1)
+    x, w = f32(1, 4, 5, 6), f32(6, 2, 3, 2)  # 2 groups, 2 offset groups
+    offset, mask = f32(1, 2 * 3 * 2 * 2, 4, 3) * 0.7, RNG.random((1, 2 * 3 * 2, 4, 3)).astype(np.float32)
+    check("DeformConv", [x, w, offset, f32(6), mask], 22, rtol=1e-4, atol=1e-5, group=2, offset_group=2, pads=[1, 0, 0, 1],
+          strides=[1, 2])
