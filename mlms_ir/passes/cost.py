@@ -92,14 +92,18 @@ class CostPass:
         """Parameters this node is the first to read, directly or through derived tensors
         (an Identity, Cast or DequantizeLinear of a weight belongs to the node that uses it).
         ``ins`` and ``outs``: the node's tensors, when the caller has looked them up."""
+        if ins is not None:
+            for t in ins:
+                if t is not None and t.kind in _STATIC_KINDS:
+                    break
+            else:
+                return 0, 0  # reads no weight, directly or derived (most nodes): nothing to follow
         if outs is None:
             outs = [g.tensor(o) for o in node.proto.output if o]
         else:
             outs = [t for t, o in zip(outs, node.proto.output) if o]
         if outs and all(t is not None and t.kind == "derived" for t in outs):
             return 0, 0  # a weight-only computation: its weights go to whoever reads its output
-        if ins is not None and not any(t is not None and t.kind in _STATIC_KINDS for t in ins):
-            return 0, 0  # reads no weight, directly or derived (most nodes): nothing to follow
         n = b = 0
         for t in self._sources(g, node, set()):
             if t.name in self.param_owner:
@@ -322,6 +326,25 @@ def _sum_field(costs: list[NodeCost], name: str) -> int:
 
 
 def _sum_bytes(tensors: list[TensorInfo | None], unique: bool = False) -> int | None:
+    """The total size of ``tensors`` (each name once with ``unique``): None when one is unknown,
+    an expression when one is symbolic."""
+    total = 0
+    seen: set[str] = set()
+    for t in tensors:  # plain sizes, the common case: summed as they come
+        if t is None:
+            continue
+        if unique:
+            if t.name in seen:
+                continue
+            seen.add(t.name)
+        b = t.sym_nbytes
+        if type(b) is not int:
+            return _sum_sizes(tensors, unique)  # unknown or symbolic: as before
+        total += b
+    return total
+
+
+def _sum_sizes(tensors: list[TensorInfo | None], unique: bool = False) -> int | None:
     sizes = []
     seen: set[str] = set()
     plain = True
