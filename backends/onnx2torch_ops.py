@@ -1301,7 +1301,39 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
             return deform_conv2d(x, offset, weight, bias, stride=self.strides or [1, 1], padding=0,
                                  dilation=self.dilations or [1, 1], mask=mask)
 
-    classes = (BitCast, TensorScatter, DeformConv, MatMulInteger, ConvInteger, QLinearMatMul, DynamicQuantizeLinear, ConvTranspose, Clip, Dropout, ReshapeAllowZero, Recurrent, LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
+    class DFT(nn.Module):
+        """ONNX DFT-17/20: torch.fft along ``axis`` of a real ([..., 1]) or complex ([..., 2])
+        signal, zero-padded or cut to ``dft_length``, inverse normalised by 1/n; one-sided: RFFT
+        of a real input, IRFFT of a complex one (a real output, [..., 1])."""
+
+        def __init__(self, axis: int | None, inverse: bool, onesided: bool) -> None:
+            super().__init__()
+            self.axis, self.inverse, self.onesided = axis, inverse, onesided
+
+        def forward(self, x, dft_length=None, axis=None):
+            rank = x.dim()
+            if x.shape[-1] not in (1, 2):
+                raise ValueError("DFT: the last dim must be 1 (real) or 2 (complex)")
+            ax = self.axis if self.axis is not None else (int(axis.reshape(-1)[0]) if axis is not None else -2)
+            ax = ax + rank if ax < 0 else ax
+            if not 0 <= ax < rank - 1:
+                raise ValueError(f"DFT: axis {ax} is out of range")
+            real = x.shape[-1] == 1
+            if self.onesided and real == self.inverse:
+                raise NotImplementedError("DFT: onesided takes a real input forward and a complex one inverse")
+            signal = x[..., 0].to(torch.complex128 if x.dtype == torch.float64 else torch.complex64) if real else \
+                torch.complex(x[..., 0].to(torch.float64 if x.dtype == torch.float64 else torch.float32),
+                              x[..., 1].to(torch.float64 if x.dtype == torch.float64 else torch.float32))
+            if self.onesided and self.inverse:  # IRFFT: a real signal of dft_length, 2 * (dim - 1) by default
+                n = int(dft_length.reshape(-1)[0]) if dft_length is not None else 2 * (signal.shape[ax] - 1)
+                return torch.fft.irfft(signal, n=n, dim=ax).unsqueeze(-1).to(x.dtype)
+            n = int(dft_length.reshape(-1)[0]) if dft_length is not None else signal.shape[ax]
+            y = (torch.fft.ifft if self.inverse else torch.fft.fft)(signal, n=n, dim=ax)
+            if self.onesided:
+                y = y.narrow(ax, 0, n // 2 + 1)
+            return torch.stack([y.real, y.imag], dim=-1).to(x.dtype)
+
+    classes = (DFT, BitCast, TensorScatter, DeformConv, MatMulInteger, ConvInteger, QLinearMatMul, DynamicQuantizeLinear, ConvTranspose, Clip, Dropout, ReshapeAllowZero, Recurrent, LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
                Loss, RotaryEmbedding, Attention, OneHot, SpaceToDepth, GlobalMaxPool, LpNormalization, Det, Compress,
                ReverseSequence, SwiGLU)
     return {cls.__name__: cls for cls in classes}
@@ -1718,6 +1750,22 @@ _BITCAST_TYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 
                   11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16"}
 
 
+def dft_17(node, graph):
+    """``DFT``-17: ``axis`` an attribute (default 1)."""
+    return _dft(node, int(node.attributes.get("axis", 1)))
+
+
+def dft_20(node, graph):
+    """``DFT``-20: ``axis`` an input (default -2)."""
+    return _dft(node, None)
+
+
+def _dft(node, axis):
+    attrs = node.attributes
+    inverse, onesided = bool(attrs.get("inverse", 0)), bool(attrs.get("onesided", 0))
+    return _result(_module("DFT")(axis, inverse, onesided), node)
+
+
 def bit_cast(node, graph):
     """``BitCast``-26 between the types torch holds (no bool)."""
     to = int(node.attributes.get("to", 0))
@@ -1878,6 +1926,8 @@ TABLE: list[tuple[str, tuple[int, ...], Callable]] = [
     ("QLinearMatMul", (10, 21), qlinear_matmul),
     ("DynamicQuantizeLinear", (11,), dynamic_quantize_linear),
     ("BitCast", (26,), bit_cast),
+    ("DFT", (17,), dft_17),
+    ("DFT", (20,), dft_20),
     ("TensorScatter", (24,), tensor_scatter),
     ("DeformConv", (19, 22), deform_conv),
     ("DequantizeLinear", (10, 13, 19, 21, 23, 24, 25, 28), dequantize_linear),

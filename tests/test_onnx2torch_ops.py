@@ -685,3 +685,13 @@ def test_bit_cast_tensor_scatter_and_deform_conv():
     offset, mask = f32(1, 2 * 3 * 2 * 2, 4, 3) * 0.7, RNG.random((1, 2 * 3 * 2, 4, 3)).astype(np.float32)
     check("DeformConv", [x, w, offset, f32(6), mask], 22, rtol=1e-4, atol=1e-5, group=2, offset_group=2, pads=[1, 0, 0, 1],
           strides=[1, 2])
+
+
+def test_dft_forward_inverse_onesided_lengths_and_axes():
+    real, complex_ = f32(2, 6, 3, 1), f32(2, 6, 3, 2)
+    for axis in (1, 2, -2, -3):
+        check("DFT", [real, np.array(8, np.int64), np.array(axis, np.int64)], 20, rtol=1e-4, atol=1e-4, onesided=1)
+        check("DFT", [complex_, None, np.array(axis, np.int64)], 20, rtol=1e-4, atol=1e-4, inverse=1)
+        check("DFT", [complex_, np.array(4, np.int64), np.array(axis, np.int64)], 20, rtol=1e-4, atol=1e-4)
+        check("DFT", [complex_, None, np.array(axis, np.int64)], 20, rtol=1e-4, atol=1e-4, inverse=1, onesided=1)  # IRFFT
+    check("DFT", [real.astype(np.float64)], 17, rtol=1e-10, atol=1e-10, axis=2)
