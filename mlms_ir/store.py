@@ -212,17 +212,19 @@ def compress_json(chunks: Sequence[str]) -> bytes:
 
 
 _PLAIN_CELL_TYPES = frozenset({type(None), int, str})
+_PLAIN_FIGURE_TYPES = frozenset({type(None), int})
 
 
 def _node_rows(run_id: int, nodes: list[dict[str, Any]]) -> list[tuple]:
     """The ``nodes`` rows of a run: a row of None, ints and strings is taken as it is (checked by
-    type in C, not value by value) unless a figure is the ``"inf"`` of a result's JSON; another
-    goes through :func:`_cell` (the text columns through :func:`json_safe`)."""
+    type in C, not value by value) unless a figure is a string (the ``"inf"`` of a result's JSON);
+    another goes through :func:`_cell` (the text columns through :func:`json_safe`)."""
     rows = []
     plain = _PLAIN_CELL_TYPES.issuperset
+    plain_figures = _PLAIN_FIGURE_TYPES.issuperset
     for n in nodes:
         values = tuple(map(n.get, NODE_COLUMNS))
-        if plain(map(type, values)) and not any(type(v) is str for v in values[_FIRST_FIGURE:]):
+        if plain(map(type, values[:_FIRST_FIGURE])) and plain_figures(map(type, values[_FIRST_FIGURE:])):
             rows.append((run_id, *values))
         else:
             rows.append((run_id, *map(json_safe, values[:_FIRST_FIGURE]), *map(_cell, values[_FIRST_FIGURE:])))
