@@ -1333,7 +1333,33 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
                 y = y.narrow(ax, 0, n // 2 + 1)
             return torch.stack([y.real, y.imag], dim=-1).to(x.dtype)
 
-    classes = (DFT, BitCast, TensorScatter, DeformConv, MatMulInteger, ConvInteger, QLinearMatMul, DynamicQuantizeLinear, ConvTranspose, Clip, Dropout, ReshapeAllowZero, Recurrent, LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
+    class MaxPoolSame(nn.Module):
+        """ONNX MaxPool with auto_pad SAME_UPPER / SAME_LOWER: the input padded with -inf as the
+        spec's SAME rule says (output ceil(size / stride)), then torch's max pooling."""
+
+        def __init__(self, auto_pad: str, kernel: list[int], strides, dilations) -> None:
+            super().__init__()
+            self.auto_pad, self.kernel = auto_pad, kernel
+            self.strides, self.dilations = strides or [1] * len(kernel), dilations or [1] * len(kernel)
+
+        def forward(self, x):
+            n = len(self.kernel)
+            if x.dim() != n + 2 or n not in (1, 2, 3):
+                raise NotImplementedError(f"MaxPool: a {x.dim() - 2}-D input with a {n}-D kernel is not supported")
+            for size, k, st, d in zip(x.shape[2:], self.kernel, self.strides, self.dilations):
+                if (-(-int(size) // st) - 1) * st + (k - 1) * d + 1 < int(size):  # the windows skip input: no SAME padding
+                    raise NotImplementedError(f"MaxPool: {self.auto_pad} with a stride {st} past the window {k} over {size} "
+                                              "is not supported (it would need negative padding)")
+            begin, end = same_pads(self.auto_pad, x.shape[2:], self.kernel, self.strides, self.dilations, None)
+            flat = []
+            for b, e in zip(reversed(begin), reversed(end)):
+                flat += [b, e]
+            low = float("-inf") if x.is_floating_point() else torch.iinfo(x.dtype).min
+            x = F.pad(x, flat, value=low) if any(flat) else x
+            pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[n]
+            return pool(x, self.kernel, stride=self.strides, dilation=self.dilations)
+
+    classes = (MaxPoolSame, DFT, BitCast, TensorScatter, DeformConv, MatMulInteger, ConvInteger, QLinearMatMul, DynamicQuantizeLinear, ConvTranspose, Clip, Dropout, ReshapeAllowZero, Recurrent, LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
                Loss, RotaryEmbedding, Attention, OneHot, SpaceToDepth, GlobalMaxPool, LpNormalization, Det, Compress,
                ReverseSequence, SwiGLU)
     return {cls.__name__: cls for cls in classes}
@@ -1766,6 +1792,25 @@ def _dft(node, axis):
     return _result(_module("DFT")(axis, inverse, onesided), node)
 
 
+def max_pool(node, graph):
+    """``MaxPool``-8/10/11/12 (22 aliases 12): onnx2torch's, except with auto_pad SAME_UPPER or
+    SAME_LOWER, one output and no ceil_mode, which it refused (our module pads with -inf as the
+    spec's SAME rule says; with dilations refused, and where a stride skips input)."""
+    from mlms_ir.backends.onnx2torch_compat import older
+
+    attrs = node.attributes
+    auto_pad = _text(attrs.get("auto_pad", "NOTSET"))
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER") and _outputs(node) == 1 and not int(attrs.get("ceil_mode", 0)):
+        if any(d != 1 for d in _ints(attrs, "dilations") or []):  # onnxruntime leaves the dilation out of the SAME padding
+            raise NotImplementedError(f"MaxPool: {auto_pad} with dilations is not supported")
+        return _result(_module("MaxPoolSame")(auto_pad, _ints(attrs, "kernel_shape"), _ints(attrs, "strides"),
+                                              _ints(attrs, "dilations")), node)
+    own = older("MaxPool", 12)  # onnx2torch registers one converter for 8, 10, 11 and 12
+    if own is None:
+        raise NotImplementedError("MaxPool: onnx2torch has no converter of version 12 to build on")
+    return own(node, graph)
+
+
 def bit_cast(node, graph):
     """``BitCast``-26 between the types torch holds (no bool)."""
     to = int(node.attributes.get("to", 0))
@@ -1876,7 +1921,8 @@ REPLACING: dict[tuple[str, int], Callable] = {("Flatten", 9): flatten, ("Flatten
                                               ("Conv", 1): conv, ("Conv", 11): conv, ("Clip", 11): clip, ("Clip", 12): clip,
                                               ("Clip", 13): clip, ("Dropout", 10): dropout, ("Dropout", 12): dropout,
                                               ("Dropout", 13): dropout, ("Reshape", 14): reshape,
-                                              ("ConvTranspose", 1): conv_transpose, ("ConvTranspose", 11): conv_transpose}
+                                              ("ConvTranspose", 1): conv_transpose, ("ConvTranspose", 11): conv_transpose,
+                                              **{("MaxPool", v): max_pool for v in (8, 10, 11, 12)}}
 
 
 #: (op, versions, converter) of the ops onnx2torch lacks entirely.

@@ -695,3 +695,20 @@ def test_dft_forward_inverse_onesided_lengths_and_axes():
         check("DFT", [complex_, np.array(4, np.int64), np.array(axis, np.int64)], 20, rtol=1e-4, atol=1e-4)
         check("DFT", [complex_, None, np.array(axis, np.int64)], 20, rtol=1e-4, atol=1e-4, inverse=1, onesided=1)  # IRFFT
     check("DFT", [real.astype(np.float64)], 17, rtol=1e-10, atol=1e-10, axis=2)
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER"])
+def test_max_pool_same_padding(auto_pad):
+    """Against onnxruntime: ONNX's reference gives SAME_LOWER a smaller output than the spec's
+    ceil(size / stride)."""
+    for x, attrs in ((f32(2, 3, 7, 6), {"kernel_shape": [3, 2], "strides": [2, 2]}),
+                     (-np.abs(f32(2, 3, 7, 6)), {"kernel_shape": [2, 3]}),  # the -inf padding never wins
+                     (f32(1, 2, 9), {"kernel_shape": [4], "strides": [2]}), (f32(1, 1, 8, 5), {"kernel_shape": [3, 3], "strides": [3, 2]})):
+        model = _model("MaxPool", [x], 12, auto_pad=auto_pad, **attrs)
+        np.testing.assert_array_equal(torch_run(model, [x])[0], _ort(model, [x])[0])
+    if auto_pad == "SAME_UPPER":
+        check("MaxPool", [f32(2, 3, 7, 6)], 22, auto_pad=auto_pad, kernel_shape=[3, 2], strides=[2, 2])
+    assert "with dilations is not supported" in refused("MaxPool", [f32(1, 1, 5, 5)], 12, auto_pad=auto_pad, kernel_shape=[2, 2],
+                                                        dilations=[2, 2])
+    assert "would need negative padding" in refused("MaxPool", [f32(1, 1, 6)], 12, auto_pad=auto_pad, kernel_shape=[2],
+                                                    strides=[3])
