@@ -1,14 +1,31 @@
-"""Converters for ONNX ops that onnx2torch 1.5 has no converter for at any version.
+"""Converters for ONNX ops that onnx2torch 1.5 lacks, or converts wrong or not at all in some settings.
 
 :mod:`~mlms_ir.backends.onnx2torch_compat` teaches onnx2torch newer versions of ops it knows;
-this module adds ops it lacks entirely (found by ONNX's node test cases, ``tools/conformance.py``):
-the elementwise ``Acosh`` ``Asinh`` ``Atanh`` ``Cosh`` ``Sinh`` ``Mish`` ``ThresholdedRelu``
-``Swish`` ``Shrink``, the bitwise ``BitwiseAnd`` ``BitwiseOr`` ``BitwiseXor`` ``BitwiseNot``
-``BitShift``, ``Hardmax``, ``Trilu``, ``CumProd``, ``RMSNormalization``, ``RotaryEmbedding``,
-``Attention``, the losses ``SoftmaxCrossEntropyLoss`` and ``NegativeLogLikelihoodLoss``,
-``OneHot``, ``SpaceToDepth``, ``GlobalMaxPool``, ``LpNormalization``, ``Det``, ``Compress``,
-``ReverseSequence`` and ``SwiGLU``. :func:`mlms_ir.backends.onnx2torch_compat.patch` registers
-each for the versions listed in :data:`TABLE`; each ONNX node still becomes one torch module.
+this module adds what ONNX's node test cases (``tools/conformance.py``) found missing:
+
+* ops onnx2torch has no converter for at any version (:data:`TABLE`, registered by
+  :func:`mlms_ir.backends.onnx2torch_compat.patch` for every version listed): the elementwise
+  ``Acosh`` ``Asinh`` ``Atanh`` ``Cosh`` ``Sinh`` ``Mish`` ``ThresholdedRelu`` ``Swish``
+  ``Shrink``; the bitwise ``BitwiseAnd`` ``BitwiseOr`` ``BitwiseXor`` ``BitwiseNot`` ``BitShift``;
+  ``Hardmax``, ``Trilu``, ``CumProd``, ``OneHot``, ``Compress``, ``Unique``, ``ReverseSequence``,
+  ``SpaceToDepth``, ``CenterCropPad``, ``Col2Im``, ``Det``, ``BitCast``, ``Range``-27; the LLM ops
+  ``Attention``, ``RMSNormalization``, ``RotaryEmbedding``, ``LinearAttention``, ``SwiGLU``,
+  ``CausalConvWithState``, ``TensorScatter``; ``RNN``, ``GRU``, ``LSTM``; the losses
+  ``SoftmaxCrossEntropyLoss`` and ``NegativeLogLikelihoodLoss``; ``QuantizeLinear``,
+  ``DequantizeLinear``, ``DynamicQuantizeLinear``, ``MatMulInteger``, ``ConvInteger``,
+  ``QLinearMatMul``; ``GlobalMaxPool``, ``LpPool``, ``MaxUnpool``, ``LpNormalization``,
+  ``GroupNormalization``-21, ``GridSample``, ``AffineGrid``, ``DeformConv``, ``DFT``, the
+  Hann/Hamming/Blackman windows, ``ScatterElements`` and ``Scatter``;
+* replacements of onnx2torch's own converters (:data:`REPLACING`): ``Flatten`` (it failed for
+  axis 0 and -rank), ``Dropout`` (no mask output; any seed refused), and, where onnx2torch refused
+  the setting and otherwise calling its converter, ``Conv`` and ``ConvTranspose`` whose weight is
+  computed at run time, ``Clip`` with computed bounds, ``Reshape`` with ``allowzero``=1 and
+  ``MaxPool`` with SAME padding;
+* modules that onnx2torch_compat's converters hand over to: ``Reduce*``-18 with computed axes
+  (:func:`reduce_computed_axes`) and ``LayerNormalization`` with its ``Mean`` and ``InvStdDev``
+  outputs (:func:`layer_normalization`).
+
+Each ONNX node still becomes one torch module (the torch backend's per-node mapping holds).
 
 The rule: a converter computes exactly what ONNX's operator spec defines, or refuses. An attribute
 value, input or dtype that is not implemented exactly raises ``NotImplementedError`` when the node
