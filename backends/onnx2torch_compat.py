@@ -516,14 +516,14 @@ def _patch() -> list[str]:
         base = BUILDS_ON.get((op, version))
         if base is None or has(op, base):
             register(op, version, fn)
-    from mlms_ir.backends.onnx2torch_ops import REPLACING, converters as lacking  # ops onnx2torch lacks or gets wrong
+    from mlms_ir.backends.onnx2torch_ops import OWN, REPLACING, converters as lacking  # ops onnx2torch lacks or gets wrong
 
     for (op, version), fn in lacking().items():
         register(op, version, fn)
     for (op, version), fn in REPLACING.items():  # onnx2torch's own that compute something else
         own = registry.get(_key(op, version))
         if own is not None and own is not fn:
-            _REPLACED.setdefault((op, version), own)  # onnx2torch's own, where one of ours above replaced it already
+            OWN.setdefault((op, version), own)  # what ours build on (onnx2torch's, or one of ours above)
             registry[_key(op, version)] = fn
             added.append(f"{op}-{version} (onnx2torch_ops)")
     # after ours: ReduceMax-20 is our ReduceMax-18

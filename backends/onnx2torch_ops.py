@@ -40,6 +40,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 _MODULES: dict[str, type] = {}
+#: (op, version) -> the converter one of :data:`REPLACING` replaced in onnx2torch's registry (filled
+#: by :func:`mlms_ir.backends.onnx2torch_compat.patch`); ours call it for the settings it handles.
+OWN: dict[tuple[str, int], Callable] = {}
+
+
+def _own(op: str, version: int) -> Callable:
+    fn = OWN.get((op, version))
+    if fn is None:
+        raise NotImplementedError(f"{op}: onnx2torch has no converter of version {version} to build on")
+    return fn
 
 #: ONNX TensorProto float types -> torch dtype names (softmax_precision, stash_type).
 _FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}
@@ -1351,12 +1361,12 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
             return torch.stack([y.real, y.imag], dim=-1).to(x.dtype)
 
     class MaxPoolSame(nn.Module):
-        """ONNX MaxPool with auto_pad SAME_UPPER / SAME_LOWER: the input padded with -inf as the
-        spec's SAME rule says (output ceil(size / stride)), then torch's max pooling."""
+        """ONNX MaxPool with auto_pad SAME_UPPER / SAME_LOWER (output ceil(size / stride)) or
+        pads wider than half the kernel: the input padded with -inf, then torch's max pooling."""
 
-        def __init__(self, auto_pad: str, kernel: list[int], strides, dilations) -> None:
+        def __init__(self, auto_pad: str, kernel: list[int], strides, dilations, pads=None) -> None:
             super().__init__()
-            self.auto_pad, self.kernel = auto_pad, kernel
+            self.auto_pad, self.kernel, self.pads = auto_pad, kernel, pads
             self.strides, self.dilations = strides or [1] * len(kernel), dilations or [1] * len(kernel)
 
         def forward(self, x):
@@ -1364,10 +1374,10 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
             if x.dim() != n + 2 or n not in (1, 2, 3):
                 raise NotImplementedError(f"MaxPool: a {x.dim() - 2}-D input with a {n}-D kernel is not supported")
             for size, k, st, d in zip(x.shape[2:], self.kernel, self.strides, self.dilations):
-                if (-(-int(size) // st) - 1) * st + (k - 1) * d + 1 < int(size):  # the windows skip input: no SAME padding
+                if self.auto_pad != "NOTSET" and (-(-int(size) // st) - 1) * st + (k - 1) * d + 1 < int(size):
                     raise NotImplementedError(f"MaxPool: {self.auto_pad} with a stride {st} past the window {k} over {size} "
                                               "is not supported (it would need negative padding)")
-            begin, end = same_pads(self.auto_pad, x.shape[2:], self.kernel, self.strides, self.dilations, None)
+            begin, end = same_pads(self.auto_pad, x.shape[2:], self.kernel, self.strides, self.dilations, self.pads)
             flat = []
             for b, e in zip(reversed(begin), reversed(end)):
                 flat += [b, e]
@@ -1376,7 +1386,39 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
             pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[n]
             return pool(x, self.kernel, stride=self.strides, dilation=self.dilations)
 
-    classes = (MaxPoolSame, DFT, BitCast, TensorScatter, DeformConv, MatMulInteger, ConvInteger, QLinearMatMul, DynamicQuantizeLinear, ConvTranspose, Clip, Dropout, ReshapeAllowZero, Recurrent, LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
+    class AveragePoolPadded(nn.Module):
+        """ONNX AveragePool with SAME padding or pads wider than half the kernel (torch's pooling
+        takes neither): window sums by a depthwise convolution with ones over the zero-padded
+        input, divided by the window size, or with count_include_pad 0 by the input elements in it."""
+
+        def __init__(self, auto_pad: str, kernel: list[int], pads, strides, count_include_pad: bool) -> None:
+            super().__init__()
+            self.auto_pad, self.kernel, self.pads = auto_pad, kernel, pads
+            self.strides, self.count_include_pad = strides or [1] * len(kernel), count_include_pad
+
+        def forward(self, x):
+            n = len(self.kernel)
+            if x.dim() != n + 2 or n not in (1, 2, 3):
+                raise NotImplementedError(f"AveragePool: a {x.dim() - 2}-D input with a {n}-D kernel is not supported")
+            ones_kernel = [1] * n
+            if self.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+                for size, k, st in zip(x.shape[2:], self.kernel, self.strides):
+                    if (-(-int(size) // st) - 1) * st + k < int(size):
+                        raise NotImplementedError(f"AveragePool: {self.auto_pad} with a stride {st} past the window {k} over "
+                                                  f"{size} is not supported (it would need negative padding)")
+            begin, end = same_pads(self.auto_pad, x.shape[2:], self.kernel, self.strides, ones_kernel, self.pads)
+            conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[n]
+            c = x.shape[1]
+            weight = torch.ones((c, 1, *self.kernel), dtype=x.dtype, device=x.device)
+            total = conv(torch_pad(x, begin, end), weight, stride=self.strides, groups=c)
+            if self.count_include_pad:
+                count = float(math.prod(self.kernel))
+            else:
+                inside = torch_pad(torch.ones((1, 1, *x.shape[2:]), dtype=x.dtype, device=x.device), begin, end)
+                count = conv(inside, weight[:1], stride=self.strides)
+            return total / count
+
+    classes = (AveragePoolPadded, MaxPoolSame, DFT, BitCast, TensorScatter, DeformConv, MatMulInteger, ConvInteger, QLinearMatMul, DynamicQuantizeLinear, ConvTranspose, Clip, Dropout, ReshapeAllowZero, Recurrent, LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
                Loss, RotaryEmbedding, Attention, OneHot, SpaceToDepth, GlobalMaxPool, LpNormalization, Det, Compress,
                ReverseSequence, SwiGLU)
     return {cls.__name__: cls for cls in classes}
@@ -1671,13 +1713,9 @@ def causal_conv_with_state(node, graph):
 def conv(node, graph):
     """``Conv``-1/11 (22 aliases 11): onnx2torch's where the weight and bias are constants; where
     they are computed at run time (onnx2torch reads initializers only), our module."""
-    from mlms_ir.backends.onnx2torch_compat import older
-
     inputs = [i for i in node.input_values[1:] if i]
     if all(i in graph.initializers for i in inputs):
-        own = older("Conv", 11)
-        if own is not None:
-            return own(node, graph)
+        return _own("Conv", 11)(node, graph)
     attrs = node.attributes
     auto_pad = _text(attrs.get("auto_pad", "NOTSET"))
     if auto_pad not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
@@ -1811,21 +1849,35 @@ def _dft(node, axis):
 
 def max_pool(node, graph):
     """``MaxPool``-8/10/11/12 (22 aliases 12): onnx2torch's, except with auto_pad SAME_UPPER or
-    SAME_LOWER, one output and no ceil_mode, which it refused (our module pads with -inf as the
-    spec's SAME rule says; with dilations refused, and where a stride skips input)."""
-    from mlms_ir.backends.onnx2torch_compat import older
-
+    SAME_LOWER or pads wider than half the kernel, one output and no ceil_mode, which it refused
+    or torch's pooling fails on (our module pads with -inf; with dilations refused, and SAME where
+    a stride skips input)."""
     attrs = node.attributes
     auto_pad = _text(attrs.get("auto_pad", "NOTSET"))
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER") and _outputs(node) == 1 and not int(attrs.get("ceil_mode", 0)):
+    kernel = _ints(attrs, "kernel_shape") or []
+    pads = _ints(attrs, "pads") or [0] * (2 * len(kernel))
+    wide = auto_pad == "NOTSET" and any(p > k // 2 for p, k in zip(pads, kernel * 2))
+    if (auto_pad in ("SAME_UPPER", "SAME_LOWER") or wide) and _outputs(node) == 1 and not int(attrs.get("ceil_mode", 0)):
         if any(d != 1 for d in _ints(attrs, "dilations") or []):  # onnxruntime leaves the dilation out of the SAME padding
             raise NotImplementedError(f"MaxPool: {auto_pad} with dilations is not supported")
-        return _result(_module("MaxPoolSame")(auto_pad, _ints(attrs, "kernel_shape"), _ints(attrs, "strides"),
-                                              _ints(attrs, "dilations")), node)
-    own = older("MaxPool", 12)  # onnx2torch registers one converter for 8, 10, 11 and 12
-    if own is None:
-        raise NotImplementedError("MaxPool: onnx2torch has no converter of version 12 to build on")
-    return own(node, graph)
+        return _result(_module("MaxPoolSame")(auto_pad, kernel, _ints(attrs, "strides"), _ints(attrs, "dilations"), pads), node)
+    return _own("MaxPool", 12)(node, graph)  # onnx2torch registers one converter for 8, 10, 11 and 12
+
+
+def average_pool(node, graph):
+    """``AveragePool``-7/10/11 (19 and 22 through onnx2torch_compat): onnx2torch's, except with
+    auto_pad SAME_UPPER/SAME_LOWER or pads wider than half the kernel without ceil_mode, which it
+    refused or torch's pooling fails on (our module; SAME where a stride skips input refused)."""
+    attrs = node.attributes
+    auto_pad = _text(attrs.get("auto_pad", "NOTSET"))
+    kernel = _ints(attrs, "kernel_shape") or []
+    pads = _ints(attrs, "pads") or [0] * (2 * len(kernel))
+    wide = any(p > k // 2 for p, k in zip(pads, kernel * 2))
+    if (auto_pad in ("SAME_UPPER", "SAME_LOWER") or auto_pad == "NOTSET" and wide) and not int(attrs.get("ceil_mode", 0)) \
+            and all(d == 1 for d in _ints(attrs, "dilations") or []):
+        return _result(_module("AveragePoolPadded")(auto_pad, kernel, pads, _ints(attrs, "strides"),
+                                                    bool(attrs.get("count_include_pad", 0))), node)
+    return _own("AveragePool", 11)(node, graph)  # onnx2torch registers one converter for 7, 10 and 11
 
 
 def bit_cast(node, graph):
@@ -1885,11 +1937,9 @@ def conv_transpose(node, graph):
     """``ConvTranspose``-1/11 (22 aliases 11): onnx2torch_compat's (onnx2torch's, output_shape
     refused) where the weight and bias are constants; our module where they are computed at run
     time. Refused: output_shape, and explicit pads together with a SAME auto_pad."""
-    from mlms_ir.backends.onnx2torch_compat import conv_transpose as theirs
-
     attrs = node.attributes
     if all(i in graph.initializers for i in node.input_values[1:] if i):
-        return theirs(node, graph)
+        return _own("ConvTranspose", 11)(node, graph)  # onnx2torch_compat's
     auto_pad = _text(attrs.get("auto_pad", "NOTSET"))
     if auto_pad not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
         raise NotImplementedError(f"ConvTranspose: auto_pad={auto_pad!r} is not supported")
@@ -1904,13 +1954,9 @@ def conv_transpose(node, graph):
 def clip(node, graph):
     """``Clip``-11/12/13: onnx2torch's where min and max are constants; our module where they are
     computed at run time or both absent (onnx2torch refused those)."""
-    from mlms_ir.backends.onnx2torch_compat import older
-
     bounds = [i for i in node.input_values[1:] if i]
     if bounds and all(i in graph.initializers for i in bounds):
-        own = older("Clip", 13)
-        if own is not None:
-            return own(node, graph)
+        return _own("Clip", 13)(node, graph)
     return _result(_module("Clip")(), node)
 
 
@@ -1923,14 +1969,9 @@ def dropout(node, graph):
 def reshape(node, graph):
     """``Reshape``-14 (19-25 alias it): onnx2torch's, except with ``allowzero``=1, which it refused
     (our module reads the shape at run time and takes a 0 as a dim of size 0)."""
-    from mlms_ir.backends.onnx2torch_compat import older
-
     if int(node.attributes.get("allowzero", 0)):
         return _result(_module("ReshapeAllowZero")(), node)
-    own = older("Reshape", 14)
-    if own is None:
-        raise NotImplementedError("Reshape: onnx2torch has no converter of version 14 to build on")
-    return own(node, graph)
+    return _own("Reshape", 14)(node, graph)
 
 
 #: (op, version) -> our converter that replaces onnx2torch's own, which computes something else.
@@ -1939,7 +1980,8 @@ REPLACING: dict[tuple[str, int], Callable] = {("Flatten", 9): flatten, ("Flatten
                                               ("Clip", 13): clip, ("Dropout", 10): dropout, ("Dropout", 12): dropout,
                                               ("Dropout", 13): dropout, ("Reshape", 14): reshape,
                                               ("ConvTranspose", 1): conv_transpose, ("ConvTranspose", 11): conv_transpose,
-                                              **{("MaxPool", v): max_pool for v in (8, 10, 11, 12)}}
+                                              **{("MaxPool", v): max_pool for v in (8, 10, 11, 12)},
+                                              **{("AveragePool", v): average_pool for v in (7, 10, 11)}}
 
 
 #: (op, versions, converter) of the ops onnx2torch lacks entirely.

@@ -712,3 +712,19 @@ def test_max_pool_same_padding(auto_pad):
                                                         dilations=[2, 2])
     assert "would need negative padding" in refused("MaxPool", [f32(1, 1, 6)], 12, auto_pad=auto_pad, kernel_shape=[2],
                                                     strides=[3])
+
+
+@pytest.mark.parametrize("count_include_pad", [0, 1])
+def test_pools_with_same_or_wide_padding(count_include_pad):
+    x = f32(2, 3, 7, 6)
+    check("AveragePool", [x], 22, kernel_shape=[3, 3], pads=[2, 0, 1, 2], strides=[2, 1], count_include_pad=count_include_pad,
+          rtol=1e-5, atol=1e-6)
+    check("AveragePool", [f32(1, 2, 9)], 11, kernel_shape=[2], pads=[2, 1], count_include_pad=count_include_pad, rtol=1e-5)
+    for auto_pad in ("SAME_UPPER", "SAME_LOWER"):  # against onnxruntime, as MaxPool's
+        model = _model("AveragePool", [x], 19, auto_pad=auto_pad, kernel_shape=[3, 2], strides=[2, 2],
+                       count_include_pad=count_include_pad)
+        np.testing.assert_allclose(torch_run(model, [x])[0], _ort(model, [x])[0], rtol=1e-5, atol=1e-6)
+    if count_include_pad == 0:  # against onnxruntime: ONNX's reference MaxPool reads asymmetric pads in another order
+        for pads in ([2, 0, 2, 1], [1, 2, 0, 2]):
+            model = _model("MaxPool", [x], 12, kernel_shape=[3, 3], pads=pads)
+            np.testing.assert_array_equal(torch_run(model, [x])[0], _ort(model, [x])[0])
