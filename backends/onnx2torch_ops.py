@@ -1418,7 +1418,22 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
                 count = conv(inside, weight[:1], stride=self.strides)
             return total / count
 
-    classes = (AveragePoolPadded, MaxPoolSame, DFT, BitCast, TensorScatter, DeformConv, MatMulInteger, ConvInteger, QLinearMatMul, DynamicQuantizeLinear, ConvTranspose, Clip, Dropout, ReshapeAllowZero, Recurrent, LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
+    class DepthToSpace(nn.Module):
+        """ONNX DepthToSpace in DCR mode (depth, column, row: the default) on [N, C, H, W]."""
+
+        def __init__(self, blocksize: int) -> None:
+            super().__init__()
+            self.b = blocksize
+
+        def forward(self, x):
+            n, c, h, w = x.shape
+            b = self.b
+            if c % (b * b):
+                raise ValueError(f"DepthToSpace: {c} channels are not a multiple of blocksize^2 = {b * b}")
+            y = x.reshape(n, b, b, c // (b * b), h, w).permute(0, 3, 4, 1, 5, 2)
+            return y.reshape(n, c // (b * b), h * b, w * b)
+
+    classes = (DepthToSpace, AveragePoolPadded, MaxPoolSame, DFT, BitCast, TensorScatter, DeformConv, MatMulInteger, ConvInteger, QLinearMatMul, DynamicQuantizeLinear, ConvTranspose, Clip, Dropout, ReshapeAllowZero, Recurrent, LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
                Loss, RotaryEmbedding, Attention, OneHot, SpaceToDepth, GlobalMaxPool, LpNormalization, Det, Compress,
                ReverseSequence, SwiGLU)
     return {cls.__name__: cls for cls in classes}
@@ -1880,6 +1895,17 @@ def average_pool(node, graph):
     return _own("AveragePool", 11)(node, graph)  # onnx2torch registers one converter for 7, 10 and 11
 
 
+def depth_to_space(node, graph):
+    """``DepthToSpace``-1/11/13 (28 aliases 13): DCR, the default mode, which onnx2torch refused, by
+    our module; CRD by onnx2torch's (torch's pixel_shuffle)."""
+    mode = _text(node.attributes.get("mode", "DCR"))
+    if mode == "CRD":
+        return _own("DepthToSpace", 13)(node, graph)
+    if mode != "DCR":
+        raise NotImplementedError(f"DepthToSpace: mode={mode!r} is not supported")
+    return _result(_module("DepthToSpace")(int(node.attributes["blocksize"])), node)
+
+
 def bit_cast(node, graph):
     """``BitCast``-26 between the types torch holds (no bool)."""
     to = int(node.attributes.get("to", 0))
@@ -1981,7 +2007,8 @@ REPLACING: dict[tuple[str, int], Callable] = {("Flatten", 9): flatten, ("Flatten
                                               ("Dropout", 13): dropout, ("Reshape", 14): reshape,
                                               ("ConvTranspose", 1): conv_transpose, ("ConvTranspose", 11): conv_transpose,
                                               **{("MaxPool", v): max_pool for v in (8, 10, 11, 12)},
-                                              **{("AveragePool", v): average_pool for v in (7, 10, 11)}}
+                                              **{("AveragePool", v): average_pool for v in (7, 10, 11)},
+                                              ("DepthToSpace", 11): depth_to_space, ("DepthToSpace", 13): depth_to_space}
 
 
 #: (op, versions, converter) of the ops onnx2torch lacks entirely.
@@ -2011,6 +2038,7 @@ TABLE: list[tuple[str, tuple[int, ...], Callable]] = [
     ("ReverseSequence", (10, 28), reverse_sequence),
     ("SwiGLU", (28,), swiglu),
     ("Flatten", (1,), flatten),
+    ("DepthToSpace", (1,), depth_to_space),
     ("LinearAttention", (27,), linear_attention),
     ("GridSample", (16, 20, 22), grid_sample),
     ("ScatterElements", (11, 13, 16, 18), scatter_elements),

@@ -728,3 +728,10 @@ def test_pools_with_same_or_wide_padding(count_include_pad):
         for pads in ([2, 0, 2, 1], [1, 2, 0, 2]):
             model = _model("MaxPool", [x], 12, kernel_shape=[3, 3], pads=pads)
             np.testing.assert_array_equal(torch_run(model, [x])[0], _ort(model, [x])[0])
+
+
+def test_depth_to_space_in_both_modes():
+    x = f32(2, 8, 3, 2)
+    check("DepthToSpace", [x], 13, blocksize=2)  # DCR, the default, which onnx2torch refused
+    check("DepthToSpace", [x], 11, blocksize=2, mode="CRD")
+    check("DepthToSpace", [f32(1, 9, 2, 2)], 1, blocksize=3)

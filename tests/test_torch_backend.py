@@ -260,7 +260,7 @@ def _single(op: str, opset: int, **attrs) -> onnx.ModelProto:
         ("GlobalLpPool", 18, {}, r"cannot convert op GlobalLpPool \(opset 18; node 'my_globallppool' \(GlobalLpPool\)\)"),
         ("GlobalLpPool", 17, {}, r"cannot convert op GlobalLpPool"),
         ("Bernoulli", 18, {}, r"cannot convert op Bernoulli \(opset 18; node 'my_bernoulli' \(Bernoulli\)\)"),
-        ("DepthToSpace", 17, {"blocksize": 2, "mode": "DCR"}, r"cannot convert op DepthToSpace at node 'my_depthtospace'.*CRD"),
+        ("LpPool", 18, {"kernel_shape": [2, 2], "ceil_mode": 1}, r"cannot convert op LpPool at node 'my_lppool'.*ceil_mode=1"),
     ],
 )
 def test_unconvertible_op_names_it(backend, op, opset, attrs, pattern):
