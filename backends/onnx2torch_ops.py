@@ -1433,7 +1433,31 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
             y = x.reshape(n, b, b, c // (b * b), h, w).permute(0, 3, 4, 1, 5, 2)
             return y.reshape(n, c // (b * b), h * b, w * b)
 
-    classes = (DepthToSpace, AveragePoolPadded, MaxPoolSame, DFT, BitCast, TensorScatter, DeformConv, MatMulInteger, ConvInteger, QLinearMatMul, DynamicQuantizeLinear, ConvTranspose, Clip, Dropout, ReshapeAllowZero, Recurrent, LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
+    class MaxPoolIndices(nn.Module):
+        """ONNX MaxPool with its Indices output: torch's max pooling with indices, which count in
+        each (n, c) plane, moved to ONNX's flat index over the whole input (row major, or column
+        major with storage_order 1)."""
+
+        def __init__(self, kernel: list[int], strides, pads: list[int], dilations, ceil_mode: bool, column_major: bool) -> None:
+            super().__init__()
+            self.kernel, self.strides, self.pads, self.dilations = kernel, strides, pads, dilations
+            self.ceil_mode, self.column_major = ceil_mode, column_major
+
+        def forward(self, x):
+            n = len(self.kernel)
+            if x.dim() != n + 2 or n not in (1, 2, 3):
+                raise NotImplementedError(f"MaxPool: a {x.dim() - 2}-D input with a {n}-D kernel is not supported")
+            pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[n]
+            y, index = pool(x, self.kernel, stride=self.strides or [1] * n, padding=self.pads,
+                            dilation=self.dilations or [1] * n, ceil_mode=self.ceil_mode, return_indices=True)
+            plane = math.prod(int(v) for v in x.shape[2:])
+            if self.column_major:
+                height, width = int(x.shape[2]), int(x.shape[3])
+                index = (index % width) * height + index // width
+            base = torch.arange(x.shape[0] * x.shape[1], device=x.device).reshape([x.shape[0], x.shape[1]] + [1] * n) * plane
+            return y, base + index
+
+    classes = (MaxPoolIndices, DepthToSpace, AveragePoolPadded, MaxPoolSame, DFT, BitCast, TensorScatter, DeformConv, MatMulInteger, ConvInteger, QLinearMatMul, DynamicQuantizeLinear, ConvTranspose, Clip, Dropout, ReshapeAllowZero, Recurrent, LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
                Loss, RotaryEmbedding, Attention, OneHot, SpaceToDepth, GlobalMaxPool, LpNormalization, Det, Compress,
                ReverseSequence, SwiGLU)
     return {cls.__name__: cls for cls in classes}
@@ -1872,6 +1896,18 @@ def max_pool(node, graph):
     kernel = _ints(attrs, "kernel_shape") or []
     pads = _ints(attrs, "pads") or [0] * (2 * len(kernel))
     wide = auto_pad == "NOTSET" and any(p > k // 2 for p, k in zip(pads, kernel * 2))
+    if _outputs(node) == 2:  # with Indices (onnx2torch gave none)
+        n = len(kernel)
+        dilations = _ints(attrs, "dilations") or [1] * n
+        order = int(attrs.get("storage_order", 0))
+        if auto_pad not in ("NOTSET", "VALID") or pads[:n] != pads[n:] or \
+                any(p > ((k - 1) * d + 1) // 2 for p, k, d in zip(pads, kernel, dilations)):
+            raise NotImplementedError("MaxPool: Indices with SAME or asymmetric padding, or pads over half the window, are "
+                                      "not supported")
+        if order and n != 2:
+            raise NotImplementedError(f"MaxPool: storage_order=1 of a {n}-D pool is not supported")
+        return _result(_module("MaxPoolIndices")(kernel, _ints(attrs, "strides"), pads[:n] if auto_pad == "NOTSET" else [0] * n,
+                                                 dilations, bool(attrs.get("ceil_mode", 0)), bool(order)), node)
     if (auto_pad in ("SAME_UPPER", "SAME_LOWER") or wide) and _outputs(node) == 1 and not int(attrs.get("ceil_mode", 0)):
         if any(d != 1 for d in _ints(attrs, "dilations") or []):  # onnxruntime leaves the dilation out of the SAME padding
             raise NotImplementedError(f"MaxPool: {auto_pad} with dilations is not supported")

@@ -558,7 +558,8 @@ def _ort(model, inputs):
     typed = onnx.ModelProto()
     typed.CopyFrom(model)
     for out in typed.graph.output:  # onnxruntime wants the outputs' types
-        out.type.tensor_type.elem_type = TensorProto.FLOAT
+        if not out.type.tensor_type.elem_type:
+            out.type.tensor_type.elem_type = TensorProto.FLOAT
     session = ort.InferenceSession(typed.SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run(None, _feeds(inputs))
 
@@ -735,3 +736,19 @@ def test_depth_to_space_in_both_modes():
     check("DepthToSpace", [x], 13, blocksize=2)  # DCR, the default, which onnx2torch refused
     check("DepthToSpace", [x], 11, blocksize=2, mode="CRD")
     check("DepthToSpace", [f32(1, 9, 2, 2)], 1, blocksize=3)
+
+
+@pytest.mark.parametrize("storage_order", [0, 1])
+def test_max_pool_indices_over_the_whole_input(storage_order):
+    """Against onnxruntime (ONNX's reference miscounts the indices without a strides attribute)."""
+    x = f32(2, 3, 6, 5)
+    for attrs in ({"kernel_shape": [2, 2]}, {"kernel_shape": [3, 2], "strides": [2, 1], "pads": [1, 0, 1, 0]},
+                  {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}):
+        model = _model("MaxPool", [x], 12, 2, storage_order=storage_order, **attrs)
+        model.graph.output[1].type.tensor_type.elem_type = TensorProto.INT64
+        got, want = torch_run(model, [x]), _ort(model, [x])
+        np.testing.assert_array_equal(got[0], want[0])
+        assert got[1].dtype == np.int64
+        np.testing.assert_array_equal(got[1], want[1])
+    if storage_order == 0:
+        check("MaxPool", [f32(1, 2, 7)], 12, 2, kernel_shape=[3], strides=[2])
