@@ -1457,7 +1457,49 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
             base = torch.arange(x.shape[0] * x.shape[1], device=x.device).reshape([x.shape[0], x.shape[1]] + [1] * n) * plane
             return y, base + index
 
-    classes = (MaxPoolIndices, DepthToSpace, AveragePoolPadded, MaxPoolSame, DFT, BitCast, TensorScatter, DeformConv, MatMulInteger, ConvInteger, QLinearMatMul, DynamicQuantizeLinear, ConvTranspose, Clip, Dropout, ReshapeAllowZero, Recurrent, LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
+    class Unsigned(nn.Module):
+        """ONNX's arithmetic, comparison, Max/Min and Mod on uint16/uint32/uint64, which torch has
+        no kernels for: uint16 and uint32 computed in int64 (wrapped back to their width), uint64
+        on its int64 view (add, sub and mul wrap alike; the order compared with the sign bit
+        flipped; division and remainder refused for values of 2**63 and more)."""
+
+        def __init__(self, op: str) -> None:
+            super().__init__()
+            self.op = op
+
+        def forward(self, *xs):
+            dt = xs[0].dtype
+            if any(x.dtype != dt for x in xs) or dt not in (torch.uint16, torch.uint32, torch.uint64):
+                raise NotImplementedError(f"{self.op}: inputs of {[str(x.dtype) for x in xs]} are not supported")
+            op, wide = self.op, dt == torch.uint64
+            if wide:
+                vals = [x.view(torch.int64) for x in xs]
+            else:
+                vals = [x.to(torch.int64) for x in xs]
+            flip = torch.iinfo(torch.int64).min
+            if op in ("Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Max", "Min"):
+                ordered = [v ^ flip for v in vals] if wide else vals  # unsigned order as signed order
+                if op in ("Max", "Min"):
+                    y = ordered[0]
+                    for v in ordered[1:]:
+                        y = torch.maximum(y, v) if op == "Max" else torch.minimum(y, v)
+                    return (y ^ flip).view(dt) if wide else y.to(dt)
+                fn = {"Greater": torch.gt, "Less": torch.lt, "GreaterOrEqual": torch.ge, "LessOrEqual": torch.le}[op]
+                return fn(ordered[0], ordered[1])
+            a, b = vals
+            if op in ("Div", "Mod"):
+                if wide and bool(((a < 0).any()) or bool((b < 0).any())):
+                    raise NotImplementedError(f"{op}: uint64 values of 2**63 and more are not supported")
+                if bool((b == 0).any()):
+                    raise ValueError(f"{op}: division by zero")
+                y = torch.div(a, b, rounding_mode="floor") if op == "Div" else torch.remainder(a, b)
+            else:
+                y = {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul}[op](a, b)
+            if wide:
+                return y.view(dt)
+            return (y & (2 ** torch.iinfo(dt).bits - 1)).to(dt)
+
+    classes = (Unsigned, MaxPoolIndices, DepthToSpace, AveragePoolPadded, MaxPoolSame, DFT, BitCast, TensorScatter, DeformConv, MatMulInteger, ConvInteger, QLinearMatMul, DynamicQuantizeLinear, ConvTranspose, Clip, Dropout, ReshapeAllowZero, Recurrent, LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
                Loss, RotaryEmbedding, Attention, OneHot, SpaceToDepth, GlobalMaxPool, LpNormalization, Det, Compress,
                ReverseSequence, SwiGLU)
     return {cls.__name__: cls for cls in classes}
@@ -1942,6 +1984,34 @@ def depth_to_space(node, graph):
     return _result(_module("DepthToSpace")(int(node.attributes["blocksize"])), node)
 
 
+_UNSIGNED = {4, 12, 13}  # TensorProto UINT16, UINT32, UINT64
+
+
+def _elem_type(graph, name: str) -> int:
+    if name in graph.initializers:
+        return int(graph.initializers[name].proto.data_type)
+    info = graph.value_info.get(name)
+    return int(info.type.tensor_type.elem_type) if info is not None and info.type.HasField("tensor_type") else 0
+
+
+def _unsigned_at(version: int) -> Callable:
+    """The converter of an elementwise op at ``version``: onnx2torch's, except where shape
+    inference says its first input is uint16, uint32 or uint64 (torch has no kernels for those)."""
+    def unsigned_or_own(node, graph):
+        if node.input_values and _elem_type(graph, node.input_values[0]) in _UNSIGNED:
+            return _result(_module("Unsigned")(node.operation_type), node)
+        return _own(node.operation_type, version)(node, graph)
+
+    unsigned_or_own.__name__ = unsigned_or_own.__qualname__ = f"unsigned_or_own_{version}"
+    return unsigned_or_own
+
+
+_UNSIGNED_VERSIONS = {"Add": (7, 13, 14), "Sub": (7, 13, 14), "Mul": (7, 13, 14), "Div": (7, 13, 14), "Mod": (10, 13),
+                      "Greater": (7, 9, 13), "Less": (7, 9, 13), "GreaterOrEqual": (12, 16), "LessOrEqual": (12, 16),
+                      "Max": (8, 12, 13), "Min": (8, 12, 13)}
+_UNSIGNED_CONVERTERS = {v: _unsigned_at(v) for v in sorted({v for vs in _UNSIGNED_VERSIONS.values() for v in vs})}
+
+
 def bit_cast(node, graph):
     """``BitCast``-26 between the types torch holds (no bool)."""
     to = int(node.attributes.get("to", 0))
@@ -2044,7 +2114,9 @@ REPLACING: dict[tuple[str, int], Callable] = {("Flatten", 9): flatten, ("Flatten
                                               ("ConvTranspose", 1): conv_transpose, ("ConvTranspose", 11): conv_transpose,
                                               **{("MaxPool", v): max_pool for v in (8, 10, 11, 12)},
                                               **{("AveragePool", v): average_pool for v in (7, 10, 11)},
-                                              ("DepthToSpace", 11): depth_to_space, ("DepthToSpace", 13): depth_to_space}
+                                              ("DepthToSpace", 11): depth_to_space, ("DepthToSpace", 13): depth_to_space,
+                                              **{(op, v): _UNSIGNED_CONVERTERS[v] for op, vs in _UNSIGNED_VERSIONS.items()
+                                                 for v in vs}}
 
 
 #: (op, versions, converter) of the ops onnx2torch lacks entirely.

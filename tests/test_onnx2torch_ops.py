@@ -752,3 +752,21 @@ def test_max_pool_indices_over_the_whole_input(storage_order):
         np.testing.assert_array_equal(got[1], want[1])
     if storage_order == 0:
         check("MaxPool", [f32(1, 2, 7)], 12, 2, kernel_shape=[3], strides=[2])
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.uint64])
+def test_unsigned_arithmetic_and_comparisons(dtype):
+    """torch has no uint16/32/64 kernels for these: computed wider (uint64 on its int64 view)."""
+    a, b = ints(dtype, (3, 5)), ints(dtype, (5,))  # uint64 values of 2**63 and more too
+    for op in ("Add", "Sub", "Mul", "Greater", "Less"):
+        check(op, [a, b], 14 if op in ("Add", "Sub", "Mul") else 13)
+    for op in ("GreaterOrEqual", "LessOrEqual"):
+        check(op, [a, b], 16)
+    for op in ("Max", "Min"):
+        check(op, [a, b, ints(dtype, (1, 5))], 13)
+    small_a, small_b = ints(dtype, (3, 5), 0, 1000), ints(dtype, (5,), 1, 50)
+    check("Div", [small_a, small_b], 14)
+    check("Mod", [small_a, small_b], 13)
+    if dtype == np.uint64:
+        big = np.array([2 ** 63 + 5], np.uint64)
+        assert "2**63 and more are not supported" in refused("Div", [big, np.array([3], np.uint64)], 14)
