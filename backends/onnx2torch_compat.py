@@ -35,8 +35,9 @@ them only at run time, when the scales and sizes are known), ``ConvTranspose`` (
 which it ignored, is refused). ``CastLike`` and ``Size``, which
 onnx2torch lacks and function bodies use, are ours too (:func:`cast_like`, :func:`size`); the
 other ops it lacks entirely (Attention, RMSNormalization, the losses, Trilu, BitShift, LSTM ...)
-and the replacements of its Flatten, Dropout, Clip, Conv, ConvTranspose, Reshape and MaxPool
-converters are in :mod:`~mlms_ir.backends.onnx2torch_ops`, registered here too.
+and the replacements of its Flatten, Dropout, Clip, Conv, ConvTranspose, Reshape, DepthToSpace,
+pooling and unsigned elementwise converters are in :mod:`~mlms_ir.backends.onnx2torch_ops`,
+registered here too.
 
 Each converter is a module-level function ``(node, graph) -> OperationConverterResult`` of
 onnx2torch's ``OnnxNode`` and ``OnnxGraph``, listed in :data:`CONVERTERS`; it finds the older

@@ -16,11 +16,14 @@ this module adds what ONNX's node test cases (``tools/conformance.py``) found mi
   ``QLinearMatMul``; ``GlobalMaxPool``, ``LpPool``, ``MaxUnpool``, ``LpNormalization``,
   ``GroupNormalization``-21, ``GridSample``, ``AffineGrid``, ``DeformConv``, ``DFT``, the
   Hann/Hamming/Blackman windows, ``ScatterElements`` and ``Scatter``;
-* replacements of onnx2torch's own converters (:data:`REPLACING`): ``Flatten`` (it failed for
-  axis 0 and -rank), ``Dropout`` (no mask output; any seed refused), and, where onnx2torch refused
-  the setting and otherwise calling its converter, ``Conv`` and ``ConvTranspose`` whose weight is
-  computed at run time, ``Clip`` with computed bounds, ``Reshape`` with ``allowzero``=1 and
-  ``MaxPool`` with SAME padding;
+* replacements of onnx2torch's own converters (:data:`REPLACING`; what they replace is kept in
+  :data:`OWN`): ``Flatten`` (it failed for axis 0 and -rank), ``Dropout`` (no mask output; any
+  seed refused), and, where onnx2torch refused the setting or computed something torch cannot,
+  otherwise calling its converter: ``Conv`` and ``ConvTranspose`` whose weight is computed at run
+  time, ``Clip`` with computed bounds, ``Reshape`` with ``allowzero``=1, ``DepthToSpace`` in DCR
+  mode, ``MaxPool`` with its Indices, ``MaxPool`` and ``AveragePool`` with SAME padding or pads
+  over half the kernel, and the arithmetic, comparisons, ``Max``/``Min`` and ``Mod`` of uint16,
+  uint32 and uint64;
 * modules that onnx2torch_compat's converters hand over to: ``Reduce*``-18 with computed axes
   (:func:`reduce_computed_axes`) and ``LayerNormalization`` with its ``Mean`` and ``InvStdDev``
   outputs (:func:`layer_normalization`).
