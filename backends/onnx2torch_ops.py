@@ -366,7 +366,7 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
             elif q.dim() != 4:
                 raise ValueError("Attention: Q, K and V must be 3-D or 4-D")
             dt = q.dtype
-            scale = self.scale if self.scale is not None else 1.0 / float(torch.tensor(float(q.shape[3]), dtype=torch.float64).sqrt())
+            scale = self.scale if self.scale is not None else 1.0 / math.sqrt(q.shape[3])
             root = torch.tensor(scale, dtype=torch.float64).sqrt().to(dt)
             present_key = torch.cat([past_key, k], dim=2) if past_key is not None else k
             present_value = torch.cat([past_value, v], dim=2) if past_value is not None else v
@@ -490,7 +490,10 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
             self.axis, self.p = axis, p
 
         def forward(self, x):
-            norm = x.abs().sum(dim=self.axis, keepdim=True) if self.p == 1 else torch.sqrt((x * x).sum(dim=self.axis, keepdim=True))
+            if self.p == 1:
+                norm = x.abs().sum(dim=self.axis, keepdim=True)
+            else:
+                norm = torch.sqrt((x * x).sum(dim=self.axis, keepdim=True))
             return torch.where(norm == 0, torch.zeros_like(x), x / norm)  # 0 where the norm is 0 (version 22's rule)
 
     class Det(nn.Module):
@@ -1502,10 +1505,7 @@ def _build_modules() -> dict[str, type]:  # noqa: C901 - one class per op
                 return y.view(dt)
             return (y & (2 ** torch.iinfo(dt).bits - 1)).to(dt)
 
-    classes = (Unsigned, MaxPoolIndices, DepthToSpace, AveragePoolPadded, MaxPoolSame, DFT, BitCast, TensorScatter, DeformConv, MatMulInteger, ConvInteger, QLinearMatMul, DynamicQuantizeLinear, ConvTranspose, Clip, Dropout, ReshapeAllowZero, Recurrent, LpPool, CenterCropPad, Unique, Range, Col2Im, GroupNormalization, MaxUnpool, AffineGrid, Window, Conv, ScatterElements, CausalConvWithState, GridSample, LinearAttention, DequantizeLinear, QuantizeLinear, Flatten, LayerNormalization, Reduce, Elementwise, Mish, ThresholdedRelu, Swish, Shrink, Hardmax, Trilu, Bitwise, BitShift, CumProd, RMSNormalization,
-               Loss, RotaryEmbedding, Attention, OneHot, SpaceToDepth, GlobalMaxPool, LpNormalization, Det, Compress,
-               ReverseSequence, SwiGLU)
-    return {cls.__name__: cls for cls in classes}
+    return {name: value for name, value in locals().items() if isinstance(value, type) and issubclass(value, nn.Module)}
 
 
 # ---------------------------------------------------------------------------------------------- converters

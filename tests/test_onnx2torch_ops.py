@@ -66,7 +66,9 @@ def f32(*shape):
 
 def ints(dtype, shape, low=None, high=None):
     info = np.iinfo(dtype)
-    return RNG.integers(info.min if low is None else low, info.max if high is None else high, size=shape, dtype=dtype, endpoint=True)
+    low = info.min if low is None else low
+    high = info.max if high is None else high
+    return RNG.integers(low, high, size=shape, dtype=dtype, endpoint=True)
 
 
 # ---------------------------------------------------------------------------------------------- elementwise
@@ -528,8 +530,8 @@ def test_unique_flat_and_along_an_axis():
 def test_range_27_and_windows():
     for start, limit, delta, dtype in ((1, 10, 3, np.int32), (10, -3, -4, np.int64), (0.5, 3.2, 0.7, np.float32),
                                        (2.0, 1.0, 0.5, np.float64), (0.1, 2.0, 0.3, np.float16)):
-        check("Range", [np.array(start, dtype), np.array(limit, dtype), np.array(delta, dtype)], 27, rtol=1e-3 if dtype == np.float16
-              else 1e-6)
+        check("Range", [np.array(start, dtype), np.array(limit, dtype), np.array(delta, dtype)], 27,
+              rtol=1e-3 if dtype == np.float16 else 1e-6)
     for op in ("HannWindow", "HammingWindow", "BlackmanWindow"):
         for periodic in (0, 1):
             check(op, [np.array(7, np.int64)], 17, periodic=periodic, rtol=1e-6, atol=1e-7)
@@ -704,7 +706,8 @@ def test_max_pool_same_padding(auto_pad):
     ceil(size / stride)."""
     for x, attrs in ((f32(2, 3, 7, 6), {"kernel_shape": [3, 2], "strides": [2, 2]}),
                      (-np.abs(f32(2, 3, 7, 6)), {"kernel_shape": [2, 3]}),  # the -inf padding never wins
-                     (f32(1, 2, 9), {"kernel_shape": [4], "strides": [2]}), (f32(1, 1, 8, 5), {"kernel_shape": [3, 3], "strides": [3, 2]})):
+                     (f32(1, 2, 9), {"kernel_shape": [4], "strides": [2]}),
+                     (f32(1, 1, 8, 5), {"kernel_shape": [3, 3], "strides": [3, 2]})):
         model = _model("MaxPool", [x], 12, auto_pad=auto_pad, **attrs)
         np.testing.assert_array_equal(torch_run(model, [x])[0], _ort(model, [x])[0])
     if auto_pad == "SAME_UPPER":
