@@ -155,7 +155,7 @@ def test_cached_tensor_facts_are_computed_once_and_stay_equal():
 
     t = TensorInfo("t", onnx.TensorProto.FLOAT, (2, 3), "activation")
     assert (t.known, t.numel, t.nbytes, t.sym_known, t.sym_numel, t.sym_nbytes) == (True, 6, 24, True, 6, 24)
-    assert vars(t)["nbytes"] == 24  # kept on the instance: later reads are plain attribute reads
+    assert vars(t)["_size"] == (6, 24)  # kept on the instance as one pair (one entry of its __dict__, not six)
     u = TensorInfo("u", onnx.TensorProto.FLOAT, (2, None), "activation")
     assert (u.known, u.numel, u.nbytes, u.sym_known) == (False, None, None, False)
 
