@@ -12,6 +12,12 @@ second axis (n iterations of a scalar make (n, 1), ONNX's definition (n,)) and c
 per-iteration matrices instead of stacking them: the functions built on Loop, such as Range's
 (``test_range_*_expanded``), came back with the wrong shape. This backend's ``Loop``
 (:func:`loop_op`) stacks them on a new first axis, as ONNX defines and onnxruntime computes.
+
+onnx 1.23's evaluator computes a few more ops differently from ONNX's definition (NegativeLogLikelihoodLoss,
+Hardmax-1/11, GlobalMaxPool, LpNormalization, LayerNormalization, Unique, MatMulInteger,
+ReduceSumSquare, MaxPool, BatchNormalization below 14): this backend, and the divergence arbiter,
+use :mod:`mlms_ir.backends.reference_ops`' replacements, and refuse (one line) what those do not
+compute (BatchNormalization below 14 in training mode).
 """
 
 from __future__ import annotations
@@ -127,14 +133,24 @@ class ReferenceBackend(Backend):
 
 
 class ReferenceSession(Session):
+    backend_name = "reference"
+    #: Whether onnx's wrongly computed ops are replaced (:mod:`mlms_ir.backends.reference_ops`);
+    #: tests turn it off to show the unpatched evaluator's bugs.
+    fix_onnx_ops = True
+
     def __init__(self, graph: Graph, device: str) -> None:
-        super().__init__("reference", device, graph)
+        super().__init__(self.backend_name, device, graph)
         from onnx.reference import ReferenceEvaluator
+
+        from mlms_ir.backends.reference_ops import RefusedNode, fixed_ops
 
         src = model_source(graph)
         try:
             model = onnx.load(src) if isinstance(src, str) else onnx.load_model(io.BytesIO(src))
-            self._ev = ReferenceEvaluator(model, new_ops=[*optional_ops(), loop_op()])
+            fixed = fixed_ops() if self.fix_onnx_ops else []
+            self._ev = ReferenceEvaluator(model, new_ops=[*optional_ops(), loop_op(), *fixed])
+        except RefusedNode as exc:
+            raise BackendError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - the evaluator raises many types for unsupported models
             raise BackendError(f"the reference evaluator cannot load the model: {' '.join(str(exc).split())[:400]}") from exc
         self._output_names = list(self._ev.output_names)
