@@ -376,6 +376,17 @@ def _resize_align_corners(node: Node, facts: NodeFacts) -> str | None:
     return None
 
 
+def _maxpool_same_dilated(node: Node, facts: NodeFacts) -> str | None:
+    """onnxruntime 1.32's MaxPool with ``auto_pad`` SAME_UPPER or SAME_LOWER pads for the
+    undilated kernel: a dilation above 1 gives a shorter output than ONNX's ceil(n / stride)."""
+    auto_pad = _text(node.attrs.get("auto_pad"), "NOTSET")
+    dilations = [int(d) for d in node.attrs.get("dilations", []) or []]
+    if auto_pad not in ("SAME_UPPER", "SAME_LOWER") or all(d == 1 for d in dilations):
+        return None
+    return (f"onnxruntime leaves the dilations {dilations} out of MaxPool's {auto_pad} padding (a shorter output "
+            "than ONNX's ceil(n / stride))")
+
+
 @dataclass(frozen=True)
 class Departure:
     """A node configuration onnxruntime computes differently from ONNX's definition: ``rule``
@@ -391,6 +402,7 @@ class Departure:
 #: 1.32; tools/conformance.py): op type (default domain) -> the rule.
 DEPARTURES = {d.op: d for d in (
     Departure("Attention", _attention_qk_output, "qk_matmul_output in these settings"),
+    Departure("MaxPool", _maxpool_same_dilated, "MaxPool with SAME padding and dilations"),
     Departure("MaxUnpool", _maxunpool_output_shape, "MaxUnpool with an output_shape other than the default shape"),
     Departure("Resize", _resize_align_corners, "Resize with align_corners where input length x scale is not a whole number"),
 )}

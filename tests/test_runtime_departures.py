@@ -3,7 +3,8 @@
 
 - ``ort`` and ``ort-isolated`` refuse Attention's ``qk_matmul_output`` in the settings onnxruntime
   writes differently, MaxUnpool with an ``output_shape`` other than the default one, and Resize with
-  ``align_corners`` where input length x scale is not a whole number (``mlms_ir.backends.ort.DEPARTURES``);
+  ``align_corners`` where input length x scale is not a whole number, and MaxPool with SAME padding
+  and dilations (onnxruntime pads for the undilated kernel) (``mlms_ir.backends.ort.DEPARTURES``);
   nearby settings still run and agree with ``onnx.reference``;
 - ``ort`` gives ``float8e4m3fn`` outputs as ``ml_dtypes.float8_e4m3fn``, not as onnxruntime's uint8 bits;
 - the ``reference`` backend stacks Loop's scan outputs on a new axis (onnx 1.23's evaluator
@@ -155,6 +156,26 @@ def test_maxunpool_into_the_default_shape_still_runs(output_shape):
     _agrees(model, feeds)
 
 
+# ---------------------------------------------------------------------------------------------- MaxPool
+def maxpool(auto_pad: str, dilations=(1, 1), strides=(1, 1)) -> tuple[onnx.ModelProto, dict]:
+    node = h.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], auto_pad=auto_pad, dilations=list(dilations),
+                       strides=list(strides))
+    return _model([node], [_vi("x", T.FLOAT, [1, 1, 6, 5])], [_vi("y")], opset=12), {"x": RNG.standard_normal((1, 1, 6, 5)).astype(np.float32)}
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER"])
+def test_maxpool_same_with_dilations_is_refused(auto_pad):
+    model, feeds = maxpool(auto_pad, dilations=(2, 2))
+    message = _refused(model, feeds, at="prepare")
+    assert "MaxPool" in message and auto_pad in message and "dilations [2, 2]" in message, message
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
+def test_maxpool_same_without_dilations_still_runs(auto_pad):
+    model, feeds = maxpool(auto_pad, strides=(2, 2) if auto_pad == "SAME_UPPER" else (1, 1))
+    _agrees(model, feeds)
+
+
 # ---------------------------------------------------------------------------------------------- Attention
 def attention(mode: int, *, causal: int = 0, mask: str | None = None, softcap: float = 0.0,
               qk: bool = True) -> tuple[onnx.ModelProto, dict]:
@@ -213,7 +234,7 @@ def test_the_departures_of_a_model_without_them_check_nothing():
     assert not departures(_graph(model))
     model, _ = resize("linear", scales=[1, 1, 0.6, 0.6])
     assert departures(_graph(model))  # fed scales: checked before each run
-    assert set(DEPARTURES) == {"Attention", "MaxUnpool", "Resize"}
+    assert set(DEPARTURES) == {"Attention", "MaxPool", "MaxUnpool", "Resize"}
 
 
 # ---------------------------------------------------------------------------------------------- float8
