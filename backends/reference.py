@@ -13,10 +13,11 @@ per-iteration matrices instead of stacking them: the functions built on Loop, su
 (``test_range_*_expanded``), came back with the wrong shape. This backend's ``Loop``
 (:func:`loop_op`) stacks them on a new first axis, as ONNX defines and onnxruntime computes.
 
-onnx 1.23's evaluator computes a few more ops differently from ONNX's definition (NegativeLogLikelihoodLoss,
-Hardmax-1/11, GlobalMaxPool, LpNormalization, LayerNormalization, Unique, MatMulInteger,
-ReduceSumSquare, MaxPool, BatchNormalization below 14): this backend, and the divergence arbiter,
-use :mod:`mlms_ir.backends.reference_ops`' replacements, and refuse (one line) what those do not
+onnx 1.23's evaluator computes a few more ops differently from ONNX's definition
+(NegativeLogLikelihoodLoss, Hardmax, Softmax and LogSoftmax 1/11, LogSoftmax's underflow,
+GlobalMaxPool, LpNormalization, LayerNormalization, Unique, MatMulInteger, ReduceSumSquare,
+MaxPool, BatchNormalization below 14): this backend, and the divergence arbiter, use
+:mod:`mlms_ir.backends.reference_ops`' replacements, and refuse (one line) what those do not
 compute (BatchNormalization below 14 in training mode).
 """
 

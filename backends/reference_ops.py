@@ -9,9 +9,12 @@ hand in numpy and, where it implements the op, onnxruntime (``tests/test_referen
 - ``NegativeLogLikelihoodLoss`` with ``ignore_index=-1``, ``reduction=mean`` and no weights divides
   by every target; ONNX (its function body) by the targets not ignored. Ours divides by the sum of
   the weights (1 without weights) of the targets not ignored, for every ignore_index.
-- ``Hardmax`` 1 and 11 get version 13's result (the hardmax along ``axis``, default -1); those
-  versions coerce the input to 2-D at ``axis`` (default 1) and take the hardmax over the flattened
-  trailing dims. Ours does, per the node's version; 13 is onnx's own.
+- ``Hardmax``, ``Softmax`` and ``LogSoftmax`` 1 and 11 get version 13's result (along ``axis``,
+  default -1); those versions coerce the input to 2-D at ``axis`` (default 1) and take it over the
+  flattened trailing dims (for a (2, 3, 4) Softmax-11 input, over 12 values, not 4). Ours does, per
+  the node's version; Hardmax-13 and Softmax-13 are onnx's own.
+- ``LogSoftmax`` (every version) takes the log of the softmax, which underflows: [0, -200, 1] in
+  float32 gives -inf where ONNX (x - max - log(sum(exp(x - max)))) gives -201.31. Ours uses that.
 - ``GlobalMaxPool`` reduces the dims ``ndim-2`` and ``ndim-1`` (for a 3-D input the channel dim,
   for a 5-D one not the first spatial dim); ONNX every spatial dim. Ours takes the max over dims 2..
 - ``LpNormalization`` with ``p=1`` sums x, not |x| (and p=2 and x**2 agree). Ours uses |x|.
@@ -78,7 +81,9 @@ def fixed_ops() -> list[type]:
     from onnx.reference.op_run import OpRun
     from onnx.reference.ops.op_batch_normalization import BatchNormalization_14 as OnnxBatchNorm14
     from onnx.reference.ops.op_hardmax import Hardmax as OnnxHardmax
+    from onnx.reference.ops.op_log_softmax import LogSoftmax as OnnxLogSoftmax
     from onnx.reference.ops.op_reduce_sum_square import ReduceSumSquare_1, ReduceSumSquare_18
+    from onnx.reference.ops.op_softmax import Softmax as OnnxSoftmax
     from onnx.reference.ops.op_unique import Unique as OnnxUnique
 
     class NegativeLogLikelihoodLoss(OpRun):
@@ -104,22 +109,49 @@ def fixed_ops() -> list[type]:
             with np.errstate(invalid="ignore", divide="ignore"):
                 return (np.array(loss.sum() / w.sum(), dtype=x.dtype),)
 
-    class Hardmax(OnnxHardmax):
-        op_domain = ""
-        __init__ = _with_version_schema(OnnxHardmax.__init__)
+    def _hardmax(rows: np.ndarray) -> np.ndarray:
+        y = np.zeros_like(rows)
+        y[np.arange(rows.shape[0]), np.argmax(rows, axis=1)] = 1  # the first maximum
+        return y
 
-        def _run(self, x, axis=None):  # noqa: ANN001
-            if _version(self, "Hardmax") >= 13:
-                return super()._run(x, axis=self.axis if axis is None else axis)
-            axis = int(self.axis if axis is None else axis)
-            axis = axis + x.ndim if axis < 0 else axis
-            if x.size == 0:
-                return (np.zeros_like(x),)
+    def _softmax(rows: np.ndarray) -> np.ndarray:
+        e = np.exp(rows - rows.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def _log_softmax(rows: np.ndarray) -> np.ndarray:
+        shifted = rows - rows.max(axis=1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+    def _along(fn, x: np.ndarray, axis: int, coerce: bool) -> np.ndarray:
+        """``fn`` over ``x``'s rows: the flattened trailing dims from ``axis`` (``coerce``: versions
+        1 and 11's 2-D view), or the dim ``axis`` alone (version 13)."""
+        axis = axis + x.ndim if axis < 0 else axis
+        if x.size == 0:
+            return x.copy()
+        if coerce:
             rows = int(np.prod(x.shape[:axis], dtype=np.int64))
-            flat = x.reshape(rows, -1)
-            y = np.zeros_like(flat)
-            y[np.arange(rows), np.argmax(flat, axis=1)] = 1
-            return (y.reshape(x.shape),)
+            return fn(x.reshape(rows, -1)).reshape(x.shape).astype(x.dtype)
+        moved = np.moveaxis(x, axis, -1)
+        return np.moveaxis(fn(moved.reshape(-1, moved.shape[-1])).reshape(moved.shape), -1, axis).astype(x.dtype)
+
+    def _coerced_op(name: str, fn, onnx_cls, newest_is_right: bool) -> type:
+        class Op(onnx_cls):
+            op_domain = ""
+            __init__ = _with_version_schema(onnx_cls.__init__)
+
+            def _run(self, x, axis=None):  # noqa: ANN001
+                axis = int(self.axis if axis is None else axis)
+                coerce = _version(self, name) < 13
+                if newest_is_right and not coerce:
+                    return onnx_cls._run(self, x, axis=axis)
+                return (_along(fn, x, axis, coerce),)
+
+        Op.__name__ = Op.__qualname__ = name
+        return Op
+
+    Hardmax = _coerced_op("Hardmax", _hardmax, OnnxHardmax, True)
+    Softmax = _coerced_op("Softmax", _softmax, OnnxSoftmax, True)
+    LogSoftmax = _coerced_op("LogSoftmax", _log_softmax, OnnxLogSoftmax, False)
 
     class GlobalMaxPool(OpRun):
         op_domain = ""
@@ -231,11 +263,13 @@ def fixed_ops() -> list[type]:
             if _version(self, "BatchNormalization") >= 14:
                 return super()._run(x, scale, bias, mean, var, epsilon=epsilon, momentum=momentum, training_mode=training_mode)
             shape = (-1,) + (1,) * (x.ndim - 2)
+            if not _.get("spatial", 1):  # BatchNormalization-6/7 spatial=0: statistics per C x D1 x ... position
+                shape = x.shape[1:]
             eps = 1e-5 if epsilon is None else epsilon
             y = scale.reshape(shape) * (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps) + bias.reshape(shape)
             return (y.astype(x.dtype),)
 
-    return [NegativeLogLikelihoodLoss, Hardmax, GlobalMaxPool, LpNormalization, LayerNormalization, Unique,
+    return [NegativeLogLikelihoodLoss, Hardmax, Softmax, LogSoftmax, GlobalMaxPool, LpNormalization, LayerNormalization, Unique,
             MatMulInteger, ReduceSumSquare, MaxPool, BatchNormalization]
 
 

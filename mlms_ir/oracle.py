@@ -8,9 +8,9 @@ evaluator on the model converted to the newest opset the installed onnx knows (o
 some ops are implemented wrongly there: BatchNormalization below opset 14 is off by up to 3.5
 in onnx 1.23, the newest is right), with the ops onnx 1.23 computes differently from ONNX's
 definition replaced by :mod:`mlms_ir.backends.reference_ops`' (NegativeLogLikelihoodLoss with
-ignore_index, Hardmax-1/11, GlobalMaxPool, LpNormalization p=1, LayerNormalization, Unique,
-MatMulInteger, ReduceSumSquare, MaxPool, BatchNormalization below 14), so that it does not blame
-the right backend. The backend whose result is farther from that exact result, beyond the
+ignore_index, Hardmax/Softmax/LogSoftmax-1/11, LogSoftmax's underflow, GlobalMaxPool,
+LpNormalization p=1, LayerNormalization, Unique, MatMulInteger, ReduceSumSquare, MaxPool,
+BatchNormalization below 14), so that it does not blame the right backend. The backend whose result is farther from that exact result, beyond the
 tolerance, is the one that is wrong here.
 """
 

@@ -96,6 +96,24 @@ def test_hardmax_before_13_takes_the_flattened_trailing_dims(opset, tmp_path):
     _check(m, {"x": x}, [expected.reshape(x.shape)], tmp_path)
 
 
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+def test_softmax_11_takes_the_flattened_trailing_dims(op, tmp_path):
+    x = np.random.default_rng(6).standard_normal((2, 3, 4)).astype(np.float32)
+    m = _model(op, {"x": x}, [("y", TensorProto.FLOAT)], 11)  # axis 1: rows of 12
+    rows = x.astype(np.float64).reshape(2, 12)
+    shifted = rows - rows.max(axis=1, keepdims=True)
+    log_sm = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    expected = (np.exp(log_sm) if op == "Softmax" else log_sm).reshape(x.shape).astype(np.float32)
+    _check(m, {"x": x}, [expected], tmp_path, rtol=1e-5)
+
+
+def test_log_softmax_does_not_underflow(tmp_path):
+    x = np.array([[0.0, -200.0, 1.0]], dtype=np.float32)
+    m = _model("LogSoftmax", {"x": x}, [("y", TensorProto.FLOAT)], 13)
+    lse = 1.0 + np.log(np.exp(-1.0) + np.exp(-201.0) + 1.0)  # log(sum(exp(x))), by hand
+    _check(m, {"x": x}, [(x.astype(np.float64) - lse).astype(np.float32)], tmp_path)  # -201.31, not -inf
+
+
 @pytest.mark.parametrize("shape", [(2, 3, 4), (1, 2, 3, 2, 2)])
 def test_global_max_pool_reduces_every_spatial_dim(shape, tmp_path):
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
