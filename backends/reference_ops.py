@@ -12,7 +12,9 @@ hand in numpy and, where it implements the op, onnxruntime (``tests/test_referen
 - ``Hardmax``, ``Softmax`` and ``LogSoftmax`` 1 and 11 get version 13's result (along ``axis``,
   default -1); those versions coerce the input to 2-D at ``axis`` (default 1) and take it over the
   flattened trailing dims (for a (2, 3, 4) Softmax-11 input, over 12 values, not 4). Ours does, per
-  the node's version; Hardmax-13 and Softmax-13 are onnx's own.
+  the node's version; Hardmax-13 and Softmax-13 are onnx's own. (onnx's version converter, which
+  the arbiter applies first, also turns Hardmax-11 into 13 without keeping the 2-D view: the
+  arbiter evaluates a model with Hardmax at its own opset, ``mlms_ir.oracle._KEEP_OPSET``.)
 - ``LogSoftmax`` (every version) takes the log of the softmax, which underflows: [0, -200, 1] in
   float32 gives -inf where ONNX (x - max - log(sum(exp(x - max)))) gives -201.31. Ours uses that.
 - ``GlobalMaxPool`` reduces the dims ``ndim-2`` and ``ndim-1`` (for a 3-D input the channel dim,

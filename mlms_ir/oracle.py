@@ -29,6 +29,13 @@ from mlms_ir.results.divergence import Oracle
 _FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
 
 
+#: Ops whose conversion by onnx's version converter (1.23) changes their meaning: Hardmax 11 to
+#: 13 is a bare version bump, without the Flatten and Reshape that keep version 11's 2-D view (the
+#: converter adds them for Softmax and LogSoftmax). A model with one is evaluated at its own opset
+#: (reference_ops computes each version as defined).
+_KEEP_OPSET = {"Hardmax"}
+
+
 def _retype(vi: onnx.ValueInfoProto) -> None:
     t = vi.type.tensor_type
     if vi.type.HasField("tensor_type") and t.elem_type in _FLOATS:
@@ -71,7 +78,7 @@ def exact_outputs(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], outpu
     m = to_float64(model)
     newest = onnx.defs.onnx_opset_version()
     version = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), newest)
-    if version < newest:
+    if version < newest and not any(n.op_type in _KEEP_OPSET for n in m.graph.node):
         try:
             m = version_converter.convert_version(m, newest)
             version = newest
