@@ -263,6 +263,33 @@ def test_a_declared_input_larger_than_the_budget_is_refused_before_allocating(tm
     _one_line(_cli("analyze", "--max-memory", "lots"), "--max-memory takes a size such as 8G")
 
 
+def test_a_graph_too_large_for_the_budget_is_refused_before_it_is_built(tmp_path, monkeypatch):
+    """The node count is a declared size too: a graph whose nodes (ANALYSIS_BYTES_PER_NODE each,
+    subgraphs included) exceed the budget is refused before inference and the passes build
+    per-node structures (a chain of 1,000,000 nodes peaked at 3.8 GB)."""
+    from mlms_ir.errors import MemoryBudgetError
+    from mlms_ir.ir import ANALYSIS_BYTES_PER_NODE
+
+    n = 3000
+    nodes = [helper.make_node("Relu", [f"t{i}"], [f"t{i + 1}"]) for i in range(n - 1)]
+    body = helper.make_graph([helper.make_node("Neg", ["t0"], ["b"])], "body", [], [helper.make_tensor_value_info("b", TensorProto.FLOAT, [4])])
+    nodes.append(helper.make_node("If", ["c"], ["z"], then_branch=body, else_branch=body))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("t0", TensorProto.FLOAT, [4]),
+                                       helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                          [helper.make_tensor_value_info(f"t{n - 1}", TensorProto.FLOAT, [4]),
+                           helper.make_tensor_value_info("z", TensorProto.FLOAT, [4])])
+    path = tmp_path / "chain.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    need = (n + 2) * ANALYSIS_BYTES_PER_NODE  # the If's two branches count
+    assert 8 << 20 < need < 16 << 20
+    _one_line(_cli("analyze", str(path), "--max-memory", "8M"), f"analysing a graph of {n + 2:,} nodes would take")
+    monkeypatch.setenv("MLMS_IR_MAX_MEMORY", "8M")
+    with pytest.raises(MemoryBudgetError, match="3,002 nodes would take 8.79 MiB, more than the memory budget of 8 MiB"):
+        mlms_ir.load(path)
+    monkeypatch.setenv("MLMS_IR_MAX_MEMORY", "2G")
+    assert len(mlms_ir.load(path).nodes) >= n
+
+
 def _npz_with_huge_header(path):
     import io
     import zipfile
