@@ -15,7 +15,7 @@ per-iteration matrices instead of stacking them: the functions built on Loop, su
 
 onnx 1.23's evaluator computes a few more ops differently from ONNX's definition
 (NegativeLogLikelihoodLoss, Hardmax, Softmax and LogSoftmax 1/11, LogSoftmax's underflow,
-GlobalMaxPool, LpNormalization, LayerNormalization, Unique, MatMulInteger, ReduceSumSquare,
+GlobalMaxPool, LpNormalization, LayerNormalization, Unique, MatMulInteger, ReduceSumSquare, LRN,
 MaxPool, BatchNormalization below 14): this backend, and the divergence arbiter, use
 :mod:`mlms_ir.backends.reference_ops`' replacements, and refuse (one line) what those do not
 compute (BatchNormalization below 14 in training mode).

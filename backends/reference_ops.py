@@ -30,6 +30,9 @@ hand in numpy and, where it implements the op, onnxruntime (``tests/test_referen
   of along M (so it fails when M != K). Ours subtracts it per row.
 - ``ReduceSumSquare`` of an int32 (or other narrow integer) tensor returns int64 (numpy's sum widens
   it); ONNX keeps the input's type. Ours sums in the input's type, as ``ReduceSum`` does.
+- ``LRN`` walks the batch dim where it means the channels (``for c in range(x.shape[0])``): with
+  N < C the channels from N on get no square sum (a (2, 3, 5, 5) input, size 3: off by 0.094), with
+  N > C it fails; and it takes 4-D inputs only. Ours sums over the channel window of any rank.
 - ``MaxPool``: without strides or dilations (all 1) it reads ``pads`` in another order than
   ONNX's (x1_begin, x2_begin, ..., x1_end, ...) when they are not symmetric (pads [1, 0, 2, 1] on
   6 x 6 with a 3 x 3 kernel give 5 x 7, not 7 x 5; in 1-D and 3-D it fails), and its ``Indices``
@@ -239,6 +242,22 @@ def fixed_ops() -> list[type]:
                 (res,) = ReduceSumSquare_1._run(self, data, axes=axes, keepdims=keepdims)
             return (np.asarray(res).astype(data.dtype),)
 
+    class LRN(OpRun):
+        op_domain = ""
+
+        def _run(self, x, alpha=None, beta=None, bias=None, size=None):  # noqa: ANN001
+            alpha = 1e-4 if alpha is None else float(alpha)
+            beta = 0.75 if beta is None else float(beta)
+            bias = 1.0 if bias is None else float(bias)
+            size = int(size)
+            sq = x.astype(np.float64) ** 2
+            channels = x.shape[1]
+            total = np.zeros_like(sq)
+            for c in range(channels):  # i in [c - floor((size-1)/2), c + ceil((size-1)/2)], within [0, C-1]
+                lo, hi = max(0, c - (size - 1) // 2), min(channels - 1, c + size // 2)
+                total[:, c] = sq[:, lo:hi + 1].sum(axis=1)
+            return ((x.astype(np.float64) / (bias + alpha / size * total) ** beta).astype(x.dtype),)
+
     class MaxPool(OpRun):
         op_domain = ""
 
@@ -272,7 +291,7 @@ def fixed_ops() -> list[type]:
             return (y.astype(x.dtype),)
 
     return [NegativeLogLikelihoodLoss, Hardmax, Softmax, LogSoftmax, GlobalMaxPool, LpNormalization, LayerNormalization, Unique,
-            MatMulInteger, ReduceSumSquare, MaxPool, BatchNormalization]
+            MatMulInteger, ReduceSumSquare, LRN, MaxPool, BatchNormalization]
 
 
 def max_pool(x: np.ndarray, kernel_shape, auto_pad=None, ceil_mode=None, dilations=None, pads=None,  # noqa: ANN001, PLR0913

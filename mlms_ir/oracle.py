@@ -9,7 +9,7 @@ some ops are implemented wrongly there: BatchNormalization below opset 14 is off
 in onnx 1.23, the newest is right), with the ops onnx 1.23 computes differently from ONNX's
 definition replaced by :mod:`mlms_ir.backends.reference_ops`' (NegativeLogLikelihoodLoss with
 ignore_index, Hardmax/Softmax/LogSoftmax-1/11, LogSoftmax's underflow, GlobalMaxPool,
-LpNormalization p=1, LayerNormalization, Unique, MatMulInteger, ReduceSumSquare, MaxPool,
+LpNormalization p=1, LayerNormalization, Unique, MatMulInteger, ReduceSumSquare, LRN, MaxPool,
 BatchNormalization below 14), so that it does not blame the right backend. The backend whose result is farther from that exact result, beyond the
 tolerance, is the one that is wrong here.
 """

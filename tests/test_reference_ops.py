@@ -183,6 +183,16 @@ def test_reduce_sum_square_keeps_int32(tmp_path):
     _check(m, {"x": x}, [np.array([[14], [77]], dtype=np.int32)], tmp_path)
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 5, 5), (1, 4, 3)])
+def test_lrn_sums_over_the_channel_window(shape, tmp_path):
+    x = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
+    m = _model("LRN", {"x": x}, [("y", TensorProto.FLOAT)], 13, size=3, alpha=0.1, beta=0.8, bias=2.0)
+    sq = x.astype(np.float64) ** 2
+    total = np.stack([sq[:, max(0, c - 1):c + 2].sum(axis=1) for c in range(shape[1])], axis=1)  # channels c-1..c+1
+    expected = (x / (2.0 + 0.1 / 3 * total) ** 0.8).astype(np.float32)
+    _check(m, {"x": x}, [expected], tmp_path, ort=len(shape) == 4, rtol=1e-5)  # onnxruntime: 4-D only
+
+
 def _naive_max_pool(x, kernel, strides, dil, begin, out, storage_order=0):
     """MaxPool of a 4-D input by its definition, one window at a time (pads excluded)."""
     n, c, h, w = x.shape
