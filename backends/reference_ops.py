@@ -50,6 +50,7 @@ hand in numpy and, where it implements the op, onnxruntime (``tests/test_referen
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -63,8 +64,8 @@ class RefusedNode(Exception):
 
 def _version(op_run, op_type: str) -> int:
     """The version of ``op_type`` the node's model (or function) imports."""
-    opset = op_run.run_params.get("opsets", {}).get("", onnx.defs.onnx_opset_version()) if op_run.run_params else None
-    return onnx.defs.get_schema(op_type, opset or onnx.defs.onnx_opset_version(), "").since_version
+    opset = op_run.run_params.get("opsets", {}).get("") or onnx.defs.onnx_opset_version()
+    return onnx.defs.get_schema(op_type, opset, "").since_version
 
 
 def _with_version_schema(cls_init):
@@ -83,6 +84,11 @@ def _with_version_schema(cls_init):
 def fixed_ops() -> list[type]:
     """The replacements, for ``ReferenceEvaluator(..., new_ops=...)`` (one class per op type; the
     versions are told apart from the node's opset)."""
+    return list(_fixed_ops())
+
+
+@functools.cache
+def _fixed_ops() -> tuple[type, ...]:
     from onnx.reference.op_run import OpRun
     from onnx.reference.ops.op_batch_normalization import BatchNormalization_14 as OnnxBatchNorm14
     from onnx.reference.ops.op_hardmax import Hardmax as OnnxHardmax
@@ -290,8 +296,8 @@ def fixed_ops() -> list[type]:
             y = scale.reshape(shape) * (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps) + bias.reshape(shape)
             return (y.astype(x.dtype),)
 
-    return [NegativeLogLikelihoodLoss, Hardmax, Softmax, LogSoftmax, GlobalMaxPool, LpNormalization, LayerNormalization, Unique,
-            MatMulInteger, ReduceSumSquare, LRN, MaxPool, BatchNormalization]
+    return (NegativeLogLikelihoodLoss, Hardmax, Softmax, LogSoftmax, GlobalMaxPool, LpNormalization, LayerNormalization, Unique,
+            MatMulInteger, ReduceSumSquare, LRN, MaxPool, BatchNormalization)
 
 
 def max_pool(x: np.ndarray, kernel_shape, auto_pad=None, ceil_mode=None, dilations=None, pads=None,  # noqa: ANN001, PLR0913
