@@ -540,3 +540,28 @@ def test_reshape_minus_one_that_no_whole_size_fits_is_unknown():
 
     assert _reshape(Ctx((2, 3, 4, 5), [7, -1])) == [None]
     assert _reshape(Ctx((2, 3, 4, 5), [6, -1])) == [(6, 20)]
+
+
+def test_maximum_terms_compares_rational_coefficients_exactly(recwarn):
+    """The peak's domination test on Python numbers (ids for terms, ints and Fractions for
+    sympy's coefficients) keeps what sympy's own arithmetic kept; float shape values dividing
+    0 by 0 give NaN without a numpy warning."""
+    import numpy as np
+    import sympy as sp
+
+    from mlms_ir.ir.expr import maximum_terms
+    from mlms_ir.ir.symbolic_rules import _vec
+
+    b, s = sp.symbols("batch seq", positive=True, integer=True)
+    one = sp.Integer(1)
+    values = [{b: sp.Rational(5, 2), one: sp.Integer(1)},  # dominates the next one
+              {b: sp.Integer(2), one: sp.Integer(1)},
+              {b: sp.Rational(1, 2)},  # dominated by the first
+              {b * s: sp.Integer(1)},  # incomparable with the first
+              {b: sp.Integer(1), one: sp.Integer(5)},  # b + 5 against 5/2 b + 1: no
+              {b * s: sp.Rational(3, 4), b: sp.Rational(1, 4)}]  # b·s covers b: 3/4 b·s + 1/4 b <= b·s
+    assert maximum_terms(values) == [0, 3, 4]
+    out = _vec(lambda x, y: x / y, np.array([np.float32(0), np.float32(1)], dtype=object),
+               np.array([np.float32(0), np.float32(0)], dtype=object))
+    assert np.isnan(out[0]) and np.isinf(out[1])
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

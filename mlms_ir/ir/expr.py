@@ -11,6 +11,7 @@ import functools
 import math
 import keyword
 import re
+from fractions import Fraction
 from typing import Any
 
 Num = Any  # int | sympy.Expr
@@ -236,14 +237,14 @@ def from_terms(d: dict) -> Num:
     return normalize(sp.Add(*(c * t for t, c in d.items() if c != 0)))
 
 
-def _poly_ge(a: dict, b: dict) -> bool:
+def _poly_ge(a: dict, b: dict, term=None) -> bool:
     """a >= b for every value of the dims, by a sufficient test on their terms (each non-negative):
     every coefficient of a - b is non-negative, or each shortfall is covered by a surplus on a
     term that is the short term times input dims (which are >= 1): 3.25 K·batch·seq covers
-    1 K·batch·seq + 128."""
+    1 K·batch·seq + 128. The keys are terms, or ids of :class:`_Terms` ``term``."""
     surplus: dict = {}
     deficit: dict = {}
-    for t in set(a) | set(b):
+    for t in a.keys() | b.keys():
         d = a.get(t, 0) - b.get(t, 0)
         if d > 0:
             surplus[t] = d
@@ -253,11 +254,15 @@ def _poly_ge(a: dict, b: dict) -> bool:
         return True
     if not surplus:
         return False
-    for t, need in sorted(deficit.items(), key=lambda kv: -degree(kv[0])):
-        for s in sorted(surplus, key=degree):
+    if term is None:
+        deg, covers = degree, _covers
+    else:
+        deg, covers = term.degree, term.covers
+    for t, need in sorted(deficit.items(), key=lambda kv: -deg(kv[0])):
+        for s in sorted(surplus, key=deg):
             if need <= 0:
                 break
-            if surplus[s] > 0 and _covers(s, t):
+            if surplus[s] > 0 and covers(s, t):
                 take = min(need, surplus[s])
                 surplus[s] -= take
                 need -= take
@@ -295,19 +300,67 @@ def degree(t) -> int:
     return max((degree(a) for a in t.args), default=0)
 
 
+class _Terms:
+    """The terms of a set of polynomials as int ids, with each one's degree and the covers test
+    between two ids kept: :func:`maximum_terms` compares polynomials pairwise, and sympy's hashing
+    and arithmetic on the terms themselves dominated it (164 s on SSDlite's post-processing, whose
+    sizes hang on 180 data-dependent dims)."""
+
+    def __init__(self) -> None:
+        self.ids: dict = {}
+        self.terms: list = []
+        self._degree: list[int] = []
+        self._covers: dict[tuple[int, int], bool] = {}
+
+    def add(self, t: Any) -> int:
+        self.ids[t] = k = len(self.terms)
+        self.terms.append(t)
+        self._degree.append(degree(t))
+        return k
+
+    def degree(self, k: int) -> int:
+        return self._degree[k]
+
+    def covers(self, big: int, small: int) -> bool:
+        key = (big, small)
+        v = self._covers.get(key)
+        if v is None:
+            v = self._covers[key] = _covers(self.terms[big], self.terms[small])
+        return v
+
+
+def _plain_number(c: Any) -> Any:
+    """A sympy rational coefficient as a Python int or Fraction (exact, and compared without
+    sympy's sympify on every ``>``: the domination test compares coefficients millions of times
+    on a graph whose sizes hang on many data-dependent dims); anything else as it is."""
+    if isinstance(c, (int, Fraction)):
+        return c
+    if getattr(c, "is_Integer", False):
+        return int(c)
+    if getattr(c, "is_Rational", False):
+        return Fraction(int(c.p), int(c.q))
+    return c
+
+
 def maximum_terms(values: list[dict]) -> list[int]:
     """Indices of the polynomials ({term: coefficient}) that no other one dominates for every
     non-negative value of their terms (the first of equal ones)."""
+    # each term as an int id (sympy's hashing of terms dominated the comparisons), each
+    # coefficient as a Python number
+    term = _Terms()
+    ids = term.ids
+    values = [{(ids[t] if t in ids else term.add(t)): _plain_number(c) for t, c in v.items()} for v in values]
     first: dict = {}
     for i, v in enumerate(values):
         first.setdefault(frozenset(v.items()), i)
     nonneg: dict = {}
 
     def ok(d: dict) -> bool:
-        for t in d:
-            if t not in nonneg:
-                nonneg[t] = bool(t.is_Number and t >= 0) or _nonnegative(t)
-            if not nonneg[t]:
+        for k in d:
+            if k not in nonneg:
+                t = term.terms[k]
+                nonneg[k] = bool(t.is_Number and t >= 0) or _nonnegative(t)
+            if not nonneg[k]:
                 return False
         return True
 
@@ -317,9 +370,9 @@ def maximum_terms(values: list[dict]) -> list[int]:
         if not ok(v):
             kept.append(i)
             continue
-        if any(ok(values[k]) and _poly_ge(values[k], v) for k in kept):
+        if any(ok(values[k]) and _poly_ge(values[k], v, term) for k in kept):
             continue
-        kept = [k for k in kept if not (ok(values[k]) and _poly_ge(v, values[k]))]
+        kept = [k for k in kept if not (ok(values[k]) and _poly_ge(v, values[k], term))]
         kept.append(i)
     return sorted(kept)
 

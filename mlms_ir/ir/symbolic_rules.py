@@ -863,7 +863,9 @@ def _obj(x: Any) -> np.ndarray:
 
 
 def _vec(f: Callable, *arrays: np.ndarray) -> np.ndarray:
-    return np.asarray(np.frompyfunc(f, len(arrays), 1)(*arrays), dtype=object)
+    # float values divide as IEEE does (0/0 is NaN, as ONNX's Div gives): no numpy warning on stderr
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return np.asarray(np.frompyfunc(f, len(arrays), 1)(*arrays), dtype=object)
 
 
 def _is_int_dtype(c: Ctx, k: int = 0) -> bool:
