@@ -13,6 +13,10 @@ too; findings are written to ``--out`` (default ``tests/data/fuzz``) as regressi
 inference; ``--fallback-sweep`` calls that inference directly (:func:`fallback_sweep`).
 
     .venv/bin/python tools/fuzz.py --attributes 10000 --mutations 2400 --symbolic 10000 --fallback-sweep [--seconds 3600]
+    .venv/bin/python tools/fuzz.py --wide --attributes 10000 --mutations 0 --symbolic 0 --seconds 3600
+
+(``--wide``: every version of every op, more values, list attributes in three forms: 24,820
+models, of which ``--attributes`` takes a seeded sample.)
 
 Prints the environment, the counts (analysed, refused, findings), the slowest case, the peak
 RSS of the children and how many cases reached the symbolic per-node fallback.
@@ -44,22 +48,37 @@ CASE_TIMEOUT_S = 120.0
 CASE_MEMORY_BYTES = 2 << 30
 
 
-def attribute_cases(values=EXTREMES) -> Iterator[tuple[str, onnx.ModelProto]]:
+#: More integer values for a wide run (``--wide``): 16- and 32-bit edges, small odd values (a
+#: stride or an axis that almost fits), a large prime.
+WIDE = (2**15, -2**15 - 1, 2**32, -2**32 - 1, 2**62, -2**62, 3, -3, 5, 1_000_003)
+#: How a list attribute (``INTS``) holds a value in a wide run: alone, twice, and beside 1s
+#: (a 4-D ``pads`` or ``kernel_shape`` with one hostile entry).
+LIST_FORMS = ((lambda v: [v, v]), (lambda v: [v]), (lambda v: [1, v, 1, v, 1, v, 1, v]))
+
+
+def attribute_cases(values=EXTREMES, history: bool = False, list_forms=LIST_FORMS[:1]) -> Iterator[tuple[str, onnx.ModelProto]]:
     """One single-node model per (op, integer attribute, value) of every ONNX op (inputs
-    float[2, 3, 4, 5], at the op's own opset)."""
-    for s in sorted(onnx.defs.get_all_schemas(), key=lambda s: s.name):
+    float[2, 3, 4, 5], at the op's own opset); with ``history``, of every version of every op
+    (ONNX's C++ inference differs from version to version), and a list attribute in each of
+    ``list_forms``."""
+    schemas = onnx.defs.get_all_schemas_with_history() if history else onnx.defs.get_all_schemas()
+    for s in sorted(schemas, key=lambda s: (s.name, s.since_version)):
         if s.domain not in ("", "ai.onnx") or s.deprecated:
             continue
         ints = [a for a, v in s.attributes.items() if v.type in (onnx.AttributeProto.INT, onnx.AttributeProto.INTS)]
         nin, nout = max(1, s.min_input), max(1, s.min_output)
         ins = [f"x{i}" for i in range(nin)]
+        op = f"{s.name}-{s.since_version}" if history else s.name
         for a in ints:
+            is_list = s.attributes[a].type == onnx.AttributeProto.INTS
             for v in values:
-                attr = {a: v if s.attributes[a].type == onnx.AttributeProto.INT else [v, v]}
-                node = helper.make_node(s.name, ins, [f"y{i}" for i in range(nout)], **attr)
-                g = helper.make_graph([node], "g", [helper.make_tensor_value_info(x, TensorProto.FLOAT, [2, 3, 4, 5]) for x in ins],
-                                      [helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, None) for i in range(nout)])
-                yield f"{s.name}.{a}={v}", helper.make_model(g, opset_imports=[helper.make_opsetid("", s.since_version)])
+                for k, form in enumerate(list_forms if is_list else (None,)):
+                    attr = {a: form(v) if is_list else v}
+                    node = helper.make_node(s.name, ins, [f"y{i}" for i in range(nout)], **attr)
+                    g = helper.make_graph([node], "g", [helper.make_tensor_value_info(x, TensorProto.FLOAT, [2, 3, 4, 5]) for x in ins],
+                                          [helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, None) for i in range(nout)])
+                    name = f"{op}.{a}={v}" + (f".list{k}" if k else "")
+                    yield name, helper.make_model(g, opset_imports=[helper.make_opsetid("", s.since_version)])
 
 
 #: Small constant values for the integer inputs that ops read as shapes, axes or counts (inputs
@@ -374,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=3600.0, help="stop after this long")
     ap.add_argument("--fallback-sweep", action="store_true",
                     help="first call ONNX's per-node inference as the symbolic fallback does, for every op and extreme (fallback_sweep)")
+    ap.add_argument("--wide", action="store_true",
+                    help="attribute cases of every version of every op, with WIDE values too and list attributes in "
+                         "LIST_FORMS (about 24,000 models, strict mode only)")
     ap.add_argument("--skip", type=int, default=0, help="skip the first N cases (after the seeded shuffle): resume a bounded run")
     ap.add_argument("--subprocess", action="store_true",
                     help="a new interpreter per case (run_case) instead of a fork of this one (run_case_forked)")
@@ -391,9 +413,16 @@ def main(argv: list[str] | None = None) -> int:
         for line in unscreened:
             print(f"FINDING fallback sweep: {line}", flush=True)
     cases: list[tuple[str, bytes, bool]] = []
-    for name, m in list(attribute_cases())[: args.attributes]:
+    if args.wide:
+        attribute = attribute_cases(EXTREMES + WIDE, history=True, list_forms=LIST_FORMS)
+    else:
+        attribute = attribute_cases()
+    attribute = list(attribute)
+    if args.wide:  # a bounded run samples every op, not the first ones in alphabetical order
+        random.Random(1).shuffle(attribute)
+    for name, m in attribute[: args.attributes]:
         data = m.SerializeToString()
-        cases += [(name, data, False), (name + ".lenient", data, True)]
+        cases += [(name, data, False)] if args.wide else [(name, data, False), (name + ".lenient", data, True)]
     symbolic = list(symbolic_data_cases()) + list(symbolic_cases())
     cases += [(name, m.SerializeToString(), True) for name, m in symbolic[: args.symbolic]]
     base = Path(builtin_path()).read_bytes()
