@@ -140,6 +140,19 @@ def small_cnn() -> onnx.ModelProto:
 
 
 @pytest.fixture
+def onnx_reference(monkeypatch):
+    """Registers ``onnx-reference``: onnx's reference evaluator without mlms_ir's corrections of the
+    ops it computes wrongly (``test_divergence.UnpatchedReference``), a backend with a real bug for
+    the divergence arbiter to name."""
+    from mlms_ir.backends import registry
+    from test_divergence import UnpatchedReference
+
+    monkeypatch.setitem(registry._cache, "onnx-reference", UnpatchedReference())
+    monkeypatch.setitem(registry.BUILTIN, "onnx-reference", "tests:unused")
+    return "onnx-reference"
+
+
+@pytest.fixture
 def cnn() -> onnx.ModelProto:
     return small_cnn()
 

@@ -322,11 +322,7 @@ class UnpatchedReferenceSession(ReferenceSession):
     fix_onnx_ops = False
 
 
-@pytest.fixture
-def onnx_reference(monkeypatch):
-    monkeypatch.setitem(registry._cache, "onnx-reference", UnpatchedReference())
-    monkeypatch.setitem(registry.BUILTIN, "onnx-reference", "tests:unused")
-    return "onnx-reference"
+# the fixture onnx_reference (conftest.py) registers UnpatchedReference as "onnx-reference"
 
 
 def _batchnorm9_model():
