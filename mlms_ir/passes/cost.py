@@ -328,40 +328,28 @@ def _sum_field(costs: list[NodeCost], name: str) -> int:
 def _sum_bytes(tensors: list[TensorInfo | None], unique: bool = False) -> int | None:
     """The total size of ``tensors`` (each name once with ``unique``): None when one is unknown,
     an expression when one is symbolic."""
+    ts = _distinct(tensors) if unique else tensors
     total = 0
-    seen: set[str] = set()
-    for t in tensors:  # plain sizes, the common case: summed as they come
+    for t in ts:  # plain sizes, the common case: summed as they come
         if t is None:
             continue
-        if unique:
-            if t.name in seen:
-                continue
-            seen.add(t.name)
         b = t.sym_nbytes
-        if type(b) is not int:
-            return _sum_sizes(tensors, unique)  # unknown or symbolic: as before
+        if type(b) is not int:  # unknown or symbolic
+            sizes = [t.sym_nbytes for t in ts if t is not None]
+            return None if any(x is None for x in sizes) else add(sizes)
         total += b
     return total
 
 
-def _sum_sizes(tensors: list[TensorInfo | None], unique: bool = False) -> int | None:
-    sizes = []
+def _distinct(tensors: list[TensorInfo | None]) -> list[TensorInfo]:
+    """``tensors`` less the Nones, each name once (a node may read one tensor twice)."""
     seen: set[str] = set()
-    plain = True
+    out = []
     for t in tensors:
-        if t is None:
-            continue
-        if unique:
-            if t.name in seen:
-                continue
+        if t is not None and t.name not in seen:
             seen.add(t.name)
-        b = t.sym_nbytes
-        if b is None:
-            return None
-        if type(b) is not int:
-            plain = False
-        sizes.append(b)
-    return sum(sizes) if plain else add(sizes)
+            out.append(t)
+    return out
 
 
 def _number(x):
