@@ -95,6 +95,29 @@ def test_guard_returns_bytes_and_words_what_went_wrong():
     assert time.monotonic() - t0 < 20
 
 
+def test_a_started_guarded_call_runs_beside_its_caller_and_can_be_stopped():
+    """start_guarded: the child works while this process goes on (mlms_ir.load checks the nodes
+    and builds the graph meanwhile); cancel kills a child whose answer is no longer wanted."""
+    from mlms_ir.ir.guard import start_guarded
+
+    t0 = time.monotonic()
+    call = start_guarded(lambda: time.sleep(1.0) or b"slept")
+    assert time.monotonic() - t0 < 0.5  # returned at once: the child sleeps on its own
+    assert call.result() == b"slept"
+    assert time.monotonic() - t0 >= 1.0
+    call = start_guarded(lambda: time.sleep(60) or b"")
+    pid = call._pid
+    t0 = time.monotonic()
+    call.cancel()
+    assert time.monotonic() - t0 < 10
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # killed and reaped: no zombie left
+    call.cancel()  # twice is harmless
+    failing = start_guarded(lambda: (_ for _ in ()).throw(IndexError("late")))
+    with pytest.raises(GuardedError, match="IndexError: late"):
+        failing.result()
+
+
 def test_guard_holds_the_child_to_its_memory_budget():
     def hog() -> bytes:
         return bytes(np.ones(1 << 28, np.uint8))  # 256 MiB, over a 64 MiB budget

@@ -187,3 +187,61 @@ def test_strict_inference_failure_is_an_error_unless_lenient():
         mlms_ir.load(m)
     g = mlms_ir.load(m, lenient=True)
     assert any("strict" in w for w in g.warnings)
+
+
+def test_load_keeps_its_own_nodes_and_takes_onnx_inferred_types():
+    """A model without subgraphs gets back from the guarded inference only the types of its main
+    graph, merged into the model it read: the value infos must be exactly ONNX's own (checked
+    against onnx.shape_inference run here), and every Node must hold the model's own proto."""
+    import onnx.shape_inference
+
+    model = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[N, 8] x) => (float[N, 4] y) <float[8, 4] w = {1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8}> {
+            s = Shape(x)
+            r = Reshape(x, s)
+            m = MatMul(r, w)
+            t = Relu(m)
+            y = Identity(t)
+        }
+    """)
+    graph = mlms_ir.load(model, batch=3)
+    bound = onnx.ModelProto()
+    bound.CopyFrom(model)
+    bound.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 3
+    theirs = onnx.shape_inference.infer_shapes(bound, strict_mode=True, data_prop=True)
+    ours = {vi.name: vi.type for vi in graph.model.graph.value_info}
+    assert ours == {vi.name: vi.type for vi in theirs.graph.value_info} and set(ours) == {"s", "r", "m", "t"}
+    assert [o.type for o in graph.model.graph.output] == [o.type for o in theirs.graph.output]
+    assert [n.proto for n in graph.nodes] == list(graph.model.graph.node)
+    assert graph.tensors["m"].shape == (3, 4) and graph.tensors["y"].shape == (3, 4) and graph.tensors["w"].kind == "initializer"
+    assert graph.model is graph.loaded.model
+
+
+def test_an_invalid_node_stops_the_inference_started_beside_it(monkeypatch):
+    """The attribute checks run while inference works in its child: a node they reject ends
+    the load with their error, and the child is stopped and reaped (not left running)."""
+    import os
+
+    from mlms_ir.ir import guard
+
+    model = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[1, 8] x) => (float[1, 8] y) {
+            y = Softmax <axis = "oops"> (x)
+        }
+    """)
+    stopped = []
+    cancel = guard.GuardedCall.cancel
+
+    def spy(call):
+        if call._pid is not None:
+            stopped.append(call._pid)
+        cancel(call)
+
+    monkeypatch.setattr(guard.GuardedCall, "cancel", spy)
+    with pytest.raises(InvalidModelError, match=r"node #0 \(Softmax\) is invalid"):
+        mlms_ir.load(model)
+    assert len(stopped) == 1
+    with pytest.raises(ChildProcessError):
+        os.waitpid(stopped[0], os.WNOHANG)

@@ -7,13 +7,14 @@ import math
 import onnx
 import onnx.checker
 import onnx.defs
+from onnx import ModelProto
 
 from mlms_ir.errors import InvalidModelError
 from mlms_ir.ir.gc_pause import paused_gc
 from mlms_ir.ir.graph import Graph, Node, TensorInfo, topological_order
 from mlms_ir.ir.guard import check_allocation
 from mlms_ir.ir.load import LoadedModel, ModelSource, read_model, read_small_external_ints
-from mlms_ir.ir.shapes import Bindings, Dims, InputShapes, apply_bindings, infer_shapes, parse_bindings, parse_input_values
+from mlms_ir.ir.shapes import Bindings, Dims, InputShapes, apply_bindings, parse_bindings, parse_input_values, start_infer_shapes
 
 __all__ = ["Bindings", "Graph", "LoadedModel", "Node", "TensorInfo", "load", "parse_bindings"]
 
@@ -77,7 +78,7 @@ def _load(
             warnings.append(f"inlined {len(loaded.model.functions)} model-local function(s) before analysis")
         except Exception as exc:  # noqa: BLE001 - onnx's C++ inliner raises various types
             raise InvalidModelError(f"cannot inline the model's local functions: {' '.join(str(exc).split())}") from exc
-    _check_counts(model)
+    nested = _check_counts(model)
     bindings = parse_bindings(input_shapes, batch, dims)
     bindings.input_values = parse_input_values(input_values)
     if loaded.path is not None and loaded.external_data_bytes:
@@ -85,25 +86,46 @@ def _load(
         read_small_external_ints(model, loaded.path.parent, _INT_KEEP_BYTES)
     _strip_weight_data(model.graph)
     _sort_nodes(model)
-    _check_nodes(model)
     from mlms_ir.ir.symbolic import name_anonymous_dims
 
     name_anonymous_dims(model)
     leftover = apply_bindings(model, bindings)
+    source_name = str(loaded.path) if loaded.path else None
     hidden = _hide_stripped_values(model)
     try:
-        inferred, inference_warnings = infer_shapes(model, lenient=lenient)
+        # A model without subgraphs gets back only what inference adds to its main graph (value
+        # infos, outputs): its own nodes stay, and no second copy of them is sent and parsed.
+        pending = start_infer_shapes(model, lenient=lenient, types_only=not nested)
     finally:
-        hidden.restore(model)
-    if inferred is not model:
-        hidden.restore(inferred)
+        hidden.restore(model)  # the child has its own copy
+    graph = None
+    try:
+        # while ONNX's inference runs in its child: the attribute checks, and the graph's nodes
+        _check_nodes(model)
+        if not nested:
+            graph = Graph(model, source=source_name, ordered=True, loaded=loaded, bindings=bindings, warnings=warnings,
+                          types_pending=True)
+        body, inference_warnings = pending.result()
+    finally:
+        pending.cancel()
     warnings.extend(inference_warnings)
-    # The model as read is done with once inference has given its copy: one copy of a 200,000-node
-    # graph's proto (hundreds of MB) less for the rest of the analysis.
-    loaded.model = inferred
-    del model
-    graph = Graph(inferred, source=str(loaded.path) if loaded.path else None, ordered=True, loaded=loaded,
-                  bindings=bindings, warnings=warnings)
+    if graph is not None:
+        g = model.graph
+        del g.value_info[:]
+        del g.output[:]
+        g.MergeFromString(body)
+        loaded.model = model
+        graph.warnings.extend(inference_warnings)
+        graph._build_tensors()
+    else:
+        inferred = ModelProto()
+        inferred.ParseFromString(body)
+        hidden.restore(inferred)
+        # The model as read is done with once inference has given its copy: one copy of a
+        # 200,000-node graph's proto (hundreds of MB) less for the rest of the analysis.
+        loaded.model = inferred
+        del model
+        graph = Graph(inferred, source=source_name, ordered=True, loaded=loaded, bindings=bindings, warnings=warnings)
     if bindings.input_values:
         _check_input_values(graph, bindings.input_values)
     if leftover or bindings.input_values:
@@ -329,12 +351,7 @@ def _sort_nodes(model: onnx.ModelProto) -> None:
 def _all_nodes(graph: onnx.GraphProto):
     for node in graph.node:
         yield node
-        for a in node.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                yield from _all_nodes(a.g)
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                for g in a.graphs:
-                    yield from _all_nodes(g)
+        yield from _all_nodes_below(node)
 
 
 #: Memory the analysis holds per node of the graph, at least (its Graph, NodeCosts, tables): a
@@ -344,20 +361,46 @@ def _all_nodes(graph: onnx.GraphProto):
 ANALYSIS_BYTES_PER_NODE = 3 << 10
 
 
-def _check_counts(model: onnx.ModelProto) -> None:
+def _check_counts(model: onnx.ModelProto) -> bool:
     """Sizes a model declares must fit the memory budget before the passes build anything from
     them: the node count (:data:`ANALYSIS_BYTES_PER_NODE` each, subgraphs included), and
     attributes that size a per-node list must fit the node (a Scan's ``num_scan_inputs`` of 2**31
-    would make a 16 GB list before any other check fails)."""
+    would make a 16 GB list before any other check fails). Returns whether a node of the main
+    graph holds a subgraph."""
     count = 0
-    for node in _all_nodes(model.graph):
+    nested = False
+    top = model.graph.node
+    for node in top:
         count += 1
-        if node.op_type == "Scan" and node.domain in ("", "ai.onnx"):
-            n = next((a.i for a in node.attribute if a.name == "num_scan_inputs"), 0)
-            if not 0 <= n <= len(node.input):
-                label = f"'{node.name}'" if node.name else "a Scan"
-                raise InvalidModelError(f"Scan node {label} declares {n} scan inputs but has {len(node.input)} inputs")
+        if node.attribute and any(a.type in _GRAPH_TYPES for a in node.attribute):
+            nested = True
+            for sub in _all_nodes_below(node):
+                count += 1
+                _check_scan(sub)
+        _check_scan(node)
     check_allocation(f"analysing a graph of {count:,} nodes", count * ANALYSIS_BYTES_PER_NODE)
+    return nested
+
+
+_GRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+
+
+def _all_nodes_below(node: onnx.NodeProto):
+    """Every node of ``node``'s subgraphs, nested ones included."""
+    for a in node.attribute:
+        if a.type == onnx.AttributeProto.GRAPH:
+            yield from _all_nodes(a.g)
+        elif a.type == onnx.AttributeProto.GRAPHS:
+            for g in a.graphs:
+                yield from _all_nodes(g)
+
+
+def _check_scan(node: onnx.NodeProto) -> None:
+    if node.op_type == "Scan" and node.domain in ("", "ai.onnx"):
+        n = next((a.i for a in node.attribute if a.name == "num_scan_inputs"), 0)
+        if not 0 <= n <= len(node.input):
+            label = f"'{node.name}'" if node.name else "a Scan"
+            raise InvalidModelError(f"Scan node {label} declares {n} scan inputs but has {len(node.input)} inputs")
 
 
 def _check_nodes(model: onnx.ModelProto) -> None:

@@ -242,7 +242,10 @@ class Graph:
         loaded: Any = None,
         bindings: Any = None,
         warnings: list[str] | None = None,
+        types_pending: bool = False,
     ) -> None:
+        # types_pending: build the nodes only; :meth:`_build_tensors` completes the graph once the
+        # model's value infos are in place (what :func:`mlms_ir.load` does while inference runs)
         self.model = model
         #: Provenance, set by :func:`mlms_ir.load`: the :class:`~mlms_ir.ir.load.LoadedModel` (file,
         #: weights), the :class:`~mlms_ir.ir.shapes.Bindings` applied, and the loader's warnings.
@@ -265,17 +268,18 @@ class Graph:
         self._nx: nx.MultiDiGraph | None = None
         #: Set by :func:`mlms_ir.ir.symbolic.resolve` once every dim is an exact expression.
         self.symbolic = None
-        self._build()
+        self._build_nodes()
+        if not types_pending:
+            self._build_tensors()
 
     # ----------------------------------------------------------------- construction
-    def _build(self) -> None:
+    # A Graph is built in two steps: its nodes (order, producers, consumers, which outputs are
+    # constant or derived from weights), then its tensors' facts from the value infos, then its
+    # subgraphs (which look up the outer tensors). :func:`mlms_ir.load` takes the first step while
+    # ONNX's shape inference runs in its child, and the second once the inferred types are back.
+    def _build_nodes(self) -> None:
+        """Nodes, producers, consumers and the kinds of their outputs; no tensor facts yet."""
         g = self.proto
-        tensors = self.tensors
-        types: dict[bytes, tuple] = {}  # a graph's values share a few dozen types: each read once
-        for vi in g.value_info:
-            _put_value_info(tensors, vi, "activation", types)
-        for vi in g.output:
-            _put_value_info(tensors, vi, "activation", types)
         init_names = set()
         self.initializer_protos: dict[str, onnx.TensorProto] = {}
         for init in g.initializer:
@@ -283,18 +287,9 @@ class Graph:
                 raise InvalidModelError(f"initializer '{init.name}' is defined twice in {self.label}")
             self.initializer_protos[init.name] = init
             init_names.add(init.name)
-            external = init.data_location == onnx.TensorProto.EXTERNAL and not any(
-                e.key == "location" and e.value.startswith("mlms_ir:") for e in init.external_data
-            )
-            tensors[init.name] = TensorInfo(init.name, init.data_type, tuple(init.dims), "initializer", external)
         for sp in g.sparse_initializer:
-            v = sp.values
-            tensors[v.name] = TensorInfo(v.name, v.data_type, tuple(int(d) for d in sp.dims), "initializer")
-            init_names.add(v.name)
+            init_names.add(sp.values.name)
         self.input_names = [vi.name for vi in g.input if vi.name not in init_names]
-        for vi in g.input:
-            if vi.name not in init_names:
-                _put_value_info(tensors, vi, "input", types)
         self.output_names = [vi.name for vi in g.output]
         self.initializer_names = [i.name for i in g.initializer] + [s.values.name for s in g.sparse_initializer]
 
@@ -304,8 +299,27 @@ class Graph:
             order = range(len(raw_nodes))
         else:
             order = topological_order(raw_nodes, set(self.input_names) | init_names, self._outer_names(), self.label)
+        # What a tensor's kind would be when a node reads it: stored weights and the outputs of
+        # Constants and of weight-only nodes are static; a subgraph's other names are its own
+        # activations and inputs, or else the outer scope's (complete by the time a subgraph is built).
+        static = set(init_names)
+        local: set[str] | None = None
+        if self.parent is not None:
+            local = {vi.name for vi in g.value_info} | set(self.output_names) | init_names | set(self.input_names)
+            outer = self.parent.tensor
+
+            def is_static(x: str) -> bool:
+                if x in static:
+                    return True
+                if x in local:  # type: ignore[operator]
+                    return False
+                t = outer(x)
+                return t is not None and t.kind in _STATIC_KINDS
+        else:
+            is_static = static.__contains__
+        kinds: dict[str, TensorKind] = {}
+        owners: list[Node] = []
         # The loop below runs once per node of a 200,000-node graph: locals, no property calls.
-        lookup = tensors.get if self.parent is None else self.tensor
         producer, consumers, by_id, nodes = self._producer, self._consumers, self._by_id, self.nodes
         for i in order:
             p = raw_nodes[i]
@@ -316,8 +330,6 @@ class Graph:
             for out in outputs:
                 if out:
                     producer[out] = node
-                    if out not in tensors:
-                        tensors[out] = TensorInfo(out, 0, None, "activation")
             attributes = p.attribute
             has_subgraph = bool(attributes) and any(a.type in _GRAPH_ATTRS for a in attributes)
             op_type, inputs = p.op_type, p.input
@@ -326,14 +338,16 @@ class Graph:
                 kind = "constant"
             elif (
                 not has_subgraph and op_type not in _NONDETERMINISTIC and any(inputs)
-                and all(_is_static(lookup(x)) for x in inputs if x)
+                and all(is_static(x) for x in inputs if x)
             ):
                 kind = "derived"
             if kind is not None:
                 for out in outputs:
                     if out:
-                        t = tensors[out]
-                        tensors[out] = TensorInfo(t.name, t.elem_type, t.shape, kind, t.external, t.value_kind)
+                        kinds[out] = kind
+                        static.add(out)
+            if local is not None:
+                local.update(o for o in outputs if o and o not in kinds)
             for inp in inputs:
                 if inp:
                     users = consumers.get(inp)
@@ -342,12 +356,44 @@ class Graph:
                     else:
                         users.append(node)
             if has_subgraph:
-                for attr in attributes:
-                    if attr.type == onnx.AttributeProto.GRAPH:
-                        self._add_subgraph(node, attr.name, attr.g)
-                    elif attr.type == onnx.AttributeProto.GRAPHS:
-                        for k, sub in enumerate(attr.graphs):
-                            self._add_subgraph(node, f"{attr.name}[{k}]", sub)
+                owners.append(node)
+        self._kinds, self._owners = kinds, owners
+
+    def _build_tensors(self) -> None:
+        """The tensors' facts (from the value infos, weights and inputs, with the kinds
+        :meth:`_build_nodes` found), then the subgraphs."""
+        g = self.proto
+        tensors = self.tensors
+        tensors.clear()
+        kinds = self._kinds
+        types: dict[bytes, tuple] = {}  # a graph's values share a few dozen types: each read once
+        for vi in g.value_info:
+            _put_value_info(tensors, vi, kinds.get(vi.name, "activation"), types)
+        for vi in g.output:
+            _put_value_info(tensors, vi, kinds.get(vi.name, "activation"), types)
+        for init in g.initializer:
+            external = init.data_location == onnx.TensorProto.EXTERNAL and not any(
+                e.key == "location" and e.value.startswith("mlms_ir:") for e in init.external_data
+            )
+            tensors[init.name] = TensorInfo(init.name, init.data_type, tuple(init.dims), "initializer", external)
+        for sp in g.sparse_initializer:
+            v = sp.values
+            tensors[v.name] = TensorInfo(v.name, v.data_type, tuple(int(d) for d in sp.dims), "initializer")
+        init_names = set(self.initializer_names)
+        for vi in g.input:
+            if vi.name not in init_names:
+                _put_value_info(tensors, vi, "input", types)
+        for node in self.nodes:
+            for out in node.proto.output:
+                if out and out not in tensors:
+                    tensors[out] = TensorInfo(out, 0, None, kinds.get(out, "activation"))
+        for node in self._owners:
+            for attr in node.proto.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    self._add_subgraph(node, attr.name, attr.g)
+                elif attr.type == onnx.AttributeProto.GRAPHS:
+                    for k, sub in enumerate(attr.graphs):
+                        self._add_subgraph(node, f"{attr.name}[{k}]", sub)
 
     @property
     def nx(self) -> nx.MultiDiGraph:

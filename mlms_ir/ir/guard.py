@@ -155,8 +155,93 @@ def run_guarded(fn: Callable[[], bytes], *, timeout_s: float = DEFAULT_TIMEOUT_S
 
     Raises :class:`GuardedError` when ``fn`` raised, :class:`GuardedCrash` when the child died or
     ran out of time or memory."""
+    return start_guarded(fn, timeout_s=timeout_s, memory_bytes=memory_bytes).result()
+
+
+class GuardedCall:
+    """A guarded call under way in a forked child (:func:`start_guarded`): this process goes on
+    with other work meanwhile and takes the answer with :meth:`result`, or stops the child with
+    :meth:`cancel`. Also the already-finished answer of a call that ran without a child."""
+
+    def __init__(self, pid: int | None = None, fd: int | None = None, deadline: float = 0.0, timeout_s: float = 0.0,
+                 answer: bytes | None = None, error: BaseException | None = None) -> None:
+        self._pid, self._fd, self._deadline, self._timeout_s = pid, fd, deadline, timeout_s
+        self._answer, self._error = answer, error
+
+    @classmethod
+    def done(cls, work: Callable[[], bytes]) -> GuardedCall:
+        """The call made here and now (no child): its answer, or what it raised, kept for :meth:`result`."""
+        try:
+            return cls(answer=work())
+        except (GuardedCrash, GuardedError) as exc:
+            return cls(error=exc)
+
+    def result(self) -> bytes:
+        """The child's answer, waiting for it; raises :class:`GuardedError` when the work raised,
+        :class:`GuardedCrash` when the child died or ran out of time or memory."""
+        if self._pid is None:
+            if self._error is not None:
+                raise self._error
+            assert self._answer is not None
+            return self._answer
+        pid, r = self._pid, self._fd
+        self._pid = self._fd = None
+        chunks: list[bytes] = []
+        try:
+            while True:
+                left = self._deadline - time.monotonic()
+                if left <= 0:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    raise GuardedCrash(f"it ran past {self._timeout_s:g} s and was stopped")
+                ready, _, _ = select.select([r], [], [], min(left, 1.0))
+                if ready:
+                    chunk = os.read(r, 1 << 20)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+        except BaseException:
+            _kill(pid)
+            raise
+        finally:
+            os.close(r)
+        _, status = os.waitpid(pid, 0)
+        data = b"".join(chunks)
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            try:
+                name = signal.Signals(sig).name
+            except ValueError:
+                name = f"signal {sig}"
+            raise GuardedCrash(f"it crashed ({name})" + (" (out of memory?)" if sig in (signal.SIGKILL, signal.SIGABRT) else ""))
+        if len(data) < 9:
+            raise GuardedCrash("it ended without an answer (out of memory?)")
+        (n,) = struct.unpack("<Q", data[:8])
+        return _answer(data[8:8 + n])
+
+    def cancel(self) -> None:
+        """Stop the child, if it still runs (its answer is no longer wanted)."""
+        if self._pid is not None:
+            pid, r = self._pid, self._fd
+            self._pid = self._fd = None
+            _kill(pid)
+            os.close(r)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+def start_guarded(fn: Callable[[], bytes], *, timeout_s: float = DEFAULT_TIMEOUT_S, memory_bytes: int | None = None) -> GuardedCall:
+    """:func:`run_guarded`'s child, started: ``fn`` runs there while this process goes on; the
+    :class:`GuardedCall` gives its answer. Where ``fork`` does not exist the call is made here,
+    before this returns."""
     if not hasattr(os, "fork"):
-        return fn()
+        return GuardedCall(answer=fn())
     budget = memory_limit_bytes() if memory_bytes is None else memory_bytes
     # the child starts with this process' address space (a framework may have reserved a lot of
     # it without touching it): the budget is on top of that
@@ -189,43 +274,7 @@ def run_guarded(fn: Callable[[], bytes], *, timeout_s: float = DEFAULT_TIMEOUT_S
         finally:
             os._exit(code)
     os.close(w)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                raise GuardedCrash(f"it ran past {timeout_s:g} s and was stopped")
-            ready, _, _ = select.select([r], [], [], min(left, 1.0))
-            if ready:
-                chunk = os.read(r, 1 << 20)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-    except BaseException:
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        raise
-    finally:
-        os.close(r)
-    _, status = os.waitpid(pid, 0)
-    data = b"".join(chunks)
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = f"signal {sig}"
-        raise GuardedCrash(f"it crashed ({name})" + (" (out of memory?)" if sig in (signal.SIGKILL, signal.SIGABRT) else ""))
-    if len(data) < 9:
-        raise GuardedCrash("it ended without an answer (out of memory?)")
-    (n,) = struct.unpack("<Q", data[:8])
-    return _answer(data[8:8 + n])
+    return GuardedCall(pid, r, time.monotonic() + timeout_s, timeout_s)
 
 
 # -- the guard server: cheap guarded calls from a large process ------------------------------------
@@ -318,6 +367,13 @@ def call_guarded(target: str, data: Callable[[], bytes], work: Callable[[], byte
     """``work()`` guarded as :func:`run_guarded` does; ``target`` (a name in :data:`SERVER_TARGETS`)
     applied to the bytes ``data()`` returns is the same work, which a large process hands to its guard server instead
     of forking itself. Raises what :func:`run_guarded` raises."""
+    return start_call_guarded(target, data, work, timeout_s=timeout_s, memory_bytes=memory_bytes).result()
+
+
+def start_call_guarded(target: str, data: Callable[[], bytes], work: Callable[[], bytes], *,
+                       timeout_s: float = DEFAULT_TIMEOUT_S, memory_bytes: int | None = None) -> GuardedCall:
+    """:func:`call_guarded`, started: a forked child works while this process goes on (see
+    :func:`start_guarded`); a call handed to the guard server is answered before this returns."""
     global _server, _server_failed, _calls
 
     _calls += 1
@@ -327,9 +383,9 @@ def call_guarded(target: str, data: Callable[[], bytes], work: Callable[[], byte
         _server = None  # a forked child of the process that started it: not ours to talk to
     if _server is None and (_server_failed or not hasattr(os, "fork") or _calls <= SERVER_AFTER_CALLS
                             or _statm_bytes(1) < SERVER_MIN_RSS_BYTES):
-        return run_guarded(work, timeout_s=timeout_s, memory_bytes=memory_bytes)
+        return start_guarded(work, timeout_s=timeout_s, memory_bytes=memory_bytes)
     if not _server_lock.acquire(blocking=False):  # another thread is using it: fork as before
-        return run_guarded(work, timeout_s=timeout_s, memory_bytes=memory_bytes)
+        return start_guarded(work, timeout_s=timeout_s, memory_bytes=memory_bytes)
     try:
         if _server is None:
             try:
@@ -339,13 +395,14 @@ def call_guarded(target: str, data: Callable[[], bytes], work: Callable[[], byte
                 atexit.register(_server.close)
             except OSError:
                 _server_failed = True
-                return run_guarded(work, timeout_s=timeout_s, memory_bytes=memory_bytes)
+                return start_guarded(work, timeout_s=timeout_s, memory_bytes=memory_bytes)
         try:
             request = data()
         except ValueError:  # a proto too large to serialize (2 GiB): fork as before
-            return run_guarded(work, timeout_s=timeout_s, memory_bytes=memory_bytes)
+            return start_guarded(work, timeout_s=timeout_s, memory_bytes=memory_bytes)
         try:
-            return _server.call(target, request, timeout_s, memory_bytes)
+            server = _server
+            return GuardedCall.done(lambda: server.call(target, request, timeout_s, memory_bytes))
         except (_ServerBroken, OSError, struct.error):
             # the server itself went wrong (it never runs the work): this call and later ones fork
             import logging
@@ -354,7 +411,7 @@ def call_guarded(target: str, data: Callable[[], bytes], work: Callable[[], byte
             _server.proc.kill()
             _server.close()
             _server, _server_failed = None, True
-            return run_guarded(work, timeout_s=timeout_s, memory_bytes=memory_bytes)
+            return start_guarded(work, timeout_s=timeout_s, memory_bytes=memory_bytes)
     finally:
         _server_lock.release()
 

@@ -18,7 +18,7 @@ import onnx.shape_inference
 from mlms_ir.errors import InvalidModelError, ShapeBindingError
 from mlms_ir.ir import contrib
 from mlms_ir.ir.fold import complete_shapes
-from mlms_ir.ir.guard import GuardedCrash, GuardedError, call_guarded, frame, memory_limit_bytes, unframe
+from mlms_ir.ir.guard import GuardedCall, GuardedCrash, GuardedError, frame, memory_limit_bytes, start_call_guarded, unframe
 
 MAX_DIM = 2**62  # ONNX dims are int64; larger bindings are mistakes
 
@@ -260,36 +260,73 @@ def infer_shapes(model: onnx.ModelProto, *, lenient: bool = False) -> tuple[onnx
     unless ``lenient``, in which case inference is re-run non-strictly and the failure becomes a
     warning.
     """
-    def work() -> bytes:
-        inferred, warnings = _infer_here(model, lenient)
-        return frame(warnings, inferred.SerializeToString())
-
-    budget = memory_limit_bytes()
-    need = INFER_BASE_BYTES + INFER_BYTES_PER_MODEL_BYTE * model.ByteSize()
-    try:
-        data = call_guarded("infer_shapes", lambda: frame({"lenient": lenient}, model.SerializeToString()), work,
-                            memory_bytes=min(budget, need) if budget else need)
-    except GuardedCrash as exc:
-        raise InvalidModelError(f"ONNX's shape inference failed on this model: {exc}; the model is malformed or "
-                                "hostile (an attribute or a declared size out of range)") from None
-    except GuardedError as exc:
-        if exc.type_name == "InvalidModelError":
-            raise InvalidModelError(exc.message) from None
-        raise InvalidModelError(f"ONNX's shape inference failed on this model: {_one_line(exc)}") from None
-    warnings, body = unframe(data)
+    body, warnings = start_infer_shapes(model, lenient=lenient).result()
     out = onnx.ModelProto()
     out.ParseFromString(body)
     return out, warnings
 
 
+class PendingInference:
+    """:func:`infer_shapes` under way in its guarded child (:func:`start_infer_shapes`)."""
+
+    def __init__(self, call: GuardedCall) -> None:
+        self._call = call
+
+    def result(self) -> tuple[bytes, list[str]]:
+        """The serialized answer (a ``ModelProto``, or with ``types_only`` a ``GraphProto`` of the
+        main graph's value infos and outputs) and the warnings, waiting for the child; raises
+        :class:`InvalidModelError` as :func:`infer_shapes` does."""
+        try:
+            data = self._call.result()
+        except GuardedCrash as exc:
+            raise InvalidModelError(f"ONNX's shape inference failed on this model: {exc}; the model is malformed or "
+                                    "hostile (an attribute or a declared size out of range)") from None
+        except GuardedError as exc:
+            if exc.type_name == "InvalidModelError":
+                raise InvalidModelError(exc.message) from None
+            raise InvalidModelError(f"ONNX's shape inference failed on this model: {_one_line(exc)}") from None
+        warnings, body = unframe(data)
+        return body, warnings
+
+    def cancel(self) -> None:
+        """Stop the child (its answer is no longer wanted)."""
+        self._call.cancel()
+
+
+def start_infer_shapes(model: onnx.ModelProto, *, lenient: bool = False, types_only: bool = False) -> PendingInference:
+    """:func:`infer_shapes`, started in its guarded child: this process may change ``model`` and go
+    on with other work until it asks for the :meth:`~PendingInference.result`. With
+    ``types_only`` the child answers with what inference adds to the main graph only (its value
+    infos and outputs, as a ``GraphProto``), for a model without subgraphs whose caller keeps its
+    own copy: no second copy of every node is sent back and parsed."""
+    def work() -> bytes:
+        inferred, warnings = _infer_here(model, lenient)
+        return frame(warnings, _types_of(inferred) if types_only else inferred.SerializeToString())
+
+    budget = memory_limit_bytes()
+    need = INFER_BASE_BYTES + INFER_BYTES_PER_MODEL_BYTE * model.ByteSize()
+    head = {"lenient": lenient, "types_only": types_only}
+    return PendingInference(start_call_guarded("infer_shapes", lambda: frame(head, model.SerializeToString()), work,
+                                               memory_bytes=min(budget, need) if budget else need))
+
+
+def _types_of(inferred: onnx.ModelProto) -> bytes:
+    """The main graph's value infos and outputs of ``inferred``, as a serialized ``GraphProto``."""
+    g = onnx.GraphProto()
+    g.value_info.extend(inferred.graph.value_info)
+    g.output.extend(inferred.graph.output)
+    return g.SerializeToString()
+
+
 def infer_request(data: bytes) -> bytes:
-    """:func:`infer_shapes`' work as a guard server runs it: a frame of ``{"lenient": ...}`` and the
-    serialized model in, a frame of the warnings and the inferred model out."""
+    """:func:`infer_shapes`' work as a guard server runs it: a frame of ``{"lenient": ...,
+    "types_only": ...}`` and the serialized model in, a frame of the warnings and the inferred
+    model (or its types) out."""
     head, body = unframe(data)
     model = onnx.ModelProto()
     model.ParseFromString(body)
     inferred, warnings = _infer_here(model, bool(head["lenient"]))
-    return frame(warnings, inferred.SerializeToString())
+    return frame(warnings, _types_of(inferred) if head.get("types_only") else inferred.SerializeToString())
 
 
 def warm_up() -> None:
