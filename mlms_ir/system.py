@@ -227,13 +227,23 @@ def _package_versions() -> dict[str, str]:
         return found
     for dist in dists:
         try:
+            # The name as the .dist-info/.egg-info directory spells it (no file read), else from
+            # its METADATA: parsing every installed distribution's cost 40 ms a call (134 of them)
+            hint = getattr(dist, "_normalized_name", None)
+            if isinstance(hint, str) and hint and not _wanted(_normalize_dist(hint)):
+                continue
             name = _normalize_dist(dist.metadata["Name"] or "")
             version = dist.version
         except Exception:  # noqa: BLE001
             continue
-        if name and (name in _PACKAGES or _PACKAGE_FAMILIES.match(name)) and name not in found:
+        if name and _wanted(name) and name not in found:
             found[name] = version
     return dict(sorted(found.items()))
+
+
+def _wanted(name: str) -> bool:
+    """Whether a distribution (by its normalised name) is one whose version is recorded."""
+    return name in _PACKAGES or _PACKAGE_FAMILIES.match(name) is not None
 
 
 def software_facts() -> dict[str, Any]:
