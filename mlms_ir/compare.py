@@ -139,10 +139,12 @@ def figure_rows(runs: list[StoredRun]) -> list[FigureRow]:
 def node_rows(store: Store, runs: list[StoredRun], top: int = 20) -> PerNode:
     """Per-node figures joined on node id: time deltas against the first run (profiles) or
     errors (divergence runs), the ``top`` nodes by the largest absolute change."""
-    per = [{n["node_id"]: n for n in store.nodes(r.id)} for r in runs]
     metric = ("time_us" if any(r.kind in ("profile", "counters") for r in runs)
               else "max_abs" if any(r.kind == "diverge" for r in runs) else None)
-    if metric is None or not per or not per[0]:
+    if metric is None:  # analyses: no per-node figure to line up (their nodes are not read)
+        return PerNode(metric)
+    per = [{n["node_id"]: n for n in store.nodes(r.id)} for r in runs]
+    if not per or not per[0]:
         return PerNode(metric)
     ids = [k for k in per[0] if any(k in p for p in per[1:])] if len(per) > 1 else list(per[0])
     rows = []

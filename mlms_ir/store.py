@@ -2,7 +2,9 @@
 kept in one SQLite file, for comparison across systems, backends, versions and precisions.
 
 One row of ``runs`` per result (a ``run`` over two backends and two batch sizes is four rows),
-its per-node figures in ``nodes`` and the whole report, zlib-compressed JSON, in ``payloads``.
+its per-node figures in ``nodes`` and the whole report, zlib-compressed JSON, in ``payloads``;
+an ``analyze`` run's per-node figures are read from its report, which holds every node
+(``runs.nodes_in = 'payload'``, schema 3), instead of a row per node.
 The schema is versioned with ``PRAGMA user_version`` and brought up to date by
 :data:`MIGRATIONS` when a store is opened; WAL mode and a busy timeout let several processes
 write at once (a sweep's workers do). See ``docs/store.rst`` for every column.
@@ -84,7 +86,14 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN job_key TEXT;
     CREATE INDEX runs_sweep_job ON runs (sweep, job_key);
     """,
+    # 3: where a run's per-node figures are: NULL, rows of ``nodes``; 'payload', its report's
+    # ``nodes`` (an analysis: writing 50,000 rows cost 5% of analyze, and the report has them all)
+    """
+    ALTER TABLE runs ADD COLUMN nodes_in TEXT;
+    """,
 )
+#: The tables of the current schema: a store lacking one is damaged (refused when opened).
+_TABLES = ("runs", "nodes", "payloads")
 STORE_SCHEMA_VERSION = len(MIGRATIONS)
 NODE_COLUMNS = ("node_id", "name", "op_type", "time_us", "share", "macs", "flops", "params", "max_abs", "introduced_max_abs")
 
@@ -114,6 +123,10 @@ class StoreRecord:
     #: as it is instead of ``payload``: the CLI's analyze encodes a 50,000-node analysis once, for
     #: its output and the store.
     payload_zlib: bytes | None = field(default=None, repr=False)
+    #: The per-node figures are the payload's ``nodes`` (an analysis' JSON: ``id``, ``name``,
+    #: ``op_type``, ``macs``, ``flops``, ``params``), read from it by :meth:`Store.nodes`: no row
+    #: per node is written (``nodes`` is then empty). :func:`records_from_analysis` sets it.
+    nodes_in_payload: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -275,6 +288,7 @@ class Store:
                 raise StoreError(f"the store '{self.path}' cannot use write-ahead logging (journal mode {mode})")
             self._db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
+            self._check_tables()
         except (sqlite3.DatabaseError, ValueError) as exc:
             raise StoreError(f"cannot open the results store '{self.path}': {exc}") from exc
         except OSError as exc:
@@ -309,6 +323,16 @@ class Store:
                 raise
             current += 1
 
+    def _check_tables(self) -> None:
+        """A store whose schema version is current but which lacks one of its tables is damaged:
+        refused when opened, before a run is written into what is left of it."""
+        have = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}
+        missing = [t for t in _TABLES if t not in have]
+        if missing:
+            self._db.close()
+            raise StoreError(f"the results store '{self.path}' is damaged or not one (no table {', '.join(missing)}); "
+                             "move it away or give another with --store")
+
     # ------------------------------------------------------------------ writing
     @_damage_is_a_store_error
     def add(self, rec: StoreRecord) -> StoredRun:
@@ -320,6 +344,8 @@ class Store:
         uid = uuid.uuid4().hex
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
         host = rec.system.get("host") if isinstance(rec.system, dict) else None
+        has_payload = rec.payload_zlib is not None or rec.payload is not None
+        nodes_in = "payload" if rec.nodes_in_payload and has_payload else None
         # A result's to_dict (to_plain) and JSON read back have string keys only: not walked again.
         if rec.payload_zlib is not None:
             payload = rec.payload_zlib
@@ -330,13 +356,13 @@ class Store:
             try:
                 cur = self._db.execute(
                     "INSERT INTO runs (uid, kind, status, created_at, model_name, model_path, model_sha256, backend, device, batch,"
-                    " precision, host, mlms_ir_version, summary, system, settings, error, sweep, job_key)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " precision, host, mlms_ir_version, summary, system, settings, error, sweep, job_key, nodes_in)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (uid, rec.kind, rec.status, now, rec.model_name, rec.model_path, rec.model_sha256, rec.backend, rec.device,
                      rec.batch, rec.precision, host, __version__, _dumps(rec.summary), _dumps(rec.system), _dumps(rec.settings),
-                     rec.error or "", rec.sweep, rec.job_key))
+                     rec.error or "", rec.sweep, rec.job_key, nodes_in))
                 run_id = int(cur.lastrowid)
-                if rec.nodes:
+                if rec.nodes and nodes_in is None:
                     self._db.executemany(
                         f"INSERT OR REPLACE INTO nodes (run_id, {', '.join(NODE_COLUMNS)}) VALUES (?{', ?' * len(NODE_COLUMNS)})",
                         _node_rows(run_id, rec.nodes))
@@ -406,6 +432,13 @@ class Store:
 
     @_damage_is_a_store_error
     def nodes(self, run_id: int) -> list[dict[str, Any]]:
+        """A run's per-node figures, one dict of :data:`NODE_COLUMNS` per node in the order
+        recorded: its rows of ``nodes``, or (``nodes_in = 'payload'``) its report's nodes."""
+        where = self._db.execute("SELECT nodes_in FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if where is not None and where[0] == "payload":
+            return _nodes_of_payload(self.payload(run_id))
+        if where is not None and where[0] is not None:
+            raise StoreError(f"run {run_id}'s per-node figures are in '{where[0]}', which this mlms_ir cannot read")
         rows = self._db.execute(f"SELECT {', '.join(NODE_COLUMNS)} FROM nodes WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
         return [dict(zip(NODE_COLUMNS, r)) for r in rows]
 
@@ -443,6 +476,42 @@ class Store:
         self.close()
 
 
+def _nodes_of_payload(payload: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The ``nodes`` rows an analysis' report stands for: each node's id, name, op type, MACs,
+    FLOPs and parameters, read back as its row would be: a node of None, ints and strings as it
+    is, another (a float, an ``"inf"``, a list) through :func:`_node_rows`' conversions and
+    SQLite's column affinities (:func:`_as_stored`)."""
+    if payload is None:
+        return []
+    rows = [(n["id"], n.get("name"), n.get("op_type"), None, None, n.get("macs"), n.get("flops"), n.get("params"), None, None)
+            for n in payload["nodes"]]
+    plain = _PLAIN_CELL_TYPES.issuperset
+    plain_figures = _PLAIN_FIGURE_TYPES.issuperset
+    odd = [i for i, r in enumerate(rows) if not (plain(map(type, r[:_FIRST_FIGURE])) and plain_figures(map(type, r[_FIRST_FIGURE:])))]
+    if odd:
+        for i, r in zip(odd, _as_stored([rows[i] for i in odd])):
+            rows[i] = r
+    return [dict(zip(NODE_COLUMNS, r)) for r in rows]
+
+
+#: The ``nodes`` table's columns as declared (their affinities), for :func:`_as_stored`.
+_NODE_DECLARATIONS = ("node_id TEXT, name TEXT, op_type TEXT, time_us REAL, share REAL, macs INTEGER, flops INTEGER, params INTEGER,"
+                      " max_abs REAL, introduced_max_abs REAL")
+
+
+def _as_stored(rows: list[tuple]) -> list[tuple]:
+    """``rows`` (values in :data:`NODE_COLUMNS` order) as the ``nodes`` table gives them back,
+    through a table of the same columns in memory."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.execute(f"CREATE TABLE nodes ({_NODE_DECLARATIONS})")
+        cells = [r[1:] for r in _node_rows(0, [dict(zip(NODE_COLUMNS, r)) for r in rows])]  # _node_rows puts a run id first
+        db.executemany(f"INSERT INTO nodes VALUES (?{', ?' * (len(NODE_COLUMNS) - 1)})", cells)
+        return db.execute("SELECT * FROM nodes ORDER BY rowid").fetchall()
+    finally:
+        db.close()
+
+
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
@@ -460,7 +529,8 @@ def model_fields(model: dict[str, Any] | None, path: str | None = None) -> dict[
 
 def records_from_analysis(analysis: Any, settings: dict[str, Any] | None = None,
                           payload_json: Sequence[str] | None = None) -> list[StoreRecord]:
-    """An ``analyze`` result: totals as the summary, per-node cost, the whole analysis.
+    """An ``analyze`` result: totals as the summary, the whole analysis as the payload, whose
+    nodes are the run's per-node cost (:attr:`StoreRecord.nodes_in_payload`: no row per node).
 
     ``payload_json`` is the analysis' JSON text in pieces (``analysis.write_json``) when the
     caller has it already (the CLI writes the same text): kept compressed as it is, and no
@@ -468,13 +538,11 @@ def records_from_analysis(analysis: Any, settings: dict[str, Any] | None = None,
     from mlms_ir.system import system_facts
 
     d = analysis.to_dict() if payload_json is None else analysis.head_dict()
-    nodes = [{"node_id": n.id, "name": n.name, "op_type": n.op_type, "macs": n.macs, "flops": n.flops, "params": n.params}
-             for n in analysis.nodes]
     summary = {k: d["totals"][k] for k in ("params", "macs", "flops", "weight_bytes", "peak_activation_bytes", "nodes", "complete")}
     if d["totals"].get("symbolic"):  # figures that are formulas of unbound dims (their numbers are null)
         summary["symbolic"] = {k: v for k, v in d["totals"]["symbolic"].items() if k in ("macs", "flops", "peak_activation_bytes")}
     return [StoreRecord(kind="analyze", summary=summary, system=system_facts(), settings={"bindings": d["bindings"], **(settings or {})},
-                        nodes=nodes, payload=d if payload_json is None else None,
+                        nodes_in_payload=True, payload=d if payload_json is None else None,
                         payload_zlib=None if payload_json is None else compress_json(payload_json), **model_fields(d["model"]))]
 
 

@@ -85,7 +85,7 @@ def test_migrates_an_old_store_and_refuses_a_newer_one(tmp_path):
     db.commit()
     db.close()
     with Store(path) as st:
-        assert st.version == 2
+        assert st.version == STORE_SCHEMA_VERSION == 3
         old = st.get(1)
         assert (old.kind, old.sweep, old.job_key) == ("analyze", None, None)
         st.add(_rec(sweep="s", job_key="k"))
@@ -319,3 +319,119 @@ def test_an_analysis_with_formulas_is_stored_and_compared_with_them(tmp_path, cn
         assert rows["MACs"].values == [symbolic.totals.symbolic["macs"], bound.totals.macs]
         assert rows["MACs"].ratio_to_first == [None, None]  # no ratio to a formula
         assert type(cmp).from_dict(json.loads(cmp.to_json())) == cmp
+
+
+# --------------------------------------------------------------------------- schema 3: an analysis' nodes in its payload
+def _old_analysis_rows(a) -> list[dict]:
+    """An analysis' per-node dicts as records_from_analysis made them before schema 3 (one row each)."""
+    return [{"node_id": n.id, "name": n.name, "op_type": n.op_type, "macs": n.macs, "flops": n.flops, "params": n.params}
+            for n in a.nodes]
+
+
+def test_a_schema_2_store_opens_and_its_node_rows_read_back_the_same(tmp_path, cnn):
+    """A store written before schema 3 (an analysis and a profile with a row per node) is migrated
+    when opened; its old runs' nodes read back as they did, and a new analysis (no node rows: its
+    nodes are its payload's) reads back the same nodes, which runs show and compare give alike."""
+    import zlib
+
+    import mlms_ir
+    from mlms_ir.compare import compare_runs
+    from mlms_ir.store import _node_rows, records_from_analysis
+
+    a = mlms_ir.analyze(cnn, batch=2)
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0] + ";" + MIGRATIONS[1])
+    db.execute("PRAGMA user_version = 2")
+    cols = "run_id, node_id, name, op_type, time_us, share, macs, flops, params, max_abs, introduced_max_abs"
+    for run_id, kind, nodes in ((1, "analyze", _old_analysis_rows(a)),
+                                (2, "profile", [{"node_id": "n0", "name": "c", "op_type": "Conv", "time_us": 2.5, "share": 1.0}])):
+        db.execute("INSERT INTO runs (id, uid, kind, status, created_at, model_name) VALUES (?, ?, ?, 'ok', '2026-01-01', 'cnn')",
+                   (run_id, f"abcdef{run_id:04d}", kind))
+        db.executemany(f"INSERT OR REPLACE INTO nodes ({cols}) VALUES ({', '.join('?' * 11)})", _node_rows(run_id, nodes))
+        db.execute("INSERT INTO payloads VALUES (?, 'json+zlib', ?)", (run_id, zlib.compress(json.dumps(a.to_dict()).encode())))
+    db.commit()
+    db.close()
+    with Store(path) as st:
+        assert st.version == STORE_SCHEMA_VERSION == 3
+        old = st.nodes(1)
+        assert len(old) == len(a.nodes) and old[0]["node_id"] == a.nodes[0].id and old[0]["time_us"] is None
+        assert st.nodes(2) == [{"node_id": "n0", "name": "c", "op_type": "Conv", "time_us": 2.5, "share": 1.0, "macs": None,
+                                "flops": None, "params": None, "max_abs": None, "introduced_max_abs": None}]
+        (rec,) = records_from_analysis(a)
+        assert rec.nodes_in_payload and rec.nodes == []
+        new = st.add(rec)
+        assert st._db.execute("SELECT COUNT(*) FROM nodes WHERE run_id = ?", (new.id,)).fetchone()[0] == 0
+        assert st._db.execute("SELECT nodes_in FROM runs WHERE id = ?", (new.id,)).fetchone() == ("payload",)
+        assert st.nodes(new.id) == old
+        assert [(n["node_id"], n["macs"], n["flops"], n["params"]) for n in st.nodes(new.id)] == \
+            [(n.id, n.macs, n.flops, n.params) for n in a.nodes]
+        cmp = compare_runs(st, [1, new.id])
+        assert cmp.per_node.metric is None and not cmp.per_node.nodes
+        assert "MACs" in [r.field for r in cmp.figures]
+    for ref in ("1", str(new.id)):
+        r = _cli("runs", "show", ref, "--format", "json", store=path)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["nodes"] == old
+
+
+def test_an_analysis_nodes_read_back_alike_from_rows_and_from_its_payload(tmp_path, cnn):
+    """Bound and symbolic analyses, with the payload as a dict or as the CLI's JSON text: the
+    nodes read from the payload equal those a row per node gives."""
+    import mlms_ir
+    from mlms_ir.store import records_from_analysis
+
+    with Store(tmp_path / "s.sqlite") as st:
+        for a in (mlms_ir.analyze(cnn), mlms_ir.analyze(cnn, batch=3)):
+            pieces: list[str] = []
+            a.write_json(type("Sink", (), {"write": staticmethod(pieces.append)})())
+            rows = st.add(StoreRecord(kind="analyze", nodes=_old_analysis_rows(a), payload={"x": 1}))
+            plain = st.add(records_from_analysis(a)[0])
+            fast = st.add(records_from_analysis(a, payload_json=pieces)[0])
+            assert st.nodes(rows.id) == st.nodes(plain.id) == st.nodes(fast.id) and len(st.nodes(fast.id)) == len(a.nodes)
+
+
+def test_odd_figures_in_a_payload_read_back_as_a_row_would(tmp_path):
+    """A payload's node with a float, an "inf", a string figure or a non-string name reads back as
+    the nodes table would keep it (SQLite's column affinities), not as the JSON has it."""
+    odd = [{"id": "n0", "name": "a", "op_type": "Conv", "macs": 2.0, "flops": "inf", "params": "12"},
+           {"id": "n1", "name": 5, "op_type": None, "macs": math.nan, "flops": 1.5, "params": None},
+           {"id": "n2", "name": "plain", "op_type": "Relu", "macs": 3, "flops": None, "params": 0}]
+    with Store(tmp_path / "s.sqlite") as st:
+        rows = st.add(StoreRecord(kind="analyze", nodes=[{**n, "node_id": n["id"]} for n in odd]))
+        packed = st.add(StoreRecord(kind="analyze", payload={"nodes": odd}, nodes_in_payload=True))
+        want = st.nodes(rows.id)
+        got = st.nodes(packed.id)
+        assert got == want and [[type(v) for v in n.values()] for n in got] == [[type(v) for v in n.values()] for n in want]
+        assert got[0]["macs"] == 2 and type(got[0]["macs"]) is int and got[0]["flops"] == math.inf and got[0]["params"] == 12
+        assert got[1]["name"] == "5" and got[1]["macs"] is None
+        # without a payload there is nothing to read the nodes from: the rows are kept
+        bare = st.add(StoreRecord(kind="analyze", nodes=[{"node_id": "n0"}], nodes_in_payload=True))
+        assert [n["node_id"] for n in st.nodes(bare.id)] == ["n0"]
+
+
+def test_a_store_lacking_a_table_or_with_unknown_node_storage_is_refused(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with Store(path) as st:
+        st.add(_rec())
+        st._db.execute("UPDATE runs SET nodes_in = 'columns+zstd' WHERE id = 1")
+        with pytest.raises(StoreError, match="cannot read"):
+            st.nodes(1)
+        st._db.execute("DROP TABLE nodes")
+    with pytest.raises(StoreError, match="damaged or not one .no table nodes"):
+        Store(path)
+
+
+def test_system_facts_list_the_packages_a_full_metadata_scan_finds():
+    """The recorded package versions skip distributions by their directory's name (no METADATA
+    read): the same as reading every distribution's metadata."""
+    import importlib.metadata as md
+
+    from mlms_ir import system
+
+    full = {}
+    for dist in md.distributions():
+        name = system._normalize_dist(dist.metadata["Name"] or "")
+        if name and system._wanted(name) and name not in full:
+            full[name] = dist.version
+    assert system.software_facts()["packages"] == dict(sorted(full.items()))
