@@ -3,12 +3,16 @@
 * Store: the time to record one run (run row, per-node rows, compressed report, one
   transaction, WAL), for a small report (the digits CNN, 11 nodes) and a ResNet-50-sized
   profile (169 nodes), best and median over ``--records`` writes; and the file's growth.
+* Analyses (``--analysis MODEL``, repeatable): the CPU time of recording an ``analyze`` of
+  MODEL as the CLI records it (``records_from_analysis`` with the JSON text the output shares,
+  then ``Store.add`` into a fresh store), median over ``--analysis-records`` writes, against
+  the CPU time of the analysis itself (load and analyze, once).
 * Scheduler: ``--jobs`` analyze jobs of the digits CNN through the local executor (one worker
   process per job) and, with ``--ray``, through a local Ray (``num_cpus=2``), against the same
   analyses run back to back in one process; the difference per job is the scheduler's cost
   (process start, imports, store writes, bookkeeping).
 
-    python tools/bench_store.py [--records 200] [--jobs 12] [--ray] [--json OUT]
+    python tools/bench_store.py [--records 200] [--jobs 12] [--ray] [--analysis MODEL ...] [--json OUT]
 """
 
 from __future__ import annotations
@@ -57,6 +61,38 @@ def bench_store(records: int) -> dict:
     return out
 
 
+def bench_analysis_record(model: str, records: int) -> dict:
+    from mlms_ir.passes.analyze import analyze
+    from mlms_ir.store import Store, records_from_analysis
+
+    t0 = time.process_time()
+    result = analyze(model)
+    analysis_s = time.process_time() - t0
+    pieces: list[str] = []
+
+    class Sink:  # as the CLI's --format json keeps the text: one list of pieces, shared with the store
+        write = pieces.append
+
+    result.write_json(Sink())
+    build, write = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(records):
+            t0 = time.process_time()
+            recs = records_from_analysis(result, {"device": None}, payload_json=pieces)
+            t1 = time.process_time()
+            with Store(Path(tmp) / f"s{i}.sqlite") as st:
+                st.add_all(recs)
+            build.append(t1 - t0)
+            write.append(time.process_time() - t1)
+    total = [a + b for a, b in zip(build, write)]
+    out = {"nodes": len(result.nodes), "json_bytes": sum(map(len, pieces)), "analysis_cpu_s": analysis_s,
+           "records_cpu_s": statistics.median(build), "add_cpu_s": statistics.median(write), "record_cpu_s": statistics.median(total)}
+    print(f"   analyze record, {len(result.nodes):,} nodes: {out['record_cpu_s']:.3f} s CPU (median of {records}; records "
+          f"{out['records_cpu_s']:.3f} s, Store.add {out['add_cpu_s']:.3f} s) = {100 * out['record_cpu_s'] / analysis_s:.1f}% "
+          f"of the analysis' {analysis_s:.2f} s")
+    return out
+
+
 def bench_scheduler(jobs: int, use_ray: bool) -> dict:
     from mlms_ir.passes.analyze import analyze
     from mlms_ir.sweep import Job, Spec, run_sweep
@@ -99,12 +135,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", type=int, default=200)
     ap.add_argument("--jobs", type=int, default=12)
     ap.add_argument("--ray", action="store_true")
+    ap.add_argument("--analysis", action="append", default=[], metavar="MODEL",
+                    help="time recording an analyze of MODEL (repeatable); only these when --jobs 0")
+    ap.add_argument("--analysis-records", type=int, default=5)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     import platform
 
     print(f"== {platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} cores")
-    res = {"store": bench_store(args.records), "scheduler": bench_scheduler(args.jobs, args.ray)}
+    res = {"store": bench_store(args.records)}
+    if args.analysis:
+        res["analysis_record"] = {m: bench_analysis_record(m, args.analysis_records) for m in args.analysis}
+    if args.jobs > 0:
+        res["scheduler"] = bench_scheduler(args.jobs, args.ray)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     return 0
