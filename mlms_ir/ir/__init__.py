@@ -85,7 +85,7 @@ def _load(
         # shapes, axes and small index tables stored externally: data propagation needs their values
         read_small_external_ints(model, loaded.path.parent, _INT_KEEP_BYTES)
     _strip_weight_data(model.graph)
-    _sort_nodes(model)
+    _sort_nodes(model, nested)
     from mlms_ir.ir.symbolic import name_anonymous_dims
 
     name_anonymous_dims(model)
@@ -334,10 +334,13 @@ def _hide_stripped_values(model: onnx.ModelProto) -> _HiddenValues:
     return hidden
 
 
-def _sort_nodes(model: onnx.ModelProto) -> None:
-    """Put the main graph's nodes in execution order (shape inference needs it); rejects cycles."""
+def _sort_nodes(model: onnx.ModelProto, nested: bool = True) -> None:
+    """Put the main graph's nodes in execution order (shape inference needs it); rejects cycles.
+    ``nested``: whether a node of the main graph holds a subgraph (whose outer names order it too)."""
     g = model.graph
     available = {vi.name for vi in g.input} | {i.name for i in g.initializer} | {s.values.name for s in g.sparse_initializer}
+    if not nested and _in_order(g.node, available):
+        return
     order = topological_order(list(g.node), available, set(), "the main graph")
     if order != list(range(len(order))):
         nodes = [g.node[i] for i in order]
@@ -346,6 +349,24 @@ def _sort_nodes(model: onnx.ModelProto) -> None:
             c.CopyFrom(n)
         del g.node[:]
         g.node.extend(copies)
+
+
+def _in_order(nodes, available: set[str]) -> bool:
+    """Whether ``nodes`` (none holding a subgraph) are in execution order already, each tensor
+    defined once: one pass over the names (most files are). False sends the caller to
+    :func:`topological_order`, which sorts them or names what is wrong."""
+    defined = set(available)
+    add = defined.add
+    for n in nodes:
+        for x in n.input:
+            if x and x not in defined:
+                return False
+        for out in n.output:
+            if out:
+                if out in defined:
+                    return False
+                add(out)
+    return True
 
 
 def _all_nodes(graph: onnx.GraphProto):

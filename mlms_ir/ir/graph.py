@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -166,36 +166,30 @@ class TensorInfo:
         return self.kind in ("initializer", "constant", "derived")
 
 
-@dataclass
 class Node:
-    """One ONNX node as seen by the passes."""
+    """One ONNX node as seen by the passes: its id, position, proto and graph, and the proto's op
+    type, name, domain (``""`` for ``ai.onnx``), inputs and outputs read once (the passes read them
+    again and again; a proto hands back new strings on every read)."""
 
-    id: str
-    index: int
-    proto: onnx.NodeProto
-    graph: Graph = field(repr=False)
-    _attrs: dict[str, Any] | None = field(default=None, repr=False)
+    __slots__ = ("id", "index", "proto", "graph", "op_type", "name", "domain", "inputs", "outputs", "_attrs")
 
-    @property
-    def name(self) -> str:
-        return self.proto.name
+    def __init__(self, id: str, index: int, proto: onnx.NodeProto, graph: Graph) -> None:
+        self.id = id
+        self.index = index
+        self.proto = proto
+        self.graph = graph
+        self.op_type: str = proto.op_type
+        self.name: str = proto.name
+        d = proto.domain
+        self.domain: str = "" if d == "ai.onnx" else d
+        #: The input names, ``""`` for an omitted optional input.
+        self.inputs: tuple[str, ...] = tuple(proto.input)
+        #: The output names, ``""`` for an omitted optional output.
+        self.outputs: tuple[str, ...] = tuple(proto.output)
+        self._attrs: dict[str, Any] | None = None
 
-    @property
-    def op_type(self) -> str:
-        return self.proto.op_type
-
-    @property
-    def domain(self) -> str:
-        d = self.proto.domain
-        return "" if d == "ai.onnx" else d
-
-    @property
-    def inputs(self) -> list[str]:
-        return list(self.proto.input)
-
-    @property
-    def outputs(self) -> list[str]:
-        return list(self.proto.output)
+    def __repr__(self) -> str:
+        return f"Node(id={self.id!r}, index={self.index}, op_type={self.op_type!r}, name={self.name!r})"
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -326,15 +320,15 @@ class Graph:
             node = Node(f"{prefix}n{i}", i, p, self)
             nodes.append(node)
             by_id[node.id] = node
-            outputs = p.output
+            outputs = node.outputs
             for out in outputs:
                 if out:
                     producer[out] = node
             attributes = p.attribute
             has_subgraph = bool(attributes) and any(a.type in _GRAPH_ATTRS for a in attributes)
-            op_type, inputs = p.op_type, p.input
+            op_type, inputs = node.op_type, node.inputs
             kind: TensorKind | None = None
-            if op_type == "Constant" and p.domain in ("", "ai.onnx"):
+            if op_type == "Constant" and node.domain == "":
                 kind = "constant"
             elif (
                 not has_subgraph and op_type not in _NONDETERMINISTIC and any(inputs)
@@ -384,7 +378,7 @@ class Graph:
             if vi.name not in init_names:
                 _put_value_info(tensors, vi, "input", types)
         for node in self.nodes:
-            for out in node.proto.output:
+            for out in node.outputs:
                 if out and out not in tensors:
                     tensors[out] = TensorInfo(out, 0, None, kinds.get(out, "activation"))
         for node in self._owners:
@@ -415,7 +409,7 @@ class Graph:
             G.add_node(node.id, kind="op", op_type=node.op_type, name=node.name)
         tensors = self.tensors
         for node in self.nodes:
-            for k, inp in enumerate(node.proto.input):
+            for k, inp in enumerate(node.inputs):
                 if not inp:
                     continue
                 prod = self._producer.get(inp)
@@ -579,15 +573,36 @@ def _put_value_info(tensors: dict[str, TensorInfo], vi: onnx.ValueInfoProto, kin
     """``vi``'s facts into ``tensors``; ``types`` caches them by the serialized type (a 50,000-node
     LLM's 53,000 value infos have 30 distinct types: one C call each instead of a walk of the dims;
     equal types then share their shape tuple)."""
-    tp = vi.type
-    key = tp.SerializeToString() if types is not None else None
-    facts = types.get(key) if types is not None else None
+    facts = None
+    if types is not None:
+        key = _type_key(vi.SerializeToString())
+        facts = types.get(key)
     if facts is None:
+        tp = vi.type
         elem, shape = _dims(tp)
         facts = (elem, shape, _VALUE_KINDS.get(tp.WhichOneof("value"), "tensor"))
         if types is not None:
             types[key] = facts
-    tensors[vi.name] = TensorInfo(vi.name, facts[0], facts[1], kind, value_kind=facts[2])
+    tensors[vi.name] = TensorInfo(vi.name, facts[0], facts[1], kind, False, facts[2])
+
+
+def _type_key(data: bytes) -> bytes:
+    """A serialized ValueInfoProto less its name (field 1, which protobuf writes first): the bytes
+    of its type and the rest, equal for equal types. (Reading ``vi.type`` to serialize it alone
+    makes a message object per value info and costs twice as much.) Were the name not first, the
+    key would keep it: every value info its own entry, the facts the same."""
+    if not data or data[0] != 0x0A:
+        return data
+    n = shift = 0
+    i = 1
+    while True:
+        b = data[i]
+        n |= (b & 0x7F) << shift
+        i += 1
+        if b < 0x80:
+            break
+        shift += 7
+    return data[i + n:]
 
 
 def topological_order(nodes: list[onnx.NodeProto], available: set[str], outer: set[str], where: str) -> list[int]:

@@ -80,7 +80,7 @@ def _analyze(model, *, input_shapes, batch, dims, device, lenient, input_values)
     if dev is not None:
         dtypes = {}
         for node in graph.walk():
-            t = node.graph.tensor(node.proto.input[0]) if node.proto.input and node.proto.input[0] else None
+            t = node.graph.tensor(node.inputs[0]) if node.inputs and node.inputs[0] else None
             dtypes[node.id] = t.dtype if t is not None else "float"
         roof = roofline(costs.nodes, top, dev, dtypes)
 

@@ -75,6 +75,18 @@ class CostPass:
         self.param_elements: dict[str, int] = {}
         self.subgraphs: list[SubgraphInfo] = []
         self.all_nodes: list[NodeCost] = []
+        self._shapes: dict[tuple, list | None] = {}
+
+    def _shape_json(self, shape) -> list | None:
+        """:func:`shape_json` of ``shape``, one list per distinct shape of the graph (an LLM's
+        200,000 nodes read a few dozen shapes): the NodeCosts share it, and never change it."""
+        try:
+            return self._shapes[shape]
+        except KeyError:
+            out = self._shapes[shape] = shape_json(shape)
+            return out
+        except TypeError:  # an unhashable dim: not kept
+            return shape_json(shape)
 
     def run(self) -> CostResult:
         top = self._graph(self.root, parent=None)
@@ -99,9 +111,9 @@ class CostPass:
             else:
                 return 0, 0  # reads no weight, directly or derived (most nodes): nothing to follow
         if outs is None:
-            outs = [g.tensor(o) for o in node.proto.output if o]
+            outs = [g.tensor(o) for o in node.outputs if o]
         else:
-            outs = [t for t, o in zip(outs, node.proto.output) if o]
+            outs = [t for t, o in zip(outs, node.outputs) if o]
         if outs and all(t is not None and t.kind == "derived" for t in outs):
             return 0, 0  # a weight-only computation: its weights go to whoever reads its output
         n = b = 0
@@ -115,7 +127,7 @@ class CostPass:
         return n, b
 
     def _sources(self, g: Graph, node: Node, seen: set[str]):
-        for slot, name in enumerate(node.proto.input):
+        for slot, name in enumerate(node.inputs):
             if not name or name in seen:
                 continue
             seen.add(name)
@@ -134,30 +146,21 @@ class CostPass:
                     yield from self._sources(prod.graph, prod, seen)
 
     def _node(self, g: Graph, node: Node, parent: str | None) -> NodeCost:
-        proto = node.proto
         tensor = g.tensors.get if g.parent is None else g.tensor  # the main graph has no outer scope
-        ins = [tensor(x) if x else None for x in proto.input]
-        outs = [tensor(x) if x else None for x in proto.output]
+        ins = [tensor(x) if x else None for x in node.inputs]
+        outs = [tensor(x) if x else None for x in node.outputs]
         params, param_bytes = self._params(g, node, ins, outs)
-        op_type, domain = proto.op_type, node.domain
+        op_type, domain = node.op_type, node.domain
+        shape = self._shape_json
+        # positional (a call with 17 keywords costs twice as much, once per node): the fields'
+        # order is NodeCost's
         nc = NodeCost(
-            id=node.id,
-            name=proto.name,
-            op_type=op_type,
-            domain=domain,
-            status="counted",
-            macs=None,
-            flops=None,
-            int_macs=False,
-            bytes_read=None,
-            bytes_written=None,
-            params=params,
-            param_bytes=param_bytes,
-            input_shapes=[None if t is None else shape_json(t.shape) for t in ins],
-            output_shapes=[None if t is None else shape_json(t.shape) for t in outs],
-            output_bytes=_sum_bytes(outs),
-            intensity=None,
-            parent=parent,
+            node.id, node.name, op_type, domain, "counted",
+            None, None, False, None, None,  # macs, flops, int_macs, bytes_read, bytes_written
+            params, param_bytes,
+            [None if t is None else shape(t.shape) for t in ins],
+            [None if t is None else shape(t.shape) for t in outs],
+            _sum_bytes(outs), None, parent,  # output_bytes, intensity, parent
         )
         self.all_nodes.append(nc)
         entry = lookup(op_type, domain)
@@ -238,7 +241,7 @@ class CostPass:
             picked = [c for cs in branch_costs.values() for c in cs]
             sym_mult = None
             if node.op_type == "Loop":
-                m = constant_value(g, node.proto.input[0]) if node.proto.input and node.proto.input[0] else None
+                m = constant_value(g, node.inputs[0]) if node.inputs and node.inputs[0] else None
                 if m is not None and m.size == 1 and 0 <= int(m.reshape(-1)[0]) < MAX_TRIP_COUNT:
                     mult = int(m.reshape(-1)[0])
                     note = f"body x {mult} iterations (constant trip count; an early exit can make it fewer)"
@@ -253,9 +256,9 @@ class CostPass:
                     note = "per iteration: the trip count is not a constant (or is the exporter's 'no limit')"
             else:  # Scan
                 n_scan = int(node.attrs.get("num_scan_inputs", 0) or 0)
-                n_state = len(node.proto.input) - n_scan
+                n_state = len(node.inputs) - n_scan
                 axes = node.attrs.get("scan_input_axes") or [0] * n_scan
-                t = g.tensor(node.proto.input[n_state]) if n_scan and n_state < len(node.proto.input) else None
+                t = g.tensor(node.inputs[n_state]) if n_scan and n_state < len(node.inputs) else None
                 axis = int(axes[0]) if axes else 0
                 if t is not None and t.shape is not None and -len(t.shape) <= axis < len(t.shape) and isinstance(t.shape[axis], int):
                     mult = int(t.shape[axis])
@@ -288,7 +291,7 @@ class CostPass:
 
 def _if_choice(g: Graph, node: Node, sym) -> str | None:
     """The branch an If takes when its condition is known (a constant, or computed from bound dims)."""
-    name = node.proto.input[0] if node.proto.input else ""
+    name = node.inputs[0] if node.inputs else ""
     if not name:
         return None
     v = constant_value(g, name)
@@ -305,7 +308,7 @@ def _if_choice(g: Graph, node: Node, sym) -> str | None:
 
 def _packed_elements(node: Node, t: TensorInfo) -> int:
     """Weights in a tensor: its elements, except MatMulNBits' packed B (K*N weights of `bits` each)."""
-    if node.op_type == "MatMulNBits" and node.domain == "com.microsoft" and node.proto.input[1] == t.name:
+    if node.op_type == "MatMulNBits" and node.domain == "com.microsoft" and node.inputs[1] == t.name:
         k, n = node.attrs.get("K"), node.attrs.get("N")
         if isinstance(k, int) and isinstance(n, int) and k > 0 and n > 0:
             return k * n

@@ -57,7 +57,7 @@ def memory(graph: Graph, costs: CostResult) -> MemoryResult:
             weight_bytes += g.tensors[name].nbytes or 0
         for node in g.nodes:
             if node.op_type == "Constant" and node.domain == "":
-                for out in node.proto.output:
+                for out in node.outputs:
                     t = g.tensors.get(out)
                     weight_bytes += (t.nbytes or 0) if t is not None else 0
 
@@ -70,7 +70,7 @@ def memory(graph: Graph, costs: CostResult) -> MemoryResult:
     step = {node.id: i for i, node in enumerate(graph.nodes)}
     start: dict[str, int] = {name: 0 for name in graph.input_names}
     for i, node in enumerate(graph.nodes):
-        for out in node.proto.output:
+        for out in node.outputs:
             t = get_tensor(out) if out else None
             if t is not None and t.kind not in _STATIC_KINDS:
                 start.setdefault(out, i)

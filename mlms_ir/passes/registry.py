@@ -70,11 +70,11 @@ class OpContext:
 
     # --- tensors
     def has_input(self, i: int) -> bool:
-        ins = self.node.proto.input
+        ins = self.node.inputs
         return i < len(ins) and bool(ins[i])
 
     def n_inputs(self) -> int:
-        return sum(1 for x in self.node.proto.input if x)
+        return sum(1 for x in self.node.inputs if x)
 
     def _info(self, name: str) -> TensorInfo:
         t = self.graph.tensor(name)
@@ -85,10 +85,10 @@ class OpContext:
     def in_info(self, i: int) -> TensorInfo:
         if not self.has_input(i):
             raise InvalidModelError(f"node {self.node.label} lacks its input #{i}")
-        return self._info(self.node.proto.input[i])
+        return self._info(self.node.inputs[i])
 
     def out_info(self, i: int = 0) -> TensorInfo:
-        outs = self.node.proto.output
+        outs = self.node.outputs
         if i >= len(outs) or not outs[i]:
             raise InvalidModelError(f"node {self.node.label} lacks its output #{i}")
         return self._info(outs[i])
@@ -120,7 +120,7 @@ class OpContext:
         """The value of input ``i`` when it is an embedded initializer or a Constant's output."""
         if not self.has_input(i):
             return None
-        return constant_value(self.graph, self.node.proto.input[i])
+        return constant_value(self.graph, self.node.inputs[i])
 
 
 CostFn = Callable[[OpContext], Cost]

@@ -127,7 +127,7 @@ def node_scope(node: Node) -> tuple[str, ...]:
 
 def _computes(node: Node) -> bool:
     """A node producing floating-point data (not shape arithmetic on int64 or bool)."""
-    out = node.proto.output[0] if node.proto.output else ""
+    out = node.outputs[0] if node.outputs else ""
     t = node.graph.tensor(out) if out else None
     return t is not None and t.elem_type in FLOAT_TYPES
 

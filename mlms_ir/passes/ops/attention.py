@@ -99,7 +99,7 @@ def ms_gqa(ctx: OpContext) -> Cost:
     b, s, d = q
     h = d // (nq + 2 * nkv) if not ctx.has_input(1) else d // nq
     length = s
-    outs = ctx.node.proto.output
+    outs = ctx.node.outputs
     if len(outs) > 1 and outs[1]:
         length = ctx.out_shape(1)[2]
     elif ctx.has_input(3):

@@ -23,8 +23,8 @@ def data_movement(ctx: OpContext) -> Cost:
 @cost("Gather", "GatherElements", "GatherND", "Slice", category="data-movement")
 def gather(ctx: OpContext) -> Cost:
     """0 FLOPs; reads only the selected elements (output bytes) and the index inputs"""
-    written = sum(ctx.out_bytes(i) for i, o in enumerate(ctx.node.proto.output) if o)
-    index_bytes = sum(ctx.in_bytes(i) for i in range(1, len(ctx.node.proto.input)) if ctx.has_input(i))
+    written = sum(ctx.out_bytes(i) for i, o in enumerate(ctx.node.outputs) if o)
+    index_bytes = sum(ctx.in_bytes(i) for i in range(1, len(ctx.node.inputs)) if ctx.has_input(i))
     return Cost(0, 0, bytes_read=written + index_bytes, bytes_written=written)
 
 
