@@ -392,18 +392,18 @@ class Store:
 
     @_damage_is_a_store_error
     def get(self, ref: int | str) -> StoredRun:
-        """A run by its id (an integer) or its uid (or a unique prefix of at least 6 characters)."""
+        """A run by its id (an integer) or its uid (or a unique prefix of at least 6 characters;
+        one of digits only, which no run has as its id, is taken as a uid's prefix)."""
         try:
             text = str(ref).strip()
+            row = None
             if text.isdigit():
                 row = self._db.execute(f"SELECT {self._COLUMNS} FROM runs WHERE id = ?", (int(text),)).fetchone()
-            elif len(text) >= 6:
+            if row is None and len(text) >= 6 and not isinstance(ref, int):
                 rows = self._db.execute(f"SELECT {self._COLUMNS} FROM runs WHERE uid LIKE ? LIMIT 2", (text.lower() + "%",)).fetchall()
                 if len(rows) > 1:
                     raise StoreError(f"run '{text}' is ambiguous in '{self.path}': give more of its uid, or its id")
                 row = rows[0] if rows else None
-            else:
-                row = None
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot read the results store '{self.path}': {exc}") from exc
         if row is None:

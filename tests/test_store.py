@@ -46,6 +46,17 @@ def test_add_and_read_back(tmp_path):
             st.add(_rec(kind="nonsense"))
 
 
+def test_a_uid_prefix_of_digits_only_finds_its_run(tmp_path):
+    """A uid is hex: its first 8 characters are all digits once in 43 runs, and such a prefix is
+    no run's id; it is taken as the uid's prefix (an id that exists still wins)."""
+    with Store(tmp_path / "s.sqlite") as st:
+        r = st.add(_rec())
+        st._db.execute("UPDATE runs SET uid = '1234567890abcdef' WHERE id = ?", (r.id,))
+        assert st.get("12345678").id == r.id and st.get("1").id == r.id
+        with pytest.raises(StoreError, match="no run '12345678'"):
+            st.get(12345678)  # an int is an id
+
+
 def test_an_infinite_error_is_stored_as_infinite_not_unknown(tmp_path):
     """One convention for infinities (results' JSON, json_safe, the store): "inf" in JSON, REAL
     infinity in the nodes table; only NaN is unknown. A node named "inf" keeps its name."""
