@@ -219,9 +219,28 @@ def _compress(data: bytes) -> bytes:
 def compress_json(chunks: Sequence[str]) -> bytes:
     """A payload for :attr:`StoreRecord.payload_zlib`: the JSON text given in pieces (as a result's
     ``write_json`` writes it), compressed as the store compresses a payload dict."""
-    size = sum(map(len, chunks))
-    c = zlib.compressobj(1 if size > FAST_COMPRESS_BYTES else 6)
-    return b"".join([*(c.compress(x.encode()) for x in chunks), c.flush()])
+    packer = JsonPacker(sum(map(len, chunks)))
+    for x in chunks:
+        packer.write(x)
+    return packer.finish()
+
+
+class JsonPacker:
+    """A sink for a result's ``write_json`` (it has ``write``) that compresses the text as it
+    comes, for :attr:`StoreRecord.payload_zlib`: the CLI writes a 200,000-node analysis to its
+    output and into the store at once, never holding its 80 MB of text. ``size`` (bytes, an
+    estimate will do) picks the level as :func:`_compress` does."""
+
+    def __init__(self, size: int) -> None:
+        self._zlib = zlib.compressobj(1 if size > FAST_COMPRESS_BYTES else 6)
+        self._parts: list[bytes] = []
+
+    def write(self, text: str) -> None:
+        self._parts.append(self._zlib.compress(text.encode()))
+
+    def finish(self) -> bytes:
+        """The compressed text (call once, after the last write)."""
+        return b"".join([*self._parts, self._zlib.flush()])
 
 
 _PLAIN_CELL_TYPES = frozenset({type(None), int, str})
@@ -528,22 +547,24 @@ def model_fields(model: dict[str, Any] | None, path: str | None = None) -> dict[
 
 
 def records_from_analysis(analysis: Any, settings: dict[str, Any] | None = None,
-                          payload_json: Sequence[str] | None = None) -> list[StoreRecord]:
+                          payload_json: Sequence[str] | None = None, payload_zlib: bytes | None = None) -> list[StoreRecord]:
     """An ``analyze`` result: totals as the summary, the whole analysis as the payload, whose
     nodes are the run's per-node cost (:attr:`StoreRecord.nodes_in_payload`: no row per node).
 
     ``payload_json`` is the analysis' JSON text in pieces (``analysis.write_json``) when the
-    caller has it already (the CLI writes the same text): kept compressed as it is, and no
-    dict of every node is built."""
+    caller has it already, ``payload_zlib`` that text compressed (a :class:`JsonPacker`'s): kept
+    as it is, and no dict of every node is built."""
     from mlms_ir.system import system_facts
 
-    d = analysis.to_dict() if payload_json is None else analysis.head_dict()
+    if payload_zlib is None and payload_json is not None:
+        payload_zlib = compress_json(payload_json)
+    d = analysis.to_dict() if payload_zlib is None else analysis.head_dict()
     summary = {k: d["totals"][k] for k in ("params", "macs", "flops", "weight_bytes", "peak_activation_bytes", "nodes", "complete")}
     if d["totals"].get("symbolic"):  # figures that are formulas of unbound dims (their numbers are null)
         summary["symbolic"] = {k: v for k, v in d["totals"]["symbolic"].items() if k in ("macs", "flops", "peak_activation_bytes")}
     return [StoreRecord(kind="analyze", summary=summary, system=system_facts(), settings={"bindings": d["bindings"], **(settings or {})},
-                        nodes_in_payload=True, payload=d if payload_json is None else None,
-                        payload_zlib=None if payload_json is None else compress_json(payload_json), **model_fields(d["model"]))]
+                        nodes_in_payload=True, payload=d if payload_zlib is None else None,
+                        payload_zlib=payload_zlib, **model_fields(d["model"]))]
 
 
 def records_from_runs(report: Any) -> list[StoreRecord]:

@@ -180,6 +180,24 @@ def test_every_command_records_its_results(tmp_path):
         assert div.summary["first_divergent"] is None and all(n["max_abs"] is not None for n in st.nodes(div.id))
 
 
+def test_analyze_json_is_written_and_stored_as_it_is_made_and_an_unwritable_output_still_records(tmp_path):
+    """analyze --format json writes its text to the output and compresses it for the store piece
+    by piece (never holding the whole text); when the output cannot be written, the command fails
+    with one line and the store still gets the whole analysis."""
+    db = tmp_path / "r.sqlite"
+    out = tmp_path / "a.json"
+    r = _cli("analyze", "--batch", "1", "--format", "json", "--output", str(out), store=db)
+    assert r.returncode == 0, r.stderr
+    r2 = _cli("analyze", "--batch", "1", "--format", "json", "--output", str(tmp_path / "no" / "such" / "a.json"), store=db)
+    assert r2.returncode != 0 and r2.stderr.strip().splitlines()[-1].startswith("mlms_ir: error: cannot write")
+    assert "Traceback" not in r2.stderr
+    written = json.loads(out.read_text())
+    with Store(db) as st:
+        first, second = sorted(st.list(), key=lambda run: run.id)
+        assert st.payload(first.id) == written == st.payload(second.id)
+        assert [n["node_id"] for n in st.nodes(second.id)] == [n["id"] for n in written["nodes"]]
+
+
 def test_store_none_records_nothing_and_a_bad_store_only_warns(tmp_path):
     r = _cli("analyze", "--batch", "1", "--format", "json", store="none")
     assert r.returncode == 0 and "recorded" not in r.stderr

@@ -96,42 +96,59 @@ def _analyze(model, fmt, top, output, input_shape, batch, dims, device, sort, le
         _ask(result, str(solve) if question is not None else None, swept, fmt, output)
         return
     from mlms_ir.cli.runs import record
-    from mlms_ir.store import records_from_analysis
+    from mlms_ir.store import JsonPacker, records_from_analysis, resolve_store_path
 
-    text: list[str] = []  # the JSON text, encoded once for the store and --format json
-
-    def json_text() -> list[str]:
-        if not text:
-            result.write_json(_Pieces(text))
-        return text
-
-    record(store, lambda: records_from_analysis(result, {"device": device}, payload_json=json_text()))
+    # The JSON text is written once, piece by piece, to the output (--format json) and compressed
+    # for the store as it goes: a 200,000-node analysis never holds its 80 MB of text.
+    packer = JsonPacker(len(result.nodes) * _JSON_BYTES_PER_NODE) if resolve_store_path(store) is not None else None
+    failed: MlmsIrError | None = None
+    if fmt == "json":
+        try:
+            _write_json(result, output, packer)
+        except MlmsIrError as exc:  # the output cannot be written: the result is still recorded
+            failed = exc
+            if packer is not None:  # from the start: it may have had part of the text
+                packer = JsonPacker(len(result.nodes) * _JSON_BYTES_PER_NODE)
+                result.write_json(packer)
+    elif packer is not None:
+        result.write_json(packer)
+    if packer is not None:
+        record(store, lambda: records_from_analysis(result, {"device": device}, payload_zlib=packer.finish()))
+    if failed is not None:
+        raise failed
     if html:
         from mlms_ir.report.html import write_html
 
         write_html(html, result, graph)
         print(f"wrote {html}", file=sys.stderr)
-    if fmt == "json":
-        _write_json(json_text(), output)
-    else:
+    if fmt != "json":
         emit(result, fmt, output, top=top, sort=sort)
 
 
-class _Pieces:
-    """A file-like sink that keeps what is written, piece by piece (no 20 MB string is built)."""
-
-    def __init__(self, pieces: list[str]) -> None:
-        self.write = pieces.append
+#: About how much JSON text an analysis writes per node (its compression level depends on it).
+_JSON_BYTES_PER_NODE = 420
 
 
-def _write_json(pieces: list[str], output: str | None) -> None:
+class _Tee:
+    """A sink for ``write_json`` that writes each piece to ``fh`` and to ``packer`` (if any)."""
+
+    def __init__(self, fh, packer) -> None:
+        self.fh, self.packer = fh, packer
+
+    def write(self, text: str) -> None:
+        self.fh.write(text)
+        if self.packer is not None:
+            self.packer.write(text)
+
+
+def _write_json(result, output: str | None, packer) -> None:
     """``--format json``, written piece by piece to the file or stdout (no renderer, no rich)."""
     if not output:
-        sys.stdout.writelines(pieces)
+        result.write_json(_Tee(sys.stdout, packer))
         return
     try:
         with open(output, "w") as fh:
-            fh.writelines(pieces)
+            result.write_json(_Tee(fh, packer))
     except OSError as exc:
         raise MlmsIrError(f"cannot write '{output}': {exc.strerror or exc}") from exc
     print(f"wrote {output}", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+from sys import intern
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -178,14 +179,15 @@ class Node:
         self.index = index
         self.proto = proto
         self.graph = graph
-        self.op_type: str = proto.op_type
+        self.op_type: str = intern(proto.op_type)
         self.name: str = proto.name
         d = proto.domain
-        self.domain: str = "" if d == "ai.onnx" else d
+        self.domain: str = "" if d == "ai.onnx" else intern(d)
+        # the names interned: a tensor's name is one string however many nodes and tables hold it
         #: The input names, ``""`` for an omitted optional input.
-        self.inputs: tuple[str, ...] = tuple(proto.input)
+        self.inputs: tuple[str, ...] = tuple(map(intern, proto.input))
         #: The output names, ``""`` for an omitted optional output.
-        self.outputs: tuple[str, ...] = tuple(proto.output)
+        self.outputs: tuple[str, ...] = tuple(map(intern, proto.output))
         self._attrs: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
@@ -583,7 +585,8 @@ def _put_value_info(tensors: dict[str, TensorInfo], vi: onnx.ValueInfoProto, kin
         facts = (elem, shape, _VALUE_KINDS.get(tp.WhichOneof("value"), "tensor"))
         if types is not None:
             types[key] = facts
-    tensors[vi.name] = TensorInfo(vi.name, facts[0], facts[1], kind, False, facts[2])
+    name = intern(vi.name)  # the string the nodes hold (see Node)
+    tensors[name] = TensorInfo(name, facts[0], facts[1], kind, False, facts[2])
 
 
 def _type_key(data: bytes) -> bytes:
