@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import functools
 import math
-from sys import intern
 from collections.abc import Iterator
 from dataclasses import dataclass
+from sys import intern
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np

@@ -190,9 +190,7 @@ class GuardedCall:
         try:
             while True:
                 left = self._deadline - time.monotonic()
-                if left <= 0:
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
+                if left <= 0:  # stopped and reaped below, once (a reaped pid may be another process' soon)
                     raise GuardedCrash(f"it ran past {self._timeout_s:g} s and was stopped")
                 ready, _, _ = select.select([r], [], [], min(left, 1.0))
                 if ready:
