@@ -84,14 +84,14 @@ def _load(
     if loaded.path is not None and loaded.external_data_bytes:
         # shapes, axes and small index tables stored externally: data propagation needs their values
         read_small_external_ints(model, loaded.path.parent, _INT_KEEP_BYTES)
-    _strip_weight_data(model.graph)
+    hides = _strip_weight_data(model.graph)
     _sort_nodes(model, nested)
     from mlms_ir.ir.symbolic import name_anonymous_dims
 
     name_anonymous_dims(model)
     leftover = apply_bindings(model, bindings)
     source_name = str(loaded.path) if loaded.path else None
-    hidden = _hide_stripped_values(model)
+    hidden = _hide_stripped_values(model, hides)
     try:
         # A model without subgraphs gets back only what inference adds to its main graph (value
         # infos, outputs): its own nodes stay, and no second copy of them is sent and parsed.
@@ -204,18 +204,25 @@ def _is_stripped(t: onnx.TensorProto) -> bool:
         e.key == "location" and e.value == STRIPPED_LOCATION for e in t.external_data)
 
 
-def _strip_weight_data(g: onnx.GraphProto) -> None:
+def _strip_weight_data(g: onnx.GraphProto) -> bool:
+    """Strip the embedded data of ``g``'s weights and Constants (subgraphs included) as
+    :func:`_strip_tensor` does; returns whether one of them is a tensor :func:`_hides` (then
+    :func:`_hide_stripped_values` has work: this walk has looked at every one already)."""
+    hides = False
     for t in g.initializer:
         _strip_tensor(t)
+        hides = hides or _hides(t)
     for n in g.node:
         for a in n.attribute:
             if a.type == onnx.AttributeProto.TENSOR and n.op_type == "Constant" and n.domain in ("", "ai.onnx"):
                 _strip_tensor(a.t)
+                hides = hides or _hides(a.t)
             if a.type == onnx.AttributeProto.GRAPH:
-                _strip_weight_data(a.g)
+                hides = _strip_weight_data(a.g) or hides
             elif a.type == onnx.AttributeProto.GRAPHS:
                 for sg in a.graphs:
-                    _strip_weight_data(sg)
+                    hides = _strip_weight_data(sg) or hides
+    return hides
 
 
 def _subgraphs(g: onnx.GraphProto) -> list[onnx.GraphProto]:
@@ -281,14 +288,18 @@ class _HiddenValues:
         del model.graph.input[self.inputs:]
 
 
-def _hide_stripped_values(model: onnx.ModelProto) -> _HiddenValues:
+def _hide_stripped_values(model: onnx.ModelProto, candidates: bool = True) -> _HiddenValues:
     """Replace, in place, every stripped integer scalar or 1-D tensor by a main-graph input (see :class:`_HiddenValues`).
 
     An initializer becomes an input of its own name (an outer-scope value for a subgraph); a
     Constant becomes an Identity of a new input. A name defined twice (shadowing) is left alone.
+    ``candidates``: False when the caller knows no tensor :func:`_hides` (what
+    :func:`_strip_weight_data` returns): nothing is walked.
     """
     main = model.graph
     hidden = _HiddenValues(len(main.input))
+    if not candidates:
+        return hidden
     graphs = _subgraphs(main)
     if not any(_hides(t) for g in graphs for t in g.initializer) and not any(
         n.op_type == "Constant" and n.domain in ("", "ai.onnx") and _hides(a.t)
