@@ -248,3 +248,28 @@ def test_an_invalid_node_stops_the_inference_started_beside_it(monkeypatch):
     assert len(stopped) == 1
     with pytest.raises(ChildProcessError):
         os.waitpid(stopped[0], os.WNOHANG)
+
+
+def test_all_resolved_tells_every_output_typed_with_known_dims():
+    """fold._all_resolved, which lets shape completion stop early, looks at each distinct type
+    once: equal types under other names share the verdict, another dim or a missing type does not."""
+    from onnx import TensorProto, helper
+
+    from mlms_ir.ir.fold import _all_resolved
+
+    def graph(value_infos):
+        nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Relu", ["a"], ["b"]),
+                 helper.make_node("Relu", ["b"], ["y"])]
+        return helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+                                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])], value_info=value_infos)
+
+    typed = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["n", 4]) for name in ("a", "b")]
+    assert _all_resolved(graph(typed), frozenset({"n"}))
+    assert not _all_resolved(graph(typed), frozenset())  # 'n' is no input's dim name: unresolved
+    assert not _all_resolved(graph(typed[:1]), frozenset({"n"}))  # 'b' has no type at all
+    other = [typed[0], helper.make_tensor_value_info("b", TensorProto.FLOAT, ["m", 4])]
+    assert not _all_resolved(graph(other), frozenset({"n"}))
+    seq = [typed[0], helper.make_value_info("b", helper.make_sequence_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, [4])))]
+    assert not _all_resolved(graph(seq), frozenset({"n"}))
+    unknown_dim = [typed[0], helper.make_tensor_value_info("b", TensorProto.FLOAT, [None, 4])]
+    assert not _all_resolved(graph(unknown_dim), frozenset({"n"}))

@@ -35,20 +35,26 @@ def _resolved(tp: onnx.TypeProto | None, names: frozenset[str] = frozenset()) ->
 def _all_resolved(g: onnx.GraphProto, names: frozenset[str]) -> bool:
     """Whether every node output of ``g`` has a :func:`_resolved` type (the last declaration of a
     name counts, as in :func:`complete_shapes`' table): the usual answer, found in one pass over
-    the value infos without building their table (0.1 s of 50,000 nodes' inference)."""
+    the value infos without building their table. Each distinct type is looked at once (50,000
+    nodes' value infos have a few dozen), told apart by its bytes."""
+    from mlms_ir.ir.graph import _type_key
+
     ok: dict[str, bool] = {}
+    seen: dict[bytes, int] = {}  # type -> 0: not a tensor, 1: unresolved, 2: resolved
     for vi in itertools.chain(g.input, g.value_info, g.output):
-        tp = vi.type
-        if tp.WhichOneof("value") != "tensor_type":
-            continue
-        tt = tp.tensor_type
-        resolved = tt.HasField("shape")
-        if resolved:
-            for d in tt.shape.dim:
-                if d.WhichOneof("value") != "dim_value" and d.dim_param not in names:
-                    resolved = False
-                    break
-        ok[vi.name] = resolved
+        key = _type_key(vi.SerializeToString())
+        state = seen.get(key)
+        if state is None:
+            tp = vi.type
+            if tp.WhichOneof("value") != "tensor_type":
+                state = 0
+            else:
+                tt = tp.tensor_type
+                state = 2 if tt.HasField("shape") and all(
+                    d.WhichOneof("value") == "dim_value" or d.dim_param in names for d in tt.shape.dim) else 1
+            seen[key] = state
+        if state:
+            ok[vi.name] = state == 2
     get = ok.get
     return all(get(o, False) for n in g.node for o in n.output if o)
 
