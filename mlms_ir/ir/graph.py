@@ -278,13 +278,23 @@ class Graph:
         g = self.proto
         init_names = set()
         self.initializer_protos: dict[str, onnx.TensorProto] = {}
+        # the weights' facts need no inferred type: made here (while inference runs, in a load)
+        weights: list[TensorInfo] = []
         for init in g.initializer:
-            if init.name in self.initializer_protos:
-                raise InvalidModelError(f"initializer '{init.name}' is defined twice in {self.label}")
-            self.initializer_protos[init.name] = init
-            init_names.add(init.name)
+            name = intern(init.name)
+            if name in self.initializer_protos:
+                raise InvalidModelError(f"initializer '{name}' is defined twice in {self.label}")
+            self.initializer_protos[name] = init
+            init_names.add(name)
+            external = init.data_location == onnx.TensorProto.EXTERNAL and not any(
+                e.key == "location" and e.value.startswith("mlms_ir:") for e in init.external_data
+            )
+            weights.append(TensorInfo(name, init.data_type, tuple(init.dims), "initializer", external))
         for sp in g.sparse_initializer:
-            init_names.add(sp.values.name)
+            v = sp.values
+            init_names.add(v.name)
+            weights.append(TensorInfo(v.name, v.data_type, tuple(int(d) for d in sp.dims), "initializer"))
+        self._weights = weights
         self.input_names = [vi.name for vi in g.input if vi.name not in init_names]
         self.output_names = [vi.name for vi in g.output]
         self.initializer_names = [i.name for i in g.initializer] + [s.values.name for s in g.sparse_initializer]
@@ -367,14 +377,8 @@ class Graph:
             _put_value_info(tensors, vi, kinds.get(vi.name, "activation"), types)
         for vi in g.output:
             _put_value_info(tensors, vi, kinds.get(vi.name, "activation"), types)
-        for init in g.initializer:
-            external = init.data_location == onnx.TensorProto.EXTERNAL and not any(
-                e.key == "location" and e.value.startswith("mlms_ir:") for e in init.external_data
-            )
-            tensors[init.name] = TensorInfo(init.name, init.data_type, tuple(init.dims), "initializer", external)
-        for sp in g.sparse_initializer:
-            v = sp.values
-            tensors[v.name] = TensorInfo(v.name, v.data_type, tuple(int(d) for d in sp.dims), "initializer")
+        for t in self._weights:
+            tensors[t.name] = t
         init_names = set(self.initializer_names)
         for vi in g.input:
             if vi.name not in init_names:
