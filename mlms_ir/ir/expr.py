@@ -44,9 +44,15 @@ def normalize(x: Num) -> Num:
     return x
 
 
+_PLAIN_TERMS = frozenset({int, type(None)})
+
+
 def add(values) -> Num:
     """The sum of ints and expressions, in one sympy Add (equal expressions counted first):
-    summing one at a time re-flattens the growing sum at every step."""
+    summing one at a time re-flattens the growing sum at every step. Nones are skipped."""
+    values = values if isinstance(values, list) else list(values)
+    if _PLAIN_TERMS.issuperset(map(type, values)):  # plain ints (a 50,000-node total): summed in C
+        return sum(filter(None, values))
     total = 0
     counts: dict = {}
     for v in values:
