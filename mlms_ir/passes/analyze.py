@@ -157,9 +157,11 @@ def _analyze(model, *, input_shapes, batch, dims, device, lenient, input_values)
 
 
 def _total(nodes: list[NodeCost], field: str):
+    from operator import attrgetter
+
     from mlms_ir.ir.expr import add
 
-    return add(getattr(c, field) for c in nodes)
+    return add(list(map(attrgetter(field), nodes)))
 
 
 def symbolic_graph(graph: Graph) -> Graph:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 
 from mlms_ir.errors import InvalidModelError, MlmsIrError
 from mlms_ir.ir.dtypes import FLOAT_TYPES, INT_TYPES
@@ -325,7 +326,7 @@ def _producer(g: Graph, name: str) -> Node | None:
 
 
 def _sum_field(costs: list[NodeCost], name: str) -> int:
-    return add(getattr(c, name) for c in costs)
+    return add(list(map(attrgetter(name), costs)))
 
 
 def _sum_bytes(tensors: list[TensorInfo | None], unique: bool = False) -> int | None:

@@ -171,15 +171,15 @@ def find_blocks(graph: Graph, costs: dict[str, NodeCost]) -> list[Block]:
 
 
 def _make_block(name: str, instances: list[list[Node]], labels: list[str], costs: dict[str, NodeCost], found_by: str) -> Block:
-    members = [n for inst in instances for n in inst]
+    members = [costs[n.id] for inst in instances for n in inst]
     return Block(
         name=name,
         count=len(instances),
         nodes_per_block=len(instances[0]),
         op_types=dict(Counter(n.op_type for n in instances[0])),
-        macs=add(costs[n.id].macs for n in members),
-        flops=add(costs[n.id].flops for n in members),
-        params=sum(costs[n.id].params for n in members),
+        macs=add([c.macs for c in members]),
+        flops=add([c.flops for c in members]),
+        params=sum(c.params for c in members),
         instances=labels,
         found_by=found_by,
         members=[[n.id for n in inst] for inst in instances],
