@@ -273,3 +273,30 @@ def test_all_resolved_tells_every_output_typed_with_known_dims():
     assert not _all_resolved(graph(seq), frozenset({"n"}))
     unknown_dim = [typed[0], helper.make_tensor_value_info("b", TensorProto.FLOAT, [None, 4])]
     assert not _all_resolved(graph(unknown_dim), frozenset({"n"}))
+
+
+def test_depth_is_networkx_longest_path(cnn):
+    """structure.depth walks Graph.preds (the producers' positions, made with the nodes): the
+    number of nodes on networkx's longest path through the op nodes, on the CNN and on a branchy
+    graph whose file order is not an execution order."""
+    from mlms_ir.passes.structure import depth
+
+    branchy = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[2, 4] x) => (float[2, 4] y) {
+            y = Add(d, e)
+            e = Relu(c)
+            d = Sigmoid(a)
+            c = Tanh(b)
+            b = Neg(a)
+            a = Abs(x)
+        }
+    """)
+    for model in (cnn, branchy):
+        graph = Graph(model)
+        ops = graph.nx.subgraph([n.id for n in graph.nodes])
+        assert depth(graph) == len(nx.dag_longest_path(ops))
+        assert len(graph.preds) == len(graph.nodes)
+    graph = Graph(branchy)
+    assert depth(graph) == 5  # Abs, Neg, Tanh, Relu, Add
+    assert [graph.nodes[j].op_type for j in graph.preds[-1]] == ["Sigmoid", "Relu"]

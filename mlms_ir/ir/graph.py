@@ -327,9 +327,12 @@ class Graph:
         owners: list[Node] = []
         # The loop below runs once per node of a 200,000-node graph: locals, no property calls.
         producer, consumers, by_id, nodes = self._producer, self._consumers, self._by_id, self.nodes
+        position: dict[str, int] = {}  # tensor -> the position in ``nodes`` of its producer
+        preds: list[tuple[int, ...]] = []
         for i in order:
             p = raw_nodes[i]
             node = Node(f"{prefix}n{i}", i, p, self)
+            k = len(nodes)
             nodes.append(node)
             by_id[node.id] = node
             outputs = node.outputs
@@ -354,6 +357,7 @@ class Graph:
                         static.add(out)
             if local is not None:
                 local.update(o for o in outputs if o and o not in kinds)
+            reads = []
             for inp in inputs:
                 if inp:
                     users = consumers.get(inp)
@@ -361,9 +365,19 @@ class Graph:
                         consumers[inp] = [node]
                     else:
                         users.append(node)
+                    j = position.get(inp)
+                    if j is not None:
+                        reads.append(j)
+            preds.append(tuple(reads))
+            for out in outputs:
+                if out:
+                    position[out] = k
             if has_subgraph:
                 owners.append(node)
         self._kinds, self._owners = kinds, owners
+        #: For each node (by position in :attr:`nodes`), the positions of the nodes of this graph
+        #: that produce its inputs, in input order (graph inputs, weights and outer names left out).
+        self.preds: list[tuple[int, ...]] = preds
 
     def _build_tensors(self) -> None:
         """The tensors' facts (from the value infos, weights and inputs, with the kinds

@@ -87,20 +87,16 @@ def _subgraph_scale(costs: CostResult) -> dict[str, int]:
 
 def depth(graph: Graph) -> int:
     """Nodes on the longest path through the main graph."""
-    level: dict[str, int] = {}  # tensor -> nodes on the longest path to it (those of this graph)
-    get = level.get
+    level = [0] * len(graph.nodes)  # by position: nodes on the longest path to it (those of this graph)
     best = 0
-    for node in graph.nodes:  # in execution order: a tensor's producer comes before its readers
-        p = node.proto
+    for k, reads in enumerate(graph.preds):  # in execution order: a producer comes before its readers
         d = 0
-        for name in p.input:
-            v = get(name, 0)  # 0 for inputs, weights, outer names and absent ones ("")
+        for j in reads:
+            v = level[j]
             if v > d:
                 d = v
         d += 1
-        for out in p.output:
-            if out:
-                level[out] = d
+        level[k] = d
         if d > best:
             best = d
     return best
