@@ -12,6 +12,8 @@ from __future__ import annotations
 import ast
 import re
 from collections import Counter, defaultdict
+from itertools import chain
+from operator import attrgetter
 
 import numpy as np
 
@@ -22,6 +24,8 @@ from mlms_ir.passes.cost import CostResult
 from mlms_ir.results.analysis import Block, NodeCost, OpTypeStat, Structure
 
 MIN_BLOCK_NODES = 3
+_ID, _OP = attrgetter("id"), attrgetter("domain", "op_type")
+_MACS, _FLOPS, _PARAMS = attrgetter("macs"), attrgetter("flops"), attrgetter("params")
 MAX_METADATA_CHARS = 10_000  # longer scope metadata is not a module path: ignored
 
 
@@ -52,7 +56,7 @@ def structure(graph: Graph, costs: CostResult) -> Structure:
         node_count_with_subgraphs=len(costs.nodes),
         depth=depth(graph),
         op_types=op_types,
-        blocks=find_blocks(graph, by_id),
+        blocks=find_blocks(graph, by_id, costs.top),
         subgraphs=costs.subgraphs,
     )
 
@@ -150,7 +154,9 @@ def _pattern(names: list[str]) -> str:
     return generic.pop() if len(generic) == 1 else names[0]
 
 
-def find_blocks(graph: Graph, costs: dict[str, NodeCost]) -> list[Block]:
+def find_blocks(graph: Graph, costs: dict[str, NodeCost], top: list[NodeCost] | None = None) -> list[Block]:
+    """Repeated blocks of the main graph (see the module's doc). ``costs``: NodeCosts by id;
+    ``top``: the main graph's NodeCosts in the order of its nodes, when the caller has them."""
     scopes: dict[tuple[str, ...], list[Node]] = defaultdict(list)
     any_scope = False
     for node in graph.nodes:
@@ -161,21 +167,24 @@ def find_blocks(graph: Graph, costs: dict[str, NodeCost]) -> list[Block]:
             scopes[path[:k]].append(node)
     blocks = _scope_blocks(scopes, costs) if any_scope else []
     if not any_scope:
-        blocks = _tandem_blocks(graph, costs)
+        blocks = _tandem_blocks(graph, costs, top_costs=top)
     blocks.sort(key=lambda b: (-order_value(b.macs), -b.count * b.nodes_per_block, b.name))
     return blocks
 
 
-def _make_block(name: str, instances: list[list[Node]], labels: list[str], costs: dict[str, NodeCost], found_by: str) -> Block:
-    members = [costs[n.id] for inst in instances for n in inst]
+def _make_block(name: str, instances: list[list[Node]], labels: list[str], costs: dict[str, NodeCost], found_by: str,
+                members: list[NodeCost] | None = None) -> Block:
+    """A Block of ``instances``; ``members``: their NodeCosts in the same order, when the caller has them."""
+    if members is None:
+        members = list(map(costs.__getitem__, map(_ID, chain.from_iterable(instances))))  # C loops: 200,000 members
     return Block(
         name=name,
         count=len(instances),
         nodes_per_block=len(instances[0]),
         op_types=dict(Counter(n.op_type for n in instances[0])),
-        macs=add([c.macs for c in members]),
-        flops=add([c.flops for c in members]),
-        params=sum(c.params for c in members),
+        macs=add(list(map(_MACS, members))),
+        flops=add(list(map(_FLOPS, members))),
+        params=sum(map(_PARAMS, members)),
         instances=labels,
         found_by=found_by,
         members=[[n.id for n in inst] for inst in instances],
@@ -229,16 +238,19 @@ def _scope_blocks(scopes: dict[tuple[str, ...], list[Node]], costs: dict[str, No
     return out
 
 
-def _tandem_blocks(graph: Graph, costs: dict[str, NodeCost], max_period: int = 2000) -> list[Block]:
+def _tandem_blocks(graph: Graph, costs: dict[str, NodeCost], max_period: int = 2000, top_costs: list[NodeCost] | None = None) -> list[Block]:
     """Consecutive repeats of the op-type sequence (vectorised over candidate periods)."""
     nodes = graph.nodes
     n = len(nodes)
     if n < 2 * MIN_BLOCK_NODES:
         return []
-    codes: dict[tuple[str, str], int] = {}
-    seq = np.fromiter((codes.setdefault((x.domain, x.op_type), len(codes)) for x in nodes), dtype=np.int32, count=n)
+    op_keys = list(map(_OP, nodes))  # (domain, op type) of each node
+    codes = {op: k for k, op in enumerate(dict.fromkeys(op_keys))}
+    seq = np.fromiter(map(codes.__getitem__, op_keys), dtype=np.int32, count=n)
     best: tuple[int, int, int] | None = None  # (covered, period, start)
     for p in range(MIN_BLOCK_NODES, min(max_period, n // 2) + 1):
+        if best is not None and n // p * p <= best[0]:
+            continue  # a period p covers at most n // p whole repeats: it cannot beat the best (no compare made)
         eq = seq[:-p] == seq[p:]
         # the longest run of matches is at most their count: a period whose every match in one
         # run still could not cover more than the best so far is skipped before the run search
@@ -268,4 +280,8 @@ def _tandem_blocks(graph: Graph, costs: dict[str, NodeCost], max_period: int = 2
     ops = Counter(x.op_type for x in instances[0])
     top = ", ".join(f"{op}x{c}" if c > 1 else op for op, c in ops.most_common(4))
     labels = [f"{inst[0].id}..{inst[-1].id}" for inst in instances]
-    return [_make_block(f"repeat[{top}]", instances, labels, costs, "repeated op sequence")]
+    # the main graph's NodeCosts are in the order of its nodes (the cost pass walks them so)
+    aligned = top_costs is not None and len(top_costs) == n and all(
+        top_costs[k].id == nodes[k].id for k in (s, s + covered - 1))
+    members = top_costs[s:s + covered] if aligned else None  # type: ignore[index]
+    return [_make_block(f"repeat[{top}]", instances, labels, costs, "repeated op sequence", members)]
