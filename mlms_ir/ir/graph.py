@@ -508,6 +508,8 @@ class Graph:
 
     def all_subgraphs(self) -> Iterator[tuple[Node, str, Graph]]:
         """Every (owner node, attribute name, subgraph), nested ones included."""
+        if not self.subgraphs:
+            return  # none (an LLM's 200,000 nodes are not walked to find out)
         for node in self.nodes:
             for attr, sub in self.subgraphs.get(node.id, {}).items():
                 yield node, attr, sub

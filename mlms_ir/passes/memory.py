@@ -67,15 +67,18 @@ def memory(graph: Graph, costs: CostResult) -> MemoryResult:
     # the loops below run once per node or tensor of a 200,000-node graph: locals, no properties
     tensors = graph.tensors
     get_tensor = tensors.get
-    step = {node.id: i for i, node in enumerate(graph.nodes)}
     start: dict[str, int] = {name: 0 for name in graph.input_names}
+    last: dict[str, int] = {}  # tensor -> the last step of this graph that reads it
     for i, node in enumerate(graph.nodes):
+        for x in node.inputs:
+            last[x] = i
         for out in node.outputs:
             t = get_tensor(out) if out else None
             if t is not None and t.kind not in _STATIC_KINDS:
                 start.setdefault(out, i)
     # a tensor an If/Loop/Scan body reads from the outer scope lives until that node runs
     outer_reads: dict[str, int] = {}
+    step = {node.id: i for i, node in enumerate(graph.nodes)} if graph.subgraphs else {}
     for node_id, subs in graph.subgraphs.items():
         i = step[node_id]
         for sub in subs.values():
@@ -93,7 +96,6 @@ def memory(graph: Graph, costs: CostResult) -> MemoryResult:
         for t, c in terms(size):
             d[t] = d.get(t, 0) + sign * c
 
-    consumers = graph._consumers
     for name, s in start.items():
         t = get_tensor(name)
         size = t.sym_nbytes if t is not None else None
@@ -105,11 +107,7 @@ def memory(graph: Graph, costs: CostResult) -> MemoryResult:
         if name in outputs:
             end = n - 1
         else:
-            end = -1  # the last step that reads it (steps are >= 0)
-            for c in consumers.get(name, ()):
-                j = step.get(c.id)
-                if j is not None and j > end:
-                    end = j
+            end = last.get(name, -1)  # the last step that reads it (steps are >= 0)
             j = outer_reads.get(name)
             if j is not None and j > end:
                 end = j
