@@ -37,12 +37,12 @@ def _all_resolved(g: onnx.GraphProto, names: frozenset[str]) -> bool:
     name counts, as in :func:`complete_shapes`' table): the usual answer, found in one pass over
     the value infos without building their table. Each distinct type is looked at once (50,000
     nodes' value infos have a few dozen), told apart by its bytes."""
-    from mlms_ir.ir.graph import _type_key
+    from mlms_ir.ir.graph import type_key
 
     ok: dict[str, bool] = {}
     seen: dict[bytes, int] = {}  # type -> 0: not a tensor, 1: unresolved, 2: resolved
     for vi in itertools.chain(g.input, g.value_info, g.output):
-        key = _type_key(vi.SerializeToString())
+        key = type_key(vi.SerializeToString())
         state = seen.get(key)
         if state is None:
             tp = vi.type

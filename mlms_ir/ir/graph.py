@@ -597,7 +597,7 @@ def _put_value_info(tensors: dict[str, TensorInfo], vi: onnx.ValueInfoProto, kin
     equal types then share their shape tuple)."""
     facts = None
     if types is not None:
-        key = _type_key(vi.SerializeToString())
+        key = type_key(vi.SerializeToString())
         facts = types.get(key)
     if facts is None:
         tp = vi.type
@@ -609,7 +609,7 @@ def _put_value_info(tensors: dict[str, TensorInfo], vi: onnx.ValueInfoProto, kin
     tensors[name] = TensorInfo(name, facts[0], facts[1], kind, False, facts[2])
 
 
-def _type_key(data: bytes) -> bytes:
+def type_key(data: bytes) -> bytes:
     """A serialized ValueInfoProto less its name (field 1, which protobuf writes first): the bytes
     of its type and the rest, equal for equal types. (Reading ``vi.type`` to serialize it alone
     makes a message object per value info and costs twice as much.) Were the name not first, the
