@@ -212,8 +212,13 @@ def _str_keys(obj: Any) -> bool:
 FAST_COMPRESS_BYTES = 4 << 20
 
 
+def _level(size: int) -> int:
+    """The zlib level for ``size`` bytes of JSON (see :data:`FAST_COMPRESS_BYTES`)."""
+    return 1 if size > FAST_COMPRESS_BYTES else 6
+
+
 def _compress(data: bytes) -> bytes:
-    return zlib.compress(data, 1 if len(data) > FAST_COMPRESS_BYTES else 6)
+    return zlib.compress(data, _level(len(data)))
 
 
 def compress_json(chunks: Sequence[str]) -> bytes:
@@ -232,7 +237,7 @@ class JsonPacker:
     estimate will do) picks the level as :func:`_compress` does."""
 
     def __init__(self, size: int) -> None:
-        self._zlib = zlib.compressobj(1 if size > FAST_COMPRESS_BYTES else 6)
+        self._zlib = zlib.compressobj(_level(size))
         self._parts: list[bytes] = []
 
     def write(self, text: str) -> None:

@@ -46,12 +46,7 @@ def _all_resolved(g: onnx.GraphProto, names: frozenset[str]) -> bool:
         state = seen.get(key)
         if state is None:
             tp = vi.type
-            if tp.WhichOneof("value") != "tensor_type":
-                state = 0
-            else:
-                tt = tp.tensor_type
-                state = 2 if tt.HasField("shape") and all(
-                    d.WhichOneof("value") == "dim_value" or d.dim_param in names for d in tt.shape.dim) else 1
+            state = 0 if tp.WhichOneof("value") != "tensor_type" else 2 if _resolved(tp, names) else 1
             seen[key] = state
         if state:
             ok[vi.name] = state == 2

@@ -542,11 +542,6 @@ def _int_numel(shape: Shape | None) -> int | None:
     return n
 
 
-def _is_static(t: TensorInfo | None) -> bool:
-    """A known tensor whose value is fixed before any input arrives (:attr:`TensorInfo.is_static`)."""
-    return t is not None and t.kind in _STATIC_KINDS
-
-
 def _is_expr(d: object) -> bool:
     return d is not None and not isinstance(d, (int, str)) and hasattr(type(d), "free_symbols")
 
