@@ -29,10 +29,12 @@ VPY="$PEERS_VENV/bin/python"
 "$VPY" -m pip install --quiet --upgrade pip
 # numpy/tabulate/onnx are onnx-tool's requirements; onnxsim only declares onnx
 # but its model_info imports numpy.  No extras (they pull torch/transformers).
+# ml_dtypes<0.7 as mlms_ir's own install has it: 0.7.0 takes ~1 s to import (onnx imports it),
+# which would slow every peer run by as much and flatter mlms_ir in the comparison.
 "$VPY" -m pip install --quiet \
     "onnx-tool==${ONNX_TOOL_VERSION}" \
     "onnxsim==${ONNXSIM_VERSION}" \
-    numpy tabulate
+    "ml_dtypes<0.7" numpy tabulate
 
 if "$VPY" -c "import importlib.util,sys; sys.exit(0 if importlib.util.find_spec('torch') else 1)"; then
     echo "ERROR: torch is installed in $PEERS_VENV; onnxsim would import it." >&2
@@ -45,7 +47,7 @@ fi
 import importlib.metadata as md
 import onnx, onnx_tool
 from onnxsim.model_info import ModelInfo  # noqa: F401
-for p in ("onnx", "onnx-tool", "onnxsim", "numpy"):
+for p in ("onnx", "onnx-tool", "onnxsim", "numpy", "ml_dtypes"):
     print(f"{p}=={md.version(p)}")
 EOF
 
