@@ -69,6 +69,9 @@ DEFAULT_MIN_QUERIES = {"singlestream": 100, "multistream": 662, "offline": 1}
 QUERY_CAP_FACTOR = 2.0
 #: Offline's query holds this many times the samples per second a short pilot test served.
 OFFLINE_MARGIN = 2.0
+#: An Offline query sized by mlms_ir that still ends before the minimum duration (the machine
+#: sped up after the pilot) is sized again from what it served, at most this many times.
+OFFLINE_RESIZES = 3
 #: Python's GIL switch interval while LoadGen runs (its default, 5 ms, shows up in Server's p99).
 SWITCH_INTERVAL_S = 1e-4
 
@@ -630,6 +633,14 @@ def offline_pilot(lg: Any, server: Batcher, plan: Plan, cal: Calibration, log_di
     return float(_round_qps(OFFLINE_MARGIN * rate)) if rate else max(1.0, cal.capacity_qps * 1.5)
 
 
+def resized_offline_qps(asked: float, out: Outcome) -> float:
+    """The expected QPS of Offline's query after one sized at ``asked`` ended before the minimum
+    duration: twice what that query served, and at least twice ``asked`` (a query of one sample
+    serves too little to measure a rate)."""
+    rate = _number(out.detail.get("result_samples_per_second")) or 0.0
+    return float(_round_qps(max(2.0 * asked, OFFLINE_MARGIN * rate)))
+
+
 def _round_qps(q: float) -> float:
     """Three significant digits: probes read 1230, not 1234.5678."""
     if q <= 0 or not math.isfinite(q):
@@ -771,11 +782,19 @@ def _run_one(lg, be, rec: ScenarioRecord, g1: Graph, gb: Graph | None, samples: 
                 else:
                     rec.peak_qps = float(best.asked["server_target_qps"])
             else:
-                if plan.scenario == "offline" and plan.target_qps is None:
+                sized = plan.scenario == "offline" and plan.target_qps is None
+                if sized:
                     bar.advance(0, note=f"{rec.backend}: sizing Offline's query")
                     plan = Plan(**{**plan.__dict__, "target_qps": offline_pilot(lg, server, plan, cal, where / "pilot")})
                 bar.advance(0, note=f"{rec.backend}: LoadGen {plan.duration_s:g} s")
-                fill_record(rec, run_loadgen(lg, server, plan, cal, where), plan)
+                out = run_loadgen(lg, server, plan, cal, where)
+                for _ in range(OFFLINE_RESIZES if sized else 0):  # a user's own --target-qps is kept as asked
+                    if out.detail.get("result_min_duration_met") is not False:
+                        break
+                    plan = Plan(**{**plan.__dict__, "target_qps": resized_offline_qps(plan.target_qps, out)})
+                    bar.advance(0, note=f"{rec.backend}: query ended early, resized to {plan.target_qps:g} QPS")
+                    out = run_loadgen(lg, server, plan, cal, where)
+                fill_record(rec, out, plan)
         finally:
             if sb is not None:
                 sb.close()

@@ -112,6 +112,45 @@ def test_each_scenario_runs_and_parses(scenario):
 
 
 @needs_loadgen
+def test_an_offline_query_that_ends_early_is_sized_again(monkeypatch):
+    """A pilot that says far too few samples a second (a machine busy during it) sizes a query that
+    ends before the minimum duration: mlms_ir sizes it again from what it served, and the run is
+    valid; LoadGen's own verdict on each try decides."""
+    import mlms_ir.scenarios as sc
+
+    asked = []
+    real = sc.run_loadgen
+
+    def spy(lg, server, plan, cal, log_dir):
+        asked.append(plan.target_qps)
+        out = real(lg, server, plan, cal, log_dir)
+        asked.append(out.detail.get("result_min_duration_met"))
+        return out
+
+    monkeypatch.setattr(sc, "offline_pilot", lambda *a, **k: 1.0)  # one sample: done in a millisecond
+    monkeypatch.setattr(sc, "run_loadgen", spy)
+    rec = one(run_scenarios(MODEL, ["ort"], scenario="offline", duration_s=0.1, system=False))
+    assert asked[:2] == [1.0, False]  # the query sized by the pilot ended early ...
+    assert asked[2] >= 2.0 and asked[-1] is True  # ... and was sized again until it lasted
+    assert rec.valid is True, rec.invalid_reasons
+    assert rec.target_qps == asked[-2]  # the record shows the size that ran
+    assert rec.samples_per_query > 1
+
+
+@needs_loadgen
+def test_a_given_offline_target_is_run_as_given(monkeypatch):
+    """A --target-qps the user gave is LoadGen's setting: too low, the run is invalid, not resized."""
+    import mlms_ir.scenarios as sc
+
+    calls = []
+    real = sc.run_loadgen
+    monkeypatch.setattr(sc, "run_loadgen", lambda *a: calls.append(a[2].target_qps) or real(*a))
+    rec = one(run_scenarios(MODEL, ["ort"], scenario="offline", target_qps=1.0, duration_s=0.1, system=False))
+    assert calls == [1.0]
+    assert rec.valid is False and "minimum duration not met" in rec.invalid_reasons
+
+
+@needs_loadgen
 def test_a_model_with_a_fixed_batch_runs_one_sample_at_a_time(tmp_path):
     path = tmp_path / "fixed.onnx"
     onnx.save(onnx.parser.parse_model("""
