@@ -403,3 +403,37 @@ def test_torch_runs_in_process_once_this_process_has_used_its_threads(monkeypatc
     r = runner.run_backends(str(builtin_path()), ["ort", "torch"], batches=[16], iterations=3, warmup=1, system=False)
     assert [(x.backend, x.status) for x in r.runs] == [("ort", "ok"), ("torch", "ok")], [x.error for x in r.runs]
     assert isolated == ["ort"] and r.runs[1].outputs_agree
+
+
+def _with_bad_text(field: str) -> bytes:
+    """A small model whose ``field`` name is not valid UTF-8: the same-length ASCII name in the
+    serialised file overwritten with bytes no UTF-8 text holds."""
+    inner = helper.make_graph([helper.make_node("Relu", ["x"], ["r"], name="INNERNODE")], "body", [],
+                              [helper.make_tensor_value_info("r", TensorProto.FLOAT, [2])])
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="NODENAME1"),
+             helper.make_node("If", ["c"], ["z"], then_branch=inner, else_branch=inner, name="IFNODE")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]),
+                                       helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2]),
+                           helper.make_tensor_value_info("z", TensorProto.FLOAT, [2])])
+    data = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    marker = {"node": b"NODENAME1", "subgraph node": b"INNERNODE"}[field]
+    assert data.count(marker) >= 1
+    return data.replace(marker, b"\xff\xfe" + marker[2:])
+
+
+@pytest.mark.parametrize("field", ["node", "subgraph node"])
+def test_names_that_are_not_text_are_refused_from_every_source(tmp_path, field):
+    """Protobuf hands back bytes for a string field that is not UTF-8: the loader refuses the
+    model with one sentence, whether it comes from a file, bytes or a ModelProto parsed elsewhere."""
+    from mlms_ir.errors import ModelLoadError
+
+    data = _with_bad_text(field)
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(data)
+    proto = onnx.ModelProto()
+    proto.ParseFromString(data)
+    for source in (path, data, proto):
+        with pytest.raises(ModelLoadError, match="not valid UTF-8 text"):
+            mlms_ir.load(source)
+    _one_line(_cli("analyze", str(path)), "not valid UTF-8 text")

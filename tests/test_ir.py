@@ -73,6 +73,37 @@ def test_unsorted_nodes_are_put_in_execution_order():
     g = mlms_ir.load(m)
     assert [n.op_type for n in g.nodes] == ["Relu", "Neg"]
     assert g.tensor("z").shape == (2,)
+    _facts_match_protos(g)
+
+
+def _facts_match_protos(g) -> None:
+    """Each Node's op type, domain, name and tensor names are its own proto's (the loader reads
+    them once, before sorting or inlining, and hands them on)."""
+    for n in g.nodes:
+        p = n.proto
+        assert (n.op_type, n.domain, n.name, n.inputs, n.outputs) == (
+            p.op_type, "" if p.domain == "ai.onnx" else p.domain, p.name, tuple(p.input), tuple(p.output))
+
+
+def test_sorted_nodes_keep_their_own_facts():
+    """A shuffled graph of named nodes: after sorting, every Node's facts are its proto's."""
+    m = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[2] x) => (float[2] z, float[2] w) {
+      a = Relu (x)
+      b = Neg (a)
+      c = Add (a, b)
+      z = Sigmoid (c)
+      w = Abs (b)
+    }""")
+    nodes = list(m.graph.node)
+    for i, n in enumerate(nodes):
+        n.name = f"node{i}"
+    del m.graph.node[:]
+    m.graph.node.extend([nodes[i] for i in (4, 2, 0, 3, 1)])
+    g = mlms_ir.load(m)
+    _facts_match_protos(g)
+    assert [n.name for n in g.nodes].index("node0") == 0 and g.tensor("z").shape == (2,)
 
 
 def test_bindings_input_shape_dims_and_batch(cnn):
@@ -177,6 +208,7 @@ def test_local_functions_are_inlined():
     g = mlms_ir.load(m)
     assert [n.op_type for n in g.nodes] == ["Relu", "Relu"]
     assert any("inlined" in w for w in g.warnings)
+    _facts_match_protos(g)
 
 
 def test_strict_inference_failure_is_an_error_unless_lenient():

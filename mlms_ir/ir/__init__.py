@@ -13,7 +13,7 @@ from mlms_ir.errors import InvalidModelError
 from mlms_ir.ir.gc_pause import paused_gc
 from mlms_ir.ir.graph import Graph, Node, TensorInfo, topological_order
 from mlms_ir.ir.guard import check_allocation
-from mlms_ir.ir.load import LoadedModel, ModelSource, read_model, read_small_external_ints
+from mlms_ir.ir.load import LoadedModel, ModelSource, NodeRow, node_rows, nodes_holding, read_model, read_small_external_ints
 from mlms_ir.ir.shapes import Bindings, Dims, InputShapes, apply_bindings, parse_bindings, parse_input_values, start_infer_shapes
 
 __all__ = ["Bindings", "Graph", "LoadedModel", "Node", "TensorInfo", "load", "parse_bindings"]
@@ -69,6 +69,8 @@ def _load(
         source = loaded_from.path or loaded_from.source if loaded_from is not None else source.model
     loaded = read_model(source)
     model = loaded.model
+    rows = loaded.node_rows
+    loaded.node_rows = None  # read once, for the checks and the Graph below
     warnings: list[str] = []
     if model.functions:
         try:
@@ -78,14 +80,17 @@ def _load(
             warnings.append(f"inlined {len(loaded.model.functions)} model-local function(s) before analysis")
         except Exception as exc:  # noqa: BLE001 - onnx's C++ inliner raises various types
             raise InvalidModelError(f"cannot inline the model's local functions: {' '.join(str(exc).split())}") from exc
-    nested = _check_counts(model)
+        rows = node_rows(model.graph)
+        if rows is None:  # the inliner writes text: not expected
+            raise InvalidModelError("the model's local functions inline to names that are not valid UTF-8 text")
+    nested = _check_counts(model, rows)
     bindings = parse_bindings(input_shapes, batch, dims)
     bindings.input_values = parse_input_values(input_values)
     if loaded.path is not None and loaded.external_data_bytes:
         # shapes, axes and small index tables stored externally: data propagation needs their values
-        read_small_external_ints(model, loaded.path.parent, _INT_KEEP_BYTES)
-    hides = _strip_weight_data(model.graph)
-    _sort_nodes(model, nested)
+        read_small_external_ints(model, loaded.path.parent, _INT_KEEP_BYTES, rows)
+    hides = _strip_weight_data(model.graph, rows)
+    rows = _sort_nodes(model, rows, nested)
     from mlms_ir.ir.symbolic import name_anonymous_dims
 
     name_anonymous_dims(model)
@@ -101,10 +106,10 @@ def _load(
     graph = None
     try:
         # while ONNX's inference runs in its child: the attribute checks, and the graph's nodes
-        _check_nodes(model)
+        _check_nodes(model, rows)
         if not nested:
             graph = Graph(model, source=source_name, ordered=True, loaded=loaded, bindings=bindings, warnings=warnings,
-                          types_pending=True)
+                          types_pending=True, node_rows=rows)
         body, inference_warnings = pending.result()
     finally:
         pending.cancel()
@@ -125,7 +130,8 @@ def _load(
         # 200,000-node graph's proto (hundreds of MB) less for the rest of the analysis.
         loaded.model = inferred
         del model
-        graph = Graph(inferred, source=source_name, ordered=True, loaded=loaded, bindings=bindings, warnings=warnings)
+        graph = Graph(inferred, source=source_name, ordered=True, loaded=loaded, bindings=bindings, warnings=warnings,
+                      node_rows=rows)  # inference keeps the nodes as they were sent
     if bindings.input_values:
         _check_input_values(graph, bindings.input_values)
     if leftover or bindings.input_values:
@@ -204,15 +210,16 @@ def _is_stripped(t: onnx.TensorProto) -> bool:
         e.key == "location" and e.value == STRIPPED_LOCATION for e in t.external_data)
 
 
-def _strip_weight_data(g: onnx.GraphProto) -> bool:
+def _strip_weight_data(g: onnx.GraphProto, rows: list[NodeRow] | None = None) -> bool:
     """Strip the embedded data of ``g``'s weights and Constants (subgraphs included) as
     :func:`_strip_tensor` does; returns whether one of them is a tensor :func:`_hides` (then
-    :func:`_hide_stripped_values` has work: this walk has looked at every one already)."""
+    :func:`_hide_stripped_values` has work: this walk has looked at every one already).
+    ``rows``: ``g``'s :func:`~mlms_ir.ir.load.node_rows`, when the caller has them."""
     hides = False
     for t in g.initializer:
         _strip_tensor(t)
         hides = hides or _hides(t)
-    for n in g.node:
+    for n in nodes_holding(g, rows):
         for a in n.attribute:
             if a.type == onnx.AttributeProto.TENSOR and n.op_type == "Constant" and n.domain in ("", "ai.onnx"):
                 _strip_tensor(a.t)
@@ -345,13 +352,14 @@ def _hide_stripped_values(model: onnx.ModelProto, candidates: bool = True) -> _H
     return hidden
 
 
-def _sort_nodes(model: onnx.ModelProto, nested: bool = True) -> None:
+def _sort_nodes(model: onnx.ModelProto, rows: list[NodeRow], nested: bool = True) -> list[NodeRow]:
     """Put the main graph's nodes in execution order (shape inference needs it); rejects cycles.
+    ``rows``: the nodes as read (:func:`~mlms_ir.ir.load.node_rows`); returned in the new order.
     ``nested``: whether a node of the main graph holds a subgraph (whose outer names order it too)."""
     g = model.graph
     available = {vi.name for vi in g.input} | {i.name for i in g.initializer} | {s.values.name for s in g.sparse_initializer}
-    if not nested and _in_order(g.node, available):
-        return
+    if not nested and _in_order(rows, available):
+        return rows
     order = topological_order(list(g.node), available, set(), "the main graph")
     if order != list(range(len(order))):
         nodes = [g.node[i] for i in order]
@@ -360,19 +368,21 @@ def _sort_nodes(model: onnx.ModelProto, nested: bool = True) -> None:
             c.CopyFrom(n)
         del g.node[:]
         g.node.extend(copies)
+        rows = [rows[i] for i in order]
+    return rows
 
 
-def _in_order(nodes, available: set[str]) -> bool:
-    """Whether ``nodes`` (none holding a subgraph) are in execution order already, each tensor
+def _in_order(rows: list[NodeRow], available: set[str]) -> bool:
+    """Whether the nodes (none holding a subgraph) are in execution order already, each tensor
     defined once: one pass over the names (most files are). False sends the caller to
     :func:`topological_order`, which sorts them or names what is wrong."""
     defined = set(available)
     add = defined.add
-    for n in nodes:
-        for x in n.input:
+    for row in rows:
+        for x in row[3]:
             if x and x not in defined:
                 return False
-        for out in n.output:
+        for out in row[4]:
             if out:
                 if out in defined:
                     return False
@@ -393,28 +403,25 @@ def _all_nodes(graph: onnx.GraphProto):
 ANALYSIS_BYTES_PER_NODE = 3 << 10
 
 
-def _check_counts(model: onnx.ModelProto) -> bool:
+def _check_counts(model: onnx.ModelProto, rows: list[NodeRow]) -> bool:
     """Sizes a model declares must fit the memory budget before the passes build anything from
     them: the node count (:data:`ANALYSIS_BYTES_PER_NODE` each, subgraphs included), and
     attributes that size a per-node list must fit the node (a Scan's ``num_scan_inputs`` of 2**31
     would make a 16 GB list before any other check fails). Returns whether a node of the main
     graph holds a subgraph."""
-    count = 0
+    count = len(rows)
     nested = False
     top = model.graph.node
-    for node in top:
-        count += 1
-        if node.attribute and any(a.type in _GRAPH_TYPES for a in node.attribute):
+    for i, (op_type, domain, _name, _ins, _outs, holds, _tensors) in enumerate(rows):
+        if holds:
             nested = True
-            for sub in _all_nodes_below(node):
+            for sub in _all_nodes_below(top[i]):
                 count += 1
                 _check_scan(sub)
-        _check_scan(node)
+        if op_type == "Scan" and domain == "":
+            _check_scan(top[i])
     check_allocation(f"analysing a graph of {count:,} nodes", count * ANALYSIS_BYTES_PER_NODE)
     return nested
-
-
-_GRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
 
 
 def _all_nodes_below(node: onnx.NodeProto):
@@ -435,30 +442,33 @@ def _check_scan(node: onnx.NodeProto) -> None:
             raise InvalidModelError(f"Scan node {label} declares {n} scan inputs but has {len(node.input)} inputs")
 
 
-def _check_nodes(model: onnx.ModelProto) -> None:
-    """Check attributes of every node whose op ONNX knows (types, required attributes)."""
+def _check_nodes(model: onnx.ModelProto, rows: list[NodeRow]) -> None:
+    """Check attributes of every node whose op ONNX knows (types, required attributes).
+    ``rows``: the main graph's nodes as read (:func:`~mlms_ir.ir.load.node_rows`), in order."""
     ctx = onnx.checker.C.CheckerContext()
     ctx.ir_version = model.ir_version
-    ctx.opset_imports = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import}
+    opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import}
+    ctx.opset_imports = opsets
     lex = onnx.checker.C.LexicalScopeContext()
-    known = {"", "ai.onnx", "ai.onnx.ml"}
-    for i, node in enumerate(model.graph.node):
-        if node.domain not in known:
-            continue
-        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+    check = onnx.checker.C.check_node
+    known_ops: dict[tuple[str, str], bool] = {}  # (op type, domain) -> whether ONNX defines it
+    for i, (node, (op_type, domain, name, _ins, _outs, holds, _tensors)) in enumerate(zip(model.graph.node, rows)):
+        if holds:
             continue  # subgraphs are checked by shape inference, which knows their outer scope
-        domain = "" if node.domain == "ai.onnx" else node.domain
-        version = ctx.opset_imports.get(domain, 0)
-        try:
-            known_op = onnx.defs.has(node.op_type, version, domain)
-        except (TypeError, ValueError, UnicodeError) as exc:
-            raise InvalidModelError(f"node #{i} has an unreadable op type or domain ({exc.__class__.__name__})") from exc
+        if domain and domain != "ai.onnx.ml":
+            continue
+        known_op = known_ops.get((op_type, domain))
+        if known_op is None:
+            try:
+                known_op = known_ops[(op_type, domain)] = onnx.defs.has(op_type, opsets.get(domain, 0), domain)
+            except (TypeError, ValueError, UnicodeError) as exc:
+                raise InvalidModelError(f"node #{i} has an unreadable op type or domain ({exc.__class__.__name__})") from exc
         if not known_op:
             continue  # unknown op: reported by the analysis, not fatal
-        if node.op_type == "Constant" and any(_is_stripped(a.t) for a in node.attribute if a.type == onnx.AttributeProto.TENSOR):
+        if op_type == "Constant" and any(_is_stripped(a.t) for a in node.attribute if a.type == onnx.AttributeProto.TENSOR):
             continue  # its value was stripped above (only its dims matter); the checker would look for the data file
         try:
-            onnx.checker.C.check_node(node.SerializeToString(), ctx, lex)
+            check(node.SerializeToString(), ctx, lex)
         except Exception as exc:  # noqa: BLE001 - ValidationError and friends
-            label = f"'{node.name}' ({node.op_type})" if node.name else f"#{i} ({node.op_type})"
+            label = f"'{name}' ({op_type})" if name else f"#{i} ({op_type})"
             raise InvalidModelError(f"node {label} is invalid: {' '.join(str(exc).split())}") from exc

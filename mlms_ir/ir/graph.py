@@ -23,6 +23,8 @@ from onnx import helper, numpy_helper
 if TYPE_CHECKING:
     import networkx as nx
 
+    from mlms_ir.ir.load import NodeRow
+
 from mlms_ir.errors import InvalidModelError
 from mlms_ir.ir.dtypes import dtype_name, nbytes
 
@@ -174,11 +176,15 @@ class Node:
 
     __slots__ = ("id", "index", "proto", "graph", "op_type", "name", "domain", "inputs", "outputs", "_attrs")
 
-    def __init__(self, id: str, index: int, proto: onnx.NodeProto, graph: Graph) -> None:
+    def __init__(self, id: str, index: int, proto: onnx.NodeProto, graph: Graph, row: NodeRow | None = None) -> None:
         self.id = id
         self.index = index
         self.proto = proto
         self.graph = graph
+        self._attrs: dict[str, Any] | None = None
+        if row is not None:  # read already, by the loader's check of the file's text
+            self.op_type, self.domain, self.name, self.inputs, self.outputs = row[:5]
+            return
         self.op_type: str = intern(proto.op_type)
         self.name: str = proto.name
         d = proto.domain
@@ -188,7 +194,6 @@ class Node:
         self.inputs: tuple[str, ...] = tuple(map(intern, proto.input))
         #: The output names, ``""`` for an omitted optional output.
         self.outputs: tuple[str, ...] = tuple(map(intern, proto.output))
-        self._attrs: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"Node(id={self.id!r}, index={self.index}, op_type={self.op_type!r}, name={self.name!r})"
@@ -239,9 +244,12 @@ class Graph:
         bindings: Any = None,
         warnings: list[str] | None = None,
         types_pending: bool = False,
+        node_rows: list[NodeRow] | None = None,
     ) -> None:
         # types_pending: build the nodes only; :meth:`_build_tensors` completes the graph once the
-        # model's value infos are in place (what :func:`mlms_ir.load` does while inference runs)
+        # model's value infos are in place (what :func:`mlms_ir.load` does while inference runs).
+        # node_rows: the nodes as the loader read them (:func:`~mlms_ir.ir.load.node_rows`), one
+        # per node of the (ordered) graph, so that no proto field is read twice
         self.model = model
         #: Provenance, set by :func:`mlms_ir.load`: the :class:`~mlms_ir.ir.load.LoadedModel` (file,
         #: weights), the :class:`~mlms_ir.ir.shapes.Bindings` applied, and the loader's warnings.
@@ -264,7 +272,7 @@ class Graph:
         self._nx: nx.MultiDiGraph | None = None
         #: Set by :func:`mlms_ir.ir.symbolic.resolve` once every dim is an exact expression.
         self.symbolic = None
-        self._build_nodes()
+        self._build_nodes(node_rows)
         if not types_pending:
             self._build_tensors()
 
@@ -273,7 +281,7 @@ class Graph:
     # constant or derived from weights), then its tensors' facts from the value infos, then its
     # subgraphs (which look up the outer tensors). :func:`mlms_ir.load` takes the first step while
     # ONNX's shape inference runs in its child, and the second once the inferred types are back.
-    def _build_nodes(self) -> None:
+    def _build_nodes(self, rows: list[NodeRow] | None = None) -> None:
         """Nodes, producers, consumers and the kinds of their outputs; no tensor facts yet."""
         g = self.proto
         init_names = set()
@@ -305,6 +313,8 @@ class Graph:
             order = range(len(raw_nodes))
         else:
             order = topological_order(raw_nodes, set(self.input_names) | init_names, self._outer_names(), self.label)
+        if rows is not None and (not self._ordered or len(rows) != len(raw_nodes)):
+            raise ValueError("node_rows must hold one row per node of an ordered graph")
         # What a tensor's kind would be when a node reads it: stored weights and the outputs of
         # Constants and of weight-only nodes are static; a subgraph's other names are its own
         # activations and inputs, or else the outer scope's (complete by the time a subgraph is built).
@@ -331,7 +341,14 @@ class Graph:
         preds: list[tuple[int, ...]] = []
         for i in order:
             p = raw_nodes[i]
-            node = Node(f"{prefix}n{i}", i, p, self)
+            if rows is None:
+                node = Node(f"{prefix}n{i}", i, p, self)
+                attributes = p.attribute
+                has_subgraph = bool(attributes) and any(a.type in _GRAPH_ATTRS for a in attributes)
+            else:
+                row = rows[i]
+                node = Node(f"{prefix}n{i}", i, p, self, row)
+                has_subgraph = row[5]
             k = len(nodes)
             nodes.append(node)
             by_id[node.id] = node
@@ -339,8 +356,6 @@ class Graph:
             for out in outputs:
                 if out:
                     producer[out] = node
-            attributes = p.attribute
-            has_subgraph = bool(attributes) and any(a.type in _GRAPH_ATTRS for a in attributes)
             op_type, inputs = node.op_type, node.inputs
             kind: TensorKind | None = None
             if op_type == "Constant" and node.domain == "":

@@ -9,8 +9,9 @@ of a few KiB (shapes, axes), whose values shape inference needs.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from sys import intern
 
 import onnx
 from google.protobuf.message import DecodeError
@@ -33,6 +34,16 @@ class LoadedModel:
     #: What the model was loaded from (the caller's path, bytes or ModelProto, never modified):
     #: backends execute this, since analysis drops embedded weight data from ``model``.
     source: ModelSource | None = None
+    #: The main graph's nodes as :func:`node_rows` read them while checking their text, for the
+    #: loader's checks and the Graph's nodes (each proto field is read once); :func:`mlms_ir.load`
+    #: drops them once its Graph is built.
+    node_rows: list[NodeRow] | None = field(default=None, repr=False)
+
+
+#: A node as read once from its proto: op type, domain (``""`` for ``ai.onnx``), name, input and
+#: output names (interned: one string per tensor however many nodes name it), whether an
+#: attribute holds a subgraph, and whether one holds a tensor.
+NodeRow = tuple[str, str, str, tuple[str, ...], tuple[str, ...], bool, bool]
 
 
 def read_model(source: ModelSource) -> LoadedModel:
@@ -47,24 +58,31 @@ def read_model(source: ModelSource) -> LoadedModel:
         model.CopyFrom(source)
         name = model.graph.name or "model"
         size = None
+        where = "the given ModelProto"
     elif isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
-        model = _parse(data, "the given bytes")
+        where = "the given bytes"
+        model = _parse(data, where)
         name = model.graph.name or "model"
         size = len(data)
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         data = _read_file(path)
-        model = _parse(data, f"'{path}'")
+        where = f"'{path}'"
+        model = _parse(data, where)
         name = path.name
         size = len(data)
     else:
         raise ModelLoadError(
             f"cannot load a model from a {type(source).__name__}; give a path, bytes or an onnx.ModelProto"
         )
+    rows = node_rows(model.graph)
+    if rows is None or not all(isinstance(o.domain, str) for o in model.opset_import):
+        raise ModelLoadError(f"{where} holds names that are not valid UTF-8 text; the file is corrupt")
     _check_header(model, name)
-    ext = check_external_data(model, path.parent if path is not None else None)
-    return LoadedModel(model=model, path=path, name=name, file_bytes=size, external_data_bytes=ext, source=source)
+    ext = check_external_data(model, path.parent if path is not None else None, rows)
+    return LoadedModel(model=model, path=path, name=name, file_bytes=size, external_data_bytes=ext, source=source,
+                       node_rows=rows)
 
 
 def _read_file(path: Path) -> bytes:
@@ -92,13 +110,61 @@ def _parse(data: bytes, where: str) -> onnx.ModelProto:
         ) from exc
     if model.ir_version <= 0 or not model.HasField("graph"):
         raise ModelLoadError(f"{where} is not an ONNX model (no IR version or no graph in it)")
-    if not _text_is_valid(model.graph) or not all(isinstance(o.domain, str) for o in model.opset_import):
-        raise ModelLoadError(f"{where} holds names that are not valid UTF-8 text; the file is corrupt")
     return model
 
 
-def _text_is_valid(g: onnx.GraphProto) -> bool:
-    """Protobuf hands back bytes, not str, for string fields that are not valid UTF-8."""
+_GRAPH = onnx.AttributeProto.GRAPH
+_GRAPHS = onnx.AttributeProto.GRAPHS
+_TENSOR_TYPES = (onnx.AttributeProto.TENSOR, onnx.AttributeProto.TENSORS)
+
+
+def node_rows(g: onnx.GraphProto) -> list[NodeRow] | None:
+    """``g``'s nodes as :data:`NodeRow` s, or None when some name in ``g`` or its subgraphs is not
+    text: protobuf hands back bytes, not str, for string fields that are not valid UTF-8."""
+    if not _names_are_text(g):
+        return None
+    rows: list[NodeRow] = []
+    add = rows.append
+    for n in g.node:
+        name, domain = n.name, n.domain
+        try:  # intern refuses bytes: it checks each name as it reads it
+            op_type = intern(n.op_type)
+            domain = "" if domain == "ai.onnx" else intern(domain)
+            inputs = tuple(map(intern, n.input))
+            outputs = tuple(map(intern, n.output))
+        except TypeError:
+            return None
+        if type(name) is not str:
+            return None
+        nested = tensors = False
+        for a in n.attribute:
+            if type(a.name) is not str:
+                return None
+            t = a.type
+            if t == _GRAPH:
+                nested = True
+                if node_rows(a.g) is None:
+                    return None
+            elif t == _GRAPHS:
+                nested = True
+                if not all(node_rows(sg) is not None for sg in a.graphs):
+                    return None
+            elif t in _TENSOR_TYPES:
+                tensors = True
+        add((op_type, domain, name, inputs, outputs, nested, tensors))
+    return rows
+
+
+def nodes_holding(g: onnx.GraphProto, rows: list[NodeRow] | None) -> list[onnx.NodeProto]:
+    """The nodes of ``g`` with a tensor or a subgraph among their attributes, as ``rows`` (``g``'s
+    :func:`node_rows`) tell; every node of ``g`` without them."""
+    if rows is None:
+        return list(g.node)
+    return [n for n, r in zip(g.node, rows) if r[5] or r[6]]
+
+
+def _names_are_text(g: onnx.GraphProto) -> bool:
+    """The names of ``g`` itself, its values and initializers are str (its nodes: :func:`node_rows`)."""
     if not isinstance(g.name, str):
         return False
     for vi in list(g.input) + list(g.output) + list(g.value_info):
@@ -109,19 +175,6 @@ def _text_is_valid(g: onnx.GraphProto) -> bool:
     for t in g.initializer:
         if not isinstance(t.name, str):
             return False
-    join = "".join  # refuses bytes: one C call checks a node's names (not a generator per node)
-    for n in g.node:
-        try:
-            join((n.op_type, n.domain, n.name, *n.input, *n.output))
-        except TypeError:
-            return False
-        for a in n.attribute:
-            if not isinstance(a.name, str):
-                return False
-            if a.type == onnx.AttributeProto.GRAPH and not _text_is_valid(a.g):
-                return False
-            if a.type == onnx.AttributeProto.GRAPHS and not all(_text_is_valid(sg) for sg in a.graphs):
-                return False
     return True
 
 
@@ -149,16 +202,18 @@ def _check_header(model: onnx.ModelProto, name: str) -> None:
             raise InvalidModelError(f"'{name}' imports ai.onnx.ml opset {op.version}, which does not exist")
 
 
-def _external_tensors(model: onnx.ModelProto):
-    """Every TensorProto with external data, in the main graph, subgraphs and attributes."""
+def _external_tensors(model: onnx.ModelProto, rows: list[NodeRow] | None = None):
+    """Every TensorProto with external data, in the main graph, subgraphs and attributes.
+    ``rows``: the main graph's :func:`node_rows` (then only the nodes they say hold a tensor or a
+    subgraph are looked into)."""
 
-    def from_graph(g: onnx.GraphProto):
+    def from_graph(g: onnx.GraphProto, rows: list[NodeRow] | None = None):
         for t in g.initializer:
             yield t
         for s in g.sparse_initializer:
             yield s.values
             yield s.indices
-        for n in g.node:
+        for n in nodes_holding(g, rows):
             for a in n.attribute:
                 if a.type == onnx.AttributeProto.TENSOR:
                     yield a.t
@@ -170,21 +225,23 @@ def _external_tensors(model: onnx.ModelProto):
                     for sg in a.graphs:
                         yield from from_graph(sg)
 
-    for t in from_graph(model.graph):
+    for t in from_graph(model.graph, rows):
         if t.data_location == onnx.TensorProto.EXTERNAL:
             yield t
 
 
-def read_small_external_ints(model: onnx.ModelProto, base_dir: Path | None, limit: int) -> int:
+def read_small_external_ints(model: onnx.ModelProto, base_dir: Path | None, limit: int,
+                             rows: list[NodeRow] | None = None) -> int:
     """Read, into the model, the data of every external integer scalar or 1-D tensor of at most
     ``limit`` bytes (shapes, axes, small index tables: ONNX's data propagation needs their values,
     and fails on external ones). Locations must have passed :func:`check_external_data`; nothing
-    else is read. Returns how many tensors were read."""
+    else is read. ``rows``: the main graph's :func:`node_rows`, when the caller has them. Returns
+    how many tensors were read."""
     if base_dir is None:
         return 0
     base_real = Path(os.path.realpath(base_dir))
     count = 0
-    for t in list(_external_tensors(model)):
+    for t in list(_external_tensors(model, rows)):
         if len(t.dims) > 1 or t.data_type not in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
             continue
         info = {e.key: e.value for e in t.external_data}
@@ -215,8 +272,9 @@ def read_small_external_ints(model: onnx.ModelProto, base_dir: Path | None, limi
     return count
 
 
-def check_external_data(model: onnx.ModelProto, base_dir: Path | None) -> int:
-    """Check every external tensor's declared location and size without reading it.
+def check_external_data(model: onnx.ModelProto, base_dir: Path | None, rows: list[NodeRow] | None = None) -> int:
+    """Check every external tensor's declared location and size without reading it (``rows``:
+    the main graph's :func:`node_rows`, when the caller has them).
 
     Returns the total bytes of external data. A location that is absolute or leaves the model's
     folder is rejected, as is a missing or too-short file.
@@ -227,7 +285,7 @@ def check_external_data(model: onnx.ModelProto, base_dir: Path | None) -> int:
     #: names one data file from every tensor (a realpath each cost 133k lstat calls).
     places: dict[str, Path | None] = {}
     base_real = Path(os.path.realpath(base_dir)) if base_dir is not None else None
-    for t in _external_tensors(model):
+    for t in _external_tensors(model, rows):
         info = {e.key: e.value for e in t.external_data}
         loc = info.get("location", "")
         if not loc:
