@@ -100,7 +100,8 @@ def _load(
     try:
         # A model without subgraphs gets back only what inference adds to its main graph (value
         # infos, outputs): its own nodes stay, and no second copy of them is sent and parsed.
-        pending = start_infer_shapes(model, lenient=lenient, types_only=not nested)
+        pending = start_infer_shapes(model, lenient=lenient, types_only=not nested,
+                                     outputs=[o for row in rows for o in row[4] if o])
     finally:
         hidden.restore(model)  # the child has its own copy
     graph = None

@@ -32,11 +32,12 @@ def _resolved(tp: onnx.TypeProto | None, names: frozenset[str] = frozenset()) ->
     return all(d.HasField("dim_value") or d.dim_param in names for d in tp.tensor_type.shape.dim)
 
 
-def _all_resolved(g: onnx.GraphProto, names: frozenset[str]) -> bool:
+def _all_resolved(g: onnx.GraphProto, names: frozenset[str], outputs: list[str] | None = None) -> bool:
     """Whether every node output of ``g`` has a :func:`_resolved` type (the last declaration of a
     name counts, as in :func:`complete_shapes`' table): the usual answer, found in one pass over
     the value infos without building their table. Each distinct type is looked at once (50,000
-    nodes' value infos have a few dozen), told apart by its bytes."""
+    nodes' value infos have a few dozen), told apart by its bytes. ``outputs``: the names of
+    every output of ``g``'s nodes, when the caller has them (else read from the nodes)."""
     from mlms_ir.ir.graph import type_key
 
     ok: dict[str, bool] = {}
@@ -51,6 +52,8 @@ def _all_resolved(g: onnx.GraphProto, names: frozenset[str]) -> bool:
         if state:
             ok[vi.name] = state == 2
     get = ok.get
+    if outputs is not None:
+        return all(get(o, False) for o in outputs)
     return all(get(o, False) for n in g.node for o in n.output if o)
 
 
@@ -177,15 +180,17 @@ def _evaluate(node: onnx.NodeProto, values: dict[str, np.ndarray], opset: int) -
     return out
 
 
-def complete_shapes(inferred: onnx.ModelProto) -> int:
-    """Resolve more output shapes of the main graph in place; returns how many were resolved."""
+def complete_shapes(inferred: onnx.ModelProto, outputs: list[str] | None = None) -> int:
+    """Resolve more output shapes of the main graph in place; returns how many were resolved.
+    ``outputs``: the names of every output of the main graph's nodes, when the caller has them
+    (its check that all are resolved already, the usual case, then reads no node)."""
     g = inferred.graph
     inits = {t.name for t in g.initializer}
     names = frozenset(
         d.dim_param for vi in g.input if vi.name not in inits and vi.type.HasField("tensor_type")
         for d in vi.type.tensor_type.shape.dim if d.dim_param
     )
-    if _all_resolved(g, names):
+    if _all_resolved(g, names, outputs):
         return 0
     types: dict[str, onnx.TypeProto] = {}
     for vi in list(g.input) + list(g.value_info) + list(g.output):

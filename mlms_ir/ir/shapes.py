@@ -293,14 +293,17 @@ class PendingInference:
         self._call.cancel()
 
 
-def start_infer_shapes(model: onnx.ModelProto, *, lenient: bool = False, types_only: bool = False) -> PendingInference:
+def start_infer_shapes(model: onnx.ModelProto, *, lenient: bool = False, types_only: bool = False,
+                       outputs: list[str] | None = None) -> PendingInference:
     """:func:`infer_shapes`, started in its guarded child: this process may change ``model`` and go
     on with other work until it asks for the :meth:`~PendingInference.result`. With
     ``types_only`` the child answers with what inference adds to the main graph only (its value
     infos and outputs, as a ``GraphProto``), for a model without subgraphs whose caller keeps its
-    own copy: no second copy of every node is sent back and parsed."""
+    own copy: no second copy of every node is sent back and parsed. ``outputs``: the names of
+    every output of the main graph's nodes, when the caller has them (the forked child reads
+    them instead of the nodes)."""
     def work() -> bytes:
-        inferred, warnings = _infer_here(model, lenient)
+        inferred, warnings = _infer_here(model, lenient, outputs)
         return frame(warnings, _types_of(inferred) if types_only else inferred.SerializeToString())
 
     budget = memory_limit_bytes()
@@ -355,8 +358,9 @@ INFER_BASE_BYTES = 1 << 30
 INFER_BYTES_PER_MODEL_BYTE = 64
 
 
-def _infer_here(model: onnx.ModelProto, lenient: bool) -> tuple[onnx.ModelProto, list[str]]:
-    """:func:`infer_shapes`' work, in the process it is called in (the guarded child)."""
+def _infer_here(model: onnx.ModelProto, lenient: bool, outputs: list[str] | None = None) -> tuple[onnx.ModelProto, list[str]]:
+    """:func:`infer_shapes`' work, in the process it is called in (the guarded child); ``outputs``
+    as :func:`start_infer_shapes` has them."""
     warnings: list[str] = []
 
     def infer(m: onnx.ModelProto, strict: bool) -> onnx.ModelProto:
@@ -378,7 +382,7 @@ def _infer_here(model: onnx.ModelProto, lenient: bool) -> tuple[onnx.ModelProto,
             warnings.append(f"shape inference failed: {_one_line(exc2)}")
             inferred = model
     for _ in range(3):
-        complete_shapes(inferred)
+        complete_shapes(inferred, outputs)
         if not contrib.add_contrib_shapes(inferred):
             break
         try:
