@@ -36,7 +36,9 @@ against the known true values, an independent recount made here from
 
 ``--models llm_5k,llm_50k,llm_200k`` adds the scaling models of issue #19 (GPT decoders of
 ~5k/50k/200k nodes, ``make_bench_models.py --llm-nodes``) and its goals; ``--store-cost``
-times the default store write against ``--store none``, interleaved.
+times the default store write against ``--store none``, interleaved; ``--floor`` adds the
+``python floor`` (the baseline, then every node and inferred type read and a JSON line a node
+written: what any Python analyser giving per-node figures pays at least).
 
 Usage::
 
@@ -100,6 +102,41 @@ import sys, onnx
 m = onnx.load(sys.argv[1], load_external_data=False)
 m = onnx.shape_inference.infer_shapes(m, data_prop=True)
 print("BENCH_RESULT {\"value_info\": %d}" % len(m.graph.value_info))
+"""
+
+# The least a Python tool must do to give per-node figures of an ONNX model: the baseline, then
+# read every node's op, name and tensor names, every inferred type's element type and dims, and
+# write one JSON line a node with its output shapes. No cost formula, no check, no memory or
+# structure pass: a lower bound on any analyser written in Python over onnx's protobuf objects.
+# Each stage is timed in the process (CPU) and returned, so a reader sees which ones would
+# remain even with the node read overlapped with inference, as mlms_ir overlaps it.
+FLOOR_CODE = r"""
+import json, sys, time, onnx
+clock = time.process_time
+t0 = clock()
+m = onnx.load(sys.argv[1], load_external_data=False)
+t1 = clock()
+m = onnx.shape_inference.infer_shapes(m, data_prop=True)
+t2 = clock()
+nodes = [(n.op_type, n.name, tuple(n.input), tuple(n.output)) for n in m.graph.node]
+t3 = clock()
+types = {}
+for vi in (*m.graph.input, *m.graph.value_info, *m.graph.output):
+    tt = vi.type.tensor_type
+    types[vi.name] = (tt.elem_type, [d.dim_value if d.HasField("dim_value") else d.dim_param
+                                     for d in tt.shape.dim])
+t4 = clock()
+enc = json.JSONEncoder(separators=(",", ":")).encode
+none = (0, None)
+with open("/dev/null", "w") as out:
+    for i, (op, name, ins, outs) in enumerate(nodes):
+        out.write(enc({"id": i, "name": name, "op": op,
+                       "outputs": [types.get(o, none)[1] for o in outs]}))
+        out.write("\n")
+t5 = clock()
+print("BENCH_RESULT " + json.dumps({"nodes": len(nodes), "types": len(types),
+      "load_s": t1 - t0, "infer_s": t2 - t1, "read_nodes_s": t3 - t2,
+      "read_types_s": t4 - t3, "json_s": t5 - t4}))
 """
 
 ONNXSIM_CODE = r"""
@@ -526,6 +563,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--store-cost", action="store_true",
                     help="also time 'mlms_ir json' with --store none, interleaved run by run with "
                          "the default store write, and report the store's share")
+    ap.add_argument("--floor", action="store_true",
+                    help="also time the 'python floor' (FLOOR_CODE): the baseline plus reading "
+                         "every node and inferred type and writing a JSON line a node, the least "
+                         "a Python analyser of per-node figures does; its stages are printed")
     args = ap.parse_args(argv)
 
     keys = [k.strip() for k in args.models.split(",") if k.strip()]
@@ -578,6 +619,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     args.repeat, args.warmup, args, work))
             results.append(measure("baseline", key, [args.python, "-c", BASELINE_CODE, path],
                                    args.repeat, args.warmup, args, work))
+            if args.floor:
+                results.append(measure("python floor", key, [args.python, "-c", FLOOR_CODE, path],
+                                       args.repeat, args.warmup, args, work))
             if have_peers and not args.skip_onnx_tool and not (
                     key == "gpt_1p3b" and args.skip_onnx_tool_gpt):
                 rep = args.onnx_tool_repeat if key == "gpt_1p3b" else args.repeat
@@ -620,6 +664,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 right=(2, 3, 4, 5, 6, 7, 8))
     print("  (CPU s = user+sys of the process; less sensitive than wall to other load "
           "on the machine. Goals below use wall time.)")
+    for r in results:
+        if r["tool"] == "python floor" and r.get("ok") and r.get("result"):
+            st = r["result"]
+            print(f"  python floor on {r['model']}, CPU s of its last run: load {st['load_s']:.3f}, "
+                  f"infer {st['infer_s']:.3f}, read nodes {st['read_nodes_s']:.3f}, read types "
+                  f"{st['read_types_s']:.3f}, JSON lines {st['json_s']:.3f}")
 
     # ---------------------------------------------------------------- goals
     print("\n== goals")
