@@ -552,17 +552,15 @@ def model_fields(model: dict[str, Any] | None, path: str | None = None) -> dict[
 
 
 def records_from_analysis(analysis: Any, settings: dict[str, Any] | None = None,
-                          payload_json: Sequence[str] | None = None, payload_zlib: bytes | None = None) -> list[StoreRecord]:
+                          payload_zlib: bytes | None = None) -> list[StoreRecord]:
     """An ``analyze`` result: totals as the summary, the whole analysis as the payload, whose
     nodes are the run's per-node cost (:attr:`StoreRecord.nodes_in_payload`: no row per node).
 
-    ``payload_json`` is the analysis' JSON text in pieces (``analysis.write_json``) when the
-    caller has it already, ``payload_zlib`` that text compressed (a :class:`JsonPacker`'s): kept
+    ``payload_zlib`` is the analysis' JSON text (``analysis.write_json``), compressed, when the
+    caller has it already (a :class:`JsonPacker`'s, or :func:`compress_json` of its pieces): kept
     as it is, and no dict of every node is built."""
     from mlms_ir.system import system_facts
 
-    if payload_zlib is None and payload_json is not None:
-        payload_zlib = compress_json(payload_json)
     d = analysis.to_dict() if payload_zlib is None else analysis.head_dict()
     summary = {k: d["totals"][k] for k in ("params", "macs", "flops", "weight_bytes", "peak_activation_bytes", "nodes", "complete")}
     if d["totals"].get("symbolic"):  # figures that are formulas of unbound dims (their numbers are null)

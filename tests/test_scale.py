@@ -161,7 +161,7 @@ def test_cached_tensor_facts_are_computed_once_and_stay_equal():
 
 
 def test_a_precompressed_payload_reads_back_as_the_dict_would(tmp_path, cnn_path):
-    from mlms_ir.store import Store, records_from_analysis
+    from mlms_ir.store import Store, compress_json, records_from_analysis
 
     a = mlms_ir.analyze(mlms_ir.load(cnn_path, batch=1))
     pieces: list[str] = []
@@ -170,7 +170,7 @@ def test_a_precompressed_payload_reads_back_as_the_dict_would(tmp_path, cnn_path
         write = pieces.append
 
     a.write_json(Sink())
-    (fast,) = records_from_analysis(a, payload_json=pieces)
+    (fast,) = records_from_analysis(a, payload_zlib=compress_json(pieces))
     (plain,) = records_from_analysis(a)
     assert fast.payload is None and fast.payload_zlib and plain.payload_zlib is None
     assert "payload_zlib" not in plain.to_dict()

@@ -411,7 +411,7 @@ def test_an_analysis_nodes_read_back_alike_from_rows_and_from_its_payload(tmp_pa
     """Bound and symbolic analyses, with the payload as a dict or as the CLI's JSON text: the
     nodes read from the payload equal those a row per node gives."""
     import mlms_ir
-    from mlms_ir.store import records_from_analysis
+    from mlms_ir.store import compress_json, records_from_analysis
 
     with Store(tmp_path / "s.sqlite") as st:
         for a in (mlms_ir.analyze(cnn), mlms_ir.analyze(cnn, batch=3)):
@@ -419,7 +419,7 @@ def test_an_analysis_nodes_read_back_alike_from_rows_and_from_its_payload(tmp_pa
             a.write_json(type("Sink", (), {"write": staticmethod(pieces.append)})())
             rows = st.add(StoreRecord(kind="analyze", nodes=_old_analysis_rows(a), payload={"x": 1}))
             plain = st.add(records_from_analysis(a)[0])
-            fast = st.add(records_from_analysis(a, payload_json=pieces)[0])
+            fast = st.add(records_from_analysis(a, payload_zlib=compress_json(pieces))[0])
             assert st.nodes(rows.id) == st.nodes(plain.id) == st.nodes(fast.id) and len(st.nodes(fast.id)) == len(a.nodes)
 
 

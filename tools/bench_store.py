@@ -63,7 +63,7 @@ def bench_store(records: int) -> dict:
 
 def bench_analysis_record(model: str, records: int) -> dict:
     from mlms_ir.passes.analyze import analyze
-    from mlms_ir.store import Store, records_from_analysis
+    from mlms_ir.store import Store, compress_json, records_from_analysis
 
     t0 = time.process_time()
     result = analyze(model)
@@ -78,7 +78,7 @@ def bench_analysis_record(model: str, records: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(records):
             t0 = time.process_time()
-            recs = records_from_analysis(result, {"device": None}, payload_json=pieces)
+            recs = records_from_analysis(result, {"device": None}, payload_zlib=compress_json(pieces))
             t1 = time.process_time()
             with Store(Path(tmp) / f"s{i}.sqlite") as st:
                 st.add_all(recs)
