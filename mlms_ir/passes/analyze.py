@@ -12,7 +12,7 @@ from mlms_ir.ir.gc_pause import paused_gc
 from mlms_ir.ir.graph import shape_json
 from mlms_ir.ir.load import ModelSource
 from mlms_ir.ir.shapes import Dims, InputShapes
-from mlms_ir.passes.cost import count_costs
+from mlms_ir.passes.cost import count_costs, sum_field
 from mlms_ir.passes.memory import memory
 from mlms_ir.passes.registry import CONVENTION_VERSION
 from mlms_ir.passes.roofline import Device, resolve_device, roofline
@@ -107,11 +107,11 @@ def _analyze(model, *, input_shapes, batch, dims, device, lenient, input_values)
         params=mem.params,
         param_bytes=mem.param_bytes,
         params_by_dtype=mem.params_by_dtype,
-        macs=_total(top, "macs"),
-        int_macs=_total([c for c in top if c.int_macs], "macs"),
-        flops=_total(top, "flops"),
-        bytes_read=_total(top, "bytes_read"),
-        bytes_written=_total(top, "bytes_written"),
+        macs=sum_field(top, "macs"),
+        int_macs=sum_field([c for c in top if c.int_macs], "macs"),
+        flops=sum_field(top, "flops"),
+        bytes_read=sum_field(top, "bytes_read"),
+        bytes_written=sum_field(top, "bytes_written"),
         weight_bytes=mem.weight_bytes,
         constant_bytes=mem.constant_bytes,
         activation_bytes=mem.activation_bytes,
@@ -154,14 +154,6 @@ def _analyze(model, *, input_shapes, batch, dims, device, lenient, input_values)
         dims=free_dims,
         tool={"name": "mlms_ir", "version": __version__, "onnx": onnx.__version__},
     )
-
-
-def _total(nodes: list[NodeCost], field: str):
-    from operator import attrgetter
-
-    from mlms_ir.ir.expr import add
-
-    return add(list(map(attrgetter(field), nodes)))
 
 
 def symbolic_graph(graph: Graph) -> Graph:

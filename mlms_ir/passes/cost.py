@@ -213,7 +213,7 @@ class CostPass:
         sums: dict[str, object] = {}
         if node.op_type == "If":
             chosen = _if_choice(g, node, sym)
-            per_branch = {a: {f: _sum_field(cs, f) for f in fields} for a, cs in branch_costs.items()}
+            per_branch = {a: {f: sum_field(cs, f) for f in fields} for a, cs in branch_costs.items()}
             if chosen is not None and chosen in branch_costs:
                 note = f"branch {chosen} taken (its condition is known)"
                 counted = {chosen}
@@ -278,7 +278,7 @@ class CostPass:
                     info.symbolic_multiplier = str(sym_mult)
                 self.subgraphs.append(info)
             factor = mult if mult is not None else 1
-            sums = {f: normalize(factor * _sum_field(picked, f)) for f in fields}
+            sums = {f: normalize(factor * sum_field(picked, f)) for f in fields}
         nc.note = note
         if any(c.status == "unresolved" for c in picked):
             nc.status = "unresolved"
@@ -325,7 +325,8 @@ def _producer(g: Graph, name: str) -> Node | None:
     return None
 
 
-def _sum_field(costs: list[NodeCost], name: str) -> int:
+def sum_field(costs: list[NodeCost], name: str) -> int:
+    """The total of field ``name`` over ``costs``: an int, or an expression of the dims (Nones skipped)."""
     return add(list(map(attrgetter(name), costs)))
 
 
