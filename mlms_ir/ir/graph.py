@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 from mlms_ir.errors import InvalidModelError
 from mlms_ir.ir.dtypes import dtype_name, nbytes
+from mlms_ir.ir.load import read_node
 
 Dim = int | str | None
 Shape = tuple[Dim, ...]
@@ -182,18 +183,9 @@ class Node:
         self.proto = proto
         self.graph = graph
         self._attrs: dict[str, Any] | None = None
-        if row is not None:  # read already, by the loader's check of the file's text
-            self.op_type, self.domain, self.name, self.inputs, self.outputs = row[:5]
-            return
-        self.op_type: str = intern(proto.op_type)
-        self.name: str = proto.name
-        d = proto.domain
-        self.domain: str = "" if d == "ai.onnx" else intern(d)
-        # the names interned: a tensor's name is one string however many nodes and tables hold it
-        #: The input names, ``""`` for an omitted optional input.
-        self.inputs: tuple[str, ...] = tuple(map(intern, proto.input))
-        #: The output names, ``""`` for an omitted optional output.
-        self.outputs: tuple[str, ...] = tuple(map(intern, proto.output))
+        # read already, by the loader's check of the file's text, or read here (a subgraph's node);
+        # ``inputs``/``outputs``: the tensor names, ``""`` for an omitted optional one (interned)
+        self.op_type, self.domain, self.name, self.inputs, self.outputs = row[:5] if row is not None else read_node(proto)
 
     def __repr__(self) -> str:
         return f"Node(id={self.id!r}, index={self.index}, op_type={self.op_type!r}, name={self.name!r})"

@@ -126,15 +126,11 @@ def node_rows(g: onnx.GraphProto) -> list[NodeRow] | None:
     rows: list[NodeRow] = []
     add = rows.append
     for n in g.node:
-        name, domain = n.name, n.domain
-        try:  # intern refuses bytes: it checks each name as it reads it
-            op_type = intern(n.op_type)
-            domain = "" if domain == "ai.onnx" else intern(domain)
-            inputs = tuple(map(intern, n.input))
-            outputs = tuple(map(intern, n.output))
+        try:
+            facts = read_node(n)
         except TypeError:
             return None
-        if type(name) is not str:
+        if type(facts[2]) is not str:  # the name, which read_node does not intern
             return None
         nested = tensors = False
         for a in n.attribute:
@@ -151,8 +147,18 @@ def node_rows(g: onnx.GraphProto) -> list[NodeRow] | None:
                     return None
             elif t in _TENSOR_TYPES:
                 tensors = True
-        add((op_type, domain, name, inputs, outputs, nested, tensors))
+        add((*facts, nested, tensors))
     return rows
+
+
+def read_node(n: onnx.NodeProto) -> tuple[str, str, str, tuple[str, ...], tuple[str, ...]]:
+    """``n``'s op type, domain (``""`` for ``ai.onnx``), name, input and output names, as a
+    :class:`~mlms_ir.ir.graph.Node` holds them (the names interned: one string per tensor however
+    many nodes name it). Raises TypeError for an op type, domain or tensor name that is not text
+    (protobuf hands back bytes for a string field that is not valid UTF-8; intern refuses them)."""
+    domain = n.domain
+    return (intern(n.op_type), "" if domain == "ai.onnx" else intern(domain), n.name,
+            tuple(map(intern, n.input)), tuple(map(intern, n.output)))
 
 
 def nodes_holding(g: onnx.GraphProto, rows: list[NodeRow] | None) -> list[onnx.NodeProto]:
