@@ -252,6 +252,29 @@ def _graph_io(model_path: str):
     return inputs, [o.name for o in m.graph.output]
 
 
+def _load_default_domain(model: str):
+    """``onnx.load(model)``, ONNX's default domain spelt ``""`` where the file spells it
+    ``"ai.onnx"`` (one domain; the frameworks' importers know only ``""``). As
+    :func:`mlms_ir.ir.load.normalize_default_domain` does, which this environment cannot import."""
+    import onnx
+
+    proto = onnx.load(model)
+
+    def fix(nodes) -> None:
+        for n in nodes:
+            if n.domain == "ai.onnx":
+                n.domain = ""
+            for a in n.attribute:
+                for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                    fix(g.node)
+
+    for op in proto.opset_import:
+        if op.domain == "ai.onnx":
+            op.domain = ""
+    fix(proto.graph.node)
+    return proto
+
+
 # ---------------------------------------------------------------------------- frameworks
 class MXNetRunner:
     """MXNet 1.9: its ONNX importer (``mxnet.contrib.onnx``) gives (symbol, arg_params,
@@ -266,7 +289,7 @@ class MXNetRunner:
         # it finds weights only among the graph's inputs, so list every initializer there too
         compat = _sibling("mxnet_compat")  # what today's exporters write and the importer lacks
         compat.patch()
-        proto = onnx.load(model)
+        proto = _load_default_domain(model)
         compat.prepare(proto, {k: v.shape for k, v in feeds.items()})
         listed = {i.name for i in proto.graph.input}
         for t in proto.graph.initializer:
@@ -305,11 +328,10 @@ class OnnxTfRunner:
     the non-initializer inputs in order."""
 
     def __init__(self, model: str, feeds: dict, device: str) -> None:
-        import onnx
         from onnx_tf.backend import prepare
 
         _sibling("onnx_tf_compat").patch()  # the op versions onnx-tf 1.10 lacks
-        self.rep = prepare(onnx.load(model), device="CUDA" if device == "cuda" else "CPU")
+        self.rep = prepare(_load_default_domain(model), device="CUDA" if device == "cuda" else "CPU")
         inputs, self.output_names = _graph_io(model)
         order = list(getattr(self.rep, "inputs", None) or inputs)
         self.args = [feeds[n] for n in order]

@@ -144,10 +144,12 @@ class ReferenceSession(Session):
         from onnx.reference import ReferenceEvaluator
 
         from mlms_ir.backends.reference_ops import RefusedNode, fixed_ops
+        from mlms_ir.ir.load import normalize_default_domain
 
         src = model_source(graph)
         try:
             model = onnx.load(src) if isinstance(src, str) else onnx.load_model(io.BytesIO(src))
+            normalize_default_domain(model)  # the evaluator knows no domain "ai.onnx"
             fixed = fixed_ops() if self.fix_onnx_ops else []
             self._ev = ReferenceEvaluator(model, new_ops=[*optional_ops(), loop_op(), *fixed])
         except RefusedNode as exc:

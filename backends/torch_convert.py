@@ -31,6 +31,7 @@ import onnx
 from mlms_ir.backends.base import BackendError, BackendUnavailableError
 from mlms_ir.errors import MissingExtraError
 from mlms_ir.ir import Graph
+from mlms_ir.ir.load import normalize_default_domain
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +73,17 @@ def load_onnx2torch():
 
 # ---------------------------------------------------------------------------------------------- conversion
 def load_model(src: str | bytes) -> onnx.ModelProto:
-    """The model from a path or serialized bytes; a BackendError when it cannot be read."""
+    """The model from a path or serialized bytes, ONNX's default domain spelt ``""``; a BackendError
+    when it cannot be read."""
     try:
         if isinstance(src, (bytes, bytearray)):
-            return onnx.ModelProto.FromString(bytes(src))
-        return onnx.load(src)
+            model = onnx.ModelProto.FromString(bytes(src))
+        else:
+            model = onnx.load(src)
     except Exception as exc:  # noqa: BLE001 - protobuf and onnx raise many types
         raise BackendError(f"the torch backend cannot read the model: {' '.join(str(exc).split())[:300]}") from exc
+    normalize_default_domain(model)  # onnx2torch looks converters up by domain: "ai.onnx" is ""
+    return model
 
 
 def _node_key(n: onnx.NodeProto) -> tuple:

@@ -224,3 +224,27 @@ def test_tensorrt_layer_mapping_from_recorded_engine_information():
     assert m["Reformatting CopyNode for Input Tensor 0 to /conv0/Conv + /relu0/Relu"] == []
     assert m["/pool/GlobalAveragePool"] == ["n6"]  # no metadata: matched by name
     assert m["{ForeignNode[/flatten/Flatten.../fc/Gemm]}"] == ["n7", "n8"]
+
+
+@pytest.mark.parametrize("backend", ["ort", "reference", "torch", "onnx-tf", "mxnet"])
+def test_every_backend_runs_the_default_domain_spelt_ai_onnx(tmp_path, backend):
+    """A node whose domain is spelt "ai.onnx" (onnxruntime's own session runs it): each backend
+    that is installed gives bare onnxruntime's answer, none refuses the domain."""
+    import onnxruntime
+
+    be = registry.get(backend)
+    if not be.available("cpu"):
+        pytest.skip(f"{backend} is not installed here")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])
+    w = numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(3, 4) / 7, "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"], domain="ai.onnx"), helper.make_node("Tanh", ["m"], ["y"])]
+    m = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w]), opset_imports=[helper.make_opsetid("ai.onnx", 17)])
+    m.ir_version = 8
+    path = tmp_path / "spelt.onnx"
+    onnx.save(m, path)
+    feeds = {"x": np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)}
+    want = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    with be.prepare(mlms_ir.load(path)) as session:
+        got = session.run(feeds)["y"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -332,3 +332,64 @@ def test_depth_is_networkx_longest_path(cnn):
     graph = Graph(branchy)
     assert depth(graph) == 5  # Abs, Neg, Tanh, Relu, Add
     assert [graph.nodes[j].op_type for j in graph.preds[-1]] == ["Sigmoid", "Relu"]
+
+
+def _default_domain_spelt_out(opset_domain: str) -> onnx.ModelProto:
+    """A MatMul, an If whose branches hold a Relu and a Neg, all with domain "ai.onnx" (the
+    default domain's other spelling, which onnxruntime runs), importing ``opset_domain``."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    c = helper.make_tensor_value_info("c", TensorProto.BOOL, [])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])
+    w = onnx.numpy_helper.from_array(__import__("numpy").ones((3, 4), "float32"), "w")
+
+    def branch(op: str, out: str) -> onnx.GraphProto:
+        return helper.make_graph([helper.make_node(op, ["m"], [out], domain="ai.onnx")], op.lower(), [],
+                                 [helper.make_tensor_value_info(out, TensorProto.FLOAT, [2, 4])])
+
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"], domain="ai.onnx"),
+             helper.make_node("If", ["c"], ["y"], then_branch=branch("Relu", "a"), else_branch=branch("Neg", "b"))]
+    m = helper.make_model(helper.make_graph(nodes, "g", [x, c], [y], [w]),
+                          opset_imports=[helper.make_opsetid(opset_domain, 17)])
+    m.ir_version = 8
+    return m
+
+
+@pytest.mark.parametrize("opset_domain", ["", "ai.onnx"])
+def test_the_default_domain_spelt_ai_onnx_is_the_default_domain(tmp_path, opset_domain):
+    from mlms_ir.ir.load import normalize_default_domain
+
+    from mlms_ir.ir.load import spells_ai_onnx
+
+    m = _default_domain_spelt_out(opset_domain)
+    spelt = m.SerializeToString()
+    assert spells_ai_onnx(spelt)
+    plain = onnx.ModelProto.FromString(spelt)
+    assert normalize_default_domain(plain) and not normalize_default_domain(plain)
+    assert "ai.onnx" not in str(plain)  # every node, the branches' too, and the import
+    path = tmp_path / "m.onnx"
+    path.write_bytes(spelt)
+    want = mlms_ir.analyze(plain)
+    assert want.totals.macs == 24 and want.totals.params == 12
+    for source in (m, spelt, path):
+        a = mlms_ir.analyze(source)
+        assert (a.totals.macs, a.totals.flops, a.totals.params) == (want.totals.macs, want.totals.flops, want.totals.params)
+        assert [(n.op_type, n.domain) for n in a.nodes] == [(n.op_type, n.domain) for n in want.nodes]
+    assert m.SerializeToString() == spelt  # the caller's proto keeps its spelling
+
+
+def test_a_name_holding_the_spelling_changes_nothing():
+    from mlms_ir.ir.load import spells_ai_onnx
+
+    m = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17, "ai.onnx.ml" : 3]>
+    g (float[2] x) => (float[2] y) { y = Relu (x) }""")
+    m.graph.node[0].name = ":\x07ai.onnx"  # the tag of NodeProto.domain and the length, as a domain has
+    data = m.SerializeToString()
+    assert spells_ai_onnx(data)  # looks like the spelling: one walk, nothing to change
+    assert not spells_ai_onnx(onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17, "ai.onnx.ml" : 3]>
+    g (float[2] x) => (float[2] y) { y = Relu (x) }""").SerializeToString())  # ai.onnx.ml is not it
+    g = mlms_ir.load(data)
+    assert g.nodes[0].name == ":\x07ai.onnx" and g.nodes[0].domain == ""

@@ -53,6 +53,7 @@ def read_model(source: ModelSource) -> LoadedModel:
     :class:`UnsupportedOpsetError` with a one-sentence reason.
     """
     path: Path | None = None
+    data: bytes | None = None
     if isinstance(source, onnx.ModelProto):
         model = onnx.ModelProto()
         model.CopyFrom(source)
@@ -80,9 +81,59 @@ def read_model(source: ModelSource) -> LoadedModel:
     if rows is None or not all(isinstance(o.domain, str) for o in model.opset_import):
         raise ModelLoadError(f"{where} holds names that are not valid UTF-8 text; the file is corrupt")
     _check_header(model, name)
+    if data is None or spells_ai_onnx(data):
+        normalize_default_domain(model, rows)
     ext = check_external_data(model, path.parent if path is not None else None, rows)
     return LoadedModel(model=model, path=path, name=name, file_bytes=size, external_data_bytes=ext, source=source,
                        node_rows=rows)
+
+
+def spells_ai_onnx(data: bytes) -> bool:
+    """Whether serialized ``data`` may spell a domain ``"ai.onnx"``: the length 7 and those bytes
+    after the tag of NodeProto.domain (field 7, ``:``) or OperatorSetIdProto.domain (field 1,
+    ``\\n``). A name that holds these bytes costs one walk of the nodes, nothing more. (bytes.find,
+    not a regular expression: 0.03 s against 0.46 s over a 49 MB model.)"""
+    i = data.find(b"\x07ai.onnx")
+    while i >= 0:
+        if i and data[i - 1] in b":\n":
+            return True
+        i = data.find(b"\x07ai.onnx", i + 1)
+    return False
+
+
+def normalize_default_domain(model: onnx.ModelProto, rows: list[NodeRow] | None = None) -> bool:
+    """Spell ONNX's default domain ``""`` wherever ``model`` spells it ``"ai.onnx"`` (its opset
+    imports, nodes, subgraphs' nodes and local functions); True when something changed. ``rows``:
+    the main graph's :func:`node_rows`, which tell the nodes that hold subgraphs.
+
+    The two names are one domain (onnxruntime runs either), but ONNX's checker and shape inference
+    look ``"ai.onnx"`` up as a domain of its own and refuse the model ("No opset import for
+    domain 'ai.onnx'"). ``model`` is the caller's own copy."""
+    changed = False
+
+    def fix(imports, nodes, rows=None) -> None:
+        nonlocal changed
+        for op in imports:
+            if op.domain == "ai.onnx":
+                op.domain = ""
+                changed = True
+        for i, n in enumerate(nodes):
+            if n.domain == "ai.onnx":
+                n.domain = ""
+                changed = True
+            if rows is not None and not rows[i][5]:
+                continue  # holds no subgraph
+            for a in n.attribute:
+                if a.type == _GRAPH:
+                    fix((), a.g.node)
+                elif a.type == _GRAPHS:
+                    for sg in a.graphs:
+                        fix((), sg.node)
+
+    fix(model.opset_import, model.graph.node, rows)
+    for f in model.functions:
+        fix(f.opset_import, f.node)
+    return changed
 
 
 def _read_file(path: Path) -> bytes:
