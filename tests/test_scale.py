@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import onnx
+import onnx.parser
 import pytest
 from onnx import TensorProto, helper
 
@@ -179,3 +180,86 @@ def test_a_precompressed_payload_reads_back_as_the_dict_would(tmp_path, cnn_path
         assert st.payload(r1.id) == st.payload(r2.id) == json.loads(json.dumps(a.to_dict()))
         assert st.nodes(r1.id) == st.nodes(r2.id)
         assert r1.summary == r2.summary
+
+
+def test_node_lines_written_in_place_equal_the_encoders_text():
+    """The node lines written straight into their template (:func:`_node_lines`) are the json
+    encoder's text of each node's dict, for every value a field can hold: odd names, unknown and
+    symbolic figures, shape lists shared or not, floats, and values of other types (encoded
+    through the dict)."""
+    import random
+
+    import numpy as np
+
+    from mlms_ir.results import analysis as an
+
+    assert an._NODE_LINE.split('"')[1::2] == list(an._NODE_JSON_FIELDS)
+    rng = random.Random(7)
+    names = ["", "a", 'q"uote', "back\\slash", "tab\t\nline", "\x00\x1f", "é ünï", "日本", "\U0001f600", "/m/0/attn"]
+    shared = [[1, 128, 768], [1, "seq", None], None, [], [2**40, 3]]
+    ints = [None, 0, 1, 7, 2**53 + 1, 10**30]
+    floats = [None, 0.0, 0.1, 1 / 3, 1e-300, 2.5e17, 123456789.123456789]
+
+    def shapes():
+        return [rng.choice(shared) if rng.random() < 0.8 else [rng.randint(0, 9), "b"] for _ in range(rng.randint(0, 3))]
+
+    nodes = []
+    for i in range(3000):
+        nc = an.NodeCost(f"n{i}", rng.choice(names), rng.choice(["MatMul", "Add", "Ünknown"]), rng.choice(["", "com.microsoft"]),
+                         rng.choice(["counted", "free", "unresolved"]), rng.choice(ints), rng.choice(ints), rng.random() < 0.5,
+                         rng.choice(ints), rng.choice(ints), rng.choice(ints[1:]), rng.choice(ints[1:]), shapes(), shapes(),
+                         rng.choice(ints), rng.choice(floats), rng.choice([None, "n3", "n3/then_branch/n1"]),
+                         rng.choice(names), rng.choice([None, "memory", "compute"]), rng.choice(floats),
+                         rng.choice([None, {"macs": "2*seq**2"}, {"flops": "é", "bytes_read": "n"}]))
+        nodes.append(nc)
+    # values outside the usual types: the dict route, whose text json gives or whose error it raises
+    odd = [("macs", True), ("flops", 2.0), ("intensity", 3), ("intensity", float("nan")), ("intensity", float("inf")),
+           ("time_lower_bound_us", float("-inf")), ("params", np.int64(4)), ("int_macs", 1), ("name", np.str_("x"))]
+    for k, (field, value) in enumerate(odd):
+        setattr(nodes[k * 10], field, value)
+    want, cache = [], {}
+    for n in nodes:
+        try:
+            want.append(an._encode_node_line(an._node_dict(n)))
+        except TypeError:
+            want.append(TypeError)
+    for start in range(0, len(nodes), 1000):
+        chunk = nodes[start:start + 1000]
+        expected = want[start:start + 1000]
+        if TypeError in expected:
+            with pytest.raises(TypeError):
+                an._node_lines(chunk, cache)
+            keep = [n for n, w in zip(chunk, expected) if w is not TypeError]
+            assert an._node_lines(keep, cache) == [w for w in expected if w is not TypeError]
+        else:
+            assert an._node_lines(chunk, cache) == expected
+    assert want.count(TypeError) == 1  # numpy's int64 is not JSON, in either route
+
+
+@pytest.mark.parametrize("model", ["cnn", "symbolic", "subgraphs"])
+def test_analysis_json_nodes_equal_the_encoders_text(model, cnn_path):
+    from mlms_ir.results import analysis as an
+
+    if model == "cnn":
+        a = mlms_ir.analyze(cnn_path, batch=2)
+    elif model == "symbolic":
+        a = mlms_ir.analyze(onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[batch, seq, 16] x, float[16, 16] w) => (float[batch, seq, 16] y) {
+          m = MatMul (x, w)
+          y = Relu (m)
+        }"""))
+        assert a.symbolic
+    else:
+        a = mlms_ir.analyze(onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (bool c, float[2,3] x) => (float[2,3] y) {
+          y = If (c) <
+            then_branch = t () => (float[2,3] a) { a = Relu (x) },
+            else_branch = e () => (float[2,3] b) { b = Neg (x) }
+          >
+        }"""))
+    lines = a.to_json().splitlines()
+    start = lines.index('  "nodes": [')
+    got = [line.strip().rstrip(",") for line in lines[start + 1:-2]]
+    assert got == [an._encode_node_line(an._node_dict(n)) for n in a.nodes]
