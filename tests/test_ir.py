@@ -393,3 +393,26 @@ def test_a_name_holding_the_spelling_changes_nothing():
     g (float[2] x) => (float[2] y) { y = Relu (x) }""").SerializeToString())  # ai.onnx.ml is not it
     g = mlms_ir.load(data)
     assert g.nodes[0].name == ":\x07ai.onnx" and g.nodes[0].domain == ""
+
+
+def test_sizes_shared_by_equal_types_are_what_each_tensor_computes(cnn):
+    """The (elements, bytes) pair the loader gives every tensor of one type is the pair
+    TensorInfo._size computes from the tensor's own facts; sub-byte, unknown and sequence types too."""
+    from mlms_ir.ir.graph import TensorInfo
+
+    m = onnx.parser.parse_model("""
+    <ir_version: 10, opset_import: ["" : 21]>
+    g (float[2, n] x, int4[3, 5] q, float[4] s) => (float[2, n] y, seq(float[4]) z, float[3, 5] d) {
+      y = Relu (x)
+      z = SequenceConstruct (s, s)
+      d = DequantizeLinear (q, s_one)
+      s_one = Constant <value = float {0.5}> ()
+    }""")
+    for g in (mlms_ir.load(cnn), mlms_ir.load(m)):
+        seeded = [t for t in g.tensors.values() if "_size" in t.__dict__]
+        assert len(seeded) >= 4
+        for t in seeded:
+            assert t.__dict__["_size"] == TensorInfo._size.fn(t), t.name
+    g = mlms_ir.load(m)
+    assert g.tensor("q").nbytes == 8 and g.tensor("d").nbytes == 60 and g.tensor("z").nbytes is None
+    assert g.tensor("y").nbytes is None and g.tensor("y").shape == (2, "n")

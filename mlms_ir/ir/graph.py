@@ -596,19 +596,25 @@ def _put_value_info(tensors: dict[str, TensorInfo], vi: onnx.ValueInfoProto, kin
                     types: dict[bytes, tuple] | None = None) -> None:
     """``vi``'s facts into ``tensors``; ``types`` caches them by the serialized type (a 50,000-node
     LLM's 53,000 value infos have 30 distinct types: one C call each instead of a walk of the dims;
-    equal types then share their shape tuple)."""
-    facts = None
-    if types is not None:
-        key = type_key(vi.SerializeToString())
-        facts = types.get(key)
+    equal types then share their shape tuple, and their (elements, bytes) pair, which each
+    TensorInfo would otherwise compute on its first size query)."""
+    if types is None:
+        tp = vi.type
+        elem, shape = _dims(tp)
+        name = intern(vi.name)
+        tensors[name] = TensorInfo(name, elem, shape, kind, False, _VALUE_KINDS.get(tp.WhichOneof("value"), "tensor"))
+        return
+    key = type_key(vi.SerializeToString())
+    facts = types.get(key)
     if facts is None:
         tp = vi.type
         elem, shape = _dims(tp)
-        facts = (elem, shape, _VALUE_KINDS.get(tp.WhichOneof("value"), "tensor"))
-        if types is not None:
-            types[key] = facts
+        n = _int_numel(shape)
+        facts = types[key] = (elem, shape, _VALUE_KINDS.get(tp.WhichOneof("value"), "tensor"),
+                              None if n is None else (n, nbytes(elem, n)))
     name = intern(vi.name)  # the string the nodes hold (see Node)
-    tensors[name] = TensorInfo(name, facts[0], facts[1], kind, False, facts[2])
+    t = tensors[name] = TensorInfo(name, facts[0], facts[1], kind, False, facts[2])
+    t.__dict__["_size"] = facts[3]  # as TensorInfo._size computes it
 
 
 def type_key(data: bytes) -> bytes:

@@ -100,34 +100,41 @@ class CostPass:
             results.append(nc)
         return results
 
-    def _params(self, g: Graph, node: Node, ins: list[TensorInfo | None] | None = None,
-                outs: list[TensorInfo | None] | None = None) -> tuple[int, int]:
+    def _params(self, g: Graph, node: Node, ins: list[TensorInfo | None],
+                outs: list[TensorInfo | None]) -> tuple[int, int]:
         """Parameters this node is the first to read, directly or through derived tensors
         (an Identity, Cast or DequantizeLinear of a weight belongs to the node that uses it).
-        ``ins`` and ``outs``: the node's tensors, when the caller has looked them up."""
-        if ins is not None:
-            for t in ins:
-                if t is not None and t.kind in _STATIC_KINDS:
-                    break
-            else:
-                return 0, 0  # reads no weight, directly or derived (most nodes): nothing to follow
-        if outs is None:
-            outs = [g.tensor(o) for o in node.outputs if o]
+        ``ins`` and ``outs``: the node's tensors (None for an omitted one), as looked up."""
+        for t in ins:
+            if t is not None and t.kind in _STATIC_KINDS:
+                break
         else:
-            outs = [t for t, o in zip(outs, node.outputs) if o]
+            return 0, 0  # reads no weight, directly or derived (most nodes): nothing to follow
+        outs = [t for t, o in zip(outs, node.outputs) if o]
         if outs and all(t is not None and t.kind == "derived" for t in outs):
             return 0, 0  # a weight-only computation: its weights go to whoever reads its output
         n = b = 0
-        for t in self._sources(g, node, set()):
-            if t.name in self.param_owner:
+        seen: set[str] = set()
+        # the inputs as _sources reads them, less the look-ups (done): weights are claimed here,
+        # derived tensors followed to their sources
+        for slot, t in enumerate(ins):
+            if t is None or t.kind not in _STATIC_KINDS or t.name in seen:
+                continue  # an activation or input holds no weight
+            seen.add(t.name)
+            if not is_param_use(node, slot, t):
                 continue
-            self.param_owner[t.name] = node.id
-            self.param_tensors[t.name] = t
-            n += self.param_elements.setdefault(t.name, _packed_elements(node, t))
-            b += t.nbytes or 0
+            for w in (t,) if t.kind != "derived" else self._derived_sources(g, t, seen):
+                if w.name in self.param_owner:
+                    continue
+                self.param_owner[w.name] = node.id
+                self.param_tensors[w.name] = w
+                n += self.param_elements.setdefault(w.name, _packed_elements(node, w))
+                b += w.nbytes or 0
         return n, b
 
     def _sources(self, g: Graph, node: Node, seen: set[str]):
+        """The weights ``node`` reads as parameters, directly or through derived tensors (names in
+        ``seen`` skipped, and added)."""
         for slot, name in enumerate(node.inputs):
             if not name or name in seen:
                 continue
@@ -138,13 +145,17 @@ class CostPass:
             if t.is_weight:
                 yield t
             elif t.kind == "derived":
-                prod = _producer(g, name)
-                if prod is not None and prod.op_type == "Identity" and t.elem_type in FLOAT_TYPES:
-                    # the torch exporter stores equal-valued parameters once, with an Identity per
-                    # further parameter: each is a parameter of the model in its own right
-                    yield t
-                elif prod is not None:
-                    yield from self._sources(prod.graph, prod, seen)
+                yield from self._derived_sources(g, t, seen)
+
+    def _derived_sources(self, g: Graph, t: TensorInfo, seen: set[str]):
+        """The weights behind derived tensor ``t`` of ``g``."""
+        prod = _producer(g, t.name)
+        if prod is not None and prod.op_type == "Identity" and t.elem_type in FLOAT_TYPES:
+            # the torch exporter stores equal-valued parameters once, with an Identity per
+            # further parameter: each is a parameter of the model in its own right
+            yield t
+        elif prod is not None:
+            yield from self._sources(prod.graph, prod, seen)
 
     def _node(self, g: Graph, node: Node, parent: str | None) -> NodeCost:
         tensor = g.tensors.get if g.parent is None else g.tensor  # the main graph has no outer scope
@@ -333,12 +344,13 @@ def sum_field(costs: list[NodeCost], name: str) -> int:
 def _sum_bytes(tensors: list[TensorInfo | None], unique: bool = False) -> int | None:
     """The total size of ``tensors`` (each name once with ``unique``): None when one is unknown,
     an expression when one is symbolic."""
-    ts = _distinct(tensors) if unique else tensors
+    ts = _distinct(tensors) if unique and len(tensors) > 1 else tensors
     total = 0
     for t in ts:  # plain sizes, the common case: summed as they come
         if t is None:
             continue
-        b = t.sym_nbytes
+        size = t._size  # what sym_nbytes reads first, without its property call (twice per node)
+        b = size[1] if size is not None else t.sym_nbytes
         if type(b) is not int:  # unknown or symbolic
             sizes = [t.sym_nbytes for t in ts if t is not None]
             return None if any(x is None for x in sizes) else add(sizes)
