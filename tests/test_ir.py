@@ -416,3 +416,31 @@ def test_sizes_shared_by_equal_types_are_what_each_tensor_computes(cnn):
     g = mlms_ir.load(m)
     assert g.tensor("q").nbytes == 8 and g.tensor("d").nbytes == 60 and g.tensor("z").nbytes is None
     assert g.tensor("y").nbytes is None and g.tensor("y").shape == (2, "n")
+
+
+def test_tensor_kinds_follow_what_each_node_reads():
+    """Static tensors: initializers, Constants' outputs, and outputs of nodes that read only static
+    tensors (an omitted optional input reads nothing); never a random op's, nor anything that
+    reads a graph input; a subgraph sees the outer scope's kinds."""
+    m = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[4] x, bool c) => (float[4] y, float[4] r, float[4] o)
+      <float[4] w = {1, 2, 3, 4}, float hi = {2}> {
+      k = Constant <value = float[4] {1, 2, 3, 4}> ()
+      t = Transpose (w)
+      cl = Clip (t, , hi)
+      mixed = Add (cl, x)
+      r = RandomNormalLike (w)
+      y = Mul (mixed, k)
+      o = If (c) <
+        then_branch = a () => (float[4] p) { q = Neg (cl) p = Add (q, x) },
+        else_branch = b () => (float[4] s) { s = Identity (k) }
+      >
+    }""")
+    g = mlms_ir.load(m)
+    kinds = {name: g.tensors[name].kind for name in ("w", "hi", "k", "t", "cl", "mixed", "r", "y", "x")}
+    assert kinds == {"w": "initializer", "hi": "initializer", "k": "constant", "t": "derived", "cl": "derived",
+                     "mixed": "activation", "r": "activation", "y": "activation", "x": "input"}
+    then = g.nodes[-1].subgraphs["then_branch"]
+    assert then.tensor("q").kind == "derived" and then.tensor("p").kind == "activation"
+    assert g.nodes[-1].subgraphs["else_branch"].tensor("s").kind == "derived"
