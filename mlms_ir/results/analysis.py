@@ -405,17 +405,16 @@ def _node_lines(nodes: list[NodeCost], shapes_text: dict[tuple[int, ...], str]) 
         outs = shapes_text.get(key)
         if outs is None:
             outs = shapes_text[key] = _encode_node_line(output_shapes)
+        # %s of an int or a float (their exact types, checked above) is json's text of it
         add(line % (
             enc(id_), enc(name), enc(op_type), enc(domain), enc(status),
-            "null" if macs is None else int.__repr__(macs), "null" if flops is None else int.__repr__(flops),
+            "null" if macs is None else macs, "null" if flops is None else flops,
             "true" if int_macs else "false",
-            "null" if bytes_read is None else int.__repr__(bytes_read),
-            "null" if bytes_written is None else int.__repr__(bytes_written),
-            int.__repr__(params), int.__repr__(param_bytes), ins, outs,
-            "null" if output_bytes is None else int.__repr__(output_bytes),
-            "null" if intensity is None else float.__repr__(intensity),
+            "null" if bytes_read is None else bytes_read, "null" if bytes_written is None else bytes_written,
+            params, param_bytes, ins, outs, "null" if output_bytes is None else output_bytes,
+            "null" if intensity is None else intensity,
             "null" if parent is None else enc(parent), enc(note), "null" if bound is None else enc(bound),
-            "null" if t_us is None else float.__repr__(t_us),
+            "null" if t_us is None else t_us,
             "null" if symbolic is None else _encode_node_line(symbolic),
         ))
     return out
