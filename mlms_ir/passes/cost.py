@@ -110,9 +110,14 @@ class CostPass:
                 break
         else:
             return 0, 0  # reads no weight, directly or derived (most nodes): nothing to follow
-        outs = [t for t, o in zip(outs, node.outputs) if o]
-        if outs and all(t is not None and t.kind == "derived" for t in outs):
-            return 0, 0  # a weight-only computation: its weights go to whoever reads its output
+        if len(outs) == 1:  # most nodes: no list to build (an omitted output is None, never derived)
+            t = outs[0]
+            if t is not None and t.kind == "derived":
+                return 0, 0  # a weight-only computation: its weights go to whoever reads its output
+        else:
+            outs = [t for t, o in zip(outs, node.outputs) if o]
+            if outs and all(t is not None and t.kind == "derived" for t in outs):
+                return 0, 0
         n = b = 0
         seen: set[str] = set()
         # the inputs as _sources reads them, less the look-ups (done): weights are claimed here,
