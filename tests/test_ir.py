@@ -444,3 +444,24 @@ def test_tensor_kinds_follow_what_each_node_reads():
     then = g.nodes[-1].subgraphs["then_branch"]
     assert then.tensor("q").kind == "derived" and then.tensor("p").kind == "activation"
     assert g.nodes[-1].subgraphs["else_branch"].tensor("s").kind == "derived"
+
+
+def test_consumers_and_nodes_by_id_are_built_when_first_asked():
+    m = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[2] x, bool c) => (float[2] y, float[2] z) {
+      s = Mul (x, x)
+      t = Relu (s)
+      y = Add (s, t)
+      z = If (c) < then_branch = a () => (float[2] p) { p = Neg (s) }, else_branch = b () => (float[2] q) { q = Abs (t) } >
+    }""")
+    g = mlms_ir.load(m)
+    assert g._consumers is None and g._by_id is None  # an analysis asks for neither
+    assert [n.id for n in g.consumers("x")] == ["n0", "n0"]  # once per input that names it
+    assert [n.id for n in g.consumers("s")] == ["n1", "n2"]  # the If's branch reads it, not the If
+    assert g.consumers("y") == [] and g.consumers("nothing") == []
+    assert g.node("n2").op_type == "Add" and g.node("n3").op_type == "If"
+    then = g.node("n3").subgraphs["then_branch"]
+    assert [n.id for n in then.consumers("s")] == ["n3/then_branch/n0"]
+    with pytest.raises(KeyError):
+        g.node("n9")

@@ -262,8 +262,9 @@ class Graph:
         self.nodes: list[Node] = []
         self.subgraphs: dict[str, dict[str, Graph]] = {}
         self._producer: dict[str, Node] = {}
-        self._consumers: dict[str, list[Node]] = {}
-        self._by_id: dict[str, Node] = {}
+        # built on first use (an analysis asks for neither): see consumers() and node()
+        self._consumers: dict[str, list[Node]] | None = None
+        self._by_id: dict[str, Node] | None = None
         self._nx: nx.MultiDiGraph | None = None
         #: Set by :func:`mlms_ir.ir.symbolic.resolve` once every dim is an exact expression.
         self.symbolic = None
@@ -335,7 +336,7 @@ class Graph:
         kinds: dict[str, TensorKind] = {}
         owners: list[Node] = []
         # The loop below runs once per node of a 200,000-node graph: locals, no property calls.
-        producer, consumers, by_id, nodes = self._producer, self._consumers, self._by_id, self.nodes
+        producer, nodes = self._producer, self.nodes
         position: dict[str, int] = {}  # tensor -> the position in ``nodes`` of its producer
         preds: list[tuple[int, ...]] = []
         for i in order:
@@ -350,7 +351,6 @@ class Graph:
                 has_subgraph = row[5]
             k = len(nodes)
             nodes.append(node)
-            by_id[node.id] = node
             outputs = node.outputs
             for out in outputs:
                 if out:
@@ -374,11 +374,6 @@ class Graph:
             reads = []
             for inp in inputs:
                 if inp:
-                    users = consumers.get(inp)
-                    if users is None:
-                        consumers[inp] = [node]
-                    else:
-                        users.append(node)
                     j = position.get(inp)
                     if j is not None:
                         reads.append(j)
@@ -503,15 +498,31 @@ class Graph:
 
     def node(self, node_id: str) -> Node:
         """The node of this graph with id ``node_id`` (KeyError if there is none)."""
-        return self._by_id[node_id]
+        by_id = self._by_id
+        if by_id is None:
+            by_id = self._by_id = {n.id: n for n in self.nodes}
+        return by_id[node_id]
 
     def producer(self, tensor: str) -> Node | None:
         """The node of this graph that writes ``tensor`` (None for inputs, weights, outer names)."""
         return self._producer.get(tensor)
 
     def consumers(self, tensor: str) -> list[Node]:
-        """The nodes of this graph that read ``tensor``, in execution order."""
-        return self._consumers.get(tensor, [])
+        """The nodes of this graph that read ``tensor``, in execution order (a node once per
+        input that names it)."""
+        users = self._consumers
+        if users is None:
+            users = {}
+            for node in self.nodes:
+                for inp in node.inputs:
+                    if inp:
+                        readers = users.get(inp)
+                        if readers is None:
+                            users[inp] = [node]
+                        else:
+                            readers.append(node)
+            self._consumers = users
+        return users.get(tensor, [])
 
     def walk(self) -> Iterator[Node]:
         """Every node of this graph and of its subgraphs, owners before their subgraph's nodes."""
