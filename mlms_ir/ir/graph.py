@@ -290,8 +290,11 @@ class Graph:
                 raise InvalidModelError(f"initializer '{name}' is defined twice in {self.label}")
             self.initializer_protos[name] = init
             init_names.add(name)
-            external = init.data_location == onnx.TensorProto.EXTERNAL and not any(
-                e.key == "location" and e.value.startswith("mlms_ir:") for e in init.external_data
+            # external in the file: not data the loader stripped, which it marks with one entry,
+            # its location "mlms_ir:..." (a file's tensor has an offset and a length as well)
+            external = init.data_location == onnx.TensorProto.EXTERNAL and (
+                len(init.external_data) > 1
+                or not any(e.key == "location" and e.value.startswith("mlms_ir:") for e in init.external_data)
             )
             weights.append(TensorInfo(name, init.data_type, tuple(init.dims), "initializer", external))
         for sp in g.sparse_initializer:

@@ -145,12 +145,13 @@ def _needs_resolution(graph: Graph) -> bool:
                         and g.tensor(node.proto.input[0]).kind != "input":
                     return True
         for t in g.tensors.values():
+            if t._size is not None:
+                continue  # every dim a number (the size pair: shared by a type's tensors, made already)
             if t.shape is None:
                 if t.kind == "activation" and g.producer(t.name) is not None:
                     return True
                 continue
-            if not all(isinstance(d, int) for d in t.shape):
-                return True
+            return True  # a dim that is not a number
     return False
 
 
