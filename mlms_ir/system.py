@@ -213,6 +213,10 @@ _PACKAGES: tuple[str, ...] = (
 _PACKAGE_FAMILIES = re.compile(r"^(cupy|tensorflow|tensorrt|mxnet)-[a-z0-9-]+$")
 
 
+#: An installed wheel's metadata directory: ``numpy-2.4.6.dist-info`` (the name with "_" for "-").
+_DIST_INFO = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.]*)-([^-/\\]+)\.dist-info$")
+
+
 def _normalize_dist(name: str) -> str:
     """A distribution name normalised as PEP 503 does (``mlms_ir`` -> ``mlms-ir``)."""
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -232,8 +236,15 @@ def _package_versions() -> dict[str, str]:
             hint = getattr(dist, "_normalized_name", None)
             if isinstance(hint, str) and hint and not _wanted(_normalize_dist(hint)):
                 continue
-            name = _normalize_dist(dist.metadata["Name"] or "")
-            version = dist.version
+            # a wanted one: its name and version as the ``NAME-VERSION.dist-info`` directory spells
+            # them (the installers' convention), else from its METADATA, parsed once (a long
+            # one, with the project's whole README, took milliseconds to parse: 45 ms for 16)
+            spelt = _DIST_INFO.match(getattr(getattr(dist, "_path", None), "name", "") or "")
+            if spelt is not None:
+                name, version = _normalize_dist(spelt[1]), spelt[2]
+            else:
+                meta = dist.metadata
+                name, version = _normalize_dist(meta["Name"] or ""), meta["Version"]
         except Exception:  # noqa: BLE001
             continue
         if name and _wanted(name) and name not in found:
