@@ -110,6 +110,30 @@ def test_repeated_blocks_from_name_scopes():
     assert b.instances[0] == "layers/layers.0"
 
 
+def test_repeated_blocks_from_the_dynamo_exporters_scope_metadata(tmp_path):
+    """Nodes named by op only ("MatMul_3"), their module path in ``pkg.torch.onnx.name_scopes``
+    metadata, as torch's dynamo exporter writes them: the same blocks from a file, bytes and a
+    ModelProto. A file without such metadata is known not to hold it (its nodes' metadata is
+    then not read)."""
+    m = _chain(4, named=False)
+    for k, node in enumerate(m.graph.node):
+        layer, op = divmod(k, 3)
+        scope = [f"layers.{layer}", ["fc", "act", ""][op]] if layer < 4 else ["head"]
+        entry = node.metadata_props.add()
+        entry.key, entry.value = "pkg.torch.onnx.name_scopes", repr(["", *[s for s in scope if s], node.op_type.lower()])
+        node.name = f"{node.op_type}_{k}"
+    path = tmp_path / "dynamo.onnx"
+    path.write_bytes(m.SerializeToString())
+    for source in (path, m.SerializeToString(), m):
+        assert mlms_ir.load(source).loaded.scope_metadata
+        b = mlms_ir.analyze(source).blocks[0]
+        assert (b.name, b.count, b.nodes_per_block, b.found_by) == ("layers.#", 4, 3, "name scopes")
+    plain = tmp_path / "plain.onnx"
+    plain.write_bytes(_chain(4, named=True).SerializeToString())
+    assert not mlms_ir.load(plain).loaded.scope_metadata
+    assert mlms_ir.analyze(plain).blocks[0].found_by == "name scopes"
+
+
 def test_repeated_blocks_without_names():
     a = mlms_ir.analyze(_chain(5, named=False))
     b = a.blocks[0]

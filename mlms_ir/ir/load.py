@@ -38,6 +38,10 @@ class LoadedModel:
     #: loader's checks and the Graph's nodes (each proto field is read once); :func:`mlms_ir.load`
     #: drops them once its Graph is built.
     node_rows: list[NodeRow] | None = field(default=None, repr=False)
+    #: False when the file holds no ``pkg.torch.onnx.name_scopes`` metadata (the dynamo exporter's
+    #: module path of a node): the structure pass then reads each node's scope from its name
+    #: alone, without reading its metadata. True when it may (or for a ModelProto, not searched).
+    scope_metadata: bool = True
 
 
 #: A node as read once from its proto: op type, domain (``""`` for ``ai.onnx``), name, input and
@@ -85,7 +89,7 @@ def read_model(source: ModelSource) -> LoadedModel:
         normalize_default_domain(model, rows)
     ext = check_external_data(model, path.parent if path is not None else None, rows)
     return LoadedModel(model=model, path=path, name=name, file_bytes=size, external_data_bytes=ext, source=source,
-                       node_rows=rows)
+                       node_rows=rows, scope_metadata=data is None or b"pkg.torch.onnx.name_scopes" in data)
 
 
 def spells_ai_onnx(data: bytes) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from mlms_ir.ir.dtypes import dtype_bits
+from mlms_ir.ir.dtypes import dtype_bits, dtype_name
 from mlms_ir.ir.expr import add, from_terms, is_int, maximum_terms, sympy, terms
 from mlms_ir.ir.graph import Graph, free_names
 from mlms_ir.passes.cost import CostResult
@@ -44,13 +44,16 @@ def memory(graph: Graph, costs: CostResult) -> MemoryResult:
     With symbolic dims every size is an expression; the peak is then the Max() of the live
     totals that no other one dominates for every value of the dims (often just one).
     """
-    by_dtype: Counter[str] = Counter()
+    by_elem: Counter[int] = Counter()  # by element type: its name once per type, not per weight
     params = param_bytes = 0
     for name, t in costs.param_tensors.items():
         count = costs.param_elements.get(name, t.numel or 0)
         params += count
         param_bytes += t.sym_nbytes or 0
-        by_dtype[t.dtype] += count
+        by_elem[t.elem_type] += count
+    by_dtype: Counter[str] = Counter()
+    for elem, count in by_elem.items():  # in the order the types were first met, as before
+        by_dtype[dtype_name(elem)] += count
     weight_bytes = 0
     for g in [graph] + [sub for _, _, sub in graph.all_subgraphs()]:
         for name in g.initializer_names:

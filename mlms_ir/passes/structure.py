@@ -106,8 +106,24 @@ def depth(graph: Graph) -> int:
     return best
 
 
-def node_scope(node: Node) -> tuple[str, ...]:
-    """The name-scope path of a node (empty when its name carries none)."""
+def node_scope(node: Node, metadata: bool = True) -> tuple[str, ...]:
+    """The name-scope path of a node (empty when its name carries none). ``metadata``: False when
+    the model holds no ``pkg.torch.onnx.name_scopes`` entry (:attr:`~mlms_ir.ir.load.LoadedModel.scope_metadata`),
+    so that the node's own metadata need not be read."""
+    if metadata:
+        scopes = _metadata_scope(node)
+        if scopes is not None:
+            return scopes
+    name = node.name
+    if "/" not in name:
+        return ()
+    parts = [p for p in name.split("/") if p]
+    return tuple(parts[:-1])
+
+
+def _metadata_scope(node: Node) -> tuple[str, ...] | None:
+    """The scope path the dynamo exporter's ``pkg.torch.onnx.name_scopes`` gives ``node``; None
+    when it gives none (or an unreadable one)."""
     for p in node.proto.metadata_props:
         if p.key == "pkg.torch.onnx.name_scopes":
             if len(p.value) > MAX_METADATA_CHARS:
@@ -118,11 +134,7 @@ def node_scope(node: Node) -> tuple[str, ...]:
                 break
             # ['', 'layers.0', 'view']: the root module, the module path, then the op itself
             return tuple(s for s in scopes[:-1] if s)
-    name = node.name
-    if "/" not in name:
-        return ()
-    parts = [p for p in name.split("/") if p]
-    return tuple(parts[:-1])
+    return None
 
 
 def _computes(node: Node) -> bool:
@@ -159,8 +171,10 @@ def find_blocks(graph: Graph, costs: dict[str, NodeCost], top: list[NodeCost] | 
     ``top``: the main graph's NodeCosts in the order of its nodes, when the caller has them."""
     scopes: dict[tuple[str, ...], list[Node]] = defaultdict(list)
     any_scope = False
+    loaded = getattr(graph, "loaded", None)
+    metadata = getattr(loaded, "scope_metadata", True)
     for node in graph.nodes:
-        path = node_scope(node)
+        path = node_scope(node, metadata)
         if path:
             any_scope = True
         for k in range(1, len(path) + 1):
