@@ -98,8 +98,7 @@ class TensorInfo:
     @_cached
     def _size(self) -> tuple[int, int | None] | None:
         """(elements, bytes) when every dim is an int, else None."""
-        n = _int_numel(self.shape)
-        return None if n is None else (n, nbytes(self.elem_type, n))
+        return _size_pair(self.elem_type, self.shape)
 
     @property
     def known(self) -> bool:
@@ -558,6 +557,13 @@ def _sym_prod(shape: tuple):
     return normalize(math.prod(shape))
 
 
+def _size_pair(elem_type: int, shape: Shape | None) -> tuple[int, int | None] | None:
+    """(elements, bytes) of a tensor of this type and shape when every dim is an int, else None
+    (:attr:`TensorInfo._size`)."""
+    n = _int_numel(shape)
+    return None if n is None else (n, nbytes(elem_type, n))
+
+
 def _int_numel(shape: Shape | None) -> int | None:
     """The product of a shape whose dims are all ints; None for any other shape."""
     if shape is None:
@@ -619,20 +625,16 @@ def _put_value_info(tensors: dict[str, TensorInfo], vi: onnx.ValueInfoProto, kin
     LLM's 53,000 value infos have 30 distinct types: one C call each instead of a walk of the dims;
     equal types then share their shape tuple, and their (elements, bytes) pair, which each
     TensorInfo would otherwise compute on its first size query)."""
-    if types is None:
-        tp = vi.type
-        elem, shape = _dims(tp)
-        name = intern(vi.name)
-        tensors[name] = TensorInfo(name, elem, shape, kind, False, _VALUE_KINDS.get(tp.WhichOneof("value"), "tensor"))
-        return
-    key = type_key(vi.SerializeToString())
-    facts = types.get(key)
+    facts = None
+    if types is not None:
+        key = type_key(vi.SerializeToString())
+        facts = types.get(key)
     if facts is None:
         tp = vi.type
         elem, shape = _dims(tp)
-        n = _int_numel(shape)
-        facts = types[key] = (elem, shape, _VALUE_KINDS.get(tp.WhichOneof("value"), "tensor"),
-                              None if n is None else (n, nbytes(elem, n)))
+        facts = (elem, shape, _VALUE_KINDS.get(tp.WhichOneof("value"), "tensor"), _size_pair(elem, shape))
+        if types is not None:
+            types[key] = facts
     name = intern(vi.name)  # the string the nodes hold (see Node)
     t = tensors[name] = TensorInfo(name, facts[0], facts[1], kind, False, facts[2])
     t.__dict__["_size"] = facts[3]  # as TensorInfo._size computes it

@@ -119,48 +119,35 @@ class CostPass:
             if outs and all(t is not None and t.kind == "derived" for t in outs):
                 return 0, 0
         n = b = 0
-        seen: set[str] = set()
-        # the inputs as _sources reads them, less the look-ups (done): weights are claimed here,
-        # derived tensors followed to their sources
-        for slot, t in enumerate(ins):
-            if t is None or t.kind not in _STATIC_KINDS or t.name in seen:
-                continue  # an activation or input holds no weight
-            seen.add(t.name)
-            if not is_param_use(node, slot, t):
+        for w in self._sources(g, node, set(), ins):
+            if w.name in self.param_owner:
                 continue
-            for w in (t,) if t.kind != "derived" else self._derived_sources(g, t, seen):
-                if w.name in self.param_owner:
-                    continue
-                self.param_owner[w.name] = node.id
-                self.param_tensors[w.name] = w
-                n += self.param_elements.setdefault(w.name, _packed_elements(node, w))
-                b += w.nbytes or 0
+            self.param_owner[w.name] = node.id
+            self.param_tensors[w.name] = w
+            n += self.param_elements.setdefault(w.name, _packed_elements(node, w))
+            b += w.nbytes or 0
         return n, b
 
-    def _sources(self, g: Graph, node: Node, seen: set[str]):
+    def _sources(self, g: Graph, node: Node, seen: set[str], ins: list[TensorInfo | None] | None = None):
         """The weights ``node`` reads as parameters, directly or through derived tensors (names in
-        ``seen`` skipped, and added)."""
+        ``seen`` skipped, and added). ``ins``: its input tensors, when the caller has looked them up."""
         for slot, name in enumerate(node.inputs):
             if not name or name in seen:
                 continue
             seen.add(name)
-            t = g.tensor(name)
-            if t is None or not is_param_use(node, slot, t):
-                continue
-            if t.is_weight:
+            t = g.tensor(name) if ins is None else ins[slot]
+            if t is None or t.kind not in _STATIC_KINDS or not is_param_use(node, slot, t):
+                continue  # an activation or a graph input holds no weight
+            if t.kind != "derived":
                 yield t
-            elif t.kind == "derived":
-                yield from self._derived_sources(g, t, seen)
-
-    def _derived_sources(self, g: Graph, t: TensorInfo, seen: set[str]):
-        """The weights behind derived tensor ``t`` of ``g``."""
-        prod = _producer(g, t.name)
-        if prod is not None and prod.op_type == "Identity" and t.elem_type in FLOAT_TYPES:
-            # the torch exporter stores equal-valued parameters once, with an Identity per
-            # further parameter: each is a parameter of the model in its own right
-            yield t
-        elif prod is not None:
-            yield from self._sources(prod.graph, prod, seen)
+                continue
+            prod = _producer(g, name)
+            if prod is not None and prod.op_type == "Identity" and t.elem_type in FLOAT_TYPES:
+                # the torch exporter stores equal-valued parameters once, with an Identity per
+                # further parameter: each is a parameter of the model in its own right
+                yield t
+            elif prod is not None:
+                yield from self._sources(prod.graph, prod, seen)
 
     def _node(self, g: Graph, node: Node, parent: str | None) -> NodeCost:
         tensor = g.tensors.get if g.parent is None else g.tensor  # the main graph has no outer scope
