@@ -145,8 +145,8 @@ def _needs_resolution(graph: Graph) -> bool:
                         and g.tensor(node.proto.input[0]).kind != "input":
                     return True
         for t in g.tensors.values():
-            if t._size is not None:
-                continue  # every dim a number (the size pair: shared by a type's tensors, made already)
+            if t.known:
+                continue  # every dim a number (read from the size pair a type's tensors share)
             if t.shape is None:
                 if t.kind == "activation" and g.producer(t.name) is not None:
                     return True
