@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
+from onnx import TensorProto
 
 from mlms_ir.datasets import Dataset
-from mlms_ir.datasets.preprocess import Preprocess
+from mlms_ir.datasets.preprocess import FLOAT_DTYPES, Preprocess
 from mlms_ir.errors import MlmsIrError
 from mlms_ir.ir.load import ModelSource
 from mlms_ir.progress import progress_bar
@@ -42,17 +45,114 @@ def verdict(measured: float, reference: float, tol: float) -> str:
     return f"not replicated: {100 * delta:+.2f} pp (beyond ±{100 * tol:.2f})"
 
 
+def check_fraction(what: str, value: Any, unit: str = "%") -> float:
+    """``value`` as a fraction in [0, 1] (an accuracy; a tolerance with ``unit`` " pp"), or an
+    :class:`MlmsIrError` naming ``what``."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not ok or not math.isfinite(value) or not 0 <= value <= 1:
+        example = f" (e.g. {value / 100:g} for {value:g}{unit})" if ok and math.isfinite(value) and 1 < value <= 100 else ""
+        raise MlmsIrError(f"{what} must be a fraction between 0 and 1{example}, got '{value}'")
+    return float(value)
+
+
+#: ONNX element types evaluate can feed, as numpy dtypes.
+_FEEDABLE = {TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16", TensorProto.DOUBLE: "float64",
+             TensorProto.UINT8: "uint8", TensorProto.INT8: "int8", TensorProto.UINT16: "uint16", TensorProto.INT16: "int16",
+             TensorProto.INT32: "int32", TensorProto.INT64: "int64"}
+
+
+def _fit_dtype(prep: Preprocess, graph: Any, inp: str) -> Preprocess:
+    """The preprocessing that feeds ``inp`` its own dtype: a float input gets its float type; an
+    integer input only the integer type the preprocessing asks for."""
+    info = graph.tensors[inp]
+    want = _FEEDABLE.get(info.elem_type) if info.value_kind == "tensor" else None
+    if want is None:
+        raise MlmsIrError(f"input '{inp}' takes {info.dtype or 'a ' + info.value_kind}: evaluate feeds images as float16, "
+                          "float32, float64 or an integer type")
+    if want in FLOAT_DTYPES:
+        return replace(prep, dtype=want) if prep.dtype != want else prep
+    if prep.dtype != want:
+        raise MlmsIrError(f"input '{inp}' takes {want}, but the preprocessing gives {prep.dtype}: if the model takes raw "
+                          f"pixels, say so with --preprocess '{{\"dtype\": \"{want}\", \"scale\": 1}}'")
+    return prep
+
+
+def _output_kind(graph: Any, out: str, classes: int, dataset: str) -> str:
+    """``scores`` (``[batch, classes]``, trailing 1s allowed) or ``labels`` (an integer ``[batch]``
+    or ``[batch, 1]``) from the output's static type, or ``unknown`` when its rank is; anything
+    else is an :class:`MlmsIrError`."""
+    info = graph.tensors[out]
+    if info.value_kind != "tensor":
+        raise MlmsIrError(f"output '{out}' is a {info.value_kind}, not per-class scores [batch, classes] or class labels [batch]")
+    shape = info.shape
+    if info.elem_type == 0:  # no declared type: the first batch tells
+        return "unknown"
+    if info.elem_type not in _FEEDABLE:
+        raise MlmsIrError(f"output '{out}' is {info.dtype}: evaluate scores numeric per-class scores [batch, classes] or "
+                          "integer class labels [batch]")
+    if shape is None:
+        return "unknown"
+    integer = _FEEDABLE[info.elem_type] not in FLOAT_DTYPES
+    if integer and (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+        return "labels"
+    dims = "x".join(str(d) for d in shape)
+    if len(shape) < 2 or any(isinstance(d, int) and d != 1 for d in shape[2:]):
+        raise MlmsIrError(f"output '{out}' is {info.dtype}[{dims}]: not per-class scores [batch, classes] (nor integer class "
+                          "labels [batch])")
+    if isinstance(shape[1], int) and shape[1] < classes:
+        raise MlmsIrError(f"output '{out}' scores {shape[1]} class{'es' if shape[1] != 1 else ''}, but {dataset} has {classes}")
+    return "scores"
+
+
+def _read_output(y: Any, bs: int, classes: int, out: str) -> tuple[str, np.ndarray]:
+    """One batch's output as ``("labels", [bs])`` or ``("scores", [bs, C])``; anything else raises
+    :class:`MlmsIrError` (the backend is then recorded as failed)."""
+    a = np.asarray(y)
+    shape = "x".join(map(str, a.shape))
+    if a.ndim >= 1 and a.shape[0] == bs and a.dtype.kind in "iu" and (a.ndim == 1 or (a.ndim == 2 and a.shape[1] == 1)):
+        return "labels", a.reshape(bs)
+    if a.ndim < 2 or a.shape[0] != bs or a.dtype.kind not in "fiu" or any(d != 1 for d in a.shape[2:]):
+        raise MlmsIrError(f"output '{out}' came back as {a.dtype}[{shape}] for a batch of {bs}: not per-class scores "
+                          "[batch, classes] (nor integer class labels [batch])")
+    if a.shape[1] < classes:
+        raise MlmsIrError(f"output '{out}' scores {a.shape[1]} class{'es' if a.shape[1] != 1 else ''}, but the data set has {classes}")
+    scores = a.reshape(bs, a.shape[1])
+    return "scores", scores if a.dtype.kind == "f" else scores.astype(np.float64)  # -scores must not wrap round
+
+
 def evaluate(model: ModelSource, dataset: Dataset, backends: tuple[str, ...] | list[str] = ("ort",), *, device: str = "cpu",
-             batch_size: int = 64, preprocess: Preprocess, reference: dict[str, float] | None = None, tolerance: float | None = None,
-             options: dict[str, dict[str, Any]] | None = None, progress: bool = False, system: bool = True) -> EvaluationReport:
+             batch_size: int = 64, preprocess: Preprocess | None = None, reference: dict[str, float] | None = None,
+             tolerance: float | None = None, options: dict[str, dict[str, Any]] | None = None, progress: bool = False,
+             system: bool = True, preprocess_source: str | None = None, assumed: Sequence[str] = ()) -> EvaluationReport:
     """Top-1/top-5 of ``model`` on ``dataset`` with each backend (a backend that fails is
-    recorded as failed, the others go on). ``reference`` is ``{"top1": f, "top5": f}``."""
+    recorded as failed, the others go on). ``reference`` is ``{"top1": f, "top5": f}``, fractions
+    in [0, 1]; ``tolerance`` a fraction too.
+
+    ``preprocess`` None takes the data set's default (:data:`~mlms_ir.datasets.preprocess.DATASET_DEFAULTS`),
+    every key of it reported as assumed; otherwise ``preprocess_source`` says where it came from and
+    ``assumed`` which of its keys are a guess. Both go into the report's ``preprocess`` (as
+    ``source`` and ``assumed``). The batch is fed in the model input's float type (float16,
+    float32 or float64); an integer input only takes the integer ``dtype`` the preprocessing asks for.
+
+    The first output is read as per-class scores ``[batch, classes]`` (trailing dims of 1 allowed;
+    the highest score is the prediction), or, when it holds integers of shape ``[batch]`` or
+    ``[batch, 1]``, as the predicted class labels: then only top-1 is measured, and top-5 (and
+    ``correct_top5``) is None, not a number. Any other output raises :class:`MlmsIrError`, as do a
+    reference or tolerance outside [0, 1]."""
     from mlms_ir.backends import registry
+    from mlms_ir.datasets.preprocess import dataset_default
     from mlms_ir.ir import load
     from mlms_ir.system import system_facts
 
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise MlmsIrError(f"--batch-size must be a positive integer, got '{batch_size}'")
+    reference = {k: check_fraction(f"the reference {k}", reference[k]) for k in ("top1", "top5")
+                 if reference and reference.get(k) is not None} or None
+    if tolerance is not None:
+        tolerance = check_fraction("the tolerance", tolerance, " pp")
+    if preprocess is None:
+        spec = dataset_default(dataset.name)
+        preprocess, preprocess_source, assumed = Preprocess.from_manifest(spec), f"the {dataset.name} data set's default", list(spec)
     probe = load(model)
     if len(probe.input_names) != 1:
         raise MlmsIrError(f"evaluate takes a model with one image input; this one has {len(probe.input_names)}: "
@@ -62,10 +162,10 @@ def evaluate(model: ModelSource, dataset: Dataset, backends: tuple[str, ...] | l
     fixed = shape[0] if shape and isinstance(shape[0], int) else None
     bs = fixed or batch_size
     graph = probe if fixed else load(model, batch=bs)
+    preprocess = _fit_dtype(preprocess, graph, inp)
     out_name = graph.output_names[0]
-    out_shape = graph.tensors[out_name].shape
-    if out_shape is not None and len(out_shape) == 2 and isinstance(out_shape[1], int) and out_shape[1] < len(dataset.labels):
-        raise MlmsIrError(f"the model scores {out_shape[1]} classes, but {dataset.name} has {len(dataset.labels)}")
+    classes = len(dataset.labels)
+    _output_kind(graph, out_name, classes, dataset.name)
     results: list[BackendAccuracy] = []
     sessions = []
     for name in backends:
@@ -86,17 +186,22 @@ def evaluate(model: ModelSource, dataset: Dataset, backends: tuple[str, ...] | l
                     continue
                 try:
                     t0 = time.perf_counter()
-                    logits = sess.run({inp: x})[out_name]
+                    y = sess.run({inp: x})[out_name]
                     acc.inference_s += time.perf_counter() - t0
+                    kind, out = _read_output(y, bs, classes, out_name)
                 except MlmsIrError as exc:
                     acc.status, acc.error = "failed", str(exc)
                     continue
-                scores = np.asarray(logits).reshape(bs, -1)[:n]
-                k = min(5, scores.shape[1])
-                top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-                best = scores.argmax(axis=1)
-                acc.correct_top1 += int((best == labels).sum())
-                acc.correct_top5 += int((top == labels[:, None]).any(axis=1).sum())
+                out = out[:n]
+                if kind == "labels":
+                    acc.correct_top1 += int((out == labels).sum())
+                    acc.correct_top5 = None  # labels give no top-5
+                else:
+                    k = min(5, out.shape[1])
+                    top = np.argpartition(-out, k - 1, axis=1)[:, :k]
+                    acc.correct_top1 += int((out.argmax(axis=1) == labels).sum())
+                    if acc.correct_top5 is not None:
+                        acc.correct_top5 += int((top == labels[:, None]).any(axis=1).sum())
                 acc.samples += n
             bar.advance(n)
     finally:
@@ -105,7 +210,8 @@ def evaluate(model: ModelSource, dataset: Dataset, backends: tuple[str, ...] | l
             sess.close()
     for _, acc in sessions:
         if acc.samples:
-            acc.top1, acc.top5 = acc.correct_top1 / acc.samples, acc.correct_top5 / acc.samples
+            acc.top1 = acc.correct_top1 / acc.samples
+            acc.top5 = acc.correct_top5 / acc.samples if acc.correct_top5 is not None else None
             acc.images_per_s = acc.samples / acc.inference_s if acc.inference_s > 0 else None
         if acc.status == "ok" and reference and reference.get("top1") is not None and acc.top1 is not None:
             acc.tolerance = tolerance if tolerance is not None else tolerance_for(float(reference["top1"]), acc.samples)
@@ -118,8 +224,9 @@ def evaluate(model: ModelSource, dataset: Dataset, backends: tuple[str, ...] | l
     results.sort(key=lambda r: order.get(r.backend, len(order)))
     return EvaluationReport(
         model=model_ref(graph), dataset={"name": dataset.name, "source": dataset.source, "samples": dataset.size,
-                                           "classes": len(dataset.labels)},
-        preprocess=preprocess.to_dict(), reference=dict(reference) if reference else None, batch_size=bs, results=results,
+                                           "classes": classes},
+        preprocess={**preprocess.to_dict(), "source": preprocess_source or "given", "assumed": list(assumed)},
+        reference=dict(reference) if reference else None, batch_size=bs, results=results,
         system=system_facts() if system else {},
     )
 

@@ -168,6 +168,91 @@ def test_preprocess_layouts_channels_and_checks():
         Preprocess()([np.zeros((4, 4, 3), np.uint8), np.zeros((5, 4, 3), np.uint8)])
 
 
+@pytest.mark.parametrize("key,value,message", [
+    ("scale", "x", r"'scale' must be a positive number .*, not 'x'"),
+    ("scale", 0, r"'scale' must be a positive number .*, not 0"),
+    ("scale", float("nan"), r"'scale' must be a positive number"),
+    ("scale", True, r"'scale' must be a positive number .*, not True"),
+    ("resize", "256", r"'resize' must be a positive whole number of pixels, not '256'"),
+    ("resize", 2.5, r"'resize' must be a positive whole number of pixels, not 2.5"),
+    ("resize_size", [128, 171], r"'resize' must be one number of pixels \(the shorter side\), not \[128, 171\]"),
+    ("crop", -1, r"'crop' must be a positive whole number of pixels, not -1"),
+    ("crop_size", [224, 200], r"'crop' must be one number of pixels \(the side of the centre square\)"),
+    ("mean", "x", r"'mean' must be a number or a list of 1 or 3 numbers \(one per channel\), not 'x'"),
+    ("mean", [0.1, 0.2], r"'mean' must be a number or a list of 1 or 3 numbers"),
+    ("std", [0.5, "a", 0.5], r"'std' must be a number or a list of 1 or 3 numbers"),
+    ("std", [0.0], r"'std' must be positive numbers, not \[0.0\]"),
+    ("layout", "CHW", r"'layout' must be NCHW or NHWC, not 'CHW'"),
+    ("layout", 3, r"'layout' must be NCHW or NHWC, not 3"),
+    ("dtype", "int3", r"'dtype' must be one of float16, float32, float64, uint8, int8, uint16, int16, int32, int64, not 'int3'"),
+    ("channels", 2, r"'channels' must be 1 or 3, not 2"),
+    ("channels", "3", r"'channels' must be 1 or 3, not '3'"),
+    ("interpolation", "cubic", r"'interpolation' must be one of nearest, bilinear, bicubic, lanczos, not 'cubic'"),
+    ("interpolation", 5, r"'interpolation' must be one of nearest, bilinear, bicubic, lanczos, not 5"),
+])
+def test_every_preprocessing_key_is_checked(key, value, message):
+    spec = {key: value}
+    if key in ("mean", "std"):
+        spec.setdefault("std" if key == "mean" else "mean", [0.5])
+    with pytest.raises(DatasetError, match=r"^preprocessing " + message):
+        Preprocess.from_manifest(spec)
+
+
+def test_preprocessing_keys_unknown_doubled_or_null():
+    with pytest.raises(DatasetError, match=r"unknown preprocessing key 'rezise'; known: channels, crop, crop_size, dtype, "
+                                           r"interpolation, layout, mean, resize, resize_size, scale, std$"):
+        Preprocess.from_manifest({"rezise": 3, "scale": 1})
+    with pytest.raises(DatasetError, match="both 'resize' and 'resize_size'"):
+        Preprocess.from_manifest({"resize": 8, "resize_size": [8]})
+    with pytest.raises(DatasetError, match="^preprocessing must be an object"):
+        Preprocess.from_manifest([1])  # type: ignore[arg-type]
+    # the builtin manifest's nulls take the defaults; a single mean/std number is one value for all channels
+    p = Preprocess.from_manifest({"resize": None, "crop": None, "interpolation": None, "scale": 0.0625, "mean": 0.5, "std": 0.25,
+                                  "layout": "nhwc", "dtype": "Float16", "note": "ignored"})
+    assert (p.interpolation, p.layout, p.dtype, p.mean, p.std) == ("bilinear", "NHWC", "float16", [0.5], [0.25])
+    assert p(np.full((1, 2, 2, 1), 16.0, np.float32)).tolist() == [[[[2.0], [2.0]], [[2.0], [2.0]]]]
+    assert Preprocess.from_manifest({"resize_size": [256.0], "crop_size": [224, 224]}).to_dict()["crop"] == 224
+
+
+def test_integer_dtypes_round_and_must_fit():
+    pixels = np.asarray([[[[0], [7]], [[130], [255]]]], np.uint8)
+    assert Preprocess(scale=1, dtype="uint8", layout="NHWC")(pixels).tolist() == pixels.tolist()
+    assert Preprocess(scale=0.5, dtype="uint8", layout="NHWC")(pixels).ravel().tolist() == [0, 4, 65, 128]  # rounded, half to even
+    with pytest.raises(DatasetError, match=r"the preprocessed pixels run 0..255, outside int8's -128..127"):
+        Preprocess(scale=1, dtype="int8")(pixels)
+
+
+def test_each_data_set_has_its_own_default_preprocessing():
+    import json
+    from collections import Counter
+
+    from mlms_ir.datasets import DATASETS
+    from mlms_ir.datasets.preprocess import DATASET_DEFAULTS, dataset_default, describe
+    from mlms_ir.zoo import manifest as zoo_manifest
+
+    assert set(DATASET_DEFAULTS) == set(DATASETS)
+    for name in DATASETS:
+        Preprocess.from_manifest(dataset_default(name))  # each one valid
+    # the pixel range: digits run 0..16, the 8-bit sets 0..255; each default maps it onto [0, 1]
+    digits = next(open_dataset("digits").batches(450))[0]
+    assert digits.max() * dataset_default("digits")["scale"] == 1.0
+    assert all(255 * dataset_default(n)["scale"] == 1.0 for n in ("mnist", "fashion-mnist", "cifar10", "cifar100", "imagenet"))
+    # ImageNet's: the recipe most of the zoo's torchvision classifiers have
+    recipes = Counter(json.dumps({k: v for k, v in m["preprocessing"].items() if k not in ("transform", "antialias", "dtype")},
+                                 sort_keys=True)
+                      for m in zoo_manifest.list_models(source="torchvision")
+                      if m["preprocessing"].get("transform") == "ImageClassification")
+    common = Preprocess.from_manifest(json.loads(recipes.most_common(1)[0][0]))
+    assert Preprocess.from_manifest(dataset_default("imagenet")) == common
+    assert describe(dataset_default("digits")) == "scale 1/16, layout NCHW"
+    assert describe({"scale": 1, "mean": [0.5, 0.25]}) == "scale 1, mean [0.5, 0.25]"
+    d = dataset_default("imagenet")
+    d["mean"].append(9)  # a copy: the table itself is untouched
+    assert len(DATASET_DEFAULTS["imagenet"]["mean"]) == 3
+    with pytest.raises(DatasetError, match="unknown data set 'svhn'"):
+        dataset_default("svhn")
+
+
 def test_digits_is_the_held_out_split():
     ds = open_dataset("digits")
     assert (ds.size, ds.pixels) == (450, "digits")

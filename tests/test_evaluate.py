@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from mlms_ir.datasets import open_dataset
 from mlms_ir.datasets.preprocess import DIGITS, Preprocess
+from mlms_ir.errors import MlmsIrError
 from mlms_ir.evaluate import evaluate, tolerance_for, verdict
 from mlms_ir.store import Store
 from mlms_ir.zoo import builtin_manifest, builtin_path
@@ -90,3 +91,218 @@ def test_cli_evaluate_json_and_the_store(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "mlms_ir", "evaluate", "--dataset", "mnist", "--root", str(tmp_path / "none")],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("mlms_ir: error: no folder") and "Traceback" not in bad.stderr
+
+
+# ------------------------------------------------------------------ the audit's defects, fixed
+
+
+def _digits_variant(tmp_path, name: str, edit=None) -> str:
+    """The embedded digits model, edited by ``edit(model)`` (None: a byte-identical copy)."""
+    path = tmp_path / name
+    if edit is None:
+        path.write_bytes(builtin_path().read_bytes())
+    else:
+        m = onnx.load(builtin_path())
+        edit(m)
+        onnx.save(m, path)
+    return str(path)
+
+
+def _argmax_output(shape: list, keepdims: int):
+    def edit(m: onnx.ModelProto) -> None:
+        m.graph.node.append(helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=keepdims))
+        del m.graph.output[:]
+        m.graph.output.append(helper.make_tensor_value_info("label", TensorProto.INT64, shape))
+    return edit
+
+
+def _cli_json(capsys, *args: str) -> tuple[int, dict | None, str]:
+    from mlms_ir.cli import main
+
+    rc = main(["evaluate", *args, "--store", "none", "--format", "json", "--noprogress"])
+    out = capsys.readouterr()
+    return rc, (json.loads(out.out) if rc == 0 else None), out.err
+
+
+def test_a_model_without_a_manifest_gets_the_data_sets_pixel_range_and_is_told_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MLMS_IR_CACHE", str(tmp_path / "cache"))
+    other = _digits_variant(tmp_path, "other.onnx", lambda m: setattr(m, "doc_string", "not the shipped file"))
+    rc, d, err = _cli_json(capsys, other, "--dataset", "digits", "--limit", "100")
+    assert rc == 0
+    # digits pixels run 0..16: the default is 1/16 (1/255, the old default, scored 13% here)
+    assert d["preprocess"]["scale"] == 1 / 16 and d["preprocess"]["layout"] == "NCHW"
+    assert d["preprocess"]["source"] == "the digits data set's default" and d["preprocess"]["assumed"] == ["scale", "layout"]
+    assert d["results"][0]["correct_top1"] == 97 and d["reference"] is None
+    assert err.strip() == ("mlms_ir: warning: other.onnx has no manifest: assumed the preprocessing scale 1/16, layout NCHW "
+                           "for digits; pass --preprocess if the model expects otherwise")
+    # what the user gives is not assumed
+    rc, d, err = _cli_json(capsys, other, "--dataset", "digits", "--limit", "100", "--preprocess", '{"scale": 0.0625}')
+    assert d["preprocess"]["assumed"] == ["layout"] and d["preprocess"]["source"].startswith("--preprocess, the rest")
+    assert "assumed the preprocessing layout NCHW for digits" in err
+    # the API: no preprocessing given is the data set's default, every key of it assumed
+    rep = evaluate(other, open_dataset("digits", limit=100))
+    assert rep.results[0].correct_top1 == 97 and rep.preprocess["scale"] == 1 / 16
+    assert (rep.preprocess["source"], rep.preprocess["assumed"]) == ("the digits data set's default", ["scale", "layout"])
+
+
+def test_a_byte_identical_copy_of_the_embedded_model_gets_its_manifest(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MLMS_IR_CACHE", str(tmp_path / "cache"))
+    rc, d, err = _cli_json(capsys, _digits_variant(tmp_path, "copy.onnx"), "--limit", "100")
+    assert rc == 0 and err == ""
+    assert d["dataset"]["name"] == "digits" and d["preprocess"]["scale"] == 1 / 16 and d["preprocess"]["assumed"] == []
+    assert d["preprocess"]["source"] == "the manifest of digits-cnn (the file is identical to it)"
+    assert d["reference"]["top1"] == builtin_manifest()["accuracy"]["top1"]
+    assert d["results"][0]["correct_top1"] == 97 and d["results"][0]["verdict"].startswith("replicated")
+
+
+def test_a_file_identical_to_a_built_zoo_model_gets_that_models_manifest(tmp_path, monkeypatch, capsys):
+    from mlms_ir.cli.evaluate import _same_file_manifest
+    from mlms_ir.zoo import manifest as zoo_manifest
+
+    monkeypatch.setenv("MLMS_IR_CACHE", str(tmp_path / "cache"))
+    built = tmp_path / "cache" / "zoo" / "resnet18"
+    built.mkdir(parents=True)
+    (built / "model.onnx").write_bytes(b"an onnx file's bytes")
+    (built / "build.json").write_text(json.dumps({"weights": "random"}))
+    mine = tmp_path / "mine.onnx"
+    mine.write_bytes(b"an onnx file's bytes")
+    man = _same_file_manifest(mine)
+    assert man["name"] == "resnet18" and man["dataset"] == "imagenet" and man["matched"] == str(built / "model.onnx")
+    assert man["accuracy"]["top1"] == zoo_manifest.top1(zoo_manifest.get("resnet18"))
+    assert man["preprocessing"]["crop"] == [224, 224] and man["preprocessing"]["mean"] == [0.485, 0.456, 0.406]
+    assert "random weights: its accuracy means nothing" in capsys.readouterr().err
+    mine.write_bytes(b"an onnx file's bytez")  # same size, other bytes
+    assert _same_file_manifest(mine) is None
+
+
+@pytest.mark.parametrize("shape,keepdims", [(["batch"], 0), (["batch", 1], 1)])
+def test_a_model_that_outputs_labels_is_scored_on_top1_only(tmp_path, shape, keepdims):
+    labels_model = _digits_variant(tmp_path, "argmax.onnx", _argmax_output(shape, keepdims))
+    scores = evaluate(str(builtin_path()), open_dataset("digits", limit=200), preprocess=DIGITS, batch_size=64).results[0]
+    rep = evaluate(labels_model, open_dataset("digits", limit=200), ["ort", "reference"], preprocess=DIGITS, batch_size=64,
+                   reference={"top1": 0.98, "top5": 1.0})
+    for r in rep.results:
+        assert r.status == "ok" and r.samples == 200
+        assert r.correct_top1 == scores.correct_top1 == 197 and r.top1 == scores.top1  # the argmax of the same scores
+        assert r.top5 is None and r.correct_top5 is None and r.delta_top5 is None  # not available, never a number
+        assert r.verdict.startswith("replicated")
+    d = rep.to_dict()["results"][0]
+    assert d["top5"] is None and d["correct_top5"] is None
+
+
+def test_outputs_that_are_not_scores_or_labels_are_refused(tmp_path):
+    def scores_in_a_grid(m: onnx.ModelProto) -> None:
+        m.graph.initializer.append(numpy_helper.from_array(np.array([-1, 2, 5], np.int64), "grid"))
+        m.graph.node.append(helper.make_node("Reshape", ["logits", "grid"], ["grid_scores"]))
+        del m.graph.output[:]
+        m.graph.output.append(helper.make_tensor_value_info("grid_scores", TensorProto.FLOAT, ["batch", 2, 5]))
+
+    def float_one_column(m: onnx.ModelProto) -> None:
+        m.graph.node.append(helper.make_node("ReduceMax", ["logits"], ["best"], axes=[1], keepdims=1))
+        del m.graph.output[:]
+        m.graph.output.append(helper.make_tensor_value_info("best", TensorProto.FLOAT, ["batch", 1]))
+
+    def labels_as_float(m: onnx.ModelProto) -> None:
+        m.graph.node.append(helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=0))
+        m.graph.node.append(helper.make_node("Cast", ["label"], ["labelf"], to=TensorProto.FLOAT))
+        del m.graph.output[:]
+        m.graph.output.append(helper.make_tensor_value_info("labelf", TensorProto.FLOAT, ["batch"]))
+
+    data = open_dataset("digits", limit=10)
+    cases = [(labels_as_float, r"output 'labelf' is float\[10\]: not per-class scores"),
+             (float_one_column, "output 'best' scores 1 class, but digits has 10"),
+             (scores_in_a_grid, r"output 'grid_scores' is float\[10x2x5\]: not per-class scores")]
+    for edit, message in cases:
+        with pytest.raises(MlmsIrError, match=message):
+            evaluate(_digits_variant(tmp_path, f"{edit.__name__}.onnx", edit), data, preprocess=DIGITS, batch_size=10)
+
+
+def test_references_and_tolerance_must_be_fractions(capsys):
+    from mlms_ir.cli import main
+
+    data = open_dataset("digits", limit=10)
+    for ref, message in (({"top1": 98.7}, r"the reference top1 must be a fraction between 0 and 1 \(e.g. 0.987 for 98.7%\)"),
+                         ({"top1": 0.9, "top5": -0.1}, "the reference top5 must be a fraction between 0 and 1, got '-0.1'"),
+                         ({"top1": float("nan")}, "got 'nan'"), ({"top1": "0.9"}, "got '0.9'"), ({"top1": True}, "got 'True'")):
+        with pytest.raises(MlmsIrError, match=message):
+            evaluate(str(builtin_path()), data, preprocess=DIGITS, reference=ref)
+    for tol in (-1, float("inf"), 2):
+        with pytest.raises(MlmsIrError, match="the tolerance must be a fraction between 0 and 1"):
+            evaluate(str(builtin_path()), data, preprocess=DIGITS, reference={"top1": 0.9}, tolerance=tol)
+    for args, line in ((["--reference-top1", "98.7"], "--reference-top1 must be a fraction between 0 and 1 (e.g. 0.987 for 98.7%), "
+                                                       "got '98.7'"),
+                       (["--tolerance", "-1"], "--tolerance must be a fraction between 0 and 1, got '-1'"),
+                       (["--tolerance", "2"], "--tolerance must be a fraction between 0 and 1 (e.g. 0.02 for 2 pp), got '2'"),
+                       (["--reference-top5", "x"], "--reference-top5 must be a fraction between 0 and 1, got 'x'")):
+        assert main(["evaluate", "--limit", "10", "--store", "none", *args]) == 2
+        out = capsys.readouterr()
+        assert out.err == f"mlms_ir: error: {line}\n" and out.out == ""
+    rep = evaluate(str(builtin_path()), data, preprocess=DIGITS, reference={"top1": 0.9}, tolerance=0)
+    assert rep.results[0].tolerance == 0 and rep.results[0].verdict == "not replicated: +10.00 pp (beyond ±0.00)"
+
+
+def _fp16(m: onnx.ModelProto) -> None:
+    """The digits model in float16 throughout (its input and output too)."""
+    for init in m.graph.initializer:
+        if init.data_type == TensorProto.FLOAT:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name))
+    for v in (*m.graph.input, *m.graph.output):
+        v.type.tensor_type.elem_type = TensorProto.FLOAT16
+    del m.graph.value_info[:]
+
+
+def _uint8_input(m: onnx.ModelProto) -> None:
+    """The digits model taking raw uint8 pixels: Cast, then x/16 inside the model."""
+    for n in m.graph.node:
+        n.input[:] = ["scaled" if x == "image" else x for x in n.input]
+    m.graph.initializer.append(numpy_helper.from_array(np.array(1 / 16, np.float32), "sixteenth"))
+    m.graph.node.insert(0, helper.make_node("Mul", ["pixels", "sixteenth"], ["scaled"]))
+    m.graph.node.insert(0, helper.make_node("Cast", ["image"], ["pixels"], to=TensorProto.FLOAT))
+    m.graph.input[0].type.tensor_type.elem_type = TensorProto.UINT8
+
+
+def test_the_batch_is_cast_to_the_models_input_type(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MLMS_IR_CACHE", str(tmp_path / "cache"))
+    data = open_dataset("digits")
+    fp16 = _digits_variant(tmp_path, "fp16.onnx", _fp16)
+    assert [n.op_type for n in onnx.load(fp16).graph.node if n.op_type == "Cast"] == []
+    rep = evaluate(fp16, data, ["ort", "reference"], preprocess=DIGITS)
+    assert rep.preprocess["dtype"] == "float16"
+    for r in rep.results:  # float16 weights: within two images of the float32 model's 444 of 450
+        assert r.status == "ok" and r.samples == 450 and abs(r.correct_top1 - 444) <= 2, r
+    uint8 = _digits_variant(tmp_path, "uint8.onnx", _uint8_input)
+    with pytest.raises(MlmsIrError, match=r"input 'image' takes uint8, but the preprocessing gives float32: .*"
+                                          r"'\{\"dtype\": \"uint8\", \"scale\": 1\}'"):
+        evaluate(uint8, data, preprocess=DIGITS)
+    with pytest.raises(MlmsIrError, match="takes uint8, but the preprocessing gives int8"):
+        evaluate(uint8, data, preprocess=Preprocess(scale=1, dtype="int8"))
+    rep = evaluate(uint8, data, preprocess=Preprocess(scale=1, dtype="uint8"))
+    assert rep.results[0].correct_top1 == 444  # x/16 in the model on the exact pixels: the float32 model's figure
+    # with no manifest, an integer dtype means raw pixels: the assumed scale is 1, and said so
+    rc, d, err = _cli_json(capsys, uint8, "--dataset", "digits", "--preprocess", '{"dtype": "uint8"}')
+    assert rc == 0 and d["results"][0]["correct_top1"] == 444 and d["preprocess"]["scale"] == 1
+    assert "assumed the preprocessing scale 1, layout NCHW for digits" in err
+
+
+def test_help_lists_dtype_and_how_to_turn_the_progress_bar_off():
+    r = subprocess.run([sys.executable, "-m", "mlms_ir", "evaluate", "--help"], capture_output=True, text=True, timeout=120)
+    text = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 0
+    assert "(resize, crop, interpolation, scale, mean, std, layout, channels, dtype)" in text
+    assert "--noprogress turns it off" in text and "a fraction in [0, 1] (e.g. 0.987)" in text
+
+
+def test_integer_scores_rank_as_numbers_and_odd_outputs_fail_the_backend():
+    from mlms_ir.evaluate import _read_output
+
+    kind, s = _read_output(np.array([[0, 200, 3, 9, 1, 0, 250]], np.uint8), 1, 7, "y")  # e.g. a quantized model's
+    assert kind == "scores" and set(np.argpartition(-s, 4, axis=1)[0, :5]) == {6, 1, 3, 2, 4}  # uint8 -s would wrap round
+    kind, s = _read_output(np.array([[[[0.1]], [[0.7]], [[0.2]]]], np.float32), 1, 3, "y")  # [batch, classes, 1, 1]
+    assert kind == "scores" and s.shape == (1, 3)
+    assert _read_output(np.array([[4], [2]], np.int64), 2, 10, "y")[1].tolist() == [4, 2]
+    for bad, message in ((np.zeros((3, 10), np.float32), r"came back as float32\[3x10\] for a batch of 2"),
+                         (np.zeros(2, np.float32), r"came back as float32\[2\] for a batch of 2: not per-class scores"),
+                         (np.zeros((2, 4), np.float32), "output 'y' scores 4 classes, but the data set has 10"),
+                         (np.array([["a"], ["b"]]), r"came back as <U1\[2x1\]")):
+        with pytest.raises(MlmsIrError, match=message):
+            _read_output(bad, 2, 10, "y")

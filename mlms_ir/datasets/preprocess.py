@@ -6,6 +6,7 @@ inference alone and all see the same input.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -15,6 +16,44 @@ import numpy as np
 from mlms_ir.datasets.readers import DatasetError
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
+#: The dtypes a batch can be fed as: a float model input takes its own float type (``evaluate``
+#: sets it); an integer type is for a model that takes integer pixels, and must be asked for.
+FLOAT_DTYPES = ("float16", "float32", "float64")
+INT_DTYPES = ("uint8", "int8", "uint16", "int16", "int32", "int64")
+DTYPES = FLOAT_DTYPES + INT_DTYPES
+#: Keys of a manifest's ``preprocessing`` that describe it but change nothing here.
+IGNORED_KEYS = ("description", "note", "transform", "antialias")
+#: The keys :meth:`Preprocess.from_manifest` reads.
+KNOWN_KEYS = ("channels", "crop", "crop_size", "dtype", "interpolation", "layout", "mean", "resize", "resize_size", "scale", "std")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
+
+
+def _pixels(key: str, v: Any) -> int | None:
+    """A positive whole number of pixels (``256``, ``256.0``, or torchvision's ``[256]`` / ``[224, 224]``), or None."""
+    if isinstance(v, Sequence) and not isinstance(v, str):
+        vals = list(v)
+        if not vals or len(set(map(repr, vals))) != 1:
+            what = "the shorter side" if key == "resize" else "the side of the centre square"
+            raise DatasetError(f"preprocessing '{key}' must be one number of pixels ({what}), not {v!r}")
+        v = vals[0]
+    if v is None:
+        return None
+    if not _is_number(v) or v != int(v) or v < 1:
+        raise DatasetError(f"preprocessing '{key}' must be a positive whole number of pixels, not {v!r}")
+    return int(v)
+
+
+def _values(key: str, v: Any) -> list[float] | None:
+    """A list of finite numbers (one per channel, or one for all), or None."""
+    if v is None:
+        return None
+    vals = [v] if _is_number(v) else v
+    if isinstance(vals, str) or not isinstance(vals, Sequence) or len(vals) not in (1, 3) or not all(map(_is_number, vals)):
+        raise DatasetError(f"preprocessing '{key}' must be a number or a list of 1 or 3 numbers (one per channel), not {v!r}")
+    return [float(x) for x in vals]
 
 
 @dataclass
@@ -22,11 +61,15 @@ class Preprocess:
     """How a batch of images becomes the model's input.
 
     ``resize``: the shorter side is resized to this many pixels (aspect kept), then ``crop``
-    takes the centre square of this size (both with Pillow, as torchvision does for PIL images);
+    takes the centre square of this size (both with Pillow, as torchvision does for PIL images,
+    with ``interpolation``: nearest, bilinear, bicubic or lanczos);
     then pixel values are multiplied by ``scale`` (``1/255`` for 8-bit images; ``1/16`` for
     scikit-learn's digits), normalised per channel with ``mean`` and ``std``, laid out as
-    ``NCHW`` or ``NHWC`` and cast to ``dtype``. ``channels`` (1 or 3) converts grey to RGB or
-    back when the data and the model differ."""
+    ``NCHW`` or ``NHWC`` and cast to ``dtype`` (float16, float32, float64, or an integer type
+    for a model that takes integer pixels: values are then rounded, and must fit). ``channels``
+    (1 or 3) converts grey to RGB or back when the data and the model differ.
+
+    Every field is checked: a bad value raises :class:`~mlms_ir.errors.DatasetError` naming it."""
 
     resize: int | None = None
     crop: int | None = None
@@ -39,37 +82,50 @@ class Preprocess:
     interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
-        if self.layout not in ("NCHW", "NHWC"):
-            raise DatasetError(f"preprocessing layout must be NCHW or NHWC, not '{self.layout}'")
-        if self.interpolation not in INTERPOLATIONS:
-            raise DatasetError(f"unknown interpolation '{self.interpolation}'; one of {', '.join(INTERPOLATIONS)}")
-        for k in ("resize", "crop"):
-            v = getattr(self, k)
-            if v is not None and (not isinstance(v, int) or v < 1):
-                raise DatasetError(f"preprocessing '{k}' must be a positive number of pixels, not {v!r}")
-        if self.channels not in (None, 1, 3):
+        self.resize, self.crop = _pixels("resize", self.resize), _pixels("crop", self.crop)
+        if not _is_number(self.scale) or self.scale <= 0:
+            raise DatasetError(f"preprocessing 'scale' must be a positive number (e.g. 0.00392156862745098 for 1/255), "
+                               f"not {self.scale!r}")
+        self.scale = float(self.scale)
+        self.mean, self.std = _values("mean", self.mean), _values("std", self.std)
+        if (self.mean is None) != (self.std is None):
+            raise DatasetError("preprocessing needs both 'mean' and 'std', or neither")
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise DatasetError(f"preprocessing 'std' must be positive numbers, not {self.std!r}")
+        if not isinstance(self.layout, str) or self.layout.upper() not in ("NCHW", "NHWC"):
+            raise DatasetError(f"preprocessing 'layout' must be NCHW or NHWC, not {self.layout!r}")
+        self.layout = self.layout.upper()
+        if not isinstance(self.dtype, str) or self.dtype.lower() not in DTYPES:
+            raise DatasetError(f"preprocessing 'dtype' must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+        self.dtype = self.dtype.lower()
+        if self.channels is not None and (not _is_number(self.channels) or self.channels not in (1, 3)):
             raise DatasetError(f"preprocessing 'channels' must be 1 or 3, not {self.channels!r}")
-        if (self.mean is None) != (self.std is None) or (self.std is not None and any(s == 0 for s in self.std)):
-            raise DatasetError("preprocessing needs both 'mean' and 'std' (non-zero), or neither")
+        self.channels = int(self.channels) if self.channels is not None else None
+        if not isinstance(self.interpolation, str) or self.interpolation not in INTERPOLATIONS:
+            raise DatasetError(f"preprocessing 'interpolation' must be one of {', '.join(INTERPOLATIONS)}, not {self.interpolation!r}")
 
     @classmethod
     def from_manifest(cls, d: Mapping[str, Any]) -> Preprocess:
-        """From a manifest's ``preprocessing`` (torchvision's ``resize_size``/``crop_size`` lists
-        are accepted too)."""
-
-        def first(v: Any) -> Any:
-            return v[0] if isinstance(v, Sequence) and not isinstance(v, str) and v else v
-
-        known = {"resize", "resize_size", "crop", "crop_size", "scale", "mean", "std", "layout", "dtype", "channels", "interpolation"}
-        extra = sorted(set(d) - known - {"description", "note", "transform", "antialias"})
+        """From a manifest's ``preprocessing`` or ``--preprocess`` (torchvision's ``resize_size``/
+        ``crop_size`` lists and ``InterpolationMode.BILINEAR`` are accepted too; a key set to
+        null takes its default). An unknown key or a bad value raises
+        :class:`~mlms_ir.errors.DatasetError` naming it and what it takes."""
+        if not isinstance(d, Mapping):
+            raise DatasetError(f"preprocessing must be an object of {', '.join(KNOWN_KEYS)}, not {d!r}")
+        extra = sorted(set(d) - set(KNOWN_KEYS) - set(IGNORED_KEYS), key=str)
         if extra:
-            raise DatasetError(f"unknown preprocessing key {', '.join(map(repr, extra))}; known: {', '.join(sorted(known))}")
-        resize, crop = first(d.get("resize", d.get("resize_size"))), first(d.get("crop", d.get("crop_size")))
-        interp = str(d.get("interpolation", "bilinear")).lower().replace("interpolationmode.", "")
-        return cls(resize=int(resize) if resize is not None else None, crop=int(crop) if crop is not None else None,
-                   scale=float(d.get("scale", 1 / 255)), mean=list(map(float, d["mean"])) if d.get("mean") is not None else None,
-                   std=list(map(float, d["std"])) if d.get("std") is not None else None, layout=str(d.get("layout", "NCHW")),
-                   dtype=str(d.get("dtype", "float32")), channels=d.get("channels"), interpolation=interp)
+            raise DatasetError(f"unknown preprocessing key {', '.join(map(repr, extra))}; known: {', '.join(KNOWN_KEYS)}")
+        for a, b in (("resize", "resize_size"), ("crop", "crop_size")):
+            if d.get(a) is not None and d.get(b) is not None:
+                raise DatasetError(f"preprocessing has both '{a}' and '{b}': give one")
+        interp = d.get("interpolation")
+        if isinstance(interp, str):
+            interp = interp.lower().replace("interpolationmode.", "")
+        given = {"resize": d.get("resize", d.get("resize_size")), "crop": d.get("crop", d.get("crop_size")),
+                 "scale": d.get("scale"), "mean": d.get("mean"), "std": d.get("std"), "layout": d.get("layout"),
+                 "dtype": d.get("dtype"), "channels": d.get("channels"), "interpolation": interp}
+        defaults = ("scale", "layout", "dtype", "interpolation")
+        return cls(**{k: v for k, v in given.items() if v is not None or k not in defaults})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,8 +177,48 @@ class Preprocess:
             x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         if self.layout == "NCHW":
             x = x.transpose(0, 3, 1, 2)
+        if self.dtype in INT_DTYPES:
+            x = np.rint(x)
+            info = np.iinfo(self.dtype)
+            if x.size and (x.min() < info.min or x.max() > info.max):
+                raise DatasetError(f"the preprocessed pixels run {x.min():g}..{x.max():g}, outside {self.dtype}'s "
+                                   f"{info.min}..{info.max}: give a 'scale' that fits them (1 keeps 8-bit pixels as they are)")
         return np.ascontiguousarray(x.astype(self.dtype))
 
 
 #: The embedded digits CNN's preprocessing (``tools/train_digits_cnn.py``: pixel values / 16, NCHW).
 DIGITS = Preprocess(scale=1 / 16, channels=1)
+
+#: Each data set's natural preprocessing, used (and reported as assumed) for a model with no
+#: manifest: its pixel range scaled to [0, 1] (digits run 0..16, the others 0..255), NCHW; for
+#: ImageNet the zoo's usual torchvision recipe (resize 256, centre crop 224, bilinear, ImageNet's
+#: mean and std), which 57 of its torchvision classifiers use.
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "digits": {"scale": 1 / 16, "layout": "NCHW"},
+    "mnist": {"scale": 1 / 255, "layout": "NCHW"},
+    "fashion-mnist": {"scale": 1 / 255, "layout": "NCHW"},
+    "cifar10": {"scale": 1 / 255, "layout": "NCHW"},
+    "cifar100": {"scale": 1 / 255, "layout": "NCHW"},
+    "imagenet": {"resize": 256, "crop": 224, "interpolation": "bilinear", "scale": 1 / 255, "mean": [0.485, 0.456, 0.406],
+                 "std": [0.229, 0.224, 0.225], "layout": "NCHW"},
+}
+
+
+def dataset_default(name: str) -> dict[str, Any]:
+    """The preprocessing a model with no manifest gets on data set ``name`` (a copy of
+    :data:`DATASET_DEFAULTS`' entry)."""
+    if name not in DATASET_DEFAULTS:
+        raise DatasetError(f"unknown data set '{name}'; known: {', '.join(DATASET_DEFAULTS)}")
+    return {k: list(v) if isinstance(v, list) else v for k, v in DATASET_DEFAULTS[name].items()}
+
+
+def describe(spec: Mapping[str, Any]) -> str:
+    """``spec`` in a few words, e.g. ``scale 1/16, layout NCHW`` (a scale of 1/N written so)."""
+    parts = []
+    for k, v in spec.items():
+        if k == "scale" and _is_number(v) and v > 0 and abs(1 / v - round(1 / v)) < 1e-9:
+            v = f"1/{round(1 / v)}" if round(1 / v) != 1 else "1"
+        elif isinstance(v, list):
+            v = "[" + ", ".join(f"{x:g}" if _is_number(x) else str(x) for x in v) + "]"
+        parts.append(f"{k} {v}")
+    return ", ".join(parts)

@@ -26,5 +26,11 @@ def render_evaluation(report: EvaluationReport, console: Any) -> None:
                   f"{100 * r.top5:.2f}%" if r.top5 is not None else "-", f"{r.images_per_s:,.0f}" if r.images_per_s else "-",
                   plain(r.verdict or "no reference accuracy", style="green" if (r.verdict or "").startswith("replicated") else "red"
                        if r.verdict else ""))
+    prep = report.preprocess or {}
+    if prep.get("assumed"):  # a guess, not the model's own recipe: said under the figures it made
+        from mlms_ir.datasets.preprocess import describe
+
+        t.caption = plain(f"preprocessing assumed ({prep.get('source')}): {describe({k: prep[k] for k in prep['assumed'] if k in prep})}; "
+                          "pass --preprocess if the model expects otherwise")
     console.print(t)
 

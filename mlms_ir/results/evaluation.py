@@ -11,8 +11,10 @@ from typing import Any
 
 from mlms_ir.results.base import ModelRef, Result
 
-#: Version of the evaluation JSON layout. 1.1: ``kind`` added.
-EVAL_SCHEMA_VERSION = "1.1"
+#: Version of the evaluation JSON layout. 1.1: ``kind`` added. 1.2: ``preprocess`` says its
+#: ``source`` and the keys ``assumed`` (a guess for a model without a manifest); ``top5`` and
+#: ``correct_top5`` are null for a model that outputs labels.
+EVAL_SCHEMA_VERSION = "1.2"
 
 
 @dataclass
@@ -26,7 +28,7 @@ class BackendAccuracy:
     top1: float | None = None
     top5: float | None = None
     correct_top1: int = 0
-    correct_top5: int = 0
+    correct_top5: int | None = 0  # None: the model outputs labels, no top-5
     images_per_s: float | None = None
     inference_s: float = 0.0
     verdict: str | None = None
