@@ -2,8 +2,9 @@
 into jobs, run locally (each job in a worker process, with a timeout) or on a Ray cluster, every
 result kept in the results store.
 
-A sweep is named; each job has a key (a hash of what it runs). Resuming a sweep skips the jobs
-whose results are already stored, so an interrupted sweep (even by ``kill -9``) loses nothing it
+A sweep is named; each job has a key (a hash of what it runs, the model file's sha256 included).
+Resuming a sweep skips the jobs whose results are already stored (a model file changed since gives
+its jobs new keys: they run again), so an interrupted sweep (even by ``kill -9``) loses nothing it
 finished: a local worker writes its result into the store itself before it exits. A job that
 fails, crashes or times out is recorded as failed, and the sweep goes on.
 
@@ -72,10 +73,14 @@ class Job:
     settings: dict[str, Any] = field(default_factory=dict)
     timeout_s: float = DEFAULT_TIMEOUT_S
     gpu_type: str | None = None
+    #: The model file's sha256, set by :func:`run_sweep` when it plans the jobs (a ``zoo:`` model
+    #: not built yet has none until its job builds it); part of the key.
+    model_sha256: str | None = None
 
     @property
     def key(self) -> str:
-        """What the job runs, hashed: the same job in a resumed sweep has the same key."""
+        """What the job runs, hashed: the same job in a resumed sweep has the same key, and the
+        same job on a model file whose content changed has another."""
         what = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("timeout_s", "gpu_type")}
         return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -255,6 +260,53 @@ def _check_backends(names: list[str], devices: list[str]) -> None:
 # ----------------------------------------------------------------------------- one job
 
 
+def model_file_sha256(path: str | os.PathLike, cache: dict[tuple[str, int, int], str] | None = None) -> str | None:
+    """The sha256 of the file at ``path`` (None where there is none), read in chunks; ``cache``
+    keeps it by path, modification time and size, so a sweep hashes each file once however many
+    jobs run it."""
+    from mlms_ir.files import sha256_of
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size)
+    if cache is not None and key in cache:
+        return cache[key]
+    try:
+        sha = sha256_of(path)
+    except OSError:
+        return None
+    if cache is not None:
+        cache[key] = sha
+    return sha
+
+
+def _model_file(ref: str) -> str | None:
+    """The file a job's model is, without building anything: a path as it is, a ``zoo:`` model's
+    ONNX file once built (None before)."""
+    from mlms_ir.zoo.manifest import is_zoo_ref
+
+    if not is_zoo_ref(ref):
+        return ref
+    from mlms_ir.zoo.builder import built_path
+
+    try:
+        path = built_path(ref.removeprefix("zoo:"))
+    except MlmsIrError:
+        return None
+    return str(path) if path is not None else None
+
+
+def hash_models(jobs: list[Job], cache: dict[tuple[str, int, int], str] | None = None) -> None:
+    """Set each job's ``model_sha256`` from its model file as it is now (a ``zoo:`` model not built
+    yet: None), each file hashed once."""
+    cache = {} if cache is None else cache
+    for job in jobs:
+        path = _model_file(job.model)
+        job.model_sha256 = model_file_sha256(path, cache) if path else None
+
+
 def execute_job(job: Job) -> list[StoreRecord]:
     """Run one job in this process and return what to store (a failure is a failed record)."""
     from mlms_ir.ir.shapes import dims_text, input_shape_list
@@ -268,6 +320,8 @@ def execute_job(job: Job) -> list[StoreRecord]:
         options["precision"] = job.precision
     try:
         model = str(resolve(job.model))  # zoo:NAME is built (or found in the cache) here
+        if job.model_sha256 is None:  # a zoo model built just now: its key is of the file built
+            job.model_sha256 = model_file_sha256(model)
         if job.kind == "run" and s.get("scenario"):
             from mlms_ir.scenarios import run_scenarios
             from mlms_ir.store import records_from_scenarios
@@ -378,6 +432,8 @@ def run_sweep(spec: Spec, store_path: str | os.PathLike, *, executor: str = "loc
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise MlmsIrError(f"--workers must be a positive integer, got '{workers}'")
     path = Path(store_path)
+    hashes: dict[tuple[str, int, int], str] = {}
+    hash_models(spec.jobs, hashes)  # the model files as they are now: a changed one gives new keys
     with Store(path) as st:
         done = st.jobs_done(spec.name)
         before = st.last_id()
@@ -395,6 +451,7 @@ def run_sweep(spec: Spec, store_path: str | os.PathLike, *, executor: str = "loc
     with Store(path) as st:
         mine = [r for r in st.list(sweep=spec.name, limit=None) if r.id > before]
     result.run_ids = sorted(r.id for r in mine)
+    hash_models([j for j in pending if j.model_sha256 is None], hashes)  # zoo models its jobs built: keyed as their workers did
     keys_ok = {r.job_key for r in mine if r.status == "ok"}
     result.ok = sum(1 for j in pending if j.key in keys_ok)
     result.failed = len(pending) - result.ok

@@ -191,3 +191,19 @@ def test_threads_sets_onnxruntimes_intra_op_threads(capsys):
     assert capsys.readouterr().err == "mlms_ir: error: --threads sets onnxruntime's intra-op threads, and no backend here is ort\n"
     assert main(["run", "--batch", "1", "--threads", "0", "--store", "none"]) == 2
     assert "--threads must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_cli_compare_of_profiles_of_two_models_joins_no_node(tmp_path, cnn_path):
+    """Node ids are positions in one graph: n0 of one model is not n0 of another, however alike."""
+    store = str(tmp_path / "s.sqlite")
+    for model in (str(builtin_path()), str(cnn_path)):
+        r = _cli("profile", model, "--batch", "2", "--runs", "2", "--iters", "3", "--format", "json", "--store", store)
+        assert r.returncode == 0, r.stderr
+    r = _cli("runs", "compare", "1", "2", "--store", store)
+    assert r.returncode == 0, r.stderr
+    last = r.stdout.rstrip().splitlines()[-1]
+    assert re.fullmatch(r"runs 1 and 2 are of different models \(sha256 [0-9a-f]{12} and [0-9a-f]{12}\): per-node rows not compared", last)
+    assert "per node" not in r.stdout and "every run recorded the same settings" not in r.stdout
+    assert "│ setting model " in r.stdout  # the model is the setting that differs
+    r = _cli("runs", "compare", "1", "1", "--store", store)  # one model: its nodes side by side
+    assert r.returncode == 0 and "per node: time_us" in r.stdout and "different models" not in r.stdout

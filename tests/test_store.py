@@ -467,3 +467,115 @@ def test_system_facts_list_the_packages_a_full_metadata_scan_finds():
         if name and system._wanted(name) and name not in full:
             full[name] = dist.version
     assert system.software_facts()["packages"] == dict(sorted(full.items()))
+
+
+# --------------------------------------------------------------------------- runs compare: only one model's nodes are joined
+def _node(nid: str, op: str, name: str, t: float) -> dict:
+    return {"node_id": nid, "name": name, "op_type": op, "time_us": t, "max_abs": t / 10}
+
+
+@pytest.mark.parametrize("kind", ["profile", "diverge"])
+def test_compare_joins_per_node_rows_only_of_one_model(tmp_path, kind):
+    from mlms_ir.compare import compare_runs
+
+    a_nodes = [_node("n0", "MatMul", "node0", 37.0), _node("n1", "Relu", "node1", 5.0)]
+    with Store(tmp_path / "s.sqlite") as st:
+        st.add(_rec(kind=kind, model_name="a.onnx", model_sha256="a" * 64, nodes=a_nodes))
+        st.add(_rec(kind=kind, model_name="b.onnx", model_sha256="b" * 64,
+                    nodes=[_node("n0", "Add", "add_it", 13.0), _node("n1", "Mul", "mul_it", 4.0)]))
+        st.add(_rec(kind=kind, model_name="a.onnx", model_sha256="a" * 64, nodes=[dict(n, time_us=n["time_us"] * 2) for n in a_nodes]))
+        notes: list[str] = []
+        cmp = compare_runs(st, [1, 2], notes=notes)
+        assert cmp.per_node.nodes == [] and cmp.per_node.compared_nodes == 0
+        assert notes == [f"runs 1 and 2 are of different models (sha256 {'a' * 12} and {'b' * 12}): per-node rows not compared"]
+        assert (cmp.differing_settings[0].field, cmp.differing_settings[0].values) == (
+            "model", [f"a.onnx (sha256 {'a' * 12})", f"b.onnx (sha256 {'b' * 12})"])
+        notes = []
+        cmp = compare_runs(st, [1, 3, 2], notes=notes)  # one run of another model is enough to leave the table out
+        assert cmp.per_node.nodes == [] and notes[0].startswith("runs 1 and 2 are of different models")
+        notes = []
+        cmp = compare_runs(st, [1, 3], notes=notes)  # the same model: joined, and no model row
+        assert notes == [] and cmp.per_node.compared_nodes == 2 and cmp.differing_settings == []
+        assert [n.node_id for n in cmp.per_node.nodes] == ["n0", "n1"]
+
+
+def test_compare_of_old_records_without_sha256_joins_only_the_same_nodes(tmp_path):
+    """A record without a model sha256 (an old one) is of the first run's model where every node
+    id both runs have is the same op type with the same name."""
+    from mlms_ir.compare import compare_runs
+
+    a_nodes = [_node("n0", "MatMul", "node0", 37.0), _node("n3", "Tanh", "node3", 5.0)]
+    with Store(tmp_path / "s.sqlite") as st:
+        st.add(_rec(kind="profile", nodes=a_nodes))
+        st.add(_rec(kind="profile", nodes=[_node("n0", "MatMul", "node0", 30.0), _node("n3", "Sigmoid", "node3", 5.0)]))
+        st.add(_rec(kind="profile", nodes=[_node("n0", "MatMul", "other", 30.0), _node("n3", "Tanh", "node3", 5.0)]))
+        st.add(_rec(kind="profile", model_sha256="a" * 64, nodes=[_node("n0", "MatMul", "node0", 40.0)]))
+        for other, why in ((2, "node n3 is Tanh 'node3' in run 1 but Sigmoid 'node3' in run 2"),
+                           (3, "node n0 is MatMul 'node0' in run 1 but MatMul 'other' in run 3")):
+            notes: list[str] = []
+            cmp = compare_runs(st, [1, other], notes=notes)
+            assert cmp.per_node.nodes == [] and notes == [f"runs 1 and {other} are of different models ({why}): per-node rows not compared"]
+            assert cmp.differing_settings[0].field == "model"
+        notes = []
+        cmp = compare_runs(st, [1, 4], notes=notes)  # one sha256 known, the nodes agree: joined
+        assert notes == [] and [(n.node_id, n.delta) for n in cmp.per_node.nodes] == [("n0", [0.0, 3.0])]
+
+
+def test_cli_compare_says_why_per_node_rows_are_left_out(tmp_path):
+    db = tmp_path / "s.sqlite"
+    with Store(db) as st:
+        st.add(_rec(kind="profile", model_sha256="a" * 64, nodes=[_node("n0", "MatMul", "node0", 37.0)]))
+        st.add(_rec(kind="profile", model_sha256="b" * 64, nodes=[_node("n0", "Add", "add_it", 13.0)]))
+    line = f"runs 1 and 2 are of different models (sha256 {'a' * 12} and {'b' * 12}): per-node rows not compared"
+    r = _cli("runs", "compare", "1", "2", env_store=db)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.rstrip().endswith(line) and "per node" not in r.stdout and "Add" not in r.stdout
+    assert "every run recorded the same settings" not in r.stdout and re.search(r"│ setting model +│ m\.onnx \(sha256 a{12}\)", r.stdout)
+    r = _cli("runs", "compare", "1", "2", "--format", "json", env_store=db)
+    assert r.returncode == 0 and json.loads(r.stdout)["per_node"]["nodes"] == []  # the JSON stays JSON: the line on stderr
+    assert r.stderr.strip() == f"mlms_ir: note: {line}"
+
+
+def test_compare_shows_no_empty_options_and_one_precision(tmp_path):
+    """The reference backend records ``options: {}`` and no precision option: neither is a setting
+    that differs from ort's ``{precision: fp32}``, since every run ran at fp32."""
+    from mlms_ir.compare import compare_runs, flat_settings
+
+    assert flat_settings({"options": {}, "bindings": {"dims": {}}, "iterations": 3}) == {"iterations": 3}
+    with Store(tmp_path / "s.sqlite") as st:
+        for backend, options in (("ort", {"opt": "default", "precision": "fp32"}), ("torch", {"precision": "fp32"}), ("reference", {})):
+            st.add(_rec(backend=backend, precision="fp32", settings={"iterations": 3, "device": "cpu", "options": options}))
+        st.add(_rec(backend="ort", precision="fp16", settings={"iterations": 3, "device": "cpu", "options": {"precision": "fp16"}}))
+        cmp = compare_runs(st, [1, 2, 3])
+        assert [(r.field, r.values) for r in cmp.differing_settings] == [("opt", ["default", None, None])]
+        assert {r.field: r.values for r in cmp.describe}["precision"] == ["fp32"] * 3
+        cmp = compare_runs(st, [3, 4])  # a precision that differs is one row, the runs' own
+        assert [(r.field, r.values) for r in cmp.differing_settings] == [("precision", ["fp32", "fp16"])]
+
+
+def test_a_uid_prefix_too_short_says_how_long_one_must_be(tmp_path):
+    with Store(tmp_path / "s.sqlite") as st:
+        r = st.add(_rec())
+        with pytest.raises(StoreError, match=r"no run 'a43a4' in the results store .*: a uid prefix needs at least 6 characters; "
+                                             r"give the run's id or more of its uid \(see 'runs list'\)"):
+            st.get("a43a4")
+        with pytest.raises(StoreError, match=r"no run '42' in the results store '[^']*' \(see 'runs list'\)$"):
+            st.get("42")  # digits: an id
+        assert st.get(r.uid[:6]).id == r.id
+    r2 = _cli("runs", "show", "a43a4", env_store=tmp_path / "s.sqlite")
+    assert r2.returncode == 2 and "a uid prefix needs at least 6 characters" in r2.stderr and "Traceback" not in r2.stderr
+
+
+def test_compare_prints_small_ratios_with_their_digits(tmp_path):
+    from mlms_ir.compare import compare_runs
+    from mlms_ir.report.compare_html import render_compare_html
+    from mlms_ir.report.store_text import render_compare
+
+    with Store(tmp_path / "s.sqlite") as st:
+        st.add(_rec(summary={"latency_ms": {"p50": 100.0}}))
+        st.add(_rec(summary={"latency_ms": {"p50": 0.34}}))
+        cmp = compare_runs(st, [1, 2])
+    out = io.StringIO()
+    render_compare(cmp, Console(file=out, width=120, color_system=None))
+    assert "0.34 (0.0034x)" in out.getvalue() and "0.00x" not in out.getvalue()
+    assert 'class="ratio">(0.0034x)' in render_compare_html(cmp)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mlms_ir.store import Store
+from mlms_ir.store import Store, StoreRecord
 from mlms_ir.sweep import SweepSpecError, load_spec, run_sweep
 from mlms_ir.zoo import builtin_path
 
@@ -205,3 +205,63 @@ gpu_type: H200
         assert all(r.summary["latency_ms"]["p50"] > 0 for r in ok)
         gpu = [r for r in runs if r.device == "cuda"]
         assert len(gpu) == 4 and {r.error for r in gpu} == {"no node of the Ray cluster has a GPU"}
+
+
+def test_a_changed_model_file_runs_again_and_an_unchanged_one_does_not(tmp_path):
+    """A job's key holds its model file's sha256: the same spec on an edited model is another job
+    (the stale result is not kept as the new file's), on the same bytes the same one."""
+    import onnx
+    from conftest import small_cnn
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(Path(MODEL).read_bytes())
+    db = tmp_path / "s.sqlite"
+    spec = load_spec(_spec(tmp_path, "name: edit\nkind: analyze\nmodels: [model.onnx]\nbatches: [1]"))
+    with Store(db) as st:  # a result stored under a key made before keys held the sha256 matches no job: no crash, a rerun
+        st.add(StoreRecord(kind="analyze", model_name="model.onnx", sweep="edit", job_key="0123456789abcdef"))
+    first = run_sweep(spec, db, progress=False)
+    assert (first.jobs, first.skipped, first.ok, first.failed) == (1, 0, 1, 0)
+    os.utime(model, ns=(time.time_ns() + 10**9,) * 2)  # touched, not changed: the same job
+    again = run_sweep(spec, db, progress=False)
+    assert (again.skipped, again.ok) == (1, 0)
+    onnx.save(small_cnn(), model)  # edited in place: the same path, other bytes
+    edited = run_sweep(spec, db, progress=False)
+    assert (edited.skipped, edited.ok, edited.failed) == (0, 1, 0)
+    with Store(db) as st:
+        old, new = sorted((r for r in st.list(sweep="edit") if r.job_key != "0123456789abcdef"), key=lambda r: r.id)
+        assert old.job_key != new.job_key and new.model_sha256 == spec.jobs[0].model_sha256 != old.model_sha256
+    assert run_sweep(spec, db, progress=False).skipped == 1
+
+
+def test_a_sweep_hashes_each_model_file_once(tmp_path, monkeypatch):
+    import mlms_ir.files
+    from mlms_ir.files import sha256_of
+    from mlms_ir.sweep import hash_models
+
+    (tmp_path / "m.onnx").write_bytes(Path(MODEL).read_bytes())
+    spec = load_spec(_spec(tmp_path, "name: h\nmodels: [m.onnx, zoo:digits-cnn]\nbackends: [ort, reference]\nbatches: [1, 2, 4]"))
+    hashed = []
+    monkeypatch.setattr(mlms_ir.files, "sha256_of", lambda p: hashed.append(str(p)) or sha256_of(p))
+    cache: dict = {}
+    hash_models(spec.jobs, cache)
+    assert sorted(hashed) == sorted([str(tmp_path / "m.onnx"), str(builtin_path())])  # 12 jobs, 2 files read
+    assert {j.model_sha256 for j in spec.jobs} == {sha256_of(MODEL)}  # the zoo's digits-cnn is MODEL: the same bytes
+    keys = [j.key for j in spec.jobs]
+    hash_models(spec.jobs, cache)
+    assert len(hashed) == 2 and [j.key for j in spec.jobs] == keys and len(set(keys)) == 12
+
+
+def test_a_zoo_model_not_built_yet_is_keyed_by_the_file_its_job_builds(tmp_path, monkeypatch):
+    """Before its job builds it a zoo model has no file to hash; the worker keys the job by the file
+    it built, the sweep counts the job as such, and a resumed sweep (the file there) skips it."""
+    import mlms_ir.zoo.builder
+
+    real, built = mlms_ir.zoo.builder.built_path, []
+    monkeypatch.setattr(mlms_ir.zoo.builder, "built_path", lambda name: real(name) if built else None)  # in this process only
+    spec = load_spec(_spec(tmp_path, "name: z\nkind: analyze\nmodels: [zoo:digits-cnn]\nbatches: [1]"))
+    res = run_sweep(spec, tmp_path / "s.sqlite", progress=False, on_job=lambda job, status: built.append(job.model_sha256))
+    assert built == [None] and (res.ok, res.failed) == (1, 0)  # planned without a sha256, counted by the worker's key
+    with Store(tmp_path / "s.sqlite") as st:
+        (r,) = st.list(sweep="z")
+        assert r.job_key == spec.jobs[0].key and spec.jobs[0].model_sha256 == r.model_sha256 is not None
+    assert run_sweep(spec, tmp_path / "s.sqlite", progress=False).skipped == 1

@@ -122,9 +122,13 @@ class Runs:
         fmt = format or {".json": "json", ".html": "html", ".htm": "html"}.get(Path(output).suffix.lower() if output else "", "table")
         if fmt not in ("table", "json", "html"):
             raise MlmsIrError(f"unknown --format '{fmt}'; choose table, json or html")
+        notes: list[str] = []
         with _open(store) as st:
-            cmp = compare_runs(st, list(runs), top=int(top))
+            cmp = compare_runs(st, list(runs), top=int(top), notes=notes)
         emit(cmp, fmt, output)
+        inline = fmt == "table" and not output
+        for line in notes:  # under the table it belongs to; beside JSON, HTML or a file, on stderr
+            print(line if inline else f"mlms_ir: note: {line}", file=sys.stdout if inline else sys.stderr)
 
 
 def sweep(spec: str, store: str | None = None, executor: str = "local", address: str | None = None, workers: int = 1,

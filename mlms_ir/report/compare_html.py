@@ -6,6 +6,7 @@ from importlib import resources
 from typing import Any
 
 from mlms_ir.report.store_text import format_value, node_delta, node_value
+from mlms_ir.report.text import sig
 from mlms_ir.results.comparison import Comparison
 
 
@@ -29,5 +30,5 @@ def render_compare_html(comparison: Comparison) -> str:
     text = resources.files("mlms_ir.report").joinpath("templates/compare.html.j2").read_text(encoding="utf-8")
     time = cmp["per_node"]["metric"] == "time_us"
     return env.from_string(text).render(cmp=cmp, ids=[str(r["id"]) for r in cmp["runs"]], fmt=format_value, verdict=_verdict,
-                                        node_value=lambda v: node_value(v, time), node_delta=lambda d: node_delta(d, time),
+                                        node_value=lambda v: node_value(v, time), node_delta=lambda d: node_delta(d, time), ratio=sig,
                                         version=__version__)

@@ -108,7 +108,7 @@ def render_compare(cmp: Comparison, console: Any) -> None:
         cells = []
         for k, v in enumerate(row.values):
             ratio = (row.ratio_to_first or [None] * len(ids))[k]
-            cells.append(plain(format_value(v) + (f" ({ratio:.2f}x)" if k and ratio is not None else "")))
+            cells.append(plain(format_value(v) + (f" ({sig(ratio)}x)" if k and ratio is not None else "")))
         t.add_row(row.field, *cells)
     console.print(t)
     if not cmp.differing_settings:
