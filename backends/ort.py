@@ -5,7 +5,11 @@ nodes (Conv+Relu become one node, the NCHWc transformer adds layout reorders); e
 node is mapped back onto the graph through the optimised model ORT writes out: a node of the
 optimised graph covers the original nodes between the tensors it reads and the tensors it
 writes (names ORT derives from original tensors, such as ``X_nchwc``, are matched to them).
-Work with no original tensor on its outputs (layout reorders, memory copies) stays unattributed.
+Work with no original tensor on its outputs (layout reorders, memory copies) stays unattributed,
+and so do the Casts ORT inserts (to run a float16 node in float32), though one writes an original
+tensor. ORT profiles a node without a name as ``<OpType>_<index>``, an index its optimised graph
+does not keep, and refuses two nodes of one name: the model ORT runs names every node uniquely,
+after the graph node it is where it has no name of its own (``mlms_ir:n3``; :func:`ort_names`).
 
 onnxruntime computes a few node configurations differently from ONNX's definition (onnx's own
 backend node test cases, which ``tools/conformance.py`` runs). A wrong number is worse than none:
@@ -21,7 +25,9 @@ import json
 import logging
 import math
 import os
+import re
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +103,9 @@ class OrtSession(Session):
         self._opt = opt
         self._threads = threads
         self._precision = precision
-        self._source = _with_precision(model_source(graph), precision)
+        # ORT's profile names a node without a name ``<OpType>_<index>``, unknowable from its
+        # optimised graph: the model ORT runs gives every node a unique name (:func:`ort_names`)
+        self._source, self._data_dir = _model_for_ort(graph, precision)
         self._providers = [PROVIDERS[device]] + (["CPUExecutionProvider"] if device != "cpu" else [])
         self._guard = departures(graph)  # refuses what onnxruntime computes differently from ONNX
         self._sess = self._make(_session_options(opt, threads))
@@ -108,6 +116,8 @@ class OrtSession(Session):
 
     def _make(self, so, source: str | bytes | None = None):
         ort = _ort()
+        if self._data_dir is not None:  # renamed, from memory: external data resolves beside the model file
+            so.add_session_config_entry("session.model_external_initializers_file_folder_path", self._data_dir)
         try:
             return ort.InferenceSession(self._source if source is None else source, so, providers=self._providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
@@ -480,23 +490,129 @@ def as_declared(graph: Graph, values: dict[str, Any]) -> dict[str, Any]:
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
-def _with_precision(src: str | bytes, precision: str) -> str | bytes:
+#: What mlms_ir names a node that has no name, or the name of a node before it: ``mlms_ir:<node id>``.
+_OWN_NAME = "mlms_ir:"
+
+
+def ort_names(graph: Graph) -> dict[str, str]:
+    """Graph node id -> the node's name in the model ORT runs, unique across the model and its
+    subgraphs: its own name, unless it has none or a node before it has it (the main graph's nodes
+    in file order come first), then ``mlms_ir:<node id>`` (a ``'`` added while a node has that).
+    ORT profiles an unnamed node as ``<OpType>_<index>``, an index its optimised graph does not
+    keep, and two nodes of one name as one name: neither can be mapped back."""
+    nodes = sorted(graph.nodes, key=lambda n: n.index) + [n for n in graph.walk() if n.graph is not graph]
+    taken = {n.name for n in nodes if n.name}
+    seen: set[str] = set()
+    names: dict[str, str] = {}
+    for node in nodes:
+        name = node.name
+        if not name or name in seen:
+            name = _OWN_NAME + node.id
+            while name in taken:
+                name += "'"
+            taken.add(name)
+        seen.add(name)
+        names[node.id] = name
+    return names
+
+
+def _name_nodes(model: onnx.ModelProto, graph: Graph) -> None:
+    """Name every node of ``model`` (what ``graph`` was loaded from) as :func:`ort_names` says. A node
+    is found by its outputs in the main graph (the loader may put the main graph's nodes in
+    execution order) and by its position in a subgraph, and must have the graph node's op type and
+    outputs; one that is not found (a call of a model-local function, which the loader inlines)
+    gets a name of its own, ``mlms_ir:?<k>``, that no graph node has."""
+    names = ort_names(graph)
+    by_id = {n.id: n for n in graph.walk()}
+    used = set(names.values())
+    fresh = iter(range(1 << 62))
+
+    def own() -> str:
+        name = f"{_OWN_NAME}?{next(fresh)}"
+        while name in used:
+            name = f"{_OWN_NAME}?{next(fresh)}"
+        used.add(name)
+        return name
+
+    def visit(g: onnx.GraphProto, prefix: str | None, main: bool) -> None:
+        for i, p in enumerate(g.node):
+            if main:
+                out = next((o for o in p.output if o), "")
+                found = graph.producer(out) if out else None
+                nid = found.id if found is not None else None
+            else:
+                nid = f"{prefix}n{i}" if prefix is not None else None
+            node = by_id.get(nid) if nid is not None else None
+            domain = "" if p.domain == "ai.onnx" else p.domain
+            if node is not None and (node.op_type, node.domain, tuple(node.outputs)) == (p.op_type, domain, tuple(p.output)):
+                p.name = names[node.id]
+            else:
+                nid, p.name = None, own()
+            for a in p.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    visit(a.g, f"{nid}/{a.name}/" if nid else None, False)
+                elif a.type == onnx.AttributeProto.GRAPHS:
+                    for k, sub in enumerate(a.graphs):
+                        visit(sub, f"{nid}/{a.name}[{k}]/" if nid else None, False)
+
+    visit(model.graph, None, True)
+
+
+def _model_for_ort(graph: Graph, precision: str) -> tuple[str | bytes, str | None]:
+    """The model ORT runs, with every node named as :func:`ort_names` says, at ``precision``, and the
+    folder its external data lies in when it is passed from memory (None when that needs none)."""
+    src = model_source(graph)
+    names = ort_names(graph)
+    renamed = any(names[n.id] != n.name for n in graph.walk())
+    if precision == "fp32" and not renamed:
+        return src, None
+    if isinstance(src, str):
+        model = onnx.load(src, load_external_data=precision != "fp32")  # fp32: weights stay in their files
+    else:
+        model = onnx.load_model_from_string(src)
+    if renamed:
+        _name_nodes(model, graph)
+    if precision != "fp32":
+        return _with_precision(model, precision), None
+    return model.SerializeToString(), str(Path(src).resolve().parent) if isinstance(src, str) else None
+
+
+#: The largest finite float16 and its smallest positive (subnormal) value.
+FP16_MAX = 65504.0
+FP16_MIN_SUBNORMAL = 2.0 ** -24
+
+
+def _with_precision(src: str | bytes | onnx.ModelProto, precision: str) -> str | bytes:
     """The model to run at ``precision``: fp16 converts every float tensor and op to float16
     (onnxconverter-common; inputs and outputs stay float32 through Casts); int8 quantizes it
     dynamically (ORT's quantize_dynamic: int8 weights, activations quantized at run time)."""
     if precision == "fp32":
-        return src
+        return src if not isinstance(src, onnx.ModelProto) else src.SerializeToString()
     if precision not in PRECISIONS:
         raise BackendError(f"ORT runs precision {', '.join(PRECISIONS)}, not '{precision}' (bf16: use the torch backend)")
-    model = onnx.load(src) if isinstance(src, str) else onnx.load_model_from_string(src)
+    if isinstance(src, onnx.ModelProto):
+        model = src
+    else:
+        model = onnx.load(src) if isinstance(src, str) else onnx.load_model_from_string(src)
     if precision == "int8":
         return _quantized(model)
+    import warnings
+
     from onnxconverter_common import float16
 
     try:
-        converted = float16.convert_float_to_float16(model, keep_io_types=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            # float16's own range: the converter's default clamps every constant beyond 1e4 (and
+            # below 1e-7) to it, changing weights float16 holds exactly (2e4 became 1e4)
+            converted = float16.convert_float_to_float16(model, keep_io_types=True, max_finite_val=FP16_MAX,
+                                                         min_positive_val=FP16_MIN_SUBNORMAL)
     except Exception as exc:  # noqa: BLE001 - the converter raises various types on odd graphs
         raise BackendError(f"cannot convert the model to float16: {' '.join(str(exc).split())[:300]}") from exc
+    clamped = [w for w in caught if "truncated" in str(w.message)]
+    if clamped:  # one line of ours for the converter's one line a constant (and numpy's cast warnings)
+        log.warning("converting to float16 saturated %d constant(s) beyond float16's range to +-%g, as a float16 model "
+                    "holds them", len(clamped), FP16_MAX)
     return converted.SerializeToString()
 
 
@@ -542,17 +658,15 @@ def _original_name(name: str, by_name: dict[str, list[str]]) -> str:
 
 def map_optimized_nodes(graph: Graph, optimized: Path | onnx.ModelProto) -> dict[str, list[str]]:
     """Map every node of ORT's optimised graph to the original graph node ids it covers."""
+    names = ort_names(graph)  # the names the nodes have in the model ORT runs
     if isinstance(optimized, onnx.ModelProto):
         opt = optimized
     else:
         if not Path(optimized).is_file():
-            return {n.name: [n.id] for n in graph.nodes if n.name}
+            return {names[n.id]: [n.id] for n in graph.nodes}
         opt = onnx.load(str(optimized), load_external_data=False)
     known = set(graph.tensors)
-    by_name: dict[str, list[str]] = {}
-    for node in graph.nodes:
-        if node.name:
-            by_name.setdefault(node.name, []).extend(o for o in node.proto.output if o)
+    by_name: dict[str, list[str]] = {names[node.id]: [o for o in node.proto.output if o] for node in graph.nodes}
 
     def anchors(n: onnx.NodeProto) -> list[str]:
         """Original tensors an optimised node writes: by its outputs' names, by its own name when
@@ -586,14 +700,32 @@ def map_optimized_nodes(graph: Graph, optimized: Path | onnx.ModelProto) -> dict
         return tail
 
     layout = ("ReorderOutput", "ReorderInput", "MemcpyToHost", "MemcpyFromHost")
+
+    def inserted(n: onnx.NodeProto) -> bool:
+        """Work ORT adds around the graph's nodes: layout reorders, memory copies, and Casts whose
+        name is no node's nor made from one (``InsertedPrecisionFreeCast_<tensor>``, which runs a
+        float16 node in float32 where the device has no float16 kernel and may serve several nodes;
+        the float16 converter's ``<tensor>_cast_to_<node>``). Such a Cast may write an original
+        tensor, but does none of the work of the node that made it. (The converter's
+        ``<node>_cast_to_<tensor>``, which gives a node's output back in float32, is that node's.)"""
+        return n.op_type in layout or (n.op_type == "Cast" and n.domain in ("", "ai.onnx") and not _original_name(n.name, by_name))
+
     produced_by_opt: dict[str, str] = {}
     for n in opt.graph.node:
-        if n.op_type not in layout:
+        if not inserted(n):
             for a in anchors(n):
                 produced_by_opt.setdefault(a, n.name)
+    # names that do not tell one profiled node from another: names two optimised nodes have, and
+    # ``<OpType>_<index>``, the profile's name for a node ORT added without a name
+    counts = Counter(n.name for n in opt.graph.node)
+    unnamed_ops = sorted({n.op_type for n in opt.graph.node if not n.name})
+    generated = re.compile("(?:" + "|".join(map(re.escape, unnamed_ops)) + r")_\d+") if unnamed_ops else None
+    order = {node.id: k for k, node in enumerate(graph.nodes)}
     mapping: dict[str, list[str]] = {}
     for n in opt.graph.node:
-        if n.op_type in layout:
+        if not n.name:
+            continue  # its profile name is unknown: its work stays unattributed
+        if inserted(n) or counts[n.name] > 1 or (generated is not None and generated.fullmatch(n.name)):
             mapping[n.name] = []
             continue
         stop = {a for a in (_normalise(i, known) for i in n.input if i) if a is not None}
@@ -619,7 +751,6 @@ def map_optimized_nodes(graph: Graph, optimized: Path | onnx.ModelProto) -> dict
                 if ti is None or ti.kind == "input" or ti.is_static:
                     continue  # graph inputs and weights (or work on weights only) bound the walk
                 frontier.append(i)
-        order = {node.id: k for k, node in enumerate(graph.nodes)}
         mapping[n.name] = sorted(covered, key=lambda x: order.get(x, 0))
     return mapping
 
