@@ -255,10 +255,17 @@ def _graph_io(model_path: str):
 def _load_default_domain(model: str):
     """``onnx.load(model)``, ONNX's default domain spelt ``""`` where the file spells it
     ``"ai.onnx"`` (one domain; the frameworks' importers know only ``""``). As
-    :func:`mlms_ir.ir.load.normalize_default_domain` does, which this environment cannot import."""
+    :func:`mlms_ir.ir.load.normalize_default_domain` does, which this environment cannot import.
+
+    Its IR version is lowered to this environment's onnx's newest where the file's is newer
+    (today's onnx writes IR 13 and up, the frameworks' pinned onnx checks at most IR 11 and refuses
+    the model for it alone): the IR version says which file features may occur, not what an op
+    computes, and a feature the older onnx lacks still fails where it is used, naming it."""
     import onnx
 
     proto = onnx.load(model)
+    if proto.ir_version > onnx.IR_VERSION:
+        proto.ir_version = onnx.IR_VERSION
 
     def fix(nodes) -> None:
         for n in nodes:

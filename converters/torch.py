@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: ``exporter`` values: try dynamo then legacy, or one of them only.
 EXPORTERS = ("auto", "dynamo", "legacy")
+#: The oldest opset a conversion may ask for (torch's legacy exporter's oldest).
+MIN_OPSET = 7
 #: Opset of the legacy exporter (the dynamo exporter uses its own native opset unless told).
 LEGACY_OPSET = 17
 #: Models whose weights exceed this are written with their weights in one external data file.
@@ -565,6 +567,12 @@ def from_torch(
     torch = _torch()
     if exporter not in EXPORTERS:
         raise ConversionError(f"unknown exporter '{exporter}'; one of: {', '.join(EXPORTERS)}")
+    if opset is not None:
+        import onnx.defs
+
+        newest = onnx.defs.onnx_opset_version()
+        if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+            raise ConversionError(f"opset must be an integer from {MIN_OPSET} to {newest} (the installed onnx's newest), not '{opset}'")
     inputs = _as_inputs(example_inputs)
     out = Path(out).expanduser()
     default_names = ["input"] if len(inputs) == 1 else [f"input_{i}" for i in range(len(inputs))]
@@ -611,6 +619,10 @@ def from_torch(
                             dynamic_batch=dynamic_batch, opset=opset)
                     if not tmp.is_file():
                         raise RuntimeError(f"the {ex} exporter wrote no file")
+                    got = opset_of(tmp)
+                    if opset is not None and got != opset:
+                        # the dynamo exporter writes its own opset when it cannot convert to the one asked
+                        raise RuntimeError(f"it wrote opset {got}, not the opset {opset} asked for")
                 except ConversionError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - exporters raise anything; recorded and reported

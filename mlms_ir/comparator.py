@@ -66,6 +66,20 @@ def beyond_mask(ref: np.ndarray, got: np.ndarray, atol: float, rtol: float, diff
     return d > atol + rtol * reference_magnitude(ref)
 
 
+#: ONNX element types computed in a reduced float precision, by the precision they compute in.
+_REDUCED = {10: "fp16", 16: "bf16"}  # TensorProto.FLOAT16, TensorProto.BFLOAT16
+
+
+def model_precision(graph: Any) -> str:
+    """The float precision a model computes in as it is: ``fp16`` or ``bf16`` when a node of the
+    main graph writes such a tensor (bf16 where both occur: the coarser), else ``fp32``. A model
+    exported in half precision is compared with half precision's tolerances: its backends round
+    differently by a few units of the last place of fp16, not of fp32."""
+    found = {_REDUCED[t.elem_type] for n in graph.nodes for o in n.outputs if o
+             for t in (graph.tensor(o),) if t is not None and t.elem_type in _REDUCED}
+    return "bf16" if "bf16" in found else "fp16" if found else "fp32"
+
+
 def tolerances(precision: str = "fp32", atol: float | None = None, rtol: float | None = None) -> tuple[float, float]:
     """(atol, rtol): the given ones, else :data:`TOLERANCES`' defaults for ``precision``."""
     if precision not in TOLERANCES:
@@ -80,17 +94,21 @@ def compare_outputs(reference: dict[str, np.ndarray], other: dict[str, np.ndarra
     """``other``'s outputs against ``reference``'s (``run``'s check).
 
     Returns ``max_abs_diff`` and ``max_rel_diff`` (infinite when a shape differs, an output is
-    missing, or a value is not finite on one side only), ``outputs_compared``, and the verdict:
+    missing, or a value is not finite on one side only; None when no element was there to
+    measure: every output compared is empty), ``outputs_compared``, and the verdict:
     ``beyond_tolerance``, the number of elements beyond the tolerance, of ``elements_compared``,
     and ``agree`` (none beyond). Outputs that are sequences, maps or optionals (lists, dicts,
     None) are compared by :func:`compare_values`.
     """
     max_abs = max_rel = 0.0
     compared = beyond = elements = 0
+    measured = False  # an element (or a mismatch) gave the figures: else they are None, not 0
     for name, ref in reference.items():
         if is_structured(ref) or (name in other and is_structured(other[name])):  # a sequence, map or optional
             part = compare_values(ref, other.get(name, MISSING), atol=atol, rtol=rtol)
-            max_abs, max_rel = max(max_abs, part["max_abs_diff"]), max(max_rel, part["max_rel_diff"])
+            if part["max_abs_diff"] is not None:
+                max_abs, max_rel = max(max_abs, part["max_abs_diff"]), max(max_rel, part["max_rel_diff"])
+                measured = True
             compared += name in other
             beyond += part["beyond_tolerance"]
             elements += part["elements_compared"]
@@ -99,6 +117,7 @@ def compare_outputs(reference: dict[str, np.ndarray], other: dict[str, np.ndarra
         if name not in other or np.asarray(other[name]).shape != a.shape:
             b_size = np.asarray(other[name]).size if name in other else 0
             max_abs = max_rel = math.inf
+            measured = True
             beyond += max(a.size, b_size, 1)
             elements += max(a.size, b_size)
             continue
@@ -107,6 +126,7 @@ def compare_outputs(reference: dict[str, np.ndarray], other: dict[str, np.ndarra
         elements += a.size
         if a.size == 0:
             continue
+        measured = True
         if a.dtype.kind not in _NUMERIC_KINDS or b.dtype.kind not in _NUMERIC_KINDS:
             differ = int(np.count_nonzero(a != b))
             beyond += differ
@@ -117,6 +137,8 @@ def compare_outputs(reference: dict[str, np.ndarray], other: dict[str, np.ndarra
         max_abs = max(max_abs, float(diff.max()))
         max_rel = max(max_rel, float(relative_error(diff, _as_number(a, a.dtype.kind == "c")).max()))
         beyond += int(beyond_mask(a, b, atol, rtol, diff).sum())
+    if not measured:
+        max_abs = max_rel = None
     return {"max_abs_diff": max_abs, "max_rel_diff": max_rel, "outputs_compared": compared,
             "beyond_tolerance": beyond, "elements_compared": elements, "agree": beyond == 0}
 
@@ -222,7 +244,9 @@ def tensor_diff(name: str, ref: np.ndarray, test: np.ndarray, atol: float = DEFA
 
     An element that is not finite on one side only (an overflow to inf, a NaN) is an infinite
     error: ``max_abs``, ``max_rel``, ``mean_abs`` and ``rmse`` are ``inf``, the SNR ``-inf``,
-    the cosine undefined (None). NaN on both sides and equal infinities agree. ``max_rel`` is
+    the cosine undefined (None). NaN on both sides and equal infinities agree; the other figures
+    are of the finite elements, and the cosine is None where either side's finite elements are all
+    zero (no angle). An empty tensor has no figures (None) and does not exceed. ``max_rel`` is
     ``inf`` where the reference is 0 and the value is not. No numpy warning is printed."""
     ref = np.asarray(ref)
     test = np.asarray(test)
@@ -234,8 +258,8 @@ def tensor_diff(name: str, ref: np.ndarray, test: np.ndarray, atol: float = DEFA
         share = differ / ref.size if ref.size else 0.0
         return TensorDiff(name, int(ref.size), math.inf if differ else 0.0, None, None, None, None, None, share, 0, 0, 0, 0,
                           differ > 0, "compared element by element (not real numbers): no error statistics")
-    if ref.size == 0:
-        return TensorDiff(name, 0, 0.0, 0.0, 0.0, 0.0, 1.0, None, 0.0, 0, 0, 0, 0, False)
+    if ref.size == 0:  # nothing to measure: no figure, and nothing beyond the tolerance
+        return TensorDiff(name, 0, None, None, None, None, None, None, 0.0, 0, 0, 0, 0, False, "empty: no elements")
     a = ref.astype(np.float64).ravel()
     b = test.astype(np.float64).ravel()
     nan_a, nan_b = int(np.isnan(a).sum()), int(np.isnan(b).sum())
@@ -253,7 +277,8 @@ def tensor_diff(name: str, ref: np.ndarray, test: np.ndarray, atol: float = DEFA
             finite = np.isfinite(a) & np.isfinite(b)
             af, bf = a[finite], b[finite]
             na, nb = float(np.linalg.norm(af)), float(np.linalg.norm(bf))
-            cosine = float(np.dot(af, bf) / (na * nb)) if na > 0 and nb > 0 else (1.0 if na == nb else 0.0)
+            # the angle between two vectors, one of them zero (or no finite element at all), is undefined
+            cosine = float(np.dot(af, bf) / (na * nb)) if na > 0 and nb > 0 else None
             noise = float(np.sum(diff[finite] ** 2))
             signal = float(np.sum(af * af))
             snr = None if noise == 0 else (10 * math.log10(signal / noise) if signal > 0 else -math.inf)

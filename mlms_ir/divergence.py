@@ -25,8 +25,8 @@ from mlms_ir.ir import Graph, load
 from mlms_ir.ir.graph import node_reads
 from mlms_ir.ir.load import ModelSource
 from mlms_ir.ir.shapes import Dims, InputShapes
-from mlms_ir.comparator import TOLERANCES, value_diffs
-from mlms_ir.inputs import feeds_for
+from mlms_ir.comparator import TOLERANCES, model_precision, tolerances, value_diffs
+from mlms_ir.inputs import batch_of, feeds_for
 from mlms_ir.progress import progress_bar
 from mlms_ir.results.base import model_ref
 from mlms_ir.results.divergence import DivergenceReport, DivergenceRun, FailedBackend, NodeDivergence, TensorDiff
@@ -42,7 +42,8 @@ def _worst_tensor(name: str, parts: list[TensorDiff]) -> TensorDiff:
     bad = [p for p in parts if p.exceeds]
     if bad:
         return bad[0]
-    return max(parts, key=lambda p: p.max_abs or 0.0, default=TensorDiff(name, 0, 0.0, 0.0, 0.0, 0.0, 1.0, None, 0.0, 0, 0, 0, 0, False))
+    return max(parts, key=lambda p: p.max_abs or 0.0, default=TensorDiff(name, 0, None, None, None, None, None, None, 0.0, 0, 0, 0, 0, False,
+                                                                          "empty: no tensor in it"))
 
 
 def _worst(node_id: str, name: str, op_type: str, diffs: list[TensorDiff]) -> NodeDivergence:
@@ -266,6 +267,8 @@ def diverge(
 
     ``precision`` runs the backend under test in fp16, bf16 or int8 (where it can: ORT fp16 and
     dynamic int8 quantization, torch autocast fp16/bf16) against the fp32 reference; ``atol``/``rtol`` default to :data:`TOLERANCES` for it.
+    ``fp32`` (the default) runs the model as it is: one exported in fp16 or bf16
+    (:func:`~mlms_ir.comparator.model_precision`) is reported in that precision, with its tolerances.
     ``introduced``: ``auto`` re-runs alone the nodes whose outputs diverge (at most
     ``max_introduced``), ``all`` every node, ``none`` none. ``memory_budget_bytes`` bounds the
     values held at once: a model whose activations and weights exceed half of it runs in
@@ -278,15 +281,19 @@ def diverge(
         raise MlmsIrError(f"introduced must be auto, all or none, not '{introduced}'")
     if precision not in TOLERANCES:
         raise MlmsIrError(f"precision must be one of {', '.join(TOLERANCES)}, not '{precision}'")
-    atol = TOLERANCES[precision][0] if atol is None else float(atol)
-    rtol = TOLERANCES[precision][1] if rtol is None else float(rtol)
     graph = load(model, input_shapes=input_shapes, batch=batch, dims=dims)
+    native = model_precision(graph)
+    if precision == "fp32":  # run as it is: a model exported in fp16 or bf16 computes in it
+        precision = native
+    atol, rtol = tolerances(precision, atol, rtol)
     feeds = feeds_for(graph, inputs, seed)
     test_be, ref_be = registry.get(backend), registry.get(reference)
     names = [o for n in graph.nodes for o in n.proto.output if o and graph.tensors[o].kind == "activation"]
     opts = dict(options or {})
-    if precision != "fp32":
-        opts["precision"] = precision
+    # the precision the backend under test is converted to (or quantized to); "fp32": run as it is
+    converted = precision if precision != native else "fp32"
+    if converted != "fp32":
+        opts["precision"] = converted
     if test_be.name == "ort":
         opts.setdefault("opt", "none")  # 1:1 with the graph unless asked otherwise
     # the reference computes every tensor of the graph: an optimising runtime as the reference runs
@@ -295,10 +302,10 @@ def diverge(
     ref_device = "cpu" if device != "cpu" and ref_be.name == "reference" else device
     # a reduced precision converts (or quantizes) the whole model at once: cutting it first would
     # change what is computed (casts at every cut), so such runs are never streamed
-    segments = plan_segments(graph, memory_budget_bytes // 2) if precision == "fp32" else [[n.id for n in graph.nodes]]
+    segments = plan_segments(graph, memory_budget_bytes // 2) if converted == "fp32" else [[n.id for n in graph.nodes]]
     cmp = _Comparison(graph, set(names), atol, rtol, introduced, max_introduced,
                       lambda cands, values, weights, base_dir: _introduced(graph, cands, values, weights, base_dir, ref_be, test_be,
-                                                                           device, opts, atol, rtol, precision, ref_opts))
+                                                                           device, opts, atol, rtol, converted, ref_opts))
     if len(segments) == 1:
         with ref_be.prepare(graph, ref_device, **ref_opts) as ref_s, test_be.prepare(graph, device, **opts) as test_s:
             wanted = list(dict.fromkeys(names + [n for n in graph.output_names if n not in feeds]))
@@ -325,6 +332,9 @@ def diverge(
         model=model_ref(graph), backend=backend, reference=reference, device=device, precision=precision, atol=atol, rtol=rtol,
         first_divergent=ident(first), first_nan=ident(first_nan), top_introduced=top_introduced, outputs=outputs,
         nodes=nodes, compared_tensors=len(diffs), missing_tensors=missing, segments=len(segments),
+        batch=batch_of(feeds), inputs=inputs if isinstance(inputs, str) else ("given" if inputs is not None else "random"),
+        seed=seed if inputs is None else None,
+        input_shapes={k: [int(d) for d in np.shape(v)] for k, v in feeds.items() if isinstance(v, np.ndarray)},
     )
 
 
@@ -424,7 +434,8 @@ def _rounded(a: np.ndarray, precision: str) -> np.ndarray:
     if a is None or precision in ("fp32", "int8") or a.dtype.kind != "f":
         return a  # int8 models quantize their own inputs
     if precision == "fp16":
-        return a.astype(np.float16).astype(a.dtype)
+        with np.errstate(over="ignore"):  # beyond float16's range is inf, as the backend holds it
+            return a.astype(np.float16).astype(a.dtype)
     import ml_dtypes
 
     return a.astype(ml_dtypes.bfloat16).astype(a.dtype)

@@ -44,6 +44,8 @@ def random_feeds(graph: Graph, seed: int = 0) -> dict[str, Value]:
     indexed axis; masks (an integer input named ``*mask*``) are ones; other integers in [0, 2);
     strings short random words. A sequence input gets 2 such tensors of its element type, a map
     2 entries, an optional a value (:func:`mlms_ir.values.random_value`)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise MlmsIrError(f"the seed of the random inputs must be an integer >= 0, got '{seed}'")
     rng = np.random.default_rng(seed)
     feeds: dict[str, Value] = {}
     held = 0
@@ -79,7 +81,8 @@ def random_feeds(graph: Graph, seed: int = 0) -> dict[str, Value]:
             feeds[name] = random_value(f"input '{name}'", tp, lambda label, elem, shape: tensor(label, elem, shape, name))
             continue
         if not t.known:
-            dims = "x".join("?" if not isinstance(d, int) else str(d) for d in (t.shape or ()))
+            # a named dim by its name (what --dims binds), an anonymous one as ?
+            dims = "x".join(str(d) if isinstance(d, (int, str)) else "?" for d in (t.shape or ()))
             raise ShapeBindingError(
                 f"input '{name}' has unbound dims ({dims or 'unknown rank'}); bind them with --batch, --dims or --input-shape"
             )

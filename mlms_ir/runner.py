@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import statistics
 import sys
@@ -19,7 +20,7 @@ import numpy as np
 
 from mlms_ir.errors import MlmsIrError
 from mlms_ir.gpu.kernels import gpu_profile, kernel_details
-from mlms_ir.comparator import DEFAULT_ATOL, DEFAULT_RTOL, compare_outputs
+from mlms_ir.comparator import compare_outputs, model_precision, tolerances
 from mlms_ir.harness import LatencyStats, measure
 from mlms_ir.inputs import batch_of, feeds_for
 from mlms_ir.ir import Graph, load
@@ -54,25 +55,30 @@ def run_backends(
     seed: int = 0,
     options: dict[str, dict[str, Any]] | None = None,
     system: bool = True,
-    atol: float = DEFAULT_ATOL,
-    rtol: float = DEFAULT_RTOL,
+    atol: float | None = None,
+    rtol: float | None = None,
     progress: bool = False,
 ) -> RunReport:
     """Time ``model`` on each backend and batch size; compare every backend's outputs with the
     first one that ran (max abs / rel error, and the verdict: elements beyond
-    ``atol + rtol*|first|``). ``options`` maps a backend name to its session options (e.g.
+    ``atol + rtol*|first|``; by default :data:`~mlms_ir.comparator.TOLERANCES` of the precision
+    the model computes in, :func:`~mlms_ir.comparator.model_precision`: fp32's 1e-4 and 1e-3 for
+    most models). ``options`` maps a backend name to its session options (e.g.
     ``{"ort": {"opt": "none"}}``). ``progress`` shows a bar on stderr (one step per backend and
     batch size)."""
-    if not (atol >= 0 and rtol >= 0):
-        raise MlmsIrError(f"atol and rtol must be non-negative numbers, got {atol} and {rtol}")
+    for v in (atol, rtol):
+        if v is not None and not (v >= 0 and math.isfinite(v)):
+            raise MlmsIrError(f"atol and rtol must be finite non-negative numbers, got {atol} and {rtol}")
+    precision = None
     registry = _backends()
     records: list[RunRecord] = []
     model_info: dict[str, Any] = {}
     from mlms_ir.system import GpuSampler, system_facts
 
-    # several backends on the CPU: each is measured in a forked child (timed inside it), so one
-    # that crashes (a segfault in a runtime's C++) fails its row and the others go on
-    isolate = len(backends) > 1 and device == "cpu" and hasattr(os, "fork")
+    # on the CPU each backend is measured in a forked child (timed inside it), so one that crashes
+    # (a segfault in a runtime's C++, an abort on a failed allocation) fails its row and the others
+    # go on; one backend alone too: its crash is then an error line, not this process' abort
+    isolate = device == "cpu" and hasattr(os, "fork")
     # ... except one whose thread pool this process has already loaded (and may have started),
     # which a forked child cannot use: it runs here, unisolated, rather than hang
     loaded_before = set(sys.modules)
@@ -81,6 +87,9 @@ def run_backends(
         for batch in batches:
             graph = load(model, input_shapes=input_shapes, batch=batch, dims=dims)
             model_info = model_ref(graph)
+            if precision is None:
+                precision = model_precision(graph)
+                atol, rtol = tolerances(precision, atol, rtol)
             feeds = feeds_for(graph, inputs, seed)
             b = batch_of(feeds)
             reference: tuple[str, dict[str, np.ndarray]] | None = None
@@ -124,6 +133,7 @@ def run_backends(
                     bar.advance()
 
     settings = {"iterations": iterations, "warmup": warmup, "min_time_s": min_time_s, "seed": seed, "atol": atol, "rtol": rtol,
+                "model_precision": precision,
                 "inputs": inputs if isinstance(inputs, str) else ("given" if inputs else "random"), "device": device}
     return RunReport(model=model_info, system=system_facts() if system else {}, settings=settings, runs=records)
 

@@ -545,8 +545,14 @@ def fill_record(rec: ScenarioRecord, out: Outcome, plan: Plan) -> None:
         # our cap, not a too-low target: LoadGen's advice to raise the target does not apply
         cap = out.asked.get("max_query_count")
         rec.invalid_reasons = [r for r in rec.invalid_reasons if not r.startswith("Increase the target QPS")]
-        rec.invalid_reasons.append(f"stopped after {cap} queries, far more than the SUT serves in the test's duration "
-                                   "(--max-queries 0 lifts the cap)")
+        if plan.max_queries:  # the user's cap: it ended the test before the minimum duration or query count
+            # (LoadGen's advice to pre-generate more queries does not apply either)
+            rec.invalid_reasons = [r for r in rec.invalid_reasons if not r.startswith("Decrease the expected latency")]
+            rec.invalid_reasons.append(f"stopped after {cap} queries, the cap --max-queries set, before LoadGen's minimum "
+                                       "duration and query count were reached (raise --max-queries, or 0 for no cap)")
+        else:
+            rec.invalid_reasons.append(f"stopped after {cap} queries, far more than the SUT serves in the test's duration "
+                                       "(--max-queries 0 lifts the cap)")
     rec.latency_ms = latency_figures(d)
     rec.query_count = int(d["result_query_count"]) if isinstance(d.get("result_query_count"), int) else None
     rec.samples_per_query = d.get("effective_samples_per_query")

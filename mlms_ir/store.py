@@ -34,6 +34,8 @@ from mlms_ir.results.base import as_number, json_safe
 STORE_ENV = "MLMS_IR_STORE"
 KINDS = ("analyze", "run", "profile", "diverge", "evaluate", "counters", "scenario")
 BUSY_TIMEOUT_MS = 30_000
+#: The fewest characters of a uid that name a run (``runs show a43a4f``); fewer are refused as too short.
+UID_PREFIX_MIN = 6
 
 #: Schema migrations: ``MIGRATIONS[k]`` brings a store from version ``k`` to ``k + 1``.
 MIGRATIONS: tuple[str, ...] = (
@@ -416,20 +418,23 @@ class Store:
 
     @_damage_is_a_store_error
     def get(self, ref: int | str) -> StoredRun:
-        """A run by its id (an integer) or its uid (or a unique prefix of at least 6 characters;
+        """A run by its id (an integer) or its uid (or a unique prefix of at least :data:`UID_PREFIX_MIN`, 6, characters;
         one of digits only, which no run has as its id, is taken as a uid's prefix)."""
         try:
             text = str(ref).strip()
             row = None
             if text.isdigit():
                 row = self._db.execute(f"SELECT {self._COLUMNS} FROM runs WHERE id = ?", (int(text),)).fetchone()
-            if row is None and len(text) >= 6 and not isinstance(ref, int):
+            if row is None and len(text) >= UID_PREFIX_MIN and not isinstance(ref, int):
                 rows = self._db.execute(f"SELECT {self._COLUMNS} FROM runs WHERE uid LIKE ? LIMIT 2", (text.lower() + "%",)).fetchall()
                 if len(rows) > 1:
                     raise StoreError(f"run '{text}' is ambiguous in '{self.path}': give more of its uid, or its id")
                 row = rows[0] if rows else None
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot read the results store '{self.path}': {exc}") from exc
+        if row is None and len(text) < UID_PREFIX_MIN and not isinstance(ref, int) and not text.isdigit():
+            raise StoreError(f"no run '{ref}' in the results store '{self.path}': a uid prefix needs at least {UID_PREFIX_MIN} "
+                             "characters; give the run's id or more of its uid (see 'runs list')")
         if row is None:
             raise StoreError(f"no run '{ref}' in the results store '{self.path}' (see 'runs list')")
         return self._row(row)
@@ -570,6 +575,13 @@ def records_from_analysis(analysis: Any, settings: dict[str, Any] | None = None,
                         payload_zlib=payload_zlib, **model_fields(d["model"]))]
 
 
+def _run_precision(options: dict | None, settings: dict | None) -> str:
+    """The precision a ``run`` row computed in: a backend's conversion (its ``precision`` option),
+    else the model's own (``model_precision``: an fp16 export runs in fp16 as it is)."""
+    asked = (options or {}).get("precision")
+    return asked if asked not in (None, "fp32") else (settings or {}).get("model_precision") or "fp32"
+
+
 def records_from_runs(report: Any) -> list[StoreRecord]:
     """A ``run`` result: one record per backend, device and batch size."""
     d = report.to_dict() if hasattr(report, "to_dict") else report
@@ -578,7 +590,8 @@ def records_from_runs(report: Any) -> list[StoreRecord]:
         summary = {k: r.get(k) for k in ("latency_ms", "throughput", "max_abs_diff", "max_rel_diff", "compared_with",
                                          "beyond_tolerance", "outputs_agree")}
         out.append(StoreRecord(kind="run", status=r["status"] if r["status"] == "ok" else "failed", backend=r["backend"],
-                               device=r["device"], batch=r.get("batch"), precision=(r.get("options") or {}).get("precision") or "fp32",
+                               device=r["device"], batch=r.get("batch"),
+                               precision=_run_precision(r.get("options"), d.get("settings")),
                                summary=summary, system=d.get("system") or {}, settings={**(d.get("settings") or {}), "options": r.get("options")},
                                payload={"model": d.get("model"), "settings": d.get("settings"), "run": r}, error=r.get("error") or "",
                                **model_fields(d.get("model"))))
@@ -630,12 +643,15 @@ def records_from_divergence(reports: Sequence[Any], system: dict[str, Any] | Non
         d = rep.to_dict() if hasattr(rep, "to_dict") else rep
         nodes = [{"node_id": n["id"], "name": n.get("name"), "op_type": n.get("op_type"), "max_abs": n.get("max_abs"),
                   "introduced_max_abs": n.get("introduced_max_abs")} for n in d["nodes"]]
-        worst = max((as_number(o.get("max_abs")) or 0.0 for o in d.get("outputs", [])), default=None)
+        known = [as_number(o.get("max_abs")) for o in d.get("outputs", [])]
+        worst = max((x for x in known if x is not None), default=None)  # none compared, or none a number: no figure
         summary = {"reference": d.get("reference"), "first_divergent": d.get("first_divergent"), "first_nan": d.get("first_nan"),
                    "output_max_abs": worst, "compared_tensors": d.get("compared_tensors"), "atol": d.get("atol"), "rtol": d.get("rtol")}
-        out.append(StoreRecord(kind="diverge", backend=d["backend"], device=d.get("device"), precision=d.get("precision"),
-                               summary=summary, system=facts, settings={"reference": d.get("reference"), "atol": d.get("atol"),
-                                                                         "rtol": d.get("rtol")},
+        settings = {"reference": d.get("reference"), "atol": d.get("atol"), "rtol": d.get("rtol"), "inputs": d.get("inputs"),
+                    "seed": d.get("seed"), "input_shapes": d.get("input_shapes")}
+        out.append(StoreRecord(kind="diverge", backend=d["backend"], device=d.get("device"), batch=d.get("batch"),
+                               precision=d.get("precision"), summary=summary, system=facts,
+                               settings={k: v for k, v in settings.items() if v is not None},
                                nodes=nodes, payload=d, **model_fields(d.get("model"))))
     return out
 

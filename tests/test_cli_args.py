@@ -177,3 +177,31 @@ def test_long_commands_show_progress_unless_quiet(monkeypatch, capsys, verb, ext
     from mlms_ir import progress
 
     assert progress.quiet is False  # --quiet held for that command only (a later bar in this process draws)
+
+
+def test_every_flag_has_its_own_help_text():
+    """Every verb's docstring documents each flag once, under its own name, and nothing else: a
+    wrapped line that reads like ``word: ...`` starts a new entry for Fire's parser, which took the
+    rest of --atol's text as the help of --precision (``diverge --help`` printed the tolerances
+    under --precision, and --atol stopped mid-sentence)."""
+    import inspect
+
+    import fire.docstrings
+
+    problems = []
+    for path in _every_verb():
+        verb, _ = resolve(commands(), path)
+        fn = verb.fn
+        params = [n for n, p in inspect.signature(fn).parameters.items() if n != "self" and p.kind != p.VAR_KEYWORD]
+        info = fire.docstrings.parse(inspect.getdoc(fn) or "")
+        names = [a.name for a in info.args or []]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        strays = [n for n in names if n not in params]
+        missing = [n for n in params if n not in names and inspect.signature(fn).parameters[n].kind != inspect.Parameter.VAR_POSITIONAL]
+        # Fire keeps only the text before a colon on a wrapped line: "(default: X)" loses "X)"
+        doc = (inspect.getdoc(fn) or "").split("Args:", 1)[-1].split("\n\n", 1)[0].splitlines()
+        cut = [line.strip() for line in doc[1:] if line.startswith("        ") and ":" in line]
+        if dupes or strays or missing or cut:
+            problems.append((" ".join(path), {"twice": dupes, "not a flag": strays, "undocumented": missing,
+                                              "wrapped line with a colon": cut}))
+    assert not problems, problems

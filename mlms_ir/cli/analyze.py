@@ -224,7 +224,11 @@ def devices() -> None:
 
 
 def ops(domain: str | None = None) -> None:
-    """List every op with a cost formula (the counting convention), optionally for one domain."""
+    """List every op with a cost formula (the counting convention), optionally for one domain.
+
+    Args:
+        domain: list only this domain's ops (ai.onnx, com.microsoft, ...).
+    """
     from mlms_ir.report.text import default_console
     from rich.table import Table
 

@@ -61,21 +61,21 @@ def convert(
     inputs, print one summary line.
 
     Args:
-        src: a torchvision model name (e.g. resnet50), a TorchScript file (--framework torchscript), a .keras file
-            (--framework keras), a SavedModel directory (--framework savedmodel), an MXNet *-symbol.json
-            (--framework mxnet, with --weights *-0000.params and --input-shape), or an .onnx file or zoo:NAME
-            (--framework onnx --to savedmodel).
+        src: a torchvision model name (e.g. resnet50), or with --to savedmodel an .onnx file or zoo:NAME; else a
+            TorchScript file (--framework torchscript), a .keras file (--framework keras), a SavedModel directory
+            (--framework savedmodel), or an MXNet *-symbol.json (--framework mxnet, with --weights *-0000.params
+            and --input-shape).
         framework: the source: torchvision (the default), torchscript (TorchScript files are programs: convert only
             files you trust), keras or savedmodel (through tf2onnx; pip install 'mlms_ir[tensorflow]'), mxnet (in the
             MXNet agent env), or onnx (with --to savedmodel, the default framework then).
         output: the .onnx file to write (default: SRC.onnx in the current folder, or beside the TorchScript file);
-            with --to savedmodel the SavedModel folder (default: SRC_savedmodel beside the .onnx file, or in the current
-            folder for zoo:NAME).
+            and with --to savedmodel the SavedModel folder (by default SRC_savedmodel beside the .onnx file, or in
+            the current folder for a zoo model).
         input_shape: torchscript: the input shapes, DIMS or NAME:DIMS (1x3x224x224), repeat for several inputs;
-            torchvision: an input shape whose last two dims set the resolution (and first the batch).
+            for torchvision, one input shape whose last two dims set the resolution (and first the batch).
         batch: the batch size of the example input (torchscript: replaces the first dim of every shape).
         weights: torchvision: DEFAULT, a weights name (IMAGENET1K_V1) already downloaded, or a local .pth file;
-            default: random weights (fine for cost and speed, never for accuracy).
+            by default random weights (fine for cost and speed, never for accuracy).
         exporter: auto (dynamo, then legacy when it fails), dynamo or legacy.
         opset: the ONNX opset (default: 17 for legacy, the dynamo exporter's own).
         to: onnx (the default) or savedmodel: an ONNX model to a TensorFlow SavedModel through onnx-tf, in the onnx-tf

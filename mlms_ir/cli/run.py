@@ -29,8 +29,8 @@ def run(
     seed: int = 0,
     python: str | None = None,
     worker_timeout: float | None = None,
-    atol: float = 1e-4,
-    rtol: float = 1e-3,
+    atol: float | None = None,
+    rtol: float | None = None,
     format: str | None = None,  # noqa: A002
     output: str | None = None,
     store: str | None = None,
@@ -63,8 +63,9 @@ def run(
             or NAME=PATH,... per backend.
         worker_timeout: seconds an agent backend may take for one request (default 300).
         atol: outputs agree with the first backend's when every element is within atol + rtol*|first|;
-            a backend beyond it is marked (✗, outputs_agree false in JSON), its timing still kept.
-        rtol: the relative part of that tolerance.
+            a backend beyond it is marked (✗, outputs_agree false in JSON), its timing still kept
+            (default 1e-4 for a model that computes in fp32, 1e-3 in fp16, 1e-2 in bf16).
+        rtol: the relative part of that tolerance (default 1e-3 for fp32, 1e-2 for fp16, 5e-2 for bf16).
         format: table (default) or json; inferred from --output's suffix.
         output: write to this file instead of stdout.
         store: the results store to record this in (default: $MLMS_IR_STORE, else the user's data dir); none: do not record.
@@ -86,8 +87,8 @@ def run(
                   min_queries=min_queries, max_queries=max_queries, find_peak=find_peak, device=str(device), batch=batch,
                   inputs=inputs, input_shape=input_shape, dims=dims, seed=seed, options=session_options(names, opt, python, worker_timeout, _threads(threads)),
                   fmt=fmt, output=output, store=store,
-                  ignored={"--iters": iters != 100, "--warmup": warmup != 10, "--min-time": min_time != 0.0, "--atol": atol != 1e-4,
-                           "--rtol": rtol != 1e-3})
+                  ignored={"--iters": iters != 100, "--warmup": warmup != 10, "--min-time": min_time != 0.0, "--atol": atol is not None,
+                           "--rtol": rtol is not None})
         return
     given = [f for f, v in {"--target-qps": target_qps is not None, "--latency-bound": latency_bound is not None,
                             "--duration": duration != 10.0, "--min-queries": min_queries is not None,
@@ -106,11 +107,11 @@ def run(
         inputs=inputs,
         iterations=positive_int(iters, "--iters"),
         warmup=positive_int(warmup, "--warmup", 0),
-        min_time_s=float(min_time),
-        seed=int(seed),
+        min_time_s=nonnegative_float(min_time, "--min-time"),
+        seed=positive_int(seed, "--seed", 0),
         options=session_options(names, opt, python, worker_timeout, _threads(threads)),
-        atol=nonnegative_float(atol, "--atol"),
-        rtol=nonnegative_float(rtol, "--rtol"),
+        atol=None if atol is None else nonnegative_float(atol, "--atol"),
+        rtol=None if rtol is None else nonnegative_float(rtol, "--rtol"),
         progress=True,
     )
     emit(report, fmt, output)
@@ -155,7 +156,7 @@ def _scenario(model, names: list[str], *, scenario, target_qps, latency_bound, d
         min_queries=None if min_queries is None else positive_int(min_queries, "--min-queries"),
         max_queries=None if max_queries is None else positive_int(max_queries, "--max-queries", 0),
         find_peak_qps=bool(find_peak), max_batch=batches[0], input_shapes=input_shape_list(input_shape), dims=dims_text(dims),
-        inputs=inputs, seed=int(seed), options=options, progress=True)
+        inputs=inputs, seed=positive_int(seed, "--seed", 0), options=options, progress=True)
     emit(report, fmt, output)
     from mlms_ir.cli.runs import record
     from mlms_ir.store import records_from_scenarios
@@ -228,6 +229,8 @@ def profile(
     if len(backend_names(backend, "--backend")) != 1:
         raise MlmsIrError("profile takes one --backend (run compares several)")
     fmt = output_format(format, output)
+    top = positive_int(top, "--top")
+    seed = positive_int(seed, "--seed", 0)
     if counters:
         _counters(model, backend=str(backend), device=str(device), batch=batch, input_shape=input_shape, dims=dims, inputs=inputs,
                   seed=seed, warmup=positive_int(warmup, "--warmup", 0), metric_set=metric_set, metrics=metrics, roofline=roofline,
@@ -246,7 +249,7 @@ def profile(
         runs=positive_int(runs, "--runs"),
         iterations=positive_int(iters, "--iters"),
         warmup=positive_int(warmup, "--warmup", 0),
-        seed=int(seed),
+        seed=positive_int(seed, "--seed", 0),
         options=session_options([str(backend)], opt, None, None, _threads(threads)).get(str(backend)) or None,
         roofline_device=roofline,
         progress=True,
@@ -319,12 +322,20 @@ def _counters_dir(workdir: str | None) -> Path | None:
 
 
 def backends(device: str | None = None) -> None:
-    """List every backend with its devices and, where it cannot run here, why."""
+    """List every backend with its devices and, where it cannot run here, why.
+
+    Args:
+        device: list only this device's rows: cpu, cuda or tensorrt.
+    """
     from mlms_ir.report.text import default_console
     from rich.table import Table
     from rich.text import Text
 
     from mlms_ir.backends import registry
+
+    known = sorted({d for name in registry.names() for d in registry.get(name).devices})
+    if device is not None and str(device) not in known:
+        raise MlmsIrError(f"no backend runs on device '{device}'; the devices are: {', '.join(known)}")
 
     t = Table(title="backends")
     for col in ("backend", "device", "available", "why not"):
@@ -376,10 +387,12 @@ def diverge(
         inputs: an .npz file of input arrays instead of seeded random data.
         input_shape: DIMS (a model with one input) or NAME:DIMS; repeat for several inputs.
         dims: named symbolic dims, e.g. batch=8,seq=128.
-        atol: absolute tolerance: an element diverges when |d| > atol + rtol*|ref| (default by
-            precision: fp32 1e-4, fp16 1e-3, bf16 1e-2).
-        rtol: relative tolerance (default by precision: fp32 1e-3, fp16 1e-2, bf16 5e-2).
-        precision: run the backends under test in fp32, fp16 (ORT, torch), bf16 (torch) or int8 (ORT).
+        atol: absolute tolerance: an element diverges when |d| > atol + rtol*|ref| (default 1e-4
+            when the backends compute in fp32, 1e-3 in fp16, 1e-2 in bf16, 5e-2 in int8).
+        rtol: relative tolerance (default 1e-3 when the backends compute in fp32, 1e-2 in fp16,
+            5e-2 in bf16, 1e-1 in int8).
+        precision: run the backends under test in fp32, fp16 (ORT, torch), bf16 (torch) or int8 (ORT);
+            fp32 runs the model as it is (one exported in fp16 is reported, and judged, in fp16).
         opt: ORT graph optimisation level (default none, so tensors map one to one).
         introduced: auto (re-run diverging nodes alone), all, or none.
         top: how many nodes the table lists.
@@ -406,8 +419,10 @@ def diverge(
         raise MlmsIrError(f"--budget-mib must be a positive number of MiB, not '{budget_mib}'")
     result = diverge_backends(
         model_path(model), names, str(reference), options=session_options(names, opt, None, None), device=str(device), batch=batch,
-        input_shapes=input_shape_list(input_shape), dims=dims_text(dims), inputs=inputs, atol=atol, rtol=rtol,
-        precision=str(precision), introduced=str(introduced), seed=int(seed), top=positive_int(top, "--top"),
+        input_shapes=input_shape_list(input_shape), dims=dims_text(dims), inputs=inputs,
+        atol=None if atol is None else nonnegative_float(atol, "--atol"),
+        rtol=None if rtol is None else nonnegative_float(rtol, "--rtol"),
+        precision=str(precision), introduced=str(introduced), seed=positive_int(seed, "--seed", 0), top=positive_int(top, "--top"),
         memory_budget_bytes=int(budget * 2**20), progress=True)
     reports, failed = result.reports, result.failed
     emit(result, fmt, output, top=top)

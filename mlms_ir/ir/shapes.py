@@ -173,7 +173,7 @@ def apply_bindings(model: onnx.ModelProto, b: Bindings) -> dict[str, int]:
         for axis, v in enumerate(dims):
             if axis < len(shape.dim):
                 d = shape.dim[axis]
-                if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != v:
+                if d.HasField("dim_value") and d.dim_value >= 0 and d.dim_value != v:
                     raise ShapeBindingError(
                         f"dim {axis} of input '{name}' is fixed at {d.dim_value} in the model; --input-shape gives {v}"
                     )
@@ -193,7 +193,7 @@ def apply_bindings(model: onnx.ModelProto, b: Bindings) -> dict[str, int]:
             if not shape.dim:
                 continue
             d = shape.dim[0]
-            if d.HasField("dim_value") and d.dim_value > 0:
+            if d.HasField("dim_value") and d.dim_value >= 0:
                 if d.dim_value == b.batch:
                     bound += 1
                 else:
@@ -373,7 +373,7 @@ def _infer_here(model: onnx.ModelProto, lenient: bool, outputs: list[str] | None
         if not lenient:
             raise InvalidModelError(
                 f"ONNX shape inference rejects the model: {msg} (the model is malformed; "
-                "pass --lenient / lenient=True to analyse what can be inferred anyway)"
+                "'analyze --lenient' or lenient=True analyses what can be inferred anyway)"
             ) from None
         warnings.append(f"shape inference failed in strict mode, results may be incomplete: {msg}")
         try:

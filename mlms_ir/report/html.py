@@ -307,7 +307,8 @@ def build_report_data(analysis: Analysis, graph: Graph, *, profile: Any = None, 
         summary["latency_ms"] = dict(prof.latency_ms)
         summary["coverage"] = prof.coverage
     if divs:
-        summary["first_divergent"] = [{"backend": r.backend, "reference": r.reference, "node": r.first_divergent} for r in divs]
+        summary["first_divergent"] = [{"backend": r.backend, "reference": r.reference, "node": r.first_divergent,
+                                       "compared": r.compared_tensors} for r in divs]
 
     facts = (system or (prof.system if prof is not None else None) or (run.system if run is not None else None)
              or (scen.system if scen is not None else None) or {})
@@ -702,7 +703,7 @@ def _headline(data: Mapping[str, Any]) -> list[str]:
         node = fd.get("node")
         out.append(f"{fd['backend']} vs {fd.get('reference')}: "
                    + (f"first divergent node {node.get('name') or node.get('id')} ({node.get('op_type')})." if node
-                      else "every tensor within tolerance."))
+                      else "every tensor within tolerance." if fd.get("compared", 1) else "no node output was compared."))
     scen = data.get("scenarios")
     for r in (scen or {}).get("runs", []):
         out.append(_scenario_sentence(r))

@@ -32,7 +32,8 @@ def render_runs(report: RunReport, *, console: Console | None = None) -> None:
             r.backend, r.device, str(r.batch),
             *((sig(lat[k]) if lat else "-") for k in ("mean", "p50", "p90", "p99", "stdev")),
             human_count(r.throughput) if r.throughput else "-",
-            (plain(_sci(r.max_abs_diff) + (" ✗" if r.outputs_agree is False else ""),
+            (plain(("equal (no elements)" if r.max_abs_diff is None and r.outputs_agree else _sci(r.max_abs_diff))
+                   + (" ✗" if r.outputs_agree is False else ""),
                   style="bold red" if r.outputs_agree is False else "")
              if r.compared_with else ("(reference)" if r.status == "ok" else "-")),
             r.status,
@@ -50,8 +51,20 @@ def render_runs(report: RunReport, *, console: Console | None = None) -> None:
             console.print(plain(f"{r.backend} on {r.device} at batch {r.batch}: {r.beyond_tolerance:,} output elements differ "
                                f"from {r.compared_with}'s beyond {s.get('atol'):g} + {s.get('rtol'):g}*|{r.compared_with}| "
                                f"(max abs {_sci(r.max_abs_diff)}, max rel {_sci(r.max_rel_diff)})", style="bold red"))
-    console.print(plain(f"{s.get('iterations')} iterations after {s.get('warmup')} warm-up runs; inputs: {s.get('inputs')}; "
+    console.print(plain(f"{_iterations_done(report)} after {s.get('warmup')} warm-up runs; inputs: {s.get('inputs')}; "
                        "diffs against the first backend that ran", style="dim"))
+
+
+def _iterations_done(report: RunReport) -> str:
+    """The timed iterations each configuration ran: the number asked for, or with ``min_time_s``
+    the range each configuration's harness actually ran (its latency's ``iterations``)."""
+    s = report.settings
+    done = sorted({int(r.latency_ms["iterations"]) for r in report.runs if r.latency_ms and r.latency_ms.get("iterations")})
+    if not done or done == [s.get("iterations")]:
+        return f"{s.get('iterations')} iterations"
+    span = f"{done[0]:,}" if len(done) == 1 else f"{done[0]:,}-{done[-1]:,}"
+    why = f" (at least {s.get('iterations')} and {s.get('min_time_s'):g} s)" if s.get("min_time_s") else ""
+    return f"{span} iterations{why}"
 
 
 def render_profile(report: ProfileReport, *, top: int = 20, console: Console | None = None) -> None:
@@ -150,6 +163,19 @@ def oracle_verdict(oracle) -> str:
     return "both within tolerance of the exact result"
 
 
+def _outputs_error(outputs) -> str:
+    """The model outputs' worst error in words: no figure where none was compared, and the outputs
+    whose error is no number (another shape, or values that are not real numbers) said as such."""
+    if not outputs:
+        return "no output compared (the model computes none from its inputs)"
+    known = [o.max_abs for o in outputs if o.max_abs is not None]
+    text = f"max abs error {max(known):.3g}" if known else "no error figure"
+    other = len(outputs) - len(known)
+    if other:
+        text += f"; {other} output{'s' if other > 1 else ''} {'are' if other > 1 else 'is'} not comparable as numbers (see the table)"
+    return text
+
+
 def render_divergence(report, *, top: int = 15, console: Console | None = None) -> None:
     """The first divergent node, the nodes that introduce the most error, and the worst tensors."""
     console = console or default_console()
@@ -160,13 +186,14 @@ def render_divergence(report, *, top: int = 15, console: Console | None = None) 
     head.add_row("precision", report.precision)
     head.add_row("tolerance", f"|d| > {report.atol:g} + {report.rtol:g}·|ref|")
     fd = report.first_divergent
-    head.add_row("first divergent node", plain(f"{fd['id']} {fd['name']} ({fd['op_type']})" if fd else "none: every tensor within tolerance"))
+    head.add_row("first divergent node", plain(f"{fd['id']} {fd['name']} ({fd['op_type']})" if fd
+                                               else "none: every tensor within tolerance" if report.compared_tensors
+                                               else "none: no node output was compared"))
     if report.first_nan:
         fn = report.first_nan
         head.add_row("first NaN", plain(f"{fn['id']} {fn['name']} ({fn['op_type']})"))
-    worst_out = max((o.max_abs or 0.0 for o in report.outputs), default=0.0)
-    head.add_row("outputs", f"max abs error {worst_out:.3g}")
-    head.add_row("compared", f"{report.compared_tensors} tensors" + (f"; {len(report.missing_tensors)} not exposed by the backend" if report.missing_tensors else "") + (f"; streamed in {report.segments} segments" if report.segments > 1 else ""))
+    head.add_row("outputs", _outputs_error(report.outputs))
+    head.add_row("compared", f"{report.compared_tensors} tensor{'' if report.compared_tensors == 1 else 's'}" + (f"; {len(report.missing_tensors)} not exposed by the backend" if report.missing_tensors else "") + (f"; streamed in {report.segments} segments" if report.segments > 1 else ""))
     console.print(head)
     if report.top_introduced:
         by_id = {n.id: n for n in report.nodes}
@@ -176,6 +203,8 @@ def render_divergence(report, *, top: int = 15, console: Console | None = None) 
         console.print(fit_table("nodes by introduced error (re-run alone with the reference's inputs; the exact result in float64 says who is wrong)",
                                 ["id", "name", "op", "introduced max abs", "max rel", "exceeds", "exact result says"], rows,
                                 left=("id", "name", "op", "exceeds", "exact result says")))
+    if not report.nodes:
+        return
     nodes = sorted(report.nodes, key=lambda n: -(n.max_abs or 0.0))[:top]
     rows = [[n.id, n.name or "-", n.op_type, _g(n.max_abs), _g(n.max_rel), _g(n.cosine), _g(n.snr_db), f"{n.outside_share:.1%}",
              str(n.nan), _g(n.introduced_max_abs)] for n in nodes]

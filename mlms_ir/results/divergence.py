@@ -95,6 +95,12 @@ class DivergenceReport(Result):
     missing_tensors: list[str]
     #: How many consecutive parts the model was run in to keep within the memory budget (1: whole).
     segments: int = 1
+    #: The inputs compared on: their batch (leading dim), where they came from (``random``, an
+    #: ``.npz`` path, or ``given`` through the API), the seed of random ones, and each input's shape.
+    batch: int | None = None
+    inputs: str = "random"
+    seed: int | None = None
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
     schema_version: str = DIVERGENCE_SCHEMA_VERSION
 
 
