@@ -58,6 +58,7 @@ def run_backends(
     atol: float | None = None,
     rtol: float | None = None,
     progress: bool = False,
+    timeout_s: float | None = None,
 ) -> RunReport:
     """Time ``model`` on each backend and batch size; compare every backend's outputs with the
     first one that ran (max abs / rel error, and the verdict: elements beyond
@@ -65,7 +66,10 @@ def run_backends(
     the model computes in, :func:`~mlms_ir.comparator.model_precision`: fp32's 1e-4 and 1e-3 for
     most models). ``options`` maps a backend name to its session options (e.g.
     ``{"ort": {"opt": "none"}}``). ``progress`` shows a bar on stderr (one step per backend and
-    batch size)."""
+    batch size). ``timeout_s`` bounds each backend's measurement on the CPU (in its child): one
+    that runs longer is stopped and its row failed (default: :data:`ISOLATED_TIMEOUT_S`)."""
+    if timeout_s is not None and not (timeout_s > 0 and math.isfinite(timeout_s)):
+        raise MlmsIrError(f"the timeout must be a positive number of seconds, got {timeout_s}")
     for v in (atol, rtol):
         if v is not None and not (v >= 0 and math.isfinite(v)):
             raise MlmsIrError(f"atol and rtol must be finite non-negative numbers, got {atol} and {rtol}")
@@ -106,7 +110,7 @@ def run_backends(
                     try:
                         if isolate and backend.thread_pool_module not in loaded_before:
                             rec.options, stats, outputs = _measure_in_child(backend, graph, device, opts, feeds, warmup, iterations,
-                                                                            min_time_s)
+                                                                            min_time_s, timeout_s or ISOLATED_TIMEOUT_S)
                         else:
                             with backend.prepare(graph, device, **opts) as session:
                                 rec.options = dict(session.options)
@@ -139,7 +143,7 @@ def run_backends(
 
 
 def _measure_in_child(backend, graph: Graph, device: str, opts: dict[str, Any], feeds: dict, warmup: int, iterations: int,
-                      min_time_s: float) -> tuple[dict[str, Any], LatencyStats, dict]:
+                      min_time_s: float, timeout_s: float) -> tuple[dict[str, Any], LatencyStats, dict]:
     """``session.measure`` in a forked child: (session options, latency, outputs). The child sends
     JSON and an ``.npz`` back (never a pickle); its failure is a :class:`BackendError`."""
     import io
@@ -159,7 +163,7 @@ def _measure_in_child(backend, graph: Graph, device: str, opts: dict[str, Any], 
         return frame({"options": json_safe(options), "stats": stats.as_dict(), "layout": layout}, buf.getvalue())
 
     try:
-        data = run_guarded(child, timeout_s=ISOLATED_TIMEOUT_S)
+        data = run_guarded(child, timeout_s=timeout_s)
     except GuardedCrash as exc:
         raise BackendError(f"the {backend.name} backend {str(exc).removeprefix('it ')}") from None
     except GuardedError as exc:

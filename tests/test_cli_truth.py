@@ -267,3 +267,38 @@ def test_an_opset_the_exporter_did_not_write_is_not_passed_off(tmp_path):
         assert "not the opset 13 asked for" in (r.fallback_reason or "")
     with pytest.raises(ConversionError, match="opset must be an integer from 7 to"):
         from_torch(m, torch.randn(2, 4), tmp_path / "m3.onnx", opset=3)
+
+
+# ----------------------------------------------------------------------------- a runtime that never ends or dies
+def endless_loop(tmp_path) -> str:
+    """A Loop of 2^40 iterations (cond stays true): y = x + 1 each time. It runs for hours."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Add", ["v_in", "one"], ["v_out"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [3])],
+        [numpy_helper.from_array(np.ones(3, np.float32), "one")])
+    consts = [numpy_helper.from_array(np.array(2**40, np.int64), "trips"), numpy_helper.from_array(np.array(True), "cond")]
+    return _save(tmp_path, "endless", [helper.make_node("Loop", ["trips", "cond", "x"], ["y"], body=body)],
+                 [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
+                 consts)
+
+
+def test_timeout_stops_a_backend_and_the_others_go_on(tmp_path, capsys):
+    path = endless_loop(tmp_path)
+    code, out, err = _run(capsys, "run", path, "--backends", "ort", "--iters", "1", "--warmup", "0", "--timeout", "1", "--store", "none")
+    assert code == 2 and "no backend ran: ort: the ort backend ran past 1 s and was stopped" in err, err
+    code, _, err = _run(capsys, "run", path, "--timeout", "0", "--store", "none")
+    assert code == 2 and "--timeout must be a positive number of seconds, got '0'" in err
+
+
+def test_one_backend_that_aborts_fails_its_row_not_the_process(tmp_path, monkeypatch):
+    """A runtime's C++ abort (ORT's on a failed allocation) used to end the process when one
+    backend ran alone, in-process; it is measured in a child like several are."""
+    import os
+
+    from mlms_ir.backends.ort import OrtSession
+
+    monkeypatch.setattr(OrtSession, "measure", lambda self, *a, **k: os.abort())
+    rep = run_backends(mlp(tmp_path), ["ort"], batches=[2], iterations=1, warmup=0, system=False)
+    assert rep.runs[0].status == "failed" and "crashed (SIGABRT)" in rep.runs[0].error

@@ -41,6 +41,7 @@ def run(
     min_queries: int | None = None,
     max_queries: int | None = None,
     find_peak: bool = False,
+    timeout: float | None = None,
 ) -> None:
     """Time a model on several backends and compare their outputs with the first one.
 
@@ -79,6 +80,8 @@ def run(
         max_queries: --scenario: stop after this many queries (0: never; default for server: twice what the
             measured capacity serves in --duration, so an impossible target is reported invalid quickly).
         find_peak: --scenario server: search the highest target QPS that LoadGen finds valid under the bound.
+        timeout: seconds each backend's measurement may take on the CPU before it is stopped and its row
+            failed, the others going on (default no limit).
     """
     names = backend_names(backends)
     fmt = output_format(format, output)
@@ -87,7 +90,8 @@ def run(
                   min_queries=min_queries, max_queries=max_queries, find_peak=find_peak, device=str(device), batch=batch,
                   inputs=inputs, input_shape=input_shape, dims=dims, seed=seed, options=session_options(names, opt, python, worker_timeout, _threads(threads)),
                   fmt=fmt, output=output, store=store,
-                  ignored={"--iters": iters != 100, "--warmup": warmup != 10, "--min-time": min_time != 0.0, "--atol": atol is not None,
+                  ignored={"--timeout": timeout is not None, "--iters": iters != 100, "--warmup": warmup != 10,
+                           "--min-time": min_time != 0.0, "--atol": atol is not None,
                            "--rtol": rtol is not None})
         return
     given = [f for f, v in {"--target-qps": target_qps is not None, "--latency-bound": latency_bound is not None,
@@ -113,6 +117,7 @@ def run(
         atol=None if atol is None else nonnegative_float(atol, "--atol"),
         rtol=None if rtol is None else nonnegative_float(rtol, "--rtol"),
         progress=True,
+        timeout_s=None if timeout is None else _positive_seconds(timeout, "--timeout"),
     )
     emit(report, fmt, output)
     from mlms_ir.cli.runs import record
@@ -438,6 +443,13 @@ def diverge(
                        dims=dims_text(dims))
     if not reports:
         raise MlmsIrError("no backend could be compared: " + "; ".join(f"{f.backend}: {f.error}" for f in failed))
+
+
+def _positive_seconds(value, flag: str) -> float:
+    v = nonnegative_float(value, flag)
+    if v == 0:
+        raise MlmsIrError(f"{flag} must be a positive number of seconds, got '{value}'")
+    return v
 
 
 def _threads(threads: int | None) -> int | None:
