@@ -13,7 +13,8 @@ from mlms_ir.errors import InvalidModelError
 from mlms_ir.ir.gc_pause import paused_gc
 from mlms_ir.ir.graph import Graph, Node, TensorInfo, topological_order
 from mlms_ir.ir.guard import check_allocation
-from mlms_ir.ir.load import LoadedModel, ModelSource, NodeRow, node_rows, nodes_holding, read_model, read_small_external_ints
+from mlms_ir.ir.load import (LoadedModel, ModelSource, NodeRow, check_tensor_data, node_rows, nodes_holding, read_model,
+                             read_small_external_ints)
 from mlms_ir.ir.shapes import Bindings, Dims, InputShapes, apply_bindings, parse_bindings, parse_input_values, start_infer_shapes
 
 __all__ = ["Bindings", "Graph", "LoadedModel", "Node", "TensorInfo", "load", "parse_bindings"]
@@ -93,7 +94,7 @@ def _load(
     rows = _sort_nodes(model, rows, nested)
     from mlms_ir.ir.symbolic import name_anonymous_dims
 
-    name_anonymous_dims(model)
+    name_anonymous_dims(model, warnings)
     leftover = apply_bindings(model, bindings)
     source_name = str(loaded.path) if loaded.path else None
     hidden = _hide_stripped_values(model, hides)
@@ -163,39 +164,12 @@ _INT_KEEP_BYTES = 65536
 STRIPPED_LOCATION = "mlms_ir:embedded-data-not-loaded"
 
 
-#: Typed fields holding one value per element (``int32_data`` packs sub-byte types: not checked).
-_ONE_PER_ELEMENT = ("float_data", "int64_data", "double_data", "uint64_data")
-
-
-def _check_tensor_data(t: onnx.TensorProto) -> None:
-    """An embedded tensor must hold as many values as its dims say: a short ``raw_data`` would be
-    counted as full weights here while every runtime refuses it."""
-    from mlms_ir.ir.dtypes import nbytes
-
-    numel = 1
-    for d in t.dims:
-        if d < 0:
-            raise InvalidModelError(f"tensor '{t.name}' has a negative dim ({d})")
-        numel *= d
-    if t.HasField("raw_data"):
-        want = nbytes(t.data_type, numel)
-        if want is not None and len(t.raw_data) != want:
-            raise InvalidModelError(f"tensor '{t.name}' of shape {list(t.dims)} needs {want:,} bytes of data but holds "
-                                    f"{len(t.raw_data):,}: the file is truncated or corrupt")
-        return
-    for f in _ONE_PER_ELEMENT:
-        n = len(getattr(t, f))
-        if n and n != numel:
-            raise InvalidModelError(f"tensor '{t.name}' of shape {list(t.dims)} needs {numel:,} values but holds {n:,}: "
-                                    "the file is truncated or corrupt")
-
-
 def _strip_tensor(t: onnx.TensorProto) -> None:
     from mlms_ir.ir.dtypes import FLOAT_TYPES
 
     if t.data_location == onnx.TensorProto.EXTERNAL or t.data_type == onnx.TensorProto.STRING:
         return
-    _check_tensor_data(t)
+    check_tensor_data(t)
     if t.ByteSize() <= (_FLOAT_KEEP_BYTES if t.data_type in FLOAT_TYPES else _INT_KEEP_BYTES):
         return
     for f in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
@@ -280,14 +254,20 @@ class _HiddenValues:
         self.inputs = inputs
         self.initializers: list[tuple[int, int, onnx.TensorProto]] = []  # (graph, index, tensor)
         self.constants: list[tuple[int, int, onnx.NodeProto]] = []  # (graph, index, original node)
+        #: The main graph's sparse initializers, which ONNX's inference refuses ("has unsupported
+        #: type: sparse_tensor(float)"): shown to it as inputs of their dense type and shape.
+        self.sparse: list[onnx.SparseTensorProto] = []
 
     def __bool__(self) -> bool:
-        return bool(self.initializers or self.constants)
+        return bool(self.initializers or self.constants or self.sparse)
 
     def restore(self, model: onnx.ModelProto) -> None:
         """Undo the hiding in ``model`` (the hidden model or a copy of it, e.g. inference's result)."""
         if not self:
             return
+        if self.sparse:
+            del model.graph.sparse_initializer[:]
+            model.graph.sparse_initializer.extend(self.sparse)
         graphs = _subgraphs(model.graph)
         for gi, i, node in self.constants:
             graphs[gi].node[i].CopyFrom(node)
@@ -306,6 +286,8 @@ def _hide_stripped_values(model: onnx.ModelProto, candidates: bool = True) -> _H
     """
     main = model.graph
     hidden = _HiddenValues(len(main.input))
+    if main.sparse_initializer:
+        _hide_sparse(main, hidden)
     if not candidates:
         return hidden
     graphs = _subgraphs(main)
@@ -353,15 +335,32 @@ def _hide_stripped_values(model: onnx.ModelProto, candidates: bool = True) -> _H
     return hidden
 
 
+def _hide_sparse(main: onnx.GraphProto, hidden: _HiddenValues) -> None:
+    """Show the main graph's sparse initializers to ONNX's inference as inputs of their type and
+    dense shape (no dense data is made: inference needs their types only), after checking them."""
+    from mlms_ir.ir.graph import check_sparse_initializers
+
+    check_sparse_initializers(main, "the main graph")
+    declared = {vi.name for vi in main.input}
+    hidden.sparse = [onnx.SparseTensorProto() for _ in main.sparse_initializer]
+    for copy, sp in zip(hidden.sparse, main.sparse_initializer):
+        copy.CopyFrom(sp)
+        if sp.values.name not in declared:
+            main.input.append(onnx.helper.make_tensor_value_info(sp.values.name, sp.values.data_type, list(sp.dims)))
+    del main.sparse_initializer[:]
+
+
 def _sort_nodes(model: onnx.ModelProto, rows: list[NodeRow], nested: bool = True) -> list[NodeRow]:
     """Put the main graph's nodes in execution order (shape inference needs it); rejects cycles.
     ``rows``: the nodes as read (:func:`~mlms_ir.ir.load.node_rows`); returned in the new order.
     ``nested``: whether a node of the main graph holds a subgraph (whose outer names order it too)."""
     g = model.graph
-    available = {vi.name for vi in g.input} | {i.name for i in g.initializer} | {s.values.name for s in g.sparse_initializer}
+    inputs = {vi.name for vi in g.input}
+    available = inputs | {i.name for i in g.initializer} | {s.values.name for s in g.sparse_initializer}
     if not nested and _in_order(rows, available):
         return rows
-    order = topological_order(list(g.node), available, set(), "the main graph")
+    order = topological_order(list(g.node), available, set(), "the main graph",
+                              inputs=inputs - {i.name for i in g.initializer})
     if order != list(range(len(order))):
         nodes = [g.node[i] for i in order]
         copies = [onnx.NodeProto() for _ in nodes]
@@ -419,6 +418,8 @@ def _check_counts(model: onnx.ModelProto, rows: list[NodeRow]) -> bool:
             for sub in _all_nodes_below(top[i]):
                 count += 1
                 _check_scan(sub)
+        if not op_type:
+            _no_op_type(f"node '{_name}' of the main graph" if _name else f"node #{i} of the main graph")
         if op_type == "Scan" and domain == "":
             _check_scan(top[i])
     check_allocation(f"analysing a graph of {count:,} nodes", count * ANALYSIS_BYTES_PER_NODE)
@@ -435,8 +436,17 @@ def _all_nodes_below(node: onnx.NodeProto):
                 yield from _all_nodes(g)
 
 
+def _no_op_type(node: str) -> None:
+    raise InvalidModelError(f"{node} has no op type (its op_type is empty); every ONNX node must name its operator")
+
+
 def _check_scan(node: onnx.NodeProto) -> None:
-    if node.op_type == "Scan" and node.domain in ("", "ai.onnx"):
+    """``node`` (one of a subgraph, or a Scan of the main graph) names an op, and a Scan's
+    ``num_scan_inputs`` fits its inputs."""
+    op_type = node.op_type
+    if not op_type:
+        _no_op_type(f"node '{node.name}' of a subgraph" if node.name else "a node of a subgraph")
+    if op_type == "Scan" and node.domain in ("", "ai.onnx"):
         n = next((a.i for a in node.attribute if a.name == "num_scan_inputs"), 0)
         if not 0 <= n <= len(node.input):
             label = f"'{node.name}'" if node.name else "a Scan"

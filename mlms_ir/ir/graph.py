@@ -296,12 +296,20 @@ class Graph:
                 or not any(e.key == "location" and e.value.startswith("mlms_ir:") for e in init.external_data)
             )
             weights.append(TensorInfo(name, init.data_type, tuple(init.dims), "initializer", external))
-        for sp in g.sparse_initializer:
-            v = sp.values
-            init_names.add(v.name)
-            weights.append(TensorInfo(v.name, v.data_type, tuple(int(d) for d in sp.dims), "initializer"))
+        if g.sparse_initializer:
+            check_sparse_initializers(g, self.label)
+            for sp in g.sparse_initializer:
+                v = sp.values
+                init_names.add(v.name)
+                weights.append(TensorInfo(v.name, v.data_type, tuple(int(d) for d in sp.dims), "initializer"))
         self._weights = weights
-        self.input_names = [vi.name for vi in g.input if vi.name not in init_names]
+        declared = [vi.name for vi in g.input]
+        if len(set(declared)) != len(declared):
+            seen: set[str] = set()
+            twice = next(x for x in declared if x in seen or seen.add(x))
+            raise InvalidModelError(f"graph input '{twice}' is declared twice in {self.label}; "
+                                    "ONNX graphs must define every tensor once")
+        self.input_names = [x for x in declared if x not in init_names] if init_names else declared
         self.output_names = [vi.name for vi in g.output]
         self.initializer_names = [i.name for i in g.initializer] + [s.values.name for s in g.sparse_initializer]
 
@@ -310,7 +318,8 @@ class Graph:
         if self._ordered:
             order = range(len(raw_nodes))
         else:
-            order = topological_order(raw_nodes, set(self.input_names) | init_names, self._outer_names(), self.label)
+            order = topological_order(raw_nodes, set(self.input_names) | init_names, self._outer_names(), self.label,
+                                      inputs=set(self.input_names))
         if rows is not None and (not self._ordered or len(rows) != len(raw_nodes)):
             raise ValueError("node_rows must hold one row per node of an ordered graph")
         # What a tensor's kind would be when a node reads it: stored weights and the outputs of
@@ -386,6 +395,14 @@ class Graph:
             if has_subgraph:
                 owners.append(node)
         self._kinds, self._owners = kinds, owners
+        if self.parent is None:
+            # a subgraph may pass an outer-scope value through as its output; the main graph has none
+            for name in self.output_names:
+                if name not in producer and name not in init_names and name not in declared:
+                    raise InvalidModelError(
+                        f"graph output '{name}' of {self.label} is not produced by any node, nor is it a graph input "
+                        "or initializer; the model is incomplete"
+                    )
         #: For each node (by position in :attr:`nodes`), the positions of the nodes of this graph
         #: that produce its inputs, in input order (graph inputs, weights and outer names left out).
         self.preds: list[tuple[int, ...]] = preds
@@ -659,8 +676,11 @@ def type_key(data: bytes) -> bytes:
     return data[i + n:]
 
 
-def topological_order(nodes: list[onnx.NodeProto], available: set[str], outer: set[str], where: str) -> list[int]:
+def topological_order(nodes: list[onnx.NodeProto], available: set[str], outer: set[str], where: str,
+                      inputs: set[str] | None = None) -> list[int]:
     """Indices of ``nodes`` in a valid execution order (the file's order when it is one).
+    ``available``: the graph's inputs and initializers; ``inputs``: which of them are graph inputs
+    (for the message that names a redefined one; the others are initializers).
 
     Raises InvalidModelError for an input that nothing defines, a tensor defined twice, or a cycle.
     """
@@ -669,10 +689,18 @@ def topological_order(nodes: list[onnx.NodeProto], available: set[str], outer: s
         for out in n.output:
             if not out:
                 continue
-            if out in producer or out in available:
+            if out in available:
+                what = ("a graph input or initializer" if inputs is None
+                        else "a graph input" if out in inputs else "an initializer")
                 raise InvalidModelError(
-                    f"tensor '{out}' in {where} is produced twice (by node #{i} '{n.name}' ({n.op_type}) and earlier); "
-                    "ONNX graphs must define every tensor once"
+                    f"tensor '{out}' in {where} is produced twice: node #{i} '{n.name}' ({n.op_type}) redefines {what} "
+                    "of that name; ONNX graphs must define every tensor once"
+                )
+            j = producer.get(out)
+            if j is not None:
+                raise InvalidModelError(
+                    f"tensor '{out}' in {where} is produced twice (by node #{j} '{nodes[j].name}' ({nodes[j].op_type}) "
+                    f"and node #{i} '{n.name}' ({n.op_type})); ONNX graphs must define every tensor once"
                 )
             producer[out] = i
 
@@ -730,8 +758,57 @@ def topological_order(nodes: list[onnx.NodeProto], available: set[str], outer: s
     if len(order) != len(nodes):
         stuck = [i for i in range(len(nodes)) if indeg[i] > 0][:3]
         names = ", ".join(f"#{i} '{nodes[i].name}' ({nodes[i].op_type})" for i in stuck)
-        raise InvalidModelError(f"the graph in {where} has a cycle through node(s) {names}; ONNX graphs must be acyclic")
+        raise InvalidModelError(f"{where} has a cycle through node(s) {names}; ONNX graphs must be acyclic")
     return order
+
+
+def check_sparse_initializers(g: onnx.GraphProto, where: str) -> None:
+    """The sparse initializers of ``g`` are well-formed: each named once (dense ones included),
+    dims not negative, values a 1-D tensor of NNZ values, indices int64 of shape ``[NNZ]``
+    (positions in the flattened tensor) or ``[NNZ, rank]`` (coordinates), each in range, and the
+    data as long as the dims say. The values of embedded indices are read (external ones never)."""
+    from mlms_ir.ir.load import check_tensor_data
+
+    names = {t.name for t in g.initializer}
+    for sp in g.sparse_initializer:
+        v, ix = sp.values, sp.indices
+        name = v.name
+        if name in names:
+            raise InvalidModelError(f"initializer '{name}' is defined twice in {where} (a sparse initializer and another "
+                                    "initializer of that name)")
+        names.add(name)
+        dims = [int(d) for d in sp.dims]
+        if any(d < 0 for d in dims):
+            raise InvalidModelError(f"sparse initializer '{name}' in {where} has a negative dim {dims}")
+        if len(v.dims) != 1:
+            raise InvalidModelError(f"the values of sparse initializer '{name}' in {where} have shape {list(v.dims)}; "
+                                    "they must be a 1-D tensor")
+        nnz = int(v.dims[0])
+        numel = math.prod(dims)
+        if nnz > numel:
+            raise InvalidModelError(f"sparse initializer '{name}' in {where} holds {nnz:,} values but its shape "
+                                    f"{dims} has {numel:,} elements")
+        if list(ix.dims) not in ([nnz], [nnz, len(dims)]):
+            raise InvalidModelError(f"sparse initializer '{name}' in {where} has {nnz:,} values but indices of shape "
+                                    f"{list(ix.dims)}; they must be [{nnz}] or [{nnz}, {len(dims)}]")
+        if ix.data_type != onnx.TensorProto.INT64:
+            raise InvalidModelError(f"the indices of sparse initializer '{name}' in {where} are "
+                                    f"{dtype_name(ix.data_type)}; they must be int64")
+        for t in (v, ix):
+            if t.data_location != onnx.TensorProto.EXTERNAL and t.data_type != onnx.TensorProto.STRING:
+                check_tensor_data(t)
+        if ix.data_location == onnx.TensorProto.EXTERNAL or not nnz:
+            continue  # never read external data
+        try:
+            idx = numpy_helper.to_array(ix)
+        except Exception as exc:  # noqa: BLE001 - malformed tensor data
+            raise InvalidModelError(f"the indices of sparse initializer '{name}' in {where} cannot be read ({exc})") from exc
+        if not idx.size:
+            continue
+        bound = np.asarray([min(d, 2**63 - 1) for d in (dims if idx.ndim == 2 else [numel])], dtype=np.int64)
+        if idx.min() < 0 or (idx >= bound).any():
+            raise InvalidModelError(f"sparse initializer '{name}' in {where} has an index out of range for its shape "
+                                    f"{dims}: the file is corrupt")
 
 
 def free_names(g: onnx.GraphProto) -> list[str]:

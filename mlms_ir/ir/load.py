@@ -17,7 +17,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from mlms_ir.errors import ExternalDataError, InvalidModelError, ModelLoadError, UnsupportedOpsetError
-from mlms_ir.ir.dtypes import nbytes
+from mlms_ir.ir.dtypes import dtype_bits, nbytes
 
 ModelSource = str | os.PathLike | bytes | onnx.ModelProto
 
@@ -140,15 +140,52 @@ def normalize_default_domain(model: onnx.ModelProto, rows: list[NodeRow] | None 
     return changed
 
 
+#: The largest file protobuf can parse: a message is at most 2 GiB (a larger model keeps its
+#: weights in external data files).
+MAX_MODEL_FILE_BYTES = (1 << 31) - 1
+
+
 def _read_file(path: Path) -> bytes:
+    """The bytes of the model file at ``path``: a regular file (symlinks resolved) of at most
+    :data:`MAX_MODEL_FILE_BYTES`, checked before anything is read (a FIFO would block forever,
+    ``/dev/zero`` or a sparse file of terabytes would fill the memory)."""
+    import stat
+
     if not path.exists():
         raise ModelLoadError(f"model file '{path}' does not exist")
     if path.is_dir():
         raise ModelLoadError(f"'{path}' is a directory; give the path of an .onnx file inside it")
     try:
-        data = path.read_bytes()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as exc:
         raise ModelLoadError(f"cannot read '{path}': {exc.strerror or exc}") from exc
+    with open(fd, "rb", closefd=True) as fh:
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                what = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a character device" if stat.S_ISCHR(st.st_mode)
+                        else "a block device" if stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                        else "not a file")
+                raise ModelLoadError(f"'{path}' is {what}, not a regular file; give the path of an .onnx file")
+            if st.st_size > MAX_MODEL_FILE_BYTES:
+                raise ModelLoadError(
+                    f"model file '{path}' is {st.st_size:,} bytes, more than the 2 GiB protobuf can read; "
+                    "a model this large must keep its weights in external data files"
+                )
+            # what fstat says, then what a file that grew since (or one that tells no size, in /proc)
+            # holds beyond it, never more than the limit
+            chunks = [fh.read(st.st_size)] if st.st_size else []
+            total = len(chunks[0]) if chunks else 0
+            while more := fh.read(min(1 << 24, MAX_MODEL_FILE_BYTES + 1 - total)):
+                chunks.append(more)
+                total += len(more)
+                if total > MAX_MODEL_FILE_BYTES:
+                    raise ModelLoadError(f"model file '{path}' is more than the 2 GiB protobuf can read; "
+                                         "a model this large must keep its weights in external data files")
+        except OSError as exc:
+            raise ModelLoadError(f"cannot read '{path}': {exc.strerror or exc}") from exc
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if not data:
         raise ModelLoadError(f"model file '{path}' is empty")
     return data
@@ -159,6 +196,11 @@ def _parse(data: bytes, where: str) -> onnx.ModelProto:
     try:
         model.ParseFromString(data)
     except (DecodeError, ValueError, RuntimeError, TypeError) as exc:
+        if "MaxDepth" in str(exc) or "recursion" in str(exc).lower():  # upb: "Exceeded upb_DecodeOptions_MaxDepth"
+            raise ModelLoadError(
+                f"{where} cannot be read: it nests messages deeper than protobuf's decoding limit allows "
+                "(about 32 levels of subgraphs: an If, Loop or Scan inside another, over and over)"
+            ) from exc
         raise ModelLoadError(
             f"{where} is not a valid ONNX model: the protobuf data cannot be decoded "
             f"({type(exc).__name__}); the file may be truncated or corrupt"
@@ -166,6 +208,48 @@ def _parse(data: bytes, where: str) -> onnx.ModelProto:
     if model.ir_version <= 0 or not model.HasField("graph"):
         raise ModelLoadError(f"{where} is not an ONNX model (no IR version or no graph in it)")
     return model
+
+
+#: The typed fields of a TensorProto: one value per element, but two for complex numbers and one
+#: packed byte per value for the sub-byte types in ``int32_data`` (see :func:`check_tensor_data`).
+_TYPED_FIELDS = ("float_data", "int32_data", "int64_data", "double_data", "uint64_data")
+_COMPLEX = (onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128)
+
+
+def check_tensor_data(t: onnx.TensorProto) -> None:
+    """An embedded tensor (not external, not strings) must hold as many values as its dims say: a
+    short ``raw_data``, or none at all, would be counted as full weights here while every runtime
+    refuses it ("data field count (0) does not match expected count from shape")."""
+    numel = 1
+    for d in t.dims:
+        if d < 0:
+            raise InvalidModelError(f"tensor '{t.name}' has a negative dim ({d})")
+        numel *= d
+    if t.HasField("raw_data"):
+        want = nbytes(t.data_type, numel)
+        if want is not None and len(t.raw_data) != want:
+            raise InvalidModelError(f"tensor '{t.name}' of shape {list(t.dims)} needs {want:,} bytes of data but holds "
+                                    f"{len(t.raw_data):,}: the file is truncated or corrupt")
+        return
+    held = False
+    for f in _TYPED_FIELDS:
+        n = len(getattr(t, f))
+        if not n:
+            continue
+        held = True
+        want = numel
+        if t.data_type in _COMPLEX:
+            want = 2 * numel  # real and imaginary parts
+        elif f == "int32_data":
+            bits = dtype_bits(t.data_type)
+            if bits is not None and bits < 8:
+                want = (numel * bits + 7) // 8  # sub-byte types: one packed byte per int32
+        if n != want:
+            raise InvalidModelError(f"tensor '{t.name}' of shape {list(t.dims)} needs {want:,} values but holds {n:,}: "
+                                    "the file is truncated or corrupt")
+    if not held and numel:
+        raise InvalidModelError(f"tensor '{t.name}' of shape {list(t.dims)} holds no data (it needs {numel:,} "
+                                "values): the file is truncated or corrupt")
 
 
 _GRAPH = onnx.AttributeProto.GRAPH
@@ -239,6 +323,9 @@ def _names_are_text(g: onnx.GraphProto) -> bool:
     return True
 
 
+_MAX_OPSET = (1 << 31) - 1
+
+
 def _check_header(model: onnx.ModelProto, name: str) -> None:
     if model.ir_version > onnx.IR_VERSION:
         raise UnsupportedOpsetError(
@@ -254,6 +341,11 @@ def _check_header(model: onnx.ModelProto, name: str) -> None:
         if domain in seen:
             raise InvalidModelError(f"'{name}' imports the opset of domain '{domain or 'ai.onnx'}' twice")
         seen.add(domain)
+        if domain and not 0 <= op.version <= _MAX_OPSET:  # the checker and the runtimes hold a version in an int32
+            raise InvalidModelError(
+                f"'{name}' imports opset {op.version} of domain '{domain or 'ai.onnx'}', which is not a valid "
+                f"opset version (0 to {_MAX_OPSET:,})"
+            )
         if domain == "" and not 1 <= op.version <= max_default:
             raise UnsupportedOpsetError(
                 f"'{name}' uses ai.onnx opset {op.version}; this onnx package supports opsets 1 to {max_default}"

@@ -80,9 +80,12 @@ def is_anonymous(d: onnx.TensorShapeProto.Dimension) -> bool:
     return not p or p == "?" or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*", p)
 
 
-def name_anonymous_dims(model: onnx.ModelProto) -> list[str]:
+def name_anonymous_dims(model: onnx.ModelProto, warnings: list[str] | None = None) -> list[str]:
     """Give every anonymous dim of the main graph's inputs a stable name, ``<input>_d<axis>``
-    (``?`` dims used to be taken as one shared name), so each binds on its own. Returns the names."""
+    (``?`` dims used to be taken as one shared name), so each binds on its own. Returns the names.
+
+    A negative ``dim_value`` is read as unknown (ONNX requires ``>= 0``; some exporters write -1 for
+    a dynamic dim): any other negative value is named in ``warnings``, when given."""
     inits = {t.name for t in model.graph.initializer}
     named: list[str] = []
     taken = {d.dim_param for vi in model.graph.input if vi.type.HasField("tensor_type")
@@ -92,6 +95,8 @@ def name_anonymous_dims(model: onnx.ModelProto) -> list[str]:
             continue
         for axis, d in enumerate(vi.type.tensor_type.shape.dim):
             if d.HasField("dim_value") and d.dim_value < 0:
+                if d.dim_value != -1 and warnings is not None:
+                    warnings.append(f"dim {axis} of input '{vi.name}' is {d.dim_value}, read as unknown")
                 d.Clear()
             if is_anonymous(d):
                 base = re.sub(r"[^A-Za-z0-9_]", "_", vi.name) or "input"
