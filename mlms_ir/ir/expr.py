@@ -182,6 +182,12 @@ def dominates(a: Num, b: Num) -> bool:
 def _nonnegative(term) -> bool:
     if term.is_Number:
         return term >= 0
+    if term.is_Symbol or (term.is_Mul and all(_nonnegative(f) for f in term.args)):
+        # a product of non-negative factors, proved factor by factor: sympy's assumptions on a
+        # product of 1,000 dims take seconds
+        ok = term.is_nonnegative if term.is_Symbol else True
+        if ok is not None:
+            return bool(ok)
     ok = term.is_nonnegative
     if ok is not None:
         return bool(ok)
@@ -460,15 +466,24 @@ def order_value(x: Num) -> float:
     if x is None:
         return 0.0
     if not is_symbolic(x):
-        return float(x)
+        try:
+            return float(x)
+        except OverflowError:  # an int beyond a float's range (2**62 ** 17): itself, which sorts exactly
+            return x
     return _order_value(x)
 
 
 @functools.lru_cache(maxsize=65536)
 def _order_value(x) -> float:
     try:
-        return float(value_at(x, {s.name: ORDER_DIM for s in x.free_symbols}))
-    except (TypeError, ValueError, ZeroDivisionError):
+        v = value_at(x, {s.name: ORDER_DIM for s in x.free_symbols})
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        return 0.0
+    try:
+        return float(v)
+    except OverflowError:  # beyond a float's range: the exact int or Fraction compares with floats exactly
+        return v if isinstance(v, (int, Fraction)) else math.inf
+    except (TypeError, ValueError):
         return 0.0
 
 

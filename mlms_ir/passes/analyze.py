@@ -126,6 +126,7 @@ def _analyze(model, *, input_shapes, batch, dims, device, lenient, input_values)
         complete=n_unresolved == 0 and n_unknown == 0 and not mem.unknown_size_tensors and not per_iteration,
         peak_candidates=mem.peak_candidates,
     )
+    _unknown_zeros(graph, totals, uncounted=n_unresolved + n_unknown, unknown_sizes=bool(mem.unknown_size_tensors))
     free_dims: list[Dim] = []
     if sym is not None:
         from mlms_ir.passes.symbolic import finalize
@@ -154,6 +155,38 @@ def _analyze(model, *, input_shapes, batch, dims, device, lenient, input_values)
         dims=free_dims,
         tool={"name": "mlms_ir", "version": __version__, "onnx": onnx.__version__},
     )
+
+
+#: Totals summed over nodes, and over tensor sizes.
+_NODE_SUMS = ("macs", "int_macs", "flops", "bytes_read", "bytes_written")
+_SIZE_SUMS = ("activation_bytes", "peak_activation_bytes")
+
+
+def _unknown_zeros(graph: Graph, totals: Totals, *, uncounted: int, unknown_sizes: bool) -> None:
+    """Totals that are 0 only because what they sum was not counted become None (unknown): a
+    sum that left nodes or tensors out is a lower bound, and a lower bound of 0 says nothing,
+    so a reader must never see it as the figure (``"macs": 0`` for a model whose shapes are
+    unknown). Positive partial sums stay, marked by ``complete`` false."""
+    if uncounted:
+        for f in _NODE_SUMS:
+            if getattr(totals, f) == 0:
+                setattr(totals, f, None)
+    if unknown_sizes:
+        for f in _SIZE_SUMS:
+            if getattr(totals, f) == 0:
+                setattr(totals, f, None)
+        if totals.peak_activation_bytes is None:
+            totals.peak_at_node = None
+    for f, names in (("input_bytes", graph.input_names), ("output_bytes", graph.output_names)):
+        if getattr(totals, f) == 0 and any(_size_unknown(graph.tensor(x)) for x in names):
+            setattr(totals, f, None)
+
+
+def _size_unknown(t) -> bool:
+    """Whether a graph input's or output's byte size is unknown (strings have none to give)."""
+    from mlms_ir.ir.dtypes import dtype_bits
+
+    return t is None or (t.sym_nbytes is None and not (t.sym_known and dtype_bits(t.elem_type) is None))
 
 
 def symbolic_graph(graph: Graph) -> Graph:

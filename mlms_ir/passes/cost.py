@@ -13,8 +13,12 @@ from mlms_ir.ir.graph import constant_value
 from mlms_ir.passes.registry import Cost, OpContext, Unresolved, load_ops, lookup
 from mlms_ir.results.analysis import NodeCost, SubgraphInfo
 
-#: A Loop trip count at or above this is a "no limit" sentinel (torch exports while-loops with INT64_MAX).
+#: A symbolic-pass trip count at or above this is taken as unknown (the shape rules' bound).
 MAX_TRIP_COUNT = 2**31
+#: A constant Loop trip count of INT64_MAX is the exporters' "no limit" (torch exports while-loops
+#: with it): counted per iteration. Any other constant is used as it is, however large; a
+#: negative one means no iteration (ONNX's ``for (i = 0; i < M; ++i)``).
+NO_LIMIT_TRIP_COUNT = 2**63 - 1
 
 #: Input slots that carry shapes, indices, axes or quantization scales rather than weights.
 NON_WEIGHT_SLOTS: dict[str, frozenset[int]] = {
@@ -246,8 +250,12 @@ class CostPass:
             sym_mult = None
             if node.op_type == "Loop":
                 m = constant_value(g, node.inputs[0]) if node.inputs and node.inputs[0] else None
-                if m is not None and m.size == 1 and 0 <= int(m.reshape(-1)[0]) < MAX_TRIP_COUNT:
-                    mult = int(m.reshape(-1)[0])
+                trips = _constant_trips(m)
+                if trips is not None and trips < 0:  # ONNX: for (i = 0; i < M; ++i), so no iteration
+                    mult = 0
+                    note = f"body x 0 iterations (the trip count M is {trips}: the loop never runs)"
+                elif trips is not None and trips != NO_LIMIT_TRIP_COUNT:
+                    mult = trips
                     note = f"body x {mult} iterations (constant trip count; an early exit can make it fewer)"
                 elif sym is not None and is_int(sym.trips.get(node.id)) and 0 <= sym.trips[node.id] < MAX_TRIP_COUNT:
                     mult = sym.trips[node.id]
@@ -257,7 +265,8 @@ class CostPass:
                     note = f"body x {sym_mult} iterations (an early exit can make it fewer)"
                 else:
                     mult = None
-                    note = "per iteration: the trip count is not a constant (or is the exporter's 'no limit')"
+                    note = ("per iteration: the trip count is the exporters' 'no limit' (INT64_MAX)" if trips is not None
+                            else "per iteration: the trip count is not a constant")
             else:  # Scan
                 n_scan = int(node.attrs.get("num_scan_inputs", 0) or 0)
                 n_state = len(node.inputs) - n_scan
@@ -291,6 +300,13 @@ class CostPass:
         nc.params += sum(c.params for c in every)
         nc.param_bytes += sum(c.param_bytes for c in every)
         _set_intensity(nc)
+
+
+def _constant_trips(m) -> int | None:
+    """A Loop's constant trip count M as an int (None when M is absent, not constant or not one integer)."""
+    if m is None or m.size != 1 or m.dtype.kind not in "iub":
+        return None
+    return int(m.reshape(-1)[0])
 
 
 def _if_choice(g: Graph, node: Node, sym) -> str | None:

@@ -116,6 +116,24 @@ class OpContext:
         v = self.node.attrs.get(name, default)
         return v.decode() if isinstance(v, bytes) else v
 
+    def int_attr(self, name: str, default: int, *, least: int = 1) -> int:
+        """Integer attribute ``name`` (``default`` when absent), which the op's schema requires to
+        be at least ``least``: a value out of that domain (a negative size or head count, which would
+        give negative figures) raises ValueError, which the cost pass reports as inconsistent attributes."""
+        v = self.node.attrs.get(name, default)
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < least:
+            raise ValueError(f"attribute {name}={v!r} must be an integer >= {least}")
+        return int(v)
+
+    def ints_attr(self, name: str, *, least: int = 1) -> list[int] | None:
+        """Integer-list attribute ``name`` (None when absent or empty), each at least ``least`` (as :meth:`int_attr`)."""
+        v = self.node.attrs.get(name)
+        if v is None or (hasattr(v, "__len__") and len(v) == 0):
+            return None
+        if not isinstance(v, (list, tuple)) or any(not isinstance(x, (int, np.integer)) or isinstance(x, bool) or x < least for x in v):
+            raise ValueError(f"attribute {name}={list(v) if isinstance(v, (list, tuple)) else v!r} must hold integers >= {least}")
+        return [int(x) for x in v]
+
     def const(self, i: int) -> np.ndarray | None:
         """The value of input ``i`` when it is an embedded initializer or a Constant's output."""
         if not self.has_input(i):

@@ -32,18 +32,23 @@ MAX_METADATA_CHARS = 10_000  # longer scope metadata is not a module path: ignor
 def structure(graph: Graph, costs: CostResult) -> Structure:
     by_id = {c.id: c for c in costs.nodes}
     scale = _subgraph_scale(costs)
-    stats: dict[tuple[str, str], list] = defaultdict(lambda: [0, [], [], 0])
+    stats: dict[tuple[str, str], list] = defaultdict(lambda: [0, [], [], 0, False])
     for c in costs.nodes:
         s = stats[(c.domain, c.op_type)]
         s[0] += 1
         if c.op_type in ("If", "Loop", "Scan") and c.domain == "":
             continue  # their subgraphs' nodes are counted themselves
+        if c.flops is None:  # not counted (unknown op, unresolved shape): the group's sums are partial
+            s[4] = True
         k = scale.get(c.id, 1)
         s[1].append(c.macs if k == 1 or c.macs is None else k * c.macs)
         s[2].append(c.flops if k == 1 or c.flops is None else k * c.flops)
         s[3] += c.params
     for s in stats.values():
         s[1], s[2] = add(s[1]), add(s[2])
+        if s[4]:  # a zero that left nodes out is no figure: unknown (None), never 0
+            s[1] = None if s[1] == 0 else s[1]
+            s[2] = None if s[2] == 0 else s[2]
     total_macs = add(s[1] for s in stats.values())
     total_flops = add(s[2] for s in stats.values())
     op_types = [
@@ -62,7 +67,10 @@ def structure(graph: Graph, costs: CostResult) -> Structure:
 
 
 def _share(part, total) -> float | None:
-    """part / total; None when it changes with the dims (a ratio of formulas that is no number)."""
+    """part / total; None when it changes with the dims (a ratio of formulas that is no number)
+    or ``part`` is unknown."""
+    if part is None:
+        return None
     if is_int(part) and part == 0:
         return 0.0
     if not (is_int(part) and is_int(total)):

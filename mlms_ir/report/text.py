@@ -34,15 +34,44 @@ def _round_sig(x: float, digits: int = DIGITS) -> float:
     return round(x, digits - 1 - math.floor(math.log10(abs(x))))
 
 
+#: From this magnitude on a bare number is written in scientific notation (``8.51e37``): a
+#: string of 16 or more digits cannot be read at a glance.
+SCIENTIFIC_FROM = 1e9
+
+
+def sci(x: int | float, digits: int = DIGITS) -> str:
+    """``x`` in scientific notation to ``digits`` significant digits, trailing zeros dropped:
+    8.51e37, -5.59e17, 1e21. Exact for ints of any size (no float conversion)."""
+    from decimal import Decimal
+
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    text = format(Decimal(x), f".{digits - 1}e")  # Decimal: an int beyond a float's range too
+    mant, _, exp = text.lower().partition("e")
+    if "." in mant:
+        mant = mant.rstrip("0").rstrip(".")
+    return f"{mant}e{int(exp)}"
+
+
+def _big(x) -> bool:
+    """Whether ``x`` is too large for positional notation (an int beyond a float's range included)."""
+    return abs(x) >= SCIENTIFIC_FROM if not isinstance(x, int) else abs(x) >= 10 ** 9
+
+
 def sig(x: float, digits: int = DIGITS) -> str:
     """``x`` to ``digits`` significant digits in positional notation, trailing zeros dropped:
-    0.0123456 -> '0.0123', 12.5 -> '12.5', 999.6 -> '1000' (never '1e+03')."""
+    0.0123456 -> '0.0123', 12.5 -> '12.5', 999.6 -> '1000' (never '1e+03'); from
+    :data:`SCIENTIFIC_FROM` on in scientific notation (5.59e17)."""
+    if isinstance(x, int) and _big(x):
+        return sci(x, digits)
     x = float(x)
     if not math.isfinite(x):
         return str(x)
     r = _round_sig(x, digits)
     if r == 0:
         return "0"
+    if _big(r):
+        return sci(x, digits)
     places = max(0, digits - 1 - math.floor(math.log10(abs(r))))
     text = f"{r:.{places}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
@@ -54,10 +83,14 @@ def human_count(n: int | float | None, unit: str = "", *, small: bool = False, n
     gives values below 1 the prefixes m, µ, n, p and f (0.0125 s -> '12.5 ms'); None reads ``none``."""
     if n is None:
         return none
+    if isinstance(n, int) and abs(n) >= 1000 * _PREFIXES[0][0]:  # beyond the largest prefix (maybe beyond a float)
+        return f"{sci(n)} {unit}".rstrip()
     v = float(n)
     if not math.isfinite(v):
         return f"{v} {unit}".rstrip()
     r = _round_sig(v)  # rounded first, so that 999_600 reads '1 M', not '1e+03 K'
+    if abs(r) >= 1000 * _PREFIXES[0][0]:
+        return f"{sci(v)} {unit}".rstrip()
     for factor, prefix in _PREFIXES:
         if abs(r) >= factor:
             return f"{sig(r / factor)} {prefix}{unit}"
@@ -68,15 +101,22 @@ def human_count(n: int | float | None, unit: str = "", *, small: bool = False, n
     return f"{int(v) if v.is_integer() else sig(r)} {unit}".rstrip()
 
 
+_BINARY = ((1 << 60, "EiB"), (1 << 50, "PiB"), (1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB"))
+
+
 def human_bytes(n: int | None) -> str:
-    """Binary units: 1536 -> '1.50 KiB'."""
+    """Binary units: 1536 -> '1.50 KiB'; from 1024 EiB on in scientific notation ('5.16e35 B')."""
     if n is None:
         return "?"
+    if abs(n) >= 1024 * _BINARY[0][0]:  # beyond the largest unit (an int maybe beyond a float's range)
+        return f"{sci(n)} B"
     v = float(n)
-    for factor, suffix in ((1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+    if not math.isfinite(v):
+        return f"{v} B"
+    for factor, suffix in _BINARY:
         if v >= factor:
             return f"{v / factor:.2f} {suffix}"
-    return f"{int(v)} B"
+    return f"{int(v)} B" if v.is_integer() else f"{sig(v)} B"
 
 
 def human_time_us(us: float | None) -> str:
@@ -146,6 +186,9 @@ def sort_nodes(nodes: list[NodeCost], key: str) -> list[NodeCost]:
 
 
 def _exact(n: int | None) -> str:
+    """A count and, while an SI prefix reads it (below 10**21), its exact digits: '4.09 G (4,089,184,256)'."""
+    if n is None or not isinstance(n, int) or abs(n) >= 10 ** 21:
+        return human_count(n)
     return f"{human_count(n)} ({n:,})"
 
 
@@ -153,9 +196,30 @@ def summary_rows(a: Analysis) -> list[tuple[str, str]]:
     t = a.totals
     m = a.model
     sym = t.symbolic or {}
+    # A total that left something out is a lower bound: never shown as a bare number. Node sums
+    # miss the uncounted nodes; sizes miss the tensors whose size is unknown.
+    uncounted = t.unresolved_nodes + t.unknown_nodes
+    nodes_gap = f"{uncounted} node{'s' if uncounted != 1 else ''} not counted" if uncounted else ""
+
+    def io_gap(tensors: list[dict]) -> str:
+        n = sum(1 for i in tensors if i.get("shape") is None or None in i["shape"])
+        return f"{n} size{'s' if n != 1 else ''} unknown" if n else ""
+
+    sizes_gap = ""
+    if not t.complete and (io_gap(m.inputs) or any(s is None or None in s for n in a.nodes if n.parent is None
+                                                   for s in n.output_shapes)):
+        sizes_gap = "some tensor sizes unknown"
+
+    gaps = {**dict.fromkeys(("macs", "int_macs", "flops"), nodes_gap),
+            **dict.fromkeys(("activation_bytes", "peak_activation_bytes"), sizes_gap),
+            "input_bytes": io_gap(m.inputs), "output_bytes": io_gap(m.outputs)}
 
     def fig(key: str, number) -> str:
-        return figure(getattr(t, key), sym, key, number)
+        value, gap = getattr(t, key), gaps.get(key, "")
+        if value is None and key not in sym:
+            return f"unknown ({gap or 'not counted'})"
+        text = figure(value, sym, key, number)
+        return f"≥ {text} ({gap})" if gap else text
 
     rows = [
         ("model", m.name),
@@ -168,7 +232,8 @@ def summary_rows(a: Analysis) -> list[tuple[str, str]]:
     rows += [
         ("nodes", f"{t.nodes} (depth {a.structure.depth})"),
         ("params", _exact(t.params)),
-        ("MACs", fig("macs", _exact) + (f", of which integer {fig('int_macs', human_count)}" if t.int_macs or "int_macs" in sym else "")),
+        ("MACs", fig("macs", _exact) + (f", of which integer {figure(t.int_macs, sym, 'int_macs', human_count)}"
+                                        if t.int_macs or "int_macs" in sym else "")),
         ("FLOPs", fig("flops", _exact)),
         ("weights", human_bytes(t.weight_bytes) + (f" (params {human_bytes(t.param_bytes)})" if t.constant_bytes else "")),
         ("activations", fig("activation_bytes", human_bytes)),
@@ -186,7 +251,10 @@ def summary_rows(a: Analysis) -> list[tuple[str, str]]:
                      f"{r.memory_bound_nodes} memory-bound nodes ({r.compute_bound_share:.0%} of the bound is compute)")
         rows.append((f"roofline ({r.device})", bound))
     if not t.complete:
-        rows.append(("complete", f"no: {t.unresolved_nodes} unresolved, {t.unknown_nodes} unknown-op nodes"))
+        per_iteration = sum(1 for s in {(s.owner, s.owner_op): s for s in a.structure.subgraphs
+                                        if s.multiplier is None and not s.symbolic_multiplier and s.owner_op in ("Loop", "Scan")})
+        rows.append(("complete", f"no: {t.unresolved_nodes} unresolved, {t.unknown_nodes} unknown-op nodes"
+                     + (f", {per_iteration} loop{'s' if per_iteration != 1 else ''} counted per iteration" if per_iteration else "")))
     if a.dims:
         example = ",".join(f"{d.origin if d.kind == 'input' and d.origin else d.name}=N" for d in a.dims[:3])
         rows.append(("numbers", f"the figures above are exact formulas of the dims; bind them with --dims {example}"))
@@ -234,6 +302,13 @@ def fit_table(title: str, cols: list[str], rows: list[list[str]], *, left: tuple
     return t
 
 
+def share_cell(o) -> str:
+    """An op type's share of the MACs: a percentage, 'by dims' (a ratio of formulas) or '?' (not counted)."""
+    if o.share_macs is not None:
+        return f"{o.share_macs:.1%}"
+    return "by dims" if o.symbolic and "macs" in o.symbolic else "?"
+
+
 def render_text(a: Analysis, *, top: int = 20, sort: str = "macs", console: Console | None = None) -> None:
     """Print the summary, the top nodes, op types and repeated blocks."""
     console = console or default_console()
@@ -274,7 +349,7 @@ def render_text(a: Analysis, *, top: int = 20, sort: str = "macs", console: Cons
         ops.add_column(col, justify="left" if col == "op" else "right")
     for o in a.structure.op_types:
         ops.add_row(plain(o.op_type if not o.domain else f"{o.domain}::{o.op_type}"), str(o.count),
-                    figure(o.macs, o.symbolic, "macs", human_count), f"{o.share_macs:.1%}" if o.share_macs is not None else "by dims",
+                    figure(o.macs, o.symbolic, "macs", human_count), share_cell(o),
                     figure(o.flops, o.symbolic, "flops", human_count), human_count(o.params) if o.params else "-")
     parts.append(ops)
 

@@ -31,7 +31,7 @@ def onnx_attention(ctx: OpContext) -> Cost:
     if len(v) == 4:
         hv = v[3]
     else:
-        kvh = int(ctx.attr("kv_num_heads", 0)) or nq
+        kvh = ctx.int_attr("kv_num_heads", 0, least=0) or nq
         hv = v[2] // kvh
     if ctx.has_input(4):  # past_key [B, Nkv, P, H]
         length += ctx.in_shape(4)[2]
@@ -44,11 +44,11 @@ def ms_attention(ctx: OpContext) -> Cost:
     """QKV projection B*S*Din*(Dq+Dk+Dv) + B*S*L*(Dq + Dv) attention MACs; FLOPs = 2*MACs + bias adds + 5 per score (+1 with a mask)"""
     x = ctx.in_shape(0)
     w = ctx.in_shape(1)
-    heads = int(ctx.attr("num_heads", 1)) or 1
+    heads = ctx.int_attr("num_heads", 1)
     b, s, din = x
-    sizes = ctx.attr("qkv_hidden_sizes")
+    sizes = ctx.ints_attr("qkv_hidden_sizes")
     if sizes:
-        dq, dk, dv = (int(v) for v in sizes)
+        dq, dk, dv = sizes
     else:
         dq = dk = dv = w[1] // 3
     length = s
@@ -65,7 +65,7 @@ def ms_attention(ctx: OpContext) -> Cost:
 def ms_mha(ctx: OpContext) -> Cost:
     """MACs = B*S*L*(D + Dv) (no projections; L including past); FLOPs = 2*MACs + Q/K/V bias adds + 5 per score (+1 with a mask)"""
     q = ctx.in_shape(0)
-    heads = int(ctx.attr("num_heads", 1)) or 1
+    heads = ctx.int_attr("num_heads", 1)
     if len(q) == 5:  # packed QKV [B, S, N, 3, H]
         b, s, n, _, h = q
         d = dv = n * h
@@ -94,8 +94,8 @@ def ms_mha(ctx: OpContext) -> Cost:
 def ms_gqa(ctx: OpContext) -> Cost:
     """MACs = 2*B*Nq*S*L*H with L the present (total) length; FLOPs = 2*MACs + 5 per score"""
     q = ctx.in_shape(0)
-    nq = int(ctx.attr("num_heads", 1)) or 1
-    nkv = int(ctx.attr("kv_num_heads", nq)) or nq
+    nq = ctx.int_attr("num_heads", 1)
+    nkv = ctx.int_attr("kv_num_heads", nq)
     b, s, d = q
     h = d // (nq + 2 * nkv) if not ctx.has_input(1) else d // nq
     length = s

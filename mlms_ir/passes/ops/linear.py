@@ -104,8 +104,8 @@ def fused_matmul(ctx: OpContext) -> Cost:
 def matmul_nbits(ctx: OpContext) -> Cost:
     """Weight-only quantized MatMul (weights dequantized on the fly): MACs = out elements * K; FLOPs = 2*MACs + K*N dequantisation"""
     macs = _matmul_macs(ctx)
-    k, n = ctx.attr("K", 0), ctx.attr("N", 0)
-    return Cost(macs, 2 * macs + 2 * int(k) * int(n))
+    k, n = ctx.int_attr("K", 0, least=0), ctx.int_attr("N", 0, least=0)  # required > 0; absent: no dequantisation counted
+    return Cost(macs, 2 * macs + 2 * k * n)
 
 
 @cost("MatMulInteger", "QLinearMatMul")

@@ -47,7 +47,7 @@ def lp_norm(ctx: OpContext) -> Cost:
 @cost("LRN", category="elementwise")
 def lrn(ctx: OpContext) -> Cost:
     """(size + 3) FLOPs per element: square-sum over `size` channels, scale, power, divide"""
-    size = int(ctx.attr("size", 1))
+    size = ctx.int_attr("size", 1)
     return Cost(0, (size + 3) * ctx.in_numel(0))
 
 

@@ -9,8 +9,8 @@ from mlms_ir.passes.registry import MS, ML, Cost, OpContext, cost
 
 
 def _kernel(ctx: OpContext) -> int:
-    k = ctx.attr("kernel_shape") or []
-    return math.prod(int(v) for v in k) if k else 1
+    k = ctx.ints_attr("kernel_shape")
+    return math.prod(k) if k else 1
 
 
 @cost("MaxPool", "AveragePool", category="elementwise")
@@ -47,15 +47,15 @@ def global_lp_pool(ctx: OpContext) -> Cost:
 def max_roi_pool(ctx: OpContext) -> Cost:
     """Upper bound: each output element compares every element of its ROI's bin, taken as input_spatial/pooled_shape"""
     x = ctx.in_shape(0)
-    pooled = ctx.attr("pooled_shape", [1, 1])
-    bin_elems = smax(1, floordiv(math.prod(x[2:]), max(1, math.prod(int(p) for p in pooled))))
+    pooled = ctx.ints_attr("pooled_shape") or [1, 1]
+    bin_elems = smax(1, floordiv(math.prod(x[2:]), max(1, math.prod(pooled))))
     return Cost(0, ctx.out_numel() * bin_elems)
 
 
 @cost("RoiAlign", category="elementwise")
 def roi_align(ctx: OpContext) -> Cost:
     """Per output element: sampling_ratio^2 bilinear samples (4 taps, 7 FLOPs each) + average; adaptive ratio (0) counted as 2"""
-    r = int(ctx.attr("sampling_ratio", 0)) or 2
+    r = ctx.int_attr("sampling_ratio", 0, least=0) or 2
     return Cost(0, ctx.out_numel() * (r * r * 7 + 1))
 
 

@@ -17,7 +17,7 @@ def recurrent(ctx: OpContext) -> Cost:
     layout = int(ctx.attr("layout", 0))
     steps, batch = (x[1], x[0]) if layout == 1 else (x[0], x[1])
     dirs = w[0]
-    hidden = int(ctx.attr("hidden_size", 0)) or w[1] // gates
+    hidden = ctx.int_attr("hidden_size", 0, least=0) or w[1] // gates
     inp = w[2]
     macs = steps * batch * dirs * gates * hidden * (inp + hidden)
     per_unit = gates + update
