@@ -330,6 +330,40 @@ class MXNetRunner:
         return [o.asnumpy() for o in self.mod.get_outputs()]
 
 
+#: ONNX element types TensorFlow has no type for (the float8, float4, int4 and int2 families),
+#: by ONNX's number: what a model using them is refused for on onnx-tf.
+_NO_TF_TYPE = {17: "float8e4m3fn", 18: "float8e4m3fnuz", 19: "float8e5m2", 20: "float8e5m2fnuz", 21: "uint4", 22: "int4",
+               23: "float4e2m1", 24: "float8e8m0", 25: "uint2", 26: "int2"}
+
+
+def _types_lacking(proto, names: dict) -> set:
+    """The names (from ``names``, ONNX element type -> name) of the element types ``proto`` uses
+    in its values, weights, Cast targets and attribute tensors, subgraphs included."""
+    import onnx
+
+    found = set()
+
+    def walk(g) -> None:
+        for vi in (*g.input, *g.output, *g.value_info):
+            t = vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else 0
+            found.add(t)
+        found.update(t.data_type for t in g.initializer)
+        for n in g.node:
+            for a in n.attribute:
+                if a.name == "to" and a.type == onnx.AttributeProto.INT:
+                    found.add(a.i)
+                elif a.type == onnx.AttributeProto.TENSOR:
+                    found.add(a.t.data_type)
+                elif a.type == onnx.AttributeProto.GRAPH:
+                    walk(a.g)
+                elif a.type == onnx.AttributeProto.GRAPHS:
+                    for sg in a.graphs:
+                        walk(sg)
+
+    walk(proto.graph)
+    return {names[t] for t in found if t in names}
+
+
 class OnnxTfRunner:
     """onnx-tf 1.10: ``prepare`` converts the model to a TensorFlow graph once; ``rep.run`` takes
     the non-initializer inputs in order."""
@@ -338,7 +372,11 @@ class OnnxTfRunner:
         from onnx_tf.backend import prepare
 
         _sibling("onnx_tf_compat").patch()  # the op versions onnx-tf 1.10 lacks
-        self.rep = prepare(_load_default_domain(model), device="CUDA" if device == "cuda" else "CPU")
+        proto = _load_default_domain(model)
+        lacking = _types_lacking(proto, _NO_TF_TYPE)
+        if lacking:  # onnx-tf maps them to float32 and answers in it: a wrong value, unmarked
+            raise ValueError(f"onnx-tf has no {', '.join(sorted(lacking))} type (TensorFlow lacks it): the model uses it")
+        self.rep = prepare(proto, device="CUDA" if device == "cuda" else "CPU")
         inputs, self.output_names = _graph_io(model)
         order = list(getattr(self.rep, "inputs", None) or inputs)
         self.args = [feeds[n] for n in order]

@@ -114,9 +114,11 @@ def test_run_of_a_zero_size_model(tmp_path, capsys):
     # a leading dim fixed at 0 is a fixed dim, not a dynamic one: --batch cannot apply
     code, _, err = _run(capsys, "run", path, "--batch", "2", "--store", "none")
     assert code == 2 and "every input has a fixed leading dim ('x' (0)), so --batch 2 cannot apply" in err
-    code, out, err = _run(capsys, "run", path, "--backends", "ort,reference", "--iters", "3", "--warmup", "1", "--store", "none")
+    table = tmp_path / "run.txt"  # a file: 160 columns whatever the terminal (or pytest's capture) is
+    code, _, err = _run(capsys, "run", path, "--backends", "ort,reference", "--iters", "3", "--warmup", "1", "--store", "none",
+                        "--format", "table", "-o", str(table))
     assert code == 0, err
-    row = next(line for line in out.splitlines() if line.strip().startswith("reference"))
+    row = next(line for line in table.read_text().splitlines() if line.strip().startswith("reference"))
     assert "equal (no elements)" in row and "0.00e+00" not in row
     code, out, _ = _run(capsys, "run", path, "--backends", "ort,reference", "--iters", "3", "--warmup", "1", "--store", "none",
                         "--format", "json")
@@ -177,15 +179,17 @@ def test_diverge_records_its_inputs(tmp_path):
 
 
 def test_the_footer_gives_the_iterations_run(tmp_path, capsys):
-    code, out, err = _run(capsys, "run", mlp(tmp_path), "--batch", "2", "--iters", "1", "--warmup", "1", "--min-time", "0.2",
-                          "--store", "none")
+    table = tmp_path / "run.txt"  # 160 columns: the footer on one line
+    code, _, err = _run(capsys, "run", mlp(tmp_path), "--batch", "2", "--iters", "1", "--warmup", "1", "--min-time", "0.2",
+                        "--store", "none", "--format", "table", "-o", str(table))
     assert code == 0, err
-    footer = next(line for line in out.splitlines() if "warm-up runs" in line)
+    footer = next(line for line in table.read_text().splitlines() if "warm-up runs" in line)
     assert not footer.startswith("1 iterations") and "(at least 1 and 0.2 s)" in footer, footer
     n = int(footer.split(" iterations")[0].replace(",", "").split("-")[0])
     assert n > 1
-    code, out, _ = _run(capsys, "run", mlp(tmp_path), "--batch", "2", "--iters", "4", "--warmup", "0", "--store", "none")
-    assert "4 iterations after 0 warm-up runs" in out
+    code, _, _ = _run(capsys, "run", mlp(tmp_path), "--batch", "2", "--iters", "4", "--warmup", "0", "--store", "none",
+                      "--format", "table", "-o", str(table))
+    assert "4 iterations after 0 warm-up runs" in table.read_text()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mlperf_loadgen") is None, reason="mlcommons-loadgen is not installed")

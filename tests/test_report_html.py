@@ -96,7 +96,7 @@ def test_profile_and_divergence_become_metrics_and_the_summary():
     unattributed = sum(u["time_us"] for u in prof.unattributed) / prof.node_time_us
     assert sum(n["share"] for n in timed) + unattributed == pytest.approx(1.0, abs=1e-6)
     assert d["summary"]["slowest"][0]["time_us"] == max(n["time_us"] for n in timed)
-    assert d["summary"]["first_divergent"] == [{"backend": "ort", "reference": "reference", "node": None}]
+    assert d["summary"]["first_divergent"] == [{"backend": "ort", "reference": "reference", "node": None, "compared": 11}]
     with_err = [n for n in d["nodes"] if "div" in n]
     assert len(with_err) == 11 and all(n["div"]["div0"]["introduced_max_abs"] is not None for n in with_err)
     html = render_html(a, g, profile=prof, divergence=div)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from mlms_ir.datasets.readers import DatasetError
+from mlms_ir.results.evaluation import describe_preprocess as describe  # noqa: F401 - re-exported here
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
 #: The dtypes a batch can be fed as: a float model input takes its own float type (``evaluate``
@@ -212,13 +213,3 @@ def dataset_default(name: str) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, list) else v for k, v in DATASET_DEFAULTS[name].items()}
 
 
-def describe(spec: Mapping[str, Any]) -> str:
-    """``spec`` in a few words, e.g. ``scale 1/16, layout NCHW`` (a scale of 1/N written so)."""
-    parts = []
-    for k, v in spec.items():
-        if k == "scale" and _is_number(v) and v > 0 and abs(1 / v - round(1 / v)) < 1e-9:
-            v = f"1/{round(1 / v)}" if round(1 / v) != 1 else "1"
-        elif isinstance(v, list):
-            v = "[" + ", ".join(f"{x:g}" if _is_number(x) else str(x) for x in v) + "]"
-        parts.append(f"{k} {v}")
-    return ", ".join(parts)

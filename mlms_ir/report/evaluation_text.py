@@ -7,7 +7,7 @@ from typing import Any
 from rich.table import Table
 
 from mlms_ir.report.text import plain
-from mlms_ir.results.evaluation import EvaluationReport
+from mlms_ir.results.evaluation import EvaluationReport, describe_preprocess
 
 
 def render_evaluation(report: EvaluationReport, console: Any) -> None:
@@ -28,9 +28,7 @@ def render_evaluation(report: EvaluationReport, console: Any) -> None:
                        if r.verdict else ""))
     prep = report.preprocess or {}
     if prep.get("assumed"):  # a guess, not the model's own recipe: said under the figures it made
-        from mlms_ir.datasets.preprocess import describe
-
-        t.caption = plain(f"preprocessing assumed ({prep.get('source')}): {describe({k: prep[k] for k in prep['assumed'] if k in prep})}; "
+        t.caption = plain(f"preprocessing assumed ({prep.get('source')}): {describe_preprocess({k: prep[k] for k in prep['assumed'] if k in prep})}; "
                           "pass --preprocess if the model expects otherwise")
     console.print(t)
 

@@ -6,6 +6,9 @@ Written by :func:`mlms_ir.evaluate.evaluate` (``mlms_ir evaluate``); JSON with `
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,3 +55,19 @@ class EvaluationReport(Result):
     results: list[BackendAccuracy]
     system: dict[str, Any] = field(default_factory=dict)
     schema_version: str = EVAL_SCHEMA_VERSION
+
+
+def describe_preprocess(spec: Mapping[str, Any]) -> str:
+    """A preprocessing ``spec`` in a few words, e.g. ``scale 1/16, layout NCHW`` (a scale of 1/N
+    written so): what the evaluation table says was assumed."""
+    def number(x: Any) -> bool:
+        return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+    parts = []
+    for k, v in spec.items():
+        if k == "scale" and number(v) and v > 0 and abs(1 / v - round(1 / v)) < 1e-9:
+            v = f"1/{round(1 / v)}" if round(1 / v) != 1 else "1"
+        elif isinstance(v, list):
+            v = "[" + ", ".join(f"{x:g}" if number(x) else str(x) for x in v) + "]"
+        parts.append(f"{k} {v}")
+    return ", ".join(parts)
