@@ -293,7 +293,7 @@ def test_timeout_stops_a_backend_and_the_others_go_on(tmp_path, capsys):
     code, out, err = _run(capsys, "run", path, "--backends", "ort", "--iters", "1", "--warmup", "0", "--timeout", "1", "--store", "none")
     assert code == 2 and "no backend ran: ort: the ort backend ran past 1 s and was stopped" in err, err
     code, _, err = _run(capsys, "run", path, "--timeout", "0", "--store", "none")
-    assert code == 2 and "--timeout must be a positive number of seconds, got '0'" in err
+    assert code == 2 and "--timeout must be a positive number of seconds, not '0'" in err
 
 
 def test_one_backend_that_aborts_fails_its_row_not_the_process(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ Every function here is a thin adapter between Fire's values and the library; non
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -139,6 +140,17 @@ def nonnegative_float(value, flag: str) -> float:
         raise MlmsIrError(f"{flag} must be a number, got '{value}'") from None
     if not v >= 0 or v == float("inf"):
         raise MlmsIrError(f"{flag} must be a finite number >= 0, got '{value}'")
+    return v
+
+
+def positive_float(value, flag: str, unit: str = "") -> float:
+    """A finite number > 0 given on the command line (``unit`` names what it counts, for the message)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if isinstance(value, bool) or not (v > 0 and math.isfinite(v)):
+        raise MlmsIrError(f"{flag} must be a positive number{' of ' + unit if unit else ''}, not '{value}'")
     return v
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 from mlms_ir.cli.common import backend_names, emit, output_format, session_options
 from mlms_ir.errors import MlmsIrError
+from mlms_ir.files import sha256_of
 
 
 def _digits_manifest() -> dict[str, Any]:
@@ -19,14 +19,6 @@ def _digits_manifest() -> dict[str, Any]:
     return {"preprocessing": {"scale": 1 / 16, "channels": 1, "layout": "NCHW"},
             "accuracy": {"top1": m["accuracy"]["top1"], "top5": m["accuracy"]["top5"]}, "dataset": "digits",
             "name": m["name"]}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _same_file_manifest(path: Path) -> dict[str, Any] | None:
@@ -52,8 +44,8 @@ def _same_file_manifest(path: Path) -> dict[str, Any] | None:
             if cand.resolve() != path.resolve():
                 if cand.stat().st_size != size:
                     continue
-                digest = digest or _sha256(path)
-                if _sha256(cand) != digest:
+                digest = digest or sha256_of(path)
+                if sha256_of(cand) != digest:
                     continue
         except OSError:
             continue

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
 
-from mlms_ir.cli.common import (backend_names, batch_list, dims_text, emit, input_shape_list, model_path, nonnegative_float, output_format, positive_int,
-                                session_options)
+from mlms_ir.cli.common import (backend_names, batch_list, dims_text, emit, input_shape_list, model_path, nonnegative_float, output_format,
+                                positive_float, positive_int, session_options)
 from mlms_ir.errors import MlmsIrError
 
 
@@ -117,7 +116,7 @@ def run(
         atol=None if atol is None else nonnegative_float(atol, "--atol"),
         rtol=None if rtol is None else nonnegative_float(rtol, "--rtol"),
         progress=True,
-        timeout_s=None if timeout is None else _positive_seconds(timeout, "--timeout"),
+        timeout_s=None if timeout is None else positive_float(timeout, "--timeout", "seconds"),
     )
     emit(report, fmt, output)
     from mlms_ir.cli.runs import record
@@ -145,15 +144,7 @@ def _scenario(model, names: list[str], *, scenario, target_qps, latency_bound, d
         raise MlmsIrError("with --scenario, --batch is one number: the largest batch the backend serves at once")
 
     def number(v, flag: str) -> float | None:
-        if v is None:
-            return None
-        try:
-            x = float(v)
-        except (TypeError, ValueError):
-            x = math.nan
-        if isinstance(v, bool) or not (x > 0 and math.isfinite(x)):
-            raise MlmsIrError(f"{flag} must be a positive number, not '{v}'")
-        return x
+        return None if v is None else positive_float(v, flag)
 
     report = run_scenarios(
         model_path(model), names, scenario=key, device=device, target_qps=number(target_qps, "--target-qps"),
@@ -416,12 +407,7 @@ def diverge(
     if isinstance(batch, (list, tuple)):
         raise MlmsIrError("diverge takes one --batch value")
     fmt = output_format(format, output)
-    try:
-        budget = float(budget_mib)
-    except (TypeError, ValueError):
-        budget = -1.0
-    if not (budget > 0 and math.isfinite(budget)):
-        raise MlmsIrError(f"--budget-mib must be a positive number of MiB, not '{budget_mib}'")
+    budget = positive_float(budget_mib, "--budget-mib", "MiB")
     result = diverge_backends(
         model_path(model), names, str(reference), options=session_options(names, opt, None, None), device=str(device), batch=batch,
         input_shapes=input_shape_list(input_shape), dims=dims_text(dims), inputs=inputs,
@@ -443,13 +429,6 @@ def diverge(
                        dims=dims_text(dims))
     if not reports:
         raise MlmsIrError("no backend could be compared: " + "; ".join(f"{f.backend}: {f.error}" for f in failed))
-
-
-def _positive_seconds(value, flag: str) -> float:
-    v = nonnegative_float(value, flag)
-    if v == 0:
-        raise MlmsIrError(f"{flag} must be a positive number of seconds, got '{value}'")
-    return v
 
 
 def _threads(threads: int | None) -> int | None:
