@@ -609,10 +609,20 @@ def _with_precision(src: str | bytes | onnx.ModelProto, precision: str) -> str |
                                                          min_positive_val=FP16_MIN_SUBNORMAL)
     except Exception as exc:  # noqa: BLE001 - the converter raises various types on odd graphs
         raise BackendError(f"cannot convert the model to float16: {' '.join(str(exc).split())[:300]}") from exc
-    clamped = [w for w in caught if "truncated" in str(w.message)]
-    if clamped:  # one line of ours for the converter's one line a constant (and numpy's cast warnings)
-        log.warning("converting to float16 saturated %d constant(s) beyond float16's range to +-%g, as a float16 model "
-                    "holds them", len(clamped), FP16_MAX)
+    # one line of ours for the converter's, which come one per tensor and sign ("the float32 number X
+    # will be truncated to Y"), also for an X already at the bound that nothing changed
+    big = tiny = False
+    for w in caught:
+        found = re.fullmatch(r"the float32 number (\S+) will be truncated to (\S+)", str(w.message))
+        if found:
+            x, y = abs(float(found[1])), abs(float(found[2]))
+            big |= y == FP16_MAX and x > FP16_MAX
+            tiny |= y == FP16_MIN_SUBNORMAL and x < FP16_MIN_SUBNORMAL
+    if big:
+        log.warning("converting to float16 saturated constants beyond float16's range to +-%g, as a float16 model holds them",
+                    FP16_MAX)
+    if tiny:
+        log.warning("converting to float16 raised nonzero constants below float16's smallest value (2^-24) to it")
     return converted.SerializeToString()
 
 

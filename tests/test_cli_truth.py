@@ -210,16 +210,26 @@ def test_float16_conversion_keeps_what_float16_holds(tmp_path, caplog):
     became 1e4. Only values beyond float16's range saturate (to 65504), said in one line."""
     from mlms_ir.backends.ort import _with_precision
 
-    c = numpy_helper.from_array(np.array([2e4, 1e5, 3e-6], np.float32), "c")
+    c = numpy_helper.from_array(np.array([2e4, 1e5, 3e-6, 1e-9], np.float32), "c")
     path = _save(tmp_path, "consts", [helper.make_node("Mul", ["x", "c"], ["y"])],
-                 [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
+                 [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
                  [c])
     with caplog.at_level("WARNING", logger="mlms_ir.backends.ort"):
         m = onnx.load_model_from_string(_with_precision(path, "fp16"))
     got = numpy_helper.to_array(next(t for t in m.graph.initializer if t.name == "c"))
-    assert got.dtype == np.float16 and got[0] == 2e4 and got[1] == 65504 and got[2] == np.float16(3e-6)
-    said = [r.getMessage() for r in caplog.records]
-    assert len(said) == 1 and "saturated 1 constant(s) beyond float16's range to +-65504" in said[0]
+    assert got.dtype == np.float16 and got[0] == 2e4 and got[1] == 65504 and got[2] == np.float16(3e-6) and got[3] == 2.0 ** -24
+    assert [r.getMessage() for r in caplog.records] == [
+        "converting to float16 saturated constants beyond float16's range to +-65504, as a float16 model holds them",
+        "converting to float16 raised nonzero constants below float16's smallest value (2^-24) to it"]
+    # values float16 holds, at its bounds included, convert without a word
+    d = numpy_helper.from_array(np.array([65504, -65504, 2.0 ** -24, 0.5], np.float32), "c")
+    path = _save(tmp_path, "bounds", [helper.make_node("Mul", ["x", "c"], ["y"])],
+                 [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+                 [d])
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mlms_ir.backends.ort"):
+        _with_precision(path, "fp16")
+    assert caplog.records == []
 
 
 def test_the_reference_backend_prints_no_numpy_warning(tmp_path, recwarn):
