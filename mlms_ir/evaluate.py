@@ -77,10 +77,48 @@ def _fit_dtype(prep: Preprocess, graph: Any, inp: str) -> Preprocess:
     return prep
 
 
-def _output_kind(graph: Any, out: str, classes: int, dataset: str) -> str:
+def check_label_offset(value: Any) -> int | None:
+    """``value`` (``--label-offset``) as a whole number >= 0, None kept, or an :class:`MlmsIrError`."""
+    if value is None:
+        return None
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 0:
+        raise MlmsIrError(f"--label-offset must be an integer >= 0, got '{value}'")
+    return int(value)
+
+
+def label_window(columns: int, classes: int, label_offset: int | None, out: str, dataset: str) -> int:
+    """The first of the ``classes`` columns, of an output's ``columns`` scores, that are the data
+    set's labels in order: ``label_offset`` when it fits, 0 when it is None and the counts match.
+
+    A model with more classes than the data set (a 1001-class TF-slim ImageNet model, class 0
+    background) needs the offset said: guessed, its top-1 is silently off by one. Fewer classes, an
+    unsaid or out-of-range offset raise :class:`MlmsIrError`."""
+    if columns < classes:
+        raise MlmsIrError(f"output '{out}' scores {columns} class{'es' if columns != 1 else ''}, but {dataset} has {classes}")
+    extra = columns - classes
+    if label_offset is None:
+        if extra == 0:
+            return 0
+        if extra == 1:
+            how = ("pass --label-offset 1 if class 0 is a background class (TF-slim style), or --label-offset 0 if the extra "
+                   "class comes after the data set's")
+        else:
+            how = (f"pass --label-offset K (0 to {extra}) so that class K+i is label i, e.g. 1 if class 0 is a background "
+                   "class (TF-slim style), or 0 if the extra classes come after the data set's")
+        raise MlmsIrError(f"output '{out}' scores {columns} classes, but {dataset} has {classes}: {how}")
+    if label_offset > extra:
+        fits = "0" if extra == 0 else "0 or 1" if extra == 1 else f"between 0 and {extra}"
+        counts = f", as many as {dataset} has" if extra == 0 else f" and {dataset} has {classes}"
+        raise MlmsIrError(f"--label-offset {label_offset} does not fit output '{out}': it scores {columns} classes{counts}, "
+                          f"so the offset must be {fits}")
+    return label_offset
+
+
+def _output_kind(graph: Any, out: str, classes: int, dataset: str, label_offset: int | None = None) -> str:
     """``scores`` (``[batch, classes]``, trailing 1s allowed) or ``labels`` (an integer ``[batch]``
     or ``[batch, 1]``) from the output's static type, or ``unknown`` when its rank is; anything
-    else is an :class:`MlmsIrError`."""
+    else is an :class:`MlmsIrError`, as are scores whose classes ``label_offset`` does not map onto
+    the data set's labels (:func:`label_window`)."""
     info = graph.tensors[out]
     if info.value_kind != "tensor":
         raise MlmsIrError(f"output '{out}' is a {info.value_kind}, not per-class scores [batch, classes] or class labels [batch]")
@@ -99,31 +137,36 @@ def _output_kind(graph: Any, out: str, classes: int, dataset: str) -> str:
     if len(shape) < 2 or any(isinstance(d, int) and d != 1 for d in shape[2:]):
         raise MlmsIrError(f"output '{out}' is {info.dtype}[{dims}]: not per-class scores [batch, classes] (nor integer class "
                           "labels [batch])")
-    if isinstance(shape[1], int) and shape[1] < classes:
-        raise MlmsIrError(f"output '{out}' scores {shape[1]} class{'es' if shape[1] != 1 else ''}, but {dataset} has {classes}")
+    if isinstance(shape[1], int):
+        label_window(shape[1], classes, label_offset, out, dataset)
     return "scores"
 
 
-def _read_output(y: Any, bs: int, classes: int, out: str) -> tuple[str, np.ndarray]:
-    """One batch's output as ``("labels", [bs])`` or ``("scores", [bs, C])``; anything else raises
+def _read_output(y: Any, bs: int, classes: int, out: str, label_offset: int | None = None,
+                 dataset: str = "the data set") -> tuple[str, np.ndarray]:
+    """One batch's output as ``("labels", [bs])`` or ``("scores", [bs, C])``, both in the data set's
+    label numbering (``label_offset`` K: model class K+i is label i, so labels are shifted down by
+    K and scores cut to the window of columns [K, K+C)); anything else raises
     :class:`MlmsIrError` (the backend is then recorded as failed)."""
     a = np.asarray(y)
     shape = "x".join(map(str, a.shape))
     if a.ndim >= 1 and a.shape[0] == bs and a.dtype.kind in "iu" and (a.ndim == 1 or (a.ndim == 2 and a.shape[1] == 1)):
-        return "labels", a.reshape(bs)
+        labels = a.reshape(bs)
+        # int64 first: uint8 0 - 1 must not wrap round to 255; a label below K becomes negative, never right
+        return "labels", labels.astype(np.int64) - label_offset if label_offset else labels
     if a.ndim < 2 or a.shape[0] != bs or a.dtype.kind not in "fiu" or any(d != 1 for d in a.shape[2:]):
         raise MlmsIrError(f"output '{out}' came back as {a.dtype}[{shape}] for a batch of {bs}: not per-class scores "
                           "[batch, classes] (nor integer class labels [batch])")
-    if a.shape[1] < classes:
-        raise MlmsIrError(f"output '{out}' scores {a.shape[1]} class{'es' if a.shape[1] != 1 else ''}, but the data set has {classes}")
-    scores = a.reshape(bs, a.shape[1])
+    first = label_window(a.shape[1], classes, label_offset, out, dataset)
+    scores = a.reshape(bs, a.shape[1])[:, first:first + classes]  # the extra (background) columns never rank
     return "scores", scores if a.dtype.kind == "f" else scores.astype(np.float64)  # -scores must not wrap round
 
 
 def evaluate(model: ModelSource, dataset: Dataset, backends: tuple[str, ...] | list[str] = ("ort",), *, device: str = "cpu",
              batch_size: int = 64, preprocess: Preprocess | None = None, reference: dict[str, float] | None = None,
              tolerance: float | None = None, options: dict[str, dict[str, Any]] | None = None, progress: bool = False,
-             system: bool = True, preprocess_source: str | None = None, assumed: Sequence[str] = ()) -> EvaluationReport:
+             system: bool = True, preprocess_source: str | None = None, assumed: Sequence[str] = (),
+             label_offset: int | None = None) -> EvaluationReport:
     """Top-1/top-5 of ``model`` on ``dataset`` with each backend (a backend that fails is
     recorded as failed, the others go on). ``reference`` is ``{"top1": f, "top5": f}``, fractions
     in [0, 1]; ``tolerance`` a fraction too.
@@ -138,7 +181,16 @@ def evaluate(model: ModelSource, dataset: Dataset, backends: tuple[str, ...] | l
     the highest score is the prediction), or, when it holds integers of shape ``[batch]`` or
     ``[batch, 1]``, as the predicted class labels: then only top-1 is measured, and top-5 (and
     ``correct_top5``) is None, not a number. Any other output raises :class:`MlmsIrError`, as do a
-    reference or tolerance outside [0, 1]."""
+    reference or tolerance outside [0, 1].
+
+    ``label_offset`` K maps the model's classes onto the data set's labels: class K+i is label i.
+    Scores of C' classes for a data set of C are ranked over the columns [K, K+C) only (the
+    extra ones, e.g. the background class 0 of a 1001-class TF-slim ImageNet model, dropped first,
+    as the published TF-slim figures do); a label output has K subtracted, and a label outside
+    [K, K+C) is a wrong prediction. None means 0 where the counts match; where C' > C it must be
+    given (0 <= K <= C'-C), else :class:`MlmsIrError`, as for C' == C with a nonzero K, a K out of
+    that range or one that is not an integer >= 0: a guessed mapping would give a wrong accuracy.
+    The report's ``label_offset`` is the K used."""
     from mlms_ir.backends import registry
     from mlms_ir.datasets.preprocess import dataset_default
     from mlms_ir.ir import load
@@ -150,6 +202,7 @@ def evaluate(model: ModelSource, dataset: Dataset, backends: tuple[str, ...] | l
                  if reference and reference.get(k) is not None} or None
     if tolerance is not None:
         tolerance = check_fraction("the tolerance", tolerance, " pp")
+    label_offset = check_label_offset(label_offset)
     if preprocess is None:
         spec = dataset_default(dataset.name)
         preprocess, preprocess_source, assumed = Preprocess.from_manifest(spec), f"the {dataset.name} data set's default", list(spec)
@@ -165,7 +218,7 @@ def evaluate(model: ModelSource, dataset: Dataset, backends: tuple[str, ...] | l
     preprocess = _fit_dtype(preprocess, graph, inp)
     out_name = graph.output_names[0]
     classes = len(dataset.labels)
-    _output_kind(graph, out_name, classes, dataset.name)
+    _output_kind(graph, out_name, classes, dataset.name, label_offset)
     results: list[BackendAccuracy] = []
     sessions = []
     for name in backends:
@@ -188,7 +241,7 @@ def evaluate(model: ModelSource, dataset: Dataset, backends: tuple[str, ...] | l
                     t0 = time.perf_counter()
                     y = sess.run({inp: x})[out_name]
                     acc.inference_s += time.perf_counter() - t0
-                    kind, out = _read_output(y, bs, classes, out_name)
+                    kind, out = _read_output(y, bs, classes, out_name, label_offset, dataset.name)
                 except MlmsIrError as exc:
                     acc.status, acc.error = "failed", str(exc)
                     continue
@@ -226,7 +279,7 @@ def evaluate(model: ModelSource, dataset: Dataset, backends: tuple[str, ...] | l
         model=model_ref(graph), dataset={"name": dataset.name, "source": dataset.source, "samples": dataset.size,
                                            "classes": classes},
         preprocess={**preprocess.to_dict(), "source": preprocess_source or "given", "assumed": list(assumed)},
-        reference=dict(reference) if reference else None, batch_size=bs, results=results,
+        reference=dict(reference) if reference else None, batch_size=bs, results=results, label_offset=label_offset or 0,
         system=system_facts() if system else {},
     )
 
@@ -240,8 +293,10 @@ def records_from_evaluation(report: EvaluationReport) -> list:
     for r in d["results"]:
         summary = {k: r.get(k) for k in ("top1", "top5", "images_per_s", "samples", "verdict", "delta_top1", "tolerance")}
         summary["dataset"] = d["dataset"]["name"]
+        offset = {"label_offset": d["label_offset"]} if d.get("label_offset") else {}  # only where it changes the figures
         out.append(StoreRecord(kind="evaluate", status="ok" if r["status"] == "ok" else "failed", backend=r["backend"],
                                device=r["device"], batch=d["batch_size"], precision="fp32", summary=summary, system=d["system"],
-                               settings={"dataset": d["dataset"], "preprocess": d["preprocess"], "reference": d["reference"]},
+                               settings={"dataset": d["dataset"], "preprocess": d["preprocess"], "reference": d["reference"],
+                                         **offset},
                                payload={**d, "results": [r]}, error=r.get("error") or "", **model_fields(d["model"])))
     return out

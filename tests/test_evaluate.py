@@ -306,3 +306,157 @@ def test_integer_scores_rank_as_numbers_and_odd_outputs_fail_the_backend():
                          (np.array([["a"], ["b"]]), r"came back as <U1\[2x1\]")):
         with pytest.raises(MlmsIrError, match=message):
             _read_output(bad, 2, 10, "y")
+
+
+# ------------------------------------------------------------------ more classes than the data set: --label-offset
+
+
+def _digits_test_split() -> tuple[np.ndarray, np.ndarray]:
+    """The 450 digits test images as the model sees them (DIGITS: x/16, NCHW), and their labels."""
+    images, labels = zip(*open_dataset("digits").batches(450))
+    return DIGITS(np.concatenate(images)), np.concatenate(labels)
+
+
+def _answer_key_model(tmp_path, name: str, table: np.ndarray) -> str:
+    """A model that knows the test split by heart: the nearest of the 450 test images (each one's own
+    image, at distance 0; no two are alike) picks row ``table[j]``, e.g. a one-hot row of scores or
+    a class label. Its accuracy follows from ``table`` alone."""
+    x, _ = _digits_test_split()
+    t = x.reshape(len(x), -1)
+    w = numpy_helper.from_array(t.T.copy(), "w")
+    b = numpy_helper.from_array((-0.5 * (t * t).sum(1)).astype(np.float32), "b")
+    nodes = [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Gemm", ["f", "w", "b"], ["near"]),
+             helper.make_node("ArgMax", ["near"], ["j"], axis=1, keepdims=0), helper.make_node("Gather", ["table", "j"], ["logits"])]
+    out_type = TensorProto.INT64 if table.dtype == np.int64 else TensorProto.FLOAT
+    g = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+                          [helper.make_tensor_value_info("logits", out_type, ["N", *table.shape[1:]])],
+                          [w, b, numpy_helper.from_array(table, "table")])
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return str(path)
+
+
+def _eleven_classes(tmp_path, extra_first: bool) -> str:
+    """11 scores per image: 1 for the image's class, 0 for the others, and 2 (the highest) for the
+    extra class: class 0 with the data set's label i at class i+1 (TF-slim's background), or last."""
+    _, labels = _digits_test_split()
+    table = np.zeros((450, 11), np.float32)
+    table[np.arange(450), labels + (1 if extra_first else 0)] = 1
+    table[:, 0 if extra_first else 10] = 2
+    return _answer_key_model(tmp_path, "bg_first" if extra_first else "bg_last", table)
+
+
+_ONE_EXTRA = ("output 'logits' scores 11 classes, but digits has 10: pass --label-offset 1 if class 0 is a background class "
+              "(TF-slim style), or --label-offset 0 if the extra class comes after the data set's")
+
+
+@pytest.mark.parametrize("extra_first", [True, False])
+def test_more_classes_than_the_data_set_are_scored_over_the_offset_window(tmp_path, extra_first):
+    model = _eleven_classes(tmp_path, extra_first)
+    data = open_dataset("digits")
+    with pytest.raises(MlmsIrError) as exc:  # a guess would be off by one: refused, never a wrong figure
+        evaluate(model, data, preprocess=DIGITS)
+    assert str(exc.value) == _ONE_EXTRA
+    offset = 1 if extra_first else 0
+    rep = evaluate(model, data, ["ort", "reference"], preprocess=DIGITS, batch_size=64, label_offset=offset, reference={"top1": 1.0})
+    for r in rep.results:
+        # the extra class scores 2, above the true class's 1: dropped before ranking, every image is right
+        assert (r.status, r.samples, r.correct_top1, r.correct_top5, r.top1, r.top5) == ("ok", 450, 450, 450, 1.0, 1.0)
+        assert r.verdict.startswith("replicated")
+    assert rep.label_offset == offset and rep.to_dict()["label_offset"] == offset and rep.to_dict()["schema_version"] == "1.3"
+
+
+def test_the_wrong_offset_gives_the_figure_of_that_mapping(tmp_path):
+    """Offset 0 on a background-first model: the background (2) wins the window [0, 10) and reads as
+    label 0: right for the 45 images of a 0 only (and, by the one-hot at i+1, never for another)."""
+    _, labels = _digits_test_split()
+    assert (labels == 0).sum() == 45
+    r = evaluate(_eleven_classes(tmp_path, True), open_dataset("digits"), preprocess=DIGITS, label_offset=0).results[0]
+    assert (r.samples, r.correct_top1) == (450, 45)
+
+
+def test_a_label_output_has_the_offset_subtracted_and_labels_outside_the_window_are_wrong(tmp_path):
+    _, labels = _digits_test_split()
+    table = labels + 1  # class i+1 is label i ...
+    table[labels == 0] = 0  # ... but the 45 images of a 0 get the background class
+    table[labels == 9] = 11  # ... and the 45 of a 9 a class past the data set's (11 - 1 = 10)
+    model = _answer_key_model(tmp_path, "labels_plus_one", table.astype(np.int64))
+    rep = evaluate(model, open_dataset("digits"), ["ort", "reference"], preprocess=DIGITS, label_offset=1)
+    for r in rep.results:
+        assert (r.status, r.samples, r.correct_top1, r.correct_top5, r.top5) == ("ok", 450, 450 - 45 - 45, None, None)
+    assert rep.label_offset == 1
+
+
+def test_an_offset_that_does_not_fit_is_refused(tmp_path):
+    data = open_dataset("digits", limit=10)
+    cases = [(str(builtin_path()), 1, "--label-offset 1 does not fit output 'logits': it scores 10 classes, as many as digits has, "
+                                      "so the offset must be 0"),
+             (_eleven_classes(tmp_path, True), 2, "--label-offset 2 does not fit output 'logits': it scores 11 classes and digits "
+                                                  "has 10, so the offset must be 0 or 1")]
+    for model, offset, message in cases:
+        with pytest.raises(MlmsIrError) as exc:
+            evaluate(model, data, preprocess=DIGITS, label_offset=offset)
+        assert str(exc.value) == message
+    for bad in (-1, 1.5, True, "1"):
+        with pytest.raises(MlmsIrError, match=f"--label-offset must be an integer >= 0, got '{bad}'"):
+            evaluate(str(builtin_path()), data, preprocess=DIGITS, label_offset=bad)
+    assert evaluate(str(builtin_path()), data, preprocess=DIGITS, label_offset=0).label_offset == 0
+
+
+def test_read_output_windows_the_scores_a_batch_brings():
+    """A class count known only at run time is checked on the first batch (the backend then fails)."""
+    from mlms_ir.evaluate import _read_output
+
+    y = np.array([[9.0, 0.1, 0.3, 0.2], [9.0, 0.5, 0.1, 0.2]], np.float32)
+    kind, s = _read_output(y, 2, 3, "y", 1)
+    assert kind == "scores" and s.tolist() == y[:, 1:].tolist() and s.argmax(1).tolist() == [1, 0]
+    assert _read_output(y, 2, 3, "y", 0)[1].argmax(1).tolist() == [0, 0]
+    with pytest.raises(MlmsIrError, match="output 'y' scores 4 classes, but the data set has 3: pass --label-offset 1 if class 0"):
+        _read_output(y, 2, 3, "y")
+    y6 = np.zeros((1, 6), np.float32)
+    with pytest.raises(MlmsIrError, match=r"scores 6 classes, but the data set has 3: pass --label-offset K \(0 to 3\)"):
+        _read_output(y6, 1, 3, "y")
+    with pytest.raises(MlmsIrError, match="so the offset must be between 0 and 3"):
+        _read_output(y6, 1, 3, "y", 4)
+    kind, lab = _read_output(np.array([0, 1, 5], np.uint8), 3, 10, "y", 1)  # uint8 0 - 1 must not wrap round to 255
+    assert kind == "labels" and lab.tolist() == [-1, 0, 4]
+
+
+def test_cli_label_offset(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MLMS_IR_CACHE", str(tmp_path / "cache"))
+    model = _eleven_classes(tmp_path, True)
+    r = subprocess.run([sys.executable, "-m", "mlms_ir", "evaluate", model, "--dataset", "digits", "--store", "none", "--noprogress"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stdout == "" and "Traceback" not in r.stderr
+    assert r.stderr.endswith(f"mlms_ir: error: {_ONE_EXTRA}\n") and r.stderr.count("mlms_ir: error") == 1
+    rc, d, err = _cli_json(capsys, model, "--dataset", "digits", "--label-offset", "1")
+    assert rc == 0 and d["schema_version"] == "1.3" and d["label_offset"] == 1
+    assert (d["results"][0]["correct_top1"], d["results"][0]["top1"], d["results"][0]["top5"]) == (450, 1.0, 1.0)
+    from mlms_ir.cli import main
+
+    rc = main(["evaluate", model, "--dataset", "digits", "--label-offset", "1", "--store", "none", "--noprogress"])
+    table = " ".join(capsys.readouterr().out.split())  # the caption under the figures, however the terminal wraps it
+    assert rc == 0 and "model classes 1..10 scored as the labels 0..9 (--label-offset 1)" in table
+    rc = main(["evaluate", "--limit", "10", "--label-offset", "0", "--store", "none", "--noprogress"])
+    table = " ".join(capsys.readouterr().out.split())
+    assert rc == 0 and "on digits" in table and "--label-offset" not in table  # the embedded model: 0 is its own mapping
+    rc, d, err = _cli_json(capsys, "--limit", "10", "--label-offset", "0")
+    assert rc == 0 and d["label_offset"] == 0
+    for args, line in ((["--label-offset", "1"], "--label-offset 1 does not fit output 'logits': it scores 10 classes, as many as "
+                                                 "digits has, so the offset must be 0"),
+                       (["--label-offset", "-1"], "--label-offset must be an integer >= 0, got '-1'"),
+                       ([model, "--dataset", "digits", "--label-offset", "3"], "--label-offset 3 does not fit output 'logits': it "
+                                                                              "scores 11 classes and digits has 10, so the offset "
+                                                                              "must be 0 or 1")):
+        rc, _, err = _cli_json(capsys, "--limit", "10", *args)  # after the no-manifest warning, where there is one
+        assert rc == 2 and err.endswith(f"mlms_ir: error: {line}\n") and err.count("error") == 1 and "Traceback" not in err
+
+
+def test_results_without_a_label_offset_read_as_zero():
+    from mlms_ir.results.evaluation import EvaluationReport
+
+    rep = evaluate(str(builtin_path()), open_dataset("digits", limit=10), preprocess=DIGITS, system=False)
+    d = rep.to_dict()
+    assert d["label_offset"] == 0 and d["schema_version"] == "1.3"
+    del d["label_offset"]  # as schema 1.2 wrote it
+    assert EvaluationReport.from_dict(d).label_offset == 0

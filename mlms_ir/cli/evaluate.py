@@ -115,6 +115,7 @@ def evaluate(
     labels_file: str | None = None,
     synsets: str | None = None,
     preprocess: Any = None,
+    label_offset: int | None = None,
     reference_top1: float | None = None,
     reference_top5: float | None = None,
     tolerance: float | None = None,
@@ -143,6 +144,9 @@ def evaluate(
             the manifest's. A model with no manifest gets the data set's default, reported as assumed (digits scale 1/16;
             mnist, fashion-mnist, cifar10/100 scale 1/255; imagenet resize 256, crop 224, ImageNet's mean and std). A float
             input is fed its own float type; give an integer dtype (e.g. uint8) for a model that takes integer pixels.
+        label_offset: model class N+i is the data set's label i, for a model with more classes than the data set (1 for a
+            1001-class TF-slim ImageNet model whose class 0 is background, 0 when the extra classes come last); top-k is then
+            ranked over those classes only. Required when the model has more classes, else 0.
         reference_top1: the published top-1 to judge against, a fraction in [0, 1] (e.g. 0.987), overriding the manifest's.
         reference_top5: the published top-5, a fraction in [0, 1].
         tolerance: how far top-1 may be from the reference, a fraction in [0, 1] (default: the 99% interval for the number of
@@ -155,7 +159,7 @@ def evaluate(
     """
     from mlms_ir.datasets import open_dataset
     from mlms_ir.datasets.preprocess import DATASET_DEFAULTS, INT_DTYPES, Preprocess, dataset_default, describe
-    from mlms_ir.evaluate import check_fraction, records_from_evaluation
+    from mlms_ir.evaluate import check_fraction, check_label_offset, records_from_evaluation
     from mlms_ir.evaluate import evaluate as run_evaluate
 
     fmt = output_format(format, output)
@@ -164,6 +168,7 @@ def evaluate(
                             ("--tolerance", tolerance, " pp")):
         if val is not None:
             check_fraction(flag, val, unit)
+    label_offset = check_label_offset(label_offset)
     path, man = _model_and_manifest(model)
     ds_name = dataset or (man or {}).get("dataset")
     if not ds_name:
@@ -213,7 +218,8 @@ def evaluate(
     report = run_evaluate(path, data, names, device=str(device), batch_size=batch_size, preprocess=prep,
                           reference={k: ref[k] for k in ("top1", "top5") if ref.get(k) is not None} or None,
                           tolerance=tolerance, options=session_options(names, opt, None, None),
-                          progress=bool(progress) and sys.stderr.isatty(), preprocess_source=source, assumed=assumed)
+                          progress=bool(progress) and sys.stderr.isatty(), preprocess_source=source, assumed=assumed,
+                          label_offset=label_offset)
     if any(r.status == "ok" and r.samples and r.top5 is None for r in report.results):
         print(f"mlms_ir: note: {Path(path).name} outputs class labels, not per-class scores: top-1 only, top-5 is not available",
               file=sys.stderr)

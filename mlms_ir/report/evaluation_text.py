@@ -27,8 +27,14 @@ def render_evaluation(report: EvaluationReport, console: Any) -> None:
                   plain(r.verdict or "no reference accuracy", style="green" if (r.verdict or "").startswith("replicated") else "red"
                        if r.verdict else ""))
     prep = report.preprocess or {}
+    notes = []
+    if report.label_offset:  # the figures rank these classes only
+        k, n = report.label_offset, report.dataset["classes"]
+        notes.append(f"model classes {k}..{k + n - 1} scored as the labels 0..{n - 1} (--label-offset {k})")
     if prep.get("assumed"):  # a guess, not the model's own recipe: said under the figures it made
-        t.caption = plain(f"preprocessing assumed ({prep.get('source')}): {describe_preprocess({k: prep[k] for k in prep['assumed'] if k in prep})}; "
-                          "pass --preprocess if the model expects otherwise")
+        notes.append(f"preprocessing assumed ({prep.get('source')}): {describe_preprocess({k: prep[k] for k in prep['assumed'] if k in prep})}; "
+                     "pass --preprocess if the model expects otherwise")
+    if notes:
+        t.caption = plain("; ".join(notes))
     console.print(t)
 

@@ -16,8 +16,9 @@ from mlms_ir.results.base import ModelRef, Result
 
 #: Version of the evaluation JSON layout. 1.1: ``kind`` added. 1.2: ``preprocess`` says its
 #: ``source`` and the keys ``assumed`` (a guess for a model without a manifest); ``top5`` and
-#: ``correct_top5`` are null for a model that outputs labels.
-EVAL_SCHEMA_VERSION = "1.2"
+#: ``correct_top5`` are null for a model that outputs labels. 1.3: ``label_offset`` (model class
+#: ``label_offset + i`` is the data set's label ``i``; 0 unless ``--label-offset`` says otherwise).
+EVAL_SCHEMA_VERSION = "1.3"
 
 
 @dataclass
@@ -43,7 +44,9 @@ class BackendAccuracy:
 
 @dataclass
 class EvaluationReport(Result):
-    """Top-1 and top-5 of one model on one data set, per backend, with verdicts."""
+    """Top-1 and top-5 of one model on one data set, per backend, with verdicts. ``label_offset``:
+    the model's class ``label_offset + i`` was scored as the data set's label ``i`` (0 in results
+    written before schema 1.3)."""
 
     kind = "evaluation"
 
@@ -53,6 +56,7 @@ class EvaluationReport(Result):
     reference: dict[str, Any] | None
     batch_size: int
     results: list[BackendAccuracy]
+    label_offset: int = 0
     system: dict[str, Any] = field(default_factory=dict)
     schema_version: str = EVAL_SCHEMA_VERSION
 
