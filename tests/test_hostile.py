@@ -422,6 +422,24 @@ def _with_bad_text(field: str) -> bytes:
     return data.replace(marker, b"\xff\xfe" + marker[2:])
 
 
+@pytest.mark.parametrize("marker", [b"FLATNODE1", b"MIDTENSOR"])
+def test_names_that_are_not_text_are_refused_in_a_graph_without_subgraphs(tmp_path, marker):
+    """Such a graph goes to shape inference before its nodes' names are read: a node's name or a
+    tensor's that is not text is still refused with the one sentence (and inference stopped)."""
+    from mlms_ir.errors import ModelLoadError
+
+    nodes = [helper.make_node("Relu", ["x"], ["MIDTENSOR"], name="FLATNODE1"), helper.make_node("Neg", ["MIDTENSOR"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    data = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    data = data.replace(marker, b"\xff\xfe" + marker[2:])
+    with pytest.raises(ModelLoadError, match="not valid UTF-8 text"):
+        mlms_ir.load(data)
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(data)
+    _one_line(_cli("analyze", str(path)), "not valid UTF-8 text")
+
+
 @pytest.mark.parametrize("field", ["node", "subgraph node"])
 def test_names_that_are_not_text_are_refused_from_every_source(tmp_path, field):
     """Protobuf hands back bytes for a string field that is not UTF-8: the loader refuses the

@@ -310,3 +310,26 @@ def test_a_tensor_two_nodes_produce_names_both():
                [_vi("y", [2])])
     with pytest.raises(InvalidModelError, match=r"produced twice \(by node #0 '' \(Relu\) and node #1 '' \(Neg\)\)"):
         mlms_ir.load(m)
+
+
+def test_external_data_fields_that_are_not_text_are_one_line(tmp_path):
+    """Protobuf hands back bytes for a location that is not UTF-8: refused with one sentence (it
+    was a TypeError traceback from pathlib)."""
+    from mlms_ir.errors import ExternalDataError
+
+    w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    w.ClearField("raw_data")
+    w.data_location = TensorProto.EXTERNAL
+    e = w.external_data.add()
+    e.key, e.value = "location", "LOCATIONX"
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])], [w])
+    data = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    path = tmp_path / "m.onnx"
+    path.write_bytes(data.replace(b"LOCATIONX", b"\xff\xfeCATIONX"))
+    line = "tensor 'w' has external-data fields that are not valid UTF-8 text; the file is corrupt"
+    with pytest.raises(ExternalDataError, match=line):
+        mlms_ir.load(path)
+    r = subprocess.run([sys.executable, "-m", "mlms_ir", "analyze", str(path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and r.stderr == f"mlms_ir: error: {line}\n"

@@ -76,6 +76,40 @@ def test_unsorted_nodes_are_put_in_execution_order():
     _facts_match_protos(g)
 
 
+def test_inference_starts_before_the_nodes_are_read_and_again_when_they_were_out_of_order(monkeypatch):
+    """A graph without subgraphs goes to shape inference before its nodes' names are read (they are
+    read while inference runs); nodes found out of order are sent again, sorted. A graph with a
+    subgraph is read and ordered first."""
+    import mlms_ir.ir as ir
+
+    events: list[str] = []
+    start, rows = ir.start_infer_shapes, ir.checked_rows
+    monkeypatch.setattr(ir, "start_infer_shapes", lambda *a, **k: events.append("infer") or start(*a, **k))
+    monkeypatch.setattr(ir, "checked_rows", lambda *a, **k: events.append("rows") or rows(*a, **k))
+    text = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[2] x) => (float[2] z) {
+      y = Relu (x)
+      z = Neg (y)
+    }"""
+    assert mlms_ir.load(onnx.parser.parse_model(text)).tensor("z").shape == (2,)
+    assert events == ["infer", "rows"]
+    events.clear()
+    m = onnx.parser.parse_model(text)
+    nodes = list(m.graph.node)
+    del m.graph.node[:]
+    m.graph.node.extend(reversed(nodes))
+    g = mlms_ir.load(m)
+    assert events == ["infer", "rows", "infer"] and g.tensor("y").shape == (2,) and g.tensor("z").shape == (2,)
+    events.clear()
+    nested = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (bool c, float[2] x) => (float[2] z) {
+      z = If (c) <then_branch = t () => (float[2] a) { a = Relu (x) }, else_branch = e () => (float[2] b) { b = Neg (x) }>
+    }""")
+    assert mlms_ir.load(nested).tensor("z").shape == (2,) and events == ["rows", "infer"]
+
+
 def _facts_match_protos(g) -> None:
     """Each Node's op type, domain, name and tensor names are its own proto's (the loader reads
     them once, before sorting or inlining, and hands them on)."""

@@ -13,9 +13,10 @@ from mlms_ir.errors import InvalidModelError
 from mlms_ir.ir.gc_pause import paused_gc
 from mlms_ir.ir.graph import Graph, Node, TensorInfo, topological_order
 from mlms_ir.ir.guard import check_allocation
-from mlms_ir.ir.load import (LoadedModel, ModelSource, NodeRow, check_tensor_data, node_rows, nodes_holding, read_model,
-                             read_small_external_ints)
-from mlms_ir.ir.shapes import Bindings, Dims, InputShapes, apply_bindings, parse_bindings, parse_input_values, start_infer_shapes
+from mlms_ir.ir.load import (Holders, LoadedModel, ModelSource, NodeRow, check_tensor_data, checked_rows, node_rows, nodes_holding,
+                             read_model, read_small_external_ints)
+from mlms_ir.ir.shapes import (Bindings, Dims, InputShapes, PendingInference, apply_bindings, parse_bindings, parse_input_values,
+                               start_infer_shapes)
 
 __all__ = ["Bindings", "Graph", "LoadedModel", "Node", "TensorInfo", "load", "parse_bindings"]
 
@@ -70,8 +71,8 @@ def _load(
         source = loaded_from.path or loaded_from.source if loaded_from is not None else source.model
     loaded = read_model(source)
     model = loaded.model
-    rows = loaded.node_rows
-    loaded.node_rows = None  # read once, for the checks and the Graph below
+    holders, loaded.holders = loaded.holders, None
+    rows: list[NodeRow] | None = None
     warnings: list[str] = []
     if model.functions:
         try:
@@ -84,30 +85,63 @@ def _load(
         rows = node_rows(model.graph)
         if rows is None:  # the inliner writes text: not expected
             raise InvalidModelError("the model's local functions inline to names that are not valid UTF-8 text")
-    nested = _check_counts(model, rows)
+    # A model whose main graph holds no subgraph (most, and every large export) is sent to shape
+    # inference before its nodes are read: the loader reads them (2.1 s of a 200,000-node decoder)
+    # while inference runs, and sends the model again in the rare case that they were not in
+    # execution order. A model with subgraphs is read and ordered first (their outer names order it).
+    early = rows is None and holders is not None and not holders.nested
+    nested = False
+    if not early:
+        if rows is None:
+            rows = checked_rows(model.graph, loaded.where)
+        nested = _check_counts(model, rows)
+    known: list[NodeRow] | Holders | None = holders if early else rows
     bindings = parse_bindings(input_shapes, batch, dims)
     bindings.input_values = parse_input_values(input_values)
-    if loaded.path is not None and loaded.external_data_bytes:
-        # shapes, axes and small index tables stored externally: data propagation needs their values
-        read_small_external_ints(model, loaded.path.parent, _INT_KEEP_BYTES, rows)
-    hides = _strip_weight_data(model.graph, rows)
-    rows = _sort_nodes(model, rows, nested)
+    try:
+        if loaded.path is not None and loaded.external_data_bytes:
+            # shapes, axes and small index tables stored externally: data propagation needs their values
+            read_small_external_ints(model, loaded.path.parent, _INT_KEEP_BYTES, known)
+        hides = _strip_weight_data(model.graph, known)
+    except TypeError:  # a node's name that is not text (bytes): said as such
+        checked_rows(model.graph, loaded.where)
+        raise
+    if not early:
+        rows = _sort_nodes(model, rows, nested)
     from mlms_ir.ir.symbolic import name_anonymous_dims
 
     name_anonymous_dims(model, warnings)
     leftover = apply_bindings(model, bindings)
     source_name = str(loaded.path) if loaded.path else None
-    hidden = _hide_stripped_values(model, hides)
+
+    def start() -> tuple[PendingInference, _HiddenValues]:
+        hidden = _hide_stripped_values(model, hides)
+        try:
+            # A model without subgraphs gets back only what inference adds to its main graph
+            # (value infos, outputs): its own nodes stay, and no second copy of them is sent and parsed.
+            return start_infer_shapes(model, lenient=lenient, types_only=not nested,
+                                      outputs=None if rows is None else [o for row in rows for o in row[4] if o]), hidden
+        finally:
+            hidden.restore(model)  # the child has its own copy
+
     try:
-        # A model without subgraphs gets back only what inference adds to its main graph (value
-        # infos, outputs): its own nodes stay, and no second copy of them is sent and parsed.
-        pending = start_infer_shapes(model, lenient=lenient, types_only=not nested,
-                                     outputs=[o for row in rows for o in row[4] if o])
-    finally:
-        hidden.restore(model)  # the child has its own copy
+        pending, hidden = start()
+    except TypeError:  # a name that is not text, met while hiding stripped values
+        checked_rows(model.graph, loaded.where)
+        raise
     graph = None
     try:
-        # while ONNX's inference runs in its child: the attribute checks, and the graph's nodes
+        # while ONNX's inference runs in its child: the nodes' names, their attribute checks, and
+        # the graph's nodes
+        if early:
+            rows = checked_rows(model.graph, loaded.where)
+            _check_counts(model, rows)
+            ordered = _sort_nodes(model, rows, nested)
+            if ordered is not rows:  # inference was sent the nodes out of order: again, in order
+                pending.cancel()
+                rows = ordered
+                pending, hidden = start()
+        assert rows is not None
         _check_nodes(model, rows)
         if not nested:
             graph = Graph(model, source=source_name, ordered=True, loaded=loaded, bindings=bindings, warnings=warnings,
@@ -185,11 +219,11 @@ def _is_stripped(t: onnx.TensorProto) -> bool:
         e.key == "location" and e.value == STRIPPED_LOCATION for e in t.external_data)
 
 
-def _strip_weight_data(g: onnx.GraphProto, rows: list[NodeRow] | None = None) -> bool:
+def _strip_weight_data(g: onnx.GraphProto, rows: list[NodeRow] | Holders | None = None) -> bool:
     """Strip the embedded data of ``g``'s weights and Constants (subgraphs included) as
     :func:`_strip_tensor` does; returns whether one of them is a tensor :func:`_hides` (then
     :func:`_hide_stripped_values` has work: this walk has looked at every one already).
-    ``rows``: ``g``'s :func:`~mlms_ir.ir.load.node_rows`, when the caller has them."""
+    ``rows``: ``g``'s :func:`~mlms_ir.ir.load.node_rows` or :class:`~mlms_ir.ir.load.Holders`, when the caller has them."""
     hides = False
     for t in g.initializer:
         _strip_tensor(t)
