@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import islice
 from operator import attrgetter
 
 from mlms_ir.errors import InvalidModelError, MlmsIrError
@@ -401,5 +402,144 @@ def _set_intensity(nc: NodeCost) -> None:
 
 
 def count_costs(graph: Graph) -> CostResult:
-    """Run the cost pass over ``graph`` and its subgraphs."""
-    return CostPass(graph).run()
+    """Run the cost pass over ``graph`` and its subgraphs (a large graph's second part in a forked
+    worker: :func:`_split_ok`)."""
+    p = CostPass(graph)
+    return _run_split(p) if _split_ok(graph) else p.run()
+
+
+#: A main graph of at least this many nodes is counted in two processes (:func:`_split_ok`):
+#: below it, the fork and the merge cost more than half the pass saves.
+SPLIT_MIN_NODES = 20_000
+#: The share of the nodes this process counts; the worker counts the rest. The worker is the
+#: slower per node (each object it touches costs it a copy-on-write page fault) and this process
+#: merges its answer: 0.58 let both finish together on a 50,000- and a 200,000-node decoder (the
+#: pass in 0.81 s instead of 1.10 s, and 3.3 s instead of 4.3 s, on the 2-core machine).
+SPLIT_SHARE = 0.58
+
+
+def _split_ok(graph: Graph) -> bool:
+    """Whether ``graph`` is counted in two processes: a main graph of :data:`SPLIT_MIN_NODES` or
+    more nodes, none holding a subgraph, every dim a plain number (the worker's figures go back
+    as plain numbers), where ``fork`` exists and this process may use two CPUs. The counts are the
+    one-process pass's, in every field (a test holds them so)."""
+    import os
+
+    if len(graph.nodes) < SPLIT_MIN_NODES or graph._owners or graph.symbolic is not None or not hasattr(os, "fork"):
+        return False
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return cpus >= 2
+
+
+def _run_split(p: CostPass) -> CostResult:
+    """:meth:`CostPass.run` of a graph without subgraphs, its last nodes counted by a forked worker
+    (:func:`_count_part`) while this process counts the first :data:`SPLIT_SHARE`, then merged
+    in order. A weight both parts read is the first reader's, as in one pass: the worker's claim
+    on it is taken back from its node. A worker that fails (a formula raised, a figure that is not
+    a plain number, the worker died) leaves its part to this process, which then meets the same
+    error where there is one."""
+    import marshal
+
+    from mlms_ir.ir.guard import GuardedCrash, GuardedError, start_guarded
+
+    g = p.root
+    nodes = g.nodes
+    mid = int(len(nodes) * SPLIT_SHARE)
+    rest = nodes[mid:]
+    call = start_guarded(lambda: marshal.dumps(_count_part(p, rest)))
+    try:
+        top = [p._node(g, node, None) for node in nodes[:mid]]
+        try:
+            table, rows, elements = marshal.loads(call.result())
+        except (GuardedCrash, GuardedError, ValueError, EOFError, TypeError):
+            top.extend(p._node(g, node, None) for node in rest)
+            return CostResult(p.all_nodes, top, p.subgraphs, p.param_owner, p.param_tensors, p.param_elements)
+    finally:
+        call.cancel()
+    _merge_part(p, rest, table, rows, elements, top)
+    return CostResult(p.all_nodes, top, p.subgraphs, p.param_owner, p.param_tensors, p.param_elements)
+
+
+#: The NodeCost fields a worker's row holds, in order (after them: the input and output shapes as
+#: indices into its table of shape lists, -1 for none, and the weights the node claimed).
+_PART_FIELDS = ("status", "macs", "flops", "int_macs", "bytes_read", "bytes_written", "params", "param_bytes",
+                "output_bytes", "intensity", "note")
+#: The types a worker's figures may have: what marshal carries exactly (no expression of the dims,
+#: no numpy number).
+_PLAIN_TYPES = frozenset({int, float, str, bool, type(None)})
+
+
+def _count_part(p: CostPass, nodes: list[Node]) -> tuple[list, list, dict[str, int]]:
+    """The worker's side of :func:`_run_split`: ``nodes`` counted by ``p`` (the worker's copy, which
+    has counted nothing yet), as plain values: a table of the distinct shape lists, one row per
+    node (:data:`_PART_FIELDS`, shape indices, claimed weights) and each claimed weight's elements.
+    A figure that is not a plain number raises ValueError (the caller counts these nodes itself)."""
+    g = p.root
+    get = attrgetter(*_PART_FIELDS)
+    table: list[list] = []
+    index: dict[int, int] = {}
+    rows = []
+    owner = p.param_owner
+    plain = _PLAIN_TYPES
+    for node in nodes:
+        before = len(owner)
+        nc = p._node(g, node, None)
+        values = get(nc)
+        for name, v in zip(_PART_FIELDS, values):
+            if type(v) not in plain:
+                raise ValueError(f"node {node.id}: {name} is a {type(v).__name__}")
+        shapes = []
+        for group in (nc.input_shapes, nc.output_shapes):
+            ids = []
+            for sh in group:
+                if sh is None:
+                    ids.append(-1)
+                    continue
+                k = index.get(id(sh))
+                if k is None:
+                    k = index[id(sh)] = len(table)
+                    table.append(sh)
+                ids.append(k)
+            shapes.append(tuple(ids))
+        claimed = ()
+        if len(owner) > before:  # the names it claimed: the owner table's last ones, in their order
+            claimed = tuple(islice(reversed(owner), len(owner) - before))[::-1]
+        rows.append((*values, *shapes, claimed))
+    elements = {name: p.param_elements[name] for name in owner}
+    return table, rows, elements
+
+
+def _merge_part(p: CostPass, nodes: list[Node], table: list[list], rows: list[tuple], elements: dict[str, int],
+                top: list[NodeCost]) -> None:
+    """Append the worker's counts of ``nodes`` (:func:`_count_part`) to ``p`` and ``top``, as one
+    pass would have made them: shape lists shared with this process' equal ones, and each weight
+    the first reader's."""
+    canon = {tuple(v): v for v in p._shapes.values() if v is not None}
+    shared = []
+    for sh in table:
+        key = tuple(sh)
+        shared.append(canon.setdefault(key, sh))
+    owner, tensors, counted = p.param_owner, p.param_tensors, p.param_elements
+    lookup_tensor = p.root.tensors.get
+    add = p.all_nodes.append
+    keep = top.append
+    for node, row in zip(nodes, rows):
+        (status, macs, flops, int_macs, bytes_read, bytes_written, params, param_bytes, output_bytes, intensity, note,
+         ins, outs, claimed) = row
+        for name in claimed:
+            w = lookup_tensor(name)
+            if name in owner:  # read first by a node this process counted: it is that node's
+                params -= elements[name]
+                param_bytes -= (w.nbytes or 0) if w is not None else 0
+                continue
+            owner[name] = node.id
+            tensors[name] = w
+            counted[name] = elements[name]
+        nc = NodeCost(node.id, node.name, node.op_type, node.domain, status, macs, flops, int_macs, bytes_read, bytes_written,
+                      params, param_bytes, [None if i < 0 else shared[i] for i in ins],
+                      [None if i < 0 else shared[i] for i in outs], output_bytes, intensity, None, note)
+        add(nc)
+        keep(nc)
