@@ -55,8 +55,10 @@ def _facts(r: cost.CostResult):
 
 @pytest.fixture
 def split_small(monkeypatch):
-    if not hasattr(os, "fork") or len(os.sched_getaffinity(0)) < 2:
-        pytest.skip("the pass is split only where fork exists and two CPUs are free")
+    import threading
+
+    if not hasattr(os, "fork") or len(os.sched_getaffinity(0)) < 2 or threading.active_count() > 1:
+        pytest.skip("the pass is split only where fork exists, two CPUs are free and no other thread runs")
     monkeypatch.setattr(cost, "SPLIT_MIN_NODES", 1)
 
 
@@ -132,3 +134,18 @@ def test_small_nested_or_symbolic_graphs_are_counted_in_one_process(monkeypatch)
         g = mlms_ir.load(model)
         resolve(g)
         assert not cost._split_ok(g)
+
+
+def test_a_process_with_other_threads_counts_in_one(split_small):
+    import threading
+
+    g = mlms_ir.load(_model())
+    assert cost._split_ok(g)
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        assert not cost._split_ok(g)
+    finally:
+        stop.set()
+        t.join()

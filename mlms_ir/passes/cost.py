@@ -421,11 +421,14 @@ SPLIT_SHARE = 0.58
 def _split_ok(graph: Graph) -> bool:
     """Whether ``graph`` is counted in two processes: a main graph of :data:`SPLIT_MIN_NODES` or
     more nodes, none holding a subgraph, every dim a plain number (the worker's figures go back
-    as plain numbers), where ``fork`` exists and this process may use two CPUs. The counts are the
+    as plain numbers), where ``fork`` exists, this process runs no other thread (a lock another
+    thread holds would stay held in the worker for good) and may use two CPUs. The counts are the
     one-process pass's, in every field (a test holds them so)."""
     import os
+    import threading
 
-    if len(graph.nodes) < SPLIT_MIN_NODES or graph._owners or graph.symbolic is not None or not hasattr(os, "fork"):
+    if (len(graph.nodes) < SPLIT_MIN_NODES or graph._owners or graph.symbolic is not None or not hasattr(os, "fork")
+            or threading.active_count() > 1):
         return False
     try:
         cpus = len(os.sched_getaffinity(0))
