@@ -78,6 +78,7 @@ def _analyze(model, fmt, top, output, input_shape, batch, dims, device, sort, le
     from mlms_ir.ir import load
     from mlms_ir.passes import formulas
     from mlms_ir.passes.analyze import analyze as run_analysis
+    from mlms_ir.store import resolve_store_path
 
     question = formulas.parse_constraint(str(solve)) if solve is not None else None
     swept = formulas.parse_sweep(str(sweep_dim)) if sweep_dim is not None else None
@@ -86,7 +87,8 @@ def _analyze(model, fmt, top, output, input_shape, batch, dims, device, sort, le
     from mlms_ir.ir.symbolic import resolve
 
     resolve(graph)  # our own graph: its dims become formulas in place (no copy), the report shows them
-    result = run_analysis(graph, device=device)
+    writes_json = question is None and swept is None and (fmt == "json" or resolve_store_path(store) is not None)
+    result = run_analysis(graph, device=device, json_ahead=writes_json)
     if question is not None or swept is not None:
         if html and swept is not None:  # the report plots the totals along the swept dim
             from mlms_ir.report.html import write_html
@@ -96,7 +98,7 @@ def _analyze(model, fmt, top, output, input_shape, batch, dims, device, sort, le
         _ask(result, str(solve) if question is not None else None, swept, fmt, output)
         return
     from mlms_ir.cli.runs import record
-    from mlms_ir.store import JsonPacker, records_from_analysis, resolve_store_path
+    from mlms_ir.store import JsonPacker, records_from_analysis
 
     # The JSON text is written once, piece by piece, to the output (--format json) and compressed
     # for the store as it goes: a 200,000-node analysis never holds its 80 MB of text.

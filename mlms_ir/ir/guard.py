@@ -149,6 +149,19 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+def can_fork_worker() -> bool:
+    """Whether a forked worker can share this process' work: ``fork`` exists, this process runs no
+    other thread (a lock another thread holds would stay held in the child for good) and may use
+    two CPUs or more."""
+    if not hasattr(os, "fork") or threading.active_count() > 1:
+        return False
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return cpus >= 2
+
+
 def run_guarded(fn: Callable[[], bytes], *, timeout_s: float = DEFAULT_TIMEOUT_S, memory_bytes: int | None = None) -> bytes:
     """``fn()`` (which returns bytes) in a forked child under ``memory_bytes`` of address space
     (default :func:`memory_limit_bytes`) and ``timeout_s`` seconds.

@@ -37,6 +37,7 @@ def analyze(
     device: str | Device | None = None,
     lenient: bool = False,
     input_values: dict[str, object] | str | None = None,
+    json_ahead: bool = False,
 ) -> Analysis:
     """Analyse a model statically: cost, memory, structure and (with ``device``) a roofline bound.
 
@@ -45,15 +46,19 @@ def analyze(
     ``device`` is a name from :func:`mlms_ir.passes.roofline.known_devices`, a spec string
     ``fp32=1e13,bw=1e11`` or a :class:`~mlms_ir.passes.roofline.Device`.
 
+    ``json_ahead``: the caller will write the result's JSON once, leaving its nodes as they are
+    (the command line does): a large graph's node lines are then encoded by a forked worker
+    while the passes after the cost pass run (:mod:`mlms_ir.passes.nodes_text`).
+
     Raises the :mod:`mlms_ir.errors` types documented on :func:`mlms_ir.load`, and
     :class:`~mlms_ir.errors.UnknownDeviceError`.
     """
     with paused_gc():
         return _analyze(model, input_shapes=input_shapes, batch=batch, dims=dims, device=device, lenient=lenient,
-                        input_values=input_values)
+                        input_values=input_values, json_ahead=json_ahead)
 
 
-def _analyze(model, *, input_shapes, batch, dims, device, lenient, input_values) -> Analysis:
+def _analyze(model, *, input_shapes, batch, dims, device, lenient, input_values, json_ahead) -> Analysis:
     dev = resolve_device(device)
     if isinstance(model, Graph):
         graph = symbolic_graph(model)  # a copy when it needs resolving: the caller's graph keeps its shapes
@@ -64,6 +69,11 @@ def _analyze(model, *, input_shapes, batch, dims, device, lenient, input_values)
         resolve(graph)  # a graph of our own: resolved in place
     sym = graph.symbolic
     costs = count_costs(graph)
+    ahead = None
+    if json_ahead and dev is None and sym is None:  # no later pass changes a node: its line is final now
+        from mlms_ir.passes.nodes_text import start_nodes_text
+
+        ahead = start_nodes_text(costs.nodes)
     mem = memory(graph, costs)
     struct = structure(graph, costs)
     top = costs.top
@@ -141,7 +151,7 @@ def _analyze(model, *, input_shapes, batch, dims, device, lenient, input_values)
             )
     from mlms_ir import __version__
 
-    return Analysis(
+    result = Analysis(
         model=_model_info(graph),
         convention=dict(CONVENTION),
         bindings=graph.bindings.as_dict() if hasattr(graph, "bindings") else {},
@@ -155,6 +165,9 @@ def _analyze(model, *, input_shapes, batch, dims, device, lenient, input_values)
         dims=free_dims,
         tool={"name": "mlms_ir", "version": __version__, "onnx": onnx.__version__},
     )
+    if ahead is not None:
+        result.attach_nodes_text(ahead)
+    return result
 
 
 #: Totals summed over nodes, and over tensor sizes.

@@ -424,17 +424,10 @@ def _split_ok(graph: Graph) -> bool:
     as plain numbers), where ``fork`` exists, this process runs no other thread (a lock another
     thread holds would stay held in the worker for good) and may use two CPUs. The counts are the
     one-process pass's, in every field (a test holds them so)."""
-    import os
-    import threading
+    from mlms_ir.ir.guard import can_fork_worker
 
-    if (len(graph.nodes) < SPLIT_MIN_NODES or graph._owners or graph.symbolic is not None or not hasattr(os, "fork")
-            or threading.active_count() > 1):
-        return False
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return cpus >= 2
+    return (len(graph.nodes) >= SPLIT_MIN_NODES and not graph._owners and graph.symbolic is None
+            and can_fork_worker())
 
 
 def _run_split(p: CostPass) -> CostResult:

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field, fields
 from json.encoder import encode_basestring_ascii
 from operator import attrgetter
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 from mlms_ir.results.base import ModelRef, Result, build, build_dataclass, check_kind, field_types, json_fields, to_plain
@@ -326,12 +327,38 @@ class Analysis(Result):
             fh.write(head_text[:-2] + f',\n{pad}"nodes": []\n}}\n')
             return
         fh.write(head_text[:-2] + f',\n{pad}"nodes": [\n')
-        sep = ",\n" + pad * 2
-        shapes_text: dict[tuple[int, ...], str] = {}
-        for start in range(0, len(nodes), 1000):
-            chunk = sep.join(_node_lines(nodes[start:start + 1000], shapes_text))
-            fh.write((pad * 2 if start == 0 else sep) + chunk)
+        ahead, self._nodes_text = self._nodes_text, None
+        try:
+            done = ahead is not None and ahead.indent == indent and ahead.count == len(nodes) and ahead.copy_to(fh)
+        finally:
+            if ahead is not None:
+                ahead.close()
+        if not done:
+            for piece in nodes_json_chunks(nodes, indent):
+                fh.write(piece)
         fh.write(f"\n{pad}]\n}}\n")
+
+    #: The nodes' text encoded ahead (:meth:`attach_nodes_text`); not a field of the result.
+    _nodes_text = None
+
+    def attach_nodes_text(self, text: Any) -> None:
+        """Give :meth:`write_json` the nodes' text encoded ahead of it (:func:`nodes_json_chunks`
+        written by another process while the passes after the cost pass ran). ``text`` has
+        ``indent``, ``count`` (the nodes it encoded), ``copy_to(fh)`` (writes the text and
+        returns True, or returns False having written nothing) and ``close()``. The first
+        :meth:`write_json` uses it, when its nodes and indent are those; the nodes must not change
+        in between."""
+        self._nodes_text = text
+
+
+def nodes_json_chunks(nodes: list[NodeCost], indent: int = 2) -> Iterator[str]:
+    """The text :meth:`Analysis.write_json` writes for ``nodes`` (one compact object per line,
+    between ``"nodes": [`` and ``]``), a thousand nodes a piece."""
+    pad = " " * indent
+    sep = ",\n" + pad * 2
+    shapes_text: dict[tuple[int, ...], str] = {}
+    for start in range(0, len(nodes), 1000):
+        yield (pad * 2 if start == 0 else sep) + sep.join(_node_lines(nodes[start:start + 1000], shapes_text))
 
 
 #: One compact encoder for every node line (json.dumps with separators builds an encoder per call).

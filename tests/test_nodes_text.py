@@ -1,0 +1,105 @@
+"""A large analysis' node lines encoded ahead by a forked worker (mlms_ir.passes.nodes_text) are the
+very text the analysis encodes itself: checked byte for byte, with a worker that fails, an indent
+it was not made for, a second write, and through the command line and its store."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from mlms_ir.passes import nodes_text
+from mlms_ir.passes.analyze import analyze
+
+
+def _model(layers: int = 40):
+    nodes, inits = [], []
+    x = "x"
+    for i in range(layers):
+        inits.append(numpy_helper.from_array(np.full((8, 8), i, np.float32), f"w{i}"))
+        nodes += [helper.make_node("MatMul", [x, f"w{i}"], [f"m{i}"], name=f"mm/{i}\u00e9\"q"),  # escapes in names
+                  helper.make_node("Relu", [f"m{i}"], [f"r{i}"])]
+        x = f"r{i}"
+    nodes.append(helper.make_node("Mystery", [x], ["y"], domain="example.custom"))
+    g = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])], inits)  # the op's output declared
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("example.custom", 1)])
+
+
+@pytest.fixture
+def small_ahead(monkeypatch):
+    import threading
+
+    if not hasattr(os, "fork") or len(os.sched_getaffinity(0)) < 2 or threading.active_count() > 1:
+        pytest.skip("a worker is forked only where fork exists, two CPUs are free and no other thread runs")
+    monkeypatch.setattr(nodes_text, "MIN_NODES", 1)
+    used = []
+    real = nodes_text.NodesText.copy_to
+    monkeypatch.setattr(nodes_text.NodesText, "copy_to", lambda self, fh: used.append(real(self, fh)) or used[-1])
+    return used
+
+
+def test_the_text_encoded_ahead_is_the_text_encoded_here(small_ahead):
+    m = _model()
+    plain = analyze(m).to_json()
+    ahead = analyze(m, json_ahead=True)
+    assert ahead._nodes_text is not None
+    assert ahead.to_json() == plain and small_ahead == [True]
+    assert ahead.to_json() == plain and small_ahead == [True]  # a second write encodes here: the same text
+    assert json.loads(plain)["nodes"][0]["name"] == "mm/0\u00e9\"q"
+
+
+def test_a_failing_worker_leaves_the_text_to_this_process(small_ahead, monkeypatch):
+    def broken(nodes, indent=2):
+        raise OSError("no space left on device")
+        yield ""
+
+    monkeypatch.setattr(nodes_text, "nodes_json_chunks", broken)  # in the worker only: write_json has its own
+    m = _model()
+    assert analyze(m, json_ahead=True).to_json() == analyze(m).to_json() and small_ahead == [False]
+
+
+def test_another_indent_is_encoded_here(small_ahead):
+    m = _model()
+    buf = io.StringIO()
+    analyze(m, json_ahead=True).write_json(buf, indent=4)
+    want = io.StringIO()
+    analyze(m).write_json(want, indent=4)
+    assert buf.getvalue() == want.getvalue() and small_ahead == []
+
+
+def test_no_worker_where_a_later_pass_changes_the_nodes_or_the_graph_is_small(monkeypatch):
+    m = _model()
+    assert analyze(m, json_ahead=True)._nodes_text is None  # below MIN_NODES
+    monkeypatch.setattr(nodes_text, "MIN_NODES", 1)
+    assert analyze(m, json_ahead=True, device="a100")._nodes_text is None  # the roofline sets each node's bound
+    dynamic = _model()
+    dynamic.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+    assert analyze(dynamic, json_ahead=True)._nodes_text is None  # the symbolic pass writes each node's formulas
+
+
+def test_a_dropped_result_leaves_no_worker(small_ahead):
+    result = analyze(_model(), json_ahead=True)
+    text = result._nodes_text
+    text.close()
+    assert text._call is None and text._file.closed
+    assert result.to_json() == analyze(_model()).to_json()  # a closed one encodes here
+
+
+def test_the_command_line_writes_and_stores_the_same_text(small_ahead, tmp_path, capsys):
+    from mlms_ir.cli import main
+    from mlms_ir.store import Store
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(_model().SerializeToString())
+    store = tmp_path / "runs.db"
+    assert main(["analyze", str(path), "--format", "json", "--output", str(tmp_path / "a.json"), "--store", str(store)]) == 0
+    capsys.readouterr()
+    want = analyze(str(path)).to_json() + "\n"
+    assert (tmp_path / "a.json").read_text() == want and small_ahead == [True]
+    with Store(store) as s:
+        assert s.count() == 1 and s.payload(s.last_id()) == json.loads(want)
