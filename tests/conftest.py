@@ -200,3 +200,24 @@ def agent_backend(cls):
             pytest.fail(f"{be.name} agent env absent under CI: {a.reason}")
         pytest.skip(f"{be.name} agent env absent: {a.reason}")
     return be
+
+
+@pytest.fixture
+def lone_thread(monkeypatch):
+    """This process running no thread but its own, as the forked workers of a large analysis
+    require (mlms_ir.ir.guard.can_fork_worker): tqdm's monitor thread, which an earlier test that
+    showed a tqdm bar leaves behind, is stopped and kept from restarting. Skips where fork is
+    missing, fewer than two CPUs are free or another thread still runs."""
+    import sys
+    import threading
+
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None:
+        monkeypatch.setattr(tqdm.tqdm, "monitor_interval", 0)
+        monitor = getattr(tqdm.tqdm, "monitor", None)
+        if monitor is not None:
+            monitor.exit()
+            tqdm.tqdm.monitor = None
+    if not hasattr(os, "fork") or len(os.sched_getaffinity(0)) < 2 or threading.active_count() > 1:
+        pytest.skip("a worker is forked only where fork exists, two CPUs are free and no other thread runs: "
+                    + ", ".join(t.name for t in threading.enumerate()))

@@ -4,8 +4,6 @@ its seams (a weight read in both parts, weights behind Identity and Cast, unknow
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import onnx
 import pytest
@@ -54,11 +52,7 @@ def _facts(r: cost.CostResult):
 
 
 @pytest.fixture
-def split_small(monkeypatch):
-    import threading
-
-    if not hasattr(os, "fork") or len(os.sched_getaffinity(0)) < 2 or threading.active_count() > 1:
-        pytest.skip("the pass is split only where fork exists, two CPUs are free and no other thread runs")
+def split_small(monkeypatch, lone_thread):
     monkeypatch.setattr(cost, "SPLIT_MIN_NODES", 1)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 
 import numpy as np
 import pytest
@@ -31,11 +30,7 @@ def _model(layers: int = 40):
 
 
 @pytest.fixture
-def small_ahead(monkeypatch):
-    import threading
-
-    if not hasattr(os, "fork") or len(os.sched_getaffinity(0)) < 2 or threading.active_count() > 1:
-        pytest.skip("a worker is forked only where fork exists, two CPUs are free and no other thread runs")
+def small_ahead(monkeypatch, lone_thread):
     monkeypatch.setattr(nodes_text, "MIN_NODES", 1)
     used = []
     real = nodes_text.NodesText.copy_to
