@@ -87,6 +87,18 @@ def test_a_failing_worker_leaves_its_part_to_this_process(split_small, monkeypat
     assert _facts(cost.count_costs(g)) == _facts(one)
 
 
+def test_no_process_to_be_had_counts_in_one(split_small, monkeypatch):
+    from mlms_ir.ir import guard
+
+    def no_fork(*a, **k):
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    g = mlms_ir.load(_model())
+    one = cost.CostPass(g).run()
+    monkeypatch.setattr(guard, "start_guarded", no_fork)
+    assert _facts(cost.count_costs(g)) == _facts(one)
+
+
 def test_a_formula_error_in_the_workers_part_is_raised_here(split_small, monkeypatch):
     """The worker's part is counted again here, where the same error is raised as in one pass."""
     from dataclasses import replace

@@ -58,6 +58,16 @@ def test_a_failing_worker_leaves_the_text_to_this_process(small_ahead, monkeypat
     assert analyze(m, json_ahead=True).to_json() == analyze(m).to_json() and small_ahead == [False]
 
 
+def test_no_process_to_be_had_leaves_the_text_to_this_process(small_ahead, monkeypatch):
+    def no_fork(*a, **k):
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(nodes_text, "start_guarded", no_fork)
+    m = _model()
+    result = analyze(m, json_ahead=True)
+    assert result._nodes_text is None and result.to_json() == analyze(m).to_json()
+
+
 def test_another_indent_is_encoded_here(small_ahead):
     m = _model()
     buf = io.StringIO()

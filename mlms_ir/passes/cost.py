@@ -436,7 +436,7 @@ def _run_split(p: CostPass) -> CostResult:
     in order. A weight both parts read is the first reader's, as in one pass: the worker's claim
     on it is taken back from its node. A worker that fails (a formula raised, a figure that is not
     a plain number, the worker died) leaves its part to this process, which then meets the same
-    error where there is one."""
+    error where there is one; a worker that cannot be started leaves it all."""
     import marshal
 
     from mlms_ir.ir.guard import GuardedCrash, GuardedError, start_guarded
@@ -445,7 +445,10 @@ def _run_split(p: CostPass) -> CostResult:
     nodes = g.nodes
     mid = int(len(nodes) * SPLIT_SHARE)
     rest = nodes[mid:]
-    call = start_guarded(lambda: marshal.dumps(_count_part(p, rest)))
+    try:
+        call = start_guarded(lambda: marshal.dumps(_count_part(p, rest)))
+    except OSError:  # no process to be had (fork's EAGAIN, ENOMEM): one process counts them all
+        return p.run()
     try:
         top = [p._node(g, node, None) for node in nodes[:mid]]
         try:

@@ -33,6 +33,7 @@ class NodesText:
     def __init__(self, nodes: list[NodeCost], indent: int = 2) -> None:
         self.indent = indent
         self.count = len(nodes)
+        self._call: GuardedCall | None = None
         self._file = tempfile.TemporaryFile()
         fd = self._file.fileno()
 
@@ -42,7 +43,11 @@ class NodesText:
                     out.write(piece.encode("ascii"))  # json's ASCII escapes: the text is ASCII
             return b""
 
-        self._call: GuardedCall | None = start_guarded(work)
+        try:
+            self._call = start_guarded(work)
+        except OSError:  # no process to be had: the file goes at once
+            self._file.close()
+            raise
 
     def copy_to(self, fh: TextIO) -> bool:
         """Write the worker's text to ``fh`` and return True; False, having written nothing, when
