@@ -218,6 +218,8 @@ def lone_thread(monkeypatch):
         if monitor is not None:
             monitor.exit()
             tqdm.tqdm.monitor = None
-    if not hasattr(os, "fork") or len(os.sched_getaffinity(0)) < 2 or threading.active_count() > 1:
+    from mlms_ir.ir.guard import can_fork_worker
+
+    if not can_fork_worker():
         pytest.skip("a worker is forked only where fork exists, two CPUs are free and no other thread runs: "
                     + ", ".join(t.name for t in threading.enumerate()))

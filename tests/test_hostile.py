@@ -440,6 +440,31 @@ def test_names_that_are_not_text_are_refused_in_a_graph_without_subgraphs(tmp_pa
     _one_line(_cli("analyze", str(path)), "not valid UTF-8 text")
 
 
+@pytest.mark.parametrize("marker", [b"BIGTABLE1", b"WEIGHTXX1", b"CONSTOUT1", b"CONSTVAL1", b"CONSTNODE"])
+def test_names_that_are_not_text_beside_weights_hidden_from_inference_are_one_line(marker):
+    """An integer table too large to keep (hidden from inference as an input) and a Constant
+    holding one (rewritten as an Identity of an input): the name of either, of its value tensor,
+    of its output or of a weight that is not text is refused with the one sentence (a Constant's
+    node name was a UnicodeDecodeError traceback while it was rewritten, its value's name one
+    while it was restored)."""
+    from mlms_ir.errors import ModelLoadError
+
+    table = np.arange(100_000, dtype=np.int64)
+    nodes = [helper.make_node("Constant", [], ["CONSTOUT1"], value=numpy_helper.from_array(table, "CONSTVAL1"),
+                              name="CONSTNODE"),
+             helper.make_node("Gather", ["BIGTABLE1", "idx"], ["g"]), helper.make_node("Gather", ["CONSTOUT1", "idx"], ["g2"]),
+             helper.make_node("MatMul", ["x", "WEIGHTXX1"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 64]),
+                                       helper.make_tensor_value_info("idx", TensorProto.INT64, [3])],
+                          [helper.make_tensor_value_info(o, TensorProto.FLOAT if o == "y" else TensorProto.INT64, None)
+                           for o in ("y", "g", "g2")],
+                          [numpy_helper.from_array(table, "BIGTABLE1"), numpy_helper.from_array(np.ones((64, 64), np.float32), "WEIGHTXX1")])
+    data = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    assert data.count(marker) >= 1  # every use of the name: the file stays consistent
+    with pytest.raises(ModelLoadError, match="not valid UTF-8 text"):
+        mlms_ir.analyze(data.replace(marker, b"\xff\xfe" + marker[2:]))
+
+
 @pytest.mark.parametrize("field", ["node", "subgraph node"])
 def test_names_that_are_not_text_are_refused_from_every_source(tmp_path, field):
     """Protobuf hands back bytes for a string field that is not UTF-8: the loader refuses the

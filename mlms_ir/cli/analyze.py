@@ -87,7 +87,8 @@ def _analyze(model, fmt, top, output, input_shape, batch, dims, device, sort, le
     from mlms_ir.ir.symbolic import resolve
 
     resolve(graph)  # our own graph: its dims become formulas in place (no copy), the report shows them
-    writes_json = question is None and swept is None and (fmt == "json" or resolve_store_path(store) is not None)
+    stored = resolve_store_path(store) is not None
+    writes_json = question is None and swept is None and (fmt == "json" or stored)
     result = run_analysis(graph, device=device, json_ahead=writes_json)
     if question is not None or swept is not None:
         if html and swept is not None:  # the report plots the totals along the swept dim
@@ -102,7 +103,7 @@ def _analyze(model, fmt, top, output, input_shape, batch, dims, device, sort, le
 
     # The JSON text is written once, piece by piece, to the output (--format json) and compressed
     # for the store as it goes: a 200,000-node analysis never holds its 80 MB of text.
-    packer = JsonPacker(len(result.nodes) * _JSON_BYTES_PER_NODE) if resolve_store_path(store) is not None else None
+    packer = JsonPacker(len(result.nodes) * _JSON_BYTES_PER_NODE) if stored else None
     failed: MlmsIrError | None = None
     if fmt == "json":
         try:

@@ -98,14 +98,10 @@ def _load(
     known: list[NodeRow] | Holders | None = holders if early else rows
     bindings = parse_bindings(input_shapes, batch, dims)
     bindings.input_values = parse_input_values(input_values)
-    try:
-        if loaded.path is not None and loaded.external_data_bytes:
-            # shapes, axes and small index tables stored externally: data propagation needs their values
-            read_small_external_ints(model, loaded.path.parent, _INT_KEEP_BYTES, known)
-        hides = _strip_weight_data(model.graph, known)
-    except TypeError:  # a node's name that is not text (bytes): said as such
-        checked_rows(model.graph, loaded.where)
-        raise
+    if loaded.path is not None and loaded.external_data_bytes:
+        # shapes, axes and small index tables stored externally: data propagation needs their values
+        read_small_external_ints(model, loaded.path.parent, _INT_KEEP_BYTES, known)
+    hides = _strip_weight_data(model.graph, known)
     if not early:
         rows = _sort_nodes(model, rows, nested)
     from mlms_ir.ir.symbolic import name_anonymous_dims
@@ -126,7 +122,7 @@ def _load(
 
     try:
         pending, hidden = start()
-    except TypeError:  # a name that is not text, met while hiding stripped values
+    except TypeError:  # a name that is not text, met while hiding stripped values: said as such
         checked_rows(model.graph, loaded.where)
         raise
     graph = None
@@ -354,11 +350,13 @@ def _hide_stripped_values(model: onnx.ModelProto, candidates: bool = True) -> _H
             source = _HIDDEN_PREFIX + n.output[0]
             if value is None or not _hides(value) or source in defined:
                 continue
+            output, name = n.output[0], n.name
+            if type(name) is not str:  # bytes, not UTF-8: refused by the caller before the node is changed
+                raise TypeError(f"node #{i}'s name is not text")
             original = onnx.NodeProto()
             original.CopyFrom(n)
             hidden.constants.append((gi, i, original))
             new_inputs.append(onnx.helper.make_tensor_value_info(source, value.data_type, list(value.dims)))
-            output, name = n.output[0], n.name
             n.Clear()
             n.op_type, n.name = "Identity", name
             n.input.append(source)

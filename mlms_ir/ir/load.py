@@ -105,7 +105,7 @@ def read_model(source: ModelSource) -> LoadedModel:
     holders = Holders(model.graph)
     try:
         if data is None or spells_ai_onnx(data):
-            normalize_default_domain(model)
+            normalize_default_domain(model, holders)
         ext = check_external_data(model, path.parent if path is not None else None, holders)
     except TypeError:  # a name in a node that is not text (bytes): said as such
         checked_rows(model.graph, where)
@@ -140,28 +140,27 @@ def spells_ai_onnx(data: bytes) -> bool:
     return False
 
 
-def normalize_default_domain(model: onnx.ModelProto, rows: list[NodeRow] | None = None) -> bool:
+def normalize_default_domain(model: onnx.ModelProto, holders: Holders | None = None) -> bool:
     """Spell ONNX's default domain ``""`` wherever ``model`` spells it ``"ai.onnx"`` (its opset
-    imports, nodes, subgraphs' nodes and local functions); True when something changed. ``rows``:
-    the main graph's :func:`node_rows`, which tell the nodes that hold subgraphs.
+    imports, nodes, subgraphs' nodes and local functions); True when something changed.
+    ``holders``: the main graph's :class:`Holders`, the only nodes looked into for subgraphs.
 
     The two names are one domain (onnxruntime runs either), but ONNX's checker and shape inference
     look ``"ai.onnx"`` up as a domain of its own and refuse the model ("No opset import for
     domain 'ai.onnx'"). ``model`` is the caller's own copy."""
     changed = False
 
-    def fix(imports, nodes, rows=None) -> None:
+    def fix(imports, nodes, holding=None) -> None:
         nonlocal changed
         for op in imports:
             if op.domain == "ai.onnx":
                 op.domain = ""
                 changed = True
-        for i, n in enumerate(nodes):
+        for n in nodes:
             if n.domain == "ai.onnx":
                 n.domain = ""
                 changed = True
-            if rows is not None and not rows[i][5]:
-                continue  # holds no subgraph
+        for n in nodes if holding is None else holding:
             for a in n.attribute:
                 if a.type == _GRAPH:
                     fix((), a.g.node)
@@ -169,7 +168,7 @@ def normalize_default_domain(model: onnx.ModelProto, rows: list[NodeRow] | None 
                     for sg in a.graphs:
                         fix((), sg.node)
 
-    fix(model.opset_import, model.graph.node, rows)
+    fix(model.opset_import, model.graph.node, holders.nodes if holders is not None else None)
     for f in model.functions:
         fix(f.opset_import, f.node)
     return changed
@@ -322,6 +321,8 @@ def node_rows(g: onnx.GraphProto, names_checked: bool = False) -> list[NodeRow] 
                     return None
             elif t in _TENSOR_TYPES:
                 tensors = True
+                if not all(type(x.name) is str for x in ((a.t,) if t == _TENSOR_TYPES[0] else a.tensors)):
+                    return None  # a tensor's own name (a Constant's value): refused as every other
         add((*facts, nested, tensors))
     return rows
 

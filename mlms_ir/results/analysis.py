@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from json.encoder import encode_basestring_ascii
 from operator import attrgetter
-from collections.abc import Iterator
 from typing import Any, TextIO
 
 from mlms_ir.results.base import ModelRef, Result, build, build_dataclass, check_kind, field_types, json_fields, to_plain
