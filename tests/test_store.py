@@ -198,6 +198,25 @@ def test_analyze_json_is_written_and_stored_as_it_is_made_and_an_unwritable_outp
         assert [n["node_id"] for n in st.nodes(second.id)] == [n["id"] for n in written["nodes"]]
 
 
+def test_analyze_table_is_shown_before_the_store_copy_and_an_unwritable_table_still_records(tmp_path):
+    """The default table is written first (a large graph's node lines for the store are encoded
+    by a worker meanwhile), then the store gets the same JSON that --format json writes; when the
+    table cannot be written, the command fails with one line and the analysis is still recorded."""
+    db = tmp_path / "r.sqlite"
+    out = tmp_path / "a.json"
+    assert _cli("analyze", "--batch", "1", "--format", "json", "--output", str(out), store="none").returncode == 0
+    r = _cli("analyze", "--batch", "1", "--output", str(tmp_path / "t.txt"), store=db)
+    assert r.returncode == 0, r.stderr
+    assert "MACs" in (tmp_path / "t.txt").read_text()
+    r2 = _cli("analyze", "--batch", "1", "--output", str(tmp_path / "no" / "such" / "t.txt"), store=db)
+    assert r2.returncode != 0 and r2.stderr.strip().splitlines()[-1].startswith("mlms_ir: error: cannot write")
+    assert "Traceback" not in r2.stderr
+    written = json.loads(out.read_text())
+    with Store(db) as st:
+        first, second = sorted(st.list(), key=lambda run: run.id)
+        assert st.payload(first.id) == written == st.payload(second.id)
+
+
 def test_store_none_records_nothing_and_a_bad_store_only_warns(tmp_path):
     r = _cli("analyze", "--batch", "1", "--format", "json", store="none")
     assert r.returncode == 0 and "recorded" not in r.stderr

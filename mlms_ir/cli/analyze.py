@@ -104,19 +104,27 @@ def _analyze(model, fmt, top, output, input_shape, batch, dims, device, sort, le
     # The JSON text is written once, piece by piece, to the output (--format json) and compressed
     # for the store as it goes: a 200,000-node analysis never holds its 80 MB of text.
     packer = JsonPacker(len(result.nodes) * _JSON_BYTES_PER_NODE) if stored else None
+    head = result.head_dict() if stored or fmt == "json" else None  # once, for the output and the store
     failed: MlmsIrError | None = None
     if fmt == "json":
         try:
-            _write_json(result, output, packer)
+            _write_json(result, output, packer, head)
         except MlmsIrError as exc:  # the output cannot be written: the result is still recorded
             failed = exc
             if packer is not None:  # from the start: it may have had part of the text
                 packer = JsonPacker(len(result.nodes) * _JSON_BYTES_PER_NODE)
-                result.write_json(packer)
-    elif packer is not None:
-        result.write_json(packer)
+                result.write_json(packer, head=head)
+    else:
+        # The table first: the user reads it while the store's copy is made, and a large graph's
+        # node lines, which a worker encodes for the store, are done meanwhile.
+        try:
+            emit(result, fmt, output, top=top, sort=sort)
+        except MlmsIrError as exc:  # as above
+            failed = exc
+        if packer is not None:
+            result.write_json(packer, head=head)
     if packer is not None:
-        record(store, lambda: records_from_analysis(result, {"device": device}, payload_zlib=packer.finish()))
+        record(store, lambda: records_from_analysis(result, {"device": device}, payload_zlib=packer.finish(), head=head))
     if failed is not None:
         raise failed
     if html:
@@ -124,8 +132,6 @@ def _analyze(model, fmt, top, output, input_shape, batch, dims, device, sort, le
 
         write_html(html, result, graph)
         print(f"wrote {html}", file=sys.stderr)
-    if fmt != "json":
-        emit(result, fmt, output, top=top, sort=sort)
 
 
 #: About how much JSON text an analysis writes per node (its compression level depends on it).
@@ -144,14 +150,15 @@ class _Tee:
             self.packer.write(text)
 
 
-def _write_json(result, output: str | None, packer) -> None:
-    """``--format json``, written piece by piece to the file or stdout (no renderer, no rich)."""
+def _write_json(result, output: str | None, packer, head: dict) -> None:
+    """``--format json``, written piece by piece to the file or stdout (no renderer, no rich);
+    ``head``: the result's :meth:`~mlms_ir.results.analysis.Analysis.head_dict`."""
     if not output:
-        result.write_json(_Tee(sys.stdout, packer))
+        result.write_json(_Tee(sys.stdout, packer), head=head)
         return
     try:
         with open(output, "w") as fh:
-            result.write_json(_Tee(fh, packer))
+            result.write_json(_Tee(fh, packer), head=head)
     except OSError as exc:
         raise MlmsIrError(f"cannot write '{output}': {exc.strerror or exc}") from exc
     print(f"wrote {output}", file=sys.stderr)
