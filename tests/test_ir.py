@@ -499,3 +499,28 @@ def test_consumers_and_nodes_by_id_are_built_when_first_asked():
     assert [n.id for n in then.consumers("s")] == ["n3/then_branch/n0"]
     with pytest.raises(KeyError):
         g.node("n9")
+
+
+@pytest.mark.parametrize("cls_path", ["mlms_ir.ir.graph:TensorInfo", "mlms_ir.passes.registry:Cost"])
+def test_hand_written_initialisers_take_every_field_as_the_dataclass_would(cls_path):
+    """TensorInfo and Cost write their instance dict in one store instead of the frozen
+    dataclass' per-field __init__: their parameters must stay the fields, in order, with the
+    fields' defaults, and an instance must hold exactly them (equal, hashable, frozen, replaceable)."""
+    import dataclasses
+    import importlib
+    import inspect
+
+    module, name = cls_path.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    fields = dataclasses.fields(cls)
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    assert [p.name for p in params] == [f.name for f in fields]
+    assert [p.default for p in params] == [inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default
+                                           for f in fields]
+    args = [f"v{i}" for i in range(len(fields))]
+    obj = cls(*args)
+    assert vars(obj) == {f.name: a for f, a in zip(fields, args)}
+    assert obj == cls(**{f.name: a for f, a in zip(fields, args)}) and hash(obj) == hash(cls(*args))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(obj, fields[0].name, "other")
+    assert dataclasses.replace(obj, **{fields[0].name: "other"}) == cls("other", *args[1:])

@@ -44,6 +44,12 @@ class Cost:
     int_macs: bool = False
     note: str = ""
 
+    def __init__(self, macs: int = 0, flops: int = 0, bytes_read: int | None = None, bytes_written: int | None = None,
+                 int_macs: bool = False, note: str = "") -> None:
+        # one store of the instance's dict (as TensorInfo's): a cost per node of the graph
+        object.__setattr__(self, "__dict__", {"macs": macs, "flops": flops, "bytes_read": bytes_read,
+                                               "bytes_written": bytes_written, "int_macs": int_macs, "note": note})
+
 
 class Unresolved(Exception):
     """A shape the formula needs is not known (internal; the node is reported as unresolved)."""
