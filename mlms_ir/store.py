@@ -238,18 +238,55 @@ class JsonPacker:
     """A sink for a result's ``write_json`` (it has ``write``) that compresses the text as it
     comes, for :attr:`StoreRecord.payload_zlib`: the CLI writes a 200,000-node analysis to its
     output and into the store at once, never holding its 80 MB of text. ``size`` (bytes, an
-    estimate will do) picks the level as :func:`_compress` does."""
+    estimate will do) picks the :attr:`level` as :func:`_compress` does.
+
+    It also takes text that another process compressed (:meth:`write_deflated`: the node lines a
+    worker encoded, :mod:`mlms_ir.passes.nodes_text`). The payload is one zlib stream either way:
+    raw deflate segments, each ending on a byte boundary, one after another (as pigz joins its
+    threads' output), inside the zlib header and the Adler-32 of the whole text."""
 
     def __init__(self, size: int) -> None:
-        self._zlib = zlib.compressobj(_level(size))
-        self._parts: list[bytes] = []
+        #: The zlib level of the payload.
+        self.level = _level(size)
+        self._deflate = zlib.compressobj(self.level, zlib.DEFLATED, -zlib.MAX_WBITS)  # raw: the frame is ours
+        self._parts: list[bytes] = [zlib.compress(b"", self.level)[:2]]  # zlib's own header for the level
+        self._adler = zlib.adler32(b"")
 
     def write(self, text: str) -> None:
-        self._parts.append(self._zlib.compress(text.encode()))
+        data = text.encode()
+        self._adler = zlib.adler32(data, self._adler)
+        self._parts.append(self._deflate.compress(data))
+
+    def write_deflated(self, data: bytes, adler32: int, length: int) -> None:
+        """Append text compressed elsewhere: ``data`` is raw deflate (no header) that ends with a
+        sync flush (a byte boundary, no final block), ``adler32`` and ``length`` its text's
+        Adler-32 and size in bytes."""
+        self._parts.append(self._deflate.flush(zlib.Z_SYNC_FLUSH))
+        self._parts.append(data)
+        self._adler = adler32_combine(self._adler, adler32, length)
+        # a new compressor after it: the old one's matches would reach back past the segment
+        self._deflate = zlib.compressobj(self.level, zlib.DEFLATED, -zlib.MAX_WBITS)
 
     def finish(self) -> bytes:
         """The compressed text (call once, after the last write)."""
-        return b"".join([*self._parts, self._zlib.flush()])
+        return b"".join([*self._parts, self._deflate.flush(), self._adler.to_bytes(4, "big")])
+
+
+_ADLER_BASE = 65521  # the largest prime below 2**16
+
+
+def adler32_combine(first: int, second: int, second_length: int) -> int:
+    """The Adler-32 of two texts one after the other, from each one's Adler-32 and the second's
+    length in bytes (zlib has ``adler32_combine``; Python's zlib module does not offer it).
+
+    Adler-32 is ``B << 16 | A`` with ``A = 1 + sum of the bytes`` and ``B = sum of A after each
+    byte`` (mod 65521). Appending ``n`` bytes adds their sum to A: ``A = A1 + A2 - 1``; and B gains
+    ``B2``, in which each of the n steps started from ``A1 - 1`` more: ``B = B1 + B2 + n (A1 - 1)``."""
+    a1, b1 = first & 0xFFFF, first >> 16
+    a2, b2 = second & 0xFFFF, second >> 16
+    a = (a1 + a2 - 1) % _ADLER_BASE
+    b = (b1 + b2 + second_length * (a1 - 1)) % _ADLER_BASE
+    return b << 16 | a
 
 
 _PLAIN_CELL_TYPES = frozenset({type(None), int, str})

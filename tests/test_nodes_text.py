@@ -1,6 +1,7 @@
 """A large analysis' node lines encoded ahead by a forked worker (mlms_ir.passes.nodes_text) are the
 very text the analysis encodes itself: checked byte for byte, with a worker that fails, an indent
-it was not made for, a second write, and through the command line and its store."""
+it was not made for, a second write, compressed for the store (zlib decompresses the joined
+payload to the same text), and through the command line and its store."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def _model(layers: int = 40):
 @pytest.fixture
 def small_ahead(monkeypatch, lone_thread):
     monkeypatch.setattr(nodes_text, "MIN_NODES", 1)
+    monkeypatch.setattr(nodes_text, "MIN_PACKED_NODES", 1)
     used = []
     real = nodes_text.NodesText.copy_to
     monkeypatch.setattr(nodes_text.NodesText, "copy_to", lambda self, fh: used.append(real(self, fh)) or used[-1])
@@ -108,3 +110,75 @@ def test_the_command_line_writes_and_stores_the_same_text(small_ahead, tmp_path,
     assert (tmp_path / "a.json").read_text() == want and small_ahead == [True]
     with Store(store) as s:
         assert s.count() == 1 and s.payload(s.last_id()) == json.loads(want)
+
+
+def _unpacked(result, **kw) -> str:
+    import zlib
+
+    from mlms_ir.store import JsonPacker
+
+    packer = JsonPacker(**kw)
+    result.write_json(packer)
+    return zlib.decompress(packer.finish()).decode()
+
+
+@pytest.mark.parametrize("size", [100, 50 << 20])  # zlib level 6 and level 3
+def test_text_compressed_ahead_for_the_store_joins_into_one_zlib_stream_of_the_same_text(small_ahead, size):
+    m = _model()
+    want = analyze(m).to_json() + "\n"
+    packed_only = analyze(m, json_ahead=nodes_text.JsonAhead(text=False, deflate_level=3))
+    assert packed_only._nodes_text._file is None  # no text file: only the store wants the JSON
+    assert _unpacked(packed_only, size=size) == want and small_ahead == [True]
+
+
+def test_a_tee_takes_the_text_and_the_compressed_text_and_a_plain_sink_the_text_alone(small_ahead):
+    import zlib
+
+    from mlms_ir.store import JsonPacker
+
+    m = _model()
+    want = analyze(m).to_json() + "\n"
+
+    class Tee:  # as the command line's: its output gets the text, the store the compressed text
+        def __init__(self, fh, packer):
+            self.fh, self.packer, self.text_sink = fh, packer, fh
+            self.write_deflated = packer.write_deflated
+
+        def write(self, text):
+            self.fh.write(text)
+            self.packer.write(text)
+
+    both = analyze(m, json_ahead=nodes_text.JsonAhead(text=True, deflate_level=6))
+    out, packer = io.StringIO(), JsonPacker(100)
+    both.write_json(Tee(out, packer))
+    assert out.getvalue() == want == zlib.decompress(packer.finish()).decode() and small_ahead == [True]
+    # a worker asked for compressed text only cannot serve a sink that wants the text: encoded here
+    packed_only = analyze(m, json_ahead=nodes_text.JsonAhead(text=False, deflate_level=6))
+    plain = io.StringIO()
+    packed_only.write_json(plain)
+    assert plain.getvalue() == want and small_ahead == [True, False]
+    # a worker asked for the text alone serves a packer with it
+    assert _unpacked(analyze(m, json_ahead=True), size=100) == want and small_ahead == [True, False, True]
+
+
+def test_the_default_table_stores_the_text_the_worker_compressed(small_ahead, tmp_path, capsys):
+    from mlms_ir.cli import main
+    from mlms_ir.store import Store
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(_model().SerializeToString())
+    store = tmp_path / "runs.db"
+    assert main(["analyze", str(path), "--store", str(store)]) == 0
+    assert "MACs" in capsys.readouterr().out
+    assert small_ahead == [True]
+    with Store(store) as s:
+        assert s.payload(s.last_id()) == json.loads(analyze(str(path)).to_json())
+
+
+def test_a_graph_too_small_for_a_worker_that_would_write_text_gets_one_for_the_store_alone(lone_thread):
+    m = _model(layers=1200)  # 2,401 nodes: above MIN_PACKED_NODES, below MIN_NODES
+    assert nodes_text.MIN_PACKED_NODES <= len(m.graph.node) < nodes_text.MIN_NODES
+    assert analyze(m, json_ahead=True)._nodes_text is None
+    packed = analyze(m, json_ahead=nodes_text.JsonAhead(text=False, deflate_level=3))
+    assert packed._nodes_text is not None
+    assert _unpacked(packed, size=100) == analyze(m).to_json() + "\n"

@@ -600,3 +600,41 @@ def test_compare_prints_small_ratios_with_their_digits(tmp_path):
     render_compare(cmp, Console(file=out, width=120, color_system=None))
     assert "0.34 (0.0034x)" in out.getvalue() and "0.00x" not in out.getvalue()
     assert 'class="ratio">(0.0034x)' in render_compare_html(cmp)
+
+
+def test_adler32_combine_is_the_adler32_of_the_joined_texts():
+    """The payload's checksum when a worker's compressed text is joined in: checked against zlib's
+    own Adler-32 of the whole, over lengths around the modulus and long runs of 0xff."""
+    import random
+    import zlib
+
+    from mlms_ir.store import adler32_combine
+
+    rnd = random.Random(7)
+    cases = [(b"", b""), (b"a", b""), (b"", b"a"), (b"\xff" * 5552, b"\xff" * 65521), (b"x" * 70000, b"\xff" * 131043)]
+    cases += [(rnd.randbytes(rnd.randrange(300)), rnd.randbytes(rnd.randrange(300))) for _ in range(500)]
+    for x, y in cases:
+        assert adler32_combine(zlib.adler32(x), zlib.adler32(y), len(y)) == zlib.adler32(x + y)
+
+
+def test_a_packer_joins_text_compressed_elsewhere_into_one_zlib_stream():
+    import zlib
+
+    from mlms_ir.store import JsonPacker
+
+    def deflated(data: bytes, level: int) -> tuple[bytes, int, int]:
+        c = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+        return c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH), zlib.adler32(data), len(data)
+
+    for size in (10, 50 << 20):
+        p = JsonPacker(size)
+        p.write('{"head": "é",')
+        p.write_deflated(*deflated(b'"nodes": [' + b"1," * 40000, 1))
+        p.write("2")
+        p.write_deflated(*deflated(b"", 6))
+        p.write_deflated(*deflated(b"]", 9))
+        p.write("}")
+        out = p.finish()
+        assert zlib.decompress(out) == ('{"head": "é",' + '"nodes": [' + "1," * 40000 + "2]}").encode()
+        assert out[:2] == zlib.compress(b"", p.level)[:2]  # zlib's header for the level
+    assert zlib.decompress(JsonPacker(10).finish()) == b""

@@ -76,21 +76,27 @@ def analyze(
 def _analyze(model, fmt, top, output, input_shape, batch, dims, device, sort, lenient, html, store, solve, sweep_dim,
              input_value) -> None:
     from mlms_ir.ir import load
+    from mlms_ir.ir.symbolic import resolve
     from mlms_ir.passes import formulas
     from mlms_ir.passes.analyze import analyze as run_analysis
-    from mlms_ir.store import resolve_store_path
+    from mlms_ir.passes.nodes_text import JsonAhead
+    from mlms_ir.store import JsonPacker, resolve_store_path
 
     question = formulas.parse_constraint(str(solve)) if solve is not None else None
     swept = formulas.parse_sweep(str(sweep_dim)) if sweep_dim is not None else None
     graph = load(model_path(model), input_shapes=input_shape_list(input_shape), batch=batch, dims=dims_text(dims), lenient=bool(lenient),
                  input_values=dims_text(input_value))
-    from mlms_ir.ir.symbolic import resolve
-
     resolve(graph)  # our own graph: its dims become formulas in place (no copy), the report shows them
-    stored = resolve_store_path(store) is not None
-    writes_json = question is None and swept is None and (fmt == "json" or stored)
-    result = run_analysis(graph, device=device, json_ahead=writes_json)
-    if question is not None or swept is not None:
+    asking = question is not None or swept is not None
+    # The JSON text is written once, piece by piece, to the output (--format json) and compressed
+    # for the store as it goes: a 200,000-node analysis never holds its 80 MB of text. A large
+    # graph's node lines are encoded (and compressed, for the store) by a worker beside the passes.
+    packer = JsonPacker(len(graph.nodes) * _JSON_BYTES_PER_NODE) if resolve_store_path(store) is not None and not asking else None
+    ahead = None
+    if not asking and (fmt == "json" or packer is not None):
+        ahead = JsonAhead(text=fmt == "json", deflate_level=packer.level if packer is not None else None)
+    result = run_analysis(graph, device=device, json_ahead=ahead or False)
+    if asking:
         if html and swept is not None:  # the report plots the totals along the swept dim
             from mlms_ir.report.html import write_html
 
@@ -99,12 +105,9 @@ def _analyze(model, fmt, top, output, input_shape, batch, dims, device, sort, le
         _ask(result, str(solve) if question is not None else None, swept, fmt, output)
         return
     from mlms_ir.cli.runs import record
-    from mlms_ir.store import JsonPacker, records_from_analysis
+    from mlms_ir.store import records_from_analysis
 
-    # The JSON text is written once, piece by piece, to the output (--format json) and compressed
-    # for the store as it goes: a 200,000-node analysis never holds its 80 MB of text.
-    packer = JsonPacker(len(result.nodes) * _JSON_BYTES_PER_NODE) if stored else None
-    head = result.head_dict() if stored or fmt == "json" else None  # once, for the output and the store
+    head = result.head_dict() if packer is not None or fmt == "json" else None  # once, for the output and the store
     failed: MlmsIrError | None = None
     if fmt == "json":
         try:
@@ -112,11 +115,11 @@ def _analyze(model, fmt, top, output, input_shape, batch, dims, device, sort, le
         except MlmsIrError as exc:  # the output cannot be written: the result is still recorded
             failed = exc
             if packer is not None:  # from the start: it may have had part of the text
-                packer = JsonPacker(len(result.nodes) * _JSON_BYTES_PER_NODE)
+                packer = JsonPacker(len(graph.nodes) * _JSON_BYTES_PER_NODE)
                 result.write_json(packer, head=head)
     else:
-        # The table first: the user reads it while the store's copy is made, and a large graph's
-        # node lines, which a worker encodes for the store, are done meanwhile.
+        # The table first: the user reads it while a large graph's node lines are encoded and
+        # compressed for the store by the worker.
         try:
             emit(result, fmt, output, top=top, sort=sort)
         except MlmsIrError as exc:  # as above
@@ -139,10 +142,15 @@ _JSON_BYTES_PER_NODE = 420
 
 
 class _Tee:
-    """A sink for ``write_json`` that writes each piece to ``fh`` and to ``packer`` (if any)."""
+    """A sink for ``write_json`` that writes each piece to ``fh`` and to ``packer`` (if any).
+    Text a worker encoded and compressed goes to the packer compressed, and to ``fh`` as text
+    (:meth:`NodesText.copy_to <mlms_ir.passes.nodes_text.NodesText.copy_to>`)."""
 
     def __init__(self, fh, packer) -> None:
         self.fh, self.packer = fh, packer
+        self.text_sink = fh
+        if packer is not None:
+            self.write_deflated = packer.write_deflated
 
     def write(self, text: str) -> None:
         self.fh.write(text)

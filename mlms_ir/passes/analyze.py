@@ -14,6 +14,7 @@ from mlms_ir.ir.load import ModelSource
 from mlms_ir.ir.shapes import Dims, InputShapes
 from mlms_ir.passes.cost import count_costs, sum_field
 from mlms_ir.passes.memory import memory
+from mlms_ir.passes.nodes_text import JsonAhead, start_nodes_text
 from mlms_ir.passes.registry import CONVENTION_VERSION
 from mlms_ir.passes.roofline import Device, resolve_device, roofline
 from mlms_ir.passes.structure import structure
@@ -37,7 +38,7 @@ def analyze(
     device: str | Device | None = None,
     lenient: bool = False,
     input_values: dict[str, object] | str | None = None,
-    json_ahead: bool = False,
+    json_ahead: bool | JsonAhead = False,
 ) -> Analysis:
     """Analyse a model statically: cost, memory, structure and (with ``device``) a roofline bound.
 
@@ -48,7 +49,9 @@ def analyze(
 
     ``json_ahead``: the caller will write the result's JSON once, leaving its nodes as they are
     (the command line does): a large graph's node lines are then encoded by a forked worker
-    while the passes after the cost pass run (:mod:`mlms_ir.passes.nodes_text`).
+    while the passes after the cost pass run (:mod:`mlms_ir.passes.nodes_text`). True: as text,
+    for an output; a :class:`~mlms_ir.passes.nodes_text.JsonAhead` says whether as text, and at
+    which zlib level compressed for the results store.
 
     Raises the :mod:`mlms_ir.errors` types documented on :func:`mlms_ir.load`, and
     :class:`~mlms_ir.errors.UnknownDeviceError`.
@@ -71,9 +74,7 @@ def _analyze(model, *, input_shapes, batch, dims, device, lenient, input_values,
     costs = count_costs(graph)
     ahead = None
     if json_ahead and dev is None and sym is None:  # no later pass changes a node: its line is final now
-        from mlms_ir.passes.nodes_text import start_nodes_text
-
-        ahead = start_nodes_text(costs.nodes)
+        ahead = start_nodes_text(costs.nodes, want=json_ahead if isinstance(json_ahead, JsonAhead) else JsonAhead())
     mem = memory(graph, costs)
     struct = structure(graph, costs)
     top = costs.top
