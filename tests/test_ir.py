@@ -524,3 +524,77 @@ def test_hand_written_initialisers_take_every_field_as_the_dataclass_would(cls_p
     with pytest.raises(dataclasses.FrozenInstanceError):
         setattr(obj, fields[0].name, "other")
     assert dataclasses.replace(obj, **{fields[0].name: "other"}) == cls("other", *args[1:])
+
+
+def _tensor_facts(graph):
+    return {name: (t, t.known and (t.numel, t.nbytes), t.__dict__.get("_size")) for name, t in graph.tensors.items()}
+
+
+def test_the_tensors_built_from_the_inference_childs_reading_are_those_read_from_the_value_infos(monkeypatch):
+    """The inference child reads every value info for its "every output resolved" check and sends
+    that reading (a TypeTable) with its answer; the loader builds the tensors from it. They must be
+    the tensors the value infos themselves give (a dynamic dim, another element type, an input
+    the graph does not read)."""
+    from mlms_ir.ir.graph import Graph
+
+    tables = []
+    real = Graph._build_tensors
+    monkeypatch.setattr(Graph, "_build_tensors", lambda self, table=None: tables.append(table) or real(self, table))
+    model = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[N, 8] x, int64[2] shape) => (float[N, 4] y, float16[N, 4] h) <float[8, 4] w = {1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8}> {
+            m = MatMul(x, w)
+            h = Cast<to = 10>(m)
+            t = Relu(m)
+            y = Identity(t)
+        }
+    """)
+    graph = mlms_ir.load(model)
+    assert tables and tables[-1] is not None and set(tables[-1].value_info[0]) == {"m", "t"}
+    from_table = _tensor_facts(graph)
+    real(graph)  # again, from the value infos
+    assert _tensor_facts(graph) == from_table
+    assert graph.tensors["h"].elem_type == onnx.TensorProto.FLOAT16 and graph.tensors["m"].shape == ("N", 4)
+    assert graph.tensors["shape"].kind == "input" and graph.tensors["w"].kind == "initializer"
+
+
+def test_a_graph_whose_outputs_inference_leaves_unresolved_gets_no_table(monkeypatch):
+    """Where some output is not resolved the child completes the shapes node by node, changing
+    the value infos after its check: it sends no reading of them, and the loader reads them."""
+    from mlms_ir.ir.graph import Graph
+
+    tables = []
+    real = Graph._build_tensors
+    monkeypatch.setattr(Graph, "_build_tensors", lambda self, table=None: tables.append(table) or real(self, table))
+    model = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17, "example.custom" : 1]>
+        g (float[2, 8] x) => (float[2, 8] y) {
+            u = example.custom.Mystery(x)
+            y = Relu(x)
+        }
+    """)
+    graph = mlms_ir.load(model)
+    assert tables == [None] and graph.tensors["y"].shape == (2, 8)
+
+
+def test_a_type_table_is_read_back_only_when_it_is_one():
+    from mlms_ir.ir.graph import TypeTable, read_type_table
+
+    model = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[N, 8] x) => (float[N, 8] y) {
+            t = Relu(x)
+            y = Neg(t)
+        }
+    """)
+    g = onnx.shape_inference.infer_shapes(model).graph
+    table = read_type_table(g)
+    assert TypeTable.from_bytes(table.to_bytes()) == table and len(table.keys) == 1
+    assert table.input == (["x"], [0]) and table.value_info == (["t"], [0]) and table.output == (["y"], [0])
+    import marshal
+
+    for bad in (b"", b"not marshal", marshal.dumps(([b"k"], ([b"x"], [0]), ([], []), ([], []))),  # a name that is not text
+                marshal.dumps(([b"k"], (["x"], [1]), ([], []), ([], []))),  # a type out of range
+                marshal.dumps(([b"k"], (["x"], [0, 0]), ([], []), ([], []))),  # lengths that differ
+                marshal.dumps(([b"k"], (["x"], [0]), ([], [])))):  # a section missing
+        assert TypeTable.from_bytes(bad) is None

@@ -142,7 +142,7 @@ def _load(
         if not nested:
             graph = Graph(model, source=source_name, ordered=True, loaded=loaded, bindings=bindings, warnings=warnings,
                           types_pending=True, node_rows=rows)
-        body, inference_warnings = pending.result()
+        body, inference_warnings, table = pending.result()
     finally:
         pending.cancel()
     warnings.extend(inference_warnings)
@@ -153,7 +153,7 @@ def _load(
         g.MergeFromString(body)
         loaded.model = model
         graph.warnings.extend(inference_warnings)
-        graph._build_tensors()
+        graph._build_tensors(table)  # the child's reading of the value infos just merged
     else:
         inferred = ModelProto()
         inferred.ParseFromString(body)

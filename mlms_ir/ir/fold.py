@@ -11,7 +11,6 @@ only value_info is added.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 
@@ -32,29 +31,33 @@ def _resolved(tp: onnx.TypeProto | None, names: frozenset[str] = frozenset()) ->
     return all(d.HasField("dim_value") or d.dim_param in names for d in tp.tensor_type.shape.dim)
 
 
-def _all_resolved(g: onnx.GraphProto, names: frozenset[str], outputs: list[str] | None = None) -> bool:
+def _all_resolved(g: onnx.GraphProto, names: frozenset[str], outputs: list[str] | None = None,
+                  tables: list | None = None) -> bool:
     """Whether every node output of ``g`` has a :func:`_resolved` type (the last declaration of a
-    name counts, as in :func:`complete_shapes`' table): the usual answer, found in one pass over
-    the value infos without building their table. Each distinct type is looked at once (50,000
-    nodes' value infos have a few dozen), told apart by its bytes. ``outputs``: the names of
-    every output of ``g``'s nodes, when the caller has them (else read from the nodes)."""
-    from mlms_ir.ir.graph import type_key
+    name counts): the usual answer, found from one pass over the value infos
+    (:func:`~mlms_ir.ir.graph.read_type_table`) without building their table of protos. Each
+    distinct type is looked at once (a 200,000-node decoder's 213,000 value infos have 8).
+    ``outputs``: the names of every output of ``g``'s nodes, when the caller has them (else read
+    from the nodes). ``tables``: where the answer is yes, the :class:`~mlms_ir.ir.graph.TypeTable`
+    read is appended to it (the loader's tensors are built from it)."""
+    from mlms_ir.ir.graph import read_type_table
 
-    ok: dict[str, bool] = {}
-    seen: dict[bytes, int] = {}  # type -> 0: not a tensor, 1: unresolved, 2: resolved
-    for vi in itertools.chain(g.input, g.value_info, g.output):
-        key = type_key(vi.SerializeToString())
-        state = seen.get(key)
-        if state is None:
-            tp = vi.type
-            state = 0 if tp.WhichOneof("value") != "tensor_type" else 2 if _resolved(tp, names) else 1
-            seen[key] = state
-        if state:
-            ok[vi.name] = state == 2
-    get = ok.get
-    if outputs is not None:
-        return all(get(o, False) for o in outputs)
-    return all(get(o, False) for n in g.node for o in n.output if o)
+    table = read_type_table(g)
+    states = []  # by type: 0 not a tensor, 1 unresolved, 2 resolved
+    for key in table.keys:
+        tp = onnx.ValueInfoProto.FromString(key).type
+        states.append(0 if tp.WhichOneof("value") != "tensor_type" else 2 if _resolved(tp, names) else 1)
+    state_of = states.__getitem__
+    last: dict[str, int] = {}
+    for section_names, indices in (table.input, table.value_info, table.output):
+        last.update(zip(section_names, map(state_of, indices)))
+    get = last.get
+    wanted = outputs if outputs is not None else [o for n in g.node for o in n.output if o]
+    if all(get(o) == 2 for o in wanted):
+        if tables is not None:
+            tables.append(table)
+        return True
+    return False
 
 
 def _static_shape(tp: onnx.TypeProto | None) -> list[int] | None:
@@ -180,17 +183,19 @@ def _evaluate(node: onnx.NodeProto, values: dict[str, np.ndarray], opset: int) -
     return out
 
 
-def complete_shapes(inferred: onnx.ModelProto, outputs: list[str] | None = None) -> int:
+def complete_shapes(inferred: onnx.ModelProto, outputs: list[str] | None = None, tables: list | None = None) -> int:
     """Resolve more output shapes of the main graph in place; returns how many were resolved.
     ``outputs``: the names of every output of the main graph's nodes, when the caller has them
-    (its check that all are resolved already, the usual case, then reads no node)."""
+    (its check that all are resolved already, the usual case, then reads no node). ``tables``:
+    where every output was resolved already, the main graph's value infos as that check read
+    them (a :class:`~mlms_ir.ir.graph.TypeTable`) are appended to it."""
     g = inferred.graph
     inits = {t.name for t in g.initializer}
     names = frozenset(
         d.dim_param for vi in g.input if vi.name not in inits and vi.type.HasField("tensor_type")
         for d in vi.type.tensor_type.shape.dim if d.dim_param
     )
-    if _all_resolved(g, names, outputs):
+    if _all_resolved(g, names, outputs, tables):
         return 0
     types: dict[str, onnx.TypeProto] = {}
     for vi in list(g.input) + list(g.value_info) + list(g.output):

@@ -18,6 +18,7 @@ import onnx.shape_inference
 from mlms_ir.errors import InvalidModelError, ShapeBindingError
 from mlms_ir.ir import contrib
 from mlms_ir.ir.fold import complete_shapes
+from mlms_ir.ir.graph import TypeTable
 from mlms_ir.ir.guard import GuardedCall, GuardedCrash, GuardedError, frame, memory_limit_bytes, start_call_guarded, unframe
 
 MAX_DIM = 2**62  # ONNX dims are int64; larger bindings are mistakes
@@ -260,7 +261,7 @@ def infer_shapes(model: onnx.ModelProto, *, lenient: bool = False) -> tuple[onnx
     unless ``lenient``, in which case inference is re-run non-strictly and the failure becomes a
     warning.
     """
-    body, warnings = start_infer_shapes(model, lenient=lenient).result()
+    body, warnings, _ = start_infer_shapes(model, lenient=lenient).result()
     out = onnx.ModelProto()
     out.ParseFromString(body)
     return out, warnings
@@ -272,9 +273,11 @@ class PendingInference:
     def __init__(self, call: GuardedCall) -> None:
         self._call = call
 
-    def result(self) -> tuple[bytes, list[str]]:
+    def result(self) -> tuple[bytes, list[str], TypeTable | None]:
         """The serialized answer (a ``ModelProto``, or with ``types_only`` a ``GraphProto`` of the
-        main graph's value infos and outputs) and the warnings, waiting for the child; raises
+        main graph's value infos and outputs), the warnings and, with ``types_only`` where the
+        child read them whole, those value infos and outputs as a
+        :class:`~mlms_ir.ir.graph.TypeTable`; waits for the child; raises
         :class:`InvalidModelError` as :func:`infer_shapes` does."""
         try:
             data = self._call.result()
@@ -285,8 +288,10 @@ class PendingInference:
             if exc.type_name == "InvalidModelError":
                 raise InvalidModelError(exc.message) from None
             raise InvalidModelError(f"ONNX's shape inference failed on this model: {_one_line(exc)}") from None
-        warnings, body = unframe(data)
-        return body, warnings
+        head, body = unframe(data)
+        n = head["table"]
+        table = TypeTable.from_bytes(body[len(body) - n:]) if n else None
+        return body[:len(body) - n], head["warnings"], table
 
     def cancel(self) -> None:
         """Stop the child (its answer is no longer wanted)."""
@@ -303,14 +308,23 @@ def start_infer_shapes(model: onnx.ModelProto, *, lenient: bool = False, types_o
     every output of the main graph's nodes, when the caller has them (the forked child reads
     them instead of the nodes)."""
     def work() -> bytes:
-        inferred, warnings = _infer_here(model, lenient, outputs)
-        return frame(warnings, _types_of(inferred) if types_only else inferred.SerializeToString())
+        return _answer(*_infer_here(model, lenient, outputs), types_only)
 
     budget = memory_limit_bytes()
     need = INFER_BASE_BYTES + INFER_BYTES_PER_MODEL_BYTE * model.ByteSize()
     head = {"lenient": lenient, "types_only": types_only}
     return PendingInference(start_call_guarded("infer_shapes", lambda: frame(head, model.SerializeToString()), work,
                                                memory_bytes=min(budget, need) if budget else need))
+
+
+def _answer(inferred: onnx.ModelProto, warnings: list[str], table: TypeTable | None, types_only: bool) -> bytes:
+    """The child's answer: a frame of the warnings and the inferred model, or with ``types_only``
+    its main graph's types (:func:`_types_of`) followed by their :class:`~mlms_ir.ir.graph.TypeTable`
+    where the child has it (the head says how many bytes it takes)."""
+    if not types_only:
+        return frame({"warnings": warnings, "table": 0}, inferred.SerializeToString())
+    extra = table.to_bytes() if table is not None else b""
+    return frame({"warnings": warnings, "table": len(extra)}, _types_of(inferred) + extra)
 
 
 def _types_of(inferred: onnx.ModelProto) -> bytes:
@@ -331,8 +345,7 @@ def infer_request(data: bytes) -> bytes:
     head, body = unframe(data)
     model = onnx.ModelProto()
     model.ParseFromString(body)
-    inferred, warnings = _infer_here(model, bool(head["lenient"]))
-    return frame(warnings, _types_of(inferred) if head.get("types_only") else inferred.SerializeToString())
+    return _answer(*_infer_here(model, bool(head["lenient"])), bool(head.get("types_only")))
 
 
 def warm_up() -> None:
@@ -358,9 +371,11 @@ INFER_BASE_BYTES = 1 << 30
 INFER_BYTES_PER_MODEL_BYTE = 64
 
 
-def _infer_here(model: onnx.ModelProto, lenient: bool, outputs: list[str] | None = None) -> tuple[onnx.ModelProto, list[str]]:
+def _infer_here(model: onnx.ModelProto, lenient: bool,
+                outputs: list[str] | None = None) -> tuple[onnx.ModelProto, list[str], TypeTable | None]:
     """:func:`infer_shapes`' work, in the process it is called in (the guarded child); ``outputs``
-    as :func:`start_infer_shapes` has them."""
+    as :func:`start_infer_shapes` has them. Returns the inferred model, the warnings, and the main
+    graph's value infos as the last check read them, where nothing changed them after it."""
     warnings: list[str] = []
 
     def infer(m: onnx.ModelProto, strict: bool) -> onnx.ModelProto:
@@ -381,16 +396,19 @@ def _infer_here(model: onnx.ModelProto, lenient: bool, outputs: list[str] | None
         except Exception as exc2:  # noqa: BLE001
             warnings.append(f"shape inference failed: {_one_line(exc2)}")
             inferred = model
+    table = None
     for _ in range(3):
-        complete_shapes(inferred, outputs)
+        read: list[TypeTable] = []
+        complete_shapes(inferred, outputs, read)
         if not contrib.add_contrib_shapes(inferred):
+            table = read[0] if read else None  # every output was resolved, and nothing changed since
             break
         try:
             inferred = infer(inferred, False)
         except Exception as exc:  # noqa: BLE001
             warnings.append(f"shape inference after contrib-op shapes failed: {_one_line(exc)}")
             break
-    return inferred, warnings
+    return inferred, warnings, table
 
 
 def input_shape_list(value: object) -> list[str] | None:
