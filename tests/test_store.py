@@ -180,15 +180,20 @@ def test_every_command_records_its_results(tmp_path):
         assert div.summary["first_divergent"] is None and all(n["max_abs"] is not None for n in st.nodes(div.id))
 
 
-def test_analyze_json_is_written_and_stored_as_it_is_made_and_an_unwritable_output_still_records(tmp_path):
+@pytest.mark.parametrize("fmt", ["json", "table"])
+def test_analyze_output_and_store_get_the_same_analysis_and_an_unwritable_output_still_records(tmp_path, fmt):
     """analyze --format json writes its text to the output and compresses it for the store piece
-    by piece (never holding the whole text); when the output cannot be written, the command fails
-    with one line and the store still gets the whole analysis."""
+    by piece (never holding the whole text); the default table is written first, then the store
+    gets the same JSON (a large graph's node lines for it are encoded by a worker meanwhile). When
+    the output cannot be written, the command fails with one line and the store still gets the
+    whole analysis."""
     db = tmp_path / "r.sqlite"
     out = tmp_path / "a.json"
-    r = _cli("analyze", "--batch", "1", "--format", "json", "--output", str(out), store=db)
+    assert _cli("analyze", "--batch", "1", "--format", "json", "--output", str(out), store="none").returncode == 0
+    r = _cli("analyze", "--batch", "1", "--format", fmt, "--output", str(tmp_path / f"a.{fmt}"), store=db)
     assert r.returncode == 0, r.stderr
-    r2 = _cli("analyze", "--batch", "1", "--format", "json", "--output", str(tmp_path / "no" / "such" / "a.json"), store=db)
+    assert "MACs" in (tmp_path / f"a.{fmt}").read_text()
+    r2 = _cli("analyze", "--batch", "1", "--format", fmt, "--output", str(tmp_path / "no" / "such" / "a.out"), store=db)
     assert r2.returncode != 0 and r2.stderr.strip().splitlines()[-1].startswith("mlms_ir: error: cannot write")
     assert "Traceback" not in r2.stderr
     written = json.loads(out.read_text())
@@ -196,25 +201,6 @@ def test_analyze_json_is_written_and_stored_as_it_is_made_and_an_unwritable_outp
         first, second = sorted(st.list(), key=lambda run: run.id)
         assert st.payload(first.id) == written == st.payload(second.id)
         assert [n["node_id"] for n in st.nodes(second.id)] == [n["id"] for n in written["nodes"]]
-
-
-def test_analyze_table_is_shown_before_the_store_copy_and_an_unwritable_table_still_records(tmp_path):
-    """The default table is written first (a large graph's node lines for the store are encoded
-    by a worker meanwhile), then the store gets the same JSON that --format json writes; when the
-    table cannot be written, the command fails with one line and the analysis is still recorded."""
-    db = tmp_path / "r.sqlite"
-    out = tmp_path / "a.json"
-    assert _cli("analyze", "--batch", "1", "--format", "json", "--output", str(out), store="none").returncode == 0
-    r = _cli("analyze", "--batch", "1", "--output", str(tmp_path / "t.txt"), store=db)
-    assert r.returncode == 0, r.stderr
-    assert "MACs" in (tmp_path / "t.txt").read_text()
-    r2 = _cli("analyze", "--batch", "1", "--output", str(tmp_path / "no" / "such" / "t.txt"), store=db)
-    assert r2.returncode != 0 and r2.stderr.strip().splitlines()[-1].startswith("mlms_ir: error: cannot write")
-    assert "Traceback" not in r2.stderr
-    written = json.loads(out.read_text())
-    with Store(db) as st:
-        first, second = sorted(st.list(), key=lambda run: run.id)
-        assert st.payload(first.id) == written == st.payload(second.id)
 
 
 def test_store_none_records_nothing_and_a_bad_store_only_warns(tmp_path):
