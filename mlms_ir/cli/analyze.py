@@ -91,7 +91,8 @@ def _analyze(model, fmt, top, output, input_shape, batch, dims, device, sort, le
     # The JSON text is written once, piece by piece, to the output (--format json) and compressed
     # for the store as it goes: a 200,000-node analysis never holds its 80 MB of text. A large
     # graph's node lines are encoded (and compressed, for the store) by a worker beside the passes.
-    packer = JsonPacker(len(graph.nodes) * _JSON_BYTES_PER_NODE) if resolve_store_path(store) is not None and not asking else None
+    json_size = len(graph.nodes) * _JSON_BYTES_PER_NODE  # about; it picks the store's compression level
+    packer = JsonPacker(json_size) if resolve_store_path(store) is not None and not asking else None
     ahead = None
     if not asking and (fmt == "json" or packer is not None):
         ahead = JsonAhead(text=fmt == "json", deflate_level=packer.level if packer is not None else None)
@@ -115,7 +116,7 @@ def _analyze(model, fmt, top, output, input_shape, batch, dims, device, sort, le
         except MlmsIrError as exc:  # the output cannot be written: the result is still recorded
             failed = exc
             if packer is not None:  # from the start: it may have had part of the text
-                packer = JsonPacker(len(graph.nodes) * _JSON_BYTES_PER_NODE)
+                packer = JsonPacker(json_size)
                 result.write_json(packer, head=head)
     else:
         # The table first: the user reads it while a large graph's node lines are encoded and

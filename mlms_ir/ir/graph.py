@@ -436,10 +436,7 @@ class Graph:
             get_kind = kinds.get
             for names, indices in (table.value_info, table.output):
                 for name, i in zip(names, indices):
-                    f = facts[i]
-                    name = intern(name)  # the string the nodes hold (see Node)
-                    t = tensors[name] = TensorInfo(name, f[0], f[1], get_kind(name, "activation"), False, f[2])
-                    t.__dict__["_size"] = f[3]  # as TensorInfo._size computes it
+                    _put_tensor(tensors, name, facts[i], get_kind(name, "activation"))
         for t in self._weights:
             tensors[t.name] = t
         init_names = set(self.initializer_names)
@@ -675,7 +672,12 @@ def _put_value_info(tensors: dict[str, TensorInfo], vi: onnx.ValueInfoProto, kin
         facts = _type_facts(vi.type)
         if types is not None:
             types[key] = facts
-    name = intern(vi.name)  # the string the nodes hold (see Node)
+    _put_tensor(tensors, vi.name, facts, kind)
+
+
+def _put_tensor(tensors: dict[str, TensorInfo], name: str, facts: tuple, kind: TensorKind) -> None:
+    """A tensor of ``name`` with a declared type's :func:`_type_facts` into ``tensors``."""
+    name = intern(name)  # the string the nodes hold (see Node)
     t = tensors[name] = TensorInfo(name, facts[0], facts[1], kind, False, facts[2])
     t.__dict__["_size"] = facts[3]  # as TensorInfo._size computes it
 
